@@ -1,0 +1,82 @@
+package audit
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// maxNoteSize bounds a checkpoint note read from untrusted input. Ours are about 200 bytes.
+const maxNoteSize = 16 << 10
+
+// validOrigin reports whether s can be the first line of a checkpoint: non-empty UTF-8
+// with no control characters (which notes forbid) and so no newline.
+func validOrigin(s string) bool {
+	if s == "" || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// formatCheckpoint returns the C2SP tlog-checkpoint body: origin, size, base64 root.
+func formatCheckpoint(origin string, size int64, root tlog.Hash) string {
+	return origin + "\n" + strconv.FormatInt(size, 10) + "\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n"
+}
+
+// parseCheckpoint parses a checkpoint body. Lines after the root (extensions) are ignored.
+func parseCheckpoint(text string) (origin string, size int64, root tlog.Hash, err error) {
+	lines := strings.SplitN(text, "\n", 4)
+	if len(lines) < 4 {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint has fewer than three lines", ErrInvalid)
+	}
+	origin = lines[0]
+	if !validOrigin(origin) {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint has no valid origin line", ErrInvalid)
+	}
+	size, err = strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || size < 0 || lines[1] != strconv.FormatInt(size, 10) {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint tree size is not a canonical decimal number", ErrInvalid)
+	}
+	h, err := base64.StdEncoding.Strict().DecodeString(lines[2])
+	if err != nil || len(h) != tlog.HashSize {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint root is not a base64 SHA-256 hash", ErrInvalid)
+	}
+	copy(root[:], h)
+	return origin, size, root, nil
+}
+
+// OpenCheckpoint checks a signed checkpoint note against v and returns what it says: the
+// log's origin, its tree size and root hash. A note not validly signed by v's key is
+// ErrTampered; a malformed one is ErrInvalid.
+func OpenCheckpoint(v note.Verifier, msg []byte) (origin string, size int64, root tlog.Hash, err error) {
+	if v == nil {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: no verifier key", ErrInvalid)
+	}
+	if len(msg) > maxNoteSize {
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint is %d bytes, more than %d", ErrInvalid, len(msg), maxNoteSize)
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		var invalid *note.InvalidSignatureError
+		switch {
+		case errors.As(err, &unverified):
+			return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint is not signed by key %s", ErrTampered, v.Name())
+		case errors.As(err, &invalid):
+			return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint signature by key %s is invalid", ErrTampered, v.Name())
+		}
+		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint is not a signed note: %v", ErrInvalid, err)
+	}
+	return parseCheckpoint(n.Text)
+}

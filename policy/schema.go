@@ -1,0 +1,180 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Kind is the kind of personal data a column holds.
+type Kind string
+
+const (
+	KindNone     Kind = "none"
+	KindIDNumber Kind = "id_number"
+	KindName     Kind = "name"
+	KindPhone    Kind = "phone"
+	KindAddress  Kind = "address"
+	KindFreeText Kind = "free_text"
+)
+
+var kinds = map[Kind]bool{KindNone: true, KindIDNumber: true, KindName: true, KindPhone: true, KindAddress: true, KindFreeText: true}
+
+// Identifier reports whether a column of this kind identifies a person directly.
+func (k Kind) Identifier() bool {
+	return k == KindIDNumber || k == KindName || k == KindPhone || k == KindAddress
+}
+
+// Schema is a provider's description of one dataset, read from its schema file.
+type Schema struct {
+	Name           string   `yaml:"name" json:"name"`
+	Title          string   `yaml:"title,omitempty" json:"title,omitempty"`
+	Provider       string   `yaml:"provider" json:"provider"`
+	Unit           string   `yaml:"unit" json:"unit"`
+	MaxRowsPerUnit int64    `yaml:"max_rows_per_unit,omitempty" json:"max_rows_per_unit,omitempty"`
+	Budget         Budget   `yaml:"budget" json:"budget"`
+	Columns        []Column `yaml:"columns" json:"columns"`
+}
+
+// Budget is a dataset's total differential-privacy budget, as the provider states it. The
+// ledger keeps it in integer units (package dp); this is only the declaration.
+type Budget struct {
+	Epsilon float64 `yaml:"epsilon" json:"epsilon"`
+	Delta   float64 `yaml:"delta" json:"delta"`
+}
+
+// Column classifies one column.
+type Column struct {
+	Name        string    `yaml:"name" json:"name"`
+	Type        string    `yaml:"type" json:"type"`
+	Level       int       `yaml:"level" json:"level"`
+	Kind        Kind      `yaml:"kind" json:"kind"`
+	PrivacyUnit bool      `yaml:"privacy_unit,omitempty" json:"privacy_unit,omitempty"`
+	Bounds      []float64 `yaml:"bounds,omitempty" json:"bounds,omitempty"`
+	Domain      []string  `yaml:"domain,omitempty" json:"domain,omitempty"`
+	Mask        string    `yaml:"mask,omitempty" json:"mask,omitempty"`
+}
+
+// Identifier reports whether the column is a direct identifier.
+func (c Column) Identifier() bool { return c.Kind.Identifier() }
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// reserved names cannot name a dataset: they would shadow DuckDB's own catalogs.
+var reserved = map[string]bool{"main": true, "system": true, "temp": true, "information_schema": true, "pg_catalog": true}
+
+var maskRE = regexp.MustCompile(`^(none|name|hmac|month|suppress|keep:\d{1,2},\d{1,2}|band:\d{1,6}|grid:[0-9.]{1,10})$`)
+
+// ParseSchema reads and checks a schema file.
+func ParseSchema(data []byte) (*Schema, error) {
+	var s Schema
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%w: schema file: %v", ErrInvalid, err)
+	}
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Check reports the first problem with the schema, in words a provider can act on.
+func (s *Schema) Check() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: schema %q: %s", ErrInvalid, s.Name, fmt.Sprintf(format, a...))
+	}
+	if !nameRE.MatchString(s.Name) || reserved[s.Name] {
+		return bad("name must be lower case letters, digits and _ (starting with a letter), and not a reserved word")
+	}
+	if s.Provider == "" {
+		return bad("provider is missing: name the agency that owns the data")
+	}
+	if s.Unit != "person" && s.Unit != "enterprise" {
+		return bad("unit must be person or enterprise")
+	}
+	if s.MaxRowsPerUnit < 0 {
+		return bad("max_rows_per_unit must not be negative")
+	}
+	if !(s.Budget.Epsilon > 0) || math.IsInf(s.Budget.Epsilon, 0) || s.Budget.Epsilon > 100 {
+		return bad("budget.epsilon must be a number in (0, 100]")
+	}
+	if !(s.Budget.Delta >= 0 && s.Budget.Delta < 1e-3) {
+		return bad("budget.delta must be in [0, 0.001)")
+	}
+	if len(s.Columns) == 0 {
+		return bad("no columns")
+	}
+	seen := map[string]bool{}
+	units := 0
+	for _, c := range s.Columns {
+		if !nameRE.MatchString(c.Name) {
+			return bad("column name %q must be lower case letters, digits and _", c.Name)
+		}
+		if strings.HasPrefix(c.Name, "__veil") {
+			return bad("column name %q uses the reserved prefix __veil", c.Name)
+		}
+		if seen[c.Name] {
+			return bad("column %q appears twice", c.Name)
+		}
+		seen[c.Name] = true
+		if c.Type == "" {
+			return bad("column %q has no type", c.Name)
+		}
+		if c.Level < 1 || c.Level > 4 {
+			return bad("column %q: level must be 1, 2, 3 or 4", c.Name)
+		}
+		if !kinds[c.Kind] {
+			return bad("column %q: kind must be one of none, id_number, name, phone, address, free_text", c.Name)
+		}
+		if c.PrivacyUnit {
+			units++
+			if c.Level == 4 {
+				return bad("column %q: the privacy unit cannot be level 4", c.Name)
+			}
+		}
+		if len(c.Bounds) != 0 {
+			if len(c.Bounds) != 2 || !(c.Bounds[0] < c.Bounds[1]) || math.IsInf(c.Bounds[0], 0) || math.IsInf(c.Bounds[1], 0) {
+				return bad("column %q: bounds must be [lower, upper] with lower < upper", c.Name)
+			}
+		}
+		if c.Mask != "" && !maskRE.MatchString(c.Mask) {
+			return bad("column %q: unknown mask rule %q", c.Name, c.Mask)
+		}
+		if c.Identifier() && c.Mask == "" {
+			return bad("column %q is a direct identifier (%s) and needs a mask rule", c.Name, c.Kind)
+		}
+	}
+	if units != 1 {
+		return bad("exactly one column must be the privacy unit (privacy_unit: true), found %d", units)
+	}
+	return nil
+}
+
+// Column returns the named column.
+func (s *Schema) Column(name string) (Column, bool) {
+	for _, c := range s.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// UnitColumn returns the privacy-unit column.
+func (s *Schema) UnitColumn() Column {
+	for _, c := range s.Columns {
+		if c.PrivacyUnit {
+			return c
+		}
+	}
+	return Column{}
+}
+
+// FormatFloat prints a float the way schema files and messages show it.
+func FormatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

@@ -1,0 +1,402 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/store"
+)
+
+// DB is a store.Store on SQLite.
+type DB struct {
+	w *sql.DB // one connection, BEGIN IMMEDIATE
+	r *sql.DB // readers
+}
+
+var _ store.Store = (*DB)(nil)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS principals (
+	id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, tenant TEXT NOT NULL,
+	token_hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS datasets (
+	name TEXT PRIMARY KEY, version TEXT NOT NULL, rows INTEGER NOT NULL, provider TEXT NOT NULL, schema TEXT NOT NULL,
+	files TEXT NOT NULL, registered INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (
+	id TEXT PRIMARY KEY, tenant TEXT NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL, updated INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS grants_tenant ON grants(tenant);
+CREATE TABLE IF NOT EXISTS jobs (
+	id TEXT PRIMARY KEY, grant_id TEXT NOT NULL, tenant TEXT NOT NULL, submitter TEXT NOT NULL,
+	status TEXT NOT NULL, idem_key TEXT NOT NULL, body TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(tenant, idem_key) WHERE idem_key != '';
+CREATE INDEX IF NOT EXISTS jobs_grant ON jobs(grant_id);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS outputs (
+	job_id TEXT PRIMARY KEY, data BLOB NOT NULL, meta TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reviews (
+	job_id TEXT NOT NULL, reviewer TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
+	PRIMARY KEY (job_id, reviewer));
+CREATE TABLE IF NOT EXISTS audit_records (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+`
+
+// Open opens (creating if needed) the store at path.
+func Open(ctx context.Context, path string) (*DB, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_foreign_keys", "1")
+	q.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	if _, err := w.ExecContext(ctx, schema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("create store schema in %s: %w", path, err)
+	}
+	// The store holds token hashes and the catalog: owner only.
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(f, 0o600); err != nil && !os.IsNotExist(err) {
+			w.Close()
+			return nil, err
+		}
+	}
+	q.Set("_txlock", "deferred")
+	q.Set("mode", "ro")
+	r, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	r.SetMaxOpenConns(8)
+	return &DB{w: w, r: r}, nil
+}
+
+// Close closes the store.
+func (db *DB) Close() error { return errors.Join(db.r.Close(), db.w.Close()) }
+
+// View implements store.Store.
+func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&txn{tx: tx})
+}
+
+// Update implements store.Store.
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	if err := fn(&txn{tx: tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type txn struct{ tx *sql.Tx }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+func tm(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func wrap(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
+		return fmt.Errorf("%s: %w", what, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func (t *txn) exec(ctx context.Context, what, q string, args ...any) error {
+	_, err := t.tx.ExecContext(ctx, q, args...)
+	return wrap(err, what)
+}
+
+// --- principals
+
+const principalCols = `id, name, role, tenant, token_hash, created, revoked`
+
+func scanPrincipal(s interface{ Scan(...any) error }) (store.Principal, error) {
+	var p store.Principal
+	var created int64
+	err := s.Scan(&p.ID, &p.Name, &p.Role, &p.Tenant, &p.TokenHash, &created, &p.Revoked)
+	p.Created = tm(created)
+	return p, err
+}
+
+func (t *txn) PutPrincipal(ctx context.Context, p store.Principal) error {
+	return t.exec(ctx, "put principal", `INSERT INTO principals (`+principalCols+`) VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET name=excluded.name, role=excluded.role, tenant=excluded.tenant,
+		token_hash=excluded.token_hash, revoked=excluded.revoked`,
+		p.ID, p.Name, p.Role, p.Tenant, p.TokenHash, ms(p.Created), p.Revoked)
+}
+
+func (t *txn) PrincipalByToken(ctx context.Context, hash []byte) (store.Principal, error) {
+	p, err := scanPrincipal(t.tx.QueryRowContext(ctx, `SELECT `+principalCols+` FROM principals WHERE token_hash = ?`, hash))
+	return p, wrap(err, "principal")
+}
+
+func (t *txn) Principal(ctx context.Context, id string) (store.Principal, error) {
+	p, err := scanPrincipal(t.tx.QueryRowContext(ctx, `SELECT `+principalCols+` FROM principals WHERE id = ?`, id))
+	return p, wrap(err, "principal "+id)
+}
+
+func (t *txn) Principals(ctx context.Context) ([]store.Principal, error) {
+	return queryAll(ctx, t, "principals", scanPrincipal, `SELECT `+principalCols+` FROM principals ORDER BY created, id`)
+}
+
+func queryAll[T any](ctx context.Context, t *txn, what string, scan func(interface{ Scan(...any) error }) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap(err, what)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, wrap(err, what)
+		}
+		out = append(out, v)
+	}
+	return out, wrap(rows.Err(), what)
+}
+
+// --- datasets
+
+const datasetCols = `name, version, rows, provider, schema, files, registered`
+
+func scanDataset(s interface{ Scan(...any) error }) (store.Dataset, error) {
+	var d store.Dataset
+	var files string
+	var reg int64
+	if err := s.Scan(&d.Name, &d.Version, &d.Rows, &d.Provider, &d.Schema, &files, &reg); err != nil {
+		return d, err
+	}
+	d.Registered = tm(reg)
+	return d, json.Unmarshal([]byte(files), &d.Files)
+}
+
+func (t *txn) PutDataset(ctx context.Context, d store.Dataset) error {
+	files, _ := json.Marshal(d.Files)
+	return t.exec(ctx, "put dataset", `INSERT INTO datasets (`+datasetCols+`) VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT(name) DO UPDATE SET version=excluded.version, rows=excluded.rows, provider=excluded.provider,
+		schema=excluded.schema, files=excluded.files, registered=excluded.registered`,
+		d.Name, d.Version, d.Rows, d.Provider, string(d.Schema), string(files), ms(d.Registered))
+}
+
+func (t *txn) Dataset(ctx context.Context, name string) (store.Dataset, error) {
+	d, err := scanDataset(t.tx.QueryRowContext(ctx, `SELECT `+datasetCols+` FROM datasets WHERE name = ?`, name))
+	return d, wrap(err, "dataset "+name)
+}
+
+func (t *txn) Datasets(ctx context.Context) ([]store.Dataset, error) {
+	return queryAll(ctx, t, "datasets", scanDataset, `SELECT `+datasetCols+` FROM datasets ORDER BY name`)
+}
+
+// --- grants
+
+const grantCols = `id, tenant, status, body, updated`
+
+func scanGrant(s interface{ Scan(...any) error }) (store.Grant, error) {
+	var g store.Grant
+	var upd int64
+	err := s.Scan(&g.ID, &g.Tenant, &g.Status, &g.Body, &upd)
+	g.Updated = tm(upd)
+	return g, err
+}
+
+func (t *txn) PutGrant(ctx context.Context, g store.Grant) error {
+	return t.exec(ctx, "put grant", `INSERT INTO grants (`+grantCols+`) VALUES (?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET status=excluded.status, body=excluded.body, updated=excluded.updated`,
+		g.ID, g.Tenant, g.Status, string(g.Body), ms(g.Updated))
+}
+
+func (t *txn) Grant(ctx context.Context, id string) (store.Grant, error) {
+	g, err := scanGrant(t.tx.QueryRowContext(ctx, `SELECT `+grantCols+` FROM grants WHERE id = ?`, id))
+	return g, wrap(err, "grant "+id)
+}
+
+func (t *txn) Grants(ctx context.Context, tenant string) ([]store.Grant, error) {
+	if tenant == "" {
+		return queryAll(ctx, t, "grants", scanGrant, `SELECT `+grantCols+` FROM grants ORDER BY id`)
+	}
+	return queryAll(ctx, t, "grants", scanGrant, `SELECT `+grantCols+` FROM grants WHERE tenant = ? ORDER BY id`, tenant)
+}
+
+// --- jobs
+
+const jobCols = `id, grant_id, tenant, submitter, status, idem_key, body, created, updated`
+
+func scanJob(s interface{ Scan(...any) error }) (store.Job, error) {
+	var j store.Job
+	var c, u int64
+	err := s.Scan(&j.ID, &j.GrantID, &j.Tenant, &j.Submitter, &j.Status, &j.IdemKey, &j.Body, &c, &u)
+	j.Created, j.Updated = tm(c), tm(u)
+	return j, err
+}
+
+func (t *txn) PutJob(ctx context.Context, j store.Job) error {
+	return t.exec(ctx, "put job", `INSERT INTO jobs (`+jobCols+`) VALUES (?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET status=excluded.status, body=excluded.body, updated=excluded.updated`,
+		j.ID, j.GrantID, j.Tenant, j.Submitter, j.Status, j.IdemKey, string(j.Body), ms(j.Created), ms(j.Updated))
+}
+
+func (t *txn) Job(ctx context.Context, id string) (store.Job, error) {
+	j, err := scanJob(t.tx.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id))
+	return j, wrap(err, "job "+id)
+}
+
+func (t *txn) JobByIdemKey(ctx context.Context, tenant, key string) (store.Job, error) {
+	j, err := scanJob(t.tx.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE tenant = ? AND idem_key = ?`, tenant, key))
+	return j, wrap(err, "job")
+}
+
+func (t *txn) Jobs(ctx context.Context, f store.JobFilter) ([]store.Job, error) {
+	var where []string
+	var args []any
+	if f.Tenant != "" {
+		where, args = append(where, "tenant = ?"), append(args, f.Tenant)
+	}
+	if f.GrantID != "" {
+		where, args = append(where, "grant_id = ?"), append(args, f.GrantID)
+	}
+	if len(f.Statuses) > 0 {
+		where = append(where, "status IN (?"+strings.Repeat(",?", len(f.Statuses)-1)+")")
+		for _, s := range f.Statuses {
+			args = append(args, s)
+		}
+	}
+	q := `SELECT ` + jobCols + ` FROM jobs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return queryAll(ctx, t, "jobs", scanJob, q+" ORDER BY created, id", args...)
+}
+
+// --- outputs and reviews
+
+func (t *txn) PutOutput(ctx context.Context, o store.Output) error {
+	return t.exec(ctx, "put output", `INSERT INTO outputs (job_id, data, meta, created) VALUES (?,?,?,?)
+		ON CONFLICT(job_id) DO UPDATE SET data=excluded.data, meta=excluded.meta`,
+		o.JobID, o.Data, string(o.Meta), ms(o.Created))
+}
+
+func (t *txn) Output(ctx context.Context, jobID string) (store.Output, error) {
+	var o store.Output
+	var c int64
+	err := t.tx.QueryRowContext(ctx, `SELECT job_id, data, meta, created FROM outputs WHERE job_id = ?`, jobID).Scan(&o.JobID, &o.Data, &o.Meta, &c)
+	o.Created = tm(c)
+	return o, wrap(err, "output of job "+jobID)
+}
+
+func (t *txn) DeleteOutput(ctx context.Context, jobID string) error {
+	return t.exec(ctx, "delete output", `DELETE FROM outputs WHERE job_id = ?`, jobID)
+}
+
+func (t *txn) AddReview(ctx context.Context, r store.Review) error {
+	return t.exec(ctx, "add review", `INSERT INTO reviews (job_id, reviewer, decision, reason, at) VALUES (?,?,?,?,?)`,
+		r.JobID, r.Reviewer, r.Decision, r.Reason, ms(r.At))
+}
+
+func (t *txn) Reviews(ctx context.Context, jobID string) ([]store.Review, error) {
+	return queryAll(ctx, t, "reviews", func(s interface{ Scan(...any) error }) (store.Review, error) {
+		var r store.Review
+		var at int64
+		err := s.Scan(&r.JobID, &r.Reviewer, &r.Decision, &r.Reason, &at)
+		r.At = tm(at)
+		return r, err
+	}, `SELECT job_id, reviewer, decision, reason, at FROM reviews WHERE job_id = ? ORDER BY at`, jobID)
+}
+
+// --- audit.Writer
+
+var _ audit.Writer = (*txn)(nil)
+
+func (t *txn) Size(ctx context.Context) (int64, error) {
+	var n int64
+	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_records`).Scan(&n)
+	return n, wrap(err, "audit size")
+}
+
+func (t *txn) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	stmt, err := t.tx.PrepareContext(ctx, `SELECT hash FROM audit_hashes WHERE idx = ?`)
+	if err != nil {
+		return nil, wrap(err, "read audit hashes")
+	}
+	defer stmt.Close()
+	for i, idx := range indexes {
+		var h []byte
+		if err := stmt.QueryRowContext(ctx, idx).Scan(&h); err != nil {
+			return nil, wrap(err, fmt.Sprintf("audit hash %d", idx))
+		}
+		if len(h) != tlog.HashSize {
+			return nil, fmt.Errorf("audit hash %d: stored hash has %d bytes, want %d", idx, len(h), tlog.HashSize)
+		}
+		copy(out[i][:], h)
+	}
+	return out, nil
+}
+
+func (t *txn) ReadRecords(ctx context.Context, from, to int64) ([][]byte, error) {
+	return queryAll(ctx, t, "audit records", func(s interface{ Scan(...any) error }) ([]byte, error) {
+		var b []byte
+		err := s.Scan(&b)
+		return b, err
+	}, `SELECT data FROM audit_records WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to)
+}
+
+func (t *txn) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+	return queryAll(ctx, t, "audit checkpoints", func(s interface{ Scan(...any) error }) (audit.Checkpoint, error) {
+		var c audit.Checkpoint
+		err := s.Scan(&c.Size, &c.Note)
+		return c, err
+	}, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
+}
+
+func (t *txn) AppendRecord(ctx context.Context, index int64, data []byte, hashes []tlog.Hash) error {
+	if err := t.exec(ctx, "append audit record", `INSERT INTO audit_records (idx, data) VALUES (?, ?)`, index, data); err != nil {
+		return err
+	}
+	first := tlog.StoredHashIndex(0, index)
+	for i, h := range hashes {
+		if err := t.exec(ctx, "append audit hash", `INSERT INTO audit_hashes (idx, hash) VALUES (?, ?)`, first+int64(i), h[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *txn) AddCheckpoint(ctx context.Context, size int64, signedNote []byte) error {
+	return t.exec(ctx, "add audit checkpoint", `INSERT INTO audit_checkpoints (size, note) VALUES (?, ?)
+		ON CONFLICT(size) DO UPDATE SET note=excluded.note`, size, signedNote)
+}
