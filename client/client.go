@@ -1,0 +1,261 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+// Client talks to one daemon.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// New returns a client for host: a Unix socket path (unix:///path or a path), or an
+// http:// URL.
+func New(host, token string) (*Client, error) {
+	c := &Client{token: token}
+	switch {
+	case strings.HasPrefix(host, "http://") || strings.HasPrefix(host, "https://"):
+		c.base = strings.TrimRight(host, "/")
+		c.hc = &http.Client{Timeout: 10 * time.Minute}
+	case strings.HasPrefix(host, "unix://") || strings.HasPrefix(host, "/"):
+		path := strings.TrimPrefix(host, "unix://")
+		c.base = "http://veil"
+		c.hc = &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+		}}
+	default:
+		return nil, fmt.Errorf("daemon address %q: use a Unix socket path (unix:///var/lib/veil/veil.sock) or http://host:port", host)
+	}
+	return c, nil
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status int
+	Kind   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the Veil daemon: %w (is `veil serve` running? set --host or VEIL_HOST)", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e api.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("daemon answered %s", resp.Status)
+		}
+		return &Error{Status: resp.StatusCode, Kind: e.Kind, Msg: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Whoami returns the caller.
+func (c *Client) Whoami(ctx context.Context) (api.Principal, error) {
+	var p api.Principal
+	return p, c.do(ctx, "GET", "/v1/whoami", nil, &p)
+}
+
+// CreatePrincipal creates a principal; the answer carries its token, shown once.
+func (c *Client) CreatePrincipal(ctx context.Context, req api.CreatePrincipal) (api.Principal, error) {
+	var p api.Principal
+	return p, c.do(ctx, "POST", "/v1/principals", req, &p)
+}
+
+// Principals lists principals.
+func (c *Client) Principals(ctx context.Context) ([]api.Principal, error) {
+	var ps []api.Principal
+	return ps, c.do(ctx, "GET", "/v1/principals", nil, &ps)
+}
+
+// RevokePrincipal revokes a principal's token.
+func (c *Client) RevokePrincipal(ctx context.Context, id string) (api.Principal, error) {
+	var p api.Principal
+	return p, c.do(ctx, "DELETE", "/v1/principals/"+url.PathEscape(id), nil, &p)
+}
+
+// RegisterDataset registers files under a schema.
+func (c *Client) RegisterDataset(ctx context.Context, req api.RegisterDataset) (api.Dataset, error) {
+	var d api.Dataset
+	return d, c.do(ctx, "POST", "/v1/datasets", req, &d)
+}
+
+// Datasets lists the catalog.
+func (c *Client) Datasets(ctx context.Context) ([]api.Dataset, error) {
+	var ds []api.Dataset
+	return ds, c.do(ctx, "GET", "/v1/datasets", nil, &ds)
+}
+
+// Dataset shows one dataset.
+func (c *Client) Dataset(ctx context.Context, name string) (api.Dataset, error) {
+	var d api.Dataset
+	return d, c.do(ctx, "GET", "/v1/datasets/"+url.PathEscape(name), nil, &d)
+}
+
+// Grant is a grant as the API returns it.
+type Grant = map[string]any
+
+// ApplyGrant applies for a grant.
+func (c *Client) ApplyGrant(ctx context.Context, req api.ApplyGrant) (Grant, error) {
+	var g Grant
+	return g, c.do(ctx, "POST", "/v1/grants", req, &g)
+}
+
+// Grants lists the grants the caller may see.
+func (c *Client) Grants(ctx context.Context) ([]Grant, error) {
+	var gs []Grant
+	return gs, c.do(ctx, "GET", "/v1/grants", nil, &gs)
+}
+
+// GetGrant shows one grant.
+func (c *Client) GetGrant(ctx context.Context, id string) (Grant, error) {
+	var g Grant
+	return g, c.do(ctx, "GET", "/v1/grants/"+url.PathEscape(id), nil, &g)
+}
+
+// ActOnGrant approves, rejects, suspends, reinstates or revokes a grant.
+func (c *Client) ActOnGrant(ctx context.Context, id, action, reason string) (Grant, error) {
+	var g Grant
+	return g, c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(id)+"/"+action, api.Decide{Reason: reason}, &g)
+}
+
+// SubmitJob submits a job.
+func (c *Client) SubmitJob(ctx context.Context, req api.SubmitJob) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "POST", "/v1/jobs", req, &j)
+}
+
+// Jobs lists jobs; status may be a comma-separated list.
+func (c *Client) Jobs(ctx context.Context, grant, status string) ([]api.Job, error) {
+	var js []api.Job
+	q := url.Values{}
+	if grant != "" {
+		q.Set("grant", grant)
+	}
+	if status != "" {
+		q.Set("status", status)
+	}
+	return js, c.do(ctx, "GET", "/v1/jobs?"+q.Encode(), nil, &js)
+}
+
+// Job shows a job.
+func (c *Client) Job(ctx context.Context, id string) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "GET", "/v1/jobs/"+url.PathEscape(id), nil, &j)
+}
+
+// CancelJob cancels a job.
+func (c *Client) CancelJob(ctx context.Context, id string) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "POST", "/v1/jobs/"+url.PathEscape(id)+"/cancel", struct{}{}, &j)
+}
+
+// Terminal reports whether a job status is final or waiting for people.
+func Terminal(status string) bool {
+	switch status {
+	case "queued", "running":
+		return false
+	}
+	return true
+}
+
+// Wait polls a job until it leaves queued and running, calling progress on each change.
+func (c *Client) Wait(ctx context.Context, id string, progress func(api.Job)) (api.Job, error) {
+	delay := 20 * time.Millisecond
+	last := ""
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			return j, err
+		}
+		if progress != nil && j.Status != last {
+			progress(j)
+			last = j.Status
+		}
+		if Terminal(j.Status) {
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+// Reviews lists outputs waiting for review.
+func (c *Client) Reviews(ctx context.Context) ([]api.Job, error) {
+	var js []api.Job
+	return js, c.do(ctx, "GET", "/v1/reviews", nil, &js)
+}
+
+// Review shows an output for review.
+func (c *Client) Review(ctx context.Context, id string) (api.Review, error) {
+	var r api.Review
+	return r, c.do(ctx, "GET", "/v1/reviews/"+url.PathEscape(id), nil, &r)
+}
+
+// Decide approves or rejects an output.
+func (c *Client) Decide(ctx context.Context, id, decision, reason string) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: decision, Reason: reason}, &j)
+}
+
+// Export fetches a released output in a format with its certificate.
+func (c *Client) Export(ctx context.Context, id, format string) (api.Export, error) {
+	var e api.Export
+	return e, c.do(ctx, "GET", "/v1/exports/"+url.PathEscape(id)+"?format="+url.QueryEscape(format), nil, &e)
+}
+
+// PlatformKey fetches the platform's public key. Verification should use a key obtained out
+// of band (the data directory's platform.pub), not one fetched from the daemon under test.
+func (c *Client) PlatformKey(ctx context.Context) (api.PlatformKey, error) {
+	var k api.PlatformKey
+	return k, c.do(ctx, "GET", "/v1/platform/key", nil, &k)
+}

@@ -1,0 +1,198 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/csv"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// Provenance is the predicate of an export's certificate: where the output came from.
+type Provenance struct {
+	Platform   string              `json:"platform"`
+	Job        string              `json:"job"`
+	Format     string              `json:"format"`
+	Rows       int64               `json:"rows"`
+	Columns    []string            `json:"columns"`
+	Grant      ProvenanceGrant     `json:"grant"`
+	Datasets   []ProvenanceDataset `json:"datasets"`
+	Query      string              `json:"query"`
+	Mechanism  api.Mechanism       `json:"mechanism"`
+	Reviewers  []api.Decision      `json:"reviewers"`
+	Submitted  time.Time           `json:"submitted"`
+	Released   time.Time           `json:"released"`
+	Exported   time.Time           `json:"exported"`
+	AuditIndex int64               `json:"audit_index"` // the audit entry of this export
+}
+
+// ProvenanceGrant names the grant and scenario.
+type ProvenanceGrant struct {
+	ID       string `json:"id"`
+	Tenant   string `json:"tenant"`
+	Scenario string `json:"scenario"`
+	Purpose  string `json:"purpose"`
+}
+
+// ProvenanceDataset names a source and its content version.
+type ProvenanceDataset struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Provider string `json:"provider"`
+}
+
+// PredicateType is the in-toto predicate type of Veil's certificates.
+const PredicateType = "https://veil.dev/provenance/v1"
+
+func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActExportGet); err != nil {
+		return err
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "parquet"
+	}
+	ctx := r.Context()
+	var out api.Export
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		j, err := loadJob(ctx, tx, p, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if j.Status != jobReleased {
+			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", errConflict, j.ID, j.Status)
+		}
+		o, err := tx.Output(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		var meta outputMeta
+		if err := json.Unmarshal(o.Meta, &meta); err != nil {
+			return err
+		}
+		rec, err := decodeIPC(o.Data)
+		if err != nil {
+			return err
+		}
+		defer rec.Release()
+		data, err := encodeExport(rec, format)
+		if err != nil {
+			return err
+		}
+		sg, err := tx.Grant(ctx, j.GrantID)
+		if err != nil {
+			return err
+		}
+		g, err := decodeGrant(sg)
+		if err != nil {
+			return err
+		}
+		revs, err := tx.Reviews(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		prov := Provenance{Platform: s.key.VerifierKey(), Job: j.ID, Format: format, Rows: rec.NumRows(), Columns: meta.Columns,
+			Grant: ProvenanceGrant{ID: g.ID, Tenant: g.Tenant, Scenario: g.Scenario, Purpose: g.Purpose},
+			Query: j.body.SQL, Mechanism: meta.Mechanism, Submitted: j.Created, Released: j.Updated, Exported: s.now()}
+		for _, rv := range revs {
+			prov.Reviewers = append(prov.Reviewers, api.Decision{Reviewer: rv.Reviewer, Decision: rv.Decision, Reason: rv.Reason, At: rv.At})
+		}
+		for _, d := range g.Datasets {
+			ds, err := tx.Dataset(ctx, d.Name)
+			if err != nil {
+				return err
+			}
+			v := meta.Datasets[d.Name]
+			prov.Datasets = append(prov.Datasets, ProvenanceDataset{Name: d.Name, Version: v, Provider: ds.Provider})
+		}
+		if prov.AuditIndex, err = tx.Size(ctx); err != nil {
+			return err
+		}
+		cert, err := audit.SignCertificate(s.key, j.ID+"."+format, data, prov)
+		if err != nil {
+			return err
+		}
+		out = api.Export{Job: j.ID, Format: format, Data: data, Certificate: cert}
+		return s.record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// encodeExport writes a protected output in one of the export formats.
+func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
+	var buf bytes.Buffer
+	switch format {
+	case "csv":
+		w := csv.NewWriter(&buf, rec.Schema(), csv.WithHeader(true))
+		if err := w.Write(rec); err != nil {
+			return nil, err
+		}
+		if err := w.Flush(); err != nil {
+			return nil, err
+		}
+	case "json":
+		cols := rec.Schema().Fields()
+		buf.WriteString("[")
+		for i, row := range rowsOf(rec) {
+			if i > 0 {
+				buf.WriteString(",")
+			}
+			buf.WriteString("\n  {")
+			for c, v := range row {
+				if c > 0 {
+					buf.WriteString(", ")
+				}
+				k, _ := json.Marshal(cols[c].Name)
+				val, err := json.Marshal(v)
+				if err != nil {
+					return nil, err
+				}
+				buf.Write(k)
+				buf.WriteString(": ")
+				buf.Write(val)
+			}
+			buf.WriteString("}")
+		}
+		buf.WriteString("\n]\n")
+	case "arrow":
+		w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(rec.Schema()))
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Write(rec); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+	case "parquet":
+		w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(), pqarrow.DefaultWriterProps())
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Write(rec); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown export format %q (parquet, csv, json, arrow)", errInvalid, format)
+	}
+	return buf.Bytes(), nil
+}

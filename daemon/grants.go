@@ -1,0 +1,254 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// parseValidity accepts a Go duration or a number of days ("365d").
+func parseValidity(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil {
+			return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", errInvalid, s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", errInvalid, s)
+	}
+	return d, nil
+}
+
+func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActGrantApply); err != nil {
+		return err
+	}
+	var req api.ApplyGrant
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	valid, err := parseValidity(req.ValidFor)
+	if err != nil {
+		return err
+	}
+	app := policy.Application{Scenario: req.Scenario, Purpose: req.Purpose, K: req.K, RoundTo: req.RoundTo,
+		Budget: policy.Budget{Epsilon: req.Epsilon, Delta: req.Delta}, ValidFor: valid}
+	var names []string
+	for _, d := range req.Datasets {
+		app.Datasets = append(app.Datasets, policy.DatasetAccess{Name: d.Name, Columns: d.Columns})
+		names = append(names, d.Name)
+	}
+	for _, m := range req.Modes {
+		app.Modes = append(app.Modes, policy.Mode(m))
+	}
+	ctx := r.Context()
+	var g *policy.Grant
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		schemas, sets, err := loadCatalog(ctx, tx, names)
+		if err != nil {
+			return err
+		}
+		versions := map[string]string{}
+		for n, d := range sets {
+			versions[n] = d.Version
+		}
+		g, err = policy.Apply(newID("g"), p, app, schemas, versions, s.cfg.Review, s.now())
+		if err != nil {
+			return err
+		}
+		if err := putGrant(ctx, tx, g, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, g)
+	return nil
+}
+
+func putGrant(ctx context.Context, tx store.Tx, g *policy.Grant, now time.Time) error {
+	body, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return tx.PutGrant(ctx, store.Grant{ID: g.ID, Tenant: g.Tenant, Status: string(g.Status), Body: body, Updated: now})
+}
+
+func decodeGrant(sg store.Grant) (*policy.Grant, error) {
+	var g policy.Grant
+	if err := json.Unmarshal(sg.Body, &g); err != nil {
+		return nil, fmt.Errorf("decode grant %s: %w", sg.ID, err)
+	}
+	return &g, nil
+}
+
+// loadGrant reads a grant that p may see. A grant p may not see is reported as not found,
+// exactly like one that does not exist.
+func loadGrant(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*policy.Grant, error) {
+	sg, err := tx.Grant(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: grant %s not found", errNotFound, id)
+	}
+	g, err := decodeGrant(sg)
+	if err != nil {
+		return nil, err
+	}
+	if !policy.CanSeeGrant(p, g) {
+		return nil, fmt.Errorf("%w: grant %s not found", errNotFound, id)
+	}
+	return g, nil
+}
+
+// settleGrants applies the configured default to every overdue review stage and records each
+// such decision. It runs before grants are read and periodically.
+func (s *Server) settleGrants(ctx context.Context) error {
+	return s.db.Update(ctx, func(tx store.Tx) error {
+		gs, err := tx.Grants(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, sg := range gs {
+			if sg.Status != string(policy.StatusPending) {
+				continue
+			}
+			g, err := decodeGrant(sg)
+			if err != nil {
+				return err
+			}
+			decided := g.Advance(s.now(), s.cfg.Review.Deadline)
+			if len(decided) == 0 {
+				continue
+			}
+			if err := putGrant(ctx, tx, g, s.now()); err != nil {
+				return err
+			}
+			for _, st := range decided {
+				if err := s.record(ctx, tx, system, "grant.review.default", "grant/"+g.ID, map[string]string{
+					"stage": st.Name(), "decision": string(st.Decision), "deadline": st.Deadline.Format(time.RFC3339)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActGrantRead); err != nil {
+		return err
+	}
+	if err := s.settleGrants(r.Context()); err != nil {
+		return err
+	}
+	out := []*policy.Grant{}
+	tenant := ""
+	if p.Role == policy.Vendor {
+		tenant = p.Tenant
+	}
+	err := s.db.View(r.Context(), func(tx store.Tx) error {
+		gs, err := tx.Grants(r.Context(), tenant)
+		for _, sg := range gs {
+			g, err := decodeGrant(sg)
+			if err != nil {
+				return err
+			}
+			if policy.CanSeeGrant(p, g) {
+				g.Status = g.Effective(s.now())
+				out = append(out, g)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) showGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActGrantRead); err != nil {
+		return err
+	}
+	if err := s.settleGrants(r.Context()); err != nil {
+		return err
+	}
+	var g *policy.Grant
+	err := s.db.View(r.Context(), func(tx store.Tx) error {
+		var err error
+		g, err = loadGrant(r.Context(), tx, p, r.PathValue("id"))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	g.Status = g.Effective(s.now())
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+// actOnGrant handles approve, reject, suspend, reinstate and revoke.
+func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	action := r.PathValue("action")
+	var req api.Decide
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.settleGrants(r.Context()); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var g *policy.Grant
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, r.PathValue("id")); err != nil {
+			return err
+		}
+		details := map[string]string{"reason": req.Reason}
+		switch action {
+		case "approve", "reject":
+			if err := policy.Allow(p, policy.ActGrantReview); err != nil {
+				return err
+			}
+			stage, _ := g.Current()
+			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.now(), s.cfg.Review.Deadline); err != nil {
+				return err
+			}
+			details["stage"] = stage.Name()
+			details["status"] = string(g.Status)
+		case "suspend":
+			err = g.Suspend(p, req.Reason, s.now())
+		case "reinstate":
+			err = g.Reinstate(p, req.Reason, s.now())
+		case "revoke":
+			err = g.Revoke(p, req.Reason, s.now())
+		default:
+			return fmt.Errorf("%w: unknown grant action %q (approve, reject, suspend, reinstate, revoke)", errNotFound, action)
+		}
+		if err != nil {
+			return err
+		}
+		if err := putGrant(ctx, tx, g, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}

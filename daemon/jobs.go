@@ -1,0 +1,273 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// Job statuses. A job moves queued → running → review → released | rejected, or ends
+// failed or canceled.
+const (
+	jobQueued   = "queued"
+	jobRunning  = "running"
+	jobReview   = "review"
+	jobReleased = "released"
+	jobRejected = "rejected"
+	jobFailed   = "failed"
+	jobCanceled = "canceled"
+)
+
+// jobBody is the JSON body of a stored job. It holds no result values.
+type jobBody struct {
+	Mode      policy.Mode   `json:"mode"`
+	SQL       string        `json:"sql"`
+	Plan      *engine.Plan  `json:"plan"`
+	Message   string        `json:"message,omitempty"` // safe to show the vendor
+	Started   time.Time     `json:"started,omitzero"`
+	Finished  time.Time     `json:"finished,omitzero"`
+	Metering  *api.Metering `json:"metering,omitempty"`
+	Approvals []string      `json:"approvals,omitempty"`
+}
+
+type job struct {
+	store.Job
+	body jobBody
+}
+
+func decodeJob(sj store.Job) (*job, error) {
+	j := &job{Job: sj}
+	if err := json.Unmarshal(sj.Body, &j.body); err != nil {
+		return nil, fmt.Errorf("decode job %s: %w", sj.ID, err)
+	}
+	return j, nil
+}
+
+func (j *job) put(ctx context.Context, tx store.Tx, now time.Time) error {
+	b, err := json.Marshal(j.body)
+	if err != nil {
+		return err
+	}
+	j.Body, j.Updated = b, now
+	return tx.PutJob(ctx, j.Job)
+}
+
+func (j *job) api() api.Job {
+	return api.Job{ID: j.ID, Grant: j.GrantID, Tenant: j.Tenant, Submitter: j.Submitter, Mode: string(j.body.Mode), Status: j.Status,
+		Message: j.body.Message, SQL: j.body.SQL, Created: j.Created, Started: j.body.Started, Finished: j.body.Finished,
+		Metering: j.body.Metering, Approvals: j.body.Approvals}
+}
+
+// loadJob reads a job p may see; any other job is "not found", exactly like a missing one.
+func loadJob(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*job, error) {
+	sj, err := tx.Job(ctx, id)
+	if err != nil || !policy.CanSeeTenantObject(p, sj.Tenant) {
+		return nil, fmt.Errorf("%w: job %s not found", errNotFound, id)
+	}
+	return decodeJob(sj)
+}
+
+// scope builds what the engine may see of a grant: the granted columns of each dataset,
+// which of them is the privacy unit, which are direct identifiers.
+func scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]store.Dataset, mode policy.Mode) engine.Scope {
+	sc := engine.Scope{Mode: string(mode)}
+	for _, d := range g.Datasets {
+		sch := schemas[d.Name]
+		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files}
+		for _, cn := range d.Columns {
+			c, _ := sch.Column(cn)
+			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier()})
+		}
+		sc.Tables = append(sc.Tables, t)
+	}
+	return sc
+}
+
+func grantDatasets(g *policy.Grant) []string {
+	var names []string
+	for _, d := range g.Datasets {
+		names = append(names, d.Name)
+	}
+	return names
+}
+
+func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
+		return err
+	}
+	var req api.SubmitJob
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.SQL) == "" {
+		return fmt.Errorf("%w: the job has no SQL; pass --sql or -f FILE", errInvalid)
+	}
+	if len(req.SQL) > 64<<10 {
+		return fmt.Errorf("%w: the SQL is longer than 64 KiB", errInvalid)
+	}
+	if len(req.IdempotencyKey) > 200 {
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+	}
+	ctx := r.Context()
+	if err := s.settleGrants(ctx); err != nil {
+		return err
+	}
+	mode := policy.ModeThreshold
+	// Validate before anything is stored: a refused query leaves no trace but the audit entry.
+	var g *policy.Grant
+	var sc engine.Scope
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
+			return err
+		}
+		if err := g.Usable(s.now(), mode); err != nil {
+			return err
+		}
+		schemas, sets, err := loadCatalog(ctx, tx, grantDatasets(g))
+		if err != nil {
+			return err
+		}
+		sc = scope(g, schemas, sets, mode)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	plan, verr := s.validator.Validate(ctx, req.SQL, sc)
+	if verr != nil {
+		// The refusal is recorded (who tried what under which grant), never run, never queued.
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
+		})
+		return verr
+	}
+	now := s.now()
+	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: mode, SQL: req.SQL, Plan: plan}}
+	created := true
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		if req.IdempotencyKey != "" {
+			prev, err := tx.JobByIdemKey(ctx, p.Tenant, req.IdempotencyKey)
+			if err == nil {
+				if prev.GrantID != g.ID {
+					return fmt.Errorf("%w: idempotency key %q was used for another grant", errConflict, req.IdempotencyKey)
+				}
+				j, err = decodeJob(prev)
+				created = false
+				return err
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if err := j.put(ctx, tx, now); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, "job.submit", "job/"+j.ID, map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL})
+	})
+	if err != nil {
+		return err
+	}
+	if created {
+		s.sched.enqueue(j.Tenant, j.ID)
+	}
+	writeJSON(w, http.StatusAccepted, j.api())
+	return nil
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobRead); err != nil {
+		return err
+	}
+	f := store.JobFilter{GrantID: r.URL.Query().Get("grant")}
+	if st := r.URL.Query().Get("status"); st != "" {
+		f.Statuses = strings.Split(st, ",")
+	}
+	if p.Role == policy.Vendor {
+		f.Tenant = p.Tenant
+	}
+	out := []api.Job{}
+	err := s.db.View(r.Context(), func(tx store.Tx) error {
+		js, err := tx.Jobs(r.Context(), f)
+		for _, sj := range js {
+			if !policy.CanSeeTenantObject(p, sj.Tenant) {
+				continue
+			}
+			j, err := decodeJob(sj)
+			if err != nil {
+				return err
+			}
+			out = append(out, j.api())
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobRead); err != nil {
+		return err
+	}
+	var j *job
+	err := s.db.View(r.Context(), func(tx store.Tx) error {
+		var err error
+		j, err = loadJob(r.Context(), tx, p, r.PathValue("id"))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, j.api())
+	return nil
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobCancel); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var j *job
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if j, err = loadJob(ctx, tx, p, r.PathValue("id")); err != nil {
+			return err
+		}
+		switch j.Status {
+		case jobQueued, jobRunning, jobReview:
+		default:
+			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", errConflict, j.ID, j.Status)
+		}
+		if j.Status == jobReview {
+			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
+				return err
+			}
+		}
+		j.Status = jobCanceled
+		j.body.Message = "canceled by " + string(p.Role)
+		j.body.Finished = s.now()
+		if err := j.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, "job.cancel", "job/"+j.ID, nil)
+	})
+	if err != nil {
+		return err
+	}
+	s.sched.cancel(j.ID)
+	writeJSON(w, http.StatusOK, j.api())
+	return nil
+}

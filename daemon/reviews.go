@@ -1,0 +1,262 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActOutputReview); err != nil {
+		return err
+	}
+	out := []api.Job{}
+	err := s.db.View(r.Context(), func(tx store.Tx) error {
+		js, err := tx.Jobs(r.Context(), store.JobFilter{Statuses: []string{jobReview}})
+		for _, sj := range js {
+			j, err := decodeJob(sj)
+			if err != nil {
+				return err
+			}
+			out = append(out, j.api())
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// showReview presents what a reviewer needs: the query, the grant, the mechanism, warnings
+// and the output exactly as it would be released.
+func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActOutputReview); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var rv api.Review
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		j, err := loadJob(ctx, tx, p, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if j.Status != jobReview && j.Status != jobReleased {
+			return fmt.Errorf("%w: job %s is %s; only outputs waiting for review or released can be shown", errConflict, j.ID, j.Status)
+		}
+		sg, err := tx.Grant(ctx, j.GrantID)
+		if err != nil {
+			return err
+		}
+		o, err := tx.Output(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		var meta outputMeta
+		if err := json.Unmarshal(o.Meta, &meta); err != nil {
+			return err
+		}
+		rec, err := decodeIPC(o.Data)
+		if err != nil {
+			return err
+		}
+		defer rec.Release()
+		rv = api.Review{Job: j.api(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Rows: rowsOf(rec), Needed: s.cfg.Approvals}
+		rv.Warnings = s.warnings(ctx, tx, j, meta)
+		revs, err := tx.Reviews(ctx, j.ID)
+		for _, x := range revs {
+			rv.Decisions = append(rv.Decisions, api.Decision{Reviewer: x.Reviewer, Decision: x.Decision, Reason: x.Reason, At: x.At})
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rv)
+	return nil
+}
+
+// warnings lists what a reviewer should look at twice.
+func (s *Server) warnings(ctx context.Context, tx store.Tx, j *job, meta outputMeta) []string {
+	var ws []string
+	m := meta.Mechanism
+	if m.NearK > 0 {
+		ws = append(ws, fmt.Sprintf("%d released group(s) have fewer than %d persons (close to k=%d)", m.NearK, 2*m.K, m.K))
+	}
+	if m.Suppressed > 0 {
+		ws = append(ws, fmt.Sprintf("%d group(s) were suppressed for having fewer than %d persons", m.Suppressed, m.K))
+	}
+	prev, err := tx.Jobs(ctx, store.JobFilter{GrantID: j.GrantID, Statuses: []string{jobReleased, jobReview}})
+	if err != nil {
+		return ws
+	}
+	mine := sqlTokens(j.body.SQL)
+	for _, sp := range prev {
+		if sp.ID == j.ID {
+			continue
+		}
+		pj, err := decodeJob(sp)
+		if err != nil {
+			continue
+		}
+		if d := tokenDistance(mine, sqlTokens(pj.body.SQL)); d > 0 && d <= 3 {
+			ws = append(ws, fmt.Sprintf("the query differs only slightly (%d token(s)) from job %s (%s) under the same grant: comparing both outputs may single out persons (differencing)", d, pj.ID, pj.Status))
+		}
+	}
+	return ws
+}
+
+// sqlTokens splits SQL into lower-cased words, numbers, quoted strings and symbols.
+func sqlTokens(q string) []string {
+	var toks []string
+	rs := []rune(q)
+	for i := 0; i < len(rs); {
+		c := rs[i]
+		switch {
+		case unicode.IsSpace(c):
+			i++
+		case c == '\'' || c == '"':
+			j := i + 1
+			for j < len(rs) && rs[j] != c {
+				j++
+			}
+			toks = append(toks, string(rs[i:min(j+1, len(rs))]))
+			i = j + 1
+		case unicode.IsLetter(c) || unicode.IsDigit(c) || c == '_' || c == '.':
+			j := i
+			for j < len(rs) && (unicode.IsLetter(rs[j]) || unicode.IsDigit(rs[j]) || rs[j] == '_' || rs[j] == '.') {
+				j++
+			}
+			toks = append(toks, strings.ToLower(string(rs[i:j])))
+			i = j
+		default:
+			toks = append(toks, string(c))
+			i++
+		}
+	}
+	return toks
+}
+
+// tokenDistance is the Levenshtein distance between two token sequences.
+func tokenDistance(a, b []string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// rowsOf renders a protected output as rows of JSON values.
+func rowsOf(rec arrow.RecordBatch) [][]any {
+	rows := make([][]any, rec.NumRows())
+	for i := range rows {
+		row := make([]any, rec.NumCols())
+		for c := range row {
+			col := rec.Column(c)
+			if col.IsNull(i) {
+				continue
+			}
+			row[c] = col.GetOneForMarshal(i)
+		}
+		rows[i] = row
+	}
+	return rows
+}
+
+func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActOutputReview); err != nil {
+		return err
+	}
+	var req api.Decide
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Decision != "approve" && req.Decision != "reject" {
+		return fmt.Errorf("%w: decision must be approve or reject", errInvalid)
+	}
+	if req.Decision == "reject" && strings.TrimSpace(req.Reason) == "" {
+		return fmt.Errorf("%w: a rejection needs a reason (--reason)", errInvalid)
+	}
+	ctx := r.Context()
+	var j *job
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if j, err = loadJob(ctx, tx, p, r.PathValue("id")); err != nil {
+			return err
+		}
+		if j.Status != jobReview {
+			return fmt.Errorf("%w: job %s is %s, not waiting for review", errConflict, j.ID, j.Status)
+		}
+		if j.Submitter == p.ID {
+			return fmt.Errorf("%w: you submitted job %s and cannot review it", errForbidden, j.ID)
+		}
+		revs, err := tx.Reviews(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		for _, x := range revs {
+			if x.Reviewer == p.ID {
+				return fmt.Errorf("%w: you already reviewed job %s; another reviewer must decide", errConflict, j.ID)
+			}
+		}
+		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.now()}); err != nil {
+			return err
+		}
+		if err := s.record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
+			return err
+		}
+		if req.Decision == "reject" {
+			// The output is deleted; the reason is kept in the review and the audit log.
+			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
+				return err
+			}
+			j.Status = jobRejected
+			j.body.Message = "the export review rejected the output: " + req.Reason
+			if err := j.put(ctx, tx, s.now()); err != nil {
+				return err
+			}
+			return s.record(ctx, tx, system, "job.reject", "job/"+j.ID, nil)
+		}
+		if !slices.Contains(j.body.Approvals, p.ID) {
+			j.body.Approvals = append(j.body.Approvals, p.ID)
+		}
+		if len(j.body.Approvals) < s.cfg.Approvals {
+			j.body.Message = fmt.Sprintf("approved by %d of %d reviewers", len(j.body.Approvals), s.cfg.Approvals)
+			return j.put(ctx, tx, s.now())
+		}
+		j.Status = jobReleased
+		j.body.Message = "released: fetch it with `veil export get " + j.ID + "`"
+		if err := j.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, system, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.body.Approvals, ",")})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, j.api())
+	return nil
+}

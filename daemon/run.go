@@ -1,0 +1,261 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// outputMeta is the stored description of a protected output.
+type outputMeta struct {
+	Mechanism api.Mechanism     `json:"mechanism"`
+	Columns   []string          `json:"columns"`
+	Rows      int64             `json:"rows"`
+	Datasets  map[string]string `json:"datasets"` // name → version the job read
+}
+
+// runJob takes one queued job through the runner and the gate into the review queue.
+func (s *Server) runJob(ctx context.Context, id string) {
+	err := s.runJob1(ctx, id)
+	if err == nil {
+		return
+	}
+	msg, detail := vendorMessage(err)
+	s.slog.Warn("job failed", "job", id, "err", detail)
+	uerr := s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(context.Background(), id)
+		if err != nil {
+			return err
+		}
+		j, err := decodeJob(sj)
+		if err != nil {
+			return err
+		}
+		if j.Status != jobRunning && j.Status != jobQueued {
+			return nil // canceled meanwhile
+		}
+		j.Status = jobFailed
+		j.body.Message = msg
+		j.body.Finished = s.now()
+		if err := j.put(context.Background(), tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(context.Background(), tx, system, "job.fail", "job/"+id, map[string]string{"message": msg})
+	})
+	if uerr != nil {
+		s.slog.Error("record job failure", "job", id, "err", uerr)
+	}
+}
+
+// jobError is a failure with a message safe for the vendor and details for the operator log.
+type jobError struct {
+	msg    string // for the vendor
+	detail error  // for the operator log only
+}
+
+func (e *jobError) Error() string { return e.msg }
+
+func vendorMessage(err error) (string, string) {
+	var je *jobError
+	if errors.As(err, &je) {
+		d := ""
+		if je.detail != nil {
+			d = je.detail.Error()
+		}
+		return je.msg, je.msg + ": " + d
+	}
+	if errors.Is(err, context.Canceled) {
+		return "the job was canceled", err.Error()
+	}
+	return "the job failed inside the platform; the operator has the details", err.Error()
+}
+
+func (s *Server) runJob1(ctx context.Context, id string) error {
+	var j *job
+	var g *policy.Grant
+	var sc engine.Scope
+	versions := map[string]string{}
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if j, err = decodeJob(sj); err != nil {
+			return err
+		}
+		if j.Status != jobQueued {
+			return errSkip
+		}
+		sg, err := tx.Grant(ctx, j.GrantID)
+		if err != nil {
+			return err
+		}
+		if g, err = decodeGrant(sg); err != nil {
+			return err
+		}
+		// Status and expiry are checked again now that the job runs.
+		if err := g.Usable(s.now(), j.body.Mode); err != nil {
+			return &jobError{msg: err.Error()}
+		}
+		schemas, sets, err := loadCatalog(ctx, tx, grantDatasets(g))
+		if err != nil {
+			return err
+		}
+		for n, d := range sets {
+			versions[n] = d.Version
+		}
+		sc = scope(g, schemas, sets, j.body.Mode)
+		j.Status = jobRunning
+		j.body.Started = s.now()
+		if err := j.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		details := map[string]string{"isolation": s.runner.name()}
+		for n, v := range versions {
+			details["dataset."+n] = v
+		}
+		return s.record(ctx, tx, system, "job.start", "job/"+id, details)
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	ejob := engine.Job{SQL: j.body.Plan.SQL, Tables: sc.Tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	var exact bytes.Buffer
+	usage, err := s.runner.run(ctx, id, ejob, &exact)
+	if err != nil {
+		return err
+	}
+	rec, err := engine.ReadResult(&exact, s.cfg.MaxResultByte)
+	clear(exact.Bytes()) // the exact result lives only in memory, and not longer than needed
+	if err != nil {
+		return &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	protected, rep, err := engine.Threshold(rec, j.body.Plan, engine.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
+	rec.Release()
+	if err != nil {
+		return &jobError{msg: "the output gate refused the result", detail: err}
+	}
+	defer protected.Release()
+	data, err := encodeIPC(protected)
+	if err != nil {
+		return err
+	}
+	meta := outputMeta{
+		Mechanism: api.Mechanism{Kind: string(policy.ModeThreshold), K: g.K, RoundTo: g.RoundTo, Groups: rep.Groups, Suppressed: rep.Suppressed, NearK: rep.NearK},
+		Rows:      protected.NumRows(), Datasets: versions,
+	}
+	for _, f := range protected.Schema().Fields() {
+		meta.Columns = append(meta.Columns, f.Name)
+	}
+	metaJSON, _ := json.Marshal(meta)
+	return s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		cur, err := decodeJob(sj)
+		if err != nil {
+			return err
+		}
+		if cur.Status != jobRunning {
+			return nil // canceled while running: the output is dropped
+		}
+		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
+			return err
+		}
+		cur.Status = jobReview
+		cur.body.Finished = s.now()
+		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K)
+		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
+			OutputRows: protected.NumRows(), Groups: rep.Groups, Suppressed: rep.Suppressed}
+		if err := cur.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		s.slog.Info("job gated", "job", id, "isolation", s.runner.name(), "wall_ms", usage.Wall.Milliseconds(),
+			"peak_mb", usage.PeakMemoryBytes>>20, "groups", rep.Groups, "suppressed", rep.Suppressed)
+		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+			"mechanism": "threshold", "k": fmt.Sprint(g.K), "groups": fmt.Sprint(rep.Groups), "suppressed": fmt.Sprint(rep.Suppressed),
+			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
+	})
+}
+
+var errSkip = errors.New("skip")
+
+func encodeIPC(rec arrow.RecordBatch) ([]byte, error) {
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(rec.Schema()))
+	if err := w.Write(rec); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeIPC(data []byte) (arrow.RecordBatch, error) {
+	return engine.ReadResult(bytes.NewReader(data), int64(len(data))+1)
+}
+
+// recover runs at start: jobs that were running when the daemon stopped are marked failed
+// (their containers were destroyed by the launcher's cleanup), queued jobs are queued again.
+func (s *Server) recover(ctx context.Context) error {
+	leftovers, err := s.runner.cleanup(ctx)
+	if err != nil {
+		return fmt.Errorf("clean up after the previous run: %w", err)
+	}
+	for _, id := range leftovers {
+		s.slog.Warn("destroyed leftover sandbox", "job", id)
+	}
+	var queued []store.Job
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobRunning, jobQueued}})
+		if err != nil {
+			return err
+		}
+		for _, sj := range js {
+			if sj.Status == jobQueued {
+				queued = append(queued, sj)
+				continue
+			}
+			j, err := decodeJob(sj)
+			if err != nil {
+				return err
+			}
+			j.Status = jobFailed
+			j.body.Message = "the platform restarted while the job ran; submit it again"
+			j.body.Finished = s.now()
+			if err := j.put(ctx, tx, s.now()); err != nil {
+				return err
+			}
+			if err := s.record(ctx, tx, system, "job.fail", "job/"+j.ID, map[string]string{"message": j.body.Message}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, sj := range queued {
+		s.sched.enqueue(sj.Tenant, sj.ID)
+	}
+	return nil
+}
+
+var _ = time.Second

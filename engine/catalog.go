@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/duckdb/duckdb-go/v2"
+)
+
+// FileInfo describes a set of data files read as one table.
+type FileInfo struct {
+	Columns []FileColumn
+	Rows    int64
+}
+
+// FileColumn is a column name and its DuckDB type.
+type FileColumn struct {
+	Name string
+	Type string
+}
+
+// openLocal opens a private in-memory DuckDB for trusted, daemon-side catalog work (never
+// for vendor SQL), with extension autoloading off.
+func openLocal() (*sql.DB, error) {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	for _, s := range []string{"SET autoinstall_known_extensions=false", "SET autoload_known_extensions=false", "SET threads=2"} {
+		if _, err := db.Exec(s); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+func quoteList(files []string) string {
+	q := make([]string, len(files))
+	for i, f := range files {
+		q[i] = "'" + strings.ReplaceAll(f, "'", "''") + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Inspect reads the schema and row count of Parquet files as one table (union by name is not
+// allowed: all files must share the schema).
+func Inspect(ctx context.Context, files []string) (*FileInfo, error) {
+	db, err := openLocal()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	src := "read_parquet(" + quoteList(files) + ")"
+	rows, err := db.QueryContext(ctx, "DESCRIBE SELECT * FROM "+src)
+	if err != nil {
+		return nil, fmt.Errorf("read schema: %w", err)
+	}
+	defer rows.Close()
+	info := &FileInfo{}
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		info.Columns = append(info.Columns, FileColumn{Name: fmt.Sprint(vals[0]), Type: fmt.Sprint(vals[1])})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+src).Scan(&info.Rows); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	return info, nil
+}
+
+// ConvertCSV converts a CSV file (header row, types detected by DuckDB) to Parquet.
+func ConvertCSV(ctx context.Context, src, dst string) error {
+	db, err := openLocal()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	q := fmt.Sprintf("COPY (SELECT * FROM read_csv(%s, header=true)) TO %s (FORMAT parquet)",
+		quoteList([]string{src})[1:len(quoteList([]string{src}))-1], quoteList([]string{dst})[1:len(quoteList([]string{dst}))-1])
+	if _, err := db.ExecContext(ctx, q); err != nil {
+		return err
+	}
+	return nil
+}

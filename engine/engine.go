@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrRefused marks a query the validator refuses. Errors wrapping it are safe to show the
+// vendor: they name the part of the query at fault and carry no data.
+var ErrRefused = errors.New("query refused")
+
+// Refusal says why a query was refused and which part of it is at fault.
+type Refusal struct {
+	Part   string // the clause or element at fault: "WHERE", "function read_csv", ...
+	Reason string
+}
+
+func (r *Refusal) Error() string {
+	if r.Part == "" {
+		return "query refused: " + r.Reason
+	}
+	return fmt.Sprintf("query refused: %s: %s", r.Part, r.Reason)
+}
+
+// Is makes errors.Is(err, ErrRefused) true for every refusal.
+func (r *Refusal) Is(target error) bool { return target == ErrRefused }
+
+func refuse(part, format string, a ...any) error {
+	return &Refusal{Part: part, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Column is a granted column of a dataset view.
+type Column struct {
+	Name        string `json:"name"`
+	Type        string `json:"type,omitempty"`         // DuckDB type, for binding checks
+	PrivacyUnit bool   `json:"privacy_unit,omitempty"` // the person or enterprise the row is about
+	Identifier  bool   `json:"identifier,omitempty"`   // a direct identifier (id number, name, phone, address)
+}
+
+// Table is a dataset as a job sees it: a view named Name over Files exposing only Columns.
+type Table struct {
+	Name    string   `json:"name"`
+	Files   []string `json:"files"`
+	Columns []Column `json:"columns"`
+}
+
+func (t *Table) column(name string) (Column, bool) {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+func (t *Table) unit() (Column, bool) {
+	for _, c := range t.Columns {
+		if c.PrivacyUnit {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Scope is what a grant lets a query see.
+type Scope struct {
+	Mode   string  `json:"mode"`
+	Tables []Table `json:"tables"`
+}
+
+func (s *Scope) table(name string) (*Table, bool) {
+	for i := range s.Tables {
+		if s.Tables[i].Name == name {
+			return &s.Tables[i], true
+		}
+	}
+	return nil, false
+}
+
+// UnitsPrefix starts the names of the hidden columns the rewrite adds: the number of distinct
+// privacy units behind each output row. The gate reads and removes them; vendors may not use
+// the prefix.
+const UnitsPrefix = "__veil_units"
+
+// Plan is a validated query: the SQL that runs and what the gate needs to know about its
+// result.
+type Plan struct {
+	Query   string   `json:"query"`   // the vendor's text, as submitted
+	SQL     string   `json:"sql"`     // the rewritten, canonical SQL the runner executes
+	Tables  []string `json:"tables"`  // the dataset views the query reads
+	Units   []string `json:"units"`   // hidden columns: distinct privacy units per output row
+	Columns int      `json:"columns"` // number of vendor-visible output columns (they come first)
+	Counts  []int    `json:"counts"`  // indexes of vendor-visible columns that are counts
+}
+
+// Job is what the runner receives on its standard input.
+type Job struct {
+	SQL            string  `json:"sql"`
+	Tables         []Table `json:"tables"`
+	Threads        int     `json:"threads"`
+	MemoryLimitMB  int     `json:"memory_limit_mb"`
+	MaxResultBytes int64   `json:"max_result_bytes"`
+}

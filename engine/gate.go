@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// ReadResult reads one Arrow IPC stream of at most max bytes into a single record.
+func ReadResult(r io.Reader, max int64) (arrow.RecordBatch, error) {
+	lr := &io.LimitedReader{R: r, N: max + 1}
+	rd, err := ipc.NewReader(lr)
+	if err != nil {
+		return nil, fmt.Errorf("read result: %w", err)
+	}
+	defer rd.Release()
+	var batches []arrow.RecordBatch
+	defer func() {
+		for _, b := range batches {
+			b.Release()
+		}
+	}()
+	for rd.Next() {
+		b := rd.RecordBatch()
+		b.Retain()
+		batches = append(batches, b)
+	}
+	if err := rd.Err(); err != nil {
+		return nil, fmt.Errorf("read result: %w", err)
+	}
+	if lr.N <= 0 {
+		return nil, ErrResultTooLarge
+	}
+	schema := rd.Schema()
+	cols := make([]arrow.Array, schema.NumFields())
+	var rows int64
+	for _, b := range batches {
+		rows += b.NumRows()
+	}
+	for i := range cols {
+		parts := make([]arrow.Array, 0, len(batches))
+		for _, b := range batches {
+			parts = append(parts, b.Column(i))
+		}
+		if len(parts) == 0 {
+			cols[i] = array.MakeArrayOfNull(memory.DefaultAllocator, schema.Field(i).Type, 0)
+			continue
+		}
+		c, err := array.Concatenate(parts, memory.DefaultAllocator)
+		if err != nil {
+			return nil, fmt.Errorf("read result: %w", err)
+		}
+		cols[i] = c
+	}
+	rec := array.NewRecordBatch(schema, cols, rows)
+	for _, c := range cols {
+		c.Release()
+	}
+	return rec, nil
+}
+
+// ThresholdRule is a grant's output rule in threshold mode.
+type ThresholdRule struct {
+	K       int // a row needs at least K distinct privacy units behind it
+	RoundTo int // counts are rounded to a multiple of RoundTo (0 or 1: not rounded)
+}
+
+// GateReport says what the gate did, without any data value.
+type GateReport struct {
+	Groups     int `json:"groups"`     // rows of the exact result
+	Released   int `json:"released"`   // rows that passed
+	Suppressed int `json:"suppressed"` // rows removed: fewer than K units
+	NearK      int `json:"near_k"`     // released rows with fewer than 2K units
+}
+
+// Threshold turns the exact result of a plan into its protected output: rows with fewer than
+// rule.K distinct privacy units are removed, counts are rounded, and the hidden unit columns
+// are dropped. The exact record is left to the caller to release.
+func Threshold(rec arrow.RecordBatch, plan *Plan, rule ThresholdRule) (arrow.RecordBatch, GateReport, error) {
+	var rep GateReport
+	if rule.K < 1 {
+		return nil, rep, errors.New("gate: k must be at least 1")
+	}
+	if len(plan.Units) == 0 {
+		return nil, rep, errors.New("gate: the plan counts no privacy units")
+	}
+	if int(rec.NumCols()) != plan.Columns+len(plan.Units) {
+		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(plan.Units))
+	}
+	units := make([]*array.Int64, len(plan.Units))
+	for i, name := range plan.Units {
+		col := plan.Columns + i
+		if rec.Schema().Field(col).Name != name {
+			return nil, rep, fmt.Errorf("gate: column %d is not %s", col, name)
+		}
+		u, ok := rec.Column(col).(*array.Int64)
+		if !ok {
+			return nil, rep, fmt.Errorf("gate: %s is %s, not BIGINT", name, rec.Column(col).DataType())
+		}
+		units[i] = u
+	}
+
+	n := int(rec.NumRows())
+	rep.Groups = n
+	keep := array.NewBooleanBuilder(memory.DefaultAllocator)
+	defer keep.Release()
+	for r := 0; r < n; r++ {
+		least := int64(-1)
+		for _, u := range units {
+			v := int64(0)
+			if u.IsValid(r) {
+				v = u.Value(r)
+			}
+			if least < 0 || v < least {
+				least = v
+			}
+		}
+		ok := least >= int64(rule.K)
+		keep.Append(ok)
+		switch {
+		case !ok:
+			rep.Suppressed++
+		case least < 2*int64(rule.K):
+			rep.Released++
+			rep.NearK++
+		default:
+			rep.Released++
+		}
+	}
+	mask := keep.NewBooleanArray()
+	defer mask.Release()
+
+	filtered, err := filterRows(rec, plan.Columns, mask)
+	if err != nil {
+		return nil, rep, fmt.Errorf("gate: %w", err)
+	}
+	if rule.RoundTo <= 1 || len(plan.Counts) == 0 {
+		return filtered, rep, nil
+	}
+	defer filtered.Release()
+	cols := make([]arrow.Array, filtered.NumCols())
+	for i := range cols {
+		cols[i] = filtered.Column(i)
+		cols[i].Retain()
+	}
+	for _, i := range plan.Counts {
+		c, ok := cols[i].(*array.Int64)
+		if !ok {
+			continue
+		}
+		b := array.NewInt64Builder(memory.DefaultAllocator)
+		for r := 0; r < c.Len(); r++ {
+			if c.IsNull(r) {
+				b.AppendNull()
+				continue
+			}
+			b.Append(roundTo(c.Value(r), int64(rule.RoundTo)))
+		}
+		cols[i].Release()
+		cols[i] = b.NewArray()
+		b.Release()
+	}
+	out := array.NewRecordBatch(filtered.Schema(), cols, filtered.NumRows())
+	for _, c := range cols {
+		c.Release()
+	}
+	return out, rep, nil
+}
+
+// roundTo rounds a non-negative count to the nearest multiple of m, halves up.
+func roundTo(v, m int64) int64 {
+	return (v + m/2) / m * m
+}
+
+// filterRows keeps the first ncols columns of rec and the rows where mask is true, by
+// concatenating slices of the kept runs of rows (results are small: one row per group).
+func filterRows(rec arrow.RecordBatch, ncols int, mask *array.Boolean) (arrow.RecordBatch, error) {
+	type run struct{ from, to int64 }
+	var runs []run
+	var rows int64
+	for r := 0; r < mask.Len(); r++ {
+		if !mask.Value(r) {
+			continue
+		}
+		rows++
+		if k := len(runs); k > 0 && runs[k-1].to == int64(r) {
+			runs[k-1].to++
+			continue
+		}
+		runs = append(runs, run{int64(r), int64(r) + 1})
+	}
+	fields := rec.Schema().Fields()[:ncols]
+	cols := make([]arrow.Array, ncols)
+	defer func() {
+		for _, c := range cols {
+			if c != nil {
+				c.Release()
+			}
+		}
+	}()
+	for i := range cols {
+		if len(runs) == 0 {
+			cols[i] = array.MakeArrayOfNull(memory.DefaultAllocator, fields[i].Type, 0)
+			continue
+		}
+		parts := make([]arrow.Array, len(runs))
+		for k, ru := range runs {
+			parts[k] = array.NewSlice(rec.Column(i), ru.from, ru.to)
+		}
+		c, err := array.Concatenate(parts, memory.DefaultAllocator)
+		for _, p := range parts {
+			p.Release()
+		}
+		if err != nil {
+			return nil, err
+		}
+		cols[i] = c
+	}
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rows), nil
+}

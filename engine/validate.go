@@ -1,0 +1,661 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/duckdb/duckdb-go/v2"
+)
+
+// MaxQueryBytes bounds the length of a vendor query.
+const MaxQueryBytes = 64 << 10
+
+// Validator checks vendor SQL against a grant's scope and rewrites it for the gate. It owns
+// a private in-memory DuckDB that reads no file and holds no data: it is used only for
+// DuckDB's parser, serializer and binder. A Validator is safe for concurrent use.
+type Validator struct {
+	db *sql.DB
+}
+
+// NewValidator opens the validator's DuckDB, locked down like the runner's.
+func NewValidator() (*Validator, error) {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxLifetime(0)
+	// Settings are per database here; a new pooled connection inherits them.
+	for _, s := range []string{
+		"SET autoinstall_known_extensions=false",
+		"SET autoload_known_extensions=false",
+		"SET temp_directory=''",
+		"SET threads=1",
+		"SET enable_external_access=false",
+		"SET lock_configuration=true",
+	} {
+		if _, err := db.Exec(s); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("validator: %s: %w", s, err)
+		}
+	}
+	return &Validator{db: db}, nil
+}
+
+// Close releases the validator's DuckDB.
+func (v *Validator) Close() error { return v.db.Close() }
+
+type parsed struct {
+	Error      bool             `json:"error"`
+	ErrorType  string           `json:"error_type"`
+	ErrorMsg   string           `json:"error_message"`
+	Statements []map[string]any `json:"statements"`
+}
+
+func (v *Validator) parse(ctx context.Context, query string) (*parsed, error) {
+	var out string
+	if err := v.db.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	p := &parsed{}
+	d := json.NewDecoder(strings.NewReader(out))
+	d.UseNumber()
+	if err := d.Decode(p); err != nil {
+		return nil, fmt.Errorf("parse: decode tree: %w", err)
+	}
+	return p, nil
+}
+
+var statementWord = regexp.MustCompile(`(?i)^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([a-z]+)`)
+
+// statementKinds names the kind of each ;-separated part of a text, for messages only.
+func statementKinds(query string) []string {
+	var kinds []string
+	for _, part := range strings.Split(query, ";") {
+		if m := statementWord.FindStringSubmatch(part); m != nil {
+			kinds = append(kinds, strings.ToUpper(m[1]))
+		}
+	}
+	return kinds
+}
+
+// Validate checks query against the scope and returns the plan to run, or an error wrapping
+// ErrRefused that names the cause. It runs nothing against data.
+func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan, error) {
+	if strings.TrimSpace(query) == "" {
+		return nil, refuse("", "the query is empty")
+	}
+	if len(query) > MaxQueryBytes {
+		return nil, refuse("", "the query is %d bytes; the limit is %d", len(query), MaxQueryBytes)
+	}
+	if sc.Mode != "" && sc.Mode != "threshold" {
+		return nil, refuse("", "SQL jobs in mode %q are not supported yet; use threshold", sc.Mode)
+	}
+	p, err := v.parse(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if p.Error {
+		if strings.Contains(p.ErrorMsg, "Only SELECT statements") {
+			for _, k := range statementKinds(query) {
+				if k != "SELECT" && k != "FROM" {
+					return nil, refuse("statement "+k, "only one SELECT statement is allowed; %s is never allowed", k)
+				}
+			}
+			return nil, refuse("statement", "only one SELECT statement is allowed")
+		}
+		return nil, refuse("syntax", "%s", firstLine(p.ErrorMsg))
+	}
+	if n := len(p.Statements); n != 1 {
+		return nil, refuse("statement", "exactly one SELECT statement is allowed; the text holds %d", n)
+	}
+	node, _ := p.Statements[0]["node"].(map[string]any)
+	if node == nil {
+		return nil, refuse("statement", "not a SELECT statement")
+	}
+	if m, _ := p.Statements[0]["named_param_map"].([]any); len(m) > 0 {
+		return nil, refuse("parameters", "query parameters ($1, ?) are not allowed; write the values into the query")
+	}
+	w := &walker{sc: &sc, tables: map[string]*Table{}, aliases: map[string]bool{}}
+	if err := w.selectNode(node); err != nil {
+		return nil, err
+	}
+
+	plan := &Plan{Query: query, Columns: w.columns, Counts: w.counts}
+	// Append one hidden COUNT(DISTINCT unit) per table read: the gate keeps a row only if
+	// every one of them reaches k.
+	list := node["select_list"].([]any)
+	for i, alias := range w.order {
+		t := w.tables[alias]
+		u, ok := t.unit()
+		if !ok {
+			return nil, fmt.Errorf("dataset %s has no privacy unit in scope", t.Name)
+		}
+		name := fmt.Sprintf("%s_%d", UnitsPrefix, i)
+		item, err := v.expression(ctx, fmt.Sprintf("count(DISTINCT %s.%s) AS %s", quoteIdent(alias), quoteIdent(u.Name), name))
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, item)
+		plan.Units = append(plan.Units, name)
+	}
+	node["select_list"] = list
+	for _, t := range w.order {
+		if n := w.tables[t].Name; !slices.Contains(plan.Tables, n) {
+			plan.Tables = append(plan.Tables, n)
+		}
+	}
+
+	tree, err := json.Marshal(p.Statements[0])
+	if err != nil {
+		return nil, err
+	}
+	doc := append(append([]byte(`{"error":false,"statements":[`), tree...), "]}"...)
+	if err := v.db.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&plan.SQL); err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	if err := v.bind(ctx, plan.SQL, &sc, w); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// expression parses one select-list item written by Veil itself.
+func (v *Validator) expression(ctx context.Context, item string) (any, error) {
+	p, err := v.parse(ctx, "SELECT "+item)
+	if err != nil {
+		return nil, err
+	}
+	if p.Error || len(p.Statements) != 1 {
+		return nil, fmt.Errorf("rewrite: cannot parse %q: %s", item, p.ErrorMsg)
+	}
+	node := p.Statements[0]["node"].(map[string]any)
+	return node["select_list"].([]any)[0], nil
+}
+
+// bind runs the rewritten query over empty relations of the granted columns' types, so that
+// errors DuckDB's binder would raise (an ungrouped column, a type mismatch) are reported now,
+// before anything runs, and carry no data.
+func (v *Validator) bind(ctx context.Context, query string, sc *Scope, w *walker) error {
+	var ctes []string
+	for _, name := range w.tableNames() {
+		t, _ := sc.table(name)
+		var cols []string
+		for _, c := range t.Columns {
+			if c.Type == "" {
+				return nil // types unknown: the runner's binder will have the last word
+			}
+			cols = append(cols, fmt.Sprintf("CAST(NULL AS %s) AS %s", c.Type, quoteIdent(c.Name)))
+		}
+		ctes = append(ctes, fmt.Sprintf("%s AS (SELECT %s LIMIT 0)", quoteIdent(name), strings.Join(cols, ", ")))
+	}
+	rows, err := v.db.QueryContext(ctx, "WITH "+strings.Join(ctes, ", ")+" "+query)
+	if err != nil {
+		return refuse("SQL", "%s", binderMessage(err))
+	}
+	for rows.Next() {
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return refuse("SQL", "%s", binderMessage(err))
+	}
+	return nil
+}
+
+func binderMessage(err error) string {
+	msg := firstLine(err.Error())
+	for _, p := range []string{"Binder Error: ", "Conversion Error: ", "Parser Error: ", "Catalog Error: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// walker walks one SELECT node with the allow-list.
+type walker struct {
+	sc      *Scope
+	tables  map[string]*Table // alias (or name) -> table
+	order   []string          // aliases in FROM order
+	aliases map[string]bool   // select-list aliases
+	hasAgg  bool
+	columns int
+	counts  []int
+}
+
+func (w *walker) tableNames() []string {
+	var names []string
+	for _, a := range w.order {
+		if n := w.tables[a].Name; !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+
+func list(m map[string]any, k string) []any { l, _ := m[k].([]any); return l }
+
+func obj(m map[string]any, k string) map[string]any { o, _ := m[k].(map[string]any); return o }
+
+func truthy(m map[string]any, k string) bool { b, _ := m[k].(bool); return b }
+
+func (w *walker) selectNode(node map[string]any) error {
+	switch str(node, "type") {
+	case "SELECT_NODE":
+	case "SET_OPERATION_NODE":
+		return refuse(strings.ToUpper(str(node, "setop_type")), "set operations (UNION, INTERSECT, EXCEPT) are not allowed")
+	default:
+		return refuse("statement", "only a plain SELECT is allowed (found %s)", str(node, "type"))
+	}
+	if m := obj(node, "cte_map"); len(list(m, "map")) > 0 {
+		return refuse("WITH", "common table expressions are not allowed; query the granted datasets directly")
+	}
+	if node["sample"] != nil {
+		return refuse("USING SAMPLE", "sampling is not allowed")
+	}
+	if node["qualify"] != nil {
+		return refuse("QUALIFY", "QUALIFY is not allowed")
+	}
+	if h := str(node, "aggregate_handling"); h != "STANDARD_HANDLING" && h != "FORCE_AGGREGATES" {
+		return refuse("GROUP BY", "this form of grouping is not allowed")
+	}
+	from := obj(node, "from_table")
+	if err := w.from(from); err != nil {
+		return err
+	}
+	if len(w.order) == 0 {
+		return refuse("FROM", "the query must read a granted dataset")
+	}
+
+	sel := list(node, "select_list")
+	w.columns = len(sel)
+	for _, it := range sel {
+		if a := str(it.(map[string]any), "alias"); a != "" {
+			if strings.HasPrefix(strings.ToLower(a), "__veil") {
+				return refuse("SELECT", "column names starting with __veil are reserved")
+			}
+			w.aliases[a] = true
+		}
+	}
+	for i, it := range sel {
+		e := it.(map[string]any)
+		if err := w.expr(e, "SELECT", exprCtx{}); err != nil {
+			return err
+		}
+		if str(e, "class") == "FUNCTION" && (str(e, "function_name") == "count" || str(e, "function_name") == "count_star") {
+			w.counts = append(w.counts, i)
+		}
+	}
+	if err := w.joinCond(from); err != nil {
+		return err
+	}
+	if wh, ok := node["where_clause"].(map[string]any); ok {
+		if err := w.expr(wh, "WHERE", exprCtx{noAgg: true}); err != nil {
+			return err
+		}
+	}
+	groups := list(node, "group_expressions")
+	for _, g := range groups {
+		if err := w.expr(g.(map[string]any), "GROUP BY", exprCtx{noAgg: true}); err != nil {
+			return err
+		}
+	}
+	if sets := list(node, "group_sets"); len(sets) > 1 || (len(sets) == 1 && len(sets[0].([]any)) != len(groups)) {
+		return refuse("GROUP BY", "ROLLUP, CUBE and GROUPING SETS are not allowed")
+	}
+	if hv, ok := node["having"].(map[string]any); ok {
+		if err := w.expr(hv, "HAVING", exprCtx{}); err != nil {
+			return err
+		}
+	}
+	for _, m := range list(node, "modifiers") {
+		mod := m.(map[string]any)
+		switch str(mod, "type") {
+		case "ORDER_MODIFIER":
+			for _, o := range list(mod, "orders") {
+				if err := w.expr(obj(o.(map[string]any), "expression"), "ORDER BY", exprCtx{}); err != nil {
+					return err
+				}
+			}
+		case "LIMIT_MODIFIER":
+			for _, k := range []string{"limit", "offset"} {
+				if e, ok := mod[k].(map[string]any); ok && str(e, "class") != "CONSTANT" {
+					return refuse("LIMIT", "LIMIT and OFFSET take constants only")
+				}
+			}
+		case "DISTINCT_MODIFIER":
+			return refuse("SELECT DISTINCT", "DISTINCT is not allowed; use GROUP BY")
+		default:
+			return refuse(str(mod, "type"), "this modifier is not allowed")
+		}
+	}
+	if !w.hasAgg && len(groups) == 0 && str(node, "aggregate_handling") != "FORCE_AGGREGATES" {
+		return refuse("SELECT", "the query must aggregate: GROUP BY the keys you need and use COUNT, SUM, AVG, MIN or MAX; rows are never released")
+	}
+	return nil
+}
+
+func (w *walker) from(t map[string]any) error {
+	switch str(t, "type") {
+	case "BASE_TABLE":
+		name := str(t, "table_name")
+		if str(t, "catalog_name") != "" || str(t, "schema_name") != "" {
+			return refuse("FROM", "qualified names (catalog.schema.table) are not allowed; use the dataset name")
+		}
+		if strings.ContainsAny(name, "./:'\\") {
+			return refuse("FROM", "%q is not a dataset: files and URLs cannot be read; use a granted dataset's name", name)
+		}
+		tab, ok := w.sc.table(name)
+		if !ok {
+			return refuse("FROM", "dataset %q is not granted to this grant; granted: %s", name, w.granted())
+		}
+		if len(list(t, "column_name_alias")) > 0 {
+			return refuse("FROM", "renaming a dataset's columns (%s(a, b, ...)) is not allowed", name)
+		}
+		if t["sample"] != nil {
+			return refuse("TABLESAMPLE", "sampling is not allowed")
+		}
+		alias := str(t, "alias")
+		if alias == "" {
+			alias = name
+		}
+		if _, dup := w.tables[alias]; dup {
+			return refuse("FROM", "%s appears twice; give each occurrence its own alias", alias)
+		}
+		w.tables[alias] = tab
+		w.order = append(w.order, alias)
+		return nil
+	case "JOIN":
+		switch str(t, "join_type") {
+		case "INNER", "LEFT", "RIGHT", "OUTER":
+		default:
+			return refuse("JOIN", "%s joins are not allowed", str(t, "join_type"))
+		}
+		if rt := str(t, "ref_type"); rt != "REGULAR" {
+			return refuse("JOIN", "%s joins are not allowed; join with ON or USING", rt)
+		}
+		if err := w.from(obj(t, "left")); err != nil {
+			return err
+		}
+		return w.from(obj(t, "right"))
+	case "TABLE_FUNCTION":
+		fn := obj(t, "function")
+		return refuse("FROM", "table function %s is not allowed; query the granted datasets by name", str(fn, "function_name"))
+	case "SUBQUERY":
+		return refuse("FROM", "subqueries are not allowed; aggregate directly over the granted datasets")
+	case "EMPTY", "":
+		return refuse("FROM", "the query must read a granted dataset")
+	default:
+		return refuse("FROM", "%s is not allowed here", strings.ToLower(str(t, "type")))
+	}
+}
+
+// joinCond checks the ON and USING parts of joins, after the whole FROM is known.
+func (w *walker) joinCond(t map[string]any) error {
+	if str(t, "type") != "JOIN" {
+		return nil
+	}
+	if err := w.joinCond(obj(t, "left")); err != nil {
+		return err
+	}
+	if err := w.joinCond(obj(t, "right")); err != nil {
+		return err
+	}
+	for _, u := range list(t, "using_columns") {
+		name, _ := u.(string)
+		cols := w.resolve([]string{name})
+		if len(cols) == 0 {
+			return refuse("JOIN ... USING", "column %s is not granted in the joined datasets", name)
+		}
+		for _, c := range cols {
+			if c.Identifier {
+				return refuse("JOIN ... USING", "%s is a direct identifier and cannot be used", name)
+			}
+		}
+	}
+	if c, ok := t["condition"].(map[string]any); ok {
+		return w.on(c)
+	}
+	if len(list(t, "using_columns")) == 0 {
+		return refuse("JOIN", "a join needs ON or USING")
+	}
+	return nil
+}
+
+func (w *walker) on(e map[string]any) error {
+	if str(e, "type") == "CONJUNCTION_AND" {
+		for _, c := range list(e, "children") {
+			if err := w.on(c.(map[string]any)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Equality of two privacy units is how datasets about the same persons are joined.
+	if str(e, "type") == "COMPARE_EQUAL" {
+		l, r := obj(e, "left"), obj(e, "right")
+		if str(l, "class") == "COLUMN_REF" && str(r, "class") == "COLUMN_REF" {
+			lc, rc := w.resolve(names(l)), w.resolve(names(r))
+			if len(lc) == 1 && len(rc) == 1 && lc[0].PrivacyUnit && rc[0].PrivacyUnit {
+				return nil
+			}
+		}
+	}
+	return w.expr(e, "JOIN ... ON", exprCtx{noAgg: true})
+}
+
+func names(e map[string]any) []string {
+	var n []string
+	for _, x := range list(e, "column_names") {
+		s, _ := x.(string)
+		n = append(n, s)
+	}
+	return n
+}
+
+// resolve finds the granted columns a reference can mean.
+func (w *walker) resolve(parts []string) []Column {
+	switch len(parts) {
+	case 1:
+		var found []Column
+		for _, a := range w.order {
+			if c, ok := w.tables[a].column(parts[0]); ok {
+				found = append(found, c)
+			}
+		}
+		return found
+	case 2:
+		if t, ok := w.tables[parts[0]]; ok {
+			if c, ok := t.column(parts[1]); ok {
+				return []Column{c}
+			}
+		}
+	}
+	return nil
+}
+
+func (w *walker) granted() string {
+	var n []string
+	for _, t := range w.sc.Tables {
+		n = append(n, t.Name)
+	}
+	if len(n) == 0 {
+		return "none"
+	}
+	return strings.Join(n, ", ")
+}
+
+func (w *walker) grantedColumns() string {
+	var parts []string
+	for _, a := range w.order {
+		t := w.tables[a]
+		var cs []string
+		for _, c := range t.Columns {
+			if !c.PrivacyUnit && !c.Identifier {
+				cs = append(cs, c.Name)
+			}
+		}
+		parts = append(parts, t.Name+": "+strings.Join(cs, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+type exprCtx struct {
+	noAgg    bool // aggregates are not allowed here (WHERE, GROUP BY, ON)
+	inAgg    bool // inside an aggregate's arguments
+	countArg bool // the direct argument of COUNT: privacy units may be counted
+}
+
+var exprNames = map[string]string{
+	"STAR": "SELECT * (name the granted columns you need)", "SUBQUERY": "subqueries",
+	"WINDOW": "window functions", "PARAMETER": "query parameters", "LAMBDA": "lambda functions",
+	"COLLATE": "COLLATE", "POSITIONAL_REFERENCE": "positional references (#1)",
+	"DEFAULT": "DEFAULT", "BOUND_REF": "bound references",
+}
+
+func (w *walker) expr(e map[string]any, clause string, cx exprCtx) error {
+	if e == nil {
+		return nil
+	}
+	switch class := str(e, "class"); class {
+	case "CONSTANT":
+		return nil
+	case "COLUMN_REF":
+		parts := names(e)
+		cols := w.resolve(parts)
+		ref := strings.Join(parts, ".")
+		if len(cols) == 0 {
+			if len(parts) == 1 && w.aliases[parts[0]] && clause != "SELECT" {
+				return nil // a select-list alias, checked where it is defined
+			}
+			return refuse(clause, "column %s is not granted to this grant (or does not exist); granted columns: %s", ref, w.grantedColumns())
+		}
+		for _, c := range cols {
+			if (c.PrivacyUnit || c.Identifier) && !cx.countArg {
+				what := "a direct identifier"
+				if c.PrivacyUnit {
+					what = "the privacy unit"
+				}
+				return refuse(clause, "%s is %s: it can only be counted (COUNT(DISTINCT %s)), never selected, filtered, grouped or ordered on", ref, what, ref)
+			}
+		}
+		return nil
+	case "FUNCTION":
+		name := strings.ToLower(str(e, "function_name"))
+		if str(e, "catalog") != "" || (str(e, "schema") != "" && str(e, "schema") != "main") {
+			return refuse(clause, "qualified function names are not allowed")
+		}
+		if truthy(e, "export_state") {
+			return refuse(clause, "EXPORT_STATE is not allowed")
+		}
+		if ob := obj(e, "order_bys"); len(list(ob, "orders")) > 0 {
+			return refuse(clause, "ordered aggregates are not allowed")
+		}
+		children := list(e, "children")
+		if aggregates[name] {
+			if cx.noAgg {
+				return refuse(clause, "aggregate %s is not allowed in %s", name, clause)
+			}
+			if cx.inAgg {
+				return refuse(clause, "aggregates cannot be nested (%s inside another aggregate)", name)
+			}
+			w.hasAgg = true
+			inner := exprCtx{inAgg: true, noAgg: true}
+			if f, ok := e["filter"].(map[string]any); ok {
+				if err := w.expr(f, clause+" (FILTER)", inner); err != nil {
+					return err
+				}
+			}
+			for _, c := range children {
+				arg := inner
+				arg.countArg = name == "count" && len(children) == 1 && str(c.(map[string]any), "class") == "COLUMN_REF"
+				if err := w.expr(c.(map[string]any), clause, arg); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if !scalars[name] {
+			if why, ok := forbiddenWhy[name]; ok {
+				return refuse(clause, "function %s is not allowed: %s", name, why)
+			}
+			return refuse(clause, "function %s is not allowed", name)
+		}
+		if truthy(e, "distinct") || e["filter"] != nil {
+			return refuse(clause, "DISTINCT and FILTER apply to aggregates only")
+		}
+		return w.children(children, clause, cx)
+	case "OPERATOR":
+		switch str(e, "type") {
+		case "OPERATOR_NOT", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL", "COMPARE_IN", "COMPARE_NOT_IN", "OPERATOR_COALESCE", "OPERATOR_NULLIF":
+			return w.children(list(e, "children"), clause, cx)
+		}
+		return refuse(clause, "operator %s is not allowed", strings.ToLower(strings.TrimPrefix(str(e, "type"), "OPERATOR_")))
+	case "COMPARISON":
+		if err := w.expr(obj(e, "left"), clause, cx); err != nil {
+			return err
+		}
+		return w.expr(obj(e, "right"), clause, cx)
+	case "CONJUNCTION":
+		return w.children(list(e, "children"), clause, cx)
+	case "CASE":
+		for _, c := range list(e, "case_checks") {
+			cc := c.(map[string]any)
+			if err := w.expr(obj(cc, "when_expr"), clause, cx); err != nil {
+				return err
+			}
+			if err := w.expr(obj(cc, "then_expr"), clause, cx); err != nil {
+				return err
+			}
+		}
+		return w.expr(obj(e, "else_expr"), clause, cx)
+	case "CAST":
+		ct := obj(e, "cast_type")
+		if id := str(ct, "id"); !castTypes[id] {
+			return refuse(clause, "CAST to %s is not allowed", strings.ToLower(id))
+		}
+		return w.expr(obj(e, "child"), clause, cx)
+	case "BETWEEN":
+		for _, k := range []string{"input", "lower", "upper"} {
+			if err := w.expr(obj(e, k), clause, cx); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		what := exprNames[class]
+		if what == "" {
+			what = strings.ToLower(class)
+		}
+		return refuse(clause, "%s: not allowed", what)
+	}
+}
+
+func (w *walker) children(cs []any, clause string, cx exprCtx) error {
+	for _, c := range cs {
+		m, ok := c.(map[string]any)
+		if !ok {
+			return refuse(clause, "unexpected expression")
+		}
+		if err := w.expr(m, clause, cx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+// Package sandbox runs one job in a fresh, locked-down container (runc's
+// libcontainer used as a library) and hands back its exit status and its
+// result stream. A Spec goes in (argv, environment, stdin, read-only mounts,
+// limits); a Result comes out (status, exit code, usage, bounded stdout and
+// stderr for operators, and a sanitized message for vendors), and the bytes
+// the job wrote on fd 3 are copied to the caller's writer.
+//
+// Invariants:
+//
+//   - It knows nothing of SQL, grants or datasets: a job is a binary, its
+//     arguments and some host paths to mount read-only.
+//   - Every container is destroyed and its cgroups removed when Run returns,
+//     on success, on a limit breach, on ctx cancellation and on errors. A
+//     daemon killed with -9 takes its running jobs with it (a job that
+//     calls Init sets a parent-death signal, see spawn_linux.go); Cleanup removes what is left (state,
+//     cgroups, root filesystems) at the next start.
+//   - Nothing leaves a container but the result pipe (fd 3, size-limited).
+//     Stdout and stderr are captured, bounded, for operators only; they are
+//     never meant for vendors. Result.Message never contains a data value,
+//     a host path or a stack trace.
+//
+// What a job sees: a read-only root holding only the job binary (bind-mounted
+// at Args[0]) and the shared libraries it needs (the ELF's loader and
+// DT_NEEDED closure, computed once in New); /proc with runc's default masked
+// and read-only paths; a read-only /dev with null, zero, random and urandom;
+// a size-limited tmpfs at /scratch (/tmp links to it); the Spec's mounts,
+// read-only, no-exec. No /sys, no /etc. Fresh mount, pid, ipc, uts, net
+// (loopback only) and cgroup namespaces, and a user namespace in which
+// container root is one unprivileged host uid (DefaultHostID) owning nothing.
+// No capabilities, no_new_privs, RLIMIT_CORE 0, RLIMIT_NOFILE 4096, and a
+// seccomp allow-list (default EPERM; clone without namespace flags; no
+// ptrace, mount, unshare, setns, bpf, io_uring, keyctl, ...). Only fds 0-3
+// are open when the job starts. Memory (no swap), pids and CPU quota are
+// cgroup limits; wall clock is a timer. Breaches end the job with a distinct
+// Status.
+//
+// Binaries that can be a container init must call Init first thing in main:
+// the job binary re-executes itself as "init" (libcontainer's nsexec runs as
+// a C constructor before the Go runtime, which is why this package imports
+// libcontainer/nsenter and needs cgo). Seccomp needs the "seccomp" build tag
+// and libseccomp-dev; without it New refuses to run, saying so.
+//
+// This package must never run a prod job without the sandbox: RunLocal is
+// for development, tests and benchmarks only, and New returns an error
+// wrapping ErrUnavailable, saying why, where containers cannot be created.
+package sandbox

@@ -1,0 +1,833 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultHostID is the host uid and gid that root inside a container maps to
+// when user namespaces are in use. It is far above the ranges useradd and
+// /etc/subuid hand out, so it owns nothing on the host.
+const DefaultHostID = 1_900_000_000
+
+// Option configures a Runtime.
+type Option func(*options)
+
+type options struct {
+	binary       string
+	cgroupParent string
+	hostID       int64
+	noUserNS     bool
+}
+
+// WithBinary sets the host binary that is mounted at Spec.Args[0] in every
+// container (default: the running executable, i.e. the veil binary itself).
+func WithBinary(path string) Option { return func(o *options) { o.binary = path } }
+
+// WithCgroupParent sets the cgroup under which job cgroups are created
+// (default "/veil", absolute in every hierarchy).
+func WithCgroupParent(p string) Option { return func(o *options) { o.cgroupParent = p } }
+
+// WithHostID sets the host uid/gid that container root maps to.
+func WithHostID(id int64) Option { return func(o *options) { o.hostID = id } }
+
+// WithoutUserNamespace runs containers without a user namespace: container
+// root is then host root without capabilities. Only for kernels that forbid
+// user namespaces; New refuses to fall back on its own.
+func WithoutUserNamespace() Option { return func(o *options) { o.noUserNS = true } }
+
+// Runtime creates and destroys job containers. It owns a state directory
+// (libcontainer state under containers/, per-job root filesystems made of
+// mount points under rootfs/) and a cgroup parent. Run is safe for
+// concurrent use.
+type Runtime struct {
+	stateDir      string
+	containersDir string
+	rootfsDir     string
+	binary        string
+	libs          []libMount
+	cgroupParent  string
+	hostID        int64
+	userNS        bool
+	cgroup2       bool
+	memsw         bool
+	seccomp       *configs.Seccomp
+}
+
+// New checks that this host can create containers and prepares what every
+// container shares (library list, seccomp profile). It returns an error
+// wrapping ErrUnavailable that says why when it cannot.
+func New(stateDir string, opts ...Option) (*Runtime, error) {
+	o := options{cgroupParent: "/veil", hostID: DefaultHostID}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	unavailable := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrUnavailable}, a...)...)
+	}
+	if os.Geteuid() != 0 {
+		return nil, unavailable("the daemon must run as root to create containers (euid %d)", os.Geteuid())
+	}
+	if !seccomp.Enabled {
+		return nil, unavailable("this binary was built without seccomp support; build with cgo, libseccomp-dev and -tags seccomp")
+	}
+	if err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
+		return nil, unavailable("the kernel has no seccomp support: %v", err)
+	}
+	r := &Runtime{
+		cgroupParent: "/" + strings.Trim(o.cgroupParent, "/"),
+		hostID:       o.hostID,
+		userNS:       !o.noUserNS,
+		cgroup2:      cgroups.IsCgroup2UnifiedMode(),
+		seccomp:      seccompProfile(),
+	}
+	if !r.cgroup2 {
+		for _, sub := range []string{"memory", "pids", "cpu", "cpuacct", "devices", "freezer"} {
+			if _, err := cgroups.FindCgroupMountpoint("", sub); err != nil {
+				return nil, unavailable("cgroup v1 controller %q is not mounted: %v", sub, err)
+			}
+		}
+		mnt, _ := cgroups.FindCgroupMountpoint("", "memory")
+		_, err := os.Stat(filepath.Join(mnt, "memory.memsw.limit_in_bytes"))
+		r.memsw = err == nil
+	} else {
+		b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control")
+		if err != nil {
+			return nil, unavailable("cannot read cgroup v2 controllers: %v", err)
+		}
+		for _, c := range []string{"memory", "pids", "cpu"} {
+			if !strings.Contains(string(b), c) {
+				return nil, unavailable("cgroup v2 controller %q is not enabled in the root cgroup", c)
+			}
+		}
+		r.memsw = true
+	}
+	if r.userNS {
+		if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+			return nil, unavailable("the kernel has no user namespaces (or use WithoutUserNamespace)")
+		}
+		if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
+			return nil, unavailable("user namespaces are disabled (user.max_user_namespaces=0); enable them or use WithoutUserNamespace")
+		}
+	}
+	for _, ns := range []string{"mnt", "pid", "ipc", "uts", "net", "cgroup"} {
+		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
+			return nil, unavailable("the kernel has no %s namespace", ns)
+		}
+	}
+
+	bin := o.binary
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, unavailable("cannot find the running executable: %v", err)
+		}
+		bin = exe
+	}
+	bin, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return nil, unavailable("job binary: %v", err)
+	}
+	r.binary = bin
+	if r.libs, err = sharedLibraries(bin); err != nil {
+		return nil, unavailable("%v", err)
+	}
+
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, unavailable("state dir: %v", err)
+	}
+	r.stateDir = abs
+	r.containersDir = filepath.Join(abs, "containers")
+	r.rootfsDir = filepath.Join(abs, "rootfs")
+	// Container root (an unprivileged host uid under a user namespace) must be
+	// able to reach its root filesystem, so the way there is 0711: traversable,
+	// not listable.
+	for _, d := range []string{abs, r.rootfsDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, unavailable("state dir: %v", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, unavailable("state dir: %v", err)
+		}
+	}
+	if err := os.MkdirAll(r.containersDir, 0o700); err != nil {
+		return nil, unavailable("state dir: %v", err)
+	}
+	if r.userNS {
+		for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+			fi, err := os.Stat(d)
+			if err != nil {
+				return nil, unavailable("state dir: %v", err)
+			}
+			if fi.Mode().Perm()&0o001 == 0 {
+				return nil, unavailable("state dir %s: parent %s is not traversable by others (needs o+x for the container's unprivileged root)", abs, d)
+			}
+			if d == "/" {
+				break
+			}
+		}
+	}
+	return r, nil
+}
+
+// UserNamespace reports whether containers get their own user namespace.
+func (r *Runtime) UserNamespace() bool { return r.userNS }
+
+const (
+	mountRO      = unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
+	mountNoExec  = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	scratchPath  = "/scratch"
+	wallGraceMax = 2 * time.Second
+)
+
+// Paths masked and made read-only inside /proc and /sys, as in runc's default
+// spec (libcontainer/specconv/example.go). /sys itself is not mounted.
+var (
+	maskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+		"/proc/scsi", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// The only device nodes a job gets.
+var jobDevices = []*devices.Device{
+	charDevice("/dev/null", 1, 3),
+	charDevice("/dev/zero", 1, 5),
+	charDevice("/dev/random", 1, 8),
+	charDevice("/dev/urandom", 1, 9),
+}
+
+func charDevice(path string, major, minor int64) *devices.Device {
+	return &devices.Device{
+		Path:     path,
+		FileMode: 0o666,
+		Rule: devices.Rule{
+			Type: devices.CharDevice, Major: major, Minor: minor,
+			Permissions: "rwm", Allow: true,
+		},
+	}
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 200 || id == "." || id == ".." {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func validDest(p string) bool {
+	return filepath.IsAbs(p) && filepath.Clean(p) == p && p != "/"
+}
+
+// config builds the libcontainer configuration of one job.
+func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits) *configs.Config {
+	pids := l.Pids
+	period := uint64(100_000)
+	res := &cgroups.Resources{
+		Memory:    l.MemoryBytes,
+		PidsLimit: &pids,
+		CpuPeriod: period,
+		CpuQuota:  int64(l.CPUs * float64(period)),
+		Devices: []*devices.Rule{
+			{Type: devices.WildcardDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "rwm", Allow: false},
+		},
+	}
+	if r.memsw {
+		res.MemorySwap = l.MemoryBytes // memory+swap == memory: no swap
+	}
+	var zero uint64
+	if !r.cgroup2 {
+		res.MemorySwappiness = &zero
+	}
+	if r.cgroup2 {
+		res.Devices = nil // needs the eBPF device manager; see devices_linux.go
+	} else {
+		for _, d := range jobDevices {
+			res.Devices = append(res.Devices, &d.Rule)
+		}
+	}
+	mounts := []*configs.Mount{
+		{Source: "proc", Destination: "/proc", Device: "proc", Flags: mountNoExec},
+		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_STRICTATIME, Data: "mode=755,size=64k"},
+		{Source: "tmpfs", Destination: scratchPath, Device: "tmpfs", Flags: mountNoExec, Data: "mode=1777,size=" + strconv.FormatInt(l.ScratchBytes, 10)},
+		{Source: r.binary, Destination: spec.Args[0], Device: "bind", Flags: mountRO},
+	}
+	for _, lib := range r.libs {
+		mounts = append(mounts, &configs.Mount{Source: lib.Source, Destination: lib.Destination, Device: "bind", Flags: mountRO})
+	}
+	for _, m := range spec.Mounts {
+		mounts = append(mounts, &configs.Mount{Source: m.Source, Destination: m.Destination, Device: "bind", Flags: mountRO | unix.MS_NOEXEC})
+	}
+	ns := configs.Namespaces{
+		{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWIPC},
+		{Type: configs.NEWUTS}, {Type: configs.NEWNET}, {Type: configs.NEWCGROUP},
+	}
+	oomScore := 1000 // under host memory pressure, jobs die before the daemon
+	cfg := &configs.Config{
+		Rootfs:            rootfs,
+		Readonlyfs:        true,
+		Mounts:            mounts,
+		Devices:           jobDevices,
+		Hostname:          "veil",
+		Namespaces:        ns,
+		Capabilities:      &configs.Capabilities{},
+		Networks:          []*configs.Network{{Type: "loopback"}},
+		Cgroups:           &cgroups.Cgroup{Path: r.cgroupParent + "/" + cid, Resources: res},
+		MaskPaths:         maskedPaths,
+		ReadonlyPaths:     readonlyPaths,
+		NoNewPrivileges:   true,
+		Seccomp:           r.seccomp,
+		ParentDeathSignal: int(unix.SIGKILL), // see spawn_linux.go
+		OomScoreAdj:       &oomScore,
+		Rlimits: []configs.Rlimit{
+			{Type: unix.RLIMIT_CORE, Hard: 0, Soft: 0},
+			{Type: unix.RLIMIT_NOFILE, Hard: 4096, Soft: 4096},
+		},
+	}
+	if r.userNS {
+		cfg.Namespaces = append(cfg.Namespaces, configs.Namespace{Type: configs.NEWUSER})
+		cfg.UIDMappings = []configs.IDMap{{ContainerID: 0, HostID: r.hostID, Size: 1}}
+		cfg.GIDMappings = []configs.IDMap{{ContainerID: 0, HostID: r.hostID, Size: 1}}
+	} else {
+		// Without a user namespace, RLIMIT_NPROC is per host uid (root, shared
+		// with the daemon) and so cannot be used; the pids cgroup is the limit.
+	}
+	return cfg
+}
+
+func (r *Runtime) checkSpec(spec *Spec) error {
+	if !validID(spec.ID) {
+		return fmt.Errorf("%w: job id %q must be letters, digits, '_', '-' or '.'", ErrInvalid, spec.ID)
+	}
+	if len(spec.Args) == 0 || !validDest(spec.Args[0]) {
+		return fmt.Errorf("%w: Args[0] must be an absolute path inside the container", ErrInvalid)
+	}
+	reserved := []string{"/proc", "/dev", scratchPath, "/tmp"}
+	for _, lib := range r.libs {
+		reserved = append(reserved, lib.Destination)
+	}
+	under := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	for _, dst := range append([]string{spec.Args[0]}, mountDests(spec.Mounts)...) {
+		for _, res := range reserved {
+			if under(dst, res) || under(res, dst) {
+				return fmt.Errorf("%w: mount destination %s collides with %s", ErrInvalid, dst, res)
+			}
+		}
+	}
+	seen := map[string]bool{spec.Args[0]: true}
+	for _, m := range spec.Mounts {
+		if !validDest(m.Destination) || !filepath.IsAbs(m.Source) {
+			return fmt.Errorf("%w: mount %s: source and destination must be absolute, clean paths", ErrInvalid, m.Destination)
+		}
+		if seen[m.Destination] {
+			return fmt.Errorf("%w: mount destination %s given twice", ErrInvalid, m.Destination)
+		}
+		seen[m.Destination] = true
+	}
+	return nil
+}
+
+func mountDests(ms []Mount) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Destination
+	}
+	return out
+}
+
+// Run runs one job in a fresh container and destroys it. The process gets
+// spec.Stdin on fd 0, bounded capture on fds 1 and 2, and the write end of
+// the result pipe on fd 3; what it writes there is copied to result, at most
+// Limits.ResultBytes. When the returned Status is not ok, whatever was
+// written to result must be discarded. The error is non-nil only when the
+// container could not be set up (never because of what the job did).
+func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Result, retErr error) {
+	if err := r.checkSpec(&spec); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l := spec.Limits.withDefaults()
+	cid := containerPrefix + spec.ID
+	rootfs := filepath.Join(r.rootfsDir, cid)
+	skel, err := r.makeRootfs(rootfs, &spec)
+	defer skel.remove()
+	if err != nil {
+		return nil, fmt.Errorf("create root filesystem of %s: %w", cid, err)
+	}
+
+	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l))
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cid, err)
+	}
+	// Every container is destroyed, whatever happens below; a failure to do
+	// so is reported, never swallowed.
+	defer func() {
+		if err := destroy(c); err != nil && retErr == nil {
+			retErr = fmt.Errorf("destroy container %s: %w", cid, err)
+		}
+	}()
+
+	rpipe, wpipe, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer rpipe.Close()
+	stdout := &boundedBuffer{max: l.OutputBytes}
+	stderr := &boundedBuffer{max: l.OutputBytes}
+	p := &libcontainer.Process{
+		Args:       spec.Args,
+		Env:        append(append([]string(nil), spec.Env...), pdeathsigEnv+"=1"),
+		Cwd:        scratchPath,
+		Stdin:      bytes.NewReader(spec.Stdin),
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{wpipe},
+		Init:       true,
+	}
+	start := time.Now()
+	err = onSpawnThread(ctx, func() error { return c.Run(p) })
+	wpipe.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w (stderr: %q)", cid, err, stderr.Bytes())
+	}
+	st, err := c.State()
+	if err != nil {
+		return nil, fmt.Errorf("state of container %s: %w", cid, err)
+	}
+
+	var o outcome
+	var kill sync.Once
+	killed := make(chan struct{})
+	stop := func(why *bool) {
+		kill.Do(func() {
+			*why = true
+			_ = c.Signal(unix.SIGKILL)
+			close(killed)
+		})
+	}
+	copyDone := make(chan error, 1)
+	go func() {
+		_, err := copyResult(result, rpipe, l.ResultBytes)
+		if errors.Is(err, errResultTooLarge) {
+			stop(&o.tooLarge)
+		}
+		copyDone <- err
+	}()
+	waitDone := make(chan *os.ProcessState, 1)
+	go func() {
+		ps, _ := p.Wait()
+		waitDone <- ps
+	}()
+
+	timer := time.NewTimer(l.Wall)
+	defer timer.Stop()
+	var ps *os.ProcessState
+wait:
+	for {
+		select {
+		case ps = <-waitDone:
+			break wait
+		case <-timer.C:
+			stop(&o.timedOut)
+		case <-ctx.Done():
+			stop(&o.cancelled)
+		}
+	}
+	wall := time.Since(start)
+	// The process tree is gone with its pid namespace; the pipe's last writer
+	// has exited, so the copy finishes at once unless the reader is blocked on
+	// the caller's writer.
+	select {
+	case err := <-copyDone:
+		if err != nil && !errors.Is(err, errResultTooLarge) {
+			o.resultFailed = true
+		}
+	case <-time.After(wallGraceMax):
+		rpipe.Close()
+		o.resultFailed = true
+	}
+	o.exitCode = exitCode(ps)
+	u := r.usage(st.CgroupPaths)
+	u.Wall = wall
+	o.oom, o.pidsHit = r.limitsHit(st.CgroupPaths)
+	status := o.decide()
+	return &Result{
+		Status:   status,
+		ExitCode: o.exitCode,
+		Usage:    u,
+		Stdout:   stdout.Bytes(),
+		Stderr:   stderr.Bytes(),
+		Message:  message(status, l, o.exitCode),
+	}, nil
+}
+
+// destroy kills a container's processes and removes its cgroups and state.
+// SIGKILL is asynchronous, so Destroy is retried until the init is gone.
+func destroy(c *libcontainer.Container) error {
+	_ = c.Signal(unix.SIGKILL)
+	var err error
+	for i := 0; i < 500; i++ {
+		if err = c.Destroy(); err == nil {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}
+
+func exitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1
+	}
+	return ps.ExitCode()
+}
+
+// usage reads CPU time and peak memory from the job's cgroup.
+func (r *Runtime) usage(paths map[string]string) Usage {
+	var u Usage
+	if r.cgroup2 {
+		dir := paths[""]
+		if v, ok := keyedValue(filepath.Join(dir, "cpu.stat"), "usage_usec"); ok {
+			u.CPU = time.Duration(v) * time.Microsecond
+		}
+		if v, err := readInt(filepath.Join(dir, "memory.peak")); err == nil {
+			u.PeakMemoryBytes = v
+		}
+		return u
+	}
+	if v, err := readInt(filepath.Join(paths["cpuacct"], "cpuacct.usage")); err == nil {
+		u.CPU = time.Duration(v)
+	}
+	if v, err := readInt(filepath.Join(paths["memory"], "memory.max_usage_in_bytes")); err == nil {
+		u.PeakMemoryBytes = v
+	}
+	return u
+}
+
+// limitsHit reports whether the memory cgroup OOM-killed a process and
+// whether a fork or clone failed on the pids limit.
+func (r *Runtime) limitsHit(paths map[string]string) (oom, pids bool) {
+	if r.cgroup2 {
+		dir := paths[""]
+		n, _ := keyedValue(filepath.Join(dir, "memory.events"), "oom_kill")
+		m, _ := keyedValue(filepath.Join(dir, "pids.events"), "max")
+		return n > 0, m > 0
+	}
+	n, _ := keyedValue(filepath.Join(paths["memory"], "memory.oom_control"), "oom_kill")
+	m, _ := keyedValue(filepath.Join(paths["pids"], "pids.events"), "max")
+	return n > 0, m > 0
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// keyedValue reads "key value" lines (memory.events, pids.events, cpu.stat).
+func keyedValue(path, key string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && k == key {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// skeleton is a per-job root filesystem: only the directories and empty files
+// that mounts land on, so that one job's dataset paths are never visible to
+// another. Entries are removed in reverse order of creation, one by one, so
+// removal never descends into anything mounted.
+type skeleton struct{ created []string }
+
+func (s *skeleton) remove() {
+	for i := len(s.created) - 1; i >= 0; i-- {
+		_ = os.Remove(s.created[i])
+	}
+}
+
+func (r *Runtime) makeRootfs(rootfs string, spec *Spec) (*skeleton, error) {
+	s := &skeleton{}
+	mkdir := func(p string) error {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return nil
+			}
+			return err
+		}
+		s.created = append(s.created, p)
+		return nil
+	}
+	mkdirAll := func(rel string) error {
+		p := rootfs
+		for _, part := range strings.Split(strings.Trim(rel, "/"), "/") {
+			if part == "" {
+				continue
+			}
+			p = filepath.Join(p, part)
+			if err := mkdir(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	touch := func(rel string) error {
+		if err := mkdirAll(filepath.Dir(rel)); err != nil {
+			return err
+		}
+		p := filepath.Join(rootfs, rel)
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		s.created = append(s.created, p)
+		return nil
+	}
+	// The job's root must be new: a leftover of a crash is Cleanup's business.
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return s, err
+	}
+	s.created = append(s.created, rootfs)
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		return s, err
+	}
+	for _, d := range []string{"/proc", "/dev", scratchPath} {
+		if err := mkdirAll(d); err != nil {
+			return s, err
+		}
+	}
+	tmp := filepath.Join(rootfs, "tmp")
+	if err := os.Symlink(strings.TrimPrefix(scratchPath, "/"), tmp); err != nil {
+		return s, err
+	}
+	s.created = append(s.created, tmp)
+	if err := touch(spec.Args[0]); err != nil {
+		return s, err
+	}
+	for _, lib := range r.libs {
+		if err := touch(lib.Destination); err != nil {
+			return s, err
+		}
+	}
+	for _, m := range spec.Mounts {
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return s, fmt.Errorf("mount source: %w", err)
+		}
+		if fi.IsDir() {
+			err = mkdirAll(m.Destination)
+		} else {
+			err = touch(m.Destination)
+		}
+		if err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// Cleanup destroys what a crashed daemon left behind: containers named
+// veil-* in the state directory, their cgroups (also those that never made
+// it into the state directory) and their root filesystems. It returns the
+// job IDs it found. Call it before the first Run.
+func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) {
+	found := map[string]bool{}
+	var errs []error
+	entries, err := os.ReadDir(r.containersDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cid := e.Name()
+		if !strings.HasPrefix(cid, containerPrefix) {
+			continue
+		}
+		found[cid] = true
+		if c, err := libcontainer.Load(r.containersDir, cid); err == nil {
+			if err := destroy(c); err != nil {
+				errs = append(errs, fmt.Errorf("destroy %s: %w", cid, err))
+			}
+		}
+		// A container that crashed before its state was saved cannot be
+		// loaded; its cgroups are handled below.
+		if err := os.RemoveAll(filepath.Join(r.containersDir, cid)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, dir := range r.cgroupParentDirs() {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), containerPrefix) {
+				continue
+			}
+			found[e.Name()] = true
+			if err := removeCgroup(ctx, filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	roots, _ := os.ReadDir(r.rootfsDir)
+	for _, e := range roots {
+		if !strings.HasPrefix(e.Name(), containerPrefix) {
+			continue
+		}
+		found[e.Name()] = true
+		if err := removeTree(filepath.Join(r.rootfsDir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	ids := make([]string, 0, len(found))
+	for cid := range found {
+		ids = append(ids, strings.TrimPrefix(cid, containerPrefix))
+	}
+	sort.Strings(ids)
+	return ids, errors.Join(errs...)
+}
+
+// cgroupParentDirs lists the parent cgroup directory in every hierarchy.
+func (r *Runtime) cgroupParentDirs() []string {
+	if r.cgroup2 {
+		return []string{filepath.Join("/sys/fs/cgroup", r.cgroupParent)}
+	}
+	var out []string
+	mounts, err := cgroups.GetCgroupMounts(false)
+	if err != nil {
+		return nil
+	}
+	for _, m := range mounts {
+		out = append(out, filepath.Join(m.Mountpoint, r.cgroupParent))
+	}
+	if p := "/sys/fs/cgroup/unified"; dirExists(p) {
+		out = append(out, filepath.Join(p, r.cgroupParent))
+	}
+	return out
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// removeCgroup kills every process in a cgroup (and its children) and
+// removes it.
+func removeCgroup(ctx context.Context, dir string) error {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		for attempt := 0; ; attempt++ {
+			killProcs(filepath.Join(d, "cgroup.procs"))
+			err := unix.Rmdir(d)
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			if attempt > 100 || ctx.Err() != nil {
+				return fmt.Errorf("remove cgroup %s: %w", d, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func killProcs(procs string) {
+	b, err := os.ReadFile(procs)
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// removeTree removes a leftover skeleton root filesystem bottom-up without
+// crossing into another file system, so a stray mount can never take host
+// files with it.
+func removeTree(root string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	dev := st.Dev
+	var paths []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var s unix.Stat_t
+		if err := unix.Lstat(p, &s); err != nil {
+			return err
+		}
+		if s.Dev != dev {
+			return fmt.Errorf("refusing to remove %s: a file system is mounted there", p)
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		if err := os.Remove(paths[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package sandbox
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Mount is a read-only bind mount of a host file or directory.
+type Mount struct {
+	Source      string // host path
+	Destination string // absolute path inside the container
+}
+
+// Limits bounds what one job may use. A zero field takes the default from
+// DefaultLimits.
+type Limits struct {
+	MemoryBytes  int64         // hard limit, no swap
+	Pids         int64         // processes and threads
+	CPUs         float64       // CPU quota in cores (e.g. 1.0)
+	Wall         time.Duration // wall-clock limit
+	ScratchBytes int64         // size of the tmpfs at /scratch
+	ResultBytes  int64         // max bytes accepted from the result pipe
+	OutputBytes  int64         // max bytes of stdout and of stderr kept
+}
+
+// DefaultLimits fill the zero fields of a Spec's Limits.
+var DefaultLimits = Limits{
+	MemoryBytes:  1 << 30,
+	Pids:         256,
+	CPUs:         1,
+	Wall:         5 * time.Minute,
+	ScratchBytes: 256 << 20,
+	ResultBytes:  64 << 20,
+	OutputBytes:  64 << 10,
+}
+
+// withDefaults returns l with every zero field replaced by its default.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = d.MemoryBytes
+	}
+	if l.Pids <= 0 {
+		l.Pids = d.Pids
+	}
+	if l.CPUs <= 0 {
+		l.CPUs = d.CPUs
+	}
+	if l.Wall <= 0 {
+		l.Wall = d.Wall
+	}
+	if l.ScratchBytes <= 0 {
+		l.ScratchBytes = d.ScratchBytes
+	}
+	if l.ResultBytes <= 0 {
+		l.ResultBytes = d.ResultBytes
+	}
+	if l.OutputBytes <= 0 {
+		l.OutputBytes = d.OutputBytes
+	}
+	return l
+}
+
+// Spec is what the daemon asks to run.
+type Spec struct {
+	ID     string   // unique job id; the container id is "veil-"+ID
+	Args   []string // argv; Args[0] is the path of the binary inside the container (e.g. /veil)
+	Env    []string
+	Stdin  []byte  // given to the process on fd 0, then EOF
+	Mounts []Mount // only these host paths, read-only
+	Limits Limits
+}
+
+// Status is how a job ended.
+type Status string
+
+const (
+	StatusOK             Status = "ok"               // exited 0
+	StatusFailed         Status = "failed"           // exited non-zero or by a signal we did not send
+	StatusOOM            Status = "oom"              // the memory limit was hit
+	StatusPids           Status = "pids"             // the process limit was hit
+	StatusTimeout        Status = "timeout"          // the wall-clock limit was hit
+	StatusResultTooLarge Status = "result-too-large" // the result exceeded ResultBytes
+	StatusKilled         Status = "killed"           // the caller cancelled the job
+)
+
+// Usage is what a job consumed.
+type Usage struct {
+	CPU             time.Duration
+	PeakMemoryBytes int64
+	Wall            time.Duration
+}
+
+// Result is the outcome of Run or RunLocal.
+type Result struct {
+	Status   Status
+	ExitCode int // -1 when the process was killed by a signal
+	Usage    Usage
+	// Stdout and Stderr are bounded copies for operators only: they may contain
+	// data values and must never be shown to vendors.
+	Stdout, Stderr []byte
+	// Message is sanitized, safe for vendors: what limit was hit and what to do.
+	Message string
+}
+
+const containerPrefix = "veil-"
+
+// Errors returned by this package; callers branch with errors.Is.
+var (
+	// ErrUnavailable: containers cannot be created on this host (the wrapped
+	// error says why).
+	ErrUnavailable = errors.New("sandbox unavailable")
+	// ErrInvalid: the Spec is malformed.
+	ErrInvalid = errors.New("invalid sandbox spec")
+)
+
+// message returns the vendor-facing text of a status. It never contains a
+// host path, a data value or a stack trace.
+func message(s Status, l Limits, exitCode int) string {
+	switch s {
+	case StatusOK:
+		return "the job finished"
+	case StatusFailed:
+		return "the job failed inside the sandbox; check the query or job and try again, or ask the operator"
+	case StatusOOM:
+		return "the job used more memory than its limit of " + formatBytes(l.MemoryBytes) +
+			"; reduce the data it touches (filter earlier, fewer groups or columns) or ask the operator for a larger limit"
+	case StatusPids:
+		return "the job started more processes or threads than its limit of " + itoa(l.Pids) +
+			"; reduce its parallelism or ask the operator for a larger limit"
+	case StatusTimeout:
+		return "the job ran longer than its time limit of " + l.Wall.String() +
+			"; simplify it or run it on less data, or ask the operator for a longer limit"
+	case StatusResultTooLarge:
+		return "the job's result is larger than the limit of " + formatBytes(l.ResultBytes) +
+			"; return fewer rows or columns (aggregate more coarsely)"
+	case StatusKilled:
+		return "the job was cancelled before it finished"
+	}
+	return "the job ended in an unknown state"
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func formatBytes(n int64) string {
+	const (
+		kib = 1 << 10
+		mib = 1 << 20
+		gib = 1 << 30
+	)
+	switch {
+	case n >= gib && n%gib == 0:
+		return itoa(n/gib) + " GiB"
+	case n >= mib && n%mib == 0:
+		return itoa(n/mib) + " MiB"
+	case n >= kib && n%kib == 0:
+		return itoa(n/kib) + " KiB"
+	}
+	return itoa(n) + " bytes"
+}

@@ -1,0 +1,35 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+)
+
+// Option configures a Runtime.
+type Option func(*struct{})
+
+// Runtime is not available outside Linux.
+type Runtime struct{}
+
+// New always fails outside Linux.
+func New(stateDir string, opts ...Option) (*Runtime, error) {
+	return nil, fmt.Errorf("%w: containers need Linux, this is %s", ErrUnavailable, runtime.GOOS)
+}
+
+func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, error) {
+	return nil, ErrUnavailable
+}
+
+func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) { return nil, ErrUnavailable }
+
+// RunLocal is not implemented outside Linux.
+func RunLocal(ctx context.Context, spec Spec, result io.Writer) (*Result, error) {
+	return nil, ErrUnavailable
+}
+
+// Init does nothing outside Linux.
+func Init() {}
