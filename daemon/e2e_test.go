@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 		result.Close()
 		os.Exit(0)
 	}
+	if len(os.Args) > 2 && os.Args[1] == "serve-child" {
+		serveChild(os.Args[2])
+		return
+	}
 	os.Exit(m.Run())
 }
 
@@ -149,6 +153,7 @@ title: Registered residents
 provider: civil-affairs
 unit: person
 max_rows_per_unit: 1
+synthetic: true
 budget: {epsilon: 10, delta: 1.0e-6}
 columns:
   - {name: resident_id, type: BIGINT, level: 3, kind: none, privacy_unit: true, mask: hmac}
@@ -383,5 +388,40 @@ func TestAuditTamper(t *testing.T) {
 				t.Errorf("error %q does not say where (entry %s)", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestProcessIsolationRefusesRealData checks the development escape hatch: a daemon that runs
+// jobs without a sandbox refuses data not declared synthetic, before anything is stored.
+func TestProcessIsolationRefusesRealData(t *testing.T) {
+	e := start(t, func(c *daemon.Config) { c.Isolation = "process" })
+	ctx := context.Background()
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	acme := e.principal("acme analyst", "vendor", "acme")
+	real := strings.Replace(residentsSchema, "synthetic: true\n", "", 1)
+	if real == residentsSchema {
+		t.Fatal("schema fixture changed: no synthetic flag to remove")
+	}
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: real, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "s", Purpose: "p", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) FROM residents GROUP BY district"})
+	if kindOf(err) != "unavailable" || !strings.Contains(err.Error(), "without a sandbox") {
+		t.Fatalf("job on real data without a sandbox: %v", err)
+	}
+	if js, _ := acme.Jobs(ctx, "", ""); len(js) != 0 {
+		t.Fatalf("refused job stored: %v", js)
 	}
 }

@@ -138,7 +138,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 			return err
 		}
 		sc = scope(g, schemas, sets, mode)
-		return nil
+		return s.sandboxFor(schemas)
 	})
 	if err != nil {
 		return err
@@ -269,5 +269,19 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	s.sched.cancel(j.ID)
 	writeJSON(w, http.StatusOK, j.api())
+	return nil
+}
+
+// sandboxFor refuses real data to a daemon that runs jobs without a sandbox: the development
+// escape hatch (isolation=process) serves only datasets their provider declared synthetic.
+func (s *Server) sandboxFor(schemas map[string]*policy.Schema) error {
+	if s.runner.name() == "container" {
+		return nil
+	}
+	for name, sch := range schemas {
+		if !sch.Synthetic {
+			return fmt.Errorf("%w: this daemon runs jobs without a sandbox (isolation=%s, for development only) and dataset %s holds real data; ask the operator to run the daemon with --isolation=container as root on Linux", errUnavailable, s.runner.name(), name)
+		}
+	}
 	return nil
 }

@@ -115,6 +115,9 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		for n, d := range sets {
 			versions[n] = d.Version
 		}
+		if err := s.sandboxFor(schemas); err != nil {
+			return &jobError{msg: err.Error()}
+		}
 		sc = scope(g, schemas, sets, j.body.Mode)
 		j.Status = jobRunning
 		j.body.Started = s.now()

@@ -32,13 +32,16 @@ func (k Kind) Identifier() bool {
 
 // Schema is a provider's description of one dataset, read from its schema file.
 type Schema struct {
-	Name           string   `yaml:"name" json:"name"`
-	Title          string   `yaml:"title,omitempty" json:"title,omitempty"`
-	Provider       string   `yaml:"provider" json:"provider"`
-	Unit           string   `yaml:"unit" json:"unit"`
-	MaxRowsPerUnit int64    `yaml:"max_rows_per_unit,omitempty" json:"max_rows_per_unit,omitempty"`
-	Budget         Budget   `yaml:"budget" json:"budget"`
-	Columns        []Column `yaml:"columns" json:"columns"`
+	Name           string `yaml:"name" json:"name"`
+	Title          string `yaml:"title,omitempty" json:"title,omitempty"`
+	Provider       string `yaml:"provider" json:"provider"`
+	Unit           string `yaml:"unit" json:"unit"`
+	MaxRowsPerUnit int64  `yaml:"max_rows_per_unit,omitempty" json:"max_rows_per_unit,omitempty"`
+	// Synthetic declares that the data is generated and describes no real person. Only such
+	// data may be used by a daemon running without a sandbox (isolation=process).
+	Synthetic bool     `yaml:"synthetic,omitempty" json:"synthetic,omitempty"`
+	Budget    Budget   `yaml:"budget" json:"budget"`
+	Columns   []Column `yaml:"columns" json:"columns"`
 }
 
 // Budget is a dataset's total differential-privacy budget, as the provider states it. The

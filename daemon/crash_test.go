@@ -1,0 +1,223 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+// serveChild runs a daemon on an initialised data directory until it is killed: the test
+// binary plays `veil serve` so that a test can kill -9 it.
+func serveChild(dir string) {
+	cfg := daemon.Defaults(dir)
+	cfg.Binary, _ = os.Executable()
+	cfg.Isolation = os.Getenv("VEIL_TEST_ISOLATION")
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	srv, err := daemon.New(context.Background(), cfg, logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "serve-child:", err)
+		os.Exit(1)
+	}
+	if err := srv.Serve(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "serve-child:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// endless is a granted, valid query that does not finish in any reasonable time: a six-way
+// self-join on district over 100 residents (60^6 rows for one district).
+const endless = `SELECT a.district, COUNT(*) AS n FROM residents a
+	JOIN residents b ON a.district = b.district JOIN residents c ON b.district = c.district
+	JOIN residents d ON c.district = d.district JOIN residents e ON d.district = e.district
+	JOIN residents f ON e.district = f.district GROUP BY a.district`
+
+// grantFor registers the residents fixture and returns an active grant of vendor for it.
+func (e *env) grantFor(vendor *client.Client) string {
+	e.t.Helper()
+	ctx := context.Background()
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(e.t, e.t.TempDir())}}); err != nil && kindOf(err) != "conflict" {
+		e.t.Fatal(err)
+	}
+	return e.grantWith(vendor, auth, prov)
+}
+
+func (e *env) grantWith(vendor, auth, prov *client.Client) string {
+	e.t.Helper()
+	ctx := context.Background()
+	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "district counts", Purpose: "plan services", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return gid
+}
+
+func waitStatus(t *testing.T, c *client.Client, id, status string) api.Job {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		j, err := c.Job(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Status == status {
+			return j
+		}
+		if terminal(j.Status) && j.Status != status {
+			t.Fatalf("job %s ended %s (%s), want %s", id, j.Status, j.Message, status)
+		}
+	}
+	t.Fatalf("job %s never reached %s", id, status)
+	return api.Job{}
+}
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create sandboxes (CI runs as root); skipped")
+	}
+}
+
+// TestJobLimitWhileOthersRun runs a job that breaches its wall-clock limit next to another
+// tenant's job: the first ends with a status the vendor can act on, the second finishes, and
+// the daemon answers throughout.
+func TestJobLimitWhileOthersRun(t *testing.T) {
+	needRoot(t)
+	e := start(t, func(c *daemon.Config) { c.JobWall = 2 * time.Second; c.Workers = 2 })
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	rival := e.principal("rival analyst", "vendor", "rival")
+	gAcme := e.grantFor(acme)
+	prov2 := e.principal("civil affairs 2", "provider", "civil-affairs")
+	auth2 := e.principal("data bureau 2", "authority", "")
+	gRival := e.grantWith(rival, auth2, prov2)
+
+	slow, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gAcme, SQL: endless})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, acme, slow.ID, "running")
+	quick, err := rival.SubmitJob(ctx, api.SubmitJob{Grant: gRival, SQL: "SELECT district, COUNT(*) FROM residents GROUP BY district"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := waitStatus(t, rival, quick.ID, "review"); j.Status != "review" {
+		t.Fatalf("the other tenant's job: %+v", j)
+	}
+	if _, err := e.op.Whoami(ctx); err != nil {
+		t.Fatalf("daemon stopped answering: %v", err)
+	}
+	j := waitStatus(t, acme, slow.ID, "failed")
+	if !strings.Contains(j.Message, "time limit") {
+		t.Fatalf("message %q: want one naming the time limit", j.Message)
+	}
+}
+
+// TestKill9DuringJob kills the daemon with SIGKILL while a job runs in its sandbox, restarts
+// it, and checks that nothing is left behind and the job ends in a clear state.
+func TestKill9DuringJob(t *testing.T) {
+	needRoot(t)
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	gid := e.grantFor(acme)
+	e.stop()
+
+	exe, _ := os.Executable()
+	child := exec.Command(exe, "serve-child", e.cfg.DataDir)
+	child.Env = append(os.Environ(), "VEIL_TEST_ISOLATION="+e.cfg.Isolation)
+	child.Stderr = os.Stderr
+	os.Remove(e.cfg.Socket)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	for i := 0; ; i++ {
+		if _, err := acme.Whoami(ctx); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("child daemon did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: endless})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, acme, j.ID, "running")
+	containers := filepath.Join(e.cfg.DataDir, "sandbox")
+	time.Sleep(300 * time.Millisecond) // let the container start
+	before := leftovers(t, containers)
+	if len(before) == 0 || len(cgroupsLeft(t, j.ID)) == 0 {
+		t.Fatalf("no container state (%v) or cgroup found for the running job: the leftover checks below would prove nothing", before)
+	}
+	if err := child.Process.Signal(os.Kill); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	t.Logf("state left by the killed daemon: %v", before)
+
+	e.boot()
+	got := waitStatus(t, acme, j.ID, "failed")
+	if !strings.Contains(got.Message, "restarted") {
+		t.Errorf("message %q", got.Message)
+	}
+	if left := leftovers(t, containers); len(left) != 0 {
+		t.Errorf("after restart, left behind: %v", left)
+	}
+	if cg := cgroupsLeft(t, j.ID); len(cg) != 0 {
+		t.Errorf("cgroups left behind: %v", cg)
+	}
+	// The daemon works: a new job on the same grant runs to review.
+	j2, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) FROM residents GROUP BY district"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, acme, j2.ID, "review")
+}
+
+// leftovers lists container state directories under the sandbox state dir.
+func leftovers(t *testing.T, dir string) []string {
+	var found []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "veil-") {
+			found = append(found, strings.TrimPrefix(p, dir))
+		}
+		return nil
+	})
+	return found
+}
+
+// cgroupsLeft lists cgroup directories named after the job, in every hierarchy.
+func cgroupsLeft(t *testing.T, id string) []string {
+	var found []string
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/veil")
+	roots = append(roots, "/sys/fs/cgroup/veil", "/sys/fs/cgroup/unified/veil")
+	for _, r := range roots {
+		m, _ := filepath.Glob(filepath.Join(r, "*"+id+"*"))
+		found = append(found, m...)
+	}
+	return found
+}
+
+func terminal(s string) bool {
+	return s == "review" || s == "released" || s == "rejected" || s == "failed" || s == "canceled"
+}
