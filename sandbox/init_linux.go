@@ -13,11 +13,13 @@ import (
 )
 
 // Init must be called first thing in main() (or TestMain) of any binary that
-// can be a container init. When os.Args[1] is "init" it runs libcontainer's
-// init, which ends by executing the job and never returns; otherwise it
-// returns at once.
+// can be a container init. When the binary was started by libcontainer as a
+// container's init (argument "init" and libcontainer's init pipe in the
+// environment) it runs libcontainer's init, which ends by executing the job
+// and never returns; otherwise it returns at once, so that a command line
+// such as `veil init` keeps its own meaning.
 func Init() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
+	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv("_LIBCONTAINER_INITPIPE") != "" {
 		libcontainer.Init()
 	}
 	// Inside a job: die with the daemon. libcontainer's ParentDeathSignal only

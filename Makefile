@@ -1,0 +1,63 @@
+# Veil's build. `make demo` and `make test` work on a fresh Debian/Ubuntu machine as root:
+# missing system packages are installed first.
+
+GO       ?= go
+TAGS     := duckdb_arrow,seccomp
+BIN      := bin/veil
+DEMO_DIR ?= /tmp/veil-demo
+DEB_PKGS := libseccomp-dev libseccomp2 pkg-config runc
+
+export CGO_ENABLED := 1
+
+.PHONY: all deps build test test-short demo bench lint fmt clean
+
+all: build
+
+# deps installs the Debian packages the build and the tests need, when they are missing.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or install them)"; exit 1; fi; \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/veil
+	$(GO) build -tags $(TAGS) -o bin/citygen ./testdata/citygen
+
+# test runs the whole suite: real DuckDB, real SQLite, real containers (as root), the real
+# daemon on a Unix socket. Concurrency-sensitive packages run again under the race detector.
+test: deps
+	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) test -tags $(TAGS) -timeout 20m ./... ./testdata ./testdata/citygen
+	$(GO) test -tags $(TAGS) -race -timeout 20m ./policy/... ./daemon/...
+
+test-short: deps
+	$(GO) test -tags $(TAGS) -short ./...
+
+# demo builds Veil, generates the demo city, starts a daemon on an embedded store and runs
+# the life of a job as each role.
+demo: build
+	./scripts/demo.sh $(DEMO_DIR)
+
+# bench measures the figures in bench/RESULTS.md (as root: the sandboxed path): the sandbox's
+# own cost against an unsandboxed child and runc's CLI, then the threshold query end to end
+# against raw DuckDB on 10M generated rows.
+bench: build
+	$(GO) build -tags $(TAGS) -o bin/bench-sandbox ./bench/sandbox
+	mkdir -p bench/data
+	./bin/bench-sandbox -n 100 > bench/data/sandbox.json
+	./$(BIN) bench --sandbox-json bench/data/sandbox.json
+
+lint:
+	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen
+	gofmt -l .
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf bin

@@ -1,0 +1,340 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/testdata"
+)
+
+// Options sets what a run measures.
+type Options struct {
+	Dir       string // where data and the daemon's state go
+	OutDir    string // where RESULTS.md and results.json are written
+	Rows      int
+	Units     int
+	Groups    int
+	Reps      int
+	Binary    string // the veil binary (runner)
+	Isolation string // container or process
+	Command   string // the command line that started the run, recorded with each figure
+	Log       io.Writer
+}
+
+// Figure is one measured number.
+type Figure struct {
+	Name     string  `json:"name"`
+	Value    float64 `json:"value"`
+	Unit     string  `json:"unit"`
+	Baseline float64 `json:"baseline_value,omitempty"`
+	BaseName string  `json:"baseline,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"`
+	Command  string  `json:"command"`
+	Machine  string  `json:"machine"`
+	Date     string  `json:"date"`
+	Note     string  `json:"note,omitempty"`
+}
+
+func machine() string {
+	cpu := "unknown cpu"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d cores, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// timeQuery runs q on a fresh raw DuckDB reps times (after one warm-up) and returns the median.
+func timeQuery(ctx context.Context, q string, reps int) (time.Duration, error) {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return 0, err
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, "SET threads=2"); err != nil {
+		return 0, err
+	}
+	var ds []time.Duration
+	for i := 0; i <= reps; i++ {
+		start := time.Now()
+		rows, err := db.QueryContext(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		for rows.Next() {
+		}
+		rows.Close()
+		if i > 0 {
+			ds = append(ds, time.Since(start))
+		}
+	}
+	return median(ds), nil
+}
+
+// Run measures the threshold path and writes the results.
+func Run(ctx context.Context, o Options) ([]Figure, error) {
+	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
+	data := filepath.Join(o.Dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	file := filepath.Join(data, "bench_events.parquet")
+	if _, err := os.Stat(file); err != nil {
+		logf("generating %d rows, %d persons, %d groups...", o.Rows, o.Units, o.Groups)
+		if err := testdata.GenerateBench(ctx, data, o.Rows, o.Units, o.Groups); err != nil {
+			return nil, err
+		}
+	}
+	schema, err := os.ReadFile(filepath.Join(data, "bench_events.yaml"))
+	if err != nil {
+		return nil, err
+	}
+
+	// Start a daemon in this process, on a Unix socket, as in production.
+	state, err := os.MkdirTemp(o.Dir, "state-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(state)
+	cfg := daemon.Defaults(state)
+	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = o.Isolation, o.Binary, 1, 2, 4096
+	tok, err := daemon.Init(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	defer func() { stop(); <-done; srv.Close() }()
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(cfg.Socket); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	op, _ := client.New("unix://"+cfg.Socket, tok)
+	var mkErr error
+	mk := func(role, tenant string) *client.Client {
+		p, err := op.CreatePrincipal(ctx, api.CreatePrincipal{Name: role, Role: role, Tenant: tenant})
+		if err != nil {
+			mkErr = err
+			return nil
+		}
+		c, _ := client.New("unix://"+cfg.Socket, p.Token)
+		return c
+	}
+	prov, auth, vendor := mk("provider", providerLine(schema)), mk("authority", ""), mk("vendor", "bench")
+	if mkErr != nil {
+		return nil, mkErr
+	}
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: string(schema), Files: []string{file}}); err != nil {
+		return nil, err
+	}
+	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d",
+		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}})
+	if err != nil {
+		return nil, err
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			return nil, err
+		}
+	}
+	e2e := func(q string) (time.Duration, error) {
+		var ds []time.Duration
+		for i := 0; i <= o.Reps; i++ {
+			start := time.Now()
+			j, err := vendor.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+			if err != nil {
+				return 0, err
+			}
+			j, err = vendor.Wait(ctx, j.ID, nil)
+			if err != nil {
+				return 0, err
+			}
+			if j.Status != "review" {
+				return 0, fmt.Errorf("bench job ended %s: %s", j.Status, j.Message)
+			}
+			if i > 0 {
+				ds = append(ds, time.Since(start))
+			}
+		}
+		return median(ds), nil
+	}
+
+	src := "read_parquet('" + file + "')"
+	plain := "SELECT grp, COUNT(*), SUM(value) FROM " + src + " GROUP BY grp"
+	floor := "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM " + src + " GROUP BY grp"
+	logf("raw DuckDB, plain aggregate...")
+	tPlain, err := timeQuery(ctx, plain, o.Reps)
+	if err != nil {
+		return nil, err
+	}
+	logf("raw DuckDB, with COUNT(DISTINCT person)...")
+	tFloor, err := timeQuery(ctx, floor, o.Reps)
+	if err != nil {
+		return nil, err
+	}
+	logf("Veil end to end (%s)...", o.Isolation)
+	tVeil, err := e2e("SELECT grp, COUNT(*), SUM(value) FROM bench_events GROUP BY grp")
+	if err != nil {
+		return nil, err
+	}
+	logf("fixed per-job cost...")
+	tFixed, err := e2e("SELECT grp, COUNT(*) FROM bench_events WHERE value < -1 GROUP BY grp")
+	if err != nil {
+		return nil, err
+	}
+	tEmpty, err := timeQuery(ctx, "SELECT grp, COUNT(*), COUNT(DISTINCT person_id) FROM "+src+" WHERE value < -1 GROUP BY grp", o.Reps)
+	if err != nil {
+		return nil, err
+	}
+
+	now, m := time.Now().UTC().Format("2006-01-02"), machine()
+	fig := func(name string, v float64, unit, bname string, b float64, note string) Figure {
+		f := Figure{Name: name, Value: v, Unit: unit, BaseName: bname, Baseline: b, Command: o.Command, Machine: m, Date: now, Note: note}
+		if b > 0 {
+			f.Ratio = v / b
+			f.Value, f.Unit = f.Ratio, "ratio"
+			f.Note = strings.TrimSpace(fmt.Sprintf("Veil %.1f ms vs %s %.1f ms. %s", v, bname, b, note))
+		}
+		return f
+	}
+	figs := []Figure{
+		fig("threshold_e2e_vs_floor_ratio", ms(tVeil), "ms", "raw DuckDB GROUP BY with COUNT(DISTINCT person)", ms(tFloor),
+			fmt.Sprintf("%d rows, %d persons, %d groups, Parquet; isolation=%s; submit to protected output in the review queue", o.Rows, o.Units, o.Groups, o.Isolation)),
+		fig("threshold_e2e_vs_raw_ratio", ms(tVeil), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM)", ms(tPlain), ""),
+		{Name: "job_fixed_cost_ms", Value: ms(tFixed - tEmpty), Unit: "ms", Command: o.Command, Machine: m, Date: now,
+			Note: fmt.Sprintf("end-to-end time of a query that selects no rows (%.1f ms) minus raw DuckDB's time for it (%.1f ms): API, validation, store, runner start, gate, audit", ms(tFixed), ms(tEmpty))},
+	}
+	return figs, nil
+}
+
+func providerLine(schema []byte) string {
+	for _, l := range strings.Split(string(schema), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "provider:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// Write merges figs into results.json (replacing figures of the same name) and rewrites
+// RESULTS.md from it.
+func Write(dir string, figs []Figure) error {
+	path := filepath.Join(dir, "results.json")
+	var all []Figure
+	if b, err := os.ReadFile(path); err == nil {
+		json.Unmarshal(b, &all)
+	}
+	for _, f := range figs {
+		all = slices.DeleteFunc(all, func(x Figure) bool { return x.Name == f.Name })
+		all = append(all, f)
+	}
+	slices.SortFunc(all, func(a, b Figure) int { return strings.Compare(a.Name, b.Name) })
+	b, _ := json.MarshalIndent(all, "", "  ")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	var md strings.Builder
+	md.WriteString("# Benchmark results\n\nWritten by `make bench` (`veil bench`); every figure was measured by the command beside it, with its baseline in the same run. Ratios are Veil's time over the baseline's (lower is better).\n\n")
+	md.WriteString("| figure | value | unit | baseline | note | machine | date | command |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, f := range all {
+		fmt.Fprintf(&md, "| `%s` | %.3g | %s | %s | %s | %s | %s | `%s` |\n", f.Name, f.Value, f.Unit, f.BaseName, f.Note, f.Machine, f.Date, f.Command)
+	}
+	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(md.String()), 0o644)
+}
+
+// sandboxRun is what bench/sandbox prints.
+type sandboxRun struct {
+	Runs           int     `json:"runs"`
+	SandboxP50     float64 `json:"sandbox_p50_ms"`
+	SandboxP95     float64 `json:"sandbox_p95_ms"`
+	LocalP50       float64 `json:"local_p50_ms"`
+	LocalP95       float64 `json:"local_p95_ms"`
+	OverheadP50    float64 `json:"sandbox_overhead_p50_ms"`
+	OverheadP95    float64 `json:"sandbox_overhead_p95_ms"`
+	RuncP50        float64 `json:"runc_cli_p50_ms"`
+	RuncP95        float64 `json:"runc_cli_p95_ms"`
+	Concurrent20OK bool    `json:"sandbox_concurrent20_ok"`
+	Concurrent20MS float64 `json:"sandbox_concurrent20_wall_ms"`
+	UserNamespace  bool    `json:"sandbox_user_namespace"`
+	RuncError      string  `json:"runc_cli_error,omitempty"`
+}
+
+// SandboxFigures turns the output of bench/sandbox (one JSON object, written by the command
+// given) into figures.
+func SandboxFigures(path, command string) ([]Figure, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r sandboxRun
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	now, m := time.Now().UTC().Format("2006-01-02"), machine()
+	note := fmt.Sprintf("%d runs of a trivial job: create, run, destroy; seccomp, user namespace=%v and all limits on", r.Runs, r.UserNamespace)
+	f := func(name string, v float64, unit, bname string, b float64, note string) Figure {
+		x := Figure{Name: name, Value: v, Unit: unit, BaseName: bname, Baseline: b, Command: command, Machine: m, Date: now, Note: note}
+		if b > 0 && unit == "ratio" {
+			x.Ratio = v
+		}
+		return x
+	}
+	ok := 0.0
+	if r.Concurrent20OK {
+		ok = 1
+	}
+	figs := []Figure{
+		f("sandbox_overhead_p50_ms", r.OverheadP50, "ms", "same runner as a plain child process", r.LocalP50,
+			fmt.Sprintf("sandboxed p50 %.1f ms minus unsandboxed p50 %.1f ms; %s", r.SandboxP50, r.LocalP50, note)),
+		f("sandbox_overhead_p95_ms", r.OverheadP95, "ms", "same runner as a plain child process", r.LocalP95,
+			fmt.Sprintf("sandboxed p95 %.1f ms minus unsandboxed p95 %.1f ms", r.SandboxP95, r.LocalP95)),
+		f("sandbox_concurrent20_ok", ok, "bool", "", 0, fmt.Sprintf("20 concurrent sandboxed jobs all ended ok (wall %.0f ms)", r.Concurrent20MS)),
+	}
+	if r.RuncP50 > 0 {
+		figs = append(figs,
+			f("sandbox_vs_runc_cli_p50_ratio", r.SandboxP50/r.RuncP50, "ratio", "runc CLI (Debian package) running /bin/true", r.RuncP50,
+				fmt.Sprintf("Veil sandbox p50 %.1f ms (create to destroy) vs runc run p50 %.1f ms", r.SandboxP50, r.RuncP50)),
+			f("sandbox_vs_runc_cli_p95_ratio", r.SandboxP95/r.RuncP95, "ratio", "runc CLI (Debian package) running /bin/true", r.RuncP95,
+				fmt.Sprintf("Veil sandbox p95 %.1f ms vs runc run p95 %.1f ms", r.SandboxP95, r.RuncP95)))
+	} else if r.RuncError != "" {
+		figs = append(figs, f("sandbox_vs_runc_cli_p50_ratio", 0, "ratio", "runc CLI", 0, "runc CLI not measured: "+r.RuncError))
+	}
+	return figs, nil
+}

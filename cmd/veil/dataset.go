@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+func newDatasetCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "dataset", Short: "Register and browse the catalog"}
+	var schemaFile string
+	register := &cobra.Command{
+		Use:   "register --schema FILE.yaml DATA-FILE...",
+		Short: "Register Parquet or CSV files under a schema (provider)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sch, err := os.ReadFile(schemaFile)
+			if err != nil {
+				return fmt.Errorf("read schema file: %w", err)
+			}
+			var files []string
+			for _, a := range args {
+				abs, err := filepath.Abs(a)
+				if err != nil {
+					return err
+				}
+				files = append(files, abs)
+			}
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			d, err := c.RegisterDataset(cmd.Context(), api.RegisterDataset{Schema: string(sch), Files: files})
+			if err != nil {
+				return err
+			}
+			return kv(d, "dataset", d.Name, "version", d.Version, "provider", d.Provider, "rows", fmt.Sprint(d.Rows), "files", fmt.Sprint(d.Files))
+		},
+	}
+	register.Flags().StringVar(&schemaFile, "schema", "", "schema file (YAML) classifying every column")
+	register.MarkFlagRequired("schema")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List datasets",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			ds, err := c.Datasets(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, d := range ds {
+				rows = append(rows, []string{d.Name, d.Provider, fmt.Sprint(d.Rows), d.Version[:12], d.Registered.Format("2006-01-02 15:04")})
+			}
+			return print(ds, []string{"NAME", "PROVIDER", "ROWS", "VERSION", "REGISTERED"}, rows)
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a dataset and the classification of its columns",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			d, err := c.Dataset(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			var sch struct {
+				Title   string `json:"title"`
+				Unit    string `json:"unit"`
+				Columns []struct {
+					Name        string    `json:"name"`
+					Type        string    `json:"type"`
+					Level       int       `json:"level"`
+					Kind        string    `json:"kind"`
+					PrivacyUnit bool      `json:"privacy_unit"`
+					Bounds      []float64 `json:"bounds"`
+					Domain      []string  `json:"domain"`
+					Mask        string    `json:"mask"`
+				} `json:"columns"`
+			}
+			if err := json.Unmarshal(d.Schema, &sch); err != nil {
+				return err
+			}
+			if g.output != "table" {
+				return print(d, nil, nil)
+			}
+			fmt.Fprintf(g.out, "%s (%s): %d rows, provider %s, unit %s, version %s\n\n", d.Name, sch.Title, d.Rows, d.Provider, sch.Unit, d.Version)
+			var rows [][]string
+			for _, c := range sch.Columns {
+				extra := ""
+				if c.PrivacyUnit {
+					extra = "privacy unit"
+				}
+				if len(c.Bounds) == 2 {
+					extra = strings.TrimSpace(extra + fmt.Sprintf(" bounds [%g, %g]", c.Bounds[0], c.Bounds[1]))
+				}
+				if len(c.Domain) > 0 {
+					extra = strings.TrimSpace(extra + fmt.Sprintf(" domain of %d values", len(c.Domain)))
+				}
+				rows = append(rows, []string{c.Name, c.Type, fmt.Sprint(c.Level), c.Kind, c.Mask, extra})
+			}
+			return print(d, []string{"COLUMN", "TYPE", "LEVEL", "KIND", "MASK", "NOTES"}, rows)
+		},
+	}
+	cmd.AddCommand(register, list, show)
+	return cmd
+}

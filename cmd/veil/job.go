@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+func newJobCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Submit and follow jobs (vendor)"}
+	var req api.SubmitJob
+	var file string
+	var wait bool
+	submit := &cobra.Command{
+		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql)",
+		Short: "Submit a SQL job under a grant",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				req.SQL = string(b)
+			}
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.SubmitJob(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if wait {
+				st, _ := os.Stderr.Stat()
+				live := st != nil && st.Mode()&os.ModeCharDevice != 0
+				start := time.Now()
+				j, err = c.Wait(cmd.Context(), j.ID, func(j api.Job) {
+					line := fmt.Sprintf("job %s: %s (%.1fs)", j.ID, j.Status, time.Since(start).Seconds())
+					if live {
+						fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+					} else {
+						fmt.Fprintln(os.Stderr, line)
+					}
+				})
+				if live {
+					fmt.Fprintln(os.Stderr)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return printJob(j)
+		},
+	}
+	f := submit.Flags()
+	f.StringVar(&req.Grant, "grant", "", "grant the job runs under")
+	f.StringVar(&req.SQL, "sql", "", "the query")
+	f.StringVarP(&file, "file", "f", "", "read the query from a file")
+	f.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a retry with the same key never runs (or spends) twice")
+	f.BoolVar(&wait, "wait", false, "follow the job to its end")
+	submit.MarkFlagRequired("grant")
+
+	var grant, status string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			js, err := c.Jobs(cmd.Context(), grant, status)
+			if err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, j := range js {
+				rows = append(rows, []string{j.ID, j.Grant, j.Status, j.Created.Format("2006-01-02 15:04:05"), j.Message})
+			}
+			return print(js, []string{"ID", "GRANT", "STATUS", "CREATED", "MESSAGE"}, rows)
+		},
+	}
+	list.Flags().StringVar(&grant, "grant", "", "only jobs of this grant")
+	list.Flags().StringVar(&status, "status", "", "only jobs in these statuses (comma-separated)")
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.Job(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	cancel := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a queued, running or unreviewed job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.CancelJob(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	cmd.AddCommand(submit, list, show, cancel)
+	return cmd
+}
+
+func printJob(j api.Job) error {
+	pairs := []string{"job", j.ID, "grant", j.Grant, "mode", j.Mode, "status", j.Status, "message", j.Message}
+	if m := j.Metering; m != nil {
+		pairs = append(pairs, "metering", fmt.Sprintf("wall %d ms, cpu %d ms, peak memory %d MB, %d groups (%d suppressed)", m.WallMS, m.CPUMS, m.PeakMemoryMB, m.Groups, m.Suppressed))
+	}
+	return kv(j, pairs...)
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+func newWhoamiCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who the token belongs to",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			p, err := c.Whoami(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return kv(p, "id", p.ID, "name", p.Name, "role", p.Role, "tenant", p.Tenant)
+		},
+	}
+}
+
+func newPrincipalCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "principal", Short: "Manage principals and their tokens (operator)"}
+	var name, role, tenant string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a principal and print its token once",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			p, err := c.CreatePrincipal(cmd.Context(), api.CreatePrincipal{Name: name, Role: role, Tenant: tenant})
+			if err != nil {
+				return err
+			}
+			return kv(p, "id", p.ID, "name", p.Name, "role", p.Role, "tenant", p.Tenant, "token", p.Token)
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "name of the person or system")
+	create.Flags().StringVar(&role, "role", "", "provider, operator, authority, vendor, reviewer or auditor")
+	create.Flags().StringVar(&tenant, "tenant", "", "tenant (vendors) or agency (providers)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List principals",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			ps, err := c.Principals(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, p := range ps {
+				rows = append(rows, []string{p.ID, p.Name, p.Role, p.Tenant, fmt.Sprint(p.Revoked)})
+			}
+			return print(ps, []string{"ID", "NAME", "ROLE", "TENANT", "REVOKED"}, rows)
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a principal's token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			p, err := c.RevokePrincipal(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return kv(p, "id", p.ID, "revoked", fmt.Sprint(p.Revoked))
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func newConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Manage CLI profiles (daemon address and token)"}
+	var host, token string
+	set := &cobra.Command{
+		Use:   "set-profile NAME",
+		Short: "Save a profile and make it current",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			c.Profiles[args[0]] = profile{Host: host, Token: token}
+			c.Current = args[0]
+			b, err := yaml.Marshal(c)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dirOf(configPath()), 0o700); err != nil {
+				return err
+			}
+			if err := os.WriteFile(configPath(), b, 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "profile %s saved in %s and made current\n", args[0], configPath())
+			return nil
+		},
+	}
+	set.Flags().StringVar(&host, "host", defaultHost, "daemon address")
+	set.Flags().StringVar(&token, "token", "", "token")
+	use := &cobra.Command{
+		Use:   "use NAME",
+		Short: "Make a profile current",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			if _, ok := c.Profiles[args[0]]; !ok {
+				return fmt.Errorf("no profile %q in %s", args[0], configPath())
+			}
+			c.Current = args[0]
+			b, _ := yaml.Marshal(c)
+			return os.WriteFile(configPath(), b, 0o600)
+		},
+	}
+	cmd.AddCommand(set, use)
+	return cmd
+}
+
+func dirOf(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[:i]
+		}
+	}
+	return "."
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The life of a job in Veil, told one role after another. Run by `make demo`.
+# Usage: scripts/demo.sh [WORKDIR]   (default /tmp/veil-demo; it is recreated)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${1:-/tmp/veil-demo}
+RESIDENTS=${RESIDENTS:-100000}
+VEIL=$PWD/bin/veil
+DATA=$WORK/data
+CITY=$WORK/city
+export VEIL_CONFIG=$WORK/config.yaml
+export VEIL_HOST=unix://$DATA/veil.sock
+unset VEIL_TOKEN VEIL_PROFILE
+
+bold=$'\033[1m'; dim=$'\033[2m'; off=$'\033[0m'
+[ -t 1 ] || { bold=; dim=; off=; }
+say()  { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+note() { printf '%s   %s%s\n' "$dim" "$*" "$off"; }
+run()  { printf '%s$ veil %s%s\n' "$dim" "$*" "$off"; "$VEIL" "$@"; }
+as()   { local who=$1; shift; printf '%s[%s]$ veil %s%s\n' "$dim" "$who" "$*" "$off"; "$VEIL" --profile "$who" "$@"; }
+refused() { local who=$1; shift; printf '%s[%s]$ veil %s%s\n' "$dim" "$who" "$*" "$off"
+  if "$VEIL" --profile "$who" "$@"; then echo "demo: expected a refusal" >&2; exit 1; fi; }
+field() { awk -v k="$1:" '$1 == k { print $2 }'; }
+
+if [ -d "$WORK" ] && [ -f "$WORK/daemon.pid" ]; then kill "$(cat "$WORK/daemon.pid")" 2>/dev/null || true; sleep 0.5; fi
+rm -rf "$WORK"; mkdir -p "$WORK"
+
+say "0. The data: a generated city of $RESIDENTS residents (deterministic, no real person)"
+note "residents, social insurance, medical visits and an enterprise registry, as Parquet with schema files."
+./bin/citygen -out "$CITY" -residents "$RESIDENTS"
+ls -l "$CITY"
+
+say "1. Operator: initialise the platform and start the daemon"
+note "veil init creates the store, the platform's ed25519 signing key and a first operator token (shown once)."
+OP=$("$VEIL" init --data-dir "$DATA" | tail -1)
+"$VEIL" config set-profile operator --host "$VEIL_HOST" --token "$OP" >/dev/null
+ISOLATION=container
+if [ "$(id -u)" != 0 ]; then ISOLATION=process; note "not root: jobs run without a sandbox (development only)"; fi
+"$VEIL" serve --data-dir "$DATA" --isolation "$ISOLATION" --approvals 1 >"$WORK/daemon.log" 2>&1 &
+echo $! >"$WORK/daemon.pid"
+trap 'kill $(cat "$WORK/daemon.pid") 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -S "$DATA/veil.sock" ] && break; sleep 0.1; done
+run --profile operator whoami
+
+say "2. Operator: one token per principal, each with a role (and a tenant for vendors and providers)"
+mk() { # profile name role tenant
+  local tok; tok=$("$VEIL" --profile operator principal create --name "$2" --role "$3" ${4:+--tenant "$4"} | field token)
+  "$VEIL" config set-profile "$1" --host "$VEIL_HOST" --token "$tok" >/dev/null
+  printf '   %-12s %-10s %s\n' "$1" "$3" "${4:-}"
+}
+mk civil    "Civil Affairs Bureau"       provider civil-affairs
+mk hr       "Human Resources Bureau"     provider human-resources
+mk health   "Health Commission"          provider health-commission
+mk market   "Market Regulation Bureau"   provider market-regulation
+mk bureau   "Municipal Data Bureau"      authority
+mk acme     "Acme Credit analyst"        vendor acme
+mk rival    "Rival Analytics analyst"    vendor rival
+mk reviewer "Export reviewer"            reviewer
+mk auditor  "Inspector"                  auditor
+"$VEIL" config use operator
+
+say "3. Providers: register their datasets with a schema that classifies every column"
+note "levels 1-4 (level 4 is never granted), kind of personal data, privacy unit, bounds, masking rules."
+as civil  dataset register --schema "$CITY/residents.yaml" "$CITY/residents.parquet"
+as hr     dataset register --schema "$CITY/social_insurance.yaml" "$CITY/social_insurance.parquet"
+as health dataset register --schema "$CITY/medical_visits.yaml" "$CITY/medical_visits.parquet"
+as market dataset register --schema "$CITY/enterprises.yaml" "$CITY/enterprises.parquet"
+as acme dataset list
+as acme dataset show residents
+
+say "4. Vendor: apply for a grant for one scenario, naming only the columns it needs"
+note "A level-4 column can never be granted:"
+refused acme grant apply --scenario "faith census" --purpose "x" --dataset residents:district,religion --mode threshold --k 10
+G=$("$VEIL" --profile acme grant apply --scenario "District wage report" \
+    --purpose "Average insured wage per district for a labour-market study" \
+    --dataset social_insurance:year,monthly_wage,months_paid --dataset residents:district \
+    --mode threshold --k 10 --round-to 5 --valid-for 180d -o json | awk -F'"' '/"id":/ {print $4; exit}')
+as acme grant show "$G"
+
+say "5. Review of the application: operator, then the data bureau, then each provider"
+note "Each stage has a deadline; an overdue stage takes its configured default (超期审核视为同意)."
+as operator grant approve "$G"
+note "A vendor cannot review its own application:"
+refused acme grant approve "$G"
+as bureau grant approve "$G"
+note "Each provider whose data is asked for approves its own part:"
+as civil grant approve "$G"
+as hr grant approve "$G"
+
+say "6. Tenant isolation: another vendor cannot see the grant (same answer as for one that does not exist)"
+refused rival grant show "$G"
+refused rival grant show g-doesnotexist
+
+say "7. Vendor: queries are checked before anything runs"
+note "Ungranted columns, files, table functions, several statements, SET/COPY/ATTACH, filters on the person: refused."
+refused acme job submit --grant "$G" --sql "SELECT year, AVG(pension_contribution) FROM social_insurance GROUP BY year"
+refused acme job submit --grant "$G" --sql "SELECT COUNT(*) FROM read_csv('/etc/passwd')"
+refused acme job submit --grant "$G" --sql "SELECT year, COUNT(*) FROM social_insurance GROUP BY year; COPY social_insurance TO '/tmp/x.csv'"
+refused acme job submit --grant "$G" --sql "SELECT year, COUNT(*) FROM social_insurance WHERE resident_id = 42 GROUP BY year"
+
+say "8. Vendor: submit a job and follow it (it runs in a sandbox, then through the threshold gate)"
+J=$("$VEIL" --profile acme job submit --grant "$G" --wait \
+    --sql "SELECT year, COUNT(*) AS insured, AVG(monthly_wage) AS avg_wage, SUM(months_paid) AS months FROM social_insurance GROUP BY year ORDER BY year" | field job)
+as acme job show "$J"
+note "Joined with the residents' districts: two districts have fewer than k=10 insured persons and are removed by the gate."
+J2=$("$VEIL" --profile acme job submit --grant "$G" --wait \
+    --sql "SELECT r.district, COUNT(DISTINCT s.resident_id) AS persons, AVG(s.monthly_wage) AS avg_wage FROM social_insurance s JOIN residents r ON s.resident_id = r.resident_id WHERE s.year = 2024 GROUP BY r.district ORDER BY r.district" | field job)
+as acme job show "$J2"
+
+say "9. Reviewer: sees the query, the grant, the mechanism, warnings and the output as it would leave"
+as reviewer review list
+as reviewer review show "$J"
+as reviewer review approve "$J"
+as reviewer review show "$J2" | tail -14
+as reviewer review approve "$J2"
+
+say "10. Vendor: fetch the export with its signed certificate; anyone can verify it offline"
+as acme export get "$J" -o "$WORK/wages.csv"
+cat "$WORK/wages.csv"
+as acme export verify "$WORK/wages.csv" --key "$DATA/platform.pub" -o yaml | head -20
+note "Change one byte and the certificate no longer verifies:"
+sed -i '2s/1/2/' "$WORK/wages.csv"
+refused acme export verify "$WORK/wages.csv" --key "$DATA/platform.pub"
+
+say "11. Authority: suspend the grant; jobs are refused until it is reinstated"
+as bureau grant suspend "$G" --reason "quarterly inspection"
+refused acme job submit --grant "$G" --sql "SELECT year, COUNT(*) FROM social_insurance GROUP BY year"
+as bureau grant reinstate "$G" --reason "inspection passed"
+
+say "12. Auditor: every step is in a Merkle-tree log with signed checkpoints"
+as auditor audit tail -n 12
+as auditor audit verify --key "$DATA/platform.pub"
+as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1
+
+say "Done. The daemon log is $WORK/daemon.log; the data directory is $DATA."

@@ -1,0 +1,199 @@
+// Package testdata generates, deterministically, the synthetic data Veil's demo, tests and
+// benchmarks run on: a small city (residents, social-insurance records, medical visits, an
+// enterprise registry) and a large flat table for benchmarks, each as Parquet with its schema
+// file.
+//
+// Every value is computed from the row number with DuckDB's hash function: no clock, no
+// random generator, so the same arguments always give the same bytes. The data describes no
+// real person; the schema files say so (synthetic: true). This package must never read real
+// data or write anywhere but the directory it is given.
+package testdata
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/duckdb/duckdb-go/v2"
+)
+
+func open() (*sql.DB, error) {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	// One thread: the Parquet writer's output then does not depend on scheduling.
+	for _, s := range []string{"SET threads=1", "SET autoload_known_extensions=false", "SET autoinstall_known_extensions=false"} {
+		if _, err := db.Exec(s); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// districts of the demo city with their weights (per 10,000 residents). Two are tiny, so that
+// threshold suppression shows.
+var districts = []struct {
+	name   string
+	weight int
+}{
+	{"Dongcheng", 1200}, {"Xicheng", 1300}, {"Chaoyang", 2100}, {"Haidian", 1900},
+	{"Fengtai", 1100}, {"Shijingshan", 500}, {"Tongzhou", 800}, {"Shunyi", 600},
+	{"Changping", 450}, {"Daxing", 48}, {"Yanqing", 1}, {"Miyun", 1},
+}
+
+// pick returns a SQL CASE choosing a district from a hash bucket in [0, 10000).
+func pick(bucket string) string {
+	var b strings.Builder
+	b.WriteString("CASE")
+	acc := 0
+	for _, d := range districts[:len(districts)-1] {
+		acc += d.weight
+		fmt.Fprintf(&b, " WHEN %s < %d THEN '%s'", bucket, acc, d.name)
+	}
+	fmt.Fprintf(&b, " ELSE '%s' END", districts[len(districts)-1].name)
+	return b.String()
+}
+
+func list(vals ...string) string {
+	q := make([]string, len(vals))
+	for i, v := range vals {
+		q[i] = "'" + v + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func districtNames() []string {
+	var n []string
+	for _, d := range districts {
+		n = append(n, d.name)
+	}
+	return n
+}
+
+// h is a deterministic hash of a row key and a salt, as a non-negative BIGINT.
+func h(key, salt string) string {
+	return fmt.Sprintf("(hash(%s, '%s') %% 1000000007)::BIGINT", key, salt)
+}
+
+type table struct {
+	name, query, schema string
+}
+
+// Generate writes the demo city for the given number of residents into dir.
+func Generate(ctx context.Context, dir string, residents int) error {
+	if residents < 10 {
+		return fmt.Errorf("residents: %d is too few; use at least 10", residents)
+	}
+	n := residents
+	enterprises := max(n/20, 5)
+	surnames := list("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu", "Xu", "Sun", "Hu", "Zhu", "Gao", "Lin")
+	given := list("Wei", "Fang", "Na", "Min", "Jing", "Li", "Qiang", "Lei", "Jun", "Yang", "Yong", "Yan", "Jie", "Tao", "Ming", "Chao", "Xia", "Ping", "Gang", "Hui")
+	religions := list("none", "buddhist", "taoist", "christian", "muslim", "other")
+	hospitals := list("City General", "Peking Union", "Friendship", "Tongren", "Anzhen", "Chaoyang Hospital", "Haidian Clinic", "Community Health")
+	diagnosis := list("A00-B99 infectious", "C00-D49 neoplasms", "E00-E89 endocrine", "F01-F99 mental", "I00-I99 circulatory",
+		"J00-J99 respiratory", "K00-K95 digestive", "M00-M99 musculoskeletal", "O00-O9A pregnancy", "S00-T88 injury", "Z00-Z99 checkup")
+	industries := list("manufacturing", "retail", "construction", "information technology", "finance", "hospitality", "logistics", "health care")
+
+	tables := []table{
+		{"residents", fmt.Sprintf(`SELECT i AS resident_id,
+			(%[2]s)[1 + %[3]s %% 16] || ' ' || (%[4]s)[1 + %[5]s %% 20] AS name,
+			'110' || lpad((%[6]s %% 1000)::VARCHAR, 3, '0') || (1940 + %[7]s %% 66)::VARCHAR
+				|| lpad((1 + %[8]s %% 12)::VARCHAR, 2, '0') || lpad((1 + %[9]s %% 28)::VARCHAR, 2, '0')
+				|| lpad((%[10]s %% 10000)::VARCHAR, 4, '0') AS id_number,
+			CASE WHEN %[11]s %% 2 = 0 THEN 'F' ELSE 'M' END AS sex,
+			(1940 + %[7]s %% 66)::INTEGER AS birth_year,
+			%[12]s AS district,
+			(%[13]s)[1 + %[14]s %% 6] AS religion,
+			'13' || lpad((%[15]s %% 1000000000)::VARCHAR, 9, '0') AS phone
+			FROM range(1, %[1]d + 1) t(i) ORDER BY i`,
+			n, surnames, h("i", "surname"), given, h("i", "given"), h("i", "area"), h("i", "birth"), h("i", "month"), h("i", "day"),
+			h("i", "seq"), h("i", "sex"), pick(h("i", "district")+" % 10000"), religions, h("i", "religion"), h("i", "phone")),
+			residentsSchema},
+		// Employed residents (about 70%) have one record per year 2019-2024 they worked.
+		{"social_insurance", fmt.Sprintf(`SELECT i AS resident_id, y::INTEGER AS year,
+			1 + %[2]s %% %[3]d AS employer_id,
+			round(3000 + (%[4]s %% 20000) * (1 + (y - 2019) * 0.04), 2)::DOUBLE AS monthly_wage,
+			(CASE WHEN %[5]s %% 10 < 8 THEN 12 ELSE 1 + %[5]s %% 12 END)::INTEGER AS months_paid,
+			round((3000 + (%[4]s %% 20000)) * 0.08, 2)::DOUBLE AS pension_contribution
+			FROM range(1, %[1]d + 1) t(i), range(2019, 2025) s(y)
+			WHERE %[6]s %% 10 < 7 AND %[7]s %% 8 <> 0
+			ORDER BY i, y`,
+			n, h("i", "employer"), enterprises, h("i", "wage"), h("i * 10 + y", "months"), h("i", "employed"), h("i * 10 + y", "gap")),
+			socialInsuranceSchema},
+		// Each resident has 0-5 visits.
+		{"medical_visits", fmt.Sprintf(`SELECT i AS resident_id,
+			(DATE '2023-01-01' + (%[2]s %% 730)::INTEGER) AS visit_date,
+			(%[3]s)[1 + %[4]s %% 8] AS hospital,
+			(%[5]s)[1 + %[6]s %% 11] AS diagnosis_group,
+			round(50 + (%[7]s %% 500000) / 100.0, 2)::DOUBLE AS cost
+			FROM range(1, %[1]d + 1) t(i), range(0, 5) s(v)
+			WHERE v < %[8]s %% 6
+			ORDER BY i, v`,
+			n, h("i * 10 + v", "date"), hospitals, h("i * 10 + v", "hospital"), diagnosis, h("i * 10 + v", "diag"),
+			h("i * 10 + v", "cost"), h("i", "visits")),
+			medicalVisitsSchema},
+		{"enterprises", fmt.Sprintf(`SELECT i AS enterprise_id,
+			(%[2]s)[1 + %[3]s %% 16] || ' ' || (%[4]s)[1 + %[5]s %% 8] || ' Co. ' || i::VARCHAR AS name,
+			(%[4]s)[1 + %[5]s %% 8] AS industry,
+			%[6]s AS district,
+			(1 + %[7]s %% 500)::INTEGER AS employees,
+			round(100000 + (%[8]s %% 10000000), 2)::DOUBLE AS registered_capital
+			FROM range(1, %[1]d + 1) t(i) ORDER BY i`,
+			enterprises, surnames, h("i", "ename"), industries, h("i", "industry"), pick(h("i", "edistrict")+" % 10000"),
+			h("i", "employees"), h("i", "capital")),
+			enterprisesSchema},
+	}
+	return write(ctx, dir, tables)
+}
+
+// GenerateBench writes bench_events: rows rows about units persons in groups groups. Row i
+// belongs to person i mod units, so no person has more than ceil(rows/units) rows.
+func GenerateBench(ctx context.Context, dir string, rows, units, groups int) error {
+	if rows < 1 || units < 1 || groups < 1 || groups > 10000 {
+		return fmt.Errorf("bench data: rows, units and groups must be positive (groups at most 10000)")
+	}
+	perUnit := (rows + units - 1) / units
+	q := fmt.Sprintf(`SELECT (i %% %[2]d)::BIGINT AS person_id,
+		'g' || lpad((%[4]s %% %[3]d)::VARCHAR, 4, '0') AS grp,
+		round((%[5]s %% 1000000) / 1000.0, 3)::DOUBLE AS value
+		FROM range(%[1]d) t(i) ORDER BY i`, rows, units, groups, h("i", "grp"), h("i", "value"))
+	schema := strings.ReplaceAll(benchSchema, "MAXROWS", fmt.Sprint(perUnit))
+	return write(ctx, dir, []table{{"bench_events", q, schema}})
+}
+
+func write(ctx context.Context, dir string, tables []table) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	db, err := open()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, t := range tables {
+		file := filepath.Join(dir, t.name+".parquet")
+		tmp := file + ".tmp"
+		q := fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet, COMPRESSION zstd)", t.query, strings.ReplaceAll(tmp, "'", "''"))
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("generate %s: %w", t.name, err)
+		}
+		if err := os.Chmod(tmp, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, t.name+".yaml"), []byte(t.schema), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
