@@ -425,3 +425,27 @@ func TestProcessIsolationRefusesRealData(t *testing.T) {
 		t.Fatalf("refused job stored: %v", js)
 	}
 }
+
+// TestRowsPerUnitMeasured checks that a schema declaring fewer rows per person than the files
+// hold is refused: the gate relies on that number.
+func TestRowsPerUnitMeasured(t *testing.T) {
+	e := start(t, nil)
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	csv := filepath.Join(t.TempDir(), "twice.csv")
+	var b strings.Builder
+	b.WriteString("resident_id,name,district,age,income,religion\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "%d,P%d,north,30,1000,r\n", 1000+i%10, i) // every resident twice
+	}
+	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := prov.RegisterDataset(context.Background(), api.RegisterDataset{Schema: residentsSchema, Files: []string{csv}})
+	if kindOf(err) != "invalid" || !strings.Contains(err.Error(), "at most 1 rows per person") {
+		t.Fatalf("false rows-per-unit declaration: %v", err)
+	}
+	ds, err := e.op.Datasets(context.Background())
+	if err != nil || len(ds) != 0 {
+		t.Fatalf("refused dataset listed: %v %v", ds, err)
+	}
+}

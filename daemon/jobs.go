@@ -82,7 +82,7 @@ func scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 	sc := engine.Scope{Mode: string(mode)}
 	for _, d := range g.Datasets {
 		sch := schemas[d.Name]
-		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files}
+		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit}
 		for _, cn := range d.Columns {
 			c, _ := sch.Column(cn)
 			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier()})

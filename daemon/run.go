@@ -137,7 +137,20 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		return err
 	}
 
-	ejob := engine.Job{SQL: j.body.Plan.SQL, Tables: sc.Tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now.
+	plan := *j.body.Plan
+	plan.MaxRowsPerUnit = 0
+	if plan.FastSQL != "" && len(plan.Tables) == 1 {
+		for _, t := range sc.Tables {
+			if t.Name == plan.Tables[0] {
+				plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+			}
+		}
+	}
+	if plan.MaxRowsPerUnit < 1 {
+		plan.FastSQL = ""
+	}
+	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	var exact bytes.Buffer
 	usage, err := s.runner.run(ctx, id, ejob, &exact)
 	if err != nil {
@@ -148,7 +161,7 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	if err != nil {
 		return &jobError{msg: "the runner returned no readable result", detail: err}
 	}
-	protected, rep, err := engine.Threshold(rec, j.body.Plan, engine.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
+	protected, rep, err := engine.Threshold(rec, &plan, engine.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
 	rec.Release()
 	if err != nil {
 		return &jobError{msg: "the output gate refused the result", detail: err}

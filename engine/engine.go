@@ -42,6 +42,9 @@ type Table struct {
 	Name    string   `json:"name"`
 	Files   []string `json:"files"`
 	Columns []Column `json:"columns"`
+	// MaxRowsPerUnit is the measured maximum of rows one privacy unit has in Files (0:
+	// unknown). With it, a group of n rows has at least ceil(n/MaxRowsPerUnit) units.
+	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
 }
 
 func (t *Table) column(name string) (Column, bool) {
@@ -82,6 +85,9 @@ func (s *Scope) table(name string) (*Table, bool) {
 // the prefix.
 const UnitsPrefix = "__veil_units"
 
+// RowsColumn is the hidden column of the fast plan: the number of rows behind each output row.
+const RowsColumn = "__veil_rows"
+
 // Plan is a validated query: the SQL that runs and what the gate needs to know about its
 // result.
 type Plan struct {
@@ -91,11 +97,23 @@ type Plan struct {
 	Units   []string `json:"units"`   // hidden columns: distinct privacy units per output row
 	Columns int      `json:"columns"` // number of vendor-visible output columns (they come first)
 	Counts  []int    `json:"counts"`  // indexes of vendor-visible columns that are counts
+
+	// FastSQL, when set, is the same query counting rows (RowsColumn) instead of distinct
+	// units. It is offered when the query reads one dataset whose maximum of rows per unit M
+	// is known: a row with n rows then has at least ceil(n/M) units, and with n >= K*M it
+	// certainly passes, with n < K it certainly fails. Only when some row lies in between
+	// must the exact, slower SQL run. Counting distinct units is the most expensive part of
+	// a threshold query; this is how Veil usually avoids it.
+	FastSQL        string `json:"fast_sql,omitempty"`
+	MaxRowsPerUnit int64  `json:"max_rows_per_unit,omitempty"`
 }
 
 // Job is what the runner receives on its standard input.
 type Job struct {
 	SQL            string  `json:"sql"`
+	FastSQL        string  `json:"fast_sql,omitempty"` // see Plan.FastSQL
+	K              int     `json:"k,omitempty"`        // the threshold, for choosing between the two
+	MaxRowsPerUnit int64   `json:"max_rows_per_unit,omitempty"`
 	Tables         []Table `json:"tables"`
 	Threads        int     `json:"threads"`
 	MemoryLimitMB  int     `json:"memory_limit_mb"`

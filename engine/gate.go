@@ -89,11 +89,19 @@ func Threshold(rec arrow.RecordBatch, plan *Plan, rule ThresholdRule) (arrow.Rec
 	if len(plan.Units) == 0 {
 		return nil, rep, errors.New("gate: the plan counts no privacy units")
 	}
-	if int(rec.NumCols()) != plan.Columns+len(plan.Units) {
-		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(plan.Units))
+	hidden := plan.Units
+	bounded := false // the result counts rows (the fast plan), not units
+	if int(rec.NumCols()) == plan.Columns+1 && rec.Schema().Field(plan.Columns).Name == RowsColumn {
+		if plan.FastSQL == "" || plan.MaxRowsPerUnit < 1 {
+			return nil, rep, errors.New("gate: a row-counting result for a plan without a fast variant")
+		}
+		hidden, bounded = []string{RowsColumn}, true
 	}
-	units := make([]*array.Int64, len(plan.Units))
-	for i, name := range plan.Units {
+	if int(rec.NumCols()) != plan.Columns+len(hidden) {
+		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(hidden))
+	}
+	units := make([]*array.Int64, len(hidden))
+	for i, name := range hidden {
 		col := plan.Columns + i
 		if rec.Schema().Field(col).Name != name {
 			return nil, rep, fmt.Errorf("gate: column %d is not %s", col, name)
@@ -107,6 +115,7 @@ func Threshold(rec arrow.RecordBatch, plan *Plan, rule ThresholdRule) (arrow.Rec
 
 	n := int(rec.NumRows())
 	rep.Groups = n
+	k := int64(rule.K)
 	keep := array.NewBooleanBuilder(memory.DefaultAllocator)
 	defer keep.Release()
 	for r := 0; r < n; r++ {
@@ -120,12 +129,22 @@ func Threshold(rec arrow.RecordBatch, plan *Plan, rule ThresholdRule) (arrow.Rec
 				least = v
 			}
 		}
-		ok := least >= int64(rule.K)
+		if bounded {
+			// least is a row count: it certainly passes only from K*M rows on, where the
+			// units are at least ceil(rows/M). Anything less is suppressed: the runner
+			// switches to exact counts whenever a row lies between K and K*M.
+			if least >= k*plan.MaxRowsPerUnit {
+				least = (least + plan.MaxRowsPerUnit - 1) / plan.MaxRowsPerUnit
+			} else {
+				least = min(least, k-1)
+			}
+		}
+		ok := least >= k
 		keep.Append(ok)
 		switch {
 		case !ok:
 			rep.Suppressed++
-		case least < 2*int64(rule.K):
+		case least < 2*k:
 			rep.Released++
 			rep.NearK++
 		default:

@@ -10,6 +10,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/duckdb/duckdb-go/v2"
 )
@@ -94,6 +96,16 @@ func Run(ctx context.Context, j *Job, w io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
+			recs, ok, err := fast(ctx, ar, j)
+			if err != nil {
+				return err
+			}
+			if ok {
+				defer release(recs)
+				return writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs)
+			}
+		}
 		rr, err := ar.QueryContext(ctx, j.SQL)
 		if err != nil {
 			return fmt.Errorf("query: %w", err)
@@ -111,6 +123,66 @@ func Run(ctx context.Context, j *Job, w io.Writer) error {
 		}
 		return iw.Close()
 	})
+}
+
+// fast runs the row-counting variant of the query and reports whether its result decides
+// every row: n < K (fails for certain) or n >= K*M (passes for certain).
+func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, bool, error) {
+	rr, err := ar.QueryContext(ctx, j.FastSQL)
+	if err != nil {
+		return nil, false, fmt.Errorf("query: %w", err)
+	}
+	defer rr.Release()
+	var recs []arrow.RecordBatch
+	var size int64
+	decided := true
+	for rr.Next() {
+		rec := rr.RecordBatch()
+		rec.Retain()
+		recs = append(recs, rec)
+		for _, c := range rec.Columns() {
+			size += int64(c.Data().SizeInBytes())
+		}
+		if j.MaxResultBytes > 0 && size > j.MaxResultBytes {
+			release(recs)
+			return nil, false, ErrResultTooLarge
+		}
+		n, ok := rec.Column(int(rec.NumCols()) - 1).(*array.Int64)
+		if !ok || rec.Schema().Field(int(rec.NumCols())-1).Name != RowsColumn {
+			release(recs)
+			return nil, false, errors.New("fast plan: no row count column")
+		}
+		for r := 0; r < n.Len(); r++ {
+			if v := n.Value(r); v >= int64(j.K) && v < int64(j.K)*j.MaxRowsPerUnit {
+				decided = false
+			}
+		}
+	}
+	if err := rr.Err(); err != nil {
+		release(recs)
+		return nil, false, fmt.Errorf("query: %w", err)
+	}
+	if !decided || len(recs) == 0 {
+		release(recs)
+		return nil, false, nil
+	}
+	return recs, true, nil
+}
+
+func release(recs []arrow.RecordBatch) {
+	for _, r := range recs {
+		r.Release()
+	}
+}
+
+func writeIPC(w io.Writer, limit int64, schema *arrow.Schema, recs []arrow.RecordBatch) error {
+	iw := ipc.NewWriter(&limitWriter{w: w, n: limit}, ipc.WithSchema(schema))
+	for _, r := range recs {
+		if err := iw.Write(r); err != nil {
+			return err
+		}
+	}
+	return iw.Close()
 }
 
 // limitWriter fails once more than n bytes were written (n <= 0: no limit).

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -129,6 +130,10 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 	}
 
 	plan := &Plan{Query: query, Columns: w.columns, Counts: w.counts}
+	pristine, err := json.Marshal(p.Statements[0])
+	if err != nil {
+		return nil, err
+	}
 	// Append one hidden COUNT(DISTINCT unit) per table read: the gate keeps a row only if
 	// every one of them reaches k.
 	list := node["select_list"].([]any)
@@ -153,18 +158,47 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 		}
 	}
 
-	tree, err := json.Marshal(p.Statements[0])
-	if err != nil {
+	if plan.SQL, err = v.deserialize(ctx, p.Statements[0]); err != nil {
 		return nil, err
-	}
-	doc := append(append([]byte(`{"error":false,"statements":[`), tree...), "]}"...)
-	if err := v.db.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&plan.SQL); err != nil {
-		return nil, fmt.Errorf("rewrite: %w", err)
 	}
 	if err := v.bind(ctx, plan.SQL, &sc, w); err != nil {
 		return nil, err
 	}
+	if t := w.tables[w.order[0]]; len(w.order) == 1 && t.MaxRowsPerUnit > 0 {
+		var stmt map[string]any
+		d := json.NewDecoder(bytes.NewReader(pristine))
+		d.UseNumber() // constants keep their exact digits
+		if err := d.Decode(&stmt); err != nil {
+			return nil, err
+		}
+		node := stmt["node"].(map[string]any)
+		// count(unit), not count(*): rows without a unit have no person behind them.
+		u, _ := t.unit()
+		item, err := v.expression(ctx, fmt.Sprintf("count(%s.%s) AS %s", quoteIdent(w.order[0]), quoteIdent(u.Name), RowsColumn))
+		if err != nil {
+			return nil, err
+		}
+		node["select_list"] = append(node["select_list"].([]any), item)
+		if plan.FastSQL, err = v.deserialize(ctx, stmt); err != nil {
+			return nil, err
+		}
+		plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+	}
 	return plan, nil
+}
+
+// deserialize turns a checked statement tree back into SQL with DuckDB's own serializer.
+func (v *Validator) deserialize(ctx context.Context, stmt map[string]any) (string, error) {
+	tree, err := json.Marshal(stmt)
+	if err != nil {
+		return "", err
+	}
+	doc := append(append([]byte(`{"error":false,"statements":[`), tree...), "]}"...)
+	var out string
+	if err := v.db.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&out); err != nil {
+		return "", fmt.Errorf("rewrite: %w", err)
+	}
+	return out, nil
 }
 
 // expression parses one select-list item written by Veil itself.
