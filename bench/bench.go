@@ -103,6 +103,11 @@ func timeQuery(ctx context.Context, q string, reps int) (time.Duration, error) {
 // Run measures the threshold path and writes the results.
 func Run(ctx context.Context, o Options) ([]Figure, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	o.Dir = dir
 	data := filepath.Join(o.Dir, "data")
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
@@ -125,6 +130,9 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(state)
+	if err := os.Chmod(state, 0o711); err != nil { // the sandbox's unprivileged root traverses it
+		return nil, err
+	}
 	cfg := daemon.Defaults(state)
 	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = o.Isolation, o.Binary, 1, 2, 4096
 	tok, err := daemon.Init(ctx, cfg)

@@ -121,11 +121,23 @@ func TestIsolation(t *testing.T) {
 	if err := os.WriteFile(dataFile, []byte("a,b\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A second dataset on the host, not mounted into this job, and the runtime's own state.
+	other := filepath.Join(data, "other.csv")
+	if err := os.WriteFile(other, []byte("c,d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		args  []string
 		check func(t *testing.T, out string)
 	}{
+		{"other data and daemon state absent", payload("open", other, dataFile, data, r.stateDir), func(t *testing.T, out string) {
+			for _, p := range []string{other, dataFile, data, r.stateDir} {
+				if !strings.Contains(out, p+": no such file or directory\n") {
+					t.Errorf("%s is visible inside the job:\n%s", p, out)
+				}
+			}
+		}},
 		{"status", payload("status"), func(t *testing.T, out string) {
 			for key, want := range map[string]string{
 				"CapEff": "0000000000000000", "CapPrm": "0000000000000000",
