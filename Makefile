@@ -9,7 +9,7 @@ DEB_PKGS := libseccomp-dev libseccomp2 pkg-config runc
 
 export CGO_ENABLED := 1
 
-.PHONY: all deps build test test-short demo bench lint fmt clean
+.PHONY: all deps build test test-cli test-short demo bench lint fmt clean
 
 all: build
 
@@ -34,6 +34,14 @@ test: deps
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) test -tags $(TAGS) -timeout 20m ./... ./testdata ./testdata/citygen
 	$(GO) test -tags $(TAGS) -race -timeout 20m ./policy/... ./daemon/...
+	$(MAKE) --no-print-directory test-cli
+
+# test-cli runs the demo scenario on a small city through the built CLI, as every role; the
+# script fails on any unexpected success or failure.
+test-cli: build
+	@RESIDENTS=5000 ./scripts/demo.sh $(DEMO_DIR)-test >/tmp/veil-test-cli.log 2>&1 \
+		|| { tail -40 /tmp/veil-test-cli.log; echo "CLI scenario failed (full log: /tmp/veil-test-cli.log)"; exit 1; }
+	@echo "ok  	CLI scenario (scripts/demo.sh, 5000 residents)"
 
 test-short: deps
 	$(GO) test -tags $(TAGS) -short ./...

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,7 +108,9 @@ func (e *env) boot() {
 	e.srv, e.cancel, e.done = srv, cancel, make(chan error, 1)
 	go func() { e.done <- srv.Serve(ctx) }()
 	for i := 0; ; i++ {
-		if _, err := os.Stat(e.cfg.Socket); err == nil {
+		// Dial, not stat: a killed daemon leaves its socket file behind.
+		if c, err := net.Dial("unix", e.cfg.Socket); err == nil {
+			c.Close()
 			break
 		}
 		if i > 500 {

@@ -73,15 +73,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if j.Status != jobReleased {
 			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", errConflict, j.ID, j.Status)
 		}
-		o, err := tx.Output(ctx, j.ID)
-		if err != nil {
-			return err
-		}
-		var meta outputMeta
-		if err := json.Unmarshal(o.Meta, &meta); err != nil {
-			return err
-		}
-		rec, err := decodeIPC(o.Data)
+		meta, rec, err := loadOutput(ctx, tx, j.ID)
 		if err != nil {
 			return err
 		}

@@ -196,21 +196,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p policy.Princ
 	if p.Role == policy.Vendor {
 		f.Tenant = p.Tenant
 	}
-	out := []api.Job{}
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		js, err := tx.Jobs(r.Context(), f)
-		for _, sj := range js {
-			if !policy.CanSeeTenantObject(p, sj.Tenant) {
-				continue
-			}
-			j, err := decodeJob(sj)
-			if err != nil {
-				return err
-			}
-			out = append(out, j.api())
-		}
-		return err
-	})
+	out, err := s.jobsWhere(r.Context(), p, f)
 	if err != nil {
 		return err
 	}
@@ -284,4 +270,27 @@ func (s *Server) sandboxFor(schemas map[string]*policy.Schema) error {
 		}
 	}
 	return nil
+}
+
+// jobsWhere lists the jobs matching f that p may see.
+func (s *Server) jobsWhere(ctx context.Context, p policy.Principal, f store.JobFilter) ([]api.Job, error) {
+	out := []api.Job{}
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		js, err := tx.Jobs(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, sj := range js {
+			if !policy.CanSeeTenantObject(p, sj.Tenant) {
+				continue
+			}
+			j, err := decodeJob(sj)
+			if err != nil {
+				return err
+			}
+			out = append(out, j.api())
+		}
+		return nil
+	})
+	return out, err
 }

@@ -20,18 +20,7 @@ func (s *Server) listReviews(w http.ResponseWriter, r *http.Request, p policy.Pr
 	if err := policy.Allow(p, policy.ActOutputReview); err != nil {
 		return err
 	}
-	out := []api.Job{}
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		js, err := tx.Jobs(r.Context(), store.JobFilter{Statuses: []string{jobReview}})
-		for _, sj := range js {
-			j, err := decodeJob(sj)
-			if err != nil {
-				return err
-			}
-			out = append(out, j.api())
-		}
-		return err
-	})
+	out, err := s.jobsWhere(r.Context(), p, store.JobFilter{Statuses: []string{jobReview}})
 	if err != nil {
 		return err
 	}
@@ -59,15 +48,7 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 		if err != nil {
 			return err
 		}
-		o, err := tx.Output(ctx, j.ID)
-		if err != nil {
-			return err
-		}
-		var meta outputMeta
-		if err := json.Unmarshal(o.Meta, &meta); err != nil {
-			return err
-		}
-		rec, err := decodeIPC(o.Data)
+		meta, rec, err := loadOutput(ctx, tx, j.ID)
 		if err != nil {
 			return err
 		}
@@ -259,4 +240,18 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 	}
 	writeJSON(w, http.StatusOK, j.api())
 	return nil
+}
+
+// loadOutput reads a job's stored (protected) output and its metadata.
+func loadOutput(ctx context.Context, tx store.Tx, id string) (outputMeta, arrow.RecordBatch, error) {
+	var meta outputMeta
+	o, err := tx.Output(ctx, id)
+	if err != nil {
+		return meta, nil, err
+	}
+	if err := json.Unmarshal(o.Meta, &meta); err != nil {
+		return meta, nil, err
+	}
+	rec, err := decodeIPC(o.Data)
+	return meta, rec, err
 }
