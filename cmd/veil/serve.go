@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
 )
 
 const defaultDataDir = "/var/lib/veil"
@@ -37,6 +38,7 @@ func newServeCmd() *cobra.Command {
 	cfg := daemon.Defaults(dir)
 	var socket string
 	var logJSON bool
+	var overdue []string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket (and optionally TCP)",
@@ -45,6 +47,14 @@ func newServeCmd() *cobra.Command {
 			c.Listen, c.Workers, c.Approvals, c.Isolation = cfg.Listen, cfg.Workers, cfg.Approvals, cfg.Isolation
 			c.JobMemoryMB, c.JobThreads, c.JobWall, c.JobPids = cfg.JobMemoryMB, cfg.JobThreads, cfg.JobWall, cfg.JobPids
 			c.Review.Deadline = cfg.Review.Deadline
+			for _, o := range overdue {
+				role, dec, ok := strings.Cut(o, "=")
+				if !ok || (dec != string(policy.Approve) && dec != string(policy.Reject)) ||
+					(role != string(policy.Operator) && role != string(policy.Authority) && role != string(policy.Provider)) {
+					return fmt.Errorf("--overdue %q: want STAGE=approve|reject with STAGE operator, authority or provider", o)
+				}
+				c.Review.Defaults[policy.Role(role)] = policy.Decision(dec)
+			}
 			if socket != "" {
 				c.Socket = socket
 			}
@@ -73,6 +83,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.JobWall, "job-timeout", cfg.JobWall, "wall-clock limit of one job")
 	f.Int64Var(&cfg.JobPids, "job-pids", cfg.JobPids, "process and thread limit of one job")
 	f.DurationVar(&cfg.Review.Deadline, "review-deadline", cfg.Review.Deadline, "time each grant review stage has before its default applies")
+	f.StringSliceVar(&overdue, "overdue", nil, "what an overdue grant review stage decides, e.g. --overdue authority=reject (default: approve)")
 	f.BoolVar(&logJSON, "log-json", false, "write logs as JSON")
 	return cmd
 }
@@ -93,5 +104,3 @@ func newRunnerCmd() *cobra.Command {
 		},
 	}
 }
-
-var _ = time.Second
