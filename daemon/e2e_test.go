@@ -21,6 +21,7 @@ import (
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -450,5 +451,53 @@ func TestRowsPerUnitMeasured(t *testing.T) {
 	ds, err := e.op.Datasets(context.Background())
 	if err != nil || len(ds) != 0 {
 		t.Fatalf("refused dataset listed: %v %v", ds, err)
+	}
+}
+
+// TestOverdueStageDefault lets every review stage run past its deadline: the operator's takes
+// the built-in default (approve), the authority's the configured one (reject); the grant is
+// rejected, and the audit log says these were default decisions.
+func TestOverdueStageDefault(t *testing.T) {
+	e := start(t, func(c *daemon.Config) {
+		c.Review.Deadline = 300 * time.Millisecond
+		c.Review.Defaults = map[policy.Role]policy.Decision{policy.Authority: policy.Reject}
+	})
+	ctx := context.Background()
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	acme := e.principal("acme analyst", "vendor", "acme")
+	aud := e.principal("inspector", "auditor", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "s", Purpose: "p", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	// Nobody reviews: the operator stage defaults to approve, then the authority's to reject.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if gr, err = acme.GetGrant(ctx, gid); err != nil {
+			t.Fatal(err)
+		}
+		if gr["status"] != "pending" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if gr["status"] != "rejected" {
+		t.Fatalf("grant after overdue stages: %v", gr["status"])
+	}
+	recs, err := aud.AuditRecords(ctx, 0, 1000, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, r := range recs.Records {
+		if bytes.Contains(r, []byte("grant.review.default")) && bytes.Contains(r, []byte("reject")) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no grant.review.default entry with the reject decision in the audit log")
 	}
 }
