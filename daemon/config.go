@@ -28,7 +28,10 @@ type Config struct {
 	JobWall       time.Duration
 	JobPids       int64
 	MaxResultByte int64
-	ScratchMB     int
+	// LogRunnerOutput writes the runner's stderr of failed jobs to the log. It can contain
+	// data values: for debugging on synthetic data only.
+	LogRunnerOutput bool
+	ScratchMB       int
 }
 
 // Defaults returns a Config with every default filled in for dataDir.

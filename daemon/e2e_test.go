@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,24 @@ type env struct {
 	cancel context.CancelFunc
 	done   chan error
 	op     *client.Client
+	log    lockedBuffer // everything the daemon logged
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func start(t *testing.T, edit func(*daemon.Config)) *env {
@@ -97,10 +116,11 @@ func start(t *testing.T, edit func(*daemon.Config)) *env {
 
 func (e *env) boot() {
 	e.t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var out io.Writer = &e.log
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = io.MultiWriter(&e.log, os.Stderr)
 	}
+	logger := slog.New(slog.NewTextHandler(out, nil))
 	srv, err := daemon.New(context.Background(), e.cfg, logger)
 	if err != nil {
 		e.t.Fatal(err)
@@ -499,5 +519,28 @@ func TestOverdueStageDefault(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no grant.review.default entry with the reject decision in the audit log")
+	}
+}
+
+// TestRunnerOutputWithheld runs a query that passes validation but fails on the data, with a
+// DuckDB error that quotes a value: neither the vendor's message nor the daemon's log may
+// carry it.
+func TestRunnerOutputWithheld(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	gid := e.grantFor(acme)
+	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, SUM(CAST(district AS INTEGER)) AS s FROM residents GROUP BY district"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitStatus(t, acme, j.ID, "failed")
+	for _, leak := range []string{"north", "south", "tiny"} {
+		if strings.Contains(got.Message, leak) || strings.Contains(e.log.String(), leak) {
+			t.Fatalf("a data value (%q) leaked: message %q, log:\n%s", leak, got.Message, e.log.String())
+		}
+	}
+	if !strings.Contains(e.log.String(), "bytes withheld") {
+		t.Fatalf("the log does not say the runner's output was withheld:\n%s", e.log.String())
 	}
 }

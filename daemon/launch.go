@@ -60,7 +60,10 @@ func (c Config) limits() sandbox.Limits {
 
 // statusError turns a sandbox result that is not ok into a job error with the sandbox's
 // sanitized message for the vendor and the captured output for the operator log.
-func statusError(res *sandbox.Result) error {
+// statusError turns a sandbox result into the job's error. The runner's stderr can hold data
+// values (a DuckDB error quotes the value it failed on), so it reaches the operator's log
+// only when the operator asked for it (Config.LogRunnerOutput); otherwise only its size does.
+func statusError(res *sandbox.Result, logOutput bool) error {
 	if res.Status == sandbox.StatusOK {
 		return nil
 	}
@@ -68,7 +71,11 @@ func statusError(res *sandbox.Result) error {
 	if msg == "" {
 		msg = fmt.Sprintf("the job ended with status %s", res.Status)
 	}
-	return &jobError{msg: msg, detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, tail(res.Stderr, 2000))}
+	stderr := fmt.Sprintf("%d bytes withheld (may contain data; --log-runner-output shows them)", len(res.Stderr))
+	if logOutput {
+		stderr = tail(res.Stderr, 2000)
+	}
+	return &jobError{msg: msg, detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, stderr)}
 }
 
 func tail(b []byte, n int) string {
@@ -98,7 +105,7 @@ func (l *processLauncher) run(ctx context.Context, id string, job engine.Job, re
 	if err != nil {
 		return usage{}, err
 	}
-	return res.Usage, statusError(res)
+	return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
 }
 
 // containerLauncher runs the runner in a fresh libcontainer sandbox with only the job's
@@ -133,5 +140,5 @@ func (l *containerLauncher) run(ctx context.Context, id string, job engine.Job, 
 	if err != nil {
 		return usage{}, err
 	}
-	return res.Usage, statusError(res)
+	return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
 }

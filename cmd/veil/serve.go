@@ -47,6 +47,7 @@ func newServeCmd() *cobra.Command {
 			c.Listen, c.Workers, c.Approvals, c.Isolation = cfg.Listen, cfg.Workers, cfg.Approvals, cfg.Isolation
 			c.JobMemoryMB, c.JobThreads, c.JobWall, c.JobPids = cfg.JobMemoryMB, cfg.JobThreads, cfg.JobWall, cfg.JobPids
 			c.Review.Deadline = cfg.Review.Deadline
+			c.LogRunnerOutput = cfg.LogRunnerOutput
 			for _, o := range overdue {
 				role, dec, ok := strings.Cut(o, "=")
 				if !ok || (dec != string(policy.Approve) && dec != string(policy.Reject)) ||
@@ -85,6 +86,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.Review.Deadline, "review-deadline", cfg.Review.Deadline, "time each grant review stage has before its default applies")
 	f.StringSliceVar(&overdue, "overdue", nil, "what an overdue grant review stage decides, e.g. --overdue authority=reject (default: approve)")
 	f.BoolVar(&logJSON, "log-json", false, "write logs as JSON")
+	f.BoolVar(&cfg.LogRunnerOutput, "log-runner-output", false, "log the runner's stderr of failed jobs (it can contain data values: debugging on synthetic data only)")
 	return cmd
 }
 
