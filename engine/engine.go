@@ -35,6 +35,12 @@ type Column struct {
 	Type        string `json:"type,omitempty"`         // DuckDB type, for binding checks
 	PrivacyUnit bool   `json:"privacy_unit,omitempty"` // the person or enterprise the row is about
 	Identifier  bool   `json:"identifier,omitempty"`   // a direct identifier (id number, name, phone, address)
+	// Bounds are the catalog's [lower, upper] for a numeric column (none: nil); DP clamps to
+	// them unless the query gives its own.
+	Bounds []float64 `json:"bounds,omitempty"`
+	// Domain is the column's public domain of values, if the catalog declares one: DP
+	// releases every value of it, and no other, without partition selection.
+	Domain []string `json:"domain,omitempty"`
 }
 
 // Table is a dataset as a job sees it: a view named Name over Files exposing only Columns.
@@ -45,6 +51,9 @@ type Table struct {
 	// MaxRowsPerUnit is the measured maximum of rows one privacy unit has in Files (0:
 	// unknown). With it, a group of n rows has at least ceil(n/MaxRowsPerUnit) units.
 	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
+	// Unit is what the privacy unit is (person or enterprise): DP joins need the same on
+	// both sides.
+	Unit string `json:"unit,omitempty"`
 }
 
 func (t *Table) column(name string) (Column, bool) {
@@ -106,6 +115,10 @@ type Plan struct {
 	// a threshold query; this is how Veil usually avoids it.
 	FastSQL        string `json:"fast_sql,omitempty"`
 	MaxRowsPerUnit int64  `json:"max_rows_per_unit,omitempty"`
+
+	// DP is set for a query in dp mode: SQL then computes contribution-bounded partial
+	// aggregates per group, and the DP gate turns them into noisy releases.
+	DP *DPPlan `json:"dp,omitempty"`
 }
 
 // Job is what the runner receives on its standard input.
@@ -118,4 +131,7 @@ type Job struct {
 	Threads        int     `json:"threads"`
 	MemoryLimitMB  int     `json:"memory_limit_mb"`
 	MaxResultBytes int64   `json:"max_result_bytes"`
+	// Secret keys the hash that picks which groups a privacy unit keeps in dp mode. It is
+	// drawn per job by the daemon, never stored, and never shown to the vendor.
+	Secret int64 `json:"secret,omitempty"`
 }

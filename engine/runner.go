@@ -40,6 +40,9 @@ func lockdown(j *Job) []string {
 	if j.MemoryLimitMB > 0 {
 		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
 	}
+	if j.Secret != 0 {
+		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret))
+	}
 	return append(s, "SET lock_configuration=true")
 }
 

@@ -1,0 +1,130 @@
+package dp
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Units of the ledger: one epsilon unit is 1e-6 epsilon, one delta unit is 1e-15 delta.
+const (
+	EpsilonPerUnit = 1e-6
+	DeltaPerUnit   = 1e-15
+	// MaxEpsilon and MaxDelta bound what any amount may hold, far below int64 overflow even
+	// when many amounts are added.
+	MaxEpsilon = 1000
+	MaxDelta   = 0.01
+)
+
+// Amount is a privacy budget in integer units.
+type Amount struct {
+	Eps   int64 `json:"epsilon_units"`
+	Delta int64 `json:"delta_units"`
+}
+
+// ErrAmount is returned for an epsilon or delta that cannot be a budget.
+var ErrAmount = errors.New("invalid privacy budget")
+
+func toUnits(x, per, max float64, name string, up bool) (int64, error) {
+	if math.IsNaN(x) || x < 0 || x > max {
+		return 0, fmt.Errorf("%w: %s must be between 0 and %s", ErrAmount, name, strconv.FormatFloat(max, 'g', -1, 64))
+	}
+	u := x / per
+	r := math.Round(u)
+	// Decimal inputs such as 0.1 are not exact in binary; within a millionth of a unit they
+	// are the unit they were meant to be.
+	if math.Abs(u-r) <= math.Max(1e-6, 1e-12*math.Abs(u)) {
+		return int64(r), nil
+	}
+	if up {
+		return int64(math.Ceil(u)), nil
+	}
+	return int64(math.Floor(u)), nil
+}
+
+// Spend converts an epsilon and delta a job asks for into units, rounding up: a job never
+// spends less than the noise it gets is calibrated to.
+func Spend(epsilon, delta float64) (Amount, error) {
+	e, err := toUnits(epsilon, EpsilonPerUnit, MaxEpsilon, "epsilon", true)
+	if err != nil {
+		return Amount{}, err
+	}
+	d, err := toUnits(delta, DeltaPerUnit, MaxDelta, "delta", true)
+	if err != nil {
+		return Amount{}, err
+	}
+	return Amount{Eps: e, Delta: d}, nil
+}
+
+// Total converts a declared total (a dataset's or a grant's) into units, rounding down: a
+// ledger never holds more than was declared.
+func Total(epsilon, delta float64) (Amount, error) {
+	e, err := toUnits(epsilon, EpsilonPerUnit, MaxEpsilon, "epsilon", false)
+	if err != nil {
+		return Amount{}, err
+	}
+	d, err := toUnits(delta, DeltaPerUnit, MaxDelta, "delta", false)
+	if err != nil {
+		return Amount{}, err
+	}
+	return Amount{Eps: e, Delta: d}, nil
+}
+
+// Epsilon is the amount's epsilon as a float, for calibrating noise and for display.
+func (a Amount) Epsilon() float64 { return float64(a.Eps) * EpsilonPerUnit }
+
+// DeltaValue is the amount's delta as a float.
+func (a Amount) DeltaValue() float64 { return float64(a.Delta) * DeltaPerUnit }
+
+// Add returns a + b.
+func (a Amount) Add(b Amount) Amount { return Amount{Eps: a.Eps + b.Eps, Delta: a.Delta + b.Delta} }
+
+// Sub returns a - b.
+func (a Amount) Sub(b Amount) Amount { return Amount{Eps: a.Eps - b.Eps, Delta: a.Delta - b.Delta} }
+
+// Covers reports whether a is at least b in both epsilon and delta.
+func (a Amount) Covers(b Amount) bool { return a.Eps >= b.Eps && a.Delta >= b.Delta }
+
+// IsZero reports whether the amount is nothing.
+func (a Amount) IsZero() bool { return a.Eps == 0 && a.Delta == 0 }
+
+// String prints the amount in epsilon and delta, exactly.
+func (a Amount) String() string {
+	return fmt.Sprintf("ε=%s δ=%s", FormatEpsilon(a.Eps), FormatDelta(a.Delta))
+}
+
+// FormatEpsilon prints epsilon units as a decimal epsilon, exactly.
+func FormatEpsilon(units int64) string { return decimal(units, 6) }
+
+// FormatDelta prints delta units as a decimal delta, exactly.
+func FormatDelta(units int64) string {
+	if units == 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(units)*DeltaPerUnit, 'g', 6, 64)
+}
+
+func decimal(units int64, places int) string {
+	neg := units < 0
+	if neg {
+		units = -units
+	}
+	s := strconv.FormatInt(units, 10)
+	for len(s) <= places {
+		s = "0" + s
+	}
+	i := len(s) - places
+	frac := s[i:]
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	out := s[:i]
+	if frac != "" {
+		out += "." + frac
+	}
+	if neg {
+		out = "-" + out
+	}
+	return out
+}

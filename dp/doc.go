@@ -1,0 +1,23 @@
+// Package dp turns exact, contribution-bounded aggregates into differentially private
+// releases, and keeps privacy budgets in exact integer units.
+//
+// All noise comes from Google's differential-privacy library
+// (github.com/google/differential-privacy/go/v3): its Laplace and Gaussian mechanisms sample
+// from crypto/rand with secure granularity (released floats lie on a power-of-two grid, so
+// the low bits of a float carry no trace of the exact value), its confidence intervals, its
+// pre-aggregated partition selection and its quantile tree. This package never draws
+// randomness of its own, never takes a seed, and never uses math/rand: a vendor cannot
+// influence or replay the noise.
+//
+// Contribution bounding (each privacy unit in at most MaxGroups groups, with at most MaxRows
+// rows per group, values clamped to bounds) is done before the numbers reach this package,
+// in DuckDB inside the sandbox (package engine); the functions here take the sensitivities
+// that bounding guarantees and calibrate noise to them.
+//
+// Budget amounts are Amount values: integer micro-epsilon and femto-delta. They are added
+// and compared as integers, never as floats, so that a ledger sums exactly; the epsilon a
+// job spends is rounded up to a whole unit and the noise is calibrated to exactly that
+// rounded amount.
+//
+// This package must never log, print or return an exact (pre-noise) value in an error.
+package dp

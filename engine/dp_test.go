@@ -1,0 +1,365 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+func dpScope(res, vis string) Scope {
+	sc := scope(res, vis)
+	sc.Mode = "dp"
+	for i := range sc.Tables {
+		sc.Tables[i].Unit = "person"
+	}
+	sc.Tables[0].Columns[2].Domain = []string{"north", "south", "tiny", "east"}
+	sc.Tables[0].Columns[3].Bounds = []float64{0, 120}
+	return sc
+}
+
+func TestDPRefuses(t *testing.T) {
+	v := newValidator(t)
+	sc := dpScope("", "")
+	opt := DPOptions{Epsilon: 1, Delta: 1e-6}
+	for _, tc := range []struct{ sql, want string }{
+		{"SELECT district, COUNT(*) FROM residents WHERE resident_id = 1001 GROUP BY district", "privacy unit"},
+		{"SELECT district, COUNT(*) FROM residents WHERE resident_id > 5 GROUP BY district", "privacy unit"},
+		{"SELECT district, COUNT(*) FROM residents GROUP BY ROLLUP (district)", "ROLLUP"},
+		{"SELECT district, COUNT(*) FROM residents GROUP BY CUBE (district)", "ROLLUP"},
+		{"SELECT district, COUNT(*) FROM residents GROUP BY GROUPING SETS ((district), ())", "ROLLUP"},
+		{"SELECT COUNT(*) FROM residents UNION SELECT COUNT(*) FROM visits", "set operations"},
+		{"SELECT COUNT(*) FROM residents EXCEPT SELECT COUNT(*) FROM visits", "set operations"},
+		{"SELECT district, COUNT(*) FROM residents WHERE CAST(district AS INTEGER) > 3 GROUP BY district", "TRY_CAST"},
+		{"SELECT district, COUNT(*) FROM residents WHERE income / age > 3 GROUP BY district", "can fail"},
+		{"SELECT district, COUNT(*) FROM residents WHERE error('x') IS NULL GROUP BY district", "not allowed"},
+		{"SELECT district, COUNT(*) FROM residents WHERE district = 5 GROUP BY district", "quote the value"},
+		{"SELECT district, COUNT(*) OVER () FROM residents GROUP BY district", "window"},
+		{"SELECT district, COUNT(*) FROM residents GROUP BY district HAVING COUNT(*) > 5", "HAVING"},
+		{"SELECT district, COUNT(*) FROM residents GROUP BY district ORDER BY 2 DESC LIMIT 1", "ORDER BY"},
+		{"SELECT district, SUM(income) FROM residents GROUP BY district", "no bounds"},
+		{"SELECT district, MAX(age) FROM residents GROUP BY district", "not available in dp mode"},
+		{"SELECT district, SUM(age * 2) FROM residents GROUP BY district", "plain column"},
+		{"SELECT age + 1, COUNT(*) FROM residents GROUP BY age + 1", "plain columns"},
+		{"SELECT COUNT(*) FROM residents r LEFT JOIN visits v ON r.resident_id = v.resident_id", "inner joins"},
+		{"SELECT COUNT(*) FROM residents r JOIN visits v ON r.age = v.cost", "privacy units"},
+		{"SELECT name, COUNT(*) FROM residents GROUP BY name", "direct identifier"},
+		{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "needs a delta"},
+	} {
+		o := opt
+		if strings.Contains(tc.want, "delta") {
+			o.Delta = 0
+		}
+		_, err := v.ValidateDP(context.Background(), tc.sql, sc, o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n  got %v\n  want an error containing %q", tc.sql, err, tc.want)
+		}
+	}
+	for _, o := range []DPOptions{{}, {Epsilon: -1}, {Epsilon: 1, MaxGroups: 5000}, {Epsilon: 1, Bounds: map[string][2]float64{"age": {5, 1}}}, {Epsilon: 1, Delta: 0.5}} {
+		if _, err := v.ValidateDP(context.Background(), "SELECT COUNT(*) FROM residents", sc, o); err == nil {
+			t.Errorf("options %+v accepted", o)
+		}
+	}
+}
+
+// unitRow is one row of the random dataset of the reference test.
+type unitRow struct {
+	unit  int64
+	group string
+	value float64
+}
+
+func writeRows(t *testing.T, rows []unitRow) string {
+	t.Helper()
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "x.csv")
+	var b strings.Builder
+	b.WriteString("resident_id,hospital,cost\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%d,%s,%g\n", r.unit, r.group, r.value)
+	}
+	if err := os.WriteFile(csv, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pq := filepath.Join(dir, "visits.parquet")
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(fmt.Sprintf(`COPY (SELECT resident_id::BIGINT AS resident_id, cost::DOUBLE AS cost, hospital::VARCHAR AS hospital FROM read_csv('%s', header=true, columns={'resident_id': 'BIGINT', 'hospital': 'VARCHAR', 'cost': 'DOUBLE'})) TO '%s' (FORMAT parquet)`, csv, pq)); err != nil {
+		t.Fatal(err)
+	}
+	return pq
+}
+
+type partial struct {
+	units, n int64
+	s        float64
+}
+
+// runDP runs a dp plan's bounded (or direct) SQL unsandboxed and returns the partials by
+// group, for the first aggregate: count (n) or sum (s).
+func runDP(t *testing.T, plan *Plan, sc Scope, direct bool, secret int64) map[string]partial {
+	t.Helper()
+	sql := plan.SQL
+	if direct {
+		sql = plan.DP.DirectSQL
+	}
+	var tables []Table
+	for _, tb := range sc.Tables {
+		if len(tb.Files) > 0 && tb.Files[0] != "" {
+			tables = append(tables, tb)
+		}
+	}
+	var buf bytes.Buffer
+	job := &Job{SQL: sql, Tables: tables, Threads: 2, MemoryLimitMB: 512, MaxResultBytes: 64 << 20, Secret: secret}
+	if err := Run(context.Background(), job, &buf); err != nil {
+		t.Fatalf("run: %v\n%s", err, sql)
+	}
+	rec, err := ReadResult(&buf, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	out := map[string]partial{}
+	col := func(name string) arrow.Array { return rec.Column(rec.Schema().FieldIndices(name)[0]) }
+	for r := 0; r < int(rec.NumRows()); r++ {
+		key := ""
+		if len(plan.DP.Keys) > 0 {
+			key = col("__veil_k0").(*array.String).Value(r)
+		}
+		p := partial{units: col(DPUnitsColumn).(*array.Int64).Value(r)}
+		switch plan.DP.Aggs[0].Kind {
+		case AggCount:
+			p.n = col("__veil_a0_n").(*array.Int64).Value(r)
+		case AggSum:
+			p.s = col("__veil_a0_s").(*array.Float64).Value(r)
+		}
+		out[key] = p
+	}
+	return out
+}
+
+// reference computes the bounded partials in Go, slowly and plainly: per unit and group the
+// rows, at most maxRows of them at the unit's average clamped value; every group of a unit
+// is kept (the test gives maxGroups above any unit's number of groups).
+func reference(rows []unitRow, maxRows int64, lo, hi float64) map[string]partial {
+	type ug struct {
+		u int64
+		g string
+	}
+	n := map[ug]int64{}
+	s := map[ug]float64{}
+	for _, r := range rows {
+		k := ug{r.unit, r.group}
+		n[k]++
+		s[k] += math.Min(math.Max(r.value, lo), hi)
+	}
+	out := map[string]partial{}
+	for k, c := range n {
+		p := out[k.g]
+		p.units++
+		p.n += min(c, maxRows)
+		p.s += s[k] / float64(c) * float64(min(c, maxRows))
+		out[k.g] = p
+	}
+	return out
+}
+
+func randomRows(rng *rand.Rand, units int) []unitRow {
+	var rows []unitRow
+	for u := range units {
+		groups := 1 + rng.IntN(4)
+		for range groups {
+			g := fmt.Sprintf("h%d", rng.IntN(6))
+			for range 1 + rng.IntN(8) {
+				rows = append(rows, unitRow{unit: int64(u), group: g, value: rng.Float64()*300 - 50})
+			}
+		}
+	}
+	return rows
+}
+
+// TestDPBoundingMatchesReference checks the contribution bounding in SQL against the Go
+// reference on random data, for counts and clamped sums, and the group bound separately.
+func TestDPBoundingMatchesReference(t *testing.T) {
+	v := newValidator(t)
+	rng := rand.New(rand.NewPCG(7, 11))
+	rows := randomRows(rng, 400)
+	pq := writeRows(t, rows)
+	sc := dpScope("", pq)
+	ctx := context.Background()
+	for _, maxRows := range []int64{1, 3, 100} {
+		for _, q := range []string{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "SELECT hospital, SUM(cost) FROM visits GROUP BY hospital"} {
+			plan, err := v.ValidateDP(ctx, q, sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxGroups: 10, MaxRows: maxRows, Bounds: map[string][2]float64{"cost": {0, 200}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := runDP(t, plan, sc, false, 99)
+			want := reference(rows, maxRows, 0, 200)
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d groups, reference %d", q, len(got), len(want))
+			}
+			for g, w := range want {
+				p := got[g]
+				if p.units != w.units || (plan.DP.Aggs[0].Kind == AggCount && p.n != w.n) || math.Abs(p.s-w.s) > 1e-6*math.Max(1, math.Abs(w.s)) && plan.DP.Aggs[0].Kind == AggSum {
+					t.Errorf("%s (max_rows %d) group %s: got %+v, reference %+v", q, maxRows, g, p, w)
+				}
+			}
+		}
+	}
+	// max_groups: each unit is counted in at most G groups, and the choice depends on the
+	// job's secret.
+	groupsOf := map[int64]map[string]bool{}
+	for _, r := range rows {
+		if groupsOf[r.unit] == nil {
+			groupsOf[r.unit] = map[string]bool{}
+		}
+		groupsOf[r.unit][r.group] = true
+	}
+	for _, G := range []int64{1, 2} {
+		var want int64
+		for _, gs := range groupsOf {
+			want += min(int64(len(gs)), G)
+		}
+		plan, err := v.ValidateDP(ctx, "SELECT hospital, COUNT(DISTINCT resident_id) FROM visits GROUP BY hospital", sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxGroups: G})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := runDP(t, plan, sc, false, 1), runDP(t, plan, sc, false, 2)
+		var sumA, sumB int64
+		differ := false
+		for g, p := range a {
+			sumA += p.units
+			sumB += b[g].units
+			differ = differ || p.units != b[g].units
+		}
+		if sumA != want || sumB != want {
+			t.Errorf("max_groups %d: units summed over groups %d and %d, want %d", G, sumA, sumB, want)
+		}
+		if !differ {
+			t.Errorf("max_groups %d: two secrets chose the same groups for every unit", G)
+		}
+	}
+}
+
+// TestDPOnePersonBounded: a person who owns 500 rows moves each count by at most max_rows,
+// in at most max_groups groups.
+func TestDPOnePersonBounded(t *testing.T) {
+	v := newValidator(t)
+	rows := randomRows(rand.New(rand.NewPCG(1, 2)), 200)
+	var heavy []unitRow
+	for i := range 500 {
+		heavy = append(heavy, unitRow{unit: 999999, group: fmt.Sprintf("h%d", i%6), value: 1e9})
+	}
+	ctx := context.Background()
+	for _, opt := range []DPOptions{{MaxGroups: 1, MaxRows: 1}, {MaxGroups: 2, MaxRows: 5}} {
+		opt.Epsilon, opt.Delta = 1, 1e-6
+		opt.Bounds = map[string][2]float64{"cost": {0, 200}}
+		for _, q := range []string{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "SELECT hospital, SUM(cost) FROM visits GROUP BY hospital"} {
+			without := dpScope("", writeRows(t, rows))
+			with := dpScope("", writeRows(t, append(append([]unitRow{}, rows...), heavy...)))
+			plan, err := v.ValidateDP(ctx, q, with, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, b := runDP(t, plan, without, false, 5), runDP(t, plan, with, false, 5)
+			changed := 0
+			for g := range b {
+				dn, ds := b[g].n-a[g].n, b[g].s-a[g].s
+				if dn != 0 || math.Abs(ds) > 1e-6 {
+					changed++
+				}
+				if dn > opt.MaxRows || ds > float64(opt.MaxRows)*200+1e-6 || b[g].units-a[g].units > 1 {
+					t.Errorf("%s %+v: the heavy person moved group %s by n=%d s=%g", q, opt, g, dn, ds)
+				}
+			}
+			if changed > int(opt.MaxGroups) {
+				t.Errorf("%s: the heavy person changed %d groups, max_groups is %d", q, changed, opt.MaxGroups)
+			}
+		}
+	}
+}
+
+// TestDPDirectEqualsBounded: where every person has one row, the direct plan computes what
+// the bounded plan does.
+func TestDPDirectEqualsBounded(t *testing.T) {
+	res, vis := writeParquet(t)
+	v := newValidator(t)
+	sc := dpScope(res, vis)
+	for _, q := range []string{
+		"SELECT district, COUNT(*) FROM residents GROUP BY district",
+		"SELECT district, SUM(age) FROM residents WHERE income > 5000 GROUP BY district",
+	} {
+		plan, err := v.ValidateDP(context.Background(), q, sc, DPOptions{Epsilon: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.DP.DirectSQL == "" {
+			t.Fatal("single-dataset plan without a direct variant")
+		}
+		a, b := runDP(t, plan, sc, false, 3), runDP(t, plan, sc, true, 3)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("%s: bounded %v, direct %v", q, a, b)
+		}
+	}
+}
+
+// TestDPGate runs a dp query through the gate: every group of the public domain appears,
+// empty ones included, with intervals; values are noisy.
+func TestDPGate(t *testing.T) {
+	res, vis := writeParquet(t)
+	v := newValidator(t)
+	sc := dpScope(res, vis)
+	plan, err := v.ValidateDP(context.Background(), "SELECT COUNT(*) AS n, district, AVG(age) AS mean_age, MEDIAN(age) AS med FROM residents GROUP BY district", sc, DPOptions{Epsilon: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Run(context.Background(), &Job{SQL: plan.SQL, Tables: sc.Tables, Threads: 1, MaxResultBytes: 1 << 20, Secret: 1}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ReadResult(&buf, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, rep, err := DPGate(rec, plan)
+	rec.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	var names []string
+	for _, f := range out.Schema().Fields() {
+		names = append(names, f.Name)
+	}
+	if got := strings.Join(names, ","); got != "n,n_ci_lower,n_ci_upper,district,mean_age,mean_age_ci_lower,mean_age_ci_upper,med,med_ci_lower,med_ci_upper" {
+		t.Fatalf("columns %s", got)
+	}
+	if out.NumRows() != 4 || rep.Released != 4 || rep.Selection != nil {
+		t.Fatalf("%d rows, report %+v: want the 4 domain values", out.NumRows(), rep)
+	}
+	if d := out.Column(3).(*array.String); d.Value(0) != "east" || d.Value(3) != "tiny" {
+		t.Errorf("groups not sorted by key or not the domain: %v", d)
+	}
+	if len(rep.Columns) != 3 || rep.Columns[0].Epsilon != 1 || rep.Columns[0].Scale != 1 {
+		t.Errorf("report %+v: each of 3 aggregates gets ε=1, count scale 1", rep.Columns)
+	}
+	n := out.Column(0).(*array.Int64)
+	lo, hi := out.Column(1).(*array.Float64), out.Column(2).(*array.Float64)
+	if n.Value(1) < 30 || n.Value(1) > 90 || !(lo.Value(1) <= float64(n.Value(1)) && float64(n.Value(1)) <= hi.Value(1)) {
+		t.Errorf("north: count %d with interval [%g, %g], exact 60", n.Value(1), lo.Value(1), hi.Value(1))
+	}
+	if m := out.Column(7).(*array.Float64); m.Value(1) < 0 || m.Value(1) > 120 || !out.Column(8).IsNull(1) {
+		t.Errorf("median %v outside the bounds, or with an interval", m.Value(1))
+	}
+}
