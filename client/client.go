@@ -229,6 +229,12 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(api.Job)) (a
 	}
 }
 
+// Budgets shows the privacy budgets the caller may see.
+func (c *Client) Budgets(ctx context.Context) (api.Budgets, error) {
+	var b api.Budgets
+	return b, c.do(ctx, "GET", "/v1/budget", nil, &b)
+}
+
 // Reviews lists outputs waiting for review.
 func (c *Client) Reviews(ctx context.Context) ([]api.Job, error) {
 	var js []api.Job

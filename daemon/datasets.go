@@ -105,6 +105,9 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
 		}
+		if err := setBudget(ctx, tx, sch); err != nil {
+			return err
+		}
 		return s.record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -43,7 +44,7 @@ func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 		return err
 	}
 	app := policy.Application{Scenario: req.Scenario, Purpose: req.Purpose, K: req.K, RoundTo: req.RoundTo,
-		Budget: policy.Budget{Epsilon: req.Epsilon, Delta: req.Delta}, ValidFor: valid}
+		Budget: policy.Budget{Epsilon: req.Epsilon, Delta: req.Delta, MaxQueryEpsilon: req.MaxQuery}, ValidFor: valid}
 	var names []string
 	for _, d := range req.Datasets {
 		app.Datasets = append(app.Datasets, policy.DatasetAccess{Name: d.Name, Columns: d.Columns})
@@ -131,6 +132,16 @@ func (s *Server) settleGrants(ctx context.Context) error {
 			decided := g.Advance(s.now(), s.cfg.Review.Deadline)
 			if len(decided) == 0 {
 				continue
+			}
+			if g.Status == policy.StatusActive {
+				if err := s.allocate(ctx, tx, g); errors.Is(err, errBudget) {
+					g.Status, g.Reason = policy.StatusRejected, err.Error()
+					if err := s.record(ctx, tx, system, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
+						return err
+					}
+				} else if err != nil {
+					return err
+				}
 			}
 			if err := putGrant(ctx, tx, g, s.now()); err != nil {
 				return err
@@ -229,6 +240,13 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 			}
 			details["stage"] = stage.Name()
 			details["status"] = string(g.Status)
+			if g.Status == policy.StatusActive {
+				// The last approval hands out the budget slices; if they do not fit, the
+				// approval does not happen.
+				if err := s.allocate(ctx, tx, g); err != nil {
+					return err
+				}
+			}
 		case "suspend":
 			err = g.Suspend(p, req.Reason, s.now())
 		case "reinstate":

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -83,13 +85,43 @@ func scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 	for _, d := range g.Datasets {
 		sch := schemas[d.Name]
 		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit}
+		t.Unit = sch.Unit
 		for _, cn := range d.Columns {
 			c, _ := sch.Column(cn)
-			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier()})
+			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier(),
+				Bounds: c.Bounds, Domain: c.Domain})
 		}
 		sc.Tables = append(sc.Tables, t)
 	}
 	return sc
+}
+
+// jobMode picks a job's mode: the one asked for; dp when dp options are given; else the
+// grant's only SQL mode, with threshold where the grant allows both.
+func jobMode(req api.SubmitJob, g *policy.Grant) (policy.Mode, error) {
+	switch {
+	case req.Mode != "":
+		m := policy.Mode(req.Mode)
+		if m != policy.ModeDP && m != policy.ModeThreshold {
+			return "", fmt.Errorf("%w: SQL jobs run in mode dp or threshold, not %q", errInvalid, req.Mode)
+		}
+		if m == policy.ModeDP && req.DP == nil {
+			return "", fmt.Errorf("%w: a dp job needs an epsilon (--epsilon)", errInvalid)
+		}
+		return m, nil
+	case req.DP != nil:
+		return policy.ModeDP, nil
+	case slices.Contains(g.Modes, policy.ModeDP) && !slices.Contains(g.Modes, policy.ModeThreshold):
+		return "", fmt.Errorf("%w: grant %s releases SQL results only with differential privacy: give an --epsilon", errInvalid, g.ID)
+	}
+	return policy.ModeThreshold, nil
+}
+
+func dpOptions(o *api.DPOptions) engine.DPOptions {
+	if o == nil {
+		return engine.DPOptions{}
+	}
+	return engine.DPOptions{Epsilon: o.Epsilon, Delta: o.Delta, MaxGroups: o.MaxGroups, MaxRows: o.MaxRows, Bounds: o.Bounds, Noise: dp.Noise(o.Noise)}
 }
 
 func grantDatasets(g *policy.Grant) []string {
@@ -121,20 +153,24 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err := s.settleGrants(ctx); err != nil {
 		return err
 	}
-	mode := policy.ModeThreshold
 	// Validate before anything is stored: a refused query leaves no trace but the audit entry.
 	var g *policy.Grant
 	var sc engine.Scope
+	var mode policy.Mode
+	var schemas map[string]*policy.Schema
 	err := s.db.View(ctx, func(tx store.Tx) error {
 		var err error
 		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
 			return err
 		}
+		if mode, err = jobMode(req, g); err != nil {
+			return err
+		}
 		if err := g.Usable(s.now(), mode); err != nil {
 			return err
 		}
-		schemas, sets, err := loadCatalog(ctx, tx, grantDatasets(g))
-		if err != nil {
+		var sets map[string]store.Dataset
+		if schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g)); err != nil {
 			return err
 		}
 		sc = scope(g, schemas, sets, mode)
@@ -143,7 +179,13 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err != nil {
 		return err
 	}
-	plan, verr := s.validator.Validate(ctx, req.SQL, sc)
+	var plan *engine.Plan
+	var verr error
+	if mode == policy.ModeDP {
+		plan, verr = s.validator.ValidateDP(ctx, req.SQL, sc, dpOptions(req.DP))
+	} else {
+		plan, verr = s.validator.Validate(ctx, req.SQL, sc)
+	}
 	if verr != nil {
 		// The refusal is recorded (who tried what under which grant), never run, never queued.
 		s.db.Update(ctx, func(tx store.Tx) error {
@@ -170,11 +212,26 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 				return err
 			}
 		}
+		details := map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL}
+		if plan.DP != nil {
+			// The budget is reserved in the transaction that queues the job: a job is
+			// either queued and paid for, or refused and nothing is spent.
+			if err := s.reserve(ctx, tx, j, plan.DP.Spend, plan.Tables, queryCap(g, schemas)); err != nil {
+				return err
+			}
+			details["epsilon"] = dp.FormatEpsilon(plan.DP.Spend.Eps)
+			details["delta"] = dp.FormatDelta(plan.DP.Spend.Delta)
+		}
 		if err := j.put(ctx, tx, now); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "job.submit", "job/"+j.ID, map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL})
+		return s.record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
 	})
+	if errors.Is(err, errBudget) {
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": err.Error()})
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -239,6 +296,13 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		if j.Status == jobReview {
 			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
+				return err
+			}
+		}
+		if j.Status == jobQueued {
+			// It never touched the data: its reservation goes back. A job that ran keeps
+			// its spend, whatever happens to its output.
+			if err := s.refund(ctx, tx, j.ID); err != nil {
 				return err
 			}
 		}

@@ -55,6 +55,19 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 		defer rec.Release()
 		rv = api.Review{Job: j.api(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Rows: rowsOf(rec), Needed: s.cfg.Approvals}
 		rv.Warnings = s.warnings(ctx, tx, j, meta)
+		if meta.Mechanism.DP != nil {
+			g, err := decodeGrant(sg)
+			if err != nil {
+				return err
+			}
+			schemas, _, err := loadCatalog(ctx, tx, grantDatasets(g))
+			if err != nil {
+				return err
+			}
+			if rv.Budget, err = grantBudgets(ctx, tx, g, schemas); err != nil {
+				return err
+			}
+		}
 		revs, err := tx.Reviews(ctx, j.ID)
 		for _, x := range revs {
 			rv.Decisions = append(rv.Decisions, api.Decision{Reviewer: x.Reviewer, Decision: x.Decision, Reason: x.Reason, At: x.At})

@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -44,6 +47,13 @@ func (s *Server) runJob(ctx context.Context, id string) {
 		}
 		if j.Status != jobRunning && j.Status != jobQueued {
 			return nil // canceled meanwhile
+		}
+		if j.Status == jobQueued {
+			// Refused before it started (the grant was suspended or expired meanwhile): it
+			// never touched the data, so its reservation goes back.
+			if err := s.refund(context.Background(), tx, id); err != nil {
+				return err
+			}
 		}
 		j.Status = jobFailed
 		j.body.Message = msg
@@ -151,6 +161,9 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		plan.FastSQL = ""
 	}
 	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	if plan.DP != nil {
+		return s.runDP(ctx, id, &plan, sc, ejob, versions)
+	}
 	var exact bytes.Buffer
 	usage, err := s.runner.run(ctx, id, ejob, &exact)
 	if err != nil {
@@ -211,6 +224,86 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 }
 
 var errSkip = errors.New("skip")
+
+// runDP runs a dp job: the bounded partial aggregates come from the sandbox, the noise from
+// the DP gate here.
+func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, sc engine.Scope, ejob engine.Job, versions map[string]string) error {
+	ejob.FastSQL, ejob.K, ejob.MaxRowsPerUnit = "", 0, 0
+	// Where the dataset version that runs now has one row per unit, bounding is the identity
+	// and the direct plan computes the same partial aggregates faster.
+	if plan.DP.DirectSQL != "" && len(sc.Tables) > 0 {
+		for _, t := range sc.Tables {
+			if t.Name == plan.Tables[0] && t.MaxRowsPerUnit == 1 {
+				ejob.SQL = plan.DP.DirectSQL
+			}
+		}
+	}
+	var secret [8]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return err
+	}
+	ejob.Secret = int64(binary.LittleEndian.Uint64(secret[:]) | 1)
+	var exact bytes.Buffer
+	usage, err := s.runner.run(ctx, id, ejob, &exact)
+	if err != nil {
+		return err
+	}
+	rec, err := engine.ReadResult(&exact, s.cfg.MaxResultByte)
+	clear(exact.Bytes())
+	if err != nil {
+		return &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	protected, rep, err := engine.DPGate(rec, plan)
+	rec.Release()
+	if err != nil {
+		return &jobError{msg: "the output gate refused the result", detail: err}
+	}
+	defer protected.Release()
+	data, err := encodeIPC(protected)
+	if err != nil {
+		return err
+	}
+	report, _ := json.Marshal(rep)
+	d := plan.DP
+	meta := outputMeta{
+		Mechanism: api.Mechanism{Kind: string(policy.ModeDP), Groups: rep.Released, DP: &api.DPMechanism{Epsilon: d.Spend.Epsilon(), Delta: d.Spend.DeltaValue(),
+			MaxGroups: d.MaxGroups, MaxRows: d.MaxRows, Noise: string(d.Noise), Report: report}},
+		Rows: protected.NumRows(), Datasets: versions,
+	}
+	for _, f := range protected.Schema().Fields() {
+		meta.Columns = append(meta.Columns, f.Name)
+	}
+	metaJSON, _ := json.Marshal(meta)
+	return s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		cur, err := decodeJob(sj)
+		if err != nil {
+			return err
+		}
+		if cur.Status != jobRunning {
+			return nil // canceled while running: the output is dropped, the budget stays spent
+		}
+		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
+			return err
+		}
+		cur.Status = jobReview
+		cur.body.Finished = s.now()
+		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released with differential privacy (%s)", rep.Released, d.Spend)
+		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
+			OutputRows: protected.NumRows(), Groups: rep.Released}
+		if err := cur.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		s.slog.Info("job gated", "job", id, "isolation", s.runner.name(), "mechanism", "dp", "wall_ms", usage.Wall.Milliseconds(),
+			"peak_mb", usage.PeakMemoryBytes>>20, "released", rep.Released)
+		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+			"mechanism": "dp", "epsilon": dp.FormatEpsilon(d.Spend.Eps), "delta": dp.FormatDelta(d.Spend.Delta),
+			"released": fmt.Sprint(rep.Released), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
+	})
+}
 
 func encodeIPC(rec arrow.RecordBatch) ([]byte, error) {
 	var buf bytes.Buffer

@@ -101,6 +101,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/reviews/{id}", s.showReview)
 	h("POST /v1/reviews/{id}", s.decideReview)
 	h("GET /v1/exports/{id}", s.getExport)
+	h("GET /v1/budget", s.showBudget)
 	h("GET /v1/audit/records", s.auditRecords)
 	h("GET /v1/audit/checkpoints", s.auditCheckpoints)
 	h("GET /v1/audit/verify", s.auditVerify)

@@ -159,6 +159,9 @@ func Apply(id string, vendor Principal, app Application, catalog map[string]*Sch
 	if slices.Contains(app.Modes, ModeDP) && app.Budget.Epsilon == 0 {
 		return nil, bad("dp mode needs a budget: give an epsilon")
 	}
+	if app.Budget.MaxQueryEpsilon < 0 || app.Budget.MaxQueryEpsilon > app.Budget.Epsilon {
+		return nil, bad("the per-query epsilon cap must be between 0 and the grant's epsilon")
+	}
 	if app.ValidFor <= 0 || app.ValidFor > MaxValidity {
 		return nil, bad("validity must be positive and at most 3 years")
 	}

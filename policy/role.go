@@ -58,6 +58,7 @@ const (
 	ActOutputReview    Action = "output.review"
 	ActExportGet       Action = "export.get"
 	ActAuditRead       Action = "audit.read"
+	ActBudgetRead      Action = "budget.read"
 )
 
 var allowed = map[Action][]Role{
@@ -74,6 +75,7 @@ var allowed = map[Action][]Role{
 	ActOutputReview:    {Reviewer},
 	ActExportGet:       {Vendor},
 	ActAuditRead:       {Auditor, Operator, Authority},
+	ActBudgetRead:      {Vendor, Provider, Authority, Operator, Auditor, Reviewer},
 }
 
 // Allow reports whether p's role may perform a. It says nothing about which objects: tenant

@@ -49,6 +49,20 @@ type Schema struct {
 type Budget struct {
 	Epsilon float64 `yaml:"epsilon" json:"epsilon"`
 	Delta   float64 `yaml:"delta" json:"delta"`
+	// MaxQueryEpsilon caps what one job may spend (0: DefaultMaxQueryEpsilon). A dataset's
+	// and a grant's caps both apply.
+	MaxQueryEpsilon float64 `yaml:"max_query_epsilon,omitempty" json:"max_query_epsilon,omitempty"`
+}
+
+// DefaultMaxQueryEpsilon is the per-query cap where none is declared.
+const DefaultMaxQueryEpsilon = 1.0
+
+// QueryCap is the per-query epsilon cap the budget declares.
+func (b Budget) QueryCap() float64 {
+	if b.MaxQueryEpsilon > 0 {
+		return b.MaxQueryEpsilon
+	}
+	return DefaultMaxQueryEpsilon
 }
 
 // Column classifies one column.
@@ -109,6 +123,9 @@ func (s *Schema) Check() error {
 	}
 	if !(s.Budget.Delta >= 0 && s.Budget.Delta < 1e-3) {
 		return bad("budget.delta must be in [0, 0.001)")
+	}
+	if s.Budget.MaxQueryEpsilon < 0 || s.Budget.MaxQueryEpsilon > s.Budget.Epsilon {
+		return bad("budget.max_query_epsilon must be between 0 and budget.epsilon")
 	}
 	if len(s.Columns) == 0 {
 		return bad("no columns")

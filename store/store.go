@@ -82,6 +82,30 @@ type Review struct {
 	At       time.Time
 }
 
+// Ledger rows. Amounts are integer units (package dp): 1e-6 epsilon, 1e-15 delta. They
+// are summed as integers by the daemon; the store never holds a float budget.
+
+// Slice is the part of a dataset's total budget a grant received at approval.
+type Slice struct {
+	Grant   string
+	Dataset string
+	Eps     int64
+	Delta   int64
+	At      time.Time
+}
+
+// Spend is what one job spends (or reserved) on one dataset. Refunded spends count for
+// nothing: the job never ran.
+type Spend struct {
+	Job      string
+	Grant    string
+	Dataset  string
+	Eps      int64
+	Delta    int64
+	Refunded bool
+	At       time.Time
+}
+
 // Store opens transactions.
 type Store interface {
 	// View runs fn in a read-only snapshot.
@@ -117,6 +141,17 @@ type Tx interface {
 	PutOutput(ctx context.Context, o Output) error
 	Output(ctx context.Context, jobID string) (Output, error)
 	DeleteOutput(ctx context.Context, jobID string) error
+
+	// SetBudget records a dataset's total budget the first time; later calls keep the first
+	// total (re-registering new files does not renew what was spent on the same persons).
+	SetBudget(ctx context.Context, dataset string, eps, delta int64) error
+	Budget(ctx context.Context, dataset string) (eps, delta int64, err error)
+	PutSlice(ctx context.Context, s Slice) error
+	// Slices lists slices by grant or by dataset (empty: any).
+	Slices(ctx context.Context, grant, dataset string) ([]Slice, error)
+	PutSpend(ctx context.Context, s Spend) error
+	// Spends lists spends by grant, dataset or job (empty: any).
+	Spends(ctx context.Context, grant, dataset, job string) ([]Spend, error)
 
 	AddReview(ctx context.Context, r Review) error
 	Reviews(ctx context.Context, jobID string) ([]Review, error)

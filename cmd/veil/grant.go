@@ -46,6 +46,7 @@ func newGrantCmd() *cobra.Command {
 	f.IntVar(&req.RoundTo, "round-to", 5, "round released counts to multiples of this")
 	f.Float64Var(&req.Epsilon, "epsilon", 0, "differential-privacy budget asked for (dp mode)")
 	f.Float64Var(&req.Delta, "delta", 0, "differential-privacy delta asked for (dp mode)")
+	f.Float64Var(&req.MaxQuery, "max-query-epsilon", 0, "most one job may spend (dp mode; default 1, at most --epsilon)")
 	f.StringVar(&req.ValidFor, "valid-for", "365d", "validity after approval (at most 3 years): 365d or 720h")
 
 	list := &cobra.Command{

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +17,8 @@ func newJobCmd() *cobra.Command {
 	var req api.SubmitJob
 	var file string
 	var wait bool
+	var dpo api.DPOptions
+	var bounds []string
 	submit := &cobra.Command{
 		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql)",
 		Short: "Submit a SQL job under a grant",
@@ -25,6 +29,22 @@ func newJobCmd() *cobra.Command {
 					return err
 				}
 				req.SQL = string(b)
+			}
+			if cmd.Flags().Changed("epsilon") || req.Mode == "dp" {
+				for _, b := range bounds {
+					col, rng, ok1 := strings.Cut(b, "=")
+					lo, hi, ok2 := strings.Cut(rng, ":")
+					l, err1 := strconv.ParseFloat(lo, 64)
+					h, err2 := strconv.ParseFloat(hi, 64)
+					if !ok1 || !ok2 || err1 != nil || err2 != nil {
+						return fmt.Errorf("--bound %q: write COLUMN=LOWER:UPPER, for example age=0:120", b)
+					}
+					if dpo.Bounds == nil {
+						dpo.Bounds = map[string][2]float64{}
+					}
+					dpo.Bounds[col] = [2]float64{l, h}
+				}
+				req.DP = &dpo
 			}
 			c, err := connect()
 			if err != nil {
@@ -62,6 +82,13 @@ func newJobCmd() *cobra.Command {
 	f.StringVarP(&file, "file", "f", "", "read the query from a file")
 	f.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a retry with the same key never runs (or spends) twice")
 	f.BoolVar(&wait, "wait", false, "follow the job to its end")
+	f.StringVar(&req.Mode, "mode", "", "threshold or dp (default: dp when --epsilon is given)")
+	f.Float64Var(&dpo.Epsilon, "epsilon", 0, "dp: the epsilon this query spends (split evenly over its aggregates and partition selection)")
+	f.Float64Var(&dpo.Delta, "delta", 0, "dp: the delta this query spends (partition selection; gaussian noise)")
+	f.Int64Var(&dpo.MaxGroups, "max-groups", 1, "dp: groups one person may contribute to")
+	f.Int64Var(&dpo.MaxRows, "max-rows", 1, "dp: rows one person may contribute to one group")
+	f.StringArrayVar(&bounds, "bound", nil, "dp: COLUMN=LOWER:UPPER clamps a column (repeatable; default: the catalog's bounds)")
+	f.StringVar(&dpo.Noise, "noise", "laplace", "dp: laplace or gaussian")
 	submit.MarkFlagRequired("grant")
 
 	var grant, status string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -48,7 +49,30 @@ func newReviewCmd() *cobra.Command {
 			m := r.Mechanism
 			fmt.Fprintf(w, "job %s under grant %s (tenant %s), submitted by %s\n", r.Job.ID, r.Job.Grant, r.Job.Tenant, r.Job.Submitter)
 			fmt.Fprintf(w, "query:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(r.Job.SQL), "\n", "\n  "))
-			fmt.Fprintf(w, "mechanism: %s, k=%d, counts rounded to %d; %d groups, %d suppressed\n", m.Kind, m.K, m.RoundTo, m.Groups, m.Suppressed)
+			if d := m.DP; d != nil {
+				fmt.Fprintf(w, "mechanism: differential privacy, %s noise; this job spends ε=%g δ=%g; each person in at most %d groups with at most %d rows each; %d groups released\n",
+					d.Noise, d.Epsilon, d.Delta, d.MaxGroups, d.MaxRows, m.Groups)
+				var rep struct {
+					Columns []struct {
+						Column, Aggregate, Mechanism string
+						Scale                        float64 `json:"noise_scale"`
+						Epsilon                      float64
+					}
+					Selection *struct{ Epsilon, Delta float64 } `json:"partition_selection"`
+				}
+				json.Unmarshal(d.Report, &rep)
+				for _, c := range rep.Columns {
+					fmt.Fprintf(w, "  %s: %s, %s, noise scale %.4g, ε=%g\n", c.Column, c.Aggregate, c.Mechanism, c.Scale, c.Epsilon)
+				}
+				if s := rep.Selection; s != nil {
+					fmt.Fprintf(w, "  groups: partition selection, ε=%g δ=%g\n", s.Epsilon, s.Delta)
+				}
+				for _, b := range r.Budget {
+					fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
+				}
+			} else {
+				fmt.Fprintf(w, "mechanism: %s, k=%d, counts rounded to %d; %d groups, %d suppressed\n", m.Kind, m.K, m.RoundTo, m.Groups, m.Suppressed)
+			}
 			fmt.Fprintf(w, "approvals: %d of %d needed\n", len(r.Job.Approvals), r.Needed)
 			for _, x := range r.Warnings {
 				fmt.Fprintf(w, "WARNING: %s\n", x)

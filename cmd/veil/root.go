@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.profile, "profile", "", "profile in the config file (env VEIL_PROFILE)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.AddCommand(newInitCmd(), newServeCmd(), newRunnerCmd(), newConfigCmd(), newWhoamiCmd(), newPrincipalCmd(),
-		newDatasetCmd(), newGrantCmd(), newJobCmd(), newReviewCmd(), newExportCmd(), newAuditCmd(), newBenchCmd())
+		newDatasetCmd(), newGrantCmd(), newJobCmd(), newReviewCmd(), newExportCmd(), newAuditCmd(), newBudgetCmd(), newBenchCmd())
 	return root
 }
 

@@ -58,7 +58,8 @@ type ApplyGrant struct {
 	RoundTo  int             `json:"round_to"`
 	Epsilon  float64         `json:"epsilon,omitempty"`
 	Delta    float64         `json:"delta,omitempty"`
-	ValidFor string          `json:"valid_for"` // Go duration or N"d"
+	MaxQuery float64         `json:"max_query_epsilon,omitempty"` // per-job cap (default 1)
+	ValidFor string          `json:"valid_for"`                   // Go duration or N"d"
 }
 
 // DatasetAccess names a dataset and columns.
@@ -81,6 +82,9 @@ type SubmitJob struct {
 	Grant          string `json:"grant"`
 	SQL            string `json:"sql"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Mode is threshold or dp; empty: dp when DP is given or the grant allows only dp.
+	Mode string     `json:"mode,omitempty"`
+	DP   *DPOptions `json:"dp,omitempty"`
 }
 
 // Job is a job as the API shows it.
@@ -120,6 +124,8 @@ type Review struct {
 	Rows      [][]any         `json:"rows"` // the output exactly as it would be released
 	Decisions []Decision      `json:"decisions"`
 	Needed    int             `json:"approvals_needed"`
+	// Budget is what the job spent and what its grant has left, per dataset (dp jobs).
+	Budget []GrantBudget `json:"budget,omitempty"`
 }
 
 // Mechanism says how the output was protected.
@@ -130,6 +136,19 @@ type Mechanism struct {
 	Groups     int    `json:"groups"`
 	Suppressed int    `json:"suppressed"`
 	NearK      int    `json:"near_k"`
+	// DP describes a dp release: budget spent, bounds, and each column's mechanism, noise
+	// scale and interval (engine.DPReport).
+	DP *DPMechanism `json:"dp,omitempty"`
+}
+
+// DPMechanism is how a dp output was made.
+type DPMechanism struct {
+	Epsilon   float64         `json:"epsilon"`
+	Delta     float64         `json:"delta"`
+	MaxGroups int64           `json:"max_groups"`
+	MaxRows   int64           `json:"max_rows"`
+	Noise     string          `json:"noise"`
+	Report    json.RawMessage `json:"report"`
 }
 
 // Decision is one reviewer's decision.
@@ -170,4 +189,52 @@ type AuditCheckpoint struct {
 type PlatformKey struct {
 	VerifierKey string `json:"verifier_key"` // note verifier key
 	PublicKey   []byte `json:"public_key"`   // raw ed25519 public key
+}
+
+// DPOptions are a dp query's budget and contribution bounds (see engine.DPOptions).
+type DPOptions struct {
+	Epsilon   float64               `json:"epsilon"`
+	Delta     float64               `json:"delta,omitempty"`
+	MaxGroups int64                 `json:"max_groups,omitempty"`
+	MaxRows   int64                 `json:"max_rows,omitempty"`
+	Bounds    map[string][2]float64 `json:"bounds,omitempty"`
+	Noise     string                `json:"noise,omitempty"`
+}
+
+// Amount is a privacy budget: exact integer units and their decimal values.
+type Amount struct {
+	Epsilon      float64 `json:"epsilon"`
+	Delta        float64 `json:"delta"`
+	EpsilonUnits int64   `json:"epsilon_units"`
+	DeltaUnits   int64   `json:"delta_units"`
+}
+
+// DatasetBudget is a dataset's total budget and how it is used.
+type DatasetBudget struct {
+	Dataset   string `json:"dataset"`
+	Provider  string `json:"provider"`
+	Total     Amount `json:"total"`
+	Allocated Amount `json:"allocated"` // sum of grant slices
+	Spent     Amount `json:"spent"`     // sum of job spends
+	Free      Amount `json:"free"`      // not yet allocated to any grant
+}
+
+// GrantBudget is a grant's slice of one dataset's budget.
+type GrantBudget struct {
+	Grant     string  `json:"grant"`
+	Tenant    string  `json:"tenant"`
+	Scenario  string  `json:"scenario"`
+	Dataset   string  `json:"dataset"`
+	Slice     Amount  `json:"slice"`
+	Spent     Amount  `json:"spent"`
+	Remaining Amount  `json:"remaining"`
+	Jobs      int     `json:"jobs"`
+	MaxQuery  float64 `json:"max_query_epsilon"`
+}
+
+// Budgets is what `veil budget show` prints: datasets for providers and the authority,
+// grants for vendors (their own), providers (on their data) and the authority.
+type Budgets struct {
+	Datasets []DatasetBudget `json:"datasets"`
+	Grants   []GrantBudget   `json:"grants"`
 }

@@ -47,6 +47,17 @@ CREATE TABLE IF NOT EXISTS outputs (
 CREATE TABLE IF NOT EXISTS reviews (
 	job_id TEXT NOT NULL, reviewer TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
 	PRIMARY KEY (job_id, reviewer));
+CREATE TABLE IF NOT EXISTS budgets (
+	dataset TEXT PRIMARY KEY, eps INTEGER NOT NULL CHECK (eps >= 0), delta INTEGER NOT NULL CHECK (delta >= 0));
+CREATE TABLE IF NOT EXISTS budget_slices (
+	grant_id TEXT NOT NULL, dataset TEXT NOT NULL, eps INTEGER NOT NULL CHECK (eps >= 0), delta INTEGER NOT NULL CHECK (delta >= 0),
+	at INTEGER NOT NULL, PRIMARY KEY (grant_id, dataset));
+CREATE INDEX IF NOT EXISTS budget_slices_dataset ON budget_slices(dataset);
+CREATE TABLE IF NOT EXISTS budget_spends (
+	job_id TEXT NOT NULL, grant_id TEXT NOT NULL, dataset TEXT NOT NULL, eps INTEGER NOT NULL CHECK (eps >= 0),
+	delta INTEGER NOT NULL CHECK (delta >= 0), refunded INTEGER NOT NULL DEFAULT 0, at INTEGER NOT NULL,
+	PRIMARY KEY (job_id, dataset));
+CREATE INDEX IF NOT EXISTS budget_spends_grant ON budget_spends(grant_id, dataset);
 CREATE TABLE IF NOT EXISTS audit_records (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
@@ -320,6 +331,51 @@ func (t *txn) Output(ctx context.Context, jobID string) (store.Output, error) {
 
 func (t *txn) DeleteOutput(ctx context.Context, jobID string) error {
 	return t.exec(ctx, "delete output", `DELETE FROM outputs WHERE job_id = ?`, jobID)
+}
+
+func (t *txn) SetBudget(ctx context.Context, dataset string, eps, delta int64) error {
+	return t.exec(ctx, "set budget", `INSERT INTO budgets (dataset, eps, delta) VALUES (?, ?, ?) ON CONFLICT (dataset) DO NOTHING`, dataset, eps, delta)
+}
+
+func (t *txn) Budget(ctx context.Context, dataset string) (int64, int64, error) {
+	var eps, delta int64
+	err := t.tx.QueryRowContext(ctx, `SELECT eps, delta FROM budgets WHERE dataset = ?`, dataset).Scan(&eps, &delta)
+	return eps, delta, wrap(err, "budget")
+}
+
+func (t *txn) PutSlice(ctx context.Context, s store.Slice) error {
+	return t.exec(ctx, "put slice", `INSERT INTO budget_slices (grant_id, dataset, eps, delta, at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (grant_id, dataset) DO UPDATE SET eps = excluded.eps, delta = excluded.delta, at = excluded.at`,
+		s.Grant, s.Dataset, s.Eps, s.Delta, ms(s.At))
+}
+
+func (t *txn) Slices(ctx context.Context, grant, dataset string) ([]store.Slice, error) {
+	return queryAll(ctx, t, "slices", func(r interface{ Scan(...any) error }) (store.Slice, error) {
+		var s store.Slice
+		var at int64
+		err := r.Scan(&s.Grant, &s.Dataset, &s.Eps, &s.Delta, &at)
+		s.At = tm(at)
+		return s, err
+	}, `SELECT grant_id, dataset, eps, delta, at FROM budget_slices WHERE (? = '' OR grant_id = ?) AND (? = '' OR dataset = ?) ORDER BY grant_id, dataset`,
+		grant, grant, dataset, dataset)
+}
+
+func (t *txn) PutSpend(ctx context.Context, s store.Spend) error {
+	return t.exec(ctx, "put spend", `INSERT INTO budget_spends (job_id, grant_id, dataset, eps, delta, refunded, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (job_id, dataset) DO UPDATE SET refunded = excluded.refunded`,
+		s.Job, s.Grant, s.Dataset, s.Eps, s.Delta, s.Refunded, ms(s.At))
+}
+
+func (t *txn) Spends(ctx context.Context, grant, dataset, job string) ([]store.Spend, error) {
+	return queryAll(ctx, t, "spends", func(r interface{ Scan(...any) error }) (store.Spend, error) {
+		var s store.Spend
+		var at int64
+		err := r.Scan(&s.Job, &s.Grant, &s.Dataset, &s.Eps, &s.Delta, &s.Refunded, &at)
+		s.At = tm(at)
+		return s, err
+	}, `SELECT job_id, grant_id, dataset, eps, delta, refunded, at FROM budget_spends
+		WHERE (? = '' OR grant_id = ?) AND (? = '' OR dataset = ?) AND (? = '' OR job_id = ?) ORDER BY at, job_id, dataset`,
+		grant, grant, dataset, dataset, job, job)
 }
 
 func (t *txn) AddReview(ctx context.Context, r store.Review) error {
