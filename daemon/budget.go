@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
@@ -22,8 +23,11 @@ import (
 var errBudget = fmt.Errorf("%w: budget exhausted", errConflict)
 
 func amount(eps, delta int64) api.Amount {
-	a := dp.Amount{Eps: eps, Delta: delta}
-	return api.Amount{Epsilon: a.Epsilon(), Delta: a.DeltaValue(), EpsilonUnits: eps, DeltaUnits: delta}
+	// The floats are parsed from the exact decimals, so that 1e-6 prints as 1e-06 and not as
+	// the nearest binary neighbour of a product.
+	e, _ := strconv.ParseFloat(dp.FormatEpsilon(eps), 64)
+	d, _ := strconv.ParseFloat(dp.FormatDelta(delta), 64)
+	return api.Amount{Epsilon: e, Delta: d, EpsilonUnits: eps, DeltaUnits: delta}
 }
 
 func apiAmount(a dp.Amount) api.Amount { return amount(a.Eps, a.Delta) }

@@ -128,7 +128,36 @@ as bureau grant suspend "$G" --reason "quarterly inspection"
 refused acme job submit --grant "$G" --sql "SELECT year, COUNT(*) FROM social_insurance GROUP BY year"
 as bureau grant reinstate "$G" --reason "inspection passed"
 
-say "12. Auditor: every step is in a Merkle-tree log with signed checkpoints"
+say "12. Differential privacy: the default release path, with a global budget ledger"
+note "Each dataset has a total epsilon its provider declared; a grant receives a slice when approved."
+GD=$("$VEIL" --profile acme grant apply --scenario "Outpatient cost by district" \
+    --purpose "Average outpatient cost per district for a health-insurance product" \
+    --dataset medical_visits:hospital,cost --dataset residents:district \
+    --mode dp --epsilon 2 --delta 1e-7 --max-query-epsilon 1 --valid-for 180d -o json | awk -F'"' '/"id":/ {print $4; exit}')
+for who in operator bureau civil health; do as $who grant approve "$GD" >/dev/null; done
+as bureau budget show
+note "DP queries state their epsilon and contribution bounds; filters on the person, ROLLUP and casts that can fail are refused and spend nothing:"
+refused acme job submit --grant "$GD" --epsilon 0.5 --sql "SELECT hospital, COUNT(*) FROM medical_visits WHERE resident_id = 42 GROUP BY hospital"
+refused acme job submit --grant "$GD" --epsilon 0.5 --delta 1e-8 --sql "SELECT hospital, COUNT(*) FROM medical_visits GROUP BY ROLLUP (hospital)"
+refused acme job submit --grant "$GD" --epsilon 0.5 --delta 1e-8 --sql "SELECT hospital, COUNT(*) FROM medical_visits WHERE CAST(hospital AS INTEGER) > 1 GROUP BY hospital"
+refused acme job submit --grant "$GD" --epsilon 1.5 --sql "SELECT COUNT(*) FROM medical_visits"
+note "Districts have a public domain: every district is released, with noise, and no delta is needed."
+note "Each person counts in one district with at most 5 visits; costs are clamped to the catalog's [0, 50000]."
+JD=$("$VEIL" --profile acme job submit --grant "$GD" --wait --epsilon 0.5 --max-rows 5 \
+    --sql "SELECT r.district, COUNT(DISTINCT v.resident_id) AS patients, AVG(v.cost) AS mean_cost FROM medical_visits v JOIN residents r ON v.resident_id = r.resident_id GROUP BY r.district" | field job)
+note "Hospitals have no public domain: which hospitals appear is decided by DP partition selection (it needs a delta)."
+JH=$("$VEIL" --profile acme job submit --grant "$GD" --wait --epsilon 0.5 --delta 1e-8 --max-rows 5 \
+    --sql "SELECT hospital, COUNT(*) AS visits, MEDIAN(cost) AS median_cost FROM medical_visits GROUP BY hospital" | field job)
+as reviewer review show "$JD"
+as reviewer review approve "$JD"
+as reviewer review approve "$JH"
+as acme export get "$JD" -o "$WORK/district_costs.csv"
+cat "$WORK/district_costs.csv"
+note "What the vendor has left, and what the provider's dataset has given and spent:"
+as acme budget show
+as health budget show
+
+say "13. Auditor: every step is in a Merkle-tree log with signed checkpoints"
 as auditor audit tail -n 12
 as auditor audit verify --key "$DATA/platform.pub"
 as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1
