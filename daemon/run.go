@@ -191,22 +191,7 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	for _, f := range protected.Schema().Fields() {
 		meta.Columns = append(meta.Columns, f.Name)
 	}
-	metaJSON, _ := json.Marshal(meta)
-	return s.db.Update(context.Background(), func(tx store.Tx) error {
-		sj, err := tx.Job(ctx, id)
-		if err != nil {
-			return err
-		}
-		cur, err := decodeJob(sj)
-		if err != nil {
-			return err
-		}
-		if cur.Status != jobRunning {
-			return nil // canceled while running: the output is dropped
-		}
-		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
-			return err
-		}
+	return s.toReview(ctx, id, data, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
 		cur.body.Finished = s.now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K)
@@ -224,6 +209,33 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 }
 
 var errSkip = errors.New("skip")
+
+// toReview stores a job's protected output and moves the job to review, in one
+// transaction; finish fills in the job's message, metering and audit entry. A job canceled
+// while it ran keeps no output (and a dp job's budget stays spent: it ran).
+func (s *Server) toReview(ctx context.Context, id string, data []byte, meta outputMeta, finish func(tx store.Tx, cur *job) error) error {
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		cur, err := decodeJob(sj)
+		if err != nil {
+			return err
+		}
+		if cur.Status != jobRunning {
+			return nil
+		}
+		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
+			return err
+		}
+		return finish(tx, cur)
+	})
+}
 
 // runDP runs a dp job: the bounded partial aggregates come from the sandbox, the noise from
 // the DP gate here.
@@ -273,22 +285,7 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, sc eng
 	for _, f := range protected.Schema().Fields() {
 		meta.Columns = append(meta.Columns, f.Name)
 	}
-	metaJSON, _ := json.Marshal(meta)
-	return s.db.Update(context.Background(), func(tx store.Tx) error {
-		sj, err := tx.Job(ctx, id)
-		if err != nil {
-			return err
-		}
-		cur, err := decodeJob(sj)
-		if err != nil {
-			return err
-		}
-		if cur.Status != jobRunning {
-			return nil // canceled while running: the output is dropped, the budget stays spent
-		}
-		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
-			return err
-		}
+	return s.toReview(ctx, id, data, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
 		cur.body.Finished = s.now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released with differential privacy (%s)", rep.Released, d.Spend)

@@ -90,39 +90,12 @@ func statementKinds(query string) []string {
 // Validate checks query against the scope and returns the plan to run, or an error wrapping
 // ErrRefused that names the cause. It runs nothing against data.
 func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan, error) {
-	if strings.TrimSpace(query) == "" {
-		return nil, refuse("", "the query is empty")
-	}
-	if len(query) > MaxQueryBytes {
-		return nil, refuse("", "the query is %d bytes; the limit is %d", len(query), MaxQueryBytes)
-	}
 	if sc.Mode != "" && sc.Mode != "threshold" {
-		return nil, refuse("", "SQL jobs in mode %q are not supported yet; use threshold", sc.Mode)
+		return nil, refuse("", "Validate checks threshold queries; use ValidateDP for mode %q", sc.Mode)
 	}
-	p, err := v.parse(ctx, query)
+	p, node, err := v.parseOne(ctx, query)
 	if err != nil {
 		return nil, err
-	}
-	if p.Error {
-		if strings.Contains(p.ErrorMsg, "Only SELECT statements") {
-			for _, k := range statementKinds(query) {
-				if k != "SELECT" && k != "FROM" {
-					return nil, refuse("statement "+k, "only one SELECT statement is allowed; %s is never allowed", k)
-				}
-			}
-			return nil, refuse("statement", "only one SELECT statement is allowed")
-		}
-		return nil, refuse("syntax", "%s", firstLine(p.ErrorMsg))
-	}
-	if n := len(p.Statements); n != 1 {
-		return nil, refuse("statement", "exactly one SELECT statement is allowed; the text holds %d", n)
-	}
-	node, _ := p.Statements[0]["node"].(map[string]any)
-	if node == nil {
-		return nil, refuse("statement", "not a SELECT statement")
-	}
-	if m, _ := p.Statements[0]["named_param_map"].([]any); len(m) > 0 {
-		return nil, refuse("parameters", "query parameters ($1, ?) are not allowed; write the values into the query")
 	}
 	w := &walker{sc: &sc, tables: map[string]*Table{}, aliases: map[string]bool{}}
 	if err := w.selectNode(node); err != nil {
