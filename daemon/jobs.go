@@ -39,6 +39,9 @@ type jobBody struct {
 	Finished  time.Time     `json:"finished,omitzero"`
 	Metering  *api.Metering `json:"metering,omitempty"`
 	Approvals []string      `json:"approvals,omitempty"`
+	// Spend is what a dp job charged the ledger, in exact units; the gate calibrates the
+	// noise to it.
+	Spend *dp.Amount `json:"spend,omitempty"`
 }
 
 type job struct {
@@ -121,7 +124,7 @@ func dpOptions(o *api.DPOptions) engine.DPOptions {
 	if o == nil {
 		return engine.DPOptions{}
 	}
-	return engine.DPOptions{Epsilon: o.Epsilon, Delta: o.Delta, MaxGroups: o.MaxGroups, MaxRows: o.MaxRows, Bounds: o.Bounds, Noise: dp.Noise(o.Noise)}
+	return engine.DPOptions{Epsilon: o.Epsilon, Delta: o.Delta, MaxGroups: o.MaxGroups, MaxRows: o.MaxRows, Bounds: o.Bounds, Noise: o.Noise}
 }
 
 func grantDatasets(g *policy.Grant) []string {
@@ -186,6 +189,14 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	} else {
 		plan, verr = s.validator.Validate(ctx, req.SQL, sc)
 	}
+	var spend *dp.Amount
+	if verr == nil && plan.DP != nil {
+		a, err := dp.Spend(plan.DP.Epsilon, plan.DP.Delta)
+		if err != nil {
+			verr = fmt.Errorf("%w: %v", errInvalid, err)
+		}
+		spend = &a
+	}
 	if verr != nil {
 		// The refusal is recorded (who tried what under which grant), never run, never queued.
 		s.db.Update(ctx, func(tx store.Tx) error {
@@ -195,7 +206,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	now := s.now()
 	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
-		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: mode, SQL: req.SQL, Plan: plan}}
+		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: mode, SQL: req.SQL, Plan: plan, Spend: spend}}
 	created := true
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if req.IdempotencyKey != "" {
@@ -213,14 +224,14 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 			}
 		}
 		details := map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL}
-		if plan.DP != nil {
+		if spend != nil {
 			// The budget is reserved in the transaction that queues the job: a job is
 			// either queued and paid for, or refused and nothing is spent.
-			if err := s.reserve(ctx, tx, j, plan.DP.Spend, plan.Tables, queryCap(g, schemas)); err != nil {
+			if err := s.reserve(ctx, tx, j, *spend, plan.Tables, queryCap(g, schemas)); err != nil {
 				return err
 			}
-			details["epsilon"] = dp.FormatEpsilon(plan.DP.Spend.Eps)
-			details["delta"] = dp.FormatDelta(plan.DP.Spend.Delta)
+			details["epsilon"] = dp.FormatEpsilon(spend.Eps)
+			details["delta"] = dp.FormatDelta(spend.Delta)
 		}
 		if err := j.put(ctx, tx, now); err != nil {
 			return err

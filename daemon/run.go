@@ -162,7 +162,10 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	}
 	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	if plan.DP != nil {
-		return s.runDP(ctx, id, &plan, sc, ejob, versions)
+		if j.body.Spend == nil {
+			return &jobError{msg: "the job has no budget reservation; submit it again"}
+		}
+		return s.runDP(ctx, id, &plan, *j.body.Spend, sc, ejob, versions)
 	}
 	var exact bytes.Buffer
 	usage, err := s.runner.run(ctx, id, ejob, &exact)
@@ -180,18 +183,11 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		return &jobError{msg: "the output gate refused the result", detail: err}
 	}
 	defer protected.Release()
-	data, err := encodeIPC(protected)
-	if err != nil {
-		return err
-	}
 	meta := outputMeta{
 		Mechanism: api.Mechanism{Kind: string(policy.ModeThreshold), K: g.K, RoundTo: g.RoundTo, Groups: rep.Groups, Suppressed: rep.Suppressed, NearK: rep.NearK},
-		Rows:      protected.NumRows(), Datasets: versions,
+		Datasets:  versions,
 	}
-	for _, f := range protected.Schema().Fields() {
-		meta.Columns = append(meta.Columns, f.Name)
-	}
-	return s.toReview(ctx, id, data, meta, func(tx store.Tx, cur *job) error {
+	return s.toReview(ctx, id, protected, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
 		cur.body.Finished = s.now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K)
@@ -213,7 +209,15 @@ var errSkip = errors.New("skip")
 // toReview stores a job's protected output and moves the job to review, in one
 // transaction; finish fills in the job's message, metering and audit entry. A job canceled
 // while it ran keeps no output (and a dp job's budget stays spent: it ran).
-func (s *Server) toReview(ctx context.Context, id string, data []byte, meta outputMeta, finish func(tx store.Tx, cur *job) error) error {
+func (s *Server) toReview(ctx context.Context, id string, protected arrow.RecordBatch, meta outputMeta, finish func(tx store.Tx, cur *job) error) error {
+	data, err := encodeIPC(protected)
+	if err != nil {
+		return err
+	}
+	meta.Rows = protected.NumRows()
+	for _, f := range protected.Schema().Fields() {
+		meta.Columns = append(meta.Columns, f.Name)
+	}
 	metaJSON, err := json.Marshal(meta)
 	if err != nil {
 		return err
@@ -239,7 +243,7 @@ func (s *Server) toReview(ctx context.Context, id string, data []byte, meta outp
 
 // runDP runs a dp job: the bounded partial aggregates come from the sandbox, the noise from
 // the DP gate here.
-func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, sc engine.Scope, ejob engine.Job, versions map[string]string) error {
+func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend dp.Amount, sc engine.Scope, ejob engine.Job, versions map[string]string) error {
 	ejob.FastSQL, ejob.K, ejob.MaxRowsPerUnit = "", 0, 0
 	// Where the dataset version that runs now has one row per unit, bounding is the identity
 	// and the direct plan computes the same partial aggregates faster.
@@ -265,30 +269,23 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, sc eng
 	if err != nil {
 		return &jobError{msg: "the runner returned no readable result", detail: err}
 	}
-	protected, rep, err := engine.DPGate(rec, plan)
+	protected, rep, err := dpGate(rec, plan, spend)
 	rec.Release()
 	if err != nil {
 		return &jobError{msg: "the output gate refused the result", detail: err}
 	}
 	defer protected.Release()
-	data, err := encodeIPC(protected)
-	if err != nil {
-		return err
-	}
 	report, _ := json.Marshal(rep)
 	d := plan.DP
 	meta := outputMeta{
-		Mechanism: api.Mechanism{Kind: string(policy.ModeDP), Groups: rep.Released, DP: &api.DPMechanism{Epsilon: d.Spend.Epsilon(), Delta: d.Spend.DeltaValue(),
-			MaxGroups: d.MaxGroups, MaxRows: d.MaxRows, Noise: string(d.Noise), Report: report}},
-		Rows: protected.NumRows(), Datasets: versions,
+		Mechanism: api.Mechanism{Kind: string(policy.ModeDP), Groups: rep.Released, DP: &api.DPMechanism{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(),
+			MaxGroups: d.MaxGroups, MaxRows: d.MaxRows, Noise: d.Noise, Report: report}},
+		Datasets: versions,
 	}
-	for _, f := range protected.Schema().Fields() {
-		meta.Columns = append(meta.Columns, f.Name)
-	}
-	return s.toReview(ctx, id, data, meta, func(tx store.Tx, cur *job) error {
+	return s.toReview(ctx, id, protected, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
 		cur.body.Finished = s.now()
-		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released with differential privacy (%s)", rep.Released, d.Spend)
+		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released with differential privacy (%s)", rep.Released, spend)
 		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
 			OutputRows: protected.NumRows(), Groups: rep.Released}
 		if err := cur.put(ctx, tx, s.now()); err != nil {
@@ -297,7 +294,7 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, sc eng
 		s.slog.Info("job gated", "job", id, "isolation", s.runner.name(), "mechanism", "dp", "wall_ms", usage.Wall.Milliseconds(),
 			"peak_mb", usage.PeakMemoryBytes>>20, "released", rep.Released)
 		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
-			"mechanism": "dp", "epsilon": dp.FormatEpsilon(d.Spend.Eps), "delta": dp.FormatDelta(d.Spend.Delta),
+			"mechanism": "dp", "epsilon": dp.FormatEpsilon(spend.Eps), "delta": dp.FormatDelta(spend.Delta),
 			"released": fmt.Sprint(rep.Released), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
 }
@@ -330,6 +327,21 @@ func (s *Server) recover(ctx context.Context) error {
 	}
 	var queued []store.Job
 	err = s.db.Update(ctx, func(tx store.Tx) error {
+		// Datasets registered before the ledger existed get their declared total now (a
+		// no-op for every other dataset: a total is set once).
+		sets, err := tx.Datasets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range sets {
+			schemas, _, err := loadCatalog(ctx, tx, []string{d.Name})
+			if err != nil {
+				return err
+			}
+			if err := setBudget(ctx, tx, schemas[d.Name]); err != nil {
+				return err
+			}
+		}
 		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobRunning, jobQueued}})
 		if err != nil {
 			return err

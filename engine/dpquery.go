@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/veil-dp/veil/dp"
 )
 
 // DPOptions are what a vendor states with a dp query: the budget it spends and the
@@ -22,8 +20,19 @@ type DPOptions struct {
 	// Bounds clamp a column's values, overriding the catalog's: "column" or "alias.column"
 	// → [lower, upper].
 	Bounds map[string][2]float64 `json:"bounds,omitempty"`
-	Noise  dp.Noise              `json:"noise,omitempty"` // laplace (default) or gaussian
+	Noise  string                `json:"noise,omitempty"` // laplace (default) or gaussian
 }
+
+// Noise mechanisms a dp query may ask for; package dp implements them.
+const (
+	NoiseLaplace  = "laplace"
+	NoiseGaussian = "gaussian"
+)
+
+// DPQuantileLeaves is the number of leaves the SQL buckets quantile values into: the leaves
+// of the default quantile tree of Google's library (branching 16, height 4). The daemon
+// checks at compile time that it equals dp.QuantileLeaves.
+const DPQuantileLeaves = 65536
 
 // Limits on what one query may ask for.
 const (
@@ -66,13 +75,14 @@ type DPItem struct {
 
 // DPPlan is what the DP gate needs to release a dp query's result.
 type DPPlan struct {
-	Keys      []DPKey   `json:"keys"`
-	Aggs      []DPAgg   `json:"aggs"`
-	Items     []DPItem  `json:"items"`
-	MaxGroups int64     `json:"max_groups"`
-	MaxRows   int64     `json:"max_rows"`
-	Noise     dp.Noise  `json:"noise"`
-	Spend     dp.Amount `json:"spend"`
+	Keys      []DPKey  `json:"keys"`
+	Aggs      []DPAgg  `json:"aggs"`
+	Items     []DPItem `json:"items"`
+	MaxGroups int64    `json:"max_groups"`
+	MaxRows   int64    `json:"max_rows"`
+	Noise     string   `json:"noise"`
+	Epsilon   float64  `json:"epsilon"` // what the query asked for; the daemon turns it into a ledger spend
+	Delta     float64  `json:"delta"`
 	// PublicKeys is true when every key has a public domain: no partition selection.
 	PublicKeys bool `json:"public_keys"`
 	// DirectSQL computes the same partial aggregates without the per-unit pass. It is exact
@@ -88,8 +98,8 @@ const (
 	dpPrefix      = "__veil_a"
 )
 
-// dpColumns names the hidden result columns of aggregate i.
-func dpColumns(i int, kind string) []string {
+// DPColumns names the hidden result columns of aggregate i.
+func DPColumns(i int, kind string) []string {
 	p := fmt.Sprintf("%s%d", dpPrefix, i)
 	switch kind {
 	case AggCount:
@@ -223,12 +233,10 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	if !dpp.PublicKeys && opt.Delta == 0 && len(dpp.Keys) > 0 {
 		return nil, refuse("delta", "the group keys have no public domain in the catalog, so which groups exist is itself private and is decided by partition selection, which needs a delta: pass a delta (for example --delta 1e-6)")
 	}
-	if opt.Noise == dp.Gaussian && opt.Delta == 0 {
+	if opt.Noise == NoiseGaussian && opt.Delta == 0 {
 		return nil, refuse("delta", "gaussian noise needs a delta")
 	}
-	if dpp.Spend, err = dp.Spend(opt.Epsilon, opt.Delta); err != nil {
-		return nil, refuse("epsilon", "%v", err)
-	}
+	dpp.Epsilon, dpp.Delta = opt.Epsilon, opt.Delta
 
 	// The rows relation: the vendor's FROM and WHERE, selecting the unit, the keys and the
 	// clamped values. It is built as a tree and serialized by DuckDB, like the threshold plan.
@@ -314,7 +322,7 @@ func keyCols(n int, prefix string) []string {
 
 // leaf buckets a clamped value into the quantile tree's leaves.
 func leaf(a DPAgg, v string) string {
-	return fmt.Sprintf("least(CAST(floor((%s - %s) / %s * %d) AS BIGINT), %d)", v, lit(a.Lower), lit(a.Upper-a.Lower), dp.QuantileLeaves, dp.QuantileLeaves-1)
+	return fmt.Sprintf("least(CAST(floor((%s - %s) / %s * %d) AS BIGINT), %d)", v, lit(a.Lower), lit(a.Upper-a.Lower), DPQuantileLeaves, DPQuantileLeaves-1)
 }
 
 // dpBoundedSQL aggregates per (unit, group), keeps at most MaxGroups groups per unit (those
@@ -357,7 +365,7 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 	}
 	out = append(out, "count(*) AS "+DPUnitsColumn)
 	for i, a := range p.Aggs {
-		cols := dpColumns(i, a.Kind)
+		cols := DPColumns(i, a.Kind)
 		c, s := fmt.Sprintf("r.__veil_c%d", i), fmt.Sprintf("r.__veil_s%d", i)
 		switch a.Kind {
 		case AggCount:
@@ -390,7 +398,7 @@ func dpDirectSQL(p *DPPlan, rows string) string {
 	}
 	out = append(out, "count(*) AS "+DPUnitsColumn)
 	for i, a := range p.Aggs {
-		cols := dpColumns(i, a.Kind)
+		cols := DPColumns(i, a.Kind)
 		v := fmt.Sprintf("__veil_v%d", i)
 		switch a.Kind {
 		case AggCount:
@@ -413,8 +421,8 @@ func dpDirectSQL(p *DPPlan, rows string) string {
 }
 
 func checkDPOptions(o *DPOptions) error {
-	if !(o.Epsilon > 0) || math.IsInf(o.Epsilon, 0) {
-		return refuse("epsilon", "a dp query needs a positive epsilon (for example --epsilon 0.5)")
+	if !(o.Epsilon > 0) || o.Epsilon > 100 {
+		return refuse("epsilon", "a dp query needs an epsilon in (0, 100] (for example --epsilon 0.5)")
 	}
 	if !(o.Delta >= 0) || o.Delta >= 1e-3 {
 		return refuse("delta", "delta must be in [0, 0.001)")
@@ -432,9 +440,9 @@ func checkDPOptions(o *DPOptions) error {
 		return refuse("max_rows", "max_rows must be between 1 and %d", MaxDPRows)
 	}
 	if o.Noise == "" {
-		o.Noise = dp.Laplace
+		o.Noise = NoiseLaplace
 	}
-	if o.Noise != dp.Laplace && o.Noise != dp.Gaussian {
+	if o.Noise != NoiseLaplace && o.Noise != NoiseGaussian {
 		return refuse("noise", "noise must be laplace or gaussian")
 	}
 	for c, b := range o.Bounds {

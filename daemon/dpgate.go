@@ -1,4 +1,4 @@
-package engine
+package daemon
 
 import (
 	"errors"
@@ -11,11 +11,16 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/engine"
 )
 
-// DPRelease describes how one released column was made; it goes with the output to the
+// The SQL the engine writes buckets quantile values into as many leaves as the library's
+// tree has; this fails to compile if the two ever differ.
+const _ = uint(engine.DPQuantileLeaves-dp.QuantileLeaves) + uint(dp.QuantileLeaves-engine.DPQuantileLeaves)
+
+// dpRelease describes how one released column was made; it goes with the output to the
 // reviewer, the vendor and the certificate.
-type DPRelease struct {
+type dpRelease struct {
 	Column      string  `json:"column"`
 	Aggregate   string  `json:"aggregate"`
 	Mechanism   string  `json:"mechanism"`
@@ -29,26 +34,28 @@ type DPRelease struct {
 	HasInterval bool    `json:"interval"` // the output has <column>_ci_lower and _ci_upper
 }
 
-// DPReport says what the DP gate did. It holds no exact value: the number of exact groups
+// dpReport says what the DP gate did. It holds no exact value: the number of exact groups
 // is not in it, because it is not differentially private.
-type DPReport struct {
+type dpReport struct {
 	Released  int         `json:"released"`
-	Columns   []DPRelease `json:"columns"`
-	Selection *DPRelease  `json:"partition_selection,omitempty"`
+	Columns   []dpRelease `json:"columns"`
+	Selection *dpRelease  `json:"partition_selection,omitempty"`
 	Spend     dp.Amount   `json:"spend"`
 }
 
-// DPGate turns the exact, contribution-bounded partial aggregates of a dp plan into the
+// dpGate turns the exact, contribution-bounded partial aggregates of a dp plan into the
 // released output: noisy values with 95% intervals, for the groups that pass partition
-// selection (or every group of the public domain). The exact record is left to the caller
-// to release.
-func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, error) {
+// selection (or every group of the public domain). spend is what the ledger charged; the
+// noise is calibrated to exactly that. The exact record is left to the caller to release.
+// Errors name columns and types, never values.
+func dpGate(rec arrow.RecordBatch, plan *engine.Plan, spend dp.Amount) (arrow.RecordBatch, dpReport, error) {
 	p := plan.DP
-	var rep DPReport
+	var rep dpReport
 	if p == nil {
 		return nil, rep, errors.New("dp gate: not a dp plan")
 	}
-	rep.Spend = p.Spend
+	noise := dp.Noise(p.Noise)
+	rep.Spend = spend
 	find := func(name string) (arrow.Array, error) {
 		idx := rec.Schema().FieldIndices(name)
 		if len(idx) != 1 {
@@ -63,13 +70,13 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 	if selection {
 		shares++
 	}
-	eps := p.Spend.Epsilon() / float64(shares)
+	eps := spend.Epsilon() / float64(shares)
 	aggDelta, selDelta := 0.0, 0.0
-	if p.Noise == dp.Gaussian {
-		aggDelta = p.Spend.DeltaValue() / float64(shares)
+	if noise == dp.Gaussian {
+		aggDelta = spend.DeltaValue() / float64(shares)
 		selDelta = aggDelta
 	} else if selection {
-		selDelta = p.Spend.DeltaValue()
+		selDelta = spend.DeltaValue()
 	}
 	if selection && selDelta <= 0 {
 		return nil, rep, errors.New("dp gate: partition selection needs a delta")
@@ -99,13 +106,13 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 		}
 		keyCols[i] = s
 	}
-	uc, err := find(DPUnitsColumn)
+	uc, err := find(engine.DPUnitsColumn)
 	if err != nil {
 		return nil, rep, err
 	}
 	units, ok := uc.(*array.Int64)
 	if !ok {
-		return nil, rep, fmt.Errorf("dp gate: %s is %s", DPUnitsColumn, uc.DataType())
+		return nil, rep, fmt.Errorf("dp gate: %s is %s", engine.DPUnitsColumn, uc.DataType())
 	}
 	groups := map[string]*group{}
 	var order []string
@@ -125,7 +132,7 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 		order = append(order, id)
 	}
 	for i, a := range p.Aggs {
-		cols := dpColumns(i, a.Kind)
+		cols := engine.DPColumns(i, a.Kind)
 		arrs := make([]arrow.Array, len(cols))
 		for j, name := range cols {
 			if arrs[j], err = find(name); err != nil {
@@ -135,22 +142,22 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 		for r, id := range order {
 			g := groups[id]
 			switch a.Kind {
-			case AggCount, AggAvg:
+			case engine.AggCount, engine.AggAvg:
 				n, ok := arrs[0].(*array.Int64)
 				if !ok {
 					return nil, rep, fmt.Errorf("dp gate: %s is %s", cols[0], arrs[0].DataType())
 				}
 				g.n[i] = n.Value(r)
-				if a.Kind == AggAvg {
+				if a.Kind == engine.AggAvg {
 					g.s[i] = arrs[1].(*array.Float64).Value(r)
 				}
-			case AggSum:
+			case engine.AggSum:
 				s, ok := arrs[0].(*array.Float64)
 				if !ok {
 					return nil, rep, fmt.Errorf("dp gate: %s is %s", cols[0], arrs[0].DataType())
 				}
 				g.s[i] = s.Value(r)
-			case AggQuantile:
+			case engine.AggQuantile:
 				h, err := histogram(arrs[0], r)
 				if err != nil {
 					return nil, rep, err
@@ -190,7 +197,7 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 				out = append(out, g)
 			}
 		}
-		rep.Selection = &DPRelease{Column: "(groups)", Aggregate: "partition selection", Mechanism: "pre-aggregated partition selection (Google DP library)",
+		rep.Selection = &dpRelease{Column: "(groups)", Aggregate: "partition selection", Mechanism: "pre-aggregated partition selection (Google DP library)",
 			Epsilon: eps, Delta: selDelta, L0: p.MaxGroups, LInf: 1}
 	}
 	sort.Slice(out, func(a, b int) bool { return slicesLess(out[a].keys, out[b].keys) })
@@ -200,26 +207,26 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 	vals := make([][]dp.Released, len(p.Aggs))
 	for i, a := range p.Aggs {
 		vals[i] = make([]dp.Released, len(out))
-		info := DPRelease{Column: a.Name, Aggregate: a.Kind, L0: p.MaxGroups, Lower: a.Lower, Upper: a.Upper, Epsilon: eps, Delta: aggDelta}
+		info := dpRelease{Column: a.Name, Aggregate: a.Kind, L0: p.MaxGroups, Lower: a.Lower, Upper: a.Upper, Epsilon: eps, Delta: aggDelta}
 		for gi, g := range out {
 			var r dp.Released
 			var err error
 			switch a.Kind {
-			case AggCount:
+			case engine.AggCount:
 				info.LInf = float64(p.MaxRows)
-				r, err = dp.Count(g.n[i], p.MaxGroups, p.MaxRows, eps, aggDelta, p.Noise)
-			case AggCountUnits:
+				r, err = dp.Count(g.n[i], p.MaxGroups, p.MaxRows, eps, aggDelta, noise)
+			case engine.AggCountUnits:
 				info.LInf = 1
-				r, err = dp.Count(g.units, p.MaxGroups, 1, eps, aggDelta, p.Noise)
-			case AggSum:
+				r, err = dp.Count(g.units, p.MaxGroups, 1, eps, aggDelta, noise)
+			case engine.AggSum:
 				info.LInf = float64(p.MaxRows) * max(abs(a.Lower), abs(a.Upper))
-				r, err = dp.Sum(g.s[i], p.MaxGroups, info.LInf, eps, aggDelta, p.Noise)
-			case AggAvg:
+				r, err = dp.Sum(g.s[i], p.MaxGroups, info.LInf, eps, aggDelta, noise)
+			case engine.AggAvg:
 				info.LInf = float64(p.MaxRows) * (a.Upper - a.Lower) / 2
-				r, err = dp.Mean(g.n[i], g.s[i], p.MaxGroups, p.MaxRows, a.Lower, a.Upper, eps, aggDelta, p.Noise)
-			case AggQuantile:
+				r, err = dp.Mean(g.n[i], g.s[i], p.MaxGroups, p.MaxRows, a.Lower, a.Upper, eps, aggDelta, noise)
+			case engine.AggQuantile:
 				info.LInf = 1
-				r, err = dp.Quantile(g.h[i], a.Rank, p.MaxGroups, a.Lower, a.Upper, eps, aggDelta, p.Noise)
+				r, err = dp.Quantile(g.h[i], a.Rank, p.MaxGroups, a.Lower, a.Upper, eps, aggDelta, noise)
 			}
 			if err != nil {
 				return nil, rep, err
@@ -228,7 +235,7 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 			info.Mechanism, info.Scale, info.HasInterval = r.Mechanism, r.Scale, r.HasCI
 		}
 		if len(out) == 0 { // still describe the column
-			info.Mechanism = string(p.Noise)
+			info.Mechanism = p.Noise
 		}
 		rep.Columns = append(rep.Columns, info)
 	}
@@ -258,7 +265,7 @@ func DPGate(rec arrow.RecordBatch, plan *Plan) (arrow.RecordBatch, DPReport, err
 			continue
 		}
 		a := p.Aggs[it.Index]
-		if a.Kind == AggCount || a.Kind == AggCountUnits {
+		if a.Kind == engine.AggCount || a.Kind == engine.AggCountUnits {
 			b := array.NewInt64Builder(mem)
 			for _, r := range vals[it.Index] {
 				b.Append(int64(r.Value))
@@ -312,7 +319,7 @@ func slicesLess(a, b []string) bool {
 }
 
 // domainProduct lists every combination of the keys' public domains.
-func domainProduct(keys []DPKey) [][]string {
+func domainProduct(keys []engine.DPKey) [][]string {
 	out := [][]string{{}}
 	for _, k := range keys {
 		var next [][]string
