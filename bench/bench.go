@@ -142,7 +142,10 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The bench data is generated, so the runner's stderr of a failed job may be shown:
+	// warnings go to the bench's log, where whoever runs it can see why a job failed.
+	cfg.LogRunnerOutput = true
+	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return nil, err
 	}
