@@ -1,0 +1,181 @@
+package he
+
+import (
+	"bufio"
+	"math"
+	"math/rand"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScale1M is the 1,000,000 rows x 16 features x 100 groups measurement.
+// It only runs with VEIL_HE_BENCH=1; run one kind per process so VmHWM is
+// that kind's peak:
+//
+//	VEIL_HE_BENCH=1 go test -run 'TestScale1M/logistic' -v -timeout 30m ./he/
+//	VEIL_HE_BENCH=1 go test -run 'TestScale1M/linear' -v -timeout 30m ./he/
+//
+// VEIL_HE_BENCH_BALANCED=1 makes the groups equal-sized (default: sizes
+// proportional to g%7+1, a 7:1 spread).
+func TestScale1M(t *testing.T) {
+	if os.Getenv("VEIL_HE_BENCH") != "1" {
+		t.Skip("set VEIL_HE_BENCH=1 to run the 1M-row measurement")
+	}
+	for _, kind := range []string{KindLinear, KindLogistic} {
+		t.Run(kind, func(t *testing.T) { scale1M(t, kind) })
+	}
+}
+
+func scale1M(t *testing.T, kind string) {
+	const rows, nf, groups, chunk = 1_000_000, 16, 100, 2048
+	rng := rand.New(rand.NewSource(99))
+
+	start := time.Now()
+	sk, pub, err := GenerateKeys(groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keygen := time.Since(start)
+	pubBlob, err := pub.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	m := makeModel(kind, nf, rng)
+	start = time.Now()
+	em, err := EncryptModel(pub, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emBlob, err := em.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	encModel := time.Since(start)
+
+	// generated platform data, already in [-1, 1]
+	group := make([]int32, rows)
+	balanced := os.Getenv("VEIL_HE_BENCH_BALANCED") == "1"
+	var cum []int
+	total := 0
+	for g := 0; g < groups; g++ {
+		w := g%7 + 1
+		if balanced {
+			w = 1
+		}
+		total += w
+		cum = append(cum, total)
+	}
+	for i := range group {
+		r := rng.Intn(total)
+		g := 0
+		for cum[g] <= r {
+			g++
+		}
+		group[i] = int32(g)
+	}
+	z := make([][]float64, nf)
+	for j := range z {
+		z[j] = make([]float64, rows)
+		for i := range z[j] {
+			z[j][i] = 2*rng.Float64() - 1
+		}
+	}
+	runtime.GC()
+
+	// platform side: everything from loading the blobs to the export
+	start = time.Now()
+	pub2, err := UnmarshalPublicBundle(pubBlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em2, err := UnmarshalEncryptedModel(emBlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := NewScorer(pub2, em2, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := make([][]float64, nf)
+	for lo := 0; lo < rows; lo += chunk {
+		hi := min(lo+chunk, rows)
+		for j := range z {
+			cols[j] = z[j][lo:hi]
+		}
+		if err := sc.Add(group[lo:hi], cols); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums, err := sc.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sums.Flood(); err != nil {
+		t.Fatal(err)
+	}
+	outBlob, err := sums.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	platform := time.Since(start)
+	batches := int64(0)
+	if sc.logistic != nil {
+		batches = sc.logistic.batches
+	}
+
+	start = time.Now()
+	back, err := UnmarshalSums(outBlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decrypt(sk, back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decrypt := time.Since(start)
+
+	// clear reference in z-space (exact sigmoid)
+	w, b := m.folded()
+	want, mass := make([]float64, groups), make([]float64, groups)
+	for i, g := range group {
+		s := b
+		for j := range w {
+			s += w[j] * z[j][i]
+		}
+		if kind == KindLogistic {
+			s = 1 / (1 + math.Exp(-s))
+		}
+		want[g] += s
+		mass[g] += math.Abs(s)
+	}
+	worst := 0.0
+	for g := range want {
+		worst = math.Max(worst, math.Abs(got[g]-want[g])/mass[g])
+	}
+	t.Logf("%s: %d rows x %d features, %d groups (balanced=%v): platform (load+score+flood+export) %.1f s, %d packing batches; keygen %.1f s, encrypt model %.1f s, decrypt %.2f s",
+		kind, rows, nf, groups, balanced, platform.Seconds(), batches, keygen.Seconds(), encModel.Seconds(), decrypt.Seconds())
+	t.Logf("%s: public bundle %.1f MB, encrypted model %.1f MB, output %.1f KB; worst relative error per group %.2e (sum error std %.2e); peak RSS (VmHWM) %s",
+		kind, float64(len(pubBlob))/1e6, float64(len(emBlob))/1e6, float64(len(outBlob))/1e3, worst, sums.SumErrorStd(), vmHWM())
+	if worst > relTol {
+		t.Errorf("worst relative error %.2e > %.0e", worst, relTol)
+	}
+}
+
+func vmHWM() string {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,306 @@
+package he
+
+import (
+	"math"
+	"math/rand"
+	"sync"
+	"testing"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/he/hefloat"
+)
+
+// Tolerance asserted on every decrypted group sum, after AddNoise-free
+// scoring and Flood: |got - want| <= relTol * mass, where mass is
+// sum_i |score_i| over the group's rows (the group sum itself for logistic
+// scores, which are positive). want uses the exact sigmoid.
+const relTol = 1e-4
+
+var (
+	keysOnce sync.Once
+	keysErr  error
+	testSK   *SecretKey
+	testPub  *PublicBundle
+	otherSK  *SecretKey
+	otherPub *PublicBundle
+)
+
+const testGroups = 37
+
+func testKeys(t testing.TB) (*SecretKey, *PublicBundle) {
+	t.Helper()
+	keysOnce.Do(func() {
+		if testSK, testPub, keysErr = GenerateKeys(testGroups); keysErr != nil {
+			return
+		}
+		otherSK, otherPub, keysErr = GenerateKeys(testGroups)
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return testSK, testPub
+}
+
+// testData is a generated data set with raw values partly outside the public
+// bounds (so clamping matters) and groups of unequal sizes.
+type testData struct {
+	group []int32
+	raw   [][]float64 // [feature][row]
+}
+
+func makeModel(kind string, nf int, rng *rand.Rand) *Model {
+	m := &Model{Kind: kind, Bias: 0.3}
+	for j := 0; j < nf; j++ {
+		lo := rng.Float64()*100 - 50
+		hi := lo + 1 + rng.Float64()*200
+		m.Features = append(m.Features, Feature{
+			Name: "f" + string(rune('a'+j)), Lower: lo, Upper: hi,
+			Mean: lo + (hi-lo)*rng.Float64(), Scale: (hi - lo) * (0.2 + rng.Float64()),
+		})
+		m.Weights = append(m.Weights, rng.NormFloat64()*0.4)
+	}
+	if kind == KindLogistic {
+		w, b := m.folded()
+		bound := math.Abs(b)
+		for _, v := range w {
+			bound += math.Abs(v)
+		}
+		m.InputRange = 8
+		if bound > 8 { // shrink the model so its scores stay within [-8, 8]
+			f := 8 / bound
+			for j := range m.Weights {
+				m.Weights[j] *= f
+			}
+			m.Bias *= f
+		}
+	}
+	return m
+}
+
+func makeData(m *Model, rows, groups int, rng *rand.Rand) *testData {
+	d := &testData{group: make([]int32, rows), raw: make([][]float64, len(m.Features))}
+	// unequal sizes: group g has weight (g%7+1)
+	var cum []int
+	total := 0
+	for g := 0; g < groups; g++ {
+		total += g%7 + 1
+		cum = append(cum, total)
+	}
+	for i := range d.group {
+		r := rng.Intn(total)
+		g := 0
+		for cum[g] <= r {
+			g++
+		}
+		d.group[i] = int32(g)
+	}
+	for j, f := range m.Features {
+		d.raw[j] = make([]float64, rows)
+		for i := range d.raw[j] {
+			span := f.Upper - f.Lower
+			d.raw[j][i] = f.Lower - 0.1*span + 1.2*span*rng.Float64()
+		}
+	}
+	return d
+}
+
+// scaled is the platform's DuckDB step: z = (clamp(x) - c) / h.
+func (d *testData) scaled(m *Model) [][]float64 {
+	z := make([][]float64, len(m.Features))
+	for j, f := range m.Features {
+		c, h := (f.Lower+f.Upper)/2, (f.Upper-f.Lower)/2
+		z[j] = make([]float64, len(d.group))
+		for i, x := range d.raw[j] {
+			v := (math.Min(math.Max(x, f.Lower), f.Upper) - c) / h
+			z[j][i] = math.Max(-1, math.Min(1, v))
+		}
+	}
+	return z
+}
+
+// expected computes the model in the clear on clamped raw values.
+func (d *testData) expected(m *Model, groups int) (sums, mass []float64) {
+	sums, mass = make([]float64, groups), make([]float64, groups)
+	for i, g := range d.group {
+		s := m.Bias
+		for j, f := range m.Features {
+			x := math.Min(math.Max(d.raw[j][i], f.Lower), f.Upper)
+			s += m.Weights[j] * (x - f.Mean) / f.Scale
+		}
+		if m.Kind == KindLogistic {
+			s = 1 / (1 + math.Exp(-s))
+		}
+		sums[g] += s
+		mass[g] += math.Abs(s)
+	}
+	return sums, mass
+}
+
+func score(t testing.TB, pub *PublicBundle, em *EncryptedModel, d *testData, z [][]float64, groups, chunk int) *EncryptedSums {
+	t.Helper()
+	sc, err := NewScorer(pub, em, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lo := 0; lo < len(d.group); lo += chunk {
+		hi := min(lo+chunk, len(d.group))
+		cols := make([][]float64, len(z))
+		for j := range z {
+			cols[j] = z[j][lo:hi]
+		}
+		if err := sc.Add(d.group[lo:hi], cols); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums, err := sc.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sums
+}
+
+// testRows is not reduced under -short: the smallest of the 37 groups must
+// keep ~140 rows for the 1e-4 relative tolerance to hold after flooding
+// (the flooding error is absolute, ~1.5e-3 per sum), and the whole file runs
+// in ~10 s on 2 cores anyway.
+func testRows() int { return 20000 }
+
+func runModel(t *testing.T, kind string) {
+	sk, pub := testKeys(t)
+	rng := rand.New(rand.NewSource(7))
+	m := makeModel(kind, 16, rng)
+	em, err := EncryptModel(pub, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// round-trip the model and the bundle through their envelopes
+	em = roundTripModel(t, em)
+	pub = roundTripBundle(t, pub)
+
+	d := makeData(m, testRows(), testGroups, rng)
+	sums := score(t, pub, em, d, d.scaled(m), testGroups, 3000)
+	want, mass := d.expected(m, testGroups)
+
+	pre := decryptOrFail(t, sk, sums)
+	noiseStd := coeffNoiseStd(t, sk, sums, d, m)
+	if noiseStd > sums.evalNoise {
+		t.Errorf("measured evaluation noise std %.3g exceeds the flooding estimate %.3g", noiseStd, sums.evalNoise)
+	}
+	if err := sums.Flood(); err != nil {
+		t.Fatal(err)
+	}
+	blob, err := sums.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalSums(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decryptOrFail(t, sk, back)
+	worstPre, worstPost := 0.0, 0.0
+	for g := range want {
+		if mass[g] == 0 {
+			continue
+		}
+		worstPre = math.Max(worstPre, math.Abs(pre[g]-want[g])/mass[g])
+		rel := math.Abs(got[g]-want[g]) / mass[g]
+		worstPost = math.Max(worstPost, rel)
+		if rel > relTol {
+			t.Errorf("group %d: relative error %.2e > %.0e", g, rel, relTol)
+		}
+	}
+	t.Logf("%s: %d rows, eval noise std %.3g (estimate %.3g), flood sigma %.3g (sum error std %.2e); worst relative error before flooding %.2e, after %.2e; output %d bytes",
+		kind, len(d.group), noiseStd, sums.evalNoise, sums.FloodSigma(), sums.SumErrorStd(), worstPre, worstPost, len(blob))
+}
+
+func TestLinearModelSums(t *testing.T)   { runModel(t, KindLinear) }
+func TestLogisticModelSums(t *testing.T) { runModel(t, KindLogistic) }
+
+func decryptOrFail(t testing.TB, sk *SecretKey, s *EncryptedSums) []float64 {
+	t.Helper()
+	v, err := Decrypt(sk, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// coeffNoiseStd measures (with the secret key, test only) the standard
+// deviation of the evaluation noise in coefficient units: decrypt, subtract
+// the encoding of the exact expected slots (the polynomial, not the sigmoid,
+// for logistic models, so the approximation error is excluded).
+func coeffNoiseStd(t testing.TB, sk *SecretKey, sums *EncryptedSums, d *testData, m *Model) float64 {
+	t.Helper()
+	params := sums.params
+	want := make([]float64, sums.groups)
+	wts, b := m.foldedForCircuit()
+	var coeffs []float64
+	if m.Kind == KindLogistic {
+		p := sigmoidOdd(m.InputRange, sums.degree)
+		for _, c := range p.Coeffs {
+			v := 0.0
+			if c != nil {
+				v, _ = c[0].Float64()
+			}
+			coeffs = append(coeffs, v)
+		}
+	}
+	z := d.scaled(m)
+	for i, g := range d.group {
+		s := b
+		for j := range wts {
+			s += wts[j] * z[j][i]
+		}
+		if m.Kind == KindLogistic {
+			s = 0.5 + chebyshevEval(coeffs, s)
+		}
+		want[g] += s
+	}
+	vec := periodicVector(params.MaxSlots(), sums.lanes, sums.groups, func(g int) float64 { return want[g] })
+	ptWant := hefloat.NewPlaintext(params, sums.ct.Level())
+	ptWant.Scale = sums.ct.Scale
+	if err := hefloat.NewEncoder(params).Encode(vec, ptWant); err != nil {
+		t.Fatal(err)
+	}
+	pt := rlwe.NewDecryptor(params, sk.sk).DecryptNew(sums.ct)
+	ringQ := params.RingQ().AtLevel(pt.Level())
+	ringQ.Sub(pt.Value, ptWant.Value, pt.Value)
+	ringQ.INTT(pt.Value, pt.Value)
+	return math.Exp2(ringQ.Log2OfStandardDeviation(pt.Value))
+}
+
+func roundTripModel(t testing.TB, em *EncryptedModel) *EncryptedModel {
+	t.Helper()
+	blob, err := em.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalEncryptedModel(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
+}
+
+func roundTripBundle(t testing.TB, pub *PublicBundle) *PublicBundle {
+	t.Helper()
+	blob, err := pub.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalPublicBundle(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
+}
+
+func decryptAll(sk *SecretKey, s *EncryptedSums) *rlwe.Plaintext {
+	return rlwe.NewDecryptor(s.params, sk.sk).DecryptNew(s.ct)
+}
+
+func newEncoder() *hefloat.Encoder {
+	p, _, _ := Parameters()
+	return hefloat.NewEncoder(p)
+}
