@@ -52,13 +52,15 @@ demo: build
 	./scripts/demo.sh $(DEMO_DIR)
 
 # bench measures the figures in bench/RESULTS.md (as root: the sandboxed path): the sandbox's
-# own cost against an unsandboxed child and runc's CLI, then the threshold query end to end
-# against raw DuckDB on 10M generated rows.
+# own cost against an unsandboxed child and runc's CLI, then threshold and dp queries end to
+# end against raw DuckDB on 10M generated rows, and the Privacy on Beam peer (bench/beam, its
+# own Go module so that Beam stays out of Veil's go.mod; its first build takes minutes).
 bench: build
 	$(GO) build -tags $(TAGS) -o bin/bench-sandbox ./bench/sandbox
+	cd bench/beam && $(GO) build -o ../../bin/bench-beam .
 	mkdir -p bench/data
 	./bin/bench-sandbox -n 100 > bench/data/sandbox.json
-	./$(BIN) bench --sandbox-json bench/data/sandbox.json
+	./$(BIN) bench --sandbox-json bench/data/sandbox.json --beam bin/bench-beam
 
 lint:
 	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -22,6 +24,7 @@ import (
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/testdata"
 )
 
@@ -35,6 +38,7 @@ type Options struct {
 	Reps      int
 	Binary    string // the veil binary (runner)
 	Isolation string // container or process
+	Beam      string // the bench/beam binary (Privacy on Beam peer); empty: not measured
 	Command   string // the command line that started the run, recorded with each figure
 	Log       io.Writer
 }
@@ -75,7 +79,7 @@ func median(d []time.Duration) time.Duration {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // timeQuery runs q on a fresh raw DuckDB reps times (after one warm-up) and returns the median.
-func timeQuery(ctx context.Context, q string, reps int) (time.Duration, error) {
+func timeQuery(ctx context.Context, q string, reps int, setup ...string) (time.Duration, error) {
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
 		return 0, err
@@ -83,8 +87,10 @@ func timeQuery(ctx context.Context, q string, reps int) (time.Duration, error) {
 	db := sql.OpenDB(c)
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, "SET threads=2"); err != nil {
-		return 0, err
+	for _, st := range append([]string{"SET threads=2"}, setup...) {
+		if _, err := db.ExecContext(ctx, st); err != nil {
+			return 0, err
+		}
 	}
 	var ds []time.Duration
 	for i := 0; i <= reps; i++ {
@@ -103,6 +109,59 @@ func timeQuery(ctx context.Context, q string, reps int) (time.Duration, error) {
 	return median(ds), nil
 }
 
+// timePlan validates the bench DP query (COUNT and SUM per group, ε=1, max_groups 1) for
+// the table in file, as the daemon does for a table whose measured maximum of rows per person
+// is maxRows, and times the plan the daemon would run (the direct plan where maxRows is 1) on
+// raw DuckDB, over a view of the file, as timeQuery times the baselines: the SQL's cost alone,
+// without the daemon, the sandbox and a fresh database per job.
+func timePlan(ctx context.Context, file, table string, maxRows int64, reps int) (time.Duration, error) {
+	v, err := engine.NewValidator()
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	t := engine.Table{Name: table, Files: []string{file}, MaxRowsPerUnit: maxRows, Unit: "person", Columns: []engine.Column{
+		{Name: "person_id", Type: "BIGINT", PrivacyUnit: true}, {Name: "grp", Type: "VARCHAR"}, {Name: "value", Type: "DOUBLE", Bounds: []float64{0, 1000}}}}
+	sc := engine.Scope{Mode: "dp", Tables: []engine.Table{t}}
+	plan, err := v.ValidateDP(ctx, "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM "+table+" GROUP BY grp", sc,
+		engine.DPOptions{Epsilon: 1, Delta: 1e-8, MaxGroups: 1, MaxRows: 10})
+	if err != nil {
+		return 0, err
+	}
+	q := plan.SQL
+	if maxRows == 1 {
+		q = plan.DP.DirectSQL
+	}
+	return timeQuery(ctx, q, reps, "SET VARIABLE veil_secret = 12345::BIGINT",
+		fmt.Sprintf("CREATE VIEW %s AS SELECT person_id, grp, value FROM read_parquet('%s')", table, file))
+}
+
+// beamRun is what bench/beam prints.
+type beamRun struct {
+	Median float64   `json:"pob_count_seconds_median"`
+	Runs   []float64 `json:"pob_count_seconds"`
+	Rows   int64     `json:"rows"`
+	Beam   string    `json:"beam_version"`
+	PoB    string    `json:"privacy_on_beam_version"`
+	Reader string    `json:"reader"`
+}
+
+// runBeam runs the Privacy on Beam peer (bench/beam, its own Go module) on file.
+func runBeam(ctx context.Context, bin, file string, reps int) (*beamRun, error) {
+	cmd := exec.CommandContext(ctx, bin, "-parquet", file, "-json", "-reps", fmt.Sprint(reps), "-epsilon", "1", "-delta", "1e-8", "-max-groups", "1", "-max-rows", "10")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
+	}
+	var r beamRun
+	if err := json.Unmarshal(out, &r); err != nil || r.Median <= 0 {
+		return nil, fmt.Errorf("%s printed no result (%v): %s", bin, err, out)
+	}
+	return &r, nil
+}
+
 // Run measures the threshold path and writes the results.
 func Run(ctx context.Context, o Options) ([]Figure, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
@@ -119,6 +178,27 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 	if _, err := os.Stat(file); err != nil {
 		logf("generating %d rows, %d persons, %d groups...", o.Rows, o.Units, o.Groups)
 		if err := testdata.GenerateBench(ctx, data, o.Rows, o.Units, o.Groups); err != nil {
+			return nil, err
+		}
+	}
+	// The same data one row per person (the direct plan), and the smaller table the Privacy
+	// on Beam peer runs on (1e6 rows, 1e5 persons).
+	onerow, small := filepath.Join(data, "bench_persons.parquet"), filepath.Join(data, "bench_small.parquet")
+	for _, t := range []struct {
+		name, file        string
+		rows, units, grps int
+	}{{"bench_persons", onerow, o.Rows, o.Rows, o.Groups}, {"bench_small", small, 1_000_000, 100_000, o.Groups}} {
+		if _, err := os.Stat(t.file); err != nil {
+			logf("generating %s: %d rows, %d persons...", t.name, t.rows, t.units)
+			if err := testdata.GenerateBenchTable(ctx, data, t.name, t.rows, t.units, t.grps); err != nil {
+				return nil, err
+			}
+		}
+	}
+	features := filepath.Join(data, "bench_features.parquet")
+	if _, err := os.Stat(features); err != nil {
+		logf("generating bench_features: %d rows, %d features...", heRows, testdata.HEFeatures)
+		if err := testdata.GenerateHEBench(ctx, data, heRows, o.Groups); err != nil {
 			return nil, err
 		}
 	}
@@ -170,12 +250,18 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 		c, _ := client.New("unix://"+cfg.Socket, p.Token)
 		return c
 	}
-	prov, auth, vendor := mk("provider", providerLine(schema)), mk("authority", ""), mk("vendor", "bench")
+	prov, auth, vendor, rev := mk("provider", providerLine(schema)), mk("authority", ""), mk("vendor", "bench"), mk("reviewer", "")
 	if mkErr != nil {
 		return nil, mkErr
 	}
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: string(schema), Files: []string{file}}); err != nil {
-		return nil, err
+	for _, name := range []string{"bench_events", "bench_persons", "bench_small", "bench_features"} {
+		sch, err := os.ReadFile(filepath.Join(data, name+".yaml"))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: string(sch), Files: []string{filepath.Join(data, name+".parquet")}}); err != nil {
+			return nil, err
+		}
 	}
 	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d",
 		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}})
@@ -240,42 +326,101 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 
 	// Differential privacy: the same table under a dp grant. The floor every user-level DP
 	// system pays is aggregating per (person, group) before per group.
-	gd, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench dp", Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 10, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d",
-		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}})
+	dpGrant := func(dataset string) (string, error) {
+		g, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench dp " + dataset, Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 10, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d",
+			Datasets: []api.DatasetAccess{{Name: dataset, Columns: []string{"grp", "value"}}}})
+		if err != nil {
+			return "", err
+		}
+		id := g["id"].(string)
+		for _, c := range []*client.Client{op, auth, prov} {
+			if _, err := c.ActOnGrant(ctx, id, "approve", ""); err != nil {
+				return "", err
+			}
+		}
+		return id, nil
+	}
+	// dpE2E runs a dp job reps times after a warm-up; the grant's ε=10 pays for 10 runs of
+	// ε=1, so at most 8 measured runs.
+	dpE2E := func(dataset, q string) (time.Duration, error) {
+		gid, err := dpGrant(dataset)
+		if err != nil {
+			return 0, err
+		}
+		var ds []time.Duration
+		for i := 0; i <= min(o.Reps, 8); i++ {
+			start := time.Now()
+			j, err := vendor.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q, DP: &api.DPOptions{Epsilon: 1, Delta: 1e-8, MaxGroups: 1, MaxRows: 10}})
+			if err != nil {
+				return 0, err
+			}
+			if j, err = vendor.Wait(ctx, j.ID, nil); err != nil {
+				return 0, err
+			}
+			if j.Status != "review" {
+				return 0, fmt.Errorf("bench dp job on %s ended %s: %s", dataset, j.Status, j.Message)
+			}
+			if i > 0 {
+				ds = append(ds, time.Since(start))
+			}
+		}
+		return median(ds), nil
+	}
+	logf("Veil end to end, dp (%s)...", o.Isolation)
+	tDP, err := dpE2E("bench_events", "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_events GROUP BY grp")
 	if err != nil {
 		return nil, err
 	}
-	dgid := gd["id"].(string)
-	for _, c := range []*client.Client{op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, dgid, "approve", ""); err != nil {
-			return nil, err
-		}
-	}
-	dpReps := min(o.Reps, 8) // the grant's ε=10 pays for 10 runs of ε=1, warm-up included
-	var dps []time.Duration
-	for i := 0; i <= dpReps; i++ {
-		start := time.Now()
-		j, err := vendor.SubmitJob(ctx, api.SubmitJob{Grant: dgid, SQL: "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_events GROUP BY grp",
-			DP: &api.DPOptions{Epsilon: 1, Delta: 1e-8, MaxGroups: 1, MaxRows: 10}})
-		if err != nil {
-			return nil, err
-		}
-		if j, err = vendor.Wait(ctx, j.ID, nil); err != nil {
-			return nil, err
-		}
-		if j.Status != "review" {
-			return nil, fmt.Errorf("bench dp job ended %s: %s", j.Status, j.Message)
-		}
-		if i > 0 {
-			dps = append(dps, time.Since(start))
-		}
-	}
-	tDP := median(dps)
 	logf("raw DuckDB, two-level aggregate (the DP floor)...")
 	tTwo, err := timeQuery(ctx, "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM "+src+" GROUP BY person_id, grp) GROUP BY grp", o.Reps)
 	if err != nil {
 		return nil, err
 	}
+	// The same plans without the daemon and the sandbox: the runner's code in this process,
+	// to separate the SQL's cost from the job's.
+	logf("dp plans in process (runner code, no sandbox)...")
+	tDPSQL, err := timePlan(ctx, file, "bench_events", 10, o.Reps)
+	if err != nil {
+		return nil, err
+	}
+	onerowSrc := "read_parquet('" + onerow + "')"
+	tOnePlain, err := timeQuery(ctx, "SELECT grp, COUNT(*), SUM(value) FROM "+onerowSrc+" GROUP BY grp", o.Reps)
+	if err != nil {
+		return nil, err
+	}
+	tOneSQL, err := timePlan(ctx, onerow, "bench_persons", 1, o.Reps)
+	if err != nil {
+		return nil, err
+	}
+	logf("Veil end to end, dp on one row per person...")
+	tOneE2E, err := dpE2E("bench_persons", "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_persons GROUP BY grp")
+	if err != nil {
+		return nil, err
+	}
+	var beamFigs []Figure
+	if o.Beam != "" {
+		logf("Veil end to end, dp count on %s...", small)
+		tSmall, err := dpE2E("bench_small", "SELECT grp, COUNT(*) AS n FROM bench_small GROUP BY grp")
+		if err != nil {
+			return nil, err
+		}
+		logf("Privacy on Beam, the same count (%s)...", o.Beam)
+		pob, err := runBeam(ctx, o.Beam, small, min(o.Reps, 3))
+		if err != nil {
+			return nil, err
+		}
+		tPoB := time.Duration(pob.Median * float64(time.Second))
+		beamFigs = append(beamFigs, Figure{Name: "dp_vs_privacy_on_beam_speedup", Value: float64(tPoB) / float64(tSmall), Unit: "times faster",
+			BaseName: fmt.Sprintf("Privacy on Beam %s, Beam %s direct runner (%s reader)", pob.PoB, pob.Beam, pob.Reader), Baseline: ms(tPoB),
+			Note: fmt.Sprintf("DP COUNT(*) per group, ε=1, δ=1e-8, max_groups 1, max_rows 10, %d rows, 100000 persons, Parquet: Privacy on Beam %.0f ms (median of %d) vs Veil end to end %.1f ms (isolation=%s)",
+				pob.Rows, ms(tPoB), len(pob.Runs), ms(tSmall), o.Isolation)})
+	}
+	logf("encrypted scoring (he-score), %d rows x %d features...", heRows, testdata.HEFeatures)
+	heFigs, err := benchHE(ctx, o, features, heClients{op: op, auth: auth, prov: prov, vendor: vendor, rev: rev})
+	if err != nil {
+		return nil, err
+	}
+
 	// Accuracy of the released count of persons at ε=1 (one group per person, a public
 	// domain: Laplace with scale 1), measured on the mechanism the gate calls.
 	acc := map[int]float64{}
@@ -311,7 +456,15 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 		fig("dp_groupby_vs_floor_ratio", ms(tDP), "ms", "raw DuckDB two-level aggregate per (person, group) then per group", ms(tTwo),
 			fmt.Sprintf("DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, partition selection, ε=1; isolation=%s; submit to noisy output in the review queue", o.Isolation)),
 		fig("dp_groupby_vs_raw_ratio", ms(tDP), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM)", ms(tPlain), ""),
+		fig("dp_groupby_sql_vs_floor_ratio", ms(tDPSQL), "ms", "raw DuckDB two-level aggregate per (person, group) then per group", ms(tTwo),
+			"the bounded dp plan's SQL alone on raw DuckDB over a view of the file (no daemon, no sandbox), max_groups 1, max_rows 10"),
+		fig("dp_onerow_vs_raw_ratio", ms(tOneSQL), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM) on the same table", ms(tOnePlain),
+			fmt.Sprintf("%d rows, one per person (declared and measured): the direct dp plan's SQL, which skips the bounding pass, on raw DuckDB over a view of the file", o.Rows)),
+		fig("dp_onerow_e2e_vs_raw_ratio", ms(tOneE2E), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM) on the same table", ms(tOnePlain),
+			fmt.Sprintf("the same dp job end to end (isolation=%s), fixed per-job cost included", o.Isolation)),
 	}
+	figs = append(figs, beamFigs...)
+	figs = append(figs, heFigs...)
 	for _, n := range []int{100, 1000, 10000} {
 		figs = append(figs, Figure{Name: fmt.Sprintf("dp_count_median_rel_error_eps1_n%d", n), Value: acc[n], Unit: "relative error", Command: o.Command, Machine: m, Date: now,
 			Note: "median |released - exact| / exact of COUNT(DISTINCT person) per group at ε=1 over 2001 draws of the gate's mechanism (Laplace, scale 1)"})

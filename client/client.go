@@ -56,7 +56,9 @@ func (e *Error) Error() string { return e.Msg }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	if raw, ok := in.([]byte); ok {
+		body = bytes.NewReader(raw)
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
@@ -70,7 +72,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if in != nil {
+	if _, ok := in.([]byte); ok {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	} else if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
@@ -171,6 +175,14 @@ func (c *Client) SubmitJob(ctx context.Context, req api.SubmitJob) (api.Job, err
 }
 
 // Jobs lists jobs; status may be a comma-separated list.
+// UploadBlob uploads a public key bundle or an encrypted model (the files `veil he` writes)
+// for he-score jobs; the daemon refuses secret keys.
+func (c *Client) UploadBlob(ctx context.Context, data []byte) (api.Blob, error) {
+	var out api.Blob
+	err := c.do(ctx, http.MethodPut, "/v1/blobs", data, &out)
+	return out, err
+}
+
 func (c *Client) Jobs(ctx context.Context, grant, status string) ([]api.Job, error) {
 	var js []api.Job
 	q := url.Values{}
@@ -204,13 +216,13 @@ func Terminal(status string) bool {
 	return true
 }
 
-// Wait polls a job until it leaves queued and running, calling progress on each change.
+// Wait follows a job until it leaves queued and running, calling progress on each change.
+// It long-polls (the daemon answers as soon as the job ends), so the end is seen at once.
 func (c *Client) Wait(ctx context.Context, id string, progress func(api.Job)) (api.Job, error) {
-	delay := 20 * time.Millisecond
 	last := ""
 	for {
-		j, err := c.Job(ctx, id)
-		if err != nil {
+		var j api.Job
+		if err := c.do(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"?wait=20s", nil, &j); err != nil {
 			return j, err
 		}
 		if progress != nil && j.Status != last {
@@ -220,12 +232,6 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(api.Job)) (a
 		if Terminal(j.Status) {
 			return j, nil
 		}
-		select {
-		case <-ctx.Done():
-			return j, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 500*time.Millisecond)
 	}
 }
 

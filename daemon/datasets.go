@@ -73,7 +73,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 	}
 	// The gate relies on the maximum of rows per unit, so it is measured, not trusted: a
 	// declaration the files break is refused, and the measured value is what is kept.
-	most, err := engine.MaxRowsPerUnit(ctx, files, sch.UnitColumn().Name)
+	most, missing, err := engine.UnitStats(ctx, files, sch.UnitColumn().Name)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errInvalid, err)
 	}
@@ -81,7 +81,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 		return fmt.Errorf("%w: the schema declares at most %d rows per %s, but the files hold up to %d for one %s; fix the declaration or the data",
 			errInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
 	}
-	sch.MaxRowsPerUnit = most
+	sch.MaxRowsPerUnit, sch.UnitComplete = most, missing == 0
 	final := filepath.Join(s.cfg.dataPath(), sch.Name, version[:16])
 	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
 		return err

@@ -128,6 +128,9 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 // encodeExport writes a protected output in one of the export formats.
 func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
 	var buf bytes.Buffer
+	if md := rec.Schema().Metadata(); md.FindKey(heSumsMeta) >= 0 && (format == "csv" || format == "json") {
+		return nil, fmt.Errorf("%w: an he-score export carries its encrypted sums as Arrow metadata, which %s cannot hold; fetch it as arrow or parquet and run veil he decrypt", errInvalid, format)
+	}
 	switch format {
 	case "csv":
 		w := csv.NewWriter(&buf, rec.Schema(), csv.WithHeader(true))
@@ -173,7 +176,7 @@ func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
 			return nil, err
 		}
 	case "parquet":
-		w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(), pqarrow.DefaultWriterProps())
+		w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 		if err != nil {
 			return nil, err
 		}

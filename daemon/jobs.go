@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
@@ -42,6 +43,8 @@ type jobBody struct {
 	// Spend is what a dp job charged the ledger, in exact units; the gate calibrates the
 	// noise to it.
 	Spend *dp.Amount `json:"spend,omitempty"`
+	// HE is an he-score job's spec (Plan is then nil).
+	HE *heSpec `json:"he,omitempty"`
 }
 
 type job struct {
@@ -87,7 +90,7 @@ func scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 	sc := engine.Scope{Mode: string(mode)}
 	for _, d := range g.Datasets {
 		sch := schemas[d.Name]
-		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit}
+		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit, UnitComplete: sch.UnitComplete}
 		t.Unit = sch.Unit
 		for _, cn := range d.Columns {
 			c, _ := sch.Column(cn)
@@ -142,6 +145,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	var req api.SubmitJob
 	if err := readJSON(r, &req); err != nil {
 		return err
+	}
+	if req.HE != nil {
+		return s.submitHE(w, r, p, req)
 	}
 	if strings.TrimSpace(req.SQL) == "" {
 		return fmt.Errorf("%w: the job has no SQL; pass --sql or -f FILE", errInvalid)
@@ -207,13 +213,34 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	now := s.now()
 	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
 		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: mode, SQL: req.SQL, Plan: plan, Spend: spend}}
+	details := map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL}
+	var reserve func(tx store.Tx) error
+	if spend != nil {
+		reserve = func(tx store.Tx) error {
+			// The budget is reserved in the transaction that queues the job: a job is
+			// either queued and paid for, or refused and nothing is spent.
+			if err := s.reserve(ctx, tx, j, *spend, plan.Tables, queryCap(g, schemas)); err != nil {
+				return err
+			}
+			details["epsilon"] = dp.FormatEpsilon(spend.Eps)
+			details["delta"] = dp.FormatDelta(spend.Delta)
+			return nil
+		}
+	}
+	return s.queue(ctx, w, p, g, j, details, reserve)
+}
+
+// queue stores a validated job and queues it, in one transaction with its budget
+// reservation (reserve, if any) and its audit entry. A retry with the same idempotency key
+// returns the first job and spends nothing.
+func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Principal, g *policy.Grant, j *job, details map[string]string, reserve func(tx store.Tx) error) error {
 	created := true
-	err = s.db.Update(ctx, func(tx store.Tx) error {
-		if req.IdempotencyKey != "" {
-			prev, err := tx.JobByIdemKey(ctx, p.Tenant, req.IdempotencyKey)
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		if j.IdemKey != "" {
+			prev, err := tx.JobByIdemKey(ctx, p.Tenant, j.IdemKey)
 			if err == nil {
 				if prev.GrantID != g.ID {
-					return fmt.Errorf("%w: idempotency key %q was used for another grant", errConflict, req.IdempotencyKey)
+					return fmt.Errorf("%w: idempotency key %q was used for another grant", errConflict, j.IdemKey)
 				}
 				j, err = decodeJob(prev)
 				created = false
@@ -223,17 +250,12 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 				return err
 			}
 		}
-		details := map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL}
-		if spend != nil {
-			// The budget is reserved in the transaction that queues the job: a job is
-			// either queued and paid for, or refused and nothing is spent.
-			if err := s.reserve(ctx, tx, j, *spend, plan.Tables, queryCap(g, schemas)); err != nil {
+		if reserve != nil {
+			if err := reserve(tx); err != nil {
 				return err
 			}
-			details["epsilon"] = dp.FormatEpsilon(spend.Eps)
-			details["delta"] = dp.FormatDelta(spend.Delta)
 		}
-		if err := j.put(ctx, tx, now); err != nil {
+		if err := j.put(ctx, tx, j.Created); err != nil {
 			return err
 		}
 		return s.record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
@@ -276,17 +298,70 @@ func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p policy.Princi
 	if err := policy.Allow(p, policy.ActJobRead); err != nil {
 		return err
 	}
-	var j *job
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		var err error
-		j, err = loadJob(r.Context(), tx, p, r.PathValue("id"))
-		return err
-	})
-	if err != nil {
-		return err
+	// ?wait=DURATION long-polls: the answer comes when the job's status changes or it is no
+	// longer queued or running, or when the duration (at most a minute) is up, so that a
+	// client sees each change at once.
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Minute {
+			return fmt.Errorf("%w: wait=%q: give a duration up to 1m, for example wait=30s", errInvalid, v)
+		}
+		wait = d
 	}
-	writeJSON(w, http.StatusOK, j.api())
-	return nil
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	first := ""
+	for {
+		woken := s.changed.wait() // taken before reading, so that no change is missed
+		var j *job
+		err := s.db.View(r.Context(), func(tx store.Tx) error {
+			var err error
+			j, err = loadJob(r.Context(), tx, p, r.PathValue("id"))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if first == "" {
+			first = j.Status
+		}
+		if wait == 0 || j.Status != first || (j.Status != jobQueued && j.Status != jobRunning) {
+			writeJSON(w, http.StatusOK, j.api())
+			return nil
+		}
+		select {
+		case <-woken:
+		case <-deadline.C:
+			wait = 0
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+	}
+}
+
+// broadcast wakes every waiter at once: wait returns a channel that notify closes.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
@@ -329,6 +404,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		return err
 	}
 	s.sched.cancel(j.ID)
+	s.changed.notify()
 	writeJSON(w, http.StatusOK, j.api())
 	return nil
 }

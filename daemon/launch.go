@@ -109,7 +109,8 @@ func (l *processLauncher) run(ctx context.Context, id string, job engine.Job, re
 }
 
 // containerLauncher runs the runner in a fresh libcontainer sandbox with only the job's
-// dataset files mounted, read-only, at /data/<dataset>/<file>.
+// dataset files mounted, read-only, at /data/<dataset>/<file>, and its other inputs (an he
+// job's encrypted model and public key) at /in/<name>.
 type containerLauncher struct {
 	rt  *sandbox.Runtime
 	bin string
@@ -130,6 +131,15 @@ func (l *containerLauncher) run(ctx context.Context, id string, job engine.Job, 
 			inside = append(inside, dst)
 		}
 		job.Tables[i].Files = inside
+	}
+	if len(job.Inputs) > 0 {
+		inputs := map[string]string{}
+		for name, f := range job.Inputs {
+			dst := "/in/" + name
+			mounts = append(mounts, sandbox.Mount{Source: f, Destination: dst})
+			inputs[name] = dst
+		}
+		job.Inputs = inputs
 	}
 	in, err := json.Marshal(job)
 	if err != nil {

@@ -147,6 +147,10 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		return err
 	}
 
+	s.changed.notify() // it runs now
+	if j.body.HE != nil {
+		return s.runHE(ctx, id, g, sc, versions, j.body.HE, j.Tenant)
+	}
 	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now.
 	plan := *j.body.Plan
 	plan.MaxRowsPerUnit = 0
@@ -245,11 +249,12 @@ func (s *Server) toReview(ctx context.Context, id string, protected arrow.Record
 // the DP gate here.
 func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend dp.Amount, sc engine.Scope, ejob engine.Job, versions map[string]string) error {
 	ejob.FastSQL, ejob.K, ejob.MaxRowsPerUnit = "", 0, 0
-	// Where the dataset version that runs now has one row per unit, bounding is the identity
-	// and the direct plan computes the same partial aggregates faster.
+	// Where the dataset version that runs now has one row per unit and no row without one,
+	// bounding is the identity and the direct plan computes the same partial aggregates
+	// faster.
 	if plan.DP.DirectSQL != "" && len(sc.Tables) > 0 {
 		for _, t := range sc.Tables {
-			if t.Name == plan.Tables[0] && t.MaxRowsPerUnit == 1 {
+			if t.Name == plan.Tables[0] && t.MaxRowsPerUnit == 1 && t.UnitComplete {
 				ejob.SQL = plan.DP.DirectSQL
 			}
 		}

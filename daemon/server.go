@@ -33,6 +33,7 @@ type Server struct {
 	sched     *scheduler
 	runner    launcher
 	now       func() time.Time
+	changed   broadcast // a job ended a run or was canceled: wakes long-polling readers
 
 	httpSrv   []*http.Server
 	listeners []net.Listener
@@ -61,7 +62,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		db.Close()
 		return nil, err
 	}
-	s.sched = newScheduler(cfg.Workers, s.runJob)
+	s.sched = newScheduler(cfg.Workers, func(ctx context.Context, id string) {
+		s.runJob(ctx, id)
+		s.changed.notify()
+	})
 	if err := s.recover(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -80,8 +84,9 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, p policy.Principal) error) {
-		mux.Handle(pattern, s.authed(fn))
+		mux.Handle(pattern, s.authed(fn, 16<<20))
 	}
+	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, maxBlobBytes))
 	h("GET /v1/whoami", s.whoami)
 	h("POST /v1/principals", s.createPrincipal)
 	h("GET /v1/principals", s.listPrincipals)
@@ -117,9 +122,9 @@ func (s *Server) Handler() http.Handler {
 
 // authed authenticates the bearer token and hands the principal to fn. Errors are mapped to
 // statuses in one place.
-func (s *Server) authed(fn func(w http.ResponseWriter, r *http.Request, p policy.Principal) error) http.Handler {
+func (s *Server) authed(fn func(w http.ResponseWriter, r *http.Request, p policy.Principal) error, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 16<<20)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		p, err := s.authenticate(r)
 		if err == nil {
 			err = fn(w, r, p)

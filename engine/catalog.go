@@ -98,18 +98,19 @@ func ConvertCSV(ctx context.Context, src, dst string) error {
 	return nil
 }
 
-// MaxRowsPerUnit returns the largest number of rows any one privacy unit has in files. The
-// gate relies on it (see Plan.FastSQL), so it is measured, never taken on trust.
-func MaxRowsPerUnit(ctx context.Context, files []string, unit string) (int64, error) {
+// UnitStats measures the largest number of rows any one privacy unit has in files and the
+// number of rows without a unit. The gate and the choice of dp plan rely on them, so they
+// are measured, never taken on trust.
+func UnitStats(ctx context.Context, files []string, unit string) (maxRows, missing int64, err error) {
 	db, err := openLocal()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer db.Close()
-	var m sql.NullInt64
-	q := fmt.Sprintf("SELECT max(c) FROM (SELECT COUNT(*) AS c FROM read_parquet(%[1]s) WHERE %[2]s IS NOT NULL GROUP BY %[2]s)", quoteList(files), quoteIdent(unit))
-	if err := db.QueryRowContext(ctx, q).Scan(&m); err != nil {
-		return 0, fmt.Errorf("count rows per unit: %w", err)
+	var m, n sql.NullInt64
+	q := fmt.Sprintf("SELECT max(c) FILTER (WHERE u IS NOT NULL), sum(c) FILTER (WHERE u IS NULL) FROM (SELECT %[2]s AS u, COUNT(*) AS c FROM read_parquet(%[1]s) GROUP BY %[2]s)", quoteList(files), quoteIdent(unit))
+	if err := db.QueryRowContext(ctx, q).Scan(&m, &n); err != nil {
+		return 0, 0, fmt.Errorf("count rows per unit: %w", err)
 	}
-	return m.Int64, nil
+	return m.Int64, n.Int64, nil
 }

@@ -150,9 +150,10 @@ func runDP(t *testing.T, plan *Plan, sc Scope, direct bool, secret int64) map[st
 }
 
 // reference computes the bounded partials in Go, slowly and plainly: per unit and group the
-// rows, at most maxRows of them at the unit's average clamped value; every group of a unit
-// is kept (the test gives maxGroups above any unit's number of groups).
-func reference(rows []unitRow, maxRows int64, lo, hi float64) map[string]partial {
+// rows, at most maxRows of them at the unit's average clamped value. With chosen nil every
+// group of a unit is kept (the test gives maxGroups above any unit's number of groups);
+// otherwise only the unit's chosen group.
+func reference(rows []unitRow, maxRows int64, lo, hi float64, chosen map[int64]string) map[string]partial {
 	type ug struct {
 		u int64
 		g string
@@ -160,6 +161,9 @@ func reference(rows []unitRow, maxRows int64, lo, hi float64) map[string]partial
 	n := map[ug]int64{}
 	s := map[ug]float64{}
 	for _, r := range rows {
+		if chosen != nil && chosen[r.unit] != r.group {
+			continue
+		}
 		k := ug{r.unit, r.group}
 		n[k]++
 		s[k] += math.Min(math.Max(r.value, lo), hi)
@@ -198,21 +202,49 @@ func TestDPBoundingMatchesReference(t *testing.T) {
 	pq := writeRows(t, rows)
 	sc := dpScope("", pq)
 	ctx := context.Background()
-	for _, maxRows := range []int64{1, 3, 100} {
-		for _, q := range []string{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "SELECT hospital, SUM(cost) FROM visits GROUP BY hospital"} {
-			plan, err := v.ValidateDP(ctx, q, sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxGroups: 10, MaxRows: maxRows, Bounds: map[string][2]float64{"cost": {0, 200}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := runDP(t, plan, sc, false, 99)
-			want := reference(rows, maxRows, 0, 200)
-			if len(got) != len(want) {
-				t.Fatalf("%s: %d groups, reference %d", q, len(got), len(want))
-			}
-			for g, w := range want {
-				p := got[g]
-				if p.units != w.units || (plan.DP.Aggs[0].Kind == AggCount && p.n != w.n) || math.Abs(p.s-w.s) > 1e-6*math.Max(1, math.Abs(w.s)) && plan.DP.Aggs[0].Kind == AggSum {
-					t.Errorf("%s (max_rows %d) group %s: got %+v, reference %+v", q, maxRows, g, p, w)
+	// With max_groups 1 the plan chooses each unit's group before aggregating; the reference
+	// takes the same choice (the smallest hash of unit, key and secret) from DuckDB and
+	// bounds the rest in Go.
+	const secret = 99
+	chosen := map[int64]string{}
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cr, err := db.Query(fmt.Sprintf("SELECT resident_id, arg_min(hospital, hash(resident_id, hospital, %d::BIGINT)) FROM read_parquet('%s') GROUP BY resident_id", secret, pq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cr.Next() {
+		var u int64
+		var g string
+		if err := cr.Scan(&u, &g); err != nil {
+			t.Fatal(err)
+		}
+		chosen[u] = g
+	}
+	cr.Close()
+	for _, maxGroups := range []int64{1, 10} {
+		for _, maxRows := range []int64{1, 3, 100} {
+			for _, q := range []string{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "SELECT hospital, SUM(cost) FROM visits GROUP BY hospital"} {
+				plan, err := v.ValidateDP(ctx, q, sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxGroups: maxGroups, MaxRows: maxRows, Bounds: map[string][2]float64{"cost": {0, 200}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := runDP(t, plan, sc, false, secret)
+				want := reference(rows, maxRows, 0, 200, nil)
+				if maxGroups == 1 {
+					want = reference(rows, maxRows, 0, 200, chosen)
+				}
+				if len(got) != len(want) {
+					t.Fatalf("%s: %d groups, reference %d", q, len(got), len(want))
+				}
+				for g, w := range want {
+					p := got[g]
+					if p.units != w.units || (plan.DP.Aggs[0].Kind == AggCount && p.n != w.n) || math.Abs(p.s-w.s) > 1e-6*math.Max(1, math.Abs(w.s)) && plan.DP.Aggs[0].Kind == AggSum {
+						t.Errorf("%s (max_groups %d, max_rows %d) group %s: got %+v, reference %+v", q, maxGroups, maxRows, g, p, w)
+					}
 				}
 			}
 		}
@@ -311,5 +343,35 @@ func TestDPDirectEqualsBounded(t *testing.T) {
 		if fmt.Sprint(a) != fmt.Sprint(b) {
 			t.Errorf("%s: bounded %v, direct %v", q, a, b)
 		}
+	}
+}
+
+// TestUnitStats: the measured maximum of rows per unit ignores rows without a unit, and
+// those rows are counted, so that the direct plan (which does not look for them) is chosen
+// only for data that has none.
+func TestUnitStats(t *testing.T) {
+	dir := t.TempDir()
+	pq := filepath.Join(dir, "u.parquet")
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(fmt.Sprintf(`COPY (SELECT * FROM (VALUES (1, 'a'), (2, 'a'), (2, 'b'), (NULL, 'a'), (NULL, 'b'), (NULL, 'b')) t(resident_id, hospital)) TO '%s' (FORMAT parquet)`, pq)); err != nil {
+		t.Fatal(err)
+	}
+	most, missing, err := UnitStats(context.Background(), []string{pq}, "resident_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most != 2 || missing != 3 {
+		t.Errorf("UnitStats = %d rows per unit at most, %d rows without a unit; want 2 and 3", most, missing)
+	}
+	one := filepath.Join(dir, "one.parquet")
+	if _, err := db.Exec(fmt.Sprintf(`COPY (SELECT * FROM (VALUES (1, 'a'), (2, 'a'), (3, 'b')) t(resident_id, hospital)) TO '%s' (FORMAT parquet)`, one)); err != nil {
+		t.Fatal(err)
+	}
+	if most, missing, err = UnitStats(context.Background(), []string{one}, "resident_id"); err != nil || most != 1 || missing != 0 {
+		t.Errorf("UnitStats on one row per unit = %d, %d, %v; want 1, 0", most, missing, err)
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -51,6 +52,9 @@ type Table struct {
 	// MaxRowsPerUnit is the measured maximum of rows one privacy unit has in Files (0:
 	// unknown). With it, a group of n rows has at least ceil(n/MaxRowsPerUnit) units.
 	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
+	// UnitComplete is true when every row of Files has a privacy unit (measured, like
+	// MaxRowsPerUnit; false when unknown).
+	UnitComplete bool `json:"unit_complete,omitempty"`
 	// Unit is what the privacy unit is (person or enterprise): DP joins need the same on
 	// both sides.
 	Unit string `json:"unit,omitempty"`
@@ -134,4 +138,12 @@ type Job struct {
 	// Secret keys the hash that picks which groups a privacy unit keeps in dp mode. It is
 	// drawn per job by the daemon, never stored, and never shown to the vendor.
 	Secret int64 `json:"secret,omitempty"`
+
+	// Kind is empty for a SQL job. Other kinds (he-score) are run by the daemon's runner,
+	// which reads the data through Stream; Spec is theirs, opaque to the engine.
+	Kind string          `json:"kind,omitempty"`
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// Inputs are further read-only files the job needs (an encrypted model, a public key),
+	// by name; the sandbox mounts them like dataset files and rewrites the paths.
+	Inputs map[string]string `json:"inputs,omitempty"`
 }

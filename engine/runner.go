@@ -50,20 +50,92 @@ func lockdown(j *Job) []string {
 // in-memory DuckDB and writes the exact result to result as one Arrow IPC stream. It runs
 // inside the sandbox; result is the pipe to the daemon and the only place the result goes.
 func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
+	j, err := ReadJob(stdin)
+	if err != nil {
+		return err
+	}
+	return Run(ctx, j, result)
+}
+
+// ReadJob decodes a job from the runner's standard input.
+func ReadJob(stdin io.Reader) (*Job, error) {
 	var j Job
 	d := json.NewDecoder(io.LimitReader(stdin, 16<<20))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&j); err != nil {
-		return fmt.Errorf("read job: %w", err)
+		return nil, fmt.Errorf("read job: %w", err)
 	}
-	return Run(ctx, &j, result)
+	return &j, nil
 }
 
 // Run executes a job and streams its result to w. It is RunnerMain without the decoding, and
 // the unsandboxed baseline of the benchmarks.
 func Run(ctx context.Context, j *Job, w io.Writer) error {
-	if j.SQL == "" || len(j.Tables) == 0 {
-		return errors.New("job has no query or no tables")
+	if j.SQL == "" {
+		return errors.New("job has no query")
+	}
+	return session(ctx, j, func(ar *duckdb.Arrow) error {
+		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
+			recs, ok, err := fast(ctx, ar, j)
+			if err != nil {
+				return err
+			}
+			if ok {
+				defer release(recs)
+				return writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs)
+			}
+		}
+		rr, err := ar.QueryContext(ctx, j.SQL)
+		if err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		defer rr.Release()
+		lw := &limitWriter{w: w, n: j.MaxResultBytes}
+		iw := ipc.NewWriter(lw, ipc.WithSchema(rr.Schema()))
+		for rr.Next() {
+			if err := iw.Write(rr.RecordBatch()); err != nil {
+				return err
+			}
+		}
+		if err := rr.Err(); err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		return iw.Close()
+	})
+}
+
+// Stream runs queries one after the other in the job's locked-down session and hands every
+// record batch of query i to fn(i, batch); the batch is released when fn returns. It is how
+// a runner that is not plain SQL (he scoring) reads the data: the same views, the same
+// limits, nothing written anywhere.
+func Stream(ctx context.Context, j *Job, queries []string, fn func(i int, rec arrow.RecordBatch) error) error {
+	return session(ctx, j, func(ar *duckdb.Arrow) error {
+		for i, q := range queries {
+			rr, err := ar.QueryContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("query %d: %w", i+1, err)
+			}
+			for rr.Next() {
+				if err := fn(i, rr.RecordBatch()); err != nil {
+					rr.Release()
+					return err
+				}
+			}
+			err = rr.Err()
+			rr.Release()
+			if err != nil {
+				return fmt.Errorf("query %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+// session opens a fresh in-memory DuckDB, applies the lockdown, creates the job's views and
+// calls fn with an Arrow interface to it.
+func session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) error) error {
+	if len(j.Tables) == 0 {
+		return errors.New("job has no tables")
 	}
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
@@ -93,38 +165,12 @@ func Run(ctx context.Context, j *Job, w io.Writer) error {
 			return fmt.Errorf("prepare session: %s: %w", strings.SplitN(s, " AS ", 2)[0], err)
 		}
 	}
-
 	return conn.Raw(func(dc any) error {
 		ar, err := duckdb.NewArrowFromConn(dc.(driver.Conn))
 		if err != nil {
 			return err
 		}
-		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
-			recs, ok, err := fast(ctx, ar, j)
-			if err != nil {
-				return err
-			}
-			if ok {
-				defer release(recs)
-				return writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs)
-			}
-		}
-		rr, err := ar.QueryContext(ctx, j.SQL)
-		if err != nil {
-			return fmt.Errorf("query: %w", err)
-		}
-		defer rr.Release()
-		lw := &limitWriter{w: w, n: j.MaxResultBytes}
-		iw := ipc.NewWriter(lw, ipc.WithSchema(rr.Schema()))
-		for rr.Next() {
-			if err := iw.Write(rr.RecordBatch()); err != nil {
-				return err
-			}
-		}
-		if err := rr.Err(); err != nil {
-			return fmt.Errorf("query: %w", err)
-		}
-		return iw.Close()
+		return fn(ar)
 	})
 }
 

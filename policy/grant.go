@@ -150,6 +150,9 @@ func Apply(id string, vendor Principal, app Application, catalog map[string]*Sch
 	if slices.Contains(app.Modes, ModeThreshold) && (app.K < 2 || app.K > 1000) {
 		return nil, bad("threshold mode needs k between 2 and 1000 (groups with fewer persons are suppressed)")
 	}
+	if slices.Contains(app.Modes, ModeHE) && (app.K < 2 || app.K > 1000) {
+		return nil, bad("he mode needs k between 2 and 1000 (groups with fewer persons are not scored; their counts are in the clear)")
+	}
 	if app.RoundTo < 0 || app.RoundTo > 1000 {
 		return nil, bad("round_to must be between 0 and 1000")
 	}

@@ -37,6 +37,8 @@ type Schema struct {
 	Provider       string `yaml:"provider" json:"provider"`
 	Unit           string `yaml:"unit" json:"unit"`
 	MaxRowsPerUnit int64  `yaml:"max_rows_per_unit,omitempty" json:"max_rows_per_unit,omitempty"`
+	// UnitComplete is measured at registration, never declared: every row has a privacy unit.
+	UnitComplete bool `yaml:"-" json:"unit_complete,omitempty"`
 	// Synthetic declares that the data is generated and describes no real person. Only such
 	// data may be used by a daemon running without a sandbox (isolation=process).
 	Synthetic bool     `yaml:"synthetic,omitempty" json:"synthetic,omitempty"`

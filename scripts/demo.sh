@@ -157,7 +157,37 @@ note "What the vendor has left, and what the provider's dataset has given and sp
 as acme budget show
 as health budget show
 
-say "13. Auditor: every step is in a Merkle-tree log with signed checkpoints"
+say "13. Homomorphic encryption: a credit vendor scores the data with a model the platform never sees"
+note "On the vendor's own machine: a CKKS key set (the secret key never leaves it) and the model, encrypted."
+HE=$WORK/acme-he
+run he keygen --groups 16 --dir "$HE"
+cat >"$HE/model.json" <<'MODEL'
+{"kind": "logistic", "input_range": 8, "bias": -0.5,
+ "features": [
+   {"name": "monthly_wage",         "lower": 0, "upper": 30000, "mean": 8000, "scale": 4000},
+   {"name": "months_paid",          "lower": 0, "upper": 12,    "mean": 10,   "scale": 2},
+   {"name": "pension_contribution", "lower": 0, "upper": 3000,  "mean": 800,  "scale": 400}],
+ "weights": [0.5, 0.4, 0.2]}
+MODEL
+run he encrypt-model --public "$HE/public.bundle" --model "$HE/model.json" --out "$HE/model.enc"
+GH=$("$VEIL" --profile acme grant apply --scenario "Credit pre-screening by year" \
+    --purpose "Share of insured workers a credit model would pre-approve, per year" \
+    --dataset social_insurance:year,monthly_wage,months_paid,pension_contribution \
+    --mode he --k 10 --valid-for 90d -o json | awk -F'"' '/"id":/ {print $4; exit}')
+for who in operator bureau hr; do as $who grant approve "$GH" >/dev/null; done
+note "A secret key never leaves the vendor's machine: the CLI stops it (and the daemon would refuse it, unread):"
+refused acme job submit --grant "$GH" --dataset social_insurance --group-by year --model "$HE/model.enc" --public "$HE/secret.key"
+note "The job uploads the public bundle and the encrypted model; the sandbox scores every row under encryption and sums per year."
+JHE=$("$VEIL" --profile acme job submit --grant "$GH" --wait --dataset social_insurance --group-by year \
+    --model "$HE/model.enc" --public "$HE/public.bundle" | field job)
+note "The reviewer sees the years and their row counts, never a score:"
+as reviewer review show "$JHE"
+as reviewer review approve "$JHE"
+as acme export get "$JHE" -o "$WORK/scores.arrow"
+note "Back on the vendor's machine, only its secret key opens the sums:"
+run he decrypt --secret "$HE/secret.key" --in "$WORK/scores.arrow"
+
+say "14. Auditor: every step is in a Merkle-tree log with signed checkpoints"
 as auditor audit tail -n 12
 as auditor audit verify --key "$DATA/platform.pub"
 as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -156,8 +157,18 @@ func Generate(ctx context.Context, dir string, residents int) error {
 // GenerateBench writes bench_events: rows rows about units persons in groups groups. Row i
 // belongs to person i mod units, so no person has more than ceil(rows/units) rows.
 func GenerateBench(ctx context.Context, dir string, rows, units, groups int) error {
+	return GenerateBenchTable(ctx, dir, "bench_events", rows, units, groups)
+}
+
+// GenerateBenchTable writes a table like bench_events under another name (name.parquet and
+// name.yaml), for benchmarks that need a second shape of the same data (one row per person,
+// a smaller table) registered next to the first.
+func GenerateBenchTable(ctx context.Context, dir, name string, rows, units, groups int) error {
 	if rows < 1 || units < 1 || groups < 1 || groups > 10000 {
 		return fmt.Errorf("bench data: rows, units and groups must be positive (groups at most 10000)")
+	}
+	if !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(name) {
+		return fmt.Errorf("bench data: table name %q must be lower-case letters, digits and underscores", name)
 	}
 	perUnit := (rows + units - 1) / units
 	q := fmt.Sprintf(`SELECT (i %% %[2]d)::BIGINT AS person_id,
@@ -165,7 +176,41 @@ func GenerateBench(ctx context.Context, dir string, rows, units, groups int) err
 		round((%[5]s %% 1000000) / 1000.0, 3)::DOUBLE AS value
 		FROM range(%[1]d) t(i) ORDER BY i`, rows, units, groups, h("i", "grp"), h("i", "value"))
 	schema := strings.ReplaceAll(benchSchema, "MAXROWS", fmt.Sprint(perUnit))
-	return write(ctx, dir, []table{{"bench_events", q, schema}})
+	schema = strings.ReplaceAll(schema, "name: bench_events", "name: "+name)
+	return write(ctx, dir, []table{{name, q, schema}})
+}
+
+// HEFeatures is the number of feature columns of GenerateHEBench's table (f01...).
+const HEFeatures = 16
+
+// GenerateHEBench writes bench_features: rows rows, one per person, in groups groups, with
+// HEFeatures DOUBLE feature columns f01..f16 uniform in [0, 100]: the shape of a credit
+// scoring input.
+func GenerateHEBench(ctx context.Context, dir string, rows, groups int) error {
+	if rows < 1 || groups < 1 || groups > 10000 {
+		return fmt.Errorf("he bench data: rows and groups must be positive (groups at most 10000)")
+	}
+	cols := []string{"i::BIGINT AS person_id", fmt.Sprintf("'g' || lpad((%s %% %d)::VARCHAR, 4, '0') AS grp", h("i", "grp"), groups)}
+	var decl []string
+	for f := 1; f <= HEFeatures; f++ {
+		name := fmt.Sprintf("f%02d", f)
+		cols = append(cols, fmt.Sprintf("round((%s %% 100000) / 1000.0, 3)::DOUBLE AS %s", h("i", name), name))
+		decl = append(decl, fmt.Sprintf("  - {name: %s, type: DOUBLE, level: 2, kind: none, bounds: [0, 100]}", name))
+	}
+	q := fmt.Sprintf("SELECT %s FROM range(%d) t(i) ORDER BY i", strings.Join(cols, ", "), rows)
+	schema := `# Benchmark features for encrypted scoring: one row per person.
+name: bench_features
+title: Benchmark features
+provider: bench
+unit: person
+max_rows_per_unit: 1
+synthetic: true
+budget: {epsilon: 10, delta: 1.0e-6}
+columns:
+  - {name: person_id, type: BIGINT, level: 3, kind: none, privacy_unit: true, mask: hmac}
+  - {name: grp, type: VARCHAR, level: 1, kind: none}
+` + strings.Join(decl, "\n") + "\n"
+	return write(ctx, dir, []table{{"bench_features", q, schema}})
 }
 
 func write(ctx context.Context, dir string, tables []table) error {

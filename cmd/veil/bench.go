@@ -57,6 +57,7 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.Groups, "groups", o.Groups, "groups")
 	f.IntVar(&o.Reps, "reps", o.Reps, "measured repetitions (after one warm-up); the median is reported")
 	f.StringVar(&o.Isolation, "isolation", o.Isolation, "container or process")
+	f.StringVar(&o.Beam, "beam", "", "also run the Privacy on Beam peer (bin/bench-beam, built from bench/beam) on the same data")
 	f.StringVar(&sandboxJSON, "sandbox-json", "", "also record the sandbox figures from this output of bench/sandbox")
 	return cmd
 }

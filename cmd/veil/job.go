@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/he"
 )
 
 func newJobCmd() *cobra.Command {
@@ -19,10 +20,43 @@ func newJobCmd() *cobra.Command {
 	var wait bool
 	var dpo api.DPOptions
 	var bounds []string
+	var hes api.HEScore
+	var model, bundle string
 	submit := &cobra.Command{
-		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql)",
-		Short: "Submit a SQL job under a grant",
+		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql | --model M.enc --public P.bundle --dataset D [--group-by K])",
+		Short: "Submit a SQL job, or an he-score job with an encrypted model, under a grant",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			if model != "" || bundle != "" {
+				// he-score: upload the public bundle and the encrypted model, then name them.
+				for _, up := range []struct {
+					file string
+					dst  *string
+				}{{bundle, &hes.Bundle}, {model, &hes.Model}} {
+					if up.file == "" {
+						return fmt.Errorf("an he-score job needs both --model (veil he encrypt-model) and --public (veil he keygen)")
+					}
+					b, err := os.ReadFile(up.file)
+					if err != nil {
+						return err
+					}
+					// A secret key is stopped here, before it leaves the machine (the daemon
+					// would refuse it too).
+					if kind, _ := he.BlobKind(b); kind == he.BlobSecretKey {
+						clear(b)
+						return fmt.Errorf("%s is a secret key: it must never leave this machine; pass the public.bundle that veil he keygen wrote next to it", up.file)
+					}
+					blob, err := c.UploadBlob(cmd.Context(), b)
+					if err != nil {
+						return fmt.Errorf("upload %s: %w", up.file, err)
+					}
+					*up.dst = blob.Digest
+				}
+				req.HE = &hes
+			}
 			if file != "" {
 				b, err := os.ReadFile(file)
 				if err != nil {
@@ -45,10 +79,6 @@ func newJobCmd() *cobra.Command {
 					dpo.Bounds[col] = [2]float64{l, h}
 				}
 				req.DP = &dpo
-			}
-			c, err := connect()
-			if err != nil {
-				return err
 			}
 			j, err := c.SubmitJob(cmd.Context(), req)
 			if err != nil {
@@ -89,6 +119,10 @@ func newJobCmd() *cobra.Command {
 	f.Int64Var(&dpo.MaxRows, "max-rows", 1, "dp: rows one person may contribute to one group")
 	f.StringArrayVar(&bounds, "bound", nil, "dp: COLUMN=LOWER:UPPER clamps a column (repeatable; default: the catalog's bounds)")
 	f.StringVar(&dpo.Noise, "noise", "laplace", "dp: laplace or gaussian")
+	f.StringVar(&model, "model", "", "he: the encrypted model (veil he encrypt-model); makes this an he-score job")
+	f.StringVar(&bundle, "public", "", "he: the public key bundle the model was encrypted for (veil he keygen)")
+	f.StringVar(&hes.Dataset, "dataset", "", "he: the dataset whose rows are scored")
+	f.StringSliceVar(&hes.GroupBy, "group-by", nil, "he: group-by keys (comma-separated); scores are summed per group")
 	submit.MarkFlagRequired("grant")
 
 	var grant, status string

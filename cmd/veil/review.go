@@ -49,7 +49,25 @@ func newReviewCmd() *cobra.Command {
 			m := r.Mechanism
 			fmt.Fprintf(w, "job %s under grant %s (tenant %s), submitted by %s\n", r.Job.ID, r.Job.Grant, r.Job.Tenant, r.Job.Submitter)
 			fmt.Fprintf(w, "query:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(r.Job.SQL), "\n", "\n  "))
-			if d := m.DP; d != nil {
+			if h := m.HE; h != nil {
+				fmt.Fprintf(w, "mechanism: homomorphic encryption (CKKS), %s model on %s, key %s; %d rows scored; %d groups, %d not scored\n",
+					h.Model, strings.Join(h.Features, ", "), h.KeyID, h.Rows, m.Groups, m.Suppressed)
+				fmt.Fprintf(w, "  the score sums are one ciphertext only the vendor can decrypt (flooding error std %.2g per sum)\n", h.SumErrorStd)
+				if d := m.DP; d != nil {
+					var rep struct {
+						Count float64 `json:"count_noise_scale"`
+						Sum   float64 `json:"sum_noise_scale"`
+					}
+					json.Unmarshal(d.Report, &rep)
+					fmt.Fprintf(w, "  differential privacy: this job spends ε=%g δ=%g; groups by partition selection; Laplace noise scale %.4g on counts, %.4g on sums\n", d.Epsilon, d.Delta, rep.Count, rep.Sum)
+					for _, b := range r.Budget {
+						fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
+					}
+				} else {
+					fmt.Fprintf(w, "  groups of fewer than k=%d persons are not scored\n", m.K)
+				}
+				fmt.Fprintf(w, "  %s\n", h.Statement)
+			} else if d := m.DP; d != nil {
 				fmt.Fprintf(w, "mechanism: differential privacy, %s noise; this job spends ε=%g δ=%g; each person in at most %d groups with at most %d rows each; %d groups released\n",
 					d.Noise, d.Epsilon, d.Delta, d.MaxGroups, d.MaxRows, m.Groups)
 				var rep struct {

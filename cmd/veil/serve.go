@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/veil-dp/veil/daemon"
-	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/policy"
 )
 
@@ -102,7 +101,7 @@ func newRunnerCmd() *cobra.Command {
 				return fmt.Errorf("runner: no result pipe on fd 3")
 			}
 			defer result.Close()
-			return engine.RunnerMain(cmd.Context(), os.Stdin, result)
+			return daemon.RunnerMain(cmd.Context(), os.Stdin, result)
 		},
 	}
 }

@@ -85,6 +85,44 @@ type SubmitJob struct {
 	// Mode is threshold or dp; empty: dp when DP is given or the grant allows only dp.
 	Mode string     `json:"mode,omitempty"`
 	DP   *DPOptions `json:"dp,omitempty"`
+	// HE makes the job an he-score job (mode he): no SQL; the vendor's encrypted model is
+	// evaluated over its features in the dataset, summed per group under encryption.
+	HE *HEScore `json:"he,omitempty"`
+}
+
+// HEScore is an he-score job: the dataset, the group-by keys, and the digests of the
+// uploaded encrypted model and public key bundle (PUT /v1/blobs). The features are the
+// model's own (its public header names them and their bounds).
+type HEScore struct {
+	Dataset string   `json:"dataset"`
+	GroupBy []string `json:"group_by"`
+	Model   string   `json:"model"`
+	Bundle  string   `json:"bundle"`
+}
+
+// Blob is an uploaded vendor input: an encrypted model or a public key bundle. Secret keys
+// are refused.
+type Blob struct {
+	Digest string `json:"digest"` // sha256:<hex>
+	Kind   string `json:"kind"`
+	KeyID  string `json:"key_id"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// HEMechanism is how an he-score output was made.
+type HEMechanism struct {
+	KeyID      string   `json:"key_id"`
+	Model      string   `json:"model"` // linear or logistic
+	Features   []string `json:"features"`
+	GroupBy    []string `json:"group_by"`
+	Degree     int      `json:"degree,omitempty"` // of the sigmoid's polynomial approximation
+	InputRange float64  `json:"input_range,omitempty"`
+	// SumErrorStd is the standard deviation of the Gaussian error noise flooding adds to
+	// each decrypted group sum.
+	SumErrorStd float64 `json:"sum_error_std"`
+	Rows        int64   `json:"rows"`
+	// Statement is what the certificate asserts about the model.
+	Statement string `json:"statement"`
 }
 
 // Job is a job as the API shows it.
@@ -139,6 +177,8 @@ type Mechanism struct {
 	// DP describes a dp release: budget spent, bounds, and each column's mechanism, noise
 	// scale and interval (engine.DPReport).
 	DP *DPMechanism `json:"dp,omitempty"`
+	// HE describes an he-score output.
+	HE *HEMechanism `json:"he,omitempty"`
 }
 
 // DPMechanism is how a dp output was made.

@@ -1,0 +1,513 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/he"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// The he-score job: the vendor uploads its public key bundle and its encrypted model
+// (PUT /v1/blobs), then submits a job naming the dataset and the group-by keys. The runner
+// reads the model's features in the sandbox, counts each group in the clear, drops groups
+// with fewer than k persons, scores the rest under encryption and sums per group (package
+// he); the output is the group keys, their row counts and one ciphertext only the vendor can
+// decrypt. The daemon never decrypts, never holds a secret key, and refuses one at upload.
+
+// maxBlobBytes bounds an upload: a public bundle is about 27 MB, an encrypted model of 16
+// features about 36 MB.
+const maxBlobBytes = 256 << 20
+
+// Export metadata keys of an he-score output (read by `veil he decrypt`).
+const (
+	heSumsMeta  = "veil.he.sums"
+	heKeyIDMeta = "veil.he.key_id"
+)
+
+// heSpec is what an he-score job runs; it is stored with the job and passed to the runner.
+type heSpec struct {
+	Dataset    string             `json:"dataset"`
+	GroupBy    []string           `json:"group_by"`
+	Features   []he.PublicFeature `json:"features"`
+	Unit       string             `json:"unit"`
+	K          int                `json:"k"`
+	Model      string             `json:"model"`  // blob digest
+	Bundle     string             `json:"bundle"` // blob digest
+	KeyID      string             `json:"key_id"`
+	Kind       string             `json:"kind"` // linear or logistic
+	Degree     int                `json:"degree,omitempty"`
+	InputRange float64            `json:"input_range,omitempty"`
+	ScoreBound float64            `json:"score_bound"`
+	// DP, when set, replaces the k threshold by differential privacy: partition selection
+	// for the groups, noisy row counts, and noise added to the encrypted sums.
+	DP *heDP `json:"dp,omitempty"`
+}
+
+// heDP is an he-score job's differential privacy: what the ledger charged and the bounds the
+// noise is calibrated to. A person has at most MaxRows rows (measured at registration), so
+// changes at most MaxRows groups, each count by at most MaxRows and each sum by at most
+// MaxRows·ScoreBound. ε is split in three: partition selection, counts, sums; δ goes to
+// partition selection.
+type heDP struct {
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
+	MaxRows    int64   `json:"max_rows"`
+	ScoreBound float64 `json:"score_bound"`
+}
+
+// heDPReport is what the runner says about the noise it added, without any value.
+type heDPReport struct {
+	SelectionEpsilon float64 `json:"selection_epsilon"`
+	CountEpsilon     float64 `json:"count_epsilon"`
+	CountNoiseScale  float64 `json:"count_noise_scale"`
+	SumEpsilon       float64 `json:"sum_epsilon"`
+	SumNoiseScale    float64 `json:"sum_noise_scale"`
+}
+
+// heResult is what the runner writes to the result pipe. Error is safe for the vendor (it
+// names no value); counts are released after the k threshold, sums are encrypted.
+type heResult struct {
+	Error       string      `json:"error,omitempty"`
+	Groups      []heGroup   `json:"groups,omitempty"`
+	Dropped     int         `json:"dropped"`
+	Sums        []byte      `json:"sums,omitempty"`
+	SumErrorStd float64     `json:"sum_error_std"`
+	Rows        int64       `json:"rows"`
+	DP          *heDPReport `json:"dp,omitempty"`
+}
+
+type heGroup struct {
+	Keys []*string `json:"keys"`
+	Rows int64     `json:"rows"`
+}
+
+func (s *Server) blobPath(tenant, digest string) (string, error) {
+	hexd, ok := strings.CutPrefix(digest, "sha256:")
+	if b, err := hex.DecodeString(hexd); !ok || err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("%w: %q is not a blob digest (sha256:<64 hex digits>)", errInvalid, digest)
+	}
+	t := sha256.Sum256([]byte(tenant))
+	return filepath.Join(s.cfg.DataDir, "blobs", hex.EncodeToString(t[:8]), hexd), nil
+}
+
+// uploadBlob stores a vendor's public key bundle or encrypted model under its digest. It
+// looks at the envelope's header first and refuses a secret key before parsing anything.
+func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("%w: the upload is larger than %d MiB", errInvalid, maxBlobBytes>>20)
+		}
+		return err
+	}
+	ctx := r.Context()
+	kind, err := he.BlobKind(body)
+	if err != nil {
+		return fmt.Errorf("%w: not an he blob: %v; upload the public.bundle of `veil he keygen` or the output of `veil he encrypt-model`", errInvalid, err)
+	}
+	var keyID string
+	switch kind {
+	case he.BlobSecretKey:
+		clear(body)
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.record(ctx, tx, p, "blob.refuse", "tenant/"+p.Tenant, map[string]string{"reason": "a secret key was uploaded; it was discarded unread"})
+		})
+		return fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", errInvalid)
+	case he.BlobPublicBundle:
+		pb, err := he.UnmarshalPublicBundle(body)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errInvalid, err)
+		}
+		keyID = pb.KeyID()
+	case he.BlobEncryptedModel:
+		em, err := he.UnmarshalEncryptedModel(body)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errInvalid, err)
+		}
+		keyID = em.Header().KeyID
+	default:
+		return fmt.Errorf("%w: a %s is not an upload; upload a public bundle or an encrypted model", errInvalid, kind)
+	}
+	sum := sha256.Sum256(body)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	path, err := s.blobPath(p.Tenant, digest)
+	if err != nil {
+		return err
+	}
+	if err := storeBlob(path, body); err != nil {
+		return err
+	}
+	out := api.Blob{Digest: digest, Kind: kind, KeyID: keyID, Bytes: int64(len(body))}
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		return s.record(ctx, tx, p, "blob.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "kind": kind, "key_id": keyID, "bytes": fmt.Sprint(len(body))})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// storeBlob writes an upload where the sandbox's unprivileged root can read it (directories
+// 0711, file 0644), atomically.
+func storeBlob(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return err
+		}
+	}
+	return writeFileAtomic(path, b, 0o644)
+}
+
+// submitHE validates an he-score job and queues it.
+func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
+	ctx := r.Context()
+	hs := req.HE
+	switch {
+	case strings.TrimSpace(req.SQL) != "":
+		return fmt.Errorf("%w: an he-score job has no SQL: it names a dataset, group-by keys, a model and a public bundle", errInvalid)
+	case hs.Dataset == "":
+		return fmt.Errorf("%w: an he-score job needs a dataset (--dataset)", errInvalid)
+	case hs.Model == "" || hs.Bundle == "":
+		return fmt.Errorf("%w: an he-score job needs the encrypted model and the public bundle (--model, --public)", errInvalid)
+	case len(hs.GroupBy) > 8:
+		return fmt.Errorf("%w: at most 8 group-by keys", errInvalid)
+	}
+	if len(req.IdempotencyKey) > 200 {
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+	}
+	if err := s.settleGrants(ctx); err != nil {
+		return err
+	}
+	var g *policy.Grant
+	var sc engine.Scope
+	var schemas map[string]*policy.Schema
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
+			return err
+		}
+		if err := g.Usable(s.now(), policy.ModeHE); err != nil {
+			return err
+		}
+		var sets map[string]store.Dataset
+		schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g))
+		if err != nil {
+			return err
+		}
+		sc = scope(g, schemas, sets, policy.ModeHE)
+		return s.sandboxFor(schemas)
+	})
+	if err != nil {
+		return err
+	}
+	spec, verr := s.heSpecFor(p, g, sc, hs)
+	var spend *dp.Amount
+	if verr == nil && req.DP != nil {
+		spend, verr = heDPFor(g, sc, spec, req.DP)
+	}
+	if verr != nil {
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
+		})
+		return verr
+	}
+	desc := fmt.Sprintf("he-score %s model (key %s) over %s: features %s", spec.Kind, spec.KeyID, spec.Dataset, strings.Join(featureNames(spec.Features), ", "))
+	if len(spec.GroupBy) > 0 {
+		desc += "; group by " + strings.Join(spec.GroupBy, ", ")
+	}
+	now := s.now()
+	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeHE, SQL: desc, HE: spec}}
+	j.body.Spend = spend
+	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeHE), "job": desc, "model": spec.Model, "bundle": spec.Bundle}
+	var reserve func(tx store.Tx) error
+	if spend != nil {
+		reserve = func(tx store.Tx) error {
+			if err := s.reserve(ctx, tx, j, *spend, []string{spec.Dataset}, queryCap(g, schemas)); err != nil {
+				return err
+			}
+			details["epsilon"] = dp.FormatEpsilon(spend.Eps)
+			details["delta"] = dp.FormatDelta(spend.Delta)
+			return nil
+		}
+	}
+	return s.queue(ctx, w, p, g, j, details, reserve)
+}
+
+// heDPFor checks a request for a differentially private he-score job and returns what it
+// spends: the grant must hold a budget (mode dp besides he), the dataset's rows per person
+// must be known, and partition selection needs a delta.
+func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (*dp.Amount, error) {
+	if !slices.Contains(g.Modes, policy.ModeDP) {
+		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", errInvalid, g.ID)
+	}
+	if !(o.Epsilon > 0) || o.Epsilon > 100 {
+		return nil, fmt.Errorf("%w: epsilon must be in (0, 100], for example --epsilon 0.5", errInvalid)
+	}
+	if !(o.Delta > 0) || o.Delta >= 1e-3 {
+		return nil, fmt.Errorf("%w: a dp he-score job selects its groups with DP partition selection and needs a delta in (0, 1e-3), for example --delta 1e-8", errInvalid)
+	}
+	if o.Noise != "" && o.Noise != "laplace" {
+		return nil, fmt.Errorf("%w: he-score jobs use Laplace noise", errInvalid)
+	}
+	var m int64
+	for _, t := range sc.Tables {
+		if t.Name == spec.Dataset {
+			m = t.MaxRowsPerUnit
+		}
+	}
+	if m < 1 {
+		return nil, fmt.Errorf("%w: dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", errInvalid, spec.Dataset)
+	}
+	spend, err := dp.Spend(o.Epsilon, o.Delta)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errInvalid, err)
+	}
+	// The noise is calibrated to what the ledger charged, not to what was asked.
+	spec.DP = &heDP{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(), MaxRows: m, ScoreBound: spec.ScoreBound}
+	return &spend, nil
+}
+
+func featureNames(fs []he.PublicFeature) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// heSpecFor checks an he-score request against the grant: the blobs exist, belong to one key
+// set and parse; the model's features are granted numeric columns; the keys are granted and
+// neither the privacy unit nor a direct identifier.
+func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope, hs *api.HEScore) (*heSpec, error) {
+	var t *engine.Table
+	for i := range sc.Tables {
+		if sc.Tables[i].Name == hs.Dataset {
+			t = &sc.Tables[i]
+		}
+	}
+	if t == nil {
+		return nil, fmt.Errorf("%w: grant %s does not include dataset %s", errInvalid, g.ID, hs.Dataset)
+	}
+	col := func(name string) (engine.Column, bool) {
+		for _, c := range t.Columns {
+			if c.Name == name {
+				return c, true
+			}
+		}
+		return engine.Column{}, false
+	}
+	read := func(digest, what string) ([]byte, error) {
+		path, err := s.blobPath(p.Tenant, digest)
+		if err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: no uploaded %s %s for tenant %s; upload it first (veil job submit does)", errInvalid, what, digest, p.Tenant)
+		}
+		return b, nil
+	}
+	bb, err := read(hs.Bundle, "public bundle")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := he.UnmarshalPublicBundle(bb)
+	if err != nil {
+		return nil, fmt.Errorf("%w: public bundle %s: %v", errInvalid, hs.Bundle, err)
+	}
+	mb, err := read(hs.Model, "encrypted model")
+	if err != nil {
+		return nil, err
+	}
+	em, err := he.UnmarshalEncryptedModel(mb)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encrypted model %s: %v", errInvalid, hs.Model, err)
+	}
+	h := em.Header()
+	if h.KeyID != pub.KeyID() {
+		return nil, fmt.Errorf("%w: the model was encrypted for key %s but the public bundle is key %s; encrypt the model with this bundle (veil he encrypt-model --public)", errInvalid, h.KeyID, pub.KeyID())
+	}
+	for _, f := range h.Features {
+		c, ok := col(f.Name)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%w: the model's feature %s is not a granted column of %s", errInvalid, f.Name, hs.Dataset)
+		case c.PrivacyUnit || c.Identifier:
+			return nil, fmt.Errorf("%w: the model's feature %s is the privacy unit or a direct identifier; a model may not read it", errInvalid, f.Name)
+		case !isNumericType(c.Type):
+			return nil, fmt.Errorf("%w: the model's feature %s is %s, not a number", errInvalid, f.Name, c.Type)
+		}
+	}
+	for _, k := range hs.GroupBy {
+		c, ok := col(k)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%w: group-by key %s is not a granted column of %s", errInvalid, k, hs.Dataset)
+		case c.PrivacyUnit || c.Identifier:
+			return nil, fmt.Errorf("%w: group-by key %s is the privacy unit or a direct identifier; groups of one person are not released", errInvalid, k)
+		case slices.Contains(hs.GroupBy[:slices.Index(hs.GroupBy, k)], k):
+			return nil, fmt.Errorf("%w: group-by key %s is named twice", errInvalid, k)
+		}
+	}
+	var unit string
+	for _, c := range t.Columns {
+		if c.PrivacyUnit {
+			unit = c.Name
+		}
+	}
+	if unit == "" {
+		return nil, fmt.Errorf("%w: dataset %s has no privacy unit column in the grant", errInvalid, hs.Dataset)
+	}
+	return &heSpec{Dataset: hs.Dataset, GroupBy: hs.GroupBy, Features: h.Features, Unit: unit, K: g.K, Model: hs.Model, Bundle: hs.Bundle,
+		KeyID: h.KeyID, Kind: h.Kind, Degree: h.Degree, InputRange: h.InputRange, ScoreBound: h.ScoreBound}, nil
+}
+
+func isNumericType(t string) bool {
+	t = strings.ToUpper(t)
+	for _, n := range []string{"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "INT"} {
+		if strings.HasPrefix(t, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// runHE runs an he-score job in the sandbox and puts its output in the review queue.
+func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engine.Scope, versions map[string]string, spec *heSpec, tenant string) error {
+	var tables []engine.Table
+	for _, t := range sc.Tables {
+		if t.Name == spec.Dataset {
+			tables = append(tables, t)
+		}
+	}
+	bundle, err := s.blobPath(tenant, spec.Bundle)
+	if err != nil {
+		return err
+	}
+	model, err := s.blobPath(tenant, spec.Model)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	ejob := engine.Job{Kind: "he-score", Spec: raw, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
+		MaxResultBytes: s.cfg.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
+	var out strings.Builder
+	usage, err := s.runner.run(ctx, id, ejob, &out)
+	if err != nil {
+		return err
+	}
+	var res heResult
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		return &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	if res.Error != "" {
+		return &jobError{msg: res.Error}
+	}
+	rec, err := heRecord(spec, &res)
+	if err != nil {
+		return &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	defer rec.Release()
+	var dpm *api.DPMechanism
+	if spec.DP != nil && res.DP != nil {
+		rep, _ := json.Marshal(res.DP)
+		dpm = &api.DPMechanism{Epsilon: spec.DP.Epsilon, Delta: spec.DP.Delta, MaxGroups: spec.DP.MaxRows, MaxRows: spec.DP.MaxRows, Noise: "laplace", Report: rep}
+	}
+	meta := outputMeta{
+		Mechanism: api.Mechanism{Kind: string(policy.ModeHE), K: g.K, DP: dpm, Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped,
+			HE: &api.HEMechanism{KeyID: spec.KeyID, Model: spec.Kind, Features: featureNames(spec.Features), GroupBy: spec.GroupBy, Degree: spec.Degree,
+				InputRange: spec.InputRange, SumErrorStd: res.SumErrorStd, Rows: res.Rows,
+				Statement: heStatement(spec)}},
+		Datasets: versions,
+	}
+	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
+		cur.Status = jobReview
+		cur.body.Finished = s.now()
+		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups scored under encryption, %d not scored (fewer than %d persons)", len(res.Groups), res.Dropped, g.K)
+		if spec.DP != nil {
+			cur.body.Message = fmt.Sprintf("waiting for export review: %d groups scored under encryption with differential privacy (ε=%g)", len(res.Groups), spec.DP.Epsilon)
+		}
+		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
+			OutputRows: rec.NumRows(), Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped}
+		if err := cur.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+			"mechanism": "he", "key_id": spec.KeyID, "k": fmt.Sprint(g.K), "groups": fmt.Sprint(len(res.Groups)), "suppressed": fmt.Sprint(res.Dropped),
+			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
+	})
+}
+
+// heRecord is the reviewable output of an he-score job: one row per scored group with its
+// keys, its row count and its slot in the ciphertext, which travels as schema metadata.
+func heRecord(spec *heSpec, res *heResult) (arrow.RecordBatch, error) {
+	fields := []arrow.Field{}
+	for _, k := range spec.GroupBy {
+		fields = append(fields, arrow.Field{Name: k, Type: arrow.BinaryTypes.String, Nullable: true})
+	}
+	fields = append(fields, arrow.Field{Name: "rows", Type: arrow.PrimitiveTypes.Int64}, arrow.Field{Name: "slot", Type: arrow.PrimitiveTypes.Int64})
+	md := arrow.NewMetadata([]string{heSumsMeta, heKeyIDMeta}, []string{base64.StdEncoding.EncodeToString(res.Sums), spec.KeyID})
+	schema := arrow.NewSchema(fields, &md)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	for slot, gr := range res.Groups {
+		if len(gr.Keys) != len(spec.GroupBy) {
+			return nil, fmt.Errorf("group %d has %d keys, want %d", slot, len(gr.Keys), len(spec.GroupBy))
+		}
+		for i, k := range gr.Keys {
+			sb := b.Field(i).(*array.StringBuilder)
+			if k == nil {
+				sb.AppendNull()
+			} else {
+				sb.Append(*k)
+			}
+		}
+		b.Field(len(spec.GroupBy)).(*array.Int64Builder).Append(gr.Rows)
+		b.Field(len(spec.GroupBy) + 1).(*array.Int64Builder).Append(int64(slot))
+	}
+	return b.NewRecordBatch(), nil
+}
+
+// heStatement is what the certificate asserts about an he-score output.
+func heStatement(spec *heSpec) string {
+	st := "The model arrived encrypted under the vendor's CKKS key " + spec.KeyID + "; the platform never held the model in the clear nor any key that decrypts it. " +
+		"The per-group score sums are encrypted under the same key and were noise-flooded before export. "
+	if d := spec.DP; d != nil {
+		return st + fmt.Sprintf("Differential privacy (ε=%g, δ=%g; at most %d rows per person; score bound %g as declared by the vendor's tool): groups by partition selection, row counts and encrypted sums with Laplace noise.",
+			d.Epsilon, d.Delta, d.MaxRows, d.ScoreBound)
+	}
+	return st + "Group keys and row counts are in the clear, for groups of at least k persons."
+}

@@ -1,0 +1,253 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/he"
+)
+
+// RunnerMain is the runner the daemon starts inside each sandbox (`veil runner`): it reads
+// the job from stdin and writes the exact result to result, the pipe to the daemon. SQL jobs
+// are the engine's; an he-score job is scored here, because only the daemon may join the
+// engine (which reads the data) and he (which encrypts).
+func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
+	j, err := engine.ReadJob(stdin)
+	if err != nil {
+		return err
+	}
+	switch j.Kind {
+	case "":
+		return engine.Run(ctx, j, result)
+	case "he-score":
+		res, err := scoreHE(ctx, j)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(result).Encode(res)
+	}
+	return fmt.Errorf("unknown job kind %q", j.Kind)
+}
+
+// scoreHE runs inside the sandbox. It counts rows and persons per group in the clear, keeps
+// the groups of at least k persons, and scores their rows under encryption. A result with
+// Error set is a refusal the vendor may read; a Go error is a failure for the operator.
+func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
+	var spec heSpec
+	if err := json.Unmarshal(j.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("he spec: %w", err)
+	}
+	bb, err := os.ReadFile(j.Inputs["bundle"])
+	if err != nil {
+		return nil, err
+	}
+	pub, err := he.UnmarshalPublicBundle(bb)
+	if err != nil {
+		return nil, err
+	}
+	mb, err := os.ReadFile(j.Inputs["model"])
+	if err != nil {
+		return nil, err
+	}
+	model, err := he.UnmarshalEncryptedModel(mb)
+	if err != nil {
+		return nil, err
+	}
+	clear(mb)
+
+	view := quoteIdent(spec.Dataset)
+	var keys, present []string
+	for _, k := range spec.GroupBy {
+		keys = append(keys, fmt.Sprintf("CAST(%s AS VARCHAR)", quoteIdent(k)))
+	}
+	var zs []string
+	for _, f := range spec.Features {
+		x := fmt.Sprintf("CAST(%s AS DOUBLE)", quoteIdent(f.Name))
+		present = append(present, x+" IS NOT NULL")
+		c, h := (f.Lower+f.Upper)/2, (f.Upper-f.Lower)/2
+		zs = append(zs, fmt.Sprintf("(CASE WHEN %[1]s < %[2]g THEN %[2]g WHEN %[1]s > %[3]g THEN %[3]g ELSE %[1]s END - %[4]g) / %[5]g",
+			x, f.Lower, f.Upper, c, h))
+	}
+	// Rows missing a feature are not scored, and not counted either.
+	where := " WHERE " + strings.Join(present, " AND ")
+	groupBy := ""
+	if len(keys) > 0 {
+		groupBy = " GROUP BY " + strings.Join(keys, ", ") + " ORDER BY " + strings.Join(keys, ", ")
+	}
+	stats := fmt.Sprintf("SELECT %s count(*)::BIGINT, count(DISTINCT %s)::BIGINT FROM %s%s%s",
+		prefixList(keys), quoteIdent(spec.Unit), view, where, groupBy)
+	rows := fmt.Sprintf("SELECT %s %s FROM %s%s", prefixList(keys), strings.Join(zs, ", "), view, where)
+
+	res := &heResult{}
+	// With differential privacy, ε is split in three (groups, counts, sums) and every number
+	// comes from the DP library, crypto/rand underneath; without it, the k threshold.
+	var share float64
+	if d := spec.DP; d != nil {
+		share = d.Epsilon / 3
+		res.DP = &heDPReport{SelectionEpsilon: share, CountEpsilon: share, SumEpsilon: share,
+			CountNoiseScale: dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows), share, 0),
+			SumNoiseScale:   dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows)*d.ScoreBound, share, 0)}
+	}
+	slots := map[string]int32{}
+	var scorer *he.Scorer
+	var group []int32
+	z := make([][]float64, len(zs))
+	err = engine.Stream(ctx, j, []string{stats, rows}, func(q int, rec arrow.RecordBatch) error {
+		nk := len(keys)
+		if q == 0 {
+			for r := 0; r < int(rec.NumRows()); r++ {
+				n, units := rec.Column(nk).(*array.Int64).Value(r), rec.Column(nk+1).(*array.Int64).Value(r)
+				if d := spec.DP; d != nil {
+					keep, err := dp.KeepPartition(units, d.MaxRows, share, d.Delta)
+					if err != nil {
+						return err
+					}
+					if !keep {
+						res.Dropped++
+						continue
+					}
+					c, err := dp.Count(n, d.MaxRows, d.MaxRows, share, 0, dp.Laplace)
+					if err != nil {
+						return err
+					}
+					n = max(int64(math.Round(c.Value)), 0)
+				} else if units < int64(spec.K) {
+					res.Dropped++
+					continue
+				}
+				ks := keyValues(rec, nk, r)
+				slots[keyString(ks)] = int32(len(res.Groups))
+				res.Groups = append(res.Groups, heGroup{Keys: ks, Rows: n})
+				res.Rows += n
+			}
+			return nil
+		}
+		if scorer == nil {
+			if len(res.Groups) == 0 {
+				return errNoGroups
+			}
+			if scorer, err = he.NewScorer(pub, model, len(res.Groups)); err != nil {
+				return err
+			}
+		}
+		group = group[:0]
+		for i := range z {
+			z[i] = z[i][:0]
+		}
+		for r := 0; r < int(rec.NumRows()); r++ {
+			slot, ok := slots[keyString(keyValues(rec, nk, r))]
+			if !ok {
+				continue // a group under k
+			}
+			group = append(group, slot)
+			for i := range z {
+				v := rec.Column(nk + i).(*array.Float64).Value(r)
+				z[i] = append(z[i], math.Max(-1, math.Min(1, v))) // clamped above; this removes rounding
+			}
+		}
+		if len(group) == 0 {
+			return nil
+		}
+		return scorer.Add(group, z)
+	})
+	if err == errNoGroups || (err == nil && len(res.Groups) == 0) {
+		msg := fmt.Sprintf("no group has at least k=%d persons with every feature present; nothing was scored", spec.K)
+		if spec.DP != nil {
+			msg = "no group passed differential-privacy partition selection; nothing was scored"
+		}
+		return &heResult{Error: msg, Dropped: res.Dropped}, nil
+	}
+	if err != nil {
+		if scorer != nil {
+			scorer.Finish()
+		}
+		if msg, ok := heVendorError(err, len(res.Groups), pub.Lanes()); ok {
+			return &heResult{Error: msg}, nil
+		}
+		return nil, err
+	}
+	sums, err := scorer.Finish()
+	if err != nil {
+		return nil, err
+	}
+	if d := spec.DP; d != nil {
+		// The noise goes onto the encrypted sums as a plaintext; nobody sees a sum without it.
+		noise := make([]float64, len(res.Groups))
+		for i := range noise {
+			r, err := dp.Sum(0, d.MaxRows, float64(d.MaxRows)*d.ScoreBound, share, 0, dp.Laplace)
+			if err != nil {
+				return nil, err
+			}
+			noise[i] = r.Value
+		}
+		err := sums.AddNoise(noise)
+		clear(noise)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := sums.Flood(); err != nil {
+		return nil, err
+	}
+	if res.Sums, err = sums.MarshalBinary(); err != nil {
+		return nil, err
+	}
+	res.SumErrorStd = sums.SumErrorStd()
+	return res, nil
+}
+
+var errNoGroups = fmt.Errorf("no group reaches k")
+
+// heVendorError turns the errors a vendor can fix into a message without data.
+func heVendorError(err error, groups, lanes int) (string, bool) {
+	if groups > lanes {
+		return fmt.Sprintf("%d groups reach k but the public bundle was made for at most %d; run veil he keygen --groups %d and encrypt the model again", groups, lanes, groups), true
+	}
+	return "", false
+}
+
+func prefixList(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	return strings.Join(cols, ", ") + ","
+}
+
+func keyValues(rec arrow.RecordBatch, n, r int) []*string {
+	out := make([]*string, n)
+	for i := range n {
+		c := rec.Column(i).(*array.String)
+		if c.IsNull(r) {
+			continue
+		}
+		v := strings.Clone(c.Value(r)) // Value aliases the batch's buffer, which is released
+		out[i] = &v
+	}
+	return out
+}
+
+// keyString joins keys unambiguously (a NULL differs from every string).
+func keyString(ks []*string) string {
+	var b strings.Builder
+	for _, k := range ks {
+		if k == nil {
+			b.WriteString("\x00N")
+		} else {
+			b.WriteString("\x00S")
+			b.WriteString(*k)
+		}
+	}
+	return b.String()
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
