@@ -66,7 +66,9 @@ func datasetUse(ctx context.Context, tx store.Tx, dataset string) (total, alloca
 // slices of a dataset never add up to more than its total: a grant that does not fit is not
 // activated.
 func (s *Server) allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error {
-	if !slices.Contains(g.Modes, policy.ModeDP) {
+	// dp grants always hold a slice; model grants when they ask for a budget (their DP
+	// trainers spend it; custom jobs need none).
+	if !slices.Contains(g.Modes, policy.ModeDP) && !(slices.Contains(g.Modes, policy.ModeModel) && g.Budget.Epsilon > 0) {
 		return nil
 	}
 	want, err := dp.Total(g.Budget.Epsilon, g.Budget.Delta)

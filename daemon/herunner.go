@@ -35,6 +35,16 @@ func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
 			return err
 		}
 		return json.NewEncoder(result).Encode(res)
+	case "model":
+		var spec modelSpec
+		if err := json.Unmarshal(j.Spec, &spec); err != nil {
+			return fmt.Errorf("model spec: %w", err)
+		}
+		res, err := train(ctx, j, &spec)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(result).Encode(res)
 	}
 	return fmt.Errorf("unknown job kind %q", j.Kind)
 }

@@ -45,6 +45,8 @@ type jobBody struct {
 	Spend *dp.Amount `json:"spend,omitempty"`
 	// HE is an he-score job's spec (Plan is then nil).
 	HE *heSpec `json:"he,omitempty"`
+	// Model is a model job's trainer spec (Plan is then nil).
+	Model *modelSpec `json:"model,omitempty"`
 }
 
 type job struct {
@@ -148,6 +150,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	if req.HE != nil {
 		return s.submitHE(w, r, p, req)
+	}
+	if req.Train != nil {
+		return s.submitModel(w, r, p, req)
 	}
 	if strings.TrimSpace(req.SQL) == "" {
 		return fmt.Errorf("%w: the job has no SQL; pass --sql or -f FILE", errInvalid)

@@ -151,6 +151,9 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	if j.body.HE != nil {
 		return s.runHE(ctx, id, g, sc, versions, j.body.HE, j.Tenant)
 	}
+	if j.body.Model != nil {
+		return s.runModel(ctx, id, sc, versions, j.body.Model)
+	}
 	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now.
 	plan := *j.body.Plan
 	plan.MaxRowsPerUnit = 0

@@ -191,3 +191,24 @@ func TestQuantile(t *testing.T) {
 		t.Error("a leaf out of range was accepted")
 	}
 }
+
+// TestQuantilesShareOneTree: several ranks from one tree are ordered and close to the truth
+// on a large sample at a generous epsilon.
+func TestQuantilesShareOneTree(t *testing.T) {
+	var values []float64
+	for i := range 20000 {
+		values = append(values, float64(i%1000))
+	}
+	rs, err := Quantiles(values, []float64{0.1, 0.5, 0.9}, 0, 1000, 5, 0, Laplace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{100, 500, 900} {
+		if math.Abs(rs[i].Value-want) > 20 {
+			t.Errorf("rank %d: %g, want about %g", i, rs[i].Value, want)
+		}
+	}
+	if !(rs[0].Value <= rs[1].Value && rs[1].Value <= rs[2].Value) {
+		t.Errorf("quantiles out of order: %v", rs)
+	}
+}

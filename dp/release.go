@@ -159,6 +159,38 @@ func Mean(count int64, normSum float64, l0, maxRows int64, lower, upper, epsilon
 		Scale: Scale(n, l0, float64(maxRows)*half, e2, d2), Epsilon: epsilon, Delta: delta}, nil
 }
 
+// Quantiles releases several quantiles of one set of values from one noisy quantile tree:
+// the ranks share the tree, so together they cost epsilon once. values holds one value per
+// unit (l0 = 1), each clamped by the library to [lower, upper].
+func Quantiles(values []float64, ranks []float64, lower, upper, epsilon, delta float64, n Noise) ([]Released, error) {
+	nz, err := n.lib()
+	if err != nil {
+		return nil, err
+	}
+	if n != Gaussian {
+		delta = 0
+	}
+	bq, err := dpagg.NewBoundedQuantiles(&dpagg.BoundedQuantilesOptions{Epsilon: epsilon, Delta: delta,
+		MaxPartitionsContributed: 1, MaxContributionsPerPartition: 1, Lower: lower, Upper: upper, Noise: nz})
+	if err != nil {
+		return nil, fmt.Errorf("dp quantiles: %w", err)
+	}
+	for _, v := range values {
+		if err := bq.Add(v); err != nil {
+			return nil, fmt.Errorf("dp quantiles: %w", err)
+		}
+	}
+	var out []Released
+	for _, r := range ranks {
+		v, err := bq.Result(r)
+		if err != nil {
+			return nil, fmt.Errorf("dp quantiles: %w", err)
+		}
+		out = append(out, Released{Value: v, Mechanism: string(orLaplace(n)) + " quantile tree", Scale: Scale(n, 4, 1, epsilon, delta), Epsilon: epsilon, Delta: delta})
+	}
+	return out, nil
+}
+
 // Quantile releases a quantile (rank in [0, 1]) with the library's quantile tree. leaves
 // holds, for each leaf index in [0, QuantileLeaves) of [lower, upper], how many units put
 // their (one) value of the group there; each unit contributes one value to each of at most

@@ -187,7 +187,30 @@ as acme export get "$JHE" -o "$WORK/scores.arrow"
 note "Back on the vendor's machine, only its secret key opens the sums:"
 run he decrypt --secret "$HE/secret.key" --in "$WORK/scores.arrow"
 
-say "14. Auditor: every step is in a Merkle-tree log with signed checkpoints"
+say "14. Model jobs: a built-in trainer with differential privacy"
+note "A declarative spec over granted, bounded columns; the trainer runs in the sandbox and only noisy coefficients leave it."
+GM=$("$VEIL" --profile acme grant apply --scenario "Pension contribution model" \
+    --purpose "How contributions follow wages, for a retirement-savings product" \
+    --dataset social_insurance:monthly_wage,months_paid,pension_contribution \
+    --mode model --epsilon 2 --delta 1e-6 --max-query-epsilon 1 --valid-for 90d -o json | awk -F'"' '/"id":/ {print $4; exit}')
+for who in operator bureau hr; do as $who grant approve "$GM" >/dev/null; done
+cat >"$WORK/linreg.yaml" <<'SPEC'
+dataset: social_insurance
+trainer: linear_regression
+features: [monthly_wage, months_paid]
+label: pension_contribution
+max_rows: 6          # a person has up to 6 yearly records; more would count as 6 at their average
+epsilon: 1
+delta: 1.0e-6
+SPEC
+cat "$WORK/linreg.yaml"
+JM=$("$VEIL" --profile acme job submit --grant "$GM" --wait --train "$WORK/linreg.yaml" | field job)
+as reviewer review show "$JM"
+as reviewer review approve "$JM" >/dev/null
+as acme export get "$JM" -o "$WORK/pension_model.csv"
+cat "$WORK/pension_model.csv"
+
+say "15. Auditor: every step is in a Merkle-tree log with signed checkpoints"
 as auditor audit tail -n 12
 as auditor audit verify --key "$DATA/platform.pub"
 as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1

@@ -213,6 +213,51 @@ columns:
 	return write(ctx, dir, []table{{"bench_features", q, schema}})
 }
 
+// RegressionBeta are the true coefficients of GenerateRegression's y on x01..x10, after the
+// intercept RegressionIntercept: what a DP linear regression should recover.
+var RegressionBeta = []float64{1.5, -2, 0.5, 0, 1, -1, 2, 0.3, -0.7, 0.8}
+
+// RegressionIntercept is the intercept of GenerateRegression's y.
+const RegressionIntercept = 3.0
+
+// GenerateRegression writes reg_data: rows rows, one per person, with x01..x10 uniform in
+// [0, 10], y = 3 + Σ β_j x_j + e (e approximately standard normal, a sum of four uniforms)
+// and label = 1 where x01 + x02 > 10 (a separable task), else 0.
+func GenerateRegression(ctx context.Context, dir string, rows int) error {
+	if rows < 1 {
+		return fmt.Errorf("regression data: rows must be positive")
+	}
+	u := func(salt string) string { return fmt.Sprintf("((%s %% 1000000) / 1000000.0)", h("i", salt)) }
+	cols := []string{"i::BIGINT AS person_id"}
+	y := fmt.Sprintf("%g", RegressionIntercept)
+	var decl []string
+	for j, b := range RegressionBeta {
+		name := fmt.Sprintf("x%02d", j+1)
+		cols = append(cols, fmt.Sprintf("round(10 * %s, 6) AS %s", u(name), name))
+		y += fmt.Sprintf(" + %g * round(10 * %s, 6)", b, u(name))
+		decl = append(decl, fmt.Sprintf("  - {name: %s, type: DOUBLE, level: 2, kind: none, bounds: [0, 10]}", name))
+	}
+	e := fmt.Sprintf("((%s + %s + %s + %s - 2) * 1.7320508)", u("e1"), u("e2"), u("e3"), u("e4"))
+	cols = append(cols, fmt.Sprintf("(%s + %s)::DOUBLE AS y", y, e),
+		fmt.Sprintf("(CASE WHEN round(10 * %s, 6) + round(10 * %s, 6) > 10 THEN 1 ELSE 0 END)::INTEGER AS label", u("x01"), u("x02")))
+	q := fmt.Sprintf("SELECT %s FROM range(%d) t(i) ORDER BY i", strings.Join(cols, ", "), rows)
+	schema := `# Synthetic regression data: one row per person, known coefficients.
+name: reg_data
+title: Regression test data
+provider: bench
+unit: person
+max_rows_per_unit: 1
+synthetic: true
+budget: {epsilon: 10, delta: 1.0e-5}
+columns:
+  - {name: person_id, type: BIGINT, level: 3, kind: none, privacy_unit: true, mask: hmac}
+` + strings.Join(decl, "\n") + `
+  - {name: y, type: DOUBLE, level: 2, kind: none, bounds: [-50, 80]}
+  - {name: label, type: INTEGER, level: 2, kind: none, domain: ["0", "1"]}
+`
+	return write(ctx, dir, []table{{"reg_data", q, schema}})
+}
+
 func write(ctx context.Context, dir string, tables []table) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

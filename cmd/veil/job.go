@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/he"
@@ -21,7 +23,7 @@ func newJobCmd() *cobra.Command {
 	var dpo api.DPOptions
 	var bounds []string
 	var hes api.HEScore
-	var model, bundle string
+	var model, bundle, trainFile string
 	submit := &cobra.Command{
 		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql | --model M.enc --public P.bundle --dataset D [--group-by K])",
 		Short: "Submit a SQL job, or an he-score job with an encrypted model, under a grant",
@@ -29,6 +31,20 @@ func newJobCmd() *cobra.Command {
 			c, err := connect()
 			if err != nil {
 				return err
+			}
+			if trainFile != "" {
+				// A model job: the spec file (YAML or JSON) is the whole job.
+				b, err := os.ReadFile(trainFile)
+				if err != nil {
+					return err
+				}
+				var spec api.TrainSpec
+				dec := yaml.NewDecoder(bytes.NewReader(b))
+				dec.KnownFields(true)
+				if err := dec.Decode(&spec); err != nil {
+					return fmt.Errorf("%s: %v (see the README for the fields of a trainer spec)", trainFile, err)
+				}
+				req.Train = &spec
 			}
 			if model != "" || bundle != "" {
 				// he-score: upload the public bundle and the encrypted model, then name them.
@@ -119,6 +135,7 @@ func newJobCmd() *cobra.Command {
 	f.Int64Var(&dpo.MaxRows, "max-rows", 1, "dp: rows one person may contribute to one group")
 	f.StringArrayVar(&bounds, "bound", nil, "dp: COLUMN=LOWER:UPPER clamps a column (repeatable; default: the catalog's bounds)")
 	f.StringVar(&dpo.Noise, "noise", "laplace", "dp: laplace or gaussian")
+	f.StringVar(&trainFile, "train", "", "model: a trainer spec (YAML or JSON: dataset, trainer, features, label, epsilon, ...); makes this a model job")
 	f.StringVar(&model, "model", "", "he: the encrypted model (veil he encrypt-model); makes this an he-score job")
 	f.StringVar(&bundle, "public", "", "he: the public key bundle the model was encrypted for (veil he keygen)")
 	f.StringVar(&hes.Dataset, "dataset", "", "he: the dataset whose rows are scored")

@@ -67,6 +67,19 @@ func newReviewCmd() *cobra.Command {
 					fmt.Fprintf(w, "  groups of fewer than k=%d persons are not scored\n", m.K)
 				}
 				fmt.Fprintf(w, "  %s\n", h.Statement)
+			} else if d := m.DP; d != nil && m.Kind == "model" {
+				var rep map[string]any
+				json.Unmarshal(d.Report, &rep)
+				fmt.Fprintf(w, "mechanism: model trainer %v with differential privacy: %v; this job spends ε=%g δ=%.3g; each person counts as at most %d rows\n",
+					rep["trainer"], rep["mechanism"], d.Epsilon, d.Delta, d.MaxRows)
+				for _, k := range []string{"noise_stddev", "gradient_noise_stddev", "noise_scale", "iterations", "ridge"} {
+					if v, ok := rep[k]; ok {
+						fmt.Fprintf(w, "  %s: %v\n", k, v)
+					}
+				}
+				for _, b := range r.Budget {
+					fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
+				}
 			} else if d := m.DP; d != nil {
 				fmt.Fprintf(w, "mechanism: differential privacy, %s noise; this job spends ε=%g δ=%g; each person in at most %d groups with at most %d rows each; %d groups released\n",
 					d.Noise, d.Epsilon, d.Delta, d.MaxGroups, d.MaxRows, m.Groups)

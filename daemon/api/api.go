@@ -88,6 +88,36 @@ type SubmitJob struct {
 	// HE makes the job an he-score job (mode he): no SQL; the vendor's encrypted model is
 	// evaluated over its features in the dataset, summed per group under encryption.
 	HE *HEScore `json:"he,omitempty"`
+	// Train makes the job a model job (mode model) with a built-in DP trainer.
+	Train *TrainSpec `json:"train,omitempty"`
+}
+
+// TrainSpec is a model job's declarative spec (`veil job submit --train spec.yaml`): a
+// built-in trainer with differential privacy over granted columns with bounds.
+type TrainSpec struct {
+	Dataset string `json:"dataset" yaml:"dataset"`
+	// Trainer is linear_regression, logistic_regression, histogram or quantiles.
+	Trainer string `json:"trainer" yaml:"trainer"`
+	// Regressions: the features and the label. A logistic label is 1 where the column's
+	// text equals Positive (default "1"), 0 elsewhere.
+	Features []string `json:"features,omitempty" yaml:"features,omitempty"`
+	Label    string   `json:"label,omitempty" yaml:"label,omitempty"`
+	Positive string   `json:"positive,omitempty" yaml:"positive,omitempty"`
+	// Histograms and quantiles: the column, the bins (Bins equal bins over Bounds of the
+	// column), the ranks in [0, 1].
+	Column string    `json:"column,omitempty" yaml:"column,omitempty"`
+	Bins   int       `json:"bins,omitempty" yaml:"bins,omitempty"`
+	Ranks  []float64 `json:"ranks,omitempty" yaml:"ranks,omitempty"`
+	// Bounds clamp columns (the catalog's bounds otherwise).
+	Bounds map[string][2]float64 `json:"bounds,omitempty" yaml:"bounds,omitempty"`
+	// MaxRows bounds the rows one person contributes (default 1); a person with more counts
+	// as MaxRows rows of their own average.
+	MaxRows int64 `json:"max_rows,omitempty" yaml:"max_rows,omitempty"`
+	// Logistic regression: gradient steps (default 10) and step size (default 1).
+	Iterations   int     `json:"iterations,omitempty" yaml:"iterations,omitempty"`
+	LearningRate float64 `json:"learning_rate,omitempty" yaml:"learning_rate,omitempty"`
+	Epsilon      float64 `json:"epsilon" yaml:"epsilon"`
+	Delta        float64 `json:"delta,omitempty" yaml:"delta,omitempty"`
 }
 
 // HEScore is an he-score job: the dataset, the group-by keys, and the digests of the

@@ -1,0 +1,332 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// Model jobs with a built-in trainer: the spec is checked against the grant here, the
+// budget is reserved with the job, the trainer runs in the sandbox (modelrunner.go) and
+// returns only noisy results, which go through review like any dp output.
+
+const (
+	maxFeatures   = 20
+	maxIterations = 100
+	maxBins       = 1000
+)
+
+// submitModel validates a model job and queues it with its budget reservation.
+func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
+	ctx := r.Context()
+	if strings.TrimSpace(req.SQL) != "" || req.HE != nil || req.DP != nil {
+		return fmt.Errorf("%w: a model job is its spec alone (--train FILE): no SQL, no --epsilon flag (the spec has its epsilon)", errInvalid)
+	}
+	if len(req.IdempotencyKey) > 200 {
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+	}
+	if err := s.settleGrants(ctx); err != nil {
+		return err
+	}
+	var g *policy.Grant
+	var sc engine.Scope
+	var schemas map[string]*policy.Schema
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
+			return err
+		}
+		if err := g.Usable(s.now(), policy.ModeModel); err != nil {
+			return err
+		}
+		var sets map[string]store.Dataset
+		if schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g)); err != nil {
+			return err
+		}
+		sc = scope(g, schemas, sets, policy.ModeModel)
+		return s.sandboxFor(schemas)
+	})
+	if err != nil {
+		return err
+	}
+	spec, spend, verr := modelSpecFor(g, sc, req.Train)
+	if verr != nil {
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
+		})
+		return verr
+	}
+	desc := describeModel(spec)
+	now := s.now()
+	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Model: spec, Spend: &spend}}
+	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeModel), "job": desc,
+		"epsilon": dp.FormatEpsilon(spend.Eps), "delta": dp.FormatDelta(spend.Delta)}
+	return s.queue(ctx, w, p, g, j, details, func(tx store.Tx) error {
+		return s.reserve(ctx, tx, j, spend, []string{spec.Dataset}, queryCap(g, schemas))
+	})
+}
+
+func describeModel(s *modelSpec) string {
+	switch s.Trainer {
+	case trainLinear, trainLogistic:
+		var fs []string
+		for _, f := range s.Features {
+			fs = append(fs, f.Name)
+		}
+		return fmt.Sprintf("%s of %s on %s over %s, ε=%g δ=%.3g", s.Trainer, s.Label.Name, strings.Join(fs, ", "), s.Dataset, s.Epsilon, s.Delta)
+	case trainHistogram:
+		return fmt.Sprintf("histogram of %s in %d bins over [%g, %g] in %s, ε=%g", s.Column.Name, s.Bins, s.Column.Lower, s.Column.Upper, s.Dataset, s.Epsilon)
+	}
+	return fmt.Sprintf("quantiles %v of %s in %s, ε=%g", s.Ranks, s.Column.Name, s.Dataset, s.Epsilon)
+}
+
+// modelSpecFor checks a trainer spec against the grant: granted, numeric, bounded columns;
+// limits on sizes; a budget to spend from. It returns what the job runs and what it spends.
+func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpec, dp.Amount, error) {
+	bad := func(format string, a ...any) (*modelSpec, dp.Amount, error) {
+		return nil, dp.Amount{}, fmt.Errorf("%w: "+format, append([]any{errInvalid}, a...)...)
+	}
+	if !slices.Contains(g.Modes, policy.ModeModel) || g.Budget.Epsilon <= 0 {
+		return bad("grant %s has no privacy budget for model jobs; apply with --mode model --epsilon E", g.ID)
+	}
+	var tbl *engine.Table
+	for i := range sc.Tables {
+		if sc.Tables[i].Name == t.Dataset {
+			tbl = &sc.Tables[i]
+		}
+	}
+	if tbl == nil {
+		return bad("grant %s does not include dataset %q", g.ID, t.Dataset)
+	}
+	spec := &modelSpec{Trainer: t.Trainer, Dataset: t.Dataset, MaxRows: t.MaxRows, Iterations: t.Iterations, LearningRate: t.LearningRate,
+		Bins: t.Bins, Ranks: t.Ranks, Positive: t.Positive}
+	for _, c := range tbl.Columns {
+		if c.PrivacyUnit {
+			spec.Unit = c.Name
+		}
+	}
+	if spec.Unit == "" {
+		return bad("dataset %s has no privacy unit in the grant", t.Dataset)
+	}
+	// column finds a granted column the trainer may read; numeric ones get their bounds.
+	column := func(name, role string, numeric bool) (*modelCol, error) {
+		for _, c := range tbl.Columns {
+			if c.Name != name {
+				continue
+			}
+			if c.PrivacyUnit || c.Identifier {
+				return nil, fmt.Errorf("%w: %s %s is the privacy unit or a direct identifier; a trainer may not read it", errInvalid, role, name)
+			}
+			if !numeric {
+				return &modelCol{Name: name}, nil
+			}
+			if !isNumericType(c.Type) {
+				return nil, fmt.Errorf("%w: %s %s is %s, not a number", errInvalid, role, name, c.Type)
+			}
+			b, ok := t.Bounds[name]
+			if !ok && len(c.Bounds) == 2 {
+				b, ok = [2]float64{c.Bounds[0], c.Bounds[1]}, true
+			}
+			if !ok {
+				return nil, fmt.Errorf("%w: %s %s has no bounds in the catalog; give them in the spec (bounds: {%s: [LOWER, UPPER]})", errInvalid, role, name, name)
+			}
+			if !(b[0] < b[1]) {
+				return nil, fmt.Errorf("%w: the bounds of %s must have lower < upper", errInvalid, name)
+			}
+			return &modelCol{Name: name, Lower: b[0], Upper: b[1]}, nil
+		}
+		return nil, fmt.Errorf("%w: %s %q is not a granted column of %s", errInvalid, role, name, t.Dataset)
+	}
+	if spec.MaxRows == 0 {
+		spec.MaxRows = 1
+	}
+	if spec.MaxRows < 1 || spec.MaxRows > 100 {
+		return bad("max_rows must be between 1 and 100")
+	}
+	if !(t.Epsilon > 0) || t.Epsilon > 100 {
+		return bad("the spec needs an epsilon in (0, 100], for example epsilon: 1")
+	}
+	gaussian := false
+	switch t.Trainer {
+	case trainLinear, trainLogistic:
+		gaussian = true
+		if len(t.Features) == 0 || len(t.Features) > maxFeatures {
+			return bad("a regression needs 1 to %d features", maxFeatures)
+		}
+		for i, f := range t.Features {
+			if slices.Contains(t.Features[:i], f) || f == t.Label {
+				return bad("feature %s is named twice or is the label", f)
+			}
+			c, err := column(f, "feature", true)
+			if err != nil {
+				return nil, dp.Amount{}, err
+			}
+			spec.Features = append(spec.Features, *c)
+		}
+		if t.Label == "" {
+			return bad("a regression needs a label")
+		}
+		c, err := column(t.Label, "label", t.Trainer == trainLinear)
+		if err != nil {
+			return nil, dp.Amount{}, err
+		}
+		spec.Label = c
+		if t.Trainer == trainLogistic {
+			if spec.Positive == "" {
+				spec.Positive = "1"
+			}
+			if spec.Iterations == 0 {
+				spec.Iterations = 10
+			}
+			if spec.LearningRate == 0 {
+				spec.LearningRate = 1
+			}
+			if spec.Iterations < 1 || spec.Iterations > maxIterations || !(spec.LearningRate > 0 && spec.LearningRate <= 100) {
+				return bad("iterations must be 1 to %d and learning_rate in (0, 100]", maxIterations)
+			}
+		}
+		if !(t.Delta > 0) || t.Delta >= 1e-3 {
+			return bad("a regression adds Gaussian noise and needs a delta in (0, 1e-3), for example delta: 1e-6")
+		}
+	case trainHistogram, trainQuantiles:
+		if t.Column == "" {
+			return bad("a %s needs a column", t.Trainer)
+		}
+		c, err := column(t.Column, "column", true)
+		if err != nil {
+			return nil, dp.Amount{}, err
+		}
+		spec.Column = c
+		if t.Delta != 0 {
+			return bad("a %s uses Laplace noise and spends no delta; leave delta out", t.Trainer)
+		}
+		if t.Trainer == trainHistogram {
+			if spec.Bins == 0 {
+				spec.Bins = 10
+			}
+			if spec.Bins < 1 || spec.Bins > maxBins {
+				return bad("bins must be 1 to %d", maxBins)
+			}
+		} else {
+			if len(spec.Ranks) == 0 || len(spec.Ranks) > 20 {
+				return bad("quantiles need 1 to 20 ranks, for example ranks: [0.1, 0.5, 0.9]")
+			}
+			for _, r := range spec.Ranks {
+				if !(r >= 0 && r <= 1) {
+					return bad("ranks must lie in [0, 1]")
+				}
+			}
+		}
+	default:
+		return bad("unknown trainer %q (linear_regression, logistic_regression, histogram, quantiles)", t.Trainer)
+	}
+	delta := 0.0
+	if gaussian {
+		delta = t.Delta
+	}
+	spend, err := dp.Spend(t.Epsilon, delta)
+	if err != nil {
+		return bad("%v", err)
+	}
+	// The noise is calibrated to what the ledger charges.
+	spec.Epsilon, spec.Delta = spend.Epsilon(), spend.DeltaValue()
+	return spec, spend, nil
+}
+
+// runModel runs a model job's trainer in the sandbox and puts its noisy output in review.
+func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versions map[string]string, spec *modelSpec) error {
+	var tables []engine.Table
+	for _, t := range sc.Tables {
+		if t.Name == spec.Dataset {
+			tables = append(tables, t)
+			// The per-person pass is the identity on the version that runs now when it has
+			// one row per person and none without one.
+			spec.Direct = t.MaxRowsPerUnit == 1 && t.UnitComplete
+		}
+	}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	ejob := engine.Job{Kind: "model", Spec: raw, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	var out strings.Builder
+	usage, err := s.runner.run(ctx, id, ejob, &out)
+	if err != nil {
+		return err
+	}
+	var res modelResult
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		return &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	if res.Error != "" {
+		return &jobError{msg: res.Error}
+	}
+	rec, err := modelRecord(&res)
+	if err != nil {
+		return &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	defer rec.Release()
+	rep, _ := json.Marshal(res.Report)
+	noise := "laplace"
+	if spec.Trainer == trainLinear || spec.Trainer == trainLogistic {
+		noise = "gaussian"
+	}
+	meta := outputMeta{
+		Mechanism: api.Mechanism{Kind: string(policy.ModeModel), Groups: int(rec.NumRows()),
+			DP: &api.DPMechanism{Epsilon: spec.Epsilon, Delta: spec.Delta, MaxRows: spec.MaxRows, Noise: noise, Report: rep}},
+		Datasets: versions,
+	}
+	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
+		cur.Status = jobReview
+		cur.body.Finished = s.now()
+		cur.body.Message = fmt.Sprintf("waiting for export review: %s with differential privacy (ε=%g), %d rows of output", spec.Trainer, spec.Epsilon, rec.NumRows())
+		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20, OutputRows: rec.NumRows()}
+		if err := cur.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+			"mechanism": "model", "trainer": spec.Trainer, "epsilon": fmt.Sprint(spec.Epsilon), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
+	})
+}
+
+// modelRecord is a trainer's output as a table: an optional text column, then numbers.
+func modelRecord(res *modelResult) (arrow.RecordBatch, error) {
+	var fields []arrow.Field
+	nText := 0
+	if res.Text != nil {
+		nText = 1
+	}
+	if len(res.Columns) != nText+len(res.Values) {
+		return nil, fmt.Errorf("%d columns named, %d given", len(res.Columns), nText+len(res.Values))
+	}
+	for i, c := range res.Columns {
+		t := arrow.PrimitiveTypes.Float64
+		if i < nText {
+			t = arrow.BinaryTypes.String
+		}
+		fields = append(fields, arrow.Field{Name: c, Type: t})
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, arrow.NewSchema(fields, nil))
+	defer b.Release()
+	if nText == 1 {
+		b.Field(0).(*array.StringBuilder).AppendValues(res.Text, nil)
+	}
+	for i, v := range res.Values {
+		b.Field(nText+i).(*array.Float64Builder).AppendValues(v, nil)
+	}
+	return b.NewRecordBatch(), nil
+}
