@@ -1,38 +1,63 @@
 // Package sandbox runs one job in a fresh, locked-down container (runc's
 // libcontainer used as a library) and hands back its exit status and its
-// result stream. A Spec goes in (argv, environment, stdin, read-only mounts,
-// limits); a Result comes out (status, exit code, usage, bounded stdout and
-// stderr for operators, and a sanitized message for vendors), and the bytes
-// the job wrote on fd 3 are copied to the caller's writer.
+// result stream. A Spec goes in (argv, environment, stdin, mounts, an
+// optional runtime image, limits); a Result comes out (status, exit code,
+// usage, bounded stdout and stderr for operators, and a sanitized message for
+// vendors), and the bytes the job wrote on fd 3 are copied to the caller's
+// writer.
 //
 // Invariants:
 //
 //   - It knows nothing of SQL, grants or datasets: a job is a binary, its
-//     arguments and some host paths to mount read-only.
+//     arguments and some host paths to mount.
 //   - Every container is destroyed and its cgroups removed when Run returns,
 //     on success, on a limit breach, on ctx cancellation and on errors. A
 //     daemon killed with -9 takes its running jobs with it (a job that
 //     calls Init sets a parent-death signal, see spawn_linux.go); Cleanup removes what is left (state,
 //     cgroups, root filesystems) at the next start.
-//   - Nothing leaves a container but the result pipe (fd 3, size-limited).
+//   - Nothing leaves a container but the result pipe (fd 3, size-limited)
+//     and what the job writes to a mount the caller made Writable.
 //     Stdout and stderr are captured, bounded, for operators only; they are
 //     never meant for vendors. Result.Message never contains a data value,
 //     a host path or a stack trace.
+//   - It never mounts anything writable but the /scratch tmpfs and the
+//     mounts the caller marks Writable (which stay nosuid, nodev, noexec),
+//     never lets a job execute a file it can write, and never lets a job see
+//     the host's file system: a job's root is a per-job skeleton holding only
+//     mount points, and an image or a mount can never cover /proc, /dev,
+//     /scratch or another mount.
 //
 // What a job sees: a read-only root holding only the job binary (bind-mounted
 // at Args[0]) and the shared libraries it needs (the ELF's loader and
 // DT_NEEDED closure, computed once in New); /proc with runc's default masked
 // and read-only paths; a read-only /dev with null, zero, random and urandom;
 // a size-limited tmpfs at /scratch (/tmp links to it); the Spec's mounts,
-// read-only, no-exec. No /sys, no /etc. Fresh mount, pid, ipc, uts, net
-// (loopback only) and cgroup namespaces, and a user namespace in which
-// container root is one unprivileged host uid (DefaultHostID) owning nothing.
+// read-only and no-exec unless the Mount says Writable (read-write, still
+// no-exec) or Exec (executable, still read-only). No /sys, no /etc. Fresh
+// mount, pid, ipc, uts, net (loopback only) and cgroup namespaces, and a
+// user namespace in which container root is one unprivileged host uid
+// (DefaultHostID) owning nothing.
 // No capabilities, no_new_privs, RLIMIT_CORE 0, RLIMIT_NOFILE 4096, and a
 // seccomp allow-list (default EPERM; clone without namespace flags; no
 // ptrace, mount, unshare, setns, bpf, io_uring, keyctl, ...). Only fds 0-3
 // are open when the job starts. Memory (no swap), pids and CPU quota are
 // cgroup limits; wall clock is a timer. Breaches end the job with a distinct
 // Status.
+//
+// Runtime images (custom jobs): with Spec.Image, the root holds a runtime
+// image's top-level entries instead of the job binary and its libraries
+// (e.g. a minimal Python root filesystem): directories and files
+// bind-mounted read-only, nosuid and nodev but executable, symlinks
+// (/bin -> usr/bin) recreated; entries named /proc, /dev, /sys, /tmp,
+// /scratch or like the first component of a mount destination are left
+// out. Args[0] is then a program of the image, or a vendor's binary mounted
+// with Exec (e.g. /job/program). The container's init is still this binary,
+// re-executed from the host, so an image needs no veil binary. Images are
+// made by ImportImage, which copies a directory or tarball into a new
+// directory (regular files, directories and symlinks only, nothing outside
+// its root, no setuid bits) and names it by a digest of its content; an
+// image is shared by many jobs and never written. Jobs read it as an
+// unprivileged user, so its files must be readable by others.
 //
 // Binaries that can be a container init must call Init first thing in main:
 // the job binary re-executes itself as "init" (libcontainer's nsexec runs as

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -192,6 +193,17 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 // UserNamespace reports whether containers get their own user namespace.
 func (r *Runtime) UserNamespace() bool { return r.userNS }
 
+// HostID is the host uid and gid of a job's root: DefaultHostID (or
+// WithHostID's) under a user namespace, 0 (root without capabilities)
+// without one. The source of a Writable mount must be writable by it, e.g. a
+// tmpfs mounted with uid= and gid= set to it.
+func (r *Runtime) HostID() int64 {
+	if r.userNS {
+		return r.hostID
+	}
+	return 0
+}
+
 const (
 	mountRO      = unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
 	mountNoExec  = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
@@ -246,8 +258,22 @@ func validDest(p string) bool {
 	return filepath.IsAbs(p) && filepath.Clean(p) == p && p != "/"
 }
 
-// config builds the libcontainer configuration of one job.
-func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits) *configs.Config {
+// mountFlags are the flags of one of a Spec's bind mounts: always nosuid and
+// nodev; read-only unless Writable; noexec unless Exec.
+func mountFlags(m Mount) int {
+	flags := unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV
+	if !m.Writable {
+		flags |= unix.MS_RDONLY
+	}
+	if !m.Exec {
+		flags |= unix.MS_NOEXEC
+	}
+	return flags
+}
+
+// config builds the libcontainer configuration of one job on the root
+// filesystem skel that makeRootfs made for it.
+func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleton) *configs.Config {
 	pids := l.Pids
 	period := uint64(100_000)
 	res := &cgroups.Resources{
@@ -277,13 +303,22 @@ func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits) *configs.Conf
 		{Source: "proc", Destination: "/proc", Device: "proc", Flags: mountNoExec},
 		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_STRICTATIME, Data: "mode=755,size=64k"},
 		{Source: "tmpfs", Destination: scratchPath, Device: "tmpfs", Flags: mountNoExec, Data: "mode=1777,size=" + strconv.FormatInt(l.ScratchBytes, 10)},
-		{Source: r.binary, Destination: spec.Args[0], Device: "bind", Flags: mountRO},
 	}
-	for _, lib := range r.libs {
-		mounts = append(mounts, &configs.Mount{Source: lib.Source, Destination: lib.Destination, Device: "bind", Flags: mountRO})
+	if spec.Image == "" {
+		mounts = append(mounts, &configs.Mount{Source: r.binary, Destination: spec.Args[0], Device: "bind", Flags: mountRO})
+		for _, lib := range r.libs {
+			mounts = append(mounts, &configs.Mount{Source: lib.Source, Destination: lib.Destination, Device: "bind", Flags: mountRO})
+		}
+	} else {
+		// The image's top-level directories and files, read-only, exec
+		// allowed (they hold the interpreter); never recursive, so nothing
+		// mounted below them on the host comes along.
+		for _, name := range skel.imageMounts {
+			mounts = append(mounts, &configs.Mount{Source: filepath.Join(spec.Image, name), Destination: "/" + name, Device: "bind", Flags: mountRO})
+		}
 	}
 	for _, m := range spec.Mounts {
-		mounts = append(mounts, &configs.Mount{Source: m.Source, Destination: m.Destination, Device: "bind", Flags: mountRO | unix.MS_NOEXEC})
+		mounts = append(mounts, &configs.Mount{Source: m.Source, Destination: m.Destination, Device: "bind", Flags: mountFlags(m)})
 	}
 	ns := configs.Namespaces{
 		{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWIPC},
@@ -329,9 +364,14 @@ func (r *Runtime) checkSpec(spec *Spec) error {
 	if len(spec.Args) == 0 || !validDest(spec.Args[0]) {
 		return fmt.Errorf("%w: Args[0] must be an absolute path inside the container", ErrInvalid)
 	}
+	if spec.Image != "" && !(filepath.IsAbs(spec.Image) && filepath.Clean(spec.Image) == spec.Image) {
+		return fmt.Errorf("%w: Image must be the absolute, clean host path of an imported runtime image", ErrInvalid)
+	}
 	reserved := []string{"/proc", "/dev", scratchPath, "/tmp"}
-	for _, lib := range r.libs {
-		reserved = append(reserved, lib.Destination)
+	if spec.Image == "" {
+		for _, lib := range r.libs {
+			reserved = append(reserved, lib.Destination)
+		}
 	}
 	under := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 	for _, dst := range append([]string{spec.Args[0]}, mountDests(spec.Mounts)...) {
@@ -341,15 +381,32 @@ func (r *Runtime) checkSpec(spec *Spec) error {
 			}
 		}
 	}
-	seen := map[string]bool{spec.Args[0]: true}
+	// Without an image the job binary is mounted at Args[0]; with one,
+	// Args[0] may be one of the mounts (a vendor's program at /job/program).
+	seen := map[string]bool{}
+	if spec.Image == "" {
+		seen[spec.Args[0]] = true
+	}
 	for _, m := range spec.Mounts {
 		if !validDest(m.Destination) || !filepath.IsAbs(m.Source) {
 			return fmt.Errorf("%w: mount %s: source and destination must be absolute, clean paths", ErrInvalid, m.Destination)
+		}
+		if m.Writable && m.Exec {
+			return fmt.Errorf("%w: mount %s is both Writable and Exec; a job must never run what it wrote, choose one", ErrInvalid, m.Destination)
 		}
 		if seen[m.Destination] {
 			return fmt.Errorf("%w: mount destination %s given twice", ErrInvalid, m.Destination)
 		}
 		seen[m.Destination] = true
+	}
+	// A writable mount neither holds another mount (its mount point would be
+	// created in the caller's directory) nor lies inside one.
+	for i, a := range spec.Mounts {
+		for j, b := range spec.Mounts {
+			if i != j && (a.Writable || b.Writable) && under(b.Destination, a.Destination) {
+				return fmt.Errorf("%w: mount %s is inside mount %s; a Writable mount may not contain or be inside another mount", ErrInvalid, b.Destination, a.Destination)
+			}
+		}
 	}
 	return nil
 }
@@ -384,7 +441,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Resu
 		return nil, fmt.Errorf("create root filesystem of %s: %w", cid, err)
 	}
 
-	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l))
+	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel))
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cid, err)
 	}
@@ -575,10 +632,15 @@ func keyedValue(path, key string) (int64, bool) {
 }
 
 // skeleton is a per-job root filesystem: only the directories and empty files
-// that mounts land on, so that one job's dataset paths are never visible to
+// that mounts land on (and an image's top-level symlinks), so that one job's dataset paths are never visible to
 // another. Entries are removed in reverse order of creation, one by one, so
 // removal never descends into anything mounted.
-type skeleton struct{ created []string }
+type skeleton struct {
+	created []string
+	// imageMounts are the names of the image's top-level directories and
+	// files that config bind-mounts at /name (Spec.Image only).
+	imageMounts []string
+}
 
 func (s *skeleton) remove() {
 	for i := len(s.created) - 1; i >= 0; i-- {
@@ -642,13 +704,17 @@ func (r *Runtime) makeRootfs(rootfs string, spec *Spec) (*skeleton, error) {
 		return s, err
 	}
 	s.created = append(s.created, tmp)
-	if err := touch(spec.Args[0]); err != nil {
-		return s, err
-	}
-	for _, lib := range r.libs {
-		if err := touch(lib.Destination); err != nil {
+	if spec.Image == "" {
+		if err := touch(spec.Args[0]); err != nil {
 			return s, err
 		}
+		for _, lib := range r.libs {
+			if err := touch(lib.Destination); err != nil {
+				return s, err
+			}
+		}
+	} else if err := s.addImage(rootfs, spec, mkdir, touch); err != nil {
+		return s, err
 	}
 	for _, m := range spec.Mounts {
 		fi, err := os.Stat(m.Source)
@@ -665,6 +731,69 @@ func (r *Runtime) makeRootfs(rootfs string, spec *Spec) (*skeleton, error) {
 		}
 	}
 	return s, nil
+}
+
+// imageSkipped are the top-level names of an image that the sandbox owns.
+var imageSkipped = map[string]bool{"proc": true, "dev": true, "sys": true, "tmp": true, strings.Trim(scratchPath, "/"): true}
+
+// addImage adds the top-level entries of spec.Image to the skeleton:
+// directories and regular files become mount points (mounted by config),
+// symlinks are recreated as they are. Entries the sandbox owns, or named
+// like the first component of a mount destination, are skipped, so that an
+// image can never cover /proc, /dev, /scratch or the job's mounts.
+func (s *skeleton) addImage(rootfs string, spec *Spec, mkdir, touch func(string) error) error {
+	fi, err := os.Stat(spec.Image)
+	if err != nil {
+		return fmt.Errorf("runtime image: %w (import it with ImportImage first)", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("runtime image %s is not a directory", spec.Image)
+	}
+	skip := map[string]bool{}
+	for name := range imageSkipped {
+		skip[name] = true
+	}
+	for _, m := range spec.Mounts {
+		top, _, _ := strings.Cut(strings.TrimPrefix(m.Destination, "/"), "/")
+		skip[top] = true
+	}
+	entries, err := os.ReadDir(spec.Image)
+	if err != nil {
+		return fmt.Errorf("runtime image: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if skip[name] {
+			continue
+		}
+		p := filepath.Join(rootfs, name)
+		switch e.Type() {
+		case fs.ModeDir:
+			if err := mkdir(p); err != nil {
+				return err
+			}
+			s.imageMounts = append(s.imageMounts, name)
+		case 0: // regular file
+			if err := touch(name); err != nil {
+				return err
+			}
+			s.imageMounts = append(s.imageMounts, name)
+		case fs.ModeSymlink:
+			target, err := os.Readlink(filepath.Join(spec.Image, name))
+			if err != nil {
+				return fmt.Errorf("runtime image: %w", err)
+			}
+			// Resolved inside the container, whose root is this skeleton.
+			if err := os.Symlink(target, p); err != nil {
+				return err
+			}
+			s.created = append(s.created, p)
+		default:
+			// Device nodes, fifos and sockets are never part of a job's root
+			// (ImportImage refuses them).
+		}
+	}
+	return nil
 }
 
 // Cleanup destroys what a crashed daemon left behind: containers named

@@ -6,10 +6,18 @@ import (
 	"time"
 )
 
-// Mount is a read-only bind mount of a host file or directory.
+// Mount is a bind mount of a host file or directory. By default it is
+// read-only and nothing on it can be executed (nosuid, nodev, noexec).
+// Writable makes it read-write (still nosuid, nodev, noexec): the job can
+// then fill it, so back it with something size-limited (a tmpfs of its own)
+// that the job's root can write to (see Runtime.HostID). Exec allows
+// executing its files (a vendor's program at /job/program); it stays
+// read-only. A mount is never both Writable and Exec.
 type Mount struct {
 	Source      string // host path
 	Destination string // absolute path inside the container
+	Writable    bool   // read-write instead of read-only (never with Exec)
+	Exec        bool   // its files may be executed (read-only mounts only)
 }
 
 // Limits bounds what one job may use. A zero field takes the default from
@@ -64,11 +72,22 @@ func (l Limits) withDefaults() Limits {
 
 // Spec is what the daemon asks to run.
 type Spec struct {
-	ID     string   // unique job id; the container id is "veil-"+ID
-	Args   []string // argv; Args[0] is the path of the binary inside the container (e.g. /veil)
+	ID string // unique job id; the container id is "veil-"+ID
+	// Args is the argv. Args[0] is the path of the program inside the
+	// container: without Image, the job binary is mounted there (e.g.
+	// /veil); with Image, it is a file of the image or of an Exec mount.
+	Args   []string
 	Env    []string
 	Stdin  []byte  // given to the process on fd 0, then EOF
-	Mounts []Mount // only these host paths, read-only
+	Mounts []Mount // only these host paths (read-only unless Writable)
+	// Image is the host path of a runtime image's root directory (see
+	// ImportImage), shared read-only by many jobs and never written. When
+	// set, the job's root holds the image's top-level entries (directories
+	// and files bind-mounted read-only, exec allowed; symlinks recreated)
+	// instead of the job binary and its libraries. Entries named like what
+	// the sandbox owns (/proc, /dev, /sys, /tmp, /scratch) or like the first
+	// component of a mount destination (/in, /out, /job) are left out.
+	Image  string
 	Limits Limits
 }
 

@@ -338,10 +338,11 @@ func TestCleanup(t *testing.T) {
 	spec := Spec{ID: id, Args: payload("sleep")}
 	l := spec.Limits.withDefaults()
 	rootfs := filepath.Join(r.rootfsDir, cid)
-	if _, err := r.makeRootfs(rootfs, &spec); err != nil {
+	skel, err := r.makeRootfs(rootfs, &spec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l))
+	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel))
 	if err != nil {
 		t.Fatal(err)
 	}

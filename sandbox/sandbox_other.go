@@ -26,6 +26,15 @@ func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (*Result
 
 func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) { return nil, ErrUnavailable }
 
+// ImportImage is not implemented outside Linux.
+func ImportImage(src, dst string) (Image, error) { return Image{}, ErrUnavailable }
+
+// DigestImage is not implemented outside Linux.
+func DigestImage(path string) (Image, error) { return Image{}, ErrUnavailable }
+
+// HostID is 0 outside Linux.
+func (r *Runtime) HostID() int64 { return 0 }
+
 // RunLocal is not implemented outside Linux.
 func RunLocal(ctx context.Context, spec Spec, result io.Writer) (*Result, error) {
 	return nil, ErrUnavailable
