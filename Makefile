@@ -25,11 +25,13 @@ deps:
 build: deps
 	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/veil
 	$(GO) build -tags $(TAGS) -o bin/citygen ./testdata/citygen
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w -X main.mode=aggregate" -o bin/vendorprog-aggregate ./testdata/vendorprog
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w -X main.mode=copy" -o bin/vendorprog-copy ./testdata/vendorprog
 
 # test runs the whole suite: real DuckDB, real SQLite, real containers (as root), the real
 # daemon on a Unix socket. Concurrency-sensitive packages run again under the race detector.
 test: deps
-	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen
+	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen ./testdata/vendorprog
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) test -tags $(TAGS) -timeout 20m ./... ./testdata ./testdata/citygen
@@ -63,7 +65,7 @@ bench: build
 	./$(BIN) bench --sandbox-json bench/data/sandbox.json --beam bin/bench-beam
 
 lint:
-	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen
+	$(GO) vet -tags $(TAGS) ./... ./testdata ./testdata/citygen ./testdata/vendorprog
 	gofmt -l .
 
 fmt:

@@ -421,6 +421,13 @@ func Run(ctx context.Context, o Options) ([]Figure, error) {
 		return nil, err
 	}
 
+	logf("DP linear regression, %d rows...", linregRows)
+	lrFigs, err := benchLinreg(ctx, o, data, heClients{op: op, auth: auth, prov: prov, vendor: vendor, rev: rev})
+	if err != nil {
+		return nil, err
+	}
+	heFigs = append(heFigs, lrFigs...)
+
 	// Accuracy of the released count of persons at ε=1 (one group per person, a public
 	// domain: Laplace with scale 1), measured on the mechanism the gate calls.
 	acc := map[int]float64{}

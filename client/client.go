@@ -259,6 +259,30 @@ func (c *Client) Decide(ctx context.Context, id, decision, reason string) (api.J
 	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: decision, Reason: reason}, &j)
 }
 
+// Override approves an output despite its disclosure findings; the reason is recorded.
+func (c *Client) Override(ctx context.Context, id, reason string) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: "approve", Reason: reason, Override: true}, &j)
+}
+
+// UploadProgram uploads a program for custom jobs and returns its digest.
+func (c *Client) UploadProgram(ctx context.Context, data []byte) (api.Program, error) {
+	var out api.Program
+	return out, c.do(ctx, http.MethodPut, "/v1/programs", data, &out)
+}
+
+// RegisterRuntime registers a runtime image for custom jobs (operator).
+func (c *Client) RegisterRuntime(ctx context.Context, req api.RegisterRuntime) (api.Runtime, error) {
+	var out api.Runtime
+	return out, c.do(ctx, "POST", "/v1/runtimes", req, &out)
+}
+
+// Runtimes lists the registered runtime images.
+func (c *Client) Runtimes(ctx context.Context) ([]api.Runtime, error) {
+	var out []api.Runtime
+	return out, c.do(ctx, "GET", "/v1/runtimes", nil, &out)
+}
+
 // Export fetches a released output in a format with its certificate.
 func (c *Client) Export(ctx context.Context, id, format string) (api.Export, error) {
 	var e api.Export

@@ -78,7 +78,15 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 			return err
 		}
 		defer rec.Release()
-		data, err := encodeExport(rec, format)
+		var data []byte
+		if meta.Mechanism.Custom != nil || format == "tar" {
+			if meta.Mechanism.Custom == nil || format != "tar" {
+				return fmt.Errorf("%w: a custom job's output is a set of files exported as tar, and only it is; ask for format tar (-o FILE.tar) or another format for other jobs", errInvalid)
+			}
+			data, err = tarFiles(rec, j.Updated)
+		} else {
+			data, err = encodeExport(rec, format)
+		}
 		if err != nil {
 			return err
 		}

@@ -158,7 +158,7 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	if err != nil {
 		return err
 	}
-	if err := storeBlob(path, body); err != nil {
+	if err := storeBlob(path, body, 0o644); err != nil {
 		return err
 	}
 	out := api.Blob{Digest: digest, Kind: kind, KeyID: keyID, Bytes: int64(len(body))}
@@ -174,7 +174,7 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 
 // storeBlob writes an upload where the sandbox's unprivileged root can read it (directories
 // 0711, file 0644), atomically.
-func storeBlob(path string, b []byte) error {
+func storeBlob(path string, b []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -184,7 +184,7 @@ func storeBlob(path string, b []byte) error {
 			return err
 		}
 	}
-	return writeFileAtomic(path, b, 0o644)
+	return writeFileAtomic(path, b, mode)
 }
 
 // submitHE validates an he-score job and queues it.

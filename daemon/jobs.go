@@ -47,6 +47,8 @@ type jobBody struct {
 	HE *heSpec `json:"he,omitempty"`
 	// Model is a model job's trainer spec (Plan is then nil).
 	Model *modelSpec `json:"model,omitempty"`
+	// Custom is a custom job's runtime, program and datasets (Plan is then nil).
+	Custom *customSpec `json:"custom,omitempty"`
 }
 
 type job struct {
@@ -153,6 +155,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	if req.Train != nil {
 		return s.submitModel(w, r, p, req)
+	}
+	if req.Custom != nil {
+		return s.submitCustom(w, r, p, req)
 	}
 	if strings.TrimSpace(req.SQL) == "" {
 		return fmt.Errorf("%w: the job has no SQL; pass --sql or -f FILE", errInvalid)

@@ -21,6 +21,9 @@ type launcher interface {
 	name() string
 	run(ctx context.Context, id string, job engine.Job, result io.Writer) (usage, error)
 	cleanup(ctx context.Context) ([]string, error)
+	// runImage runs args on a runtime image (custom jobs) with the given mounts; the result
+	// is the sandbox's, for the caller to reduce to a status class.
+	runImage(ctx context.Context, id, image string, args []string, mounts []sandbox.Mount, env []string) (*sandbox.Result, error)
 }
 
 func newLauncher(ctx context.Context, cfg Config, logger *slog.Logger) (launcher, error) {
@@ -151,4 +154,13 @@ func (l *containerLauncher) run(ctx context.Context, id string, job engine.Job, 
 		return usage{}, err
 	}
 	return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
+}
+
+func (l *processLauncher) runImage(context.Context, string, string, []string, []sandbox.Mount, []string) (*sandbox.Result, error) {
+	return nil, fmt.Errorf("%w: custom jobs need container isolation", errUnavailable)
+}
+
+func (l *containerLauncher) runImage(ctx context.Context, id, image string, args []string, mounts []sandbox.Mount, env []string) (*sandbox.Result, error) {
+	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: l.cfg.limits()}
+	return l.rt.Run(ctx, spec, io.Discard)
 }

@@ -53,7 +53,12 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 			return err
 		}
 		defer rec.Release()
-		rv = api.Review{Job: j.api(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Rows: rowsOf(rec), Needed: s.cfg.Approvals}
+		rv = api.Review{Job: j.api(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.cfg.Approvals}
+		if meta.Mechanism.Custom != nil {
+			rv.Files, rv.Columns = outputFiles(rec), nil
+		} else {
+			rv.Rows = rowsOf(rec)
+		}
 		rv.Warnings = s.warnings(ctx, tx, j, meta)
 		if meta.Mechanism.DP != nil {
 			g, err := decodeGrant(sg)
@@ -194,6 +199,9 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 	if req.Decision == "reject" && strings.TrimSpace(req.Reason) == "" {
 		return fmt.Errorf("%w: a rejection needs a reason (--reason)", errInvalid)
 	}
+	if req.Override && (req.Decision != "approve" || strings.TrimSpace(req.Reason) == "") {
+		return fmt.Errorf("%w: an override approves despite disclosure findings and needs a reason (--override --reason \"...\")", errInvalid)
+	}
 	ctx := r.Context()
 	var j *job
 	err := s.db.Update(ctx, func(tx store.Tx) error {
@@ -214,6 +222,24 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 		for _, x := range revs {
 			if x.Reviewer == p.ID {
 				return fmt.Errorf("%w: you already reviewed job %s; another reviewer must decide", errConflict, j.ID)
+			}
+		}
+		if req.Decision == "approve" {
+			// An output with disclosure findings is released only by an explicit override,
+			// which the audit log records with its reason.
+			meta, rec, err := loadOutput(ctx, tx, j.ID)
+			if err != nil {
+				return err
+			}
+			rec.Release()
+			if c := meta.Mechanism.Custom; c != nil && len(c.Findings) > 0 {
+				if !req.Override {
+					return fmt.Errorf("%w: the output of job %s has %d disclosure findings; approve it only with --override --reason \"why it is safe\" (recorded in the audit log), or reject it", errConflict, j.ID, len(c.Findings))
+				}
+				if err := s.record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
+					return err
+				}
+				req.Reason = "override: " + req.Reason
 			}
 		}
 		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.now()}); err != nil {

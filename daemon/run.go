@@ -154,6 +154,9 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	if j.body.Model != nil {
 		return s.runModel(ctx, id, sc, versions, j.body.Model)
 	}
+	if j.body.Custom != nil {
+		return s.runCustom(ctx, id, j.Tenant, sc, versions, j.body.Custom)
+	}
 	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now.
 	plan := *j.body.Plan
 	plan.MaxRowsPerUnit = 0

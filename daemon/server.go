@@ -87,6 +87,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(pattern, s.authed(fn, 16<<20))
 	}
 	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, maxBlobBytes))
+	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, maxProgramBytes))
 	h("GET /v1/whoami", s.whoami)
 	h("POST /v1/principals", s.createPrincipal)
 	h("GET /v1/principals", s.listPrincipals)
@@ -107,6 +108,8 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/reviews/{id}", s.decideReview)
 	h("GET /v1/exports/{id}", s.getExport)
 	h("GET /v1/budget", s.showBudget)
+	h("POST /v1/runtimes", s.registerRuntime)
+	h("GET /v1/runtimes", s.listRuntimes)
 	h("GET /v1/audit/records", s.auditRecords)
 	h("GET /v1/audit/checkpoints", s.auditCheckpoints)
 	h("GET /v1/audit/verify", s.auditVerify)

@@ -59,6 +59,10 @@ const (
 	ActExportGet       Action = "export.get"
 	ActAuditRead       Action = "audit.read"
 	ActBudgetRead      Action = "budget.read"
+	ActRuntimeManage   Action = "runtime.manage" // register runtime images for custom jobs
+	ActRuntimeRead     Action = "runtime.read"
+	ActFeedbackSubmit  Action = "feedback.submit" // file data-quality feedback on a granted dataset
+	ActFeedbackRead    Action = "feedback.read"   // list feedback in scope; the dataset's provider also resolves
 )
 
 var allowed = map[Action][]Role{
@@ -76,6 +80,10 @@ var allowed = map[Action][]Role{
 	ActExportGet:       {Vendor},
 	ActAuditRead:       {Auditor, Operator, Authority},
 	ActBudgetRead:      {Vendor, Provider, Authority, Operator, Auditor, Reviewer},
+	ActRuntimeManage:   {Operator},
+	ActRuntimeRead:     {Vendor, Operator, Reviewer, Authority},
+	ActFeedbackSubmit:  {Vendor},
+	ActFeedbackRead:    {Provider, Operator, Authority, Vendor},
 }
 
 // Allow reports whether p's role may perform a. It says nothing about which objects: tenant

@@ -210,7 +210,31 @@ as reviewer review approve "$JM" >/dev/null
 as acme export get "$JM" -o "$WORK/pension_model.csv"
 cat "$WORK/pension_model.csv"
 
-say "15. Auditor: every step is in a Merkle-tree log with signed checkpoints"
+say "15. Custom jobs: the vendor's own program, behind disclosure checks and a reviewer"
+if [ "$ISOLATION" = container ]; then
+  note "The operator registers a runtime image (here an empty root: the example programs are static binaries)."
+  mkdir -p "$WORK/runtime/etc"; echo "NAME=demo-static" >"$WORK/runtime/etc/os-release"
+  as operator runtime register --name static --rootfs "$WORK/runtime"
+  GC=$("$VEIL" --profile acme grant apply --scenario "Own district analysis" --purpose "District profile computed by our own code" \
+      --dataset residents:district,birth_year --mode model --valid-for 30d -o json | awk -F'"' '/"id":/ {print $4; exit}')
+  for who in operator bureau civil; do as $who grant approve "$GC" >/dev/null; done
+  note "The program finds /in/residents.parquet (the person replaced by a per-job pseudonym) and writes to /out; no network."
+  note "A program that copies its input rows out is flagged and cannot leave without a recorded override:"
+  JC=$("$VEIL" --profile acme job submit --grant "$GC" --wait --runtime static --program bin/vendorprog-copy --datasets residents | field job)
+  as reviewer review show "$JC" | grep -E "^(mechanism|FINDING|approvals)" | head -8
+  refused reviewer review approve "$JC"
+  as reviewer review reject "$JC" --reason "row-level data"
+  note "A program that writes persons per district, rounded and with small groups left out, passes the checks:"
+  JA=$("$VEIL" --profile acme job submit --grant "$GC" --wait --runtime static --program bin/vendorprog-aggregate --datasets residents | field job)
+  as reviewer review show "$JA" | tail -12
+  as reviewer review approve "$JA" >/dev/null
+  as acme export get "$JA" -o "$WORK/district_profile.tar"
+  tar -tvf "$WORK/district_profile.tar"
+else
+  note "custom jobs need container isolation (root); skipped"
+fi
+
+say "16. Auditor: every step is in a Merkle-tree log with signed checkpoints"
 as auditor audit tail -n 12
 as auditor audit verify --key "$DATA/platform.pub"
 as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1

@@ -11,7 +11,7 @@ import (
 	"github.com/veil-dp/veil/client"
 )
 
-var formats = map[string]string{".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow", ".arrows": "arrow", ".ipc": "arrow"}
+var formats = map[string]string{".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow", ".arrows": "arrow", ".ipc": "arrow", ".tar": "tar"}
 
 func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "export", Short: "Fetch released outputs and verify their certificates"}
@@ -22,7 +22,7 @@ func newExportCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return fmt.Errorf("name the output file with -o FILE (its extension chooses the format: .parquet, .csv, .json, .arrow)")
+				return fmt.Errorf("name the output file with -o FILE (its extension chooses the format: .parquet, .csv, .json, .arrow; .tar for a custom job's files)")
 			}
 			if format == "" {
 				format = formats[strings.ToLower(filepath.Ext(out))]

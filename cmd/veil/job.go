@@ -23,7 +23,8 @@ func newJobCmd() *cobra.Command {
 	var dpo api.DPOptions
 	var bounds []string
 	var hes api.HEScore
-	var model, bundle, trainFile string
+	var model, bundle, trainFile, runtime, program string
+	var datasets []string
 	submit := &cobra.Command{
 		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql | --model M.enc --public P.bundle --dataset D [--group-by K])",
 		Short: "Submit a SQL job, or an he-score job with an encrypted model, under a grant",
@@ -31,6 +32,21 @@ func newJobCmd() *cobra.Command {
 			c, err := connect()
 			if err != nil {
 				return err
+			}
+			if runtime != "" || program != "" {
+				// A custom job: the program file goes with the request.
+				if runtime == "" || program == "" {
+					return fmt.Errorf("a custom job needs --runtime (veil runtime list) and --program FILE")
+				}
+				b, err := os.ReadFile(program)
+				if err != nil {
+					return err
+				}
+				up, err := c.UploadProgram(cmd.Context(), b)
+				if err != nil {
+					return fmt.Errorf("upload %s: %w", program, err)
+				}
+				req.Custom = &api.CustomJob{Runtime: runtime, Program: up.Digest, Datasets: datasets}
 			}
 			if trainFile != "" {
 				// A model job: the spec file (YAML or JSON) is the whole job.
@@ -135,6 +151,9 @@ func newJobCmd() *cobra.Command {
 	f.Int64Var(&dpo.MaxRows, "max-rows", 1, "dp: rows one person may contribute to one group")
 	f.StringArrayVar(&bounds, "bound", nil, "dp: COLUMN=LOWER:UPPER clamps a column (repeatable; default: the catalog's bounds)")
 	f.StringVar(&dpo.Noise, "noise", "laplace", "dp: laplace or gaussian")
+	f.StringVar(&runtime, "runtime", "", "custom: the registered runtime image the program runs on (veil runtime list)")
+	f.StringVar(&program, "program", "", "custom: the program file (run as the runtime's entrypoint + /job/program); makes this a custom job")
+	f.StringSliceVar(&datasets, "datasets", nil, "custom: the granted datasets the program reads, as /in/<dataset>.parquet")
 	f.StringVar(&trainFile, "train", "", "model: a trainer spec (YAML or JSON: dataset, trainer, features, label, epsilon, ...); makes this a model job")
 	f.StringVar(&model, "model", "", "he: the encrypted model (veil he encrypt-model); makes this an he-score job")
 	f.StringVar(&bundle, "public", "", "he: the public key bundle the model was encrypted for (veil he keygen)")

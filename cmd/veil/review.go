@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/veil-dp/veil/daemon/api"
 )
 
 func newReviewCmd() *cobra.Command {
@@ -101,12 +103,35 @@ func newReviewCmd() *cobra.Command {
 				for _, b := range r.Budget {
 					fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
 				}
-			} else {
+			} else if m.Custom == nil {
 				fmt.Fprintf(w, "mechanism: %s, k=%d, counts rounded to %d; %d groups, %d suppressed\n", m.Kind, m.K, m.RoundTo, m.Groups, m.Suppressed)
+			}
+			if c := m.Custom; c != nil {
+				fmt.Fprintf(w, "mechanism: custom program %s on runtime %s (%s), ended %s; %d files\n", c.Program, c.Runtime, c.Digest, c.Status, c.Files)
+				fmt.Fprintf(w, "  %s\n", c.Statement)
+				for _, f := range c.Findings {
+					where := ""
+					if f.Where != "" {
+						where = " (" + f.Where + ")"
+					}
+					fmt.Fprintf(w, "FINDING %s %s%s: %s\n", f.Output, f.Rule, where, f.Message)
+				}
 			}
 			fmt.Fprintf(w, "approvals: %d of %d needed\n", len(r.Job.Approvals), r.Needed)
 			for _, x := range r.Warnings {
 				fmt.Fprintf(w, "WARNING: %s\n", x)
+			}
+			if r.Files != nil {
+				fmt.Fprintln(w, "files as they would be released:")
+				for _, f := range r.Files {
+					fmt.Fprintf(w, "--- %s (%s, %d bytes)\n", f.Name, f.Kind, f.Bytes)
+					if f.Preview != "" {
+						fmt.Fprintln(w, strings.TrimRight(f.Preview, "\n"))
+					} else {
+						fmt.Fprintln(w, "(not text)")
+					}
+				}
+				return nil
 			}
 			fmt.Fprintln(w, "output as it would be released:")
 			var rows [][]string
@@ -127,6 +152,7 @@ func newReviewCmd() *cobra.Command {
 	cmd.AddCommand(list, show)
 	for _, d := range []string{"approve", "reject"} {
 		var reason string
+		var override bool
 		sub := &cobra.Command{
 			Use:   d + " JOB",
 			Short: strings.ToUpper(d[:1]) + d[1:] + " an output",
@@ -136,14 +162,22 @@ func newReviewCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				j, err := c.Decide(cmd.Context(), args[0], d, reason)
+				var j api.Job
+				if override {
+					j, err = c.Override(cmd.Context(), args[0], reason)
+				} else {
+					j, err = c.Decide(cmd.Context(), args[0], d, reason)
+				}
 				if err != nil {
 					return err
 				}
 				return printJob(j)
 			},
 		}
-		sub.Flags().StringVar(&reason, "reason", "", "reason (required to reject)")
+		sub.Flags().StringVar(&reason, "reason", "", "reason (required to reject, and to override)")
+		if d == "approve" {
+			sub.Flags().BoolVar(&override, "override", false, "release despite disclosure findings (custom outputs); needs --reason; recorded in the audit log")
+		}
 		cmd.AddCommand(sub)
 	}
 	return cmd

@@ -79,6 +79,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.Approvals, "approvals", cfg.Approvals, "reviewer approvals a release needs (2 for four-eyes review)")
 	f.StringVar(&cfg.Isolation, "isolation", cfg.Isolation, "container (libcontainer sandbox) or process (development only, no sandbox)")
 	f.IntVar(&cfg.JobMemoryMB, "job-memory-mb", cfg.JobMemoryMB, "memory limit of one job")
+	f.IntVar(&cfg.ScratchMB, "scratch-mb", cfg.ScratchMB, "size of a job's /scratch, and of a custom job's /out")
 	f.IntVar(&cfg.JobThreads, "job-threads", cfg.JobThreads, "CPU cores (and DuckDB threads) of one job")
 	f.DurationVar(&cfg.JobWall, "job-timeout", cfg.JobWall, "wall-clock limit of one job")
 	f.Int64Var(&cfg.JobPids, "job-pids", cfg.JobPids, "process and thread limit of one job")

@@ -75,6 +75,70 @@ type Grant = json.RawMessage
 type Decide struct {
 	Decision string `json:"decision,omitempty"` // approve | reject
 	Reason   string `json:"reason,omitempty"`
+	// Override approves an output despite its disclosure findings (custom jobs); it needs
+	// a reason and is recorded in the audit log.
+	Override bool `json:"override,omitempty"`
+}
+
+// RegisterRuntime registers a runtime image for custom jobs (operator): a root filesystem
+// directory or tarball on the daemon's host, copied and recorded with its digest.
+type RegisterRuntime struct {
+	Name       string   `json:"name"`
+	Path       string   `json:"path"`
+	Entrypoint []string `json:"entrypoint,omitempty"` // e.g. ["/usr/bin/python3"]; the program path is appended
+}
+
+// Runtime is a registered runtime image.
+type Runtime struct {
+	Name         string    `json:"name"`
+	Digest       string    `json:"digest"`
+	Entrypoint   []string  `json:"entrypoint,omitempty"`
+	Files        int       `json:"files"`
+	Bytes        int64     `json:"bytes"`
+	RegisteredBy string    `json:"registered_by"`
+	Registered   time.Time `json:"registered"`
+}
+
+// CustomJob is a vendor's own program for a registered runtime, run over read-only Parquet
+// copies of the grant's columns (/in/<dataset>.parquet) with its outputs in /out.
+type CustomJob struct {
+	Runtime  string   `json:"runtime"`
+	Program  string   `json:"program"` // digest of an upload (PUT /v1/programs)
+	Datasets []string `json:"datasets"`
+}
+
+// Program is an uploaded program for custom jobs.
+type Program struct {
+	Digest string `json:"digest"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// Finding is one statistical disclosure finding on a custom output (never a value).
+type Finding struct {
+	Output  string `json:"output"`
+	Rule    string `json:"rule"`
+	Where   string `json:"where,omitempty"`
+	Message string `json:"message"`
+}
+
+// OutputFile is one file a custom job wrote, as the reviewer sees it.
+type OutputFile struct {
+	Name    string `json:"name"`
+	Bytes   int64  `json:"bytes"`
+	Kind    string `json:"kind"`              // frequency, magnitude, regression, other
+	Preview string `json:"preview,omitempty"` // the start of a text file
+}
+
+// CustomMechanism is how a custom output was checked.
+type CustomMechanism struct {
+	Runtime   string    `json:"runtime"`
+	Digest    string    `json:"digest"`
+	Program   string    `json:"program_sha256"`
+	Status    string    `json:"status"` // ok, failed, limit hit
+	Files     int       `json:"files"`
+	Findings  []Finding `json:"findings"`
+	Override  string    `json:"override,omitempty"` // who released despite findings, and why
+	Statement string    `json:"statement"`
 }
 
 // SubmitJob asks for a job to run.
@@ -90,6 +154,8 @@ type SubmitJob struct {
 	HE *HEScore `json:"he,omitempty"`
 	// Train makes the job a model job (mode model) with a built-in DP trainer.
 	Train *TrainSpec `json:"train,omitempty"`
+	// Custom makes the job a custom job (mode model): the vendor's program in a sandbox.
+	Custom *CustomJob `json:"custom,omitempty"`
 }
 
 // TrainSpec is a model job's declarative spec (`veil job submit --train spec.yaml`): a
@@ -194,6 +260,8 @@ type Review struct {
 	Needed    int             `json:"approvals_needed"`
 	// Budget is what the job spent and what its grant has left, per dataset (dp jobs).
 	Budget []GrantBudget `json:"budget,omitempty"`
+	// Files are a custom job's outputs (Rows is then empty).
+	Files []OutputFile `json:"files,omitempty"`
 }
 
 // Mechanism says how the output was protected.
@@ -209,6 +277,8 @@ type Mechanism struct {
 	DP *DPMechanism `json:"dp,omitempty"`
 	// HE describes an he-score output.
 	HE *HEMechanism `json:"he,omitempty"`
+	// Custom describes a custom job's output and its disclosure findings.
+	Custom *CustomMechanism `json:"custom,omitempty"`
 }
 
 // DPMechanism is how a dp output was made.

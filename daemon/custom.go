@@ -1,0 +1,637 @@
+package daemon
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"golang.org/x/sys/unix"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/sandbox"
+	"github.com/veil-dp/veil/store"
+)
+
+// Custom jobs: an operator registers runtime images (a root filesystem, copied and recorded
+// with its digest); a vendor submits a program for one of them under a model grant. The
+// program runs in a sandbox on that image with the grant's columns as read-only Parquet
+// files in /in (the privacy unit replaced by a per-job pseudonym) and writes its outputs to
+// /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, failed,
+// limit hit), never stdout, stderr or the exit code. The outputs face statistical disclosure
+// checks (policy/sdc.go) and a reviewer; a release with findings needs an explicit override,
+// which the audit log records. No differential-privacy claim is made for them.
+
+const (
+	maxProgramBytes = 256 << 20
+	maxOutputFiles  = 100
+	previewBytes    = 4 << 10
+	// rowCheckLimit bounds the input rows loaded for the row-level check; beyond it the
+	// check compares the first rows only and says so.
+	rowCheckLimit = 2_000_000
+)
+
+var runtimeName = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+
+func (s *Server) runtimesDir() string { return filepath.Join(s.cfg.DataDir, "runtimes") }
+
+// runtimeRecord is a registered runtime, kept as <runtimes>/<name>.json next to its image.
+type runtimeRecord struct {
+	api.Runtime
+	Path string `json:"path"` // the copied image's root
+}
+
+func (s *Server) loadRuntime(name string) (*runtimeRecord, error) {
+	if !runtimeName.MatchString(name) {
+		return nil, fmt.Errorf("%w: runtime %q not found", errNotFound, name)
+	}
+	b, err := os.ReadFile(filepath.Join(s.runtimesDir(), name+".json"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: runtime %q not found; `veil runtime list` shows the registered ones", errNotFound, name)
+	}
+	var r runtimeRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// registerRuntime copies a runtime image from a path on the daemon's host into the data
+// directory and records it under a name that never changes meaning.
+func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActRuntimeManage); err != nil {
+		return err
+	}
+	var req api.RegisterRuntime
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if !runtimeName.MatchString(req.Name) {
+		return fmt.Errorf("%w: a runtime name is lower-case letters, digits, '.', '_' or '-' (for example python3.11)", errInvalid)
+	}
+	if !filepath.IsAbs(req.Path) {
+		return fmt.Errorf("%w: give the image as an absolute path on the daemon's host (a directory or a .tar/.tar.gz)", errInvalid)
+	}
+	for _, a := range req.Entrypoint {
+		if a == "" || strings.ContainsRune(a, 0) {
+			return fmt.Errorf("%w: the entrypoint has an empty argument", errInvalid)
+		}
+	}
+	if len(req.Entrypoint) > 0 && !filepath.IsAbs(req.Entrypoint[0]) {
+		return fmt.Errorf("%w: the entrypoint's program must be an absolute path inside the image (for example /usr/bin/python3)", errInvalid)
+	}
+	if err := os.MkdirAll(s.runtimesDir(), 0o711); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(s.runtimesDir(), req.Name+".json")); err == nil {
+		return fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", errConflict, req.Name)
+	}
+	dst := filepath.Join(s.runtimesDir(), req.Name+"-"+newID("img"))
+	img, err := sandbox.ImportImage(req.Path, dst)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errInvalid, err)
+	}
+	if err := os.Chmod(s.runtimesDir(), 0o711); err != nil {
+		return err
+	}
+	rec := runtimeRecord{Runtime: api.Runtime{Name: req.Name, Digest: img.Digest, Entrypoint: req.Entrypoint, Files: img.Files, Bytes: img.Bytes,
+		RegisteredBy: p.ID, Registered: s.now()}, Path: img.Path}
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	err = s.db.Update(r.Context(), func(tx store.Tx) error {
+		if err := writeFileAtomic(filepath.Join(s.runtimesDir(), req.Name+".json"), b, 0o600); err != nil {
+			return err
+		}
+		return s.record(r.Context(), tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
+			"entrypoint": strings.Join(req.Entrypoint, " "), "files": fmt.Sprint(img.Files)})
+	})
+	if err != nil {
+		os.RemoveAll(img.Path)
+		return err
+	}
+	writeJSON(w, http.StatusCreated, rec.Runtime)
+	return nil
+}
+
+func (s *Server) listRuntimes(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActRuntimeRead); err != nil {
+		return err
+	}
+	ents, _ := os.ReadDir(s.runtimesDir())
+	out := []api.Runtime{}
+	for _, e := range ents {
+		if name, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			if rt, err := s.loadRuntime(name); err == nil {
+				out = append(out, rt.Runtime)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// customSpec is what a custom job runs; stored with the job.
+type customSpec struct {
+	Runtime  string   `json:"runtime"`
+	Digest   string   `json:"digest"`  // of the image when the job was submitted
+	Program  string   `json:"program"` // sha256 of the program, stored by the daemon
+	Datasets []string `json:"datasets"`
+}
+
+func (s *Server) programPath(tenant, digest string) (string, error) {
+	hexd, ok := strings.CutPrefix(digest, "sha256:")
+	if b, err := hex.DecodeString(hexd); !ok || err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("%w: %q is not a program digest (sha256:<64 hex digits>)", errInvalid, digest)
+	}
+	t := sha256.Sum256([]byte(tenant))
+	return filepath.Join(s.cfg.DataDir, "programs", hex.EncodeToString(t[:8]), hexd), nil
+}
+
+// uploadProgram stores a vendor's program for custom jobs under its digest, in the vendor's
+// tenant area.
+func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("%w: the program is larger than %d MiB", errInvalid, maxProgramBytes>>20)
+		}
+		return err
+	}
+	if len(body) == 0 {
+		return fmt.Errorf("%w: the program is empty", errInvalid)
+	}
+	sum := sha256.Sum256(body)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	path, err := s.programPath(p.Tenant, digest)
+	if err != nil {
+		return err
+	}
+	// Executable: a static binary runs as the program itself (an interpreter reads a script).
+	if err := storeBlob(path, body, 0o755); err != nil {
+		return err
+	}
+	err = s.db.Update(r.Context(), func(tx store.Tx) error {
+		return s.record(r.Context(), tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, api.Program{Digest: digest, Bytes: int64(len(body))})
+	return nil
+}
+
+// submitCustom validates a custom job and queues it.
+func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
+	ctx := r.Context()
+	c := req.Custom
+	switch {
+	case strings.TrimSpace(req.SQL) != "" || req.DP != nil || req.HE != nil || req.Train != nil:
+		return fmt.Errorf("%w: a custom job is a runtime, a program and datasets only", errInvalid)
+	case c.Program == "":
+		return fmt.Errorf("%w: the custom job has no program (--program FILE)", errInvalid)
+	case len(c.Datasets) == 0:
+		return fmt.Errorf("%w: name the datasets the program reads (--dataset)", errInvalid)
+	}
+	if s.runner.name() != "container" {
+		return fmt.Errorf("%w: custom jobs run only in containers, and this daemon runs with isolation=%s", errUnavailable, s.runner.name())
+	}
+	rt, err := s.loadRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	if err := s.settleGrants(ctx); err != nil {
+		return err
+	}
+	var g *policy.Grant
+	err = s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
+			return err
+		}
+		if err := g.Usable(s.now(), policy.ModeModel); err != nil {
+			return err
+		}
+		for i, d := range c.Datasets {
+			if _, ok := g.Access(d); !ok {
+				return fmt.Errorf("%w: grant %s does not include dataset %q", errInvalid, g.ID, d)
+			}
+			if slices.Contains(c.Datasets[:i], d) {
+				return fmt.Errorf("%w: dataset %s is named twice", errInvalid, d)
+			}
+		}
+		schemas, _, err := loadCatalog(ctx, tx, c.Datasets)
+		if err != nil {
+			return err
+		}
+		return s.sandboxFor(schemas)
+	})
+	if err != nil {
+		return err
+	}
+	prog := c.Program
+	path, err := s.programPath(p.Tenant, prog)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%w: no uploaded program %s for tenant %s; upload it first (veil job submit --program does)", errInvalid, prog, p.Tenant)
+	}
+	spec := &customSpec{Runtime: rt.Name, Digest: rt.Digest, Program: prog, Datasets: c.Datasets}
+	desc := fmt.Sprintf("custom program %s on runtime %s (%s) over %s", prog[:19], rt.Name, rt.Digest[:19], strings.Join(c.Datasets, ", "))
+	now := s.now()
+	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Custom: spec}}
+	return s.queue(ctx, w, p, g, j, map[string]string{"grant": g.ID, "mode": "custom", "runtime": rt.Name, "image": rt.Digest, "program": prog,
+		"datasets": strings.Join(c.Datasets, ",")}, nil)
+}
+
+// statusClass is all a vendor learns of how its program ended.
+func statusClass(st sandbox.Status) string {
+	switch st {
+	case sandbox.StatusOK:
+		return "ok"
+	case sandbox.StatusFailed, sandbox.StatusKilled:
+		return "failed"
+	}
+	return "limit hit"
+}
+
+// runCustom runs a custom job: projects the granted columns, runs the program on its image,
+// reads /out, checks it, and puts it in review.
+func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Scope, versions map[string]string, spec *customSpec) error {
+	rt, err := s.loadRuntime(spec.Runtime)
+	if err != nil || rt.Digest != spec.Digest {
+		return &jobError{msg: fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime)}
+	}
+	work := filepath.Join(s.cfg.DataDir, "work", id)
+	if err := os.MkdirAll(work, 0o711); err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	in, out := filepath.Join(work, "in"), filepath.Join(work, "out")
+	for _, d := range []string{in, out} {
+		if err := os.Mkdir(d, 0o711); err != nil {
+			return err
+		}
+	}
+	// /out is a tmpfs of its own: the program cannot fill the host's disk.
+	if err := unix.Mount("tmpfs", out, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("size=%dm,mode=0777", s.cfg.ScratchMB)); err != nil {
+		return fmt.Errorf("mount /out: %w", err)
+	}
+	defer unix.Unmount(out, unix.MNT_DETACH)
+
+	var secret [8]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return err
+	}
+	prog, err := s.programPath(tenant, spec.Program)
+	if err != nil {
+		return err
+	}
+	mounts := []sandbox.Mount{{Source: prog, Destination: "/job/program", Exec: true}, {Source: out, Destination: "/out", Writable: true}}
+	var inputs []policy.SDCTable
+	var inputRows int64
+	limited := false
+	for _, t := range sc.Tables {
+		if !slices.Contains(spec.Datasets, t.Name) {
+			continue
+		}
+		dst := filepath.Join(in, t.Name+".parquet")
+		n, err := engine.Project(ctx, t, dst, int64(binary.LittleEndian.Uint64(secret[:])))
+		if err != nil {
+			return err
+		}
+		if err := os.Chmod(dst, 0o644); err != nil {
+			return err
+		}
+		inputRows = max(inputRows, n)
+		mounts = append(mounts, sandbox.Mount{Source: dst, Destination: "/in/" + t.Name + ".parquet"})
+		names, cols, more, err := engine.TextColumns(ctx, dst, rowCheckLimit)
+		if err != nil {
+			return err
+		}
+		limited = limited || more
+		tbl := policy.SDCTable{Name: t.Name, Columns: names}
+		if len(cols) > 0 {
+			tbl.Rows = make([][]string, len(cols[0]))
+			for r := range tbl.Rows {
+				row := make([]string, len(cols))
+				for c := range cols {
+					row[c] = cols[c][r]
+				}
+				tbl.Rows[r] = row
+			}
+		}
+		inputs = append(inputs, tbl)
+	}
+	args := append(slices.Clone(rt.Entrypoint), "/job/program")
+	res, err := s.runner.runImage(ctx, id, rt.Path, args, mounts, []string{"VEIL_IN=/in", "VEIL_OUT=/out", "HOME=/scratch", "TMPDIR=/scratch"})
+	if err != nil {
+		return err
+	}
+	class := statusClass(res.Status)
+	if class != "ok" {
+		return &jobError{msg: "the program ended: " + class + " (its output and messages are not shown)", detail: fmt.Errorf("status %s exit %d", res.Status, res.ExitCode)}
+	}
+	files, err := readOutputs(out)
+	if err != nil {
+		return &jobError{msg: "the program's outputs cannot be read: " + err.Error()}
+	}
+	findings, kinds, err := s.checkOutputs(ctx, id, sc, files, inputs, inputRows, limited)
+	if err != nil {
+		return err
+	}
+	rec := filesRecord(files, kinds)
+	defer rec.Release()
+	var apiFindings []api.Finding
+	for _, f := range findings {
+		apiFindings = append(apiFindings, api.Finding{Output: f.Output, Rule: f.Rule, Where: f.Where, Message: f.Message})
+	}
+	meta := outputMeta{
+		Mechanism: api.Mechanism{Kind: "custom", Groups: len(files), Custom: &api.CustomMechanism{Runtime: rt.Name, Digest: rt.Digest, Program: spec.Program,
+			Status: class, Files: len(files), Findings: apiFindings,
+			Statement: "A vendor's own program computed these files in a sandbox without network. No differential-privacy claim is made for them. " +
+				fmt.Sprintf("Statistical disclosure checks found %d findings; a release with findings needs a reviewer's recorded override.", len(findings))}},
+		Datasets: versions,
+	}
+	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
+		cur.Status = jobReview
+		cur.body.Finished = s.now()
+		cur.body.Message = fmt.Sprintf("the program ended: ok; %d output files wait for export review", len(files))
+		// Only coarse metering: fine timings and memory would be a side channel.
+		cur.body.Metering = &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds(), OutputRows: int64(len(files))}
+		if err := cur.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{"mechanism": "custom", "files": fmt.Sprint(len(files)),
+			"findings": fmt.Sprint(len(findings)), "status": class})
+	})
+}
+
+type outFile struct {
+	name string
+	data []byte
+}
+
+// readOutputs reads the regular files at the top of /out (at most maxOutputFiles).
+func readOutputs(dir string) ([]outFile, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []outFile
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue // directories, links and the rest are not outputs
+		}
+		if len(files) == maxOutputFiles {
+			return nil, fmt.Errorf("more than %d files in /out", maxOutputFiles)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, outFile{e.Name(), b})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
+	return files, nil
+}
+
+// manifest is what a program may write to /out/manifest.json to declare its outputs.
+type manifest struct {
+	Outputs []struct {
+		File        string   `json:"file"`
+		Kind        string   `json:"kind"` // frequency, magnitude, regression, other
+		CountColumn string   `json:"count_column"`
+		Dataset     string   `json:"dataset"`
+		GroupBy     []string `json:"group_by"`
+		Value       string   `json:"value"`
+		NObs        int      `json:"n_obs"`
+		NParams     int      `json:"n_params"`
+	} `json:"outputs"`
+}
+
+// checkOutputs runs the disclosure checks: every CSV against the inputs (row-level data),
+// each declared table by its kind; undeclared files are findings for the reviewer to judge.
+func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, files []outFile, inputs []policy.SDCTable, inputRows int64, limited bool) ([]policy.Finding, map[string]string, error) {
+	rules := policy.DefaultSDCRules()
+	var m manifest
+	kinds := map[string]string{}
+	var findings []policy.Finding
+	for _, f := range files {
+		if f.name == "manifest.json" {
+			if err := json.Unmarshal(f.data, &m); err != nil {
+				findings = append(findings, policy.Finding{Output: f.name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
+			}
+			kinds[f.name] = "manifest"
+		}
+	}
+	declared := map[string]int{}
+	for i, o := range m.Outputs {
+		declared[o.File] = i
+	}
+	if limited {
+		findings = append(findings, policy.Finding{Output: "*", Rule: "row_level_limited", Message: fmt.Sprintf("the inputs exceed %d rows: the row-level check compared the first rows only", rowCheckLimit)})
+	}
+	for _, f := range files {
+		if f.name == "manifest.json" {
+			continue
+		}
+		var tbl *policy.SDCTable
+		if strings.HasSuffix(f.name, ".csv") {
+			t, err := parseCSV(f.name, f.data)
+			if err != nil {
+				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
+			} else {
+				tbl = t
+				findings = append(findings, policy.CheckRowLevel(*t, inputs, inputRows)...)
+			}
+		}
+		i, ok := declared[f.name]
+		if !ok {
+			kinds[f.name] = "other"
+			findings = append(findings, policy.Finding{Output: f.name, Rule: "undeclared", Message: "not declared in manifest.json; the reviewer must judge it by reading it"})
+			continue
+		}
+		o := m.Outputs[i]
+		kinds[f.name] = o.Kind
+		switch o.Kind {
+		case "frequency":
+			if tbl == nil {
+				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_table", Message: "a frequency table must be a CSV file"})
+				continue
+			}
+			findings = append(findings, policy.CheckFrequency(*tbl, o.CountColumn, rules)...)
+		case "magnitude":
+			cells, err := s.contributions(ctx, id, sc, o.Dataset, o.GroupBy, o.Value)
+			if err != nil {
+				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_magnitude", Message: "its declaration cannot be checked: " + err.Error()})
+				continue
+			}
+			findings = append(findings, policy.CheckMagnitude(f.name, cells, rules)...)
+		case "regression":
+			findings = append(findings, policy.CheckRegression(f.name, o.NObs, o.NParams, rules)...)
+			if int64(o.NObs) > inputRows {
+				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_regression", Message: "it declares more observations than the inputs hold"})
+			}
+		case "other":
+			findings = append(findings, policy.Finding{Output: f.name, Rule: "undeclared", Message: "declared as other: no rule applies; the reviewer must judge it by reading it"})
+		default:
+			findings = append(findings, policy.Finding{Output: f.name, Rule: "manifest", Message: fmt.Sprintf("unknown kind %q (frequency, magnitude, regression, other)", o.Kind)})
+		}
+	}
+	return findings, kinds, nil
+}
+
+func parseCSV(name string, data []byte) (*policy.SDCTable, error) {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil {
+		return nil, errors.New("malformed CSV")
+	}
+	if len(recs) == 0 {
+		return &policy.SDCTable{Name: name}, nil
+	}
+	return &policy.SDCTable{Name: name, Columns: recs[0], Rows: recs[1:]}, nil
+}
+
+// contributions recomputes, in a sandbox, each cell's contribution per privacy unit of a
+// declared magnitude table: the dominance rules need them and a program's output cannot be
+// trusted to give them.
+func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, dataset string, groupBy []string, value string) ([]policy.MagnitudeCell, error) {
+	var t *engine.Table
+	for i := range sc.Tables {
+		if sc.Tables[i].Name == dataset {
+			t = &sc.Tables[i]
+		}
+	}
+	if t == nil {
+		return nil, fmt.Errorf("dataset %q is not in the grant", dataset)
+	}
+	var unit string
+	cols := map[string]engine.Column{}
+	for _, c := range t.Columns {
+		cols[c.Name] = c
+		if c.PrivacyUnit {
+			unit = c.Name
+		}
+	}
+	if c, ok := cols[value]; !ok || !isNumericType(c.Type) {
+		return nil, fmt.Errorf("value column %q is not a granted number", value)
+	}
+	var keys []string
+	for _, k := range groupBy {
+		if _, ok := cols[k]; !ok {
+			return nil, fmt.Errorf("group-by column %q is not granted", k)
+		}
+		keys = append(keys, fmt.Sprintf("COALESCE(CAST(%s AS VARCHAR), 'NULL')", quoteIdent(k)))
+	}
+	cell := "''"
+	if len(keys) > 0 {
+		cell = strings.Join(keys, " || ' / ' || ")
+	}
+	q := fmt.Sprintf("SELECT %s AS cell, sum(%s)::DOUBLE AS v FROM %s WHERE %s IS NOT NULL GROUP BY cell, %s ORDER BY cell",
+		cell, quoteIdent(value), quoteIdent(dataset), quoteIdent(value), quoteIdent(unit))
+	var buf bytes.Buffer
+	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	if _, err := s.runner.run(ctx, id+"-sdc", ejob, &buf); err != nil {
+		return nil, err
+	}
+	rec, err := engine.ReadResult(&buf, s.cfg.MaxResultByte)
+	clear(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	defer rec.Release()
+	byCell := map[string]*policy.MagnitudeCell{}
+	var cells []policy.MagnitudeCell
+	names, vals := rec.Column(0).(*array.String), rec.Column(1).(*array.Float64)
+	for r := 0; r < int(rec.NumRows()); r++ {
+		k := strings.Clone(names.Value(r))
+		if byCell[k] == nil {
+			cells = append(cells, policy.MagnitudeCell{Key: k})
+			byCell[k] = &cells[len(cells)-1]
+		}
+		if !vals.IsNull(r) {
+			c := byCell[k]
+			c.Contributions = append(c.Contributions, vals.Value(r))
+		}
+	}
+	return cells, nil
+}
+
+// filesRecord holds a custom job's files as the stored output: name, kind, content.
+func filesRecord(files []outFile, kinds map[string]string) arrow.RecordBatch {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "file", Type: arrow.BinaryTypes.String}, {Name: "kind", Type: arrow.BinaryTypes.String},
+		{Name: "content", Type: arrow.BinaryTypes.Binary}}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	for _, f := range files {
+		b.Field(0).(*array.StringBuilder).Append(f.name)
+		b.Field(1).(*array.StringBuilder).Append(kinds[f.name])
+		b.Field(2).(*array.BinaryBuilder).Append(f.data)
+	}
+	return b.NewRecordBatch()
+}
+
+// outputFiles is what a reviewer sees of a custom output: names, sizes, kinds, and the start
+// of each text file.
+func outputFiles(rec arrow.RecordBatch) []api.OutputFile {
+	var out []api.OutputFile
+	names, kinds, data := rec.Column(0).(*array.String), rec.Column(1).(*array.String), rec.Column(2).(*array.Binary)
+	for r := 0; r < int(rec.NumRows()); r++ {
+		b := data.Value(r)
+		f := api.OutputFile{Name: names.Value(r), Kind: kinds.Value(r), Bytes: int64(len(b))}
+		if p := b[:min(len(b), previewBytes)]; utf8.Valid(p) {
+			f.Preview = string(p)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// tarFiles is a custom output's export: its files in one tar.
+func tarFiles(rec arrow.RecordBatch, released time.Time) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names, data := rec.Column(0).(*array.String), rec.Column(2).(*array.Binary)
+	for r := 0; r < int(rec.NumRows()); r++ {
+		b := data.Value(r)
+		if err := tw.WriteHeader(&tar.Header{Name: names.Value(r), Mode: 0o644, Size: int64(len(b)), ModTime: released, Typeflag: tar.TypeReg}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

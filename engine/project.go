@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Project writes the granted columns of a dataset to one Parquet file at dst, for a custom
+// job's /in: the privacy unit is replaced by a pseudonym keyed with the job's secret (the same
+// person has the same pseudonym in every dataset of the job, and another one in the next
+// job), every other granted column is copied as it is. It runs on the platform, before the
+// sandbox starts, and returns the number of rows written.
+func Project(ctx context.Context, t Table, dst string, secret int64) (int64, error) {
+	db, err := openLocal()
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var cols []string
+	for _, c := range t.Columns {
+		if c.PrivacyUnit {
+			cols = append(cols, fmt.Sprintf("hash(%s, %d::BIGINT) AS %s", quoteIdent(c.Name), secret, quoteIdent(c.Name)))
+		} else {
+			cols = append(cols, quoteIdent(c.Name))
+		}
+	}
+	src := fmt.Sprintf("SELECT %s FROM read_parquet(%s)", strings.Join(cols, ", "), quoteList(t.Files))
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet, COMPRESSION zstd)", src, strings.ReplaceAll(dst, "'", "''"))); err != nil {
+		return 0, fmt.Errorf("project %s: %w", t.Name, err)
+	}
+	var n int64
+	if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM read_parquet('%s')", strings.ReplaceAll(dst, "'", "''"))).Scan(&n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// TextColumns reads up to limit rows of a Parquet file as text, column by column (NULL as
+// ""), for the row-level disclosure check of custom outputs; it says whether the file had
+// more rows.
+func TextColumns(ctx context.Context, file string, limit int64) (names []string, cols [][]string, more bool, err error) {
+	db, err := openLocal()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT * FROM read_parquet('%s') LIMIT %d", strings.ReplaceAll(file, "'", "''"), limit+1))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer rows.Close()
+	if names, err = rows.Columns(); err != nil {
+		return nil, nil, false, err
+	}
+	cols = make([][]string, len(names))
+	vals := make([]sql.NullString, len(names))
+	ptrs := make([]any, len(names))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var n int64
+	for rows.Next() {
+		if n++; n > limit {
+			more = true
+			break
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, nil, false, err
+		}
+		for i, v := range vals {
+			cols[i] = append(cols[i], v.String)
+		}
+	}
+	return names, cols, more, rows.Err()
+}
