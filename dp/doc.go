@@ -5,9 +5,11 @@
 // (github.com/google/differential-privacy/go/v3): its Laplace and Gaussian mechanisms sample
 // from crypto/rand with secure granularity (released floats lie on a power-of-two grid, so
 // the low bits of a float carry no trace of the exact value), its confidence intervals, its
-// pre-aggregated partition selection and its quantile tree. This package never draws
-// randomness of its own, never takes a seed, and never uses math/rand: a vendor cannot
-// influence or replay the noise.
+// pre-aggregated partition selection and its quantile tree. No noise is drawn from anything else: never a
+// seed, never math/rand, so a vendor cannot influence or replay it. One exception that is
+// not noise: Synthesize samples synthetic rows from marginals that are already noisy with a
+// seeded math/rand/v2 generator; that is post-processing of a release and touches no private
+// value.
 //
 // Contribution bounding (each privacy unit in at most MaxGroups groups, with at most MaxRows
 // rows per group, values clamped to bounds) is done before the numbers reach this package,

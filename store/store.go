@@ -106,6 +106,29 @@ type Spend struct {
 	At       time.Time
 }
 
+// Feedback is a vendor's note on the quality of a dataset (数据质量反馈) and, once the
+// dataset's provider has answered it, the resolution.
+type Feedback struct {
+	ID        string
+	Dataset   string
+	Column    string // empty: the dataset as a whole
+	Tenant    string // the submitting vendor's tenant
+	Submitter string // principal id
+	Message   string
+	Status    string // open | resolved
+	Created   time.Time
+	Resolver  string    // principal id; empty while open
+	Note      string    // the provider's resolution note
+	Resolved  time.Time // zero while open
+}
+
+// FeedbackFilter selects feedback; empty fields match all.
+type FeedbackFilter struct {
+	Dataset string
+	Tenant  string
+	Status  string
+}
+
 // Store opens transactions.
 type Store interface {
 	// View runs fn in a read-only snapshot.
@@ -155,4 +178,9 @@ type Tx interface {
 
 	AddReview(ctx context.Context, r Review) error
 	Reviews(ctx context.Context, jobID string) ([]Review, error)
+
+	PutFeedback(ctx context.Context, f Feedback) error
+	Feedback(ctx context.Context, id string) (Feedback, error)
+	// Feedbacks lists feedback, oldest first.
+	Feedbacks(ctx context.Context, f FeedbackFilter) ([]Feedback, error)
 }

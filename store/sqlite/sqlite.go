@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS budget_spends (
 	delta INTEGER NOT NULL CHECK (delta >= 0), refunded INTEGER NOT NULL DEFAULT 0, at INTEGER NOT NULL,
 	PRIMARY KEY (job_id, dataset));
 CREATE INDEX IF NOT EXISTS budget_spends_grant ON budget_spends(grant_id, dataset);
+CREATE TABLE IF NOT EXISTS feedback (
+	id TEXT PRIMARY KEY, dataset TEXT NOT NULL, column_name TEXT NOT NULL, tenant TEXT NOT NULL, submitter TEXT NOT NULL,
+	message TEXT NOT NULL, status TEXT NOT NULL, created INTEGER NOT NULL, resolver TEXT NOT NULL DEFAULT '',
+	note TEXT NOT NULL DEFAULT '', resolved INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS feedback_dataset ON feedback(dataset, status);
+CREATE INDEX IF NOT EXISTS feedback_tenant ON feedback(tenant);
 CREATE TABLE IF NOT EXISTS audit_records (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
@@ -391,6 +397,42 @@ func (t *txn) Reviews(ctx context.Context, jobID string) ([]store.Review, error)
 		r.At = tm(at)
 		return r, err
 	}, `SELECT job_id, reviewer, decision, reason, at FROM reviews WHERE job_id = ? ORDER BY at`, jobID)
+}
+
+// --- feedback
+
+const feedbackCols = `id, dataset, column_name, tenant, submitter, message, status, created, resolver, note, resolved`
+
+func scanFeedback(s interface{ Scan(...any) error }) (store.Feedback, error) {
+	var f store.Feedback
+	var c, r int64
+	err := s.Scan(&f.ID, &f.Dataset, &f.Column, &f.Tenant, &f.Submitter, &f.Message, &f.Status, &c, &f.Resolver, &f.Note, &r)
+	f.Created = tm(c)
+	if r != 0 {
+		f.Resolved = tm(r)
+	}
+	return f, err
+}
+
+func (t *txn) PutFeedback(ctx context.Context, f store.Feedback) error {
+	var resolved int64
+	if !f.Resolved.IsZero() {
+		resolved = ms(f.Resolved)
+	}
+	return t.exec(ctx, "put feedback", `INSERT INTO feedback (`+feedbackCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET status=excluded.status, resolver=excluded.resolver, note=excluded.note, resolved=excluded.resolved`,
+		f.ID, f.Dataset, f.Column, f.Tenant, f.Submitter, f.Message, f.Status, ms(f.Created), f.Resolver, f.Note, resolved)
+}
+
+func (t *txn) Feedback(ctx context.Context, id string) (store.Feedback, error) {
+	f, err := scanFeedback(t.tx.QueryRowContext(ctx, `SELECT `+feedbackCols+` FROM feedback WHERE id = ?`, id))
+	return f, wrap(err, "feedback "+id)
+}
+
+func (t *txn) Feedbacks(ctx context.Context, f store.FeedbackFilter) ([]store.Feedback, error) {
+	return queryAll(ctx, t, "feedback", scanFeedback, `SELECT `+feedbackCols+` FROM feedback
+		WHERE (? = '' OR dataset = ?) AND (? = '' OR tenant = ?) AND (? = '' OR status = ?) ORDER BY created, id`,
+		f.Dataset, f.Dataset, f.Tenant, f.Tenant, f.Status, f.Status)
 }
 
 // --- audit.Writer
