@@ -265,6 +265,30 @@ func (c *Client) Override(ctx context.Context, id, reason string) (api.Job, erro
 	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: "approve", Reason: reason, Override: true}, &j)
 }
 
+// DevRun runs a job on the dev twins and returns its output at once.
+func (c *Client) DevRun(ctx context.Context, req api.SubmitJob) (api.DevOutput, error) {
+	var out api.DevOutput
+	return out, c.do(ctx, "POST", "/v1/dev/jobs", req, &out)
+}
+
+// DevShow returns a dev run and its output.
+func (c *Client) DevShow(ctx context.Context, id string) (api.DevOutput, error) {
+	var out api.DevOutput
+	return out, c.do(ctx, "GET", "/v1/dev/jobs/"+url.PathEscape(id), nil, &out)
+}
+
+// DevPromote submits a dev run's job unchanged to production.
+func (c *Client) DevPromote(ctx context.Context, id string) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "POST", "/v1/dev/jobs/"+url.PathEscape(id)+"/promote", struct{}{}, &j)
+}
+
+// BuildTwin asks for a dataset's dev twin (its provider); it waits for review.
+func (c *Client) BuildTwin(ctx context.Context, dataset string, req api.BuildTwin) (api.Job, error) {
+	var j api.Job
+	return j, c.do(ctx, "POST", "/v1/datasets/"+url.PathEscape(dataset)+"/twin", req, &j)
+}
+
 // UploadProgram uploads a program for custom jobs and returns its digest.
 func (c *Client) UploadProgram(ctx context.Context, data []byte) (api.Program, error) {
 	var out api.Program

@@ -49,6 +49,12 @@ type jobBody struct {
 	Model *modelSpec `json:"model,omitempty"`
 	// Custom is a custom job's runtime, program and datasets (Plan is then nil).
 	Custom *customSpec `json:"custom,omitempty"`
+	// Twin is a dev twin build (no grant; the dataset's provider submitted it).
+	Twin *twinSpec `json:"twin,omitempty"`
+	// Dev marks a dev run: on the twins, no budget, its output shown at once; Request is
+	// the job as submitted, for promotion to production.
+	Dev     bool            `json:"dev,omitempty"`
+	Request json.RawMessage `json:"request,omitempty"`
 }
 
 type job struct {
@@ -150,6 +156,10 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
+	if isDev(r.Context()) {
+		raw, _ := json.Marshal(req)
+		r = r.WithContext(context.WithValue(r.Context(), devReqKey{}, raw))
+	}
 	if req.HE != nil {
 		return s.submitHE(w, r, p, req)
 	}
@@ -244,6 +254,11 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 // reservation (reserve, if any) and its audit entry. A retry with the same idempotency key
 // returns the first job and spends nothing.
 func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Principal, g *policy.Grant, j *job, details map[string]string, reserve func(tx store.Tx) error) error {
+	if raw, ok := ctx.Value(devReqKey{}).([]byte); ok {
+		// A dev run: no budget, no idempotency, run now on the twins.
+		j.body.Dev, j.body.Request, j.IdemKey, reserve = true, raw, "", nil
+		details["dev"] = "true"
+	}
 	created := true
 	err := s.db.Update(ctx, func(tx store.Tx) error {
 		if j.IdemKey != "" {
@@ -278,12 +293,24 @@ func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Prin
 	if err != nil {
 		return err
 	}
+	if j.body.Dev {
+		s.runJob(ctx, j.ID)
+		s.changed.notify()
+		out, err := s.devOutput(ctx, p, j.ID)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
 	if created {
 		s.sched.enqueue(j.Tenant, j.ID)
 	}
 	writeJSON(w, http.StatusAccepted, j.api())
 	return nil
 }
+
+type devReqKey struct{}
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActJobRead); err != nil {

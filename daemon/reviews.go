@@ -44,9 +44,11 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 		if j.Status != jobReview && j.Status != jobReleased {
 			return fmt.Errorf("%w: job %s is %s; only outputs waiting for review or released can be shown", errConflict, j.ID, j.Status)
 		}
-		sg, err := tx.Grant(ctx, j.GrantID)
-		if err != nil {
-			return err
+		var sg store.Grant
+		if j.body.Twin == nil { // a twin build has no grant
+			if sg, err = tx.Grant(ctx, j.GrantID); err != nil {
+				return err
+			}
 		}
 		meta, rec, err := loadOutput(ctx, tx, j.ID)
 		if err != nil {
@@ -60,7 +62,7 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 			rv.Rows = rowsOf(rec)
 		}
 		rv.Warnings = s.warnings(ctx, tx, j, meta)
-		if meta.Mechanism.DP != nil {
+		if meta.Mechanism.DP != nil && j.body.Twin == nil {
 			g, err := decodeGrant(sg)
 			if err != nil {
 				return err

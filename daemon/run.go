@@ -148,6 +148,11 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	}
 
 	s.changed.notify() // it runs now
+	if j.body.Dev {
+		if err := s.devScope(ctx, &sc); err != nil {
+			return err
+		}
+	}
 	if j.body.HE != nil {
 		return s.runHE(ctx, id, g, sc, versions, j.body.HE, j.Tenant)
 	}
@@ -247,7 +252,16 @@ func (s *Server) toReview(ctx context.Context, id string, protected arrow.Record
 		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
 			return err
 		}
-		return finish(tx, cur)
+		if err := finish(tx, cur); err != nil {
+			return err
+		}
+		if cur.body.Dev {
+			// A dev run's output is the vendor's at once; it never waits for review.
+			cur.Status = jobDev
+			cur.body.Message = "dev run done: the output, computed on the dev twins, is shown at once (veil dev show)"
+			return cur.put(ctx, tx, s.now())
+		}
+		return nil
 	})
 }
 

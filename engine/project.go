@@ -1,10 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/duckdb/duckdb-go/v2"
 )
 
 // Project writes the granted columns of a dataset to one Parquet file at dst, for a custom
@@ -74,4 +80,54 @@ func TextColumns(ctx context.Context, file string, limit int64) (names []string,
 		}
 	}
 	return names, cols, more, rows.Err()
+}
+
+// Sample reads up to n rows of the given columns of a dataset's files, chosen at random by
+// DuckDB's reservoir sampling, as one Arrow record (for a masked dev twin).
+func Sample(ctx context.Context, files, columns []string, n int) (arrow.RecordBatch, error) {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	db := sql.OpenDB(c)
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	q := make([]string, len(columns))
+	for i, col := range columns {
+		q[i] = quoteIdent(col)
+	}
+	query := fmt.Sprintf("SELECT %s FROM read_parquet(%s) USING SAMPLE reservoir(%d ROWS)", strings.Join(q, ", "), quoteList(files), n)
+	var rec arrow.RecordBatch
+	err = conn.Raw(func(dc any) error {
+		ar, err := duckdb.NewArrowFromConn(dc.(driver.Conn))
+		if err != nil {
+			return err
+		}
+		rr, err := ar.QueryContext(ctx, query)
+		if err != nil {
+			return err
+		}
+		defer rr.Release()
+		var buf bytes.Buffer
+		iw := ipc.NewWriter(&buf, ipc.WithSchema(rr.Schema()))
+		for rr.Next() {
+			if err := iw.Write(rr.RecordBatch()); err != nil {
+				return err
+			}
+		}
+		if err := rr.Err(); err != nil {
+			return err
+		}
+		if err := iw.Close(); err != nil {
+			return err
+		}
+		rec, err = ReadResult(&buf, int64(buf.Len())+1)
+		return err
+	})
+	return rec, err
 }

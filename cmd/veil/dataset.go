@@ -115,6 +115,46 @@ func newDatasetCmd() *cobra.Command {
 			return print(d, []string{"COLUMN", "TYPE", "LEVEL", "KIND", "MASK", "NOTES"}, rows)
 		},
 	}
-	cmd.AddCommand(register, list, show)
+	var tw api.BuildTwin
+	var masked, synthetic bool
+	var pairs []string
+	twin := &cobra.Command{
+		Use:   "twin NAME (--masked [--rows N] | --synthetic --epsilon E [--rows N] [--pair A,B]...)",
+		Short: "Build a dataset's dev twin (its provider): a masked sample, or synthetic rows from DP marginals; it waits for review",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case masked == synthetic:
+				return fmt.Errorf("give one of --masked and --synthetic")
+			case masked:
+				tw.Kind = "masked"
+			default:
+				tw.Kind = "synthetic"
+			}
+			for _, p := range pairs {
+				a, b, ok := strings.Cut(p, ",")
+				if !ok {
+					return fmt.Errorf("--pair %q: write COLUMN_A,COLUMN_B", p)
+				}
+				tw.Pairs = append(tw.Pairs, [2]string{a, b})
+			}
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.BuildTwin(cmd.Context(), args[0], tw)
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	tf := twin.Flags()
+	tf.BoolVar(&masked, "masked", false, "a sample of rows, every column masked by its catalog rule")
+	tf.BoolVar(&synthetic, "synthetic", false, "synthetic rows from differentially private marginals (spends the dataset's budget)")
+	tf.IntVar(&tw.Rows, "rows", 0, "rows of the twin (masked: 1000; synthetic: the noisy number of persons)")
+	tf.Float64Var(&tw.Epsilon, "epsilon", 0, "synthetic: the budget the marginals spend")
+	tf.StringArrayVar(&pairs, "pair", nil, "synthetic: COLUMN_A,COLUMN_B whose joint distribution is kept (repeatable)")
+	cmd.AddCommand(register, list, show, twin, newFeedbackCmd())
 	return cmd
 }

@@ -17,6 +17,76 @@ import (
 
 func newJobCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Submit and follow jobs (vendor)"}
+	submit := newSubmitCmd(false)
+
+	var grant, status string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			js, err := c.Jobs(cmd.Context(), grant, status)
+			if err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, j := range js {
+				rows = append(rows, []string{j.ID, j.Grant, j.Status, j.Created.Format("2006-01-02 15:04:05"), j.Message})
+			}
+			return print(js, []string{"ID", "GRANT", "STATUS", "CREATED", "MESSAGE"}, rows)
+		},
+	}
+	list.Flags().StringVar(&grant, "grant", "", "only jobs of this grant")
+	list.Flags().StringVar(&status, "status", "", "only jobs in these statuses (comma-separated)")
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.Job(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	cancel := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a queued, running or unreviewed job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.CancelJob(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	cmd.AddCommand(submit, list, show, cancel)
+	return cmd
+}
+
+func printJob(j api.Job) error {
+	pairs := []string{"job", j.ID, "grant", j.Grant, "mode", j.Mode, "status", j.Status, "message", j.Message}
+	if m := j.Metering; m != nil {
+		pairs = append(pairs, "metering", fmt.Sprintf("wall %d ms, cpu %d ms, peak memory %d MB, %d groups (%d suppressed)", m.WallMS, m.CPUMS, m.PeakMemoryMB, m.Groups, m.Suppressed))
+	}
+	return kv(j, pairs...)
+}
+
+// newSubmitCmd is `veil job submit`, or with dev `veil dev run`: the same job, the same flags.
+func newSubmitCmd(dev bool) *cobra.Command {
 	var req api.SubmitJob
 	var file string
 	var wait bool
@@ -25,9 +95,14 @@ func newJobCmd() *cobra.Command {
 	var hes api.HEScore
 	var model, bundle, trainFile, runtime, program string
 	var datasets []string
+	use, short := "submit --grant G (--sql 'SELECT ...' | -f FILE.sql | --train SPEC | --model M.enc --public P.bundle --dataset D | --runtime R --program P --datasets D)",
+		"Submit a job under a grant: SQL, a model trainer, an he-score or a custom program"
+	if dev {
+		use, short = "run --grant G (the same flags as veil job submit)", "Run a job on the dev twins now: no budget, the output shown at once"
+	}
 	submit := &cobra.Command{
-		Use:   "submit --grant G (--sql 'SELECT ...' | -f FILE.sql | --model M.enc --public P.bundle --dataset D [--group-by K])",
-		Short: "Submit a SQL job, or an he-score job with an encrypted model, under a grant",
+		Use:   use,
+		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := connect()
 			if err != nil {
@@ -112,6 +187,13 @@ func newJobCmd() *cobra.Command {
 				}
 				req.DP = &dpo
 			}
+			if dev {
+				out, err := c.DevRun(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				return printDev(out)
+			}
 			j, err := c.SubmitJob(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -160,69 +242,75 @@ func newJobCmd() *cobra.Command {
 	f.StringVar(&hes.Dataset, "dataset", "", "he: the dataset whose rows are scored")
 	f.StringSliceVar(&hes.GroupBy, "group-by", nil, "he: group-by keys (comma-separated); scores are summed per group")
 	submit.MarkFlagRequired("grant")
-
-	var grant, status string
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List jobs",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			js, err := c.Jobs(cmd.Context(), grant, status)
-			if err != nil {
-				return err
-			}
-			var rows [][]string
-			for _, j := range js {
-				rows = append(rows, []string{j.ID, j.Grant, j.Status, j.Created.Format("2006-01-02 15:04:05"), j.Message})
-			}
-			return print(js, []string{"ID", "GRANT", "STATUS", "CREATED", "MESSAGE"}, rows)
-		},
-	}
-	list.Flags().StringVar(&grant, "grant", "", "only jobs of this grant")
-	list.Flags().StringVar(&status, "status", "", "only jobs in these statuses (comma-separated)")
-	show := &cobra.Command{
-		Use:   "show ID",
-		Short: "Show a job",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			j, err := c.Job(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printJob(j)
-		},
-	}
-	cancel := &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Cancel a queued, running or unreviewed job",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			j, err := c.CancelJob(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return printJob(j)
-		},
-	}
-	cmd.AddCommand(submit, list, show, cancel)
-	return cmd
+	return submit
 }
 
-func printJob(j api.Job) error {
-	pairs := []string{"job", j.ID, "grant", j.Grant, "mode", j.Mode, "status", j.Status, "message", j.Message}
-	if m := j.Metering; m != nil {
-		pairs = append(pairs, "metering", fmt.Sprintf("wall %d ms, cpu %d ms, peak memory %d MB, %d groups (%d suppressed)", m.WallMS, m.CPUMS, m.PeakMemoryMB, m.Groups, m.Suppressed))
+// printDev shows a dev run's output with its label.
+func printDev(out api.DevOutput) error {
+	if g.output != "table" {
+		return print(out, nil, nil)
 	}
-	return kv(j, pairs...)
+	fmt.Fprintf(g.out, "%s\n", out.Label)
+	if err := printJob(out.Job); err != nil {
+		return err
+	}
+	for _, f := range out.Files {
+		fmt.Fprintf(g.out, "--- %s (%s, %d bytes)\n%s\n", f.Name, f.Kind, f.Bytes, strings.TrimRight(f.Preview, "\n"))
+	}
+	if out.Rows == nil {
+		return nil
+	}
+	var rows [][]string
+	for _, row := range out.Rows {
+		var cells []string
+		for _, v := range row {
+			if v == nil {
+				cells = append(cells, "NULL")
+			} else {
+				cells = append(cells, fmt.Sprint(v))
+			}
+		}
+		rows = append(rows, cells)
+	}
+	return print(out, out.Columns, rows)
+}
+
+// newDevCmd is the development environment: run jobs on the dev twins, show them, promote
+// them to production.
+func newDevCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "dev", Short: "Develop jobs on the datasets' dev twins (masked or synthetic), then promote them (vendor)"}
+	show := &cobra.Command{
+		Use:   "show JOB",
+		Short: "Show a dev run and its output",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			out, err := c.DevShow(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printDev(out)
+		},
+	}
+	promote := &cobra.Command{
+		Use:   "promote JOB",
+		Short: "Submit a dev run's job, unchanged, to production (budget and review apply there)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.DevPromote(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	cmd.AddCommand(newSubmitCmd(true), show, promote)
+	return cmd
 }

@@ -51,7 +51,12 @@ func newReviewCmd() *cobra.Command {
 			m := r.Mechanism
 			fmt.Fprintf(w, "job %s under grant %s (tenant %s), submitted by %s\n", r.Job.ID, r.Job.Grant, r.Job.Tenant, r.Job.Submitter)
 			fmt.Fprintf(w, "query:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(r.Job.SQL), "\n", "\n  "))
-			if h := m.HE; h != nil {
+			if tw := m.Twin; tw != nil {
+				fmt.Fprintf(w, "mechanism: %s dev twin of %s (version %.12s): %s\n", tw.Kind, tw.Dataset, tw.Version, tw.Statement)
+				if d := m.DP; d != nil {
+					fmt.Fprintf(w, "  differential privacy: the marginals spend ε=%g of the dataset's budget\n", d.Epsilon)
+				}
+			} else if h := m.HE; h != nil {
 				fmt.Fprintf(w, "mechanism: homomorphic encryption (CKKS), %s model on %s, key %s; %d rows scored; %d groups, %d not scored\n",
 					h.Model, strings.Join(h.Features, ", "), h.KeyID, h.Rows, m.Groups, m.Suppressed)
 				fmt.Fprintf(w, "  the score sums are one ciphertext only the vendor can decrypt (flooding error std %.2g per sum)\n", h.SumErrorStd)

@@ -279,6 +279,34 @@ type Mechanism struct {
 	HE *HEMechanism `json:"he,omitempty"`
 	// Custom describes a custom job's output and its disclosure findings.
 	Custom *CustomMechanism `json:"custom,omitempty"`
+	// Twin describes a dataset's dev twin.
+	Twin *TwinMechanism `json:"twin,omitempty"`
+}
+
+// TwinMechanism is how a dev twin was made.
+type TwinMechanism struct {
+	Kind      string `json:"kind"` // masked or synthetic
+	Dataset   string `json:"dataset"`
+	Version   string `json:"version"`
+	Statement string `json:"statement"`
+}
+
+// BuildTwin asks for a dataset's dev twin (its provider).
+type BuildTwin struct {
+	Kind    string      `json:"kind"`              // masked or synthetic
+	Rows    int         `json:"rows,omitempty"`    // masked: sample size (1000); synthetic: rows (the noisy number of persons)
+	Epsilon float64     `json:"epsilon,omitempty"` // synthetic: the dataset's budget it spends
+	Pairs   [][2]string `json:"pairs,omitempty"`   // synthetic: column pairs whose 2-way distribution is kept
+}
+
+// DevOutput is a dev run's output, shown at once and labelled.
+type DevOutput struct {
+	Job       Job          `json:"job"`
+	Label     string       `json:"label"`
+	Mechanism Mechanism    `json:"mechanism"`
+	Columns   []string     `json:"columns,omitempty"`
+	Rows      [][]any      `json:"rows,omitempty"`
+	Files     []OutputFile `json:"files,omitempty"`
 }
 
 // DPMechanism is how a dp output was made.

@@ -1,0 +1,674 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// The development environment. A dataset's provider builds a twin of it: a masked sample
+// (each column by its catalog masking rule, applied by Veil) or a synthetic dataset from
+// differentially private marginals (spending the dataset's budget). A twin is an output like
+// any other: it waits for export review, and only a released twin is used. A vendor's
+// `veil dev run` is then the same job as in production — the same validation, the same
+// sandbox, the same gate — over the twin instead of the data, with no budget spent and the
+// output shown at once, labelled as dev output; `veil dev promote` submits the same job to
+// production.
+
+const (
+	jobDev        = "dev" // a dev run's job after it ran: its output is shown to the vendor
+	twinKindMask  = "masked"
+	twinKindSynth = "synthetic"
+	maxTwinRows   = 1_000_000
+	synthBins     = 10
+)
+
+// twinSpec is a twin build, stored with its job.
+type twinSpec struct {
+	Dataset string      `json:"dataset"`
+	Version string      `json:"version"`
+	Kind    string      `json:"kind"`
+	Rows    int         `json:"rows"`
+	Pairs   [][2]string `json:"pairs,omitempty"`
+	Epsilon float64     `json:"epsilon,omitempty"` // synthetic: as charged
+}
+
+// buildTwin builds a dataset's twin (provider of the dataset) and puts it in review.
+func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActDatasetRegister); err != nil {
+		return err
+	}
+	var req api.BuildTwin
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	name := r.PathValue("name")
+	var sch *policy.Schema
+	var set store.Dataset
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		schemas, sets, err := loadCatalog(ctx, tx, []string{name})
+		if err != nil {
+			return err
+		}
+		sch, set = schemas[name], sets[name]
+		if sch.Provider != p.Tenant {
+			return fmt.Errorf("%w: dataset %q is not in the catalog", errNotFound, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	spec := &twinSpec{Dataset: name, Version: set.Version, Kind: req.Kind, Rows: req.Rows}
+	var spend *dp.Amount
+	switch req.Kind {
+	case twinKindMask:
+		if spec.Rows == 0 {
+			spec.Rows = 1000
+		}
+		if req.Epsilon != 0 || len(req.Pairs) > 0 {
+			return fmt.Errorf("%w: a masked twin spends no budget and has no pairs; those are for --synthetic", errInvalid)
+		}
+	case twinKindSynth:
+		if !(req.Epsilon > 0) || req.Epsilon > 10 {
+			return fmt.Errorf("%w: a synthetic twin spends the dataset's budget: give an epsilon in (0, 10], for example --epsilon 1", errInvalid)
+		}
+		a, err := dp.Spend(req.Epsilon, 0)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errInvalid, err)
+		}
+		spend = &a
+		spec.Epsilon = a.Epsilon()
+		for _, pr := range req.Pairs {
+			for _, c := range pr {
+				if _, ok := sch.Column(c); !ok {
+					return fmt.Errorf("%w: pair column %q is not in dataset %s", errInvalid, c, name)
+				}
+			}
+			spec.Pairs = append(spec.Pairs, pr)
+		}
+	default:
+		return fmt.Errorf("%w: a twin is masked or synthetic", errInvalid)
+	}
+	if spec.Rows < 0 || spec.Rows > maxTwinRows {
+		return fmt.Errorf("%w: a twin has at most %d rows", errInvalid, maxTwinRows)
+	}
+	now := s.now()
+	j := &job{Job: store.Job{ID: newID("j"), Tenant: p.Tenant, Submitter: p.ID, Status: jobRunning, Created: now},
+		body: jobBody{Mode: "twin", SQL: fmt.Sprintf("%s twin of %s (version %s)", spec.Kind, name, set.Version[:12]), Twin: spec, Started: now, Spend: spend}}
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		if spend != nil {
+			// The provider's own use of the dataset's budget: a slice and its spend, in the
+			// transaction that records the build; it stays spent whatever the review decides.
+			total, allocated, _, err := datasetUse(ctx, tx, name)
+			if err != nil {
+				return err
+			}
+			if !total.Sub(allocated).Covers(*spend) {
+				free := total.Sub(allocated)
+				return fmt.Errorf("%w: dataset %s has ε=%s left to give, the twin asks %s", errBudget, name, dp.FormatEpsilon(free.Eps), dp.FormatEpsilon(spend.Eps))
+			}
+			if err := tx.PutSlice(ctx, store.Slice{Grant: "twin:" + j.ID, Dataset: name, Eps: spend.Eps, Delta: spend.Delta, At: now}); err != nil {
+				return err
+			}
+			if err := tx.PutSpend(ctx, store.Spend{Job: j.ID, Grant: "twin:" + j.ID, Dataset: name, Eps: spend.Eps, Delta: spend.Delta, At: now}); err != nil {
+				return err
+			}
+		}
+		if err := j.put(ctx, tx, now); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, "twin.build", "dataset/"+name, map[string]string{"job": j.ID, "kind": spec.Kind, "version": set.Version})
+	})
+	if err != nil {
+		return err
+	}
+	var rec arrow.RecordBatch
+	var mech api.Mechanism
+	if spec.Kind == twinKindMask {
+		rec, err = s.maskedTwin(ctx, sch, set, spec)
+		mech = api.Mechanism{Kind: "twin", Twin: &api.TwinMechanism{Kind: spec.Kind, Dataset: name, Version: set.Version,
+			Statement: "A sample of rows with every column masked by its catalog rule (hmac pseudonyms, kept prefixes and suffixes, generalization, suppression), applied by Veil."}}
+	} else {
+		var rep dp.SynthReport
+		rec, rep, err = s.syntheticTwin(ctx, j.ID, sch, set, spec)
+		repJSON, _ := json.Marshal(rep)
+		mech = api.Mechanism{Kind: "twin", DP: &api.DPMechanism{Epsilon: spend.Epsilon(), Noise: "laplace", Report: repJSON},
+			Twin: &api.TwinMechanism{Kind: spec.Kind, Dataset: name, Version: set.Version,
+				Statement: "Synthetic rows drawn from differentially private marginals of the data (every column's, and the declared pairs'); no row is a person's."}}
+	}
+	if err != nil {
+		// The build ran (and a synthetic one spent its budget): the job says how it ended.
+		s.failJob(j.ID, err)
+		if msg, _ := vendorMessage(err); msg != "" {
+			return fmt.Errorf("%w: the twin could not be built: %s", errInvalid, msg)
+		}
+		return err
+	}
+	defer rec.Release()
+	mech.Groups = int(rec.NumRows())
+	err = s.toReview(ctx, j.ID, rec, outputMeta{Mechanism: mech, Datasets: map[string]string{name: set.Version}}, func(tx store.Tx, cur *job) error {
+		cur.Status = jobReview
+		cur.body.Finished = s.now()
+		cur.body.Message = fmt.Sprintf("%s twin of %s: %d rows wait for export review; once released, vendors' dev runs use it", spec.Kind, name, rec.NumRows())
+		if err := cur.put(ctx, tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, system, "job.gate", "job/"+j.ID, map[string]string{"mechanism": "twin", "kind": spec.Kind, "rows": fmt.Sprint(rec.NumRows())})
+	})
+	if err != nil {
+		return err
+	}
+	var out api.Job
+	err = s.db.View(ctx, func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		cur, err := decodeJob(sj)
+		out = cur.api()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, out)
+	return nil
+}
+
+// failJob records a failed job (twin builds run in the request, not the scheduler).
+func (s *Server) failJob(id string, err error) {
+	msg, detail := vendorMessage(err)
+	s.slog.Warn("job failed", "job", id, "err", detail)
+	s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(context.Background(), id)
+		if err != nil {
+			return err
+		}
+		j, err := decodeJob(sj)
+		if err != nil {
+			return err
+		}
+		j.Status, j.body.Message, j.body.Finished = jobFailed, msg, s.now()
+		if err := j.put(context.Background(), tx, s.now()); err != nil {
+			return err
+		}
+		return s.record(context.Background(), tx, system, "job.fail", "job/"+id, map[string]string{"message": msg})
+	})
+}
+
+// maskKey is the platform's masking key (hmac pseudonyms in masked twins), made on first use.
+func (s *Server) maskKey() ([]byte, error) {
+	path := filepath.Join(s.cfg.DataDir, "keys", "mask.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return hex.DecodeString(strings.TrimSpace(string(b)))
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// maskRule is the rule a twin applies to a column: the catalog's, else the safe default for
+// what the column is.
+func maskRule(c policy.Column) string {
+	switch {
+	case c.Mask != "":
+		return c.Mask
+	case c.PrivacyUnit:
+		return "hmac"
+	case c.Identifier() || c.Level >= 3:
+		return "suppress"
+	}
+	return "none"
+}
+
+// maskedTwin samples rows of the dataset and masks every column by its rule. Numbers
+// generalized into bands keep their type (the band's lower end), so that queries written
+// for the data run on the twin.
+func (s *Server) maskedTwin(ctx context.Context, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, error) {
+	key, err := s.maskKey()
+	if err != nil {
+		return nil, err
+	}
+	var cols []string
+	for _, c := range sch.Columns {
+		if c.Level < 4 {
+			cols = append(cols, c.Name)
+		}
+	}
+	rec, err := engine.Sample(ctx, set.Files, cols, spec.Rows)
+	if err != nil {
+		return nil, err
+	}
+	defer rec.Release()
+	var fields []arrow.Field
+	var arrs []arrow.Array
+	defer func() {
+		for _, a := range arrs {
+			a.Release()
+		}
+	}()
+	for i, name := range cols {
+		c, _ := sch.Column(name)
+		rule, err := engine.ParseMaskRule(maskRule(c))
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", name, err)
+		}
+		m, err := engine.MaskArray(rule, key, rec.Column(i))
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", name, err)
+		}
+		if strings.HasPrefix(rule.String(), "band:") && isNumericType(c.Type) {
+			m = bandLower(m)
+		}
+		fields = append(fields, arrow.Field{Name: name, Type: m.DataType(), Nullable: true})
+		arrs = append(arrs, m)
+	}
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), arrs, rec.NumRows()), nil
+}
+
+// bandLower turns bands like "35-39" or "-5--1" into their lower end as a number.
+func bandLower(a arrow.Array) arrow.Array {
+	defer a.Release()
+	s := a.(*array.String)
+	b := array.NewFloat64Builder(memory.DefaultAllocator)
+	defer b.Release()
+	for i := 0; i < s.Len(); i++ {
+		v := s.Value(i)
+		cut := strings.Index(v[1:], "-")
+		if s.IsNull(i) || cut < 0 {
+			b.AppendNull()
+			continue
+		}
+		f, err := strconv.ParseFloat(v[:cut+1], 64)
+		if err != nil {
+			b.AppendNull()
+			continue
+		}
+		b.Append(f)
+	}
+	return b.NewArray()
+}
+
+// synthColumn is how a column is synthesized: from a domain, from bins over its bounds, or
+// not at all (NULL: identifiers, free text, columns with neither).
+type synthColumn struct {
+	col     policy.Column
+	domain  []string
+	lo, hi  float64
+	numeric bool
+}
+
+// nullCategory stands for NULL among a column's categories (a sign no real value uses).
+const nullCategory = "␀"
+
+// syntheticTwin computes exact marginals in a sandbox (one row per person), makes them
+// differentially private and draws synthetic rows from them.
+func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, dp.SynthReport, error) {
+	var rep dp.SynthReport
+	var cols []synthColumn
+	for _, c := range sch.Columns {
+		if c.Level >= 4 || c.PrivacyUnit || c.Identifier() {
+			continue
+		}
+		sc := synthColumn{col: c}
+		switch {
+		case len(c.Domain) > 0:
+			sc.domain = append(slices.Clone(c.Domain), nullCategory)
+		case len(c.Bounds) == 2 && isNumericType(c.Type):
+			sc.numeric, sc.lo, sc.hi = true, c.Bounds[0], c.Bounds[1]
+			for b := range synthBins {
+				sc.domain = append(sc.domain, strconv.Itoa(b))
+			}
+			sc.domain = append(sc.domain, nullCategory)
+		default:
+			continue
+		}
+		cols = append(cols, sc)
+	}
+	if len(cols) == 0 {
+		return nil, rep, &jobError{msg: "no column of this dataset has a public domain or numeric bounds to synthesize; declare them in the schema"}
+	}
+	idx := map[string]int{}
+	for i, c := range cols {
+		idx[c.col.Name] = i
+	}
+	for _, pr := range spec.Pairs {
+		if _, ok := idx[pr[0]]; !ok {
+			return nil, rep, &jobError{msg: fmt.Sprintf("pair column %s has no domain or bounds to synthesize", pr[0])}
+		}
+		if _, ok := idx[pr[1]]; !ok {
+			return nil, rep, &jobError{msg: fmt.Sprintf("pair column %s has no domain or bounds to synthesize", pr[1])}
+		}
+	}
+	// One row per person, chosen by a keyed hash; then every marginal's exact counts.
+	unit := sch.UnitColumn().Name
+	var secret [8]byte
+	rand.Read(secret[:])
+	cat := func(c synthColumn) string {
+		x := quoteIdent(c.col.Name)
+		if c.numeric {
+			return fmt.Sprintf("COALESCE(CAST(least(greatest(CAST(floor((TRY_CAST(%s AS DOUBLE) - %g) / %g * %d) AS BIGINT), 0), %d) AS VARCHAR), '%s')",
+				x, c.lo, c.hi-c.lo, synthBins, synthBins-1, nullCategory)
+		}
+		return fmt.Sprintf("COALESCE(CAST(%s AS VARCHAR), '%s')", x, nullCategory)
+	}
+	one := fmt.Sprintf("(SELECT * FROM %s WHERE %s IS NOT NULL QUALIFY row_number() OVER (PARTITION BY %s ORDER BY hash(%s, %d::BIGINT)) = 1)",
+		quoteIdent(set.Name), quoteIdent(unit), quoteIdent(unit), quoteIdent(unit), int64(binary.LittleEndian.Uint64(secret[:])))
+	var parts []string
+	for i, c := range cols {
+		parts = append(parts, fmt.Sprintf("SELECT %d AS m, %s AS a, '' AS b, count(*) AS n FROM %s GROUP BY ALL", i, cat(c), one))
+	}
+	for i, pr := range spec.Pairs {
+		parts = append(parts, fmt.Sprintf("SELECT %d AS m, %s AS a, %s AS b, count(*) AS n FROM %s GROUP BY ALL", len(cols)+i, cat(cols[idx[pr[0]]]), cat(cols[idx[pr[1]]]), one))
+	}
+	var tcols []engine.Column
+	for _, c := range sch.Columns {
+		if c.Level < 4 {
+			tcols = append(tcols, engine.Column{Name: c.Name, Type: c.Type})
+		}
+	}
+	ejob := engine.Job{SQL: strings.Join(parts, " UNION ALL "), Tables: []engine.Table{{Name: set.Name, Files: set.Files, Columns: tcols}},
+		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	var buf bytes.Buffer
+	if _, err := s.runner.run(ctx, id, ejob, &buf); err != nil {
+		return nil, rep, err
+	}
+	res, err := engine.ReadResult(&buf, s.cfg.MaxResultByte)
+	clear(buf.Bytes())
+	if err != nil {
+		return nil, rep, err
+	}
+	ms := make([]dp.Marginal, len(cols)+len(spec.Pairs))
+	for i, c := range cols {
+		ms[i] = dp.Marginal{Columns: []string{c.col.Name}, Domains: [][]string{c.domain}, Counts: map[string]float64{}}
+	}
+	for i, pr := range spec.Pairs {
+		a, b := cols[idx[pr[0]]], cols[idx[pr[1]]]
+		ms[len(cols)+i] = dp.Marginal{Columns: []string{pr[0], pr[1]}, Domains: [][]string{a.domain, b.domain}, Counts: map[string]float64{}}
+	}
+	mi, ac, bc, nc := res.Column(0).(*array.Int32), res.Column(1).(*array.String), res.Column(2).(*array.String), res.Column(3).(*array.Int64)
+	for r := 0; r < int(res.NumRows()); r++ {
+		m := &ms[mi.Value(r)]
+		k := dp.CellKey(ac.Value(r))
+		if len(m.Columns) == 2 {
+			k = dp.CellKey(ac.Value(r), bc.Value(r))
+		}
+		m.Counts[strings.Clone(k)] += float64(nc.Value(r))
+	}
+	res.Release()
+	noisy, rep, err := dp.NoisyMarginals(ms, spec.Epsilon)
+	for i := range ms {
+		clear(ms[i].Counts)
+	}
+	if err != nil {
+		return nil, rep, err
+	}
+	rows := spec.Rows
+	if rows == 0 {
+		var total float64
+		for _, v := range noisy[0].Counts {
+			total += v
+		}
+		rows = min(int(math.Round(total)), maxTwinRows)
+	}
+	var names []string
+	for _, c := range cols {
+		names = append(names, c.col.Name)
+	}
+	var seed [8]byte
+	rand.Read(seed[:])
+	drawn, err := dp.Synthesize(noisy, names, rows, binary.LittleEndian.Uint64(seed[:]))
+	if err != nil {
+		return nil, rep, err
+	}
+	return synthRecord(sch, cols, drawn, binary.LittleEndian.Uint64(seed[:])), rep, nil
+}
+
+// synthRecord turns drawn categories into a table with the real schema's columns: numbers
+// uniform within their bin, categories as drawn, the privacy unit numbered, columns that
+// cannot be synthesized NULL.
+func synthRecord(sch *policy.Schema, cols []synthColumn, drawn [][]string, seed uint64) arrow.RecordBatch {
+	rng := mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	pos := map[string]int{}
+	for i, c := range cols {
+		pos[c.col.Name] = i
+	}
+	var fields []arrow.Field
+	var arrs []arrow.Array
+	for _, c := range sch.Columns {
+		if c.Level >= 4 {
+			continue
+		}
+		i, ok := pos[c.Name]
+		var a arrow.Array
+		switch {
+		case c.PrivacyUnit:
+			b := array.NewInt64Builder(memory.DefaultAllocator)
+			for r := range drawn {
+				b.Append(int64(r + 1))
+			}
+			a = b.NewArray()
+		case ok && cols[i].numeric:
+			b := array.NewFloat64Builder(memory.DefaultAllocator)
+			sc := cols[i]
+			width := (sc.hi - sc.lo) / synthBins
+			for _, row := range drawn {
+				bin, err := strconv.Atoi(row[i])
+				if err != nil {
+					b.AppendNull()
+					continue
+				}
+				v := sc.lo + (float64(bin)+rng.Float64())*width
+				if !strings.Contains(strings.ToUpper(c.Type), "DOUBLE") && !strings.Contains(strings.ToUpper(c.Type), "FLOAT") && !strings.Contains(strings.ToUpper(c.Type), "DECIMAL") {
+					v = math.Floor(v)
+				}
+				b.Append(v)
+			}
+			a = b.NewArray()
+		default:
+			b := array.NewStringBuilder(memory.DefaultAllocator)
+			for _, row := range drawn {
+				if !ok || row[i] == nullCategory {
+					b.AppendNull()
+				} else {
+					b.Append(row[i])
+				}
+			}
+			a = b.NewArray()
+		}
+		fields = append(fields, arrow.Field{Name: c.Name, Type: a.DataType(), Nullable: true})
+		arrs = append(arrs, a)
+	}
+	rec := array.NewRecordBatch(arrow.NewSchema(fields, nil), arrs, int64(len(drawn)))
+	for _, a := range arrs {
+		a.Release()
+	}
+	return rec
+}
+
+// twinFile returns the released twin of a dataset as a Parquet file the sandbox can mount,
+// written once from the stored output.
+func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
+	var best *job
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobReleased}})
+		if err != nil {
+			return err
+		}
+		for _, sj := range js {
+			j, err := decodeJob(sj)
+			if err != nil {
+				return err
+			}
+			if j.body.Twin != nil && j.body.Twin.Dataset == dataset && (best == nil || j.Updated.After(best.Updated)) {
+				best = j
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if best == nil {
+		return "", &jobError{msg: fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset)}
+	}
+	dir := filepath.Join(s.cfg.DataDir, "twins")
+	path := filepath.Join(dir, dataset+"-"+best.ID+".parquet")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	var rec arrow.RecordBatch
+	err = s.db.View(ctx, func(tx store.Tx) error {
+		_, r, err := loadOutput(ctx, tx, best.ID)
+		rec = r
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer rec.Release()
+	data, err := encodeExport(rec, "parquet")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return "", err
+	}
+	return path, writeFileAtomic(path, data, 0o644)
+}
+
+// devScope points a job's scope at the datasets' twins.
+func (s *Server) devScope(ctx context.Context, sc *engine.Scope) error {
+	for i := range sc.Tables {
+		f, err := s.twinFile(ctx, sc.Tables[i].Name)
+		if err != nil {
+			return err
+		}
+		sc.Tables[i].Files = []string{f}
+		// What was measured of the data says nothing of the twin.
+		sc.Tables[i].MaxRowsPerUnit, sc.Tables[i].UnitComplete = 0, false
+	}
+	return nil
+}
+
+// devOutput is what a vendor sees of a dev run: the output at once, labelled.
+func (s *Server) devOutput(ctx context.Context, p policy.Principal, id string) (api.DevOutput, error) {
+	var out api.DevOutput
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		j, err := loadJob(ctx, tx, p, id)
+		if err != nil {
+			return err
+		}
+		if !j.body.Dev {
+			return fmt.Errorf("%w: job %s is not a dev run", errNotFound, id)
+		}
+		out.Job = j.api()
+		out.Label = "DEV OUTPUT: computed on the datasets' dev twins (masked or synthetic), not on the data; no budget was spent. Promote the job to run it on the data."
+		if j.Status != jobDev {
+			return nil
+		}
+		meta, rec, err := loadOutput(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		defer rec.Release()
+		out.Mechanism, out.Columns = meta.Mechanism, meta.Columns
+		if meta.Mechanism.Custom != nil {
+			out.Files, out.Columns = outputFiles(rec), nil
+		} else {
+			out.Rows = rowsOf(rec)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// submitDev runs a job in the dev environment: validated like a production job, run at once
+// on the twins, with no budget.
+func (s *Server) submitDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
+		return err
+	}
+	r = r.WithContext(context.WithValue(r.Context(), devKey{}, true))
+	return s.submitJob(w, r, p)
+}
+
+type devKey struct{}
+
+func isDev(ctx context.Context) bool { v, _ := ctx.Value(devKey{}).(bool); return v }
+
+func (s *Server) showDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobRead); err != nil {
+		return err
+	}
+	out, err := s.devOutput(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// promoteDev submits a dev run's job, unchanged, to production.
+func (s *Server) promoteDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
+		return err
+	}
+	var req api.SubmitJob
+	err := s.db.View(r.Context(), func(tx store.Tx) error {
+		j, err := loadJob(r.Context(), tx, p, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if !j.body.Dev || j.body.Request == nil {
+			return fmt.Errorf("%w: job %s is not a dev run", errNotFound, j.ID)
+		}
+		return json.Unmarshal(j.body.Request, &req)
+	})
+	if err != nil {
+		return err
+	}
+	var body bytes.Buffer
+	if err := json.NewEncoder(&body).Encode(req); err != nil {
+		return err
+	}
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(&body)
+	return s.submitJob(w, r2, p)
+}
