@@ -265,6 +265,20 @@ func (c *Client) Override(ctx context.Context, id, reason string) (api.Job, erro
 	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: "approve", Reason: reason, Override: true}, &j)
 }
 
+// UploadFusion uploads the vendor's own table (CSV or Parquet) for one of its grants; key is
+// its column that identifies a person, match the public DATASET.COLUMN it corresponds to.
+func (c *Client) UploadFusion(ctx context.Context, grant, name, key, match string, data []byte) (api.Dataset, error) {
+	var out api.Dataset
+	q := url.Values{"key": {key}, "match": {match}}
+	return out, c.do(ctx, http.MethodPut, "/v1/grants/"+url.PathEscape(grant)+"/fusion/"+url.PathEscape(name)+"?"+q.Encode(), data, &out)
+}
+
+// ApproveFusion adds a fused upload to its grant (authority).
+func (c *Client) ApproveFusion(ctx context.Context, dataset string) (api.Dataset, error) {
+	var out api.Dataset
+	return out, c.do(ctx, "POST", "/v1/datasets/"+url.PathEscape(dataset)+"/fusion/approve", struct{}{}, &out)
+}
+
 // DevRun runs a job on the dev twins and returns its output at once.
 func (c *Client) DevRun(ctx context.Context, req api.SubmitJob) (api.DevOutput, error) {
 	var out api.DevOutput

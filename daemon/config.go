@@ -28,6 +28,8 @@ type Config struct {
 	JobWall       time.Duration
 	JobPids       int64
 	MaxResultByte int64
+	// SweepEvery is how often fused uploads of ended grants are looked for and deleted.
+	SweepEvery time.Duration
 	// LogRunnerOutput writes the runner's stderr of failed jobs to the log. It can contain
 	// data values: for debugging on synthetic data only.
 	LogRunnerOutput bool
@@ -49,6 +51,7 @@ func Defaults(dataDir string) Config {
 		JobPids:       256,
 		MaxResultByte: 64 << 20,
 		ScratchMB:     64,
+		SweepEvery:    30 * time.Second,
 	}
 }
 

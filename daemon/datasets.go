@@ -234,6 +234,9 @@ func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request, p policy.P
 	err := s.db.View(r.Context(), func(tx store.Tx) error {
 		ds, err := tx.Datasets(r.Context())
 		for _, d := range ds {
+			if !canSeeDataset(p, d) {
+				continue
+			}
 			out = append(out, toAPIDataset(d))
 		}
 		return err
@@ -253,6 +256,9 @@ func (s *Server) showDataset(w http.ResponseWriter, r *http.Request, p policy.Pr
 	err := s.db.View(r.Context(), func(tx store.Tx) error {
 		var err error
 		d, err = tx.Dataset(r.Context(), r.PathValue("name"))
+		if err == nil && !canSeeDataset(p, d) {
+			return fmt.Errorf("%w: dataset %q is not in the catalog", errNotFound, d.Name)
+		}
 		return err
 	})
 	if err != nil {

@@ -573,17 +573,34 @@ func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
 	return path, writeFileAtomic(path, data, 0o644)
 }
 
-// devScope points a job's scope at the datasets' twins.
-func (s *Server) devScope(ctx context.Context, sc *engine.Scope) error {
-	for i := range sc.Tables {
-		f, err := s.twinFile(ctx, sc.Tables[i].Name)
+// devScope points a job's scope at the twins of the datasets it reads (and drops the others).
+func (s *Server) devScope(ctx context.Context, j *job, sc *engine.Scope) error {
+	var used []string
+	switch b := j.body; {
+	case b.Plan != nil:
+		used = b.Plan.Tables
+	case b.HE != nil:
+		used = []string{b.HE.Dataset}
+	case b.Model != nil:
+		used = []string{b.Model.Dataset}
+	case b.Custom != nil:
+		used = b.Custom.Datasets
+	}
+	var tables []engine.Table
+	for _, t := range sc.Tables {
+		if !slices.Contains(used, t.Name) {
+			continue
+		}
+		f, err := s.twinFile(ctx, t.Name)
 		if err != nil {
 			return err
 		}
-		sc.Tables[i].Files = []string{f}
+		t.Files = []string{f}
 		// What was measured of the data says nothing of the twin.
-		sc.Tables[i].MaxRowsPerUnit, sc.Tables[i].UnitComplete = 0, false
+		t.MaxRowsPerUnit, t.UnitComplete = 0, false
+		tables = append(tables, t)
 	}
+	sc.Tables = tables
 	return nil
 }
 

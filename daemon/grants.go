@@ -60,6 +60,12 @@ func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 		if err != nil {
 			return err
 		}
+		for n, sch := range schemas {
+			if sch.Owner != "" {
+				// A vendor's fused upload joins its own grant through the authority only.
+				return fmt.Errorf("%w: dataset %q is not in the catalog", errNotFound, n)
+			}
+		}
 		versions := map[string]string{}
 		for n, d := range sets {
 			versions[n] = d.Version
@@ -266,6 +272,12 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 	})
 	if err != nil {
 		return err
+	}
+	if action == "revoke" || action == "reject" {
+		// A fused upload goes with its grant.
+		if err := s.sweepFusion(ctx); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, g)
 	return nil

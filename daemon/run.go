@@ -149,7 +149,7 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 
 	s.changed.notify() // it runs now
 	if j.body.Dev {
-		if err := s.devScope(ctx, &sc); err != nil {
+		if err := s.devScope(ctx, j, &sc); err != nil {
 			return err
 		}
 	}

@@ -88,6 +88,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, maxBlobBytes))
 	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, maxProgramBytes))
+	mux.Handle("PUT /v1/grants/{id}/fusion/{name}", s.authed(s.uploadFusion, maxFusionBytes))
 	h("GET /v1/whoami", s.whoami)
 	h("POST /v1/principals", s.createPrincipal)
 	h("GET /v1/principals", s.listPrincipals)
@@ -112,6 +113,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/exports/{id}", s.getExport)
 	h("GET /v1/budget", s.showBudget)
 	h("POST /v1/datasets/{name}/twin", s.buildTwin)
+	h("POST /v1/datasets/{name}/fusion/approve", s.approveFusion)
 	h("POST /v1/dev/jobs", s.submitDev)
 	h("GET /v1/dev/jobs/{id}", s.showDev)
 	h("POST /v1/dev/jobs/{id}/promote", s.promoteDev)
@@ -242,6 +244,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.slog.Info("listening", "addr", l.Addr().String(), "isolation", s.runner.name(), "workers", s.cfg.Workers)
 	}
 	s.record0(ctx, "daemon.start", map[string]string{"isolation": s.runner.name()})
+	// Fused uploads go when their grant ends: now, after every grant action, and on a timer
+	// for grants that simply expire.
+	if err := s.sweepFusion(ctx); err != nil {
+		s.slog.Error("sweep fused uploads", "err", err)
+	}
+	go s.sweeper(ctx, s.cfg.SweepEvery)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

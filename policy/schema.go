@@ -39,6 +39,12 @@ type Schema struct {
 	MaxRowsPerUnit int64  `yaml:"max_rows_per_unit,omitempty" json:"max_rows_per_unit,omitempty"`
 	// UnitComplete is measured at registration, never declared: every row has a privacy unit.
 	UnitComplete bool `yaml:"-" json:"unit_complete,omitempty"`
+	// Owner, Grant and Approved mark a vendor's own data fused into one grant (社会数据融合):
+	// visible only to that tenant's jobs under that grant, once the authority approved it,
+	// and deleted when the grant ends. Set by the daemon, never declared.
+	Owner    string `yaml:"-" json:"owner,omitempty"`
+	Grant    string `yaml:"-" json:"grant,omitempty"`
+	Approved bool   `yaml:"-" json:"approved,omitempty"`
 	// Synthetic declares that the data is generated and describes no real person. Only such
 	// data may be used by a daemon running without a sandbox (isolation=process).
 	Synthetic bool     `yaml:"synthetic,omitempty" json:"synthetic,omitempty"`

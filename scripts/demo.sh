@@ -28,7 +28,8 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 
 say "0. The data: a generated city of $RESIDENTS residents (deterministic, no real person)"
 note "residents, social insurance, medical visits and an enterprise registry, as Parquet with schema files."
-./bin/citygen -out "$CITY" -residents "$RESIDENTS"
+./bin/citygen -out "$CITY" -residents "$RESIDENTS" -customers 2000
+mv "$CITY/customers.csv" "$WORK/acme-customers.csv"   # the vendor's own data, not the platform's
 ls -l "$CITY"
 
 say "1. Operator: initialise the platform and start the daemon"
@@ -234,7 +235,37 @@ else
   note "custom jobs need container isolation (root); skipped"
 fi
 
-say "16. Auditor: every step is in a Merkle-tree log with signed checkpoints"
+say "16. Development: vendors write jobs on a dev twin, then promote them unchanged"
+note "The provider builds a masked twin of residents (every column by its catalog rule); a reviewer releases it."
+TW=$("$VEIL" --profile civil dataset twin residents --masked --rows 500 | field job)
+as reviewer review show "$TW" | sed -n '1,4p;/output as it would be released/,+4p'
+as reviewer review approve "$TW" >/dev/null
+note "A synthetic twin instead: rows drawn from DP marginals (district x sex kept jointly), spending ε=1 of the dataset's budget:"
+TS=$("$VEIL" --profile civil dataset synthesize residents --epsilon 1 --rows 300 --pair district,sex | field job)
+as reviewer review show "$TS" | sed -n '3,4p;/output as it would be released/,+3p'
+as reviewer review reject "$TS" --reason "the masked twin serves this grant" >/dev/null
+note "A dev run: the same validation and sandbox, on the twin, no budget spent, the output at once:"
+printf '%s[acme]$ veil dev run --grant %s --epsilon 0.5 --sql "SELECT district, COUNT(*) ..."%s\n' "$dim" "$GD" "$off"
+DEV=$("$VEIL" --profile acme dev run --grant "$GD" --epsilon 0.5 --sql "SELECT district, COUNT(*) AS residents FROM residents GROUP BY district")
+echo "$DEV"
+JV=$(echo "$DEV" | field job)
+note "Promoted, the same job runs on the data, spends its epsilon and waits for review:"
+as acme dev promote "$JV"
+
+say "17. Data fusion: the vendor's own customers joined with public data on a pseudonymized key"
+as acme fusion upload --grant "$G" --name customers --key phone --match residents.phone "$WORK/acme-customers.csv"
+as bureau fusion approve fusion_acme_customers
+JF=$("$VEIL" --profile acme job submit --grant "$G" --wait \
+    --sql "SELECT r.district, COUNT(*) AS customers, AVG(f.spend) AS mean_spend FROM fusion_acme_customers f JOIN residents r ON f.resident_id = r.resident_id GROUP BY r.district" | field job)
+as reviewer review show "$JF" | tail -8
+note "Another tenant does not see it; when the grant ends, it is deleted (see the audit log)."
+as rival dataset list
+note "Vendors report data problems; the provider answers:"
+FB=$("$VEIL" --profile acme dataset feedback social_insurance --column monthly_wage --message "some wages look monthly, others yearly" -o json | awk -F'"' '/"id":/ {print $4; exit}')
+as hr dataset feedback list --status open
+as hr dataset feedback resolve "$FB" --note "checked: all are monthly; documented in the schema title"
+
+say "18. Auditor: every step is in a Merkle-tree log with signed checkpoints"
 as auditor audit tail -n 12
 as auditor audit verify --key "$DATA/platform.pub"
 as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1

@@ -151,6 +151,9 @@ type Tx interface {
 	PutDataset(ctx context.Context, d Dataset) error
 	Dataset(ctx context.Context, name string) (Dataset, error)
 	Datasets(ctx context.Context) ([]Dataset, error)
+	// DeleteDataset removes a dataset from the catalog (a vendor's fused upload whose grant
+	// ended); its files are the caller's to remove.
+	DeleteDataset(ctx context.Context, name string) error
 
 	PutGrant(ctx context.Context, g Grant) error
 	Grant(ctx context.Context, id string) (Grant, error)

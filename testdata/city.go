@@ -180,6 +180,30 @@ func GenerateBenchTable(ctx context.Context, dir, name string, rows, units, grou
 	return write(ctx, dir, []table{{name, q, schema}})
 }
 
+// GenerateCustomers writes file, a vendor's own customer list for the fusion demo: n
+// customers, nine in ten of them residents of the city of the given size (their phone as the
+// city has it), the rest from elsewhere, with a yearly spend and a segment.
+func GenerateCustomers(ctx context.Context, file string, residents, n int) error {
+	if residents < 10 || n < 1 {
+		return fmt.Errorf("customers: need a city of at least 10 residents and at least one customer")
+	}
+	db, err := open()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	phone := fmt.Sprintf("'13' || lpad((%s %% 1000000000)::VARCHAR, 9, '0')", h("i", "phone"))
+	q := fmt.Sprintf(`SELECT CASE WHEN c %% 10 = 9 THEN '19' || lpad(c::VARCHAR, 9, '0') ELSE phone END AS phone,
+		(50 + (%[1]s %% 5000))::INTEGER AS spend, CASE WHEN c %% 3 = 0 THEN 'gold' ELSE 'basic' END AS segment
+		FROM (SELECT c, i, %[2]s AS phone FROM (SELECT c, (c * 7919) %% %[3]d AS i FROM range(%[4]d) t(c)))`,
+		h("c", "spend"), phone, residents, n)
+	tmp := file + ".tmp"
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT csv, HEADER)", q, strings.ReplaceAll(tmp, "'", "''"))); err != nil {
+		return fmt.Errorf("generate customers: %w", err)
+	}
+	return os.Rename(tmp, file)
+}
+
 // HEFeatures is the number of feature columns of GenerateHEBench's table (f01...).
 const HEFeatures = 16
 

@@ -155,6 +155,36 @@ func newDatasetCmd() *cobra.Command {
 	tf.IntVar(&tw.Rows, "rows", 0, "rows of the twin (masked: 1000; synthetic: the noisy number of persons)")
 	tf.Float64Var(&tw.Epsilon, "epsilon", 0, "synthetic: the budget the marginals spend")
 	tf.StringArrayVar(&pairs, "pair", nil, "synthetic: COLUMN_A,COLUMN_B whose joint distribution is kept (repeatable)")
-	cmd.AddCommand(register, list, show, twin, newFeedbackCmd())
+	var syn api.BuildTwin
+	var synPairs []string
+	synthesize := &cobra.Command{
+		Use:   "synthesize NAME --epsilon E [--rows N] [--pair A,B]...",
+		Short: "Build a synthetic twin from DP marginals (the same as veil dataset twin --synthetic); it waits for review",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			syn.Kind = "synthetic"
+			for _, p := range synPairs {
+				a, b, ok := strings.Cut(p, ",")
+				if !ok {
+					return fmt.Errorf("--pair %q: write COLUMN_A,COLUMN_B", p)
+				}
+				syn.Pairs = append(syn.Pairs, [2]string{a, b})
+			}
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			j, err := c.BuildTwin(cmd.Context(), args[0], syn)
+			if err != nil {
+				return err
+			}
+			return printJob(j)
+		},
+	}
+	sf := synthesize.Flags()
+	sf.IntVar(&syn.Rows, "rows", 0, "rows of the twin (default: the noisy number of persons)")
+	sf.Float64Var(&syn.Epsilon, "epsilon", 0, "the dataset's budget the marginals spend")
+	sf.StringArrayVar(&synPairs, "pair", nil, "COLUMN_A,COLUMN_B whose joint distribution is kept (repeatable)")
+	cmd.AddCommand(register, list, show, twin, synthesize, newFeedbackCmd())
 	return cmd
 }

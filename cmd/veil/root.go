@@ -40,7 +40,7 @@ func newRoot() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	root.AddCommand(newInitCmd(), newServeCmd(), newRunnerCmd(), newConfigCmd(), newWhoamiCmd(), newPrincipalCmd(),
 		newDatasetCmd(), newGrantCmd(), newJobCmd(), newReviewCmd(), newExportCmd(), newAuditCmd(), newBudgetCmd(), newBenchCmd())
-	root.AddCommand(newHECmd(), newRuntimeCmd(), newDevCmd())
+	root.AddCommand(newHECmd(), newRuntimeCmd(), newDevCmd(), newFusionCmd())
 	return root
 }
 

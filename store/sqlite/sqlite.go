@@ -235,6 +235,10 @@ func (t *txn) Dataset(ctx context.Context, name string) (store.Dataset, error) {
 	return d, wrap(err, "dataset "+name)
 }
 
+func (t *txn) DeleteDataset(ctx context.Context, name string) error {
+	return t.exec(ctx, "delete dataset", `DELETE FROM datasets WHERE name = ?`, name)
+}
+
 func (t *txn) Datasets(ctx context.Context) ([]store.Dataset, error) {
 	return queryAll(ctx, t, "datasets", scanDataset, `SELECT `+datasetCols+` FROM datasets ORDER BY name`)
 }

@@ -1,7 +1,7 @@
 // Command citygen writes the generated demo city (or, with -bench, the benchmark table) as
 // Parquet files with their schema files. The data is synthetic and deterministic.
 //
-//	citygen -out DIR [-residents N]
+//	citygen -out DIR [-residents N] [-customers C]
 //	citygen -out DIR -bench [-rows R -units U -groups G]
 package main
 
@@ -23,6 +23,7 @@ func main() {
 	rows := flag.Int("rows", 10_000_000, "bench: rows")
 	units := flag.Int("units", 1_000_000, "bench: distinct persons")
 	groups := flag.Int("groups", 100, "bench: groups")
+	customers := flag.Int("customers", 0, "also write DIR/customers.csv: a vendor's own customer list (this many) for the fusion demo")
 	flag.Parse()
 	start := time.Now()
 	var err error
@@ -30,6 +31,9 @@ func main() {
 		err = testdata.GenerateBench(context.Background(), *out, *rows, *units, *groups)
 	} else {
 		err = testdata.Generate(context.Background(), *out, *residents)
+		if err == nil && *customers > 0 {
+			err = testdata.GenerateCustomers(context.Background(), filepath.Join(*out, "customers.csv"), *residents, *customers)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "citygen:", err)

@@ -1,0 +1,375 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// Vendor data fusion (社会数据融合). A vendor uploads its own table into its tenant area for
+// one of its grants, naming the column that identifies a person in it (a phone or ID
+// number) and the public column it matches. In a sandbox, both sides are pseudonymized with
+// a secret of that grant (SHA-256 of secret and value) and joined; the vendor's identifier is
+// dropped and the person's privacy unit takes its place, so that the fused table joins the
+// public data like any dataset about persons. It becomes usable once the authority approves
+// it for the grant, is visible only to that tenant's jobs under that grant, and is deleted
+// when the grant ends — files removed and checked, recorded in the audit log.
+
+var fusionName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+const maxFusionBytes = 256 << 20
+
+func tenantSlug(t string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(t))
+}
+
+// fusionDir is where a grant's fused uploads of a tenant live.
+func (s *Server) fusionDir(tenant, grant string) string {
+	h := sha256.Sum256([]byte(tenant))
+	return filepath.Join(s.cfg.DataDir, "tenants", hex.EncodeToString(h[:8]), grant)
+}
+
+// grantSecret is the grant's pseudonymization secret, made on first use; it never leaves
+// the platform.
+func (s *Server) grantSecret(dir string) (string, error) {
+	path := filepath.Join(dir, "secret")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// uploadFusion takes a vendor's table for one of its grants and fuses it in a sandbox.
+func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	name, key, match := r.PathValue("name"), r.URL.Query().Get("key"), r.URL.Query().Get("match")
+	if !fusionName.MatchString(name) {
+		return fmt.Errorf("%w: a fused table's name is lower-case letters, digits and '_' (for example customers)", errInvalid)
+	}
+	matchDS, matchCol, ok := strings.Cut(match, ".")
+	if key == "" || !ok {
+		return fmt.Errorf("%w: name the column that identifies a person in your table (key=phone) and the public column it matches (match=residents.phone)", errInvalid)
+	}
+	var g *policy.Grant
+	var msch *policy.Schema
+	var mset store.Dataset
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, r.PathValue("id")); err != nil {
+			return err
+		}
+		if st := g.Effective(s.now()); st != policy.StatusActive {
+			return fmt.Errorf("%w: grant %s is %s; data is fused only into an active grant", errConflict, g.ID, st)
+		}
+		if _, ok := g.Access(matchDS); !ok {
+			return fmt.Errorf("%w: grant %s does not include dataset %s", errInvalid, g.ID, matchDS)
+		}
+		schemas, sets, err := loadCatalog(ctx, tx, []string{matchDS})
+		if err != nil {
+			return err
+		}
+		msch, mset = schemas[matchDS], sets[matchDS]
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	mc, ok := msch.Column(matchCol)
+	if !ok || !(mc.Identifier() || mc.PrivacyUnit) {
+		return fmt.Errorf("%w: %s.%s is not a column that identifies a person (an id number, phone, name or the privacy unit)", errInvalid, matchDS, matchCol)
+	}
+	unit := msch.UnitColumn()
+	dsName := "fusion_" + tenantSlug(p.Tenant) + "_" + name
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("%w: the upload is larger than %d MiB", errInvalid, maxFusionBytes>>20)
+		}
+		return err
+	}
+	dir := filepath.Join(s.fusionDir(p.Tenant, g.ID), name)
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("%w: %s was already uploaded for grant %s", errConflict, name, g.ID)
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	for d := dir; d != s.cfg.DataDir && strings.HasPrefix(d, s.cfg.DataDir); d = filepath.Dir(d) {
+		os.Chmod(d, 0o711) // the sandbox's unprivileged root traverses them
+	}
+	ok = false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir) // a refused upload leaves nothing behind
+		}
+	}()
+	ext := ".csv"
+	if bytes.HasPrefix(body, []byte("PAR1")) {
+		ext = ".parquet"
+	}
+	raw := filepath.Join(dir, "upload"+ext)
+	if err := writeFileAtomic(raw, body, 0o600); err != nil {
+		return err
+	}
+	clear(body)
+	if err := os.Mkdir(filepath.Join(dir, "staged"), 0o711); err != nil {
+		return err
+	}
+	staged, _, err := s.stageFiles(ctx, []string{raw}, filepath.Join(dir, "staged"))
+	os.Remove(raw)
+	if err != nil {
+		return err
+	}
+	for _, f := range staged {
+		os.Chmod(f, 0o644)
+	}
+	os.Chmod(filepath.Join(dir, "staged"), 0o711)
+	info, err := engine.Inspect(ctx, staged)
+	if err != nil {
+		return fmt.Errorf("%w: the upload cannot be read as a table: %v", errInvalid, err)
+	}
+	var vcols []engine.Column
+	var keyType string
+	for _, c := range info.Columns {
+		vcols = append(vcols, engine.Column{Name: c.Name, Type: c.Type})
+		if c.Name == key {
+			keyType = c.Type
+		}
+		if c.Name == unit.Name && c.Name != key {
+			return fmt.Errorf("%w: your table has a column named %s, the name the public person column takes after fusion; rename it", errInvalid, c.Name)
+		}
+	}
+	if keyType == "" {
+		return fmt.Errorf("%w: your table has no column %q", errInvalid, key)
+	}
+	secret, err := s.grantSecret(s.fusionDir(p.Tenant, g.ID))
+	if err != nil {
+		return err
+	}
+	pseud := func(col string) string {
+		return fmt.Sprintf("sha256('%s' || trim(CAST(%s AS VARCHAR)))", secret, col)
+	}
+	q := fmt.Sprintf(`SELECT m.%[1]s AS %[1]s, v.* EXCLUDE (%[2]s) FROM vendor_upload v
+		JOIN (SELECT %[1]s, %[3]s AS h FROM %[4]s WHERE %[5]s IS NOT NULL) m ON %[6]s = m.h`,
+		quoteIdent(unit.Name), quoteIdent(key), pseud(quoteIdent(matchCol)), quoteIdent(matchDS), quoteIdent(matchCol), pseud("v."+quoteIdent(key)))
+	ejob := engine.Job{SQL: q, Tables: []engine.Table{{Name: "vendor_upload", Files: staged, Columns: vcols},
+		{Name: matchDS, Files: mset.Files, Columns: []engine.Column{{Name: unit.Name, Type: unit.Type}, {Name: matchCol, Type: mc.Type}}}},
+		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	var out bytes.Buffer
+	if _, err := s.runner.run(ctx, "fuse-"+newID("x"), ejob, &out); err != nil {
+		return err
+	}
+	rec, err := engine.ReadResult(&out, s.cfg.MaxResultByte)
+	if err != nil {
+		return err
+	}
+	defer rec.Release()
+	data, err := encodeExport(rec, "parquet")
+	if err != nil {
+		return err
+	}
+	fused := filepath.Join(dir, "fused.parquet")
+	if err := writeFileAtomic(fused, data, 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(filepath.Join(dir, "staged")) // the vendor's identifiers are gone with it
+	most, missing, err := engine.UnitStats(ctx, []string{fused}, unit.Name)
+	if err != nil {
+		return err
+	}
+	sch := policy.Schema{Name: dsName, Title: fmt.Sprintf("%s's own data %s, fused for grant %s", p.Tenant, name, g.ID), Provider: p.Tenant,
+		Unit: msch.Unit, MaxRowsPerUnit: most, UnitComplete: missing == 0, Budget: policy.Budget{Epsilon: 10, Delta: 1e-6},
+		Owner: p.Tenant, Grant: g.ID}
+	sch.Columns = append(sch.Columns, policy.Column{Name: unit.Name, Type: unit.Type, Level: 3, Kind: policy.KindNone, PrivacyUnit: true})
+	for _, f := range rec.Schema().Fields()[1:] {
+		for _, c := range info.Columns {
+			if c.Name == f.Name {
+				sch.Columns = append(sch.Columns, policy.Column{Name: c.Name, Type: c.Type, Level: 2, Kind: policy.KindNone})
+			}
+		}
+	}
+	schemaJSON, _ := json.Marshal(sch)
+	sum := sha256.Sum256(data)
+	d := store.Dataset{Name: dsName, Version: hex.EncodeToString(sum[:]), Rows: rec.NumRows(), Provider: p.Tenant, Schema: schemaJSON, Files: []string{fused}, Registered: s.now()}
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.Dataset(ctx, dsName); err == nil {
+			return fmt.Errorf("%w: dataset %s exists", errConflict, dsName)
+		}
+		if err := tx.PutDataset(ctx, d); err != nil {
+			return err
+		}
+		if err := setBudget(ctx, tx, &sch); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),
+			"matched": fmt.Sprint(rec.NumRows()), "match": match})
+	})
+	if err != nil {
+		return err
+	}
+	ok = true
+	writeJSON(w, http.StatusCreated, toAPIDataset(d))
+	return nil
+}
+
+// approveFusion lets the authority add a fused upload to its grant.
+func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActGrantSuspend); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	name := r.PathValue("name")
+	var out api.Dataset
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		schemas, sets, err := loadCatalog(ctx, tx, []string{name})
+		if err != nil {
+			return err
+		}
+		sch := schemas[name]
+		if sch.Owner == "" {
+			return fmt.Errorf("%w: dataset %s is not a vendor's fused upload", errInvalid, name)
+		}
+		if sch.Approved {
+			return fmt.Errorf("%w: dataset %s is already approved for grant %s", errConflict, name, sch.Grant)
+		}
+		sg, err := tx.Grant(ctx, sch.Grant)
+		if err != nil {
+			return err
+		}
+		g, err := decodeGrant(sg)
+		if err != nil {
+			return err
+		}
+		if st := g.Effective(s.now()); st != policy.StatusActive {
+			return fmt.Errorf("%w: grant %s is %s", errConflict, g.ID, st)
+		}
+		var cols []string
+		for _, c := range sch.Columns {
+			cols = append(cols, c.Name)
+		}
+		g.Datasets = append(g.Datasets, policy.DatasetAccess{Name: name, Columns: cols})
+		if err := putGrant(ctx, tx, g, s.now()); err != nil {
+			return err
+		}
+		sch.Approved = true
+		d := sets[name]
+		d.Schema, _ = json.Marshal(sch)
+		if err := tx.PutDataset(ctx, d); err != nil {
+			return err
+		}
+		out = toAPIDataset(d)
+		return s.record(ctx, tx, p, "fusion.approve", "dataset/"+name, map[string]string{"grant": g.ID, "tenant": sch.Owner})
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// sweepFusion deletes the fused uploads whose grant has ended (expired, revoked or
+// rejected), checks that their files are gone, and records it.
+func (s *Server) sweepFusion(ctx context.Context) error {
+	return s.db.Update(ctx, func(tx store.Tx) error {
+		ds, err := tx.Datasets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			var sch policy.Schema
+			if json.Unmarshal(d.Schema, &sch) != nil || sch.Owner == "" {
+				continue
+			}
+			status := policy.StatusRevoked
+			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
+				if g, err := decodeGrant(sg); err == nil {
+					status = g.Effective(s.now())
+				}
+			}
+			if status == policy.StatusActive || status == policy.StatusSuspended || status == policy.StatusPending {
+				continue
+			}
+			dir := filepath.Dir(d.Files[0])
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+			for _, f := range d.Files {
+				if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("fused upload %s: %s is still there after deletion", d.Name, f)
+				}
+			}
+			if err := tx.DeleteDataset(ctx, d.Name); err != nil {
+				return err
+			}
+			if err := s.record(ctx, tx, system, "fusion.delete", "dataset/"+d.Name, map[string]string{"grant": sch.Grant, "grant_status": string(status),
+				"tenant": sch.Owner, "verified": "files removed and checked absent"}); err != nil {
+				return err
+			}
+			s.slog.Info("fused upload deleted", "dataset", d.Name, "grant", sch.Grant, "status", status)
+		}
+		return nil
+	})
+}
+
+// sweeper runs sweepFusion every interval until ctx ends.
+func (s *Server) sweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.sweepFusion(ctx); err != nil && ctx.Err() == nil {
+				s.slog.Error("sweep fused uploads", "err", err)
+			}
+		}
+	}
+}
+
+// canSeeDataset hides a vendor's fused upload from everyone but its tenant and the
+// platform's own roles.
+func canSeeDataset(p policy.Principal, d store.Dataset) bool {
+	var sch policy.Schema
+	if json.Unmarshal(d.Schema, &sch) != nil || sch.Owner == "" {
+		return true
+	}
+	switch p.Role {
+	case policy.Operator, policy.Authority, policy.Reviewer, policy.Auditor:
+		return true
+	}
+	return p.Tenant == sch.Owner && p.Role == policy.Vendor
+}

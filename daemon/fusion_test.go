@@ -1,0 +1,145 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+// TestFusion: a vendor's own table is fused with public data on a pseudonymized key, usable
+// only by that tenant's jobs under its grant once the authority approved it, and deleted —
+// files and catalog entry — when the grant ends.
+func TestFusion(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	rival := e.principal("rival analyst", "vendor", "rival")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	rev := e.principal("reviewer", "reviewer", "")
+	auditor := e.principal("inspector", "auditor", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The vendor's customers, identified by name (residents.name is a direct identifier).
+	var csv bytes.Buffer
+	csv.WriteString("name,spend\n")
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&csv, "Person%d,%d\n", i, 100+i)
+	}
+	csv.WriteString("Nobody-Unmatched-7,5\n")
+	if _, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.religion", csv.Bytes()); kindOf(err) != "invalid" {
+		t.Fatalf("a match on a column that identifies no one: %v", err)
+	}
+	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", csv.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Rows != 60 {
+		t.Fatalf("fused %d rows, want the 60 that match", d.Rows)
+	}
+	// Only acme (and the platform's roles) see it; nobody can apply for it.
+	if ds, _ := rival.Datasets(ctx); slices(ds, d.Name) {
+		t.Fatal("another tenant sees the fused upload")
+	}
+	if _, err := rival.Dataset(ctx, d.Name); kindOf(err) != "not_found" {
+		t.Fatalf("another tenant reads the fused upload: %v", err)
+	}
+	if _, err := rival.ApplyGrant(ctx, api.ApplyGrant{Scenario: "x", Purpose: "x", Modes: []string{"threshold"}, K: 5, ValidFor: "1d",
+		Datasets: []api.DatasetAccess{{Name: d.Name, Columns: []string{"spend"}}}}); kindOf(err) != "not_found" {
+		t.Fatalf("another tenant applied for the fused upload: %v", err)
+	}
+	q := fmt.Sprintf("SELECT r.district, COUNT(*) AS customers, SUM(f.spend) AS spend FROM %s f JOIN residents r ON f.resident_id = r.resident_id GROUP BY r.district", d.Name)
+	if _, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q}); err == nil {
+		t.Fatal("a fused upload was used before the authority approved it")
+	}
+	if _, err := acme.ApproveFusion(ctx, d.Name); kindOf(err) != "forbidden" {
+		t.Fatalf("a vendor approved its own upload: %v", err)
+	}
+	if _, err := auth.ApproveFusion(ctx, d.Name); err != nil {
+		t.Fatal(err)
+	}
+	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err = acme.Wait(ctx, j.ID, nil); err != nil || j.Status != "review" {
+		t.Fatalf("job on the fused upload: %+v %v", j, err)
+	}
+	rv, err := rev.Review(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rv.Rows) != 1 || rv.Rows[0][0] != "north" || rv.Rows[0][1].(float64) != 60 {
+		t.Fatalf("fused result: %v", rv.Rows)
+	}
+	// Neither the vendor's identifiers nor the unmatched rows stay on the platform.
+	var fused string
+	filepath.Walk(e.cfg.DataDir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return nil
+		}
+		if filepath.Base(path) == "fused.parquet" {
+			fused = path
+		}
+		if b, _ := os.ReadFile(path); bytes.Contains(b, []byte("Nobody-Unmatched-7")) {
+			t.Errorf("%s keeps the vendor's raw data", path)
+		}
+		return nil
+	})
+	if fused == "" {
+		t.Fatal("no fused file")
+	}
+	// The grant ends: the upload goes, and the audit log says so.
+	if _, err := auth.ActOnGrant(ctx, gid, "revoke", "contract ended"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fused); !os.IsNotExist(err) {
+		t.Fatalf("the fused file is still there after the grant was revoked: %v", err)
+	}
+	if ds, _ := e.op.Datasets(ctx); slices(ds, d.Name) {
+		t.Fatal("the fused upload is still in the catalog")
+	}
+	recs, err := auditor.AuditRecords(ctx, 0, 1000, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saw []string
+	for _, r := range recs.Records {
+		for _, a := range []string{"fusion.upload", "fusion.approve", "fusion.delete"} {
+			if strings.Contains(string(r), `"`+a+`"`) {
+				saw = append(saw, a)
+			}
+		}
+	}
+	if strings.Join(saw, ",") != "fusion.upload,fusion.approve,fusion.delete" {
+		t.Fatalf("audit log fusion entries: %v", saw)
+	}
+}
+
+func slices(ds []api.Dataset, name string) bool {
+	for _, d := range ds {
+		if d.Name == name {
+			return true
+		}
+	}
+	return false
+}
