@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -160,12 +159,7 @@ type customSpec struct {
 }
 
 func (s *Server) programPath(tenant, digest string) (string, error) {
-	hexd, ok := strings.CutPrefix(digest, "sha256:")
-	if b, err := hex.DecodeString(hexd); !ok || err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("%w: %q is not a program digest (sha256:<64 hex digits>)", errInvalid, digest)
-	}
-	t := sha256.Sum256([]byte(tenant))
-	return filepath.Join(s.cfg.DataDir, "programs", hex.EncodeToString(t[:8]), hexd), nil
+	return s.tenantFile("programs", tenant, digest)
 }
 
 // uploadProgram stores a vendor's program for custom jobs under its digest, in the vendor's
@@ -174,12 +168,8 @@ func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.
 	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
 		return err
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readUpload(r, maxProgramBytes, "program")
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return fmt.Errorf("%w: the program is larger than %d MiB", errInvalid, maxProgramBytes>>20)
-		}
 		return err
 	}
 	if len(body) == 0 {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,12 +111,8 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	}
 	unit := msch.UnitColumn()
 	dsName := "fusion_" + tenantSlug(p.Tenant) + "_" + name
-	body, err := io.ReadAll(r.Body)
+	body, err := readUpload(r, maxFusionBytes, "upload")
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return fmt.Errorf("%w: the upload is larger than %d MiB", errInvalid, maxFusionBytes>>20)
-		}
 		return err
 	}
 	dir := filepath.Join(s.fusionDir(p.Tenant, g.ID), name)

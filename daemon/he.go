@@ -102,12 +102,28 @@ type heGroup struct {
 }
 
 func (s *Server) blobPath(tenant, digest string) (string, error) {
+	return s.tenantFile("blobs", tenant, digest)
+}
+
+// tenantFile is where a tenant's upload with the given digest lives under area: the digest
+// is checked to be one (so no path comes from the request), the tenant hashed.
+func (s *Server) tenantFile(area, tenant, digest string) (string, error) {
 	hexd, ok := strings.CutPrefix(digest, "sha256:")
 	if b, err := hex.DecodeString(hexd); !ok || err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("%w: %q is not a blob digest (sha256:<64 hex digits>)", errInvalid, digest)
+		return "", fmt.Errorf("%w: %q is not a digest (sha256:<64 hex digits>)", errInvalid, digest)
 	}
 	t := sha256.Sum256([]byte(tenant))
-	return filepath.Join(s.cfg.DataDir, "blobs", hex.EncodeToString(t[:8]), hexd), nil
+	return filepath.Join(s.cfg.DataDir, area, hex.EncodeToString(t[:8]), hexd), nil
+}
+
+// readUpload reads a request body bounded by the route's limit, saying so when it is hit.
+func readUpload(r *http.Request, limit int64, what string) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return nil, fmt.Errorf("%w: the %s is larger than %d MiB", errInvalid, what, limit>>20)
+	}
+	return body, err
 }
 
 // uploadBlob stores a vendor's public key bundle or encrypted model under its digest. It
@@ -116,12 +132,8 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
 		return err
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readUpload(r, maxBlobBytes, "upload")
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return fmt.Errorf("%w: the upload is larger than %d MiB", errInvalid, maxBlobBytes>>20)
-		}
 		return err
 	}
 	ctx := r.Context()
@@ -204,28 +216,7 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 	if len(req.IdempotencyKey) > 200 {
 		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
 	}
-	if err := s.settleGrants(ctx); err != nil {
-		return err
-	}
-	var g *policy.Grant
-	var sc engine.Scope
-	var schemas map[string]*policy.Schema
-	err := s.db.View(ctx, func(tx store.Tx) error {
-		var err error
-		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
-			return err
-		}
-		if err := g.Usable(s.now(), policy.ModeHE); err != nil {
-			return err
-		}
-		var sets map[string]store.Dataset
-		schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g))
-		if err != nil {
-			return err
-		}
-		sc = scope(g, schemas, sets, policy.ModeHE)
-		return s.sandboxFor(schemas)
-	})
+	g, sc, schemas, err := s.grantScope(ctx, p, req.Grant, policy.ModeHE)
 	if err != nil {
 		return err
 	}
@@ -510,4 +501,31 @@ func heStatement(spec *heSpec) string {
 			d.Epsilon, d.Delta, d.MaxRows, d.ScoreBound)
 	}
 	return st + "Group keys and row counts are in the clear, for groups of at least k persons."
+}
+
+// grantScope loads a grant p may use for a job of the given mode, with what the engine may
+// see of it; a daemon without a sandbox gets synthetic datasets only.
+func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant string, mode policy.Mode) (*policy.Grant, engine.Scope, map[string]*policy.Schema, error) {
+	var g *policy.Grant
+	var sc engine.Scope
+	var schemas map[string]*policy.Schema
+	if err := s.settleGrants(ctx); err != nil {
+		return nil, sc, nil, err
+	}
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = loadGrant(ctx, tx, p, grant); err != nil {
+			return err
+		}
+		if err := g.Usable(s.now(), mode); err != nil {
+			return err
+		}
+		var sets map[string]store.Dataset
+		if schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g)); err != nil {
+			return err
+		}
+		sc = scope(g, schemas, sets, mode)
+		return s.sandboxFor(schemas)
+	})
+	return g, sc, schemas, err
 }

@@ -38,27 +38,7 @@ func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Pr
 	if len(req.IdempotencyKey) > 200 {
 		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
 	}
-	if err := s.settleGrants(ctx); err != nil {
-		return err
-	}
-	var g *policy.Grant
-	var sc engine.Scope
-	var schemas map[string]*policy.Schema
-	err := s.db.View(ctx, func(tx store.Tx) error {
-		var err error
-		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
-			return err
-		}
-		if err := g.Usable(s.now(), policy.ModeModel); err != nil {
-			return err
-		}
-		var sets map[string]store.Dataset
-		if schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g)); err != nil {
-			return err
-		}
-		sc = scope(g, schemas, sets, policy.ModeModel)
-		return s.sandboxFor(schemas)
-	})
+	g, sc, schemas, err := s.grantScope(ctx, p, req.Grant, policy.ModeModel)
 	if err != nil {
 		return err
 	}
