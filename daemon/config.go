@@ -30,6 +30,8 @@ type Config struct {
 	MaxResultByte int64
 	// SweepEvery is how often fused uploads of ended grants are looked for and deleted.
 	SweepEvery time.Duration
+	// Clock, when set, replaces the wall clock (tests of expiry); nil in production.
+	Clock func() time.Time
 	// LogRunnerOutput writes the runner's stderr of failed jobs to the log. It can contain
 	// data values: for debugging on synthetic data only.
 	LogRunnerOutput bool

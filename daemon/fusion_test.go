@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 )
 
@@ -132,6 +135,54 @@ func TestFusion(t *testing.T) {
 	}
 	if strings.Join(saw, ",") != "fusion.upload,fusion.approve,fusion.delete" {
 		t.Fatalf("audit log fusion entries: %v", saw)
+	}
+}
+
+// TestFusionExpiry: a fused upload goes when its grant expires, with nobody acting: the
+// sweeper finds it.
+func TestFusionExpiry(t *testing.T) {
+	var skew atomic.Int64
+	e := start(t, func(c *daemon.Config) {
+		c.SweepEvery = 20 * time.Millisecond
+		c.Clock = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "short study", Purpose: "one week", Modes: []string{"threshold"}, K: 5, ValidFor: "7d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", []byte("name,spend\nPerson1,10\nPerson2,20\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if ds, _ := e.op.Datasets(ctx); !slices(ds, d.Name) {
+		t.Fatal("the upload went before its grant ended")
+	}
+	skew.Store(int64(8 * 24 * time.Hour)) // a week and a day later
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ds, _ := e.op.Datasets(ctx)
+		if !slices(ds, d.Name) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upload of an expired grant is still in the catalog")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -56,6 +56,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
 	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v, now: func() time.Time { return time.Now().UTC() }}
+	if cfg.Clock != nil {
+		s.now = func() time.Time { return cfg.Clock().UTC() }
+	}
 	s.runner, err = newLauncher(ctx, cfg, logger)
 	if err != nil {
 		v.Close()
