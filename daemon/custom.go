@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
@@ -71,8 +70,8 @@ func (s *Server) loadRuntime(name string) (*runtimeRecord, error) {
 		return nil, fmt.Errorf("%w: runtime %q not found; `veil runtime list` shows the registered ones", errNotFound, name)
 	}
 	var r runtimeRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, err
+	if err := json.Unmarshal(b, &r); err != nil || r.Digest == "" {
+		return nil, fmt.Errorf("%w: runtime %q is being registered", errNotFound, name)
 	}
 	return &r, nil
 }
@@ -104,9 +103,21 @@ func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p polic
 	if err := os.MkdirAll(s.runtimesDir(), 0o711); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(s.runtimesDir(), req.Name+".json")); err == nil {
-		return fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", errConflict, req.Name)
+	// The name is claimed first (O_EXCL): two registrations of one name cannot both win.
+	claim, err := os.OpenFile(filepath.Join(s.runtimesDir(), req.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", errConflict, req.Name)
+		}
+		return err
 	}
+	claim.Close()
+	registered := false
+	defer func() {
+		if !registered {
+			os.Remove(filepath.Join(s.runtimesDir(), req.Name+".json"))
+		}
+	}()
 	dst := filepath.Join(s.runtimesDir(), req.Name+"-"+newID("img"))
 	img, err := sandbox.ImportImage(req.Path, dst)
 	if err != nil {
@@ -129,6 +140,7 @@ func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p polic
 		os.RemoveAll(img.Path)
 		return err
 	}
+	registered = true
 	writeJSON(w, http.StatusCreated, rec.Runtime)
 	return nil
 }
@@ -206,6 +218,9 @@ func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.P
 		return fmt.Errorf("%w: the custom job has no program (--program FILE)", errInvalid)
 	case len(c.Datasets) == 0:
 		return fmt.Errorf("%w: name the datasets the program reads (--dataset)", errInvalid)
+	}
+	if len(req.IdempotencyKey) > 200 {
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
 	}
 	if s.runner.name() != "container" {
 		return fmt.Errorf("%w: custom jobs run only in containers, and this daemon runs with isolation=%s", errUnavailable, s.runner.name())
@@ -295,7 +310,7 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 	}
 	defer unix.Unmount(out, unix.MNT_DETACH)
 
-	var secret [8]byte
+	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {
 		return err
 	}
@@ -312,7 +327,7 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 			continue
 		}
 		dst := filepath.Join(in, t.Name+".parquet")
-		n, err := engine.Project(ctx, t, dst, int64(binary.LittleEndian.Uint64(secret[:])))
+		n, err := engine.Project(ctx, t, dst, hex.EncodeToString(secret[:]))
 		if err != nil {
 			return err
 		}
@@ -372,9 +387,10 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
 		cur.body.Finished = s.now()
-		cur.body.Message = fmt.Sprintf("the program ended: ok; %d output files wait for export review", len(files))
-		// Only coarse metering: fine timings and memory would be a side channel.
-		cur.body.Metering = &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds(), OutputRows: int64(len(files))}
+		// The vendor learns the status class and that outputs wait, not how many (the
+		// program chooses that number: a channel), and only coarse timing.
+		cur.body.Message = "the program ended: ok; its outputs wait for export review"
+		cur.body.Metering = &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds()}
 		if err := cur.put(ctx, tx, s.now()); err != nil {
 			return err
 		}
@@ -537,8 +553,12 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 	}
 	var keys []string
 	for _, k := range groupBy {
-		if _, ok := cols[k]; !ok {
+		c, ok := cols[k]
+		if !ok {
 			return nil, fmt.Errorf("group-by column %q is not granted", k)
+		}
+		if c.PrivacyUnit || c.Identifier {
+			return nil, fmt.Errorf("group-by column %q identifies persons; a magnitude table groups by categories", k)
 		}
 		keys = append(keys, fmt.Sprintf("COALESCE(CAST(%s AS VARCHAR), 'NULL')", quoteIdent(k)))
 	}

@@ -237,6 +237,10 @@ func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request, p policy.P
 			if !canSeeDataset(p, d) {
 				continue
 			}
+			if p.Role == policy.Vendor && isFused(d) {
+				out = append(out, vendorView(toAPIDataset(d)))
+				continue
+			}
 			out = append(out, toAPIDataset(d))
 		}
 		return err
@@ -263,6 +267,10 @@ func (s *Server) showDataset(w http.ResponseWriter, r *http.Request, p policy.Pr
 	})
 	if err != nil {
 		return err
+	}
+	if p.Role == policy.Vendor && isFused(d) {
+		writeJSON(w, http.StatusOK, vendorView(toAPIDataset(d)))
+		return nil
 	}
 	writeJSON(w, http.StatusOK, toAPIDataset(d))
 	return nil

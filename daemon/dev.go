@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -103,13 +105,12 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		spend = &a
 		spec.Epsilon = a.Epsilon()
-		for _, pr := range req.Pairs {
-			for _, c := range pr {
-				if _, ok := sch.Column(c); !ok {
-					return fmt.Errorf("%w: pair column %q is not in dataset %s", errInvalid, c, name)
-				}
-			}
-			spec.Pairs = append(spec.Pairs, pr)
+		spec.Pairs = req.Pairs
+		if _, _, err := synthColumns(sch, spec.Pairs); err != nil {
+			return err
+		}
+		if err := s.sandboxFor(map[string]*policy.Schema{name: sch}); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("%w: a twin is masked or synthetic", errInvalid)
@@ -164,8 +165,9 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err != nil {
 		// The build ran (and a synthetic one spent its budget): the job says how it ended.
 		s.failJob(j.ID, err)
-		if msg, _ := vendorMessage(err); msg != "" {
-			return fmt.Errorf("%w: the twin could not be built: %s", errInvalid, msg)
+		var je *jobError
+		if errors.As(err, &je) {
+			return fmt.Errorf("%w: the twin could not be built: %s", errInvalid, je.msg)
 		}
 		return err
 	}
@@ -234,10 +236,31 @@ func (s *Server) maskKey() ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+	// O_EXCL: of two first uses, one writes the key and both read it back.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		_, err = f.WriteString(hex.EncodeToString(key) + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+			return nil, err
+		}
+	} else if !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}
-	return key, nil
+	for range 100 { // another first use may still be writing it
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if k := strings.TrimSpace(string(b)); k != "" {
+			return hex.DecodeString(k)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, errors.New("the masking key file stays empty")
 }
 
 // maskRule is the rule a twin applies to a column: the catalog's, else the safe default for
@@ -338,40 +361,9 @@ const nullCategory = "␀"
 // differentially private and draws synthetic rows from them.
 func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, dp.SynthReport, error) {
 	var rep dp.SynthReport
-	var cols []synthColumn
-	for _, c := range sch.Columns {
-		if c.Level >= 4 || c.PrivacyUnit || c.Identifier() {
-			continue
-		}
-		sc := synthColumn{col: c}
-		switch {
-		case len(c.Domain) > 0:
-			sc.domain = append(slices.Clone(c.Domain), nullCategory)
-		case len(c.Bounds) == 2 && isNumericType(c.Type):
-			sc.numeric, sc.lo, sc.hi = true, c.Bounds[0], c.Bounds[1]
-			for b := range synthBins {
-				sc.domain = append(sc.domain, strconv.Itoa(b))
-			}
-			sc.domain = append(sc.domain, nullCategory)
-		default:
-			continue
-		}
-		cols = append(cols, sc)
-	}
-	if len(cols) == 0 {
-		return nil, rep, &jobError{msg: "no column of this dataset has a public domain or numeric bounds to synthesize; declare them in the schema"}
-	}
-	idx := map[string]int{}
-	for i, c := range cols {
-		idx[c.col.Name] = i
-	}
-	for _, pr := range spec.Pairs {
-		if _, ok := idx[pr[0]]; !ok {
-			return nil, rep, &jobError{msg: fmt.Sprintf("pair column %s has no domain or bounds to synthesize", pr[0])}
-		}
-		if _, ok := idx[pr[1]]; !ok {
-			return nil, rep, &jobError{msg: fmt.Sprintf("pair column %s has no domain or bounds to synthesize", pr[1])}
-		}
+	cols, idx, err := synthColumns(sch, spec.Pairs)
+	if err != nil {
+		return nil, rep, err
 	}
 	// One row per person, chosen by a keyed hash; then every marginal's exact counts.
 	unit := sch.UnitColumn().Name
@@ -383,7 +375,9 @@ func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schem
 			return fmt.Sprintf("COALESCE(CAST(least(greatest(CAST(floor((TRY_CAST(%s AS DOUBLE) - %g) / %g * %d) AS BIGINT), 0), %d) AS VARCHAR), '%s')",
 				x, c.lo, c.hi-c.lo, synthBins, synthBins-1, nullCategory)
 		}
-		return fmt.Sprintf("COALESCE(CAST(%s AS VARCHAR), '%s')", x, nullCategory)
+		// A value outside the declared domain counts as missing: the domain is public, the
+		// value is not.
+		return fmt.Sprintf("(CASE WHEN CAST(%[1]s AS VARCHAR) IN (%[2]s) THEN CAST(%[1]s AS VARCHAR) ELSE '%[3]s' END)", x, sqlList(c.domain[:len(c.domain)-1]), nullCategory)
 	}
 	one := fmt.Sprintf("(SELECT * FROM %s WHERE %s IS NOT NULL QUALIFY row_number() OVER (PARTITION BY %s ORDER BY hash(%s, %d::BIGINT)) = 1)",
 		quoteIdent(set.Name), quoteIdent(unit), quoteIdent(unit), quoteIdent(unit), int64(binary.LittleEndian.Uint64(secret[:])))
@@ -688,4 +682,55 @@ func (s *Server) promoteDev(w http.ResponseWriter, r *http.Request, p policy.Pri
 	r2 := r.Clone(r.Context())
 	r2.Body = io.NopCloser(&body)
 	return s.submitJob(w, r2, p)
+}
+
+// synthColumns picks the columns a synthetic twin draws (those with a public domain or
+// numeric bounds) and checks the pairs; it runs before any budget is spent.
+func synthColumns(sch *policy.Schema, pairs [][2]string) ([]synthColumn, map[string]int, error) {
+	var cols []synthColumn
+	for _, c := range sch.Columns {
+		if c.Level >= 4 || c.PrivacyUnit || c.Identifier() {
+			continue
+		}
+		sc := synthColumn{col: c}
+		switch {
+		case len(c.Domain) > 0:
+			sc.domain = append(slices.Clone(c.Domain), nullCategory)
+		case len(c.Bounds) == 2 && isNumericType(c.Type):
+			sc.numeric, sc.lo, sc.hi = true, c.Bounds[0], c.Bounds[1]
+			for b := range synthBins {
+				sc.domain = append(sc.domain, strconv.Itoa(b))
+			}
+			sc.domain = append(sc.domain, nullCategory)
+		default:
+			continue
+		}
+		cols = append(cols, sc)
+	}
+	if len(cols) == 0 {
+		return nil, nil, fmt.Errorf("%w: no column of this dataset has a public domain or numeric bounds to synthesize; declare them in the schema", errInvalid)
+	}
+	idx := map[string]int{}
+	for i, c := range cols {
+		idx[c.col.Name] = i
+	}
+	for _, pr := range pairs {
+		for _, c := range pr {
+			if _, ok := idx[c]; !ok {
+				return nil, nil, fmt.Errorf("%w: pair column %s has no public domain or numeric bounds to synthesize", errInvalid, c)
+			}
+		}
+		if pr[0] == pr[1] {
+			return nil, nil, fmt.Errorf("%w: a pair needs two different columns", errInvalid)
+		}
+	}
+	return cols, idx, nil
+}
+
+func sqlList(vals []string) string {
+	q := make([]string, len(vals))
+	for i, v := range vals {
+		q[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	}
+	return strings.Join(q, ", ")
 }

@@ -104,7 +104,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		prov := Provenance{Platform: s.key.VerifierKey(), Job: j.ID, Format: format, Rows: rec.NumRows(), Columns: meta.Columns,
 			Grant: ProvenanceGrant{ID: g.ID, Tenant: g.Tenant, Scenario: g.Scenario, Purpose: g.Purpose},
-			Query: j.body.SQL, Mechanism: meta.Mechanism, Submitted: j.Created, Released: j.Updated, Exported: s.now()}
+			Query: j.body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.now()}
 		for _, rv := range revs {
 			prov.Reviewers = append(prov.Reviewers, api.Decision{Reviewer: rv.Reviewer, Decision: rv.Decision, Reason: rv.Reason, At: rv.At})
 		}
@@ -198,4 +198,20 @@ func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown export format %q (parquet, csv, json, arrow)", errInvalid, format)
 	}
 	return buf.Bytes(), nil
+}
+
+// certMechanism is the mechanism as a certificate states it: a custom output's findings by
+// output and rule only (their locations and messages are for reviewers; they can name cells
+// of the data that the output does not hold).
+func certMechanism(m api.Mechanism) api.Mechanism {
+	if m.Custom == nil {
+		return m
+	}
+	c := *m.Custom
+	c.Findings = nil
+	for _, f := range m.Custom.Findings {
+		c.Findings = append(c.Findings, api.Finding{Output: f.Output, Rule: f.Rule, Message: "see the review"})
+	}
+	m.Custom = &c
+	return m
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,10 @@ import (
 
 var fusionName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
-const maxFusionBytes = 256 << 20
+const (
+	maxFusionBytes     = 256 << 20
+	maxFusionsPerGrant = 5
+)
 
 func tenantSlug(t string) string {
 	return strings.Map(func(r rune) rune {
@@ -92,15 +96,34 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		if st := g.Effective(s.now()); st != policy.StatusActive {
 			return fmt.Errorf("%w: grant %s is %s; data is fused only into an active grant", errConflict, g.ID, st)
 		}
-		if _, ok := g.Access(matchDS); !ok {
+		cols, ok := g.Access(matchDS)
+		if !ok {
 			return fmt.Errorf("%w: grant %s does not include dataset %s", errInvalid, g.ID, matchDS)
+		}
+		// The key is matched only where the review of the grant allowed it.
+		if !slices.Contains(cols, matchCol) {
+			return fmt.Errorf("%w: grant %s does not include column %s of %s; a fusion key must be granted (apply for it with the grant)", errInvalid, g.ID, matchCol, matchDS)
 		}
 		schemas, sets, err := loadCatalog(ctx, tx, []string{matchDS})
 		if err != nil {
 			return err
 		}
 		msch, mset = schemas[matchDS], sets[matchDS]
-		return nil
+		ups, err := tx.Datasets(ctx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, d := range ups {
+			var sch policy.Schema
+			if json.Unmarshal(d.Schema, &sch) == nil && sch.Grant == g.ID {
+				n++
+			}
+		}
+		if n >= maxFusionsPerGrant {
+			return fmt.Errorf("%w: grant %s already holds %d fused uploads, the most one grant may", errConflict, g.ID, n)
+		}
+		return s.sandboxFor(schemas)
 	})
 	if err != nil {
 		return err
@@ -116,10 +139,14 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		return err
 	}
 	dir := filepath.Join(s.fusionDir(p.Tenant, g.ID), name)
-	if _, err := os.Stat(dir); err == nil {
-		return fmt.Errorf("%w: %s was already uploaded for grant %s", errConflict, name, g.ID)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	// Mkdir claims the name: of two uploads under one name, one gets it.
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: %s was already uploaded for grant %s", errConflict, name, g.ID)
+		}
 		return err
 	}
 	for d := dir; d != s.cfg.DataDir && strings.HasPrefix(d, s.cfg.DataDir); d = filepath.Dir(d) {
@@ -192,6 +219,11 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		return err
 	}
 	defer rec.Release()
+	// How many of the vendor's rows are persons in the public data is itself data: it is not
+	// told (the audit log has it), and a table that matches fewer than k persons is refused.
+	if rec.NumRows() < int64(max(g.K, 10)) {
+		return fmt.Errorf("%w: too few of the table's rows match persons of %s to be fused (fewer than %d); nothing was kept", errInvalid, matchDS, max(g.K, 10))
+	}
 	data, err := encodeExport(rec, "parquet")
 	if err != nil {
 		return err
@@ -236,8 +268,14 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		return err
 	}
 	ok = true
-	writeJSON(w, http.StatusCreated, toAPIDataset(d))
+	writeJSON(w, http.StatusCreated, vendorView(toAPIDataset(d)))
 	return nil
+}
+
+// vendorView hides what a fused upload's size says about the public data.
+func vendorView(d api.Dataset) api.Dataset {
+	d.Rows, d.Schema = 0, nil
+	return d
 }
 
 // approveFusion lets the authority add a fused upload to its grant.
@@ -317,7 +355,8 @@ func (s *Server) sweepFusion(ctx context.Context) error {
 			if status == policy.StatusActive || status == policy.StatusSuspended || status == policy.StatusPending {
 				continue
 			}
-			dir := filepath.Dir(d.Files[0])
+			// The grant's own pseudonymization secret goes with the grant's uploads.
+			dir := filepath.Dir(filepath.Dir(d.Files[0]))
 			if err := os.RemoveAll(dir); err != nil {
 				return err
 			}
@@ -328,6 +367,14 @@ func (s *Server) sweepFusion(ctx context.Context) error {
 			}
 			if err := tx.DeleteDataset(ctx, d.Name); err != nil {
 				return err
+			}
+			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
+				if g, err := decodeGrant(sg); err == nil {
+					g.Datasets = slices.DeleteFunc(g.Datasets, func(a policy.DatasetAccess) bool { return a.Name == d.Name })
+					if err := putGrant(ctx, tx, g, s.now()); err != nil {
+						return err
+					}
+				}
 			}
 			if err := s.record(ctx, tx, system, "fusion.delete", "dataset/"+d.Name, map[string]string{"grant": sch.Grant, "grant_status": string(status),
 				"tenant": sch.Owner, "verified": "files removed and checked absent"}); err != nil {
@@ -367,4 +414,9 @@ func canSeeDataset(p policy.Principal, d store.Dataset) bool {
 		return true
 	}
 	return p.Tenant == sch.Owner && p.Role == policy.Vendor
+}
+
+func isFused(d store.Dataset) bool {
+	var sch policy.Schema
+	return json.Unmarshal(d.Schema, &sch) == nil && sch.Owner != ""
 }

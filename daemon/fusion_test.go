@@ -32,7 +32,7 @@ func TestFusion(t *testing.T) {
 		t.Fatal(err)
 	}
 	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
-		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age"}}}})
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "name"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,15 +49,22 @@ func TestFusion(t *testing.T) {
 		fmt.Fprintf(&csv, "Person%d,%d\n", i, 100+i)
 	}
 	csv.WriteString("Nobody-Unmatched-7,5\n")
-	if _, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.religion", csv.Bytes()); kindOf(err) != "invalid" {
+	if _, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.age", csv.Bytes()); kindOf(err) != "invalid" {
 		t.Fatalf("a match on a column that identifies no one: %v", err)
+	}
+	// Too few matches: refused, nothing kept, and the vendor is not told how many matched.
+	if _, err := acme.UploadFusion(ctx, gid, "few", "name", "residents.name", []byte("name,spend\nPerson1,1\nPerson2,2\n")); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "too few") {
+		t.Fatalf("a table matching 2 persons: %v", err)
 	}
 	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", csv.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Rows != 60 {
-		t.Fatalf("fused %d rows, want the 60 that match", d.Rows)
+	if d.Rows != 0 {
+		t.Fatalf("the vendor is told %d rows matched", d.Rows)
+	}
+	if od, err := e.op.Dataset(ctx, d.Name); err != nil || od.Rows != 60 {
+		t.Fatalf("fused %d rows (%v), want the 60 that match", od.Rows, err)
 	}
 	// Only acme (and the platform's roles) see it; nobody can apply for it.
 	if ds, _ := rival.Datasets(ctx); slices(ds, d.Name) {
@@ -121,6 +128,9 @@ func TestFusion(t *testing.T) {
 	if ds, _ := e.op.Datasets(ctx); slices(ds, d.Name) {
 		t.Fatal("the fused upload is still in the catalog")
 	}
+	if _, err := e.op.Budgets(ctx); err != nil {
+		t.Fatalf("the budget listing after the upload went: %v", err)
+	}
 	recs, err := auditor.AuditRecords(ctx, 0, 1000, false)
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +164,7 @@ func TestFusionExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "short study", Purpose: "one week", Modes: []string{"threshold"}, K: 5, ValidFor: "7d",
-		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}}})
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "name"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +174,12 @@ func TestFusionExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", []byte("name,spend\nPerson1,10\nPerson2,20\n"))
+	var rows strings.Builder
+	rows.WriteString("name,spend\n")
+	for i := range 20 {
+		fmt.Fprintf(&rows, "Person%d,%d\n", i, i)
+	}
+	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", []byte(rows.String()))
 	if err != nil {
 		t.Fatal(err)
 	}

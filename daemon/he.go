@@ -150,17 +150,15 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 		})
 		return fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", errInvalid)
 	case he.BlobPublicBundle:
-		pb, err := he.UnmarshalPublicBundle(body)
-		if err != nil {
+		if keyID, _, err = he.PeekBundle(body); err != nil {
 			return fmt.Errorf("%w: %v", errInvalid, err)
 		}
-		keyID = pb.KeyID()
 	case he.BlobEncryptedModel:
-		em, err := he.UnmarshalEncryptedModel(body)
+		h, err := he.PeekModelHeader(body)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errInvalid, err)
 		}
-		keyID = em.Header().KeyID
+		keyID = h.KeyID
 	default:
 		return fmt.Errorf("%w: a %s is not an upload; upload a public bundle or an encrypted model", errInvalid, kind)
 	}
@@ -170,7 +168,18 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	if err != nil {
 		return err
 	}
-	if err := storeBlob(path, body, 0o644); err != nil {
+	// The full parse of untrusted key material runs in a sandbox: a blob crafted to make
+	// the parser allocate without bound kills a runner, never the daemon. Only a blob that
+	// parses is stored under its digest.
+	check := path + ".check-" + newID("x")
+	if err := storeBlob(check, body, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(check)
+	if err := s.checkBlob(ctx, check); err != nil {
+		return err
+	}
+	if err := os.Rename(check, path); err != nil {
 		return err
 	}
 	out := api.Blob{Digest: digest, Kind: kind, KeyID: keyID, Bytes: int64(len(body))}
@@ -261,6 +270,11 @@ func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (
 	if !slices.Contains(g.Modes, policy.ModeDP) {
 		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", errInvalid, g.ID)
 	}
+	if spec.Kind != he.KindLogistic {
+		// The noise must be calibrated to what one person can change; a logistic model's
+		// score is a probability, a linear one's depends on weights the platform cannot see.
+		return nil, fmt.Errorf("%w: differential privacy for he-score jobs takes logistic models (scores in [0, 1]); a linear model's sensitivity depends on its encrypted weights", errInvalid)
+	}
 	if !(o.Epsilon > 0) || o.Epsilon > 100 {
 		return nil, fmt.Errorf("%w: epsilon must be in (0, 100], for example --epsilon 0.5", errInvalid)
 	}
@@ -284,7 +298,7 @@ func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (
 		return nil, fmt.Errorf("%w: %v", errInvalid, err)
 	}
 	// The noise is calibrated to what the ledger charged, not to what was asked.
-	spec.DP = &heDP{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(), MaxRows: m, ScoreBound: spec.ScoreBound}
+	spec.DP = &heDP{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(), MaxRows: m, ScoreBound: 1}
 	return &spend, nil
 }
 
@@ -332,7 +346,8 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 	if err != nil {
 		return nil, err
 	}
-	pub, err := he.UnmarshalPublicBundle(bb)
+	// Both were fully parsed, in a sandbox, when they were uploaded; their headers suffice.
+	pubKey, _, err := he.PeekBundle(bb)
 	if err != nil {
 		return nil, fmt.Errorf("%w: public bundle %s: %v", errInvalid, hs.Bundle, err)
 	}
@@ -340,13 +355,12 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 	if err != nil {
 		return nil, err
 	}
-	em, err := he.UnmarshalEncryptedModel(mb)
+	h, err := he.PeekModelHeader(mb)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encrypted model %s: %v", errInvalid, hs.Model, err)
 	}
-	h := em.Header()
-	if h.KeyID != pub.KeyID() {
-		return nil, fmt.Errorf("%w: the model was encrypted for key %s but the public bundle is key %s; encrypt the model with this bundle (veil he encrypt-model --public)", errInvalid, h.KeyID, pub.KeyID())
+	if h.KeyID != pubKey {
+		return nil, fmt.Errorf("%w: the model was encrypted for key %s but the public bundle is key %s; encrypt the model with this bundle (veil he encrypt-model --public)", errInvalid, h.KeyID, pubKey)
 	}
 	for _, f := range h.Features {
 		c, ok := col(f.Name)
@@ -399,6 +413,13 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 	for _, t := range sc.Tables {
 		if t.Name == spec.Dataset {
 			tables = append(tables, t)
+			if spec.DP != nil {
+				// The bound is that of the dataset version that runs now.
+				if t.MaxRowsPerUnit < 1 {
+					return &jobError{msg: fmt.Sprintf("dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", t.Name)}
+				}
+				spec.DP.MaxRows = t.MaxRowsPerUnit
+			}
 		}
 	}
 	bundle, err := s.blobPath(tenant, spec.Bundle)
@@ -497,8 +518,8 @@ func heStatement(spec *heSpec) string {
 	st := "The model arrived encrypted under the vendor's CKKS key " + spec.KeyID + "; the platform never held the model in the clear nor any key that decrypts it. " +
 		"The per-group score sums are encrypted under the same key and were noise-flooded before export. "
 	if d := spec.DP; d != nil {
-		return st + fmt.Sprintf("Differential privacy (ε=%g, δ=%g; at most %d rows per person; score bound %g as declared by the vendor's tool): groups by partition selection, row counts and encrypted sums with Laplace noise.",
-			d.Epsilon, d.Delta, d.MaxRows, d.ScoreBound)
+		return st + fmt.Sprintf("Differential privacy (ε=%g, δ=%g; at most %d rows per person; a logistic model's score in [0, 1], which assumes the encrypted model is well formed): groups of at least k persons by partition selection, row counts and encrypted sums with Laplace noise.",
+			d.Epsilon, d.Delta, d.MaxRows)
 	}
 	return st + "Group keys and row counts are in the clear, for groups of at least k persons."
 }
@@ -528,4 +549,26 @@ func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant strin
 		return s.sandboxFor(schemas)
 	})
 	return g, sc, schemas, err
+}
+
+// checkBlob fully parses an uploaded he blob in a sandbox (runner kind he-check).
+func (s *Server) checkBlob(ctx context.Context, path string) error {
+	ejob := engine.Job{Kind: "he-check", Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.cfg.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
+		Tables: []engine.Table{}}
+	var out strings.Builder
+	if _, err := s.runner.run(ctx, "check-"+newID("x"), ejob, &out); err != nil {
+		var je *jobError
+		if errors.As(err, &je) {
+			return fmt.Errorf("%w: the upload does not parse as key material or ciphertexts of this platform's parameters; make it again with veil he", errInvalid)
+		}
+		return err
+	}
+	var res struct{ Error string }
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		return fmt.Errorf("%w: the upload could not be checked", errInvalid)
+	}
+	if res.Error != "" {
+		return fmt.Errorf("%w: %s", errInvalid, res.Error)
+	}
+	return nil
 }

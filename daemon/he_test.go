@@ -3,8 +3,10 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/csv"
 	"fmt"
 	"math"
@@ -400,5 +402,27 @@ func TestHEScoreDemoData(t *testing.T) {
 		if n == 0 || len(got) != n+1 { // +1: the error std entry
 			t.Errorf("%s model: %d years decrypted, %d in the data", m.Kind, len(got)-1, n)
 		}
+	}
+}
+
+// TestHEUploadCannotCrashTheDaemon: a bundle whose key section claims absurd sizes (resealed
+// with a valid checksum, as anyone can) is refused, and the daemon is still there: the full
+// parse of uploads runs in a sandbox.
+func TestHEUploadCannotCrashTheDaemon(t *testing.T) {
+	e := startHE(t, "civil affairs", "civil-affairs", 4)
+	pub, _ := e.pub.MarshalBinary()
+	b := bytes.Clone(pub)
+	const header = 6 + 1 + 1 + 32 + 8
+	first := header + 8 + int(binary.BigEndian.Uint64(b[header:header+8])) // after section 0
+	for i := first + 8; i < first+8+64; i++ {
+		b[i] = 0x7f // section 1's leading size words: far beyond memory
+	}
+	sum := sha256.Sum256(b[:len(b)-sha256.Size])
+	copy(b[len(b)-sha256.Size:], sum[:])
+	if _, err := e.acme.UploadBlob(context.Background(), b); kindOf(err) != "invalid" {
+		t.Fatalf("a bundle with absurd sizes: %v", err)
+	}
+	if _, err := e.acme.Whoami(context.Background()); err != nil {
+		t.Fatalf("the daemon did not survive the upload: %v", err)
 	}
 }

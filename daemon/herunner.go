@@ -35,6 +35,28 @@ func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
 			return err
 		}
 		return json.NewEncoder(result).Encode(res)
+	case "he-check":
+		// The full parse of an uploaded blob, here where a crash costs only this process.
+		res := map[string]string{}
+		b, err := os.ReadFile(j.Inputs["blob"])
+		if err != nil {
+			return err
+		}
+		kind, err := he.BlobKind(b)
+		if err == nil {
+			switch kind {
+			case he.BlobPublicBundle:
+				_, err = he.UnmarshalPublicBundle(b)
+			case he.BlobEncryptedModel:
+				_, err = he.UnmarshalEncryptedModel(b)
+			default:
+				err = fmt.Errorf("a %s is not an upload", kind)
+			}
+		}
+		if err != nil {
+			res["error"] = err.Error()
+		}
+		return json.NewEncoder(result).Encode(res)
 	case "model":
 		var spec modelSpec
 		if err := json.Unmarshal(j.Spec, &spec); err != nil {
@@ -88,8 +110,8 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 		zs = append(zs, fmt.Sprintf("(CASE WHEN %[1]s < %[2]g THEN %[2]g WHEN %[1]s > %[3]g THEN %[3]g ELSE %[1]s END - %[4]g) / %[5]g",
 			x, f.Lower, f.Upper, c, h))
 	}
-	// Rows missing a feature are not scored, and not counted either.
-	where := " WHERE " + strings.Join(present, " AND ")
+	// Rows missing a feature, or a person, are not scored, and not counted either.
+	where := " WHERE " + quoteIdent(spec.Unit) + " IS NOT NULL AND " + strings.Join(present, " AND ")
 	groupBy := ""
 	if len(keys) > 0 {
 		groupBy = " GROUP BY " + strings.Join(keys, ", ") + " ORDER BY " + strings.Join(keys, ", ")
@@ -117,6 +139,12 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 		if q == 0 {
 			for r := 0; r < int(rec.NumRows()); r++ {
 				n, units := rec.Column(nk).(*array.Int64).Value(r), rec.Column(nk+1).(*array.Int64).Value(r)
+				if units < int64(spec.K) {
+					// Under k a group is never scored, with or without DP: the DP guarantee
+					// rests on a well-formed model, which the platform cannot check.
+					res.Dropped++
+					continue
+				}
 				if d := spec.DP; d != nil {
 					keep, err := dp.KeepPartition(units, d.MaxRows, share, d.Delta)
 					if err != nil {
@@ -131,9 +159,6 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 						return err
 					}
 					n = max(int64(math.Round(c.Value)), 0)
-				} else if units < int64(spec.K) {
-					res.Dropped++
-					continue
 				}
 				ks := keyValues(rec, nk, r)
 				slots[keyString(ks)] = int32(len(res.Groups))

@@ -294,7 +294,14 @@ func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Prin
 		return err
 	}
 	if j.body.Dev {
+		// Dev runs run in the request, no more at once than the scheduler's workers.
+		select {
+		case s.devSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		s.runJob(ctx, j.ID)
+		<-s.devSlots
 		s.changed.notify()
 		out, err := s.devOutput(ctx, p, j.ID)
 		if err != nil {

@@ -8,10 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
@@ -349,6 +353,19 @@ func (s *Server) recover(ctx context.Context) error {
 	}
 	for _, id := range leftovers {
 		s.slog.Warn("destroyed leftover sandbox", "job", id)
+	}
+	// A custom job's inputs (copies of granted columns) and its /out tmpfs do not outlive a
+	// crash.
+	work := filepath.Join(s.cfg.DataDir, "work")
+	if ents, err := os.ReadDir(work); err == nil {
+		for _, e := range ents {
+			dir := filepath.Join(work, e.Name())
+			unix.Unmount(filepath.Join(dir, "out"), unix.MNT_DETACH)
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("remove the leftover work of job %s: %w", e.Name(), err)
+			}
+			s.slog.Warn("removed leftover custom-job work", "job", e.Name())
+		}
 	}
 	var queued []store.Job
 	err = s.db.Update(ctx, func(tx store.Tx) error {

@@ -34,6 +34,7 @@ type Server struct {
 	runner    launcher
 	now       func() time.Time
 	changed   broadcast // a job ended a run or was canceled: wakes long-polling readers
+	devSlots  chan struct{}
 
 	httpSrv   []*http.Server
 	listeners []net.Listener
@@ -56,6 +57,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
 	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v, now: func() time.Time { return time.Now().UTC() }}
+	s.devSlots = make(chan struct{}, max(cfg.Workers, 1))
 	if cfg.Clock != nil {
 		s.now = func() time.Time { return cfg.Clock().UTC() }
 	}

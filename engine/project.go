@@ -14,11 +14,15 @@ import (
 )
 
 // Project writes the granted columns of a dataset to one Parquet file at dst, for a custom
-// job's /in: the privacy unit is replaced by a pseudonym keyed with the job's secret (the same
-// person has the same pseudonym in every dataset of the job, and another one in the next
-// job), every other granted column is copied as it is. It runs on the platform, before the
-// sandbox starts, and returns the number of rows written.
-func Project(ctx context.Context, t Table, dst string, secret int64) (int64, error) {
+// job's /in: the privacy unit is replaced by a pseudonym, the SHA-256 of the job's secret and
+// the unit (the same person has the same pseudonym in every dataset of the job, and an
+// unrelated one in the next job), every other granted column is copied as it is. secret must
+// be at least 32 hex digits. It runs on the platform, before the sandbox starts, and returns
+// the number of rows written.
+func Project(ctx context.Context, t Table, dst string, secret string) (int64, error) {
+	if len(secret) < 32 || strings.Trim(secret, "0123456789abcdef") != "" {
+		return 0, fmt.Errorf("project %s: the pseudonym secret must be at least 32 hex digits", t.Name)
+	}
 	db, err := openLocal()
 	if err != nil {
 		return 0, err
@@ -27,7 +31,7 @@ func Project(ctx context.Context, t Table, dst string, secret int64) (int64, err
 	var cols []string
 	for _, c := range t.Columns {
 		if c.PrivacyUnit {
-			cols = append(cols, fmt.Sprintf("hash(%s, %d::BIGINT) AS %s", quoteIdent(c.Name), secret, quoteIdent(c.Name)))
+			cols = append(cols, fmt.Sprintf("sha256('%s|' || CAST(%s AS VARCHAR)) AS %s", secret, quoteIdent(c.Name), quoteIdent(c.Name)))
 		} else {
 			cols = append(cols, quoteIdent(c.Name))
 		}

@@ -267,3 +267,24 @@ func UnmarshalSecretKey(blob []byte) (*SecretKey, error) {
 	}
 	return &SecretKey{keyID: hdr.KeyID, sk: sk}, nil
 }
+
+// PeekBundle checks a public bundle's envelope and reads its key ID and lane width without
+// parsing a key: safe on untrusted input of any shape. UnmarshalPublicBundle does the full
+// parse.
+func PeekBundle(blob []byte) (keyID string, lanes int, err error) {
+	sections, err := openEnvelope(blob, kindPublicBundle)
+	if err != nil {
+		return "", 0, err
+	}
+	if len(sections) < 3 {
+		return "", 0, fmt.Errorf("%w: public bundle has %d sections, expected at least 3 (header, public key, relinearization key)", ErrCorrupted, len(sections))
+	}
+	var hdr bundleHeader
+	if err := json.Unmarshal(sections[0], &hdr); err != nil {
+		return "", 0, fmt.Errorf("%w: public bundle header is not valid JSON: %v", ErrCorrupted, err)
+	}
+	if hdr.Lanes < 1 || hdr.Lanes > MaxGroups || lanesFor(hdr.Lanes) != hdr.Lanes {
+		return "", 0, fmt.Errorf("%w: public bundle declares lane width %d, expected a power of two between 1 and %d", ErrCorrupted, hdr.Lanes, MaxGroups)
+	}
+	return hdr.KeyID, hdr.Lanes, nil
+}

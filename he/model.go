@@ -342,8 +342,15 @@ func checkModelHeader(h ModelHeader, weights int) error {
 	if len(h.Features) != weights || weights > MaxFeatures {
 		return fmt.Errorf("%w: encrypted model lists %d features but carries %d weights", ErrCorrupted, len(h.Features), weights)
 	}
-	if !(h.ScoreBound > 0) || math.IsInf(h.ScoreBound, 0) {
-		return fmt.Errorf("%w: encrypted model declares score bound %g; expected a positive finite number", ErrCorrupted, h.ScoreBound)
+	if !(h.ScoreBound > 0) || math.IsInf(h.ScoreBound, 0) || (h.Kind == KindLogistic && h.ScoreBound != 1) {
+		return fmt.Errorf("%w: encrypted model declares score bound %g; expected a positive finite number, and 1 for a logistic model", ErrCorrupted, h.ScoreBound)
+	}
+	seen := map[string]bool{}
+	for j, f := range h.Features {
+		if strings.TrimSpace(f.Name) == "" || seen[f.Name] || !finite(f.Lower) || !finite(f.Upper) || f.Lower >= f.Upper {
+			return fmt.Errorf("%w: encrypted model's feature %d has no name, a repeated name, or bounds that are not finite with lower < upper", ErrCorrupted, j)
+		}
+		seen[f.Name] = true
 	}
 	if h.Kind == KindLogistic && (!validSigmoidDegree(h.Degree) || !(h.InputRange > 0 && h.InputRange <= MaxInputRange)) {
 		return fmt.Errorf("%w: encrypted model declares sigmoid degree %d and input_range %g; expected an odd degree in [3, %d] and a range in (0, %g]",
@@ -365,4 +372,22 @@ func unmarshalCiphertext(p []byte, level int, what string) (*rlwe.Ciphertext, er
 		return nil, fmt.Errorf("%w: %s has degree %d at level %d, expected a fresh degree-1 ciphertext at level %d", ErrCorrupted, what, ct.Degree(), ct.Level(), level)
 	}
 	return ct, nil
+}
+
+// PeekModelHeader checks an encrypted model's envelope (magic, length, checksum, kind,
+// parameters) and reads its public header, without parsing a ciphertext: safe on untrusted
+// input of any shape. UnmarshalEncryptedModel does the full parse.
+func PeekModelHeader(blob []byte) (ModelHeader, error) {
+	var hdr ModelHeader
+	sections, err := openEnvelope(blob, kindEncryptedModel)
+	if err != nil {
+		return hdr, err
+	}
+	if len(sections) < 3 {
+		return hdr, fmt.Errorf("%w: encrypted model has %d sections, expected a header, a bias and at least one weight", ErrCorrupted, len(sections))
+	}
+	if err := json.Unmarshal(sections[0], &hdr); err != nil {
+		return hdr, fmt.Errorf("%w: encrypted model header is not valid JSON: %v", ErrCorrupted, err)
+	}
+	return hdr, checkModelHeader(hdr, len(sections)-2)
 }

@@ -75,7 +75,7 @@ note "A level-4 column can never be granted:"
 refused acme grant apply --scenario "faith census" --purpose "x" --dataset residents:district,religion --mode threshold --k 10
 G=$("$VEIL" --profile acme grant apply --scenario "District wage report" \
     --purpose "Average insured wage per district for a labour-market study" \
-    --dataset social_insurance:year,monthly_wage,months_paid --dataset residents:district \
+    --dataset social_insurance:year,monthly_wage,months_paid --dataset residents:district,phone \
     --mode threshold --k 10 --round-to 5 --valid-for 180d -o json | awk -F'"' '/"id":/ {print $4; exit}')
 as acme grant show "$G"
 
@@ -253,6 +253,7 @@ note "Promoted, the same job runs on the data, spends its epsilon and waits for 
 as acme dev promote "$JV"
 
 say "17. Data fusion: the vendor's own customers joined with public data on a pseudonymized key"
+note "The grant includes residents.phone as a key (its reviewers allowed it); the vendor never sees a phone of the data."
 as acme fusion upload --grant "$G" --name customers --key phone --match residents.phone "$WORK/acme-customers.csv"
 as bureau fusion approve fusion_acme_customers
 JF=$("$VEIL" --profile acme job submit --grant "$G" --wait \
