@@ -209,8 +209,10 @@ func leftovers(t *testing.T, dir string) []string {
 // cgroupsLeft lists cgroup directories named after the job, in every hierarchy.
 func cgroupsLeft(t *testing.T, id string) []string {
 	var found []string
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/veil")
-	roots = append(roots, "/sys/fs/cgroup/veil", "/sys/fs/cgroup/unified/veil")
+	// Each daemon's jobs live under its own parent, /veil-<hash of its state dir>.
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/veil*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/veil*")
+	roots = append(roots, more...)
 	for _, r := range roots {
 		m, _ := filepath.Glob(filepath.Join(r, "*"+id+"*"))
 		found = append(found, m...)

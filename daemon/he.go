@@ -81,7 +81,10 @@ type heDPReport struct {
 	CountEpsilon     float64 `json:"count_epsilon"`
 	CountNoiseScale  float64 `json:"count_noise_scale"`
 	SumEpsilon       float64 `json:"sum_epsilon"`
-	SumNoiseScale    float64 `json:"sum_noise_scale"`
+	SumNoiseScale    float64 `json:"sum_noise_scale,omitempty"`
+	// FeatureNoiseScale is the Laplace scale on each clear per-group feature sum (linear
+	// models, whose encrypted sums are then post-processing of DP statistics).
+	FeatureNoiseScale float64 `json:"feature_noise_scale,omitempty"`
 }
 
 // heResult is what the runner writes to the result pipe. Error is safe for the vendor (it
@@ -269,11 +272,6 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (*dp.Amount, error) {
 	if !slices.Contains(g.Modes, policy.ModeDP) {
 		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", errInvalid, g.ID)
-	}
-	if spec.Kind != he.KindLogistic {
-		// The noise must be calibrated to what one person can change; a logistic model's
-		// score is a probability, a linear one's depends on weights the platform cannot see.
-		return nil, fmt.Errorf("%w: differential privacy for he-score jobs takes logistic models (scores in [0, 1]); a linear model's sensitivity depends on its encrypted weights", errInvalid)
 	}
 	if !(o.Epsilon > 0) || o.Epsilon > 100 {
 		return nil, fmt.Errorf("%w: epsilon must be in (0, 100], for example --epsilon 0.5", errInvalid)
@@ -518,6 +516,10 @@ func heStatement(spec *heSpec) string {
 	st := "The model arrived encrypted under the vendor's CKKS key " + spec.KeyID + "; the platform never held the model in the clear nor any key that decrypts it. " +
 		"The per-group score sums are encrypted under the same key and were noise-flooded before export. "
 	if d := spec.DP; d != nil {
+		if spec.Kind == he.KindLinear {
+			return st + fmt.Sprintf("Differential privacy (ε=%g, δ=%g; at most %d rows per person): groups of at least k persons by partition selection, row counts and the per-group feature sums the encrypted weights multiply with Laplace noise, so the sums are differentially private whatever the weights.",
+				d.Epsilon, d.Delta, d.MaxRows)
+		}
 		return st + fmt.Sprintf("Differential privacy (ε=%g, δ=%g; at most %d rows per person; a logistic model's score in [0, 1], which assumes the encrypted model is well formed): groups of at least k persons by partition selection, row counts and encrypted sums with Laplace noise.",
 			d.Epsilon, d.Delta, d.MaxRows)
 	}
@@ -559,6 +561,8 @@ func (s *Server) checkBlob(ctx context.Context, path string) error {
 	if _, err := s.runner.run(ctx, "check-"+newID("x"), ejob, &out); err != nil {
 		var je *jobError
 		if errors.As(err, &je) {
+			_, detail := vendorMessage(err)
+			s.slog.Warn("he upload check failed", "err", detail)
 			return fmt.Errorf("%w: the upload does not parse as key material or ciphertexts of this platform's parameters; make it again with veil he", errInvalid)
 		}
 		return err

@@ -297,46 +297,54 @@ func TestHEScoreDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain := e.grant(api.ApplyGrant{Scenario: "credit scoring", Modes: []string{"he"}, K: 5, Datasets: residentsAccess()})
-	gid := e.grant(api.ApplyGrant{Scenario: "private credit scoring", Modes: []string{"he", "dp"}, K: 5, Epsilon: 9, Delta: 1e-7, MaxQuery: 9, Datasets: residentsAccess()})
-	m := &he.Model{Kind: he.KindLogistic, InputRange: 8, Bias: 0.2, Weights: []float64{0.6, -0.9}, Features: residentFeatures}
-	job := api.HEScore{Dataset: "residents", GroupBy: []string{"district"}, Model: e.model(m).Digest, Bundle: e.bundle.Digest}
-	submit := func(grant string, o *api.DPOptions) error {
-		_, err := e.acme.SubmitJob(ctx, api.SubmitJob{Grant: grant, DP: o, HE: &job})
-		return err
+	gid := e.grant(api.ApplyGrant{Scenario: "private credit scoring", Modes: []string{"he", "dp"}, K: 5, Epsilon: 9, Delta: 1e-7, MaxQuery: 4.5, Datasets: residentsAccess()})
+	for i, m := range []*he.Model{
+		{Kind: he.KindLogistic, InputRange: 8, Bias: 0.2, Weights: []float64{0.6, -0.9}, Features: residentFeatures},
+		{Kind: he.KindLinear, Bias: 2.5, Weights: []float64{0.8, -1.3}, Features: residentFeatures},
+	} {
+		job := api.HEScore{Dataset: "residents", GroupBy: []string{"district"}, Model: e.model(m).Digest, Bundle: e.bundle.Digest}
+		submit := func(grant string, o *api.DPOptions) error {
+			_, err := e.acme.SubmitJob(ctx, api.SubmitJob{Grant: grant, DP: o, HE: &job})
+			return err
+		}
+		if i == 0 {
+			if err := submit(plain, &api.DPOptions{Epsilon: 1, Delta: 1e-8}); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "no privacy budget") {
+				t.Fatalf("dp on a grant without a budget: %v", err)
+			}
+			if err := submit(gid, &api.DPOptions{Epsilon: 1}); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "delta") {
+				t.Fatalf("dp without delta: %v", err)
+			}
+		}
+		got, rv := e.score(gid, job, &api.DPOptions{Epsilon: 4.5, Delta: 1e-8}, "arrow")
+		if rv.Mechanism.DP == nil || rv.Mechanism.HE == nil || len(rv.Budget) != 1 || rv.Budget[0].Spent.Epsilon != 4.5*float64(i+1) || !strings.Contains(rv.Mechanism.HE.Statement, "Differential privacy") {
+			t.Fatalf("review of the dp %s job: %+v budget %+v", m.Kind, rv.Mechanism, rv.Budget)
+		}
+		// ε/3 = 1.5 per part: the district of 3 persons is under k and never scored; the
+		// others pass partition selection but for a chance below 1e-6.
+		if len(rv.Rows) != 2 {
+			t.Fatalf("%s: groups after partition selection: %v", m.Kind, rv.Rows)
+		}
+		moved := false
+		for d, w := range plainScores(t, residents, m) {
+			if d == "tiny" {
+				continue
+			}
+			// Logistic: Laplace of scale 2/3 on each sum. Linear: scale 4/3 on each of the two
+			// per-group feature sums in [-1, 1] units, times weights of about 3 and 5.4, and on
+			// the count times the bias: beyond 80 with a chance far below 1e-6.
+			diff := math.Abs(got[d] - w)
+			if diff > 80 {
+				t.Errorf("%s, district %s: noisy sum off by %.3g", m.Kind, d, diff)
+			}
+			moved = moved || diff > 1e-3
+		}
+		if !moved {
+			t.Errorf("%s: no sum carries noise: released without DP noise", m.Kind)
+		}
 	}
-	if err := submit(plain, &api.DPOptions{Epsilon: 1, Delta: 1e-8}); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "no privacy budget") {
-		t.Fatalf("dp on a grant without a budget: %v", err)
-	}
-	if err := submit(gid, &api.DPOptions{Epsilon: 1}); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "delta") {
-		t.Fatalf("dp without delta: %v", err)
-	}
-	got, rv := e.score(gid, job, &api.DPOptions{Epsilon: 9, Delta: 1e-8}, "arrow")
-	if err := submit(gid, &api.DPOptions{Epsilon: 1, Delta: 1e-8}); err == nil || !strings.Contains(err.Error(), "budget exhausted") {
+	if _, err := e.acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, DP: &api.DPOptions{Epsilon: 1, Delta: 1e-8},
+		HE: &api.HEScore{Dataset: "residents", GroupBy: []string{"district"}, Model: e.model(&he.Model{Kind: he.KindLinear, Bias: 1, Weights: []float64{1, 1}, Features: residentFeatures}).Digest, Bundle: e.bundle.Digest}}); err == nil || !strings.Contains(err.Error(), "budget exhausted") {
 		t.Fatalf("a job beyond the slice: %v", err)
-	}
-	if rv.Mechanism.DP == nil || rv.Mechanism.HE == nil || len(rv.Budget) != 1 || rv.Budget[0].Spent.Epsilon != 9 || !strings.Contains(rv.Mechanism.HE.Statement, "Differential privacy") {
-		t.Fatalf("review of the dp he job: %+v budget %+v", rv.Mechanism, rv.Budget)
-	}
-	// ε/3 = 3 per part: the district of 3 persons is dropped by partition selection (it
-	// would be kept with probability below 1e-6), the other two kept (the same, reversed).
-	if len(rv.Rows) != 2 {
-		t.Fatalf("groups after partition selection: %v", rv.Rows)
-	}
-	moved := false
-	for d, w := range plainScores(t, residents, m) {
-		if d == "tiny" {
-			continue
-		}
-		// Laplace with scale 1/3 (one row per person, score in [0, 1], ε=3): beyond 15 scales
-		// with probability 3e-7.
-		diff := math.Abs(got[d] - w)
-		if diff > 5 {
-			t.Errorf("district %s: noisy sum off by %.3g, more than 15 noise scales", d, diff)
-		}
-		moved = moved || diff > 1e-3
-	}
-	if !moved {
-		t.Error("no sum carries noise: the encrypted sums were released without DP noise")
 	}
 }
 

@@ -124,12 +124,21 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 	// With differential privacy, ε is split in three (groups, counts, sums) and every number
 	// comes from the DP library, crypto/rand underneath; without it, the k threshold.
 	var share float64
+	linear := spec.Kind == he.KindLinear
 	if d := spec.DP; d != nil {
 		share = d.Epsilon / 3
 		res.DP = &heDPReport{SelectionEpsilon: share, CountEpsilon: share, SumEpsilon: share,
-			CountNoiseScale: dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows), share, 0),
-			SumNoiseScale:   dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows)*d.ScoreBound, share, 0)}
+			CountNoiseScale: dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows), share, 0)}
+		if linear {
+			// A linear model's sums are weights times per-group feature sums: the noise goes
+			// on those clear sums (a person moves them by at most MaxRows·features in L1), so
+			// the output is DP whatever the encrypted weights are.
+			res.DP.FeatureNoiseScale = dp.Scale(dp.Laplace, 1, float64(d.MaxRows*int64(len(spec.Features))), share, 0)
+		} else {
+			res.DP.SumNoiseScale = dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows)*d.ScoreBound, share, 0)
+		}
 	}
+	var countNoise []float64 // released minus exact count of each kept group (linear + DP)
 	slots := map[string]int32{}
 	var scorer *he.Scorer
 	var group []int32
@@ -158,7 +167,9 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 					if err != nil {
 						return err
 					}
-					n = max(int64(math.Round(c.Value)), 0)
+					released := max(int64(math.Round(c.Value)), 0)
+					countNoise = append(countNoise, float64(released-n))
+					n = released
 				}
 				ks := keyValues(rec, nk, r)
 				slots[keyString(ks)] = int32(len(res.Groups))
@@ -211,11 +222,29 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 		}
 		return nil, err
 	}
+	if d := spec.DP; d != nil && linear {
+		featNoise := make([][]float64, len(res.Groups))
+		for g := range featNoise {
+			featNoise[g] = make([]float64, len(spec.Features))
+			for f := range featNoise[g] {
+				r, err := dp.Sum(0, 1, float64(d.MaxRows*int64(len(spec.Features))), share, 0, dp.Laplace)
+				if err != nil {
+					scorer.Finish()
+					return nil, err
+				}
+				featNoise[g][f] = r.Value
+			}
+		}
+		if err := scorer.NoiseLinearInputs(featNoise, countNoise); err != nil {
+			scorer.Finish()
+			return nil, err
+		}
+	}
 	sums, err := scorer.Finish()
 	if err != nil {
 		return nil, err
 	}
-	if d := spec.DP; d != nil {
+	if d := spec.DP; d != nil && !linear {
 		// The noise goes onto the encrypted sums as a plaintext; nobody sees a sum without it.
 		noise := make([]float64, len(res.Groups))
 		for i := range noise {

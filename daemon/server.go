@@ -81,6 +81,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 // Close stops the scheduler and closes the store.
 func (s *Server) Close() error {
 	s.sched.stop()
+	if c, ok := s.runner.(*containerLauncher); ok {
+		c.rt.RemoveCgroupParent()
+	}
 	s.validator.Close()
 	return s.db.Close()
 }

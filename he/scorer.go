@@ -36,7 +36,8 @@ type Scorer struct {
 
 	// linear models: per-group sums of each feature, aggregated in the clear
 	// (the platform owns the data); one encrypted product at Finish.
-	featSums [][]float64
+	featSums   [][]float64
+	countNoise []float64 // NoiseLinearInputs' noise on the counts, if any
 
 	// logistic models: packing batches handed to the workers.
 	logistic  *logisticState
@@ -159,6 +160,34 @@ func (s *Scorer) checkGroupSizes(group []int32) error {
 	return nil
 }
 
+// NoiseLinearInputs adds noise to a linear scorer's clear inputs before they
+// meet the encrypted weights: featNoise[g][j] to group g's sum of feature j,
+// countNoise[g] to its row count (the bias's multiplier). The platform draws
+// the noise (differential privacy of the per-group feature sums); the
+// encrypted output is then a function of noisy statistics, whatever the
+// weights. Call it after the last Add and before Finish.
+func (s *Scorer) NoiseLinearInputs(featNoise [][]float64, countNoise []float64) error {
+	if s.finished || s.featSums == nil {
+		return fmt.Errorf("%w: NoiseLinearInputs is for a linear scorer before Finish", ErrState)
+	}
+	if len(featNoise) != s.groups || len(countNoise) != s.groups {
+		return fmt.Errorf("%w: noise for %d and %d groups, the scorer has %d", ErrInvalidInput, len(featNoise), len(countNoise), s.groups)
+	}
+	for g := range featNoise {
+		if len(featNoise[g]) != len(s.featSums[g]) || !finite(countNoise[g]) {
+			return fmt.Errorf("%w: the noise of group %d does not fit the features", ErrInvalidInput, g)
+		}
+		for j, v := range featNoise[g] {
+			if !finite(v) {
+				return fmt.Errorf("%w: the noise of group %d is not finite", ErrInvalidInput, g)
+			}
+			s.featSums[g][j] += v
+		}
+	}
+	s.countNoise = countNoise
+	return nil
+}
+
 // Finish waits for the encryption work and returns the encrypted per-group
 // sums. Call it once; flood the result before export.
 func (s *Scorer) Finish() (*EncryptedSums, error) {
@@ -205,10 +234,22 @@ func periodicVector(slots, lanes, groups int, f func(g int) float64) []float64 {
 // clear sums are divided by 2^k (k = bits of the largest group) before
 // encoding and the product is multiplied back by the integer 2^k.
 func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
+	counts := make([]float64, len(s.counts))
 	var maxCount int64 = 1
-	for _, c := range s.counts {
-		if c > maxCount {
-			maxCount = c
+	for g, c := range s.counts {
+		counts[g] = float64(c)
+		if s.countNoise != nil {
+			counts[g] += s.countNoise[g]
+		}
+		if m := int64(math.Ceil(math.Abs(counts[g]))); m > maxCount {
+			maxCount = m
+		}
+	}
+	for g := range s.featSums {
+		for _, v := range s.featSums[g] {
+			if m := int64(math.Ceil(math.Abs(v))); m > maxCount {
+				maxCount = m
+			}
 		}
 	}
 	k := bits.Len64(uint64(maxCount))
@@ -230,7 +271,7 @@ func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
 			return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
 		}
 	}
-	if err := mulAdd(s.periodic(func(g int) float64 { return float64(s.counts[g]) / div }), s.model.bias); err != nil {
+	if err := mulAdd(s.periodic(func(g int) float64 { return counts[g] / div }), s.model.bias); err != nil {
 		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)

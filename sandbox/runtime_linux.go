@@ -3,6 +3,8 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +46,7 @@ type options struct {
 func WithBinary(path string) Option { return func(o *options) { o.binary = path } }
 
 // WithCgroupParent sets the cgroup under which job cgroups are created
-// (default "/veil", absolute in every hierarchy).
+// (default "/veil-" and a hash of the state directory, absolute in every hierarchy).
 func WithCgroupParent(p string) Option { return func(o *options) { o.cgroupParent = p } }
 
 // WithHostID sets the host uid/gid that container root maps to.
@@ -77,9 +79,20 @@ type Runtime struct {
 // container shares (library list, seccomp profile). It returns an error
 // wrapping ErrUnavailable that says why when it cannot.
 func New(stateDir string, opts ...Option) (*Runtime, error) {
-	o := options{cgroupParent: "/veil", hostID: DefaultHostID}
+	o := options{hostID: DefaultHostID}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.cgroupParent == "" {
+		// Each state directory has a cgroup parent of its own, so that Cleanup, which
+		// destroys every job cgroup under it, never touches another runtime's jobs (two
+		// daemons, or tests, on one host).
+		abs, err := filepath.Abs(stateDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: state dir: %v", ErrUnavailable, err)
+		}
+		sum := sha256.Sum256([]byte(abs))
+		o.cgroupParent = "/veil-" + hex.EncodeToString(sum[:6])
 	}
 	unavailable := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrUnavailable}, a...)...)
@@ -858,6 +871,14 @@ func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, errors.Join(errs...)
+}
+
+// RemoveCgroupParent removes the runtime's (empty) parent cgroups, when it is done with
+// them: call it after the last Run has returned. A parent that still holds a job stays.
+func (r *Runtime) RemoveCgroupParent() {
+	for _, dir := range r.cgroupParentDirs() {
+		os.Remove(dir)
+	}
 }
 
 // cgroupParentDirs lists the parent cgroup directory in every hierarchy.

@@ -42,3 +42,6 @@ func RunLocal(ctx context.Context, spec Spec, result io.Writer) (*Result, error)
 
 // Init does nothing outside Linux.
 func Init() {}
+
+// RemoveCgroupParent does nothing where there are no sandboxes.
+func (r *Runtime) RemoveCgroupParent() {}

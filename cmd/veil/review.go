@@ -62,11 +62,16 @@ func newReviewCmd() *cobra.Command {
 				fmt.Fprintf(w, "  the score sums are one ciphertext only the vendor can decrypt (flooding error std %.2g per sum)\n", h.SumErrorStd)
 				if d := m.DP; d != nil {
 					var rep struct {
-						Count float64 `json:"count_noise_scale"`
-						Sum   float64 `json:"sum_noise_scale"`
+						Count   float64 `json:"count_noise_scale"`
+						Sum     float64 `json:"sum_noise_scale"`
+						Feature float64 `json:"feature_noise_scale"`
 					}
 					json.Unmarshal(d.Report, &rep)
-					fmt.Fprintf(w, "  differential privacy: this job spends ε=%g δ=%g; groups by partition selection; Laplace noise scale %.4g on counts, %.4g on sums\n", d.Epsilon, d.Delta, rep.Count, rep.Sum)
+					on := fmt.Sprintf("%.4g on the encrypted sums", rep.Sum)
+					if rep.Feature > 0 {
+						on = fmt.Sprintf("%.4g on each per-group feature sum the weights multiply", rep.Feature)
+					}
+					fmt.Fprintf(w, "  differential privacy: this job spends ε=%g δ=%.3g; groups by partition selection; Laplace noise scale %.4g on counts, %s\n", d.Epsilon, d.Delta, rep.Count, on)
 					for _, b := range r.Budget {
 						fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
 					}
