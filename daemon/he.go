@@ -428,23 +428,12 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		return err
-	}
-	ejob := engine.Job{Kind: "he-score", Spec: raw, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
+	ejob := engine.Job{Kind: "he-score", Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
 		MaxResultBytes: s.cfg.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
-	var out strings.Builder
-	usage, err := s.runner.run(ctx, id, ejob, &out)
+	var res heResult
+	usage, err := s.runSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
 		return err
-	}
-	var res heResult
-	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
-		return &jobError{msg: "the runner returned no readable result", detail: err}
-	}
-	if res.Error != "" {
-		return &jobError{msg: res.Error}
 	}
 	rec, err := heRecord(spec, &res)
 	if err != nil {
@@ -575,4 +564,27 @@ func (s *Server) checkBlob(ctx context.Context, path string) error {
 		return fmt.Errorf("%w: %s", errInvalid, res.Error)
 	}
 	return nil
+}
+
+// runSpec runs a job whose runner is the daemon's own (he-score, model) with spec as its
+// Spec, and decodes the runner's JSON answer into res; a refusal the runner wrote into
+// *refusal (safe for the vendor) becomes the job's error.
+func (s *Server) runSpec(ctx context.Context, id string, ejob engine.Job, spec, res any, refusal *string) (usage, error) {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return usage{}, err
+	}
+	ejob.Spec = raw
+	var out strings.Builder
+	u, err := s.runner.run(ctx, id, ejob, &out)
+	if err != nil {
+		return u, err
+	}
+	if err := json.Unmarshal([]byte(out.String()), res); err != nil {
+		return u, &jobError{msg: "the runner returned no readable result", detail: err}
+	}
+	if *refusal != "" {
+		return u, &jobError{msg: *refusal}
+	}
+	return u, nil
 }

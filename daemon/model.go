@@ -238,22 +238,11 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 			spec.Direct = t.MaxRowsPerUnit == 1 && t.UnitComplete
 		}
 	}
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		return err
-	}
-	ejob := engine.Job{Kind: "model", Spec: raw, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
-	var out strings.Builder
-	usage, err := s.runner.run(ctx, id, ejob, &out)
-	if err != nil {
-		return err
-	}
+	ejob := engine.Job{Kind: "model", Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	var res modelResult
-	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
-		return &jobError{msg: "the runner returned no readable result", detail: err}
-	}
-	if res.Error != "" {
-		return &jobError{msg: res.Error}
+	usage, err := s.runSpec(ctx, id, ejob, spec, &res, &res.Error)
+	if err != nil {
+		return err
 	}
 	rec, err := modelRecord(&res)
 	if err != nil {
