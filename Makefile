@@ -41,8 +41,8 @@ test: deps
 # test-cli runs the demo scenario on a small city through the built CLI, as every role; the
 # script fails on any unexpected success or failure.
 test-cli: build
-	@RESIDENTS=5000 ./scripts/demo.sh $(DEMO_DIR)-test >/tmp/veil-test-cli.log 2>&1 \
-		|| { tail -40 /tmp/veil-test-cli.log; echo "CLI scenario failed (full log: /tmp/veil-test-cli.log)"; exit 1; }
+	@RESIDENTS=5000 ./scripts/demo.sh $(DEMO_DIR)-test >$(DEMO_DIR)-test.log 2>&1 \
+		|| { tail -40 $(DEMO_DIR)-test.log; echo "CLI scenario failed (full log: $(DEMO_DIR)-test.log)"; exit 1; }
 	@echo "ok  	CLI scenario (scripts/demo.sh, 5000 residents)"
 
 test-short: deps
