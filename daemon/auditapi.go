@@ -32,7 +32,7 @@ func (s *Server) auditRecords(w http.ResponseWriter, r *http.Request, p policy.P
 		limit, err2 = 1000, nil
 	}
 	if err1 != nil || err2 != nil || from < 0 || limit <= 0 || limit > 10000 {
-		return fmt.Errorf("%w: from must be ≥ 0 and limit in 1..10000", errInvalid)
+		return fmt.Errorf("%w: from must be ≥ 0 and limit in 1..10000", policy.ErrInvalid)
 	}
 	var out api.AuditRecords
 	err := s.db.View(r.Context(), func(tx store.Tx) error {
@@ -102,7 +102,7 @@ func (s *Server) auditProof(w http.ResponseWriter, r *http.Request, p policy.Pri
 	}
 	idx, err := strconv.ParseInt(r.PathValue("index"), 10, 64)
 	if err != nil || idx < 0 {
-		return fmt.Errorf("%w: the entry index must be a number ≥ 0", errInvalid)
+		return fmt.Errorf("%w: the entry index must be a number ≥ 0", policy.ErrInvalid)
 	}
 	var proof *audit.Proof
 	err = s.db.View(r.Context(), func(tx store.Tx) error {
@@ -111,7 +111,7 @@ func (s *Server) auditProof(w http.ResponseWriter, r *http.Request, p policy.Pri
 			return err
 		}
 		if idx >= n {
-			return fmt.Errorf("%w: the log has %d entries; entry %d does not exist", errNotFound, n, idx)
+			return fmt.Errorf("%w: the log has %d entries; entry %d does not exist", policy.ErrNotFound, n, idx)
 		}
 		proof, err = s.log.Prove(r.Context(), tx, idx)
 		return err

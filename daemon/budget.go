@@ -10,6 +10,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -20,7 +21,7 @@ import (
 // check and the write that depends on it can never interleave with another's.
 
 // errBudget marks a job refused because its grant's slice cannot pay for it.
-var errBudget = fmt.Errorf("%w: budget exhausted", errConflict)
+var errBudget = fmt.Errorf("%w: budget exhausted", policy.ErrConflict)
 
 func amount(eps, delta int64) api.Amount {
 	// The floats are parsed from the exact decimals, so that 1e-6 prints as 1e-06 and not as
@@ -36,7 +37,7 @@ func apiAmount(a dp.Amount) api.Amount { return amount(a.Eps, a.Delta) }
 func setBudget(ctx context.Context, tx store.Tx, sch *policy.Schema) error {
 	total, err := dp.Total(sch.Budget.Epsilon, sch.Budget.Delta)
 	if err != nil {
-		return fmt.Errorf("%w: dataset %s: %v", errInvalid, sch.Name, err)
+		return fmt.Errorf("%w: dataset %s: %v", policy.ErrInvalid, sch.Name, err)
 	}
 	return tx.SetBudget(ctx, sch.Name, total.Eps, total.Delta)
 }
@@ -73,7 +74,7 @@ func (s *Server) allocate(ctx context.Context, tx store.Tx, g *policy.Grant) err
 	}
 	want, err := dp.Total(g.Budget.Epsilon, g.Budget.Delta)
 	if err != nil {
-		return fmt.Errorf("%w: grant %s: %v", errInvalid, g.ID, err)
+		return fmt.Errorf("%w: grant %s: %v", policy.ErrInvalid, g.ID, err)
 	}
 	for _, d := range g.Datasets {
 		total, allocated, _, err := datasetUse(ctx, tx, d.Name)
@@ -85,11 +86,11 @@ func (s *Server) allocate(ctx context.Context, tx store.Tx, g *policy.Grant) err
 			return fmt.Errorf("%w: dataset %s has %s left to give to grants (of %s); grant %s asks %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
 				errBudget, d.Name, free, total, g.ID, want)
 		}
-		if err := tx.PutSlice(ctx, store.Slice{Grant: g.ID, Dataset: d.Name, Eps: want.Eps, Delta: want.Delta, At: s.now()}); err != nil {
+		if err := tx.PutSlice(ctx, store.Slice{Grant: g.ID, Dataset: d.Name, Eps: want.Eps, Delta: want.Delta, At: s.rec.Now()}); err != nil {
 			return err
 		}
 	}
-	return s.record(ctx, tx, system, "budget.allocate", "grant/"+g.ID, map[string]string{"epsilon": dp.FormatEpsilon(want.Eps), "delta": dp.FormatDelta(want.Delta)})
+	return s.rec.Record(ctx, tx, platform.System, "budget.allocate", "grant/"+g.ID, map[string]string{"epsilon": dp.FormatEpsilon(want.Eps), "delta": dp.FormatDelta(want.Delta)})
 }
 
 // grantRemaining is what a grant has left on a dataset.
@@ -136,7 +137,7 @@ func (s *Server) reserve(ctx context.Context, tx store.Tx, j *job, spend dp.Amou
 	}
 	if spend.Eps > capUnits.Eps {
 		return fmt.Errorf("%w: the query asks ε=%s, above the per-query cap ε=%s of this grant and its datasets; ask for less",
-			errInvalid, dp.FormatEpsilon(spend.Eps), dp.FormatEpsilon(capUnits.Eps))
+			policy.ErrInvalid, dp.FormatEpsilon(spend.Eps), dp.FormatEpsilon(capUnits.Eps))
 	}
 	for _, d := range datasets {
 		slice, spent, _, err := grantRemaining(ctx, tx, j.GrantID, d)
@@ -149,7 +150,7 @@ func (s *Server) reserve(ctx context.Context, tx store.Tx, j *job, spend dp.Amou
 		}
 	}
 	for _, d := range datasets {
-		if err := tx.PutSpend(ctx, store.Spend{Job: j.ID, Grant: j.GrantID, Dataset: d, Eps: spend.Eps, Delta: spend.Delta, At: s.now()}); err != nil {
+		if err := tx.PutSpend(ctx, store.Spend{Job: j.ID, Grant: j.GrantID, Dataset: d, Eps: spend.Eps, Delta: spend.Delta, At: s.rec.Now()}); err != nil {
 			return err
 		}
 	}
@@ -172,7 +173,7 @@ func (s *Server) refund(ctx context.Context, tx store.Tx, jobID string) error {
 		}
 	}
 	if len(spends) > 0 {
-		return s.record(ctx, tx, system, "budget.refund", "job/"+jobID, map[string]string{"reason": "the job never ran"})
+		return s.rec.Record(ctx, tx, platform.System, "budget.refund", "job/"+jobID, map[string]string{"reason": "the job never ran"})
 	}
 	return nil
 }

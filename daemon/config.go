@@ -1,63 +1,10 @@
 package daemon
 
-import (
-	"path/filepath"
-	"time"
-
-	"github.com/veil-dp/veil/policy"
-)
+import "github.com/veil-dp/veil/platform"
 
 // Config is the daemon's configuration. cmd/veil fills it from flags, the environment and an
 // optional file; Defaults gives every field a value.
-type Config struct {
-	DataDir   string
-	Socket    string // Unix socket path; default DataDir/veil.sock
-	Listen    string // optional TCP address, e.g. 127.0.0.1:8470
-	Workers   int    // concurrent jobs
-	Approvals int    // distinct reviewer approvals a release needs (2 for four-eyes review)
-	Review    policy.ReviewConfig
-
-	// Isolation is "container" (libcontainer sandbox; the default, needs root on Linux) or
-	// "process" (a plain child process; a development escape hatch, recorded in the audit log).
-	Isolation string
-	Binary    string // the veil binary re-executed as the runner; default os.Executable()
-
-	// Per-job limits (operator policy).
-	JobMemoryMB   int
-	JobThreads    int
-	JobWall       time.Duration
-	JobPids       int64
-	MaxResultByte int64
-	// SweepEvery is how often fused uploads of ended grants are looked for and deleted.
-	SweepEvery time.Duration
-	// Clock, when set, replaces the wall clock (tests of expiry); nil in production.
-	Clock func() time.Time
-	// LogRunnerOutput writes the runner's stderr of failed jobs to the log. It can contain
-	// data values: for debugging on synthetic data only.
-	LogRunnerOutput bool
-	ScratchMB       int
-}
+type Config = platform.Config
 
 // Defaults returns a Config with every default filled in for dataDir.
-func Defaults(dataDir string) Config {
-	return Config{
-		DataDir:       dataDir,
-		Socket:        filepath.Join(dataDir, "veil.sock"),
-		Workers:       2,
-		Approvals:     1,
-		Review:        policy.DefaultReviewConfig(),
-		Isolation:     "container",
-		JobMemoryMB:   2048,
-		JobThreads:    2,
-		JobWall:       5 * time.Minute,
-		JobPids:       256,
-		MaxResultByte: 64 << 20,
-		ScratchMB:     64,
-		SweepEvery:    30 * time.Second,
-	}
-}
-
-func (c Config) storePath() string { return filepath.Join(c.DataDir, "veil.db") }
-func (c Config) keyPath() string   { return filepath.Join(c.DataDir, "keys", "platform.key") }
-func (c Config) pubPath() string   { return filepath.Join(c.DataDir, "platform.pub") }
-func (c Config) dataPath() string  { return filepath.Join(c.DataDir, "datasets") }
+func Defaults(dataDir string) Config { return platform.Defaults(dataDir) }

@@ -28,6 +28,8 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/sandbox"
 	"github.com/veil-dp/veil/store"
@@ -63,15 +65,15 @@ type runtimeRecord struct {
 
 func (s *Server) loadRuntime(name string) (*runtimeRecord, error) {
 	if !runtimeName.MatchString(name) {
-		return nil, fmt.Errorf("%w: runtime %q not found", errNotFound, name)
+		return nil, fmt.Errorf("%w: runtime %q not found", policy.ErrNotFound, name)
 	}
 	b, err := os.ReadFile(filepath.Join(s.runtimesDir(), name+".json"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: runtime %q not found; `veil runtime list` shows the registered ones", errNotFound, name)
+		return nil, fmt.Errorf("%w: runtime %q not found; `veil runtime list` shows the registered ones", policy.ErrNotFound, name)
 	}
 	var r runtimeRecord
 	if err := json.Unmarshal(b, &r); err != nil || r.Digest == "" {
-		return nil, fmt.Errorf("%w: runtime %q is being registered", errNotFound, name)
+		return nil, fmt.Errorf("%w: runtime %q is being registered", policy.ErrNotFound, name)
 	}
 	return &r, nil
 }
@@ -87,18 +89,18 @@ func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p polic
 		return err
 	}
 	if !runtimeName.MatchString(req.Name) {
-		return fmt.Errorf("%w: a runtime name is lower-case letters, digits, '.', '_' or '-' (for example python3.11)", errInvalid)
+		return fmt.Errorf("%w: a runtime name is lower-case letters, digits, '.', '_' or '-' (for example python3.11)", policy.ErrInvalid)
 	}
 	if !filepath.IsAbs(req.Path) {
-		return fmt.Errorf("%w: give the image as an absolute path on the daemon's host (a directory or a .tar/.tar.gz)", errInvalid)
+		return fmt.Errorf("%w: give the image as an absolute path on the daemon's host (a directory or a .tar/.tar.gz)", policy.ErrInvalid)
 	}
 	for _, a := range req.Entrypoint {
 		if a == "" || strings.ContainsRune(a, 0) {
-			return fmt.Errorf("%w: the entrypoint has an empty argument", errInvalid)
+			return fmt.Errorf("%w: the entrypoint has an empty argument", policy.ErrInvalid)
 		}
 	}
 	if len(req.Entrypoint) > 0 && !filepath.IsAbs(req.Entrypoint[0]) {
-		return fmt.Errorf("%w: the entrypoint's program must be an absolute path inside the image (for example /usr/bin/python3)", errInvalid)
+		return fmt.Errorf("%w: the entrypoint's program must be an absolute path inside the image (for example /usr/bin/python3)", policy.ErrInvalid)
 	}
 	if err := os.MkdirAll(s.runtimesDir(), 0o711); err != nil {
 		return err
@@ -107,7 +109,7 @@ func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p polic
 	claim, err := os.OpenFile(filepath.Join(s.runtimesDir(), req.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", errConflict, req.Name)
+			return fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", policy.ErrConflict, req.Name)
 		}
 		return err
 	}
@@ -118,22 +120,22 @@ func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p polic
 			os.Remove(filepath.Join(s.runtimesDir(), req.Name+".json"))
 		}
 	}()
-	dst := filepath.Join(s.runtimesDir(), req.Name+"-"+newID("img"))
+	dst := filepath.Join(s.runtimesDir(), req.Name+"-"+platform.NewID("img"))
 	img, err := sandbox.ImportImage(req.Path, dst)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errInvalid, err)
+		return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
 	if err := os.Chmod(s.runtimesDir(), 0o711); err != nil {
 		return err
 	}
 	rec := runtimeRecord{Runtime: api.Runtime{Name: req.Name, Digest: img.Digest, Entrypoint: req.Entrypoint, Files: img.Files, Bytes: img.Bytes,
-		RegisteredBy: p.ID, Registered: s.now()}, Path: img.Path}
+		RegisteredBy: p.ID, Registered: s.rec.Now()}, Path: img.Path}
 	b, _ := json.MarshalIndent(rec, "", "  ")
 	err = s.db.Update(r.Context(), func(tx store.Tx) error {
-		if err := writeFileAtomic(filepath.Join(s.runtimesDir(), req.Name+".json"), b, 0o600); err != nil {
+		if err := platform.WriteFileAtomic(filepath.Join(s.runtimesDir(), req.Name+".json"), b, 0o600); err != nil {
 			return err
 		}
-		return s.record(r.Context(), tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
+		return s.rec.Record(r.Context(), tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
 			"entrypoint": strings.Join(req.Entrypoint, " "), "files": fmt.Sprint(img.Files)})
 	})
 	if err != nil {
@@ -171,7 +173,7 @@ type customSpec struct {
 }
 
 func (s *Server) programPath(tenant, digest string) (string, error) {
-	return s.tenantFile("programs", tenant, digest)
+	return s.cfg.TenantFile("programs", tenant, digest)
 }
 
 // uploadProgram stores a vendor's program for custom jobs under its digest, in the vendor's
@@ -185,7 +187,7 @@ func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.
 		return err
 	}
 	if len(body) == 0 {
-		return fmt.Errorf("%w: the program is empty", errInvalid)
+		return fmt.Errorf("%w: the program is empty", policy.ErrInvalid)
 	}
 	sum := sha256.Sum256(body)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
@@ -194,11 +196,11 @@ func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.
 		return err
 	}
 	// Executable: a static binary runs as the program itself (an interpreter reads a script).
-	if err := storeBlob(path, body, 0o755); err != nil {
+	if err := platform.StoreUpload(path, body, 0o755); err != nil {
 		return err
 	}
 	err = s.db.Update(r.Context(), func(tx store.Tx) error {
-		return s.record(r.Context(), tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
+		return s.rec.Record(r.Context(), tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
 	})
 	if err != nil {
 		return err
@@ -213,17 +215,17 @@ func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.P
 	c := req.Custom
 	switch {
 	case strings.TrimSpace(req.SQL) != "" || req.DP != nil || req.HE != nil || req.Train != nil:
-		return fmt.Errorf("%w: a custom job is a runtime, a program and datasets only", errInvalid)
+		return fmt.Errorf("%w: a custom job is a runtime, a program and datasets only", policy.ErrInvalid)
 	case c.Program == "":
-		return fmt.Errorf("%w: the custom job has no program (--program FILE)", errInvalid)
+		return fmt.Errorf("%w: the custom job has no program (--program FILE)", policy.ErrInvalid)
 	case len(c.Datasets) == 0:
-		return fmt.Errorf("%w: name the datasets the program reads (--dataset)", errInvalid)
+		return fmt.Errorf("%w: name the datasets the program reads (--dataset)", policy.ErrInvalid)
 	}
 	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
 	}
-	if s.runner.name() != "container" {
-		return fmt.Errorf("%w: custom jobs run only in containers, and this daemon runs with isolation=%s", errUnavailable, s.runner.name())
+	if s.box.Name() != "container" {
+		return fmt.Errorf("%w: custom jobs run only in containers, and this daemon runs with isolation=%s", launch.ErrUnavailable, s.box.Name())
 	}
 	rt, err := s.loadRuntime(c.Runtime)
 	if err != nil {
@@ -238,22 +240,22 @@ func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.P
 		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
 			return err
 		}
-		if err := g.Usable(s.now(), policy.ModeModel); err != nil {
+		if err := g.Usable(s.rec.Now(), policy.ModeModel); err != nil {
 			return err
 		}
 		for i, d := range c.Datasets {
 			if _, ok := g.Access(d); !ok {
-				return fmt.Errorf("%w: grant %s does not include dataset %q", errInvalid, g.ID, d)
+				return fmt.Errorf("%w: grant %s does not include dataset %q", policy.ErrInvalid, g.ID, d)
 			}
 			if slices.Contains(c.Datasets[:i], d) {
-				return fmt.Errorf("%w: dataset %s is named twice", errInvalid, d)
+				return fmt.Errorf("%w: dataset %s is named twice", policy.ErrInvalid, d)
 			}
 		}
 		schemas, _, err := loadCatalog(ctx, tx, c.Datasets)
 		if err != nil {
 			return err
 		}
-		return s.sandboxFor(schemas)
+		return s.box.Admit(schemas)
 	})
 	if err != nil {
 		return err
@@ -264,12 +266,12 @@ func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.P
 		return err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: no uploaded program %s for tenant %s; upload it first (veil job submit --program does)", errInvalid, prog, p.Tenant)
+		return fmt.Errorf("%w: no uploaded program %s for tenant %s; upload it first (veil job submit --program does)", policy.ErrInvalid, prog, p.Tenant)
 	}
 	spec := &customSpec{Runtime: rt.Name, Digest: rt.Digest, Program: prog, Datasets: c.Datasets}
 	desc := fmt.Sprintf("custom program %s on runtime %s (%s) over %s", prog[:19], rt.Name, rt.Digest[:19], strings.Join(c.Datasets, ", "))
-	now := s.now()
-	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+	now := s.rec.Now()
+	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
 		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Custom: spec}}
 	return s.queue(ctx, w, p, g, j, map[string]string{"grant": g.ID, "mode": "custom", "runtime": rt.Name, "image": rt.Digest, "program": prog,
 		"datasets": strings.Join(c.Datasets, ",")}, nil)
@@ -291,7 +293,7 @@ func statusClass(st sandbox.Status) string {
 func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Scope, versions map[string]string, spec *customSpec) error {
 	rt, err := s.loadRuntime(spec.Runtime)
 	if err != nil || rt.Digest != spec.Digest {
-		return &jobError{msg: fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime)}
+		return launch.Fail(fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime), nil)
 	}
 	work := filepath.Join(s.cfg.DataDir, "work", id)
 	if err := os.MkdirAll(work, 0o711); err != nil {
@@ -355,17 +357,17 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 		inputs = append(inputs, tbl)
 	}
 	args := append(slices.Clone(rt.Entrypoint), "/job/program")
-	res, err := s.runner.runImage(ctx, id, rt.Path, args, mounts, []string{"VEIL_IN=/in", "VEIL_OUT=/out", "HOME=/scratch", "TMPDIR=/scratch"})
+	res, err := s.box.RunImage(ctx, id, rt.Path, args, mounts, []string{"VEIL_IN=/in", "VEIL_OUT=/out", "HOME=/scratch", "TMPDIR=/scratch"})
 	if err != nil {
 		return err
 	}
 	class := statusClass(res.Status)
 	if class != "ok" {
-		return &jobError{msg: "the program ended: " + class + " (its output and messages are not shown)", detail: fmt.Errorf("status %s exit %d", res.Status, res.ExitCode)}
+		return launch.Fail("the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
 	}
 	files, err := readOutputs(out)
 	if err != nil {
-		return &jobError{msg: "the program's outputs cannot be read: " + err.Error()}
+		return launch.Fail("the program's outputs cannot be read: "+err.Error(), nil)
 	}
 	findings, kinds, err := s.checkOutputs(ctx, id, sc, files, inputs, inputRows, limited)
 	if err != nil {
@@ -386,15 +388,15 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 	}
 	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
-		cur.body.Finished = s.now()
+		cur.body.Finished = s.rec.Now()
 		// The vendor learns the status class and that outputs wait, not how many (the
 		// program chooses that number: a channel), and only coarse timing.
 		cur.body.Message = "the program ended: ok; its outputs wait for export review"
 		cur.body.Metering = &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds()}
-		if err := cur.put(ctx, tx, s.now()); err != nil {
+		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{"mechanism": "custom", "files": fmt.Sprint(len(files)),
+		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{"mechanism": "custom", "files": fmt.Sprint(len(files)),
 			"findings": fmt.Sprint(len(findings)), "status": class})
 	})
 }
@@ -570,7 +572,7 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 		cell, quoteIdent(value), quoteIdent(dataset), quoteIdent(value), quoteIdent(unit))
 	var buf bytes.Buffer
 	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
-	if _, err := s.runner.run(ctx, id+"-sdc", ejob, &buf); err != nil {
+	if _, err := s.box.Run(ctx, id+"-sdc", ejob, &buf); err != nil {
 		return nil, err
 	}
 	rec, err := engine.ReadResult(&buf, s.cfg.MaxResultByte)

@@ -35,17 +35,17 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 		return err
 	}
 	if sch.Provider != p.Tenant {
-		return fmt.Errorf("%w: schema names provider %q but you register for %q", errForbidden, sch.Provider, p.Tenant)
+		return fmt.Errorf("%w: schema names provider %q but you register for %q", policy.ErrForbidden, sch.Provider, p.Tenant)
 	}
 	if len(req.Files) == 0 || len(req.Files) > 1000 {
-		return fmt.Errorf("%w: give between 1 and 1000 data files (Parquet or CSV)", errInvalid)
+		return fmt.Errorf("%w: give between 1 and 1000 data files (Parquet or CSV)", policy.ErrInvalid)
 	}
 	ctx := r.Context()
 	// An existing dataset of another provider cannot be replaced.
 	err = s.db.View(ctx, func(tx store.Tx) error {
 		d, err := tx.Dataset(ctx, sch.Name)
 		if err == nil && d.Provider != p.Tenant {
-			return fmt.Errorf("%w: dataset %q belongs to another provider", errConflict, sch.Name)
+			return fmt.Errorf("%w: dataset %q belongs to another provider", policy.ErrConflict, sch.Name)
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
@@ -55,7 +55,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 	if err != nil {
 		return err
 	}
-	staging, err := os.MkdirTemp(s.cfg.dataPath(), ".stage-*")
+	staging, err := os.MkdirTemp(s.cfg.DataPath(), ".stage-*")
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 	}
 	info, err := engine.Inspect(ctx, files)
 	if err != nil {
-		return fmt.Errorf("%w: the data files cannot be read as one table: %v", errInvalid, err)
+		return fmt.Errorf("%w: the data files cannot be read as one table: %v", policy.ErrInvalid, err)
 	}
 	if err := matchSchema(sch, info); err != nil {
 		return err
@@ -75,14 +75,14 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 	// declaration the files break is refused, and the measured value is what is kept.
 	most, missing, err := engine.UnitStats(ctx, files, sch.UnitColumn().Name)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errInvalid, err)
+		return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
 	if sch.MaxRowsPerUnit > 0 && most > sch.MaxRowsPerUnit {
 		return fmt.Errorf("%w: the schema declares at most %d rows per %s, but the files hold up to %d for one %s; fix the declaration or the data",
-			errInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
+			policy.ErrInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
 	}
 	sch.MaxRowsPerUnit, sch.UnitComplete = most, missing == 0
-	final := filepath.Join(s.cfg.dataPath(), sch.Name, version[:16])
+	final := filepath.Join(s.cfg.DataPath(), sch.Name, version[:16])
 	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 		paths = append(paths, filepath.Join(final, filepath.Base(f)))
 	}
 	schemaJSON, _ := json.Marshal(sch)
-	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.now()}
+	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.rec.Now()}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
@@ -108,7 +108,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 		if err := setBudget(ctx, tx, sch); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
+		return s.rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
 	})
 	if err != nil {
 		return err
@@ -124,17 +124,17 @@ func (s *Server) stageFiles(ctx context.Context, src []string, dir string) ([]st
 	seen := map[string]bool{}
 	for _, f := range src {
 		if !filepath.IsAbs(f) {
-			return nil, "", fmt.Errorf("%w: file paths must be absolute paths on the daemon's host", errInvalid)
+			return nil, "", fmt.Errorf("%w: file paths must be absolute paths on the daemon's host", policy.ErrInvalid)
 		}
 		st, err := os.Stat(f)
 		if err != nil || !st.Mode().IsRegular() {
-			return nil, "", fmt.Errorf("%w: %s is not a readable regular file on the daemon's host", errInvalid, filepath.Base(f))
+			return nil, "", fmt.Errorf("%w: %s is not a readable regular file on the daemon's host", policy.ErrInvalid, filepath.Base(f))
 		}
 		base := filepath.Base(f)
 		ext := strings.ToLower(filepath.Ext(base))
 		name := strings.TrimSuffix(base, filepath.Ext(base)) + ".parquet"
 		if seen[name] {
-			return nil, "", fmt.Errorf("%w: two files are named %s", errInvalid, name)
+			return nil, "", fmt.Errorf("%w: two files are named %s", policy.ErrInvalid, name)
 		}
 		seen[name] = true
 		dst := filepath.Join(dir, name)
@@ -145,10 +145,10 @@ func (s *Server) stageFiles(ctx context.Context, src []string, dir string) ([]st
 			}
 		case ".csv":
 			if err := engine.ConvertCSV(ctx, f, dst); err != nil {
-				return nil, "", fmt.Errorf("%w: %s cannot be read as CSV: %v", errInvalid, base, err)
+				return nil, "", fmt.Errorf("%w: %s cannot be read as CSV: %v", policy.ErrInvalid, base, err)
 			}
 		default:
-			return nil, "", fmt.Errorf("%w: %s: only .parquet and .csv files can be registered", errInvalid, base)
+			return nil, "", fmt.Errorf("%w: %s: only .parquet and .csv files can be registered", policy.ErrInvalid, base)
 		}
 		out = append(out, dst)
 	}
@@ -209,15 +209,15 @@ func matchSchema(sch *policy.Schema, info *engine.FileInfo) error {
 	for _, c := range sch.Columns {
 		t, ok := got[c.Name]
 		if !ok {
-			return fmt.Errorf("%w: schema column %q is not in the data files", errInvalid, c.Name)
+			return fmt.Errorf("%w: schema column %q is not in the data files", policy.ErrInvalid, c.Name)
 		}
 		if !strings.EqualFold(t, c.Type) {
-			return fmt.Errorf("%w: column %q is %s in the data files but %s in the schema", errInvalid, c.Name, t, c.Type)
+			return fmt.Errorf("%w: column %q is %s in the data files but %s in the schema", policy.ErrInvalid, c.Name, t, c.Type)
 		}
 		delete(got, c.Name)
 	}
 	for name := range got {
-		return fmt.Errorf("%w: data column %q is not classified in the schema; every column needs a level and kind", errInvalid, name)
+		return fmt.Errorf("%w: data column %q is not classified in the schema; every column needs a level and kind", policy.ErrInvalid, name)
 	}
 	return nil
 }
@@ -261,7 +261,7 @@ func (s *Server) showDataset(w http.ResponseWriter, r *http.Request, p policy.Pr
 		var err error
 		d, err = tx.Dataset(r.Context(), r.PathValue("name"))
 		if err == nil && !canSeeDataset(p, d) {
-			return fmt.Errorf("%w: dataset %q is not in the catalog", errNotFound, d.Name)
+			return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, d.Name)
 		}
 		return err
 	})

@@ -27,6 +27,8 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -78,7 +80,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		sch, set = schemas[name], sets[name]
 		if sch.Provider != p.Tenant {
-			return fmt.Errorf("%w: dataset %q is not in the catalog", errNotFound, name)
+			return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, name)
 		}
 		return nil
 	})
@@ -93,15 +95,15 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 			spec.Rows = 1000
 		}
 		if req.Epsilon != 0 || len(req.Pairs) > 0 {
-			return fmt.Errorf("%w: a masked twin spends no budget and has no pairs; those are for --synthetic", errInvalid)
+			return fmt.Errorf("%w: a masked twin spends no budget and has no pairs; those are for --synthetic", policy.ErrInvalid)
 		}
 	case twinKindSynth:
 		if !(req.Epsilon > 0) || req.Epsilon > 10 {
-			return fmt.Errorf("%w: a synthetic twin spends the dataset's budget: give an epsilon in (0, 10], for example --epsilon 1", errInvalid)
+			return fmt.Errorf("%w: a synthetic twin spends the dataset's budget: give an epsilon in (0, 10], for example --epsilon 1", policy.ErrInvalid)
 		}
 		a, err := dp.Spend(req.Epsilon, 0)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errInvalid, err)
+			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 		spend = &a
 		spec.Epsilon = a.Epsilon()
@@ -109,17 +111,17 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if _, _, err := synthColumns(sch, spec.Pairs); err != nil {
 			return err
 		}
-		if err := s.sandboxFor(map[string]*policy.Schema{name: sch}); err != nil {
+		if err := s.box.Admit(map[string]*policy.Schema{name: sch}); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("%w: a twin is masked or synthetic", errInvalid)
+		return fmt.Errorf("%w: a twin is masked or synthetic", policy.ErrInvalid)
 	}
 	if spec.Rows < 0 || spec.Rows > maxTwinRows {
-		return fmt.Errorf("%w: a twin has at most %d rows", errInvalid, maxTwinRows)
+		return fmt.Errorf("%w: a twin has at most %d rows", policy.ErrInvalid, maxTwinRows)
 	}
-	now := s.now()
-	j := &job{Job: store.Job{ID: newID("j"), Tenant: p.Tenant, Submitter: p.ID, Status: jobRunning, Created: now},
+	now := s.rec.Now()
+	j := &job{Job: store.Job{ID: platform.NewID("j"), Tenant: p.Tenant, Submitter: p.ID, Status: jobRunning, Created: now},
 		body: jobBody{Mode: "twin", SQL: fmt.Sprintf("%s twin of %s (version %s)", spec.Kind, name, set.Version[:12]), Twin: spec, Started: now, Spend: spend}}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if spend != nil {
@@ -143,7 +145,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if err := j.put(ctx, tx, now); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "twin.build", "dataset/"+name, map[string]string{"job": j.ID, "kind": spec.Kind, "version": set.Version})
+		return s.rec.Record(ctx, tx, p, "twin.build", "dataset/"+name, map[string]string{"job": j.ID, "kind": spec.Kind, "version": set.Version})
 	})
 	if err != nil {
 		return err
@@ -165,9 +167,9 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err != nil {
 		// The build ran (and a synthetic one spent its budget): the job says how it ended.
 		s.failJob(j.ID, err)
-		var je *jobError
+		var je *launch.Failure
 		if errors.As(err, &je) {
-			return fmt.Errorf("%w: the twin could not be built: %s", errInvalid, je.msg)
+			return fmt.Errorf("%w: the twin could not be built: %s", policy.ErrInvalid, je.Msg)
 		}
 		return err
 	}
@@ -175,12 +177,12 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 	mech.Groups = int(rec.NumRows())
 	err = s.toReview(ctx, j.ID, rec, outputMeta{Mechanism: mech, Datasets: map[string]string{name: set.Version}}, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
-		cur.body.Finished = s.now()
+		cur.body.Finished = s.rec.Now()
 		cur.body.Message = fmt.Sprintf("%s twin of %s: %d rows wait for export review; once released, vendors' dev runs use it", spec.Kind, name, rec.NumRows())
-		if err := cur.put(ctx, tx, s.now()); err != nil {
+		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, system, "job.gate", "job/"+j.ID, map[string]string{"mechanism": "twin", "kind": spec.Kind, "rows": fmt.Sprint(rec.NumRows())})
+		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+j.ID, map[string]string{"mechanism": "twin", "kind": spec.Kind, "rows": fmt.Sprint(rec.NumRows())})
 	})
 	if err != nil {
 		return err
@@ -204,7 +206,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 
 // failJob records a failed job (twin builds run in the request, not the scheduler).
 func (s *Server) failJob(id string, err error) {
-	msg, detail := vendorMessage(err)
+	msg, detail := launch.Explain(err)
 	s.slog.Warn("job failed", "job", id, "err", detail)
 	s.db.Update(context.Background(), func(tx store.Tx) error {
 		sj, err := tx.Job(context.Background(), id)
@@ -215,11 +217,11 @@ func (s *Server) failJob(id string, err error) {
 		if err != nil {
 			return err
 		}
-		j.Status, j.body.Message, j.body.Finished = jobFailed, msg, s.now()
-		if err := j.put(context.Background(), tx, s.now()); err != nil {
+		j.Status, j.body.Message, j.body.Finished = jobFailed, msg, s.rec.Now()
+		if err := j.put(context.Background(), tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(context.Background(), tx, system, "job.fail", "job/"+id, map[string]string{"message": msg})
+		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
 	})
 }
 
@@ -397,7 +399,7 @@ func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schem
 	ejob := engine.Job{SQL: strings.Join(parts, " UNION ALL "), Tables: []engine.Table{{Name: set.Name, Files: set.Files, Columns: tcols}},
 		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	var buf bytes.Buffer
-	if _, err := s.runner.run(ctx, id, ejob, &buf); err != nil {
+	if _, err := s.box.Run(ctx, id, ejob, &buf); err != nil {
 		return nil, rep, err
 	}
 	res, err := engine.ReadResult(&buf, s.cfg.MaxResultByte)
@@ -537,7 +539,7 @@ func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
 		return "", err
 	}
 	if best == nil {
-		return "", &jobError{msg: fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset)}
+		return "", launch.Fail(fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset), nil)
 	}
 	dir := filepath.Join(s.cfg.DataDir, "twins")
 	path := filepath.Join(dir, dataset+"-"+best.ID+".parquet")
@@ -564,7 +566,7 @@ func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return "", err
 	}
-	return path, writeFileAtomic(path, data, 0o644)
+	return path, platform.WriteFileAtomic(path, data, 0o644)
 }
 
 // devScope points a job's scope at the twins of the datasets it reads (and drops the others).
@@ -607,7 +609,7 @@ func (s *Server) devOutput(ctx context.Context, p policy.Principal, id string) (
 			return err
 		}
 		if !j.body.Dev {
-			return fmt.Errorf("%w: job %s is not a dev run", errNotFound, id)
+			return fmt.Errorf("%w: job %s is not a dev run", policy.ErrNotFound, id)
 		}
 		out.Job = j.api()
 		out.Label = "DEV OUTPUT: computed on the datasets' dev twins (masked or synthetic), not on the data; no budget was spent. Promote the job to run it on the data."
@@ -668,7 +670,7 @@ func (s *Server) promoteDev(w http.ResponseWriter, r *http.Request, p policy.Pri
 			return err
 		}
 		if !j.body.Dev || j.body.Request == nil {
-			return fmt.Errorf("%w: job %s is not a dev run", errNotFound, j.ID)
+			return fmt.Errorf("%w: job %s is not a dev run", policy.ErrNotFound, j.ID)
 		}
 		return json.Unmarshal(j.body.Request, &req)
 	})
@@ -708,7 +710,7 @@ func synthColumns(sch *policy.Schema, pairs [][2]string) ([]synthColumn, map[str
 		cols = append(cols, sc)
 	}
 	if len(cols) == 0 {
-		return nil, nil, fmt.Errorf("%w: no column of this dataset has a public domain or numeric bounds to synthesize; declare them in the schema", errInvalid)
+		return nil, nil, fmt.Errorf("%w: no column of this dataset has a public domain or numeric bounds to synthesize; declare them in the schema", policy.ErrInvalid)
 	}
 	idx := map[string]int{}
 	for i, c := range cols {
@@ -717,11 +719,11 @@ func synthColumns(sch *policy.Schema, pairs [][2]string) ([]synthColumn, map[str
 	for _, pr := range pairs {
 		for _, c := range pr {
 			if _, ok := idx[c]; !ok {
-				return nil, nil, fmt.Errorf("%w: pair column %s has no public domain or numeric bounds to synthesize", errInvalid, c)
+				return nil, nil, fmt.Errorf("%w: pair column %s has no public domain or numeric bounds to synthesize", policy.ErrInvalid, c)
 			}
 		}
 		if pr[0] == pr[1] {
-			return nil, nil, fmt.Errorf("%w: a pair needs two different columns", errInvalid)
+			return nil, nil, fmt.Errorf("%w: a pair needs two different columns", policy.ErrInvalid)
 		}
 	}
 	return cols, idx, nil

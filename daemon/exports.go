@@ -71,7 +71,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 			return err
 		}
 		if j.Status != jobReleased {
-			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", errConflict, j.ID, j.Status)
+			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", policy.ErrConflict, j.ID, j.Status)
 		}
 		meta, rec, err := loadOutput(ctx, tx, j.ID)
 		if err != nil {
@@ -81,7 +81,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		var data []byte
 		if meta.Mechanism.Custom != nil || format == "tar" {
 			if meta.Mechanism.Custom == nil || format != "tar" {
-				return fmt.Errorf("%w: a custom job's output is a set of files exported as tar, and only it is; ask for format tar (-o FILE.tar) or another format for other jobs", errInvalid)
+				return fmt.Errorf("%w: a custom job's output is a set of files exported as tar, and only it is; ask for format tar (-o FILE.tar) or another format for other jobs", policy.ErrInvalid)
 			}
 			data, err = tarFiles(rec, j.Updated)
 		} else {
@@ -104,7 +104,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		prov := Provenance{Platform: s.key.VerifierKey(), Job: j.ID, Format: format, Rows: rec.NumRows(), Columns: meta.Columns,
 			Grant: ProvenanceGrant{ID: g.ID, Tenant: g.Tenant, Scenario: g.Scenario, Purpose: g.Purpose},
-			Query: j.body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.now()}
+			Query: j.body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.rec.Now()}
 		for _, rv := range revs {
 			prov.Reviewers = append(prov.Reviewers, api.Decision{Reviewer: rv.Reviewer, Decision: rv.Decision, Reason: rv.Reason, At: rv.At})
 		}
@@ -124,7 +124,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 			return err
 		}
 		out = api.Export{Job: j.ID, Format: format, Data: data, Certificate: cert}
-		return s.record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
+		return s.rec.Record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
 	})
 	if err != nil {
 		return err
@@ -137,7 +137,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
 	var buf bytes.Buffer
 	if md := rec.Schema().Metadata(); md.FindKey(heSumsMeta) >= 0 && (format == "csv" || format == "json") {
-		return nil, fmt.Errorf("%w: an he-score export carries its encrypted sums as Arrow metadata, which %s cannot hold; fetch it as arrow or parquet and run veil he decrypt", errInvalid, format)
+		return nil, fmt.Errorf("%w: an he-score export carries its encrypted sums as Arrow metadata, which %s cannot hold; fetch it as arrow or parquet and run veil he decrypt", policy.ErrInvalid, format)
 	}
 	switch format {
 	case "csv":
@@ -195,7 +195,7 @@ func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown export format %q (parquet, csv, json, arrow)", errInvalid, format)
+		return nil, fmt.Errorf("%w: unknown export format %q (parquet, csv, json, arrow)", policy.ErrInvalid, format)
 	}
 	return buf.Bytes(), nil
 }

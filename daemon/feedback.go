@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -36,10 +37,10 @@ const (
 func feedbackText(what, hint, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", fmt.Errorf("%w: the %s is empty: %s", errInvalid, what, hint)
+		return "", fmt.Errorf("%w: the %s is empty: %s", policy.ErrInvalid, what, hint)
 	}
 	if n := utf8.RuneCountInString(s); n > maxFeedbackChars {
-		return "", fmt.Errorf("%w: the %s has %d characters; shorten it to at most %d", errInvalid, what, n, maxFeedbackChars)
+		return "", fmt.Errorf("%w: the %s has %d characters; shorten it to at most %d", policy.ErrInvalid, what, n, maxFeedbackChars)
 	}
 	return s, nil
 }
@@ -98,7 +99,7 @@ func canSeeFeedback(p policy.Principal, f store.Feedback, provider string) bool 
 // loadFeedback reads feedback p may see. Feedback p may not see is reported as not found,
 // exactly like feedback that does not exist.
 func loadFeedback(ctx context.Context, tx store.Tx, p policy.Principal, id string) (store.Feedback, error) {
-	notFound := fmt.Errorf("%w: feedback %s not found; `veil dataset feedback list` shows the feedback you may see", errNotFound, id)
+	notFound := fmt.Errorf("%w: feedback %s not found; `veil dataset feedback list` shows the feedback you may see", policy.ErrNotFound, id)
 	f, err := tx.Feedback(ctx, id)
 	if err != nil {
 		return f, notFound
@@ -133,8 +134,8 @@ func (s *Server) submitFeedback(w http.ResponseWriter, r *http.Request, p policy
 	}
 	name, column := r.PathValue("name"), strings.TrimSpace(req.Column)
 	ctx := r.Context()
-	f := store.Feedback{ID: newID("f"), Dataset: name, Column: column, Tenant: p.Tenant, Submitter: p.ID, Message: msg,
-		Status: feedbackOpen, Created: s.now()}
+	f := store.Feedback{ID: platform.NewID("f"), Dataset: name, Column: column, Tenant: p.Tenant, Submitter: p.ID, Message: msg,
+		Status: feedbackOpen, Created: s.rec.Now()}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		schemas, _, err := loadCatalog(ctx, tx, []string{name})
 		if err != nil {
@@ -142,7 +143,7 @@ func (s *Server) submitFeedback(w http.ResponseWriter, r *http.Request, p policy
 		}
 		if column != "" && !hasColumn(schemas[name], column) {
 			return fmt.Errorf("%w: dataset %q has no column %q; `veil dataset show %s` lists its columns, or leave the column out for feedback on the whole dataset",
-				errInvalid, name, column, name)
+				policy.ErrInvalid, name, column, name)
 		}
 		used, err := usedDataset(ctx, tx, p.Tenant, name)
 		if err != nil {
@@ -150,7 +151,7 @@ func (s *Server) submitFeedback(w http.ResponseWriter, r *http.Request, p policy
 		}
 		if !used {
 			return fmt.Errorf("%w: tenant %s holds no approved grant naming dataset %q; feedback comes from vendors that have used a dataset under a grant",
-				errForbidden, p.Tenant, name)
+				policy.ErrForbidden, p.Tenant, name)
 		}
 		if err := tx.PutFeedback(ctx, f); err != nil {
 			return err
@@ -159,7 +160,7 @@ func (s *Server) submitFeedback(w http.ResponseWriter, r *http.Request, p policy
 		if column != "" {
 			details["column"] = column
 		}
-		return s.record(ctx, tx, p, "feedback.submit", "feedback/"+f.ID, details)
+		return s.rec.Record(ctx, tx, p, "feedback.submit", "feedback/"+f.ID, details)
 	})
 	if err != nil {
 		return err
@@ -185,7 +186,7 @@ func (s *Server) listFeedback(w http.ResponseWriter, r *http.Request, p policy.P
 	q := r.URL.Query()
 	filter := store.FeedbackFilter{Dataset: q.Get("dataset"), Status: q.Get("status")}
 	if filter.Status != "" && filter.Status != feedbackOpen && filter.Status != feedbackResolved {
-		return fmt.Errorf("%w: status %q: use open or resolved, or leave it out for both", errInvalid, filter.Status)
+		return fmt.Errorf("%w: status %q: use open or resolved, or leave it out for both", policy.ErrInvalid, filter.Status)
 	}
 	if p.Role == policy.Vendor {
 		filter.Tenant = p.Tenant
@@ -226,7 +227,7 @@ func (s *Server) resolveFeedback(w http.ResponseWriter, r *http.Request, p polic
 		return err
 	}
 	if p.Role != policy.Provider {
-		return fmt.Errorf("%w: role %s may not resolve feedback: the provider that holds the dataset resolves it", errForbidden, p.Role)
+		return fmt.Errorf("%w: role %s may not resolve feedback: the provider that holds the dataset resolves it", policy.ErrForbidden, p.Role)
 	}
 	var req api.ResolveFeedback
 	if err := readJSON(r, &req); err != nil {
@@ -245,13 +246,13 @@ func (s *Server) resolveFeedback(w http.ResponseWriter, r *http.Request, p polic
 		}
 		if f.Status != feedbackOpen {
 			return fmt.Errorf("%w: feedback %s was already resolved on %s; it cannot be resolved again",
-				errConflict, f.ID, f.Resolved.Format("2006-01-02 15:04 MST"))
+				policy.ErrConflict, f.ID, f.Resolved.Format("2006-01-02 15:04 MST"))
 		}
-		f.Status, f.Resolver, f.Note, f.Resolved = feedbackResolved, p.ID, note, s.now()
+		f.Status, f.Resolver, f.Note, f.Resolved = feedbackResolved, p.ID, note, s.rec.Now()
 		if err := tx.PutFeedback(ctx, f); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "feedback.resolve", "feedback/"+f.ID, map[string]string{
+		return s.rec.Record(ctx, tx, p, "feedback.resolve", "feedback/"+f.ID, map[string]string{
 			"dataset": f.Dataset, "vendor": f.Tenant, "note_sha256": textHash(note)})
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -65,7 +66,7 @@ func (s *Server) grantSecret(dir string) (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+	if err := platform.WriteFileAtomic(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
@@ -79,11 +80,11 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	ctx := r.Context()
 	name, key, match := r.PathValue("name"), r.URL.Query().Get("key"), r.URL.Query().Get("match")
 	if !fusionName.MatchString(name) {
-		return fmt.Errorf("%w: a fused table's name is lower-case letters, digits and '_' (for example customers)", errInvalid)
+		return fmt.Errorf("%w: a fused table's name is lower-case letters, digits and '_' (for example customers)", policy.ErrInvalid)
 	}
 	matchDS, matchCol, ok := strings.Cut(match, ".")
 	if key == "" || !ok {
-		return fmt.Errorf("%w: name the column that identifies a person in your table (key=phone) and the public column it matches (match=residents.phone)", errInvalid)
+		return fmt.Errorf("%w: name the column that identifies a person in your table (key=phone) and the public column it matches (match=residents.phone)", policy.ErrInvalid)
 	}
 	var g *policy.Grant
 	var msch *policy.Schema
@@ -93,16 +94,16 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		if g, err = loadGrant(ctx, tx, p, r.PathValue("id")); err != nil {
 			return err
 		}
-		if st := g.Effective(s.now()); st != policy.StatusActive {
-			return fmt.Errorf("%w: grant %s is %s; data is fused only into an active grant", errConflict, g.ID, st)
+		if st := g.Effective(s.rec.Now()); st != policy.StatusActive {
+			return fmt.Errorf("%w: grant %s is %s; data is fused only into an active grant", policy.ErrConflict, g.ID, st)
 		}
 		cols, ok := g.Access(matchDS)
 		if !ok {
-			return fmt.Errorf("%w: grant %s does not include dataset %s", errInvalid, g.ID, matchDS)
+			return fmt.Errorf("%w: grant %s does not include dataset %s", policy.ErrInvalid, g.ID, matchDS)
 		}
 		// The key is matched only where the review of the grant allowed it.
 		if !slices.Contains(cols, matchCol) {
-			return fmt.Errorf("%w: grant %s does not include column %s of %s; a fusion key must be granted (apply for it with the grant)", errInvalid, g.ID, matchCol, matchDS)
+			return fmt.Errorf("%w: grant %s does not include column %s of %s; a fusion key must be granted (apply for it with the grant)", policy.ErrInvalid, g.ID, matchCol, matchDS)
 		}
 		schemas, sets, err := loadCatalog(ctx, tx, []string{matchDS})
 		if err != nil {
@@ -121,16 +122,16 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 			}
 		}
 		if n >= maxFusionsPerGrant {
-			return fmt.Errorf("%w: grant %s already holds %d fused uploads, the most one grant may", errConflict, g.ID, n)
+			return fmt.Errorf("%w: grant %s already holds %d fused uploads, the most one grant may", policy.ErrConflict, g.ID, n)
 		}
-		return s.sandboxFor(schemas)
+		return s.box.Admit(schemas)
 	})
 	if err != nil {
 		return err
 	}
 	mc, ok := msch.Column(matchCol)
 	if !ok || !(mc.Identifier() || mc.PrivacyUnit) {
-		return fmt.Errorf("%w: %s.%s is not a column that identifies a person (an id number, phone, name or the privacy unit)", errInvalid, matchDS, matchCol)
+		return fmt.Errorf("%w: %s.%s is not a column that identifies a person (an id number, phone, name or the privacy unit)", policy.ErrInvalid, matchDS, matchCol)
 	}
 	unit := msch.UnitColumn()
 	dsName := "fusion_" + tenantSlug(p.Tenant) + "_" + name
@@ -145,7 +146,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	// Mkdir claims the name: of two uploads under one name, one gets it.
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%w: %s was already uploaded for grant %s", errConflict, name, g.ID)
+			return fmt.Errorf("%w: %s was already uploaded for grant %s", policy.ErrConflict, name, g.ID)
 		}
 		return err
 	}
@@ -163,7 +164,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		ext = ".parquet"
 	}
 	raw := filepath.Join(dir, "upload"+ext)
-	if err := writeFileAtomic(raw, body, 0o600); err != nil {
+	if err := platform.WriteFileAtomic(raw, body, 0o600); err != nil {
 		return err
 	}
 	clear(body)
@@ -181,7 +182,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	os.Chmod(filepath.Join(dir, "staged"), 0o711)
 	info, err := engine.Inspect(ctx, staged)
 	if err != nil {
-		return fmt.Errorf("%w: the upload cannot be read as a table: %v", errInvalid, err)
+		return fmt.Errorf("%w: the upload cannot be read as a table: %v", policy.ErrInvalid, err)
 	}
 	var vcols []engine.Column
 	var keyType string
@@ -191,11 +192,11 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 			keyType = c.Type
 		}
 		if c.Name == unit.Name && c.Name != key {
-			return fmt.Errorf("%w: your table has a column named %s, the name the public person column takes after fusion; rename it", errInvalid, c.Name)
+			return fmt.Errorf("%w: your table has a column named %s, the name the public person column takes after fusion; rename it", policy.ErrInvalid, c.Name)
 		}
 	}
 	if keyType == "" {
-		return fmt.Errorf("%w: your table has no column %q", errInvalid, key)
+		return fmt.Errorf("%w: your table has no column %q", policy.ErrInvalid, key)
 	}
 	secret, err := s.grantSecret(s.fusionDir(p.Tenant, g.ID))
 	if err != nil {
@@ -211,7 +212,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		{Name: matchDS, Files: mset.Files, Columns: []engine.Column{{Name: unit.Name, Type: unit.Type}, {Name: matchCol, Type: mc.Type}}}},
 		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	var out bytes.Buffer
-	if _, err := s.runner.run(ctx, "fuse-"+newID("x"), ejob, &out); err != nil {
+	if _, err := s.box.Run(ctx, "fuse-"+platform.NewID("x"), ejob, &out); err != nil {
 		return err
 	}
 	rec, err := engine.ReadResult(&out, s.cfg.MaxResultByte)
@@ -222,14 +223,14 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	// How many of the vendor's rows are persons in the public data is itself data: it is not
 	// told (the audit log has it), and a table that matches fewer than k persons is refused.
 	if rec.NumRows() < int64(max(g.K, 10)) {
-		return fmt.Errorf("%w: too few of the table's rows match persons of %s to be fused (fewer than %d); nothing was kept", errInvalid, matchDS, max(g.K, 10))
+		return fmt.Errorf("%w: too few of the table's rows match persons of %s to be fused (fewer than %d); nothing was kept", policy.ErrInvalid, matchDS, max(g.K, 10))
 	}
 	data, err := encodeExport(rec, "parquet")
 	if err != nil {
 		return err
 	}
 	fused := filepath.Join(dir, "fused.parquet")
-	if err := writeFileAtomic(fused, data, 0o644); err != nil {
+	if err := platform.WriteFileAtomic(fused, data, 0o644); err != nil {
 		return err
 	}
 	os.RemoveAll(filepath.Join(dir, "staged")) // the vendor's identifiers are gone with it
@@ -250,10 +251,10 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	}
 	schemaJSON, _ := json.Marshal(sch)
 	sum := sha256.Sum256(data)
-	d := store.Dataset{Name: dsName, Version: hex.EncodeToString(sum[:]), Rows: rec.NumRows(), Provider: p.Tenant, Schema: schemaJSON, Files: []string{fused}, Registered: s.now()}
+	d := store.Dataset{Name: dsName, Version: hex.EncodeToString(sum[:]), Rows: rec.NumRows(), Provider: p.Tenant, Schema: schemaJSON, Files: []string{fused}, Registered: s.rec.Now()}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.Dataset(ctx, dsName); err == nil {
-			return fmt.Errorf("%w: dataset %s exists", errConflict, dsName)
+			return fmt.Errorf("%w: dataset %s exists", policy.ErrConflict, dsName)
 		}
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
@@ -261,7 +262,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		if err := setBudget(ctx, tx, &sch); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),
+		return s.rec.Record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),
 			"matched": fmt.Sprint(rec.NumRows()), "match": match})
 	})
 	if err != nil {
@@ -293,10 +294,10 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 		}
 		sch := schemas[name]
 		if sch.Owner == "" {
-			return fmt.Errorf("%w: dataset %s is not a vendor's fused upload", errInvalid, name)
+			return fmt.Errorf("%w: dataset %s is not a vendor's fused upload", policy.ErrInvalid, name)
 		}
 		if sch.Approved {
-			return fmt.Errorf("%w: dataset %s is already approved for grant %s", errConflict, name, sch.Grant)
+			return fmt.Errorf("%w: dataset %s is already approved for grant %s", policy.ErrConflict, name, sch.Grant)
 		}
 		sg, err := tx.Grant(ctx, sch.Grant)
 		if err != nil {
@@ -306,15 +307,15 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 		if err != nil {
 			return err
 		}
-		if st := g.Effective(s.now()); st != policy.StatusActive {
-			return fmt.Errorf("%w: grant %s is %s", errConflict, g.ID, st)
+		if st := g.Effective(s.rec.Now()); st != policy.StatusActive {
+			return fmt.Errorf("%w: grant %s is %s", policy.ErrConflict, g.ID, st)
 		}
 		var cols []string
 		for _, c := range sch.Columns {
 			cols = append(cols, c.Name)
 		}
 		g.Datasets = append(g.Datasets, policy.DatasetAccess{Name: name, Columns: cols})
-		if err := putGrant(ctx, tx, g, s.now()); err != nil {
+		if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
 			return err
 		}
 		sch.Approved = true
@@ -324,7 +325,7 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 			return err
 		}
 		out = toAPIDataset(d)
-		return s.record(ctx, tx, p, "fusion.approve", "dataset/"+name, map[string]string{"grant": g.ID, "tenant": sch.Owner})
+		return s.rec.Record(ctx, tx, p, "fusion.approve", "dataset/"+name, map[string]string{"grant": g.ID, "tenant": sch.Owner})
 	})
 	if err != nil {
 		return err
@@ -349,7 +350,7 @@ func (s *Server) sweepFusion(ctx context.Context) error {
 			status := policy.StatusRevoked
 			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
 				if g, err := decodeGrant(sg); err == nil {
-					status = g.Effective(s.now())
+					status = g.Effective(s.rec.Now())
 				}
 			}
 			if status == policy.StatusActive || status == policy.StatusSuspended || status == policy.StatusPending {
@@ -371,12 +372,12 @@ func (s *Server) sweepFusion(ctx context.Context) error {
 			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
 				if g, err := decodeGrant(sg); err == nil {
 					g.Datasets = slices.DeleteFunc(g.Datasets, func(a policy.DatasetAccess) bool { return a.Name == d.Name })
-					if err := putGrant(ctx, tx, g, s.now()); err != nil {
+					if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
 						return err
 					}
 				}
 			}
-			if err := s.record(ctx, tx, system, "fusion.delete", "dataset/"+d.Name, map[string]string{"grant": sch.Grant, "grant_status": string(status),
+			if err := s.rec.Record(ctx, tx, platform.System, "fusion.delete", "dataset/"+d.Name, map[string]string{"grant": sch.Grant, "grant_status": string(status),
 				"tenant": sch.Owner, "verified": "files removed and checked absent"}); err != nil {
 				return err
 			}

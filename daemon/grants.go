@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -20,13 +21,13 @@ func parseValidity(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil {
-			return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", errInvalid, s)
+			return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", policy.ErrInvalid, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", errInvalid, s)
+		return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", policy.ErrInvalid, s)
 	}
 	return d, nil
 }
@@ -63,21 +64,21 @@ func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 		for n, sch := range schemas {
 			if sch.Owner != "" {
 				// A vendor's fused upload joins its own grant through the authority only.
-				return fmt.Errorf("%w: dataset %q is not in the catalog", errNotFound, n)
+				return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, n)
 			}
 		}
 		versions := map[string]string{}
 		for n, d := range sets {
 			versions[n] = d.Version
 		}
-		g, err = policy.Apply(newID("g"), p, app, schemas, versions, s.cfg.Review, s.now())
+		g, err = policy.Apply(platform.NewID("g"), p, app, schemas, versions, s.cfg.Review, s.rec.Now())
 		if err != nil {
 			return err
 		}
-		if err := putGrant(ctx, tx, g, s.now()); err != nil {
+		if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
+		return s.rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
 	})
 	if err != nil {
 		return err
@@ -107,14 +108,14 @@ func decodeGrant(sg store.Grant) (*policy.Grant, error) {
 func loadGrant(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*policy.Grant, error) {
 	sg, err := tx.Grant(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: grant %s not found", errNotFound, id)
+		return nil, fmt.Errorf("%w: grant %s not found", policy.ErrNotFound, id)
 	}
 	g, err := decodeGrant(sg)
 	if err != nil {
 		return nil, err
 	}
 	if !policy.CanSeeGrant(p, g) {
-		return nil, fmt.Errorf("%w: grant %s not found", errNotFound, id)
+		return nil, fmt.Errorf("%w: grant %s not found", policy.ErrNotFound, id)
 	}
 	return g, nil
 }
@@ -135,25 +136,25 @@ func (s *Server) settleGrants(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			decided := g.Advance(s.now(), s.cfg.Review.Deadline)
+			decided := g.Advance(s.rec.Now(), s.cfg.Review.Deadline)
 			if len(decided) == 0 {
 				continue
 			}
 			if g.Status == policy.StatusActive {
 				if err := s.allocate(ctx, tx, g); errors.Is(err, errBudget) {
 					g.Status, g.Reason = policy.StatusRejected, err.Error()
-					if err := s.record(ctx, tx, system, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
+					if err := s.rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
 						return err
 					}
 				} else if err != nil {
 					return err
 				}
 			}
-			if err := putGrant(ctx, tx, g, s.now()); err != nil {
+			if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
 				return err
 			}
 			for _, st := range decided {
-				if err := s.record(ctx, tx, system, "grant.review.default", "grant/"+g.ID, map[string]string{
+				if err := s.rec.Record(ctx, tx, platform.System, "grant.review.default", "grant/"+g.ID, map[string]string{
 					"stage": st.Name(), "decision": string(st.Decision), "deadline": st.Deadline.Format(time.RFC3339)}); err != nil {
 					return err
 				}
@@ -183,7 +184,7 @@ func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, p policy.Pri
 				return err
 			}
 			if policy.CanSeeGrant(p, g) {
-				g.Status = g.Effective(s.now())
+				g.Status = g.Effective(s.rec.Now())
 				out = append(out, g)
 			}
 		}
@@ -212,7 +213,7 @@ func (s *Server) showGrant(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err != nil {
 		return err
 	}
-	g.Status = g.Effective(s.now())
+	g.Status = g.Effective(s.rec.Now())
 	writeJSON(w, http.StatusOK, g)
 	return nil
 }
@@ -241,7 +242,7 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 				return err
 			}
 			stage, _ := g.Current()
-			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.now(), s.cfg.Review.Deadline); err != nil {
+			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.rec.Now(), s.cfg.Review.Deadline); err != nil {
 				return err
 			}
 			details["stage"] = stage.Name()
@@ -254,21 +255,21 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 				}
 			}
 		case "suspend":
-			err = g.Suspend(p, req.Reason, s.now())
+			err = g.Suspend(p, req.Reason, s.rec.Now())
 		case "reinstate":
-			err = g.Reinstate(p, req.Reason, s.now())
+			err = g.Reinstate(p, req.Reason, s.rec.Now())
 		case "revoke":
-			err = g.Revoke(p, req.Reason, s.now())
+			err = g.Revoke(p, req.Reason, s.rec.Now())
 		default:
-			return fmt.Errorf("%w: unknown grant action %q (approve, reject, suspend, reinstate, revoke)", errNotFound, action)
+			return fmt.Errorf("%w: unknown grant action %q (approve, reject, suspend, reinstate, revoke)", policy.ErrNotFound, action)
 		}
 		if err != nil {
 			return err
 		}
-		if err := putGrant(ctx, tx, g, s.now()); err != nil {
+		if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
+		return s.rec.Record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
 	})
 	if err != nil {
 		return err

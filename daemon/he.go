@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -23,7 +22,10 @@ import (
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/he"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/sandbox"
 	"github.com/veil-dp/veil/store"
 )
 
@@ -105,18 +107,7 @@ type heGroup struct {
 }
 
 func (s *Server) blobPath(tenant, digest string) (string, error) {
-	return s.tenantFile("blobs", tenant, digest)
-}
-
-// tenantFile is where a tenant's upload with the given digest lives under area: the digest
-// is checked to be one (so no path comes from the request), the tenant hashed.
-func (s *Server) tenantFile(area, tenant, digest string) (string, error) {
-	hexd, ok := strings.CutPrefix(digest, "sha256:")
-	if b, err := hex.DecodeString(hexd); !ok || err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("%w: %q is not a digest (sha256:<64 hex digits>)", errInvalid, digest)
-	}
-	t := sha256.Sum256([]byte(tenant))
-	return filepath.Join(s.cfg.DataDir, area, hex.EncodeToString(t[:8]), hexd), nil
+	return s.cfg.TenantFile("blobs", tenant, digest)
 }
 
 // readUpload reads a request body bounded by the route's limit, saying so when it is hit.
@@ -124,7 +115,7 @@ func readUpload(r *http.Request, limit int64, what string) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	var mb *http.MaxBytesError
 	if errors.As(err, &mb) {
-		return nil, fmt.Errorf("%w: the %s is larger than %d MiB", errInvalid, what, limit>>20)
+		return nil, fmt.Errorf("%w: the %s is larger than %d MiB", policy.ErrInvalid, what, limit>>20)
 	}
 	return body, err
 }
@@ -142,28 +133,28 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	ctx := r.Context()
 	kind, err := he.BlobKind(body)
 	if err != nil {
-		return fmt.Errorf("%w: not an he blob: %v; upload the public.bundle of `veil he keygen` or the output of `veil he encrypt-model`", errInvalid, err)
+		return fmt.Errorf("%w: not an he blob: %v; upload the public.bundle of `veil he keygen` or the output of `veil he encrypt-model`", policy.ErrInvalid, err)
 	}
 	var keyID string
 	switch kind {
 	case he.BlobSecretKey:
 		clear(body)
 		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.record(ctx, tx, p, "blob.refuse", "tenant/"+p.Tenant, map[string]string{"reason": "a secret key was uploaded; it was discarded unread"})
+			return s.rec.Record(ctx, tx, p, "blob.refuse", "tenant/"+p.Tenant, map[string]string{"reason": "a secret key was uploaded; it was discarded unread"})
 		})
-		return fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", errInvalid)
+		return fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", policy.ErrInvalid)
 	case he.BlobPublicBundle:
 		if keyID, _, err = he.PeekBundle(body); err != nil {
-			return fmt.Errorf("%w: %v", errInvalid, err)
+			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 	case he.BlobEncryptedModel:
 		h, err := he.PeekModelHeader(body)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errInvalid, err)
+			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 		keyID = h.KeyID
 	default:
-		return fmt.Errorf("%w: a %s is not an upload; upload a public bundle or an encrypted model", errInvalid, kind)
+		return fmt.Errorf("%w: a %s is not an upload; upload a public bundle or an encrypted model", policy.ErrInvalid, kind)
 	}
 	sum := sha256.Sum256(body)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
@@ -174,8 +165,8 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	// The full parse of untrusted key material runs in a sandbox: a blob crafted to make
 	// the parser allocate without bound kills a runner, never the daemon. Only a blob that
 	// parses is stored under its digest.
-	check := path + ".check-" + newID("x")
-	if err := storeBlob(check, body, 0o644); err != nil {
+	check := path + ".check-" + platform.NewID("x")
+	if err := platform.StoreUpload(check, body, 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(check)
@@ -187,7 +178,7 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	}
 	out := api.Blob{Digest: digest, Kind: kind, KeyID: keyID, Bytes: int64(len(body))}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
-		return s.record(ctx, tx, p, "blob.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "kind": kind, "key_id": keyID, "bytes": fmt.Sprint(len(body))})
+		return s.rec.Record(ctx, tx, p, "blob.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "kind": kind, "key_id": keyID, "bytes": fmt.Sprint(len(body))})
 	})
 	if err != nil {
 		return err
@@ -196,37 +187,22 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 	return nil
 }
 
-// storeBlob writes an upload where the sandbox's unprivileged root can read it (directories
-// 0711, file 0644), atomically.
-func storeBlob(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return err
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			return err
-		}
-	}
-	return writeFileAtomic(path, b, mode)
-}
-
 // submitHE validates an he-score job and queues it.
 func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
 	ctx := r.Context()
 	hs := req.HE
 	switch {
 	case strings.TrimSpace(req.SQL) != "":
-		return fmt.Errorf("%w: an he-score job has no SQL: it names a dataset, group-by keys, a model and a public bundle", errInvalid)
+		return fmt.Errorf("%w: an he-score job has no SQL: it names a dataset, group-by keys, a model and a public bundle", policy.ErrInvalid)
 	case hs.Dataset == "":
-		return fmt.Errorf("%w: an he-score job needs a dataset (--dataset)", errInvalid)
+		return fmt.Errorf("%w: an he-score job needs a dataset (--dataset)", policy.ErrInvalid)
 	case hs.Model == "" || hs.Bundle == "":
-		return fmt.Errorf("%w: an he-score job needs the encrypted model and the public bundle (--model, --public)", errInvalid)
+		return fmt.Errorf("%w: an he-score job needs the encrypted model and the public bundle (--model, --public)", policy.ErrInvalid)
 	case len(hs.GroupBy) > 8:
-		return fmt.Errorf("%w: at most 8 group-by keys", errInvalid)
+		return fmt.Errorf("%w: at most 8 group-by keys", policy.ErrInvalid)
 	}
 	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
 	}
 	g, sc, schemas, err := s.grantScope(ctx, p, req.Grant, policy.ModeHE)
 	if err != nil {
@@ -239,7 +215,7 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 	}
 	if verr != nil {
 		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
+			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
 		})
 		return verr
 	}
@@ -247,8 +223,8 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 	if len(spec.GroupBy) > 0 {
 		desc += "; group by " + strings.Join(spec.GroupBy, ", ")
 	}
-	now := s.now()
-	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+	now := s.rec.Now()
+	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
 		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeHE, SQL: desc, HE: spec}}
 	j.body.Spend = spend
 	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeHE), "job": desc, "model": spec.Model, "bundle": spec.Bundle}
@@ -271,16 +247,16 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 // must be known, and partition selection needs a delta.
 func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (*dp.Amount, error) {
 	if !slices.Contains(g.Modes, policy.ModeDP) {
-		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", errInvalid, g.ID)
+		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", policy.ErrInvalid, g.ID)
 	}
 	if !(o.Epsilon > 0) || o.Epsilon > 100 {
-		return nil, fmt.Errorf("%w: epsilon must be in (0, 100], for example --epsilon 0.5", errInvalid)
+		return nil, fmt.Errorf("%w: epsilon must be in (0, 100], for example --epsilon 0.5", policy.ErrInvalid)
 	}
 	if !(o.Delta > 0) || o.Delta >= 1e-3 {
-		return nil, fmt.Errorf("%w: a dp he-score job selects its groups with DP partition selection and needs a delta in (0, 1e-3), for example --delta 1e-8", errInvalid)
+		return nil, fmt.Errorf("%w: a dp he-score job selects its groups with DP partition selection and needs a delta in (0, 1e-3), for example --delta 1e-8", policy.ErrInvalid)
 	}
 	if o.Noise != "" && o.Noise != "laplace" {
-		return nil, fmt.Errorf("%w: he-score jobs use Laplace noise", errInvalid)
+		return nil, fmt.Errorf("%w: he-score jobs use Laplace noise", policy.ErrInvalid)
 	}
 	var m int64
 	for _, t := range sc.Tables {
@@ -289,11 +265,11 @@ func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (
 		}
 	}
 	if m < 1 {
-		return nil, fmt.Errorf("%w: dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", errInvalid, spec.Dataset)
+		return nil, fmt.Errorf("%w: dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", policy.ErrInvalid, spec.Dataset)
 	}
 	spend, err := dp.Spend(o.Epsilon, o.Delta)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errInvalid, err)
+		return nil, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
 	// The noise is calibrated to what the ledger charged, not to what was asked.
 	spec.DP = &heDP{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(), MaxRows: m, ScoreBound: 1}
@@ -319,7 +295,7 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 		}
 	}
 	if t == nil {
-		return nil, fmt.Errorf("%w: grant %s does not include dataset %s", errInvalid, g.ID, hs.Dataset)
+		return nil, fmt.Errorf("%w: grant %s does not include dataset %s", policy.ErrInvalid, g.ID, hs.Dataset)
 	}
 	col := func(name string) (engine.Column, bool) {
 		for _, c := range t.Columns {
@@ -336,7 +312,7 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("%w: no uploaded %s %s for tenant %s; upload it first (veil job submit does)", errInvalid, what, digest, p.Tenant)
+			return nil, fmt.Errorf("%w: no uploaded %s %s for tenant %s; upload it first (veil job submit does)", policy.ErrInvalid, what, digest, p.Tenant)
 		}
 		return b, nil
 	}
@@ -347,7 +323,7 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 	// Both were fully parsed, in a sandbox, when they were uploaded; their headers suffice.
 	pubKey, _, err := he.PeekBundle(bb)
 	if err != nil {
-		return nil, fmt.Errorf("%w: public bundle %s: %v", errInvalid, hs.Bundle, err)
+		return nil, fmt.Errorf("%w: public bundle %s: %v", policy.ErrInvalid, hs.Bundle, err)
 	}
 	mb, err := read(hs.Model, "encrypted model")
 	if err != nil {
@@ -355,31 +331,31 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 	}
 	h, err := he.PeekModelHeader(mb)
 	if err != nil {
-		return nil, fmt.Errorf("%w: encrypted model %s: %v", errInvalid, hs.Model, err)
+		return nil, fmt.Errorf("%w: encrypted model %s: %v", policy.ErrInvalid, hs.Model, err)
 	}
 	if h.KeyID != pubKey {
-		return nil, fmt.Errorf("%w: the model was encrypted for key %s but the public bundle is key %s; encrypt the model with this bundle (veil he encrypt-model --public)", errInvalid, h.KeyID, pubKey)
+		return nil, fmt.Errorf("%w: the model was encrypted for key %s but the public bundle is key %s; encrypt the model with this bundle (veil he encrypt-model --public)", policy.ErrInvalid, h.KeyID, pubKey)
 	}
 	for _, f := range h.Features {
 		c, ok := col(f.Name)
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%w: the model's feature %s is not a granted column of %s", errInvalid, f.Name, hs.Dataset)
+			return nil, fmt.Errorf("%w: the model's feature %s is not a granted column of %s", policy.ErrInvalid, f.Name, hs.Dataset)
 		case c.PrivacyUnit || c.Identifier:
-			return nil, fmt.Errorf("%w: the model's feature %s is the privacy unit or a direct identifier; a model may not read it", errInvalid, f.Name)
+			return nil, fmt.Errorf("%w: the model's feature %s is the privacy unit or a direct identifier; a model may not read it", policy.ErrInvalid, f.Name)
 		case !isNumericType(c.Type):
-			return nil, fmt.Errorf("%w: the model's feature %s is %s, not a number", errInvalid, f.Name, c.Type)
+			return nil, fmt.Errorf("%w: the model's feature %s is %s, not a number", policy.ErrInvalid, f.Name, c.Type)
 		}
 	}
 	for _, k := range hs.GroupBy {
 		c, ok := col(k)
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("%w: group-by key %s is not a granted column of %s", errInvalid, k, hs.Dataset)
+			return nil, fmt.Errorf("%w: group-by key %s is not a granted column of %s", policy.ErrInvalid, k, hs.Dataset)
 		case c.PrivacyUnit || c.Identifier:
-			return nil, fmt.Errorf("%w: group-by key %s is the privacy unit or a direct identifier; groups of one person are not released", errInvalid, k)
+			return nil, fmt.Errorf("%w: group-by key %s is the privacy unit or a direct identifier; groups of one person are not released", policy.ErrInvalid, k)
 		case slices.Contains(hs.GroupBy[:slices.Index(hs.GroupBy, k)], k):
-			return nil, fmt.Errorf("%w: group-by key %s is named twice", errInvalid, k)
+			return nil, fmt.Errorf("%w: group-by key %s is named twice", policy.ErrInvalid, k)
 		}
 	}
 	var unit string
@@ -389,7 +365,7 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 		}
 	}
 	if unit == "" {
-		return nil, fmt.Errorf("%w: dataset %s has no privacy unit column in the grant", errInvalid, hs.Dataset)
+		return nil, fmt.Errorf("%w: dataset %s has no privacy unit column in the grant", policy.ErrInvalid, hs.Dataset)
 	}
 	return &heSpec{Dataset: hs.Dataset, GroupBy: hs.GroupBy, Features: h.Features, Unit: unit, K: g.K, Model: hs.Model, Bundle: hs.Bundle,
 		KeyID: h.KeyID, Kind: h.Kind, Degree: h.Degree, InputRange: h.InputRange, ScoreBound: h.ScoreBound}, nil
@@ -414,7 +390,7 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 			if spec.DP != nil {
 				// The bound is that of the dataset version that runs now.
 				if t.MaxRowsPerUnit < 1 {
-					return &jobError{msg: fmt.Sprintf("dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", t.Name)}
+					return launch.Fail(fmt.Sprintf("dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", t.Name), nil)
 				}
 				spec.DP.MaxRows = t.MaxRowsPerUnit
 			}
@@ -437,7 +413,7 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 	}
 	rec, err := heRecord(spec, &res)
 	if err != nil {
-		return &jobError{msg: "the runner returned no readable result", detail: err}
+		return launch.Fail("the runner returned no readable result", err)
 	}
 	defer rec.Release()
 	var dpm *api.DPMechanism
@@ -454,17 +430,17 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 	}
 	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
-		cur.body.Finished = s.now()
+		cur.body.Finished = s.rec.Now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups scored under encryption, %d not scored (fewer than %d persons)", len(res.Groups), res.Dropped, g.K)
 		if spec.DP != nil {
 			cur.body.Message = fmt.Sprintf("waiting for export review: %d groups scored under encryption with differential privacy (ε=%g)", len(res.Groups), spec.DP.Epsilon)
 		}
 		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
 			OutputRows: rec.NumRows(), Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped}
-		if err := cur.put(ctx, tx, s.now()); err != nil {
+		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
 			"mechanism": "he", "key_id": spec.KeyID, "k": fmt.Sprint(g.K), "groups": fmt.Sprint(len(res.Groups)), "suppressed": fmt.Sprint(res.Dropped),
 			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
@@ -529,7 +505,7 @@ func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant strin
 		if g, err = loadGrant(ctx, tx, p, grant); err != nil {
 			return err
 		}
-		if err := g.Usable(s.now(), mode); err != nil {
+		if err := g.Usable(s.rec.Now(), mode); err != nil {
 			return err
 		}
 		var sets map[string]store.Dataset
@@ -537,7 +513,7 @@ func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant strin
 			return err
 		}
 		sc = scope(g, schemas, sets, mode)
-		return s.sandboxFor(schemas)
+		return s.box.Admit(schemas)
 	})
 	return g, sc, schemas, err
 }
@@ -547,21 +523,21 @@ func (s *Server) checkBlob(ctx context.Context, path string) error {
 	ejob := engine.Job{Kind: "he-check", Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.cfg.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
 		Tables: []engine.Table{}}
 	var out strings.Builder
-	if _, err := s.runner.run(ctx, "check-"+newID("x"), ejob, &out); err != nil {
-		var je *jobError
+	if _, err := s.box.Run(ctx, "check-"+platform.NewID("x"), ejob, &out); err != nil {
+		var je *launch.Failure
 		if errors.As(err, &je) {
-			_, detail := vendorMessage(err)
+			_, detail := launch.Explain(err)
 			s.slog.Warn("he upload check failed", "err", detail)
-			return fmt.Errorf("%w: the upload does not parse as key material or ciphertexts of this platform's parameters; make it again with veil he", errInvalid)
+			return fmt.Errorf("%w: the upload does not parse as key material or ciphertexts of this platform's parameters; make it again with veil he", policy.ErrInvalid)
 		}
 		return err
 	}
 	var res struct{ Error string }
 	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
-		return fmt.Errorf("%w: the upload could not be checked", errInvalid)
+		return fmt.Errorf("%w: the upload could not be checked", policy.ErrInvalid)
 	}
 	if res.Error != "" {
-		return fmt.Errorf("%w: %s", errInvalid, res.Error)
+		return fmt.Errorf("%w: %s", policy.ErrInvalid, res.Error)
 	}
 	return nil
 }
@@ -569,22 +545,22 @@ func (s *Server) checkBlob(ctx context.Context, path string) error {
 // runSpec runs a job whose runner is the daemon's own (he-score, model) with spec as its
 // Spec, and decodes the runner's JSON answer into res; a refusal the runner wrote into
 // *refusal (safe for the vendor) becomes the job's error.
-func (s *Server) runSpec(ctx context.Context, id string, ejob engine.Job, spec, res any, refusal *string) (usage, error) {
+func (s *Server) runSpec(ctx context.Context, id string, ejob engine.Job, spec, res any, refusal *string) (sandbox.Usage, error) {
 	raw, err := json.Marshal(spec)
 	if err != nil {
-		return usage{}, err
+		return sandbox.Usage{}, err
 	}
 	ejob.Spec = raw
 	var out strings.Builder
-	u, err := s.runner.run(ctx, id, ejob, &out)
+	u, err := s.box.Run(ctx, id, ejob, &out)
 	if err != nil {
 		return u, err
 	}
 	if err := json.Unmarshal([]byte(out.String()), res); err != nil {
-		return u, &jobError{msg: "the runner returned no readable result", detail: err}
+		return u, launch.Fail("the runner returned no readable result", err)
 	}
 	if *refusal != "" {
-		return u, &jobError{msg: *refusal}
+		return u, launch.Fail(*refusal, nil)
 	}
 	return u, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/platform"
+	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 	"github.com/veil-dp/veil/store/sqlite"
 )
@@ -26,8 +26,8 @@ const keyName = "veil-platform"
 // operator, whose token it returns. The token is shown once and stored only as a hash. Init
 // refuses a directory that already holds a store.
 func Init(ctx context.Context, cfg Config) (token string, err error) {
-	if _, err := os.Stat(cfg.storePath()); err == nil {
-		return "", fmt.Errorf("%w: %s already holds a Veil store; use it, or choose another --data-dir", errConflict, cfg.DataDir)
+	if _, err := os.Stat(cfg.StorePath()); err == nil {
+		return "", fmt.Errorf("%w: %s already holds a Veil store; use it, or choose another --data-dir", policy.ErrConflict, cfg.DataDir)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "keys"), 0o700); err != nil {
 		return "", fmt.Errorf("create data directory: %w", err)
@@ -37,7 +37,7 @@ func Init(ctx context.Context, cfg Config) (token string, err error) {
 	if err := os.Chmod(cfg.DataDir, 0o711); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(cfg.dataPath(), 0o711); err != nil {
+	if err := os.MkdirAll(cfg.DataPath(), 0o711); err != nil {
 		return "", err
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -49,20 +49,20 @@ func Init(ctx context.Context, cfg Config) (token string, err error) {
 		return "", err
 	}
 	seed := base64.StdEncoding.EncodeToString(priv.Seed())
-	if err := writeFileAtomic(cfg.keyPath(), []byte(seed+"\n"), 0o600); err != nil {
+	if err := platform.WriteFileAtomic(cfg.KeyPath(), []byte(seed+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write platform key: %w", err)
 	}
-	if err := writeFileAtomic(cfg.pubPath(), []byte(key.VerifierKey()+"\n"), 0o644); err != nil {
+	if err := platform.WriteFileAtomic(cfg.PubPath(), []byte(key.VerifierKey()+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("write platform public key: %w", err)
 	}
-	db, err := sqlite.Open(ctx, cfg.storePath())
+	db, err := sqlite.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return "", err
 	}
 	defer db.Close()
-	token, hash := newToken()
+	token, hash := platform.NewToken()
 	now := time.Now().UTC()
-	p := store.Principal{ID: newID("p"), Name: "operator", Role: "operator", TokenHash: hash, Created: now}
+	p := store.Principal{ID: platform.NewID("p"), Name: "operator", Role: "operator", TokenHash: hash, Created: now}
 	log := audit.NewLog(keyName, key)
 	err = db.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutPrincipal(ctx, p); err != nil {
@@ -80,7 +80,7 @@ func Init(ctx context.Context, cfg Config) (token string, err error) {
 
 // loadKey reads the platform key.
 func loadKey(cfg Config) (*audit.Key, error) {
-	b, err := os.ReadFile(cfg.keyPath())
+	b, err := os.ReadFile(cfg.KeyPath())
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no platform key in %s: run `veil init --data-dir %s` first", cfg.DataDir, cfg.DataDir)
@@ -89,57 +89,7 @@ func loadKey(cfg Config) (*audit.Key, error) {
 	}
 	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("platform key %s is damaged", cfg.keyPath())
+		return nil, fmt.Errorf("platform key %s is damaged", cfg.KeyPath())
 	}
 	return audit.NewKey(keyName, ed25519.NewKeyFromSeed(seed))
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// newToken returns a fresh bearer token and the hash under which it is stored.
-func newToken() (string, []byte) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on Linux
-	}
-	tok := "veil_" + base64.RawURLEncoding.EncodeToString(b)
-	return tok, hashToken(tok)
-}
-
-func hashToken(tok string) []byte {
-	h := sha256.Sum256([]byte(tok))
-	return h[:]
-}
-
-var idEnc = base32.NewEncoding("abcdefghijkmnpqrstuvwxyz23456789").WithPadding(base32.NoPadding)
-
-// newID returns prefix-xxxxxxxxxxxx with 60 random bits.
-func newID(prefix string) string {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return prefix + "-" + idEnc.EncodeToString(b)[:12]
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -89,7 +90,7 @@ func (j *job) api() api.Job {
 func loadJob(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*job, error) {
 	sj, err := tx.Job(ctx, id)
 	if err != nil || !policy.CanSeeTenantObject(p, sj.Tenant) {
-		return nil, fmt.Errorf("%w: job %s not found", errNotFound, id)
+		return nil, fmt.Errorf("%w: job %s not found", policy.ErrNotFound, id)
 	}
 	return decodeJob(sj)
 }
@@ -119,16 +120,16 @@ func jobMode(req api.SubmitJob, g *policy.Grant) (policy.Mode, error) {
 	case req.Mode != "":
 		m := policy.Mode(req.Mode)
 		if m != policy.ModeDP && m != policy.ModeThreshold {
-			return "", fmt.Errorf("%w: SQL jobs run in mode dp or threshold, not %q", errInvalid, req.Mode)
+			return "", fmt.Errorf("%w: SQL jobs run in mode dp or threshold, not %q", policy.ErrInvalid, req.Mode)
 		}
 		if m == policy.ModeDP && req.DP == nil {
-			return "", fmt.Errorf("%w: a dp job needs an epsilon (--epsilon)", errInvalid)
+			return "", fmt.Errorf("%w: a dp job needs an epsilon (--epsilon)", policy.ErrInvalid)
 		}
 		return m, nil
 	case req.DP != nil:
 		return policy.ModeDP, nil
 	case slices.Contains(g.Modes, policy.ModeDP) && !slices.Contains(g.Modes, policy.ModeThreshold):
-		return "", fmt.Errorf("%w: grant %s releases SQL results only with differential privacy: give an --epsilon", errInvalid, g.ID)
+		return "", fmt.Errorf("%w: grant %s releases SQL results only with differential privacy: give an --epsilon", policy.ErrInvalid, g.ID)
 	}
 	return policy.ModeThreshold, nil
 }
@@ -170,13 +171,13 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		return s.submitCustom(w, r, p, req)
 	}
 	if strings.TrimSpace(req.SQL) == "" {
-		return fmt.Errorf("%w: the job has no SQL; pass --sql or -f FILE", errInvalid)
+		return fmt.Errorf("%w: the job has no SQL; pass --sql or -f FILE", policy.ErrInvalid)
 	}
 	if len(req.SQL) > 64<<10 {
-		return fmt.Errorf("%w: the SQL is longer than 64 KiB", errInvalid)
+		return fmt.Errorf("%w: the SQL is longer than 64 KiB", policy.ErrInvalid)
 	}
 	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
 	}
 	ctx := r.Context()
 	if err := s.settleGrants(ctx); err != nil {
@@ -195,7 +196,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if mode, err = jobMode(req, g); err != nil {
 			return err
 		}
-		if err := g.Usable(s.now(), mode); err != nil {
+		if err := g.Usable(s.rec.Now(), mode); err != nil {
 			return err
 		}
 		var sets map[string]store.Dataset
@@ -203,7 +204,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 			return err
 		}
 		sc = scope(g, schemas, sets, mode)
-		return s.sandboxFor(schemas)
+		return s.box.Admit(schemas)
 	})
 	if err != nil {
 		return err
@@ -219,19 +220,19 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if verr == nil && plan.DP != nil {
 		a, err := dp.Spend(plan.DP.Epsilon, plan.DP.Delta)
 		if err != nil {
-			verr = fmt.Errorf("%w: %v", errInvalid, err)
+			verr = fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 		spend = &a
 	}
 	if verr != nil {
 		// The refusal is recorded (who tried what under which grant), never run, never queued.
 		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
+			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
 		})
 		return verr
 	}
-	now := s.now()
-	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+	now := s.rec.Now()
+	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
 		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: mode, SQL: req.SQL, Plan: plan, Spend: spend}}
 	details := map[string]string{"grant": g.ID, "mode": string(mode), "sql": req.SQL}
 	var reserve func(tx store.Tx) error
@@ -265,7 +266,7 @@ func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Prin
 			prev, err := tx.JobByIdemKey(ctx, p.Tenant, j.IdemKey)
 			if err == nil {
 				if prev.GrantID != g.ID {
-					return fmt.Errorf("%w: idempotency key %q was used for another grant", errConflict, j.IdemKey)
+					return fmt.Errorf("%w: idempotency key %q was used for another grant", policy.ErrConflict, j.IdemKey)
 				}
 				j, err = decodeJob(prev)
 				created = false
@@ -283,11 +284,11 @@ func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Prin
 		if err := j.put(ctx, tx, j.Created); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
+		return s.rec.Record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
 	})
 	if errors.Is(err, errBudget) {
 		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": err.Error()})
+			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": err.Error()})
 		})
 	}
 	if err != nil {
@@ -349,7 +350,7 @@ func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p policy.Princi
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > time.Minute {
-			return fmt.Errorf("%w: wait=%q: give a duration up to 1m, for example wait=30s", errInvalid, v)
+			return fmt.Errorf("%w: wait=%q: give a duration up to 1m, for example wait=30s", policy.ErrInvalid, v)
 		}
 		wait = d
 	}
@@ -422,7 +423,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		switch j.Status {
 		case jobQueued, jobRunning, jobReview:
 		default:
-			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", errConflict, j.ID, j.Status)
+			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", policy.ErrConflict, j.ID, j.Status)
 		}
 		if j.Status == jobReview {
 			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
@@ -438,11 +439,11 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		j.Status = jobCanceled
 		j.body.Message = "canceled by " + string(p.Role)
-		j.body.Finished = s.now()
-		if err := j.put(ctx, tx, s.now()); err != nil {
+		j.body.Finished = s.rec.Now()
+		if err := j.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, p, "job.cancel", "job/"+j.ID, nil)
+		return s.rec.Record(ctx, tx, p, "job.cancel", "job/"+j.ID, nil)
 	})
 	if err != nil {
 		return err
@@ -450,20 +451,6 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	s.sched.cancel(j.ID)
 	s.changed.notify()
 	writeJSON(w, http.StatusOK, j.api())
-	return nil
-}
-
-// sandboxFor refuses real data to a daemon that runs jobs without a sandbox: the development
-// escape hatch (isolation=process) serves only datasets their provider declared synthetic.
-func (s *Server) sandboxFor(schemas map[string]*policy.Schema) error {
-	if s.runner.name() == "container" {
-		return nil
-	}
-	for name, sch := range schemas {
-		if !sch.Synthetic {
-			return fmt.Errorf("%w: this daemon runs jobs without a sandbox (isolation=%s, for development only) and dataset %s holds real data; ask the operator to run the daemon with --isolation=container as root on Linux", errUnavailable, s.runner.name(), name)
-		}
-	}
 	return nil
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -33,10 +35,10 @@ const (
 func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
 	ctx := r.Context()
 	if strings.TrimSpace(req.SQL) != "" || req.HE != nil || req.DP != nil {
-		return fmt.Errorf("%w: a model job is its spec alone (--train FILE): no SQL, no --epsilon flag (the spec has its epsilon)", errInvalid)
+		return fmt.Errorf("%w: a model job is its spec alone (--train FILE): no SQL, no --epsilon flag (the spec has its epsilon)", policy.ErrInvalid)
 	}
 	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", errInvalid)
+		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
 	}
 	g, sc, schemas, err := s.grantScope(ctx, p, req.Grant, policy.ModeModel)
 	if err != nil {
@@ -45,13 +47,13 @@ func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Pr
 	spec, spend, verr := modelSpecFor(g, sc, req.Train)
 	if verr != nil {
 		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
+			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
 		})
 		return verr
 	}
 	desc := describeModel(spec)
-	now := s.now()
-	j := &job{Job: store.Job{ID: newID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
+	now := s.rec.Now()
+	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
 		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Model: spec, Spend: &spend}}
 	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeModel), "job": desc,
 		"epsilon": dp.FormatEpsilon(spend.Eps), "delta": dp.FormatDelta(spend.Delta)}
@@ -78,7 +80,7 @@ func describeModel(s *modelSpec) string {
 // limits on sizes; a budget to spend from. It returns what the job runs and what it spends.
 func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpec, dp.Amount, error) {
 	bad := func(format string, a ...any) (*modelSpec, dp.Amount, error) {
-		return nil, dp.Amount{}, fmt.Errorf("%w: "+format, append([]any{errInvalid}, a...)...)
+		return nil, dp.Amount{}, fmt.Errorf("%w: "+format, append([]any{policy.ErrInvalid}, a...)...)
 	}
 	if !slices.Contains(g.Modes, policy.ModeModel) || g.Budget.Epsilon <= 0 {
 		return bad("grant %s has no privacy budget for model jobs; apply with --mode model --epsilon E", g.ID)
@@ -109,27 +111,27 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 				continue
 			}
 			if c.PrivacyUnit || c.Identifier {
-				return nil, fmt.Errorf("%w: %s %s is the privacy unit or a direct identifier; a trainer may not read it", errInvalid, role, name)
+				return nil, fmt.Errorf("%w: %s %s is the privacy unit or a direct identifier; a trainer may not read it", policy.ErrInvalid, role, name)
 			}
 			if !numeric {
 				return &modelCol{Name: name}, nil
 			}
 			if !isNumericType(c.Type) {
-				return nil, fmt.Errorf("%w: %s %s is %s, not a number", errInvalid, role, name, c.Type)
+				return nil, fmt.Errorf("%w: %s %s is %s, not a number", policy.ErrInvalid, role, name, c.Type)
 			}
 			b, ok := t.Bounds[name]
 			if !ok && len(c.Bounds) == 2 {
 				b, ok = [2]float64{c.Bounds[0], c.Bounds[1]}, true
 			}
 			if !ok {
-				return nil, fmt.Errorf("%w: %s %s has no bounds in the catalog; give them in the spec (bounds: {%s: [LOWER, UPPER]})", errInvalid, role, name, name)
+				return nil, fmt.Errorf("%w: %s %s has no bounds in the catalog; give them in the spec (bounds: {%s: [LOWER, UPPER]})", policy.ErrInvalid, role, name, name)
 			}
 			if !(b[0] < b[1]) {
-				return nil, fmt.Errorf("%w: the bounds of %s must have lower < upper", errInvalid, name)
+				return nil, fmt.Errorf("%w: the bounds of %s must have lower < upper", policy.ErrInvalid, name)
 			}
 			return &modelCol{Name: name, Lower: b[0], Upper: b[1]}, nil
 		}
-		return nil, fmt.Errorf("%w: %s %q is not a granted column of %s", errInvalid, role, name, t.Dataset)
+		return nil, fmt.Errorf("%w: %s %q is not a granted column of %s", policy.ErrInvalid, role, name, t.Dataset)
 	}
 	if spec.MaxRows == 0 {
 		spec.MaxRows = 1
@@ -246,7 +248,7 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 	}
 	rec, err := modelRecord(&res)
 	if err != nil {
-		return &jobError{msg: "the runner returned no readable result", detail: err}
+		return launch.Fail("the runner returned no readable result", err)
 	}
 	defer rec.Release()
 	rep, _ := json.Marshal(res.Report)
@@ -261,13 +263,13 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 	}
 	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
-		cur.body.Finished = s.now()
+		cur.body.Finished = s.rec.Now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %s with differential privacy (ε=%g), %d rows of output", spec.Trainer, spec.Epsilon, rec.NumRows())
 		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20, OutputRows: rec.NumRows()}
-		if err := cur.put(ctx, tx, s.now()); err != nil {
+		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
 			"mechanism": "model", "trainer": spec.Trainer, "epsilon": fmt.Sprint(spec.Epsilon), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
 }

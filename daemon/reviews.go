@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -42,7 +43,7 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 			return err
 		}
 		if j.Status != jobReview && j.Status != jobReleased {
-			return fmt.Errorf("%w: job %s is %s; only outputs waiting for review or released can be shown", errConflict, j.ID, j.Status)
+			return fmt.Errorf("%w: job %s is %s; only outputs waiting for review or released can be shown", policy.ErrConflict, j.ID, j.Status)
 		}
 		var sg store.Grant
 		if j.body.Twin == nil { // a twin build has no grant
@@ -196,13 +197,13 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 		return err
 	}
 	if req.Decision != "approve" && req.Decision != "reject" {
-		return fmt.Errorf("%w: decision must be approve or reject", errInvalid)
+		return fmt.Errorf("%w: decision must be approve or reject", policy.ErrInvalid)
 	}
 	if req.Decision == "reject" && strings.TrimSpace(req.Reason) == "" {
-		return fmt.Errorf("%w: a rejection needs a reason (--reason)", errInvalid)
+		return fmt.Errorf("%w: a rejection needs a reason (--reason)", policy.ErrInvalid)
 	}
 	if req.Override && (req.Decision != "approve" || strings.TrimSpace(req.Reason) == "") {
-		return fmt.Errorf("%w: an override approves despite disclosure findings and needs a reason (--override --reason \"...\")", errInvalid)
+		return fmt.Errorf("%w: an override approves despite disclosure findings and needs a reason (--override --reason \"...\")", policy.ErrInvalid)
 	}
 	ctx := r.Context()
 	var j *job
@@ -212,10 +213,10 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 			return err
 		}
 		if j.Status != jobReview {
-			return fmt.Errorf("%w: job %s is %s, not waiting for review", errConflict, j.ID, j.Status)
+			return fmt.Errorf("%w: job %s is %s, not waiting for review", policy.ErrConflict, j.ID, j.Status)
 		}
 		if j.Submitter == p.ID {
-			return fmt.Errorf("%w: you submitted job %s and cannot review it", errForbidden, j.ID)
+			return fmt.Errorf("%w: you submitted job %s and cannot review it", policy.ErrForbidden, j.ID)
 		}
 		revs, err := tx.Reviews(ctx, j.ID)
 		if err != nil {
@@ -223,7 +224,7 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 		}
 		for _, x := range revs {
 			if x.Reviewer == p.ID {
-				return fmt.Errorf("%w: you already reviewed job %s; another reviewer must decide", errConflict, j.ID)
+				return fmt.Errorf("%w: you already reviewed job %s; another reviewer must decide", policy.ErrConflict, j.ID)
 			}
 		}
 		if req.Decision == "approve" {
@@ -236,18 +237,18 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 			rec.Release()
 			if c := meta.Mechanism.Custom; c != nil && len(c.Findings) > 0 {
 				if !req.Override {
-					return fmt.Errorf("%w: the output of job %s has %d disclosure findings; approve it only with --override --reason \"why it is safe\" (recorded in the audit log), or reject it", errConflict, j.ID, len(c.Findings))
+					return fmt.Errorf("%w: the output of job %s has %d disclosure findings; approve it only with --override --reason \"why it is safe\" (recorded in the audit log), or reject it", policy.ErrConflict, j.ID, len(c.Findings))
 				}
-				if err := s.record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
+				if err := s.rec.Record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
 					return err
 				}
 				req.Reason = "override: " + req.Reason
 			}
 		}
-		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.now()}); err != nil {
+		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.rec.Now()}); err != nil {
 			return err
 		}
-		if err := s.record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
+		if err := s.rec.Record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
 			return err
 		}
 		if req.Decision == "reject" {
@@ -257,24 +258,24 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 			}
 			j.Status = jobRejected
 			j.body.Message = "the export review rejected the output: " + req.Reason
-			if err := j.put(ctx, tx, s.now()); err != nil {
+			if err := j.put(ctx, tx, s.rec.Now()); err != nil {
 				return err
 			}
-			return s.record(ctx, tx, system, "job.reject", "job/"+j.ID, nil)
+			return s.rec.Record(ctx, tx, platform.System, "job.reject", "job/"+j.ID, nil)
 		}
 		if !slices.Contains(j.body.Approvals, p.ID) {
 			j.body.Approvals = append(j.body.Approvals, p.ID)
 		}
 		if len(j.body.Approvals) < s.cfg.Approvals {
 			j.body.Message = fmt.Sprintf("approved by %d of %d reviewers", len(j.body.Approvals), s.cfg.Approvals)
-			return j.put(ctx, tx, s.now())
+			return j.put(ctx, tx, s.rec.Now())
 		}
 		j.Status = jobReleased
 		j.body.Message = "released: fetch it with `veil export get " + j.ID + "`"
-		if err := j.put(ctx, tx, s.now()); err != nil {
+		if err := j.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, system, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.body.Approvals, ",")})
+		return s.rec.Record(ctx, tx, platform.System, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.body.Approvals, ",")})
 	})
 	if err != nil {
 		return err

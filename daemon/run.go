@@ -20,6 +20,8 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -38,7 +40,7 @@ func (s *Server) runJob(ctx context.Context, id string) {
 	if err == nil {
 		return
 	}
-	msg, detail := vendorMessage(err)
+	msg, detail := launch.Explain(err)
 	s.slog.Warn("job failed", "job", id, "err", detail)
 	uerr := s.db.Update(context.Background(), func(tx store.Tx) error {
 		sj, err := tx.Job(context.Background(), id)
@@ -61,38 +63,15 @@ func (s *Server) runJob(ctx context.Context, id string) {
 		}
 		j.Status = jobFailed
 		j.body.Message = msg
-		j.body.Finished = s.now()
-		if err := j.put(context.Background(), tx, s.now()); err != nil {
+		j.body.Finished = s.rec.Now()
+		if err := j.put(context.Background(), tx, s.rec.Now()); err != nil {
 			return err
 		}
-		return s.record(context.Background(), tx, system, "job.fail", "job/"+id, map[string]string{"message": msg})
+		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
 	})
 	if uerr != nil {
 		s.slog.Error("record job failure", "job", id, "err", uerr)
 	}
-}
-
-// jobError is a failure with a message safe for the vendor and details for the operator log.
-type jobError struct {
-	msg    string // for the vendor
-	detail error  // for the operator log only
-}
-
-func (e *jobError) Error() string { return e.msg }
-
-func vendorMessage(err error) (string, string) {
-	var je *jobError
-	if errors.As(err, &je) {
-		d := ""
-		if je.detail != nil {
-			d = je.detail.Error()
-		}
-		return je.msg, je.msg + ": " + d
-	}
-	if errors.Is(err, context.Canceled) {
-		return "the job was canceled", err.Error()
-	}
-	return "the job failed inside the platform; the operator has the details", err.Error()
 }
 
 func (s *Server) runJob1(ctx context.Context, id string) error {
@@ -119,8 +98,8 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 			return err
 		}
 		// Status and expiry are checked again now that the job runs.
-		if err := g.Usable(s.now(), j.body.Mode); err != nil {
-			return &jobError{msg: err.Error()}
+		if err := g.Usable(s.rec.Now(), j.body.Mode); err != nil {
+			return launch.Fail(err.Error(), nil)
 		}
 		schemas, sets, err := loadCatalog(ctx, tx, grantDatasets(g))
 		if err != nil {
@@ -129,20 +108,20 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		for n, d := range sets {
 			versions[n] = d.Version
 		}
-		if err := s.sandboxFor(schemas); err != nil {
-			return &jobError{msg: err.Error()}
+		if err := s.box.Admit(schemas); err != nil {
+			return launch.Fail(err.Error(), nil)
 		}
 		sc = scope(g, schemas, sets, j.body.Mode)
 		j.Status = jobRunning
-		j.body.Started = s.now()
-		if err := j.put(ctx, tx, s.now()); err != nil {
+		j.body.Started = s.rec.Now()
+		if err := j.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		details := map[string]string{"isolation": s.runner.name()}
+		details := map[string]string{"isolation": s.box.Name()}
 		for n, v := range versions {
 			details["dataset."+n] = v
 		}
-		return s.record(ctx, tx, system, "job.start", "job/"+id, details)
+		return s.rec.Record(ctx, tx, platform.System, "job.start", "job/"+id, details)
 	})
 	if errors.Is(err, errSkip) {
 		return nil
@@ -182,24 +161,24 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	if plan.DP != nil {
 		if j.body.Spend == nil {
-			return &jobError{msg: "the job has no budget reservation; submit it again"}
+			return launch.Fail("the job has no budget reservation; submit it again", nil)
 		}
 		return s.runDP(ctx, id, &plan, *j.body.Spend, sc, ejob, versions)
 	}
 	var exact bytes.Buffer
-	usage, err := s.runner.run(ctx, id, ejob, &exact)
+	usage, err := s.box.Run(ctx, id, ejob, &exact)
 	if err != nil {
 		return err
 	}
 	rec, err := engine.ReadResult(&exact, s.cfg.MaxResultByte)
 	clear(exact.Bytes()) // the exact result lives only in memory, and not longer than needed
 	if err != nil {
-		return &jobError{msg: "the runner returned no readable result", detail: err}
+		return launch.Fail("the runner returned no readable result", err)
 	}
 	protected, rep, err := engine.Threshold(rec, &plan, engine.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
 	rec.Release()
 	if err != nil {
-		return &jobError{msg: "the output gate refused the result", detail: err}
+		return launch.Fail("the output gate refused the result", err)
 	}
 	defer protected.Release()
 	meta := outputMeta{
@@ -208,16 +187,16 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	}
 	return s.toReview(ctx, id, protected, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
-		cur.body.Finished = s.now()
+		cur.body.Finished = s.rec.Now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K)
 		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
 			OutputRows: protected.NumRows(), Groups: rep.Groups, Suppressed: rep.Suppressed}
-		if err := cur.put(ctx, tx, s.now()); err != nil {
+		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		s.slog.Info("job gated", "job", id, "isolation", s.runner.name(), "wall_ms", usage.Wall.Milliseconds(),
+		s.slog.Info("job gated", "job", id, "isolation", s.box.Name(), "wall_ms", usage.Wall.Milliseconds(),
 			"peak_mb", usage.PeakMemoryBytes>>20, "groups", rep.Groups, "suppressed", rep.Suppressed)
-		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
 			"mechanism": "threshold", "k": fmt.Sprint(g.K), "groups": fmt.Sprint(rep.Groups), "suppressed": fmt.Sprint(rep.Suppressed),
 			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
@@ -253,7 +232,7 @@ func (s *Server) toReview(ctx context.Context, id string, protected arrow.Record
 		if cur.Status != jobRunning {
 			return nil
 		}
-		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.now()}); err != nil {
+		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.rec.Now()}); err != nil {
 			return err
 		}
 		if err := finish(tx, cur); err != nil {
@@ -263,7 +242,7 @@ func (s *Server) toReview(ctx context.Context, id string, protected arrow.Record
 			// A dev run's output is the vendor's at once; it never waits for review.
 			cur.Status = jobDev
 			cur.body.Message = "dev run done: the output, computed on the dev twins, is shown at once (veil dev show)"
-			return cur.put(ctx, tx, s.now())
+			return cur.put(ctx, tx, s.rec.Now())
 		}
 		return nil
 	})
@@ -289,19 +268,19 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend 
 	}
 	ejob.Secret = int64(binary.LittleEndian.Uint64(secret[:]) | 1)
 	var exact bytes.Buffer
-	usage, err := s.runner.run(ctx, id, ejob, &exact)
+	usage, err := s.box.Run(ctx, id, ejob, &exact)
 	if err != nil {
 		return err
 	}
 	rec, err := engine.ReadResult(&exact, s.cfg.MaxResultByte)
 	clear(exact.Bytes())
 	if err != nil {
-		return &jobError{msg: "the runner returned no readable result", detail: err}
+		return launch.Fail("the runner returned no readable result", err)
 	}
 	protected, rep, err := dpGate(rec, plan, spend)
 	rec.Release()
 	if err != nil {
-		return &jobError{msg: "the output gate refused the result", detail: err}
+		return launch.Fail("the output gate refused the result", err)
 	}
 	defer protected.Release()
 	report, _ := json.Marshal(rep)
@@ -313,16 +292,16 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend 
 	}
 	return s.toReview(ctx, id, protected, meta, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
-		cur.body.Finished = s.now()
+		cur.body.Finished = s.rec.Now()
 		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups released with differential privacy (%s)", rep.Released, spend)
 		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
 			OutputRows: protected.NumRows(), Groups: rep.Released}
-		if err := cur.put(ctx, tx, s.now()); err != nil {
+		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
 			return err
 		}
-		s.slog.Info("job gated", "job", id, "isolation", s.runner.name(), "mechanism", "dp", "wall_ms", usage.Wall.Milliseconds(),
+		s.slog.Info("job gated", "job", id, "isolation", s.box.Name(), "mechanism", "dp", "wall_ms", usage.Wall.Milliseconds(),
 			"peak_mb", usage.PeakMemoryBytes>>20, "released", rep.Released)
-		return s.record(ctx, tx, system, "job.gate", "job/"+id, map[string]string{
+		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
 			"mechanism": "dp", "epsilon": dp.FormatEpsilon(spend.Eps), "delta": dp.FormatDelta(spend.Delta),
 			"released": fmt.Sprint(rep.Released), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
@@ -347,7 +326,7 @@ func decodeIPC(data []byte) (arrow.RecordBatch, error) {
 // recover runs at start: jobs that were running when the daemon stopped are marked failed
 // (their containers were destroyed by the launcher's cleanup), queued jobs are queued again.
 func (s *Server) recover(ctx context.Context) error {
-	leftovers, err := s.runner.cleanup(ctx)
+	leftovers, err := s.box.Cleanup(ctx)
 	if err != nil {
 		return fmt.Errorf("clean up after the previous run: %w", err)
 	}
@@ -399,11 +378,11 @@ func (s *Server) recover(ctx context.Context) error {
 			}
 			j.Status = jobFailed
 			j.body.Message = "the platform restarted while the job ran; submit it again"
-			j.body.Finished = s.now()
-			if err := j.put(ctx, tx, s.now()); err != nil {
+			j.body.Finished = s.rec.Now()
+			if err := j.put(ctx, tx, s.rec.Now()); err != nil {
 				return err
 			}
-			if err := s.record(ctx, tx, system, "job.fail", "job/"+j.ID, map[string]string{"message": j.body.Message}); err != nil {
+			if err := s.rec.Record(ctx, tx, platform.System, "job.fail", "job/"+j.ID, map[string]string{"message": j.body.Message}); err != nil {
 				return err
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 	"github.com/veil-dp/veil/store/sqlite"
@@ -24,17 +25,18 @@ import (
 
 // Server is a running daemon.
 type Server struct {
-	cfg       Config
-	db        store.Store
-	key       *audit.Key
-	log       *audit.Log
-	slog      *slog.Logger
-	validator *engine.Validator
-	sched     *scheduler
-	runner    launcher
-	now       func() time.Time
-	changed   broadcast // a job ended a run or was canceled: wakes long-polling readers
-	devSlots  chan struct{}
+	cfg        Config
+	db         store.Store
+	key        *audit.Key
+	log        *audit.Log
+	slog       *slog.Logger
+	validator  *engine.Validator
+	sched      *scheduler
+	box        *launch.Launcher
+	rec        *platform.Recorder
+	principals *platform.Principals
+	changed    broadcast // a job ended a run or was canceled: wakes long-polling readers
+	devSlots   chan struct{}
 
 	httpSrv   []*http.Server
 	listeners []net.Listener
@@ -47,7 +49,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, cfg.storePath())
+	db, err := sqlite.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return nil, err
 	}
@@ -56,12 +58,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		db.Close()
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
-	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v, now: func() time.Time { return time.Now().UTC() }}
+	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v}
+	s.rec = platform.NewRecorder(s.log, cfg.Clock)
+	s.principals = platform.NewPrincipals(db, s.rec)
 	s.devSlots = make(chan struct{}, max(cfg.Workers, 1))
-	if cfg.Clock != nil {
-		s.now = func() time.Time { return cfg.Clock().UTC() }
-	}
-	s.runner, err = newLauncher(ctx, cfg, logger)
+	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {
 		v.Close()
 		db.Close()
@@ -81,9 +82,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 // Close stops the scheduler and closes the store.
 func (s *Server) Close() error {
 	s.sched.stop()
-	if c, ok := s.runner.(*containerLauncher); ok {
-		c.rt.RemoveCgroupParent()
-	}
+	s.box.Close()
 	s.validator.Close()
 	return s.db.Close()
 }
@@ -164,37 +163,12 @@ func (s *Server) authed(fn func(w http.ResponseWriter, r *http.Request, p policy
 }
 
 func (s *Server) authenticate(r *http.Request) (policy.Principal, error) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
-		return policy.Principal{}, fmt.Errorf("%w: send a token as 'Authorization: Bearer <token>' (set VEIL_TOKEN or --token)", errUnauthenticated)
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = ""
 	}
-	var sp store.Principal
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		var err error
-		sp, err = tx.PrincipalByToken(r.Context(), hashToken(tok))
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) || (err == nil && sp.Revoked) {
-		return policy.Principal{}, fmt.Errorf("%w: the token is unknown or revoked", errUnauthenticated)
-	}
-	if err != nil {
-		return policy.Principal{}, err
-	}
-	return policy.Principal{ID: sp.ID, Name: sp.Name, Role: policy.Role(sp.Role), Tenant: sp.Tenant}, nil
+	return s.principals.Authenticate(r.Context(), tok)
 }
-
-// record appends an audit entry inside tx.
-func (s *Server) record(ctx context.Context, tx store.Tx, p policy.Principal, action, object string, details map[string]string) error {
-	_, err := s.log.Append(ctx, tx, audit.Entry{Time: s.now(), Actor: p.ID, Role: string(p.Role), Tenant: p.Tenant,
-		Action: action, Object: object, Details: details})
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", action, err)
-	}
-	return nil
-}
-
-var system = policy.Principal{ID: "veil-daemon", Role: "system"}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -208,10 +182,10 @@ func readJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", errInvalid, err)
+		return fmt.Errorf("%w: request body: %v", policy.ErrInvalid, err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%w: request body has trailing data", errInvalid)
+		return fmt.Errorf("%w: request body has trailing data", policy.ErrInvalid)
 	}
 	return nil
 }
@@ -249,9 +223,9 @@ func (s *Server) Serve(ctx context.Context) error {
 				errc <- err
 			}
 		}()
-		s.slog.Info("listening", "addr", l.Addr().String(), "isolation", s.runner.name(), "workers", s.cfg.Workers)
+		s.slog.Info("listening", "addr", l.Addr().String(), "isolation", s.box.Name(), "workers", s.cfg.Workers)
 	}
-	s.record0(ctx, "daemon.start", map[string]string{"isolation": s.runner.name()})
+	s.record0(ctx, "daemon.start", map[string]string{"isolation": s.box.Name()})
 	// Fused uploads go when their grant ends: now, after every grant action, and on a timer
 	// for grants that simply expire.
 	if err := s.sweepFusion(ctx); err != nil {
@@ -282,15 +256,8 @@ func (s *Server) Addrs() []net.Addr {
 }
 
 func (s *Server) record0(ctx context.Context, action string, details map[string]string) {
-	err := s.db.Update(ctx, func(tx store.Tx) error { return s.record(ctx, tx, system, action, "daemon", details) })
+	err := s.db.Update(ctx, func(tx store.Tx) error { return s.rec.Record(ctx, tx, platform.System, action, "daemon", details) })
 	if err != nil {
 		s.slog.Error("audit", "action", action, "err", err)
 	}
 }
-
-func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	writeJSON(w, http.StatusOK, api.Principal{ID: p.ID, Name: p.Name, Role: string(p.Role), Tenant: p.Tenant})
-	return nil
-}
-
-var _ = io.EOF

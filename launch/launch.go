@@ -1,0 +1,213 @@
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/platform"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/sandbox"
+)
+
+// ErrUnavailable is what cannot be done on this daemon as it runs (no sandbox here).
+var ErrUnavailable = errors.New("unavailable")
+
+// Launcher starts the runner for a job (or a program on a runtime image) and copies its
+// result stream to the caller. With container isolation each run is a fresh libcontainer
+// sandbox; with process isolation, a development escape hatch, a plain child process.
+type Launcher struct {
+	rt  *sandbox.Runtime // nil with process isolation
+	bin string
+	cfg platform.Config
+}
+
+// New prepares the isolation cfg asks for, or says why it cannot.
+func New(ctx context.Context, cfg platform.Config, logger *slog.Logger) (*Launcher, error) {
+	bin := cfg.Binary
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	switch cfg.Isolation {
+	case "container":
+		rt, err := sandbox.New(filepath.Join(cfg.DataDir, "sandbox"), sandbox.WithBinary(bin))
+		if err != nil {
+			// Refuse to run rather than run unsandboxed: say why, and how to proceed.
+			return nil, fmt.Errorf("%w: cannot create sandboxes here (%v); run the daemon as root on Linux with cgroups, or, for development only, --isolation=process", ErrUnavailable, err)
+		}
+		return &Launcher{rt: rt, bin: bin, cfg: cfg}, nil
+	case "process":
+		logger.Warn("isolation=process: jobs run as plain child processes without a sandbox; for development only")
+		return &Launcher{bin: bin, cfg: cfg}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown isolation %q (container or process)", policy.ErrInvalid, cfg.Isolation)
+}
+
+// Name is the isolation: container or process.
+func (l *Launcher) Name() string {
+	if l.rt == nil {
+		return "process"
+	}
+	return "container"
+}
+
+// Close removes the cgroup parent the sandboxes ran under.
+func (l *Launcher) Close() {
+	if l.rt != nil {
+		l.rt.RemoveCgroupParent()
+	}
+}
+
+// Cleanup destroys the sandboxes a previous run of the daemon left behind and returns the
+// ids of their jobs.
+func (l *Launcher) Cleanup(ctx context.Context) ([]string, error) {
+	if l.rt == nil {
+		return nil, nil
+	}
+	return l.rt.Cleanup(ctx)
+}
+
+// Admit refuses real data to a daemon that runs jobs without a sandbox: the development
+// escape hatch (isolation=process) serves only datasets their provider declared synthetic.
+func (l *Launcher) Admit(schemas map[string]*policy.Schema) error {
+	if l.rt != nil {
+		return nil
+	}
+	for name, sch := range schemas {
+		if !sch.Synthetic {
+			return fmt.Errorf("%w: this daemon runs jobs without a sandbox (isolation=%s, for development only) and dataset %s holds real data; ask the operator to run the daemon with --isolation=container as root on Linux", ErrUnavailable, l.Name(), name)
+		}
+	}
+	return nil
+}
+
+func limits(c platform.Config) sandbox.Limits {
+	return sandbox.Limits{
+		MemoryBytes:  int64(c.JobMemoryMB) << 20,
+		Pids:         c.JobPids,
+		CPUs:         float64(c.JobThreads),
+		Wall:         c.JobWall,
+		ScratchBytes: int64(c.ScratchMB) << 20,
+		ResultBytes:  c.MaxResultByte,
+		OutputBytes:  64 << 10,
+	}
+}
+
+// Failure is a job's failure: a message safe for the vendor and details for the operator
+// log only.
+type Failure struct {
+	Msg    string // for the vendor
+	Detail error  // for the operator log only
+}
+
+func (e *Failure) Error() string { return e.Msg }
+
+// Fail is a failure the vendor may read about as msg.
+func Fail(msg string, detail error) error { return &Failure{Msg: msg, Detail: detail} }
+
+// Explain splits a job's error into what the vendor is told and what the operator log gets.
+func Explain(err error) (vendor, operator string) {
+	var f *Failure
+	if errors.As(err, &f) {
+		d := ""
+		if f.Detail != nil {
+			d = f.Detail.Error()
+		}
+		return f.Msg, f.Msg + ": " + d
+	}
+	if errors.Is(err, context.Canceled) {
+		return "the job was canceled", err.Error()
+	}
+	return "the job failed inside the platform; the operator has the details", err.Error()
+}
+
+// statusError turns a sandbox result into the job's error. The runner's stderr can hold data
+// values (a DuckDB error quotes the value it failed on), so it reaches the operator's log
+// only when the operator asked for it (Config.LogRunnerOutput); otherwise only its size does.
+func statusError(res *sandbox.Result, logOutput bool) error {
+	if res.Status == sandbox.StatusOK {
+		return nil
+	}
+	msg := res.Message
+	if msg == "" {
+		msg = fmt.Sprintf("the job ended with status %s", res.Status)
+	}
+	stderr := fmt.Sprintf("%d bytes withheld (may contain data; --log-runner-output shows them)", len(res.Stderr))
+	if logOutput {
+		stderr = tail(res.Stderr, 2000)
+	}
+	return &Failure{Msg: msg, Detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, stderr)}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// Run runs the runner on job and copies its result stream into result. In a container only
+// the job's dataset files are mounted, read-only, at /data/<dataset>/<file>, and its other
+// inputs (an he job's encrypted model and public key) at /in/<name>.
+func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io.Writer) (sandbox.Usage, error) {
+	if l.rt == nil {
+		in, err := json.Marshal(job)
+		if err != nil {
+			return sandbox.Usage{}, err
+		}
+		spec := sandbox.Spec{ID: id, Args: []string{l.bin, "runner"}, Stdin: in, Limits: limits(l.cfg)}
+		res, err := sandbox.RunLocal(ctx, spec, result)
+		if err != nil {
+			return sandbox.Usage{}, err
+		}
+		return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
+	}
+	var mounts []sandbox.Mount
+	for i, t := range job.Tables {
+		var inside []string
+		for _, f := range t.Files {
+			dst := "/data/" + t.Name + "/" + filepath.Base(f)
+			mounts = append(mounts, sandbox.Mount{Source: f, Destination: dst})
+			inside = append(inside, dst)
+		}
+		job.Tables[i].Files = inside
+	}
+	if len(job.Inputs) > 0 {
+		inputs := map[string]string{}
+		for name, f := range job.Inputs {
+			dst := "/in/" + name
+			mounts = append(mounts, sandbox.Mount{Source: f, Destination: dst})
+			inputs[name] = dst
+		}
+		job.Inputs = inputs
+	}
+	in, err := json.Marshal(job)
+	if err != nil {
+		return sandbox.Usage{}, err
+	}
+	spec := sandbox.Spec{ID: id, Args: []string{"/veil", "runner"}, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	res, err := l.rt.Run(ctx, spec, result)
+	if err != nil {
+		return sandbox.Usage{}, err
+	}
+	return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
+}
+
+// RunImage runs args on a runtime image (custom jobs) with the given mounts; the result is
+// the sandbox's, for the caller to reduce to a status class.
+func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string, mounts []sandbox.Mount, env []string) (*sandbox.Result, error) {
+	if l.rt == nil {
+		return nil, fmt.Errorf("%w: custom jobs need container isolation", ErrUnavailable)
+	}
+	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
+	return l.rt.Run(ctx, spec, io.Discard)
+}

@@ -1,0 +1,117 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// ErrUnauthenticated is a request without a valid token.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+var tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Principals manages who may call the platform and authenticates their tokens.
+type Principals struct {
+	db  store.Store
+	rec *Recorder
+}
+
+// NewPrincipals manages the principals of db.
+func NewPrincipals(db store.Store, rec *Recorder) *Principals { return &Principals{db: db, rec: rec} }
+
+// Authenticate finds the principal of a bearer token; a revoked token is as unknown as one
+// that never existed.
+func (ps *Principals) Authenticate(ctx context.Context, tok string) (policy.Principal, error) {
+	if tok == "" {
+		return policy.Principal{}, fmt.Errorf("%w: send a token as 'Authorization: Bearer <token>' (set VEIL_TOKEN or --token)", ErrUnauthenticated)
+	}
+	var sp store.Principal
+	err := ps.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		sp, err = tx.PrincipalByToken(ctx, HashToken(tok))
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && sp.Revoked) {
+		return policy.Principal{}, fmt.Errorf("%w: the token is unknown or revoked", ErrUnauthenticated)
+	}
+	if err != nil {
+		return policy.Principal{}, err
+	}
+	return policy.Principal{ID: sp.ID, Name: sp.Name, Role: policy.Role(sp.Role), Tenant: sp.Tenant}, nil
+}
+
+// Create makes a principal with a fresh token, which it returns once.
+func (ps *Principals) Create(ctx context.Context, p policy.Principal, req api.CreatePrincipal) (api.Principal, error) {
+	role, err := policy.ParseRole(req.Role)
+	if err != nil {
+		return api.Principal{}, err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 100 {
+		return api.Principal{}, fmt.Errorf("%w: give the principal a name (at most 100 characters)", policy.ErrInvalid)
+	}
+	if role.NeedsTenant() && !tenantRE.MatchString(req.Tenant) {
+		return api.Principal{}, fmt.Errorf("%w: a %s needs --tenant: lower-case letters, digits and '-'", policy.ErrInvalid, role)
+	}
+	if !role.NeedsTenant() && req.Tenant != "" {
+		return api.Principal{}, fmt.Errorf("%w: a %s belongs to no tenant; drop --tenant", policy.ErrInvalid, role)
+	}
+	tok, hash := NewToken()
+	sp := store.Principal{ID: NewID("p"), Name: req.Name, Role: string(role), Tenant: req.Tenant, TokenHash: hash, Created: ps.rec.Now()}
+	err = ps.db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutPrincipal(ctx, sp); err != nil {
+			return err
+		}
+		return ps.rec.Record(ctx, tx, p, "principal.create", "principal/"+sp.ID, map[string]string{"role": sp.Role, "tenant": sp.Tenant, "name": sp.Name})
+	})
+	if err != nil {
+		return api.Principal{}, err
+	}
+	out := toAPI(sp)
+	out.Token = tok
+	return out, nil
+}
+
+func toAPI(sp store.Principal) api.Principal {
+	return api.Principal{ID: sp.ID, Name: sp.Name, Role: sp.Role, Tenant: sp.Tenant, Created: sp.Created, Revoked: sp.Revoked}
+}
+
+// List lists every principal.
+func (ps *Principals) List(ctx context.Context) ([]api.Principal, error) {
+	var out []api.Principal
+	err := ps.db.View(ctx, func(tx store.Tx) error {
+		all, err := tx.Principals(ctx)
+		for _, sp := range all {
+			out = append(out, toAPI(sp))
+		}
+		return err
+	})
+	return out, err
+}
+
+// Revoke revokes a principal's token, for good; nobody revokes their own.
+func (ps *Principals) Revoke(ctx context.Context, p policy.Principal, id string) (api.Principal, error) {
+	if id == p.ID {
+		return api.Principal{}, fmt.Errorf("%w: you cannot revoke your own token; ask another operator", policy.ErrConflict)
+	}
+	var sp store.Principal
+	err := ps.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if sp, err = tx.Principal(ctx, id); err != nil {
+			return err
+		}
+		sp.Revoked = true
+		if err := tx.PutPrincipal(ctx, sp); err != nil {
+			return err
+		}
+		return ps.rec.Record(ctx, tx, p, "principal.revoke", "principal/"+id, nil)
+	})
+	return toAPI(sp), err
+}
