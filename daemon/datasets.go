@@ -16,6 +16,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -105,7 +106,7 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
 		}
-		if err := setBudget(ctx, tx, sch); err != nil {
+		if err := ledger.SetTotal(ctx, tx, sch); err != nil {
 			return err
 		}
 		return s.rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})

@@ -28,6 +28,7 @@ import (
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -88,7 +89,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		return err
 	}
 	spec := &twinSpec{Dataset: name, Version: set.Version, Kind: req.Kind, Rows: req.Rows}
-	var spend *dp.Amount
+	var spend *ledger.Amount
 	switch req.Kind {
 	case twinKindMask:
 		if spec.Rows == 0 {
@@ -101,7 +102,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if !(req.Epsilon > 0) || req.Epsilon > 10 {
 			return fmt.Errorf("%w: a synthetic twin spends the dataset's budget: give an epsilon in (0, 10], for example --epsilon 1", policy.ErrInvalid)
 		}
-		a, err := dp.Spend(req.Epsilon, 0)
+		a, err := ledger.Spend(req.Epsilon, 0)
 		if err != nil {
 			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
@@ -125,20 +126,9 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		body: jobBody{Mode: "twin", SQL: fmt.Sprintf("%s twin of %s (version %s)", spec.Kind, name, set.Version[:12]), Twin: spec, Started: now, Spend: spend}}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if spend != nil {
-			// The provider's own use of the dataset's budget: a slice and its spend, in the
-			// transaction that records the build; it stays spent whatever the review decides.
-			total, allocated, _, err := datasetUse(ctx, tx, name)
-			if err != nil {
-				return err
-			}
-			if !total.Sub(allocated).Covers(*spend) {
-				free := total.Sub(allocated)
-				return fmt.Errorf("%w: dataset %s has ε=%s left to give, the twin asks %s", errBudget, name, dp.FormatEpsilon(free.Eps), dp.FormatEpsilon(spend.Eps))
-			}
-			if err := tx.PutSlice(ctx, store.Slice{Grant: "twin:" + j.ID, Dataset: name, Eps: spend.Eps, Delta: spend.Delta, At: now}); err != nil {
-				return err
-			}
-			if err := tx.PutSpend(ctx, store.Spend{Job: j.ID, Grant: "twin:" + j.ID, Dataset: name, Eps: spend.Eps, Delta: spend.Delta, At: now}); err != nil {
+			// The provider's own use of the dataset's budget, in the transaction that records
+			// the build.
+			if err := s.ledger.Draw(ctx, tx, name, j.ID, *spend); err != nil {
 				return err
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
 )
 
 // The SQL the engine writes buckets quantile values into as many leaves as the library's
@@ -37,10 +38,10 @@ type dpRelease struct {
 // dpReport says what the DP gate did. It holds no exact value: the number of exact groups
 // is not in it, because it is not differentially private.
 type dpReport struct {
-	Released  int         `json:"released"`
-	Columns   []dpRelease `json:"columns"`
-	Selection *dpRelease  `json:"partition_selection,omitempty"`
-	Spend     dp.Amount   `json:"spend"`
+	Released  int           `json:"released"`
+	Columns   []dpRelease   `json:"columns"`
+	Selection *dpRelease    `json:"partition_selection,omitempty"`
+	Spend     ledger.Amount `json:"spend"`
 }
 
 // dpGate turns the exact, contribution-bounded partial aggregates of a dp plan into the
@@ -48,7 +49,7 @@ type dpReport struct {
 // selection (or every group of the public domain). spend is what the ledger charged; the
 // noise is calibrated to exactly that. The exact record is left to the caller to release.
 // Errors name columns and types, never values.
-func dpGate(rec arrow.RecordBatch, plan *engine.Plan, spend dp.Amount) (arrow.RecordBatch, dpReport, error) {
+func dpGate(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.RecordBatch, dpReport, error) {
 	p := plan.DP
 	var rep dpReport
 	if p == nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	_ "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
 )
 
 // gateFixture writes 100 residents (60 in north, 37 in south, 3 in tiny; ages 20-69) as
@@ -61,7 +61,7 @@ func TestDPGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spend, err := dp.Spend(3, 0)
+	spend, err := ledger.Spend(3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -259,7 +260,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
 		}
-		if err := setBudget(ctx, tx, &sch); err != nil {
+		if err := ledger.SetTotal(ctx, tx, &sch); err != nil {
 			return err
 		}
 		return s.rec.Record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -141,7 +142,7 @@ func (s *Server) settleGrants(ctx context.Context) error {
 				continue
 			}
 			if g.Status == policy.StatusActive {
-				if err := s.allocate(ctx, tx, g); errors.Is(err, errBudget) {
+				if err := s.ledger.Allocate(ctx, tx, g); errors.Is(err, ledger.ErrBudget) {
 					g.Status, g.Reason = policy.StatusRejected, err.Error()
 					if err := s.rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
 						return err
@@ -250,7 +251,7 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 			if g.Status == policy.StatusActive {
 				// The last approval hands out the budget slices; if they do not fit, the
 				// approval does not happen.
-				if err := s.allocate(ctx, tx, g); err != nil {
+				if err := s.ledger.Allocate(ctx, tx, g); err != nil {
 					return err
 				}
 			}

@@ -19,10 +19,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/he"
 	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/sandbox"
@@ -209,7 +209,7 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 		return err
 	}
 	spec, verr := s.heSpecFor(p, g, sc, hs)
-	var spend *dp.Amount
+	var spend *ledger.Amount
 	if verr == nil && req.DP != nil {
 		spend, verr = heDPFor(g, sc, spec, req.DP)
 	}
@@ -231,11 +231,11 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 	var reserve func(tx store.Tx) error
 	if spend != nil {
 		reserve = func(tx store.Tx) error {
-			if err := s.reserve(ctx, tx, j, *spend, []string{spec.Dataset}, queryCap(g, schemas)); err != nil {
+			if err := s.ledger.Reserve(ctx, tx, j.ID, j.GrantID, *spend, []string{spec.Dataset}, ledger.QueryCap(g, schemas)); err != nil {
 				return err
 			}
-			details["epsilon"] = dp.FormatEpsilon(spend.Eps)
-			details["delta"] = dp.FormatDelta(spend.Delta)
+			details["epsilon"] = ledger.FormatEpsilon(spend.Eps)
+			details["delta"] = ledger.FormatDelta(spend.Delta)
 			return nil
 		}
 	}
@@ -245,7 +245,7 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 // heDPFor checks a request for a differentially private he-score job and returns what it
 // spends: the grant must hold a budget (mode dp besides he), the dataset's rows per person
 // must be known, and partition selection needs a delta.
-func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (*dp.Amount, error) {
+func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (*ledger.Amount, error) {
 	if !slices.Contains(g.Modes, policy.ModeDP) {
 		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", policy.ErrInvalid, g.ID)
 	}
@@ -267,7 +267,7 @@ func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (
 	if m < 1 {
 		return nil, fmt.Errorf("%w: dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", policy.ErrInvalid, spec.Dataset)
 	}
-	spend, err := dp.Spend(o.Epsilon, o.Delta)
+	spend, err := ledger.Spend(o.Epsilon, o.Delta)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}

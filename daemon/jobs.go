@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -43,7 +43,7 @@ type jobBody struct {
 	Approvals []string      `json:"approvals,omitempty"`
 	// Spend is what a dp job charged the ledger, in exact units; the gate calibrates the
 	// noise to it.
-	Spend *dp.Amount `json:"spend,omitempty"`
+	Spend *ledger.Amount `json:"spend,omitempty"`
 	// HE is an he-score job's spec (Plan is then nil).
 	HE *heSpec `json:"he,omitempty"`
 	// Model is a model job's trainer spec (Plan is then nil).
@@ -216,9 +216,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	} else {
 		plan, verr = s.validator.Validate(ctx, req.SQL, sc)
 	}
-	var spend *dp.Amount
+	var spend *ledger.Amount
 	if verr == nil && plan.DP != nil {
-		a, err := dp.Spend(plan.DP.Epsilon, plan.DP.Delta)
+		a, err := ledger.Spend(plan.DP.Epsilon, plan.DP.Delta)
 		if err != nil {
 			verr = fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
@@ -240,11 +240,11 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		reserve = func(tx store.Tx) error {
 			// The budget is reserved in the transaction that queues the job: a job is
 			// either queued and paid for, or refused and nothing is spent.
-			if err := s.reserve(ctx, tx, j, *spend, plan.Tables, queryCap(g, schemas)); err != nil {
+			if err := s.ledger.Reserve(ctx, tx, j.ID, j.GrantID, *spend, plan.Tables, ledger.QueryCap(g, schemas)); err != nil {
 				return err
 			}
-			details["epsilon"] = dp.FormatEpsilon(spend.Eps)
-			details["delta"] = dp.FormatDelta(spend.Delta)
+			details["epsilon"] = ledger.FormatEpsilon(spend.Eps)
+			details["delta"] = ledger.FormatDelta(spend.Delta)
 			return nil
 		}
 	}
@@ -286,7 +286,7 @@ func (s *Server) queue(ctx context.Context, w http.ResponseWriter, p policy.Prin
 		}
 		return s.rec.Record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
 	})
-	if errors.Is(err, errBudget) {
+	if errors.Is(err, ledger.ErrBudget) {
 		s.db.Update(ctx, func(tx store.Tx) error {
 			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": err.Error()})
 		})
@@ -433,7 +433,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if j.Status == jobQueued {
 			// It never touched the data: its reservation goes back. A job that ran keeps
 			// its spend, whatever happens to its output.
-			if err := s.refund(ctx, tx, j.ID); err != nil {
+			if err := s.ledger.Refund(ctx, tx, j.ID); err != nil {
 				return err
 			}
 		}

@@ -13,9 +13,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -56,9 +56,9 @@ func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Pr
 	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
 		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Model: spec, Spend: &spend}}
 	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeModel), "job": desc,
-		"epsilon": dp.FormatEpsilon(spend.Eps), "delta": dp.FormatDelta(spend.Delta)}
+		"epsilon": ledger.FormatEpsilon(spend.Eps), "delta": ledger.FormatDelta(spend.Delta)}
 	return s.queue(ctx, w, p, g, j, details, func(tx store.Tx) error {
-		return s.reserve(ctx, tx, j, spend, []string{spec.Dataset}, queryCap(g, schemas))
+		return s.ledger.Reserve(ctx, tx, j.ID, j.GrantID, spend, []string{spec.Dataset}, ledger.QueryCap(g, schemas))
 	})
 }
 
@@ -78,9 +78,9 @@ func describeModel(s *modelSpec) string {
 
 // modelSpecFor checks a trainer spec against the grant: granted, numeric, bounded columns;
 // limits on sizes; a budget to spend from. It returns what the job runs and what it spends.
-func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpec, dp.Amount, error) {
-	bad := func(format string, a ...any) (*modelSpec, dp.Amount, error) {
-		return nil, dp.Amount{}, fmt.Errorf("%w: "+format, append([]any{policy.ErrInvalid}, a...)...)
+func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpec, ledger.Amount, error) {
+	bad := func(format string, a ...any) (*modelSpec, ledger.Amount, error) {
+		return nil, ledger.Amount{}, fmt.Errorf("%w: "+format, append([]any{policy.ErrInvalid}, a...)...)
 	}
 	if !slices.Contains(g.Modes, policy.ModeModel) || g.Budget.Epsilon <= 0 {
 		return bad("grant %s has no privacy budget for model jobs; apply with --mode model --epsilon E", g.ID)
@@ -155,7 +155,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 			}
 			c, err := column(f, "feature", true)
 			if err != nil {
-				return nil, dp.Amount{}, err
+				return nil, ledger.Amount{}, err
 			}
 			spec.Features = append(spec.Features, *c)
 		}
@@ -164,7 +164,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 		}
 		c, err := column(t.Label, "label", t.Trainer == trainLinear)
 		if err != nil {
-			return nil, dp.Amount{}, err
+			return nil, ledger.Amount{}, err
 		}
 		spec.Label = c
 		if t.Trainer == trainLogistic {
@@ -190,7 +190,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 		}
 		c, err := column(t.Column, "column", true)
 		if err != nil {
-			return nil, dp.Amount{}, err
+			return nil, ledger.Amount{}, err
 		}
 		spec.Column = c
 		if t.Delta != 0 {
@@ -220,7 +220,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 	if gaussian {
 		delta = t.Delta
 	}
-	spend, err := dp.Spend(t.Epsilon, delta)
+	spend, err := ledger.Spend(t.Epsilon, delta)
 	if err != nil {
 		return bad("%v", err)
 	}

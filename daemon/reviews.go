@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -72,7 +73,7 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 			if err != nil {
 				return err
 			}
-			if rv.Budget, err = grantBudgets(ctx, tx, g, schemas); err != nil {
+			if rv.Budget, err = ledger.GrantBudgets(ctx, tx, g, schemas); err != nil {
 				return err
 			}
 		}

@@ -18,9 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -57,7 +57,7 @@ func (s *Server) runJob(ctx context.Context, id string) {
 		if j.Status == jobQueued {
 			// Refused before it started (the grant was suspended or expired meanwhile): it
 			// never touched the data, so its reservation goes back.
-			if err := s.refund(context.Background(), tx, id); err != nil {
+			if err := s.ledger.Refund(context.Background(), tx, id); err != nil {
 				return err
 			}
 		}
@@ -250,7 +250,7 @@ func (s *Server) toReview(ctx context.Context, id string, protected arrow.Record
 
 // runDP runs a dp job: the bounded partial aggregates come from the sandbox, the noise from
 // the DP gate here.
-func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend dp.Amount, sc engine.Scope, ejob engine.Job, versions map[string]string) error {
+func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend ledger.Amount, sc engine.Scope, ejob engine.Job, versions map[string]string) error {
 	ejob.FastSQL, ejob.K, ejob.MaxRowsPerUnit = "", 0, 0
 	// Where the dataset version that runs now has one row per unit and no row without one,
 	// bounding is the identity and the direct plan computes the same partial aggregates
@@ -302,7 +302,7 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend 
 		s.slog.Info("job gated", "job", id, "isolation", s.box.Name(), "mechanism", "dp", "wall_ms", usage.Wall.Milliseconds(),
 			"peak_mb", usage.PeakMemoryBytes>>20, "released", rep.Released)
 		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
-			"mechanism": "dp", "epsilon": dp.FormatEpsilon(spend.Eps), "delta": dp.FormatDelta(spend.Delta),
+			"mechanism": "dp", "epsilon": ledger.FormatEpsilon(spend.Eps), "delta": ledger.FormatDelta(spend.Delta),
 			"released": fmt.Sprint(rep.Released), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
 }
@@ -359,7 +359,7 @@ func (s *Server) recover(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := setBudget(ctx, tx, schemas[d.Name]); err != nil {
+			if err := ledger.SetTotal(ctx, tx, schemas[d.Name]); err != nil {
 				return err
 			}
 		}

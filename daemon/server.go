@@ -17,6 +17,7 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -35,6 +36,7 @@ type Server struct {
 	box        *launch.Launcher
 	rec        *platform.Recorder
 	principals *platform.Principals
+	ledger     *ledger.Ledger
 	changed    broadcast // a job ended a run or was canceled: wakes long-polling readers
 	devSlots   chan struct{}
 
@@ -61,6 +63,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v}
 	s.rec = platform.NewRecorder(s.log, cfg.Clock)
 	s.principals = platform.NewPrincipals(db, s.rec)
+	s.ledger = ledger.New(s.rec)
 	s.devSlots = make(chan struct{}, max(cfg.Workers, 1))
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {

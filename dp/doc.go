@@ -1,5 +1,6 @@
 // Package dp turns exact, contribution-bounded aggregates into differentially private
-// releases, and keeps privacy budgets in exact integer units.
+// releases. What a release may spend is the ledger's (package ledger): the functions here
+// take an epsilon and a delta and calibrate noise to exactly them.
 //
 // All noise comes from Google's differential-privacy library
 // (github.com/google/differential-privacy/go/v3): its Laplace and Gaussian mechanisms sample
@@ -15,11 +16,6 @@
 // rows per group, values clamped to bounds) is done before the numbers reach this package,
 // in DuckDB inside the sandbox (package engine); the functions here take the sensitivities
 // that bounding guarantees and calibrate noise to them.
-//
-// Budget amounts are Amount values: integer micro-epsilon and femto-delta. They are added
-// and compared as integers, never as floats, so that a ledger sums exactly; the epsilon a
-// job spends is rounded up to a whole unit and the noise is calibrated to exactly that
-// rounded amount.
 //
 // This package must never log, print or return an exact (pre-noise) value in an error.
 package dp

@@ -9,6 +9,9 @@ import (
 	"github.com/google/differential-privacy/go/v3/noise"
 )
 
+// ErrAmount is returned for an epsilon or delta that cannot be a privacy budget.
+var ErrAmount = errors.New("invalid privacy budget")
+
 // Noise names a mechanism.
 type Noise string
 

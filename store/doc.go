@@ -7,5 +7,5 @@
 // records a change is appended in the same transaction, so both commit or neither does.
 //
 // Package store never holds an exact (pre-gate) result: Output.Data is the protected output
-// only. It applies no policy: rules live in package policy, budget arithmetic in package dp.
+// only. It applies no policy: rules live in package policy, budget arithmetic in package ledger.
 package store

@@ -82,8 +82,8 @@ type Review struct {
 	At       time.Time
 }
 
-// Ledger rows. Amounts are integer units (package dp): 1e-6 epsilon, 1e-15 delta. They
-// are summed as integers by the daemon; the store never holds a float budget.
+// Ledger rows. Amounts are integer units (package ledger): 1e-6 epsilon, 1e-15 delta. They
+// are summed as integers by the ledger; the store never holds a float budget.
 
 // Slice is the part of a dataset's total budget a grant received at approval.
 type Slice struct {

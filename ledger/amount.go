@@ -1,10 +1,11 @@
-package dp
+package ledger
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/veil-dp/veil/dp"
 )
 
 // Units of the ledger: one epsilon unit is 1e-6 epsilon, one delta unit is 1e-15 delta.
@@ -23,12 +24,9 @@ type Amount struct {
 	Delta int64 `json:"delta_units"`
 }
 
-// ErrAmount is returned for an epsilon or delta that cannot be a budget.
-var ErrAmount = errors.New("invalid privacy budget")
-
 func toUnits(x, per, max float64, name string, up bool) (int64, error) {
 	if math.IsNaN(x) || x < 0 || x > max {
-		return 0, fmt.Errorf("%w: %s must be between 0 and %s", ErrAmount, name, strconv.FormatFloat(max, 'g', -1, 64))
+		return 0, fmt.Errorf("%w: %s must be between 0 and %s", dp.ErrAmount, name, strconv.FormatFloat(max, 'g', -1, 64))
 	}
 	u := x / per
 	r := math.Round(u)
