@@ -28,6 +28,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/gate"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
@@ -321,7 +322,7 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 		return err
 	}
 	mounts := []sandbox.Mount{{Source: prog, Destination: "/job/program", Exec: true}, {Source: out, Destination: "/out", Writable: true}}
-	var inputs []policy.SDCTable
+	var inputs []gate.SDCTable
 	var inputRows int64
 	limited := false
 	for _, t := range sc.Tables {
@@ -343,7 +344,7 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 			return err
 		}
 		limited = limited || more
-		tbl := policy.SDCTable{Name: t.Name, Columns: names}
+		tbl := gate.SDCTable{Name: t.Name, Columns: names}
 		if len(cols) > 0 {
 			tbl.Rows = make([][]string, len(cols[0]))
 			for r := range tbl.Rows {
@@ -446,15 +447,15 @@ type manifest struct {
 
 // checkOutputs runs the disclosure checks: every CSV against the inputs (row-level data),
 // each declared table by its kind; undeclared files are findings for the reviewer to judge.
-func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, files []outFile, inputs []policy.SDCTable, inputRows int64, limited bool) ([]policy.Finding, map[string]string, error) {
-	rules := policy.DefaultSDCRules()
+func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, files []outFile, inputs []gate.SDCTable, inputRows int64, limited bool) ([]gate.Finding, map[string]string, error) {
+	rules := gate.DefaultSDCRules()
 	var m manifest
 	kinds := map[string]string{}
-	var findings []policy.Finding
+	var findings []gate.Finding
 	for _, f := range files {
 		if f.name == "manifest.json" {
 			if err := json.Unmarshal(f.data, &m); err != nil {
-				findings = append(findings, policy.Finding{Output: f.name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
+				findings = append(findings, gate.Finding{Output: f.name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
 			}
 			kinds[f.name] = "manifest"
 		}
@@ -464,26 +465,26 @@ func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, f
 		declared[o.File] = i
 	}
 	if limited {
-		findings = append(findings, policy.Finding{Output: "*", Rule: "row_level_limited", Message: fmt.Sprintf("the inputs exceed %d rows: the row-level check compared the first rows only", rowCheckLimit)})
+		findings = append(findings, gate.Finding{Output: "*", Rule: "row_level_limited", Message: fmt.Sprintf("the inputs exceed %d rows: the row-level check compared the first rows only", rowCheckLimit)})
 	}
 	for _, f := range files {
 		if f.name == "manifest.json" {
 			continue
 		}
-		var tbl *policy.SDCTable
+		var tbl *gate.SDCTable
 		if strings.HasSuffix(f.name, ".csv") {
 			t, err := parseCSV(f.name, f.data)
 			if err != nil {
-				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
+				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
 			} else {
 				tbl = t
-				findings = append(findings, policy.CheckRowLevel(*t, inputs, inputRows)...)
+				findings = append(findings, gate.CheckRowLevel(*t, inputs, inputRows)...)
 			}
 		}
 		i, ok := declared[f.name]
 		if !ok {
 			kinds[f.name] = "other"
-			findings = append(findings, policy.Finding{Output: f.name, Rule: "undeclared", Message: "not declared in manifest.json; the reviewer must judge it by reading it"})
+			findings = append(findings, gate.Finding{Output: f.name, Rule: "undeclared", Message: "not declared in manifest.json; the reviewer must judge it by reading it"})
 			continue
 		}
 		o := m.Outputs[i]
@@ -491,32 +492,32 @@ func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, f
 		switch o.Kind {
 		case "frequency":
 			if tbl == nil {
-				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_table", Message: "a frequency table must be a CSV file"})
+				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_table", Message: "a frequency table must be a CSV file"})
 				continue
 			}
-			findings = append(findings, policy.CheckFrequency(*tbl, o.CountColumn, rules)...)
+			findings = append(findings, gate.CheckFrequency(*tbl, o.CountColumn, rules)...)
 		case "magnitude":
 			cells, err := s.contributions(ctx, id, sc, o.Dataset, o.GroupBy, o.Value)
 			if err != nil {
-				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_magnitude", Message: "its declaration cannot be checked: " + err.Error()})
+				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_magnitude", Message: "its declaration cannot be checked: " + err.Error()})
 				continue
 			}
-			findings = append(findings, policy.CheckMagnitude(f.name, cells, rules)...)
+			findings = append(findings, gate.CheckMagnitude(f.name, cells, rules)...)
 		case "regression":
-			findings = append(findings, policy.CheckRegression(f.name, o.NObs, o.NParams, rules)...)
+			findings = append(findings, gate.CheckRegression(f.name, o.NObs, o.NParams, rules)...)
 			if int64(o.NObs) > inputRows {
-				findings = append(findings, policy.Finding{Output: f.name, Rule: "not_a_regression", Message: "it declares more observations than the inputs hold"})
+				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_regression", Message: "it declares more observations than the inputs hold"})
 			}
 		case "other":
-			findings = append(findings, policy.Finding{Output: f.name, Rule: "undeclared", Message: "declared as other: no rule applies; the reviewer must judge it by reading it"})
+			findings = append(findings, gate.Finding{Output: f.name, Rule: "undeclared", Message: "declared as other: no rule applies; the reviewer must judge it by reading it"})
 		default:
-			findings = append(findings, policy.Finding{Output: f.name, Rule: "manifest", Message: fmt.Sprintf("unknown kind %q (frequency, magnitude, regression, other)", o.Kind)})
+			findings = append(findings, gate.Finding{Output: f.name, Rule: "manifest", Message: fmt.Sprintf("unknown kind %q (frequency, magnitude, regression, other)", o.Kind)})
 		}
 	}
 	return findings, kinds, nil
 }
 
-func parseCSV(name string, data []byte) (*policy.SDCTable, error) {
+func parseCSV(name string, data []byte) (*gate.SDCTable, error) {
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
 	recs, err := r.ReadAll()
@@ -524,15 +525,15 @@ func parseCSV(name string, data []byte) (*policy.SDCTable, error) {
 		return nil, errors.New("malformed CSV")
 	}
 	if len(recs) == 0 {
-		return &policy.SDCTable{Name: name}, nil
+		return &gate.SDCTable{Name: name}, nil
 	}
-	return &policy.SDCTable{Name: name, Columns: recs[0], Rows: recs[1:]}, nil
+	return &gate.SDCTable{Name: name, Columns: recs[0], Rows: recs[1:]}, nil
 }
 
 // contributions recomputes, in a sandbox, each cell's contribution per privacy unit of a
 // declared magnitude table: the dominance rules need them and a program's output cannot be
 // trusted to give them.
-func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, dataset string, groupBy []string, value string) ([]policy.MagnitudeCell, error) {
+func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, dataset string, groupBy []string, value string) ([]gate.MagnitudeCell, error) {
 	var t *engine.Table
 	for i := range sc.Tables {
 		if sc.Tables[i].Name == dataset {
@@ -581,13 +582,13 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 		return nil, err
 	}
 	defer rec.Release()
-	byCell := map[string]*policy.MagnitudeCell{}
-	var cells []policy.MagnitudeCell
+	byCell := map[string]*gate.MagnitudeCell{}
+	var cells []gate.MagnitudeCell
 	names, vals := rec.Column(0).(*array.String), rec.Column(1).(*array.Float64)
 	for r := 0; r < int(rec.NumRows()); r++ {
 		k := strings.Clone(names.Value(r))
 		if byCell[k] == nil {
-			cells = append(cells, policy.MagnitudeCell{Key: k})
+			cells = append(cells, gate.MagnitudeCell{Key: k})
 			byCell[k] = &cells[len(cells)-1]
 		}
 		if !vals.IsNull(r) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/gate"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
@@ -175,7 +176,7 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 	if err != nil {
 		return launch.Fail("the runner returned no readable result", err)
 	}
-	protected, rep, err := engine.Threshold(rec, &plan, engine.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
+	protected, rep, err := gate.Threshold(rec, &plan, gate.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
 	rec.Release()
 	if err != nil {
 		return launch.Fail("the output gate refused the result", err)
@@ -277,7 +278,7 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend 
 	if err != nil {
 		return launch.Fail("the runner returned no readable result", err)
 	}
-	protected, rep, err := dpGate(rec, plan, spend)
+	protected, rep, err := gate.DP(rec, plan, spend)
 	rec.Release()
 	if err != nil {
 		return launch.Fail("the output gate refused the result", err)

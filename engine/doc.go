@@ -1,6 +1,7 @@
 // Package engine is everything Veil does with DuckDB: it reads the schema of data files at
-// registration, validates and rewrites vendor SQL against a grant's scope, runs the rewritten
-// query inside the sandbox (the runner), and applies the threshold gate to the exact result.
+// registration, validates and rewrites vendor SQL against a grant's scope, and runs the
+// rewritten query inside the sandbox (the runner). What the gate does with the exact result
+// is package gate's.
 //
 // The validator parses a query with DuckDB's own parser (json_serialize_sql), walks the tree
 // with an allow-list, and regenerates the SQL that will run from the checked tree

@@ -1,4 +1,4 @@
-package daemon
+package gate
 
 import (
 	"bytes"
@@ -16,33 +16,48 @@ import (
 	"github.com/veil-dp/veil/ledger"
 )
 
-// gateFixture writes 100 residents (60 in north, 37 in south, 3 in tiny; ages 20-69) as
-// Parquet and returns a dp scope over them, with a public district domain that also holds
-// a district nobody lives in.
-func gateFixture(t *testing.T) (engine.Scope, *engine.Validator) {
+// writeResidents writes 100 residents (60 in north, 37 in south, 3 in tiny; ages 20-69)
+// and 200 visits, two per resident, as Parquet.
+func writeResidents(t *testing.T) (residents, visits string) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "residents.parquet")
+	dir := t.TempDir()
+	residents, visits = filepath.Join(dir, "residents.parquet"), filepath.Join(dir, "visits.parquet")
 	db, err := sql.Open("duckdb", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(fmt.Sprintf(`COPY (SELECT 1000 + i AS resident_id,
+	if _, err := db.Exec(fmt.Sprintf(`COPY (SELECT 1000 + i AS resident_id, 'P' || i AS name,
 		CASE WHEN i >= 97 THEN 'tiny' WHEN i >= 60 THEN 'south' ELSE 'north' END AS district,
-		20 + i %% 50 AS age FROM range(100) t(i)) TO '%s' (FORMAT parquet)`, file)); err != nil {
+		20 + i %% 50 AS age, 1000 * (i %% 40) AS income FROM range(100) t(i)) TO '%s' (FORMAT parquet);
+		COPY (SELECT 1000 + i // 2 AS resident_id, 10.0 * i AS cost, 'h' || (i %% 3) AS hospital
+		FROM range(200) t(i)) TO '%s' (FORMAT parquet)`, residents, visits)); err != nil {
 		t.Fatal(err)
 	}
+	return residents, visits
+}
+
+func newValidator(t *testing.T) *engine.Validator {
+	t.Helper()
 	v, err := engine.NewValidator()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// gateFixture returns a dp scope over the residents, with a public district domain that also
+// holds a district nobody lives in.
+func gateFixture(t *testing.T) (engine.Scope, *engine.Validator) {
+	t.Helper()
+	file, _ := writeResidents(t)
 	sc := engine.Scope{Mode: "dp", Tables: []engine.Table{{Name: "residents", Files: []string{file}, Unit: "person", Columns: []engine.Column{
 		{Name: "resident_id", Type: "BIGINT", PrivacyUnit: true},
 		{Name: "district", Type: "VARCHAR", Domain: []string{"north", "south", "tiny", "east"}},
 		{Name: "age", Type: "BIGINT", Bounds: []float64{0, 120}},
 	}}}}
-	return sc, v
+	return sc, newValidator(t)
 }
 
 // TestDPGate runs a dp query through the gate: every group of the public domain appears,
@@ -65,7 +80,7 @@ func TestDPGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, rep, err := dpGate(rec, plan, spend)
+	out, rep, err := DP(rec, plan, spend)
 	rec.Release()
 	if err != nil {
 		t.Fatal(err)

@@ -1,68 +1,14 @@
-package engine
+package gate
 
 import (
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/veil-dp/veil/engine"
 )
-
-// ReadResult reads one Arrow IPC stream of at most max bytes into a single record.
-func ReadResult(r io.Reader, max int64) (arrow.RecordBatch, error) {
-	lr := &io.LimitedReader{R: r, N: max + 1}
-	rd, err := ipc.NewReader(lr)
-	if err != nil {
-		return nil, fmt.Errorf("read result: %w", err)
-	}
-	defer rd.Release()
-	var batches []arrow.RecordBatch
-	defer func() {
-		for _, b := range batches {
-			b.Release()
-		}
-	}()
-	for rd.Next() {
-		b := rd.RecordBatch()
-		b.Retain()
-		batches = append(batches, b)
-	}
-	if err := rd.Err(); err != nil {
-		return nil, fmt.Errorf("read result: %w", err)
-	}
-	if lr.N <= 0 {
-		return nil, ErrResultTooLarge
-	}
-	schema := rd.Schema()
-	cols := make([]arrow.Array, schema.NumFields())
-	var rows int64
-	for _, b := range batches {
-		rows += b.NumRows()
-	}
-	for i := range cols {
-		parts := make([]arrow.Array, 0, len(batches))
-		for _, b := range batches {
-			parts = append(parts, b.Column(i))
-		}
-		if len(parts) == 0 {
-			cols[i] = array.MakeArrayOfNull(memory.DefaultAllocator, schema.Field(i).Type, 0)
-			continue
-		}
-		c, err := array.Concatenate(parts, memory.DefaultAllocator)
-		if err != nil {
-			return nil, fmt.Errorf("read result: %w", err)
-		}
-		cols[i] = c
-	}
-	rec := array.NewRecordBatch(schema, cols, rows)
-	for _, c := range cols {
-		c.Release()
-	}
-	return rec, nil
-}
 
 // ThresholdRule is a grant's output rule in threshold mode.
 type ThresholdRule struct {
@@ -70,8 +16,8 @@ type ThresholdRule struct {
 	RoundTo int // counts are rounded to a multiple of RoundTo (0 or 1: not rounded)
 }
 
-// GateReport says what the gate did, without any data value.
-type GateReport struct {
+// ThresholdReport says what the gate did, without any data value.
+type ThresholdReport struct {
 	Groups     int `json:"groups"`     // rows of the exact result
 	Released   int `json:"released"`   // rows that passed
 	Suppressed int `json:"suppressed"` // rows removed: fewer than K units
@@ -81,8 +27,8 @@ type GateReport struct {
 // Threshold turns the exact result of a plan into its protected output: rows with fewer than
 // rule.K distinct privacy units are removed, counts are rounded, and the hidden unit columns
 // are dropped. The exact record is left to the caller to release.
-func Threshold(rec arrow.RecordBatch, plan *Plan, rule ThresholdRule) (arrow.RecordBatch, GateReport, error) {
-	var rep GateReport
+func Threshold(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRule) (arrow.RecordBatch, ThresholdReport, error) {
+	var rep ThresholdReport
 	if rule.K < 1 {
 		return nil, rep, errors.New("gate: k must be at least 1")
 	}
@@ -91,11 +37,11 @@ func Threshold(rec arrow.RecordBatch, plan *Plan, rule ThresholdRule) (arrow.Rec
 	}
 	hidden := plan.Units
 	bounded := false // the result counts rows (the fast plan), not units
-	if int(rec.NumCols()) == plan.Columns+1 && rec.Schema().Field(plan.Columns).Name == RowsColumn {
+	if int(rec.NumCols()) == plan.Columns+1 && rec.Schema().Field(plan.Columns).Name == engine.RowsColumn {
 		if plan.FastSQL == "" || plan.MaxRowsPerUnit < 1 {
 			return nil, rep, errors.New("gate: a row-counting result for a plan without a fast variant")
 		}
-		hidden, bounded = []string{RowsColumn}, true
+		hidden, bounded = []string{engine.RowsColumn}, true
 	}
 	if int(rec.NumCols()) != plan.Columns+len(hidden) {
 		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(hidden))

@@ -1,4 +1,4 @@
-package policy
+package gate
 
 import (
 	"cmp"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/veil-dp/veil/policy"
 )
 
 // Statistical disclosure control (SDC) for the outputs of vendors' custom jobs. A custom
@@ -195,10 +197,10 @@ func CheckMagnitude(name string, cells []MagnitudeCell, r SDCRules) []Finding {
 			f.add(RuleMinCount, where, fmt.Sprintf("the cell has fewer than %d contributors; suppress it or merge its group with a neighbouring one", r.MinCount))
 		}
 		if r.DominanceP > 0 && sdcFailsP(xs, r.DominanceP) {
-			f.add(RuleDominanceP, where, fmt.Sprintf("the contributors other than the two largest add up to less than %s%% of the largest (p%% rule), so the second largest could estimate the largest closely; suppress the cell or merge its group", FormatFloat(r.DominanceP)))
+			f.add(RuleDominanceP, where, fmt.Sprintf("the contributors other than the two largest add up to less than %s%% of the largest (p%% rule), so the second largest could estimate the largest closely; suppress the cell or merge its group", policy.FormatFloat(r.DominanceP)))
 		}
 		if r.DominanceN > 0 && r.DominanceK > 0 && sdcFailsNK(xs, r.DominanceN, r.DominanceK) {
-			f.add(RuleDominanceNK, where, fmt.Sprintf("the %d largest contributors make up more than %s%% of the cell total ((n,k) rule); suppress the cell or merge its group", r.DominanceN, FormatFloat(r.DominanceK)))
+			f.add(RuleDominanceNK, where, fmt.Sprintf("the %d largest contributors make up more than %s%% of the cell total ((n,k) rule); suppress the cell or merge its group", r.DominanceN, policy.FormatFloat(r.DominanceK)))
 		}
 	}
 	return f.list()

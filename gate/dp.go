@@ -1,4 +1,4 @@
-package daemon
+package gate
 
 import (
 	"errors"
@@ -19,9 +19,9 @@ import (
 // tree has; this fails to compile if the two ever differ.
 const _ = uint(engine.DPQuantileLeaves-dp.QuantileLeaves) + uint(dp.QuantileLeaves-engine.DPQuantileLeaves)
 
-// dpRelease describes how one released column was made; it goes with the output to the
+// DPRelease describes how one released column was made; it goes with the output to the
 // reviewer, the vendor and the certificate.
-type dpRelease struct {
+type DPRelease struct {
 	Column      string  `json:"column"`
 	Aggregate   string  `json:"aggregate"`
 	Mechanism   string  `json:"mechanism"`
@@ -35,23 +35,23 @@ type dpRelease struct {
 	HasInterval bool    `json:"interval"` // the output has <column>_ci_lower and _ci_upper
 }
 
-// dpReport says what the DP gate did. It holds no exact value: the number of exact groups
+// DPReport says what the DP gate did. It holds no exact value: the number of exact groups
 // is not in it, because it is not differentially private.
-type dpReport struct {
+type DPReport struct {
 	Released  int           `json:"released"`
-	Columns   []dpRelease   `json:"columns"`
-	Selection *dpRelease    `json:"partition_selection,omitempty"`
+	Columns   []DPRelease   `json:"columns"`
+	Selection *DPRelease    `json:"partition_selection,omitempty"`
 	Spend     ledger.Amount `json:"spend"`
 }
 
-// dpGate turns the exact, contribution-bounded partial aggregates of a dp plan into the
+// DP turns the exact, contribution-bounded partial aggregates of a dp plan into the
 // released output: noisy values with 95% intervals, for the groups that pass partition
 // selection (or every group of the public domain). spend is what the ledger charged; the
 // noise is calibrated to exactly that. The exact record is left to the caller to release.
 // Errors name columns and types, never values.
-func dpGate(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.RecordBatch, dpReport, error) {
+func DP(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.RecordBatch, DPReport, error) {
 	p := plan.DP
-	var rep dpReport
+	var rep DPReport
 	if p == nil {
 		return nil, rep, errors.New("dp gate: not a dp plan")
 	}
@@ -198,7 +198,7 @@ func dpGate(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arro
 				out = append(out, g)
 			}
 		}
-		rep.Selection = &dpRelease{Column: "(groups)", Aggregate: "partition selection", Mechanism: "pre-aggregated partition selection (Google DP library)",
+		rep.Selection = &DPRelease{Column: "(groups)", Aggregate: "partition selection", Mechanism: "pre-aggregated partition selection (Google DP library)",
 			Epsilon: eps, Delta: selDelta, L0: p.MaxGroups, LInf: 1}
 	}
 	sort.Slice(out, func(a, b int) bool { return slicesLess(out[a].keys, out[b].keys) })
@@ -208,7 +208,7 @@ func dpGate(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arro
 	vals := make([][]dp.Released, len(p.Aggs))
 	for i, a := range p.Aggs {
 		vals[i] = make([]dp.Released, len(out))
-		info := dpRelease{Column: a.Name, Aggregate: a.Kind, L0: p.MaxGroups, Lower: a.Lower, Upper: a.Upper, Epsilon: eps, Delta: aggDelta}
+		info := DPRelease{Column: a.Name, Aggregate: a.Kind, L0: p.MaxGroups, Lower: a.Lower, Upper: a.Upper, Epsilon: eps, Delta: aggDelta}
 		for gi, g := range out {
 			var r dp.Released
 			var err error
