@@ -246,44 +246,22 @@ func firstID(t *testing.T, out, prefix string) string {
 	return m
 }
 
-const cliSchema = `name: residents
-title: Registered residents
-provider: civil-affairs
-unit: person
-max_rows_per_unit: 1
-synthetic: true
-budget: {epsilon: 10, delta: 1.0e-6}
-columns:
-  - {name: resident_id, type: BIGINT, level: 3, kind: none, privacy_unit: true, mask: hmac}
-  - {name: name, type: VARCHAR, level: 3, kind: name, mask: name}
-  - {name: district, type: VARCHAR, level: 1, kind: none, domain: [north, south, tiny]}
-  - {name: age, type: BIGINT, level: 2, kind: none, bounds: [0, 110], mask: "band:5"}
-  - {name: income, type: BIGINT, level: 2, kind: none, bounds: [0, 100000]}
-  - {name: religion, type: VARCHAR, level: 4, kind: none}
-`
+func wd(t *testing.T) string {
+	d, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
 
-// writeCLIData writes the schema and 100 residents: 60 in north, 37 in south, 3 in tiny.
-func writeCLIData(t *testing.T, dir string) (schema, csv string) {
-	var b strings.Builder
-	b.WriteString("resident_id,name,district,age,income,religion\n")
-	for i := 0; i < 100; i++ {
-		d := "north"
-		switch {
-		case i >= 97:
-			d = "tiny"
-		case i >= 60:
-			d = "south"
+// approve has each stage of a grant's review approve it.
+func (e *cliEnv) approve(grant string, who ...string) {
+	e.t.Helper()
+	for _, w := range who {
+		if out, err := runVeil(e.t, "--host", e.host, "--token", e.tokens[w], "grant", "approve", grant); err != nil {
+			e.t.Fatalf("%s approves %s: %v\n%s", w, grant, err, out)
 		}
-		fmt.Fprintf(&b, "%d,Person%d,%s,%d,%d,r%d\n", 1000+i, i, d, 20+i%50, 1000*(i%40)+37*i, i%3)
 	}
-	schema, csv = filepath.Join(dir, "residents.yaml"), filepath.Join(dir, "residents.csv")
-	if err := os.WriteFile(schema, []byte(cliSchema), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return schema, csv
 }
 
 // TestCLI runs every role's main commands through the CLI against a real daemon and checks
@@ -295,7 +273,8 @@ func TestCLI(t *testing.T) {
 		t.Skip("starts a daemon and runs jobs")
 	}
 	e := startCLI(t)
-	schema, csv := writeCLIData(t, e.dir)
+	// 100 residents: 60 in north, 37 in south, 3 in tiny.
+	schema, csv := filepath.Join(wd(t), "testdata", "residents.yaml"), filepath.Join(wd(t), "testdata", "residents.csv")
 	e.veil("whoami", "operator", "operator", "whoami")
 	for _, p := range []struct{ profile, name, role, tenant string }{
 		{"civil", "Civil Affairs Bureau", "provider", "civil-affairs"},
@@ -376,11 +355,7 @@ func TestCLI(t *testing.T) {
 	out = e.veil("grant-apply", "dp", "acme", "grant", "apply", "--scenario", "District counts with DP", "--purpose", "Residents per district",
 		"--dataset", "residents:district,age,income", "--mode", "dp", "--epsilon", "2", "--delta", "1e-7", "--max-query-epsilon", "1", "--valid-for", "180d")
 	gd := firstID(t, out, "g")
-	for _, who := range []string{"operator", "bureau", "civil"} {
-		if _, err := runVeil(t, "--host", e.host, "--token", e.tokens[who], "grant", "approve", gd); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.approve(gd, "operator", "bureau", "civil")
 	e.veil("budget-show", "authority", "bureau", "budget", "show")
 	e.veil("job-submit", "refused-dp-cap", "acme", "job", "submit", "--grant", gd, "--epsilon", "1.5", "--sql", "SELECT COUNT(*) FROM residents")
 	e.veil("job-submit", "refused-dp-unit", "acme", "job", "submit", "--grant", gd, "--epsilon", "0.5", "--sql", "SELECT district, COUNT(*) FROM residents WHERE resident_id = 1000 GROUP BY district")
@@ -397,11 +372,7 @@ func TestCLI(t *testing.T) {
 	out = e.veil("grant-apply", "model", "acme", "grant", "apply", "--scenario", "Income model", "--purpose", "Income by age",
 		"--dataset", "residents:age,income", "--mode", "model", "--epsilon", "2", "--delta", "1e-7", "--max-query-epsilon", "1", "--valid-for", "90d")
 	gm := firstID(t, out, "g")
-	for _, who := range []string{"operator", "bureau", "civil"} {
-		if _, err := runVeil(t, "--host", e.host, "--token", e.tokens[who], "grant", "approve", gm); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.approve(gm, "operator", "bureau", "civil")
 	spec := filepath.Join(e.dir, "linreg.yaml")
 	os.WriteFile(spec, []byte("dataset: residents\ntrainer: linear_regression\nfeatures: [age]\nlabel: income\nepsilon: 1\ndelta: 1.0e-8\n"), 0o644)
 	out = e.veil("job-submit", "model", "acme", "job", "submit", "--grant", gm, "--wait", "--train", spec)
@@ -420,11 +391,7 @@ func TestCLI(t *testing.T) {
 		out = e.veil("grant-apply", "custom", "acme", "grant", "apply", "--scenario", "Own district analysis", "--purpose", "District profile by our code",
 			"--dataset", "residents:district,age", "--mode", "model", "--valid-for", "30d")
 		gc := firstID(t, out, "g")
-		for _, who := range []string{"operator", "bureau", "civil"} {
-			if _, err := runVeil(t, "--host", e.host, "--token", e.tokens[who], "grant", "approve", gc); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.approve(gc, "operator", "bureau", "civil")
 		prog := filepath.Join(e.dir, "aggregate")
 		cmd := exec.Command("go", "build", "-ldflags", "-s -w -X main.mode=aggregate", "-o", prog, "../../testdata/vendorprog")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
