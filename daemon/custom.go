@@ -563,14 +563,14 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 		if c.PrivacyUnit || c.Identifier {
 			return nil, fmt.Errorf("group-by column %q identifies persons; a magnitude table groups by categories", k)
 		}
-		keys = append(keys, fmt.Sprintf("COALESCE(CAST(%s AS VARCHAR), 'NULL')", quoteIdent(k)))
+		keys = append(keys, fmt.Sprintf("COALESCE(CAST(%s AS VARCHAR), 'NULL')", engine.Ident(k)))
 	}
 	cell := "''"
 	if len(keys) > 0 {
 		cell = strings.Join(keys, " || ' / ' || ")
 	}
 	q := fmt.Sprintf("SELECT %s AS cell, sum(%s)::DOUBLE AS v FROM %s WHERE %s IS NOT NULL GROUP BY cell, %s ORDER BY cell",
-		cell, quoteIdent(value), quoteIdent(dataset), quoteIdent(value), quoteIdent(unit))
+		cell, engine.Ident(value), engine.Ident(dataset), engine.Ident(value), engine.Ident(unit))
 	var buf bytes.Buffer
 	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
 	if _, err := s.box.Run(ctx, id+"-sdc", ejob, &buf); err != nil {

@@ -362,7 +362,7 @@ func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schem
 	var secret [8]byte
 	rand.Read(secret[:])
 	cat := func(c synthColumn) string {
-		x := quoteIdent(c.col.Name)
+		x := engine.Ident(c.col.Name)
 		if c.numeric {
 			return fmt.Sprintf("COALESCE(CAST(least(greatest(CAST(floor((TRY_CAST(%s AS DOUBLE) - %g) / %g * %d) AS BIGINT), 0), %d) AS VARCHAR), '%s')",
 				x, c.lo, c.hi-c.lo, synthBins, synthBins-1, nullCategory)
@@ -372,7 +372,7 @@ func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schem
 		return fmt.Sprintf("(CASE WHEN CAST(%[1]s AS VARCHAR) IN (%[2]s) THEN CAST(%[1]s AS VARCHAR) ELSE '%[3]s' END)", x, sqlList(c.domain[:len(c.domain)-1]), nullCategory)
 	}
 	one := fmt.Sprintf("(SELECT * FROM %s WHERE %s IS NOT NULL QUALIFY row_number() OVER (PARTITION BY %s ORDER BY hash(%s, %d::BIGINT)) = 1)",
-		quoteIdent(set.Name), quoteIdent(unit), quoteIdent(unit), quoteIdent(unit), int64(binary.LittleEndian.Uint64(secret[:])))
+		engine.Ident(set.Name), engine.Ident(unit), engine.Ident(unit), engine.Ident(unit), int64(binary.LittleEndian.Uint64(secret[:])))
 	var parts []string
 	for i, c := range cols {
 		parts = append(parts, fmt.Sprintf("SELECT %d AS m, %s AS a, '' AS b, count(*) AS n FROM %s GROUP BY ALL", i, cat(c), one))

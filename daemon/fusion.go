@@ -208,7 +208,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	}
 	q := fmt.Sprintf(`SELECT m.%[1]s AS %[1]s, v.* EXCLUDE (%[2]s) FROM vendor_upload v
 		JOIN (SELECT %[1]s, %[3]s AS h FROM %[4]s WHERE %[5]s IS NOT NULL) m ON %[6]s = m.h`,
-		quoteIdent(unit.Name), quoteIdent(key), pseud(quoteIdent(matchCol)), quoteIdent(matchDS), quoteIdent(matchCol), pseud("v."+quoteIdent(key)))
+		engine.Ident(unit.Name), engine.Ident(key), pseud(engine.Ident(matchCol)), engine.Ident(matchDS), engine.Ident(matchCol), pseud("v."+engine.Ident(key)))
 	ejob := engine.Job{SQL: q, Tables: []engine.Table{{Name: "vendor_upload", Files: staged, Columns: vcols},
 		{Name: matchDS, Files: mset.Files, Columns: []engine.Column{{Name: unit.Name, Type: unit.Type}, {Name: matchCol, Type: mc.Type}}}},
 		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}

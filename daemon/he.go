@@ -25,6 +25,7 @@ import (
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/runner"
 	"github.com/veil-dp/veil/sandbox"
 	"github.com/veil-dp/veil/store"
 )
@@ -45,66 +46,6 @@ const (
 	heSumsMeta  = "veil.he.sums"
 	heKeyIDMeta = "veil.he.key_id"
 )
-
-// heSpec is what an he-score job runs; it is stored with the job and passed to the runner.
-type heSpec struct {
-	Dataset    string             `json:"dataset"`
-	GroupBy    []string           `json:"group_by"`
-	Features   []he.PublicFeature `json:"features"`
-	Unit       string             `json:"unit"`
-	K          int                `json:"k"`
-	Model      string             `json:"model"`  // blob digest
-	Bundle     string             `json:"bundle"` // blob digest
-	KeyID      string             `json:"key_id"`
-	Kind       string             `json:"kind"` // linear or logistic
-	Degree     int                `json:"degree,omitempty"`
-	InputRange float64            `json:"input_range,omitempty"`
-	ScoreBound float64            `json:"score_bound"`
-	// DP, when set, replaces the k threshold by differential privacy: partition selection
-	// for the groups, noisy row counts, and noise added to the encrypted sums.
-	DP *heDP `json:"dp,omitempty"`
-}
-
-// heDP is an he-score job's differential privacy: what the ledger charged and the bounds the
-// noise is calibrated to. A person has at most MaxRows rows (measured at registration), so
-// changes at most MaxRows groups, each count by at most MaxRows and each sum by at most
-// MaxRows·ScoreBound. ε is split in three: partition selection, counts, sums; δ goes to
-// partition selection.
-type heDP struct {
-	Epsilon    float64 `json:"epsilon"`
-	Delta      float64 `json:"delta"`
-	MaxRows    int64   `json:"max_rows"`
-	ScoreBound float64 `json:"score_bound"`
-}
-
-// heDPReport is what the runner says about the noise it added, without any value.
-type heDPReport struct {
-	SelectionEpsilon float64 `json:"selection_epsilon"`
-	CountEpsilon     float64 `json:"count_epsilon"`
-	CountNoiseScale  float64 `json:"count_noise_scale"`
-	SumEpsilon       float64 `json:"sum_epsilon"`
-	SumNoiseScale    float64 `json:"sum_noise_scale,omitempty"`
-	// FeatureNoiseScale is the Laplace scale on each clear per-group feature sum (linear
-	// models, whose encrypted sums are then post-processing of DP statistics).
-	FeatureNoiseScale float64 `json:"feature_noise_scale,omitempty"`
-}
-
-// heResult is what the runner writes to the result pipe. Error is safe for the vendor (it
-// names no value); counts are released after the k threshold, sums are encrypted.
-type heResult struct {
-	Error       string      `json:"error,omitempty"`
-	Groups      []heGroup   `json:"groups,omitempty"`
-	Dropped     int         `json:"dropped"`
-	Sums        []byte      `json:"sums,omitempty"`
-	SumErrorStd float64     `json:"sum_error_std"`
-	Rows        int64       `json:"rows"`
-	DP          *heDPReport `json:"dp,omitempty"`
-}
-
-type heGroup struct {
-	Keys []*string `json:"keys"`
-	Rows int64     `json:"rows"`
-}
 
 func (s *Server) blobPath(tenant, digest string) (string, error) {
 	return s.cfg.TenantFile("blobs", tenant, digest)
@@ -245,7 +186,7 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 // heDPFor checks a request for a differentially private he-score job and returns what it
 // spends: the grant must hold a budget (mode dp besides he), the dataset's rows per person
 // must be known, and partition selection needs a delta.
-func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (*ledger.Amount, error) {
+func heDPFor(g *policy.Grant, sc engine.Scope, spec *runner.Score, o *api.DPOptions) (*ledger.Amount, error) {
 	if !slices.Contains(g.Modes, policy.ModeDP) {
 		return nil, fmt.Errorf("%w: grant %s has no privacy budget; apply with --mode he,dp --epsilon E to add differential privacy to he-score jobs", policy.ErrInvalid, g.ID)
 	}
@@ -272,7 +213,7 @@ func heDPFor(g *policy.Grant, sc engine.Scope, spec *heSpec, o *api.DPOptions) (
 		return nil, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
 	// The noise is calibrated to what the ledger charged, not to what was asked.
-	spec.DP = &heDP{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(), MaxRows: m, ScoreBound: 1}
+	spec.DP = &runner.ScoreDP{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(), MaxRows: m, ScoreBound: 1}
 	return &spend, nil
 }
 
@@ -287,7 +228,7 @@ func featureNames(fs []he.PublicFeature) []string {
 // heSpecFor checks an he-score request against the grant: the blobs exist, belong to one key
 // set and parse; the model's features are granted numeric columns; the keys are granted and
 // neither the privacy unit nor a direct identifier.
-func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope, hs *api.HEScore) (*heSpec, error) {
+func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope, hs *api.HEScore) (*runner.Score, error) {
 	var t *engine.Table
 	for i := range sc.Tables {
 		if sc.Tables[i].Name == hs.Dataset {
@@ -367,7 +308,7 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 	if unit == "" {
 		return nil, fmt.Errorf("%w: dataset %s has no privacy unit column in the grant", policy.ErrInvalid, hs.Dataset)
 	}
-	return &heSpec{Dataset: hs.Dataset, GroupBy: hs.GroupBy, Features: h.Features, Unit: unit, K: g.K, Model: hs.Model, Bundle: hs.Bundle,
+	return &runner.Score{Dataset: hs.Dataset, GroupBy: hs.GroupBy, Features: h.Features, Unit: unit, K: g.K, Model: hs.Model, Bundle: hs.Bundle,
 		KeyID: h.KeyID, Kind: h.Kind, Degree: h.Degree, InputRange: h.InputRange, ScoreBound: h.ScoreBound}, nil
 }
 
@@ -382,7 +323,7 @@ func isNumericType(t string) bool {
 }
 
 // runHE runs an he-score job in the sandbox and puts its output in the review queue.
-func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engine.Scope, versions map[string]string, spec *heSpec, tenant string) error {
+func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engine.Scope, versions map[string]string, spec *runner.Score, tenant string) error {
 	var tables []engine.Table
 	for _, t := range sc.Tables {
 		if t.Name == spec.Dataset {
@@ -404,9 +345,9 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 	if err != nil {
 		return err
 	}
-	ejob := engine.Job{Kind: "he-score", Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
+	ejob := engine.Job{Kind: runner.KindScore, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
 		MaxResultBytes: s.cfg.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
-	var res heResult
+	var res runner.ScoreResult
 	usage, err := s.runSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
 		return err
@@ -448,7 +389,7 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 
 // heRecord is the reviewable output of an he-score job: one row per scored group with its
 // keys, its row count and its slot in the ciphertext, which travels as schema metadata.
-func heRecord(spec *heSpec, res *heResult) (arrow.RecordBatch, error) {
+func heRecord(spec *runner.Score, res *runner.ScoreResult) (arrow.RecordBatch, error) {
 	fields := []arrow.Field{}
 	for _, k := range spec.GroupBy {
 		fields = append(fields, arrow.Field{Name: k, Type: arrow.BinaryTypes.String, Nullable: true})
@@ -477,7 +418,7 @@ func heRecord(spec *heSpec, res *heResult) (arrow.RecordBatch, error) {
 }
 
 // heStatement is what the certificate asserts about an he-score output.
-func heStatement(spec *heSpec) string {
+func heStatement(spec *runner.Score) string {
 	st := "The model arrived encrypted under the vendor's CKKS key " + spec.KeyID + "; the platform never held the model in the clear nor any key that decrypts it. " +
 		"The per-group score sums are encrypted under the same key and were noise-flooded before export. "
 	if d := spec.DP; d != nil {
@@ -520,7 +461,7 @@ func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant strin
 
 // checkBlob fully parses an uploaded he blob in a sandbox (runner kind he-check).
 func (s *Server) checkBlob(ctx context.Context, path string) error {
-	ejob := engine.Job{Kind: "he-check", Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.cfg.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
+	ejob := engine.Job{Kind: runner.KindCheck, Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.cfg.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
 		Tables: []engine.Table{}}
 	var out strings.Builder
 	if _, err := s.box.Run(ctx, "check-"+platform.NewID("x"), ejob, &out); err != nil {

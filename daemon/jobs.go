@@ -16,6 +16,7 @@ import (
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/runner"
 	"github.com/veil-dp/veil/store"
 )
 
@@ -45,9 +46,9 @@ type jobBody struct {
 	// noise to it.
 	Spend *ledger.Amount `json:"spend,omitempty"`
 	// HE is an he-score job's spec (Plan is then nil).
-	HE *heSpec `json:"he,omitempty"`
+	HE *runner.Score `json:"he,omitempty"`
 	// Model is a model job's trainer spec (Plan is then nil).
-	Model *modelSpec `json:"model,omitempty"`
+	Model *runner.Model `json:"model,omitempty"`
 	// Custom is a custom job's runtime, program and datasets (Plan is then nil).
 	Custom *customSpec `json:"custom,omitempty"`
 	// Twin is a dev twin build (no grant; the dataset's provider submitted it).

@@ -18,6 +18,7 @@ import (
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/runner"
 	"github.com/veil-dp/veil/store"
 )
 
@@ -62,15 +63,15 @@ func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Pr
 	})
 }
 
-func describeModel(s *modelSpec) string {
+func describeModel(s *runner.Model) string {
 	switch s.Trainer {
-	case trainLinear, trainLogistic:
+	case runner.Linear, runner.Logistic:
 		var fs []string
 		for _, f := range s.Features {
 			fs = append(fs, f.Name)
 		}
 		return fmt.Sprintf("%s of %s on %s over %s, ε=%g δ=%.3g", s.Trainer, s.Label.Name, strings.Join(fs, ", "), s.Dataset, s.Epsilon, s.Delta)
-	case trainHistogram:
+	case runner.Histogram:
 		return fmt.Sprintf("histogram of %s in %d bins over [%g, %g] in %s, ε=%g", s.Column.Name, s.Bins, s.Column.Lower, s.Column.Upper, s.Dataset, s.Epsilon)
 	}
 	return fmt.Sprintf("quantiles %v of %s in %s, ε=%g", s.Ranks, s.Column.Name, s.Dataset, s.Epsilon)
@@ -78,8 +79,8 @@ func describeModel(s *modelSpec) string {
 
 // modelSpecFor checks a trainer spec against the grant: granted, numeric, bounded columns;
 // limits on sizes; a budget to spend from. It returns what the job runs and what it spends.
-func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpec, ledger.Amount, error) {
-	bad := func(format string, a ...any) (*modelSpec, ledger.Amount, error) {
+func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*runner.Model, ledger.Amount, error) {
+	bad := func(format string, a ...any) (*runner.Model, ledger.Amount, error) {
 		return nil, ledger.Amount{}, fmt.Errorf("%w: "+format, append([]any{policy.ErrInvalid}, a...)...)
 	}
 	if !slices.Contains(g.Modes, policy.ModeModel) || g.Budget.Epsilon <= 0 {
@@ -94,7 +95,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 	if tbl == nil {
 		return bad("grant %s does not include dataset %q", g.ID, t.Dataset)
 	}
-	spec := &modelSpec{Trainer: t.Trainer, Dataset: t.Dataset, MaxRows: t.MaxRows, Iterations: t.Iterations, LearningRate: t.LearningRate,
+	spec := &runner.Model{Trainer: t.Trainer, Dataset: t.Dataset, MaxRows: t.MaxRows, Iterations: t.Iterations, LearningRate: t.LearningRate,
 		Bins: t.Bins, Ranks: t.Ranks, Positive: t.Positive}
 	for _, c := range tbl.Columns {
 		if c.PrivacyUnit {
@@ -105,7 +106,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 		return bad("dataset %s has no privacy unit in the grant", t.Dataset)
 	}
 	// column finds a granted column the trainer may read; numeric ones get their bounds.
-	column := func(name, role string, numeric bool) (*modelCol, error) {
+	column := func(name, role string, numeric bool) (*runner.ModelColumn, error) {
 		for _, c := range tbl.Columns {
 			if c.Name != name {
 				continue
@@ -114,7 +115,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 				return nil, fmt.Errorf("%w: %s %s is the privacy unit or a direct identifier; a trainer may not read it", policy.ErrInvalid, role, name)
 			}
 			if !numeric {
-				return &modelCol{Name: name}, nil
+				return &runner.ModelColumn{Name: name}, nil
 			}
 			if !isNumericType(c.Type) {
 				return nil, fmt.Errorf("%w: %s %s is %s, not a number", policy.ErrInvalid, role, name, c.Type)
@@ -129,7 +130,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 			if !(b[0] < b[1]) {
 				return nil, fmt.Errorf("%w: the bounds of %s must have lower < upper", policy.ErrInvalid, name)
 			}
-			return &modelCol{Name: name, Lower: b[0], Upper: b[1]}, nil
+			return &runner.ModelColumn{Name: name, Lower: b[0], Upper: b[1]}, nil
 		}
 		return nil, fmt.Errorf("%w: %s %q is not a granted column of %s", policy.ErrInvalid, role, name, t.Dataset)
 	}
@@ -144,7 +145,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 	}
 	gaussian := false
 	switch t.Trainer {
-	case trainLinear, trainLogistic:
+	case runner.Linear, runner.Logistic:
 		gaussian = true
 		if len(t.Features) == 0 || len(t.Features) > maxFeatures {
 			return bad("a regression needs 1 to %d features", maxFeatures)
@@ -162,12 +163,12 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 		if t.Label == "" {
 			return bad("a regression needs a label")
 		}
-		c, err := column(t.Label, "label", t.Trainer == trainLinear)
+		c, err := column(t.Label, "label", t.Trainer == runner.Linear)
 		if err != nil {
 			return nil, ledger.Amount{}, err
 		}
 		spec.Label = c
-		if t.Trainer == trainLogistic {
+		if t.Trainer == runner.Logistic {
 			if spec.Positive == "" {
 				spec.Positive = "1"
 			}
@@ -184,7 +185,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 		if !(t.Delta > 0) || t.Delta >= 1e-3 {
 			return bad("a regression adds Gaussian noise and needs a delta in (0, 1e-3), for example delta: 1e-6")
 		}
-	case trainHistogram, trainQuantiles:
+	case runner.Histogram, runner.Quantiles:
 		if t.Column == "" {
 			return bad("a %s needs a column", t.Trainer)
 		}
@@ -196,7 +197,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 		if t.Delta != 0 {
 			return bad("a %s uses Laplace noise and spends no delta; leave delta out", t.Trainer)
 		}
-		if t.Trainer == trainHistogram {
+		if t.Trainer == runner.Histogram {
 			if spec.Bins == 0 {
 				spec.Bins = 10
 			}
@@ -230,7 +231,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*modelSpe
 }
 
 // runModel runs a model job's trainer in the sandbox and puts its noisy output in review.
-func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versions map[string]string, spec *modelSpec) error {
+func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versions map[string]string, spec *runner.Model) error {
 	var tables []engine.Table
 	for _, t := range sc.Tables {
 		if t.Name == spec.Dataset {
@@ -240,8 +241,8 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 			spec.Direct = t.MaxRowsPerUnit == 1 && t.UnitComplete
 		}
 	}
-	ejob := engine.Job{Kind: "model", Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
-	var res modelResult
+	ejob := engine.Job{Kind: runner.KindModel, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	var res runner.ModelResult
 	usage, err := s.runSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
 		return err
@@ -253,7 +254,7 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 	defer rec.Release()
 	rep, _ := json.Marshal(res.Report)
 	noise := "laplace"
-	if spec.Trainer == trainLinear || spec.Trainer == trainLogistic {
+	if spec.Trainer == runner.Linear || spec.Trainer == runner.Logistic {
 		noise = "gaussian"
 	}
 	meta := outputMeta{
@@ -275,7 +276,7 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 }
 
 // modelRecord is a trainer's output as a table: an optional text column, then numbers.
-func modelRecord(res *modelResult) (arrow.RecordBatch, error) {
+func modelRecord(res *runner.ModelResult) (arrow.RecordBatch, error) {
 	var fields []arrow.Field
 	nText := 0
 	if res.Text != nil {

@@ -135,3 +135,6 @@ func Sample(ctx context.Context, files, columns []string, n int) (arrow.RecordBa
 	})
 	return rec, err
 }
+
+// Ident quotes a name as a DuckDB identifier, for SQL that Veil writes itself.
+func Ident(name string) string { return quoteIdent(name) }

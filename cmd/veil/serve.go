@@ -10,6 +10,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/runner"
 )
 
 const defaultDataDir = "/var/lib/veil"
@@ -102,7 +103,7 @@ func newRunnerCmd() *cobra.Command {
 				return fmt.Errorf("runner: no result pipe on fd 3")
 			}
 			defer result.Close()
-			return daemon.RunnerMain(cmd.Context(), os.Stdin, result)
+			return runner.Main(cmd.Context(), os.Stdin, result)
 		},
 	}
 }

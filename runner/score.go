@@ -1,10 +1,9 @@
-package daemon
+package runner
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strings"
@@ -17,65 +16,11 @@ import (
 	"github.com/veil-dp/veil/he"
 )
 
-// RunnerMain is the runner the daemon starts inside each sandbox (`veil runner`): it reads
-// the job from stdin and writes the exact result to result, the pipe to the daemon. SQL jobs
-// are the engine's; an he-score job is scored here, because only the daemon may join the
-// engine (which reads the data) and he (which encrypts).
-func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
-	j, err := engine.ReadJob(stdin)
-	if err != nil {
-		return err
-	}
-	switch j.Kind {
-	case "":
-		return engine.Run(ctx, j, result)
-	case "he-score":
-		res, err := scoreHE(ctx, j)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(result).Encode(res)
-	case "he-check":
-		// The full parse of an uploaded blob, here where a crash costs only this process.
-		res := map[string]string{}
-		b, err := os.ReadFile(j.Inputs["blob"])
-		if err != nil {
-			return err
-		}
-		kind, err := he.BlobKind(b)
-		if err == nil {
-			switch kind {
-			case he.BlobPublicBundle:
-				_, err = he.UnmarshalPublicBundle(b)
-			case he.BlobEncryptedModel:
-				_, err = he.UnmarshalEncryptedModel(b)
-			default:
-				err = fmt.Errorf("a %s is not an upload", kind)
-			}
-		}
-		if err != nil {
-			res["error"] = err.Error()
-		}
-		return json.NewEncoder(result).Encode(res)
-	case "model":
-		var spec modelSpec
-		if err := json.Unmarshal(j.Spec, &spec); err != nil {
-			return fmt.Errorf("model spec: %w", err)
-		}
-		res, err := train(ctx, j, &spec)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(result).Encode(res)
-	}
-	return fmt.Errorf("unknown job kind %q", j.Kind)
-}
-
 // scoreHE runs inside the sandbox. It counts rows and persons per group in the clear, keeps
 // the groups of at least k persons, and scores their rows under encryption. A result with
 // Error set is a refusal the vendor may read; a Go error is a failure for the operator.
-func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
-	var spec heSpec
+func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
+	var spec Score
 	if err := json.Unmarshal(j.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("he spec: %w", err)
 	}
@@ -97,37 +42,37 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 	}
 	clear(mb)
 
-	view := quoteIdent(spec.Dataset)
+	view := engine.Ident(spec.Dataset)
 	var keys, present []string
 	for _, k := range spec.GroupBy {
-		keys = append(keys, fmt.Sprintf("CAST(%s AS VARCHAR)", quoteIdent(k)))
+		keys = append(keys, fmt.Sprintf("CAST(%s AS VARCHAR)", engine.Ident(k)))
 	}
 	var zs []string
 	for _, f := range spec.Features {
-		x := fmt.Sprintf("CAST(%s AS DOUBLE)", quoteIdent(f.Name))
+		x := fmt.Sprintf("CAST(%s AS DOUBLE)", engine.Ident(f.Name))
 		present = append(present, x+" IS NOT NULL")
 		c, h := (f.Lower+f.Upper)/2, (f.Upper-f.Lower)/2
 		zs = append(zs, fmt.Sprintf("(CASE WHEN %[1]s < %[2]g THEN %[2]g WHEN %[1]s > %[3]g THEN %[3]g ELSE %[1]s END - %[4]g) / %[5]g",
 			x, f.Lower, f.Upper, c, h))
 	}
 	// Rows missing a feature, or a person, are not scored, and not counted either.
-	where := " WHERE " + quoteIdent(spec.Unit) + " IS NOT NULL AND " + strings.Join(present, " AND ")
+	where := " WHERE " + engine.Ident(spec.Unit) + " IS NOT NULL AND " + strings.Join(present, " AND ")
 	groupBy := ""
 	if len(keys) > 0 {
 		groupBy = " GROUP BY " + strings.Join(keys, ", ") + " ORDER BY " + strings.Join(keys, ", ")
 	}
 	stats := fmt.Sprintf("SELECT %s count(*)::BIGINT, count(DISTINCT %s)::BIGINT FROM %s%s%s",
-		prefixList(keys), quoteIdent(spec.Unit), view, where, groupBy)
+		prefixList(keys), engine.Ident(spec.Unit), view, where, groupBy)
 	rows := fmt.Sprintf("SELECT %s %s FROM %s%s", prefixList(keys), strings.Join(zs, ", "), view, where)
 
-	res := &heResult{}
+	res := &ScoreResult{}
 	// With differential privacy, ε is split in three (groups, counts, sums) and every number
 	// comes from the DP library, crypto/rand underneath; without it, the k threshold.
 	var share float64
 	linear := spec.Kind == he.KindLinear
 	if d := spec.DP; d != nil {
 		share = d.Epsilon / 3
-		res.DP = &heDPReport{SelectionEpsilon: share, CountEpsilon: share, SumEpsilon: share,
+		res.DP = &ScoreDPReport{SelectionEpsilon: share, CountEpsilon: share, SumEpsilon: share,
 			CountNoiseScale: dp.Scale(dp.Laplace, d.MaxRows, float64(d.MaxRows), share, 0)}
 		if linear {
 			// A linear model's sums are weights times per-group feature sums: the noise goes
@@ -173,7 +118,7 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 				}
 				ks := keyValues(rec, nk, r)
 				slots[keyString(ks)] = int32(len(res.Groups))
-				res.Groups = append(res.Groups, heGroup{Keys: ks, Rows: n})
+				res.Groups = append(res.Groups, ScoreGroup{Keys: ks, Rows: n})
 				res.Rows += n
 			}
 			return nil
@@ -211,14 +156,14 @@ func scoreHE(ctx context.Context, j *engine.Job) (*heResult, error) {
 		if spec.DP != nil {
 			msg = "no group passed differential-privacy partition selection; nothing was scored"
 		}
-		return &heResult{Error: msg, Dropped: res.Dropped}, nil
+		return &ScoreResult{Error: msg, Dropped: res.Dropped}, nil
 	}
 	if err != nil {
 		if scorer != nil {
 			scorer.Finish()
 		}
 		if msg, ok := heVendorError(err, len(res.Groups), pub.Lanes()); ok {
-			return &heResult{Error: msg}, nil
+			return &ScoreResult{Error: msg}, nil
 		}
 		return nil, err
 	}
@@ -313,5 +258,3 @@ func keyString(ks []*string) string {
 	}
 	return b.String()
 }
-
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

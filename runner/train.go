@@ -1,4 +1,4 @@
-package daemon
+package runner
 
 import (
 	"context"
@@ -20,44 +20,44 @@ import (
 
 // Trainers.
 const (
-	trainLinear    = "linear_regression"
-	trainLogistic  = "logistic_regression"
-	trainHistogram = "histogram"
-	trainQuantiles = "quantiles"
+	Linear    = "linear_regression"
+	Logistic  = "logistic_regression"
+	Histogram = "histogram"
+	Quantiles = "quantiles"
 )
 
-// modelCol is a column a trainer reads, with the bounds it is clamped to.
-type modelCol struct {
+// ModelColumn is a column a trainer reads, with the bounds it is clamped to.
+type ModelColumn struct {
 	Name  string  `json:"name"`
 	Lower float64 `json:"lower"`
 	Upper float64 `json:"upper"`
 }
 
 // scaled is the column clamped to its bounds and mapped onto [-1, 1].
-func (c modelCol) scaled() string {
-	x := fmt.Sprintf("TRY_CAST(%s AS DOUBLE)", quoteIdent(c.Name))
+func (c ModelColumn) scaled() string {
+	x := fmt.Sprintf("TRY_CAST(%s AS DOUBLE)", engine.Ident(c.Name))
 	mid, half := (c.Lower+c.Upper)/2, (c.Upper-c.Lower)/2
 	return fmt.Sprintf("((CASE WHEN %[1]s < %[2]g THEN %[2]g WHEN %[1]s > %[3]g THEN %[3]g ELSE %[1]s END) - %[4]g) / %[5]g", x, c.Lower, c.Upper, mid, half)
 }
 
 // clamped is the column clamped to its bounds.
-func (c modelCol) clamped() string {
-	x := fmt.Sprintf("TRY_CAST(%s AS DOUBLE)", quoteIdent(c.Name))
+func (c ModelColumn) clamped() string {
+	x := fmt.Sprintf("TRY_CAST(%s AS DOUBLE)", engine.Ident(c.Name))
 	return fmt.Sprintf("(CASE WHEN %[1]s < %[2]g THEN %[2]g WHEN %[1]s > %[3]g THEN %[3]g ELSE %[1]s END)", x, c.Lower, c.Upper)
 }
 
-// modelSpec is what a model job runs; it is stored with the job and passed to the runner.
-type modelSpec struct {
-	Trainer  string     `json:"trainer"`
-	Dataset  string     `json:"dataset"`
-	Unit     string     `json:"unit"`
-	Features []modelCol `json:"features,omitempty"`
-	Label    *modelCol  `json:"label,omitempty"`
-	Positive string     `json:"positive,omitempty"`
-	Column   *modelCol  `json:"column,omitempty"`
-	Bins     int        `json:"bins,omitempty"`
-	Ranks    []float64  `json:"ranks,omitempty"`
-	MaxRows  int64      `json:"max_rows"`
+// Model is what a model job runs; it is stored with the job and passed to the runner.
+type Model struct {
+	Trainer  string        `json:"trainer"`
+	Dataset  string        `json:"dataset"`
+	Unit     string        `json:"unit"`
+	Features []ModelColumn `json:"features,omitempty"`
+	Label    *ModelColumn  `json:"label,omitempty"`
+	Positive string        `json:"positive,omitempty"`
+	Column   *ModelColumn  `json:"column,omitempty"`
+	Bins     int           `json:"bins,omitempty"`
+	Ranks    []float64     `json:"ranks,omitempty"`
+	MaxRows  int64         `json:"max_rows"`
 	// Direct: the dataset version was measured to have one row per person and none without a
 	// person, so the per-person pass is the identity and is skipped.
 	Direct       bool    `json:"direct,omitempty"`
@@ -67,9 +67,9 @@ type modelSpec struct {
 	Delta        float64 `json:"delta"`
 }
 
-// modelResult is what the runner writes to the pipe: the released table (noisy already) and
+// ModelResult is what the runner writes to the pipe: the released table (noisy already) and
 // a report of the mechanisms, or a refusal the vendor may read.
-type modelResult struct {
+type ModelResult struct {
 	Error   string         `json:"error,omitempty"`
 	Columns []string       `json:"columns,omitempty"`
 	Text    []string       `json:"text,omitempty"` // the first column when it is text
@@ -82,40 +82,40 @@ type errModel struct{ msg string }
 
 func (e errModel) Error() string { return e.msg }
 
-func train(ctx context.Context, j *engine.Job, spec *modelSpec) (*modelResult, error) {
-	var res *modelResult
+func train(ctx context.Context, j *engine.Job, spec *Model) (*ModelResult, error) {
+	var res *ModelResult
 	var err error
 	switch spec.Trainer {
-	case trainLinear:
+	case Linear:
 		res, err = trainLinearRegression(ctx, j, spec)
-	case trainLogistic:
+	case Logistic:
 		res, err = trainLogisticRegression(ctx, j, spec)
-	case trainHistogram:
+	case Histogram:
 		res, err = trainHistogramDP(ctx, j, spec)
-	case trainQuantiles:
+	case Quantiles:
 		res, err = trainQuantilesDP(ctx, j, spec)
 	default:
 		return nil, fmt.Errorf("unknown trainer %q", spec.Trainer)
 	}
 	var em errModel
 	if errors.As(err, &em) {
-		return &modelResult{Error: em.msg}, nil
+		return &ModelResult{Error: em.msg}, nil
 	}
 	return res, err
 }
 
 // rowsSQL selects the unit and the given expressions of the rows where every column the
 // trainer reads is present.
-func (s *modelSpec) rowsSQL(exprs []string) string {
+func (s *Model) rowsSQL(exprs []string) string {
 	var present []string
 	for _, c := range s.columns() {
-		present = append(present, quoteIdent(c)+" IS NOT NULL")
+		present = append(present, engine.Ident(c)+" IS NOT NULL")
 	}
-	return fmt.Sprintf("SELECT %s AS u, %s FROM %s WHERE %s IS NOT NULL AND %s", quoteIdent(s.Unit), strings.Join(exprs, ", "),
-		quoteIdent(s.Dataset), quoteIdent(s.Unit), strings.Join(present, " AND "))
+	return fmt.Sprintf("SELECT %s AS u, %s FROM %s WHERE %s IS NOT NULL AND %s", engine.Ident(s.Unit), strings.Join(exprs, ", "),
+		engine.Ident(s.Dataset), engine.Ident(s.Unit), strings.Join(present, " AND "))
 }
 
-func (s *modelSpec) columns() []string {
+func (s *Model) columns() []string {
 	var out []string
 	for _, f := range s.Features {
 		out = append(out, f.Name)
@@ -132,7 +132,7 @@ func (s *modelSpec) columns() []string {
 // boundedSums sums each expression over the rows with every person's contribution bounded:
 // a person with c rows counts as min(c, MaxRows) rows of their own average. The result is
 // the sums and the (bounded) number of rows.
-func (s *modelSpec) boundedSums(ctx context.Context, j *engine.Job, exprs []string) ([]float64, float64, error) {
+func (s *Model) boundedSums(ctx context.Context, j *engine.Job, exprs []string) ([]float64, float64, error) {
 	var cols []string
 	for i := range exprs {
 		cols = append(cols, fmt.Sprintf("e%d", i))
@@ -187,7 +187,7 @@ func sumsOf(cols []string, weight string) string {
 // one person is added or removed. Gaussian noise from the DP library, calibrated to that
 // sensitivity over all m entries together, then a ridge of a few noise deviations keeps the
 // noisy matrix positive definite.
-func trainLinearRegression(ctx context.Context, j *engine.Job, s *modelSpec) (*modelResult, error) {
+func trainLinearRegression(ctx context.Context, j *engine.Job, s *Model) (*ModelResult, error) {
 	k := len(s.Features)
 	a := []string{"1.0"}
 	for _, f := range s.Features {
@@ -248,8 +248,8 @@ func trainLinearRegression(ctx context.Context, j *engine.Job, s *modelSpec) (*m
 		terms = append(terms, f.Name)
 	}
 	coefs[0] = intercept
-	return &modelResult{Columns: []string{"term", "coefficient"}, Text: terms, Values: [][]float64{coefs},
-		Report: map[string]any{"trainer": trainLinear, "mechanism": "gaussian noise on the sufficient statistics", "statistics": m,
+	return &ModelResult{Columns: []string{"term", "coefficient"}, Text: terms, Values: [][]float64{coefs},
+		Report: map[string]any{"trainer": Linear, "mechanism": "gaussian noise on the sufficient statistics", "statistics": m,
 			"noise_stddev": sigma, "ridge": ridge, "noisy_rows": sums[0], "epsilon": s.Epsilon, "delta": s.Delta, "max_rows": s.MaxRows}}, nil
 }
 
@@ -258,7 +258,7 @@ func trainLinearRegression(ctx context.Context, j *engine.Job, s *modelSpec) (*m
 // row's gradient (σ(w·a) − y)·a; a person moves the gradient sum by at most MaxRows in L2.
 // Each step adds Gaussian noise from the DP library; ε and δ are split evenly over the steps
 // and one Laplace count (basic composition, a safe upper bound).
-func trainLogisticRegression(ctx context.Context, j *engine.Job, s *modelSpec) (*modelResult, error) {
+func trainLogisticRegression(ctx context.Context, j *engine.Job, s *Model) (*ModelResult, error) {
 	k := len(s.Features)
 	norm := math.Sqrt(float64(k + 1))
 	a := []string{fmt.Sprintf("%g", 1/norm)}
@@ -266,7 +266,7 @@ func trainLogisticRegression(ctx context.Context, j *engine.Job, s *modelSpec) (
 		a = append(a, fmt.Sprintf("(%s) / %g", f.scaled(), norm))
 	}
 	positive := strings.ReplaceAll(s.Positive, "'", "''")
-	y := fmt.Sprintf("(CASE WHEN CAST(%s AS VARCHAR) = '%s' THEN 1.0 ELSE 0.0 END)", quoteIdent(s.Label.Name), positive)
+	y := fmt.Sprintf("(CASE WHEN CAST(%s AS VARCHAR) = '%s' THEN 1.0 ELSE 0.0 END)", engine.Ident(s.Label.Name), positive)
 	T := s.Iterations
 	epsStep, deltaStep := s.Epsilon/float64(T+1), s.Delta/float64(T)
 	L := float64(s.MaxRows)
@@ -313,8 +313,8 @@ func trainLogisticRegression(ctx context.Context, j *engine.Job, s *modelSpec) (
 		terms = append(terms, f.Name)
 	}
 	coefs[0] = intercept
-	return &modelResult{Columns: []string{"term", "coefficient"}, Text: terms, Values: [][]float64{coefs},
-		Report: map[string]any{"trainer": trainLogistic, "mechanism": "gradient descent with gaussian noise on each full gradient (basic composition)",
+	return &ModelResult{Columns: []string{"term", "coefficient"}, Text: terms, Values: [][]float64{coefs},
+		Report: map[string]any{"trainer": Logistic, "mechanism": "gradient descent with gaussian noise on each full gradient (basic composition)",
 			"iterations": T, "learning_rate": s.LearningRate, "step_epsilon": epsStep, "step_delta": deltaStep,
 			"gradient_noise_stddev": dp.Scale(dp.Gaussian, 1, L, epsStep, deltaStep), "noisy_rows": noisyN,
 			"epsilon": s.Epsilon, "delta": s.Delta, "max_rows": s.MaxRows}}, nil
@@ -323,7 +323,7 @@ func trainLogisticRegression(ctx context.Context, j *engine.Job, s *modelSpec) (
 // trainHistogramDP releases a count for every bin of equal width over the column's bounds
 // (the bins are public: no partition selection). A person's weights over the bins add up to
 // at most MaxRows, so Laplace noise of scale MaxRows/ε on every bin is ε-DP.
-func trainHistogramDP(ctx context.Context, j *engine.Job, s *modelSpec) (*modelResult, error) {
+func trainHistogramDP(ctx context.Context, j *engine.Job, s *Model) (*ModelResult, error) {
 	c := s.Column
 	B := s.Bins
 	bin := fmt.Sprintf("least(CAST(floor((%s - %g) / %g * %d) AS BIGINT), %d)", c.clamped(), c.Lower, c.Upper-c.Lower, B, B-1)
@@ -359,14 +359,14 @@ func trainHistogramDP(ctx context.Context, j *engine.Job, s *modelSpec) (*modelR
 		noisy[b] = math.Max(math.Round(r.Value), 0)
 	}
 	clear(counts)
-	return &modelResult{Columns: []string{"bin_lower", "bin_upper", "count"}, Values: [][]float64{lower, upper, noisy},
-		Report: map[string]any{"trainer": trainHistogram, "mechanism": "laplace noise on every bin", "noise_scale": dp.Scale(dp.Laplace, 1, float64(s.MaxRows), s.Epsilon, 0),
+	return &ModelResult{Columns: []string{"bin_lower", "bin_upper", "count"}, Values: [][]float64{lower, upper, noisy},
+		Report: map[string]any{"trainer": Histogram, "mechanism": "laplace noise on every bin", "noise_scale": dp.Scale(dp.Laplace, 1, float64(s.MaxRows), s.Epsilon, 0),
 			"bins": B, "epsilon": s.Epsilon, "max_rows": s.MaxRows}}, nil
 }
 
 // trainQuantilesDP releases quantiles of the column from the DP library's quantile tree; each
 // person contributes one value (the median of their rows), and the ranks share one tree.
-func trainQuantilesDP(ctx context.Context, j *engine.Job, s *modelSpec) (*modelResult, error) {
+func trainQuantilesDP(ctx context.Context, j *engine.Job, s *Model) (*ModelResult, error) {
 	c := s.Column
 	rows := s.rowsSQL([]string{c.clamped() + " AS v"})
 	q := fmt.Sprintf("SELECT median(v)::DOUBLE FROM (%s) GROUP BY u", rows)
@@ -395,8 +395,8 @@ func trainQuantilesDP(ctx context.Context, j *engine.Job, s *modelSpec) (*modelR
 	for _, r := range rs {
 		vals = append(vals, r.Value)
 	}
-	return &modelResult{Columns: []string{"rank", "value"}, Values: [][]float64{s.Ranks, vals},
-		Report: map[string]any{"trainer": trainQuantiles, "mechanism": "laplace quantile tree (one tree for all ranks)", "noise_scale": rs[0].Scale,
+	return &ModelResult{Columns: []string{"rank", "value"}, Values: [][]float64{s.Ranks, vals},
+		Report: map[string]any{"trainer": Quantiles, "mechanism": "laplace quantile tree (one tree for all ranks)", "noise_scale": rs[0].Scale,
 			"epsilon": s.Epsilon, "max_rows": 1}}, nil
 }
 

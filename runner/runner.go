@@ -1,0 +1,73 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/he"
+)
+
+// Kinds of jobs the runner runs besides SQL (engine.Job.Kind).
+const (
+	KindScore = "he-score" // score an encrypted model (Score)
+	KindCheck = "he-check" // parse an uploaded he blob fully
+	KindModel = "model"    // train a built-in model (Model)
+)
+
+// Main is the runner the daemon starts inside each sandbox (`veil runner`): it reads the job
+// from stdin and writes the exact result to result, the pipe to the daemon. SQL jobs are the
+// engine's; an he-score job is scored here, because only the runner may join the engine
+// (which reads the data) and he (which encrypts); model jobs train here.
+func Main(ctx context.Context, stdin io.Reader, result io.Writer) error {
+	j, err := engine.ReadJob(stdin)
+	if err != nil {
+		return err
+	}
+	switch j.Kind {
+	case "":
+		return engine.Run(ctx, j, result)
+	case KindScore:
+		res, err := scoreHE(ctx, j)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(result).Encode(res)
+	case KindCheck:
+		// The full parse of an uploaded blob, here where a crash costs only this process.
+		res := map[string]string{}
+		b, err := os.ReadFile(j.Inputs["blob"])
+		if err != nil {
+			return err
+		}
+		kind, err := he.BlobKind(b)
+		if err == nil {
+			switch kind {
+			case he.BlobPublicBundle:
+				_, err = he.UnmarshalPublicBundle(b)
+			case he.BlobEncryptedModel:
+				_, err = he.UnmarshalEncryptedModel(b)
+			default:
+				err = fmt.Errorf("a %s is not an upload", kind)
+			}
+		}
+		if err != nil {
+			res["error"] = err.Error()
+		}
+		return json.NewEncoder(result).Encode(res)
+	case KindModel:
+		var spec Model
+		if err := json.Unmarshal(j.Spec, &spec); err != nil {
+			return fmt.Errorf("model spec: %w", err)
+		}
+		res, err := train(ctx, j, &spec)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(result).Encode(res)
+	}
+	return fmt.Errorf("unknown job kind %q", j.Kind)
+}
