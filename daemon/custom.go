@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -19,17 +18,15 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/gate"
 	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/sandbox"
@@ -48,7 +45,6 @@ import (
 const (
 	maxProgramBytes = 256 << 20
 	maxOutputFiles  = 100
-	previewBytes    = 4 << 10
 	// rowCheckLimit bounds the input rows loaded for the row-level check; beyond it the
 	// check compares the first rows only and says so.
 	rowCheckLimit = 2_000_000
@@ -374,13 +370,13 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 	if err != nil {
 		return err
 	}
-	rec := filesRecord(files, kinds)
+	rec := output.FilesRecord(files, kinds)
 	defer rec.Release()
 	var apiFindings []api.Finding
 	for _, f := range findings {
 		apiFindings = append(apiFindings, api.Finding{Output: f.Output, Rule: f.Rule, Where: f.Where, Message: f.Message})
 	}
-	meta := outputMeta{
+	meta := output.Meta{
 		Mechanism: api.Mechanism{Kind: "custom", Groups: len(files), Custom: &api.CustomMechanism{Runtime: rt.Name, Digest: rt.Digest, Program: spec.Program,
 			Status: class, Files: len(files), Findings: apiFindings,
 			Statement: "A vendor's own program computed these files in a sandbox without network. No differential-privacy claim is made for them. " +
@@ -402,18 +398,13 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 	})
 }
 
-type outFile struct {
-	name string
-	data []byte
-}
-
 // readOutputs reads the regular files at the top of /out (at most maxOutputFiles).
-func readOutputs(dir string) ([]outFile, error) {
+func readOutputs(dir string) ([]output.File, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var files []outFile
+	var files []output.File
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue // directories, links and the rest are not outputs
@@ -425,9 +416,9 @@ func readOutputs(dir string) ([]outFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, outFile{e.Name(), b})
+		files = append(files, output.File{Name: e.Name(), Data: b})
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	return files, nil
 }
 
@@ -447,17 +438,17 @@ type manifest struct {
 
 // checkOutputs runs the disclosure checks: every CSV against the inputs (row-level data),
 // each declared table by its kind; undeclared files are findings for the reviewer to judge.
-func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, files []outFile, inputs []gate.SDCTable, inputRows int64, limited bool) ([]gate.Finding, map[string]string, error) {
+func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, files []output.File, inputs []gate.SDCTable, inputRows int64, limited bool) ([]gate.Finding, map[string]string, error) {
 	rules := gate.DefaultSDCRules()
 	var m manifest
 	kinds := map[string]string{}
 	var findings []gate.Finding
 	for _, f := range files {
-		if f.name == "manifest.json" {
-			if err := json.Unmarshal(f.data, &m); err != nil {
-				findings = append(findings, gate.Finding{Output: f.name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
+		if f.Name == "manifest.json" {
+			if err := json.Unmarshal(f.Data, &m); err != nil {
+				findings = append(findings, gate.Finding{Output: f.Name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
 			}
-			kinds[f.name] = "manifest"
+			kinds[f.Name] = "manifest"
 		}
 	}
 	declared := map[string]int{}
@@ -468,50 +459,50 @@ func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, f
 		findings = append(findings, gate.Finding{Output: "*", Rule: "row_level_limited", Message: fmt.Sprintf("the inputs exceed %d rows: the row-level check compared the first rows only", rowCheckLimit)})
 	}
 	for _, f := range files {
-		if f.name == "manifest.json" {
+		if f.Name == "manifest.json" {
 			continue
 		}
 		var tbl *gate.SDCTable
-		if strings.HasSuffix(f.name, ".csv") {
-			t, err := parseCSV(f.name, f.data)
+		if strings.HasSuffix(f.Name, ".csv") {
+			t, err := parseCSV(f.Name, f.Data)
 			if err != nil {
-				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
+				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
 			} else {
 				tbl = t
 				findings = append(findings, gate.CheckRowLevel(*t, inputs, inputRows)...)
 			}
 		}
-		i, ok := declared[f.name]
+		i, ok := declared[f.Name]
 		if !ok {
-			kinds[f.name] = "other"
-			findings = append(findings, gate.Finding{Output: f.name, Rule: "undeclared", Message: "not declared in manifest.json; the reviewer must judge it by reading it"})
+			kinds[f.Name] = "other"
+			findings = append(findings, gate.Finding{Output: f.Name, Rule: "undeclared", Message: "not declared in manifest.json; the reviewer must judge it by reading it"})
 			continue
 		}
 		o := m.Outputs[i]
-		kinds[f.name] = o.Kind
+		kinds[f.Name] = o.Kind
 		switch o.Kind {
 		case "frequency":
 			if tbl == nil {
-				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_table", Message: "a frequency table must be a CSV file"})
+				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_table", Message: "a frequency table must be a CSV file"})
 				continue
 			}
 			findings = append(findings, gate.CheckFrequency(*tbl, o.CountColumn, rules)...)
 		case "magnitude":
 			cells, err := s.contributions(ctx, id, sc, o.Dataset, o.GroupBy, o.Value)
 			if err != nil {
-				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_magnitude", Message: "its declaration cannot be checked: " + err.Error()})
+				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_magnitude", Message: "its declaration cannot be checked: " + err.Error()})
 				continue
 			}
-			findings = append(findings, gate.CheckMagnitude(f.name, cells, rules)...)
+			findings = append(findings, gate.CheckMagnitude(f.Name, cells, rules)...)
 		case "regression":
-			findings = append(findings, gate.CheckRegression(f.name, o.NObs, o.NParams, rules)...)
+			findings = append(findings, gate.CheckRegression(f.Name, o.NObs, o.NParams, rules)...)
 			if int64(o.NObs) > inputRows {
-				findings = append(findings, gate.Finding{Output: f.name, Rule: "not_a_regression", Message: "it declares more observations than the inputs hold"})
+				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_regression", Message: "it declares more observations than the inputs hold"})
 			}
 		case "other":
-			findings = append(findings, gate.Finding{Output: f.name, Rule: "undeclared", Message: "declared as other: no rule applies; the reviewer must judge it by reading it"})
+			findings = append(findings, gate.Finding{Output: f.Name, Rule: "undeclared", Message: "declared as other: no rule applies; the reviewer must judge it by reading it"})
 		default:
-			findings = append(findings, gate.Finding{Output: f.name, Rule: "manifest", Message: fmt.Sprintf("unknown kind %q (frequency, magnitude, regression, other)", o.Kind)})
+			findings = append(findings, gate.Finding{Output: f.Name, Rule: "manifest", Message: fmt.Sprintf("unknown kind %q (frequency, magnitude, regression, other)", o.Kind)})
 		}
 	}
 	return findings, kinds, nil
@@ -597,54 +588,4 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 		}
 	}
 	return cells, nil
-}
-
-// filesRecord holds a custom job's files as the stored output: name, kind, content.
-func filesRecord(files []outFile, kinds map[string]string) arrow.RecordBatch {
-	schema := arrow.NewSchema([]arrow.Field{{Name: "file", Type: arrow.BinaryTypes.String}, {Name: "kind", Type: arrow.BinaryTypes.String},
-		{Name: "content", Type: arrow.BinaryTypes.Binary}}, nil)
-	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-	defer b.Release()
-	for _, f := range files {
-		b.Field(0).(*array.StringBuilder).Append(f.name)
-		b.Field(1).(*array.StringBuilder).Append(kinds[f.name])
-		b.Field(2).(*array.BinaryBuilder).Append(f.data)
-	}
-	return b.NewRecordBatch()
-}
-
-// outputFiles is what a reviewer sees of a custom output: names, sizes, kinds, and the start
-// of each text file.
-func outputFiles(rec arrow.RecordBatch) []api.OutputFile {
-	var out []api.OutputFile
-	names, kinds, data := rec.Column(0).(*array.String), rec.Column(1).(*array.String), rec.Column(2).(*array.Binary)
-	for r := 0; r < int(rec.NumRows()); r++ {
-		b := data.Value(r)
-		f := api.OutputFile{Name: names.Value(r), Kind: kinds.Value(r), Bytes: int64(len(b))}
-		if p := b[:min(len(b), previewBytes)]; utf8.Valid(p) {
-			f.Preview = string(p)
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
-// tarFiles is a custom output's export: its files in one tar.
-func tarFiles(rec arrow.RecordBatch, released time.Time) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	names, data := rec.Column(0).(*array.String), rec.Column(2).(*array.Binary)
-	for r := 0; r < int(rec.NumRows()); r++ {
-		b := data.Value(r)
-		if err := tw.WriteHeader(&tar.Header{Name: names.Value(r), Mode: 0o644, Size: int64(len(b)), ModTime: released, Typeflag: tar.TypeReg}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(b); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

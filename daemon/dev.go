@@ -29,6 +29,7 @@ import (
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -165,7 +166,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	defer rec.Release()
 	mech.Groups = int(rec.NumRows())
-	err = s.toReview(ctx, j.ID, rec, outputMeta{Mechanism: mech, Datasets: map[string]string{name: set.Version}}, func(tx store.Tx, cur *job) error {
+	err = s.toReview(ctx, j.ID, rec, output.Meta{Mechanism: mech, Datasets: map[string]string{name: set.Version}}, func(tx store.Tx, cur *job) error {
 		cur.Status = jobReview
 		cur.body.Finished = s.rec.Now()
 		cur.body.Message = fmt.Sprintf("%s twin of %s: %d rows wait for export review; once released, vendors' dev runs use it", spec.Kind, name, rec.NumRows())
@@ -546,7 +547,7 @@ func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
 		return "", err
 	}
 	defer rec.Release()
-	data, err := encodeExport(rec, "parquet")
+	data, err := output.Encode(rec, "parquet")
 	if err != nil {
 		return "", err
 	}
@@ -613,9 +614,9 @@ func (s *Server) devOutput(ctx context.Context, p policy.Principal, id string) (
 		defer rec.Release()
 		out.Mechanism, out.Columns = meta.Mechanism, meta.Columns
 		if meta.Mechanism.Custom != nil {
-			out.Files, out.Columns = outputFiles(rec), nil
+			out.Files, out.Columns = output.Files(rec), nil
 		} else {
-			out.Rows = rowsOf(rec)
+			out.Rows = output.Rows(rec)
 		}
 		return nil
 	})

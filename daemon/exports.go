@@ -1,20 +1,13 @@
 package daemon
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/csv"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -83,9 +76,9 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 			if meta.Mechanism.Custom == nil || format != "tar" {
 				return fmt.Errorf("%w: a custom job's output is a set of files exported as tar, and only it is; ask for format tar (-o FILE.tar) or another format for other jobs", policy.ErrInvalid)
 			}
-			data, err = tarFiles(rec, j.Updated)
+			data, err = output.Tar(rec, j.Updated)
 		} else {
-			data, err = encodeExport(rec, format)
+			data, err = output.Encode(rec, format)
 		}
 		if err != nil {
 			return err
@@ -131,73 +124,6 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// encodeExport writes a protected output in one of the export formats.
-func encodeExport(rec arrow.RecordBatch, format string) ([]byte, error) {
-	var buf bytes.Buffer
-	if md := rec.Schema().Metadata(); md.FindKey(heSumsMeta) >= 0 && (format == "csv" || format == "json") {
-		return nil, fmt.Errorf("%w: an he-score export carries its encrypted sums as Arrow metadata, which %s cannot hold; fetch it as arrow or parquet and run veil he decrypt", policy.ErrInvalid, format)
-	}
-	switch format {
-	case "csv":
-		w := csv.NewWriter(&buf, rec.Schema(), csv.WithHeader(true))
-		if err := w.Write(rec); err != nil {
-			return nil, err
-		}
-		if err := w.Flush(); err != nil {
-			return nil, err
-		}
-	case "json":
-		cols := rec.Schema().Fields()
-		buf.WriteString("[")
-		for i, row := range rowsOf(rec) {
-			if i > 0 {
-				buf.WriteString(",")
-			}
-			buf.WriteString("\n  {")
-			for c, v := range row {
-				if c > 0 {
-					buf.WriteString(", ")
-				}
-				k, _ := json.Marshal(cols[c].Name)
-				val, err := json.Marshal(v)
-				if err != nil {
-					return nil, err
-				}
-				buf.Write(k)
-				buf.WriteString(": ")
-				buf.Write(val)
-			}
-			buf.WriteString("}")
-		}
-		buf.WriteString("\n]\n")
-	case "arrow":
-		w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(rec.Schema()))
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Write(rec); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-	case "parquet":
-		w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Write(rec); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("%w: unknown export format %q (parquet, csv, json, arrow)", policy.ErrInvalid, format)
-	}
-	return buf.Bytes(), nil
 }
 
 // certMechanism is the mechanism as a certificate states it: a custom output's findings by

@@ -20,6 +20,7 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -226,7 +227,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	if rec.NumRows() < int64(max(g.K, 10)) {
 		return fmt.Errorf("%w: too few of the table's rows match persons of %s to be fused (fewer than %d); nothing was kept", policy.ErrInvalid, matchDS, max(g.K, 10))
 	}
-	data, err := encodeExport(rec, "parquet")
+	data, err := output.Encode(rec, "parquet")
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/veil-dp/veil/he"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
@@ -40,12 +41,6 @@ import (
 // maxBlobBytes bounds an upload: a public bundle is about 27 MB, an encrypted model of 16
 // features about 36 MB.
 const maxBlobBytes = 256 << 20
-
-// Export metadata keys of an he-score output (read by `veil he decrypt`).
-const (
-	heSumsMeta  = "veil.he.sums"
-	heKeyIDMeta = "veil.he.key_id"
-)
 
 func (s *Server) blobPath(tenant, digest string) (string, error) {
 	return s.cfg.TenantFile("blobs", tenant, digest)
@@ -362,7 +357,7 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 		rep, _ := json.Marshal(res.DP)
 		dpm = &api.DPMechanism{Epsilon: spec.DP.Epsilon, Delta: spec.DP.Delta, MaxGroups: spec.DP.MaxRows, MaxRows: spec.DP.MaxRows, Noise: "laplace", Report: rep}
 	}
-	meta := outputMeta{
+	meta := output.Meta{
 		Mechanism: api.Mechanism{Kind: string(policy.ModeHE), K: g.K, DP: dpm, Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped,
 			HE: &api.HEMechanism{KeyID: spec.KeyID, Model: spec.Kind, Features: featureNames(spec.Features), GroupBy: spec.GroupBy, Degree: spec.Degree,
 				InputRange: spec.InputRange, SumErrorStd: res.SumErrorStd, Rows: res.Rows,
@@ -395,7 +390,7 @@ func heRecord(spec *runner.Score, res *runner.ScoreResult) (arrow.RecordBatch, e
 		fields = append(fields, arrow.Field{Name: k, Type: arrow.BinaryTypes.String, Nullable: true})
 	}
 	fields = append(fields, arrow.Field{Name: "rows", Type: arrow.PrimitiveTypes.Int64}, arrow.Field{Name: "slot", Type: arrow.PrimitiveTypes.Int64})
-	md := arrow.NewMetadata([]string{heSumsMeta, heKeyIDMeta}, []string{base64.StdEncoding.EncodeToString(res.Sums), spec.KeyID})
+	md := arrow.NewMetadata([]string{output.HESums, output.HEKeyID}, []string{base64.StdEncoding.EncodeToString(res.Sums), spec.KeyID})
 	schema := arrow.NewSchema(fields, &md)
 	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer b.Release()

@@ -16,6 +16,7 @@ import (
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
@@ -257,7 +258,7 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 	if spec.Trainer == runner.Linear || spec.Trainer == runner.Logistic {
 		noise = "gaussian"
 	}
-	meta := outputMeta{
+	meta := output.Meta{
 		Mechanism: api.Mechanism{Kind: string(policy.ModeModel), Groups: int(rec.NumRows()),
 			DP: &api.DPMechanism{Epsilon: spec.Epsilon, Delta: spec.Delta, MaxRows: spec.MaxRows, Noise: noise, Report: rep}},
 		Datasets: versions,

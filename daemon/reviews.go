@@ -13,6 +13,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -59,9 +60,9 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 		defer rec.Release()
 		rv = api.Review{Job: j.api(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.cfg.Approvals}
 		if meta.Mechanism.Custom != nil {
-			rv.Files, rv.Columns = outputFiles(rec), nil
+			rv.Files, rv.Columns = output.Files(rec), nil
 		} else {
-			rv.Rows = rowsOf(rec)
+			rv.Rows = output.Rows(rec)
 		}
 		rv.Warnings = s.warnings(ctx, tx, j, meta)
 		if meta.Mechanism.DP != nil && j.body.Twin == nil {
@@ -91,7 +92,7 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 }
 
 // warnings lists what a reviewer should look at twice.
-func (s *Server) warnings(ctx context.Context, tx store.Tx, j *job, meta outputMeta) []string {
+func (s *Server) warnings(ctx context.Context, tx store.Tx, j *job, meta output.Meta) []string {
 	var ws []string
 	m := meta.Mechanism
 	if m.NearK > 0 {
@@ -170,23 +171,6 @@ func tokenDistance(a, b []string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
-}
-
-// rowsOf renders a protected output as rows of JSON values.
-func rowsOf(rec arrow.RecordBatch) [][]any {
-	rows := make([][]any, rec.NumRows())
-	for i := range rows {
-		row := make([]any, rec.NumCols())
-		for c := range row {
-			col := rec.Column(c)
-			if col.IsNull(i) {
-				continue
-			}
-			row[c] = col.GetOneForMarshal(i)
-		}
-		rows[i] = row
-	}
-	return rows
 }
 
 func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
@@ -286,8 +270,8 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 }
 
 // loadOutput reads a job's stored (protected) output and its metadata.
-func loadOutput(ctx context.Context, tx store.Tx, id string) (outputMeta, arrow.RecordBatch, error) {
-	var meta outputMeta
+func loadOutput(ctx context.Context, tx store.Tx, id string) (output.Meta, arrow.RecordBatch, error) {
+	var meta output.Meta
 	o, err := tx.Output(ctx, id)
 	if err != nil {
 		return meta, nil, err
@@ -295,6 +279,6 @@ func loadOutput(ctx context.Context, tx store.Tx, id string) (outputMeta, arrow.
 	if err := json.Unmarshal(o.Meta, &meta); err != nil {
 		return meta, nil, err
 	}
-	rec, err := decodeIPC(o.Data)
+	rec, err := output.DecodeIPC(o.Data)
 	return meta, rec, err
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"golang.org/x/sys/unix"
 
@@ -22,18 +21,11 @@ import (
 	"github.com/veil-dp/veil/gate"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
-
-// outputMeta is the stored description of a protected output.
-type outputMeta struct {
-	Mechanism api.Mechanism     `json:"mechanism"`
-	Columns   []string          `json:"columns"`
-	Rows      int64             `json:"rows"`
-	Datasets  map[string]string `json:"datasets"` // name → version the job read
-}
 
 // runJob takes one queued job through the runner and the gate into the review queue.
 func (s *Server) runJob(ctx context.Context, id string) {
@@ -182,7 +174,7 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		return launch.Fail("the output gate refused the result", err)
 	}
 	defer protected.Release()
-	meta := outputMeta{
+	meta := output.Meta{
 		Mechanism: api.Mechanism{Kind: string(policy.ModeThreshold), K: g.K, RoundTo: g.RoundTo, Groups: rep.Groups, Suppressed: rep.Suppressed, NearK: rep.NearK},
 		Datasets:  versions,
 	}
@@ -208,8 +200,8 @@ var errSkip = errors.New("skip")
 // toReview stores a job's protected output and moves the job to review, in one
 // transaction; finish fills in the job's message, metering and audit entry. A job canceled
 // while it ran keeps no output (and a dp job's budget stays spent: it ran).
-func (s *Server) toReview(ctx context.Context, id string, protected arrow.RecordBatch, meta outputMeta, finish func(tx store.Tx, cur *job) error) error {
-	data, err := encodeIPC(protected)
+func (s *Server) toReview(ctx context.Context, id string, protected arrow.RecordBatch, meta output.Meta, finish func(tx store.Tx, cur *job) error) error {
+	data, err := output.EncodeIPC(protected)
 	if err != nil {
 		return err
 	}
@@ -286,7 +278,7 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend 
 	defer protected.Release()
 	report, _ := json.Marshal(rep)
 	d := plan.DP
-	meta := outputMeta{
+	meta := output.Meta{
 		Mechanism: api.Mechanism{Kind: string(policy.ModeDP), Groups: rep.Released, DP: &api.DPMechanism{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(),
 			MaxGroups: d.MaxGroups, MaxRows: d.MaxRows, Noise: d.Noise, Report: report}},
 		Datasets: versions,
@@ -306,22 +298,6 @@ func (s *Server) runDP(ctx context.Context, id string, plan *engine.Plan, spend 
 			"mechanism": "dp", "epsilon": ledger.FormatEpsilon(spend.Eps), "delta": ledger.FormatDelta(spend.Delta),
 			"released": fmt.Sprint(rep.Released), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
 	})
-}
-
-func encodeIPC(rec arrow.RecordBatch) ([]byte, error) {
-	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, ipc.WithSchema(rec.Schema()))
-	if err := w.Write(rec); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-func decodeIPC(data []byte) (arrow.RecordBatch, error) {
-	return engine.ReadResult(bytes.NewReader(data), int64(len(data))+1)
 }
 
 // recover runs at start: jobs that were running when the daemon stopped are marked failed
