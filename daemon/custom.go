@@ -22,9 +22,11 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"golang.org/x/sys/unix"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/gate"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
@@ -228,13 +230,13 @@ func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.P
 	if err != nil {
 		return err
 	}
-	if err := s.settleGrants(ctx); err != nil {
+	if err := s.grants.Settle(ctx); err != nil {
 		return err
 	}
 	var g *policy.Grant
 	err = s.db.View(ctx, func(tx store.Tx) error {
 		var err error
-		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
+		if g, err = grants.Load(ctx, tx, p, req.Grant); err != nil {
 			return err
 		}
 		if err := g.Usable(s.rec.Now(), policy.ModeModel); err != nil {
@@ -248,7 +250,7 @@ func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.P
 				return fmt.Errorf("%w: dataset %s is named twice", policy.ErrInvalid, d)
 			}
 		}
-		schemas, _, err := loadCatalog(ctx, tx, c.Datasets)
+		schemas, _, err := catalog.Load(ctx, tx, c.Datasets)
 		if err != nil {
 			return err
 		}

@@ -1,28 +1,12 @@
 package daemon
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/engine"
-	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/policy"
-	"github.com/veil-dp/veil/store"
 )
 
-// registerDataset checks a provider's files against its schema, copies them into the data
-// directory (so that the version a grant names cannot change under it), and catalogs them.
 func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActDatasetRegister); err != nil {
 		return err
@@ -31,221 +15,19 @@ func (s *Server) registerDataset(w http.ResponseWriter, r *http.Request, p polic
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	sch, err := policy.ParseSchema([]byte(req.Schema))
+	out, err := s.catalog.Register(r.Context(), p, req)
 	if err != nil {
 		return err
 	}
-	if sch.Provider != p.Tenant {
-		return fmt.Errorf("%w: schema names provider %q but you register for %q", policy.ErrForbidden, sch.Provider, p.Tenant)
-	}
-	if len(req.Files) == 0 || len(req.Files) > 1000 {
-		return fmt.Errorf("%w: give between 1 and 1000 data files (Parquet or CSV)", policy.ErrInvalid)
-	}
-	ctx := r.Context()
-	// An existing dataset of another provider cannot be replaced.
-	err = s.db.View(ctx, func(tx store.Tx) error {
-		d, err := tx.Dataset(ctx, sch.Name)
-		if err == nil && d.Provider != p.Tenant {
-			return fmt.Errorf("%w: dataset %q belongs to another provider", policy.ErrConflict, sch.Name)
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	staging, err := os.MkdirTemp(s.cfg.DataPath(), ".stage-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(staging)
-	files, version, err := s.stageFiles(ctx, req.Files, staging)
-	if err != nil {
-		return err
-	}
-	info, err := engine.Inspect(ctx, files)
-	if err != nil {
-		return fmt.Errorf("%w: the data files cannot be read as one table: %v", policy.ErrInvalid, err)
-	}
-	if err := matchSchema(sch, info); err != nil {
-		return err
-	}
-	// The gate relies on the maximum of rows per unit, so it is measured, not trusted: a
-	// declaration the files break is refused, and the measured value is what is kept.
-	most, missing, err := engine.UnitStats(ctx, files, sch.UnitColumn().Name)
-	if err != nil {
-		return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
-	}
-	if sch.MaxRowsPerUnit > 0 && most > sch.MaxRowsPerUnit {
-		return fmt.Errorf("%w: the schema declares at most %d rows per %s, but the files hold up to %d for one %s; fix the declaration or the data",
-			policy.ErrInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
-	}
-	sch.MaxRowsPerUnit, sch.UnitComplete = most, missing == 0
-	final := filepath.Join(s.cfg.DataPath(), sch.Name, version[:16])
-	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
-		return err
-	}
-	if _, err := os.Stat(final); err != nil {
-		if err := os.Chmod(staging, 0o711); err != nil {
-			return err
-		}
-		if err := os.Rename(staging, final); err != nil {
-			return err
-		}
-		os.MkdirAll(staging, 0o700) // keep the deferred RemoveAll harmless
-	}
-	var paths []string
-	for _, f := range files {
-		paths = append(paths, filepath.Join(final, filepath.Base(f)))
-	}
-	schemaJSON, _ := json.Marshal(sch)
-	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.rec.Now()}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
-		if err := tx.PutDataset(ctx, d); err != nil {
-			return err
-		}
-		if err := ledger.SetTotal(ctx, tx, sch); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, toAPIDataset(d))
+	writeJSON(w, http.StatusCreated, out)
 	return nil
-}
-
-// stageFiles copies (Parquet) or converts (CSV) the files into dir and returns their new
-// paths and the dataset version: the sha256 over the names and contents of the files.
-func (s *Server) stageFiles(ctx context.Context, src []string, dir string) ([]string, string, error) {
-	var out []string
-	seen := map[string]bool{}
-	for _, f := range src {
-		if !filepath.IsAbs(f) {
-			return nil, "", fmt.Errorf("%w: file paths must be absolute paths on the daemon's host", policy.ErrInvalid)
-		}
-		st, err := os.Stat(f)
-		if err != nil || !st.Mode().IsRegular() {
-			return nil, "", fmt.Errorf("%w: %s is not a readable regular file on the daemon's host", policy.ErrInvalid, filepath.Base(f))
-		}
-		base := filepath.Base(f)
-		ext := strings.ToLower(filepath.Ext(base))
-		name := strings.TrimSuffix(base, filepath.Ext(base)) + ".parquet"
-		if seen[name] {
-			return nil, "", fmt.Errorf("%w: two files are named %s", policy.ErrInvalid, name)
-		}
-		seen[name] = true
-		dst := filepath.Join(dir, name)
-		switch ext {
-		case ".parquet":
-			if err := copyFile(f, dst); err != nil {
-				return nil, "", err
-			}
-		case ".csv":
-			if err := engine.ConvertCSV(ctx, f, dst); err != nil {
-				return nil, "", fmt.Errorf("%w: %s cannot be read as CSV: %v", policy.ErrInvalid, base, err)
-			}
-		default:
-			return nil, "", fmt.Errorf("%w: %s: only .parquet and .csv files can be registered", policy.ErrInvalid, base)
-		}
-		out = append(out, dst)
-	}
-	sort.Strings(out)
-	h := sha256.New()
-	for _, f := range out {
-		fh, err := fileHash(f)
-		if err != nil {
-			return nil, "", err
-		}
-		fmt.Fprintf(h, "%s %s\n", filepath.Base(f), fh)
-	}
-	return out, hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	// World-readable: the sandbox's unprivileged uid reads it through a read-only bind mount.
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func fileHash(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// matchSchema checks that the files hold exactly the schema's columns with its types: every
-// column must be classified before anyone can ask for it.
-func matchSchema(sch *policy.Schema, info *engine.FileInfo) error {
-	got := map[string]string{}
-	for _, c := range info.Columns {
-		got[c.Name] = c.Type
-	}
-	for _, c := range sch.Columns {
-		t, ok := got[c.Name]
-		if !ok {
-			return fmt.Errorf("%w: schema column %q is not in the data files", policy.ErrInvalid, c.Name)
-		}
-		if !strings.EqualFold(t, c.Type) {
-			return fmt.Errorf("%w: column %q is %s in the data files but %s in the schema", policy.ErrInvalid, c.Name, t, c.Type)
-		}
-		delete(got, c.Name)
-	}
-	for name := range got {
-		return fmt.Errorf("%w: data column %q is not classified in the schema; every column needs a level and kind", policy.ErrInvalid, name)
-	}
-	return nil
-}
-
-func toAPIDataset(d store.Dataset) api.Dataset {
-	return api.Dataset{Name: d.Name, Version: d.Version, Provider: d.Provider, Rows: d.Rows, Files: len(d.Files), Registered: d.Registered, Schema: d.Schema}
 }
 
 func (s *Server) listDatasets(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActDatasetRead); err != nil {
 		return err
 	}
-	out := []api.Dataset{}
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		ds, err := tx.Datasets(r.Context())
-		for _, d := range ds {
-			if !canSeeDataset(p, d) {
-				continue
-			}
-			if p.Role == policy.Vendor && isFused(d) {
-				out = append(out, vendorView(toAPIDataset(d)))
-				continue
-			}
-			out = append(out, toAPIDataset(d))
-		}
-		return err
-	})
+	out, err := s.catalog.List(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -257,40 +39,10 @@ func (s *Server) showDataset(w http.ResponseWriter, r *http.Request, p policy.Pr
 	if err := policy.Allow(p, policy.ActDatasetRead); err != nil {
 		return err
 	}
-	var d store.Dataset
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		var err error
-		d, err = tx.Dataset(r.Context(), r.PathValue("name"))
-		if err == nil && !canSeeDataset(p, d) {
-			return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, d.Name)
-		}
-		return err
-	})
+	out, err := s.catalog.Show(r.Context(), p, r.PathValue("name"))
 	if err != nil {
 		return err
 	}
-	if p.Role == policy.Vendor && isFused(d) {
-		writeJSON(w, http.StatusOK, vendorView(toAPIDataset(d)))
-		return nil
-	}
-	writeJSON(w, http.StatusOK, toAPIDataset(d))
+	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// loadCatalog returns the schemas and versions of the named datasets.
-func loadCatalog(ctx context.Context, tx store.Tx, names []string) (map[string]*policy.Schema, map[string]store.Dataset, error) {
-	schemas := map[string]*policy.Schema{}
-	sets := map[string]store.Dataset{}
-	for _, n := range names {
-		d, err := tx.Dataset(ctx, n)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, n)
-		}
-		var sch policy.Schema
-		if err := json.Unmarshal(d.Schema, &sch); err != nil {
-			return nil, nil, err
-		}
-		schemas[n], sets[n] = &sch, d
-	}
-	return schemas, sets, nil
 }

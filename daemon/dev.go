@@ -24,6 +24,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
@@ -76,7 +77,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 	var sch *policy.Schema
 	var set store.Dataset
 	err := s.db.View(ctx, func(tx store.Tx) error {
-		schemas, sets, err := loadCatalog(ctx, tx, []string{name})
+		schemas, sets, err := catalog.Load(ctx, tx, []string{name})
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -87,7 +88,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if err != nil {
 			return err
 		}
-		g, err := decodeGrant(sg)
+		g, err := grants.Decode(sg)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -66,7 +68,7 @@ func usedDataset(ctx context.Context, tx store.Tx, tenant, dataset string) (bool
 		if sg.Tenant != tenant {
 			continue
 		}
-		g, err := decodeGrant(sg)
+		g, err := grants.Decode(sg)
 		if err != nil {
 			return false, err
 		}
@@ -137,7 +139,7 @@ func (s *Server) submitFeedback(w http.ResponseWriter, r *http.Request, p policy
 	f := store.Feedback{ID: platform.NewID("f"), Dataset: name, Column: column, Tenant: p.Tenant, Submitter: p.ID, Message: msg,
 		Status: feedbackOpen, Created: s.rec.Now()}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
-		schemas, _, err := loadCatalog(ctx, tx, []string{name})
+		schemas, _, err := catalog.Load(ctx, tx, []string{name})
 		if err != nil {
 			return err
 		}

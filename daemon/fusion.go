@@ -17,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
@@ -93,7 +95,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	var mset store.Dataset
 	err := s.db.View(ctx, func(tx store.Tx) error {
 		var err error
-		if g, err = loadGrant(ctx, tx, p, r.PathValue("id")); err != nil {
+		if g, err = grants.Load(ctx, tx, p, r.PathValue("id")); err != nil {
 			return err
 		}
 		if st := g.Effective(s.rec.Now()); st != policy.StatusActive {
@@ -107,7 +109,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		if !slices.Contains(cols, matchCol) {
 			return fmt.Errorf("%w: grant %s does not include column %s of %s; a fusion key must be granted (apply for it with the grant)", policy.ErrInvalid, g.ID, matchCol, matchDS)
 		}
-		schemas, sets, err := loadCatalog(ctx, tx, []string{matchDS})
+		schemas, sets, err := catalog.Load(ctx, tx, []string{matchDS})
 		if err != nil {
 			return err
 		}
@@ -173,7 +175,7 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 	if err := os.Mkdir(filepath.Join(dir, "staged"), 0o711); err != nil {
 		return err
 	}
-	staged, _, err := s.stageFiles(ctx, []string{raw}, filepath.Join(dir, "staged"))
+	staged, _, err := catalog.Stage(ctx, []string{raw}, filepath.Join(dir, "staged"))
 	os.Remove(raw)
 	if err != nil {
 		return err
@@ -271,14 +273,8 @@ func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.P
 		return err
 	}
 	ok = true
-	writeJSON(w, http.StatusCreated, vendorView(toAPIDataset(d)))
+	writeJSON(w, http.StatusCreated, catalog.VendorView(catalog.ToAPI(d)))
 	return nil
-}
-
-// vendorView hides what a fused upload's size says about the public data.
-func vendorView(d api.Dataset) api.Dataset {
-	d.Rows, d.Schema = 0, nil
-	return d
 }
 
 // approveFusion lets the authority add a fused upload to its grant.
@@ -290,7 +286,7 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 	name := r.PathValue("name")
 	var out api.Dataset
 	err := s.db.Update(ctx, func(tx store.Tx) error {
-		schemas, sets, err := loadCatalog(ctx, tx, []string{name})
+		schemas, sets, err := catalog.Load(ctx, tx, []string{name})
 		if err != nil {
 			return err
 		}
@@ -305,7 +301,7 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 		if err != nil {
 			return err
 		}
-		g, err := decodeGrant(sg)
+		g, err := grants.Decode(sg)
 		if err != nil {
 			return err
 		}
@@ -317,7 +313,7 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 			cols = append(cols, c.Name)
 		}
 		g.Datasets = append(g.Datasets, policy.DatasetAccess{Name: name, Columns: cols})
-		if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
+		if err := grants.Put(ctx, tx, g, s.rec.Now()); err != nil {
 			return err
 		}
 		sch.Approved = true
@@ -326,7 +322,7 @@ func (s *Server) approveFusion(w http.ResponseWriter, r *http.Request, p policy.
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
 		}
-		out = toAPIDataset(d)
+		out = catalog.ToAPI(d)
 		return s.rec.Record(ctx, tx, p, "fusion.approve", "dataset/"+name, map[string]string{"grant": g.ID, "tenant": sch.Owner})
 	})
 	if err != nil {
@@ -351,7 +347,7 @@ func (s *Server) sweepFusion(ctx context.Context) error {
 			}
 			status := policy.StatusRevoked
 			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
-				if g, err := decodeGrant(sg); err == nil {
+				if g, err := grants.Decode(sg); err == nil {
 					status = g.Effective(s.rec.Now())
 				}
 			}
@@ -372,9 +368,9 @@ func (s *Server) sweepFusion(ctx context.Context) error {
 				return err
 			}
 			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
-				if g, err := decodeGrant(sg); err == nil {
+				if g, err := grants.Decode(sg); err == nil {
 					g.Datasets = slices.DeleteFunc(g.Datasets, func(a policy.DatasetAccess) bool { return a.Name == d.Name })
-					if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
+					if err := grants.Put(ctx, tx, g, s.rec.Now()); err != nil {
 						return err
 					}
 				}
@@ -403,23 +399,4 @@ func (s *Server) sweeper(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
-}
-
-// canSeeDataset hides a vendor's fused upload from everyone but its tenant and the
-// platform's own roles.
-func canSeeDataset(p policy.Principal, d store.Dataset) bool {
-	var sch policy.Schema
-	if json.Unmarshal(d.Schema, &sch) != nil || sch.Owner == "" {
-		return true
-	}
-	switch p.Role {
-	case policy.Operator, policy.Authority, policy.Reviewer, policy.Auditor:
-		return true
-	}
-	return p.Tenant == sch.Owner && p.Role == policy.Vendor
-}
-
-func isFused(d store.Dataset) bool {
-	var sch policy.Schema
-	return json.Unmarshal(d.Schema, &sch) == nil && sch.Owner != ""
 }

@@ -1,37 +1,11 @@
 package daemon
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/ledger"
-	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
-	"github.com/veil-dp/veil/store"
 )
-
-// parseValidity accepts a Go duration or a number of days ("365d").
-func parseValidity(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(d)
-		if err != nil {
-			return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", policy.ErrInvalid, s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", policy.ErrInvalid, s)
-	}
-	return d, nil
-}
 
 func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActGrantApply); err != nil {
@@ -41,46 +15,7 @@ func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	valid, err := parseValidity(req.ValidFor)
-	if err != nil {
-		return err
-	}
-	app := policy.Application{Scenario: req.Scenario, Purpose: req.Purpose, K: req.K, RoundTo: req.RoundTo,
-		Budget: policy.Budget{Epsilon: req.Epsilon, Delta: req.Delta, MaxQueryEpsilon: req.MaxQuery}, ValidFor: valid}
-	var names []string
-	for _, d := range req.Datasets {
-		app.Datasets = append(app.Datasets, policy.DatasetAccess{Name: d.Name, Columns: d.Columns})
-		names = append(names, d.Name)
-	}
-	for _, m := range req.Modes {
-		app.Modes = append(app.Modes, policy.Mode(m))
-	}
-	ctx := r.Context()
-	var g *policy.Grant
-	err = s.db.Update(ctx, func(tx store.Tx) error {
-		schemas, sets, err := loadCatalog(ctx, tx, names)
-		if err != nil {
-			return err
-		}
-		for n, sch := range schemas {
-			if sch.Owner != "" {
-				// A vendor's fused upload joins its own grant through the authority only.
-				return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, n)
-			}
-		}
-		versions := map[string]string{}
-		for n, d := range sets {
-			versions[n] = d.Version
-		}
-		g, err = policy.Apply(platform.NewID("g"), p, app, schemas, versions, s.cfg.Review, s.rec.Now())
-		if err != nil {
-			return err
-		}
-		if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
-	})
+	g, err := s.grants.Apply(r.Context(), p, req)
 	if err != nil {
 		return err
 	}
@@ -88,109 +23,11 @@ func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 	return nil
 }
 
-func putGrant(ctx context.Context, tx store.Tx, g *policy.Grant, now time.Time) error {
-	body, err := json.Marshal(g)
-	if err != nil {
-		return err
-	}
-	return tx.PutGrant(ctx, store.Grant{ID: g.ID, Tenant: g.Tenant, Status: string(g.Status), Body: body, Updated: now})
-}
-
-func decodeGrant(sg store.Grant) (*policy.Grant, error) {
-	var g policy.Grant
-	if err := json.Unmarshal(sg.Body, &g); err != nil {
-		return nil, fmt.Errorf("decode grant %s: %w", sg.ID, err)
-	}
-	return &g, nil
-}
-
-// loadGrant reads a grant that p may see. A grant p may not see is reported as not found,
-// exactly like one that does not exist.
-func loadGrant(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*policy.Grant, error) {
-	sg, err := tx.Grant(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("%w: grant %s not found", policy.ErrNotFound, id)
-	}
-	g, err := decodeGrant(sg)
-	if err != nil {
-		return nil, err
-	}
-	if !policy.CanSeeGrant(p, g) {
-		return nil, fmt.Errorf("%w: grant %s not found", policy.ErrNotFound, id)
-	}
-	return g, nil
-}
-
-// settleGrants applies the configured default to every overdue review stage and records each
-// such decision. It runs before grants are read and periodically.
-func (s *Server) settleGrants(ctx context.Context) error {
-	return s.db.Update(ctx, func(tx store.Tx) error {
-		gs, err := tx.Grants(ctx, "")
-		if err != nil {
-			return err
-		}
-		for _, sg := range gs {
-			if sg.Status != string(policy.StatusPending) {
-				continue
-			}
-			g, err := decodeGrant(sg)
-			if err != nil {
-				return err
-			}
-			decided := g.Advance(s.rec.Now(), s.cfg.Review.Deadline)
-			if len(decided) == 0 {
-				continue
-			}
-			if g.Status == policy.StatusActive {
-				if err := s.ledger.Allocate(ctx, tx, g); errors.Is(err, ledger.ErrBudget) {
-					g.Status, g.Reason = policy.StatusRejected, err.Error()
-					if err := s.rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
-						return err
-					}
-				} else if err != nil {
-					return err
-				}
-			}
-			if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
-				return err
-			}
-			for _, st := range decided {
-				if err := s.rec.Record(ctx, tx, platform.System, "grant.review.default", "grant/"+g.ID, map[string]string{
-					"stage": st.Name(), "decision": string(st.Decision), "deadline": st.Deadline.Format(time.RFC3339)}); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-}
-
 func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActGrantRead); err != nil {
 		return err
 	}
-	if err := s.settleGrants(r.Context()); err != nil {
-		return err
-	}
-	out := []*policy.Grant{}
-	tenant := ""
-	if p.Role == policy.Vendor {
-		tenant = p.Tenant
-	}
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		gs, err := tx.Grants(r.Context(), tenant)
-		for _, sg := range gs {
-			g, err := decodeGrant(sg)
-			if err != nil {
-				return err
-			}
-			if policy.CanSeeGrant(p, g) {
-				g.Status = g.Effective(s.rec.Now())
-				out = append(out, g)
-			}
-		}
-		return err
-	})
+	out, err := s.grants.List(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -202,82 +39,28 @@ func (s *Server) showGrant(w http.ResponseWriter, r *http.Request, p policy.Prin
 	if err := policy.Allow(p, policy.ActGrantRead); err != nil {
 		return err
 	}
-	if err := s.settleGrants(r.Context()); err != nil {
-		return err
-	}
-	var g *policy.Grant
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		var err error
-		g, err = loadGrant(r.Context(), tx, p, r.PathValue("id"))
-		return err
-	})
+	g, err := s.grants.Show(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	g.Status = g.Effective(s.rec.Now())
 	writeJSON(w, http.StatusOK, g)
 	return nil
 }
 
 // actOnGrant handles approve, reject, suspend, reinstate and revoke.
 func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	action := r.PathValue("action")
 	var req api.Decide
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.settleGrants(r.Context()); err != nil {
-		return err
-	}
-	ctx := r.Context()
-	var g *policy.Grant
-	err := s.db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		if g, err = loadGrant(ctx, tx, p, r.PathValue("id")); err != nil {
-			return err
-		}
-		details := map[string]string{"reason": req.Reason}
-		switch action {
-		case "approve", "reject":
-			if err := policy.Allow(p, policy.ActGrantReview); err != nil {
-				return err
-			}
-			stage, _ := g.Current()
-			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.rec.Now(), s.cfg.Review.Deadline); err != nil {
-				return err
-			}
-			details["stage"] = stage.Name()
-			details["status"] = string(g.Status)
-			if g.Status == policy.StatusActive {
-				// The last approval hands out the budget slices; if they do not fit, the
-				// approval does not happen.
-				if err := s.ledger.Allocate(ctx, tx, g); err != nil {
-					return err
-				}
-			}
-		case "suspend":
-			err = g.Suspend(p, req.Reason, s.rec.Now())
-		case "reinstate":
-			err = g.Reinstate(p, req.Reason, s.rec.Now())
-		case "revoke":
-			err = g.Revoke(p, req.Reason, s.rec.Now())
-		default:
-			return fmt.Errorf("%w: unknown grant action %q (approve, reject, suspend, reinstate, revoke)", policy.ErrNotFound, action)
-		}
-		if err != nil {
-			return err
-		}
-		if err := putGrant(ctx, tx, g, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
-	})
+	action := r.PathValue("action")
+	g, err := s.grants.Act(r.Context(), p, r.PathValue("id"), action, req)
 	if err != nil {
 		return err
 	}
 	if action == "revoke" || action == "reject" {
 		// A fused upload goes with its grant.
-		if err := s.sweepFusion(ctx); err != nil {
+		if err := s.sweepFusion(r.Context()); err != nil {
 			return err
 		}
 	}

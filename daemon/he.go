@@ -18,8 +18,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/he"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
@@ -433,22 +435,22 @@ func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant strin
 	var g *policy.Grant
 	var sc engine.Scope
 	var schemas map[string]*policy.Schema
-	if err := s.settleGrants(ctx); err != nil {
+	if err := s.grants.Settle(ctx); err != nil {
 		return nil, sc, nil, err
 	}
 	err := s.db.View(ctx, func(tx store.Tx) error {
 		var err error
-		if g, err = loadGrant(ctx, tx, p, grant); err != nil {
+		if g, err = grants.Load(ctx, tx, p, grant); err != nil {
 			return err
 		}
 		if err := g.Usable(s.rec.Now(), mode); err != nil {
 			return err
 		}
 		var sets map[string]store.Dataset
-		if schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g)); err != nil {
+		if schemas, sets, err = catalog.Load(ctx, tx, grants.Datasets(g)); err != nil {
 			return err
 		}
-		sc = scope(g, schemas, sets, mode)
+		sc = grants.Scope(g, schemas, sets, mode)
 		return s.box.Admit(schemas)
 	})
 	return g, sc, schemas, err

@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
@@ -96,24 +98,6 @@ func loadJob(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*
 	return decodeJob(sj)
 }
 
-// scope builds what the engine may see of a grant: the granted columns of each dataset,
-// which of them is the privacy unit, which are direct identifiers.
-func scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]store.Dataset, mode policy.Mode) engine.Scope {
-	sc := engine.Scope{Mode: string(mode)}
-	for _, d := range g.Datasets {
-		sch := schemas[d.Name]
-		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit, UnitComplete: sch.UnitComplete}
-		t.Unit = sch.Unit
-		for _, cn := range d.Columns {
-			c, _ := sch.Column(cn)
-			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier(),
-				Bounds: c.Bounds, Domain: c.Domain})
-		}
-		sc.Tables = append(sc.Tables, t)
-	}
-	return sc
-}
-
 // jobMode picks a job's mode: the one asked for; dp when dp options are given; else the
 // grant's only SQL mode, with threshold where the grant allows both.
 func jobMode(req api.SubmitJob, g *policy.Grant) (policy.Mode, error) {
@@ -140,14 +124,6 @@ func dpOptions(o *api.DPOptions) engine.DPOptions {
 		return engine.DPOptions{}
 	}
 	return engine.DPOptions{Epsilon: o.Epsilon, Delta: o.Delta, MaxGroups: o.MaxGroups, MaxRows: o.MaxRows, Bounds: o.Bounds, Noise: o.Noise}
-}
-
-func grantDatasets(g *policy.Grant) []string {
-	var names []string
-	for _, d := range g.Datasets {
-		names = append(names, d.Name)
-	}
-	return names
 }
 
 func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
@@ -181,7 +157,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
 	}
 	ctx := r.Context()
-	if err := s.settleGrants(ctx); err != nil {
+	if err := s.grants.Settle(ctx); err != nil {
 		return err
 	}
 	// Validate before anything is stored: a refused query leaves no trace but the audit entry.
@@ -191,7 +167,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 	var schemas map[string]*policy.Schema
 	err := s.db.View(ctx, func(tx store.Tx) error {
 		var err error
-		if g, err = loadGrant(ctx, tx, p, req.Grant); err != nil {
+		if g, err = grants.Load(ctx, tx, p, req.Grant); err != nil {
 			return err
 		}
 		if mode, err = jobMode(req, g); err != nil {
@@ -201,10 +177,10 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Prin
 			return err
 		}
 		var sets map[string]store.Dataset
-		if schemas, sets, err = loadCatalog(ctx, tx, grantDatasets(g)); err != nil {
+		if schemas, sets, err = catalog.Load(ctx, tx, grants.Datasets(g)); err != nil {
 			return err
 		}
-		sc = scope(g, schemas, sets, mode)
+		sc = grants.Scope(g, schemas, sets, mode)
 		return s.box.Admit(schemas)
 	})
 	if err != nil {

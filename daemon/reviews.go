@@ -11,7 +11,9 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
@@ -66,11 +68,11 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 		}
 		rv.Warnings = s.warnings(ctx, tx, j, meta)
 		if meta.Mechanism.DP != nil && j.body.Twin == nil {
-			g, err := decodeGrant(sg)
+			g, err := grants.Decode(sg)
 			if err != nil {
 				return err
 			}
-			schemas, _, err := loadCatalog(ctx, tx, grantDatasets(g))
+			schemas, _, err := catalog.Load(ctx, tx, grants.Datasets(g))
 			if err != nil {
 				return err
 			}

@@ -16,9 +16,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/gate"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/output"
@@ -87,14 +89,14 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if g, err = decodeGrant(sg); err != nil {
+		if g, err = grants.Decode(sg); err != nil {
 			return err
 		}
 		// Status and expiry are checked again now that the job runs.
 		if err := g.Usable(s.rec.Now(), j.body.Mode); err != nil {
 			return launch.Fail(err.Error(), nil)
 		}
-		schemas, sets, err := loadCatalog(ctx, tx, grantDatasets(g))
+		schemas, sets, err := catalog.Load(ctx, tx, grants.Datasets(g))
 		if err != nil {
 			return err
 		}
@@ -104,7 +106,7 @@ func (s *Server) runJob1(ctx context.Context, id string) error {
 		if err := s.box.Admit(schemas); err != nil {
 			return launch.Fail(err.Error(), nil)
 		}
-		sc = scope(g, schemas, sets, j.body.Mode)
+		sc = grants.Scope(g, schemas, sets, j.body.Mode)
 		j.Status = jobRunning
 		j.body.Started = s.rec.Now()
 		if err := j.put(ctx, tx, s.rec.Now()); err != nil {
@@ -332,7 +334,7 @@ func (s *Server) recover(ctx context.Context) error {
 			return err
 		}
 		for _, d := range sets {
-			schemas, _, err := loadCatalog(ctx, tx, []string{d.Name})
+			schemas, _, err := catalog.Load(ctx, tx, []string{d.Name})
 			if err != nil {
 				return err
 			}

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
@@ -37,6 +39,8 @@ type Server struct {
 	rec        *platform.Recorder
 	principals *platform.Principals
 	ledger     *ledger.Ledger
+	catalog    *catalog.Service
+	grants     *grants.Service
 	changed    broadcast // a job ended a run or was canceled: wakes long-polling readers
 	devSlots   chan struct{}
 
@@ -64,6 +68,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	s.rec = platform.NewRecorder(s.log, cfg.Clock)
 	s.principals = platform.NewPrincipals(db, s.rec)
 	s.ledger = ledger.New(s.rec)
+	s.catalog = catalog.New(db, cfg, s.rec)
+	s.grants = grants.New(db, cfg, s.rec, s.ledger)
 	s.devSlots = make(chan struct{}, max(cfg.Workers, 1))
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {

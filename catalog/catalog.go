@@ -1,0 +1,316 @@
+package catalog
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/platform"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// Service is the catalog as stored: datasets, their schemas and versions.
+type Service struct {
+	db  store.Store
+	cfg platform.Config
+	rec *platform.Recorder
+}
+
+// New returns the catalog of db, whose files live under cfg's data directory.
+func New(db store.Store, cfg platform.Config, rec *platform.Recorder) *Service {
+	return &Service{db: db, cfg: cfg, rec: rec}
+}
+
+// Register checks a provider's files against its schema, copies them into the data
+// directory (so that the version a grant names cannot change under it), and catalogs them.
+func (s *Service) Register(ctx context.Context, p policy.Principal, req api.RegisterDataset) (api.Dataset, error) {
+	sch, err := policy.ParseSchema([]byte(req.Schema))
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	if sch.Provider != p.Tenant {
+		return api.Dataset{}, fmt.Errorf("%w: schema names provider %q but you register for %q", policy.ErrForbidden, sch.Provider, p.Tenant)
+	}
+	if len(req.Files) == 0 || len(req.Files) > 1000 {
+		return api.Dataset{}, fmt.Errorf("%w: give between 1 and 1000 data files (Parquet or CSV)", policy.ErrInvalid)
+	}
+	// An existing dataset of another provider cannot be replaced.
+	err = s.db.View(ctx, func(tx store.Tx) error {
+		d, err := tx.Dataset(ctx, sch.Name)
+		if err == nil && d.Provider != p.Tenant {
+			return fmt.Errorf("%w: dataset %q belongs to another provider", policy.ErrConflict, sch.Name)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	staging, err := os.MkdirTemp(s.cfg.DataPath(), ".stage-*")
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	defer os.RemoveAll(staging)
+	files, version, err := Stage(ctx, req.Files, staging)
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	info, err := engine.Inspect(ctx, files)
+	if err != nil {
+		return api.Dataset{}, fmt.Errorf("%w: the data files cannot be read as one table: %v", policy.ErrInvalid, err)
+	}
+	if err := matchSchema(sch, info); err != nil {
+		return api.Dataset{}, err
+	}
+	// The gate relies on the maximum of rows per unit, so it is measured, not trusted: a
+	// declaration the files break is refused, and the measured value is what is kept.
+	most, missing, err := engine.UnitStats(ctx, files, sch.UnitColumn().Name)
+	if err != nil {
+		return api.Dataset{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+	}
+	if sch.MaxRowsPerUnit > 0 && most > sch.MaxRowsPerUnit {
+		return api.Dataset{}, fmt.Errorf("%w: the schema declares at most %d rows per %s, but the files hold up to %d for one %s; fix the declaration or the data",
+			policy.ErrInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
+	}
+	sch.MaxRowsPerUnit, sch.UnitComplete = most, missing == 0
+	final := filepath.Join(s.cfg.DataPath(), sch.Name, version[:16])
+	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
+		return api.Dataset{}, err
+	}
+	if _, err := os.Stat(final); err != nil {
+		if err := os.Chmod(staging, 0o711); err != nil {
+			return api.Dataset{}, err
+		}
+		if err := os.Rename(staging, final); err != nil {
+			return api.Dataset{}, err
+		}
+		os.MkdirAll(staging, 0o700) // keep the deferred RemoveAll harmless
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.Join(final, filepath.Base(f)))
+	}
+	schemaJSON, _ := json.Marshal(sch)
+	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.rec.Now()}
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutDataset(ctx, d); err != nil {
+			return err
+		}
+		if err := ledger.SetTotal(ctx, tx, sch); err != nil {
+			return err
+		}
+		return s.rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
+	})
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	return ToAPI(d), nil
+}
+
+// Stage copies (Parquet) or converts (CSV) the files into dir and returns their new paths
+// and the dataset version: the sha256 over the names and contents of the files.
+func Stage(ctx context.Context, src []string, dir string) ([]string, string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range src {
+		if !filepath.IsAbs(f) {
+			return nil, "", fmt.Errorf("%w: file paths must be absolute paths on the daemon's host", policy.ErrInvalid)
+		}
+		st, err := os.Stat(f)
+		if err != nil || !st.Mode().IsRegular() {
+			return nil, "", fmt.Errorf("%w: %s is not a readable regular file on the daemon's host", policy.ErrInvalid, filepath.Base(f))
+		}
+		base := filepath.Base(f)
+		ext := strings.ToLower(filepath.Ext(base))
+		name := strings.TrimSuffix(base, filepath.Ext(base)) + ".parquet"
+		if seen[name] {
+			return nil, "", fmt.Errorf("%w: two files are named %s", policy.ErrInvalid, name)
+		}
+		seen[name] = true
+		dst := filepath.Join(dir, name)
+		switch ext {
+		case ".parquet":
+			if err := copyFile(f, dst); err != nil {
+				return nil, "", err
+			}
+		case ".csv":
+			if err := engine.ConvertCSV(ctx, f, dst); err != nil {
+				return nil, "", fmt.Errorf("%w: %s cannot be read as CSV: %v", policy.ErrInvalid, base, err)
+			}
+		default:
+			return nil, "", fmt.Errorf("%w: %s: only .parquet and .csv files can be registered", policy.ErrInvalid, base)
+		}
+		out = append(out, dst)
+	}
+	sort.Strings(out)
+	h := sha256.New()
+	for _, f := range out {
+		fh, err := fileHash(f)
+		if err != nil {
+			return nil, "", err
+		}
+		fmt.Fprintf(h, "%s %s\n", filepath.Base(f), fh)
+	}
+	return out, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// World-readable: the sandbox's unprivileged uid reads it through a read-only bind mount.
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func fileHash(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// matchSchema checks that the files hold exactly the schema's columns with its types: every
+// column must be classified before anyone can ask for it.
+func matchSchema(sch *policy.Schema, info *engine.FileInfo) error {
+	got := map[string]string{}
+	for _, c := range info.Columns {
+		got[c.Name] = c.Type
+	}
+	for _, c := range sch.Columns {
+		t, ok := got[c.Name]
+		if !ok {
+			return fmt.Errorf("%w: schema column %q is not in the data files", policy.ErrInvalid, c.Name)
+		}
+		if !strings.EqualFold(t, c.Type) {
+			return fmt.Errorf("%w: column %q is %s in the data files but %s in the schema", policy.ErrInvalid, c.Name, t, c.Type)
+		}
+		delete(got, c.Name)
+	}
+	for name := range got {
+		return fmt.Errorf("%w: data column %q is not classified in the schema; every column needs a level and kind", policy.ErrInvalid, name)
+	}
+	return nil
+}
+
+// ToAPI is a dataset as the API shows it.
+func ToAPI(d store.Dataset) api.Dataset {
+	return api.Dataset{Name: d.Name, Version: d.Version, Provider: d.Provider, Rows: d.Rows, Files: len(d.Files), Registered: d.Registered, Schema: d.Schema}
+}
+
+// List lists the datasets p may see.
+func (s *Service) List(ctx context.Context, p policy.Principal) ([]api.Dataset, error) {
+	out := []api.Dataset{}
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		ds, err := tx.Datasets(ctx)
+		for _, d := range ds {
+			if !CanSee(p, d) {
+				continue
+			}
+			if p.Role == policy.Vendor && IsFused(d) {
+				out = append(out, VendorView(ToAPI(d)))
+				continue
+			}
+			out = append(out, ToAPI(d))
+		}
+		return err
+	})
+	return out, err
+}
+
+// Show shows a dataset p may see.
+func (s *Service) Show(ctx context.Context, p policy.Principal, name string) (api.Dataset, error) {
+	var d store.Dataset
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		d, err = tx.Dataset(ctx, name)
+		if err == nil && !CanSee(p, d) {
+			return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, d.Name)
+		}
+		return err
+	})
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	if p.Role == policy.Vendor && IsFused(d) {
+		return VendorView(ToAPI(d)), nil
+	}
+	return ToAPI(d), nil
+}
+
+// Load returns the schemas and versions of the named datasets.
+func Load(ctx context.Context, tx store.Tx, names []string) (map[string]*policy.Schema, map[string]store.Dataset, error) {
+	schemas := map[string]*policy.Schema{}
+	sets := map[string]store.Dataset{}
+	for _, n := range names {
+		d, err := tx.Dataset(ctx, n)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, n)
+		}
+		var sch policy.Schema
+		if err := json.Unmarshal(d.Schema, &sch); err != nil {
+			return nil, nil, err
+		}
+		schemas[n], sets[n] = &sch, d
+	}
+	return schemas, sets, nil
+}
+
+// VendorView hides what a fused upload's size says about the public data.
+func VendorView(d api.Dataset) api.Dataset {
+	d.Rows, d.Schema = 0, nil
+	return d
+}
+
+// CanSee hides a vendor's fused upload from everyone but its tenant and the
+// platform's own roles.
+func CanSee(p policy.Principal, d store.Dataset) bool {
+	var sch policy.Schema
+	if json.Unmarshal(d.Schema, &sch) != nil || sch.Owner == "" {
+		return true
+	}
+	switch p.Role {
+	case policy.Operator, policy.Authority, policy.Reviewer, policy.Auditor:
+		return true
+	}
+	return p.Tenant == sch.Owner && p.Role == policy.Vendor
+}
+
+// IsFused reports whether d is a vendor's fused upload.
+func IsFused(d store.Dataset) bool {
+	var sch policy.Schema
+	return json.Unmarshal(d.Schema, &sch) == nil && sch.Owner != ""
+}

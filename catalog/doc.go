@@ -1,0 +1,15 @@
+// Package catalog is the catalog of datasets as stored: registration (the provider's files
+// checked against a schema that classifies every column, copied under a content version),
+// listing and showing what a principal may see, and the schemas and versions of named
+// datasets for everyone who builds on them. Its subpackages keep what is made from the
+// catalog: dev twins (twin), vendors' fused uploads (fusion) and data-quality feedback
+// (feedback).
+//
+// Invariants: a registered version never changes under the grants that name it; every data
+// column is classified before anyone can ask for it; the rows-per-unit maximum the gates rely
+// on is measured, not trusted; a vendor's fused upload is seen only by its tenant and the
+// platform's roles, and never shows its size to the vendor.
+//
+// Package catalog never reads a dataset's values beyond what registration measures, and
+// never writes outside the data directory.
+package catalog

@@ -1,0 +1,300 @@
+package grants
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/veil-dp/veil/catalog"
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/platform"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// parseValidity accepts a Go duration or a number of days ("365d").
+func parseValidity(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil {
+			return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", policy.ErrInvalid, s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: validity %q: use days (365d) or a duration (720h)", policy.ErrInvalid, s)
+	}
+	return d, nil
+}
+
+// Service is the grants as stored, and their review.
+type Service struct {
+	db     store.Store
+	cfg    platform.Config
+	rec    *platform.Recorder
+	ledger *ledger.Ledger
+}
+
+// New returns the grants of db; the last approval of a grant draws its budget slices from l.
+func New(db store.Store, cfg platform.Config, rec *platform.Recorder, l *ledger.Ledger) *Service {
+	return &Service{db: db, cfg: cfg, rec: rec, ledger: l}
+}
+
+// Apply records a vendor's application for a grant, to be reviewed stage by stage.
+func (s *Service) Apply(ctx context.Context, p policy.Principal, req api.ApplyGrant) (*policy.Grant, error) {
+	valid, err := parseValidity(req.ValidFor)
+	if err != nil {
+		return nil, err
+	}
+	app := policy.Application{Scenario: req.Scenario, Purpose: req.Purpose, K: req.K, RoundTo: req.RoundTo,
+		Budget: policy.Budget{Epsilon: req.Epsilon, Delta: req.Delta, MaxQueryEpsilon: req.MaxQuery}, ValidFor: valid}
+	var names []string
+	for _, d := range req.Datasets {
+		app.Datasets = append(app.Datasets, policy.DatasetAccess{Name: d.Name, Columns: d.Columns})
+		names = append(names, d.Name)
+	}
+	for _, m := range req.Modes {
+		app.Modes = append(app.Modes, policy.Mode(m))
+	}
+	var g *policy.Grant
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		schemas, sets, err := catalog.Load(ctx, tx, names)
+		if err != nil {
+			return err
+		}
+		for n, sch := range schemas {
+			if sch.Owner != "" {
+				// A vendor's fused upload joins its own grant through the authority only.
+				return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, n)
+			}
+		}
+		versions := map[string]string{}
+		for n, d := range sets {
+			versions[n] = d.Version
+		}
+		g, err = policy.Apply(platform.NewID("g"), p, app, schemas, versions, s.cfg.Review, s.rec.Now())
+		if err != nil {
+			return err
+		}
+		if err := Put(ctx, tx, g, s.rec.Now()); err != nil {
+			return err
+		}
+		return s.rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Put stores a grant.
+func Put(ctx context.Context, tx store.Tx, g *policy.Grant, now time.Time) error {
+	body, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return tx.PutGrant(ctx, store.Grant{ID: g.ID, Tenant: g.Tenant, Status: string(g.Status), Body: body, Updated: now})
+}
+
+// Decode reads a stored grant.
+func Decode(sg store.Grant) (*policy.Grant, error) {
+	var g policy.Grant
+	if err := json.Unmarshal(sg.Body, &g); err != nil {
+		return nil, fmt.Errorf("decode grant %s: %w", sg.ID, err)
+	}
+	return &g, nil
+}
+
+// Load reads a grant that p may see. A grant p may not see is reported as not found,
+// exactly like one that does not exist.
+func Load(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*policy.Grant, error) {
+	sg, err := tx.Grant(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: grant %s not found", policy.ErrNotFound, id)
+	}
+	g, err := Decode(sg)
+	if err != nil {
+		return nil, err
+	}
+	if !policy.CanSeeGrant(p, g) {
+		return nil, fmt.Errorf("%w: grant %s not found", policy.ErrNotFound, id)
+	}
+	return g, nil
+}
+
+// Settle applies the configured default to every overdue review stage and records each
+// such decision. It runs before grants are read and periodically.
+func (s *Service) Settle(ctx context.Context) error {
+	return s.db.Update(ctx, func(tx store.Tx) error {
+		gs, err := tx.Grants(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, sg := range gs {
+			if sg.Status != string(policy.StatusPending) {
+				continue
+			}
+			g, err := Decode(sg)
+			if err != nil {
+				return err
+			}
+			decided := g.Advance(s.rec.Now(), s.cfg.Review.Deadline)
+			if len(decided) == 0 {
+				continue
+			}
+			if g.Status == policy.StatusActive {
+				if err := s.ledger.Allocate(ctx, tx, g); errors.Is(err, ledger.ErrBudget) {
+					g.Status, g.Reason = policy.StatusRejected, err.Error()
+					if err := s.rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
+						return err
+					}
+				} else if err != nil {
+					return err
+				}
+			}
+			if err := Put(ctx, tx, g, s.rec.Now()); err != nil {
+				return err
+			}
+			for _, st := range decided {
+				if err := s.rec.Record(ctx, tx, platform.System, "grant.review.default", "grant/"+g.ID, map[string]string{
+					"stage": st.Name(), "decision": string(st.Decision), "deadline": st.Deadline.Format(time.RFC3339)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// List lists the grants p may see, each with its status as of now.
+func (s *Service) List(ctx context.Context, p policy.Principal) ([]*policy.Grant, error) {
+	if err := s.Settle(ctx); err != nil {
+		return nil, err
+	}
+	out := []*policy.Grant{}
+	tenant := ""
+	if p.Role == policy.Vendor {
+		tenant = p.Tenant
+	}
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		gs, err := tx.Grants(ctx, tenant)
+		for _, sg := range gs {
+			g, err := Decode(sg)
+			if err != nil {
+				return err
+			}
+			if policy.CanSeeGrant(p, g) {
+				g.Status = g.Effective(s.rec.Now())
+				out = append(out, g)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// Show shows a grant p may see, with its status as of now.
+func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (*policy.Grant, error) {
+	if err := s.Settle(ctx); err != nil {
+		return nil, err
+	}
+	var g *policy.Grant
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		var err error
+		g, err = Load(ctx, tx, p, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Status = g.Effective(s.rec.Now())
+	return g, nil
+}
+
+// Act approves, rejects, suspends, reinstates or revokes a grant. A grant that is revoked or
+// rejected leaves its fused uploads to be swept.
+func (s *Service) Act(ctx context.Context, p policy.Principal, id, action string, req api.Decide) (*policy.Grant, error) {
+	if err := s.Settle(ctx); err != nil {
+		return nil, err
+	}
+	var g *policy.Grant
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = Load(ctx, tx, p, id); err != nil {
+			return err
+		}
+		details := map[string]string{"reason": req.Reason}
+		switch action {
+		case "approve", "reject":
+			if err := policy.Allow(p, policy.ActGrantReview); err != nil {
+				return err
+			}
+			stage, _ := g.Current()
+			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.rec.Now(), s.cfg.Review.Deadline); err != nil {
+				return err
+			}
+			details["stage"] = stage.Name()
+			details["status"] = string(g.Status)
+			if g.Status == policy.StatusActive {
+				// The last approval hands out the budget slices; if they do not fit, the
+				// approval does not happen.
+				if err := s.ledger.Allocate(ctx, tx, g); err != nil {
+					return err
+				}
+			}
+		case "suspend":
+			err = g.Suspend(p, req.Reason, s.rec.Now())
+		case "reinstate":
+			err = g.Reinstate(p, req.Reason, s.rec.Now())
+		case "revoke":
+			err = g.Revoke(p, req.Reason, s.rec.Now())
+		default:
+			return fmt.Errorf("%w: unknown grant action %q (approve, reject, suspend, reinstate, revoke)", policy.ErrNotFound, action)
+		}
+		if err != nil {
+			return err
+		}
+		if err := Put(ctx, tx, g, s.rec.Now()); err != nil {
+			return err
+		}
+		return s.rec.Record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Datasets names the datasets of a grant.
+func Datasets(g *policy.Grant) []string {
+	var names []string
+	for _, d := range g.Datasets {
+		names = append(names, d.Name)
+	}
+	return names
+}
+
+// Scope builds what the engine may see of a grant: the granted columns of each dataset,
+// which of them is the privacy unit, which are direct identifiers.
+func Scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]store.Dataset, mode policy.Mode) engine.Scope {
+	sc := engine.Scope{Mode: string(mode)}
+	for _, d := range g.Datasets {
+		sch := schemas[d.Name]
+		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit, UnitComplete: sch.UnitComplete}
+		t.Unit = sch.Unit
+		for _, cn := range d.Columns {
+			c, _ := sch.Column(cn)
+			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier(),
+				Bounds: c.Bounds, Domain: c.Domain})
+		}
+		sc.Tables = append(sc.Tables, t)
+	}
+	return sc
+}
