@@ -60,7 +60,7 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 	}
 	if action == "revoke" || action == "reject" {
 		// A fused upload goes with its grant.
-		if err := s.sweepFusion(r.Context()); err != nil {
+		if err := s.fusion.Sweep(r.Context()); err != nil {
 			return err
 		}
 	}

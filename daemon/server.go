@@ -15,6 +15,8 @@ import (
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/catalog"
+	"github.com/veil-dp/veil/catalog/feedback"
+	"github.com/veil-dp/veil/catalog/fusion"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/grants"
@@ -41,6 +43,8 @@ type Server struct {
 	ledger     *ledger.Ledger
 	catalog    *catalog.Service
 	grants     *grants.Service
+	fusion     *fusion.Service
+	feedback   *feedback.Service
 	changed    broadcast // a job ended a run or was canceled: wakes long-polling readers
 	devSlots   chan struct{}
 
@@ -70,6 +74,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	s.ledger = ledger.New(s.rec)
 	s.catalog = catalog.New(db, cfg, s.rec)
 	s.grants = grants.New(db, cfg, s.rec, s.ledger)
+	s.feedback = feedback.New(db, s.rec)
 	s.devSlots = make(chan struct{}, max(cfg.Workers, 1))
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {
@@ -77,6 +82,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		db.Close()
 		return nil, err
 	}
+	s.fusion = fusion.New(db, cfg, s.rec, s.box, logger)
 	s.sched = newScheduler(cfg.Workers, func(ctx context.Context, id string) {
 		s.runJob(ctx, id)
 		s.changed.notify()
@@ -237,10 +243,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.record0(ctx, "daemon.start", map[string]string{"isolation": s.box.Name()})
 	// Fused uploads go when their grant ends: now, after every grant action, and on a timer
 	// for grants that simply expire.
-	if err := s.sweepFusion(ctx); err != nil {
+	if err := s.fusion.Sweep(ctx); err != nil {
 		s.slog.Error("sweep fused uploads", "err", err)
 	}
-	go s.sweeper(ctx, s.cfg.SweepEvery)
+	go s.fusion.Sweeper(ctx, s.cfg.SweepEvery)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
