@@ -314,3 +314,24 @@ func IsFused(d store.Dataset) bool {
 	var sch policy.Schema
 	return json.Unmarshal(d.Schema, &sch) == nil && sch.Owner != ""
 }
+
+// Totals gives every dataset registered before the ledger existed its declared total (a
+// no-op for every other dataset: a total is set once).
+func (s *Service) Totals(ctx context.Context) error {
+	return s.db.Update(ctx, func(tx store.Tx) error {
+		sets, err := tx.Datasets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range sets {
+			schemas, _, err := Load(ctx, tx, []string{d.Name})
+			if err != nil {
+				return err
+			}
+			if err := ledger.SetTotal(ctx, tx, schemas[d.Name]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -12,11 +10,6 @@ import (
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
-
-func sha256hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
 
 func (s *Server) auditRecords(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActAuditRead); err != nil {

@@ -46,3 +46,19 @@ func (s *Server) showDataset(w http.ResponseWriter, r *http.Request, p policy.Pr
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActDatasetRegister); err != nil {
+		return err
+	}
+	var req api.BuildTwin
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	out, err := s.twins.Build(r.Context(), p, r.PathValue("name"), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, out)
+	return nil
+}

@@ -1,13 +1,12 @@
-// Package daemon is Veil's server: the HTTP API /v1, authentication and authorisation of
-// every call, the scheduler and job state machine, the output gate and review queue, and the
-// wiring of the policy, store, audit, sandbox and engine packages.
+// Package daemon is Veil's server, and only its HTTP side: the API /v1, the authentication
+// of every call by bearer token, strict decoding of request bodies, the one mapping of error
+// kinds to statuses (errors.go), thin handlers that call the packages below, and the wiring
+// of those packages (New), including the registration of the job kinds.
 //
-// Invariants: every request is authenticated and checked against its principal's role and
-// tenant, and a vendor asking about another tenant's object gets the same answer as for an
-// object that does not exist. Every state change is recorded in the audit log in the same
-// store transaction. The exact result of a job exists only in this process's memory between
-// the result pipe and the gate.
+// Invariants: every request is authenticated and checked against its principal's role; a
+// body is bounded and decoded strictly; an internal error reaches the caller as "internal
+// error", its details only the operator's log.
 //
-// Package daemon never writes an exact (pre-gate) result to disk, a log, an error message or
-// the audit log, and never runs a vendor query outside the runner process.
+// Package daemon holds no business rule of its own: grants, jobs, gates, the ledger, the
+// review and the catalog are their packages'. Only cmd/veil imports it.
 package daemon

@@ -1,31 +1,17 @@
 package daemon
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"slices"
-	"strings"
-	"unicode"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
-	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/grants"
-	"github.com/veil-dp/veil/ledger"
-	"github.com/veil-dp/veil/output"
-	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
-	"github.com/veil-dp/veil/store"
 )
 
 func (s *Server) listReviews(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActOutputReview); err != nil {
 		return err
 	}
-	out, err := s.jobsWhere(r.Context(), p, store.JobFilter{Statuses: []string{jobReview}})
+	out, err := s.review.List(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -33,146 +19,16 @@ func (s *Server) listReviews(w http.ResponseWriter, r *http.Request, p policy.Pr
 	return nil
 }
 
-// showReview presents what a reviewer needs: the query, the grant, the mechanism, warnings
-// and the output exactly as it would be released.
 func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActOutputReview); err != nil {
 		return err
 	}
-	ctx := r.Context()
-	var rv api.Review
-	err := s.db.View(ctx, func(tx store.Tx) error {
-		j, err := loadJob(ctx, tx, p, r.PathValue("id"))
-		if err != nil {
-			return err
-		}
-		if j.Status != jobReview && j.Status != jobReleased {
-			return fmt.Errorf("%w: job %s is %s; only outputs waiting for review or released can be shown", policy.ErrConflict, j.ID, j.Status)
-		}
-		var sg store.Grant
-		if j.body.Twin == nil { // a twin build has no grant
-			if sg, err = tx.Grant(ctx, j.GrantID); err != nil {
-				return err
-			}
-		}
-		meta, rec, err := loadOutput(ctx, tx, j.ID)
-		if err != nil {
-			return err
-		}
-		defer rec.Release()
-		rv = api.Review{Job: j.api(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.cfg.Approvals}
-		if meta.Mechanism.Custom != nil {
-			rv.Files, rv.Columns = output.Files(rec), nil
-		} else {
-			rv.Rows = output.Rows(rec)
-		}
-		rv.Warnings = s.warnings(ctx, tx, j, meta)
-		if meta.Mechanism.DP != nil && j.body.Twin == nil {
-			g, err := grants.Decode(sg)
-			if err != nil {
-				return err
-			}
-			schemas, _, err := catalog.Load(ctx, tx, grants.Datasets(g))
-			if err != nil {
-				return err
-			}
-			if rv.Budget, err = ledger.GrantBudgets(ctx, tx, g, schemas); err != nil {
-				return err
-			}
-		}
-		revs, err := tx.Reviews(ctx, j.ID)
-		for _, x := range revs {
-			rv.Decisions = append(rv.Decisions, api.Decision{Reviewer: x.Reviewer, Decision: x.Decision, Reason: x.Reason, At: x.At})
-		}
-		return err
-	})
+	out, err := s.review.Show(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rv)
+	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// warnings lists what a reviewer should look at twice.
-func (s *Server) warnings(ctx context.Context, tx store.Tx, j *job, meta output.Meta) []string {
-	var ws []string
-	m := meta.Mechanism
-	if m.NearK > 0 {
-		ws = append(ws, fmt.Sprintf("%d released group(s) have fewer than %d persons (close to k=%d)", m.NearK, 2*m.K, m.K))
-	}
-	if m.Suppressed > 0 {
-		ws = append(ws, fmt.Sprintf("%d group(s) were suppressed for having fewer than %d persons", m.Suppressed, m.K))
-	}
-	prev, err := tx.Jobs(ctx, store.JobFilter{GrantID: j.GrantID, Statuses: []string{jobReleased, jobReview}})
-	if err != nil {
-		return ws
-	}
-	mine := sqlTokens(j.body.SQL)
-	for _, sp := range prev {
-		if sp.ID == j.ID {
-			continue
-		}
-		pj, err := decodeJob(sp)
-		if err != nil {
-			continue
-		}
-		if d := tokenDistance(mine, sqlTokens(pj.body.SQL)); d > 0 && d <= 3 {
-			ws = append(ws, fmt.Sprintf("the query differs only slightly (%d token(s)) from job %s (%s) under the same grant: comparing both outputs may single out persons (differencing)", d, pj.ID, pj.Status))
-		}
-	}
-	return ws
-}
-
-// sqlTokens splits SQL into lower-cased words, numbers, quoted strings and symbols.
-func sqlTokens(q string) []string {
-	var toks []string
-	rs := []rune(q)
-	for i := 0; i < len(rs); {
-		c := rs[i]
-		switch {
-		case unicode.IsSpace(c):
-			i++
-		case c == '\'' || c == '"':
-			j := i + 1
-			for j < len(rs) && rs[j] != c {
-				j++
-			}
-			toks = append(toks, string(rs[i:min(j+1, len(rs))]))
-			i = j + 1
-		case unicode.IsLetter(c) || unicode.IsDigit(c) || c == '_' || c == '.':
-			j := i
-			for j < len(rs) && (unicode.IsLetter(rs[j]) || unicode.IsDigit(rs[j]) || rs[j] == '_' || rs[j] == '.') {
-				j++
-			}
-			toks = append(toks, strings.ToLower(string(rs[i:j])))
-			i = j
-		default:
-			toks = append(toks, string(c))
-			i++
-		}
-	}
-	return toks
-}
-
-// tokenDistance is the Levenshtein distance between two token sequences.
-func tokenDistance(a, b []string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
@@ -183,104 +39,22 @@ func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.P
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if req.Decision != "approve" && req.Decision != "reject" {
-		return fmt.Errorf("%w: decision must be approve or reject", policy.ErrInvalid)
-	}
-	if req.Decision == "reject" && strings.TrimSpace(req.Reason) == "" {
-		return fmt.Errorf("%w: a rejection needs a reason (--reason)", policy.ErrInvalid)
-	}
-	if req.Override && (req.Decision != "approve" || strings.TrimSpace(req.Reason) == "") {
-		return fmt.Errorf("%w: an override approves despite disclosure findings and needs a reason (--override --reason \"...\")", policy.ErrInvalid)
-	}
-	ctx := r.Context()
-	var j *job
-	err := s.db.Update(ctx, func(tx store.Tx) error {
-		var err error
-		if j, err = loadJob(ctx, tx, p, r.PathValue("id")); err != nil {
-			return err
-		}
-		if j.Status != jobReview {
-			return fmt.Errorf("%w: job %s is %s, not waiting for review", policy.ErrConflict, j.ID, j.Status)
-		}
-		if j.Submitter == p.ID {
-			return fmt.Errorf("%w: you submitted job %s and cannot review it", policy.ErrForbidden, j.ID)
-		}
-		revs, err := tx.Reviews(ctx, j.ID)
-		if err != nil {
-			return err
-		}
-		for _, x := range revs {
-			if x.Reviewer == p.ID {
-				return fmt.Errorf("%w: you already reviewed job %s; another reviewer must decide", policy.ErrConflict, j.ID)
-			}
-		}
-		if req.Decision == "approve" {
-			// An output with disclosure findings is released only by an explicit override,
-			// which the audit log records with its reason.
-			meta, rec, err := loadOutput(ctx, tx, j.ID)
-			if err != nil {
-				return err
-			}
-			rec.Release()
-			if c := meta.Mechanism.Custom; c != nil && len(c.Findings) > 0 {
-				if !req.Override {
-					return fmt.Errorf("%w: the output of job %s has %d disclosure findings; approve it only with --override --reason \"why it is safe\" (recorded in the audit log), or reject it", policy.ErrConflict, j.ID, len(c.Findings))
-				}
-				if err := s.rec.Record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
-					return err
-				}
-				req.Reason = "override: " + req.Reason
-			}
-		}
-		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.rec.Now()}); err != nil {
-			return err
-		}
-		if err := s.rec.Record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
-			return err
-		}
-		if req.Decision == "reject" {
-			// The output is deleted; the reason is kept in the review and the audit log.
-			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
-				return err
-			}
-			j.Status = jobRejected
-			j.body.Message = "the export review rejected the output: " + req.Reason
-			if err := j.put(ctx, tx, s.rec.Now()); err != nil {
-				return err
-			}
-			return s.rec.Record(ctx, tx, platform.System, "job.reject", "job/"+j.ID, nil)
-		}
-		if !slices.Contains(j.body.Approvals, p.ID) {
-			j.body.Approvals = append(j.body.Approvals, p.ID)
-		}
-		if len(j.body.Approvals) < s.cfg.Approvals {
-			j.body.Message = fmt.Sprintf("approved by %d of %d reviewers", len(j.body.Approvals), s.cfg.Approvals)
-			return j.put(ctx, tx, s.rec.Now())
-		}
-		j.Status = jobReleased
-		j.body.Message = "released: fetch it with `veil export get " + j.ID + "`"
-		if err := j.put(ctx, tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, platform.System, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.body.Approvals, ",")})
-	})
+	out, err := s.review.Decide(r.Context(), p, r.PathValue("id"), req)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, j.api())
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// loadOutput reads a job's stored (protected) output and its metadata.
-func loadOutput(ctx context.Context, tx store.Tx, id string) (output.Meta, arrow.RecordBatch, error) {
-	var meta output.Meta
-	o, err := tx.Output(ctx, id)
+func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	if err := policy.Allow(p, policy.ActExportGet); err != nil {
+		return err
+	}
+	out, err := s.review.Export(r.Context(), p, r.PathValue("id"), r.URL.Query().Get("format"))
 	if err != nil {
-		return meta, nil, err
+		return err
 	}
-	if err := json.Unmarshal(o.Meta, &meta); err != nil {
-		return meta, nil, err
-	}
-	rec, err := output.DecodeIPC(o.Data)
-	return meta, rec, err
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

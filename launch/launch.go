@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/platform"
@@ -210,4 +211,27 @@ func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string
 	}
 	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
 	return l.rt.Run(ctx, spec, io.Discard)
+}
+
+// RunSpec runs a job of one of the runner's own kinds (he-score, model) with spec as its
+// Spec, and decodes the runner's JSON answer into res; a refusal the runner wrote into
+// *refusal (safe for the vendor) becomes the job's Failure.
+func (l *Launcher) RunSpec(ctx context.Context, id string, ejob engine.Job, spec, res any, refusal *string) (sandbox.Usage, error) {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return sandbox.Usage{}, err
+	}
+	ejob.Spec = raw
+	var out strings.Builder
+	u, err := l.Run(ctx, id, ejob, &out)
+	if err != nil {
+		return u, err
+	}
+	if err := json.Unmarshal([]byte(out.String()), res); err != nil {
+		return u, Fail("the runner returned no readable result", err)
+	}
+	if *refusal != "" {
+		return u, Fail(*refusal, nil)
+	}
+	return u, nil
 }

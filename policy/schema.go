@@ -206,3 +206,14 @@ func (s *Schema) UnitColumn() Column {
 
 // FormatFloat prints a float the way schema files and messages show it.
 func FormatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// NumericType reports whether a column type holds numbers.
+func NumericType(t string) bool {
+	t = strings.ToUpper(t)
+	for _, n := range []string{"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "INT"} {
+		if strings.HasPrefix(t, n) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,16 +1,15 @@
-package daemon
+package custom
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,11 +21,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"golang.org/x/sys/unix"
 
-	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/gate"
-	"github.com/veil-dp/veil/grants"
+	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
@@ -41,12 +39,11 @@ import (
 // files in /in (the privacy unit replaced by a per-job pseudonym) and writes its outputs to
 // /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, failed,
 // limit hit), never stdout, stderr or the exit code. The outputs face statistical disclosure
-// checks (policy/sdc.go) and a reviewer; a release with findings needs an explicit override,
+// checks (package gate) and a reviewer; a release with findings needs an explicit override,
 // which the audit log records. No differential-privacy claim is made for them.
 
 const (
-	maxProgramBytes = 256 << 20
-	maxOutputFiles  = 100
+	maxOutputFiles = 100
 	// rowCheckLimit bounds the input rows loaded for the row-level check; beyond it the
 	// check compares the first rows only and says so.
 	rowCheckLimit = 2_000_000
@@ -54,7 +51,27 @@ const (
 
 var runtimeName = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 
-func (s *Server) runtimesDir() string { return filepath.Join(s.cfg.DataDir, "runtimes") }
+// Kind is the custom job kind; it also keeps the runtime images and the vendors' programs.
+type Kind struct {
+	db  store.Store
+	cfg platform.Config
+	rec *platform.Recorder
+	box *launch.Launcher
+	log *slog.Logger
+}
+
+// New returns the custom kind; box runs the programs (in containers only).
+func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, log *slog.Logger) *Kind {
+	return &Kind{db: db, cfg: cfg, rec: rec, box: box, log: log}
+}
+
+// Name is the key a custom job's spec is stored under.
+func (*Kind) Name() string { return "custom" }
+
+// Accepts takes the requests that name a program.
+func (*Kind) Accepts(req *api.SubmitJob) bool { return req.Custom != nil }
+
+func (s *Kind) runtimesDir() string { return filepath.Join(s.cfg.DataDir, "runtimes") }
 
 // runtimeRecord is a registered runtime, kept as <runtimes>/<name>.json next to its image.
 type runtimeRecord struct {
@@ -62,7 +79,7 @@ type runtimeRecord struct {
 	Path string `json:"path"` // the copied image's root
 }
 
-func (s *Server) loadRuntime(name string) (*runtimeRecord, error) {
+func (s *Kind) loadRuntime(name string) (*runtimeRecord, error) {
 	if !runtimeName.MatchString(name) {
 		return nil, fmt.Errorf("%w: runtime %q not found", policy.ErrNotFound, name)
 	}
@@ -77,40 +94,33 @@ func (s *Server) loadRuntime(name string) (*runtimeRecord, error) {
 	return &r, nil
 }
 
-// registerRuntime copies a runtime image from a path on the daemon's host into the data
+// RegisterRuntime copies a runtime image from a path on the daemon's host into the data
 // directory and records it under a name that never changes meaning.
-func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActRuntimeManage); err != nil {
-		return err
-	}
-	var req api.RegisterRuntime
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
+func (s *Kind) RegisterRuntime(ctx context.Context, p policy.Principal, req api.RegisterRuntime) (api.Runtime, error) {
 	if !runtimeName.MatchString(req.Name) {
-		return fmt.Errorf("%w: a runtime name is lower-case letters, digits, '.', '_' or '-' (for example python3.11)", policy.ErrInvalid)
+		return api.Runtime{}, fmt.Errorf("%w: a runtime name is lower-case letters, digits, '.', '_' or '-' (for example python3.11)", policy.ErrInvalid)
 	}
 	if !filepath.IsAbs(req.Path) {
-		return fmt.Errorf("%w: give the image as an absolute path on the daemon's host (a directory or a .tar/.tar.gz)", policy.ErrInvalid)
+		return api.Runtime{}, fmt.Errorf("%w: give the image as an absolute path on the daemon's host (a directory or a .tar/.tar.gz)", policy.ErrInvalid)
 	}
 	for _, a := range req.Entrypoint {
 		if a == "" || strings.ContainsRune(a, 0) {
-			return fmt.Errorf("%w: the entrypoint has an empty argument", policy.ErrInvalid)
+			return api.Runtime{}, fmt.Errorf("%w: the entrypoint has an empty argument", policy.ErrInvalid)
 		}
 	}
 	if len(req.Entrypoint) > 0 && !filepath.IsAbs(req.Entrypoint[0]) {
-		return fmt.Errorf("%w: the entrypoint's program must be an absolute path inside the image (for example /usr/bin/python3)", policy.ErrInvalid)
+		return api.Runtime{}, fmt.Errorf("%w: the entrypoint's program must be an absolute path inside the image (for example /usr/bin/python3)", policy.ErrInvalid)
 	}
 	if err := os.MkdirAll(s.runtimesDir(), 0o711); err != nil {
-		return err
+		return api.Runtime{}, err
 	}
 	// The name is claimed first (O_EXCL): two registrations of one name cannot both win.
 	claim, err := os.OpenFile(filepath.Join(s.runtimesDir(), req.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", policy.ErrConflict, req.Name)
+			return api.Runtime{}, fmt.Errorf("%w: runtime %s is already registered; a name never changes meaning, register the new image under another name", policy.ErrConflict, req.Name)
 		}
-		return err
+		return api.Runtime{}, err
 	}
 	claim.Close()
 	registered := false
@@ -122,34 +132,31 @@ func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p polic
 	dst := filepath.Join(s.runtimesDir(), req.Name+"-"+platform.NewID("img"))
 	img, err := sandbox.ImportImage(req.Path, dst)
 	if err != nil {
-		return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+		return api.Runtime{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
 	if err := os.Chmod(s.runtimesDir(), 0o711); err != nil {
-		return err
+		return api.Runtime{}, err
 	}
 	rec := runtimeRecord{Runtime: api.Runtime{Name: req.Name, Digest: img.Digest, Entrypoint: req.Entrypoint, Files: img.Files, Bytes: img.Bytes,
 		RegisteredBy: p.ID, Registered: s.rec.Now()}, Path: img.Path}
 	b, _ := json.MarshalIndent(rec, "", "  ")
-	err = s.db.Update(r.Context(), func(tx store.Tx) error {
+	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if err := platform.WriteFileAtomic(filepath.Join(s.runtimesDir(), req.Name+".json"), b, 0o600); err != nil {
 			return err
 		}
-		return s.rec.Record(r.Context(), tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
+		return s.rec.Record(ctx, tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
 			"entrypoint": strings.Join(req.Entrypoint, " "), "files": fmt.Sprint(img.Files)})
 	})
 	if err != nil {
 		os.RemoveAll(img.Path)
-		return err
+		return api.Runtime{}, err
 	}
 	registered = true
-	writeJSON(w, http.StatusCreated, rec.Runtime)
-	return nil
+	return rec.Runtime, nil
 }
 
-func (s *Server) listRuntimes(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActRuntimeRead); err != nil {
-		return err
-	}
+// Runtimes lists the registered runtimes.
+func (s *Kind) Runtimes() []api.Runtime {
 	ents, _ := os.ReadDir(s.runtimesDir())
 	out := []api.Runtime{}
 	for _, e := range ents {
@@ -159,8 +166,7 @@ func (s *Server) listRuntimes(w http.ResponseWriter, r *http.Request, p policy.P
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // customSpec is what a custom job runs; stored with the job.
@@ -171,109 +177,80 @@ type customSpec struct {
 	Datasets []string `json:"datasets"`
 }
 
-func (s *Server) programPath(tenant, digest string) (string, error) {
+func (s *Kind) programPath(tenant, digest string) (string, error) {
 	return s.cfg.TenantFile("programs", tenant, digest)
 }
 
-// uploadProgram stores a vendor's program for custom jobs under its digest, in the vendor's
+// UploadProgram stores a vendor's program for custom jobs under its digest, in the vendor's
 // tenant area.
-func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
-	body, err := readUpload(r, maxProgramBytes, "program")
-	if err != nil {
-		return err
-	}
+func (s *Kind) UploadProgram(ctx context.Context, p policy.Principal, body []byte) (api.Program, error) {
 	if len(body) == 0 {
-		return fmt.Errorf("%w: the program is empty", policy.ErrInvalid)
+		return api.Program{}, fmt.Errorf("%w: the program is empty", policy.ErrInvalid)
 	}
 	sum := sha256.Sum256(body)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	path, err := s.programPath(p.Tenant, digest)
 	if err != nil {
-		return err
+		return api.Program{}, err
 	}
 	// Executable: a static binary runs as the program itself (an interpreter reads a script).
 	if err := platform.StoreUpload(path, body, 0o755); err != nil {
-		return err
+		return api.Program{}, err
 	}
-	err = s.db.Update(r.Context(), func(tx store.Tx) error {
-		return s.rec.Record(r.Context(), tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		return s.rec.Record(ctx, tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
 	})
 	if err != nil {
-		return err
+		return api.Program{}, err
 	}
-	writeJSON(w, http.StatusCreated, api.Program{Digest: digest, Bytes: int64(len(body))})
-	return nil
+	return api.Program{Digest: digest, Bytes: int64(len(body))}, nil
 }
 
-// submitCustom validates a custom job and queues it.
-func (s *Server) submitCustom(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
-	ctx := r.Context()
+// Plan checks a custom job: a runtime, a program this tenant uploaded and datasets of the
+// grant. It spends no budget: no differential-privacy claim is made for its outputs.
+func (s *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, error) {
+	req, p := sub.Request, sub.Principal
 	c := req.Custom
 	switch {
 	case strings.TrimSpace(req.SQL) != "" || req.DP != nil || req.HE != nil || req.Train != nil:
-		return fmt.Errorf("%w: a custom job is a runtime, a program and datasets only", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: a custom job is a runtime, a program and datasets only", policy.ErrInvalid)
 	case c.Program == "":
-		return fmt.Errorf("%w: the custom job has no program (--program FILE)", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: the custom job has no program (--program FILE)", policy.ErrInvalid)
 	case len(c.Datasets) == 0:
-		return fmt.Errorf("%w: name the datasets the program reads (--dataset)", policy.ErrInvalid)
-	}
-	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: name the datasets the program reads (--dataset)", policy.ErrInvalid)
 	}
 	if s.box.Name() != "container" {
-		return fmt.Errorf("%w: custom jobs run only in containers, and this daemon runs with isolation=%s", launch.ErrUnavailable, s.box.Name())
+		return nil, fmt.Errorf("%w: custom jobs run only in containers, and this daemon runs with isolation=%s", launch.ErrUnavailable, s.box.Name())
 	}
 	rt, err := s.loadRuntime(c.Runtime)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := s.grants.Settle(ctx); err != nil {
-		return err
-	}
-	var g *policy.Grant
-	err = s.db.View(ctx, func(tx store.Tx) error {
-		var err error
-		if g, err = grants.Load(ctx, tx, p, req.Grant); err != nil {
-			return err
-		}
-		if err := g.Usable(s.rec.Now(), policy.ModeModel); err != nil {
-			return err
-		}
-		for i, d := range c.Datasets {
-			if _, ok := g.Access(d); !ok {
-				return fmt.Errorf("%w: grant %s does not include dataset %q", policy.ErrInvalid, g.ID, d)
-			}
-			if slices.Contains(c.Datasets[:i], d) {
-				return fmt.Errorf("%w: dataset %s is named twice", policy.ErrInvalid, d)
-			}
-		}
-		schemas, _, err := catalog.Load(ctx, tx, c.Datasets)
-		if err != nil {
-			return err
-		}
-		return s.box.Admit(schemas)
-	})
+	g, _, _, err := sub.Grant(ctx, jobs.Mode(policy.ModeModel))
 	if err != nil {
-		return err
+		return nil, err
+	}
+	for i, d := range c.Datasets {
+		if _, ok := g.Access(d); !ok {
+			return nil, fmt.Errorf("%w: grant %s does not include dataset %q", policy.ErrInvalid, g.ID, d)
+		}
+		if slices.Contains(c.Datasets[:i], d) {
+			return nil, fmt.Errorf("%w: dataset %s is named twice", policy.ErrInvalid, d)
+		}
 	}
 	prog := c.Program
 	path, err := s.programPath(p.Tenant, prog)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: no uploaded program %s for tenant %s; upload it first (veil job submit --program does)", policy.ErrInvalid, prog, p.Tenant)
+		return nil, fmt.Errorf("%w: no uploaded program %s for tenant %s; upload it first (veil job submit --program does)", policy.ErrInvalid, prog, p.Tenant)
 	}
 	spec := &customSpec{Runtime: rt.Name, Digest: rt.Digest, Program: prog, Datasets: c.Datasets}
 	desc := fmt.Sprintf("custom program %s on runtime %s (%s) over %s", prog[:19], rt.Name, rt.Digest[:19], strings.Join(c.Datasets, ", "))
-	now := s.rec.Now()
-	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
-		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Custom: spec}}
-	return s.queue(ctx, w, p, g, j, map[string]string{"grant": g.ID, "mode": "custom", "runtime": rt.Name, "image": rt.Digest, "program": prog,
-		"datasets": strings.Join(c.Datasets, ",")}, nil)
+	return &jobs.Plan{Grant: g, Mode: policy.ModeModel, Describe: desc, Spec: spec,
+		Audit: map[string]string{"grant": g.ID, "mode": "custom", "runtime": rt.Name, "image": rt.Digest, "program": prog,
+			"datasets": strings.Join(c.Datasets, ",")}}, nil
 }
 
 // statusClass is all a vendor learns of how its program ended.
@@ -287,59 +264,67 @@ func statusClass(st sandbox.Status) string {
 	return "limit hit"
 }
 
-// runCustom runs a custom job: projects the granted columns, runs the program on its image,
-// reads /out, checks it, and puts it in review.
-func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Scope, versions map[string]string, spec *customSpec) error {
+// Run projects the granted columns, runs the program on its image, reads /out and checks it.
+func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
+	spec := &customSpec{}
+	if err := json.Unmarshal(run.Spec, spec); err != nil {
+		return nil, err
+	}
+	tables, err := run.Tables(ctx, spec.Datasets)
+	if err != nil {
+		return nil, err
+	}
+	id, tenant := run.ID, run.Tenant
 	rt, err := s.loadRuntime(spec.Runtime)
 	if err != nil || rt.Digest != spec.Digest {
-		return launch.Fail(fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime), nil)
+		return nil, launch.Fail(fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime), nil)
 	}
 	work := filepath.Join(s.cfg.DataDir, "work", id)
 	if err := os.MkdirAll(work, 0o711); err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(work)
 	in, out := filepath.Join(work, "in"), filepath.Join(work, "out")
 	for _, d := range []string{in, out} {
 		if err := os.Mkdir(d, 0o711); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// /out is a tmpfs of its own: the program cannot fill the host's disk.
 	if err := unix.Mount("tmpfs", out, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("size=%dm,mode=0777", s.cfg.ScratchMB)); err != nil {
-		return fmt.Errorf("mount /out: %w", err)
+		return nil, fmt.Errorf("mount /out: %w", err)
 	}
 	defer unix.Unmount(out, unix.MNT_DETACH)
 
 	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {
-		return err
+		return nil, err
 	}
 	prog, err := s.programPath(tenant, spec.Program)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mounts := []sandbox.Mount{{Source: prog, Destination: "/job/program", Exec: true}, {Source: out, Destination: "/out", Writable: true}}
 	var inputs []gate.SDCTable
 	var inputRows int64
 	limited := false
-	for _, t := range sc.Tables {
+	for _, t := range tables {
 		if !slices.Contains(spec.Datasets, t.Name) {
 			continue
 		}
 		dst := filepath.Join(in, t.Name+".parquet")
 		n, err := engine.Project(ctx, t, dst, hex.EncodeToString(secret[:]))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.Chmod(dst, 0o644); err != nil {
-			return err
+			return nil, err
 		}
 		inputRows = max(inputRows, n)
 		mounts = append(mounts, sandbox.Mount{Source: dst, Destination: "/in/" + t.Name + ".parquet"})
 		names, cols, more, err := engine.TextColumns(ctx, dst, rowCheckLimit)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		limited = limited || more
 		tbl := gate.SDCTable{Name: t.Name, Columns: names}
@@ -358,46 +343,41 @@ func (s *Server) runCustom(ctx context.Context, id, tenant string, sc engine.Sco
 	args := append(slices.Clone(rt.Entrypoint), "/job/program")
 	res, err := s.box.RunImage(ctx, id, rt.Path, args, mounts, []string{"VEIL_IN=/in", "VEIL_OUT=/out", "HOME=/scratch", "TMPDIR=/scratch"})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	class := statusClass(res.Status)
 	if class != "ok" {
-		return launch.Fail("the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
+		return nil, launch.Fail("the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
 	}
 	files, err := readOutputs(out)
 	if err != nil {
-		return launch.Fail("the program's outputs cannot be read: "+err.Error(), nil)
+		return nil, launch.Fail("the program's outputs cannot be read: "+err.Error(), nil)
 	}
-	findings, kinds, err := s.checkOutputs(ctx, id, sc, files, inputs, inputRows, limited)
-	if err != nil {
-		return err
+	var limit int64
+	if limited {
+		limit = rowCheckLimit
 	}
+	findings, kinds := gate.CheckCustom(files, inputs, inputRows, limit, func(dataset string, groupBy []string, value string) ([]gate.MagnitudeCell, error) {
+		return s.contributions(ctx, id, tables, dataset, groupBy, value)
+	})
 	rec := output.FilesRecord(files, kinds)
-	defer rec.Release()
 	var apiFindings []api.Finding
 	for _, f := range findings {
 		apiFindings = append(apiFindings, api.Finding{Output: f.Output, Rule: f.Rule, Where: f.Where, Message: f.Message})
 	}
-	meta := output.Meta{
+	return &jobs.Output{
+		Record: rec,
 		Mechanism: api.Mechanism{Kind: "custom", Groups: len(files), Custom: &api.CustomMechanism{Runtime: rt.Name, Digest: rt.Digest, Program: spec.Program,
 			Status: class, Files: len(files), Findings: apiFindings,
 			Statement: "A vendor's own program computed these files in a sandbox without network. No differential-privacy claim is made for them. " +
 				fmt.Sprintf("Statistical disclosure checks found %d findings; a release with findings needs a reviewer's recorded override.", len(findings))}},
-		Datasets: versions,
-	}
-	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
-		cur.Status = jobReview
-		cur.body.Finished = s.rec.Now()
 		// The vendor learns the status class and that outputs wait, not how many (the
 		// program chooses that number: a channel), and only coarse timing.
-		cur.body.Message = "the program ended: ok; its outputs wait for export review"
-		cur.body.Metering = &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds()}
-		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{"mechanism": "custom", "files": fmt.Sprint(len(files)),
-			"findings": fmt.Sprint(len(findings)), "status": class})
-	})
+		Message:  "the program ended: ok; its outputs wait for export review",
+		Metering: &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds()},
+		Audit: map[string]string{"mechanism": "custom", "files": fmt.Sprint(len(files)),
+			"findings": fmt.Sprint(len(findings)), "status": class},
+	}, nil
 }
 
 // readOutputs reads the regular files at the top of /out (at most maxOutputFiles).
@@ -424,113 +404,14 @@ func readOutputs(dir string) ([]output.File, error) {
 	return files, nil
 }
 
-// manifest is what a program may write to /out/manifest.json to declare its outputs.
-type manifest struct {
-	Outputs []struct {
-		File        string   `json:"file"`
-		Kind        string   `json:"kind"` // frequency, magnitude, regression, other
-		CountColumn string   `json:"count_column"`
-		Dataset     string   `json:"dataset"`
-		GroupBy     []string `json:"group_by"`
-		Value       string   `json:"value"`
-		NObs        int      `json:"n_obs"`
-		NParams     int      `json:"n_params"`
-	} `json:"outputs"`
-}
-
-// checkOutputs runs the disclosure checks: every CSV against the inputs (row-level data),
-// each declared table by its kind; undeclared files are findings for the reviewer to judge.
-func (s *Server) checkOutputs(ctx context.Context, id string, sc engine.Scope, files []output.File, inputs []gate.SDCTable, inputRows int64, limited bool) ([]gate.Finding, map[string]string, error) {
-	rules := gate.DefaultSDCRules()
-	var m manifest
-	kinds := map[string]string{}
-	var findings []gate.Finding
-	for _, f := range files {
-		if f.Name == "manifest.json" {
-			if err := json.Unmarshal(f.Data, &m); err != nil {
-				findings = append(findings, gate.Finding{Output: f.Name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
-			}
-			kinds[f.Name] = "manifest"
-		}
-	}
-	declared := map[string]int{}
-	for i, o := range m.Outputs {
-		declared[o.File] = i
-	}
-	if limited {
-		findings = append(findings, gate.Finding{Output: "*", Rule: "row_level_limited", Message: fmt.Sprintf("the inputs exceed %d rows: the row-level check compared the first rows only", rowCheckLimit)})
-	}
-	for _, f := range files {
-		if f.Name == "manifest.json" {
-			continue
-		}
-		var tbl *gate.SDCTable
-		if strings.HasSuffix(f.Name, ".csv") {
-			t, err := parseCSV(f.Name, f.Data)
-			if err != nil {
-				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
-			} else {
-				tbl = t
-				findings = append(findings, gate.CheckRowLevel(*t, inputs, inputRows)...)
-			}
-		}
-		i, ok := declared[f.Name]
-		if !ok {
-			kinds[f.Name] = "other"
-			findings = append(findings, gate.Finding{Output: f.Name, Rule: "undeclared", Message: "not declared in manifest.json; the reviewer must judge it by reading it"})
-			continue
-		}
-		o := m.Outputs[i]
-		kinds[f.Name] = o.Kind
-		switch o.Kind {
-		case "frequency":
-			if tbl == nil {
-				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_table", Message: "a frequency table must be a CSV file"})
-				continue
-			}
-			findings = append(findings, gate.CheckFrequency(*tbl, o.CountColumn, rules)...)
-		case "magnitude":
-			cells, err := s.contributions(ctx, id, sc, o.Dataset, o.GroupBy, o.Value)
-			if err != nil {
-				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_magnitude", Message: "its declaration cannot be checked: " + err.Error()})
-				continue
-			}
-			findings = append(findings, gate.CheckMagnitude(f.Name, cells, rules)...)
-		case "regression":
-			findings = append(findings, gate.CheckRegression(f.Name, o.NObs, o.NParams, rules)...)
-			if int64(o.NObs) > inputRows {
-				findings = append(findings, gate.Finding{Output: f.Name, Rule: "not_a_regression", Message: "it declares more observations than the inputs hold"})
-			}
-		case "other":
-			findings = append(findings, gate.Finding{Output: f.Name, Rule: "undeclared", Message: "declared as other: no rule applies; the reviewer must judge it by reading it"})
-		default:
-			findings = append(findings, gate.Finding{Output: f.Name, Rule: "manifest", Message: fmt.Sprintf("unknown kind %q (frequency, magnitude, regression, other)", o.Kind)})
-		}
-	}
-	return findings, kinds, nil
-}
-
-func parseCSV(name string, data []byte) (*gate.SDCTable, error) {
-	r := csv.NewReader(bytes.NewReader(data))
-	r.FieldsPerRecord = -1
-	recs, err := r.ReadAll()
-	if err != nil {
-		return nil, errors.New("malformed CSV")
-	}
-	if len(recs) == 0 {
-		return &gate.SDCTable{Name: name}, nil
-	}
-	return &gate.SDCTable{Name: name, Columns: recs[0], Rows: recs[1:]}, nil
-}
-
 // contributions recomputes, in a sandbox, each cell's contribution per privacy unit of a
 // declared magnitude table: the dominance rules need them and a program's output cannot be
 // trusted to give them.
-func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, dataset string, groupBy []string, value string) ([]gate.MagnitudeCell, error) {
+func (s *Kind) contributions(ctx context.Context, id string, tables []engine.Table, dataset string, groupBy []string, value string) ([]gate.MagnitudeCell, error) {
 	var t *engine.Table
-	for i := range sc.Tables {
-		if sc.Tables[i].Name == dataset {
-			t = &sc.Tables[i]
+	for i := range tables {
+		if tables[i].Name == dataset {
+			t = &tables[i]
 		}
 	}
 	if t == nil {
@@ -544,7 +425,7 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 			unit = c.Name
 		}
 	}
-	if c, ok := cols[value]; !ok || !isNumericType(c.Type) {
+	if c, ok := cols[value]; !ok || !policy.NumericType(c.Type) {
 		return nil, fmt.Errorf("value column %q is not a granted number", value)
 	}
 	var keys []string
@@ -590,4 +471,21 @@ func (s *Server) contributions(ctx context.Context, id string, sc engine.Scope, 
 		}
 	}
 	return cells, nil
+}
+
+// Recover removes what custom jobs left when the daemon died: a job's inputs (copies of
+// granted columns) and its /out tmpfs do not outlive a crash.
+func (s *Kind) Recover(ctx context.Context) error {
+	work := filepath.Join(s.cfg.DataDir, "work")
+	if ents, err := os.ReadDir(work); err == nil {
+		for _, e := range ents {
+			dir := filepath.Join(work, e.Name())
+			unix.Unmount(filepath.Join(dir, "out"), unix.MNT_DETACH)
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("remove the leftover work of job %s: %w", e.Name(), err)
+			}
+			s.log.Warn("removed leftover custom-job work", "job", e.Name())
+		}
+	}
+	return nil
 }

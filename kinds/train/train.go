@@ -1,10 +1,9 @@
-package daemon
+package train
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -14,17 +13,16 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
-	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
-	"github.com/veil-dp/veil/store"
 )
 
 // Model jobs with a built-in trainer: the spec is checked against the grant here, the
-// budget is reserved with the job, the trainer runs in the sandbox (modelrunner.go) and
+// budget is reserved with the job, the trainer runs in the sandbox (package runner) and
 // returns only noisy results, which go through review like any dp output.
 
 const (
@@ -33,35 +31,40 @@ const (
 	maxBins       = 1000
 )
 
-// submitModel validates a model job and queues it with its budget reservation.
-func (s *Server) submitModel(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
-	ctx := r.Context()
+// Kind is the model job kind: a built-in trainer with differential privacy.
+type Kind struct {
+	box *launch.Launcher
+	cfg platform.Config
+}
+
+// New returns the model kind; box runs the trainers.
+func New(box *launch.Launcher, cfg platform.Config) *Kind { return &Kind{box: box, cfg: cfg} }
+
+// Name is the key a model job's trainer spec is stored under.
+func (*Kind) Name() string { return "model" }
+
+// Accepts takes the requests that carry a trainer spec.
+func (*Kind) Accepts(req *api.SubmitJob) bool { return req.Train != nil }
+
+// Plan checks the trainer spec against the grant; the job spends what the spec asks.
+func (k *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, error) {
+	req := sub.Request
 	if strings.TrimSpace(req.SQL) != "" || req.HE != nil || req.DP != nil {
-		return fmt.Errorf("%w: a model job is its spec alone (--train FILE): no SQL, no --epsilon flag (the spec has its epsilon)", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: a model job is its spec alone (--train FILE): no SQL, no --epsilon flag (the spec has its epsilon)", policy.ErrInvalid)
 	}
-	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
-	}
-	g, sc, schemas, err := s.grantScope(ctx, p, req.Grant, policy.ModeModel)
+	g, sc, schemas, err := sub.Grant(ctx, jobs.Mode(policy.ModeModel))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	spec, spend, verr := modelSpecFor(g, sc, req.Train)
 	if verr != nil {
-		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
-		})
-		return verr
+		return nil, sub.Refuse(g, verr)
 	}
 	desc := describeModel(spec)
-	now := s.rec.Now()
-	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
-		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeModel, SQL: desc, Model: spec, Spend: &spend}}
-	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeModel), "job": desc,
-		"epsilon": ledger.FormatEpsilon(spend.Eps), "delta": ledger.FormatDelta(spend.Delta)}
-	return s.queue(ctx, w, p, g, j, details, func(tx store.Tx) error {
-		return s.ledger.Reserve(ctx, tx, j.ID, j.GrantID, spend, []string{spec.Dataset}, ledger.QueryCap(g, schemas))
-	})
+	// The spend is in the submission's audit entry even for a dev run, which reserves none.
+	return &jobs.Plan{Grant: g, Mode: policy.ModeModel, Describe: desc, Spec: spec, Spend: &spend, Datasets: []string{spec.Dataset}, Cap: ledger.QueryCap(g, schemas),
+		Audit: map[string]string{"grant": g.ID, "mode": string(policy.ModeModel), "job": desc,
+			"epsilon": ledger.FormatEpsilon(spend.Eps), "delta": ledger.FormatDelta(spend.Delta)}}, nil
 }
 
 func describeModel(s *runner.Model) string {
@@ -118,7 +121,7 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*runner.M
 			if !numeric {
 				return &runner.ModelColumn{Name: name}, nil
 			}
-			if !isNumericType(c.Type) {
+			if !policy.NumericType(c.Type) {
 				return nil, fmt.Errorf("%w: %s %s is %s, not a number", policy.ErrInvalid, role, name, c.Type)
 			}
 			b, ok := t.Bounds[name]
@@ -231,10 +234,19 @@ func modelSpecFor(g *policy.Grant, sc engine.Scope, t *api.TrainSpec) (*runner.M
 	return spec, spend, nil
 }
 
-// runModel runs a model job's trainer in the sandbox and puts its noisy output in review.
-func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versions map[string]string, spec *runner.Model) error {
+// Run trains in the sandbox; what comes back is noisy already.
+func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
+	spec := &runner.Model{}
+	if err := json.Unmarshal(run.Spec, spec); err != nil {
+		return nil, err
+	}
+	all, err := run.Tables(ctx, []string{spec.Dataset})
+	if err != nil {
+		return nil, err
+	}
+	id := run.ID
 	var tables []engine.Table
-	for _, t := range sc.Tables {
+	for _, t := range all {
 		if t.Name == spec.Dataset {
 			tables = append(tables, t)
 			// The per-person pass is the identity on the version that runs now when it has
@@ -242,38 +254,30 @@ func (s *Server) runModel(ctx context.Context, id string, sc engine.Scope, versi
 			spec.Direct = t.MaxRowsPerUnit == 1 && t.UnitComplete
 		}
 	}
-	ejob := engine.Job{Kind: runner.KindModel, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	ejob := engine.Job{Kind: runner.KindModel, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: k.cfg.MaxResultByte}
 	var res runner.ModelResult
-	usage, err := s.runSpec(ctx, id, ejob, spec, &res, &res.Error)
+	usage, err := k.box.RunSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rec, err := modelRecord(&res)
 	if err != nil {
-		return launch.Fail("the runner returned no readable result", err)
+		return nil, launch.Fail("the runner returned no readable result", err)
 	}
-	defer rec.Release()
 	rep, _ := json.Marshal(res.Report)
 	noise := "laplace"
 	if spec.Trainer == runner.Linear || spec.Trainer == runner.Logistic {
 		noise = "gaussian"
 	}
-	meta := output.Meta{
+	return &jobs.Output{
+		Record: rec,
 		Mechanism: api.Mechanism{Kind: string(policy.ModeModel), Groups: int(rec.NumRows()),
 			DP: &api.DPMechanism{Epsilon: spec.Epsilon, Delta: spec.Delta, MaxRows: spec.MaxRows, Noise: noise, Report: rep}},
-		Datasets: versions,
-	}
-	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
-		cur.Status = jobReview
-		cur.body.Finished = s.rec.Now()
-		cur.body.Message = fmt.Sprintf("waiting for export review: %s with differential privacy (ε=%g), %d rows of output", spec.Trainer, spec.Epsilon, rec.NumRows())
-		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20, OutputRows: rec.NumRows()}
-		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
-			"mechanism": "model", "trainer": spec.Trainer, "epsilon": fmt.Sprint(spec.Epsilon), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
-	})
+		Message:  fmt.Sprintf("waiting for export review: %s with differential privacy (ε=%g), %d rows of output", spec.Trainer, spec.Epsilon, rec.NumRows()),
+		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20, OutputRows: rec.NumRows()},
+		Audit: map[string]string{
+			"mechanism": "model", "trainer": spec.Trainer, "epsilon": fmt.Sprint(spec.Epsilon), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())},
+	}, nil
 }
 
 // modelRecord is a trainer's output as a table: an optional text column, then numbers.

@@ -1,4 +1,4 @@
-package daemon
+package twin
 
 import (
 	"bytes"
@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +26,7 @@ import (
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/output"
@@ -36,22 +35,30 @@ import (
 	"github.com/veil-dp/veil/store"
 )
 
-// The development environment. A dataset's provider builds a twin of it: a masked sample
-// (each column by its catalog masking rule, applied by Veil) or a synthetic dataset from
-// differentially private marginals (spending the dataset's budget). A twin is an output like
-// any other: it waits for export review, and only a released twin is used. A vendor's
-// `veil dev run` is then the same job as in production — the same validation, the same
-// sandbox, the same gate — over the twin instead of the data, with no budget spent and the
-// output shown at once, labelled as dev output; `veil dev promote` submits the same job to
-// production.
-
 const (
-	jobDev        = "dev" // a dev run's job after it ran: its output is shown to the vendor
 	twinKindMask  = "masked"
 	twinKindSynth = "synthetic"
 	maxTwinRows   = 1_000_000
 	synthBins     = 10
 )
+
+// Service builds dev twins and finds the released ones.
+type Service struct {
+	db     store.Store
+	cfg    platform.Config
+	rec    *platform.Recorder
+	box    *launch.Launcher
+	ledger *ledger.Ledger
+	jobs   *jobs.Service
+}
+
+// New returns the twin service. A build is a job (js) that waits for review like any other.
+func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, l *ledger.Ledger, js *jobs.Service) *Service {
+	return &Service{db: db, cfg: cfg, rec: rec, box: box, ledger: l, jobs: js}
+}
+
+// kind is the key a twin build's spec is stored under in its job's body.
+const kind = "twin"
 
 // twinSpec is a twin build, stored with its job.
 type twinSpec struct {
@@ -63,17 +70,8 @@ type twinSpec struct {
 	Epsilon float64     `json:"epsilon,omitempty"` // synthetic: as charged
 }
 
-// buildTwin builds a dataset's twin (provider of the dataset) and puts it in review.
-func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActDatasetRegister); err != nil {
-		return err
-	}
-	var req api.BuildTwin
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	ctx := r.Context()
-	name := r.PathValue("name")
+// Build builds a dataset's twin (for the dataset's provider) and puts it in review.
+func (s *Service) Build(ctx context.Context, p policy.Principal, name string, req api.BuildTwin) (api.Job, error) {
 	var sch *policy.Schema
 	var set store.Dataset
 	err := s.db.View(ctx, func(tx store.Tx) error {
@@ -88,7 +86,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		return nil
 	})
 	if err != nil {
-		return err
+		return api.Job{}, err
 	}
 	spec := &twinSpec{Dataset: name, Version: set.Version, Kind: req.Kind, Rows: req.Rows}
 	var spend *ledger.Amount
@@ -98,34 +96,38 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 			spec.Rows = 1000
 		}
 		if req.Epsilon != 0 || len(req.Pairs) > 0 {
-			return fmt.Errorf("%w: a masked twin spends no budget and has no pairs; those are for --synthetic", policy.ErrInvalid)
+			return api.Job{}, fmt.Errorf("%w: a masked twin spends no budget and has no pairs; those are for --synthetic", policy.ErrInvalid)
 		}
 	case twinKindSynth:
 		if !(req.Epsilon > 0) || req.Epsilon > 10 {
-			return fmt.Errorf("%w: a synthetic twin spends the dataset's budget: give an epsilon in (0, 10], for example --epsilon 1", policy.ErrInvalid)
+			return api.Job{}, fmt.Errorf("%w: a synthetic twin spends the dataset's budget: give an epsilon in (0, 10], for example --epsilon 1", policy.ErrInvalid)
 		}
 		a, err := ledger.Spend(req.Epsilon, 0)
 		if err != nil {
-			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+			return api.Job{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 		spend = &a
 		spec.Epsilon = a.Epsilon()
 		spec.Pairs = req.Pairs
 		if _, _, err := synthColumns(sch, spec.Pairs); err != nil {
-			return err
+			return api.Job{}, err
 		}
 		if err := s.box.Admit(map[string]*policy.Schema{name: sch}); err != nil {
-			return err
+			return api.Job{}, err
 		}
 	default:
-		return fmt.Errorf("%w: a twin is masked or synthetic", policy.ErrInvalid)
+		return api.Job{}, fmt.Errorf("%w: a twin is masked or synthetic", policy.ErrInvalid)
 	}
 	if spec.Rows < 0 || spec.Rows > maxTwinRows {
-		return fmt.Errorf("%w: a twin has at most %d rows", policy.ErrInvalid, maxTwinRows)
+		return api.Job{}, fmt.Errorf("%w: a twin has at most %d rows", policy.ErrInvalid, maxTwinRows)
 	}
 	now := s.rec.Now()
-	j := &job{Job: store.Job{ID: platform.NewID("j"), Tenant: p.Tenant, Submitter: p.ID, Status: jobRunning, Created: now},
-		body: jobBody{Mode: "twin", SQL: fmt.Sprintf("%s twin of %s (version %s)", spec.Kind, name, set.Version[:12]), Twin: spec, Started: now, Spend: spend}}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return api.Job{}, err
+	}
+	j := &jobs.Job{Job: store.Job{ID: platform.NewID("j"), Tenant: p.Tenant, Submitter: p.ID, Status: jobs.Running, Created: now},
+		Body: jobs.Body{Mode: "twin", SQL: fmt.Sprintf("%s twin of %s (version %s)", spec.Kind, name, set.Version[:12]), Kind: kind, Spec: raw, Started: now, Spend: spend}}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		if spend != nil {
 			// The provider's own use of the dataset's budget, in the transaction that records
@@ -134,13 +136,13 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 				return err
 			}
 		}
-		if err := j.put(ctx, tx, now); err != nil {
+		if err := j.Put(ctx, tx, now); err != nil {
 			return err
 		}
 		return s.rec.Record(ctx, tx, p, "twin.build", "dataset/"+name, map[string]string{"job": j.ID, "kind": spec.Kind, "version": set.Version})
 	})
 	if err != nil {
-		return err
+		return api.Job{}, err
 	}
 	var rec arrow.RecordBatch
 	var mech api.Mechanism
@@ -158,26 +160,20 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 	}
 	if err != nil {
 		// The build ran (and a synthetic one spent its budget): the job says how it ended.
-		s.failJob(j.ID, err)
+		s.jobs.Fail(j.ID, err)
 		var je *launch.Failure
 		if errors.As(err, &je) {
-			return fmt.Errorf("%w: the twin could not be built: %s", policy.ErrInvalid, je.Msg)
+			return api.Job{}, fmt.Errorf("%w: the twin could not be built: %s", policy.ErrInvalid, je.Msg)
 		}
-		return err
+		return api.Job{}, err
 	}
 	defer rec.Release()
 	mech.Groups = int(rec.NumRows())
-	err = s.toReview(ctx, j.ID, rec, output.Meta{Mechanism: mech, Datasets: map[string]string{name: set.Version}}, func(tx store.Tx, cur *job) error {
-		cur.Status = jobReview
-		cur.body.Finished = s.rec.Now()
-		cur.body.Message = fmt.Sprintf("%s twin of %s: %d rows wait for export review; once released, vendors' dev runs use it", spec.Kind, name, rec.NumRows())
-		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+j.ID, map[string]string{"mechanism": "twin", "kind": spec.Kind, "rows": fmt.Sprint(rec.NumRows())})
-	})
+	err = s.jobs.ToReview(ctx, j.ID, map[string]string{name: set.Version}, &jobs.Output{Record: rec, Mechanism: mech,
+		Message: fmt.Sprintf("%s twin of %s: %d rows wait for export review; once released, vendors' dev runs use it", spec.Kind, name, rec.NumRows()),
+		Audit:   map[string]string{"mechanism": "twin", "kind": spec.Kind, "rows": fmt.Sprint(rec.NumRows())}})
 	if err != nil {
-		return err
+		return api.Job{}, err
 	}
 	var out api.Job
 	err = s.db.View(ctx, func(tx store.Tx) error {
@@ -185,40 +181,15 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 		if err != nil {
 			return err
 		}
-		cur, err := decodeJob(sj)
-		out = cur.api()
+		cur, err := jobs.Decode(sj)
+		out = cur.API()
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, out)
-	return nil
-}
-
-// failJob records a failed job (twin builds run in the request, not the scheduler).
-func (s *Server) failJob(id string, err error) {
-	msg, detail := launch.Explain(err)
-	s.slog.Warn("job failed", "job", id, "err", detail)
-	s.db.Update(context.Background(), func(tx store.Tx) error {
-		sj, err := tx.Job(context.Background(), id)
-		if err != nil {
-			return err
-		}
-		j, err := decodeJob(sj)
-		if err != nil {
-			return err
-		}
-		j.Status, j.body.Message, j.body.Finished = jobFailed, msg, s.rec.Now()
-		if err := j.put(context.Background(), tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
-	})
+	return out, err
 }
 
 // maskKey is the platform's masking key (hmac pseudonyms in masked twins), made on first use.
-func (s *Server) maskKey() ([]byte, error) {
+func (s *Service) maskKey() ([]byte, error) {
 	path := filepath.Join(s.cfg.DataDir, "keys", "mask.key")
 	if b, err := os.ReadFile(path); err == nil {
 		return hex.DecodeString(strings.TrimSpace(string(b)))
@@ -274,7 +245,7 @@ func maskRule(c policy.Column) string {
 // maskedTwin samples rows of the dataset and masks every column by its rule. Numbers
 // generalized into bands keep their type (the band's lower end), so that queries written
 // for the data run on the twin.
-func (s *Server) maskedTwin(ctx context.Context, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, error) {
+func (s *Service) maskedTwin(ctx context.Context, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, error) {
 	key, err := s.maskKey()
 	if err != nil {
 		return nil, err
@@ -307,7 +278,7 @@ func (s *Server) maskedTwin(ctx context.Context, sch *policy.Schema, set store.D
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", name, err)
 		}
-		if strings.HasPrefix(rule.String(), "band:") && isNumericType(c.Type) {
+		if strings.HasPrefix(rule.String(), "band:") && policy.NumericType(c.Type) {
 			m = bandLower(m)
 		}
 		fields = append(fields, arrow.Field{Name: name, Type: m.DataType(), Nullable: true})
@@ -353,7 +324,7 @@ const nullCategory = "␀"
 
 // syntheticTwin computes exact marginals in a sandbox (one row per person), makes them
 // differentially private and draws synthetic rows from them.
-func (s *Server) syntheticTwin(ctx context.Context, id string, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, dp.SynthReport, error) {
+func (s *Service) syntheticTwin(ctx context.Context, id string, sch *policy.Schema, set store.Dataset, spec *twinSpec) (arrow.RecordBatch, dp.SynthReport, error) {
 	var rep dp.SynthReport
 	cols, idx, err := synthColumns(sch, spec.Pairs)
 	if err != nil {
@@ -507,21 +478,28 @@ func synthRecord(sch *policy.Schema, cols []synthColumn, drawn [][]string, seed 
 	return rec
 }
 
-// twinFile returns the released twin of a dataset as a Parquet file the sandbox can mount,
+// File returns the released twin of a dataset as a Parquet file the sandbox can mount,
 // written once from the stored output.
-func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
-	var best *job
+func (s *Service) File(ctx context.Context, dataset string) (string, error) {
+	var best *jobs.Job
 	err := s.db.View(ctx, func(tx store.Tx) error {
-		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobReleased}})
+		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobs.Released}})
 		if err != nil {
 			return err
 		}
 		for _, sj := range js {
-			j, err := decodeJob(sj)
+			j, err := jobs.Decode(sj)
 			if err != nil {
 				return err
 			}
-			if j.body.Twin != nil && j.body.Twin.Dataset == dataset && (best == nil || j.Updated.After(best.Updated)) {
+			if j.Body.Kind != kind {
+				continue
+			}
+			var spec twinSpec
+			if err := json.Unmarshal(j.Body.Spec, &spec); err != nil {
+				return err
+			}
+			if spec.Dataset == dataset && (best == nil || j.Updated.After(best.Updated)) {
 				best = j
 			}
 		}
@@ -540,7 +518,7 @@ func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
 	}
 	var rec arrow.RecordBatch
 	err = s.db.View(ctx, func(tx store.Tx) error {
-		_, r, err := loadOutput(ctx, tx, best.ID)
+		_, r, err := jobs.LoadOutput(ctx, tx, best.ID)
 		rec = r
 		return err
 	})
@@ -561,123 +539,6 @@ func (s *Server) twinFile(ctx context.Context, dataset string) (string, error) {
 	return path, platform.WriteFileAtomic(path, data, 0o644)
 }
 
-// devScope points a job's scope at the twins of the datasets it reads (and drops the others).
-func (s *Server) devScope(ctx context.Context, j *job, sc *engine.Scope) error {
-	var used []string
-	switch b := j.body; {
-	case b.Plan != nil:
-		used = b.Plan.Tables
-	case b.HE != nil:
-		used = []string{b.HE.Dataset}
-	case b.Model != nil:
-		used = []string{b.Model.Dataset}
-	case b.Custom != nil:
-		used = b.Custom.Datasets
-	}
-	var tables []engine.Table
-	for _, t := range sc.Tables {
-		if !slices.Contains(used, t.Name) {
-			continue
-		}
-		f, err := s.twinFile(ctx, t.Name)
-		if err != nil {
-			return err
-		}
-		t.Files = []string{f}
-		// What was measured of the data says nothing of the twin.
-		t.MaxRowsPerUnit, t.UnitComplete = 0, false
-		tables = append(tables, t)
-	}
-	sc.Tables = tables
-	return nil
-}
-
-// devOutput is what a vendor sees of a dev run: the output at once, labelled.
-func (s *Server) devOutput(ctx context.Context, p policy.Principal, id string) (api.DevOutput, error) {
-	var out api.DevOutput
-	err := s.db.View(ctx, func(tx store.Tx) error {
-		j, err := loadJob(ctx, tx, p, id)
-		if err != nil {
-			return err
-		}
-		if !j.body.Dev {
-			return fmt.Errorf("%w: job %s is not a dev run", policy.ErrNotFound, id)
-		}
-		out.Job = j.api()
-		out.Label = "DEV OUTPUT: computed on the datasets' dev twins (masked or synthetic), not on the data; no budget was spent. Promote the job to run it on the data."
-		if j.Status != jobDev {
-			return nil
-		}
-		meta, rec, err := loadOutput(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		defer rec.Release()
-		out.Mechanism, out.Columns = meta.Mechanism, meta.Columns
-		if meta.Mechanism.Custom != nil {
-			out.Files, out.Columns = output.Files(rec), nil
-		} else {
-			out.Rows = output.Rows(rec)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// submitDev runs a job in the dev environment: validated like a production job, run at once
-// on the twins, with no budget.
-func (s *Server) submitDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
-	r = r.WithContext(context.WithValue(r.Context(), devKey{}, true))
-	return s.submitJob(w, r, p)
-}
-
-type devKey struct{}
-
-func isDev(ctx context.Context) bool { v, _ := ctx.Value(devKey{}).(bool); return v }
-
-func (s *Server) showDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobRead); err != nil {
-		return err
-	}
-	out, err := s.devOutput(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-// promoteDev submits a dev run's job, unchanged, to production.
-func (s *Server) promoteDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
-	var req api.SubmitJob
-	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		j, err := loadJob(r.Context(), tx, p, r.PathValue("id"))
-		if err != nil {
-			return err
-		}
-		if !j.body.Dev || j.body.Request == nil {
-			return fmt.Errorf("%w: job %s is not a dev run", policy.ErrNotFound, j.ID)
-		}
-		return json.Unmarshal(j.body.Request, &req)
-	})
-	if err != nil {
-		return err
-	}
-	var body bytes.Buffer
-	if err := json.NewEncoder(&body).Encode(req); err != nil {
-		return err
-	}
-	r2 := r.Clone(r.Context())
-	r2.Body = io.NopCloser(&body)
-	return s.submitJob(w, r2, p)
-}
-
 // synthColumns picks the columns a synthetic twin draws (those with a public domain or
 // numeric bounds) and checks the pairs; it runs before any budget is spent.
 func synthColumns(sch *policy.Schema, pairs [][2]string) ([]synthColumn, map[string]int, error) {
@@ -690,7 +551,7 @@ func synthColumns(sch *policy.Schema, pairs [][2]string) ([]synthColumn, map[str
 		switch {
 		case len(c.Domain) > 0:
 			sc.domain = append(slices.Clone(c.Domain), nullCategory)
-		case len(c.Bounds) == 2 && isNumericType(c.Type):
+		case len(c.Bounds) == 2 && policy.NumericType(c.Type):
 			sc.numeric, sc.lo, sc.hi = true, c.Bounds[0], c.Bounds[1]
 			for b := range synthBins {
 				sc.domain = append(sc.domain, strconv.Itoa(b))

@@ -1,35 +1,27 @@
-package daemon
+package hescore
 
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-
-	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
-	"github.com/veil-dp/veil/grants"
+	"github.com/veil-dp/veil/gate"
 	"github.com/veil-dp/veil/he"
+	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
-	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
-	"github.com/veil-dp/veil/sandbox"
 	"github.com/veil-dp/veil/store"
 )
 
@@ -40,38 +32,36 @@ import (
 // he); the output is the group keys, their row counts and one ciphertext only the vendor can
 // decrypt. The daemon never decrypts, never holds a secret key, and refuses one at upload.
 
-// maxBlobBytes bounds an upload: a public bundle is about 27 MB, an encrypted model of 16
-// features about 36 MB.
-const maxBlobBytes = 256 << 20
+// Kind is the he-score job kind; it also takes the vendors' uploads its jobs need.
+type Kind struct {
+	db  store.Store
+	cfg platform.Config
+	rec *platform.Recorder
+	box *launch.Launcher
+	log *slog.Logger
+}
 
-func (s *Server) blobPath(tenant, digest string) (string, error) {
+// New returns the he-score kind.
+func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, log *slog.Logger) *Kind {
+	return &Kind{db: db, cfg: cfg, rec: rec, box: box, log: log}
+}
+
+// Name is the key an he-score job's spec is stored under.
+func (*Kind) Name() string { return "he" }
+
+// Accepts takes the requests that name an encrypted model to score.
+func (*Kind) Accepts(req *api.SubmitJob) bool { return req.HE != nil }
+
+func (s *Kind) blobPath(tenant, digest string) (string, error) {
 	return s.cfg.TenantFile("blobs", tenant, digest)
 }
 
-// readUpload reads a request body bounded by the route's limit, saying so when it is hit.
-func readUpload(r *http.Request, limit int64, what string) ([]byte, error) {
-	body, err := io.ReadAll(r.Body)
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return nil, fmt.Errorf("%w: the %s is larger than %d MiB", policy.ErrInvalid, what, limit>>20)
-	}
-	return body, err
-}
-
-// uploadBlob stores a vendor's public key bundle or encrypted model under its digest. It
-// looks at the envelope's header first and refuses a secret key before parsing anything.
-func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
-	body, err := readUpload(r, maxBlobBytes, "upload")
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
+// Upload stores a vendor's public key bundle or encrypted model under its digest. It looks
+// at the envelope's header first and refuses a secret key before parsing anything.
+func (s *Kind) Upload(ctx context.Context, p policy.Principal, body []byte) (api.Blob, error) {
 	kind, err := he.BlobKind(body)
 	if err != nil {
-		return fmt.Errorf("%w: not an he blob: %v; upload the public.bundle of `veil he keygen` or the output of `veil he encrypt-model`", policy.ErrInvalid, err)
+		return api.Blob{}, fmt.Errorf("%w: not an he blob: %v; upload the public.bundle of `veil he keygen` or the output of `veil he encrypt-model`", policy.ErrInvalid, err)
 	}
 	var keyID string
 	switch kind {
@@ -80,71 +70,68 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 		s.db.Update(ctx, func(tx store.Tx) error {
 			return s.rec.Record(ctx, tx, p, "blob.refuse", "tenant/"+p.Tenant, map[string]string{"reason": "a secret key was uploaded; it was discarded unread"})
 		})
-		return fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", policy.ErrInvalid)
+		return api.Blob{}, fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", policy.ErrInvalid)
 	case he.BlobPublicBundle:
 		if keyID, _, err = he.PeekBundle(body); err != nil {
-			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+			return api.Blob{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 	case he.BlobEncryptedModel:
 		h, err := he.PeekModelHeader(body)
 		if err != nil {
-			return fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+			return api.Blob{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 		}
 		keyID = h.KeyID
 	default:
-		return fmt.Errorf("%w: a %s is not an upload; upload a public bundle or an encrypted model", policy.ErrInvalid, kind)
+		return api.Blob{}, fmt.Errorf("%w: a %s is not an upload; upload a public bundle or an encrypted model", policy.ErrInvalid, kind)
 	}
 	sum := sha256.Sum256(body)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	path, err := s.blobPath(p.Tenant, digest)
 	if err != nil {
-		return err
+		return api.Blob{}, err
 	}
 	// The full parse of untrusted key material runs in a sandbox: a blob crafted to make
 	// the parser allocate without bound kills a runner, never the daemon. Only a blob that
 	// parses is stored under its digest.
 	check := path + ".check-" + platform.NewID("x")
 	if err := platform.StoreUpload(check, body, 0o644); err != nil {
-		return err
+		return api.Blob{}, err
 	}
 	defer os.Remove(check)
 	if err := s.checkBlob(ctx, check); err != nil {
-		return err
+		return api.Blob{}, err
 	}
 	if err := os.Rename(check, path); err != nil {
-		return err
+		return api.Blob{}, err
 	}
 	out := api.Blob{Digest: digest, Kind: kind, KeyID: keyID, Bytes: int64(len(body))}
 	err = s.db.Update(ctx, func(tx store.Tx) error {
 		return s.rec.Record(ctx, tx, p, "blob.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "kind": kind, "key_id": keyID, "bytes": fmt.Sprint(len(body))})
 	})
 	if err != nil {
-		return err
+		return api.Blob{}, err
 	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return out, nil
 }
 
-// submitHE validates an he-score job and queues it.
-func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Principal, req api.SubmitJob) error {
-	ctx := r.Context()
+// Plan checks an he-score request against its grant: the blobs, the model's features, the
+// group-by keys and, with differential privacy, what it spends.
+func (s *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, error) {
+	req, p := sub.Request, sub.Principal
 	hs := req.HE
 	switch {
 	case strings.TrimSpace(req.SQL) != "":
-		return fmt.Errorf("%w: an he-score job has no SQL: it names a dataset, group-by keys, a model and a public bundle", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: an he-score job has no SQL: it names a dataset, group-by keys, a model and a public bundle", policy.ErrInvalid)
 	case hs.Dataset == "":
-		return fmt.Errorf("%w: an he-score job needs a dataset (--dataset)", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: an he-score job needs a dataset (--dataset)", policy.ErrInvalid)
 	case hs.Model == "" || hs.Bundle == "":
-		return fmt.Errorf("%w: an he-score job needs the encrypted model and the public bundle (--model, --public)", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: an he-score job needs the encrypted model and the public bundle (--model, --public)", policy.ErrInvalid)
 	case len(hs.GroupBy) > 8:
-		return fmt.Errorf("%w: at most 8 group-by keys", policy.ErrInvalid)
+		return nil, fmt.Errorf("%w: at most 8 group-by keys", policy.ErrInvalid)
 	}
-	if len(req.IdempotencyKey) > 200 {
-		return fmt.Errorf("%w: the idempotency key is longer than 200 characters", policy.ErrInvalid)
-	}
-	g, sc, schemas, err := s.grantScope(ctx, p, req.Grant, policy.ModeHE)
+	g, sc, schemas, err := sub.Grant(ctx, jobs.Mode(policy.ModeHE))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	spec, verr := s.heSpecFor(p, g, sc, hs)
 	var spend *ledger.Amount
@@ -152,32 +139,14 @@ func (s *Server) submitHE(w http.ResponseWriter, r *http.Request, p policy.Princ
 		spend, verr = heDPFor(g, sc, spec, req.DP)
 	}
 	if verr != nil {
-		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+g.ID, map[string]string{"reason": verr.Error()})
-		})
-		return verr
+		return nil, sub.Refuse(g, verr)
 	}
 	desc := fmt.Sprintf("he-score %s model (key %s) over %s: features %s", spec.Kind, spec.KeyID, spec.Dataset, strings.Join(featureNames(spec.Features), ", "))
 	if len(spec.GroupBy) > 0 {
 		desc += "; group by " + strings.Join(spec.GroupBy, ", ")
 	}
-	now := s.rec.Now()
-	j := &job{Job: store.Job{ID: platform.NewID("j"), GrantID: g.ID, Tenant: p.Tenant, Submitter: p.ID, Status: jobQueued,
-		IdemKey: req.IdempotencyKey, Created: now}, body: jobBody{Mode: policy.ModeHE, SQL: desc, HE: spec}}
-	j.body.Spend = spend
-	details := map[string]string{"grant": g.ID, "mode": string(policy.ModeHE), "job": desc, "model": spec.Model, "bundle": spec.Bundle}
-	var reserve func(tx store.Tx) error
-	if spend != nil {
-		reserve = func(tx store.Tx) error {
-			if err := s.ledger.Reserve(ctx, tx, j.ID, j.GrantID, *spend, []string{spec.Dataset}, ledger.QueryCap(g, schemas)); err != nil {
-				return err
-			}
-			details["epsilon"] = ledger.FormatEpsilon(spend.Eps)
-			details["delta"] = ledger.FormatDelta(spend.Delta)
-			return nil
-		}
-	}
-	return s.queue(ctx, w, p, g, j, details, reserve)
+	return &jobs.Plan{Grant: g, Mode: policy.ModeHE, Describe: desc, Spec: spec, Spend: spend, Datasets: []string{spec.Dataset}, Cap: ledger.QueryCap(g, schemas),
+		Audit: map[string]string{"grant": g.ID, "mode": string(policy.ModeHE), "job": desc, "model": spec.Model, "bundle": spec.Bundle}}, nil
 }
 
 // heDPFor checks a request for a differentially private he-score job and returns what it
@@ -225,7 +194,7 @@ func featureNames(fs []he.PublicFeature) []string {
 // heSpecFor checks an he-score request against the grant: the blobs exist, belong to one key
 // set and parse; the model's features are granted numeric columns; the keys are granted and
 // neither the privacy unit nor a direct identifier.
-func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope, hs *api.HEScore) (*runner.Score, error) {
+func (s *Kind) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope, hs *api.HEScore) (*runner.Score, error) {
 	var t *engine.Table
 	for i := range sc.Tables {
 		if sc.Tables[i].Name == hs.Dataset {
@@ -281,7 +250,7 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 			return nil, fmt.Errorf("%w: the model's feature %s is not a granted column of %s", policy.ErrInvalid, f.Name, hs.Dataset)
 		case c.PrivacyUnit || c.Identifier:
 			return nil, fmt.Errorf("%w: the model's feature %s is the privacy unit or a direct identifier; a model may not read it", policy.ErrInvalid, f.Name)
-		case !isNumericType(c.Type):
+		case !policy.NumericType(c.Type):
 			return nil, fmt.Errorf("%w: the model's feature %s is %s, not a number", policy.ErrInvalid, f.Name, c.Type)
 		}
 	}
@@ -309,26 +278,26 @@ func (s *Server) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope,
 		KeyID: h.KeyID, Kind: h.Kind, Degree: h.Degree, InputRange: h.InputRange, ScoreBound: h.ScoreBound}, nil
 }
 
-func isNumericType(t string) bool {
-	t = strings.ToUpper(t)
-	for _, n := range []string{"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "INT"} {
-		if strings.HasPrefix(t, n) {
-			return true
-		}
+// Run scores the model in the sandbox; what comes back is already thresholded or noisy, and
+// encrypted.
+func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
+	var spec runner.Score
+	if err := json.Unmarshal(run.Spec, &spec); err != nil {
+		return nil, err
 	}
-	return false
-}
-
-// runHE runs an he-score job in the sandbox and puts its output in the review queue.
-func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engine.Scope, versions map[string]string, spec *runner.Score, tenant string) error {
+	all, err := run.Tables(ctx, []string{spec.Dataset})
+	if err != nil {
+		return nil, err
+	}
+	id, g, tenant := run.ID, run.Grant, run.Tenant
 	var tables []engine.Table
-	for _, t := range sc.Tables {
+	for _, t := range all {
 		if t.Name == spec.Dataset {
 			tables = append(tables, t)
 			if spec.DP != nil {
 				// The bound is that of the dataset version that runs now.
 				if t.MaxRowsPerUnit < 1 {
-					return launch.Fail(fmt.Sprintf("dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", t.Name), nil)
+					return nil, launch.Fail(fmt.Sprintf("dataset %s has no measured maximum of rows per person; differential privacy cannot bound a person's contribution", t.Name), nil)
 				}
 				spec.DP.MaxRows = t.MaxRowsPerUnit
 			}
@@ -336,82 +305,45 @@ func (s *Server) runHE(ctx context.Context, id string, g *policy.Grant, sc engin
 	}
 	bundle, err := s.blobPath(tenant, spec.Bundle)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	model, err := s.blobPath(tenant, spec.Model)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ejob := engine.Job{Kind: runner.KindScore, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
 		MaxResultBytes: s.cfg.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
 	var res runner.ScoreResult
-	usage, err := s.runSpec(ctx, id, ejob, spec, &res, &res.Error)
+	usage, err := s.box.RunSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rec, err := heRecord(spec, &res)
+	rec, err := gate.HE(&spec, &res)
 	if err != nil {
-		return launch.Fail("the runner returned no readable result", err)
+		return nil, launch.Fail("the runner returned no readable result", err)
 	}
-	defer rec.Release()
 	var dpm *api.DPMechanism
 	if spec.DP != nil && res.DP != nil {
 		rep, _ := json.Marshal(res.DP)
 		dpm = &api.DPMechanism{Epsilon: spec.DP.Epsilon, Delta: spec.DP.Delta, MaxGroups: spec.DP.MaxRows, MaxRows: spec.DP.MaxRows, Noise: "laplace", Report: rep}
 	}
-	meta := output.Meta{
+	msg := fmt.Sprintf("waiting for export review: %d groups scored under encryption, %d not scored (fewer than %d persons)", len(res.Groups), res.Dropped, g.K)
+	if spec.DP != nil {
+		msg = fmt.Sprintf("waiting for export review: %d groups scored under encryption with differential privacy (ε=%g)", len(res.Groups), spec.DP.Epsilon)
+	}
+	return &jobs.Output{
+		Record: rec,
 		Mechanism: api.Mechanism{Kind: string(policy.ModeHE), K: g.K, DP: dpm, Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped,
 			HE: &api.HEMechanism{KeyID: spec.KeyID, Model: spec.Kind, Features: featureNames(spec.Features), GroupBy: spec.GroupBy, Degree: spec.Degree,
 				InputRange: spec.InputRange, SumErrorStd: res.SumErrorStd, Rows: res.Rows,
-				Statement: heStatement(spec)}},
-		Datasets: versions,
-	}
-	return s.toReview(ctx, id, rec, meta, func(tx store.Tx, cur *job) error {
-		cur.Status = jobReview
-		cur.body.Finished = s.rec.Now()
-		cur.body.Message = fmt.Sprintf("waiting for export review: %d groups scored under encryption, %d not scored (fewer than %d persons)", len(res.Groups), res.Dropped, g.K)
-		if spec.DP != nil {
-			cur.body.Message = fmt.Sprintf("waiting for export review: %d groups scored under encryption with differential privacy (ε=%g)", len(res.Groups), spec.DP.Epsilon)
-		}
-		cur.body.Metering = &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
-			OutputRows: rec.NumRows(), Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped}
-		if err := cur.put(ctx, tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, map[string]string{
+				Statement: heStatement(&spec)}},
+		Message: msg,
+		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
+			OutputRows: rec.NumRows(), Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped},
+		Audit: map[string]string{
 			"mechanism": "he", "key_id": spec.KeyID, "k": fmt.Sprint(g.K), "groups": fmt.Sprint(len(res.Groups)), "suppressed": fmt.Sprint(res.Dropped),
-			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())})
-	})
-}
-
-// heRecord is the reviewable output of an he-score job: one row per scored group with its
-// keys, its row count and its slot in the ciphertext, which travels as schema metadata.
-func heRecord(spec *runner.Score, res *runner.ScoreResult) (arrow.RecordBatch, error) {
-	fields := []arrow.Field{}
-	for _, k := range spec.GroupBy {
-		fields = append(fields, arrow.Field{Name: k, Type: arrow.BinaryTypes.String, Nullable: true})
-	}
-	fields = append(fields, arrow.Field{Name: "rows", Type: arrow.PrimitiveTypes.Int64}, arrow.Field{Name: "slot", Type: arrow.PrimitiveTypes.Int64})
-	md := arrow.NewMetadata([]string{output.HESums, output.HEKeyID}, []string{base64.StdEncoding.EncodeToString(res.Sums), spec.KeyID})
-	schema := arrow.NewSchema(fields, &md)
-	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-	defer b.Release()
-	for slot, gr := range res.Groups {
-		if len(gr.Keys) != len(spec.GroupBy) {
-			return nil, fmt.Errorf("group %d has %d keys, want %d", slot, len(gr.Keys), len(spec.GroupBy))
-		}
-		for i, k := range gr.Keys {
-			sb := b.Field(i).(*array.StringBuilder)
-			if k == nil {
-				sb.AppendNull()
-			} else {
-				sb.Append(*k)
-			}
-		}
-		b.Field(len(spec.GroupBy)).(*array.Int64Builder).Append(gr.Rows)
-		b.Field(len(spec.GroupBy) + 1).(*array.Int64Builder).Append(int64(slot))
-	}
-	return b.NewRecordBatch(), nil
+			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())},
+	}, nil
 }
 
 // heStatement is what the certificate asserts about an he-score output.
@@ -429,35 +361,8 @@ func heStatement(spec *runner.Score) string {
 	return st + "Group keys and row counts are in the clear, for groups of at least k persons."
 }
 
-// grantScope loads a grant p may use for a job of the given mode, with what the engine may
-// see of it; a daemon without a sandbox gets synthetic datasets only.
-func (s *Server) grantScope(ctx context.Context, p policy.Principal, grant string, mode policy.Mode) (*policy.Grant, engine.Scope, map[string]*policy.Schema, error) {
-	var g *policy.Grant
-	var sc engine.Scope
-	var schemas map[string]*policy.Schema
-	if err := s.grants.Settle(ctx); err != nil {
-		return nil, sc, nil, err
-	}
-	err := s.db.View(ctx, func(tx store.Tx) error {
-		var err error
-		if g, err = grants.Load(ctx, tx, p, grant); err != nil {
-			return err
-		}
-		if err := g.Usable(s.rec.Now(), mode); err != nil {
-			return err
-		}
-		var sets map[string]store.Dataset
-		if schemas, sets, err = catalog.Load(ctx, tx, grants.Datasets(g)); err != nil {
-			return err
-		}
-		sc = grants.Scope(g, schemas, sets, mode)
-		return s.box.Admit(schemas)
-	})
-	return g, sc, schemas, err
-}
-
 // checkBlob fully parses an uploaded he blob in a sandbox (runner kind he-check).
-func (s *Server) checkBlob(ctx context.Context, path string) error {
+func (s *Kind) checkBlob(ctx context.Context, path string) error {
 	ejob := engine.Job{Kind: runner.KindCheck, Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.cfg.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
 		Tables: []engine.Table{}}
 	var out strings.Builder
@@ -465,7 +370,7 @@ func (s *Server) checkBlob(ctx context.Context, path string) error {
 		var je *launch.Failure
 		if errors.As(err, &je) {
 			_, detail := launch.Explain(err)
-			s.slog.Warn("he upload check failed", "err", detail)
+			s.log.Warn("he upload check failed", "err", detail)
 			return fmt.Errorf("%w: the upload does not parse as key material or ciphertexts of this platform's parameters; make it again with veil he", policy.ErrInvalid)
 		}
 		return err
@@ -478,27 +383,4 @@ func (s *Server) checkBlob(ctx context.Context, path string) error {
 		return fmt.Errorf("%w: %s", policy.ErrInvalid, res.Error)
 	}
 	return nil
-}
-
-// runSpec runs a job whose runner is the daemon's own (he-score, model) with spec as its
-// Spec, and decodes the runner's JSON answer into res; a refusal the runner wrote into
-// *refusal (safe for the vendor) becomes the job's error.
-func (s *Server) runSpec(ctx context.Context, id string, ejob engine.Job, spec, res any, refusal *string) (sandbox.Usage, error) {
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		return sandbox.Usage{}, err
-	}
-	ejob.Spec = raw
-	var out strings.Builder
-	u, err := s.box.Run(ctx, id, ejob, &out)
-	if err != nil {
-		return u, err
-	}
-	if err := json.Unmarshal([]byte(out.String()), res); err != nil {
-		return u, launch.Fail("the runner returned no readable result", err)
-	}
-	if *refusal != "" {
-		return u, launch.Fail(*refusal, nil)
-	}
-	return u, nil
 }

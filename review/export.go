@@ -1,13 +1,16 @@
-package daemon
+package review
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/grants"
+	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -49,25 +52,22 @@ type ProvenanceDataset struct {
 // PredicateType is the in-toto predicate type of Veil's certificates.
 const PredicateType = "https://veil.dev/provenance/v1"
 
-func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActExportGet); err != nil {
-		return err
-	}
-	format := r.URL.Query().Get("format")
+// Export is a released output in format, with its signed certificate; the fetch is recorded
+// with the hash of the bytes it returns.
+func (s *Service) Export(ctx context.Context, p policy.Principal, id, format string) (api.Export, error) {
 	if format == "" {
 		format = "parquet"
 	}
-	ctx := r.Context()
 	var out api.Export
 	err := s.db.Update(ctx, func(tx store.Tx) error {
-		j, err := loadJob(ctx, tx, p, r.PathValue("id"))
+		j, err := jobs.Load(ctx, tx, p, id)
 		if err != nil {
 			return err
 		}
-		if j.Status != jobReleased {
+		if j.Status != jobs.Released {
 			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", policy.ErrConflict, j.ID, j.Status)
 		}
-		meta, rec, err := loadOutput(ctx, tx, j.ID)
+		meta, rec, err := jobs.LoadOutput(ctx, tx, j.ID)
 		if err != nil {
 			return err
 		}
@@ -98,7 +98,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		}
 		prov := Provenance{Platform: s.key.VerifierKey(), Job: j.ID, Format: format, Rows: rec.NumRows(), Columns: meta.Columns,
 			Grant: ProvenanceGrant{ID: g.ID, Tenant: g.Tenant, Scenario: g.Scenario, Purpose: g.Purpose},
-			Query: j.body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.rec.Now()}
+			Query: j.Body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.rec.Now()}
 		for _, rv := range revs {
 			prov.Reviewers = append(prov.Reviewers, api.Decision{Reviewer: rv.Reviewer, Decision: rv.Decision, Reason: rv.Reason, At: rv.At})
 		}
@@ -120,11 +120,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Prin
 		out = api.Export{Job: j.ID, Format: format, Data: data, Certificate: cert}
 		return s.rec.Record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
 	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, err
 }
 
 // certMechanism is the mechanism as a certificate states it: a custom output's findings by
@@ -141,4 +137,9 @@ func certMechanism(m api.Mechanism) api.Mechanism {
 	}
 	m.Custom = &c
 	return m
+}
+
+func sha256hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }

@@ -1,0 +1,16 @@
+// Package jobs runs jobs: the job record and its state machine (Move), the submit path (a
+// kind plans the request, the ledger reserves what it spends in the transaction that stores
+// and queues the job, the audit log records it), a scheduler that is fair between tenants,
+// the run path (the job's kind runs it, its protected output goes to the review queue),
+// cancellation, long-polled waits, dev runs on the twins, and recovery after a crash.
+//
+// It knows the kinds of job only through the Kind interface: each kind (package kinds/...)
+// is registered once, by the daemon's wiring, and nothing here names one.
+//
+// Invariants: a job is either queued and paid for, or refused and nothing is spent; only a
+// job that never ran is refunded; a job moves only along the state machine's arrows; after a
+// crash no job stays running and no queued job is lost; a job canceled while it runs keeps
+// no output.
+//
+// Package jobs never holds an exact result: what reaches it from a kind is protected.
+package jobs

@@ -1,0 +1,287 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/veil-dp/veil/catalog"
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/grants"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/output"
+	"github.com/veil-dp/veil/platform"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// runJob takes one queued job through its kind into the review queue.
+func (s *Service) runJob(ctx context.Context, id string) {
+	err := s.runJob1(ctx, id)
+	if err == nil {
+		return
+	}
+	msg, detail := launch.Explain(err)
+	s.log.Warn("job failed", "job", id, "err", detail)
+	uerr := s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(context.Background(), id)
+		if err != nil {
+			return err
+		}
+		j, err := Decode(sj)
+		if err != nil {
+			return err
+		}
+		if j.Status != Running && j.Status != Queued {
+			return nil // canceled meanwhile
+		}
+		if j.Status == Queued {
+			// Refused before it started (the grant was suspended or expired meanwhile): it
+			// never touched the data, so its reservation goes back.
+			if err := s.ledger.Refund(context.Background(), tx, id); err != nil {
+				return err
+			}
+		}
+		if err := j.Move(Failed); err != nil {
+			return err
+		}
+		j.Body.Message = msg
+		j.Body.Finished = s.rec.Now()
+		if err := j.Put(context.Background(), tx, s.rec.Now()); err != nil {
+			return err
+		}
+		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
+	})
+	if uerr != nil {
+		s.log.Error("record job failure", "job", id, "err", uerr)
+	}
+}
+
+var errSkip = errors.New("skip")
+
+func (s *Service) runJob1(ctx context.Context, id string) error {
+	var j *Job
+	var g *policy.Grant
+	var sc engine.Scope
+	versions := map[string]string{}
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if j, err = Decode(sj); err != nil {
+			return err
+		}
+		if j.Status != Queued {
+			return errSkip
+		}
+		sg, err := tx.Grant(ctx, j.GrantID)
+		if err != nil {
+			return err
+		}
+		if g, err = grants.Decode(sg); err != nil {
+			return err
+		}
+		// Status and expiry are checked again now that the job runs.
+		if err := g.Usable(s.rec.Now(), j.Body.Mode); err != nil {
+			return launch.Fail(err.Error(), nil)
+		}
+		schemas, sets, err := catalog.Load(ctx, tx, grants.Datasets(g))
+		if err != nil {
+			return err
+		}
+		for n, d := range sets {
+			versions[n] = d.Version
+		}
+		if err := s.box.Admit(schemas); err != nil {
+			return launch.Fail(err.Error(), nil)
+		}
+		sc = grants.Scope(g, schemas, sets, j.Body.Mode)
+		if err := j.Move(Running); err != nil {
+			return err
+		}
+		j.Body.Started = s.rec.Now()
+		if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+			return err
+		}
+		details := map[string]string{"isolation": s.box.Name()}
+		for n, v := range versions {
+			details["dataset."+n] = v
+		}
+		return s.rec.Record(ctx, tx, platform.System, "job.start", "job/"+id, details)
+	})
+	if errors.Is(err, errSkip) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	s.changed.notify() // it runs now
+	k, err := s.kind(j.Body.Kind)
+	if err != nil {
+		return err
+	}
+	out, err := k.Run(ctx, &Run{ID: id, Tenant: j.Tenant, Grant: g, Mode: j.Body.Mode, Spec: j.Body.Spec, Spend: j.Body.Spend, Dev: j.Body.Dev, scope: sc, s: s})
+	if err != nil {
+		return err
+	}
+	defer out.Record.Release()
+	return s.ToReview(ctx, id, versions, out)
+}
+
+// ToReview stores a job's protected output and moves the job from running to review, in one
+// transaction with its message, metering and audit entry; a dev run's output is then its
+// vendor's at once. A job canceled while it ran keeps no output (and a dp job's budget stays
+// spent: it ran).
+func (s *Service) ToReview(ctx context.Context, id string, versions map[string]string, out *Output) error {
+	data, err := output.EncodeIPC(out.Record)
+	if err != nil {
+		return err
+	}
+	meta := output.Meta{Mechanism: out.Mechanism, Datasets: versions, Rows: out.Record.NumRows()}
+	for _, f := range out.Record.Schema().Fields() {
+		meta.Columns = append(meta.Columns, f.Name)
+	}
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		cur, err := Decode(sj)
+		if err != nil {
+			return err
+		}
+		if cur.Status != Running {
+			return nil
+		}
+		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.rec.Now()}); err != nil {
+			return err
+		}
+		if err := cur.Move(Review); err != nil {
+			return err
+		}
+		cur.Body.Finished = s.rec.Now()
+		cur.Body.Message = out.Message
+		cur.Body.Metering = out.Metering
+		if err := cur.Put(ctx, tx, s.rec.Now()); err != nil {
+			return err
+		}
+		if out.Log != nil {
+			s.log.Info("job gated", append([]any{"job", id}, out.Log...)...)
+		}
+		if err := s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, out.Audit); err != nil {
+			return err
+		}
+		if cur.Body.Dev {
+			// A dev run's output is the vendor's at once; it never waits for review.
+			if err := cur.Move(Dev); err != nil {
+				return err
+			}
+			cur.Body.Message = "dev run done: the output, computed on the dev twins, is shown at once (veil dev show)"
+			return cur.Put(ctx, tx, s.rec.Now())
+		}
+		return nil
+	})
+}
+
+// Fail records that a job that runs outside the scheduler (a twin build, in its request)
+// failed.
+func (s *Service) Fail(id string, err error) {
+	msg, detail := launch.Explain(err)
+	s.log.Warn("job failed", "job", id, "err", detail)
+	s.db.Update(context.Background(), func(tx store.Tx) error {
+		sj, err := tx.Job(context.Background(), id)
+		if err != nil {
+			return err
+		}
+		j, err := Decode(sj)
+		if err != nil {
+			return err
+		}
+		if err := j.Move(Failed); err != nil {
+			return err
+		}
+		j.Body.Message, j.Body.Finished = msg, s.rec.Now()
+		if err := j.Put(context.Background(), tx, s.rec.Now()); err != nil {
+			return err
+		}
+		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
+	})
+}
+
+// LoadOutput reads a job's stored (protected) output and its metadata.
+func LoadOutput(ctx context.Context, tx store.Tx, id string) (output.Meta, arrow.RecordBatch, error) {
+	var meta output.Meta
+	o, err := tx.Output(ctx, id)
+	if err != nil {
+		return meta, nil, err
+	}
+	if err := json.Unmarshal(o.Meta, &meta); err != nil {
+		return meta, nil, err
+	}
+	rec, err := output.DecodeIPC(o.Data)
+	return meta, rec, err
+}
+
+// recover runs at start: the sandboxes of the previous run are destroyed and what kinds left
+// behind removed; jobs that were running are marked failed, queued jobs are queued again.
+func (s *Service) recover(ctx context.Context) error {
+	leftovers, err := s.box.Cleanup(ctx)
+	if err != nil {
+		return fmt.Errorf("clean up after the previous run: %w", err)
+	}
+	for _, id := range leftovers {
+		s.log.Warn("destroyed leftover sandbox", "job", id)
+	}
+	for _, k := range s.kinds {
+		if r, ok := k.(Recoverer); ok {
+			if err := r.Recover(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	var queued []store.Job
+	err = s.db.Update(ctx, func(tx store.Tx) error {
+		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{Running, Queued}})
+		if err != nil {
+			return err
+		}
+		for _, sj := range js {
+			if sj.Status == Queued {
+				queued = append(queued, sj)
+				continue
+			}
+			j, err := Decode(sj)
+			if err != nil {
+				return err
+			}
+			if err := j.Move(Failed); err != nil {
+				return err
+			}
+			j.Body.Message = "the platform restarted while the job ran; submit it again"
+			j.Body.Finished = s.rec.Now()
+			if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+				return err
+			}
+			if err := s.rec.Record(ctx, tx, platform.System, "job.fail", "job/"+j.ID, map[string]string{"message": j.Body.Message}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, sj := range queued {
+		s.sched.enqueue(sj.Tenant, sj.ID)
+	}
+	return nil
+}

@@ -1,0 +1,348 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/grants"
+	"github.com/veil-dp/veil/launch"
+	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/platform"
+	"github.com/veil-dp/veil/policy"
+	"github.com/veil-dp/veil/store"
+)
+
+// Service runs jobs: it queues what the kinds plan, schedules the queue fairly over the
+// tenants, runs each job through its kind into the review queue, and recovers after a crash.
+type Service struct {
+	db     store.Store
+	cfg    platform.Config
+	rec    *platform.Recorder
+	log    *slog.Logger
+	grants *grants.Service
+	ledger *ledger.Ledger
+	box    *launch.Launcher
+	// Twins finds the released twins dev runs read; set before Start.
+	Twins Twins
+
+	kinds    []Kind
+	sched    *scheduler
+	changed  broadcast // a job ended a run or was canceled: wakes long-polling readers
+	devSlots chan struct{}
+}
+
+// New returns the job service; Register its kinds, then Start it.
+func New(db store.Store, cfg platform.Config, rec *platform.Recorder, log *slog.Logger, g *grants.Service, l *ledger.Ledger, box *launch.Launcher) *Service {
+	return &Service{db: db, cfg: cfg, rec: rec, log: log, grants: g, ledger: l, box: box, devSlots: make(chan struct{}, max(cfg.Workers, 1))}
+}
+
+// Register adds a kind. Kinds are asked in the order they were registered whether a request
+// is theirs.
+func (s *Service) Register(k Kind) {
+	for _, o := range s.kinds {
+		if o.Name() == k.Name() {
+			panic("jobs: kind " + k.Name() + " registered twice")
+		}
+	}
+	s.kinds = append(s.kinds, k)
+}
+
+func (s *Service) kind(name string) (Kind, error) {
+	for _, k := range s.kinds {
+		if k.Name() == name {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("no job kind %q is registered", name)
+}
+
+// Start recovers from the previous run and starts the workers.
+func (s *Service) Start(ctx context.Context) error {
+	s.sched = newScheduler(s.cfg.Workers, func(ctx context.Context, id string) {
+		s.runJob(ctx, id)
+		s.changed.notify()
+	})
+	return s.recover(ctx)
+}
+
+// Stop stops taking jobs and cancels the running ones.
+func (s *Service) Stop() {
+	if s.sched != nil {
+		s.sched.stop()
+	}
+}
+
+// Drain stops taking jobs and waits for the running ones until ctx ends.
+func (s *Service) Drain(ctx context.Context) { s.sched.drain(ctx) }
+
+// Submit validates a job through its kind and queues it, with its budget reservation.
+func (s *Service) Submit(ctx context.Context, p policy.Principal, req api.SubmitJob) (api.Job, error) {
+	j, err := s.submit(ctx, p, req, false)
+	if err != nil {
+		return api.Job{}, err
+	}
+	return j.API(), nil
+}
+
+// SubmitDev runs a job in the dev environment: validated like a production job, run at once
+// on the twins, with no budget; it returns the output, labelled.
+func (s *Service) SubmitDev(ctx context.Context, p policy.Principal, req api.SubmitJob) (api.DevOutput, error) {
+	j, err := s.submit(ctx, p, req, true)
+	if err != nil {
+		return api.DevOutput{}, err
+	}
+	// Dev runs run in the request, no more at once than the scheduler's workers.
+	select {
+	case s.devSlots <- struct{}{}:
+	case <-ctx.Done():
+		return api.DevOutput{}, ctx.Err()
+	}
+	s.runJob(ctx, j.ID)
+	<-s.devSlots
+	s.changed.notify()
+	return s.DevOutput(ctx, p, j.ID)
+}
+
+func (s *Service) submit(ctx context.Context, p policy.Principal, req api.SubmitJob, dev bool) (*Job, error) {
+	var raw []byte
+	if dev {
+		raw, _ = json.Marshal(req)
+	}
+	var k Kind
+	for _, c := range s.kinds {
+		if c.Accepts(&req) {
+			k = c
+			break
+		}
+	}
+	if k == nil {
+		return nil, fmt.Errorf("%w: no kind of job takes this request", policy.ErrInvalid)
+	}
+	pl, err := k.Plan(ctx, &Submission{Principal: p, Request: req, Dev: dev, s: s})
+	var r *refusal
+	if errors.As(err, &r) {
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+r.grant, map[string]string{"reason": r.err.Error()})
+		})
+		return nil, r.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	spec, err := json.Marshal(pl.Spec)
+	if err != nil {
+		return nil, err
+	}
+	j := &Job{Job: store.Job{ID: platform.NewID("j"), GrantID: pl.Grant.ID, Tenant: p.Tenant, Submitter: p.ID, Status: Queued,
+		IdemKey: req.IdempotencyKey, Created: s.rec.Now()}, Body: Body{Mode: pl.Mode, SQL: pl.Describe, Kind: k.Name(), Spec: spec, Spend: pl.Spend}}
+	details := pl.Audit
+	if details == nil {
+		details = map[string]string{}
+	}
+	var reserve func(tx store.Tx) error
+	if pl.Spend != nil {
+		reserve = func(tx store.Tx) error {
+			// The budget is reserved in the transaction that queues the job: a job is
+			// either queued and paid for, or refused and nothing is spent.
+			if err := s.ledger.Reserve(ctx, tx, j.ID, j.GrantID, *pl.Spend, pl.Datasets, pl.Cap); err != nil {
+				return err
+			}
+			details["epsilon"] = ledger.FormatEpsilon(pl.Spend.Eps)
+			details["delta"] = ledger.FormatDelta(pl.Spend.Delta)
+			return nil
+		}
+	}
+	if dev {
+		// A dev run: no budget, no idempotency, run now on the twins.
+		j.Body.Dev, j.Body.Request, j.IdemKey, reserve = true, raw, "", nil
+		details["dev"] = "true"
+	}
+	return s.queue(ctx, p, j, details, reserve)
+}
+
+// queue stores a validated job and queues it, in one transaction with its budget
+// reservation (reserve, if any) and its audit entry. A retry with the same idempotency key
+// returns the first job and spends nothing.
+func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details map[string]string, reserve func(tx store.Tx) error) (*Job, error) {
+	created := true
+	grant := j.GrantID
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		if j.IdemKey != "" {
+			prev, err := tx.JobByIdemKey(ctx, p.Tenant, j.IdemKey)
+			if err == nil {
+				if prev.GrantID != grant {
+					return fmt.Errorf("%w: idempotency key %q was used for another grant", policy.ErrConflict, j.IdemKey)
+				}
+				j, err = Decode(prev)
+				created = false
+				return err
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if reserve != nil {
+			if err := reserve(tx); err != nil {
+				return err
+			}
+		}
+		if err := j.Put(ctx, tx, j.Created); err != nil {
+			return err
+		}
+		return s.rec.Record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
+	})
+	if errors.Is(err, ledger.ErrBudget) {
+		s.db.Update(ctx, func(tx store.Tx) error {
+			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+grant, map[string]string{"reason": err.Error()})
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if created && !j.Body.Dev {
+		s.sched.enqueue(j.Tenant, j.ID)
+	}
+	return j, nil
+}
+
+// List lists the jobs p may see, of one grant and in some statuses if asked.
+func (s *Service) List(ctx context.Context, p policy.Principal, grant, statuses string) ([]api.Job, error) {
+	f := store.JobFilter{GrantID: grant}
+	if statuses != "" {
+		f.Statuses = strings.Split(statuses, ",")
+	}
+	if p.Role == policy.Vendor {
+		f.Tenant = p.Tenant
+	}
+	return s.Where(ctx, p, f)
+}
+
+// Wait shows a job; with a wait, it long-polls: the answer comes when the job's status
+// changes or it is no longer queued or running, or when the wait (at most a minute) is up,
+// so that a client sees each change at once.
+func (s *Service) Wait(ctx context.Context, p policy.Principal, id string, wait time.Duration) (api.Job, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	first := ""
+	for {
+		woken := s.changed.wait() // taken before reading, so that no change is missed
+		var j *Job
+		err := s.db.View(ctx, func(tx store.Tx) error {
+			var err error
+			j, err = Load(ctx, tx, p, id)
+			return err
+		})
+		if err != nil {
+			return api.Job{}, err
+		}
+		if first == "" {
+			first = j.Status
+		}
+		if wait == 0 || j.Status != first || (j.Status != Queued && j.Status != Running) {
+			return j.API(), nil
+		}
+		select {
+		case <-woken:
+		case <-deadline.C:
+			wait = 0
+		case <-ctx.Done():
+			return api.Job{}, ctx.Err()
+		}
+	}
+}
+
+// broadcast wakes every waiter at once: wait returns a channel that notify closes.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}
+
+// Cancel cancels a queued, running or unreviewed job. A job that never ran gets its
+// reservation back; one that ran keeps its spend, whatever happens to its output.
+func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (api.Job, error) {
+	var j *Job
+	err := s.db.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if j, err = Load(ctx, tx, p, id); err != nil {
+			return err
+		}
+		switch j.Status {
+		case Queued, Running, Review:
+		default:
+			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", policy.ErrConflict, j.ID, j.Status)
+		}
+		if j.Status == Review {
+			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
+				return err
+			}
+		}
+		if j.Status == Queued {
+			if err := s.ledger.Refund(ctx, tx, j.ID); err != nil {
+				return err
+			}
+		}
+		if err := j.Move(Canceled); err != nil {
+			return err
+		}
+		j.Body.Message = "canceled by " + string(p.Role)
+		j.Body.Finished = s.rec.Now()
+		if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+			return err
+		}
+		return s.rec.Record(ctx, tx, p, "job.cancel", "job/"+j.ID, nil)
+	})
+	if err != nil {
+		return api.Job{}, err
+	}
+	s.sched.cancel(j.ID)
+	s.changed.notify()
+	return j.API(), nil
+}
+
+// Where lists the jobs matching f that p may see.
+func (s *Service) Where(ctx context.Context, p policy.Principal, f store.JobFilter) ([]api.Job, error) {
+	out := []api.Job{}
+	err := s.db.View(ctx, func(tx store.Tx) error {
+		js, err := tx.Jobs(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, sj := range js {
+			if !policy.CanSeeTenantObject(p, sj.Tenant) {
+				continue
+			}
+			j, err := Decode(sj)
+			if err != nil {
+				return err
+			}
+			out = append(out, j.API())
+		}
+		return nil
+	})
+	return out, err
+}
