@@ -35,7 +35,7 @@ test: deps
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) test -tags $(TAGS) -timeout 20m ./... ./testdata ./testdata/citygen
-	$(GO) test -tags $(TAGS) -race -timeout 20m ./policy/... ./daemon/...
+	$(GO) test -tags $(TAGS) -race -timeout 20m ./policy/... ./ledger/... ./jobs/... ./daemon/...
 	$(MAKE) --no-print-directory test-cli
 
 # test-cli runs the demo scenario on a small city through the built CLI, as every role; the
