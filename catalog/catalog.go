@@ -23,14 +23,12 @@ import (
 
 // Service is the catalog as stored: datasets, their schemas and versions.
 type Service struct {
-	db  store.Store
-	cfg platform.Config
-	rec *platform.Recorder
+	platform.Env
 }
 
 // New returns the catalog of db, whose files live under cfg's data directory.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder) *Service {
-	return &Service{db: db, cfg: cfg, rec: rec}
+func New(env platform.Env) *Service {
+	return &Service{Env: env}
 }
 
 // Register checks a provider's files against its schema, copies them into the data
@@ -47,7 +45,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		return api.Dataset{}, fmt.Errorf("%w: give between 1 and 1000 data files (Parquet or CSV)", policy.ErrInvalid)
 	}
 	// An existing dataset of another provider cannot be replaced.
-	err = s.db.View(ctx, func(tx store.Tx) error {
+	err = s.DB.View(ctx, func(tx store.Tx) error {
 		d, err := tx.Dataset(ctx, sch.Name)
 		if err == nil && d.Provider != p.Tenant {
 			return fmt.Errorf("%w: dataset %q belongs to another provider", policy.ErrConflict, sch.Name)
@@ -60,7 +58,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 	if err != nil {
 		return api.Dataset{}, err
 	}
-	staging, err := os.MkdirTemp(s.cfg.DataPath(), ".stage-*")
+	staging, err := os.MkdirTemp(s.Config.DataPath(), ".stage-*")
 	if err != nil {
 		return api.Dataset{}, err
 	}
@@ -87,7 +85,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 			policy.ErrInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
 	}
 	sch.MaxRowsPerUnit, sch.UnitComplete = most, missing == 0
-	final := filepath.Join(s.cfg.DataPath(), sch.Name, version[:16])
+	final := filepath.Join(s.Config.DataPath(), sch.Name, version[:16])
 	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
 		return api.Dataset{}, err
 	}
@@ -105,15 +103,15 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		paths = append(paths, filepath.Join(final, filepath.Base(f)))
 	}
 	schemaJSON, _ := json.Marshal(sch)
-	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.rec.Now()}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.Rec.Now()}
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
 		}
 		if err := ledger.SetTotal(ctx, tx, sch); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
+		return s.Rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
 	})
 	if err != nil {
 		return api.Dataset{}, err
@@ -234,7 +232,7 @@ func ToAPI(d store.Dataset) api.Dataset {
 // List lists the datasets p may see.
 func (s *Service) List(ctx context.Context, p policy.Principal) ([]api.Dataset, error) {
 	out := []api.Dataset{}
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		ds, err := tx.Datasets(ctx)
 		for _, d := range ds {
 			if !CanSee(p, d) {
@@ -254,7 +252,7 @@ func (s *Service) List(ctx context.Context, p policy.Principal) ([]api.Dataset, 
 // Show shows a dataset p may see.
 func (s *Service) Show(ctx context.Context, p policy.Principal, name string) (api.Dataset, error) {
 	var d store.Dataset
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		var err error
 		d, err = tx.Dataset(ctx, name)
 		if err == nil && !CanSee(p, d) {
@@ -318,7 +316,7 @@ func IsFused(d store.Dataset) bool {
 // Totals gives every dataset registered before the ledger existed its declared total (a
 // no-op for every other dataset: a total is set once).
 func (s *Service) Totals(ctx context.Context) error {
-	return s.db.Update(ctx, func(tx store.Tx) error {
+	return s.DB.Update(ctx, func(tx store.Tx) error {
 		sets, err := tx.Datasets(ctx)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,4 +39,24 @@ func readUpload(r *http.Request, limit int64, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the %s is larger than %d MiB", policy.ErrInvalid, what, limit>>20)
 	}
 	return body, err
+}
+
+// reply writes out with code, unless err.
+func reply[T any](w http.ResponseWriter, code int, out T, err error) error {
+	if err != nil {
+		return err
+	}
+	writeJSON(w, code, out)
+	return nil
+}
+
+// answer decodes the request body strictly into a Req, calls fn with it and replies with
+// what fn returns.
+func answer[Req, Out any](w http.ResponseWriter, r *http.Request, code int, fn func(context.Context, Req) (Out, error)) error {
+	var req Req
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	out, err := fn(r.Context(), req)
+	return reply(w, code, out, err)
 }

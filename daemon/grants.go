@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/veil-dp/veil/daemon/api"
@@ -8,62 +9,36 @@ import (
 )
 
 func (s *Server) applyGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActGrantApply); err != nil {
-		return err
-	}
-	var req api.ApplyGrant
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	g, err := s.grants.Apply(r.Context(), p, req)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, g)
-	return nil
+	return answer(w, r, http.StatusCreated, func(ctx context.Context, req api.ApplyGrant) (*policy.Grant, error) {
+		return s.grants.Apply(ctx, p, req)
+	})
 }
 
 func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActGrantRead); err != nil {
-		return err
-	}
 	out, err := s.grants.List(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }
 
 func (s *Server) showGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActGrantRead); err != nil {
-		return err
-	}
-	g, err := s.grants.Show(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, g)
-	return nil
+	out, err := s.grants.Show(r.Context(), p, r.PathValue("id"))
+	return reply(w, http.StatusOK, out, err)
 }
 
-// actOnGrant handles approve, reject, suspend, reinstate and revoke.
+// actOnGrant handles approve, reject, suspend, reinstate and revoke; who may is the stage's
+// and the action's, decided by the grants service.
 func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	var req api.Decide
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
 	action := r.PathValue("action")
-	g, err := s.grants.Act(r.Context(), p, r.PathValue("id"), action, req)
-	if err != nil {
-		return err
-	}
-	if action == "revoke" || action == "reject" {
-		// A fused upload goes with its grant.
-		if err := s.fusion.Sweep(r.Context()); err != nil {
-			return err
+	return answer(w, r, http.StatusOK, func(ctx context.Context, req api.Decide) (*policy.Grant, error) {
+		g, err := s.grants.Act(ctx, p, r.PathValue("id"), action, req)
+		if err == nil && (action == "revoke" || action == "reject") {
+			// A fused upload goes with its grant.
+			err = s.fusion.Sweep(ctx)
 		}
-	}
-	writeJSON(w, http.StatusOK, g)
-	return nil
+		return g, err
+	})
+}
+
+func (s *Server) showBudget(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	out, err := s.grants.Budgets(r.Context(), p)
+	return reply(w, http.StatusOK, out, err)
 }

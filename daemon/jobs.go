@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -10,38 +11,18 @@ import (
 )
 
 func (s *Server) submitJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
-	var req api.SubmitJob
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	out, err := s.jobs.Submit(r.Context(), p, req)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, out)
-	return nil
+	return answer(w, r, http.StatusAccepted, func(ctx context.Context, req api.SubmitJob) (api.Job, error) {
+		return s.jobs.Submit(ctx, p, req)
+	})
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobRead); err != nil {
-		return err
-	}
 	out, err := s.jobs.List(r.Context(), p, r.URL.Query().Get("grant"), r.URL.Query().Get("status"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }
 
 // showJob shows a job; ?wait=DURATION long-polls for its next change.
 func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobRead); err != nil {
-		return err
-	}
 	var wait time.Duration
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -51,63 +32,49 @@ func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p policy.Princi
 		wait = d
 	}
 	out, err := s.jobs.Wait(r.Context(), p, r.PathValue("id"), wait)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobCancel); err != nil {
-		return err
-	}
 	out, err := s.jobs.Cancel(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }
 
-// submitDev runs a job on the dev twins at once: the request is a job's, the dev flag the
-// route's.
+// submitDev runs a job on the dev twins at once: the request is a job's; that it is a dev
+// run is the route's.
 func (s *Server) submitDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
-	var req api.SubmitJob
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	out, err := s.jobs.SubmitDev(r.Context(), p, req)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return answer(w, r, http.StatusOK, func(ctx context.Context, req api.SubmitJob) (api.DevOutput, error) {
+		return s.jobs.SubmitDev(ctx, p, req)
+	})
 }
 
 func (s *Server) showDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobRead); err != nil {
-		return err
-	}
 	out, err := s.jobs.DevOutput(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }
 
 func (s *Server) promoteDev(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
 	out, err := s.jobs.Promote(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, out)
-	return nil
+	return reply(w, http.StatusAccepted, out, err)
+}
+
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	out, err := s.review.List(r.Context(), p)
+	return reply(w, http.StatusOK, out, err)
+}
+
+func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	out, err := s.review.Show(r.Context(), p, r.PathValue("id"))
+	return reply(w, http.StatusOK, out, err)
+}
+
+func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	return answer(w, r, http.StatusOK, func(ctx context.Context, req api.Decide) (api.Job, error) {
+		return s.review.Decide(ctx, p, r.PathValue("id"), req)
+	})
+}
+
+func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	out, err := s.review.Export(r.Context(), p, r.PathValue("id"), r.URL.Query().Get("format"))
+	return reply(w, http.StatusOK, out, err)
 }

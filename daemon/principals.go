@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/veil-dp/veil/daemon/api"
@@ -8,46 +9,21 @@ import (
 )
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	writeJSON(w, http.StatusOK, api.Principal{ID: p.ID, Name: p.Name, Role: string(p.Role), Tenant: p.Tenant})
-	return nil
+	return reply(w, http.StatusOK, api.Principal{ID: p.ID, Name: p.Name, Role: string(p.Role), Tenant: p.Tenant}, nil)
 }
 
 func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActPrincipalManage); err != nil {
-		return err
-	}
-	var req api.CreatePrincipal
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	out, err := s.principals.Create(r.Context(), p, req)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return answer(w, r, http.StatusCreated, func(ctx context.Context, req api.CreatePrincipal) (api.Principal, error) {
+		return s.principals.Create(ctx, p, req)
+	})
 }
 
 func (s *Server) listPrincipals(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActPrincipalManage); err != nil {
-		return err
-	}
 	out, err := s.principals.List(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }
 
 func (s *Server) revokePrincipal(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActPrincipalManage); err != nil {
-		return err
-	}
 	out, err := s.principals.Revoke(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return reply(w, http.StatusOK, out, err)
 }

@@ -8,49 +8,49 @@ import (
 	"github.com/veil-dp/veil/policy"
 )
 
-// Handler returns the HTTP API.
+// Handler returns the HTTP API. Each route names the action its caller's role must be
+// allowed (none: the handler or the service decides, as for grant actions that depend on
+// the stage, and the audit routes).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, p policy.Principal) error) {
-		mux.Handle(pattern, s.authed(fn, 16<<20))
-	}
-	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, maxBlobBytes))
-	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, maxProgramBytes))
-	mux.Handle("PUT /v1/grants/{id}/fusion/{name}", s.authed(s.uploadFusion, maxFusionBytes))
-	h("GET /v1/whoami", s.whoami)
-	h("POST /v1/principals", s.createPrincipal)
-	h("GET /v1/principals", s.listPrincipals)
-	h("DELETE /v1/principals/{id}", s.revokePrincipal)
-	h("POST /v1/datasets", s.registerDataset)
-	h("GET /v1/datasets", s.listDatasets)
-	h("GET /v1/datasets/{name}", s.showDataset)
-	h("POST /v1/datasets/{name}/feedback", s.submitFeedback)
-	h("GET /v1/feedback", s.listFeedback)
-	h("POST /v1/feedback/{id}/resolve", s.resolveFeedback)
-	h("POST /v1/grants", s.applyGrant)
-	h("GET /v1/grants", s.listGrants)
-	h("GET /v1/grants/{id}", s.showGrant)
-	h("POST /v1/grants/{id}/{action}", s.actOnGrant)
-	h("POST /v1/jobs", s.submitJob)
-	h("GET /v1/jobs", s.listJobs)
-	h("GET /v1/jobs/{id}", s.showJob)
-	h("POST /v1/jobs/{id}/cancel", s.cancelJob)
-	h("GET /v1/reviews", s.listReviews)
-	h("GET /v1/reviews/{id}", s.showReview)
-	h("POST /v1/reviews/{id}", s.decideReview)
-	h("GET /v1/exports/{id}", s.getExport)
-	h("GET /v1/budget", s.showBudget)
-	h("POST /v1/datasets/{name}/twin", s.buildTwin)
-	h("POST /v1/datasets/{name}/fusion/approve", s.approveFusion)
-	h("POST /v1/dev/jobs", s.submitDev)
-	h("GET /v1/dev/jobs/{id}", s.showDev)
-	h("POST /v1/dev/jobs/{id}/promote", s.promoteDev)
-	h("POST /v1/runtimes", s.registerRuntime)
-	h("GET /v1/runtimes", s.listRuntimes)
-	h("GET /v1/audit/records", s.auditRecords)
-	h("GET /v1/audit/checkpoints", s.auditCheckpoints)
-	h("GET /v1/audit/verify", s.auditVerify)
-	h("GET /v1/audit/proof/{index}", s.auditProof)
+	h := func(pattern string, act policy.Action, fn handler) { mux.Handle(pattern, s.authed(fn, act, 16<<20)) }
+	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, policy.ActJobSubmit, maxBlobBytes))
+	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, policy.ActJobSubmit, maxProgramBytes))
+	mux.Handle("PUT /v1/grants/{id}/fusion/{name}", s.authed(s.uploadFusion, policy.ActJobSubmit, maxFusionBytes))
+	h("GET /v1/whoami", "", s.whoami)
+	h("POST /v1/principals", policy.ActPrincipalManage, s.createPrincipal)
+	h("GET /v1/principals", policy.ActPrincipalManage, s.listPrincipals)
+	h("DELETE /v1/principals/{id}", policy.ActPrincipalManage, s.revokePrincipal)
+	h("POST /v1/datasets", policy.ActDatasetRegister, s.registerDataset)
+	h("GET /v1/datasets", policy.ActDatasetRead, s.listDatasets)
+	h("GET /v1/datasets/{name}", policy.ActDatasetRead, s.showDataset)
+	h("POST /v1/datasets/{name}/feedback", policy.ActFeedbackSubmit, s.submitFeedback)
+	h("GET /v1/feedback", policy.ActFeedbackRead, s.listFeedback)
+	h("POST /v1/feedback/{id}/resolve", "", s.resolveFeedback)
+	h("POST /v1/grants", policy.ActGrantApply, s.applyGrant)
+	h("GET /v1/grants", policy.ActGrantRead, s.listGrants)
+	h("GET /v1/grants/{id}", policy.ActGrantRead, s.showGrant)
+	h("POST /v1/grants/{id}/{action}", "", s.actOnGrant)
+	h("POST /v1/jobs", policy.ActJobSubmit, s.submitJob)
+	h("GET /v1/jobs", policy.ActJobRead, s.listJobs)
+	h("GET /v1/jobs/{id}", policy.ActJobRead, s.showJob)
+	h("POST /v1/jobs/{id}/cancel", policy.ActJobCancel, s.cancelJob)
+	h("GET /v1/reviews", policy.ActOutputReview, s.listReviews)
+	h("GET /v1/reviews/{id}", policy.ActOutputReview, s.showReview)
+	h("POST /v1/reviews/{id}", policy.ActOutputReview, s.decideReview)
+	h("GET /v1/exports/{id}", policy.ActExportGet, s.getExport)
+	h("GET /v1/budget", policy.ActBudgetRead, s.showBudget)
+	h("POST /v1/datasets/{name}/twin", policy.ActDatasetRegister, s.buildTwin)
+	h("POST /v1/datasets/{name}/fusion/approve", policy.ActGrantSuspend, s.approveFusion)
+	h("POST /v1/dev/jobs", policy.ActJobSubmit, s.submitDev)
+	h("GET /v1/dev/jobs/{id}", policy.ActJobRead, s.showDev)
+	h("POST /v1/dev/jobs/{id}/promote", policy.ActJobSubmit, s.promoteDev)
+	h("POST /v1/runtimes", policy.ActRuntimeManage, s.registerRuntime)
+	h("GET /v1/runtimes", policy.ActRuntimeRead, s.listRuntimes)
+	h("GET /v1/audit/records", "", s.auditRecords)
+	h("GET /v1/audit/checkpoints", "", s.auditCheckpoints)
+	h("GET /v1/audit/verify", "", s.auditVerify)
+	h("GET /v1/audit/proof/{index}", "", s.auditProof)
 	mux.HandleFunc("GET /v1/platform/key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.PlatformKey{VerifierKey: s.key.VerifierKey(), PublicKey: s.key.PublicKey()})
 	})
@@ -60,12 +60,19 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// authed authenticates the bearer token and hands the principal to fn. Errors are mapped to
-// statuses in one place.
-func (s *Server) authed(fn func(w http.ResponseWriter, r *http.Request, p policy.Principal) error, maxBody int64) http.Handler {
+// handler serves one route for an authenticated principal.
+type handler func(w http.ResponseWriter, r *http.Request, p policy.Principal) error
+
+// authed authenticates the bearer token, checks that the principal's role may do act (when
+// the route names one) and hands the principal to fn. Errors are mapped to statuses in one
+// place.
+func (s *Server) authed(fn handler, act policy.Action, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		p, err := s.authenticate(r)
+		if err == nil && act != "" {
+			err = policy.Allow(p, act)
+		}
 		if err == nil {
 			err = fn(w, r, p)
 		}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/veil-dp/veil/daemon/api"
@@ -17,58 +18,30 @@ const (
 
 // uploadBlob takes a vendor's public key bundle or encrypted model for he-score jobs.
 func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
 	body, err := readUpload(r, maxBlobBytes, "upload")
 	if err != nil {
 		return err
 	}
 	out, err := s.hescore.Upload(r.Context(), p, body)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return reply(w, http.StatusCreated, out, err)
 }
 
 // uploadProgram takes a vendor's program for custom jobs.
 func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActJobSubmit); err != nil {
-		return err
-	}
 	body, err := readUpload(r, maxProgramBytes, "program")
 	if err != nil {
 		return err
 	}
 	out, err := s.custom.UploadProgram(r.Context(), p, body)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return reply(w, http.StatusCreated, out, err)
 }
 
 func (s *Server) registerRuntime(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActRuntimeManage); err != nil {
-		return err
-	}
-	var req api.RegisterRuntime
-	if err := readJSON(r, &req); err != nil {
-		return err
-	}
-	out, err := s.custom.RegisterRuntime(r.Context(), p, req)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return answer(w, r, http.StatusCreated, func(ctx context.Context, req api.RegisterRuntime) (api.Runtime, error) {
+		return s.custom.RegisterRuntime(ctx, p, req)
+	})
 }
 
 func (s *Server) listRuntimes(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	if err := policy.Allow(p, policy.ActRuntimeRead); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.custom.Runtimes())
-	return nil
+	return reply(w, http.StatusOK, s.custom.Runtimes(), nil)
 }

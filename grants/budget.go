@@ -15,7 +15,7 @@ import (
 // providers their datasets and the grants on them, the platform roles everything.
 func (s *Service) Budgets(ctx context.Context, p policy.Principal) (api.Budgets, error) {
 	out := api.Budgets{Datasets: []api.DatasetBudget{}, Grants: []api.GrantBudget{}}
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		if p.Role != policy.Vendor {
 			sets, err := tx.Datasets(ctx)
 			if err != nil {

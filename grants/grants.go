@@ -36,15 +36,13 @@ func parseValidity(s string) (time.Duration, error) {
 
 // Service is the grants as stored, and their review.
 type Service struct {
-	db     store.Store
-	cfg    platform.Config
-	rec    *platform.Recorder
+	platform.Env
 	ledger *ledger.Ledger
 }
 
 // New returns the grants of db; the last approval of a grant draws its budget slices from l.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, l *ledger.Ledger) *Service {
-	return &Service{db: db, cfg: cfg, rec: rec, ledger: l}
+func New(env platform.Env, l *ledger.Ledger) *Service {
+	return &Service{Env: env, ledger: l}
 }
 
 // Apply records a vendor's application for a grant, to be reviewed stage by stage.
@@ -64,7 +62,7 @@ func (s *Service) Apply(ctx context.Context, p policy.Principal, req api.ApplyGr
 		app.Modes = append(app.Modes, policy.Mode(m))
 	}
 	var g *policy.Grant
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		schemas, sets, err := catalog.Load(ctx, tx, names)
 		if err != nil {
 			return err
@@ -79,14 +77,14 @@ func (s *Service) Apply(ctx context.Context, p policy.Principal, req api.ApplyGr
 		for n, d := range sets {
 			versions[n] = d.Version
 		}
-		g, err = policy.Apply(platform.NewID("g"), p, app, schemas, versions, s.cfg.Review, s.rec.Now())
+		g, err = policy.Apply(platform.NewID("g"), p, app, schemas, versions, s.Config.Review, s.Rec.Now())
 		if err != nil {
 			return err
 		}
-		if err := Put(ctx, tx, g, s.rec.Now()); err != nil {
+		if err := Put(ctx, tx, g, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
+		return s.Rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
 	})
 	if err != nil {
 		return nil, err
@@ -132,7 +130,7 @@ func Load(ctx context.Context, tx store.Tx, p policy.Principal, id string) (*pol
 // Settle applies the configured default to every overdue review stage and records each
 // such decision. It runs before grants are read and periodically.
 func (s *Service) Settle(ctx context.Context) error {
-	return s.db.Update(ctx, func(tx store.Tx) error {
+	return s.DB.Update(ctx, func(tx store.Tx) error {
 		gs, err := tx.Grants(ctx, "")
 		if err != nil {
 			return err
@@ -145,25 +143,25 @@ func (s *Service) Settle(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			decided := g.Advance(s.rec.Now(), s.cfg.Review.Deadline)
+			decided := g.Advance(s.Rec.Now(), s.Config.Review.Deadline)
 			if len(decided) == 0 {
 				continue
 			}
 			if g.Status == policy.StatusActive {
 				if err := s.ledger.Allocate(ctx, tx, g); errors.Is(err, ledger.ErrBudget) {
 					g.Status, g.Reason = policy.StatusRejected, err.Error()
-					if err := s.rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
+					if err := s.Rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
 						return err
 					}
 				} else if err != nil {
 					return err
 				}
 			}
-			if err := Put(ctx, tx, g, s.rec.Now()); err != nil {
+			if err := Put(ctx, tx, g, s.Rec.Now()); err != nil {
 				return err
 			}
 			for _, st := range decided {
-				if err := s.rec.Record(ctx, tx, platform.System, "grant.review.default", "grant/"+g.ID, map[string]string{
+				if err := s.Rec.Record(ctx, tx, platform.System, "grant.review.default", "grant/"+g.ID, map[string]string{
 					"stage": st.Name(), "decision": string(st.Decision), "deadline": st.Deadline.Format(time.RFC3339)}); err != nil {
 					return err
 				}
@@ -183,7 +181,7 @@ func (s *Service) List(ctx context.Context, p policy.Principal) ([]*policy.Grant
 	if p.Role == policy.Vendor {
 		tenant = p.Tenant
 	}
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		gs, err := tx.Grants(ctx, tenant)
 		for _, sg := range gs {
 			g, err := Decode(sg)
@@ -191,7 +189,7 @@ func (s *Service) List(ctx context.Context, p policy.Principal) ([]*policy.Grant
 				return err
 			}
 			if policy.CanSeeGrant(p, g) {
-				g.Status = g.Effective(s.rec.Now())
+				g.Status = g.Effective(s.Rec.Now())
 				out = append(out, g)
 			}
 		}
@@ -206,7 +204,7 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (*pol
 		return nil, err
 	}
 	var g *policy.Grant
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		var err error
 		g, err = Load(ctx, tx, p, id)
 		return err
@@ -214,7 +212,7 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (*pol
 	if err != nil {
 		return nil, err
 	}
-	g.Status = g.Effective(s.rec.Now())
+	g.Status = g.Effective(s.Rec.Now())
 	return g, nil
 }
 
@@ -225,7 +223,7 @@ func (s *Service) Act(ctx context.Context, p policy.Principal, id, action string
 		return nil, err
 	}
 	var g *policy.Grant
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if g, err = Load(ctx, tx, p, id); err != nil {
 			return err
@@ -237,7 +235,7 @@ func (s *Service) Act(ctx context.Context, p policy.Principal, id, action string
 				return err
 			}
 			stage, _ := g.Current()
-			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.rec.Now(), s.cfg.Review.Deadline); err != nil {
+			if _, err := g.Review(p, policy.Decision(action), req.Reason, s.Rec.Now(), s.Config.Review.Deadline); err != nil {
 				return err
 			}
 			details["stage"] = stage.Name()
@@ -250,21 +248,21 @@ func (s *Service) Act(ctx context.Context, p policy.Principal, id, action string
 				}
 			}
 		case "suspend":
-			err = g.Suspend(p, req.Reason, s.rec.Now())
+			err = g.Suspend(p, req.Reason, s.Rec.Now())
 		case "reinstate":
-			err = g.Reinstate(p, req.Reason, s.rec.Now())
+			err = g.Reinstate(p, req.Reason, s.Rec.Now())
 		case "revoke":
-			err = g.Revoke(p, req.Reason, s.rec.Now())
+			err = g.Revoke(p, req.Reason, s.Rec.Now())
 		default:
 			return fmt.Errorf("%w: unknown grant action %q (approve, reject, suspend, reinstate, revoke)", policy.ErrNotFound, action)
 		}
 		if err != nil {
 			return err
 		}
-		if err := Put(ctx, tx, g, s.rec.Now()); err != nil {
+		if err := Put(ctx, tx, g, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
+		return s.Rec.Record(ctx, tx, p, "grant."+action, "grant/"+g.ID, details)
 	})
 	if err != nil {
 		return nil, err

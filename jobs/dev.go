@@ -19,7 +19,7 @@ import (
 // DevOutput is what a vendor sees of a dev run: the output at once, labelled.
 func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) (api.DevOutput, error) {
 	var out api.DevOutput
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		j, err := Load(ctx, tx, p, id)
 		if err != nil {
 			return err
@@ -51,7 +51,7 @@ func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) 
 // Promote submits a dev run's job, unchanged, to production.
 func (s *Service) Promote(ctx context.Context, p policy.Principal, id string) (api.Job, error) {
 	var req api.SubmitJob
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		j, err := Load(ctx, tx, p, id)
 		if err != nil {
 			return err

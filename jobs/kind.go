@@ -53,7 +53,7 @@ type Submission struct {
 }
 
 // Now is the platform's time.
-func (sub *Submission) Now() time.Time { return sub.s.rec.Now() }
+func (sub *Submission) Now() time.Time { return sub.s.Rec.Now() }
 
 // Grant loads the grant the request names, usable for the mode that mode picks for it, with
 // what the engine may see of it (its scope) and the schemas of its datasets. A daemon
@@ -69,7 +69,7 @@ func (sub *Submission) Grant(ctx context.Context, mode func(*policy.Grant) (poli
 	if err := s.grants.Settle(ctx); err != nil {
 		return nil, sc, nil, err
 	}
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		var err error
 		if g, err = grants.Load(ctx, tx, sub.Principal, sub.Request.Grant); err != nil {
 			return err
@@ -78,7 +78,7 @@ func (sub *Submission) Grant(ctx context.Context, mode func(*policy.Grant) (poli
 		if err != nil {
 			return err
 		}
-		if err := g.Usable(s.rec.Now(), m); err != nil {
+		if err := g.Usable(s.Rec.Now(), m); err != nil {
 			return err
 		}
 		var sets map[string]store.Dataset

@@ -20,43 +20,8 @@ import (
 
 // runJob takes one queued job through its kind into the review queue.
 func (s *Service) runJob(ctx context.Context, id string) {
-	err := s.runJob1(ctx, id)
-	if err == nil {
-		return
-	}
-	msg, detail := launch.Explain(err)
-	s.log.Warn("job failed", "job", id, "err", detail)
-	uerr := s.db.Update(context.Background(), func(tx store.Tx) error {
-		sj, err := tx.Job(context.Background(), id)
-		if err != nil {
-			return err
-		}
-		j, err := Decode(sj)
-		if err != nil {
-			return err
-		}
-		if j.Status != Running && j.Status != Queued {
-			return nil // canceled meanwhile
-		}
-		if j.Status == Queued {
-			// Refused before it started (the grant was suspended or expired meanwhile): it
-			// never touched the data, so its reservation goes back.
-			if err := s.ledger.Refund(context.Background(), tx, id); err != nil {
-				return err
-			}
-		}
-		if err := j.Move(Failed); err != nil {
-			return err
-		}
-		j.Body.Message = msg
-		j.Body.Finished = s.rec.Now()
-		if err := j.Put(context.Background(), tx, s.rec.Now()); err != nil {
-			return err
-		}
-		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
-	})
-	if uerr != nil {
-		s.log.Error("record job failure", "job", id, "err", uerr)
+	if err := s.runJob1(ctx, id); err != nil {
+		s.Fail(id, err)
 	}
 }
 
@@ -67,7 +32,7 @@ func (s *Service) runJob1(ctx context.Context, id string) error {
 	var g *policy.Grant
 	var sc engine.Scope
 	versions := map[string]string{}
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		sj, err := tx.Job(ctx, id)
 		if err != nil {
 			return err
@@ -86,7 +51,7 @@ func (s *Service) runJob1(ctx context.Context, id string) error {
 			return err
 		}
 		// Status and expiry are checked again now that the job runs.
-		if err := g.Usable(s.rec.Now(), j.Body.Mode); err != nil {
+		if err := g.Usable(s.Rec.Now(), j.Body.Mode); err != nil {
 			return launch.Fail(err.Error(), nil)
 		}
 		schemas, sets, err := catalog.Load(ctx, tx, grants.Datasets(g))
@@ -103,15 +68,15 @@ func (s *Service) runJob1(ctx context.Context, id string) error {
 		if err := j.Move(Running); err != nil {
 			return err
 		}
-		j.Body.Started = s.rec.Now()
-		if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+		j.Body.Started = s.Rec.Now()
+		if err := j.Put(ctx, tx, s.Rec.Now()); err != nil {
 			return err
 		}
 		details := map[string]string{"isolation": s.box.Name()}
 		for n, v := range versions {
 			details["dataset."+n] = v
 		}
-		return s.rec.Record(ctx, tx, platform.System, "job.start", "job/"+id, details)
+		return s.Rec.Record(ctx, tx, platform.System, "job.start", "job/"+id, details)
 	})
 	if errors.Is(err, errSkip) {
 		return nil
@@ -150,7 +115,7 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 	if err != nil {
 		return err
 	}
-	return s.db.Update(context.Background(), func(tx store.Tx) error {
+	return s.DB.Update(context.Background(), func(tx store.Tx) error {
 		sj, err := tx.Job(ctx, id)
 		if err != nil {
 			return err
@@ -162,22 +127,22 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 		if cur.Status != Running {
 			return nil
 		}
-		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.rec.Now()}); err != nil {
+		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.Rec.Now()}); err != nil {
 			return err
 		}
 		if err := cur.Move(Review); err != nil {
 			return err
 		}
-		cur.Body.Finished = s.rec.Now()
+		cur.Body.Finished = s.Rec.Now()
 		cur.Body.Message = out.Message
 		cur.Body.Metering = out.Metering
-		if err := cur.Put(ctx, tx, s.rec.Now()); err != nil {
+		if err := cur.Put(ctx, tx, s.Rec.Now()); err != nil {
 			return err
 		}
 		if out.Log != nil {
-			s.log.Info("job gated", append([]any{"job", id}, out.Log...)...)
+			s.Log.Info("job gated", append([]any{"job", id}, out.Log...)...)
 		}
-		if err := s.rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, out.Audit); err != nil {
+		if err := s.Rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, out.Audit); err != nil {
 			return err
 		}
 		if cur.Body.Dev {
@@ -186,18 +151,19 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 				return err
 			}
 			cur.Body.Message = "dev run done: the output, computed on the dev twins, is shown at once (veil dev show)"
-			return cur.Put(ctx, tx, s.rec.Now())
+			return cur.Put(ctx, tx, s.Rec.Now())
 		}
 		return nil
 	})
 }
 
-// Fail records that a job that runs outside the scheduler (a twin build, in its request)
-// failed.
+// Fail records that a queued or running job failed with err: the vendor reads what
+// launch.Explain lets it, the operator's log gets the details. A job that never ran gets its
+// reservation back; one canceled meanwhile stays canceled.
 func (s *Service) Fail(id string, err error) {
 	msg, detail := launch.Explain(err)
-	s.log.Warn("job failed", "job", id, "err", detail)
-	s.db.Update(context.Background(), func(tx store.Tx) error {
+	s.Log.Warn("job failed", "job", id, "err", detail)
+	uerr := s.DB.Update(context.Background(), func(tx store.Tx) error {
 		sj, err := tx.Job(context.Background(), id)
 		if err != nil {
 			return err
@@ -206,15 +172,29 @@ func (s *Service) Fail(id string, err error) {
 		if err != nil {
 			return err
 		}
+		if j.Status != Running && j.Status != Queued {
+			return nil // canceled meanwhile
+		}
+		if j.Status == Queued {
+			// Refused before it started (the grant was suspended or expired meanwhile): it
+			// never touched the data, so its reservation goes back.
+			if err := s.ledger.Refund(context.Background(), tx, id); err != nil {
+				return err
+			}
+		}
 		if err := j.Move(Failed); err != nil {
 			return err
 		}
-		j.Body.Message, j.Body.Finished = msg, s.rec.Now()
-		if err := j.Put(context.Background(), tx, s.rec.Now()); err != nil {
+		j.Body.Message = msg
+		j.Body.Finished = s.Rec.Now()
+		if err := j.Put(context.Background(), tx, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
+		return s.Rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
 	})
+	if uerr != nil {
+		s.Log.Error("record job failure", "job", id, "err", uerr)
+	}
 }
 
 // LoadOutput reads a job's stored (protected) output and its metadata.
@@ -239,7 +219,7 @@ func (s *Service) recover(ctx context.Context) error {
 		return fmt.Errorf("clean up after the previous run: %w", err)
 	}
 	for _, id := range leftovers {
-		s.log.Warn("destroyed leftover sandbox", "job", id)
+		s.Log.Warn("destroyed leftover sandbox", "job", id)
 	}
 	for _, k := range s.kinds {
 		if r, ok := k.(Recoverer); ok {
@@ -249,7 +229,7 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 	}
 	var queued []store.Job
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{Running, Queued}})
 		if err != nil {
 			return err
@@ -267,11 +247,11 @@ func (s *Service) recover(ctx context.Context) error {
 				return err
 			}
 			j.Body.Message = "the platform restarted while the job ran; submit it again"
-			j.Body.Finished = s.rec.Now()
-			if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+			j.Body.Finished = s.Rec.Now()
+			if err := j.Put(ctx, tx, s.Rec.Now()); err != nil {
 				return err
 			}
-			if err := s.rec.Record(ctx, tx, platform.System, "job.fail", "job/"+j.ID, map[string]string{"message": j.Body.Message}); err != nil {
+			if err := s.Rec.Record(ctx, tx, platform.System, "job.fail", "job/"+j.ID, map[string]string{"message": j.Body.Message}); err != nil {
 				return err
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -22,10 +21,7 @@ import (
 // Service runs jobs: it queues what the kinds plan, schedules the queue fairly over the
 // tenants, runs each job through its kind into the review queue, and recovers after a crash.
 type Service struct {
-	db     store.Store
-	cfg    platform.Config
-	rec    *platform.Recorder
-	log    *slog.Logger
+	platform.Env
 	grants *grants.Service
 	ledger *ledger.Ledger
 	box    *launch.Launcher
@@ -39,8 +35,8 @@ type Service struct {
 }
 
 // New returns the job service; Register its kinds, then Start it.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, log *slog.Logger, g *grants.Service, l *ledger.Ledger, box *launch.Launcher) *Service {
-	return &Service{db: db, cfg: cfg, rec: rec, log: log, grants: g, ledger: l, box: box, devSlots: make(chan struct{}, max(cfg.Workers, 1))}
+func New(env platform.Env, g *grants.Service, l *ledger.Ledger, box *launch.Launcher) *Service {
+	return &Service{Env: env, grants: g, ledger: l, box: box, devSlots: make(chan struct{}, max(env.Config.Workers, 1))}
 }
 
 // Register adds a kind. Kinds are asked in the order they were registered whether a request
@@ -65,7 +61,7 @@ func (s *Service) kind(name string) (Kind, error) {
 
 // Start recovers from the previous run and starts the workers.
 func (s *Service) Start(ctx context.Context) error {
-	s.sched = newScheduler(s.cfg.Workers, func(ctx context.Context, id string) {
+	s.sched = newScheduler(s.Config.Workers, func(ctx context.Context, id string) {
 		s.runJob(ctx, id)
 		s.changed.notify()
 	})
@@ -128,8 +124,8 @@ func (s *Service) submit(ctx context.Context, p policy.Principal, req api.Submit
 	pl, err := k.Plan(ctx, &Submission{Principal: p, Request: req, Dev: dev, s: s})
 	var r *refusal
 	if errors.As(err, &r) {
-		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+r.grant, map[string]string{"reason": r.err.Error()})
+		s.DB.Update(ctx, func(tx store.Tx) error {
+			return s.Rec.Record(ctx, tx, p, "job.refuse", "grant/"+r.grant, map[string]string{"reason": r.err.Error()})
 		})
 		return nil, r.err
 	}
@@ -141,7 +137,7 @@ func (s *Service) submit(ctx context.Context, p policy.Principal, req api.Submit
 		return nil, err
 	}
 	j := &Job{Job: store.Job{ID: platform.NewID("j"), GrantID: pl.Grant.ID, Tenant: p.Tenant, Submitter: p.ID, Status: Queued,
-		IdemKey: req.IdempotencyKey, Created: s.rec.Now()}, Body: Body{Mode: pl.Mode, SQL: pl.Describe, Kind: k.Name(), Spec: spec, Spend: pl.Spend}}
+		IdemKey: req.IdempotencyKey, Created: s.Rec.Now()}, Body: Body{Mode: pl.Mode, SQL: pl.Describe, Kind: k.Name(), Spec: spec, Spend: pl.Spend}}
 	details := pl.Audit
 	if details == nil {
 		details = map[string]string{}
@@ -173,7 +169,7 @@ func (s *Service) submit(ctx context.Context, p policy.Principal, req api.Submit
 func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details map[string]string, reserve func(tx store.Tx) error) (*Job, error) {
 	created := true
 	grant := j.GrantID
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		if j.IdemKey != "" {
 			prev, err := tx.JobByIdemKey(ctx, p.Tenant, j.IdemKey)
 			if err == nil {
@@ -196,11 +192,11 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 		if err := j.Put(ctx, tx, j.Created); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
+		return s.Rec.Record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
 	})
 	if errors.Is(err, ledger.ErrBudget) {
-		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.rec.Record(ctx, tx, p, "job.refuse", "grant/"+grant, map[string]string{"reason": err.Error()})
+		s.DB.Update(ctx, func(tx store.Tx) error {
+			return s.Rec.Record(ctx, tx, p, "job.refuse", "grant/"+grant, map[string]string{"reason": err.Error()})
 		})
 	}
 	if err != nil {
@@ -234,7 +230,7 @@ func (s *Service) Wait(ctx context.Context, p policy.Principal, id string, wait 
 	for {
 		woken := s.changed.wait() // taken before reading, so that no change is missed
 		var j *Job
-		err := s.db.View(ctx, func(tx store.Tx) error {
+		err := s.DB.View(ctx, func(tx store.Tx) error {
 			var err error
 			j, err = Load(ctx, tx, p, id)
 			return err
@@ -286,7 +282,7 @@ func (b *broadcast) notify() {
 // reservation back; one that ran keeps its spend, whatever happens to its output.
 func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (api.Job, error) {
 	var j *Job
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if j, err = Load(ctx, tx, p, id); err != nil {
 			return err
@@ -310,11 +306,11 @@ func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (ap
 			return err
 		}
 		j.Body.Message = "canceled by " + string(p.Role)
-		j.Body.Finished = s.rec.Now()
-		if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+		j.Body.Finished = s.Rec.Now()
+		if err := j.Put(ctx, tx, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "job.cancel", "job/"+j.ID, nil)
+		return s.Rec.Record(ctx, tx, p, "job.cancel", "job/"+j.ID, nil)
 	})
 	if err != nil {
 		return api.Job{}, err
@@ -327,7 +323,7 @@ func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (ap
 // Where lists the jobs matching f that p may see.
 func (s *Service) Where(ctx context.Context, p policy.Principal, f store.JobFilter) ([]api.Job, error) {
 	out := []api.Job{}
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		js, err := tx.Jobs(ctx, f)
 		if err != nil {
 			return err

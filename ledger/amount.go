@@ -43,26 +43,18 @@ func toUnits(x, per, max float64, name string, up bool) (int64, error) {
 
 // Spend converts an epsilon and delta a job asks for into units, rounding up: a job never
 // spends less than the noise it gets is calibrated to.
-func Spend(epsilon, delta float64) (Amount, error) {
-	e, err := toUnits(epsilon, EpsilonPerUnit, MaxEpsilon, "epsilon", true)
-	if err != nil {
-		return Amount{}, err
-	}
-	d, err := toUnits(delta, DeltaPerUnit, MaxDelta, "delta", true)
-	if err != nil {
-		return Amount{}, err
-	}
-	return Amount{Eps: e, Delta: d}, nil
-}
+func Spend(epsilon, delta float64) (Amount, error) { return amountOf(epsilon, delta, true) }
 
 // Total converts a declared total (a dataset's or a grant's) into units, rounding down: a
 // ledger never holds more than was declared.
-func Total(epsilon, delta float64) (Amount, error) {
-	e, err := toUnits(epsilon, EpsilonPerUnit, MaxEpsilon, "epsilon", false)
+func Total(epsilon, delta float64) (Amount, error) { return amountOf(epsilon, delta, false) }
+
+func amountOf(epsilon, delta float64, up bool) (Amount, error) {
+	e, err := toUnits(epsilon, EpsilonPerUnit, MaxEpsilon, "epsilon", up)
 	if err != nil {
 		return Amount{}, err
 	}
-	d, err := toUnits(delta, DeltaPerUnit, MaxDelta, "delta", false)
+	d, err := toUnits(delta, DeltaPerUnit, MaxDelta, "delta", up)
 	if err != nil {
 		return Amount{}, err
 	}

@@ -54,24 +54,12 @@ func Encode(rec arrow.RecordBatch, format string) ([]byte, error) {
 		buf.WriteString("\n]\n")
 	case "arrow":
 		w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(rec.Schema()))
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Write(rec); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
+		if err := writeAll(w, err, rec); err != nil {
 			return nil, err
 		}
 	case "parquet":
 		w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Write(rec); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
+		if err := writeAll(w, err, rec); err != nil {
 			return nil, err
 		}
 	default:
@@ -95,4 +83,18 @@ func Rows(rec arrow.RecordBatch) [][]any {
 		rows[i] = row
 	}
 	return rows
+}
+
+// writeAll writes rec with a file writer that was opened with err, and closes it.
+func writeAll(w interface {
+	Write(arrow.RecordBatch) error
+	Close() error
+}, err error, rec arrow.RecordBatch) error {
+	if err != nil {
+		return err
+	}
+	if err := w.Write(rec); err != nil {
+		return err
+	}
+	return w.Close()
 }

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/veil-dp/veil/audit"
@@ -41,4 +42,13 @@ func (r *Recorder) Record(ctx context.Context, tx store.Tx, p policy.Principal, 
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	return nil
+}
+
+// Env is what every service of the daemon is built on: the store, the configuration, the
+// audit recorder with the platform's clock, and the operator's log.
+type Env struct {
+	DB     store.Store
+	Config Config
+	Rec    *Recorder
+	Log    *slog.Logger
 }

@@ -59,7 +59,7 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 		format = "parquet"
 	}
 	var out api.Export
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		j, err := jobs.Load(ctx, tx, p, id)
 		if err != nil {
 			return err
@@ -98,7 +98,7 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 		}
 		prov := Provenance{Platform: s.key.VerifierKey(), Job: j.ID, Format: format, Rows: rec.NumRows(), Columns: meta.Columns,
 			Grant: ProvenanceGrant{ID: g.ID, Tenant: g.Tenant, Scenario: g.Scenario, Purpose: g.Purpose},
-			Query: j.Body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.rec.Now()}
+			Query: j.Body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.Rec.Now()}
 		for _, rv := range revs {
 			prov.Reviewers = append(prov.Reviewers, api.Decision{Reviewer: rv.Reviewer, Decision: rv.Decision, Reason: rv.Reason, At: rv.At})
 		}
@@ -118,7 +118,7 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 			return err
 		}
 		out = api.Export{Job: j.ID, Format: format, Data: data, Certificate: cert}
-		return s.rec.Record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
+		return s.Rec.Record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
 	})
 	return out, err
 }

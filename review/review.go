@@ -22,16 +22,14 @@ import (
 // Service is the export review: the queue of outputs waiting for review, the decisions on
 // them, and the release of approved outputs with their certificates.
 type Service struct {
-	db   store.Store
-	cfg  platform.Config
-	rec  *platform.Recorder
+	platform.Env
 	key  *audit.Key
 	jobs *jobs.Service
 }
 
 // New returns the review of the jobs of js; key signs the certificates.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, key *audit.Key, js *jobs.Service) *Service {
-	return &Service{db: db, cfg: cfg, rec: rec, key: key, jobs: js}
+func New(env platform.Env, key *audit.Key, js *jobs.Service) *Service {
+	return &Service{Env: env, key: key, jobs: js}
 }
 
 // List lists the outputs waiting for review that p may see.
@@ -43,7 +41,7 @@ func (s *Service) List(ctx context.Context, p policy.Principal) ([]api.Job, erro
 // the output exactly as it would be released.
 func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (api.Review, error) {
 	var rv api.Review
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		j, err := jobs.Load(ctx, tx, p, id)
 		if err != nil {
 			return err
@@ -62,7 +60,7 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (api.
 			return err
 		}
 		defer rec.Release()
-		rv = api.Review{Job: j.API(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.cfg.Approvals}
+		rv = api.Review{Job: j.API(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.Config.Approvals}
 		if meta.Mechanism.Custom != nil {
 			rv.Files, rv.Columns = output.Files(rec), nil
 		} else {
@@ -186,7 +184,7 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 		return api.Job{}, fmt.Errorf("%w: an override approves despite disclosure findings and needs a reason (--override --reason \"...\")", policy.ErrInvalid)
 	}
 	var j *jobs.Job
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if j, err = jobs.Load(ctx, tx, p, id); err != nil {
 			return err
@@ -218,16 +216,16 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 				if !req.Override {
 					return fmt.Errorf("%w: the output of job %s has %d disclosure findings; approve it only with --override --reason \"why it is safe\" (recorded in the audit log), or reject it", policy.ErrConflict, j.ID, len(c.Findings))
 				}
-				if err := s.rec.Record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
+				if err := s.Rec.Record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
 					return err
 				}
 				req.Reason = "override: " + req.Reason
 			}
 		}
-		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.rec.Now()}); err != nil {
+		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.Rec.Now()}); err != nil {
 			return err
 		}
-		if err := s.rec.Record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
+		if err := s.Rec.Record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
 			return err
 		}
 		if req.Decision == "reject" {
@@ -239,29 +237,29 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 				return err
 			}
 			j.Body.Message = "the export review rejected the output: " + req.Reason
-			if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+			if err := j.Put(ctx, tx, s.Rec.Now()); err != nil {
 				return err
 			}
-			return s.rec.Record(ctx, tx, platform.System, "job.reject", "job/"+j.ID, nil)
+			return s.Rec.Record(ctx, tx, platform.System, "job.reject", "job/"+j.ID, nil)
 		}
 		if !slices.Contains(j.Body.Approvals, p.ID) {
 			j.Body.Approvals = append(j.Body.Approvals, p.ID)
 		}
-		if len(j.Body.Approvals) < s.cfg.Approvals {
+		if len(j.Body.Approvals) < s.Config.Approvals {
 			if err := j.Move(jobs.Review); err != nil {
 				return err
 			}
-			j.Body.Message = fmt.Sprintf("approved by %d of %d reviewers", len(j.Body.Approvals), s.cfg.Approvals)
-			return j.Put(ctx, tx, s.rec.Now())
+			j.Body.Message = fmt.Sprintf("approved by %d of %d reviewers", len(j.Body.Approvals), s.Config.Approvals)
+			return j.Put(ctx, tx, s.Rec.Now())
 		}
 		if err := j.Move(jobs.Released); err != nil {
 			return err
 		}
 		j.Body.Message = "released: fetch it with `veil export get " + j.ID + "`"
-		if err := j.Put(ctx, tx, s.rec.Now()); err != nil {
+		if err := j.Put(ctx, tx, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, platform.System, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.Body.Approvals, ",")})
+		return s.Rec.Record(ctx, tx, platform.System, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.Body.Approvals, ",")})
 	})
 	if err != nil {
 		return api.Job{}, err

@@ -36,12 +36,13 @@ const (
 
 // Service keeps the feedback on datasets.
 type Service struct {
-	db  store.Store
-	rec *platform.Recorder
+	platform.Env
 }
 
 // New returns the feedback of db.
-func New(db store.Store, rec *platform.Recorder) *Service { return &Service{db: db, rec: rec} }
+func New(env platform.Env) *Service {
+	return &Service{Env: env}
+}
 
 // feedbackText trims s and checks that it is not empty and not too long.
 func feedbackText(what, hint, s string) (string, error) {
@@ -137,8 +138,8 @@ func (s *Service) Submit(ctx context.Context, p policy.Principal, name string, r
 	}
 	column := strings.TrimSpace(req.Column)
 	f := store.Feedback{ID: platform.NewID("f"), Dataset: name, Column: column, Tenant: p.Tenant, Submitter: p.ID, Message: msg,
-		Status: feedbackOpen, Created: s.rec.Now()}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+		Status: feedbackOpen, Created: s.Rec.Now()}
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		schemas, _, err := catalog.Load(ctx, tx, []string{name})
 		if err != nil {
 			return err
@@ -162,7 +163,7 @@ func (s *Service) Submit(ctx context.Context, p policy.Principal, name string, r
 		if column != "" {
 			details["column"] = column
 		}
-		return s.rec.Record(ctx, tx, p, "feedback.submit", "feedback/"+f.ID, details)
+		return s.Rec.Record(ctx, tx, p, "feedback.submit", "feedback/"+f.ID, details)
 	})
 	if err != nil {
 		return api.Feedback{}, err
@@ -189,7 +190,7 @@ func (s *Service) List(ctx context.Context, p policy.Principal, dataset, status 
 		filter.Tenant = p.Tenant
 	}
 	out := []api.Feedback{}
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		ds, err := tx.Datasets(ctx)
 		if err != nil {
 			return err
@@ -235,7 +236,7 @@ func (s *Service) Resolve(ctx context.Context, p policy.Principal, id string, re
 		return api.Feedback{}, err
 	}
 	var f store.Feedback
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if f, err = loadFeedback(ctx, tx, p, id); err != nil {
 			return err
@@ -244,11 +245,11 @@ func (s *Service) Resolve(ctx context.Context, p policy.Principal, id string, re
 			return fmt.Errorf("%w: feedback %s was already resolved on %s; it cannot be resolved again",
 				policy.ErrConflict, f.ID, f.Resolved.Format("2006-01-02 15:04 MST"))
 		}
-		f.Status, f.Resolver, f.Note, f.Resolved = feedbackResolved, p.ID, note, s.rec.Now()
+		f.Status, f.Resolver, f.Note, f.Resolved = feedbackResolved, p.ID, note, s.Rec.Now()
 		if err := tx.PutFeedback(ctx, f); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "feedback.resolve", "feedback/"+f.ID, map[string]string{
+		return s.Rec.Record(ctx, tx, p, "feedback.resolve", "feedback/"+f.ID, map[string]string{
 			"dataset": f.Dataset, "vendor": f.Tenant, "note_sha256": textHash(note)})
 	})
 	if err != nil {

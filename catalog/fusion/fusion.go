@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,16 +43,13 @@ const maxFusionsPerGrant = 5
 
 // Service fuses vendors' tables with public data and sweeps them when their grant ends.
 type Service struct {
-	db  store.Store
-	cfg platform.Config
-	rec *platform.Recorder
+	platform.Env
 	box *launch.Launcher
-	log *slog.Logger
 }
 
 // New returns the fusion service; box runs the joins.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, log *slog.Logger) *Service {
-	return &Service{db: db, cfg: cfg, rec: rec, box: box, log: log}
+func New(env platform.Env, box *launch.Launcher) *Service {
+	return &Service{Env: env, box: box}
 }
 
 func tenantSlug(t string) string {
@@ -68,7 +64,7 @@ func tenantSlug(t string) string {
 // fusionDir is where a grant's fused uploads of a tenant live.
 func (s *Service) fusionDir(tenant, grant string) string {
 	h := sha256.Sum256([]byte(tenant))
-	return filepath.Join(s.cfg.DataDir, "tenants", hex.EncodeToString(h[:8]), grant)
+	return filepath.Join(s.Config.DataDir, "tenants", hex.EncodeToString(h[:8]), grant)
 }
 
 // grantSecret is the grant's pseudonymization secret, made on first use; it never leaves
@@ -102,12 +98,12 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 	var g *policy.Grant
 	var msch *policy.Schema
 	var mset store.Dataset
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		var err error
 		if g, err = grants.Load(ctx, tx, p, grant); err != nil {
 			return err
 		}
-		if st := g.Effective(s.rec.Now()); st != policy.StatusActive {
+		if st := g.Effective(s.Rec.Now()); st != policy.StatusActive {
 			return fmt.Errorf("%w: grant %s is %s; data is fused only into an active grant", policy.ErrConflict, g.ID, st)
 		}
 		cols, ok := g.Access(matchDS)
@@ -163,7 +159,7 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 		}
 		return api.Dataset{}, err
 	}
-	for d := dir; d != s.cfg.DataDir && strings.HasPrefix(d, s.cfg.DataDir); d = filepath.Dir(d) {
+	for d := dir; d != s.Config.DataDir && strings.HasPrefix(d, s.Config.DataDir); d = filepath.Dir(d) {
 		os.Chmod(d, 0o711) // the sandbox's unprivileged root traverses them
 	}
 	ok = false
@@ -223,12 +219,12 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 		engine.Ident(unit.Name), engine.Ident(key), pseud(engine.Ident(matchCol)), engine.Ident(matchDS), engine.Ident(matchCol), pseud("v."+engine.Ident(key)))
 	ejob := engine.Job{SQL: q, Tables: []engine.Table{{Name: "vendor_upload", Files: staged, Columns: vcols},
 		{Name: matchDS, Files: mset.Files, Columns: []engine.Column{{Name: unit.Name, Type: unit.Type}, {Name: matchCol, Type: mc.Type}}}},
-		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB * 3 / 4, MaxResultBytes: s.Config.MaxResultByte}
 	var out bytes.Buffer
 	if _, err := s.box.Run(ctx, "fuse-"+platform.NewID("x"), ejob, &out); err != nil {
 		return api.Dataset{}, err
 	}
-	rec, err := engine.ReadResult(&out, s.cfg.MaxResultByte)
+	rec, err := engine.ReadResult(&out, s.Config.MaxResultByte)
 	if err != nil {
 		return api.Dataset{}, err
 	}
@@ -264,8 +260,8 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 	}
 	schemaJSON, _ := json.Marshal(sch)
 	sum := sha256.Sum256(data)
-	d := store.Dataset{Name: dsName, Version: hex.EncodeToString(sum[:]), Rows: rec.NumRows(), Provider: p.Tenant, Schema: schemaJSON, Files: []string{fused}, Registered: s.rec.Now()}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	d := store.Dataset{Name: dsName, Version: hex.EncodeToString(sum[:]), Rows: rec.NumRows(), Provider: p.Tenant, Schema: schemaJSON, Files: []string{fused}, Registered: s.Rec.Now()}
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.Dataset(ctx, dsName); err == nil {
 			return fmt.Errorf("%w: dataset %s exists", policy.ErrConflict, dsName)
 		}
@@ -275,7 +271,7 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 		if err := ledger.SetTotal(ctx, tx, &sch); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),
+		return s.Rec.Record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),
 			"matched": fmt.Sprint(rec.NumRows()), "match": match})
 	})
 	if err != nil {
@@ -288,7 +284,7 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 // Approve lets the authority add a fused upload to its grant.
 func (s *Service) Approve(ctx context.Context, p policy.Principal, name string) (api.Dataset, error) {
 	var out api.Dataset
-	err := s.db.Update(ctx, func(tx store.Tx) error {
+	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		schemas, sets, err := catalog.Load(ctx, tx, []string{name})
 		if err != nil {
 			return err
@@ -308,7 +304,7 @@ func (s *Service) Approve(ctx context.Context, p policy.Principal, name string) 
 		if err != nil {
 			return err
 		}
-		if st := g.Effective(s.rec.Now()); st != policy.StatusActive {
+		if st := g.Effective(s.Rec.Now()); st != policy.StatusActive {
 			return fmt.Errorf("%w: grant %s is %s", policy.ErrConflict, g.ID, st)
 		}
 		var cols []string
@@ -316,7 +312,7 @@ func (s *Service) Approve(ctx context.Context, p policy.Principal, name string) 
 			cols = append(cols, c.Name)
 		}
 		g.Datasets = append(g.Datasets, policy.DatasetAccess{Name: name, Columns: cols})
-		if err := grants.Put(ctx, tx, g, s.rec.Now()); err != nil {
+		if err := grants.Put(ctx, tx, g, s.Rec.Now()); err != nil {
 			return err
 		}
 		sch.Approved = true
@@ -326,7 +322,7 @@ func (s *Service) Approve(ctx context.Context, p policy.Principal, name string) 
 			return err
 		}
 		out = catalog.ToAPI(d)
-		return s.rec.Record(ctx, tx, p, "fusion.approve", "dataset/"+name, map[string]string{"grant": g.ID, "tenant": sch.Owner})
+		return s.Rec.Record(ctx, tx, p, "fusion.approve", "dataset/"+name, map[string]string{"grant": g.ID, "tenant": sch.Owner})
 	})
 	return out, err
 }
@@ -334,7 +330,7 @@ func (s *Service) Approve(ctx context.Context, p policy.Principal, name string) 
 // Sweep deletes the fused uploads whose grant has ended (expired, revoked or
 // rejected), checks that their files are gone, and records it.
 func (s *Service) Sweep(ctx context.Context) error {
-	return s.db.Update(ctx, func(tx store.Tx) error {
+	return s.DB.Update(ctx, func(tx store.Tx) error {
 		ds, err := tx.Datasets(ctx)
 		if err != nil {
 			return err
@@ -347,7 +343,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			status := policy.StatusRevoked
 			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
 				if g, err := grants.Decode(sg); err == nil {
-					status = g.Effective(s.rec.Now())
+					status = g.Effective(s.Rec.Now())
 				}
 			}
 			if status == policy.StatusActive || status == policy.StatusSuspended || status == policy.StatusPending {
@@ -369,16 +365,16 @@ func (s *Service) Sweep(ctx context.Context) error {
 			if sg, err := tx.Grant(ctx, sch.Grant); err == nil {
 				if g, err := grants.Decode(sg); err == nil {
 					g.Datasets = slices.DeleteFunc(g.Datasets, func(a policy.DatasetAccess) bool { return a.Name == d.Name })
-					if err := grants.Put(ctx, tx, g, s.rec.Now()); err != nil {
+					if err := grants.Put(ctx, tx, g, s.Rec.Now()); err != nil {
 						return err
 					}
 				}
 			}
-			if err := s.rec.Record(ctx, tx, platform.System, "fusion.delete", "dataset/"+d.Name, map[string]string{"grant": sch.Grant, "grant_status": string(status),
+			if err := s.Rec.Record(ctx, tx, platform.System, "fusion.delete", "dataset/"+d.Name, map[string]string{"grant": sch.Grant, "grant_status": string(status),
 				"tenant": sch.Owner, "verified": "files removed and checked absent"}); err != nil {
 				return err
 			}
-			s.log.Info("fused upload deleted", "dataset", d.Name, "grant", sch.Grant, "status", status)
+			s.Log.Info("fused upload deleted", "dataset", d.Name, "grant", sch.Grant, "status", status)
 		}
 		return nil
 	})
@@ -394,7 +390,7 @@ func (s *Service) Sweeper(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("sweep fused uploads", "err", err)
+				s.Log.Error("sweep fused uploads", "err", err)
 			}
 		}
 	}

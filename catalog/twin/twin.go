@@ -44,17 +44,15 @@ const (
 
 // Service builds dev twins and finds the released ones.
 type Service struct {
-	db     store.Store
-	cfg    platform.Config
-	rec    *platform.Recorder
+	platform.Env
 	box    *launch.Launcher
 	ledger *ledger.Ledger
 	jobs   *jobs.Service
 }
 
 // New returns the twin service. A build is a job (js) that waits for review like any other.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, l *ledger.Ledger, js *jobs.Service) *Service {
-	return &Service{db: db, cfg: cfg, rec: rec, box: box, ledger: l, jobs: js}
+func New(env platform.Env, box *launch.Launcher, l *ledger.Ledger, js *jobs.Service) *Service {
+	return &Service{Env: env, box: box, ledger: l, jobs: js}
 }
 
 // kind is the key a twin build's spec is stored under in its job's body.
@@ -74,7 +72,7 @@ type twinSpec struct {
 func (s *Service) Build(ctx context.Context, p policy.Principal, name string, req api.BuildTwin) (api.Job, error) {
 	var sch *policy.Schema
 	var set store.Dataset
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		schemas, sets, err := catalog.Load(ctx, tx, []string{name})
 		if err != nil {
 			return err
@@ -121,14 +119,14 @@ func (s *Service) Build(ctx context.Context, p policy.Principal, name string, re
 	if spec.Rows < 0 || spec.Rows > maxTwinRows {
 		return api.Job{}, fmt.Errorf("%w: a twin has at most %d rows", policy.ErrInvalid, maxTwinRows)
 	}
-	now := s.rec.Now()
+	now := s.Rec.Now()
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		return api.Job{}, err
 	}
 	j := &jobs.Job{Job: store.Job{ID: platform.NewID("j"), Tenant: p.Tenant, Submitter: p.ID, Status: jobs.Running, Created: now},
 		Body: jobs.Body{Mode: "twin", SQL: fmt.Sprintf("%s twin of %s (version %s)", spec.Kind, name, set.Version[:12]), Kind: kind, Spec: raw, Started: now, Spend: spend}}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		if spend != nil {
 			// The provider's own use of the dataset's budget, in the transaction that records
 			// the build.
@@ -139,7 +137,7 @@ func (s *Service) Build(ctx context.Context, p policy.Principal, name string, re
 		if err := j.Put(ctx, tx, now); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "twin.build", "dataset/"+name, map[string]string{"job": j.ID, "kind": spec.Kind, "version": set.Version})
+		return s.Rec.Record(ctx, tx, p, "twin.build", "dataset/"+name, map[string]string{"job": j.ID, "kind": spec.Kind, "version": set.Version})
 	})
 	if err != nil {
 		return api.Job{}, err
@@ -176,7 +174,7 @@ func (s *Service) Build(ctx context.Context, p policy.Principal, name string, re
 		return api.Job{}, err
 	}
 	var out api.Job
-	err = s.db.View(ctx, func(tx store.Tx) error {
+	err = s.DB.View(ctx, func(tx store.Tx) error {
 		sj, err := tx.Job(ctx, j.ID)
 		if err != nil {
 			return err
@@ -190,7 +188,7 @@ func (s *Service) Build(ctx context.Context, p policy.Principal, name string, re
 
 // maskKey is the platform's masking key (hmac pseudonyms in masked twins), made on first use.
 func (s *Service) maskKey() ([]byte, error) {
-	path := filepath.Join(s.cfg.DataDir, "keys", "mask.key")
+	path := filepath.Join(s.Config.DataDir, "keys", "mask.key")
 	if b, err := os.ReadFile(path); err == nil {
 		return hex.DecodeString(strings.TrimSpace(string(b)))
 	}
@@ -360,12 +358,12 @@ func (s *Service) syntheticTwin(ctx context.Context, id string, sch *policy.Sche
 		}
 	}
 	ejob := engine.Job{SQL: strings.Join(parts, " UNION ALL "), Tables: []engine.Table{{Name: set.Name, Files: set.Files, Columns: tcols}},
-		Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB * 3 / 4, MaxResultBytes: s.Config.MaxResultByte}
 	var buf bytes.Buffer
 	if _, err := s.box.Run(ctx, id, ejob, &buf); err != nil {
 		return nil, rep, err
 	}
-	res, err := engine.ReadResult(&buf, s.cfg.MaxResultByte)
+	res, err := engine.ReadResult(&buf, s.Config.MaxResultByte)
 	clear(buf.Bytes())
 	if err != nil {
 		return nil, rep, err
@@ -482,7 +480,7 @@ func synthRecord(sch *policy.Schema, cols []synthColumn, drawn [][]string, seed 
 // written once from the stored output.
 func (s *Service) File(ctx context.Context, dataset string) (string, error) {
 	var best *jobs.Job
-	err := s.db.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobs.Released}})
 		if err != nil {
 			return err
@@ -511,13 +509,13 @@ func (s *Service) File(ctx context.Context, dataset string) (string, error) {
 	if best == nil {
 		return "", launch.Fail(fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset), nil)
 	}
-	dir := filepath.Join(s.cfg.DataDir, "twins")
+	dir := filepath.Join(s.Config.DataDir, "twins")
 	path := filepath.Join(dir, dataset+"-"+best.ID+".parquet")
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
 	var rec arrow.RecordBatch
-	err = s.db.View(ctx, func(tx store.Tx) error {
+	err = s.DB.View(ctx, func(tx store.Tx) error {
 		_, r, err := jobs.LoadOutput(ctx, tx, best.ID)
 		rec = r
 		return err

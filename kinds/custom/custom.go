@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -53,16 +52,13 @@ var runtimeName = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 
 // Kind is the custom job kind; it also keeps the runtime images and the vendors' programs.
 type Kind struct {
-	db  store.Store
-	cfg platform.Config
-	rec *platform.Recorder
+	platform.Env
 	box *launch.Launcher
-	log *slog.Logger
 }
 
 // New returns the custom kind; box runs the programs (in containers only).
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, log *slog.Logger) *Kind {
-	return &Kind{db: db, cfg: cfg, rec: rec, box: box, log: log}
+func New(env platform.Env, box *launch.Launcher) *Kind {
+	return &Kind{Env: env, box: box}
 }
 
 // Name is the key a custom job's spec is stored under.
@@ -71,7 +67,7 @@ func (*Kind) Name() string { return "custom" }
 // Accepts takes the requests that name a program.
 func (*Kind) Accepts(req *api.SubmitJob) bool { return req.Custom != nil }
 
-func (s *Kind) runtimesDir() string { return filepath.Join(s.cfg.DataDir, "runtimes") }
+func (s *Kind) runtimesDir() string { return filepath.Join(s.Config.DataDir, "runtimes") }
 
 // runtimeRecord is a registered runtime, kept as <runtimes>/<name>.json next to its image.
 type runtimeRecord struct {
@@ -138,13 +134,13 @@ func (s *Kind) RegisterRuntime(ctx context.Context, p policy.Principal, req api.
 		return api.Runtime{}, err
 	}
 	rec := runtimeRecord{Runtime: api.Runtime{Name: req.Name, Digest: img.Digest, Entrypoint: req.Entrypoint, Files: img.Files, Bytes: img.Bytes,
-		RegisteredBy: p.ID, Registered: s.rec.Now()}, Path: img.Path}
+		RegisteredBy: p.ID, Registered: s.Rec.Now()}, Path: img.Path}
 	b, _ := json.MarshalIndent(rec, "", "  ")
-	err = s.db.Update(ctx, func(tx store.Tx) error {
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
 		if err := platform.WriteFileAtomic(filepath.Join(s.runtimesDir(), req.Name+".json"), b, 0o600); err != nil {
 			return err
 		}
-		return s.rec.Record(ctx, tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
+		return s.Rec.Record(ctx, tx, p, "runtime.register", "runtime/"+req.Name, map[string]string{"digest": img.Digest, "source": req.Path,
 			"entrypoint": strings.Join(req.Entrypoint, " "), "files": fmt.Sprint(img.Files)})
 	})
 	if err != nil {
@@ -178,7 +174,7 @@ type customSpec struct {
 }
 
 func (s *Kind) programPath(tenant, digest string) (string, error) {
-	return s.cfg.TenantFile("programs", tenant, digest)
+	return s.Config.TenantFile("programs", tenant, digest)
 }
 
 // UploadProgram stores a vendor's program for custom jobs under its digest, in the vendor's
@@ -197,8 +193,8 @@ func (s *Kind) UploadProgram(ctx context.Context, p policy.Principal, body []byt
 	if err := platform.StoreUpload(path, body, 0o755); err != nil {
 		return api.Program{}, err
 	}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
-		return s.rec.Record(ctx, tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
+		return s.Rec.Record(ctx, tx, p, "program.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "bytes": fmt.Sprint(len(body))})
 	})
 	if err != nil {
 		return api.Program{}, err
@@ -279,7 +275,7 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	if err != nil || rt.Digest != spec.Digest {
 		return nil, launch.Fail(fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime), nil)
 	}
-	work := filepath.Join(s.cfg.DataDir, "work", id)
+	work := filepath.Join(s.Config.DataDir, "work", id)
 	if err := os.MkdirAll(work, 0o711); err != nil {
 		return nil, err
 	}
@@ -291,7 +287,7 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		}
 	}
 	// /out is a tmpfs of its own: the program cannot fill the host's disk.
-	if err := unix.Mount("tmpfs", out, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("size=%dm,mode=0777", s.cfg.ScratchMB)); err != nil {
+	if err := unix.Mount("tmpfs", out, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("size=%dm,mode=0777", s.Config.ScratchMB)); err != nil {
 		return nil, fmt.Errorf("mount /out: %w", err)
 	}
 	defer unix.Unmount(out, unix.MNT_DETACH)
@@ -446,11 +442,11 @@ func (s *Kind) contributions(ctx context.Context, id string, tables []engine.Tab
 	q := fmt.Sprintf("SELECT %s AS cell, sum(%s)::DOUBLE AS v FROM %s WHERE %s IS NOT NULL GROUP BY cell, %s ORDER BY cell",
 		cell, engine.Ident(value), engine.Ident(dataset), engine.Ident(value), engine.Ident(unit))
 	var buf bytes.Buffer
-	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: s.cfg.MaxResultByte}
+	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB * 3 / 4, MaxResultBytes: s.Config.MaxResultByte}
 	if _, err := s.box.Run(ctx, id+"-sdc", ejob, &buf); err != nil {
 		return nil, err
 	}
-	rec, err := engine.ReadResult(&buf, s.cfg.MaxResultByte)
+	rec, err := engine.ReadResult(&buf, s.Config.MaxResultByte)
 	clear(buf.Bytes())
 	if err != nil {
 		return nil, err
@@ -476,7 +472,7 @@ func (s *Kind) contributions(ctx context.Context, id string, tables []engine.Tab
 // Recover removes what custom jobs left when the daemon died: a job's inputs (copies of
 // granted columns) and its /out tmpfs do not outlive a crash.
 func (s *Kind) Recover(ctx context.Context) error {
-	work := filepath.Join(s.cfg.DataDir, "work")
+	work := filepath.Join(s.Config.DataDir, "work")
 	if ents, err := os.ReadDir(work); err == nil {
 		for _, e := range ents {
 			dir := filepath.Join(work, e.Name())
@@ -484,7 +480,7 @@ func (s *Kind) Recover(ctx context.Context) error {
 			if err := os.RemoveAll(dir); err != nil {
 				return fmt.Errorf("remove the leftover work of job %s: %w", e.Name(), err)
 			}
-			s.log.Warn("removed leftover custom-job work", "job", e.Name())
+			s.Log.Warn("removed leftover custom-job work", "job", e.Name())
 		}
 	}
 	return nil

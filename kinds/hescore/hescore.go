@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -34,16 +33,13 @@ import (
 
 // Kind is the he-score job kind; it also takes the vendors' uploads its jobs need.
 type Kind struct {
-	db  store.Store
-	cfg platform.Config
-	rec *platform.Recorder
+	platform.Env
 	box *launch.Launcher
-	log *slog.Logger
 }
 
 // New returns the he-score kind.
-func New(db store.Store, cfg platform.Config, rec *platform.Recorder, box *launch.Launcher, log *slog.Logger) *Kind {
-	return &Kind{db: db, cfg: cfg, rec: rec, box: box, log: log}
+func New(env platform.Env, box *launch.Launcher) *Kind {
+	return &Kind{Env: env, box: box}
 }
 
 // Name is the key an he-score job's spec is stored under.
@@ -53,7 +49,7 @@ func (*Kind) Name() string { return "he" }
 func (*Kind) Accepts(req *api.SubmitJob) bool { return req.HE != nil }
 
 func (s *Kind) blobPath(tenant, digest string) (string, error) {
-	return s.cfg.TenantFile("blobs", tenant, digest)
+	return s.Config.TenantFile("blobs", tenant, digest)
 }
 
 // Upload stores a vendor's public key bundle or encrypted model under its digest. It looks
@@ -67,8 +63,8 @@ func (s *Kind) Upload(ctx context.Context, p policy.Principal, body []byte) (api
 	switch kind {
 	case he.BlobSecretKey:
 		clear(body)
-		s.db.Update(ctx, func(tx store.Tx) error {
-			return s.rec.Record(ctx, tx, p, "blob.refuse", "tenant/"+p.Tenant, map[string]string{"reason": "a secret key was uploaded; it was discarded unread"})
+		s.DB.Update(ctx, func(tx store.Tx) error {
+			return s.Rec.Record(ctx, tx, p, "blob.refuse", "tenant/"+p.Tenant, map[string]string{"reason": "a secret key was uploaded; it was discarded unread"})
 		})
 		return api.Blob{}, fmt.Errorf("%w: this is a secret key; it must never leave your machine and was discarded unread. Upload public.bundle (veil he keygen wrote both)", policy.ErrInvalid)
 	case he.BlobPublicBundle:
@@ -105,8 +101,8 @@ func (s *Kind) Upload(ctx context.Context, p policy.Principal, body []byte) (api
 		return api.Blob{}, err
 	}
 	out := api.Blob{Digest: digest, Kind: kind, KeyID: keyID, Bytes: int64(len(body))}
-	err = s.db.Update(ctx, func(tx store.Tx) error {
-		return s.rec.Record(ctx, tx, p, "blob.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "kind": kind, "key_id": keyID, "bytes": fmt.Sprint(len(body))})
+	err = s.DB.Update(ctx, func(tx store.Tx) error {
+		return s.Rec.Record(ctx, tx, p, "blob.upload", "tenant/"+p.Tenant, map[string]string{"digest": digest, "kind": kind, "key_id": keyID, "bytes": fmt.Sprint(len(body))})
 	})
 	if err != nil {
 		return api.Blob{}, err
@@ -311,8 +307,8 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	ejob := engine.Job{Kind: runner.KindScore, Tables: tables, Threads: s.cfg.JobThreads, MemoryLimitMB: s.cfg.JobMemoryMB / 4,
-		MaxResultBytes: s.cfg.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
+	ejob := engine.Job{Kind: runner.KindScore, Tables: tables, Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB / 4,
+		MaxResultBytes: s.Config.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
 	var res runner.ScoreResult
 	usage, err := s.box.RunSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
@@ -363,14 +359,14 @@ func heStatement(spec *runner.Score) string {
 
 // checkBlob fully parses an uploaded he blob in a sandbox (runner kind he-check).
 func (s *Kind) checkBlob(ctx context.Context, path string) error {
-	ejob := engine.Job{Kind: runner.KindCheck, Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.cfg.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
+	ejob := engine.Job{Kind: runner.KindCheck, Inputs: map[string]string{"blob": path}, Threads: 1, MemoryLimitMB: s.Config.JobMemoryMB / 2, MaxResultBytes: 1 << 20,
 		Tables: []engine.Table{}}
 	var out strings.Builder
 	if _, err := s.box.Run(ctx, "check-"+platform.NewID("x"), ejob, &out); err != nil {
 		var je *launch.Failure
 		if errors.As(err, &je) {
 			_, detail := launch.Explain(err)
-			s.log.Warn("he upload check failed", "err", detail)
+			s.Log.Warn("he upload check failed", "err", detail)
 			return fmt.Errorf("%w: the upload does not parse as key material or ciphertexts of this platform's parameters; make it again with veil he", policy.ErrInvalid)
 		}
 		return err
