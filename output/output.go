@@ -5,6 +5,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 )
