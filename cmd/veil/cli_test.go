@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +74,11 @@ func startCLI(t *testing.T) *cliEnv {
 	}
 	cfg.Binary, _ = os.Executable()
 	cfg.JobMemoryMB = 1024
+	// A clock a second further at each reading: lists ordered by creation (the store keeps
+	// milliseconds) come out in one order, whatever the machine's speed.
+	var tick atomic.Int64
+	start := time.Now().UTC().Truncate(time.Second)
+	cfg.Clock = func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Second) }
 	e := &cliEnv{t: t, dir: dir, host: "unix://" + cfg.Socket, tokens: map[string]string{}, norm: newNormalizer(dir)}
 	out, err := runVeil(t, "init", "--data-dir", data)
 	if err != nil {
