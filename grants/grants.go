@@ -37,11 +37,11 @@ func parseValidity(s string) (time.Duration, error) {
 // Service is the grants as stored, and their review.
 type Service struct {
 	platform.Env
-	ledger *ledger.Ledger
+	ledger *ledger.Book
 }
 
 // New returns the grants of db; the last approval of a grant draws its budget slices from l.
-func New(env platform.Env, l *ledger.Ledger) *Service {
+func New(env platform.Env, l *ledger.Book) *Service {
 	return &Service{Env: env, ledger: l}
 }
 

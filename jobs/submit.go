@@ -23,7 +23,7 @@ import (
 type Service struct {
 	platform.Env
 	grants *grants.Service
-	ledger *ledger.Ledger
+	ledger *ledger.Book
 	box    *launch.Launcher
 	// Twins finds the released twins dev runs read; set before Start.
 	Twins Twins
@@ -35,7 +35,7 @@ type Service struct {
 }
 
 // New returns the job service; Register its kinds, then Start it.
-func New(env platform.Env, g *grants.Service, l *ledger.Ledger, box *launch.Launcher) *Service {
+func New(env platform.Env, g *grants.Service, l *ledger.Book, box *launch.Launcher) *Service {
 	return &Service{Env: env, grants: g, ledger: l, box: box, devSlots: make(chan struct{}, max(env.Config.Workers, 1))}
 }
 

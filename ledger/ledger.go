@@ -21,13 +21,13 @@ import (
 // ErrBudget marks a job refused because its grant's slice cannot pay for it.
 var ErrBudget = fmt.Errorf("%w: budget exhausted", policy.ErrConflict)
 
-// Ledger is the budget ledger's writer: the changes it makes are recorded in the audit log.
-type Ledger struct {
+// Book is the writer of the budget ledger: the changes it makes are recorded in the audit log.
+type Book struct {
 	rec *platform.Recorder
 }
 
 // New returns the ledger that records its changes with rec.
-func New(rec *platform.Recorder) *Ledger { return &Ledger{rec: rec} }
+func New(rec *platform.Recorder) *Book { return &Book{rec: rec} }
 
 func amount(eps, delta int64) api.Amount {
 	// The floats are parsed from the exact decimals, so that 1e-6 prints as 1e-06 and not as
@@ -73,7 +73,7 @@ func Use(ctx context.Context, tx store.Tx, dataset string) (total, allocated, sp
 // Allocate gives a grant that has just become active its slice of each dataset it reads. The
 // slices of a dataset never add up to more than its total: a grant that does not fit is not
 // activated.
-func (l *Ledger) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error {
+func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error {
 	// dp grants always hold a slice; model grants when they ask for a budget (their DP
 	// trainers spend it; custom jobs need none).
 	if !slices.Contains(g.Modes, policy.ModeDP) && !(slices.Contains(g.Modes, policy.ModeModel) && g.Budget.Epsilon > 0) {
@@ -137,7 +137,7 @@ func QueryCap(g *policy.Grant, schemas map[string]*policy.Schema) float64 {
 
 // Reserve spends a job's budget under grant on every dataset it reads, in the transaction
 // that queues it. A job the slice cannot pay for is refused and nothing is written.
-func (l *Ledger) Reserve(ctx context.Context, tx store.Tx, job, grant string, spend Amount, datasets []string, maxQuery float64) error {
+func (l *Book) Reserve(ctx context.Context, tx store.Tx, job, grant string, spend Amount, datasets []string, maxQuery float64) error {
 	capUnits, err := Total(maxQuery, 0)
 	if err != nil {
 		return err
@@ -165,7 +165,7 @@ func (l *Ledger) Reserve(ctx context.Context, tx store.Tx, job, grant string, sp
 }
 
 // Refund returns a job's reservation: only for a job that never ran.
-func (l *Ledger) Refund(ctx context.Context, tx store.Tx, jobID string) error {
+func (l *Book) Refund(ctx context.Context, tx store.Tx, jobID string) error {
 	spends, err := tx.Spends(ctx, "", "", jobID)
 	if err != nil {
 		return err
@@ -206,7 +206,7 @@ func GrantBudgets(ctx context.Context, tx store.Tx, g *policy.Grant, schemas map
 // Draw is a dataset's provider using its budget directly (a synthetic twin): a slice of the
 // free total and its spend, under a grant of its own ("twin:" and the job), in one
 // transaction. It stays spent whatever becomes of the output.
-func (l *Ledger) Draw(ctx context.Context, tx store.Tx, dataset, job string, spend Amount) error {
+func (l *Book) Draw(ctx context.Context, tx store.Tx, dataset, job string, spend Amount) error {
 	total, allocated, _, err := Use(ctx, tx, dataset)
 	if err != nil {
 		return err

@@ -46,12 +46,12 @@ const (
 type Service struct {
 	platform.Env
 	box    *launch.Launcher
-	ledger *ledger.Ledger
+	ledger *ledger.Book
 	jobs   *jobs.Service
 }
 
 // New returns the twin service. A build is a job (js) that waits for review like any other.
-func New(env platform.Env, box *launch.Launcher, l *ledger.Ledger, js *jobs.Service) *Service {
+func New(env platform.Env, box *launch.Launcher, l *ledger.Book, js *jobs.Service) *Service {
 	return &Service{Env: env, box: box, ledger: l, jobs: js}
 }
 
