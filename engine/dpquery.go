@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DPOptions are what a vendor states with a dp query: the budget it spends and the
@@ -123,12 +124,28 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	if err := checkDPOptions(&opt); err != nil {
 		return nil, err
 	}
-	p, node, err := v.parseOne(ctx, query)
+	var plan *Plan
+	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+		var err error
+		plan, err = s.validateDP(ctx, query, &sc, opt)
+		return err
+	})
+	return plan, err
+}
+
+func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt DPOptions) (*Plan, error) {
+	p, node, err := s.parseOne(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{sc: &sc, tables: map[string]*Table{}, aliases: map[string]bool{}}
+	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
+		return nil, err
+	}
+	// The vendor's query as DuckDB regenerates it: the bound-plan check decides on it, and
+	// its FROM and WHERE are what the rewrite runs.
+	vendorSQL, err := s.deserialize(ctx, p.Statements[0])
+	if err != nil {
 		return nil, err
 	}
 	if _, ok := node["having"].(map[string]any); ok {
@@ -139,11 +156,6 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	}
 	if err := w.dpFrom(obj(node, "from_table")); err != nil {
 		return nil, err
-	}
-	if wh, ok := node["where_clause"].(map[string]any); ok {
-		if err := w.dpWhere(wh); err != nil {
-			return nil, err
-		}
 	}
 
 	dpp := &DPPlan{MaxGroups: opt.MaxGroups, MaxRows: opt.MaxRows, Noise: opt.Noise}
@@ -261,7 +273,7 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	}
 	var list []any
 	for _, it := range items {
-		e, err := v.expression(ctx, it)
+		e, err := s.expression(ctx, it)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +283,7 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	node["group_expressions"] = []any{}
 	node["group_sets"] = []any{}
 	node["aggregate_handling"] = "STANDARD_HANDLING"
-	rowsSQL, err := v.deserialize(ctx, p.Statements[0])
+	rowsSQL, err := s.deserialize(ctx, p.Statements[0])
 	if err != nil {
 		return nil, err
 	}
@@ -294,14 +306,11 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 
 	plan := &Plan{Query: query, DP: dpp, Tables: w.tableNames(), Columns: len(dpp.Items)}
 	plan.SQL = dpBoundedSQL(dpp, rows)
-	if err := v.bind(ctx, plan.SQL, &sc, w); err != nil {
-		return nil, err
-	}
 	if len(w.order) == 1 {
 		dpp.DirectSQL = dpDirectSQL(dpp, where(domain))
-		if err := v.bind(ctx, dpp.DirectSQL, &sc, w); err != nil {
-			return nil, err
-		}
+	}
+	if err := s.check(ctx, sc, plan.Tables, []string{vendorSQL}, []string{plan.SQL, dpp.DirectSQL}); err != nil {
+		return nil, err
 	}
 	return plan, nil
 }
@@ -485,14 +494,17 @@ func checkDPOptions(o *DPOptions) error {
 }
 
 // parseOne parses a query that must be one SELECT statement.
-func (v *Validator) parseOne(ctx context.Context, query string) (*parsed, map[string]any, error) {
+func (s *vsession) parseOne(ctx context.Context, query string) (*parsed, map[string]any, error) {
 	if strings.TrimSpace(query) == "" {
 		return nil, nil, refuse("", "the query is empty")
 	}
 	if len(query) > MaxQueryBytes {
 		return nil, nil, refuse("", "the query is %d bytes; the limit is %d", len(query), MaxQueryBytes)
 	}
-	p, err := v.parse(ctx, query)
+	if !utf8.ValidString(query) || strings.ContainsRune(query, 0) {
+		return nil, nil, refuse("", "the query must be UTF-8 text without NUL characters")
+	}
+	p, err := s.parse(ctx, query)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -561,77 +573,6 @@ func (w *walker) dpFrom(t map[string]any) error {
 	return nil
 }
 
-// dpSafeFunctions are the scalar functions a dp WHERE clause may use: none of them can
-// raise an error that depends on the data.
-var dpSafeFunctions = map[string]bool{
-	"lower": true, "upper": true, "~~": true, "!~~": true, "~~*": true, "!~~*": true,
-	"prefix": true, "suffix": true, "contains": true, "starts_with": true, "length": true,
-	"year": true, "month": true, "day": true, "isnan": true,
-}
-
-// dpWhere accepts comparisons of columns with constants or columns, IN lists, BETWEEN, IS
-// NULL, LIKE and a few functions that cannot fail: a query whose success depends on one
-// person's value would leak it through its status. Casts must be TRY_CAST.
-func (w *walker) dpWhere(e map[string]any) error {
-	if e == nil {
-		return nil
-	}
-	switch str(e, "class") {
-	case "CONSTANT", "COLUMN_REF":
-		return nil // column grants and units were checked by the general walk
-	case "CONJUNCTION":
-		return w.dpWhereAll(list(e, "children"))
-	case "COMPARISON":
-		l, r := obj(e, "left"), obj(e, "right")
-		if err := w.dpCompare(l, r); err != nil {
-			return err
-		}
-		return w.dpWhereAll([]any{l, r})
-	case "BETWEEN":
-		in := obj(e, "input")
-		for _, k := range []string{"lower", "upper"} {
-			if err := w.dpCompare(in, obj(e, k)); err != nil {
-				return err
-			}
-		}
-		return w.dpWhereAll([]any{in, obj(e, "lower"), obj(e, "upper")})
-	case "OPERATOR":
-		switch str(e, "type") {
-		case "COMPARE_IN", "COMPARE_NOT_IN":
-			ch := list(e, "children")
-			for _, c := range ch[1:] {
-				if err := w.dpCompare(ch[0].(map[string]any), c.(map[string]any)); err != nil {
-					return err
-				}
-			}
-		}
-		return w.dpWhereAll(list(e, "children"))
-	case "CAST":
-		if !truthy(e, "try_cast") {
-			return refuse("WHERE", "CAST can fail on a value and reveal it through the job's status; use TRY_CAST in dp mode")
-		}
-		return w.dpWhere(obj(e, "child"))
-	case "FUNCTION":
-		name := strings.ToLower(str(e, "function_name"))
-		if !dpSafeFunctions[name] {
-			return refuse("WHERE", "function or operator %s is not allowed in a dp WHERE clause: it can fail or overflow on a value and reveal it; compare columns with constants", name)
-		}
-		return w.dpWhereAll(list(e, "children"))
-	}
-	return refuse("WHERE", "this expression is not allowed in a dp WHERE clause")
-}
-
-func (w *walker) dpWhereAll(cs []any) error {
-	for _, c := range cs {
-		if m, ok := c.(map[string]any); ok {
-			if err := w.dpWhere(m); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 var numericTypes = []string{"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL"}
 
 func isNumeric(t string) bool {
@@ -642,9 +583,10 @@ func isNumeric(t string) bool {
 	return slices.Contains(numericTypes, t)
 }
 
-// dpCompare refuses a text column compared with a number: DuckDB would cast every value of
-// the column to a number, and fail on the first that is not one.
-func (w *walker) dpCompare(a, b map[string]any) error {
+// compare refuses a text column compared with a number, with a clearer message than the
+// bound-plan check's: DuckDB would cast every value of the column to a number, and fail on
+// the first that is not one.
+func (w *walker) compare(a, b map[string]any, clause string) error {
 	col, con := a, b
 	if str(a, "class") == "CONSTANT" {
 		col, con = b, a
@@ -658,7 +600,7 @@ func (w *walker) dpCompare(a, b map[string]any) error {
 	}
 	ct := str(obj(obj(con, "value"), "type"), "id")
 	if !isNumeric(cs[0].Type) && (isNumeric(ct) || ct == "INTEGER_LITERAL") {
-		return refuse("WHERE", "%s is %s and is compared with a number; quote the value ('...')", strings.Join(names(col), "."), cs[0].Type)
+		return refuse(clause, "%s is %s and is compared with a number, which can fail on a value: quote the value ('...')", strings.Join(names(col), "."), cs[0].Type)
 	}
 	return nil
 }
