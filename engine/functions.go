@@ -108,7 +108,7 @@ var scalars = map[string]rule{
 	"~~": total, "!~~": total, "~~*": total, "!~~*": total,
 	"like_escape": escapeRule, "not_like_escape": escapeRule, "ilike_escape": escapeRule, "not_ilike_escape": escapeRule,
 	"regexp_matches": regexpRule, "regexp_full_match": regexpRule,
-	"abs": absRule, "sign": total, "round": total, "round_even": total, "floor": total, "ceil": total, "ceiling": total,
+	"abs": absRule, "sign": total, "round": total, "floor": total, "ceil": total, "ceiling": total,
 	"trunc": total, "cbrt": total, "exp": total, "isnan": total, "isinf": total, "isfinite": total,
 	"sqrt": undefinedBelow, "ln": undefinedBelow, "log": undefinedBelow, "log2": undefinedBelow, "log10": undefinedBelow,
 	"greatest": total, "least": total, "nullif": total, "ifnull": total,

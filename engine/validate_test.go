@@ -411,3 +411,132 @@ func TestValidatorBounds(t *testing.T) {
 		t.Errorf("%d of 16 concurrent validations failed; %d ran at once (limit 2)", failed.Load(), v.peak.Load())
 	}
 }
+
+// probes exercise every function of the allow-lists: accept says whether the validator
+// must accept the expression (as written) in threshold mode. Each accepted one must run on
+// every row of the adversarial data without error.
+var probes = map[string][]struct {
+	expr   string
+	accept bool
+}{
+	"+":  {{"x + 1", true}, {"i + 1", false}, {"TRY(i + 1)", true}, {"i * 1.5 + 1", true}},
+	"-":  {{"x - 1", true}, {"-x", true}, {"d - d", true}, {"-i", false}, {"d - 1", false}},
+	"*":  {{"x * 2", true}, {"n * 2", false}, {"TRY(n * 2)", true}},
+	"/":  {{"i / j", true}, {"x / 0", true}, {"m / 3", true}},
+	"//": {{"i // 10", true}, {"x // 2", true}, {"i // -1", false}, {"TRY(i // j)", true}},
+	"%":  {{"i % 7", true}, {"x % 2", true}, {"i % j", false}},
+	"^":  {{"x ^ 2", true}}, "**": {{"x ** 2", true}},
+	"pow": {{"pow(x, 2)", true}}, "power": {{"power(i, j)", true}},
+	"||":                {{"s || 'x'", true}, {"s || i", true}},
+	"concat":            {{"concat(s, i, x, d, ts, b)", true}},
+	"~~":                {{"s LIKE '%a%'", true}, {"s LIKE s", true}},
+	"!~~":               {{"s NOT LIKE s", true}},
+	"~~*":               {{"s ILIKE 'A%'", true}},
+	"!~~*":              {{"s NOT ILIKE s", true}},
+	"like_escape":       {{"s LIKE 'a!%' ESCAPE '!'", true}, {"s LIKE 'a' ESCAPE s", false}},
+	"not_like_escape":   {{"s NOT LIKE 'a!%' ESCAPE '!'", true}},
+	"ilike_escape":      {{"s ILIKE 'a!%' ESCAPE '!'", true}},
+	"not_ilike_escape":  {{"s NOT ILIKE 'a!%' ESCAPE '!'", true}},
+	"regexp_matches":    {{"regexp_matches(s, '^[0-9]+$')", true}, {"regexp_matches(s, s)", false}},
+	"regexp_full_match": {{"s SIMILAR TO '[0-9]+'", true}},
+	"abs":               {{"abs(x)", true}, {"abs(m)", true}, {"abs(i)", false}},
+	"sign":              {{"sign(i)", true}, {"sign(x)", true}, {"sign(m)", true}},
+	"round":             {{"round(x, 2)", true}, {"round(m, 1)", true}, {"round(i)", true}, {"round(x, n)", true}},
+	"floor":             {{"floor(m)", true}, {"floor(x)", true}, {"floor(i)", true}},
+	"ceil":              {{"ceil(m)", true}, {"ceil(x)", true}}, "ceiling": {{"ceiling(m)", true}},
+	"trunc": {{"trunc(x)", true}, {"trunc(m)", true}},
+	"cbrt":  {{"cbrt(x)", true}, {"cbrt(i)", true}}, "exp": {{"exp(x)", true}, {"exp(i)", true}},
+	"isnan": {{"isnan(x)", true}}, "isinf": {{"isinf(x)", true}}, "isfinite": {{"isfinite(x)", true}},
+	"sqrt": {{"sqrt(x)", false}, {"TRY(sqrt(x))", true}}, "ln": {{"ln(i)", false}, {"TRY(ln(i))", true}},
+	"log": {{"log(x)", false}, {"TRY(log(x))", true}}, "log2": {{"TRY(log2(n))", true}}, "log10": {{"TRY(log10(m))", true}},
+	"greatest": {{"greatest(i, j)", true}, {"greatest(s, 'a')", true}, {"greatest(n, i)", true}},
+	"least":    {{"least(x, 1)", true}},
+	"nullif":   {{"nullif(s, '')", true}}, "ifnull": {{"ifnull(i, 0)", true}},
+	"lower": {{"lower(s)", true}}, "upper": {{"upper(s)", true}}, "lcase": {{"lcase(s)", true}}, "ucase": {{"ucase(s)", true}},
+	"length": {{"length(s)", true}}, "strlen": {{"strlen(s)", true}},
+	"substring": {{"substring(s, 2, 3)", true}, {"substring(s, -2)", true}, {"substring(s, i, 1)", false}},
+	"substr":    {{"substr(s, 1, 2)", true}},
+	"left":      {{"left(s, 3)", true}, {"left(s, i)", false}, {"TRY(left(s, i))", true}}, "right": {{"right(s, -1)", true}},
+	"trim": {{"trim(s)", true}, {"trim(s, 'x')", true}}, "ltrim": {{"ltrim(s)", true}}, "rtrim": {{"rtrim(s, s)", true}},
+	"starts_with": {{"starts_with(s, 'a')", true}}, "ends_with": {{"ends_with(s, s)", true}},
+	"suffix": {{"suffix(s, 'c')", true}}, "prefix": {{"prefix(s, 'a')", true}}, "contains": {{"contains(s, 'b')", true}},
+	"replace": {{"replace(s, 'ab', 'c')", true}, {"replace(s, 'a', 'bb')", false}, {"replace(s, s, '')", false}},
+	"lpad":    {{"lpad(s, 5, 'x')", true}, {"lpad(s, 1024, 'xy')", true}, {"lpad(s, 1025, 'x')", false}, {"lpad(s, n, 'x')", false}},
+	"rpad":    {{"rpad(s, 0, '-')", true}, {"rpad(s, 3, '')", false}},
+	"year":    {{"year(d)", true}, {"year(ts)", true}}, "month": {{"month(d)", true}}, "day": {{"day(ts)", true}},
+	"quarter": {{"quarter(d)", true}}, "week": {{"week(d)", true}}, "weekofyear": {{"weekofyear(ts)", true}},
+	"dayofweek": {{"dayofweek(d)", true}}, "dayofyear": {{"dayofyear(ts)", true}}, "isodow": {{"isodow(d)", true}},
+	"isoyear": {{"isoyear(d)", true}, {"isoyear(ts)", true}}, "hour": {{"hour(ts)", true}}, "minute": {{"minute(ts)", true}},
+	"monthname": {{"monthname(d)", true}}, "dayname": {{"dayname(ts)", true}}, "last_day": {{"last_day(d)", true}, {"last_day(ts)", true}},
+	"date_part":  {{"date_part('year', d)", true}, {"date_part('doy', ts)", true}, {"date_part('epoch', ts)", false}, {"date_part(s, d)", false}},
+	"datepart":   {{"datepart('month', ts)", true}},
+	"date_trunc": {{"date_trunc('month', ts)", false}, {"TRY(date_trunc('month', d))", true}}, "datetrunc": {{"TRY(datetrunc('year', ts))", true}},
+	"date_diff": {{"date_diff('day', d, d)", false}, {"TRY(date_diff('second', ts, ts))", true}}, "datediff": {{"TRY(datediff('day', d, d))", true}},
+	"date_sub": {{"TRY(date_sub('month', d, d))", true}}, "datesub": {{"TRY(datesub('year', ts, ts))", true}},
+	"strftime":  {{"strftime(d, '%Y-%m-%d')", true}, {"strftime(ts, '%c')", true}, {"strftime(d, s)", false}},
+	"make_date": {{"make_date(2020, n, 1)", false}, {"TRY(make_date(i, n, j))", true}},
+}
+
+// aggProbes do the same for the aggregates, over the whole table.
+var aggProbes = map[string][]struct {
+	expr   string
+	accept bool
+}{
+	"count": {{"COUNT(s)", true}, {"COUNT(DISTINCT person_id)", true}}, "count_star": {{"COUNT(*)", true}},
+	"min": {{"MIN(s)", true}, {"MIN(d)", true}}, "max": {{"MAX(x)", true}, {"MAX(ts)", true}},
+	"bool_and": {{"BOOL_AND(b)", true}}, "bool_or": {{"BOOL_OR(i > 0)", true}},
+	"sum": {{"SUM(i)", true}, {"SUM(x)", true}, {"SUM(m)", true}, {"SUM(n)", true}, {"SUM(CAST(i AS HUGEINT))", false}},
+	"avg": {{"AVG(i)", true}, {"AVG(m)", true}, {"AVG(x)", true}}, "mean": {{"MEAN(n)", true}},
+	"median":        {{"MEDIAN(i)", true}, {"MEDIAN(x)", true}, {"MEDIAN(m)", true}, {"MEDIAN(d)", false}},
+	"quantile_cont": {{"QUANTILE_CONT(i, 0.3)", true}, {"QUANTILE_CONT(x, 0.9)", true}},
+	"quantile_disc": {{"QUANTILE_DISC(ts, 0.5)", true}, {"QUANTILE_DISC(s, 0.1)", true}}, "quantile": {{"QUANTILE(d, 0.5)", true}},
+	"stddev":      {{"STDDEV(i)", true}, {"STDDEV(x)", false}, {"STDDEV(TRY_CAST(x AS DECIMAL(18,4)))", true}},
+	"stddev_samp": {{"STDDEV_SAMP(m)", true}}, "stddev_pop": {{"STDDEV_POP(n)", true}},
+	"variance": {{"VARIANCE(i)", true}}, "var_samp": {{"VAR_SAMP(m)", true}}, "var_pop": {{"VAR_POP(x)", false}},
+	"corr": {{"CORR(i, j)", true}, {"CORR(x, i)", false}}, "covar_samp": {{"COVAR_SAMP(i, m)", true}}, "covar_pop": {{"COVAR_POP(n, i)", true}},
+}
+
+// TestAllowListProbes: every function of the allow-lists has probes, the validator decides
+// each probe as expected, and whatever it accepts runs on the adversarial data.
+func TestAllowListProbes(t *testing.T) {
+	for name := range scalars {
+		if len(probes[name]) == 0 {
+			t.Errorf("scalar %s has no probe", name)
+		}
+	}
+	for name := range aggregates {
+		if len(aggProbes[name]) == 0 {
+			t.Errorf("aggregate %s has no probe", name)
+		}
+	}
+	v := newValidator(t)
+	ctx := context.Background()
+	sc := advScope(t)
+	var queries, sqls []string
+	try := func(q string, accept bool) {
+		plan, err := v.Validate(ctx, q, sc)
+		switch {
+		case accept && err != nil:
+			t.Errorf("%s: %v", q, err)
+		case !accept && err == nil:
+			t.Errorf("%s: accepted", q)
+		case err == nil:
+			queries, sqls = append(queries, q), append(sqls, plan.SQL)
+		}
+	}
+	for _, ps := range probes {
+		for _, p := range ps {
+			try(fmt.Sprintf("SELECT %s AS v, COUNT(*) FROM adv GROUP BY 1", p.expr), p.accept)
+		}
+	}
+	for _, ps := range aggProbes {
+		for _, p := range ps {
+			try(fmt.Sprintf("SELECT b, %s FROM adv GROUP BY b", p.expr), p.accept)
+		}
+	}
+	for i, err := range runEach(t, sc, sqls) {
+		if err != nil {
+			t.Errorf("%s: accepted but fails on the data: %v", queries[i], err)
+		}
+	}
+}
