@@ -124,10 +124,14 @@ func index(x any, n int) (int, bool) {
 
 // pcol is what the check knows of one column of an operator's output.
 type pcol struct {
-	t    ltype
-	sens string // the dataset column's name, if it is a privacy unit or a direct identifier
-	unit bool   // sens is the privacy unit
+	t      ltype
+	sens   string // the dataset column's name, if it is a privacy unit or a direct identifier
+	unit   bool   // sens is the privacy unit
+	hidden bool   // the row id DuckDB scans when a query reads no column (COUNT(*)): never a value
 }
+
+// rowID is the column index of a scan's row id.
+const rowID = "18446744073709551615"
 
 // pval is what the check knows of an expression's value.
 type pval struct {
@@ -288,6 +292,10 @@ func (pc *planCheck) get(o map[string]any) ([]pcol, error) {
 	names, types := list(o, "names"), list(o, "returned_types")
 	var cols []pcol
 	for _, ci := range list(o, "column_indexes") {
+		if n, _ := asObj(ci)["index"].(json.Number); n.String() == rowID {
+			cols = append(cols, pcol{t: ltype{ID: "BIGINT"}, hidden: true})
+			continue
+		}
 		i, ok := index(asObj(ci)["index"], len(names))
 		if !ok || i >= len(types) {
 			return nil, refuse("SQL", "the query reads a column of %s that is not granted (hidden columns such as rowid cannot be read)", t.Name)
@@ -444,6 +452,9 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 			return pval{}, fmt.Errorf("plan: reference out of range")
 		}
 		c := in[i]
+		if c.hidden {
+			return pval{}, refuse(cx.clause, "the query reads a hidden column (rowid); name the granted columns you need")
+		}
 		if c.sens != "" && !cx.count {
 			return pval{}, refuse(cx.clause, "%s", sensitive(c))
 		}
@@ -587,6 +598,9 @@ func reads(o map[string]any, out map[string]bool) error {
 		}
 		names := list(o, "names")
 		for _, ci := range list(o, "column_indexes") {
+			if n, _ := asObj(ci)["index"].(json.Number); n.String() == rowID {
+				continue // COUNT(*) reads no column
+			}
 			i, ok := index(asObj(ci)["index"], len(names))
 			if !ok {
 				return fmt.Errorf("plan: the rewrite reads a hidden column of %s", str(fd, "table"))

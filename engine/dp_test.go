@@ -53,6 +53,29 @@ var dpRefuseCases = []struct{ sql, want string }{
 	{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "needs a delta"},
 }
 
+// dpAcceptCases are dp queries the validator accepts.
+var dpAcceptCases = []string{
+	"SELECT COUNT(*) FROM residents",
+	"SELECT COUNT(DISTINCT resident_id) AS persons FROM residents WHERE age > 30",
+	"SELECT district, COUNT(*), SUM(age), AVG(age), MEDIAN(age), quantile_cont(age, 0.25) FROM residents GROUP BY district",
+	"SELECT r.district, COUNT(*) FROM residents r JOIN visits v ON r.resident_id = v.resident_id WHERE v.cost > 10 GROUP BY r.district",
+	"SELECT District, COUNT(*) FROM Residents WHERE TRY(ln(age)) > 1 AND district LIKE 'n%' GROUP BY DISTRICT",
+}
+
+func TestDPAccepts(t *testing.T) {
+	v := newValidator(t)
+	for _, q := range dpAcceptCases {
+		plan, err := v.ValidateDP(context.Background(), q, dpScope("", ""), DPOptions{Epsilon: 1, Delta: 1e-6})
+		if err != nil {
+			t.Errorf("%s: %v", q, err)
+			continue
+		}
+		if plan.DP == nil || plan.SQL == "" || len(plan.DP.Aggs) == 0 {
+			t.Errorf("%s: plan %+v", q, plan)
+		}
+	}
+}
+
 func TestDPRefuses(t *testing.T) {
 	v := newValidator(t)
 	sc := dpScope("", "")

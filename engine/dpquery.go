@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -171,11 +172,11 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 		if len(cols) != 1 {
 			return nil, refuse("GROUP BY", "column %s is ambiguous or not granted", strings.Join(names(e), "."))
 		}
-		ref := qualified(names(e))
-		if _, dup := keyByRef[ref]; dup {
+		ref, id := qualified(names(e)), w.columnID(names(e))
+		if _, dup := keyByRef[id]; dup {
 			return nil, refuse("GROUP BY", "%s appears twice", strings.Join(names(e), "."))
 		}
-		keyByRef[ref] = len(keyRefs)
+		keyByRef[id] = len(keyRefs)
 		keyRefs = append(keyRefs, ref)
 		dpp.Keys = append(dpp.Keys, DPKey{Name: names(e)[len(names(e))-1], Domain: cols[0].Domain})
 	}
@@ -199,7 +200,7 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 		alias := str(e, "alias")
 		switch str(e, "class") {
 		case "COLUMN_REF":
-			i, ok := keyByRef[qualified(names(e))]
+			i, ok := keyByRef[w.columnID(names(e))]
 			if !ok {
 				return nil, refuse("SELECT", "%s is not a GROUP BY key: dp mode selects keys and aggregates only", strings.Join(names(e), "."))
 			}
@@ -313,6 +314,15 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 		return nil, err
 	}
 	return plan, nil
+}
+
+// columnID names the column a reference resolves to (its table's alias and its name, in
+// lower case), so that two spellings of one column are one key.
+func (w *walker) columnID(parts []string) string {
+	if o := w.owners(parts); len(o) == 1 {
+		return o[0] + "." + lowerASCII(parts[len(parts)-1])
+	}
+	return lowerASCII(strings.Join(parts, "."))
 }
 
 func qualified(parts []string) string {
@@ -558,13 +568,13 @@ func (w *walker) dpFrom(t map[string]any) error {
 	if len(l) != 2 || len(r) != 2 {
 		return refuse("JOIN ... ON", "qualify both sides of the join with their dataset: ON a.unit = b.unit")
 	}
-	lt, rt := w.tables[l[0]], w.tables[r[0]]
+	lt, rt := w.tables[lowerASCII(l[0])], w.tables[lowerASCII(r[0])]
 	if lt == nil || rt == nil {
 		return refuse("JOIN ... ON", "unknown dataset in the join condition")
 	}
 	lu, _ := lt.unit()
 	ru, _ := rt.unit()
-	if lu.Name != l[1] || ru.Name != r[1] {
+	if lowerASCII(lu.Name) != lowerASCII(l[1]) || lowerASCII(ru.Name) != lowerASCII(r[1]) {
 		return refuse("JOIN ... ON", "dp mode joins datasets only on their privacy units (%s.%s and %s.%s)", l[0], lu.Name, r[0], ru.Name)
 	}
 	if lt.Unit != rt.Unit {
@@ -654,9 +664,9 @@ func (w *walker) dpAggregate(e map[string]any, opt DPOptions) (DPAgg, string, er
 	}
 	ref := names(c)
 	a := DPAgg{Name: name + "_" + ref[len(ref)-1], Column: strings.Join(ref, ".")}
-	b, ok := opt.Bounds[strings.Join(ref, ".")]
+	b, ok := bound(opt.Bounds, strings.Join(ref, "."))
 	if !ok {
-		b, ok = opt.Bounds[ref[len(ref)-1]]
+		b, ok = bound(opt.Bounds, ref[len(ref)-1])
 	}
 	switch {
 	case ok:
@@ -692,6 +702,20 @@ func (w *walker) dpAggregate(e map[string]any, opt DPOptions) (DPAgg, string, er
 		return DPAgg{}, "", refuse("SELECT", "%s takes one column", name)
 	}
 	return a, strings.Join(quoted(ref), "."), nil
+}
+
+// bound finds the query-given bounds of a column, its name spelled in any case.
+func bound(bounds map[string][2]float64, name string) ([2]float64, bool) {
+	if b, ok := bounds[name]; ok {
+		return b, true
+	}
+	keys := slices.Sorted(maps.Keys(bounds)) // deterministic if two spellings are given
+	for _, k := range keys {
+		if lowerASCII(k) == lowerASCII(name) {
+			return bounds[k], true
+		}
+	}
+	return [2]float64{}, false
 }
 
 func quoted(parts []string) []string {

@@ -23,7 +23,9 @@ func seedQueries() []string {
 	for _, c := range dpRefuseCases {
 		qs = append(qs, c.sql)
 	}
+	qs = append(qs, dpAcceptCases...)
 	qs = append(qs, unitQueries...)
+	qs = append(qs, escapeQueries...)
 	qs = append(qs, hugeQueries...)
 	for _, c := range badExprs {
 		qs = append(qs, fmt.Sprintf("SELECT COUNT(*) FROM adv WHERE (%s) IS NOT NULL", c.expr))
