@@ -124,14 +124,10 @@ func index(x any, n int) (int, bool) {
 
 // pcol is what the check knows of one column of an operator's output.
 type pcol struct {
-	t      ltype
-	sens   string // the dataset column's name, if it is a privacy unit or a direct identifier
-	unit   bool   // sens is the privacy unit
-	hidden bool   // the row id DuckDB scans when a query reads no column (COUNT(*)): never a value
+	t    ltype
+	sens string // the dataset column's name, if it is a privacy unit or a direct identifier
+	unit bool   // sens is the privacy unit
 }
-
-// rowID is the column index of a scan's row id.
-const rowID = "18446744073709551615"
 
 // pval is what the check knows of an expression's value.
 type pval struct {
@@ -153,7 +149,24 @@ func (cx ectx) child() ectx { cx.count = false; return cx }
 
 // planCheck checks the logical plan of the vendor's query against the scope.
 type planCheck struct {
-	sc *Scope
+	sc   *Scope
+	ctes map[string]*Table // the stand-ins' CTE indexes -> their tables
+}
+
+// standIns unwraps the stand-ins' CTEs at the top of a plan (one per table, in order) and
+// returns the plan of the statement itself.
+func (pc *planCheck) standIns(o map[string]any, tables []string) (map[string]any, error) {
+	for _, name := range tables {
+		kids := list(o, "children")
+		if str(o, "type") != "LOGICAL_MATERIALIZED_CTE" || len(kids) != 2 || lowerASCII(str(o, "ctename")) != lowerASCII(name) {
+			return nil, fmt.Errorf("plan: the stand-in of %s is missing", name)
+		}
+		t, _ := pc.sc.table(name)
+		idx, _ := o["table_index"].(json.Number)
+		pc.ctes[idx.String()] = t
+		o = asObj(kids[1])
+	}
+	return o, nil
 }
 
 // plan checks the root of the plan.
@@ -185,8 +198,8 @@ func (pc *planCheck) op(o map[string]any, inJoin bool) ([]pcol, bool, error) {
 		return nil
 	}
 	switch typ {
-	case "LOGICAL_GET":
-		cols, err := pc.get(o)
+	case "LOGICAL_CTE_REF":
+		cols, err := pc.ref(o)
 		return cols, false, err
 	case "LOGICAL_FILTER":
 		if err := need(1); err != nil {
@@ -275,41 +288,26 @@ func project(in []pcol, m []any) ([]pcol, error) {
 	return out, nil
 }
 
-// get checks a scan: it must read a granted dataset's stand-in, and only its granted
-// columns (no virtual columns such as rowid).
-func (pc *planCheck) get(o map[string]any) ([]pcol, error) {
-	fd := obj(o, "function_data")
-	if str(o, "name") != "seq_scan" || str(fd, "catalog") != "temp" {
+// ref is a read of a granted dataset's stand-in: its granted columns, in order.
+func (pc *planCheck) ref(o map[string]any) ([]pcol, error) {
+	idx, _ := o["cte_index"].(json.Number)
+	t, ok := pc.ctes[idx.String()]
+	if !ok {
 		return nil, refuse("FROM", "only granted datasets can be read")
 	}
-	t, ok := pc.sc.table(str(fd, "table"))
-	if !ok {
-		return nil, refuse("FROM", "dataset %q is not granted to this grant", str(fd, "table"))
+	names, types := list(o, "bound_columns"), list(o, "chunk_types")
+	if len(names) != len(t.Columns) || len(types) != len(t.Columns) {
+		return nil, fmt.Errorf("plan: the stand-in of %s has %d columns", t.Name, len(names))
 	}
-	if len(list(obj(o, "table_filters"), "filters")) > 0 {
-		return nil, fmt.Errorf("plan: unexpected filters in a scan")
-	}
-	names, types := list(o, "names"), list(o, "returned_types")
-	var cols []pcol
-	for _, ci := range list(o, "column_indexes") {
-		if n, _ := asObj(ci)["index"].(json.Number); n.String() == rowID {
-			cols = append(cols, pcol{t: ltype{ID: "BIGINT"}, hidden: true})
-			continue
+	cols := make([]pcol, len(t.Columns))
+	for i, c := range t.Columns {
+		if n, _ := names[i].(string); lowerASCII(n) != lowerASCII(c.Name) {
+			return nil, fmt.Errorf("plan: the stand-in of %s has column %q for %s", t.Name, n, c.Name)
 		}
-		i, ok := index(asObj(ci)["index"], len(names))
-		if !ok || i >= len(types) {
-			return nil, refuse("SQL", "the query reads a column of %s that is not granted (hidden columns such as rowid cannot be read)", t.Name)
-		}
-		name, _ := names[i].(string)
-		c, ok := t.column(name)
-		if !ok {
-			return nil, refuse("SQL", "column %s of %s is not granted", name, t.Name)
-		}
-		col := pcol{t: parseType(asObj(types[i]))}
+		cols[i] = pcol{t: parseType(asObj(types[i]))}
 		if c.PrivacyUnit || c.Identifier {
-			col.sens, col.unit = c.Name, c.PrivacyUnit
+			cols[i].sens, cols[i].unit = c.Name, c.PrivacyUnit
 		}
-		cols = append(cols, col)
 	}
 	return cols, nil
 }
@@ -452,9 +450,6 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 			return pval{}, fmt.Errorf("plan: reference out of range")
 		}
 		c := in[i]
-		if c.hidden {
-			return pval{}, refuse(cx.clause, "the query reads a hidden column (rowid); name the granted columns you need")
-		}
 		if c.sens != "" && !cx.count {
 			return pval{}, refuse(cx.clause, "%s", sensitive(c))
 		}
@@ -588,29 +583,19 @@ func (pc *planCheck) exprs(cs []any, in []pcol, cx ectx) error {
 	return nil
 }
 
-// reads lists the dataset columns a plan scans, as "table.column", whatever the plan's
-// shape: Veil's own rewrites are checked only for what they read.
-func reads(o map[string]any, out map[string]bool) error {
-	if str(o, "type") == "LOGICAL_GET" {
-		fd := obj(o, "function_data")
-		if str(o, "name") != "seq_scan" || str(fd, "catalog") != "temp" {
-			return fmt.Errorf("plan: the rewrite reads %s", str(o, "name"))
-		}
-		names := list(o, "names")
-		for _, ci := range list(o, "column_indexes") {
-			if n, _ := asObj(ci)["index"].(json.Number); n.String() == rowID {
-				continue // COUNT(*) reads no column
-			}
-			i, ok := index(asObj(ci)["index"], len(names))
-			if !ok {
-				return fmt.Errorf("plan: the rewrite reads a hidden column of %s", str(fd, "table"))
-			}
-			n, _ := names[i].(string)
-			out[strings.ToLower(str(fd, "table"))+"."+n] = true
+// reads checks Veil's own rewrites, whatever their shape: they read nothing but the
+// stand-ins (no table, no table function).
+func (pc *planCheck) reads(o map[string]any) error {
+	switch str(o, "type") {
+	case "LOGICAL_GET", "LOGICAL_MATERIALIZED_CTE", "LOGICAL_RECURSIVE_CTE":
+		return fmt.Errorf("plan: the rewrite reads %s", strings.ToLower(str(o, "type")))
+	case "LOGICAL_CTE_REF":
+		if _, err := pc.ref(o); err != nil {
+			return err
 		}
 	}
 	for _, c := range list(o, "children") {
-		if err := reads(asObj(c), out); err != nil {
+		if err := pc.reads(asObj(c)); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,9 @@ type Validator struct {
 	slots chan struct{} // one per validation under way
 
 	active, peak atomic.Int32
+
+	items     sync.Map // select-list items written by Veil -> their parse trees
+	itemCount atomic.Int32
 }
 
 // NewValidator opens a validator with the default bounds.
@@ -87,11 +91,11 @@ func NewValidatorWithConfig(cfg ValidatorConfig) (*Validator, error) {
 // Close releases the validator's DuckDB.
 func (v *Validator) Close() error { return v.db.Close() }
 
-// vsession is one validation's hold on the validator's DuckDB: one connection, in one
-// transaction that is always rolled back, so that the stand-in tables a validation creates
-// are never seen by another.
+// vsession is one validation's hold on the validator's DuckDB: one connection. A
+// validation leaves nothing in it.
 type vsession struct {
-	tx *sql.Tx
+	conn *sql.Conn
+	v    *Validator
 }
 
 // run waits for a place (or for ctx), then calls fn within the validation's time limit.
@@ -112,12 +116,12 @@ func (v *Validator) run(ctx context.Context, fn func(ctx context.Context, s *vse
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
-	tx, err := v.db.BeginTx(ctx, nil)
+	conn, err := v.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("validate: %w", err)
 	}
-	defer tx.Rollback()
-	if err := fn(ctx, &vsession{tx: tx}); err != nil {
+	defer conn.Close()
+	if err := fn(ctx, &vsession{conn: conn, v: v}); err != nil {
 		if ctx.Err() != nil && !errorsIsRefusal(err) {
 			return fmt.Errorf("validate: %w", ctx.Err())
 		}
@@ -140,7 +144,7 @@ type parsed struct {
 
 func (s *vsession) parse(ctx context.Context, query string) (*parsed, error) {
 	var out string
-	if err := s.tx.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	p := &parsed{}
@@ -255,14 +259,19 @@ func (s *vsession) deserialize(ctx context.Context, stmt map[string]any) (string
 	}
 	doc := append(append([]byte(`{"error":false,"statements":[`), tree...), "]}"...)
 	var out string
-	if err := s.tx.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&out); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&out); err != nil {
 		return "", fmt.Errorf("rewrite: %w", err)
 	}
 	return out, nil
 }
 
-// expression parses one select-list item written by Veil itself.
+// expression parses one select-list item written by Veil itself. Items repeat from query
+// to query (they name datasets' columns), so their trees are kept; the trees are never
+// modified, only serialized.
 func (s *vsession) expression(ctx context.Context, item string) (any, error) {
+	if e, ok := s.v.items.Load(item); ok {
+		return e, nil
+	}
 	p, err := s.parse(ctx, "SELECT "+item)
 	if err != nil {
 		return nil, err
@@ -271,43 +280,64 @@ func (s *vsession) expression(ctx context.Context, item string) (any, error) {
 		return nil, fmt.Errorf("rewrite: cannot parse %q: %s", item, p.ErrorMsg)
 	}
 	node := p.Statements[0]["node"].(map[string]any)
-	return node["select_list"].([]any)[0], nil
+	e := node["select_list"].([]any)[0]
+	if s.v.itemCount.Add(1) <= maxCachedItems {
+		s.v.items.Store(item, e)
+	}
+	return e, nil
 }
 
-// typeName is what a catalog type may look like in the stand-in tables' DDL.
+// maxCachedItems bounds the trees of Veil's own items a validator keeps.
+const maxCachedItems = 4096
+
+// typeName is what a catalog type may look like in the stand-ins' SQL.
 var typeName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\([0-9]{1,2}(, ?[0-9]{1,2})?\))?$`)
 
-// check has DuckDB's binder plan each statement over empty stand-ins of the tables (only
-// their granted columns, with the catalog's types) inside the session's transaction. Nothing
-// is optimized or run: the plan is only serialized (json_serialize_plan), so binding errors
-// (an ungrouped column, a type mismatch) are reported now and carry no data. Statements in
-// vendor get every rule of the bound-plan check; statements in rewrites (Veil's own SQL
-// around the vendor's, checked with vendor) only the rule that they read granted columns.
-func (s *vsession) check(ctx context.Context, sc *Scope, tables []string, vendor, rewrites []string) error {
+// standIns is the WITH clause that defines an empty stand-in of each table: its granted
+// columns with the catalog's types, materialized so that the plan shows each table as one
+// CTE whose name and columns are known.
+func standIns(sc *Scope, tables []string) (string, error) {
+	var ctes []string
 	for _, name := range tables {
 		t, _ := sc.table(name)
 		var cols []string
 		for _, c := range t.Columns {
 			if c.Type == "" {
-				return fmt.Errorf("dataset %s: column %s has no type in the catalog", t.Name, c.Name)
+				return "", fmt.Errorf("dataset %s: column %s has no type in the catalog", t.Name, c.Name)
 			}
 			if !typeName.MatchString(c.Type) {
-				return fmt.Errorf("dataset %s: column %s has type %q, which SQL jobs cannot use", t.Name, c.Name, c.Type)
+				return "", fmt.Errorf("dataset %s: column %s has type %q, which SQL jobs cannot use", t.Name, c.Name, c.Type)
 			}
-			cols = append(cols, quoteIdent(c.Name)+" "+c.Type)
+			cols = append(cols, fmt.Sprintf("CAST(NULL AS %s) AS %s", c.Type, quoteIdent(c.Name)))
 		}
-		if _, err := s.tx.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TEMP TABLE %s (%s)", quoteIdent(t.Name), strings.Join(cols, ", "))); err != nil {
-			return fmt.Errorf("validate: stand-in for %s: %w", t.Name, err)
-		}
+		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (SELECT %s LIMIT 0)", quoteIdent(t.Name), strings.Join(cols, ", ")))
+	}
+	return "WITH " + strings.Join(ctes, ", ") + " ", nil
+}
+
+// check has DuckDB's binder plan each statement over empty stand-ins of the tables. Nothing
+// is optimized or run: the plan is only serialized (json_serialize_plan), so binding errors
+// (an ungrouped column, a type mismatch) are reported now and carry no data. Statements in
+// vendor get every rule of the bound-plan check; statements in rewrites (Veil's own SQL
+// around the vendor's, checked with vendor) only the rule that they read nothing but the
+// stand-ins.
+func (s *vsession) check(ctx context.Context, sc *Scope, tables []string, vendor, rewrites []string) error {
+	with, err := standIns(sc, tables)
+	if err != nil {
+		return err
 	}
 	var stmts []string
-	for _, q := range append(slices.Clone(vendor), rewrites...) {
+	nv := 0
+	for i, q := range append(slices.Clone(vendor), rewrites...) {
 		if q != "" {
-			stmts = append(stmts, q)
+			stmts = append(stmts, with+q)
+			if i < len(vendor) {
+				nv++
+			}
 		}
 	}
 	var out string
-	if err := s.tx.QueryRowContext(ctx, "SELECT json_serialize_plan(?::VARCHAR, skip_null := true, skip_empty := true)::VARCHAR",
+	if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_plan(?::VARCHAR, skip_null := true, skip_empty := true)::VARCHAR",
 		strings.Join(stmts, ";\n")).Scan(&out); err != nil {
 		return fmt.Errorf("validate: plan: %w", err)
 	}
@@ -327,34 +357,19 @@ func (s *vsession) check(ctx context.Context, sc *Scope, tables []string, vendor
 	if len(doc.Plans) != len(stmts) {
 		return fmt.Errorf("validate: %d plans for %d statements", len(doc.Plans), len(stmts))
 	}
-	pc := &planCheck{sc: sc}
-	nv := 0
-	for _, q := range vendor {
-		if q != "" {
-			nv++
-		}
-	}
-	granted := map[string]bool{}
-	for _, t := range sc.Tables {
-		for _, c := range t.Columns {
-			granted[lowerASCII(t.Name)+"."+c.Name] = true
-		}
-	}
 	for i, pl := range doc.Plans {
-		if i < nv {
-			if err := pc.plan(pl); err != nil {
-				return err
-			}
-			continue
-		}
-		read := map[string]bool{}
-		if err := reads(pl, read); err != nil {
+		pc := &planCheck{sc: sc, ctes: map[string]*Table{}}
+		root, err := pc.standIns(pl, tables)
+		if err != nil {
 			return err
 		}
-		for c := range read {
-			if !granted[c] {
-				return fmt.Errorf("validate: the rewrite reads %s, which is not granted", c)
-			}
+		if i < nv {
+			err = pc.plan(root)
+		} else {
+			err = pc.reads(root)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

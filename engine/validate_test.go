@@ -623,3 +623,25 @@ func TestSQLEscapes(t *testing.T) {
 		refused(t, q, err, "can fail")
 	}
 }
+
+// BenchmarkValidate times the validation of a threshold join and of a dp query, the shapes
+// the daemon sees most.
+func BenchmarkValidate(b *testing.B) {
+	v := newValidator(b)
+	ctx := context.Background()
+	sc, dp := scope(), dpScope("", "")
+	b.Run("threshold", func(b *testing.B) {
+		for range b.N {
+			if _, err := v.Validate(ctx, "SELECT r.district, COUNT(DISTINCT r.resident_id) AS persons, SUM(v.cost) FROM residents r JOIN visits v ON r.resident_id = v.resident_id WHERE r.age > 30 GROUP BY r.district", sc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("dp", func(b *testing.B) {
+		for range b.N {
+			if _, err := v.ValidateDP(ctx, "SELECT district, COUNT(*) AS n, AVG(age) AS a FROM residents WHERE income > 1000 GROUP BY district", dp, DPOptions{Epsilon: 1, Delta: 1e-6}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
