@@ -137,7 +137,13 @@ type pval struct {
 	val   any      // the literal's value: json.Number, string or bool
 	num   *big.Rat // a numeric literal's exact value, once cast
 	mag   float64  // a bound of its absolute value (+Inf: none)
+	grow  int      // a text value is at most this many times as long as the longest value read (plus literals)
 }
+
+// MaxGrowth bounds how many times longer than the values it reads an expression's text may
+// be: concatenating a column with itself n times makes every row n times as large, and a
+// query could then fail for lack of memory only because one person's text is long.
+const MaxGrowth = 4
 
 type ectx struct {
 	clause string
@@ -453,7 +459,11 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 		if c.sens != "" && !cx.count {
 			return pval{}, refuse(cx.clause, "%s", sensitive(c))
 		}
-		return pval{t: c.t, mag: c.t.magnitude()}, nil
+		v := pval{t: c.t, mag: c.t.magnitude()}
+		if c.t.ID == "VARCHAR" {
+			v.grow = 1
+		}
+		return v, nil
 	case "BOUND_CONSTANT":
 		val := obj(e, "value")
 		v := pval{t: parseType(obj(val, "type")), konst: true, null: truthy(val, "is_null"), val: val["value"]}
@@ -467,7 +477,7 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 		if err != nil {
 			return pval{}, err
 		}
-		out := pval{t: ret, konst: v.konst, null: v.null, mag: ret.magnitude()}
+		out := pval{t: ret, konst: v.konst, null: v.null, mag: ret.magnitude(), grow: v.grow}
 		if truthy(e, "try_cast") {
 			return out, nil
 		}
@@ -522,7 +532,21 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 		if err := judge(r(call{name: name, args: args, ret: ret, node: e}), cx); err != nil {
 			return pval{}, err
 		}
-		return pval{t: ret, mag: ret.magnitude()}, nil
+		v := pval{t: ret, mag: ret.magnitude()}
+		for _, a := range args {
+			switch {
+			case name == "||" || name == "concat":
+				v.grow += a.grow
+			case name == "lpad" || name == "rpad":
+				// at most MaxPadLength characters, whatever the input
+			default:
+				v.grow = max(v.grow, a.grow)
+			}
+		}
+		if v.grow > MaxGrowth {
+			return pval{}, refuse(cx.clause, "%s builds text more than %d times as long as the values it reads; concatenate fewer copies", name, MaxGrowth)
+		}
+		return v, nil
 	case "BOUND_COMPARISON":
 		for _, k := range []string{"left", "right"} {
 			if _, err := pc.expr(obj(e, k), in, cx.child()); err != nil {
@@ -553,22 +577,36 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 		default:
 			return pval{}, refuse(cx.clause, "operator %s is not allowed", strings.ToLower(str(e, "type")))
 		}
-		if err := pc.exprs(list(e, "children"), in, sub); err != nil {
-			return pval{}, err
-		}
-		return pval{t: ret, mag: ret.magnitude()}, nil
-	case "BOUND_CASE":
-		for _, c := range list(e, "case_checks") {
-			for _, k := range []string{"when_expr", "then_expr"} {
-				if _, err := pc.expr(obj(asObj(c), k), in, cx.child()); err != nil {
-					return pval{}, err
-				}
+		v := pval{t: ret, mag: ret.magnitude()}
+		for _, c := range list(e, "children") {
+			a, err := pc.expr(asObj(c), in, sub)
+			if err != nil {
+				return pval{}, err
 			}
+			v.grow = max(v.grow, a.grow)
 		}
-		if _, err := pc.expr(obj(e, "else_expr"), in, cx.child()); err != nil {
+		if ret == boolean.t {
+			v.grow = 0
+		}
+		return v, nil
+	case "BOUND_CASE":
+		v := pval{t: ret, mag: ret.magnitude()}
+		for _, c := range list(e, "case_checks") {
+			if _, err := pc.expr(obj(asObj(c), "when_expr"), in, cx.child()); err != nil {
+				return pval{}, err
+			}
+			a, err := pc.expr(obj(asObj(c), "then_expr"), in, cx.child())
+			if err != nil {
+				return pval{}, err
+			}
+			v.grow = max(v.grow, a.grow)
+		}
+		a, err := pc.expr(obj(e, "else_expr"), in, cx.child())
+		if err != nil {
 			return pval{}, err
 		}
-		return pval{t: ret, mag: ret.magnitude()}, nil
+		v.grow = max(v.grow, a.grow)
+		return v, nil
 	default:
 		return pval{}, refuse(cx.clause, "%s is not allowed", strings.ToLower(strings.TrimPrefix(class, "BOUND_")))
 	}

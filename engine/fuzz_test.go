@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,6 +142,9 @@ func (o *oracle) check(t *testing.T, q string) {
 				idx, _ := v["column_indexes"].([]any)
 				for _, ci := range idx {
 					f, _ := ci.(map[string]any)["index"].(float64)
+					if f == math.MaxUint64 {
+						continue // the row id, read by COUNT(*) alone
+					}
 					if int(f) < 0 || int(f) >= len(names) {
 						t.Fatalf("accepted SQL reads a hidden column of %s:\n%s", name, q)
 					}
@@ -161,7 +165,8 @@ func (o *oracle) check(t *testing.T, q string) {
 	walk(doc)
 }
 
-// runner is one DuckDB session over the scope's adversarial files, as the runner sees them.
+// runner is one DuckDB session over the scope's files as the runner shows them (a view of
+// the granted columns per dataset), with a secret set for dp plans.
 type runner struct {
 	conn *sql.Conn
 }
@@ -194,18 +199,23 @@ func newRunner(t testing.TB, sc Scope) *runner {
 	return &runner{conn: conn}
 }
 
+// exec runs q to the end.
+func (r *runner) exec(q string) error {
+	rows, err := r.conn.QueryContext(context.Background(), q)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+	}
+	defer rows.Close()
+	return rows.Err()
+}
+
 // run fails unless q runs to the end on the adversarial data: nothing the validator accepts
 // may fail because of a value.
 func (r *runner) run(t *testing.T, q string) {
 	t.Helper()
-	rows, err := r.conn.QueryContext(context.Background(), q)
-	if err == nil {
-		for rows.Next() {
-		}
-		err = rows.Err()
-		rows.Close()
-	}
-	if err != nil {
+	if err := r.exec(q); err != nil {
 		t.Fatalf("accepted SQL fails on the data: %v\n%s", err, q)
 	}
 }

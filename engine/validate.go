@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -122,17 +123,13 @@ func (v *Validator) run(ctx context.Context, fn func(ctx context.Context, s *vse
 	}
 	defer conn.Close()
 	if err := fn(ctx, &vsession{conn: conn, v: v}); err != nil {
-		if ctx.Err() != nil && !errorsIsRefusal(err) {
+		// DuckDB says "interrupted" when ctx ends; the caller wants to know why.
+		if ctx.Err() != nil && !errors.Is(err, ErrRefused) {
 			return fmt.Errorf("validate: %w", ctx.Err())
 		}
 		return err
 	}
 	return nil
-}
-
-func errorsIsRefusal(err error) bool {
-	_, ok := err.(*Refusal)
-	return ok
 }
 
 type parsed struct {
