@@ -127,6 +127,7 @@ type pcol struct {
 	t    ltype
 	sens string // the dataset column's name, if it is a privacy unit or a direct identifier
 	unit bool   // sens is the privacy unit
+	grow int    // computed text: how many times the longest value read it may be (see pval)
 }
 
 // pval is what the check knows of an expression's value.
@@ -234,7 +235,7 @@ func (pc *planCheck) op(o map[string]any, inJoin bool) ([]pcol, bool, error) {
 			if err != nil {
 				return nil, false, err
 			}
-			cols = append(cols, pcol{t: v.t})
+			cols = append(cols, pcol{t: v.t, grow: v.grow})
 		}
 		return cols, agg, nil
 	case "LOGICAL_AGGREGATE_AND_GROUP_BY":
@@ -338,7 +339,7 @@ func (pc *planCheck) aggregate(o map[string]any, in []pcol) ([]pcol, error) {
 		if err != nil {
 			return nil, err
 		}
-		cols = append(cols, pcol{t: v.t})
+		cols = append(cols, pcol{t: v.t, grow: v.grow})
 	}
 	for _, x := range list(o, "expressions") {
 		a := asObj(x)
@@ -372,7 +373,11 @@ func (pc *planCheck) aggregate(o map[string]any, in []pcol) ([]pcol, error) {
 		if err := judge(r(call{name: name, args: args, ret: ret, node: a}), ectx{clause: clause}); err != nil {
 			return nil, err
 		}
-		cols = append(cols, pcol{t: ret})
+		col := pcol{t: ret}
+		for _, a := range args {
+			col.grow = max(col.grow, a.grow) // min and max return one of the values
+		}
+		cols = append(cols, col)
 	}
 	return cols, nil
 }
@@ -459,9 +464,9 @@ func (pc *planCheck) expr(e map[string]any, in []pcol, cx ectx) (pval, error) {
 		if c.sens != "" && !cx.count {
 			return pval{}, refuse(cx.clause, "%s", sensitive(c))
 		}
-		v := pval{t: c.t, mag: c.t.magnitude()}
+		v := pval{t: c.t, mag: c.t.magnitude(), grow: c.grow}
 		if c.t.ID == "VARCHAR" {
-			v.grow = 1
+			v.grow = max(v.grow, 1)
 		}
 		return v, nil
 	case "BOUND_CONSTANT":
