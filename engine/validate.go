@@ -148,7 +148,8 @@ func (s *vsession) parse(ctx context.Context, query string) (*parsed, error) {
 	d := json.NewDecoder(strings.NewReader(out))
 	d.UseNumber()
 	if err := d.Decode(p); err != nil {
-		return nil, fmt.Errorf("parse: decode tree: %w", err)
+		// DuckDB writes a number beyond a double's range as Infinity, which is not JSON.
+		return nil, refuse("syntax", "the query holds a value Veil cannot read (a number too large?); write numbers that fit a DOUBLE")
 	}
 	return p, nil
 }
@@ -346,7 +347,7 @@ func (s *vsession) check(ctx context.Context, sc *Scope, tables []string, vendor
 	d := json.NewDecoder(strings.NewReader(out))
 	d.UseNumber()
 	if err := d.Decode(&doc); err != nil {
-		return fmt.Errorf("validate: decode plan: %w", err)
+		return refuse("SQL", "the query holds a value Veil cannot read (a number too large?); write numbers that fit a DOUBLE")
 	}
 	if doc.Error {
 		return refuse("SQL", "%s", binderMessage(fmt.Errorf("%s", doc.Message)))
