@@ -51,7 +51,7 @@ type Validator struct {
 	cfg   ValidatorConfig
 	slots chan struct{} // one per validation under way
 
-	active, peak atomic.Int32
+	active, peak atomic.Int32 // validations under way, and the most there have been at once
 
 	items     sync.Map // select-list items written by Veil -> their parse trees
 	itemCount atomic.Int32
