@@ -56,12 +56,25 @@ func Inspect(ctx context.Context, files []string) (*FileInfo, error) {
 	}
 	defer db.Close()
 	src := "read_parquet(" + quoteList(files) + ")"
-	rows, err := db.QueryContext(ctx, "DESCRIBE SELECT * FROM "+src)
+	cols, err := describe(ctx, db, files)
+	if err != nil {
+		return nil, err
+	}
+	info := &FileInfo{Columns: cols}
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+src).Scan(&info.Rows); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	return info, nil
+}
+
+// describe reads the columns of Parquet files read as one table.
+func describe(ctx context.Context, db *sql.DB, files []string) ([]FileColumn, error) {
+	rows, err := db.QueryContext(ctx, "DESCRIBE SELECT * FROM read_parquet("+quoteList(files)+")")
 	if err != nil {
 		return nil, fmt.Errorf("read schema: %w", err)
 	}
 	defer rows.Close()
-	info := &FileInfo{}
+	var out []FileColumn
 	cols, _ := rows.Columns()
 	for rows.Next() {
 		vals := make([]any, len(cols))
@@ -72,15 +85,9 @@ func Inspect(ctx context.Context, files []string) (*FileInfo, error) {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		info.Columns = append(info.Columns, FileColumn{Name: fmt.Sprint(vals[0]), Type: fmt.Sprint(vals[1])})
+		out = append(out, FileColumn{Name: fmt.Sprint(vals[0]), Type: fmt.Sprint(vals[1])})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+src).Scan(&info.Rows); err != nil {
-		return nil, fmt.Errorf("count rows: %w", err)
-	}
-	return info, nil
+	return out, rows.Err()
 }
 
 // ConvertCSV converts a CSV file (header row, types detected by DuckDB) to Parquet.

@@ -26,34 +26,61 @@ func dpScope(res, vis string) Scope {
 	return sc
 }
 
+// dpRefuseCases are dp queries the validator refuses, with a word the refusal names.
+var dpRefuseCases = []struct{ sql, want string }{
+	{"SELECT district, COUNT(*) FROM residents WHERE resident_id = 1001 GROUP BY district", "privacy unit"},
+	{"SELECT district, COUNT(*) FROM residents WHERE resident_id > 5 GROUP BY district", "privacy unit"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY ROLLUP (district)", "ROLLUP"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY CUBE (district)", "ROLLUP"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY GROUPING SETS ((district), ())", "ROLLUP"},
+	{"SELECT COUNT(*) FROM residents UNION SELECT COUNT(*) FROM visits", "set operations"},
+	{"SELECT COUNT(*) FROM residents EXCEPT SELECT COUNT(*) FROM visits", "set operations"},
+	{"SELECT district, COUNT(*) FROM residents WHERE CAST(district AS INTEGER) > 3 GROUP BY district", "TRY_CAST"},
+	{"SELECT district, COUNT(*) FROM residents WHERE income * age > 3 GROUP BY district", "can fail"},
+	{"SELECT district, COUNT(*) FROM residents WHERE 100 / (age - 30) > 1 GROUP BY district", "can fail"},
+	{"SELECT district, COUNT(*) FROM residents WHERE error('x') IS NULL GROUP BY district", "not allowed"},
+	{"SELECT district, COUNT(*) FROM residents WHERE district = 5 GROUP BY district", "quote the value"},
+	{"SELECT district, COUNT(*) OVER () FROM residents GROUP BY district", "window"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY district HAVING COUNT(*) > 5", "HAVING"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY district ORDER BY 2 DESC LIMIT 1", "ORDER BY"},
+	{"SELECT district, SUM(income) FROM residents GROUP BY district", "no bounds"},
+	{"SELECT district, MAX(age) FROM residents GROUP BY district", "not available in dp mode"},
+	{"SELECT district, SUM(age * 2) FROM residents GROUP BY district", "plain column"},
+	{"SELECT age + 1, COUNT(*) FROM residents GROUP BY age + 1", "plain columns"},
+	{"SELECT COUNT(*) FROM residents r LEFT JOIN visits v ON r.resident_id = v.resident_id", "inner joins"},
+	{"SELECT COUNT(*) FROM residents r JOIN visits v ON r.age = v.cost", "privacy units"},
+	{"SELECT name, COUNT(*) FROM residents GROUP BY name", "direct identifier"},
+	{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "needs a delta"},
+}
+
+// dpAcceptCases are dp queries the validator accepts.
+var dpAcceptCases = []string{
+	"SELECT COUNT(*) FROM residents",
+	"SELECT COUNT(DISTINCT resident_id) AS persons FROM residents WHERE age > 30",
+	"SELECT district, COUNT(*), SUM(age), AVG(age), MEDIAN(age), quantile_cont(age, 0.25) FROM residents GROUP BY district",
+	"SELECT r.district, COUNT(*) FROM residents r JOIN visits v ON r.resident_id = v.resident_id WHERE v.cost > 10 GROUP BY r.district",
+	"SELECT District, COUNT(*) FROM Residents WHERE TRY(ln(age)) > 1 AND district LIKE 'n%' GROUP BY DISTRICT",
+}
+
+func TestDPAccepts(t *testing.T) {
+	v := newValidator(t)
+	for _, q := range dpAcceptCases {
+		plan, err := v.ValidateDP(context.Background(), q, dpScope("", ""), DPOptions{Epsilon: 1, Delta: 1e-6})
+		if err != nil {
+			t.Errorf("%s: %v", q, err)
+			continue
+		}
+		if plan.DP == nil || plan.SQL == "" || len(plan.DP.Aggs) == 0 {
+			t.Errorf("%s: plan %+v", q, plan)
+		}
+	}
+}
+
 func TestDPRefuses(t *testing.T) {
 	v := newValidator(t)
 	sc := dpScope("", "")
 	opt := DPOptions{Epsilon: 1, Delta: 1e-6}
-	for _, tc := range []struct{ sql, want string }{
-		{"SELECT district, COUNT(*) FROM residents WHERE resident_id = 1001 GROUP BY district", "privacy unit"},
-		{"SELECT district, COUNT(*) FROM residents WHERE resident_id > 5 GROUP BY district", "privacy unit"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY ROLLUP (district)", "ROLLUP"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY CUBE (district)", "ROLLUP"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY GROUPING SETS ((district), ())", "ROLLUP"},
-		{"SELECT COUNT(*) FROM residents UNION SELECT COUNT(*) FROM visits", "set operations"},
-		{"SELECT COUNT(*) FROM residents EXCEPT SELECT COUNT(*) FROM visits", "set operations"},
-		{"SELECT district, COUNT(*) FROM residents WHERE CAST(district AS INTEGER) > 3 GROUP BY district", "TRY_CAST"},
-		{"SELECT district, COUNT(*) FROM residents WHERE income / age > 3 GROUP BY district", "can fail"},
-		{"SELECT district, COUNT(*) FROM residents WHERE error('x') IS NULL GROUP BY district", "not allowed"},
-		{"SELECT district, COUNT(*) FROM residents WHERE district = 5 GROUP BY district", "quote the value"},
-		{"SELECT district, COUNT(*) OVER () FROM residents GROUP BY district", "window"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY district HAVING COUNT(*) > 5", "HAVING"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY district ORDER BY 2 DESC LIMIT 1", "ORDER BY"},
-		{"SELECT district, SUM(income) FROM residents GROUP BY district", "no bounds"},
-		{"SELECT district, MAX(age) FROM residents GROUP BY district", "not available in dp mode"},
-		{"SELECT district, SUM(age * 2) FROM residents GROUP BY district", "plain column"},
-		{"SELECT age + 1, COUNT(*) FROM residents GROUP BY age + 1", "plain columns"},
-		{"SELECT COUNT(*) FROM residents r LEFT JOIN visits v ON r.resident_id = v.resident_id", "inner joins"},
-		{"SELECT COUNT(*) FROM residents r JOIN visits v ON r.age = v.cost", "privacy units"},
-		{"SELECT name, COUNT(*) FROM residents GROUP BY name", "direct identifier"},
-		{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "needs a delta"},
-	} {
+	for _, tc := range dpRefuseCases {
 		o := opt
 		if strings.Contains(tc.want, "delta") {
 			o.Delta = 0

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DPOptions are what a vendor states with a dp query: the budget it spends and the
@@ -123,12 +125,28 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	if err := checkDPOptions(&opt); err != nil {
 		return nil, err
 	}
-	p, node, err := v.parseOne(ctx, query)
+	var plan *Plan
+	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+		var err error
+		plan, err = s.validateDP(ctx, query, &sc, opt)
+		return err
+	})
+	return plan, err
+}
+
+func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt DPOptions) (*Plan, error) {
+	p, node, err := s.parseOne(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{sc: &sc, tables: map[string]*Table{}, aliases: map[string]bool{}}
+	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
+		return nil, err
+	}
+	// The vendor's query as DuckDB regenerates it: the bound-plan check decides on it, and
+	// its FROM and WHERE are what the rewrite runs.
+	vendorSQL, err := s.deserialize(ctx, p.Statements[0])
+	if err != nil {
 		return nil, err
 	}
 	if _, ok := node["having"].(map[string]any); ok {
@@ -139,11 +157,6 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	}
 	if err := w.dpFrom(obj(node, "from_table")); err != nil {
 		return nil, err
-	}
-	if wh, ok := node["where_clause"].(map[string]any); ok {
-		if err := w.dpWhere(wh); err != nil {
-			return nil, err
-		}
 	}
 
 	dpp := &DPPlan{MaxGroups: opt.MaxGroups, MaxRows: opt.MaxRows, Noise: opt.Noise}
@@ -159,11 +172,11 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 		if len(cols) != 1 {
 			return nil, refuse("GROUP BY", "column %s is ambiguous or not granted", strings.Join(names(e), "."))
 		}
-		ref := qualified(names(e))
-		if _, dup := keyByRef[ref]; dup {
+		ref, id := qualified(names(e)), w.columnID(names(e))
+		if _, dup := keyByRef[id]; dup {
 			return nil, refuse("GROUP BY", "%s appears twice", strings.Join(names(e), "."))
 		}
-		keyByRef[ref] = len(keyRefs)
+		keyByRef[id] = len(keyRefs)
 		keyRefs = append(keyRefs, ref)
 		dpp.Keys = append(dpp.Keys, DPKey{Name: names(e)[len(names(e))-1], Domain: cols[0].Domain})
 	}
@@ -187,7 +200,7 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 		alias := str(e, "alias")
 		switch str(e, "class") {
 		case "COLUMN_REF":
-			i, ok := keyByRef[qualified(names(e))]
+			i, ok := keyByRef[w.columnID(names(e))]
 			if !ok {
 				return nil, refuse("SELECT", "%s is not a GROUP BY key: dp mode selects keys and aggregates only", strings.Join(names(e), "."))
 			}
@@ -261,7 +274,7 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	}
 	var list []any
 	for _, it := range items {
-		e, err := v.expression(ctx, it)
+		e, err := s.expression(ctx, it)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +284,7 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	node["group_expressions"] = []any{}
 	node["group_sets"] = []any{}
 	node["aggregate_handling"] = "STANDARD_HANDLING"
-	rowsSQL, err := v.deserialize(ctx, p.Statements[0])
+	rowsSQL, err := s.deserialize(ctx, p.Statements[0])
 	if err != nil {
 		return nil, err
 	}
@@ -294,16 +307,22 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 
 	plan := &Plan{Query: query, DP: dpp, Tables: w.tableNames(), Columns: len(dpp.Items)}
 	plan.SQL = dpBoundedSQL(dpp, rows)
-	if err := v.bind(ctx, plan.SQL, &sc, w); err != nil {
-		return nil, err
-	}
 	if len(w.order) == 1 {
 		dpp.DirectSQL = dpDirectSQL(dpp, where(domain))
-		if err := v.bind(ctx, dpp.DirectSQL, &sc, w); err != nil {
-			return nil, err
-		}
+	}
+	if err := s.check(ctx, sc, plan.Tables, []string{vendorSQL}, []string{plan.SQL, dpp.DirectSQL}); err != nil {
+		return nil, err
 	}
 	return plan, nil
+}
+
+// columnID names the column a reference resolves to (its table's alias and its name, in
+// lower case), so that two spellings of one column are one key.
+func (w *walker) columnID(parts []string) string {
+	if o := w.owners(parts); len(o) == 1 {
+		return o[0] + "." + lowerASCII(parts[len(parts)-1])
+	}
+	return lowerASCII(strings.Join(parts, "."))
 }
 
 func qualified(parts []string) string {
@@ -485,14 +504,17 @@ func checkDPOptions(o *DPOptions) error {
 }
 
 // parseOne parses a query that must be one SELECT statement.
-func (v *Validator) parseOne(ctx context.Context, query string) (*parsed, map[string]any, error) {
+func (s *vsession) parseOne(ctx context.Context, query string) (*parsed, map[string]any, error) {
 	if strings.TrimSpace(query) == "" {
 		return nil, nil, refuse("", "the query is empty")
 	}
 	if len(query) > MaxQueryBytes {
 		return nil, nil, refuse("", "the query is %d bytes; the limit is %d", len(query), MaxQueryBytes)
 	}
-	p, err := v.parse(ctx, query)
+	if !utf8.ValidString(query) || strings.ContainsRune(query, 0) {
+		return nil, nil, refuse("", "the query must be UTF-8 text without NUL characters")
+	}
+	p, err := s.parse(ctx, query)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -546,88 +568,17 @@ func (w *walker) dpFrom(t map[string]any) error {
 	if len(l) != 2 || len(r) != 2 {
 		return refuse("JOIN ... ON", "qualify both sides of the join with their dataset: ON a.unit = b.unit")
 	}
-	lt, rt := w.tables[l[0]], w.tables[r[0]]
+	lt, rt := w.tables[lowerASCII(l[0])], w.tables[lowerASCII(r[0])]
 	if lt == nil || rt == nil {
 		return refuse("JOIN ... ON", "unknown dataset in the join condition")
 	}
 	lu, _ := lt.unit()
 	ru, _ := rt.unit()
-	if lu.Name != l[1] || ru.Name != r[1] {
+	if lowerASCII(lu.Name) != lowerASCII(l[1]) || lowerASCII(ru.Name) != lowerASCII(r[1]) {
 		return refuse("JOIN ... ON", "dp mode joins datasets only on their privacy units (%s.%s and %s.%s)", l[0], lu.Name, r[0], ru.Name)
 	}
 	if lt.Unit != rt.Unit {
 		return refuse("JOIN", "%s is about a %s and %s about a %s: they share no privacy unit", lt.Name, lt.Unit, rt.Name, rt.Unit)
-	}
-	return nil
-}
-
-// dpSafeFunctions are the scalar functions a dp WHERE clause may use: none of them can
-// raise an error that depends on the data.
-var dpSafeFunctions = map[string]bool{
-	"lower": true, "upper": true, "~~": true, "!~~": true, "~~*": true, "!~~*": true,
-	"prefix": true, "suffix": true, "contains": true, "starts_with": true, "length": true,
-	"year": true, "month": true, "day": true, "isnan": true,
-}
-
-// dpWhere accepts comparisons of columns with constants or columns, IN lists, BETWEEN, IS
-// NULL, LIKE and a few functions that cannot fail: a query whose success depends on one
-// person's value would leak it through its status. Casts must be TRY_CAST.
-func (w *walker) dpWhere(e map[string]any) error {
-	if e == nil {
-		return nil
-	}
-	switch str(e, "class") {
-	case "CONSTANT", "COLUMN_REF":
-		return nil // column grants and units were checked by the general walk
-	case "CONJUNCTION":
-		return w.dpWhereAll(list(e, "children"))
-	case "COMPARISON":
-		l, r := obj(e, "left"), obj(e, "right")
-		if err := w.dpCompare(l, r); err != nil {
-			return err
-		}
-		return w.dpWhereAll([]any{l, r})
-	case "BETWEEN":
-		in := obj(e, "input")
-		for _, k := range []string{"lower", "upper"} {
-			if err := w.dpCompare(in, obj(e, k)); err != nil {
-				return err
-			}
-		}
-		return w.dpWhereAll([]any{in, obj(e, "lower"), obj(e, "upper")})
-	case "OPERATOR":
-		switch str(e, "type") {
-		case "COMPARE_IN", "COMPARE_NOT_IN":
-			ch := list(e, "children")
-			for _, c := range ch[1:] {
-				if err := w.dpCompare(ch[0].(map[string]any), c.(map[string]any)); err != nil {
-					return err
-				}
-			}
-		}
-		return w.dpWhereAll(list(e, "children"))
-	case "CAST":
-		if !truthy(e, "try_cast") {
-			return refuse("WHERE", "CAST can fail on a value and reveal it through the job's status; use TRY_CAST in dp mode")
-		}
-		return w.dpWhere(obj(e, "child"))
-	case "FUNCTION":
-		name := strings.ToLower(str(e, "function_name"))
-		if !dpSafeFunctions[name] {
-			return refuse("WHERE", "function or operator %s is not allowed in a dp WHERE clause: it can fail or overflow on a value and reveal it; compare columns with constants", name)
-		}
-		return w.dpWhereAll(list(e, "children"))
-	}
-	return refuse("WHERE", "this expression is not allowed in a dp WHERE clause")
-}
-
-func (w *walker) dpWhereAll(cs []any) error {
-	for _, c := range cs {
-		if m, ok := c.(map[string]any); ok {
-			if err := w.dpWhere(m); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -642,9 +593,10 @@ func isNumeric(t string) bool {
 	return slices.Contains(numericTypes, t)
 }
 
-// dpCompare refuses a text column compared with a number: DuckDB would cast every value of
-// the column to a number, and fail on the first that is not one.
-func (w *walker) dpCompare(a, b map[string]any) error {
+// compare refuses a text column compared with a number, with a clearer message than the
+// bound-plan check's: DuckDB would cast every value of the column to a number, and fail on
+// the first that is not one.
+func (w *walker) compare(a, b map[string]any, clause string) error {
 	col, con := a, b
 	if str(a, "class") == "CONSTANT" {
 		col, con = b, a
@@ -658,7 +610,7 @@ func (w *walker) dpCompare(a, b map[string]any) error {
 	}
 	ct := str(obj(obj(con, "value"), "type"), "id")
 	if !isNumeric(cs[0].Type) && (isNumeric(ct) || ct == "INTEGER_LITERAL") {
-		return refuse("WHERE", "%s is %s and is compared with a number; quote the value ('...')", strings.Join(names(col), "."), cs[0].Type)
+		return refuse(clause, "%s is %s and is compared with a number, which can fail on a value: quote the value ('...')", strings.Join(names(col), "."), cs[0].Type)
 	}
 	return nil
 }
@@ -712,9 +664,9 @@ func (w *walker) dpAggregate(e map[string]any, opt DPOptions) (DPAgg, string, er
 	}
 	ref := names(c)
 	a := DPAgg{Name: name + "_" + ref[len(ref)-1], Column: strings.Join(ref, ".")}
-	b, ok := opt.Bounds[strings.Join(ref, ".")]
+	b, ok := bound(opt.Bounds, strings.Join(ref, "."))
 	if !ok {
-		b, ok = opt.Bounds[ref[len(ref)-1]]
+		b, ok = bound(opt.Bounds, ref[len(ref)-1])
 	}
 	switch {
 	case ok:
@@ -750,6 +702,20 @@ func (w *walker) dpAggregate(e map[string]any, opt DPOptions) (DPAgg, string, er
 		return DPAgg{}, "", refuse("SELECT", "%s takes one column", name)
 	}
 	return a, strings.Join(quoted(ref), "."), nil
+}
+
+// bound finds the query-given bounds of a column, its name spelled in any case.
+func bound(bounds map[string][2]float64, name string) ([2]float64, bool) {
+	if b, ok := bounds[name]; ok {
+		return b, true
+	}
+	keys := slices.Sorted(maps.Keys(bounds)) // deterministic if two spellings are given
+	for _, k := range keys {
+		if lowerASCII(k) == lowerASCII(name) {
+			return bounds[k], true
+		}
+	}
+	return [2]float64{}, false
 }
 
 func quoted(parts []string) []string {

@@ -60,9 +60,11 @@ type Table struct {
 	Unit string `json:"unit,omitempty"`
 }
 
+// column finds a granted column as DuckDB resolves names: ignoring ASCII case.
 func (t *Table) column(name string) (Column, bool) {
+	name = lowerASCII(name)
 	for _, c := range t.Columns {
-		if c.Name == name {
+		if lowerASCII(c.Name) == name {
 			return c, true
 		}
 	}
@@ -85,8 +87,9 @@ type Scope struct {
 }
 
 func (s *Scope) table(name string) (*Table, bool) {
+	name = lowerASCII(name)
 	for i := range s.Tables {
-		if s.Tables[i].Name == name {
+		if lowerASCII(s.Tables[i].Name) == name {
 			return &s.Tables[i], true
 		}
 	}

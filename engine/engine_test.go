@@ -33,7 +33,7 @@ func scope(files ...string) Scope {
 	}}
 }
 
-func newValidator(t *testing.T) *Validator {
+func newValidator(t testing.TB) *Validator {
 	t.Helper()
 	v, err := NewValidator()
 	if err != nil {
@@ -43,21 +43,24 @@ func newValidator(t *testing.T) *Validator {
 	return v
 }
 
+// acceptCases are threshold queries the validator accepts (they also seed FuzzValidate).
+var acceptCases = []struct {
+	sql    string
+	units  int
+	counts []int
+}{
+	{"SELECT district, COUNT(*) AS n, SUM(income) FROM residents GROUP BY district", 1, []int{1}},
+	{"SELECT COUNT(*) FROM residents", 1, []int{0}},
+	{"SELECT district, AVG(age) FROM residents WHERE age BETWEEN 20 AND 60 AND district IN ('a', 'b') GROUP BY 1 ORDER BY 1 LIMIT 5", 1, nil},
+	{"SELECT r.district, COUNT(DISTINCT r.resident_id) AS persons, SUM(v.cost) FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY r.district", 2, []int{1}},
+	{"SELECT district, COUNT(*) FILTER (WHERE age > 30), CASE WHEN SUM(income) > 0 THEN 1 ELSE 0 END FROM residents GROUP BY district HAVING COUNT(*) > 1", 1, []int{1}},
+	{"SELECT district AS d, ROUND(AVG(CAST(income AS DOUBLE)), 2) FROM residents GROUP BY d", 1, nil},
+	{"SELECT hospital, COUNT(*) FROM visits JOIN residents USING (resident_id) WHERE district LIKE 'n%' GROUP BY ALL", 2, []int{1}},
+}
+
 func TestValidateAccepts(t *testing.T) {
 	v := newValidator(t)
-	for _, tc := range []struct {
-		sql    string
-		units  int
-		counts []int
-	}{
-		{"SELECT district, COUNT(*) AS n, SUM(income) FROM residents GROUP BY district", 1, []int{1}},
-		{"SELECT COUNT(*) FROM residents", 1, []int{0}},
-		{"SELECT district, AVG(age) FROM residents WHERE age BETWEEN 20 AND 60 AND district IN ('a', 'b') GROUP BY 1 ORDER BY 1 LIMIT 5", 1, nil},
-		{"SELECT r.district, COUNT(DISTINCT r.resident_id) AS persons, SUM(v.cost) FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY r.district", 2, []int{1}},
-		{"SELECT district, COUNT(*) FILTER (WHERE age > 30), CASE WHEN SUM(income) > 0 THEN 1 ELSE 0 END FROM residents GROUP BY district HAVING COUNT(*) > 1", 1, []int{1}},
-		{"SELECT district AS d, ROUND(AVG(CAST(income AS DOUBLE)), 2) FROM residents GROUP BY d", 1, nil},
-		{"SELECT hospital, COUNT(*) FROM visits JOIN residents USING (resident_id) WHERE district LIKE 'n%' GROUP BY ALL", 2, []int{1}},
-	} {
+	for _, tc := range acceptCases {
 		p, err := v.Validate(context.Background(), tc.sql, scope())
 		if err != nil {
 			t.Errorf("%s: %v", tc.sql, err)
@@ -69,49 +72,52 @@ func TestValidateAccepts(t *testing.T) {
 	}
 }
 
+// refuseCases are threshold queries the validator refuses, with a word the refusal names.
+var refuseCases = []struct{ sql, want string }{
+	{"", "empty"},
+	{"SELECT district, SUM(religion) FROM residents GROUP BY district", "religion"},
+	{"SELECT COUNT(*) FROM read_csv('/etc/passwd')", "read_csv"},
+	{"SELECT COUNT(*) FROM '/data/residents/x.parquet'", "files and URLs"},
+	{"SELECT COUNT(*) FROM enterprises", "enterprises"},
+	{"SELECT COUNT(*) FROM main.residents", "qualified"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY district; SELECT 1", "exactly one"},
+	{"SELECT COUNT(*) FROM residents; COPY residents TO '/tmp/x.csv'", "COPY"},
+	{"COPY residents TO '/tmp/x.csv'", "COPY"},
+	{"ATTACH '/tmp/x.db'", "ATTACH"},
+	{"INSTALL httpfs", "INSTALL"},
+	{"LOAD httpfs", "LOAD"},
+	{"SET threads=1", "SET"},
+	{"PRAGMA version", "PRAGMA"},
+	{"CREATE TABLE x AS SELECT 1", "CREATE"},
+	{"EXPORT DATABASE '/tmp/x'", "EXPORT"},
+	{"SELECT district, COUNT(*) FROM residents WHERE resident_id = 1001 GROUP BY district", "resident_id"},
+	{"SELECT resident_id, COUNT(*) FROM residents GROUP BY resident_id", "privacy unit"},
+	{"SELECT name, COUNT(*) FROM residents GROUP BY name", "direct identifier"},
+	{"SELECT district, MIN(resident_id) FROM residents GROUP BY district", "privacy unit"},
+	{"SELECT age FROM residents", "must aggregate"},
+	{"SELECT * FROM residents", "SELECT *"},
+	{"SELECT COUNT(*), random() FROM residents", "random"},
+	{"SELECT COUNT(*) FROM residents WHERE age > setseed(0.1)", "setseed"},
+	{"SELECT COUNT(*), error('x') FROM residents", "error"},
+	{"SELECT COUNT(*) FROM residents WHERE age IN (SELECT age FROM residents)", "subqueries"},
+	{"SELECT COUNT(*) FROM (SELECT * FROM residents) s", "subqueries"},
+	{"WITH x AS (SELECT * FROM residents) SELECT COUNT(*) FROM x", "common table"},
+	{"SELECT district, COUNT(*) FROM residents GROUP BY ROLLUP (district)", "ROLLUP"},
+	{"SELECT district, COUNT(*) OVER () FROM residents", "window"},
+	{"SELECT COUNT(*) FROM residents UNION SELECT COUNT(*) FROM visits", "set operations"},
+	{"SELECT COUNT(*) FROM residents USING SAMPLE 10", "sampling"},
+	{"SELECT COUNT(*) AS __veil_units_0 FROM residents", "reserved"},
+	{"SELECT COUNT(*) FROM residents r JOIN visits v ON r.age = v.resident_id", "privacy unit"},
+	{"SELECT COUNT(*) FROM residents WHERE district = getvariable('x')", "getvariable"},
+	{"SELECT district, age, COUNT(*) FROM residents GROUP BY district", "GROUP BY"},
+	{"SELECT COUNT(*) FROM residents WHERE age = $1", "parameters"},
+	{"SELECT COUNT(*) FROM residents r(a, b)", "renaming"},
+	{"SELEC COUNT(*) FROM residents", "syntax"},
+}
+
 func TestValidateRefuses(t *testing.T) {
 	v := newValidator(t)
-	for _, tc := range []struct{ sql, want string }{
-		{"", "empty"},
-		{"SELECT district, SUM(religion) FROM residents GROUP BY district", "religion"},
-		{"SELECT COUNT(*) FROM read_csv('/etc/passwd')", "read_csv"},
-		{"SELECT COUNT(*) FROM '/data/residents/x.parquet'", "files and URLs"},
-		{"SELECT COUNT(*) FROM enterprises", "enterprises"},
-		{"SELECT COUNT(*) FROM main.residents", "qualified"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY district; SELECT 1", "exactly one"},
-		{"SELECT COUNT(*) FROM residents; COPY residents TO '/tmp/x.csv'", "COPY"},
-		{"COPY residents TO '/tmp/x.csv'", "COPY"},
-		{"ATTACH '/tmp/x.db'", "ATTACH"},
-		{"INSTALL httpfs", "INSTALL"},
-		{"LOAD httpfs", "LOAD"},
-		{"SET threads=1", "SET"},
-		{"PRAGMA version", "PRAGMA"},
-		{"CREATE TABLE x AS SELECT 1", "CREATE"},
-		{"EXPORT DATABASE '/tmp/x'", "EXPORT"},
-		{"SELECT district, COUNT(*) FROM residents WHERE resident_id = 1001 GROUP BY district", "resident_id"},
-		{"SELECT resident_id, COUNT(*) FROM residents GROUP BY resident_id", "privacy unit"},
-		{"SELECT name, COUNT(*) FROM residents GROUP BY name", "direct identifier"},
-		{"SELECT district, MIN(resident_id) FROM residents GROUP BY district", "privacy unit"},
-		{"SELECT age FROM residents", "must aggregate"},
-		{"SELECT * FROM residents", "SELECT *"},
-		{"SELECT COUNT(*), random() FROM residents", "random"},
-		{"SELECT COUNT(*) FROM residents WHERE age > setseed(0.1)", "setseed"},
-		{"SELECT COUNT(*), error('x') FROM residents", "error"},
-		{"SELECT COUNT(*) FROM residents WHERE age IN (SELECT age FROM residents)", "subqueries"},
-		{"SELECT COUNT(*) FROM (SELECT * FROM residents) s", "subqueries"},
-		{"WITH x AS (SELECT * FROM residents) SELECT COUNT(*) FROM x", "common table"},
-		{"SELECT district, COUNT(*) FROM residents GROUP BY ROLLUP (district)", "ROLLUP"},
-		{"SELECT district, COUNT(*) OVER () FROM residents", "window"},
-		{"SELECT COUNT(*) FROM residents UNION SELECT COUNT(*) FROM visits", "set operations"},
-		{"SELECT COUNT(*) FROM residents USING SAMPLE 10", "sampling"},
-		{"SELECT COUNT(*) AS __veil_units_0 FROM residents", "reserved"},
-		{"SELECT COUNT(*) FROM residents r JOIN visits v ON r.age = v.resident_id", "privacy unit"},
-		{"SELECT COUNT(*) FROM residents WHERE district = getvariable('x')", "getvariable"},
-		{"SELECT district, age, COUNT(*) FROM residents GROUP BY district", "GROUP BY"},
-		{"SELECT COUNT(*) FROM residents WHERE age = $1", "parameters"},
-		{"SELECT COUNT(*) FROM residents r(a, b)", "renaming"},
-		{"SELEC COUNT(*) FROM residents", "syntax"},
-	} {
+	for _, tc := range refuseCases {
 		_, err := v.Validate(context.Background(), tc.sql, scope())
 		var r *Refusal
 		if !errors.Is(err, ErrRefused) || !errors.As(err, &r) || !strings.Contains(err.Error(), tc.want) {

@@ -3,9 +3,16 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -36,15 +43,174 @@ func Project(ctx context.Context, t Table, dst string, secret string) (int64, er
 			cols = append(cols, quoteIdent(c.Name))
 		}
 	}
-	src := fmt.Sprintf("SELECT %s FROM read_parquet(%s)", strings.Join(cols, ", "), quoteList(t.Files))
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet, COMPRESSION zstd)", src, strings.ReplaceAll(dst, "'", "''"))); err != nil {
+	n, err := copyParquet(ctx, db, cols, t.Files, dst)
+	if err != nil {
 		return 0, fmt.Errorf("project %s: %w", t.Name, err)
 	}
+	return n, nil
+}
+
+// copyParquet writes the select list items over files to one Parquet file at dst, in the
+// files' row order and with their largest row group's size, and returns the rows written.
+func copyParquet(ctx context.Context, db *sql.DB, items, files []string, dst string) (int64, error) {
+	var groupRows sql.NullInt64
+	if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT max(row_group_num_rows) FROM parquet_metadata(%s)", quoteList(files))).Scan(&groupRows); err != nil {
+		return 0, fmt.Errorf("read row groups: %w", err)
+	}
+	size := ""
+	if groupRows.Int64 > 0 {
+		size = fmt.Sprintf(", ROW_GROUP_SIZE %d", groupRows.Int64)
+	}
+	src := fmt.Sprintf("SELECT %s FROM read_parquet(%s)", strings.Join(items, ", "), quoteList(files))
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("COPY (%s) TO %s (FORMAT parquet, COMPRESSION zstd%s)", src, quoteString(dst), size)); err != nil {
+		return 0, err
+	}
 	var n int64
-	if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM read_parquet('%s')", strings.ReplaceAll(dst, "'", "''"))).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM read_parquet(%s)", quoteString(dst))).Scan(&n); err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// ProjectionKey names the projection of a dataset version onto a set of columns: the same
+// for the same version and set, whatever the order of the columns. A caller keeps one
+// projection directory per key.
+func ProjectionKey(version string, columns []string) string {
+	cs := slices.Clone(columns)
+	slices.Sort(cs)
+	h := sha256.New()
+	fmt.Fprintf(h, "veil projection 1\x00%s", version)
+	for _, c := range slices.Compact(cs) {
+		fmt.Fprintf(h, "\x00%s", c)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// projection is the manifest a projection directory holds, written last: a directory with
+// it is complete.
+type projection struct {
+	Sources []string `json:"sources"`
+	Columns []string `json:"columns"`
+	Files   []string `json:"files"`
+}
+
+const manifestName = "projection.json"
+
+// ProjectColumns writes into dir a projection of a dataset version's files that holds only
+// columns: one Parquet file per source file, with the same types, the same rows in the same
+// order and the same row group sizes, so that a SQL job's sandbox can mount it in place of the
+// raw files and a column outside the grant is not in the sandbox at all. It returns the
+// projection's files, in the order of files.
+//
+// The projection is deterministic (the same files and column set give the same bytes), so a
+// caller makes it once per (dataset version, column set), in a directory named by
+// ProjectionKey, and reuses it: if dir already holds a complete projection of the same files
+// and columns, ProjectColumns returns its files without writing. The directory appears
+// complete or not at all (it is written aside and renamed), so concurrent callers and a crash
+// never leave a half-written projection in its place.
+func ProjectColumns(ctx context.Context, files, columns []string, dir string) ([]string, error) {
+	if len(files) == 0 || len(columns) == 0 {
+		return nil, errors.New("project: no files or no columns")
+	}
+	if p, err := readProjection(dir); err == nil {
+		if !slices.Equal(p.Sources, files) || !sameSet(p.Columns, columns) {
+			return nil, fmt.Errorf("project: %s holds another projection", dir)
+		}
+		return projectionFiles(dir, p), nil
+	}
+	db, err := openLocal()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	schema, err := describe(ctx, db, files)
+	if err != nil {
+		return nil, fmt.Errorf("project: %w", err)
+	}
+	var keep, items []string
+	for _, c := range schema {
+		if slices.Contains(columns, c.Name) {
+			keep = append(keep, c.Name)
+			items = append(items, quoteIdent(c.Name))
+		}
+	}
+	if len(keep) != len(columns) {
+		return nil, fmt.Errorf("project: columns %v are not all (once each) in the files", columns)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".projection-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	p := projection{Sources: files, Columns: keep}
+	for i, f := range files {
+		name := fmt.Sprintf("%04d.parquet", i)
+		n, err := copyParquet(ctx, db, items, []string{f}, filepath.Join(tmp, name))
+		if err != nil {
+			return nil, fmt.Errorf("project %s: %w", filepath.Base(f), err)
+		}
+		var want int64
+		if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM read_parquet(%s)", quoteString(f))).Scan(&want); err != nil {
+			return nil, err
+		}
+		if n != want {
+			return nil, fmt.Errorf("project %s: wrote %d rows of %d", filepath.Base(f), n, want)
+		}
+		p.Files = append(p.Files, name)
+	}
+	m, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, manifestName), m, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another caller may have made the same projection meanwhile.
+		if q, rerr := readProjection(dir); rerr == nil && slices.Equal(q.Sources, files) && sameSet(q.Columns, columns) {
+			return projectionFiles(dir, q), nil
+		}
+		return nil, fmt.Errorf("project: %w", err)
+	}
+	return projectionFiles(dir, p), nil
+}
+
+func readProjection(dir string) (projection, error) {
+	var p projection
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, err
+	}
+	if len(p.Files) != len(p.Sources) {
+		return p, errors.New("project: bad manifest")
+	}
+	return p, nil
+}
+
+func projectionFiles(dir string, p projection) []string {
+	out := make([]string, len(p.Files))
+	for i, f := range p.Files {
+		out[i] = filepath.Join(dir, filepath.Base(f))
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // TextColumns reads up to limit rows of a Parquet file as text, column by column (NULL as

@@ -5,10 +5,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
 )
@@ -16,22 +20,56 @@ import (
 // MaxQueryBytes bounds the length of a vendor query.
 const MaxQueryBytes = 64 << 10
 
-// Validator checks vendor SQL against a grant's scope and rewrites it for the gate. It owns
-// a private in-memory DuckDB that reads no file and holds no data: it is used only for
-// DuckDB's parser, serializer and binder. A Validator is safe for concurrent use.
-type Validator struct {
-	db *sql.DB
+// ValidatorConfig bounds what validating vendor SQL may cost the daemon. Zero fields take
+// the defaults. The daemon adds its own per-tenant bound on top.
+type ValidatorConfig struct {
+	MaxConcurrent int           // validations at once (default 4); more wait for a place, honouring their context
+	MemoryLimitMB int           // memory_limit of the validator's DuckDB (default 256)
+	Timeout       time.Duration // the longest one validation may take (default 10s)
 }
 
-// NewValidator opens the validator's DuckDB, locked down like the runner's.
-func NewValidator() (*Validator, error) {
+func (c ValidatorConfig) withDefaults() ValidatorConfig {
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 4
+	}
+	if c.MemoryLimitMB <= 0 {
+		c.MemoryLimitMB = 256
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	return c
+}
+
+// Validator checks vendor SQL against a grant's scope and rewrites it for the gate. It owns
+// a private in-memory DuckDB that reads no file and holds no data: it is used only for
+// DuckDB's parser, serializer and binder, and never evaluates an expression of the vendor's
+// query (constant expressions, which DuckDB folds while binding, are refused before it binds,
+// and the query is planned, never optimized or run). A Validator is safe for concurrent use.
+type Validator struct {
+	db    *sql.DB
+	cfg   ValidatorConfig
+	slots chan struct{} // one per validation under way
+
+	active, peak atomic.Int32 // validations under way, and the most there have been at once
+
+	items     sync.Map // select-list items written by Veil -> their parse trees
+	itemCount atomic.Int32
+}
+
+// NewValidator opens a validator with the default bounds.
+func NewValidator() (*Validator, error) { return NewValidatorWithConfig(ValidatorConfig{}) }
+
+// NewValidatorWithConfig opens the validator's DuckDB, locked down like the runner's.
+func NewValidatorWithConfig(cfg ValidatorConfig) (*Validator, error) {
+	cfg = cfg.withDefaults()
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
 		return nil, err
 	}
 	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
+	db.SetMaxOpenConns(cfg.MaxConcurrent)
+	db.SetMaxIdleConns(cfg.MaxConcurrent)
 	db.SetConnMaxLifetime(0)
 	// Settings are per database here; a new pooled connection inherits them.
 	for _, s := range []string{
@@ -39,6 +77,7 @@ func NewValidator() (*Validator, error) {
 		"SET autoload_known_extensions=false",
 		"SET temp_directory=''",
 		"SET threads=1",
+		fmt.Sprintf("SET memory_limit='%dMB'", cfg.MemoryLimitMB),
 		"SET enable_external_access=false",
 		"SET lock_configuration=true",
 	} {
@@ -47,11 +86,51 @@ func NewValidator() (*Validator, error) {
 			return nil, fmt.Errorf("validator: %s: %w", s, err)
 		}
 	}
-	return &Validator{db: db}, nil
+	return &Validator{db: db, cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent)}, nil
 }
 
 // Close releases the validator's DuckDB.
 func (v *Validator) Close() error { return v.db.Close() }
+
+// vsession is one validation's hold on the validator's DuckDB: one connection. A
+// validation leaves nothing in it.
+type vsession struct {
+	conn *sql.Conn
+	v    *Validator
+}
+
+// run waits for a place (or for ctx), then calls fn within the validation's time limit.
+// DuckDB work is interrupted when ctx ends.
+func (v *Validator) run(ctx context.Context, fn func(ctx context.Context, s *vsession) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("validate: %w", err)
+	}
+	select {
+	case v.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("validate: waiting for the validator: %w", ctx.Err())
+	}
+	defer func() { <-v.slots }()
+	n := v.active.Add(1)
+	defer v.active.Add(-1)
+	for p := v.peak.Load(); n > p && !v.peak.CompareAndSwap(p, n); p = v.peak.Load() {
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	conn, err := v.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("validate: %w", err)
+	}
+	defer conn.Close()
+	if err := fn(ctx, &vsession{conn: conn, v: v}); err != nil {
+		// DuckDB says "interrupted" when ctx ends; the caller wants to know why.
+		if ctx.Err() != nil && !errors.Is(err, ErrRefused) {
+			return fmt.Errorf("validate: %w", ctx.Err())
+		}
+		return err
+	}
+	return nil
+}
 
 type parsed struct {
 	Error      bool             `json:"error"`
@@ -60,16 +139,17 @@ type parsed struct {
 	Statements []map[string]any `json:"statements"`
 }
 
-func (v *Validator) parse(ctx context.Context, query string) (*parsed, error) {
+func (s *vsession) parse(ctx context.Context, query string) (*parsed, error) {
 	var out string
-	if err := v.db.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	p := &parsed{}
 	d := json.NewDecoder(strings.NewReader(out))
 	d.UseNumber()
 	if err := d.Decode(p); err != nil {
-		return nil, fmt.Errorf("parse: decode tree: %w", err)
+		// DuckDB writes a number beyond a double's range as Infinity, which is not JSON.
+		return nil, refuse("syntax", "the query holds a value Veil cannot read (a number too large?); write numbers that fit a DOUBLE")
 	}
 	return p, nil
 }
@@ -88,16 +168,27 @@ func statementKinds(query string) []string {
 }
 
 // Validate checks query against the scope and returns the plan to run, or an error wrapping
-// ErrRefused that names the cause. It runs nothing against data.
+// ErrRefused that names the cause. It runs nothing against data. It waits for a place while
+// MaxConcurrent validations are under way, and gives up with ctx.
 func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan, error) {
 	if sc.Mode != "" && sc.Mode != "threshold" {
 		return nil, refuse("", "Validate checks threshold queries; use ValidateDP for mode %q", sc.Mode)
 	}
-	p, node, err := v.parseOne(ctx, query)
+	var plan *Plan
+	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+		var err error
+		plan, err = s.validate(ctx, query, &sc)
+		return err
+	})
+	return plan, err
+}
+
+func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan, error) {
+	p, node, err := s.parseOne(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{sc: &sc, tables: map[string]*Table{}, aliases: map[string]bool{}}
+	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
 		return nil, err
 	}
@@ -117,7 +208,7 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 			return nil, fmt.Errorf("dataset %s has no privacy unit in scope", t.Name)
 		}
 		name := fmt.Sprintf("%s_%d", UnitsPrefix, i)
-		item, err := v.expression(ctx, fmt.Sprintf("count(DISTINCT %s.%s) AS %s", quoteIdent(alias), quoteIdent(u.Name), name))
+		item, err := s.expression(ctx, fmt.Sprintf("count(DISTINCT %s.%s) AS %s", quoteIdent(alias), quoteIdent(u.Name), name))
 		if err != nil {
 			return nil, err
 		}
@@ -125,16 +216,9 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 		plan.Units = append(plan.Units, name)
 	}
 	node["select_list"] = list
-	for _, t := range w.order {
-		if n := w.tables[t].Name; !slices.Contains(plan.Tables, n) {
-			plan.Tables = append(plan.Tables, n)
-		}
-	}
+	plan.Tables = w.tableNames()
 
-	if plan.SQL, err = v.deserialize(ctx, p.Statements[0]); err != nil {
-		return nil, err
-	}
-	if err := v.bind(ctx, plan.SQL, &sc, w); err != nil {
+	if plan.SQL, err = s.deserialize(ctx, p.Statements[0]); err != nil {
 		return nil, err
 	}
 	if t := w.tables[w.order[0]]; len(w.order) == 1 && t.MaxRowsPerUnit > 0 {
@@ -147,36 +231,46 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 		node := stmt["node"].(map[string]any)
 		// count(unit), not count(*): rows without a unit have no person behind them.
 		u, _ := t.unit()
-		item, err := v.expression(ctx, fmt.Sprintf("count(%s.%s) AS %s", quoteIdent(w.order[0]), quoteIdent(u.Name), RowsColumn))
+		item, err := s.expression(ctx, fmt.Sprintf("count(%s.%s) AS %s", quoteIdent(w.order[0]), quoteIdent(u.Name), RowsColumn))
 		if err != nil {
 			return nil, err
 		}
 		node["select_list"] = append(node["select_list"].([]any), item)
-		if plan.FastSQL, err = v.deserialize(ctx, stmt); err != nil {
+		if plan.FastSQL, err = s.deserialize(ctx, stmt); err != nil {
 			return nil, err
 		}
 		plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+	}
+	// What runs is what is checked: both SQL texts, as DuckDB binds them. The hidden columns
+	// only count units, which the rules allow.
+	if err := s.check(ctx, sc, plan.Tables, []string{plan.SQL, plan.FastSQL}, nil); err != nil {
+		return nil, err
 	}
 	return plan, nil
 }
 
 // deserialize turns a checked statement tree back into SQL with DuckDB's own serializer.
-func (v *Validator) deserialize(ctx context.Context, stmt map[string]any) (string, error) {
+func (s *vsession) deserialize(ctx context.Context, stmt map[string]any) (string, error) {
 	tree, err := json.Marshal(stmt)
 	if err != nil {
 		return "", err
 	}
 	doc := append(append([]byte(`{"error":false,"statements":[`), tree...), "]}"...)
 	var out string
-	if err := v.db.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&out); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&out); err != nil {
 		return "", fmt.Errorf("rewrite: %w", err)
 	}
 	return out, nil
 }
 
-// expression parses one select-list item written by Veil itself.
-func (v *Validator) expression(ctx context.Context, item string) (any, error) {
-	p, err := v.parse(ctx, "SELECT "+item)
+// expression parses one select-list item written by Veil itself. Items repeat from query
+// to query (they name datasets' columns), so their trees are kept; the trees are never
+// modified, only serialized.
+func (s *vsession) expression(ctx context.Context, item string) (any, error) {
+	if e, ok := s.v.items.Load(item); ok {
+		return e, nil
+	}
+	p, err := s.parse(ctx, "SELECT "+item)
 	if err != nil {
 		return nil, err
 	}
@@ -184,34 +278,97 @@ func (v *Validator) expression(ctx context.Context, item string) (any, error) {
 		return nil, fmt.Errorf("rewrite: cannot parse %q: %s", item, p.ErrorMsg)
 	}
 	node := p.Statements[0]["node"].(map[string]any)
-	return node["select_list"].([]any)[0], nil
+	e := node["select_list"].([]any)[0]
+	if s.v.itemCount.Add(1) <= maxCachedItems {
+		s.v.items.Store(item, e)
+	}
+	return e, nil
 }
 
-// bind runs the rewritten query over empty relations of the granted columns' types, so that
-// errors DuckDB's binder would raise (an ungrouped column, a type mismatch) are reported now,
-// before anything runs, and carry no data.
-func (v *Validator) bind(ctx context.Context, query string, sc *Scope, w *walker) error {
+// maxCachedItems bounds the trees of Veil's own items a validator keeps.
+const maxCachedItems = 4096
+
+// typeName is what a catalog type may look like in the stand-ins' SQL.
+var typeName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*( [A-Za-z][A-Za-z0-9_]*)*(\([0-9]{1,2}(, ?[0-9]{1,2})?\))?$`)
+
+// standIns is the WITH clause that defines an empty stand-in of each table: its granted
+// columns with the catalog's types, materialized so that the plan shows each table as one
+// CTE whose name and columns are known.
+func standIns(sc *Scope, tables []string) (string, error) {
 	var ctes []string
-	for _, name := range w.tableNames() {
+	for _, name := range tables {
 		t, _ := sc.table(name)
 		var cols []string
 		for _, c := range t.Columns {
 			if c.Type == "" {
-				return nil // types unknown: the runner's binder will have the last word
+				return "", fmt.Errorf("dataset %s: column %s has no type in the catalog", t.Name, c.Name)
+			}
+			if !typeName.MatchString(c.Type) {
+				return "", fmt.Errorf("dataset %s: column %s has type %q, which SQL jobs cannot use", t.Name, c.Name, c.Type)
 			}
 			cols = append(cols, fmt.Sprintf("CAST(NULL AS %s) AS %s", c.Type, quoteIdent(c.Name)))
 		}
-		ctes = append(ctes, fmt.Sprintf("%s AS (SELECT %s LIMIT 0)", quoteIdent(name), strings.Join(cols, ", ")))
+		ctes = append(ctes, fmt.Sprintf("%s AS MATERIALIZED (SELECT %s LIMIT 0)", quoteIdent(t.Name), strings.Join(cols, ", ")))
 	}
-	rows, err := v.db.QueryContext(ctx, "WITH "+strings.Join(ctes, ", ")+" "+query)
+	return "WITH " + strings.Join(ctes, ", ") + " ", nil
+}
+
+// check has DuckDB's binder plan each statement over empty stand-ins of the tables. Nothing
+// is optimized or run: the plan is only serialized (json_serialize_plan), so binding errors
+// (an ungrouped column, a type mismatch) are reported now and carry no data. Statements in
+// vendor get every rule of the bound-plan check; statements in rewrites (Veil's own SQL
+// around the vendor's, checked with vendor) only the rule that they read nothing but the
+// stand-ins.
+func (s *vsession) check(ctx context.Context, sc *Scope, tables []string, vendor, rewrites []string) error {
+	with, err := standIns(sc, tables)
 	if err != nil {
-		return refuse("SQL", "%s", binderMessage(err))
+		return err
 	}
-	for rows.Next() {
+	var stmts []string
+	nv := 0
+	for i, q := range append(slices.Clone(vendor), rewrites...) {
+		if q != "" {
+			stmts = append(stmts, with+q)
+			if i < len(vendor) {
+				nv++
+			}
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return refuse("SQL", "%s", binderMessage(err))
+	var out string
+	if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_plan(?::VARCHAR, skip_null := true, skip_empty := true)::VARCHAR",
+		strings.Join(stmts, ";\n")).Scan(&out); err != nil {
+		return fmt.Errorf("validate: plan: %w", err)
+	}
+	var doc struct {
+		Error   bool             `json:"error"`
+		Message string           `json:"error_message"`
+		Plans   []map[string]any `json:"plans"`
+	}
+	d := json.NewDecoder(strings.NewReader(out))
+	d.UseNumber()
+	if err := d.Decode(&doc); err != nil {
+		return refuse("SQL", "the query holds a value Veil cannot read (a number too large?); write numbers that fit a DOUBLE")
+	}
+	if doc.Error {
+		return refuse("SQL", "%s", binderMessage(fmt.Errorf("%s", doc.Message)))
+	}
+	if len(doc.Plans) != len(stmts) {
+		return fmt.Errorf("validate: %d plans for %d statements", len(doc.Plans), len(stmts))
+	}
+	for i, pl := range doc.Plans {
+		pc := &planCheck{sc: sc, ctes: map[string]*Table{}}
+		root, err := pc.standIns(pl, tables)
+		if err != nil {
+			return err
+		}
+		if i < nv {
+			err = pc.plan(root)
+		} else {
+			err = pc.reads(root)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -233,15 +390,21 @@ func firstLine(s string) string {
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
-// walker walks one SELECT node with the allow-list.
+// walker walks one SELECT node with the allow-list. Names are matched as DuckDB matches
+// them, ignoring ASCII case; DuckDB's binder has the last word (bound.go).
 type walker struct {
 	sc      *Scope
-	tables  map[string]*Table // alias (or name) -> table
+	tables  map[string]*Table // alias (or name), lower case -> table
 	order   []string          // aliases in FROM order
-	aliases map[string]bool   // select-list aliases
+	aliases map[string]bool   // select-list aliases, lower case
 	hasAgg  bool
 	columns int
 	counts  []int
+	refs    int // column references and aggregates seen: an expression without any is a constant
+}
+
+func newWalker(sc *Scope) *walker {
+	return &walker{sc: sc, tables: map[string]*Table{}, aliases: map[string]bool{}}
 }
 
 func (w *walker) tableNames() []string {
@@ -252,6 +415,17 @@ func (w *walker) tableNames() []string {
 		}
 	}
 	return names
+}
+
+// lowerASCII folds case as DuckDB folds identifiers.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
@@ -294,10 +468,10 @@ func (w *walker) selectNode(node map[string]any) error {
 	w.columns = len(sel)
 	for _, it := range sel {
 		if a := str(it.(map[string]any), "alias"); a != "" {
-			if strings.HasPrefix(strings.ToLower(a), "__veil") {
+			if strings.HasPrefix(lowerASCII(a), "__veil") {
 				return refuse("SELECT", "column names starting with __veil are reserved")
 			}
-			w.aliases[a] = true
+			w.aliases[lowerASCII(a)] = true
 		}
 	}
 	for i, it := range sel {
@@ -372,15 +546,18 @@ func (w *walker) from(t map[string]any) error {
 		if !ok {
 			return refuse("FROM", "dataset %q is not granted to this grant; granted: %s", name, w.granted())
 		}
+		if t["at_clause"] != nil {
+			return refuse("FROM", "AT (time travel) is not allowed")
+		}
 		if len(list(t, "column_name_alias")) > 0 {
 			return refuse("FROM", "renaming a dataset's columns (%s(a, b, ...)) is not allowed", name)
 		}
 		if t["sample"] != nil {
 			return refuse("TABLESAMPLE", "sampling is not allowed")
 		}
-		alias := str(t, "alias")
+		alias := lowerASCII(str(t, "alias"))
 		if alias == "" {
-			alias = name
+			alias = lowerASCII(name)
 		}
 		if _, dup := w.tables[alias]; dup {
 			return refuse("FROM", "%s appears twice; give each occurrence its own alias", alias)
@@ -437,6 +614,9 @@ func (w *walker) joinCond(t map[string]any) error {
 		}
 	}
 	if c, ok := t["condition"].(map[string]any); ok {
+		if !w.equiJoin(c) {
+			return refuse("JOIN ... ON", "a join must compare a column of each side for equality (ON a.x = b.y); joining every row with every row is not allowed")
+		}
 		return w.on(c)
 	}
 	if len(list(t, "using_columns")) == 0 {
@@ -467,6 +647,44 @@ func (w *walker) on(e map[string]any) error {
 	return w.expr(e, "JOIN ... ON", exprCtx{noAgg: true})
 }
 
+// equiJoin reports whether a join condition holds an equality of columns of two different
+// tables among its conjuncts: without one, the join pairs every row with every row.
+func (w *walker) equiJoin(e map[string]any) bool {
+	if str(e, "type") == "CONJUNCTION_AND" {
+		for _, c := range list(e, "children") {
+			if m, ok := c.(map[string]any); ok && w.equiJoin(m) {
+				return true
+			}
+		}
+		return false
+	}
+	if str(e, "type") != "COMPARE_EQUAL" {
+		return false
+	}
+	l, r := w.owners(names(obj(e, "left"))), w.owners(names(obj(e, "right")))
+	return len(l) == 1 && len(r) == 1 && l[0] != r[0]
+}
+
+// owners lists the aliases of the tables a column reference can belong to.
+func (w *walker) owners(parts []string) []string {
+	var out []string
+	switch len(parts) {
+	case 1:
+		for _, a := range w.order {
+			if _, ok := w.tables[a].column(parts[0]); ok {
+				out = append(out, a)
+			}
+		}
+	case 2:
+		if t, ok := w.tables[lowerASCII(parts[0])]; ok {
+			if _, ok := t.column(parts[1]); ok {
+				out = append(out, lowerASCII(parts[0]))
+			}
+		}
+	}
+	return out
+}
+
 func names(e map[string]any) []string {
 	var n []string
 	for _, x := range list(e, "column_names") {
@@ -488,7 +706,7 @@ func (w *walker) resolve(parts []string) []Column {
 		}
 		return found
 	case 2:
-		if t, ok := w.tables[parts[0]]; ok {
+		if t, ok := w.tables[lowerASCII(parts[0])]; ok {
 			if c, ok := t.column(parts[1]); ok {
 				return []Column{c}
 			}
@@ -540,16 +758,58 @@ func (w *walker) expr(e map[string]any, clause string, cx exprCtx) error {
 	if e == nil {
 		return nil
 	}
+	class := str(e, "class")
+	if class == "CONSTANT" || class == "COLUMN_REF" {
+		return w.expr1(e, clause, cx)
+	}
+	// An expression that reads no column is folded by DuckDB while it binds the query, in
+	// the daemon, outside any sandbox: only literals may be constant.
+	before := w.refs
+	if err := w.expr1(e, clause, cx); err != nil {
+		return err
+	}
+	if w.refs == before && !literal(e) {
+		what := strings.ToLower(class)
+		if f := str(e, "function_name"); f != "" {
+			what = f
+		}
+		return refuse(clause, "constant expressions (%s of literals) are not allowed: write the value itself", what)
+	}
+	return nil
+}
+
+// literal reports whether e is a literal: a constant, a cast of one (DATE '2020-01-01'), or
+// a negated number.
+func literal(e map[string]any) bool {
+	switch str(e, "class") {
+	case "CONSTANT":
+		return true
+	case "CAST":
+		return str(obj(e, "child"), "class") == "CONSTANT"
+	case "FUNCTION":
+		c := list(e, "children")
+		return str(e, "function_name") == "-" && len(c) == 1 && str(c[0].(map[string]any), "class") == "CONSTANT"
+	}
+	return false
+}
+
+func (w *walker) expr1(e map[string]any, clause string, cx exprCtx) error {
 	switch class := str(e, "class"); class {
 	case "CONSTANT":
 		return nil
 	case "COLUMN_REF":
+		w.refs++
 		parts := names(e)
 		cols := w.resolve(parts)
 		ref := strings.Join(parts, ".")
 		if len(cols) == 0 {
-			if len(parts) == 1 && w.aliases[parts[0]] && clause != "SELECT" {
-				return nil // a select-list alias, checked where it is defined
+			if len(parts) == 1 {
+				if _, ok := w.tables[lowerASCII(parts[0])]; ok {
+					return refuse(clause, "%s names a dataset, not a column: name the granted columns you need", ref)
+				}
+				if w.aliases[lowerASCII(parts[0])] && clause != "SELECT" {
+					return nil // a select-list alias, checked where it is defined
+				}
 			}
 			return refuse(clause, "column %s is not granted to this grant (or does not exist); granted columns: %s", ref, w.grantedColumns())
 		}
@@ -575,7 +835,8 @@ func (w *walker) expr(e map[string]any, clause string, cx exprCtx) error {
 			return refuse(clause, "ordered aggregates are not allowed")
 		}
 		children := list(e, "children")
-		if aggregates[name] {
+		if _, ok := aggregates[name]; ok {
+			w.refs++ // an aggregate depends on the rows, even COUNT(*)
 			if cx.noAgg {
 				return refuse(clause, "aggregate %s is not allowed in %s", name, clause)
 			}
@@ -598,7 +859,7 @@ func (w *walker) expr(e map[string]any, clause string, cx exprCtx) error {
 			}
 			return nil
 		}
-		if !scalars[name] {
+		if _, ok := scalars[name]; !ok {
 			if why, ok := forbiddenWhy[name]; ok {
 				return refuse(clause, "function %s is not allowed: %s", name, why)
 			}
@@ -610,11 +871,22 @@ func (w *walker) expr(e map[string]any, clause string, cx exprCtx) error {
 		return w.children(children, clause, cx)
 	case "OPERATOR":
 		switch str(e, "type") {
-		case "OPERATOR_NOT", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL", "COMPARE_IN", "COMPARE_NOT_IN", "OPERATOR_COALESCE", "OPERATOR_NULLIF":
+		case "OPERATOR_NOT", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL", "OPERATOR_COALESCE", "OPERATOR_NULLIF", "OPERATOR_TRY":
 			return w.children(list(e, "children"), clause, cx)
+		case "COMPARE_IN", "COMPARE_NOT_IN":
+			ch := list(e, "children")
+			for _, c := range ch[min(1, len(ch)):] {
+				if err := w.compare(asObj(ch[0]), asObj(c), clause); err != nil {
+					return err
+				}
+			}
+			return w.children(ch, clause, cx)
 		}
 		return refuse(clause, "operator %s is not allowed", strings.ToLower(strings.TrimPrefix(str(e, "type"), "OPERATOR_")))
 	case "COMPARISON":
+		if err := w.compare(obj(e, "left"), obj(e, "right"), clause); err != nil {
+			return err
+		}
 		if err := w.expr(obj(e, "left"), clause, cx); err != nil {
 			return err
 		}
@@ -639,6 +911,11 @@ func (w *walker) expr(e map[string]any, clause string, cx exprCtx) error {
 		}
 		return w.expr(obj(e, "child"), clause, cx)
 	case "BETWEEN":
+		for _, k := range []string{"lower", "upper"} {
+			if err := w.compare(obj(e, "input"), obj(e, k), clause); err != nil {
+				return err
+			}
+		}
 		for _, k := range []string{"input", "lower", "upper"} {
 			if err := w.expr(obj(e, k), clause, cx); err != nil {
 				return err

@@ -132,7 +132,7 @@ func (s *Schema) Check() error {
 	if !(s.Budget.Delta >= 0 && s.Budget.Delta < 1e-3) {
 		return bad("budget.delta must be in [0, 0.001)")
 	}
-	if s.Budget.MaxQueryEpsilon < 0 || s.Budget.MaxQueryEpsilon > s.Budget.Epsilon {
+	if !(s.Budget.MaxQueryEpsilon >= 0 && s.Budget.MaxQueryEpsilon <= s.Budget.Epsilon) { // NaN fails both
 		return bad("budget.max_query_epsilon must be between 0 and budget.epsilon")
 	}
 	if len(s.Columns) == 0 {
