@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -84,16 +85,21 @@ func Fail(errno syscall.Errno, fd int, calls []uintptr) error {
 
 const childEnv = "VEIL_FAULT_CHILD"
 
-// InChild reports whether this test process is the child RunChild started for test name.
+// InChild reports whether this test process is the child RunChild started for the
+// top-level test name. A test checks it first thing, before any subtest.
 func InChild(name string) bool { return os.Getenv(childEnv) == name }
 
-// RunChild runs the current test binary again with only the test t.Name() selected and
+// RunChild runs the current test binary again with only t's top-level test selected and
 // InChild true for it, passing env, and returns what it printed. The child's failures are
 // the parent's.
 func RunChild(t *testing.T, env ...string) string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(append(os.Environ(), childEnv+"="+t.Name()), env...)
+	if os.Getenv(childEnv) != "" {
+		t.Fatal("fault.RunChild called in the child: check fault.InChild before starting subtests")
+	}
+	top, _, _ := strings.Cut(t.Name(), "/")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+top+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+top), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child process failed: %v\n%s", err, out)
