@@ -280,3 +280,24 @@ func TestCheckpointerArchiveFork(t *testing.T) {
 		t.Error("the archive took the fork")
 	}
 }
+
+// TestCheckpointerHaltsOnSignerFailure: a signer that cannot write its state stops the
+// checkpointer and, through halt, the store's writes.
+func TestCheckpointerHaltsOnSignerFailure(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "signer")
+	os.Mkdir(dir, 0o700)
+	s, _ := NewSigner("veil.test", testKey(t, "veil.test", 1), filepath.Join(dir, "state"))
+	m := &memStore{}
+	s.Check(ctx, m)
+	var halted error
+	c := NewCheckpointer(s, &memStorage{m: m}, nil, func(err error) { halted = err })
+	s.Log().Append(ctx, m, testEntry(0))
+	os.RemoveAll(dir)
+	if _, err := c.Sync(ctx); !errors.Is(err, ErrUnavailable) || halted == nil || !errors.Is(c.Err(), ErrUnavailable) {
+		t.Fatalf("Sync with the signer's state unwritable: %v; halted %v", err, halted)
+	}
+	if len(m.cps) != 0 {
+		t.Error("a checkpoint the signer could not record reached the store")
+	}
+}

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-func testCosigner(t *testing.T, seed byte) *Cosigner {
+func testCosigner(t testing.TB, seed byte) *Cosigner {
 	t.Helper()
 	s := make([]byte, ed25519.SeedSize)
 	for i := range s {

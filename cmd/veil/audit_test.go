@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -92,9 +93,34 @@ func TestAuditCheckpointVerifyWitness(t *testing.T) {
 	if out, err := veilAt(t, u, "audit", "checkpoint", "--key", m.pub(), "-o", m.kept()); err != nil || !strings.Contains(out, "of 12 entries") {
 		t.Fatalf("checkpoint -o over a kept checkpoint: %v\n%s", err, out)
 	}
+	// A daemon that serves a bad proof convinces neither the auditor nor the witness.
+	h := auditHandler(p.db, p.signer.Log())
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/audit/consistency" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		var cp audit.ConsistencyProof
+		json.Unmarshal(rec.Body.Bytes(), &cp)
+		if len(cp.Hashes) > 0 {
+			cp.Hashes[0][0] ^= 1
+		}
+		json.NewEncoder(w).Encode(cp)
+	}))
+	defer liar.Close()
+	p.put(t, 1)
+	if _, err := veilAt(t, liar.URL, "audit", "verify", "--key", m.pub(), "--since", m.kept()); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "does not extend") {
+		t.Errorf("verify --since with a bad proof: %v", err)
+	}
+	if _, err := veilAt(t, liar.URL, append(wargs, "-o", cosigned)...); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "does not extend") {
+		t.Errorf("witness with a bad proof: %v", err)
+	}
+
 	// Archived as they were signed.
 	last, err := os.ReadFile(filepath.Join(m.archive(), "checkpoint"))
-	if err != nil || !strings.HasPrefix(string(last), origin+"\n12\n") {
+	if err != nil || !strings.HasPrefix(string(last), origin+"\n13\n") {
 		t.Errorf("archive's latest: %q %v", last, err)
 	}
 }
