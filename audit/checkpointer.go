@@ -88,7 +88,7 @@ func (c *Checkpointer) Sync(ctx context.Context) (*Checkpoint, error) {
 }
 
 func (c *Checkpointer) stop(err error) error {
-	c.stopped = fmt.Errorf("the audit log can no longer be signed, and the store stopped accepting writes: %w", err)
+	c.stopped = fmt.Errorf("the audit log can no longer be signed: %w", err)
 	if c.halt != nil {
 		c.halt(c.stopped)
 	}

@@ -23,9 +23,10 @@ type DB struct {
 	path   string
 	marker string
 
-	mu     sync.Mutex
-	failed error // latched storage failure: no more writes
-	hook   func(context.Context)
+	mu      sync.Mutex
+	failed  error // latched failure, in full for the operator (Err): no more writes
+	refusal error // what Update answers after it: no host path, as callers may show it to anyone
+	hook    func(context.Context)
 	closed bool
 }
 
@@ -193,8 +194,11 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 // Update implements store.Store. After a storage failure it refuses at once, without
 // touching the disk (see Err).
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	if err := db.Err(); err != nil {
-		return err
+	db.mu.Lock()
+	refusal := db.refusal
+	db.mu.Unlock()
+	if refusal != nil {
+		return refusal
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -235,18 +239,25 @@ func (db *DB) Err() error {
 	return db.failed
 }
 
-// Halt implements store.Store.
+// Halt implements store.Store. Err reports reason in full; writes are refused with a
+// message that does not repeat it (it may name host paths).
 func (db *DB) Halt(reason error) {
-	db.latch(fmt.Errorf("%w: the store stopped accepting writes: %v", store.ErrUnavailable, reason))
+	at := time.Now().UTC().Format(time.RFC3339)
+	db.latch(fmt.Errorf("%w: the store stopped accepting writes at %s: %v", store.ErrUnavailable, at, reason),
+		fmt.Errorf("%w: the store stopped accepting writes at %s after a failure the operator can find in the daemon log", store.ErrUnavailable, at))
 }
 
-func (db *DB) latch(err error) error {
+// latch records the first failure; refusal, if not nil, is what Update answers instead.
+func (db *DB) latch(err, refusal error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.failed == nil {
-		db.failed = err
+		db.failed, db.refusal = err, refusal
+		if refusal == nil {
+			db.refusal = err
+		}
 	}
-	return db.failed
+	return db.refusal
 }
 
 // fail classifies err from SQLite. An I/O error or a damaged page latches the failure, as
@@ -275,7 +286,7 @@ func (db *DB) fail(what string, err error) error {
 			what += ", read"
 		}
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes after a storage failure at %s (%s: %v); the operator must check the disk and restart Veil (the change that hit the failure is either wholly committed or not at all; a restart settles which)",
-			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), what, se))
+			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), what, se), nil)
 	}
 	return err
 }

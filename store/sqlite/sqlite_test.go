@@ -485,8 +485,12 @@ func TestHaltStopsWrites(t *testing.T) {
 	o := newStore(t, 2)
 	db := mustOpen(t, o)
 	defer db.Close()
-	db.Halt(errors.New("the audit signer refuses the log"))
-	if err := put(t, db, testLog(t), 2); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "signer refuses") {
-		t.Errorf("write after Halt: %v", err)
+	db.Halt(errors.New("the audit signer refuses the log (state /secret/path/audit.state)"))
+	err := put(t, db, testLog(t), 2)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "stopped accepting writes") || strings.Contains(err.Error(), "/secret/path") {
+		t.Errorf("write after Halt: %v (want a refusal that does not repeat the reason's paths)", err)
+	}
+	if e := db.Err(); e == nil || !strings.Contains(e.Error(), "signer refuses") {
+		t.Errorf("Err after Halt: %v", e)
 	}
 }
