@@ -27,7 +27,7 @@ type DB struct {
 	failed  error // latched failure, in full for the operator (Err): no more writes
 	refusal error // what Update answers after it: no host path, as callers may show it to anyone
 	hook    func(context.Context)
-	closed bool
+	closed  bool
 }
 
 var _ store.Store = (*DB)(nil)
