@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/store"
 	"github.com/veil-dp/veil/store/sqlite"
 )
 
@@ -404,5 +406,57 @@ func TestVerifyWhileAppending(t *testing.T) {
 	}
 	if p.next-before < 6 {
 		t.Errorf("only %d entries were appended during the verifications: the test proved nothing", p.next-before)
+	}
+}
+
+// TestConcurrentAppends hammers the wired platform from many goroutines: every commit's
+// hook signs, stores and archives under one Checkpointer. Afterwards the log verifies, and
+// the signer, the store and the archive agree on the latest checkpoint.
+func TestConcurrentAppends(t *testing.T) {
+	ctx := context.Background()
+	m := newMachine(t)
+	p, err := m.start(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				err := p.db.Update(ctx, func(tx store.Tx) error {
+					_, err := p.signer.Log().Append(ctx, tx, audit.Entry{Time: time.Unix(int64(g*100+i), 0), Actor: "w", Action: "hammer", Object: "x"})
+					return err
+				})
+				if err != nil {
+					mu.Lock()
+					t.Error(err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	out := mustVeil(t, p.srv.URL, "audit", "verify", "--key", m.pub())
+	if !strings.Contains(out, "OK: 80 entries") {
+		t.Errorf("verify: %s", out)
+	}
+	latest, ok := p.signer.Latest()
+	arch, _ := os.ReadFile(filepath.Join(m.archive(), "checkpoint"))
+	var stored audit.Checkpoint
+	p.db.View(ctx, func(tx store.Tx) error {
+		cps, _ := tx.Checkpoints(ctx)
+		stored = cps[len(cps)-1]
+		return nil
+	})
+	if !ok || latest.Size != 80 || !bytes.Equal(latest.Note, stored.Note) || !bytes.Equal(arch, stored.Note) {
+		t.Errorf("signer %d, store %d, archive %q disagree", latest.Size, stored.Size, arch)
+	}
+	if err := p.cp.Err(); err != nil {
+		t.Error(err)
 	}
 }
