@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -80,3 +81,55 @@ func OpenCheckpoint(v note.Verifier, msg []byte) (origin string, size int64, roo
 	}
 	return parseCheckpoint(n.Text)
 }
+
+// tree is a checkpoint that has been opened: what its signed text says, and the note.
+type tree struct {
+	origin string
+	size   int64
+	root   tlog.Hash
+	note   []byte
+}
+
+func openTree(v note.Verifier, msg []byte) (tree, error) {
+	origin, size, root, err := OpenCheckpoint(v, msg)
+	if err != nil {
+		return tree{}, err
+	}
+	return tree{origin: origin, size: size, root: root, note: msg}, nil
+}
+
+// emptyRoot is the root hash of the empty tree (RFC 6962: the hash of the empty string).
+var emptyRoot, _ = tlog.TreeHash(0, nil)
+
+// checkExtends checks that next's tree extends prev's, given a tree proof from prev.size to
+// next.size, and names what is wrong otherwise: a smaller tree (truncated, or an older copy
+// restored), two different trees of one size (a fork), or a proof that does not verify
+// (history rewritten). All three are ErrTampered.
+func checkExtends(prev, next tree, proof []tlog.Hash) error {
+	if prev.origin != next.origin {
+		return fmt.Errorf("%w: the checkpoints are of different logs (%.100q and %.100q)", ErrTampered, prev.origin, next.origin)
+	}
+	switch {
+	case next.size < prev.size:
+		return fmt.Errorf("%w: the log's tree of %d entries is smaller than the checkpoint of %d entries signed earlier: entries were removed (truncated) or an older copy of the log was restored", ErrTampered, next.size, prev.size)
+	case next.size == prev.size && next.root != prev.root:
+		return fmt.Errorf("%w: two different trees of %d entries (roots %s and %s): the log was forked, or entries it covered were rewritten", ErrTampered, next.size, prev.root, next.root)
+	case prev.size == 0:
+		if prev.root != emptyRoot {
+			return fmt.Errorf("%w: the checkpoint of the empty log has a root other than the empty tree's", ErrTampered)
+		}
+		return nil
+	}
+	if len(proof) > 2*maxProofHashes {
+		return fmt.Errorf("%w: consistency proof has %d hashes, more than %d", ErrInvalid, len(proof), 2*maxProofHashes)
+	}
+	if err := tlog.CheckTree(proof, next.size, next.root, prev.size, prev.root); err != nil {
+		return fmt.Errorf("%w: the log's tree of %d entries does not extend the checkpoint of %d entries signed earlier: entries it covered were changed (history rewritten, or a fork)", ErrTampered, next.size, prev.size)
+	}
+	return nil
+}
+
+// ProveFunc returns a tree proof (RFC 6962 consistency proof) that the log's tree of size
+// to extends its tree of size from; Signer, Archive and Witness ask one when they have to
+// check a new checkpoint against an older one.
+type ProveFunc func(ctx context.Context, from, to int64) ([]tlog.Hash, error)

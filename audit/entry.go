@@ -20,6 +20,9 @@ var (
 	ErrTampered = errors.New("integrity check failed")
 	// ErrNotFound marks a request for an entry or checkpoint the log does not have.
 	ErrNotFound = errors.New("not found")
+	// ErrUnavailable marks a storage failure outside the store: the signer's state file
+	// or a checkpoint archive could not be written or read.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // MaxEntrySize bounds the encoded size of one entry. Entries describe actions; they are not

@@ -89,3 +89,73 @@ func FuzzCheckProof(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckConsistency: a consistency proof comes from a daemon the auditor does not trust.
+// Only a proof between two genuine trees of the log can pass.
+func FuzzCheckConsistency(f *testing.F) {
+	l, k, m := newTestLog(f, 21)
+	for _, from := range []int64{1, 7, 16, 21} {
+		p, err := l.ProveConsistency(context.Background(), m, from, 0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, _ := json.Marshal(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p ConsistencyProof
+		if json.Unmarshal(data, &p) != nil || CheckConsistency(k.Verifier(), &p) != nil {
+			return
+		}
+		// Both checkpoints are the log's own (signed; the key is not the fuzzer's).
+		found := 0
+		for _, cp := range m.cps {
+			if bytes.Equal(cp.Note, p.Old) || bytes.Equal(cp.Note, p.New) {
+				found++
+			}
+		}
+		if found == 0 || found == 1 && !bytes.Equal(p.Old, p.New) {
+			t.Fatalf("consistency accepted for checkpoints the log did not sign")
+		}
+	})
+}
+
+// FuzzSplitNotes: an archive file is read back from a place others may write.
+func FuzzSplitNotes(f *testing.F) {
+	_, _, m := newTestLog(f, 4)
+	all := bytes.Join([][]byte{m.cps[0].Note, m.cps[1].Note, m.cps[2].Note}, nil)
+	f.Add(all, true)
+	f.Add(all[17:], false)
+	f.Add([]byte("a\n\n— x y\n"), true)
+	f.Fuzz(func(t *testing.T, data []byte, atStart bool) {
+		notes, _ := splitNotes(data, atStart)
+		for _, n := range notes {
+			if !bytes.Contains(data, n) || !bytes.Contains(n, []byte("\n\n— ")) || n[len(n)-1] != '\n' {
+				t.Fatalf("split out %q", n)
+			}
+		}
+	})
+}
+
+// FuzzCosignatureVerifier: witness keys and cosigned checkpoints come from other parties.
+func FuzzCosignatureVerifier(f *testing.F) {
+	c := testCosigner(f, 3)
+	k := testKey(f, "veil.test", 1)
+	_, _, m := newTestLog(f, 2)
+	w, _ := OpenWitness(c, k.Verifier(), f.TempDir()+"/state", true)
+	cosigned, err := w.Cosign(context.Background(), m.cps[1].Note, proverOf(m))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(c.VerifierKey(), cosigned)
+	f.Add("x+00000000+BA==", []byte("x\n\n— x AAAA\n"))
+	f.Fuzz(func(t *testing.T, vkey string, msg []byte) {
+		v, err := NewCosignatureVerifier(vkey)
+		if err != nil {
+			return
+		}
+		if _, err := CosignedAt(k.Verifier(), v, msg); err == nil && v.KeyHash() != c.KeyHash() {
+			t.Fatalf("a checkpoint is cosigned by a key that never signed")
+		}
+	})
+}

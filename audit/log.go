@@ -39,7 +39,12 @@ type Checkpoint struct {
 type Report struct {
 	Records     int64  `json:"records"`
 	Checkpoints int64  `json:"checkpoints"`
-	Root        string `json:"root"` // base64 root hash of the whole log
+	Root        string `json:"root"` // base64 root hash of the records covered by the latest checkpoint
+	Size        int64  `json:"size"` // the size of the latest checkpoint
+	// Pending counts the records after the latest checkpoint: appended and committed, and
+	// checked against their stored hashes, but not signed yet (a Signer signs after the
+	// commit).
+	Pending int64 `json:"pending,omitempty"`
 }
 
 // VerifyError says where a log fails verification. Index is the first record index at
@@ -61,14 +66,22 @@ func (e *VerifyError) Is(target error) bool { return target == ErrTampered }
 // Log appends to and verifies an audit log. It holds no storage: each call is given the
 // caller's Reader or Writer (usually a database transaction).
 type Log struct {
-	key      *Key // nil for a log that only verifies
+	key      *Key // signs a checkpoint inside each Append (NewLog)
 	origin   string
 	verifier note.Verifier
-	err      error // why the log cannot be used, from NewVerifyingLog
+	// appendOnly logs (Signer.Log) append records and hashes only; their Signer signs
+	// checkpoints after the commit.
+	appendOnly bool
+	err        error // why the log cannot be used, from NewVerifyingLog
 }
 
-// NewLog returns a log with checkpoints for origin (their first line, conventionally the
-// key name) signed by key.
+// NewLog returns a log whose Append also signs a checkpoint of the new tree with key, inside
+// the caller's transaction, for origin (the checkpoints' first line, conventionally the key
+// name).
+//
+// Deprecated: signing inside the transaction signs whatever tree the store holds and may
+// sign a tree whose transaction then rolls back. Use a Signer (NewSigner) and its Log,
+// which sign only committed trees that extend the last one signed.
 func NewLog(origin string, key *Key) *Log {
 	l := &Log{key: key, origin: origin}
 	if key == nil {
@@ -142,7 +155,7 @@ func (l *Log) Append(ctx context.Context, w Writer, e Entry) (int64, error) {
 	if l.err != nil {
 		return 0, l.err
 	}
-	if l.key == nil {
+	if l.key == nil && !l.appendOnly {
 		return 0, fmt.Errorf("%w: audit log opened for verification only", ErrInvalid)
 	}
 	if !validOrigin(l.origin) {
@@ -160,6 +173,12 @@ func (l *Log) Append(ctx context.Context, w Writer, e Entry) (int64, error) {
 	hashes, err := tlog.StoredHashes(n, data, hr)
 	if err != nil {
 		return 0, fmt.Errorf("append audit entry %d: compute tree hashes: %w", n, err)
+	}
+	if l.appendOnly {
+		if err := w.AppendRecord(ctx, n, data, hashes); err != nil {
+			return 0, fmt.Errorf("append audit entry %d: %w", n, err)
+		}
+		return n, nil
 	}
 	root, err := tlog.TreeHash(n+1, overlay{base: hr, first: tlog.StoredHashIndex(0, n), hashes: hashes})
 	if err != nil {
@@ -231,10 +250,15 @@ type verification struct {
 
 // Verify recomputes the whole tree from the records and checks that every stored hash
 // equals the recomputed one, that every checkpoint is validly signed, names this log and
-// has the recomputed root at its size, that successive checkpoints are consistent, that
-// every record is covered by a checkpoint, and that the log is not shorter than its latest
-// checkpoint. A failure is a *VerifyError naming the first record index at fault; errors
-// of the store itself are returned wrapped, not as ErrTampered.
+// has the recomputed root at its size, that successive checkpoints are consistent, and that
+// the log is not shorter than its latest checkpoint. Records after the latest checkpoint are
+// checked against their stored hashes and counted as Pending. A failure is a *VerifyError
+// naming the first record index at fault; errors of the store itself are returned wrapped,
+// not as ErrTampered.
+//
+// Verify reads r as one snapshot: give it a read transaction, or a copy of the log fixed at
+// one checkpoint, never pages read at different times (a log that grew in between would
+// look truncated).
 func (l *Log) Verify(ctx context.Context, r Reader) (*Report, error) {
 	if l.err != nil {
 		return nil, l.err
@@ -307,18 +331,11 @@ func (l *Log) Verify(ctx context.Context, r Reader) (*Report, error) {
 		}
 		return nil, &VerifyError{n, fmt.Sprintf("missing: the log has %d records but a signed checkpoint covers %d; records from %d on were removed (truncated)", n, latest.Size, n)}
 	}
-	if v.prev < n {
-		what := fmt.Sprintf("records %d..%d are", v.prev, n-1)
-		if n-v.prev == 1 {
-			what = "the record is"
-		}
-		return nil, &VerifyError{v.prev, what + " not covered by any signed checkpoint (added outside Append)"}
-	}
 	root := v.prevRoot
-	if n == 0 {
-		root, _ = tlog.TreeHash(0, nil)
+	if !v.havePrev {
+		root = emptyRoot
 	}
-	return &Report{Records: n, Checkpoints: int64(len(cps)), Root: root.String()}, nil
+	return &Report{Records: n, Checkpoints: int64(len(cps)), Root: root.String(), Size: v.prev, Pending: n - v.prev}, nil
 }
 
 // readStoredHashes reads the stored hashes of records [from, to). If the batch cannot be

@@ -155,17 +155,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"checkpoints out of order", func(t *testing.T, m *memStore) {
 			m.cps[5], m.cps[6] = m.cps[6], m.cps[5]
 		}, 5, "out of order"},
-		{"record appended without Append", func(t *testing.T, m *memStore) {
-			data, _ := encodeEntry(testEntry(1000))
-			hs, err := tlog.StoredHashes(n, data, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-				return m.ReadHashes(ctx, idx)
-			}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.records = append(m.records, data)
-			m.hashes = append(m.hashes, hs...)
-		}, n, "not covered by any signed checkpoint"},
+		{"pending record changed", func(t *testing.T, m *memStore) {
+			appendUnsigned(t, m, testEntry(1000))
+			m.records[n][20] ^= 1
+		}, n, "changed"},
 		{"forged record and checkpoint by another key", func(t *testing.T, m *memStore) {
 			l2 := NewLog("veil.test", other)
 			if _, err := l2.Append(ctx, m, testEntry(1000)); err != nil {
@@ -316,5 +309,35 @@ func TestDecodeEntryRejects(t *testing.T) {
 	}
 	if _, err := DecodeEntry([]byte(" {\"time\":\"2025-03-01T09:00:03Z\",\"action\":\"a\"}\n")); err != nil {
 		t.Errorf("DecodeEntry with surrounding space: %v", err)
+	}
+}
+
+// appendUnsigned appends e as a Signer's Log does: record and hashes, no checkpoint.
+func appendUnsigned(t *testing.T, m *memStore, e Entry) {
+	t.Helper()
+	l := &Log{origin: "veil.test", appendOnly: true}
+	if _, err := l.Append(context.Background(), m, e); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyPending: records committed after the latest checkpoint are checked against
+// their hashes and reported as pending, not as damage (a Signer signs after the commit).
+func TestVerifyPending(t *testing.T) {
+	ctx := context.Background()
+	l, _, m := newTestLog(t, 10)
+	for i := range 3 {
+		appendUnsigned(t, m, testEntry(100+i))
+	}
+	rep, err := l.Verify(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Records != 13 || rep.Size != 10 || rep.Pending != 3 {
+		t.Errorf("report %+v, want 13 records, checkpoint size 10, 3 pending", rep)
+	}
+	root, _ := tlog.TreeHash(10, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return m.ReadHashes(ctx, idx) }))
+	if rep.Root != root.String() {
+		t.Errorf("root %s, want the root of the checkpointed 10 records %s", rep.Root, root)
 	}
 }

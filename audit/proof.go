@@ -89,69 +89,93 @@ func CheckProof(v note.Verifier, p *Proof) error {
 }
 
 // ConsistencyProof shows that the log of checkpoint New extends the log of checkpoint Old:
-// an auditor who kept Old can check that nothing it covered was changed since.
+// an auditor who kept Old can check that nothing it covered was changed since. Served by
+// the daemon, Old is the store's own copy of the older checkpoint if it has one; a client
+// checks against the copy it kept, never against the server's.
 type ConsistencyProof struct {
-	Old    []byte      `json:"old"`
+	Old    []byte      `json:"old,omitempty"`
 	New    []byte      `json:"new"`
 	Hashes []tlog.Hash `json:"hashes"`
 }
 
-// ProveConsistency returns a proof that the latest checkpoint extends the checkpoint of
-// size oldSize.
-func (l *Log) ProveConsistency(ctx context.Context, r Reader, oldSize int64) (*ConsistencyProof, error) {
+// ProveConsistency returns a proof that the log's tree at the stored checkpoint of size to
+// (0: the latest) extends its tree of size from. It reads one snapshot r, so the checkpoint
+// and the hashes agree even while the log grows, and checks the proof before returning it:
+// a store that no longer matches its checkpoints yields ErrTampered, not a bad proof.
+func (l *Log) ProveConsistency(ctx context.Context, r Reader, from, to int64) (*ConsistencyProof, error) {
 	if l.err != nil {
 		return nil, l.err
+	}
+	if from < 1 {
+		return nil, fmt.Errorf("%w: the older tree size must be at least 1, not %d", ErrInvalid, from)
 	}
 	cps, err := r.Checkpoints(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("prove audit consistency: read checkpoints: %w", err)
 	}
-	var old []byte
-	for _, c := range cps {
-		if c.Size == oldSize {
-			old = c.Note
+	if len(cps) == 0 {
+		return nil, fmt.Errorf("%w: the audit log has no checkpoint yet", ErrNotFound)
+	}
+	var newCP, oldCP *Checkpoint
+	for i := range cps {
+		switch cps[i].Size {
+		case to:
+			newCP = &cps[i]
+		case from:
+			oldCP = &cps[i]
 		}
 	}
-	if old == nil || oldSize < 1 {
-		return nil, fmt.Errorf("%w: no checkpoint for size %d", ErrNotFound, oldSize)
+	if to == 0 {
+		newCP = &cps[len(cps)-1]
 	}
-	latest := cps[len(cps)-1]
-	hashes, err := tlog.ProveTree(latest.Size, oldSize, hashReader{ctx, r})
+	if newCP == nil {
+		return nil, fmt.Errorf("%w: no checkpoint of size %d", ErrNotFound, to)
+	}
+	if from > newCP.Size {
+		return nil, fmt.Errorf("%w: the checkpoint of size %d is older than size %d; the log signed no larger tree", ErrInvalid, newCP.Size, from)
+	}
+	next, err := openTree(l.verifier, newCP.Note)
 	if err != nil {
-		return nil, fmt.Errorf("prove audit consistency %d→%d: %w", oldSize, latest.Size, err)
+		return nil, fmt.Errorf("prove audit consistency: checkpoint %d: %w", newCP.Size, err)
 	}
-	p := &ConsistencyProof{Old: old, New: latest.Note, Hashes: hashes}
-	if err := CheckConsistency(l.verifier, p); err != nil {
-		return nil, fmt.Errorf("prove audit consistency %d→%d: the stored log does not match its checkpoints (run audit verify): %w", oldSize, latest.Size, err)
+	if next.origin != l.origin || next.size != newCP.Size {
+		return nil, fmt.Errorf("%w: the checkpoint stored for size %d is not this log's checkpoint of that size", ErrTampered, newCP.Size)
+	}
+	hr := hashReader{ctx, r}
+	root, err := tlog.TreeHash(next.size, hr)
+	if err != nil {
+		return nil, fmt.Errorf("prove audit consistency %d→%d: %w", from, next.size, err)
+	}
+	if root != next.root {
+		return nil, fmt.Errorf("%w: the stored tree of size %d does not match its signed checkpoint (run audit verify)", ErrTampered, next.size)
+	}
+	hashes, err := tlog.ProveTree(next.size, from, hr)
+	if err != nil {
+		return nil, fmt.Errorf("prove audit consistency %d→%d: %w", from, next.size, err)
+	}
+	p := &ConsistencyProof{New: newCP.Note, Hashes: hashes}
+	if oldCP != nil {
+		p.Old = oldCP.Note
+		if err := CheckConsistency(l.verifier, p); err != nil {
+			return nil, fmt.Errorf("prove audit consistency %d→%d: the stored log does not match its checkpoints (run audit verify): %w", from, next.size, err)
+		}
 	}
 	return p, nil
 }
 
-// CheckConsistency checks offline that both checkpoints are signed by v's key, are of the
-// same log, and that New's tree extends Old's.
+// CheckConsistency checks offline that both checkpoints are signed by v's key and are of the
+// same log, and that New's tree extends Old's; see checkExtends for what it reports.
 func CheckConsistency(v note.Verifier, p *ConsistencyProof) error {
 	if p == nil {
 		return fmt.Errorf("%w: no proof", ErrInvalid)
 	}
-	if len(p.Hashes) > 2*maxProofHashes {
-		return fmt.Errorf("%w: proof has %d hashes, more than %d", ErrInvalid, len(p.Hashes), 2*maxProofHashes)
-	}
-	oldOrigin, oldSize, oldRoot, err := OpenCheckpoint(v, p.Old)
+	prev, err := openTree(v, p.Old)
 	if err != nil {
 		return fmt.Errorf("old checkpoint: %w", err)
 	}
-	newOrigin, newSize, newRoot, err := OpenCheckpoint(v, p.New)
+	next, err := openTree(v, p.New)
 	if err != nil {
 		return fmt.Errorf("new checkpoint: %w", err)
 	}
-	if oldOrigin != newOrigin {
-		return fmt.Errorf("%w: the checkpoints are of different logs", ErrTampered)
-	}
-	if oldSize < 1 || oldSize > newSize {
-		return fmt.Errorf("%w: the old checkpoint (size %d) must be non-empty and not larger than the new one (size %d)", ErrInvalid, oldSize, newSize)
-	}
-	if err := tlog.CheckTree(p.Hashes, newSize, newRoot, oldSize, oldRoot); err != nil {
-		return fmt.Errorf("%w: the log of size %d does not extend the log of size %d", ErrTampered, newSize, oldSize)
-	}
-	return nil
+	return checkExtends(prev, next, p.Hashes)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -122,7 +123,7 @@ func TestConsistency(t *testing.T) {
 	ctx := context.Background()
 	l, k, orig := newTestLog(t, 37)
 	for _, old := range []int64{1, 2, 13, 16, 36, 37} {
-		p, err := l.ProveConsistency(ctx, orig, old)
+		p, err := l.ProveConsistency(ctx, orig, old, 0)
 		if err != nil {
 			t.Fatalf("ProveConsistency(%d): %v", old, err)
 		}
@@ -130,10 +131,10 @@ func TestConsistency(t *testing.T) {
 			t.Fatalf("CheckConsistency(%d): %v", old, err)
 		}
 	}
-	if _, err := l.ProveConsistency(ctx, orig, 0); !errors.Is(err, ErrNotFound) {
+	if _, err := l.ProveConsistency(ctx, orig, 0, 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("ProveConsistency(0): %v", err)
 	}
-	p, _ := l.ProveConsistency(ctx, orig, 13)
+	p, _ := l.ProveConsistency(ctx, orig, 13, 0)
 	// An auditor kept checkpoint 13; the operator rewrote record 5 and re-signed
 	// everything after it... with the same key it could, but an old checkpoint kept
 	// elsewhere does not match the new tree.
@@ -153,7 +154,7 @@ func TestConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p2, err := l2.ProveConsistency(ctx, m2, 13)
+	p2, err := l2.ProveConsistency(ctx, m2, 13, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +168,43 @@ func TestConsistency(t *testing.T) {
 	if err := CheckConsistency(k.Verifier(), &bad); !errors.Is(err, ErrTampered) {
 		t.Errorf("tampered consistency proof: %v", err)
 	}
+	// A kept checkpoint larger than the log's: the log shrank.
 	bad = *p
 	bad.Old, bad.New = p.New, p.Old
-	if err := CheckConsistency(k.Verifier(), &bad); !errors.Is(err, ErrInvalid) {
+	if err := CheckConsistency(k.Verifier(), &bad); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "smaller") {
 		t.Errorf("swapped checkpoints: %v", err)
+	}
+	// Two different signed trees of one size: a fork.
+	fork, err := l2.ProveConsistency(ctx, m2, 37, 37)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fork.Old = orig.cps[36].Note
+	if err := CheckConsistency(k.Verifier(), fork); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "forked") {
+		t.Errorf("fork: %v", err)
+	}
+	// A stored tree that no longer matches its checkpoint proves nothing.
+	m3 := orig.clone()
+	m3.records[3][12] ^= 1
+	m3.rehash(t)
+	if _, err := l.ProveConsistency(ctx, m3, 13, 0); !errors.Is(err, ErrTampered) {
+		t.Errorf("ProveConsistency on a rewritten store: %v", err)
+	}
+	// Consistency to an older stored checkpoint, and from a size with no stored checkpoint.
+	m4 := orig.clone()
+	m4.cps = []Checkpoint{m4.cps[4], m4.cps[20]}
+	p4, err := l.ProveConsistency(ctx, m4, 9, 21)
+	if err != nil || p4.Old != nil {
+		t.Fatalf("ProveConsistency(9, 21) without a stored checkpoint of 9: %+v, %v", p4, err)
+	}
+	p4.Old = orig.cps[8].Note
+	if err := CheckConsistency(k.Verifier(), p4); err != nil {
+		t.Errorf("proof from the kept checkpoint 9 to 21: %v", err)
+	}
+	if _, err := l.ProveConsistency(ctx, m4, 22, 21); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ProveConsistency from beyond the new checkpoint: %v", err)
+	}
+	if _, err := l.ProveConsistency(ctx, m4, 1, 30); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ProveConsistency to a size with no checkpoint: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/veil-dp/veil/audit"
@@ -26,6 +27,36 @@ func (c *Client) AuditRecords(ctx context.Context, from, limit int64, tail bool)
 func (c *Client) AuditProof(ctx context.Context, index int64) (*audit.Proof, error) {
 	var p audit.Proof
 	return &p, c.do(ctx, "GET", "/v1/audit/proof/"+strconv.FormatInt(index, 10), nil, &p)
+}
+
+// AuditCheckpoint fetches the latest signed checkpoint (GET /v1/audit/checkpoint). It is
+// not checked here: open it with the platform key (audit.OpenCheckpoint).
+func (c *Client) AuditCheckpoint(ctx context.Context) (audit.Checkpoint, error) {
+	var cp audit.Checkpoint
+	return cp, c.do(ctx, "GET", "/v1/audit/checkpoint", nil, &cp)
+}
+
+// AuditConsistency fetches a proof that the log's tree at its checkpoint of size to (0: the
+// latest) extends its tree of size from (GET /v1/audit/consistency?from=N&to=M). Check it
+// against a checkpoint you kept, never against the proof's own Old.
+func (c *Client) AuditConsistency(ctx context.Context, from, to int64) (*audit.ConsistencyProof, error) {
+	var p audit.ConsistencyProof
+	q := "?from=" + strconv.FormatInt(from, 10)
+	if to > 0 {
+		q += "&to=" + strconv.FormatInt(to, 10)
+	}
+	return &p, c.do(ctx, "GET", "/v1/audit/consistency"+q, nil, &p)
+}
+
+// AuditProver returns the daemon's consistency proofs as an audit.ProveFunc, for a witness.
+func (c *Client) AuditProver() audit.ProveFunc {
+	return func(ctx context.Context, from, to int64) ([]tlog.Hash, error) {
+		p, err := c.AuditConsistency(ctx, from, to)
+		if err != nil {
+			return nil, err
+		}
+		return p.Hashes, nil
+	}
 }
 
 // ServerVerify asks the daemon to verify the log as stored, interior hashes included.
@@ -72,26 +103,31 @@ func (m *memLog) ReadRecords(_ context.Context, from, to int64) ([][]byte, error
 
 func (m *memLog) Checkpoints(context.Context) ([]audit.Checkpoint, error) { return m.cps, nil }
 
-// VerifyAudit fetches the whole log and its checkpoints and verifies them locally against
-// the platform's verifier key vkey.
-func (c *Client) VerifyAudit(ctx context.Context, vkey string) (*audit.Report, error) {
-	m := &memLog{}
-	for {
-		page, err := c.AuditRecords(ctx, int64(len(m.records)), 10000, false)
-		if err != nil {
-			return nil, err
-		}
-		m.records = append(m.records, page.Records...)
-		if len(page.Records) == 0 || int64(len(m.records)) >= page.Size {
-			break
-		}
-	}
+// fetchLog fetches the log as of its latest checkpoint: the checkpoints first (one
+// snapshot), then the records up to the latest one's size, so that entries appended in the
+// meantime are left out instead of looking like a truncation. It recomputes every hash.
+func (c *Client) fetchLog(ctx context.Context) (*memLog, error) {
 	var cps api.AuditCheckpoints
 	if err := c.do(ctx, "GET", "/v1/audit/checkpoints", nil, &cps); err != nil {
 		return nil, err
 	}
+	m := &memLog{}
 	for _, cp := range cps.Checkpoints {
 		m.cps = append(m.cps, audit.Checkpoint{Size: cp.Size, Note: cp.Note})
+	}
+	var size int64
+	if len(m.cps) > 0 {
+		size = m.cps[len(m.cps)-1].Size
+	}
+	for int64(len(m.records)) < size {
+		page, err := c.AuditRecords(ctx, int64(len(m.records)), min(10000, size-int64(len(m.records))), false)
+		if err != nil {
+			return nil, err
+		}
+		if len(page.Records) == 0 {
+			break // fewer records than the checkpoint covers: Verify reports the truncation
+		}
+		m.records = append(m.records, page.Records[:min(len(page.Records), int(size)-len(m.records))]...)
 	}
 	for i, rec := range m.records {
 		hs, err := tlog.StoredHashes(int64(i), rec, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
@@ -102,19 +138,109 @@ func (c *Client) VerifyAudit(ctx context.Context, vkey string) (*audit.Report, e
 		}
 		m.hashes = append(m.hashes, hs...)
 	}
-	key, _, err := parseVerifier(vkey)
+	return m, nil
+}
+
+// VerifyAudit fetches the log as of its latest checkpoint and verifies it locally against
+// the platform's verifier key vkey.
+func (c *Client) VerifyAudit(ctx context.Context, vkey string) (*audit.Report, error) {
+	l, _, err := parseVerifier(vkey)
 	if err != nil {
 		return nil, err
 	}
-	return key.Verify(ctx, m)
+	m, err := c.fetchLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return l.Verify(ctx, m)
+}
+
+// Kept is a checkpoint an auditor kept (veil audit checkpoint -o FILE), and its name in
+// messages.
+type Kept struct {
+	Name string
+	Note []byte
+}
+
+// VerifyAuditSince verifies the log as VerifyAudit does and proves that it extends every
+// kept checkpoint: with the daemon's consistency proof from the kept checkpoint's size to
+// the latest checkpoint, checked against the kept copy, and again against the tree
+// recomputed here from the records. A log smaller than a kept checkpoint, a different tree
+// of the same size (a fork) or a proof that does not verify is audit.ErrTampered, naming
+// the kept checkpoint.
+func (c *Client) VerifyAuditSince(ctx context.Context, vkey string, kept []Kept) (*audit.Report, error) {
+	l, _, err := parseVerifier(vkey)
+	if err != nil {
+		return nil, err
+	}
+	v, _, _ := audit.ParseVerifierKey(vkey)
+	latest, err := c.AuditCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("latest checkpoint: %w", err)
+	}
+	for _, k := range kept {
+		if err := c.CheckKept(ctx, v, k, latest); err != nil {
+			return nil, err
+		}
+	}
+	m, err := c.fetchLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := l.Verify(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	// The records themselves, hashed here, must give every kept root.
+	for _, k := range kept {
+		_, size, root, _ := audit.OpenCheckpoint(v, k.Note)
+		if size > int64(len(m.records)) {
+			return nil, fmt.Errorf("kept checkpoint %s: %w: it covers %d entries, the log served %d", k.Name, audit.ErrTampered, size, len(m.records))
+		}
+		if size == 0 {
+			continue
+		}
+		got, err := tlog.TreeHash(size, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return m.ReadHashes(ctx, idx) }))
+		if err != nil {
+			return nil, err
+		}
+		if got != root {
+			return nil, fmt.Errorf("kept checkpoint %s: %w: the log's first %d records, hashed here, do not give its root: they were changed", k.Name, audit.ErrTampered, size)
+		}
+	}
+	return rep, nil
+}
+
+// CheckKept checks that the log's checkpoint latest (signed by v) extends the kept
+// checkpoint k, with the daemon's consistency proof between their sizes.
+func (c *Client) CheckKept(ctx context.Context, v note.Verifier, k Kept, latest audit.Checkpoint) error {
+	if err := c.checkKept(ctx, v, k, latest); err != nil {
+		return fmt.Errorf("kept checkpoint %s: %w", k.Name, err)
+	}
+	return nil
+}
+
+func (c *Client) checkKept(ctx context.Context, v note.Verifier, k Kept, latest audit.Checkpoint) error {
+	_, size, _, err := audit.OpenCheckpoint(v, k.Note)
+	if err != nil {
+		return err
+	}
+	p := &audit.ConsistencyProof{Old: k.Note, New: latest.Note}
+	if size >= 1 && size < latest.Size {
+		q, err := c.AuditConsistency(ctx, size, latest.Size)
+		if err != nil {
+			return fmt.Errorf("consistency proof from %d to %d entries: %w", size, latest.Size, err)
+		}
+		p.Hashes = q.Hashes
+	}
+	return audit.CheckConsistency(v, p)
 }
 
 func parseVerifier(vkey string) (*audit.Log, ed25519.PublicKey, error) {
-	v, pub, err := audit.ParseVerifierKey(vkey)
+	_, pub, err := audit.ParseVerifierKey(vkey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("platform key: %w", err)
 	}
-	_ = v
 	return audit.NewVerifyingLog(vkey), pub, nil
 }
 

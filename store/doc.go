@@ -4,7 +4,9 @@
 // machine can implement it on PostgreSQL.
 //
 // Invariant: every change happens inside a transaction (Update), and the audit entry that
-// records a change is appended in the same transaction, so both commit or neither does.
+// records a change is appended in the same transaction, so both commit or neither does. A
+// store that hit a storage failure stops taking writes (Err, Halt) rather than carry on
+// over data it cannot vouch for.
 //
 // Package store never holds an exact (pre-gate) result: Output.Data is the protected output
 // only. It applies no policy: rules live in package policy, budget arithmetic in package ledger.

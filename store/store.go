@@ -14,6 +14,15 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when a unique key is taken.
 var ErrConflict = errors.New("already exists")
 
+// ErrDamaged is returned by a store's start-up checks: the store file is missing, damaged,
+// or not the file that was shut down. The message says what to do.
+var ErrDamaged = errors.New("store damaged")
+
+// ErrUnavailable is returned when the store cannot take a write: its disk is full (nothing
+// was written; retry once there is space) or it stopped after a storage failure (see
+// Store.Err). The daemon maps it to 503 Service Unavailable.
+var ErrUnavailable = errors.New("store unavailable")
+
 // Principal is a caller and the hash of its token.
 type Principal struct {
 	ID        string
@@ -136,7 +145,27 @@ type Store interface {
 	// Update runs fn in a write transaction; it commits when fn returns nil. Writers are
 	// serialised.
 	Update(ctx context.Context, fn func(Tx) error) error
+	// Err returns the storage failure that stopped the store from accepting writes, or nil
+	// while it is healthy: for the readiness check. The failure is latched: only a restart
+	// (after the operator fixed the disk) clears it.
+	Err() error
+	// Halt stops the store accepting writes, as a storage failure would, for a reason found
+	// elsewhere (the audit signer refusing the log).
+	Halt(reason error)
 	Close() error
+}
+
+// AuditLog adapts a Store to audit.Storage, for an audit.Checkpointer.
+func AuditLog(s Store) audit.Storage { return auditLog{s} }
+
+type auditLog struct{ s Store }
+
+func (a auditLog) ViewLog(ctx context.Context, fn func(audit.Reader) error) error {
+	return a.s.View(ctx, func(tx Tx) error { return fn(tx) })
+}
+
+func (a auditLog) UpdateLog(ctx context.Context, fn func(audit.Writer) error) error {
+	return a.s.Update(ctx, func(tx Tx) error { return fn(tx) })
 }
 
 // Tx is what a transaction can read and write. Writes fail in a View.

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -17,14 +15,6 @@ import (
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/store"
 )
-
-// DB is a store.Store on SQLite.
-type DB struct {
-	w *sql.DB // one connection, BEGIN IMMEDIATE
-	r *sql.DB // readers
-}
-
-var _ store.Store = (*DB)(nil)
 
 const schema = `
 CREATE TABLE IF NOT EXISTS principals (
@@ -69,71 +59,12 @@ CREATE TABLE IF NOT EXISTS audit_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT 
 CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
 `
 
-// Open opens (creating if needed) the store at path.
-func Open(ctx context.Context, path string) (*DB, error) {
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "FULL")
-	q.Set("_busy_timeout", "10000")
-	q.Set("_foreign_keys", "1")
-	q.Set("_txlock", "immediate")
-	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	w.SetMaxOpenConns(1)
-	if _, err := w.ExecContext(ctx, schema); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("create store schema in %s: %w", path, err)
-	}
-	// The store holds token hashes and the catalog: owner only.
-	for _, f := range []string{path, path + "-wal", path + "-shm"} {
-		if err := os.Chmod(f, 0o600); err != nil && !os.IsNotExist(err) {
-			w.Close()
-			return nil, err
-		}
-	}
-	q.Set("_txlock", "deferred")
-	q.Set("mode", "ro")
-	r, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	r.SetMaxOpenConns(8)
-	return &DB{w: w, r: r}, nil
+// txn is one transaction. appended records whether it appended audit records, for the
+// after-commit hook.
+type txn struct {
+	tx       *sql.Tx
+	appended bool
 }
-
-// Close closes the store.
-func (db *DB) Close() error { return errors.Join(db.r.Close(), db.w.Close()) }
-
-// View implements store.Store.
-func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
-	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return fmt.Errorf("begin read: %w", err)
-	}
-	defer tx.Rollback()
-	return fn(&txn{tx: tx})
-}
-
-// Update implements store.Store.
-func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin write: %w", err)
-	}
-	if err := fn(&txn{tx: tx}); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
-type txn struct{ tx *sql.Tx }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 func tm(v int64) time.Time { return time.UnixMilli(v).UTC() }
@@ -443,14 +374,73 @@ func (t *txn) Feedbacks(ctx context.Context, f store.FeedbackFilter) ([]store.Fe
 
 var _ audit.Writer = (*txn)(nil)
 
+// Size is one past the highest index that any record or stored hash occupies, not the
+// number of rows: a record row deleted by hand must not make the next append reuse a taken
+// index (and fail on every append after it). The missing record stays for Verify to find.
 func (t *txn) Size(ctx context.Context) (int64, error) {
+	var rec, hash sql.NullInt64
+	err := t.tx.QueryRowContext(ctx, `SELECT (SELECT MAX(idx) FROM audit_records), (SELECT MAX(idx) FROM audit_hashes)`).Scan(&rec, &hash)
+	if err != nil {
+		return 0, wrap(err, "audit size")
+	}
 	var n int64
-	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_records`).Scan(&n)
-	return n, wrap(err, "audit size")
+	if rec.Valid {
+		n = rec.Int64 + 1
+	}
+	if hash.Valid {
+		n = max(n, recordsWithHashes(hash.Int64+1))
+	}
+	return n, nil
+}
+
+// recordsWithHashes is how many records have stored hashes when stored-hash indexes
+// [0, h) are taken: the least r with tlog.StoredHashIndex(0, r) ≥ h.
+func recordsWithHashes(h int64) int64 {
+	lo, hi := int64(0), h
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if tlog.StoredHashIndex(0, mid) >= h {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 func (t *txn) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
+	if contiguous(indexes) {
+		// Verify and the signer read runs of hashes: one range scan, not one query each.
+		rows, err := t.tx.QueryContext(ctx, `SELECT idx, hash FROM audit_hashes WHERE idx >= ? AND idx < ? ORDER BY idx`, indexes[0], indexes[0]+int64(len(indexes)))
+		if err != nil {
+			return nil, wrap(err, "read audit hashes")
+		}
+		defer rows.Close()
+		next := 0
+		for rows.Next() {
+			var idx int64
+			var h []byte
+			if err := rows.Scan(&idx, &h); err != nil {
+				return nil, wrap(err, "read audit hashes")
+			}
+			if idx != indexes[next] {
+				break
+			}
+			if len(h) != tlog.HashSize {
+				return nil, fmt.Errorf("audit hash %d: stored hash has %d bytes, want %d", idx, len(h), tlog.HashSize)
+			}
+			copy(out[next][:], h)
+			next++
+		}
+		if err := rows.Err(); err != nil {
+			return nil, wrap(err, "read audit hashes")
+		}
+		if next < len(indexes) {
+			return nil, fmt.Errorf("audit hash %d: %w", indexes[next], store.ErrNotFound)
+		}
+		return out, nil
+	}
 	stmt, err := t.tx.PrepareContext(ctx, `SELECT hash FROM audit_hashes WHERE idx = ?`)
 	if err != nil {
 		return nil, wrap(err, "read audit hashes")
@@ -485,7 +475,20 @@ func (t *txn) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 	}, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
 }
 
+func contiguous(idx []int64) bool {
+	if len(idx) < 2 {
+		return false
+	}
+	for i := 1; i < len(idx); i++ {
+		if idx[i] != idx[i-1]+1 {
+			return false
+		}
+	}
+	return true
+}
+
 func (t *txn) AppendRecord(ctx context.Context, index int64, data []byte, hashes []tlog.Hash) error {
+	t.appended = true
 	if err := t.exec(ctx, "append audit record", `INSERT INTO audit_records (idx, data) VALUES (?, ?)`, index, data); err != nil {
 		return err
 	}

@@ -1,0 +1,292 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+
+	"github.com/veil-dp/veil/store"
+)
+
+// DB is a store.Store on SQLite.
+type DB struct {
+	w      *sql.DB // one connection, BEGIN IMMEDIATE
+	r      *sql.DB // readers
+	path   string
+	marker string
+
+	mu      sync.Mutex
+	failed  error // latched failure, in full for the operator (Err): no more writes
+	refusal error // what Update answers after it: no host path, as callers may show it to anyone
+	hook    func(context.Context)
+	closed  bool
+}
+
+var _ store.Store = (*DB)(nil)
+
+// driverName is SQLite with the write-ahead log kept when the last connection closes
+// (SQLITE_FCNTL_PERSIST_WAL): then a missing -wal file always means that something else
+// removed it, never that SQLite did after a checkpoint.
+const driverName = "sqlite3-veil"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		return c.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
+	}})
+}
+
+// Options says how to open a store.
+type Options struct {
+	// Path is the database file.
+	Path string
+	// Marker is the shutdown marker file (default Path+".shutdown"): "open" while the store
+	// is open, and after a clean shutdown "clean" with the SHA-256 of the database file.
+	// Put it where whoever can write the data directory cannot (beside the audit signer's
+	// state), so that it cannot be forged to match a changed store.
+	Marker string
+	// Create allows creating a new, empty store if Path does not exist. The daemon leaves
+	// it false: a missing store is an error to report, not a fresh start.
+	Create bool
+	// Adopt accepts the store file as found even if the marker says it is not the file that
+	// was shut down (changed, replaced, its write-ahead log missing, or no marker at all):
+	// for an operator who restored a backup on purpose, or the first start of a store that
+	// predates markers. The integrity check still runs, and so do the audit checks.
+	Adopt bool
+}
+
+// Open opens the store at path, creating it if it does not exist.
+func Open(ctx context.Context, path string) (*DB, error) {
+	return OpenWith(ctx, Options{Path: path, Create: true})
+}
+
+// OpenWith opens a store after the start-up checks: that the file is the one last shut
+// down (the shutdown marker's digest), that a store not shut down cleanly still has its
+// write-ahead log, and PRAGMA quick_check. A failure is store.ErrDamaged with what to do.
+func OpenWith(ctx context.Context, o Options) (*DB, error) {
+	if o.Marker == "" {
+		o.Marker = o.Path + ".shutdown"
+	}
+	if err := checkFiles(o); err != nil {
+		return nil, err
+	}
+	// From here until a clean Close, a crash leaves "open": the next start knows.
+	if err := writeMarker(o.Marker, marker{state: stateOpen}); err != nil {
+		return nil, fmt.Errorf("open store: write the shutdown marker: %w", err)
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_foreign_keys", "1")
+	q.Set("_txlock", "immediate")
+	w, err := sql.Open(driverName, "file:"+o.Path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	if err := quickCheck(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if _, err := w.ExecContext(ctx, schema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("create store schema in %s: %w", o.Path, err)
+	}
+	// The store holds token hashes and the catalog: owner only.
+	for _, f := range []string{o.Path, o.Path + "-wal", o.Path + "-shm"} {
+		if err := os.Chmod(f, 0o600); err != nil && !os.IsNotExist(err) {
+			w.Close()
+			return nil, err
+		}
+	}
+	q.Set("_txlock", "deferred")
+	q.Set("mode", "ro")
+	r, err := sql.Open(driverName, "file:"+o.Path+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	r.SetMaxOpenConns(8)
+	return &DB{w: w, r: r, path: o.Path, marker: o.Marker}, nil
+}
+
+// quickCheck runs PRAGMA quick_check: the b-tree structure of every page (not the content
+// of rows; the audit log's own hashes cover its rows).
+func quickCheck(ctx context.Context, w *sql.DB) error {
+	rows, err := w.QueryContext(ctx, `PRAGMA quick_check(10)`)
+	if err != nil {
+		return fmt.Errorf("%w: the store file cannot be read as a database (%v): restore it from a backup", store.ErrDamaged, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return fmt.Errorf("%w: integrity check of the store: %v", store.ErrDamaged, err)
+		}
+		if s != "ok" {
+			problems = append(problems, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%w: the store file is damaged (%v): restore it from a backup", store.ErrDamaged, err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: the store file is damaged (PRAGMA quick_check: %s): restore it from a backup", store.ErrDamaged, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Close closes the store. After a checkpoint of the write-ahead log into the database file
+// it records the file's digest in the shutdown marker, so the next start can tell that the
+// file was not changed, replaced or restored from an older copy while Veil was stopped. A
+// store whose log could not be checkpointed (another process had it open) stays marked
+// open: the next start recovers it as after a crash.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return nil
+	}
+	db.closed = true
+	failed := db.failed
+	db.mu.Unlock()
+	rerr := db.r.Close()
+	var merr error
+	if failed == nil {
+		var busy, frames, done int
+		err := db.w.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done)
+		if err == nil && busy == 0 {
+			// The WAL is empty and nothing writes: the file is final, and stays so through
+			// the close below.
+			merr = db.markClean()
+		}
+	}
+	return errors.Join(rerr, db.w.Close(), merr)
+}
+
+func (db *DB) markClean() error {
+	m, err := digestFile(db.path)
+	if err != nil {
+		return err
+	}
+	return writeMarker(db.marker, m)
+}
+
+// View implements store.Store.
+func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return db.fail("begin read", err)
+	}
+	defer tx.Rollback()
+	return db.fail("read", fn(&txn{tx: tx}))
+}
+
+// Update implements store.Store. After a storage failure it refuses at once, without
+// touching the disk (see Err).
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	db.mu.Lock()
+	refusal := db.refusal
+	db.mu.Unlock()
+	if refusal != nil {
+		return refusal
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return db.fail("begin write", err)
+	}
+	t := &txn{tx: tx}
+	if err := fn(t); err != nil {
+		tx.Rollback()
+		return db.fail("write", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return db.fail("commit", err)
+	}
+	db.mu.Lock()
+	hook := db.hook
+	db.mu.Unlock()
+	if t.appended && hook != nil {
+		// What committed must be signed even if the caller has gone away.
+		hook(context.WithoutCancel(ctx))
+	}
+	return nil
+}
+
+// AfterAuditCommit makes Update call fn after each commit that appended audit records, in
+// the committing goroutine, before Update returns: the daemon signs the new checkpoint
+// there (audit.Checkpointer.Sync), so that an entry is signed when the request that made
+// it returns. fn must not call Update with records of its own.
+func (db *DB) AfterAuditCommit(fn func(ctx context.Context)) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.hook = fn
+}
+
+// Err implements store.Store.
+func (db *DB) Err() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.failed
+}
+
+// Halt implements store.Store. Err reports reason in full; writes are refused with a
+// message that does not repeat it (it may name host paths).
+func (db *DB) Halt(reason error) {
+	at := time.Now().UTC().Format(time.RFC3339)
+	db.latch(fmt.Errorf("%w: the store stopped accepting writes at %s: %v", store.ErrUnavailable, at, reason),
+		fmt.Errorf("%w: the store stopped accepting writes at %s after a failure the operator can find in the daemon log", store.ErrUnavailable, at))
+}
+
+// latch records the first failure; refusal, if not nil, is what Update answers instead.
+func (db *DB) latch(err, refusal error) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.failed == nil {
+		db.failed, db.refusal = err, refusal
+		if refusal == nil {
+			db.refusal = err
+		}
+	}
+	return db.refusal
+}
+
+// fail classifies err from SQLite. An I/O error or a damaged page latches the failure, as
+// PostgreSQL panics on a failed fsync (after one, the kernel may have dropped the dirty pages
+// and a retry would "succeed" without them on disk): no more writes until a restart, when
+// SQLite's recovery decides whether the transaction that hit it committed, whole or not at
+// all. A full disk is a refusal of this transaction only: SQLite rolled it back whole.
+func (db *DB) fail(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code {
+	case sqlite3.ErrFull:
+		return fmt.Errorf("%w: the disk that holds the store is full (%v): nothing of this change was written; the operator must free space, then retry", store.ErrUnavailable, se)
+	case sqlite3.ErrIoErr, sqlite3.ErrCorrupt, sqlite3.ErrNotADB, sqlite3.ErrCantOpen:
+		switch se.ExtendedCode {
+		case sqlite3.ErrIoErrFsync, sqlite3.ErrIoErrDirFsync:
+			what += ", fsync"
+		case sqlite3.ErrIoErrWrite:
+			what += ", write"
+		case sqlite3.ErrIoErrRead, sqlite3.ErrIoErrShortRead:
+			what += ", read"
+		}
+		return db.latch(fmt.Errorf("%w: the store stopped accepting writes after a storage failure at %s (%s: %v); the operator must check the disk and restart Veil (the change that hit the failure is either wholly committed or not at all; a restart settles which)",
+			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), what, se), nil)
+	}
+	return err
+}

@@ -1,0 +1,496 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/internal/fault"
+	"github.com/veil-dp/veil/store"
+)
+
+func testKey(t testing.TB) *audit.Key {
+	t.Helper()
+	k, err := audit.NewKey("veil.test", ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testLog is the log the tests append with: signed inside the transaction, as the daemon
+// does until it uses a Signer, so that each record has its checkpoint.
+func testLog(t testing.TB) *audit.Log { return audit.NewLog("veil.test", testKey(t)) }
+
+// put commits one principal and the audit entry that records it.
+func put(t testing.TB, db *DB, l *audit.Log, i int) error {
+	t.Helper()
+	ctx := context.Background()
+	return db.Update(ctx, func(tx store.Tx) error {
+		id := fmt.Sprintf("p-%d", i)
+		if err := tx.PutPrincipal(ctx, store.Principal{ID: id, Name: id, Role: "reviewer", TokenHash: []byte(id), Created: time.Unix(int64(i), 0)}); err != nil {
+			return err
+		}
+		_, err := l.Append(ctx, tx, audit.Entry{Time: time.Unix(int64(i), 0), Actor: "test", Role: "system", Action: "principal.create", Object: "principal/" + id})
+		return err
+	})
+}
+
+func mustOpen(t testing.TB, o Options) *DB {
+	t.Helper()
+	db, err := OpenWith(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// newStore creates a store with n entries and closes it cleanly.
+func newStore(t *testing.T, n int) Options {
+	t.Helper()
+	o := Options{Path: filepath.Join(t.TempDir(), "veil.db")}
+	db := mustOpen(t, Options{Path: o.Path, Create: true})
+	l := testLog(t)
+	for i := range n {
+		if err := put(t, db, l, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func verify(t *testing.T, db *DB) (*audit.Report, error) {
+	t.Helper()
+	var rep *audit.Report
+	var verr error
+	err := db.View(context.Background(), func(tx store.Tx) error {
+		rep, verr = testLog(t).Verify(context.Background(), tx)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, verr
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	f.ReadAt(b, off)
+	b[0] ^= 0x5a
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crash runs a child process that opens the store, commits n more entries and dies by
+// SIGKILL, leaving the files as a crash does.
+func crash(t *testing.T, o Options, from, n int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "VEIL_CRASH_STORE="+o.Path, fmt.Sprintf("VEIL_CRASH_RANGE=%d,%d", from, n))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("crash child: %v\n%s", err, out)
+	}
+}
+
+// TestCrashChild is the child of crash.
+func TestCrashChild(t *testing.T) {
+	path := os.Getenv("VEIL_CRASH_STORE")
+	if path == "" {
+		t.Skip("the child process of crash()")
+	}
+	var from, n int
+	fmt.Sscanf(os.Getenv("VEIL_CRASH_RANGE"), "%d,%d", &from, &n)
+	db := mustOpen(t, Options{Path: path})
+	l := testLog(t)
+	for i := from; i < from+n; i++ {
+		if err := put(t, db, l, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+}
+
+// TestStartupChecks does to a stopped store's files what an insider or a bad disk does and
+// checks that the next start refuses it, saying what happened, and that an untouched store
+// starts.
+func TestStartupChecks(t *testing.T) {
+	cases := []struct {
+		name string
+		// damage changes the files of a store with 6 entries, closed cleanly.
+		damage func(t *testing.T, o *Options)
+		says   string // "" for a store that must open
+		adopt  bool   // and opens with Adopt
+	}{
+		{"untouched", func(t *testing.T, o *Options) {}, "", false},
+		{"crashed, WAL intact", func(t *testing.T, o *Options) { crash(t, *o, 6, 3) }, "", false},
+		{"store file moved away", func(t *testing.T, o *Options) {
+			os.Rename(o.Path, o.Path+".moved")
+		}, "is missing", false},
+		{"store file and marker moved away", func(t *testing.T, o *Options) {
+			os.Rename(o.Path, o.Path+".moved")
+			os.Rename(o.Path+".shutdown", o.Path+".shutdown.moved")
+		}, "there is no store", false},
+		{"byte flipped while stopped", func(t *testing.T, o *Options) {
+			fi, _ := os.Stat(o.Path)
+			flipByte(t, o.Path, fi.Size()-100)
+		}, "not the file Veil shut down", true},
+		{"older copy restored", func(t *testing.T, o *Options) {
+			copyFile(t, o.Path, o.Path+".backup")
+			db := mustOpen(t, *o)
+			put(t, db, testLog(t), 6)
+			db.Close()
+			os.Rename(o.Path+".backup", o.Path)
+		}, "not the file Veil shut down", true},
+		{"edited offline with sqlite3", func(t *testing.T, o *Options) {
+			raw, err := sql.Open("sqlite3", o.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := raw.Exec(`UPDATE principals SET role = 'operator' WHERE id = 'p-3'`); err != nil {
+				t.Fatal(err)
+			}
+			raw.Close()
+		}, "not the file Veil shut down", true},
+		{"WAL removed after a crash", func(t *testing.T, o *Options) {
+			crash(t, *o, 6, 3)
+			if err := os.Remove(o.Path + "-wal"); err != nil {
+				t.Fatal(err)
+			}
+		}, "write-ahead log " + "", true},
+		{"marker removed", func(t *testing.T, o *Options) {
+			os.Remove(o.Path + ".shutdown")
+		}, "no shutdown marker", true},
+		{"marker damaged", func(t *testing.T, o *Options) {
+			os.WriteFile(o.Path+".shutdown", []byte("veil-store-marker v1\nstate clean\nbytes x\n"), 0o600)
+		}, "marker", true},
+		{"page structure damaged", func(t *testing.T, o *Options) {
+			// Page 2's b-tree page type byte: structure, found by quick_check even when the
+			// store is adopted as found.
+			flipByte(t, o.Path, 4096)
+		}, "not the file Veil shut down", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newStore(t, 6)
+			tc.damage(t, &o)
+			db, err := OpenWith(context.Background(), o)
+			if tc.says == "" {
+				if err != nil {
+					t.Fatalf("open: %v", err)
+				}
+				if _, err := verify(t, db); err != nil {
+					t.Errorf("verify: %v", err)
+				}
+				db.Close()
+				return
+			}
+			if err == nil {
+				db.Close()
+				t.Fatal("the damaged store opens")
+			}
+			t.Log(err)
+			if !errors.Is(err, store.ErrDamaged) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("open: %v, want ErrDamaged saying %q", err, tc.says)
+			}
+			o.Adopt = true
+			db, err = OpenWith(context.Background(), o)
+			if tc.adopt != (err == nil) {
+				t.Errorf("open with Adopt: %v, want success %v", err, tc.adopt)
+			}
+			if err == nil {
+				db.Close()
+			}
+		})
+	}
+}
+
+// TestQuickCheck: damage to the page structure is found even without a marker to compare.
+func TestQuickCheck(t *testing.T) {
+	o := newStore(t, 30)
+	o.Adopt = true
+	flipByte(t, o.Path, 4096)
+	_, err := OpenWith(context.Background(), o)
+	if !errors.Is(err, store.ErrDamaged) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("open of a store with a damaged page: %v", err)
+	}
+}
+
+// TestCleanMarker: a clean Close records the file as it stays on disk.
+func TestCleanMarker(t *testing.T) {
+	o := newStore(t, 3)
+	m, ok, err := readMarker(o.Path + ".shutdown")
+	if err != nil || !ok || m.state != stateClean {
+		t.Fatalf("marker after Close: %+v %v %v", m, ok, err)
+	}
+	got, _ := digestFile(o.Path)
+	if got != m {
+		t.Errorf("marker %+v, file %+v", m, got)
+	}
+	if fi, err := os.Stat(o.Path + "-wal"); err != nil || fi.Size() != 0 {
+		t.Errorf("WAL after a clean close: %v (kept, empty, so that only removal makes it go)", err)
+	}
+	db := mustOpen(t, o)
+	if m, _, _ := readMarker(o.Path + ".shutdown"); m.state != stateOpen {
+		t.Errorf("marker of an open store: %+v", m)
+	}
+	db.Close()
+}
+
+// TestDeletedRecord: an insider deletes audit rows from the live store. Appends go on (today
+// a deleted row made every later append fail on a taken index) and Verify names the damage.
+func TestDeletedRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sql   string
+		index int64
+	}{
+		{"a middle record", `DELETE FROM audit_records WHERE idx = 4`, 4},
+		{"the last record", `DELETE FROM audit_records WHERE idx = 9`, 9},
+		{"the tail, hashes kept", `DELETE FROM audit_records WHERE idx >= 7`, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newStore(t, 10)
+			db := mustOpen(t, o)
+			defer db.Close()
+			raw, err := sql.Open("sqlite3", o.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := raw.Exec(tc.sql); err != nil {
+				t.Fatal(err)
+			}
+			raw.Close()
+			l := testLog(t)
+			for i := 10; i < 15; i++ {
+				if err := put(t, db, l, i); err != nil {
+					t.Fatalf("append %d after the deletion: %v", i, err)
+				}
+			}
+			_, err = verify(t, db)
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) || ve.Index != tc.index {
+				t.Errorf("verify: %v, want damage at record %d", err, tc.index)
+			}
+		})
+	}
+}
+
+func TestRecordsWithHashes(t *testing.T) {
+	for n := int64(0); n < 300; n++ {
+		if got := recordsWithHashes(tlog.StoredHashIndex(0, n)); got != n {
+			t.Fatalf("recordsWithHashes(%d) = %d, want %d", tlog.StoredHashIndex(0, n), got, n)
+		}
+	}
+}
+
+func TestAfterAuditCommit(t *testing.T) {
+	ctx := context.Background()
+	o := newStore(t, 1)
+	db := mustOpen(t, o)
+	defer db.Close()
+	calls := 0
+	db.AfterAuditCommit(func(context.Context) { calls++ })
+	put(t, db, testLog(t), 1)
+	if calls != 1 {
+		t.Errorf("%d calls after an audited commit", calls)
+	}
+	db.Update(ctx, func(tx store.Tx) error { return tx.SetBudget(ctx, "d", 1, 1) })
+	db.Update(ctx, func(tx store.Tx) error {
+		testLog(t).Append(ctx, tx, audit.Entry{Time: time.Unix(9, 0), Action: "x"})
+		return errors.New("rolled back")
+	})
+	if calls != 1 {
+		t.Errorf("%d calls: the hook ran for a commit without audit records or a rollback", calls)
+	}
+}
+
+// TestStorageFailure makes the disk fail under a real SQLite store (fsync or write returning
+// EIO, by a seccomp filter in a child process) and checks that the store stops accepting
+// writes at once, says so in the error and in Err, still serves reads, and that after a
+// restart the transaction that hit the failure is whole or absent and the log verifies.
+func TestStorageFailure(t *testing.T) {
+	if fault.InChild(t.Name()) {
+		storageFailureChild(t)
+		return
+	}
+	for _, which := range []string{"fsync", "pwrite"} {
+		t.Run(which, func(t *testing.T) {
+			o := newStore(t, 5)
+			out := fault.RunChild(t, "VEIL_FAULT_STORE="+o.Path, "VEIL_FAULT_CALL="+which)
+			if !strings.Contains(out, "CHILD DONE") {
+				t.Fatalf("child output:\n%s", out)
+			}
+			t.Logf("child:\n%s", out)
+			db := mustOpen(t, o) // not closed cleanly: recovered from the WAL
+			defer db.Close()
+			var p5, p6 bool
+			var size int64
+			db.View(context.Background(), func(tx store.Tx) error {
+				_, err5 := tx.Principal(context.Background(), "p-5")
+				_, err6 := tx.Principal(context.Background(), "p-6")
+				p5, p6 = err5 == nil, err6 == nil
+				size, _ = tx.Size(context.Background())
+				return nil
+			})
+			if p6 || p5 != (size == 6) || size != 5 && size != 6 {
+				t.Errorf("after recovery: p-5 %v, p-6 %v, %d audit records: the failed transaction is not whole or absent", p5, p6, size)
+			}
+			if _, err := verify(t, db); err != nil {
+				t.Errorf("verify after recovery: %v", err)
+			}
+			if err := put(t, db, testLog(t), 7); err != nil {
+				t.Errorf("write after restart: %v", err)
+			}
+		})
+	}
+}
+
+func storageFailureChild(t *testing.T) {
+	o := Options{Path: os.Getenv("VEIL_FAULT_STORE")}
+	db := mustOpen(t, o)
+	l := testLog(t)
+	calls := fault.Fsync
+	if os.Getenv("VEIL_FAULT_CALL") == "pwrite" {
+		calls = fault.Pwrite
+	}
+	if err := fault.Fail(syscall.EIO, -1, calls); err != nil {
+		t.Fatal(err)
+	}
+	err := put(t, db, l, 5)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "storage failure") {
+		t.Fatalf("write on a failing disk: %v", err)
+	}
+	if db.Err() == nil {
+		t.Fatal("Err is nil after a storage failure")
+	}
+	// Latched: refused without trying, even for a change that would fit in memory.
+	err = put(t, db, l, 6)
+	if !errors.Is(err, store.ErrUnavailable) || err.Error() != db.Err().Error() {
+		t.Fatalf("second write: %v", err)
+	}
+	// Reads still answer (the readiness endpoint, auditors).
+	if err := db.View(context.Background(), func(tx store.Tx) error {
+		_, err := tx.Principal(context.Background(), "p-1")
+		return err
+	}); err != nil {
+		t.Errorf("read after the failure: %v", err)
+	}
+	// Closing a failed store leaves it marked open, for recovery at the next start.
+	db.Close()
+	if m, _, _ := readMarker(o.Path + ".shutdown"); m.state != stateOpen {
+		t.Errorf("a failed store was marked %q at close", m.state)
+	}
+	fmt.Println("CHILD DONE:", err)
+}
+
+// TestDiskFull fills a small tmpfs under a real store: the write is refused clearly, nothing
+// of it is stored, the store is not latched, and writes work again once there is space.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	db := mustOpen(t, Options{Path: filepath.Join(dir, "veil.db"), Create: true})
+	defer db.Close()
+	l := testLog(t)
+	for i := range 3 {
+		if err := put(t, db, l, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filler := filepath.Join(dir, "filler")
+	f, _ := os.Create(filler)
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	f.Close()
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	err := db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutOutput(ctx, store.Output{JobID: "j-1", Data: big, Meta: []byte("{}"), Created: time.Unix(1, 0)}); err != nil {
+			return err
+		}
+		_, err := l.Append(ctx, tx, audit.Entry{Time: time.Unix(9, 0), Actor: "test", Action: "output.store", Object: "job/j-1"})
+		return err
+	})
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "disk that holds the store is full") {
+		t.Fatalf("write to a full disk: %v", err)
+	}
+	if db.Err() != nil {
+		t.Errorf("a full disk latched the store: %v", db.Err())
+	}
+	db.View(ctx, func(tx store.Tx) error {
+		if _, err := tx.Output(ctx, "j-1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the refused output is stored: %v", err)
+		}
+		if n, _ := tx.Size(ctx); n != 3 {
+			t.Errorf("the refused audit entry is stored: %d records", n)
+		}
+		return nil
+	})
+	os.Remove(filler)
+	if err := put(t, db, l, 3); err != nil {
+		t.Fatalf("write once there is space again: %v", err)
+	}
+	if _, err := verify(t, db); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+}
+
+// TestHaltStopsWrites: the audit signer's refusal stops writes the same way.
+func TestHaltStopsWrites(t *testing.T) {
+	o := newStore(t, 2)
+	db := mustOpen(t, o)
+	defer db.Close()
+	db.Halt(errors.New("the audit signer refuses the log (state /secret/path/audit.state)"))
+	err := put(t, db, testLog(t), 2)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "stopped accepting writes") || strings.Contains(err.Error(), "/secret/path") {
+		t.Errorf("write after Halt: %v (want a refusal that does not repeat the reason's paths)", err)
+	}
+	if e := db.Err(); e == nil || !strings.Contains(e.Error(), "signer refuses") {
+		t.Errorf("Err after Halt: %v", e)
+	}
+}
