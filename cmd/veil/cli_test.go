@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/sandbox"
 )
@@ -139,12 +138,8 @@ func (e *cliEnv) golden(command, name, out string, err error) {
 	dir := filepath.Join("testdata", command, name)
 	got := map[string]string{"stdout": e.norm.apply(out)}
 	if err != nil {
-		msg := err.Error()
-		var ae *client.Error
-		if errors.As(err, &ae) {
-			msg = ae.Msg
-		}
-		got["stderr"] = e.norm.apply("veil: " + msg + "\n")
+		got["stderr"] = e.norm.apply("veil: " + message(err) + "\n")
+		got["exit"] = fmt.Sprintf("%d\n", codeOf(err))
 	}
 	if *update {
 		os.RemoveAll(dir)
@@ -158,7 +153,7 @@ func (e *cliEnv) golden(command, name, out string, err error) {
 		}
 		return
 	}
-	for _, f := range []string{"stdout", "stderr"} {
+	for _, f := range []string{"stdout", "stderr", "exit"} {
 		want, rerr := os.ReadFile(filepath.Join(dir, f))
 		if errors.Is(rerr, os.ErrNotExist) && got[f] == "" {
 			continue
@@ -171,6 +166,15 @@ func (e *cliEnv) golden(command, name, out string, err error) {
 			e.t.Errorf("%s/%s: %s differs from %s:\n--- got\n%s\n--- want\n%s", command, name, f, filepath.Join(dir, f), got[f], want)
 		}
 	}
+}
+
+// codeOf is the exit code execute decided for err.
+func codeOf(err error) int {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitCode(err, true)
 }
 
 // normalizer replaces what differs from run to run (ids, tokens, times, hashes, keys,
