@@ -24,7 +24,8 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // TestMain lets the test binary be the veil binary where the daemon re-executes it: a
-// container's init, and the runner (through the CLI's own hidden runner command).
+// container's init, and the runner (through the CLI's own hidden runner command); and,
+// with VEIL_TEST_MAIN=1, the veil command itself, main and its exit code included.
 func TestMain(m *testing.M) {
 	sandbox.Init()
 	if len(os.Args) > 1 && os.Args[1] == "runner" {
@@ -36,7 +37,45 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("VEIL_TEST_MAIN") == "1" {
+		os.Unsetenv("VEIL_TEST_MAIN")
+		main()
+	}
 	os.Exit(m.Run())
+}
+
+// veilBinary returns a command that runs this test binary as the veil binary.
+func veilBinary(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "VEIL_TEST_MAIN=1")
+	return cmd
+}
+
+// runBinary runs the veil binary and returns its stdout, stderr and exit code.
+func runBinary(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := veilBinary(t, args...)
+	var out, errOut strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run veil %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// as returns the global flags that make a command run as a profile's principal.
+func (e *cliEnv) as(profile string, args ...string) []string {
+	return append([]string{"--host", e.host, "--token", e.tokens[profile]}, args...)
 }
 
 // cliEnv is a real daemon on a Unix socket in a temporary directory and the tokens of one
@@ -465,4 +504,7 @@ func TestCLI(t *testing.T) {
 	e.veil("job-cancel", "refused-released", "acme", "job", "cancel", jt)
 	e.veil("audit-verify", "auditor", "auditor", "audit", "verify", "--key", filepath.Join(e.dir, "data", "platform.pub"))
 	e.veil("audit-verify", "refused-vendor", "acme", "audit", "verify", "--key", filepath.Join(e.dir, "data", "platform.pub"))
+
+	// Every command's -o json, against this daemon.
+	e.sweep(t, gt, gd, jt)
 }

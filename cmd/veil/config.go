@@ -73,10 +73,7 @@ func loadConfig() (*config, error) {
 // never readable by others, not even for a moment. A symlinked config file (dotfiles) is
 // written through to its target.
 func writeConfig(c *config) error {
-	path := configPath()
-	if p, err := filepath.EvalSymlinks(path); err == nil {
-		path = p
-	}
+	path := followLinks(configPath())
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create config directory: %w", err)
@@ -114,6 +111,26 @@ func writeConfig(c *config) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// followLinks follows path while it is a symbolic link, even to a file that does not exist
+// yet (a dotfiles link made before the first set-profile).
+func followLinks(path string) string {
+	for range 40 { // as the kernel's limit on nested links
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return path
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return path
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	return path
 }
 
 // profileView is a profile as the CLI shows it: never the token itself.

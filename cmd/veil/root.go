@@ -56,8 +56,32 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	code := err.(*cliError).code
-	reportError(stderr, g.output, err, code)
+	output := g.output
+	if !g.ran {
+		// cobra may have failed before parsing the flags (an unknown command).
+		output = outputInArgs(args, output)
+	}
+	reportError(stderr, output, err, code)
 	return code
+}
+
+// outputInArgs finds -o FORMAT in args the way pflag would; def when there is none.
+func outputInArgs(args []string, def string) string {
+	out := def
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		switch {
+		case (a == "-o" || a == "--output") && i+1 < len(args):
+			out = args[i+1]
+		case strings.HasPrefix(a, "--output="):
+			out = strings.TrimPrefix(a, "--output=")
+		case strings.HasPrefix(a, "-o") && len(a) > 2:
+			out = strings.TrimPrefix(strings.TrimPrefix(a, "-o"), "=")
+		}
+	}
+	return out
 }
 
 func newRoot() *cobra.Command {
@@ -92,6 +116,9 @@ func newRoot() *cobra.Command {
 	return root
 }
 
+// groupAnnotation marks a command that only groups subcommands.
+const groupAnnotation = "veil-group"
+
 // instrument marks, for every command, when its RunE is reached (errors before that are
 // cobra's usage errors), and gives command groups a RunE that refuses an unknown
 // subcommand with a usage error instead of printing help and succeeding.
@@ -100,6 +127,10 @@ func instrument(cmd *cobra.Command) {
 		instrument(c)
 	}
 	if cmd.RunE == nil && cmd.Run == nil && cmd.HasSubCommands() && cmd.HasParent() {
+		if cmd.Annotations == nil {
+			cmd.Annotations = map[string]string{}
+		}
+		cmd.Annotations[groupAnnotation] = "true"
 		cmd.RunE = func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageErr("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
