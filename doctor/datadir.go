@@ -32,7 +32,7 @@ var layout = []rule{
 	{rel: "keys/platform.key", required: true, secret: true},
 	{rel: "keys/mask.key", secret: true},
 	{rel: "platform.pub", required: true, max: 0o644},
-	{rel: "veil.db", required: true, secret: true},
+	{rel: "veil.db", secret: true}, // its absence is the store check's
 	{rel: "veil.db-wal", secret: true},
 	{rel: "veil.db-shm", secret: true},
 	{rel: "veil.sock", secret: true},
@@ -88,13 +88,15 @@ func dataDirChecks(dir string) []Check {
 		})
 	}
 	// Registered files are mounted into jobs: the way to them must be traversable and the
-	// files readable by the sandbox's root; they are immutable (their hash is the dataset's
-	// version, named in certificates).
+	// files readable by the sandbox's root, and nobody else may change them (their hash is
+	// the dataset's version, named in certificates). The owner's write bit is not looked
+	// at: the owner is root, whom modes do not stop (copied files are 0444, files converted
+	// from CSV 0644).
 	walk(filepath.Join(abs, "datasets"), func(path string, d fs.DirEntry) []finding {
 		if d.IsDir() {
 			return checkPath(path, rule{dir: true, shared: true, max: 0o711}, uid)
 		}
-		return checkPath(path, rule{shared: true, max: 0o444}, uid)
+		return checkPath(path, rule{shared: true, max: 0o644}, uid)
 	})
 	walk(filepath.Join(abs, "tenants"), func(path string, d fs.DirEntry) []finding {
 		if !d.IsDir() && d.Name() == "secret" {
@@ -153,13 +155,11 @@ func checkPath(path string, r rule, uid int) []finding {
 	case r.shared && r.dir && perm&0o001 == 0:
 		out = append(out, finding{fail: true, what: fmt.Sprintf("%s has mode %04o: the sandbox's unprivileged root cannot traverse it to the dataset files", path, perm), fix: fmt.Sprintf("chmod o+x %s", path)})
 	case r.shared && !r.dir && perm&0o004 == 0:
-		out = append(out, finding{fail: true, what: fmt.Sprintf("%s has mode %04o: jobs cannot read it", path, perm), fix: fmt.Sprintf("chmod %o %s", r.max, path)})
+		out = append(out, finding{fail: true, what: fmt.Sprintf("%s has mode %04o: jobs cannot read it", path, perm), fix: fmt.Sprintf("chmod o+r %s", path)})
 	case r.max != 0 && perm&^r.max != 0:
 		why := "more open than needed"
 		if r.dir && perm&0o004 != 0 {
 			why = "others can list it"
-		} else if !r.dir && perm&0o200 != 0 && r.max&0o200 == 0 {
-			why = "writable, but registered data never changes"
 		}
 		out = append(out, finding{what: fmt.Sprintf("%s has mode %04o: %s", path, perm, why), fix: fmt.Sprintf("chmod %o %s", r.max, path)})
 	}

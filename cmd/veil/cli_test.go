@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/doctor"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -507,4 +509,26 @@ func TestCLI(t *testing.T) {
 
 	// Every command's -o json, against this daemon.
 	e.sweep(t, gt, gd, jt)
+
+	// The data directory after all of the above (datasets, twins, sandbox state, custom
+	// jobs' work), with the daemon running, passes veil doctor.
+	out, err = runVeil(t, "-o", "json", "doctor", "--data-dir", filepath.Join(e.dir, "data"), "--min-free-mb", "1")
+	var rep doctor.Report
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("doctor -o json: %v (%v)\n%s", jerr, err, out)
+	}
+	for _, c := range rep.Checks {
+		switch c.Name {
+		case "data-dir", "disk", "store", "audit-log", "platform-key", "daemon":
+			if c.Status != doctor.OK {
+				t.Errorf("doctor on the daemon's data directory: %s: %s: %s (fix: %s)", c.Name, c.Status, c.Detail, c.Fix)
+			}
+		}
+		if c.Name == "daemon" && !strings.HasPrefix(c.Detail, "running") {
+			t.Errorf("doctor does not see the running daemon: %s", c.Detail)
+		}
+	}
+	if os.Geteuid() == 0 && err != nil {
+		t.Errorf("doctor as root on this host: %v\n%s", err, out)
+	}
 }

@@ -189,3 +189,30 @@ func TestExitCodesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorExitCode runs veil doctor through the binary on a data directory with its
+// platform key readable by others: exit code 11, and the fix printed.
+func TestDoctorExitCode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the data directory's key is root's")
+	}
+	parent, err := os.MkdirTemp("", "veil-doctor-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	os.Chmod(parent, 0o711)
+	data := filepath.Join(parent, "data")
+	if out, err := runVeil(t, "init", "--data-dir", data); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if out, errOut, code := runBinary(t, "", "doctor", "--data-dir", data, "--min-free-mb", "1"); code != exitOK {
+		t.Fatalf("doctor on a fresh data directory: exit %d\n%s%s", code, out, errOut)
+	}
+	key := filepath.Join(data, "keys", "platform.key")
+	os.Chmod(key, 0o644)
+	out, errOut, code := runBinary(t, "", "doctor", "--data-dir", data, "--min-free-mb", "1")
+	if code != exitCheckFailed || !strings.Contains(out, "FAIL") || !strings.Contains(out, "chmod 600 "+key) || !strings.Contains(errOut, "data-dir") {
+		t.Errorf("doctor with %s readable by others: exit %d, want %d, the check failed and its fix\nstdout:\n%s\nstderr:\n%s", key, code, exitCheckFailed, out, errOut)
+	}
+}
