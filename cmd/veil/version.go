@@ -68,10 +68,13 @@ func buildVersion(stamped, stampedCommit string, bi *debug.BuildInfo) versionInf
 		}
 		deps := map[string]string{}
 		for _, d := range bi.Deps {
-			if d.Replace != nil {
-				d = d.Replace
-			}
 			deps[d.Path] = d.Version
+			if r := d.Replace; r != nil { // what is linked is the replacement
+				deps[d.Path] = strings.TrimSpace(r.Path + " " + r.Version)
+				if r.Path == d.Path {
+					deps[d.Path] = r.Version
+				}
+			}
 		}
 		for _, m := range versionModules {
 			if ver, ok := deps[m.path]; ok {
