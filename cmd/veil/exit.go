@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 
+	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/client"
 )
 
@@ -117,6 +118,8 @@ func exitCode(err error, ran bool) int {
 			return c
 		}
 		return exitInternal
+	case errors.Is(err, audit.ErrTampered): // the audit log, a proof or a certificate does not verify
+		return exitCheckFailed
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.Is(err, fs.ErrNotExist):

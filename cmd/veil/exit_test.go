@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon/api"
 )
 
@@ -214,5 +220,34 @@ func TestDoctorExitCode(t *testing.T) {
 	out, errOut, code := runBinary(t, "", "doctor", "--data-dir", data, "--min-free-mb", "1")
 	if code != exitCheckFailed || !strings.Contains(out, "FAIL") || !strings.Contains(out, "chmod 600 "+key) || !strings.Contains(errOut, "data-dir") {
 		t.Errorf("doctor with %s readable by others: exit %d, want %d, the check failed and its fix\nstdout:\n%s\nstderr:\n%s", key, code, exitCheckFailed, out, errOut)
+	}
+}
+
+func TestExitCodeOfErrors(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		ran  bool
+		want int
+	}{
+		{"nil", nil, true, exitOK},
+		{"api kind", &client.Error{Status: 409, Kind: "conflict", Msg: "x"}, true, exitConflict},
+		{"budget", fmt.Errorf("submit: %w", &client.Error{Status: 409, Kind: "budget_exhausted"}), true, exitConflict},
+		{"api invalid", &client.Error{Status: 400, Kind: "invalid"}, true, exitUsage},
+		{"status without kind", &client.Error{Status: 503}, true, exitUnavailable},
+		{"unknown status", &client.Error{Status: 418}, true, exitInternal},
+		{"unreachable", &client.Error{Kind: "unavailable"}, true, exitUnavailable},
+		{"tampered log", fmt.Errorf("audit log does NOT verify: %w", &audit.VerifyError{Index: 3, Reason: "changed"}), true, exitCheckFailed},
+		{"bad proof", fmt.Errorf("proof does NOT verify: %w", audit.ErrTampered), true, exitCheckFailed},
+		{"interrupted", fmt.Errorf("wait: %w", context.Canceled), true, exitInterrupted},
+		{"missing file", fmt.Errorf("read: %w", fs.ErrNotExist), true, exitNotFound},
+		{"unreadable file", fmt.Errorf("read: %w", fs.ErrPermission), true, exitForbidden},
+		{"cobra's parse error", errors.New(`unknown flag: --x`), false, exitUsage},
+		{"anything else", errors.New("boom"), true, exitInternal},
+		{"explicit", usageErr("--bound: write COL=LO:HI"), true, exitUsage},
+	} {
+		if got := exitCode(c.err, c.ran); got != c.want {
+			t.Errorf("%s: exit code %d, want %d", c.name, got, c.want)
+		}
 	}
 }
