@@ -88,9 +88,9 @@ func buildVersion(stamped, stampedCommit string, bi *debug.BuildInfo) versionInf
 	return v
 }
 
-// libraryVersion asks a linked SQL library its version.
-func libraryVersion(ctx context.Context, driver, query string) string {
-	db, err := sql.Open(driver, "")
+// libraryVersion asks a linked SQL library its version, on an in-memory database.
+func libraryVersion(ctx context.Context, driver, dsn, query string) string {
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
@@ -111,8 +111,8 @@ func newVersionCmd() *cobra.Command {
 			bi, _ := debug.ReadBuildInfo()
 			v := buildVersion(version, commit, bi)
 			v.Go, v.Platform = runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH
-			v.DuckDB = libraryVersion(cmd.Context(), "duckdb", "SELECT library_version || ' (' || source_id || ')' FROM pragma_version()")
-			v.SQLite = libraryVersion(cmd.Context(), "sqlite3", "SELECT sqlite_version()")
+			v.DuckDB = libraryVersion(cmd.Context(), "duckdb", "", "SELECT library_version || ' (' || source_id || ')' FROM pragma_version()")
+			v.SQLite = libraryVersion(cmd.Context(), "sqlite3", ":memory:", "SELECT sqlite_version()")
 			major, minor, micro := seccomp.Version()
 			v.Libseccomp = "none (built without seccomp)"
 			if seccomp.Enabled {
