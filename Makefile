@@ -9,6 +9,12 @@ DEB_PKGS := libseccomp-dev libseccomp2 pkg-config runc
 
 export CGO_ENABLED := 1
 
+# What `veil version` reports: the tag or commit this build is of (-dirty with uncommitted
+# changes), stamped into the binary; a plain go build falls back to Go's VCS stamp.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 .PHONY: all deps build test test-cli test-short demo bench lint fmt clean
 
 all: build
@@ -23,7 +29,7 @@ deps:
 	fi
 
 build: deps
-	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/veil
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/veil
 	$(GO) build -tags $(TAGS) -o bin/citygen ./testdata/citygen
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w -X main.mode=aggregate" -o bin/vendorprog-aggregate ./testdata/vendorprog
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w -X main.mode=copy" -o bin/vendorprog-copy ./testdata/vendorprog

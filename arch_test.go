@@ -15,6 +15,8 @@ const module = "github.com/veil-dp/veil"
 // layers, never one of its own layer or above. A new package gets its line here, which is
 // where its place in the design is decided.
 var layers = [][]string{
+	// Durable file writes, and the storage faults tests inject: below everything that writes.
+	{"durable", "internal/fault"},
 	// Leaves: usable and testable alone.
 	{"daemon/api", "policy", "audit", "dp", "he", "engine", "sandbox"},
 	// What runs in the sandbox; the store's interface; the shape of protected outputs.
@@ -35,6 +37,9 @@ var layers = [][]string{
 	{"daemon"},
 	// The clients of the HTTP API.
 	{"client"},
+	// Pre-flight checks of a host and a data directory (veil doctor): reads the store
+	// offline and asks the daemon who it is.
+	{"doctor"},
 	// The benchmark harness (it starts a daemon in process), then the CLI.
 	{"bench", "bench/sandbox"},
 	{"cmd/veil"},
@@ -43,7 +48,7 @@ var layers = [][]string{
 // pure packages import no other Veil package (DESIGN.md: engine, dp, he, policy and audit
 // can each be used and tested alone), except where listed.
 var pure = map[string][]string{
-	"engine": nil, "dp": nil, "he": nil, "policy": nil, "audit": nil, "sandbox": nil, "daemon/api": nil,
+	"engine": nil, "dp": nil, "he": nil, "policy": nil, "audit": {"durable"}, "durable": nil, "sandbox": nil, "daemon/api": nil,
 	"runner": {"engine", "he", "dp"},
 }
 

@@ -45,10 +45,11 @@ func New(host, token string) (*Client, error) {
 	return c, nil
 }
 
-// Error is an error answer of the API.
+// Error is an error answer of the API, or (Status 0, Kind "unavailable") a daemon that
+// could not be reached.
 type Error struct {
 	Status int
-	Kind   string
+	Kind   string // the API error's kind: not_found, forbidden, invalid, conflict, ...
 	Msg    string
 }
 
@@ -79,7 +80,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the Veil daemon: %w (is `veil serve` running? set --host or VEIL_HOST)", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		return &Error{Kind: "unavailable", Msg: fmt.Sprintf("cannot reach the Veil daemon: %v (is `veil serve` running? set --host or VEIL_HOST)", err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -216,22 +220,58 @@ func Terminal(status string) bool {
 	return true
 }
 
+// Final reports whether a job status can never change again: released, rejected, failed
+// or canceled.
+func Final(status string) bool {
+	switch status {
+	case "released", "rejected", "failed", "canceled":
+		return true
+	}
+	return false
+}
+
 // Wait follows a job until it leaves queued and running, calling progress on each change.
 // It long-polls (the daemon answers as soon as the job ends), so the end is seen at once.
 func (c *Client) Wait(ctx context.Context, id string, progress func(api.Job)) (api.Job, error) {
+	return c.WaitUntil(ctx, id, func(j api.Job) bool { return Terminal(j.Status) }, progress)
+}
+
+// waitPoll bounds how often WaitUntil asks again while the daemon answers at once (a job
+// waiting for review: the daemon's long poll only waits while a job is queued or running).
+const waitPoll = 2 * time.Second
+
+// WaitUntil follows a job until done says so, calling progress on each change of status.
+// It long-polls; when the daemon answers at once without a change, it asks again after a
+// growing pause (up to waitPoll), so that waiting through review does not hammer it.
+func (c *Client) WaitUntil(ctx context.Context, id string, done func(api.Job) bool, progress func(api.Job)) (api.Job, error) {
 	last := ""
+	pause := 100 * time.Millisecond
 	for {
+		asked := time.Now()
 		var j api.Job
 		if err := c.do(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"?wait=20s", nil, &j); err != nil {
 			return j, err
 		}
-		if progress != nil && j.Status != last {
+		changed := j.Status != last
+		if progress != nil && changed {
 			progress(j)
-			last = j.Status
 		}
-		if Terminal(j.Status) {
+		last = j.Status
+		if done(j) {
 			return j, nil
 		}
+		if changed || time.Since(asked) >= waitPoll {
+			pause = 100 * time.Millisecond
+			continue
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return j, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, waitPoll)
 	}
 }
 

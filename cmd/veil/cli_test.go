@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/doctor"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -26,7 +27,8 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // TestMain lets the test binary be the veil binary where the daemon re-executes it: a
-// container's init, and the runner (through the CLI's own hidden runner command).
+// container's init, and the runner (through the CLI's own hidden runner command); and,
+// with VEIL_TEST_MAIN=1, the veil command itself, main and its exit code included.
 func TestMain(m *testing.M) {
 	sandbox.Init()
 	if len(os.Args) > 1 && os.Args[1] == "runner" {
@@ -38,7 +40,45 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("VEIL_TEST_MAIN") == "1" {
+		os.Unsetenv("VEIL_TEST_MAIN")
+		main()
+	}
 	os.Exit(m.Run())
+}
+
+// veilBinary returns a command that runs this test binary as the veil binary.
+func veilBinary(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "VEIL_TEST_MAIN=1")
+	return cmd
+}
+
+// runBinary runs the veil binary and returns its stdout, stderr and exit code.
+func runBinary(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := veilBinary(t, args...)
+	var out, errOut strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run veil %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// as returns the global flags that make a command run as a profile's principal.
+func (e *cliEnv) as(profile string, args ...string) []string {
+	return append([]string{"--host", e.host, "--token", e.tokens[profile]}, args...)
 }
 
 // cliEnv is a real daemon on a Unix socket in a temporary directory and the tokens of one
@@ -51,7 +91,7 @@ type cliEnv struct {
 	norm   *normalizer
 }
 
-func startCLI(t *testing.T) *cliEnv {
+func startCLI(t *testing.T, edits ...func(*daemon.Config)) *cliEnv {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "veil-cli-") // short: Unix socket paths are limited to 108 bytes
 	if err != nil {
@@ -79,6 +119,9 @@ func startCLI(t *testing.T) *cliEnv {
 	var tick atomic.Int64
 	start := time.Now().UTC().Truncate(time.Second)
 	cfg.Clock = func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Second) }
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	e := &cliEnv{t: t, dir: dir, host: "unix://" + cfg.Socket, tokens: map[string]string{}, norm: newNormalizer(dir)}
 	out, err := runVeil(t, "init", "--data-dir", data)
 	if err != nil {
@@ -145,12 +188,8 @@ func (e *cliEnv) golden(command, name, out string, err error) {
 	dir := filepath.Join("testdata", command, name)
 	got := map[string]string{"stdout": e.norm.apply(out)}
 	if err != nil {
-		msg := err.Error()
-		var ae *client.Error
-		if errors.As(err, &ae) {
-			msg = ae.Msg
-		}
-		got["stderr"] = e.norm.apply("veil: " + msg + "\n")
+		got["stderr"] = e.norm.apply("veil: " + message(err) + "\n")
+		got["exit"] = fmt.Sprintf("%d\n", codeOf(err))
 	}
 	if *update {
 		os.RemoveAll(dir)
@@ -164,7 +203,7 @@ func (e *cliEnv) golden(command, name, out string, err error) {
 		}
 		return
 	}
-	for _, f := range []string{"stdout", "stderr"} {
+	for _, f := range []string{"stdout", "stderr", "exit"} {
 		want, rerr := os.ReadFile(filepath.Join(dir, f))
 		if errors.Is(rerr, os.ErrNotExist) && got[f] == "" {
 			continue
@@ -177,6 +216,15 @@ func (e *cliEnv) golden(command, name, out string, err error) {
 			e.t.Errorf("%s/%s: %s differs from %s:\n--- got\n%s\n--- want\n%s", command, name, f, filepath.Join(dir, f), got[f], want)
 		}
 	}
+}
+
+// codeOf is the exit code execute decided for err.
+func codeOf(err error) int {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitCode(err, true)
 }
 
 // normalizer replaces what differs from run to run (ids, tokens, times, hashes, keys,
@@ -434,4 +482,45 @@ func TestCLI(t *testing.T) {
 	e.veil("job-cancel", "refused-released", "acme", "job", "cancel", jt)
 	e.veil("audit-verify", "auditor", "auditor", "audit", "verify", "--key", filepath.Join(e.dir, "data", "platform.pub"))
 	e.veil("audit-verify", "refused-vendor", "acme", "audit", "verify", "--key", filepath.Join(e.dir, "data", "platform.pub"))
+
+	// Every command's -o json, against this daemon.
+	e.sweep(t, gt, gd, jt)
+
+	// The data directory after all of the above (datasets, twins, sandbox state, custom
+	// jobs' work), with the daemon running, passes veil doctor.
+	out, err = runVeil(t, "-o", "json", "doctor", "--data-dir", filepath.Join(e.dir, "data"), "--min-free-mb", "1")
+	var rep doctor.Report
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("doctor -o json: %v (%v)\n%s", jerr, err, out)
+	}
+	for _, c := range rep.Checks {
+		switch c.Name {
+		case "data-dir", "disk", "store", "audit-log", "platform-key", "daemon":
+			if c.Status != doctor.OK {
+				t.Errorf("doctor on the daemon's data directory: %s: %s: %s (fix: %s)", c.Name, c.Status, c.Detail, c.Fix)
+			}
+		}
+		if c.Name == "daemon" && !strings.HasPrefix(c.Detail, "running") {
+			t.Errorf("doctor does not see the running daemon: %s", c.Detail)
+		}
+	}
+	if os.Geteuid() == 0 && err != nil {
+		t.Errorf("doctor as root on this host: %v\n%s", err, out)
+	}
+}
+
+// writeCLIData returns the schema and residents of testdata (100 residents: 60 in north, 37
+// in south, 3 in tiny), copied into dir so that a test may change them.
+func writeCLIData(t *testing.T, dir string) (schema, csv string) {
+	schema, csv = filepath.Join(dir, "residents.yaml"), filepath.Join(dir, "residents.csv")
+	for dst, src := range map[string]string{schema: "residents.yaml", csv: "residents.csv"} {
+		b, err := os.ReadFile(filepath.Join(wd(t), "testdata", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return schema, csv
 }

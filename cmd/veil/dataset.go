@@ -59,7 +59,7 @@ func newDatasetCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, d := range ds {
-				rows = append(rows, []string{d.Name, d.Provider, fmt.Sprint(d.Rows), d.Version[:12], d.Registered.Format("2006-01-02 15:04")})
+				rows = append(rows, []string{d.Name, d.Provider, fmt.Sprint(d.Rows), d.Version[:12], stamp(d.Registered)})
 			}
 			return print(ds, []string{"NAME", "PROVIDER", "ROWS", "VERSION", "REGISTERED"}, rows)
 		},
@@ -125,7 +125,7 @@ func newDatasetCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case masked == synthetic:
-				return fmt.Errorf("give one of --masked and --synthetic")
+				return usageErr("give one of --masked and --synthetic")
 			case masked:
 				tw.Kind = "masked"
 			default:
@@ -134,7 +134,7 @@ func newDatasetCmd() *cobra.Command {
 			for _, p := range pairs {
 				a, b, ok := strings.Cut(p, ",")
 				if !ok {
-					return fmt.Errorf("--pair %q: write COLUMN_A,COLUMN_B", p)
+					return usageErr("--pair %q: write COLUMN_A,COLUMN_B", p)
 				}
 				tw.Pairs = append(tw.Pairs, [2]string{a, b})
 			}
@@ -166,7 +166,7 @@ func newDatasetCmd() *cobra.Command {
 			for _, p := range synPairs {
 				a, b, ok := strings.Cut(p, ",")
 				if !ok {
-					return fmt.Errorf("--pair %q: write COLUMN_A,COLUMN_B", p)
+					return usageErr("--pair %q: write COLUMN_A,COLUMN_B", p)
 				}
 				syn.Pairs = append(syn.Pairs, [2]string{a, b})
 			}

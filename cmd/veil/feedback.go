@@ -63,7 +63,7 @@ operator and the authority list all feedback, a vendor its tenant's.`,
 			}
 			var rows [][]string
 			for _, f := range fs {
-				rows = append(rows, []string{f.ID, f.Dataset, feedbackCell(f.Column, 40), f.Tenant, f.Status, f.Created.Format("2006-01-02 15:04"), feedbackCell(f.Message, 60)})
+				rows = append(rows, []string{f.ID, f.Dataset, feedbackCell(f.Column, 40), f.Tenant, f.Status, stamp(f.Created), feedbackCell(f.Message, 60)})
 			}
 			return print(fs, []string{"ID", "DATASET", "COLUMN", "TENANT", "STATUS", "CREATED", "MESSAGE"}, rows)
 		},
@@ -97,9 +97,9 @@ operator and the authority list all feedback, a vendor its tenant's.`,
 
 func printFeedback(f api.Feedback) error {
 	pairs := []string{"feedback", f.ID, "dataset", f.Dataset, "column", feedbackCell(f.Column, 40), "tenant", f.Tenant, "submitter", f.Submitter,
-		"status", f.Status, "created", f.Created.Format("2006-01-02 15:04:05 MST"), "message", feedbackCell(f.Message, 200)}
+		"status", f.Status, "created", stamp(f.Created), "message", feedbackCell(f.Message, 200)}
 	if f.Status == "resolved" {
-		pairs = append(pairs, "resolver", f.Resolver, "resolved", f.Resolved.Format("2006-01-02 15:04:05 MST"), "note", feedbackCell(f.Note, 200))
+		pairs = append(pairs, "resolver", f.Resolver, "resolved", stamp(f.Resolved), "note", feedbackCell(f.Note, 200))
 	}
 	return kv(f, pairs...)
 }

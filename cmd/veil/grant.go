@@ -22,7 +22,7 @@ func newGrantCmd() *cobra.Command {
 			for _, d := range datasets {
 				name, cols, ok := strings.Cut(d, ":")
 				if !ok || cols == "" {
-					return fmt.Errorf("--dataset %q: write NAME:COL1,COL2,...", d)
+					return usageErr("--dataset %q: write NAME:COL1,COL2,...", d)
 				}
 				req.Datasets = append(req.Datasets, api.DatasetAccess{Name: name, Columns: strings.Split(cols, ",")})
 			}
@@ -148,7 +148,7 @@ func printGrant(gr map[string]any) error {
 		fmt.Fprintf(g.out, "reason: %s\n", r)
 	}
 	if u := str(gr["valid_until"]); u != "" {
-		fmt.Fprintf(g.out, "valid until: %s\n", u)
+		fmt.Fprintf(g.out, "valid until: %s\n", stampText(u))
 	}
 	var rows [][]string
 	stages, _ := gr["stages"].([]any)
@@ -162,7 +162,7 @@ func printGrant(gr map[string]any) error {
 		if m["by_default"] == true {
 			dec += " (deadline passed: default)"
 		}
-		rows = append(rows, []string{name, dec, str(m["by"]), str(m["deadline"])})
+		rows = append(rows, []string{name, dec, str(m["by"]), stampText(str(m["deadline"]))})
 	}
 	return print(gr, []string{"STAGE", "DECISION", "BY", "DEADLINE"}, rows)
 }

@@ -67,7 +67,7 @@ func newHEKeygenCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secretPath, publicPath := filepath.Join(dir, "secret.key"), filepath.Join(dir, "public.bundle")
 			if _, err := os.Stat(secretPath); err == nil && !force {
-				return fmt.Errorf("%s already exists; refusing to overwrite a secret key (results encrypted under it could no longer be decrypted); pass --force to replace it", secretPath)
+				return &exitError{exitConflict, fmt.Errorf("%s already exists; refusing to overwrite a secret key (results encrypted under it could no longer be decrypted); pass --force to replace it", secretPath)}
 			}
 			sk, pub, err := he.GenerateKeys(groups)
 			if err != nil {
@@ -127,7 +127,7 @@ func writeSecret(path string, blob []byte, force bool) error {
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s already exists; pass --force to replace it", path)
+		return &exitError{exitConflict, fmt.Errorf("%s already exists; pass --force to replace it", path)}
 	}
 	if err != nil {
 		return err
@@ -259,8 +259,6 @@ func newHEDecryptCmd() *cobra.Command {
 	cmd.MarkFlagRequired("in")
 	return cmd
 }
-
-func isTable() bool { return g.output == "table" || g.output == "" }
 
 // readHEExport reads an export as one table, detecting the format by its magic bytes: Parquet
 // ("PAR1"), Arrow IPC file ("ARROW1"), otherwise Arrow IPC stream. It returns the table and its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/csv"
 	"math"
@@ -21,19 +22,21 @@ import (
 	"github.com/veil-dp/veil/he"
 )
 
-// runVeil runs the CLI in process and returns what it printed.
+// runVeil runs the CLI in process and returns what it printed on standard output (what
+// goes to standard error, such as the progress of a wait, is left out: it holds timings).
 func runVeil(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := runVeilIO(t, "", args...)
+	return out, err
+}
+
+// runVeilIO runs the CLI in process with stdin and returns its standard output and error.
+// The error, if any, is the *cliError that carries the exit code.
+func runVeilIO(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	saved := g.out
-	g.out = &out
-	defer func() { g.out = saved }()
-	root := newRoot()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	err := root.Execute()
-	return out.String() + errOut.String(), err
+	err = execute(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), err
 }
 
 const heTestModel = `{

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/he"
 )
@@ -34,7 +35,7 @@ func newJobCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, j := range js {
-				rows = append(rows, []string{j.ID, j.Grant, j.Status, j.Created.Format("2006-01-02 15:04:05"), j.Message})
+				rows = append(rows, []string{j.ID, j.Grant, j.Status, stamp(j.Created), j.Message})
 			}
 			return print(js, []string{"ID", "GRANT", "STATUS", "CREATED", "MESSAGE"}, rows)
 		},
@@ -77,6 +78,29 @@ func newJobCmd() *cobra.Command {
 	return cmd
 }
 
+// What job submit --wait waits for.
+const (
+	waitRun      = "run"      // the job has run: it waits for review, or it failed
+	waitReleased = "released" // the job's output was released, or it never will be
+)
+
+// jobEnded turns how a followed job ended into the exit code scripts branch on.
+func jobEnded(j api.Job) error {
+	why := ""
+	if j.Message != "" {
+		why = ": " + j.Message
+	}
+	switch j.Status {
+	case "failed":
+		return &exitError{exitJobFailed, fmt.Errorf("job %s failed%s", j.ID, why)}
+	case "rejected":
+		return &exitError{exitJobRejected, fmt.Errorf("job %s was rejected%s", j.ID, why)}
+	case "canceled":
+		return &exitError{exitJobCanceled, fmt.Errorf("job %s was canceled%s", j.ID, why)}
+	}
+	return nil
+}
+
 func printJob(j api.Job) error {
 	pairs := []string{"job", j.ID, "grant", j.Grant, "mode", j.Mode, "status", j.Status, "message", j.Message}
 	if m := j.Metering; m != nil {
@@ -89,7 +113,7 @@ func printJob(j api.Job) error {
 func newSubmitCmd(dev bool) *cobra.Command {
 	var req api.SubmitJob
 	var file string
-	var wait bool
+	var wait string
 	var dpo api.DPOptions
 	var bounds []string
 	var hes api.HEScore
@@ -104,6 +128,17 @@ func newSubmitCmd(dev bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// --wait takes an optional value; `--wait released` (with a space) reaches us as
+			// the flag's default and an argument.
+			if len(args) == 1 && wait == waitRun && (args[0] == waitRun || args[0] == waitReleased) {
+				wait, args = args[0], nil
+			}
+			if len(args) > 0 {
+				return usageErr("unexpected argument %q: the query goes in --sql or -f FILE", args[0])
+			}
+			if wait != "" && wait != waitRun && wait != waitReleased {
+				return usageErr("--wait=%q: use --wait (until the job has run) or --wait=released (through review)", wait)
+			}
 			c, err := connect()
 			if err != nil {
 				return err
@@ -111,7 +146,7 @@ func newSubmitCmd(dev bool) *cobra.Command {
 			if runtime != "" || program != "" {
 				// A custom job: the program file goes with the request.
 				if runtime == "" || program == "" {
-					return fmt.Errorf("a custom job needs --runtime (veil runtime list) and --program FILE")
+					return usageErr("a custom job needs --runtime (veil runtime list) and --program FILE")
 				}
 				b, err := os.ReadFile(program)
 				if err != nil {
@@ -133,7 +168,7 @@ func newSubmitCmd(dev bool) *cobra.Command {
 				dec := yaml.NewDecoder(bytes.NewReader(b))
 				dec.KnownFields(true)
 				if err := dec.Decode(&spec); err != nil {
-					return fmt.Errorf("%s: %v (see the README for the fields of a trainer spec)", trainFile, err)
+					return usageErr("%s: %v (see the README for the fields of a trainer spec)", trainFile, err)
 				}
 				req.Train = &spec
 			}
@@ -144,7 +179,7 @@ func newSubmitCmd(dev bool) *cobra.Command {
 					dst  *string
 				}{{bundle, &hes.Bundle}, {model, &hes.Model}} {
 					if up.file == "" {
-						return fmt.Errorf("an he-score job needs both --model (veil he encrypt-model) and --public (veil he keygen)")
+						return usageErr("an he-score job needs both --model (veil he encrypt-model) and --public (veil he keygen)")
 					}
 					b, err := os.ReadFile(up.file)
 					if err != nil {
@@ -154,7 +189,7 @@ func newSubmitCmd(dev bool) *cobra.Command {
 					// would refuse it too).
 					if kind, _ := he.BlobKind(b); kind == he.BlobSecretKey {
 						clear(b)
-						return fmt.Errorf("%s is a secret key: it must never leave this machine; pass the public.bundle that veil he keygen wrote next to it", up.file)
+						return usageErr("%s is a secret key: it must never leave this machine; pass the public.bundle that veil he keygen wrote next to it", up.file)
 					}
 					blob, err := c.UploadBlob(cmd.Context(), b)
 					if err != nil {
@@ -178,7 +213,7 @@ func newSubmitCmd(dev bool) *cobra.Command {
 					l, err1 := strconv.ParseFloat(lo, 64)
 					h, err2 := strconv.ParseFloat(hi, 64)
 					if !ok1 || !ok2 || err1 != nil || err2 != nil {
-						return fmt.Errorf("--bound %q: write COLUMN=LOWER:UPPER, for example age=0:120", b)
+						return usageErr("--bound %q: write COLUMN=LOWER:UPPER, for example age=0:120", b)
 					}
 					if dpo.Bounds == nil {
 						dpo.Bounds = map[string][2]float64{}
@@ -198,26 +233,26 @@ func newSubmitCmd(dev bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if wait {
-				st, _ := os.Stderr.Stat()
-				live := st != nil && st.Mode()&os.ModeCharDevice != 0
-				start := time.Now()
-				j, err = c.Wait(cmd.Context(), j.ID, func(j api.Job) {
-					line := fmt.Sprintf("job %s: %s (%.1fs)", j.ID, j.Status, time.Since(start).Seconds())
-					if live {
-						fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
-					} else {
-						fmt.Fprintln(os.Stderr, line)
-					}
-				})
-				if live {
-					fmt.Fprintln(os.Stderr)
-				}
-				if err != nil {
-					return err
-				}
+			if wait == "" {
+				return printJob(j)
 			}
-			return printJob(j)
+			done := func(j api.Job) bool { return client.Terminal(j.Status) }
+			if wait == waitReleased {
+				done = func(j api.Job) bool { return client.Final(j.Status) }
+			}
+			p := newProgress(g.errOut)
+			start := time.Now()
+			j, err = c.WaitUntil(cmd.Context(), j.ID, done, func(j api.Job) {
+				p.line(fmt.Sprintf("job %s: %s (%.1fs)", j.ID, j.Status, time.Since(start).Seconds()))
+			})
+			p.done()
+			if err != nil {
+				return err
+			}
+			if err := printJob(j); err != nil {
+				return err
+			}
+			return jobEnded(j)
 		},
 	}
 	f := submit.Flags()
@@ -225,7 +260,8 @@ func newSubmitCmd(dev bool) *cobra.Command {
 	f.StringVar(&req.SQL, "sql", "", "the query")
 	f.StringVarP(&file, "file", "f", "", "read the query from a file")
 	f.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a retry with the same key never runs (or spends) twice")
-	f.BoolVar(&wait, "wait", false, "follow the job to its end")
+	f.StringVar(&wait, "wait", "", "follow the job: --wait until it has run (exit code 8 if it failed), --wait=released also through review (0 only if released)")
+	f.Lookup("wait").NoOptDefVal = waitRun
 	f.StringVar(&req.Mode, "mode", "", "threshold or dp (default: dp when --epsilon is given)")
 	f.Float64Var(&dpo.Epsilon, "epsilon", 0, "dp: the epsilon this query spends (split evenly over its aggregates and partition selection)")
 	f.Float64Var(&dpo.Delta, "delta", 0, "dp: the delta this query spends (partition selection; gaussian noise)")

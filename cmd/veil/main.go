@@ -1,17 +1,15 @@
 // Command veil is Veil's command line: the daemon (`veil serve`), the runner it re-executes
 // inside each sandbox, and the commands of every role. It holds no business logic: each
 // command parses flags, calls the client or a library, and hands the answer to the printer.
+// Its exit code says what kind of error ended it (exit.go).
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -19,15 +17,7 @@ func main() {
 	// A container's init is this binary re-executed; it must be handled before anything else.
 	sandbox.Init()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		var ae *client.Error
-		if errors.As(err, &ae) {
-			fmt.Fprintf(os.Stderr, "veil: %s\n", ae.Msg)
-		} else {
-			fmt.Fprintf(os.Stderr, "veil: %v\n", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(code)
 }

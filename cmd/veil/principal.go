@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/veil-dp/veil/daemon/api"
 )
@@ -86,64 +84,4 @@ func newPrincipalCmd() *cobra.Command {
 	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
-}
-
-func newConfigCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "config", Short: "Manage CLI profiles (daemon address and token)"}
-	var host, token string
-	set := &cobra.Command{
-		Use:   "set-profile NAME",
-		Short: "Save a profile and make it current",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := loadConfig()
-			if err != nil {
-				return err
-			}
-			c.Profiles[args[0]] = profile{Host: host, Token: token}
-			c.Current = args[0]
-			b, err := yaml.Marshal(c)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(dirOf(configPath()), 0o700); err != nil {
-				return err
-			}
-			if err := os.WriteFile(configPath(), b, 0o600); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.out, "profile %s saved in %s and made current\n", args[0], configPath())
-			return nil
-		},
-	}
-	set.Flags().StringVar(&host, "host", defaultHost, "daemon address")
-	set.Flags().StringVar(&token, "token", "", "token")
-	use := &cobra.Command{
-		Use:   "use NAME",
-		Short: "Make a profile current",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := loadConfig()
-			if err != nil {
-				return err
-			}
-			if _, ok := c.Profiles[args[0]]; !ok {
-				return fmt.Errorf("no profile %q in %s", args[0], configPath())
-			}
-			c.Current = args[0]
-			b, _ := yaml.Marshal(c)
-			return os.WriteFile(configPath(), b, 0o600)
-		},
-	}
-	cmd.AddCommand(set, use)
-	return cmd
-}
-
-func dirOf(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[:i]
-		}
-	}
-	return "."
 }

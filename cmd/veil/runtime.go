@@ -57,7 +57,7 @@ func newRuntimeCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, r := range rts {
-				rows = append(rows, []string{r.Name, r.Digest, strings.Join(r.Entrypoint, " "), fmt.Sprint(r.Files), r.Registered.Format("2006-01-02 15:04")})
+				rows = append(rows, []string{r.Name, r.Digest, strings.Join(r.Entrypoint, " "), fmt.Sprint(r.Files), stamp(r.Registered)})
 			}
 			return print(rts, []string{"NAME", "DIGEST", "ENTRYPOINT", "FILES", "REGISTERED"}, rows)
 		},

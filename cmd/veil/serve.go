@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
@@ -25,56 +29,94 @@ func newInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "Initialised %s.\nPlatform public key: %s/platform.pub\nOperator token (shown once, keep it safe):\n%s\n", dir, dir, tok)
-			return nil
+			rep := struct {
+				DataDir   string `json:"data_dir"`
+				PublicKey string `json:"public_key_file"`
+				Token     string `json:"operator_token"`
+			}{dir, dir + "/platform.pub", tok}
+			return say(rep, "Initialised %s.\nPlatform public key: %s/platform.pub\nOperator token (shown once, keep it safe):\n%s\n", dir, dir, tok)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data-dir", dir, "data directory")
 	return cmd
 }
 
+// serveFlags are veil serve's flags; config turns them into the daemon's Config.
+type serveFlags struct {
+	dir     string
+	socket  string
+	cfg     daemon.Config // the flags write into it directly, so that none is forgotten
+	overdue []string
+	logJSON bool
+}
+
+// config is the flags' Config with the paths that depend on the data directory. (Copying
+// flag by flag into a fresh Defaults once forgot --scratch-mb.)
+func (f *serveFlags) config() (daemon.Config, error) {
+	d := daemon.Defaults(f.dir)
+	c := f.cfg
+	c.DataDir, c.Socket = d.DataDir, d.Socket
+	c.Review.Defaults = maps.Clone(f.cfg.Review.Defaults)
+	for _, o := range f.overdue {
+		role, dec, ok := strings.Cut(o, "=")
+		if !ok || (dec != string(policy.Approve) && dec != string(policy.Reject)) ||
+			(role != string(policy.Operator) && role != string(policy.Authority) && role != string(policy.Provider)) {
+			return c, usageErr("--overdue %q: want STAGE=approve|reject with STAGE operator, authority or provider", o)
+		}
+		c.Review.Defaults[policy.Role(role)] = policy.Decision(dec)
+	}
+	if f.socket != "" {
+		c.Socket = f.socket
+	}
+	return c, nil
+}
+
 func newServeCmd() *cobra.Command {
-	dir := defaultDataDir
-	cfg := daemon.Defaults(dir)
-	var socket string
-	var logJSON bool
-	var overdue []string
+	cmd, _ := serveCommand()
+	return cmd
+}
+
+// serveCommand is veil serve and the flags it parses into.
+func serveCommand() (*cobra.Command, *serveFlags) {
+	sf := &serveFlags{dir: defaultDataDir, cfg: daemon.Defaults(defaultDataDir)}
+	cfg := &sf.cfg
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: the HTTP API on a Unix socket (and optionally TCP)",
+		Long: `Run the daemon: the HTTP API on a Unix socket (and optionally TCP).
+
+Under systemd (Type=notify, see deploy/veil.service) it reports READY=1 once the API
+answers on its socket, STOPPING=1 when it begins a graceful shutdown, and, with
+WatchdogSec=, WATCHDOG=1 only while the API keeps answering.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := daemon.Defaults(dir)
-			c.Listen, c.Workers, c.Approvals, c.Isolation = cfg.Listen, cfg.Workers, cfg.Approvals, cfg.Isolation
-			c.JobMemoryMB, c.JobThreads, c.JobWall, c.JobPids = cfg.JobMemoryMB, cfg.JobThreads, cfg.JobWall, cfg.JobPids
-			c.Review.Deadline = cfg.Review.Deadline
-			c.LogRunnerOutput = cfg.LogRunnerOutput
-			for _, o := range overdue {
-				role, dec, ok := strings.Cut(o, "=")
-				if !ok || (dec != string(policy.Approve) && dec != string(policy.Reject)) ||
-					(role != string(policy.Operator) && role != string(policy.Authority) && role != string(policy.Provider)) {
-					return fmt.Errorf("--overdue %q: want STAGE=approve|reject with STAGE operator, authority or provider", o)
-				}
-				c.Review.Defaults[policy.Role(role)] = policy.Decision(dec)
+			c, err := sf.config()
+			if err != nil {
+				return err
 			}
-			if socket != "" {
-				c.Socket = socket
-			}
-			var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
-			if logJSON {
-				h = slog.NewJSONHandler(os.Stderr, nil)
+			var h slog.Handler = slog.NewTextHandler(g.errOut, nil)
+			if sf.logJSON {
+				h = slog.NewJSONHandler(g.errOut, nil)
 			}
 			logger := slog.New(h)
-			s, err := daemon.New(cmd.Context(), c, logger)
+			// Taken before anything starts, so that no child process inherits the socket.
+			sd := newNotifier()
+			ctx := cmd.Context()
+			s, err := daemon.New(ctx, c, logger)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			return s.Serve(cmd.Context())
+			served := make(chan struct{})
+			go sd.follow(ctx, served, c.Socket, logger)
+			err = s.Serve(ctx)
+			close(served)
+			return err
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "data-dir", dir, "data directory (created by `veil init`)")
-	f.StringVar(&socket, "socket", "", "Unix socket path (default DATA-DIR/veil.sock)")
+	f.StringVar(&sf.dir, "data-dir", sf.dir, "data directory (created by `veil init`)")
+	f.StringVar(&sf.socket, "socket", "", "Unix socket path (default DATA-DIR/veil.sock)")
 	f.StringVar(&cfg.Listen, "listen", "", "also serve on this TCP address, e.g. 127.0.0.1:8470")
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "jobs that may run at once")
 	f.IntVar(&cfg.Approvals, "approvals", cfg.Approvals, "reviewer approvals a release needs (2 for four-eyes review)")
@@ -85,10 +127,75 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.JobWall, "job-timeout", cfg.JobWall, "wall-clock limit of one job")
 	f.Int64Var(&cfg.JobPids, "job-pids", cfg.JobPids, "process and thread limit of one job")
 	f.DurationVar(&cfg.Review.Deadline, "review-deadline", cfg.Review.Deadline, "time each grant review stage has before its default applies")
-	f.StringSliceVar(&overdue, "overdue", nil, "what an overdue grant review stage decides, e.g. --overdue authority=reject (default: approve)")
-	f.BoolVar(&logJSON, "log-json", false, "write logs as JSON")
+	f.StringSliceVar(&sf.overdue, "overdue", nil, "what an overdue grant review stage decides, e.g. --overdue authority=reject (default: approve)")
+	f.BoolVar(&sf.logJSON, "log-json", false, "write logs as JSON")
 	f.BoolVar(&cfg.LogRunnerOutput, "log-runner-output", false, "log the runner's stderr of failed jobs (it can contain data values: debugging on synthetic data only)")
-	return cmd
+	return cmd, sf
+}
+
+// readyPoll is how often veil serve asks its own socket whether the API answers yet.
+const readyPoll = 20 * time.Millisecond
+
+// follow tells systemd how the daemon is doing: READY=1 once the API answers on its socket
+// (the daemon has no hook to say it listens, so the socket is asked), WATCHDOG=1 while it
+// keeps answering, STOPPING=1 when ctx ends and the graceful shutdown begins. It returns
+// when served is closed (Serve returned).
+func (n *notifier) follow(ctx context.Context, served <-chan struct{}, socket string, logger *slog.Logger) {
+	if !n.enabled() {
+		return
+	}
+	c, err := client.New("unix://"+socket, "")
+	if err != nil {
+		logger.Error("systemd notify: cannot ask the socket", "err", err)
+		return
+	}
+	answers := func(timeout time.Duration) bool {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := c.PlatformKey(actx)
+		return err == nil
+	}
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	for !answers(time.Second) {
+		select {
+		case <-ctx.Done():
+			n.send("STOPPING=1", logger)
+			return
+		case <-served:
+			return
+		case <-tick.C:
+		}
+	}
+	n.send("READY=1\nSTATUS=serving on "+socket, logger)
+	var watchdog <-chan time.Time
+	if n.watchdog > 0 {
+		// Half the interval, as sd_watchdog_enabled(3) advises; a ping only when the API
+		// answers within a quarter of it, so that a wedged daemon is restarted.
+		t := time.NewTicker(n.watchdog / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			n.send("STOPPING=1\nSTATUS=shutting down: finishing requests and running jobs", logger)
+			return
+		case <-served:
+			// Serve may return before this select sees ctx end (both ready: Go picks
+			// either); a shutdown is still announced.
+			if ctx.Err() != nil {
+				n.send("STOPPING=1\nSTATUS=shut down", logger)
+			}
+			return
+		case <-watchdog:
+			if answers(n.watchdog / 4) {
+				n.send("WATCHDOG=1", logger)
+			} else {
+				logger.Warn("systemd watchdog: the API did not answer on its socket; no keep-alive sent", "socket", socket)
+			}
+		}
+	}
 }
 
 // newRunnerCmd is the runner the daemon starts inside each sandbox. It is not for people.
