@@ -53,7 +53,7 @@ type Pool struct {
 	filler sync.WaitGroup
 	reaper sync.WaitGroup
 
-	runs   sync.WaitGroup
+	runs sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
