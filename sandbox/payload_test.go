@@ -185,8 +185,8 @@ func runPayload(args []string) {
 		fmt.Fprintln(os.Stderr, "job ended before the daemon was killed:", err)
 		os.Exit(1)
 	case "pooldaemon":
-		// A stand-in for a daemon with a pool: two sandboxes prepared ahead (with spill
-		// areas) and one running a job, until it is killed -9.
+		// A stand-in for a daemon with a pool of two sandboxes prepared ahead (with spill
+		// areas), one of them running a job, until it is killed -9.
 		r, err := New(args[0], WithCgroupParent("/veil-test"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -159,12 +159,6 @@ func (p *Pool) prepare(ctx context.Context, ahead bool) (*box, error) {
 // take returns a sandbox for a job: a ready one whose program is still waiting, or one
 // prepared now.
 func (p *Pool) take(ctx context.Context) (*box, bool, error) {
-	defer func() {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}()
 	for {
 		select {
 		case b := <-p.ready:
@@ -216,6 +210,9 @@ func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, e
 		return nil, err
 	}
 	defer p.discard(b)
+	// The pool is refilled after the job rather than while it runs: on a busy host,
+	// preparing the next sandbox would take CPU from this job.
+	defer p.refill()
 	t1 := time.Now()
 	base, err := p.handoff(b, &spec)
 	if err != nil {
@@ -268,6 +265,14 @@ func (p *Pool) handoff(b *box, spec *Spec) (usageMark, error) {
 		w.Close()
 	}()
 	return base, nil
+}
+
+// refill wakes the filler.
+func (p *Pool) refill() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // discard has b destroyed in the background.
