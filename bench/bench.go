@@ -30,6 +30,7 @@ type Options struct {
 	Isolation string   // container or process
 	Beam      string   // the bench/beam binary (Privacy on Beam peer); empty: not measured
 	Flights   string   // vega-datasets' flights-3m.parquet; empty: the real-data figures are not measured
+	ScaleRows int      // rows of the scale benchmark (default 100M; persons are a tenth)
 	Only      []string // the suites to run (see Suites); empty: all
 	Command   string   // the command line that started the run, recorded with each figure
 	Log       io.Writer
@@ -80,6 +81,9 @@ var suites = []suite{
 		return e.add(figs...)
 	}},
 	{"accuracy", "the median relative error of a dp count", benchAccuracy},
+	{"runner", "the runner in process, as a process, in a fresh and in a pooled sandbox against raw DuckDB", benchRunner},
+	{"realdata", "a threshold GROUP BY on vega-datasets' flights end to end and without the daemon (needs --flights)", benchRealData},
+	{"scale", "dp and threshold group-bys on 100M rows under 2 GiB with a spill area, against raw DuckDB's floors", benchScale},
 }
 
 // Suites lists the suites a run can be limited to, with what each measures.
@@ -101,6 +105,7 @@ type env struct {
 
 	raw map[string]time.Duration // raw DuckDB medians by query, measured once per run
 	d   *daemonEnv
+	sb  *sbEnv
 }
 
 func (e *env) logf(format string, a ...any) { fmt.Fprintf(e.o.Log, format+"\n", a...) }
@@ -185,7 +190,7 @@ func Run(ctx context.Context, o Options, res *Results) (retErr error) {
 		}
 		run[name] = true
 	}
-	defer func() { retErr = errors.Join(retErr, e.stopDaemon()) }()
+	defer func() { retErr = errors.Join(retErr, e.stopDaemon(), e.stopSandboxes()) }()
 	var errs []error
 	for _, s := range suites {
 		if len(run) > 0 && !run[s.name] {
@@ -284,6 +289,18 @@ type sandboxRun struct {
 	Concurrent20MS float64 `json:"sandbox_concurrent20_wall_ms"`
 	UserNamespace  bool    `json:"sandbox_user_namespace"`
 	RuncError      string  `json:"runc_cli_error,omitempty"`
+	PrepareP50     float64 `json:"sandbox_prepare_p50_ms"`
+	StartP50       float64 `json:"sandbox_start_p50_ms"`
+	RunP50         float64 `json:"sandbox_run_p50_ms"`
+	TeardownP50    float64 `json:"sandbox_teardown_p50_ms"`
+	PoolP50        float64 `json:"pool_p50_ms"`
+	PoolP95        float64 `json:"pool_p95_ms"`
+	PoolOvhP50     float64 `json:"pool_overhead_p50_ms"`
+	PoolOvhP95     float64 `json:"pool_overhead_p95_ms"`
+	PoolHandoffP50 float64 `json:"pool_handoff_p50_ms"`
+	PreopenP50     float64 `json:"runner_preopen_p50_ms"`
+	LateOpenP50    float64 `json:"runner_late_open_p50_ms"`
+	RunnerRuns     int     `json:"runner_runs"`
 }
 
 // SandboxFigures turns the output of bench/sandbox (one JSON object, written by the command
@@ -316,6 +333,18 @@ func SandboxFigures(path, command string) ([]Figure, error) {
 		f("sandbox_overhead_p95_ms", r.OverheadP95, "ms", "same runner as a plain child process", r.LocalP95,
 			fmt.Sprintf("sandboxed p95 %.1f ms minus unsandboxed p95 %.1f ms", r.SandboxP95, r.LocalP95)),
 		f("sandbox_concurrent20_ok", ok, "bool", "", 0, fmt.Sprintf("20 concurrent sandboxed jobs all ended ok (wall %.0f ms)", r.Concurrent20MS)),
+	}
+	if r.PoolP50 > 0 {
+		figs = append(figs,
+			f("sandbox_pool_overhead_p50_ms", r.PoolOvhP50, "ms", "same job as a plain child process", r.LocalP50,
+				fmt.Sprintf("the trivial job handed to a sandbox prepared ahead (pool of 2, refilled between jobs): p50 %.1f ms minus unsandboxed p50 %.1f ms (hand-over %.2f ms); a fresh sandbox's p50 is %.1f ms: prepare %.1f, start %.1f, run %.1f, teardown %.1f",
+					r.PoolP50, r.LocalP50, r.PoolHandoffP50, r.SandboxP50, r.PrepareP50, r.StartP50, r.RunP50, r.TeardownP50)),
+			f("sandbox_pool_overhead_p95_ms", r.PoolOvhP95, "ms", "same job as a plain child process", r.LocalP95,
+				fmt.Sprintf("pooled p95 %.1f ms minus unsandboxed p95 %.1f ms", r.PoolP95, r.LocalP95)))
+	}
+	if r.PreopenP50 > 0 && r.LateOpenP50 > 0 {
+		figs = append(figs, f("runner_preopen_vs_late_open_ratio", r.PreopenP50/r.LateOpenP50, "ratio", "the same runner opening DuckDB after reading its job", r.LateOpenP50,
+			fmt.Sprintf("runner in a pooled sandbox opening DuckDB before its job arrives (engine.RunnerMain) p50 %.1f ms vs after (the daemon's runner today) p50 %.1f ms, %d interleaved runs of the flights GROUP BY", r.PreopenP50, r.LateOpenP50, r.RunnerRuns)))
 	}
 	if r.RuncP50 > 0 {
 		figs = append(figs,

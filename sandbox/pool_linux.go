@@ -339,3 +339,6 @@ func (p *Pool) Close() error {
 	defer p.mu.Unlock()
 	return errors.Join(p.errs...)
 }
+
+// Ready is how many sandboxes are prepared and waiting for a job.
+func (p *Pool) Ready() int { return len(p.ready) }

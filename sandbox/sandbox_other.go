@@ -64,3 +64,6 @@ func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, e
 }
 
 func (p *Pool) Close() error { return nil }
+
+// Ready is 0 outside Linux.
+func (p *Pool) Ready() int { return 0 }

@@ -71,6 +71,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringVar(&o.Isolation, "isolation", o.Isolation, "container or process")
 	f.StringVar(&o.Beam, "beam", "", "also run the Privacy on Beam peer (bin/bench-beam, built from bench/beam) on the same data")
 	f.StringVar(&o.Flights, "flights", "", "vega-datasets' flights-3m.parquet, for the real-data figures")
+	f.IntVar(&o.ScaleRows, "scale-rows", 0, "rows of the scale suite (default 100M; persons are a tenth)")
 	f.StringSliceVar(&o.Only, "only", nil, "run only these suites (comma-separated)")
 	f.StringVar(&sandboxJSON, "sandbox-json", "", "also record the sandbox figures from this output of bench/sandbox")
 	return cmd
