@@ -211,10 +211,12 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 // UserNamespace reports whether containers get their own user namespace.
 func (r *Runtime) UserNamespace() bool { return r.userNS }
 
-// HostID is the host uid and gid of a job's root: DefaultHostID (or
-// WithHostID's) under a user namespace, 0 (root without capabilities)
-// without one. The source of a Writable mount must be writable by it, e.g. a
-// tmpfs mounted with uid= and gid= set to it.
+// HostID is the first host uid and gid of jobs' roots: under a user
+// namespace each container's root is one of HostID and the 65535 uids after it
+// (DefaultHostID or WithHostID's), a different one for each container in
+// turn; without one it is 0 (root without capabilities). The source of a
+// Writable mount must be writable by whichever it is, e.g. a tmpfs mounted with
+// mode=0777 (as a custom job's /out is).
 func (r *Runtime) HostID() int64 {
 	if r.userNS {
 		return r.hostID
