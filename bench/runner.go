@@ -97,6 +97,22 @@ func benchRunner(ctx context.Context, e *env) error {
 	if _, err := raw.db.ExecContext(ctx, fmt.Sprintf("CREATE VIEW %s AS SELECT * FROM read_parquet('%s')", t.Name, t.Files[0])); err != nil {
 		return err
 	}
+	// The runner's settings on a warm database: whether the lockdown itself (memory limit,
+	// no insertion order, no external access, a view naming the columns) costs anything.
+	cols := ""
+	for i, c := range t.Columns {
+		if i > 0 {
+			cols += ", "
+		}
+		cols += `"` + c.Name + `"`
+	}
+	locked, err := openRaw(fmt.Sprintf("SET memory_limit='%dMB'", jobMemoryMB), "SET preserve_insertion_order=false",
+		fmt.Sprintf("CREATE VIEW %s AS SELECT %s FROM read_parquet('%s')", t.Name, cols, t.Files[0]),
+		fmt.Sprintf("SET allowed_paths=['%s']", t.Files[0]), "SET enable_external_access=false", "SET lock_configuration=true")
+	if err != nil {
+		return err
+	}
+	defer locked.close()
 	job := engine.Job{SQL: q, Tables: []engine.Table{t}, Threads: 2, MemoryLimitMB: jobMemoryMB, MaxResultBytes: jobLimits.ResultBytes}
 	in, err := json.Marshal(job)
 	if err != nil {
@@ -106,6 +122,7 @@ func benchRunner(ctx context.Context, e *env) error {
 	e.logf("runner: %s, raw / in process / as a process / fresh sandbox / pooled sandbox, interleaved...", what)
 	s, err := interleave(e.o.Reps, sb.settle,
 		step{"raw", func() (time.Duration, error) { return raw.time(ctx, rawQ) }},
+		step{"locked", func() (time.Duration, error) { return locked.time(ctx, q) }},
 		step{"inproc", func() (time.Duration, error) {
 			start := time.Now()
 			err := engine.Run(ctx, &job, io.Discard)
@@ -155,7 +172,14 @@ func benchRunner(ctx context.Context, e *env) error {
 		return ms(median(ds))
 	}
 	note := what + "; 2 threads, 2 GiB, the daemon's default limits."
+	var runs []time.Duration
+	for _, t := range fresh {
+		runs = append(runs, t.Run)
+	}
 	return e.add(
+		e.pairedRatio("runner_lockdown_vs_raw_ratio", s, "locked", "raw", base, "The same query on a warm database with the runner's settings (memory_limit, preserve_insertion_order=false, a view naming the columns, allowed_paths, no external access, locked configuration). "+note),
+		e.st.ratio("runner_sandboxed_process_vs_process_ratio", ms(median(runs)), "the runner as a plain child process", ms(s.med("process")),
+			"The runner process inside a fresh sandbox (its execve to its exit: seccomp, cgroup limits, namespaces, bind-mounted file) against the same process outside. "+note),
 		e.pairedRatio("runner_inproc_vs_raw_ratio", s, "inproc", "raw", base, "The runner's code in this process: a fresh DuckDB, its lockdown, the job's views, the Arrow IPC result. "+note),
 		e.pairedRatio("runner_process_vs_raw_ratio", s, "process", "raw", base, "The runner as a plain child process (no sandbox). "+note),
 		e.pairedRatio("runner_sandbox_vs_raw_ratio", s, "fresh", "raw", base, "The runner in a fresh sandbox per job (create, start, run, destroy): the daemon's path today. "+note),

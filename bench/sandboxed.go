@@ -222,8 +222,14 @@ type samples map[string][]time.Duration
 // with ratio, round by round. settle, when not nil, runs (untimed) before each step: it
 // waits for background work of the previous step (a pool refilling) to end.
 func interleave(reps int, settle func(), steps ...step) (samples, error) {
+	return rounds(1, reps, settle, steps...)
+}
+
+// rounds is interleave with warm rounds not counted (0 for steps that take minutes and
+// whose files are already cached).
+func rounds(warm, reps int, settle func(), steps ...step) (samples, error) {
 	out := samples{}
-	for r := 0; r <= reps; r++ {
+	for r := 0; r < warm+reps; r++ {
 		for _, s := range steps {
 			if settle != nil {
 				settle()
@@ -232,7 +238,7 @@ func interleave(reps int, settle func(), steps ...step) (samples, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
-			if r > 0 {
+			if r >= warm {
 				out[s.name] = append(out[s.name], d)
 			}
 		}
