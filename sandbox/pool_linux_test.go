@@ -338,3 +338,71 @@ func BenchmarkPoolRun(b *testing.B) {
 		}
 	}
 }
+
+// A sandbox prepared ahead has the least CPU share until its job is handed over, then the
+// default: preparing never takes CPU from a running job, and a job never runs at the
+// preparing share.
+func TestPoolCPUShare(t *testing.T) {
+	r := newRuntime(t)
+	p := newPool(t, r, 2, Limits{})
+	waitReady(t, p, 2)
+	share := func(cid string) string {
+		file := filepath.Join("/sys/fs/cgroup/cpu", r.cgroupParent, cid, "cpu.shares")
+		if r.cgroup2 {
+			file = filepath.Join("/sys/fs/cgroup", r.cgroupParent, cid, "cpu.weight")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	low, normal := "2", "1024"
+	if r.cgroup2 {
+		low, normal = "1", "100"
+	}
+	ents, _ := os.ReadDir(r.containersDir)
+	for _, e := range ents {
+		if got := share(e.Name()); got != low {
+			t.Errorf("sandbox %s prepared ahead has CPU share %s, want %s", e.Name(), got, low)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id := jobID(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx, Spec{ID: id, Stdin: []byte("sleep")}, io.Discard)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// Once the job runs (the sleep payload has written /scratch/ready), it has been
+		// handed over.
+		ents, _ := os.ReadDir(filepath.Dir(r.jobMarker("x")))
+		if len(ents) == 1 && jobRunning(r, ents[0].Name()) {
+			if got := share(ents[0].Name()); got != normal {
+				t.Errorf("the sandbox running the job has CPU share %s, want %s", got, normal)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job was not handed over")
+		}
+	}
+	cancel()
+	<-done
+}
+
+// jobRunning reports whether the job in container cid has passed Init (the sleep payload).
+func jobRunning(r *Runtime, cid string) bool {
+	c, err := libcontainer.Load(r.containersDir, cid)
+	if err != nil {
+		return false
+	}
+	st, err := c.State()
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d/root/scratch/ready", st.InitProcessPid))
+	return err == nil
+}
