@@ -25,7 +25,7 @@ const (
 	scaleParts  = 10
 	// scaleSpillBytes is the spill area of a scale job: a sparse image, only what DuckDB
 	// writes takes disk space.
-	scaleSpillBytes = 32 << 30
+	scaleSpillBytes = 16 << 30
 )
 
 // GenerateScale writes name-00.parquet ... (parts files) under dir: rows rows, row i about

@@ -406,3 +406,24 @@ func jobRunning(r *Runtime, cid string) bool {
 	_, err = os.Stat(fmt.Sprintf("/proc/%d/root/scratch/ready", st.InitProcessPid))
 	return err == nil
 }
+
+// A fresh sandbox gets a spill area too, removed when Run returns; one the disk could not
+// hold is refused before anything runs.
+func TestRunSpill(t *testing.T) {
+	r := newRuntime(t)
+	if r.spillErr != nil {
+		t.Skipf("skipping: %v", r.spillErr)
+	}
+	res, out := run(t, r, Spec{Args: payload("fill", "/spill/x", "8"), Limits: Limits{SpillBytes: 32 << 20}})
+	if res.Status != StatusOK || !strings.Contains(out, "/spill/x: <nil>") {
+		t.Errorf("status %s: %s", res.Status, out)
+	}
+	if s := spills(r); len(s) != 0 {
+		t.Errorf("spill areas left after Run: %v", s)
+	}
+	_, err := r.Run(context.Background(), Spec{ID: jobID(t), Args: payload("true"), Limits: Limits{SpillBytes: 1 << 60}}, io.Discard)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "free") {
+		t.Errorf("a spill area larger than the disk: %v, want ErrUnavailable", err)
+	}
+	assertClean(t, r)
+}

@@ -74,6 +74,7 @@ type Runtime struct {
 	memsw         bool
 	seccomp       *configs.Seccomp
 	spillErr      error // why spill areas cannot be made here (nil: they can)
+	spills        spillBook
 	uidSeq        atomic.Int64
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,50 @@ import (
 type spillFS struct {
 	image string // the ext4 image on the host
 	dir   string // where it is mounted on the host (the bind source for SpillPath)
+	size  int64
+	r     *Runtime // that accounts for it while it exists
+}
+
+// spillBook accounts for the live spill areas of a runtime: images are sparse, so a new
+// one is made only if the disk can hold what every live area may still grow to, plus it.
+// A job can then never fill the disk under the daemon's store, whatever the others do.
+type spillBook struct {
+	mu   sync.Mutex
+	live map[*spillFS]bool
+}
+
+// reserve checks that the disk of the spill directory can hold s at its full size on top
+// of what the live areas may still write, and records s.
+func (r *Runtime) reserve(s *spillFS) error {
+	r.spills.mu.Lock()
+	defer r.spills.mu.Unlock()
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.spillDir(), &st); err != nil {
+		return err
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	need := s.size
+	for o := range r.spills.live {
+		need += o.size - allocated(o.image)
+	}
+	if free < need {
+		return fmt.Errorf("%w: the disk of %s has %d MiB free, spill areas need %d MiB; free space, or give jobs smaller spill areas", ErrUnavailable, r.spillDir(), free>>20, need>>20)
+	}
+	if r.spills.live == nil {
+		r.spills.live = map[*spillFS]bool{}
+	}
+	r.spills.live[s] = true
+	s.r = r
+	return nil
+}
+
+// allocated is how much of an image is on disk.
+func allocated(path string) int64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
 }
 
 // spillDir holds images and mount points; like the rootfs directory it is traversable but
@@ -55,7 +100,10 @@ func (r *Runtime) makeSpill(ctx context.Context, cid string, size, uid int64) (_
 	if r.spillErr != nil {
 		return nil, r.spillErr
 	}
-	s := &spillFS{image: filepath.Join(r.spillDir(), cid+".img"), dir: filepath.Join(r.spillDir(), cid)}
+	s := &spillFS{image: filepath.Join(r.spillDir(), cid+".img"), dir: filepath.Join(r.spillDir(), cid), size: size}
+	if err := r.reserve(s); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.remove())
@@ -148,6 +196,11 @@ func (s *spillFS) remove() error {
 	}
 	if err := os.Remove(s.image); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
+	}
+	if s.r != nil {
+		s.r.spills.mu.Lock()
+		delete(s.r.spills.live, s)
+		s.r.spills.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
