@@ -209,9 +209,13 @@ func Run(ctx context.Context, o Options, res *Results) (retErr error) {
 	return errors.Join(errs...)
 }
 
+// median is the middle of d (the mean of the two middle values when len(d) is even).
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 

@@ -256,6 +256,9 @@ func (s samples) ratio(a, b string) float64 {
 		rs = append(rs, float64(s[a][i])/float64(s[b][i]))
 	}
 	slices.Sort(rs)
+	if len(rs)%2 == 0 {
+		return (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
 	return rs[len(rs)/2]
 }
 
