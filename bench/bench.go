@@ -1,29 +1,20 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
 
-	"github.com/veil-dp/veil/client"
-	"github.com/veil-dp/veil/daemon"
-	"github.com/veil-dp/veil/daemon/api"
-	"github.com/veil-dp/veil/dp"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/testdata"
 )
@@ -31,48 +22,200 @@ import (
 // Options sets what a run measures.
 type Options struct {
 	Dir       string // where data and the daemon's state go
-	OutDir    string // where RESULTS.md and results.json are written
 	Rows      int
 	Units     int
 	Groups    int
 	Reps      int
-	Binary    string // the veil binary (runner)
-	Isolation string // container or process
-	Beam      string // the bench/beam binary (Privacy on Beam peer); empty: not measured
-	Command   string // the command line that started the run, recorded with each figure
+	Binary    string   // the veil binary (runner)
+	Isolation string   // container or process
+	Beam      string   // the bench/beam binary (Privacy on Beam peer); empty: not measured
+	Flights   string   // vega-datasets' flights-3m.parquet; empty: the real-data figures are not measured
+	ScaleRows int      // rows of the scale benchmark (default 100M; persons are a tenth)
+	Only      []string // the suites to run (see Suites); empty: all
+	Command   string   // the command line that started the run, recorded with each figure
 	Log       io.Writer
 }
 
-// Figure is one measured number.
-type Figure struct {
-	Name     string  `json:"name"`
-	Value    float64 `json:"value"`
-	Unit     string  `json:"unit"`
-	Baseline float64 `json:"baseline_value,omitempty"`
-	BaseName string  `json:"baseline,omitempty"`
-	Ratio    float64 `json:"ratio,omitempty"`
-	Command  string  `json:"command"`
-	Machine  string  `json:"machine"`
-	Date     string  `json:"date"`
-	Note     string  `json:"note,omitempty"`
+// suite is one group of figures. Each suite records its figures as soon as they are
+// measured; a suite that fails does not stop the others.
+type suite struct {
+	name string
+	what string
+	run  func(ctx context.Context, e *env) error
 }
 
-func machine() string {
-	cpu := "unknown cpu"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
+// suites are run in this order. Suites that need the daemon start it on first use.
+var suites = []suite{
+	{"threshold", "threshold queries end to end against raw DuckDB; the fixed cost of a job", benchThreshold},
+	{"dp", "dp queries end to end and their plans against the two-level floor", benchDP},
+	{"beam", "the dp count against Privacy on Beam (needs --beam)", benchBeam},
+	{"he", "encrypted scoring end to end", func(ctx context.Context, e *env) error {
+		file, err := e.table(ctx, "bench_features")
+		if err != nil {
+			return err
+		}
+		d, err := e.daemon(ctx)
+		if err != nil {
+			return err
+		}
+		if err := d.register(ctx, "bench_features"); err != nil {
+			return err
+		}
+		e.logf("encrypted scoring (he-score), %d rows x %d features...", heRows, testdata.HEFeatures)
+		figs, err := benchHE(ctx, e.o, file, d.clients)
+		if err != nil {
+			return err
+		}
+		return e.add(figs...)
+	}},
+	{"linreg", "DP linear regression end to end", func(ctx context.Context, e *env) error {
+		d, err := e.daemon(ctx)
+		if err != nil {
+			return err
+		}
+		e.logf("DP linear regression, %d rows...", linregRows)
+		figs, err := benchLinreg(ctx, e.o, e.data, d.clients)
+		if err != nil {
+			return err
+		}
+		return e.add(figs...)
+	}},
+	{"accuracy", "the median relative error of a dp count", benchAccuracy},
+	{"fixedcost", "where the fixed cost of a job goes: API, submission, validation, commits, sandbox, the rest", benchFixedCost},
+	{"runner", "the runner in process, as a process, in a fresh and in a pooled sandbox against raw DuckDB", benchRunner},
+	{"realdata", "a threshold GROUP BY on vega-datasets' flights end to end and without the daemon (needs --flights)", benchRealData},
+	{"scale", "dp and threshold group-bys on 100M rows under 2 GiB with a spill area, against raw DuckDB's floors", benchScale},
+}
+
+// Suites lists the suites a run can be limited to, with what each measures.
+func Suites() [][2]string {
+	var out [][2]string
+	for _, s := range suites {
+		out = append(out, [2]string{s.name, s.what})
+	}
+	return out
+}
+
+// env is what the suites of one run share: the options, the results, the generated data,
+// baselines already measured, and the daemon once a suite has started it.
+type env struct {
+	o    Options
+	res  *Results
+	st   stamp
+	data string
+
+	raw map[string]time.Duration // raw DuckDB medians by query, measured once per run
+	d   *daemonEnv
+	sb  *sbEnv
+}
+
+func (e *env) logf(format string, a ...any) { fmt.Fprintf(e.o.Log, format+"\n", a...) }
+
+// add records figures at once, so that nothing measured is lost if a later step fails.
+func (e *env) add(figs ...Figure) error {
+	for _, f := range figs {
+		e.logf("  %s = %.4g %s", f.Name, f.Value, f.Unit)
+	}
+	return e.res.Add(figs...)
+}
+
+// rawQuery is timeQuery, measured once per run for each query (several suites compare
+// against the same baseline).
+func (e *env) rawQuery(ctx context.Context, what, q string) (time.Duration, error) {
+	if d, ok := e.raw[q]; ok {
+		return d, nil
+	}
+	e.logf("raw DuckDB, %s...", what)
+	d, err := timeQuery(ctx, q, e.o.Reps)
+	if err != nil {
+		return 0, fmt.Errorf("raw DuckDB, %s: %w", what, err)
+	}
+	e.raw[q] = d
+	return d, nil
+}
+
+// table returns the Parquet file of one of the generated benchmark tables, generating it
+// (and its schema) if it is not there yet.
+func (e *env) table(ctx context.Context, name string) (string, error) {
+	file := filepath.Join(e.data, name+".parquet")
+	if _, err := os.Stat(file); err == nil {
+		return file, nil
+	}
+	o := e.o
+	var err error
+	switch name {
+	case "bench_events":
+		e.logf("generating bench_events: %d rows, %d persons, %d groups...", o.Rows, o.Units, o.Groups)
+		err = testdata.GenerateBench(ctx, e.data, o.Rows, o.Units, o.Groups)
+	case "bench_persons": // the same data one row per person (the direct plan)
+		e.logf("generating bench_persons: %d rows, one per person...", o.Rows)
+		err = testdata.GenerateBenchTable(ctx, e.data, name, o.Rows, o.Rows, o.Groups)
+	case "bench_small": // what the Privacy on Beam peer runs on
+		e.logf("generating bench_small: 1000000 rows, 100000 persons...")
+		err = testdata.GenerateBenchTable(ctx, e.data, name, 1_000_000, 100_000, o.Groups)
+	case "bench_features":
+		e.logf("generating bench_features: %d rows, %d features...", heRows, testdata.HEFeatures)
+		err = testdata.GenerateHEBench(ctx, e.data, heRows, o.Groups)
+	default:
+		return "", fmt.Errorf("no generator for table %s", name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("generate %s: %w", name, err)
+	}
+	return file, nil
+}
+
+// Run runs the suites o asks for and records every figure in res as soon as it is measured.
+// It returns the errors of the suites that failed, after running all the others.
+func Run(ctx context.Context, o Options, res *Results) (retErr error) {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	o.Dir = dir
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	e := &env{o: o, res: res, st: newStamp(o.Command), data: filepath.Join(dir, "data"), raw: map[string]time.Duration{}}
+	if err := os.MkdirAll(e.data, 0o755); err != nil {
+		return err
+	}
+	run := map[string]bool{}
+	for _, name := range o.Only {
+		if !slices.ContainsFunc(suites, func(s suite) bool { return s.name == name }) {
+			var names []string
+			for _, s := range suites {
+				names = append(names, s.name)
 			}
+			return fmt.Errorf("no benchmark suite %q (the suites are %s)", name, strings.Join(names, ", "))
+		}
+		run[name] = true
+	}
+	defer func() { retErr = errors.Join(retErr, e.stopDaemon(), e.stopSandboxes()) }()
+	var errs []error
+	for _, s := range suites {
+		if len(run) > 0 && !run[s.name] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		e.logf("== %s: %s", s.name, s.what)
+		if err := s.run(ctx, e); err != nil {
+			e.logf("suite %s failed: %v", s.name, err)
+			errs = append(errs, fmt.Errorf("suite %s: %w", s.name, err))
 		}
 	}
-	return fmt.Sprintf("%s, %d cores, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	return errors.Join(errs...)
 }
 
+// median is the middle of d (the mean of the two middle values when len(d) is even).
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
@@ -136,384 +279,6 @@ func timePlan(ctx context.Context, file, table string, maxRows int64, reps int) 
 		fmt.Sprintf("CREATE VIEW %s AS SELECT person_id, grp, value FROM read_parquet('%s')", table, file))
 }
 
-// beamRun is what bench/beam prints.
-type beamRun struct {
-	Median float64   `json:"pob_count_seconds_median"`
-	Runs   []float64 `json:"pob_count_seconds"`
-	Rows   int64     `json:"rows"`
-	Beam   string    `json:"beam_version"`
-	PoB    string    `json:"privacy_on_beam_version"`
-	Reader string    `json:"reader"`
-}
-
-// runBeam runs the Privacy on Beam peer (bench/beam, its own Go module) on file.
-func runBeam(ctx context.Context, bin, file string, reps int) (*beamRun, error) {
-	cmd := exec.CommandContext(ctx, bin, "-parquet", file, "-json", "-reps", fmt.Sprint(reps), "-epsilon", "1", "-delta", "1e-8", "-max-groups", "1", "-max-rows", "10")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
-	}
-	var r beamRun
-	if err := json.Unmarshal(out, &r); err != nil || r.Median <= 0 {
-		return nil, fmt.Errorf("%s printed no result (%v): %s", bin, err, out)
-	}
-	return &r, nil
-}
-
-// Run measures the threshold path and writes the results.
-func Run(ctx context.Context, o Options) ([]Figure, error) {
-	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) }
-	dir, err := filepath.Abs(o.Dir)
-	if err != nil {
-		return nil, err
-	}
-	o.Dir = dir
-	data := filepath.Join(o.Dir, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		return nil, err
-	}
-	file := filepath.Join(data, "bench_events.parquet")
-	if _, err := os.Stat(file); err != nil {
-		logf("generating %d rows, %d persons, %d groups...", o.Rows, o.Units, o.Groups)
-		if err := testdata.GenerateBench(ctx, data, o.Rows, o.Units, o.Groups); err != nil {
-			return nil, err
-		}
-	}
-	// The same data one row per person (the direct plan), and the smaller table the Privacy
-	// on Beam peer runs on (1e6 rows, 1e5 persons).
-	onerow, small := filepath.Join(data, "bench_persons.parquet"), filepath.Join(data, "bench_small.parquet")
-	for _, t := range []struct {
-		name, file        string
-		rows, units, grps int
-	}{{"bench_persons", onerow, o.Rows, o.Rows, o.Groups}, {"bench_small", small, 1_000_000, 100_000, o.Groups}} {
-		if _, err := os.Stat(t.file); err != nil {
-			logf("generating %s: %d rows, %d persons...", t.name, t.rows, t.units)
-			if err := testdata.GenerateBenchTable(ctx, data, t.name, t.rows, t.units, t.grps); err != nil {
-				return nil, err
-			}
-		}
-	}
-	features := filepath.Join(data, "bench_features.parquet")
-	if _, err := os.Stat(features); err != nil {
-		logf("generating bench_features: %d rows, %d features...", heRows, testdata.HEFeatures)
-		if err := testdata.GenerateHEBench(ctx, data, heRows, o.Groups); err != nil {
-			return nil, err
-		}
-	}
-	schema, err := os.ReadFile(filepath.Join(data, "bench_events.yaml"))
-	if err != nil {
-		return nil, err
-	}
-
-	// Start a daemon in this process, on a Unix socket, as in production.
-	state, err := os.MkdirTemp(o.Dir, "state-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(state)
-	if err := os.Chmod(state, 0o711); err != nil { // the sandbox's unprivileged root traverses it
-		return nil, err
-	}
-	cfg := daemon.Defaults(state)
-	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = o.Isolation, o.Binary, 1, 2, 4096
-	tok, err := daemon.Init(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	// The bench data is generated, so the runner's stderr of a failed job may be shown:
-	// warnings go to the bench's log, where whoever runs it can see why a job failed.
-	cfg.LogRunnerOutput = true
-	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		return nil, err
-	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx) }()
-	defer func() { stop(); <-done; srv.Close() }()
-	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(cfg.Socket); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	op, _ := client.New("unix://"+cfg.Socket, tok)
-	var mkErr error
-	mk := func(role, tenant string) *client.Client {
-		p, err := op.CreatePrincipal(ctx, api.CreatePrincipal{Name: role, Role: role, Tenant: tenant})
-		if err != nil {
-			mkErr = err
-			return nil
-		}
-		c, _ := client.New("unix://"+cfg.Socket, p.Token)
-		return c
-	}
-	prov, auth, vendor, rev := mk("provider", providerLine(schema)), mk("authority", ""), mk("vendor", "bench"), mk("reviewer", "")
-	if mkErr != nil {
-		return nil, mkErr
-	}
-	for _, name := range []string{"bench_events", "bench_persons", "bench_small", "bench_features"} {
-		sch, err := os.ReadFile(filepath.Join(data, name+".yaml"))
-		if err != nil {
-			return nil, err
-		}
-		if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: string(sch), Files: []string{filepath.Join(data, name+".parquet")}}); err != nil {
-			return nil, err
-		}
-	}
-	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d",
-		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}})
-	if err != nil {
-		return nil, err
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			return nil, err
-		}
-	}
-	e2e := func(q string) (time.Duration, error) {
-		var ds []time.Duration
-		for i := 0; i <= o.Reps; i++ {
-			start := time.Now()
-			j, err := vendor.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
-			if err != nil {
-				return 0, err
-			}
-			j, err = vendor.Wait(ctx, j.ID, nil)
-			if err != nil {
-				return 0, err
-			}
-			if j.Status != "review" {
-				return 0, fmt.Errorf("bench job ended %s: %s", j.Status, j.Message)
-			}
-			if i > 0 {
-				ds = append(ds, time.Since(start))
-			}
-		}
-		return median(ds), nil
-	}
-
-	src := "read_parquet('" + file + "')"
-	plain := "SELECT grp, COUNT(*), SUM(value) FROM " + src + " GROUP BY grp"
-	floor := "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM " + src + " GROUP BY grp"
-	logf("raw DuckDB, plain aggregate...")
-	tPlain, err := timeQuery(ctx, plain, o.Reps)
-	if err != nil {
-		return nil, err
-	}
-	logf("raw DuckDB, with COUNT(DISTINCT person)...")
-	tFloor, err := timeQuery(ctx, floor, o.Reps)
-	if err != nil {
-		return nil, err
-	}
-	logf("Veil end to end (%s)...", o.Isolation)
-	tVeil, err := e2e("SELECT grp, COUNT(*), SUM(value) FROM bench_events GROUP BY grp")
-	if err != nil {
-		return nil, err
-	}
-	logf("fixed per-job cost...")
-	tFixed, err := e2e("SELECT grp, COUNT(*) FROM bench_events WHERE value < -1 GROUP BY grp")
-	if err != nil {
-		return nil, err
-	}
-	tEmpty, err := timeQuery(ctx, "SELECT grp, COUNT(*), COUNT(DISTINCT person_id) FROM "+src+" WHERE value < -1 GROUP BY grp", o.Reps)
-	if err != nil {
-		return nil, err
-	}
-
-	// Differential privacy: the same table under a dp grant. The floor every user-level DP
-	// system pays is aggregating per (person, group) before per group.
-	dpGrant := func(dataset string) (string, error) {
-		g, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench dp " + dataset, Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 10, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d",
-			Datasets: []api.DatasetAccess{{Name: dataset, Columns: []string{"grp", "value"}}}})
-		if err != nil {
-			return "", err
-		}
-		id := g["id"].(string)
-		for _, c := range []*client.Client{op, auth, prov} {
-			if _, err := c.ActOnGrant(ctx, id, "approve", ""); err != nil {
-				return "", err
-			}
-		}
-		return id, nil
-	}
-	// dpE2E runs a dp job reps times after a warm-up; the grant's ε=10 pays for 10 runs of
-	// ε=1, so at most 8 measured runs.
-	dpE2E := func(dataset, q string) (time.Duration, error) {
-		gid, err := dpGrant(dataset)
-		if err != nil {
-			return 0, err
-		}
-		var ds []time.Duration
-		for i := 0; i <= min(o.Reps, 8); i++ {
-			start := time.Now()
-			j, err := vendor.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q, DP: &api.DPOptions{Epsilon: 1, Delta: 1e-8, MaxGroups: 1, MaxRows: 10}})
-			if err != nil {
-				return 0, err
-			}
-			if j, err = vendor.Wait(ctx, j.ID, nil); err != nil {
-				return 0, err
-			}
-			if j.Status != "review" {
-				return 0, fmt.Errorf("bench dp job on %s ended %s: %s", dataset, j.Status, j.Message)
-			}
-			if i > 0 {
-				ds = append(ds, time.Since(start))
-			}
-		}
-		return median(ds), nil
-	}
-	logf("Veil end to end, dp (%s)...", o.Isolation)
-	tDP, err := dpE2E("bench_events", "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_events GROUP BY grp")
-	if err != nil {
-		return nil, err
-	}
-	logf("raw DuckDB, two-level aggregate (the DP floor)...")
-	tTwo, err := timeQuery(ctx, "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM "+src+" GROUP BY person_id, grp) GROUP BY grp", o.Reps)
-	if err != nil {
-		return nil, err
-	}
-	// The same plans without the daemon and the sandbox: the runner's code in this process,
-	// to separate the SQL's cost from the job's.
-	logf("dp plans in process (runner code, no sandbox)...")
-	tDPSQL, err := timePlan(ctx, file, "bench_events", 10, o.Reps)
-	if err != nil {
-		return nil, err
-	}
-	onerowSrc := "read_parquet('" + onerow + "')"
-	tOnePlain, err := timeQuery(ctx, "SELECT grp, COUNT(*), SUM(value) FROM "+onerowSrc+" GROUP BY grp", o.Reps)
-	if err != nil {
-		return nil, err
-	}
-	tOneSQL, err := timePlan(ctx, onerow, "bench_persons", 1, o.Reps)
-	if err != nil {
-		return nil, err
-	}
-	logf("Veil end to end, dp on one row per person...")
-	tOneE2E, err := dpE2E("bench_persons", "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_persons GROUP BY grp")
-	if err != nil {
-		return nil, err
-	}
-	var beamFigs []Figure
-	if o.Beam != "" {
-		logf("Veil end to end, dp count on %s...", small)
-		tSmall, err := dpE2E("bench_small", "SELECT grp, COUNT(*) AS n FROM bench_small GROUP BY grp")
-		if err != nil {
-			return nil, err
-		}
-		logf("Privacy on Beam, the same count (%s)...", o.Beam)
-		pob, err := runBeam(ctx, o.Beam, small, min(o.Reps, 3))
-		if err != nil {
-			return nil, err
-		}
-		tPoB := time.Duration(pob.Median * float64(time.Second))
-		beamFigs = append(beamFigs, Figure{Name: "dp_vs_privacy_on_beam_speedup", Value: float64(tPoB) / float64(tSmall), Unit: "times faster",
-			BaseName: fmt.Sprintf("Privacy on Beam %s, Beam %s direct runner (%s reader)", pob.PoB, pob.Beam, pob.Reader), Baseline: ms(tPoB),
-			Note: fmt.Sprintf("DP COUNT(*) per group, ε=1, δ=1e-8, max_groups 1, max_rows 10, %d rows, 100000 persons, Parquet: Privacy on Beam %.0f ms (median of %d) vs Veil end to end %.1f ms (isolation=%s)",
-				pob.Rows, ms(tPoB), len(pob.Runs), ms(tSmall), o.Isolation)})
-	}
-	logf("encrypted scoring (he-score), %d rows x %d features...", heRows, testdata.HEFeatures)
-	heFigs, err := benchHE(ctx, o, features, heClients{op: op, auth: auth, prov: prov, vendor: vendor, rev: rev})
-	if err != nil {
-		return nil, err
-	}
-
-	logf("DP linear regression, %d rows...", linregRows)
-	lrFigs, err := benchLinreg(ctx, o, data, heClients{op: op, auth: auth, prov: prov, vendor: vendor, rev: rev})
-	if err != nil {
-		return nil, err
-	}
-	heFigs = append(heFigs, lrFigs...)
-
-	// Accuracy of the released count of persons at ε=1 (one group per person, a public
-	// domain: Laplace with scale 1), measured on the mechanism the gate calls.
-	acc := map[int]float64{}
-	for _, n := range []int{100, 1000, 10000} {
-		errs := make([]float64, 2001)
-		for i := range errs {
-			r, err := dp.Count(int64(n), 1, 1, 1, 0, dp.Laplace)
-			if err != nil {
-				return nil, err
-			}
-			errs[i] = math.Abs(r.Value-float64(n)) / float64(n)
-		}
-		sort.Float64s(errs)
-		acc[n] = errs[len(errs)/2]
-	}
-
-	now, m := time.Now().UTC().Format("2006-01-02"), machine()
-	fig := func(name string, v float64, unit, bname string, b float64, note string) Figure {
-		f := Figure{Name: name, Value: v, Unit: unit, BaseName: bname, Baseline: b, Command: o.Command, Machine: m, Date: now, Note: note}
-		if b > 0 {
-			f.Ratio = v / b
-			f.Value, f.Unit = f.Ratio, "ratio"
-			f.Note = strings.TrimSpace(fmt.Sprintf("Veil %.1f ms vs %s %.1f ms. %s", v, bname, b, note))
-		}
-		return f
-	}
-	figs := []Figure{
-		fig("threshold_e2e_vs_floor_ratio", ms(tVeil), "ms", "raw DuckDB GROUP BY with COUNT(DISTINCT person)", ms(tFloor),
-			fmt.Sprintf("%d rows, %d persons, %d groups, Parquet; isolation=%s; submit to protected output in the review queue", o.Rows, o.Units, o.Groups, o.Isolation)),
-		fig("threshold_e2e_vs_raw_ratio", ms(tVeil), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM)", ms(tPlain), ""),
-		{Name: "job_fixed_cost_ms", Value: ms(tFixed - tEmpty), Unit: "ms", Command: o.Command, Machine: m, Date: now,
-			Note: fmt.Sprintf("end-to-end time of a query that selects no rows (%.1f ms) minus raw DuckDB's time for it (%.1f ms): API, validation, store, runner start, gate, audit", ms(tFixed), ms(tEmpty))},
-		fig("dp_groupby_vs_floor_ratio", ms(tDP), "ms", "raw DuckDB two-level aggregate per (person, group) then per group", ms(tTwo),
-			fmt.Sprintf("DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, partition selection, ε=1; isolation=%s; submit to noisy output in the review queue", o.Isolation)),
-		fig("dp_groupby_vs_raw_ratio", ms(tDP), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM)", ms(tPlain), ""),
-		fig("dp_groupby_sql_vs_floor_ratio", ms(tDPSQL), "ms", "raw DuckDB two-level aggregate per (person, group) then per group", ms(tTwo),
-			"the bounded dp plan's SQL alone on raw DuckDB over a view of the file (no daemon, no sandbox), max_groups 1, max_rows 10"),
-		fig("dp_onerow_vs_raw_ratio", ms(tOneSQL), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM) on the same table", ms(tOnePlain),
-			fmt.Sprintf("%d rows, one per person (declared and measured): the direct dp plan's SQL, which skips the bounding pass, on raw DuckDB over a view of the file", o.Rows)),
-		fig("dp_onerow_e2e_vs_raw_ratio", ms(tOneE2E), "ms", "raw DuckDB plain GROUP BY (COUNT, SUM) on the same table", ms(tOnePlain),
-			fmt.Sprintf("the same dp job end to end (isolation=%s), fixed per-job cost included", o.Isolation)),
-	}
-	figs = append(figs, beamFigs...)
-	figs = append(figs, heFigs...)
-	for _, n := range []int{100, 1000, 10000} {
-		figs = append(figs, Figure{Name: fmt.Sprintf("dp_count_median_rel_error_eps1_n%d", n), Value: acc[n], Unit: "relative error", Command: o.Command, Machine: m, Date: now,
-			Note: "median |released - exact| / exact of COUNT(DISTINCT person) per group at ε=1 over 2001 draws of the gate's mechanism (Laplace, scale 1)"})
-	}
-	return figs, nil
-}
-
-func providerLine(schema []byte) string {
-	for _, l := range strings.Split(string(schema), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "provider:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// Write merges figs into results.json (replacing figures of the same name) and rewrites
-// RESULTS.md from it.
-func Write(dir string, figs []Figure) error {
-	path := filepath.Join(dir, "results.json")
-	var all []Figure
-	if b, err := os.ReadFile(path); err == nil {
-		json.Unmarshal(b, &all)
-	}
-	for _, f := range figs {
-		all = slices.DeleteFunc(all, func(x Figure) bool { return x.Name == f.Name })
-		all = append(all, f)
-	}
-	slices.SortFunc(all, func(a, b Figure) int { return strings.Compare(a.Name, b.Name) })
-	b, _ := json.MarshalIndent(all, "", "  ")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	var md strings.Builder
-	md.WriteString("# Benchmark results\n\nWritten by `make bench` (`veil bench`); every figure was measured by the command beside it, with its baseline in the same run. Ratios are Veil's time over the baseline's (lower is better).\n\n")
-	md.WriteString("| figure | value | unit | baseline | note | machine | date | command |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, f := range all {
-		fmt.Fprintf(&md, "| `%s` | %.3g | %s | %s | %s | %s | %s | `%s` |\n", f.Name, f.Value, f.Unit, f.BaseName, f.Note, f.Machine, f.Date, f.Command)
-	}
-	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(md.String()), 0o644)
-}
-
 // sandboxRun is what bench/sandbox prints.
 type sandboxRun struct {
 	Runs           int     `json:"runs"`
@@ -529,6 +294,18 @@ type sandboxRun struct {
 	Concurrent20MS float64 `json:"sandbox_concurrent20_wall_ms"`
 	UserNamespace  bool    `json:"sandbox_user_namespace"`
 	RuncError      string  `json:"runc_cli_error,omitempty"`
+	PrepareP50     float64 `json:"sandbox_prepare_p50_ms"`
+	StartP50       float64 `json:"sandbox_start_p50_ms"`
+	RunP50         float64 `json:"sandbox_run_p50_ms"`
+	TeardownP50    float64 `json:"sandbox_teardown_p50_ms"`
+	PoolP50        float64 `json:"pool_p50_ms"`
+	PoolP95        float64 `json:"pool_p95_ms"`
+	PoolOvhP50     float64 `json:"pool_overhead_p50_ms"`
+	PoolOvhP95     float64 `json:"pool_overhead_p95_ms"`
+	PoolHandoffP50 float64 `json:"pool_handoff_p50_ms"`
+	PreopenP50     float64 `json:"runner_preopen_p50_ms"`
+	LateOpenP50    float64 `json:"runner_late_open_p50_ms"`
+	RunnerRuns     int     `json:"runner_runs"`
 }
 
 // SandboxFigures turns the output of bench/sandbox (one JSON object, written by the command
@@ -561,6 +338,18 @@ func SandboxFigures(path, command string) ([]Figure, error) {
 		f("sandbox_overhead_p95_ms", r.OverheadP95, "ms", "same runner as a plain child process", r.LocalP95,
 			fmt.Sprintf("sandboxed p95 %.1f ms minus unsandboxed p95 %.1f ms", r.SandboxP95, r.LocalP95)),
 		f("sandbox_concurrent20_ok", ok, "bool", "", 0, fmt.Sprintf("20 concurrent sandboxed jobs all ended ok (wall %.0f ms)", r.Concurrent20MS)),
+	}
+	if r.PoolP50 > 0 {
+		figs = append(figs,
+			f("sandbox_pool_overhead_p50_ms", r.PoolOvhP50, "ms", "same job as a plain child process", r.LocalP50,
+				fmt.Sprintf("the trivial job handed to a sandbox prepared ahead (pool of 2, refilled between jobs): p50 %.1f ms minus unsandboxed p50 %.1f ms (hand-over %.2f ms); a fresh sandbox's p50 is %.1f ms: prepare %.1f, start %.1f, run %.1f, teardown %.1f",
+					r.PoolP50, r.LocalP50, r.PoolHandoffP50, r.SandboxP50, r.PrepareP50, r.StartP50, r.RunP50, r.TeardownP50)),
+			f("sandbox_pool_overhead_p95_ms", r.PoolOvhP95, "ms", "same job as a plain child process", r.LocalP95,
+				fmt.Sprintf("pooled p95 %.1f ms minus unsandboxed p95 %.1f ms", r.PoolP95, r.LocalP95)))
+	}
+	if r.PreopenP50 > 0 && r.LateOpenP50 > 0 {
+		figs = append(figs, f("runner_preopen_vs_late_open_ratio", r.PreopenP50/r.LateOpenP50, "ratio", "the same runner opening DuckDB after reading its job", r.LateOpenP50,
+			fmt.Sprintf("runner in a pooled sandbox opening DuckDB before its job arrives (engine.RunnerMain) p50 %.1f ms vs after (the daemon's runner today) p50 %.1f ms, %d interleaved runs of the flights GROUP BY", r.PreopenP50, r.LateOpenP50, r.RunnerRuns)))
 	}
 	if r.RuncP50 > 0 {
 		figs = append(figs,

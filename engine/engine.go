@@ -138,6 +138,11 @@ type Job struct {
 	Threads        int     `json:"threads"`
 	MemoryLimitMB  int     `json:"memory_limit_mb"`
 	MaxResultBytes int64   `json:"max_result_bytes"`
+	// TempDir is where DuckDB may write its temporary files when the job does not fit in
+	// MemoryLimitMB (a sandbox's spill area), at most TempMaxMB of them. Empty: nowhere; a
+	// job that does not fit fails.
+	TempDir   string `json:"temp_dir,omitempty"`
+	TempMaxMB int    `json:"temp_max_mb,omitempty"`
 	// Secret keys the hash that picks which groups a privacy unit keeps in dp mode. It is
 	// drawn per job by the daemon, never stored, and never shown to the vendor.
 	Secret int64 `json:"secret,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -28,15 +29,23 @@ func lockdown(j *Job) []string {
 		files = append(files, t.Files...)
 	}
 	threads := max(j.Threads, 1)
-	s := []string{
+	// DuckDB writes its own temporary files only to the job's spill area, and only as much
+	// as the area allows; the job's SQL can neither read nor write there (the directory is
+	// in no allow list), nor change either setting (the configuration is locked below).
+	temp := []string{"SET temp_directory=''"}
+	if j.TempDir != "" {
+		temp = []string{"SET temp_directory=" + quoteString(j.TempDir), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(j.TempMaxMB, 1))}
+	}
+	s := append([]string{
 		"SET autoinstall_known_extensions=false",
 		"SET autoload_known_extensions=false",
-		"SET temp_directory=''",
-		"SET allowed_paths=" + quoteList(files),
+	}, temp...)
+	s = append(s,
+		"SET allowed_paths="+quoteList(files),
 		"SET enable_external_access=false",
 		fmt.Sprintf("SET threads=%d", threads),
 		"SET preserve_insertion_order=false",
-	}
+	)
 	if j.MemoryLimitMB > 0 {
 		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
 	}
@@ -46,15 +55,46 @@ func lockdown(j *Job) []string {
 	return append(s, "SET lock_configuration=true")
 }
 
-// RunnerMain is the runner: it reads a Job (JSON) from stdin, runs it in a fresh, locked-down
-// in-memory DuckDB and writes the exact result to result as one Arrow IPC stream. It runs
-// inside the sandbox; result is the pipe to the daemon and the only place the result goes.
+// RunnerMain is the runner: it opens DuckDB, then reads a Job (JSON) from stdin and runs
+// it in that fresh, locked-down in-memory database, writing the exact result to result as
+// one Arrow IPC stream. It runs inside the sandbox; result is the pipe to the daemon and
+// the only place the result goes. DuckDB is opened before the job is read because in a
+// sandbox prepared ahead the job arrives long after the process started; it is not closed
+// after the job, because the process ends with it.
 func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
+	r, err := OpenRunner()
+	if err != nil {
+		return err
+	}
 	j, err := ReadJob(stdin)
 	if err != nil {
 		return err
 	}
-	return Run(ctx, j, result)
+	return r.Run(ctx, j, result)
+}
+
+// Runner is the DuckDB of one runner process, opened before its job is known, for exactly
+// one job. A runner in a sandbox simply exits after its job; in-process users Close it.
+type Runner struct {
+	c    *duckdb.Connector
+	db   *sql.DB
+	used bool
+}
+
+// OpenRunner opens a fresh in-memory DuckDB for one job.
+func OpenRunner() (*Runner, error) {
+	c, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, fmt.Errorf("open duckdb: %w", err)
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	return &Runner{c: c, db: db}, nil
+}
+
+// Close closes the runner's database.
+func (r *Runner) Close() error {
+	return errors.Join(r.db.Close(), r.c.Close())
 }
 
 // ReadJob decodes a job from the runner's standard input.
@@ -68,13 +108,23 @@ func ReadJob(stdin io.Reader) (*Job, error) {
 	return &j, nil
 }
 
-// Run executes a job and streams its result to w. It is RunnerMain without the decoding, and
-// the unsandboxed baseline of the benchmarks.
+// Run executes a job in a fresh database and streams its result to w. It is RunnerMain
+// without the decoding, and the unsandboxed baseline of the benchmarks.
 func Run(ctx context.Context, j *Job, w io.Writer) error {
+	r, err := OpenRunner()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.Run(ctx, j, w)
+}
+
+// Run executes the runner's job and streams its result to w.
+func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 	if j.SQL == "" {
 		return errors.New("job has no query")
 	}
-	return session(ctx, j, func(ar *duckdb.Arrow) error {
+	return r.session(ctx, j, func(ar *duckdb.Arrow) error {
 		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
 			recs, ok, err := fast(ctx, ar, j)
 			if err != nil {
@@ -109,7 +159,17 @@ func Run(ctx context.Context, j *Job, w io.Writer) error {
 // a runner that is not plain SQL (he scoring) reads the data: the same views, the same
 // limits, nothing written anywhere.
 func Stream(ctx context.Context, j *Job, queries []string, fn func(i int, rec arrow.RecordBatch) error) error {
-	return session(ctx, j, func(ar *duckdb.Arrow) error {
+	r, err := OpenRunner()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.Stream(ctx, j, queries, fn)
+}
+
+// Stream is the package's Stream in the runner's database.
+func (r *Runner) Stream(ctx context.Context, j *Job, queries []string, fn func(i int, rec arrow.RecordBatch) error) error {
+	return r.session(ctx, j, func(ar *duckdb.Arrow) error {
 		for i, q := range queries {
 			rr, err := ar.QueryContext(ctx, q)
 			if err != nil {
@@ -131,20 +191,30 @@ func Stream(ctx context.Context, j *Job, queries []string, fn func(i int, rec ar
 	})
 }
 
-// session opens a fresh in-memory DuckDB, applies the lockdown, creates the job's views and
-// calls fn with an Arrow interface to it.
-func session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) error) error {
+// session applies the lockdown to the runner's fresh database, creates the job's views and
+// calls fn with an Arrow interface to it. A runner has one session: its database is never
+// given a second job.
+func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) error) error {
+	if r.used {
+		return errors.New("a runner runs one job")
+	}
+	r.used = true
 	if len(j.Tables) == 0 {
 		return errors.New("job has no tables")
 	}
-	c, err := duckdb.NewConnector("", nil)
-	if err != nil {
-		return fmt.Errorf("open duckdb: %w", err)
+	if j.TempDir != "" {
+		// DuckDB allows its temporary directory to every query, so it gets a directory of
+		// its own that no query can name: a fresh one with a random name.
+		dir, err := os.MkdirTemp(j.TempDir, "duckdb-")
+		if err != nil {
+			return fmt.Errorf("temporary directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		jj := *j
+		jj.TempDir = dir
+		j = &jj
 	}
-	defer c.Close()
-	db := sql.OpenDB(c)
-	defer db.Close()
-	conn, err := db.Conn(ctx)
+	conn, err := r.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -248,3 +318,5 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	return l.w.Write(p)
 }
+
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -12,6 +12,9 @@
 //     arguments and some host paths to mount.
 //   - Every container is destroyed and its cgroups removed when Run returns,
 //     on success, on a limit breach, on ctx cancellation and on errors. A
+//     Pool's sandbox runs exactly one job: when Pool.Run returns its job's
+//     processes are gone, and the rest of it is removed right after (Close
+//     waits for that); a sandbox is never handed a second job. A
 //     daemon killed with -9 takes its running jobs with it (a job that
 //     calls Init sets a parent-death signal, see spawn_linux.go); Cleanup removes what is left (state,
 //     cgroups, root filesystems) at the next start.
@@ -20,7 +23,8 @@
 //     Stdout and stderr are captured, bounded, for operators only; they are
 //     never meant for vendors. Result.Message never contains a data value,
 //     a host path or a stack trace.
-//   - It never mounts anything writable but the /scratch tmpfs and the
+//   - It never mounts anything writable but the /scratch tmpfs, the job's
+//     own spill area at /spill (when Limits.SpillBytes asks for one) and the
 //     mounts the caller marks Writable (which stay nosuid, nodev, noexec),
 //     never lets a job execute a file it can write, and never lets a job see
 //     the host's file system: a job's root is a per-job skeleton holding only
@@ -36,13 +40,27 @@
 // no-exec) or Exec (executable, still read-only). No /sys, no /etc. Fresh
 // mount, pid, ipc, uts, net (loopback only) and cgroup namespaces, and a
 // user namespace in which container root is one unprivileged host uid
-// (DefaultHostID) owning nothing.
+// owning nothing: each container gets its own (DefaultHostID and the next
+// 65535 uids, in turn).
 // No capabilities, no_new_privs, RLIMIT_CORE 0, RLIMIT_NOFILE 4096, and a
 // seccomp allow-list (default EPERM; clone without namespace flags; no
 // ptrace, mount, unshare, setns, bpf, io_uring, keyctl, ...). Only fds 0-3
 // are open when the job starts. Memory (no swap), pids and CPU quota are
 // cgroup limits; wall clock is a timer. Breaches end the job with a distinct
 // Status.
+//
+// Spill areas: with Limits.SpillBytes, a job gets /spill, a file system of its
+// own (an ext4 image on the state directory's disk, on a loop device with
+// direct I/O) of that size, owned by the job's root with mode 0700 and mounted
+// into no other sandbox; it is wiped and removed with the sandbox, and by
+// Cleanup after a crash (see spill_linux.go for why not a tmpfs or a quota).
+//
+// Pools: a Pool keeps sandboxes of one Template (the runner, its limits)
+// prepared ahead, program started and waiting for its stdin, at the least CPU
+// share. A job's mounts are attached when it is handed over (cloned with
+// open_tree, flags set with mount_setattr before they are attached, moved into
+// the container's mount namespace from a thread that enters it and is then
+// discarded), then its stdin is written. Its metering starts at the hand-over.
 //
 // Runtime images (custom jobs): with Spec.Image, the root holds a runtime
 // image's top-level entries instead of the job binary and its libraries

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,65 @@ func runPayload(args []string) {
 	var out bytes.Buffer
 	code := 0
 	switch name {
+	case "job":
+		// A stand-in for the runner in a pooled sandbox: read the job (the argv of a
+		// payload, one per line) from stdin to the end, then run it.
+		b, _ := readAll(0)
+		job := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(job) == 0 || job[0] == "" || job[0] == "job" {
+			os.Exit(2)
+		}
+		runPayload(job)
+	case "mounts":
+		// Mount point, per-mount options and file system type of every mount.
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			code = 1
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			f := strings.Fields(line)
+			sep := slices.Index(f, "-")
+			if len(f) < 6 || sep < 0 || sep+1 >= len(f) {
+				continue
+			}
+			fmt.Fprintf(&out, "%s %s %s\n", f[4], f[5], f[sep+1])
+		}
+	case "ls":
+		for _, p := range args {
+			ents, err := os.ReadDir(p)
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			fmt.Fprintf(&out, "%s: %v %v\n", p, names, err)
+		}
+	case "fill":
+		// Write n MiB to a file, reporting how far it got.
+		n, _ := strconv.Atoi(args[1])
+		f, err := os.Create(args[0])
+		if err == nil {
+			chunk := bytes.Repeat([]byte("s"), 1<<20)
+			for i := 0; i < n && err == nil; i++ {
+				_, err = f.Write(chunk)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		fmt.Fprintf(&out, "%s: %v\n", args[0], err)
+	case "stat":
+		for _, p := range args {
+			var st unix.Stat_t
+			err := unix.Stat(p, &st)
+			fmt.Fprintf(&out, "%s: uid %d mode %o %v\n", p, st.Uid, st.Mode&0o7777, err)
+		}
+	case "pids":
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if _, err := strconv.Atoi(e.Name()); err == nil {
+				fmt.Fprintf(&out, "%s ", e.Name())
+			}
+		}
 	case "true":
 	case "false":
 		code = 3
@@ -122,6 +182,25 @@ func runPayload(args []string) {
 			os.Exit(1)
 		}
 		_, err = r.Run(context.Background(), Spec{ID: args[1], Args: []string{"/veil", "payload", "sleep"}}, io.Discard)
+		fmt.Fprintln(os.Stderr, "job ended before the daemon was killed:", err)
+		os.Exit(1)
+	case "pooldaemon":
+		// A stand-in for a daemon with a pool of two sandboxes prepared ahead (with spill
+		// areas), one of them running a job, until it is killed -9.
+		r, err := New(args[0], WithCgroupParent("/veil-test"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		p, err := r.NewPool(Template{Args: []string{"/veil", "payload", "job"}, Limits: Limits{SpillBytes: 16 << 20}}, 2)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for len(p.ready) < 2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, err = p.Run(context.Background(), Spec{ID: args[1], Stdin: []byte("sleep")}, io.Discard)
 		fmt.Fprintln(os.Stderr, "job ended before the daemon was killed:", err)
 		os.Exit(1)
 	case "sleep":

@@ -14,7 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +73,9 @@ type Runtime struct {
 	cgroup2       bool
 	memsw         bool
 	seccomp       *configs.Seccomp
+	spillErr      error // why spill areas cannot be made here (nil: they can)
+	spills        spillBook
+	uidSeq        atomic.Int64
 }
 
 // New checks that this host can create containers and prepares what every
@@ -173,9 +176,9 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 	r.containersDir = filepath.Join(abs, "containers")
 	r.rootfsDir = filepath.Join(abs, "rootfs")
 	// Container root (an unprivileged host uid under a user namespace) must be
-	// able to reach its root filesystem, so the way there is 0711: traversable,
-	// not listable.
-	for _, d := range []string{abs, r.rootfsDir} {
+	// able to reach its root filesystem and its spill area, so the way there is
+	// 0711: traversable, not listable.
+	for _, d := range []string{abs, r.rootfsDir, r.spillDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, unavailable("state dir: %v", err)
 		}
@@ -183,9 +186,12 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 			return nil, unavailable("state dir: %v", err)
 		}
 	}
-	if err := os.MkdirAll(r.containersDir, 0o700); err != nil {
-		return nil, unavailable("state dir: %v", err)
+	for _, d := range []string{r.containersDir, filepath.Dir(r.jobMarker("x"))} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, unavailable("state dir: %v", err)
+		}
 	}
+	r.spillErr = checkSpill()
 	if r.userNS {
 		for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
 			fi, err := os.Stat(d)
@@ -206,10 +212,12 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 // UserNamespace reports whether containers get their own user namespace.
 func (r *Runtime) UserNamespace() bool { return r.userNS }
 
-// HostID is the host uid and gid of a job's root: DefaultHostID (or
-// WithHostID's) under a user namespace, 0 (root without capabilities)
-// without one. The source of a Writable mount must be writable by it, e.g. a
-// tmpfs mounted with uid= and gid= set to it.
+// HostID is the first host uid and gid of jobs' roots: under a user
+// namespace each container's root is one of HostID and the 65535 uids after it
+// (DefaultHostID or WithHostID's), a different one for each container in
+// turn; without one it is 0 (root without capabilities). The source of a
+// Writable mount must be writable by whichever it is, e.g. a tmpfs mounted with
+// mode=0777 (as a custom job's /out is).
 func (r *Runtime) HostID() int64 {
 	if r.userNS {
 		return r.hostID
@@ -284,9 +292,16 @@ func mountFlags(m Mount) int {
 	return flags
 }
 
+// boxOptions are what a container's configuration takes besides its Spec.
+type boxOptions struct {
+	uid    int64    // the host uid and gid of its root
+	spill  *spillFS // mounted at SpillPath when not nil
+	lowCPU bool     // prepared ahead: the least CPU share until its job is handed over
+}
+
 // config builds the libcontainer configuration of one job on the root
 // filesystem skel that makeRootfs made for it.
-func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleton) *configs.Config {
+func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleton, opt boxOptions) *configs.Config {
 	pids := l.Pids
 	period := uint64(100_000)
 	res := &cgroups.Resources{
@@ -300,6 +315,9 @@ func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleto
 	}
 	if r.memsw {
 		res.MemorySwap = l.MemoryBytes // memory+swap == memory: no swap
+	}
+	if opt.lowCPU {
+		res.CpuShares = 2 // cpu.weight 1 on cgroup v2; raised by setCPUWeight at the hand-over
 	}
 	var zero uint64
 	if !r.cgroup2 {
@@ -333,6 +351,9 @@ func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleto
 	for _, m := range spec.Mounts {
 		mounts = append(mounts, &configs.Mount{Source: m.Source, Destination: m.Destination, Device: "bind", Flags: mountFlags(m)})
 	}
+	if opt.spill != nil {
+		mounts = append(mounts, &configs.Mount{Source: opt.spill.dir, Destination: SpillPath, Device: "bind", Flags: mountFlags(Mount{Writable: true})})
+	}
 	ns := configs.Namespaces{
 		{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWIPC},
 		{Type: configs.NEWUTS}, {Type: configs.NEWNET}, {Type: configs.NEWCGROUP},
@@ -361,8 +382,8 @@ func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleto
 	}
 	if r.userNS {
 		cfg.Namespaces = append(cfg.Namespaces, configs.Namespace{Type: configs.NEWUSER})
-		cfg.UIDMappings = []configs.IDMap{{ContainerID: 0, HostID: r.hostID, Size: 1}}
-		cfg.GIDMappings = []configs.IDMap{{ContainerID: 0, HostID: r.hostID, Size: 1}}
+		cfg.UIDMappings = []configs.IDMap{{ContainerID: 0, HostID: opt.uid, Size: 1}}
+		cfg.GIDMappings = []configs.IDMap{{ContainerID: 0, HostID: opt.uid, Size: 1}}
 	} else {
 		// Without a user namespace, RLIMIT_NPROC is per host uid (root, shared
 		// with the daemon) and so cannot be used; the pids cgroup is the limit.
@@ -380,7 +401,7 @@ func (r *Runtime) checkSpec(spec *Spec) error {
 	if spec.Image != "" && !(filepath.IsAbs(spec.Image) && filepath.Clean(spec.Image) == spec.Image) {
 		return fmt.Errorf("%w: Image must be the absolute, clean host path of an imported runtime image", ErrInvalid)
 	}
-	reserved := []string{"/proc", "/dev", scratchPath, "/tmp"}
+	reserved := []string{"/proc", "/dev", scratchPath, "/tmp", SpillPath}
 	if spec.Image == "" {
 		for _, lib := range r.libs {
 			reserved = append(reserved, lib.Destination)
@@ -445,119 +466,36 @@ func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Resu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	l := spec.Limits.withDefaults()
-	cid := containerPrefix + spec.ID
-	rootfs := filepath.Join(r.rootfsDir, cid)
-	skel, err := r.makeRootfs(rootfs, &spec)
-	defer skel.remove()
-	if err != nil {
-		return nil, fmt.Errorf("create root filesystem of %s: %w", cid, err)
-	}
-
-	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel))
-	if err != nil {
-		return nil, fmt.Errorf("create container %s: %w", cid, err)
-	}
-	// Every container is destroyed, whatever happens below; a failure to do
-	// so is reported, never swallowed.
-	defer func() {
-		if err := destroy(c); err != nil && retErr == nil {
-			retErr = fmt.Errorf("destroy container %s: %w", cid, err)
-		}
-	}()
-
-	rpipe, wpipe, err := os.Pipe()
+	b, err := r.create(ctx, containerPrefix+spec.ID, &spec, l, spec.Mounts, false)
 	if err != nil {
 		return nil, err
 	}
-	defer rpipe.Close()
-	stdout := &boundedBuffer{max: l.OutputBytes}
-	stderr := &boundedBuffer{max: l.OutputBytes}
-	p := &libcontainer.Process{
-		Args:       spec.Args,
-		Env:        append(append([]string(nil), spec.Env...), pdeathsigEnv+"=1"),
-		Cwd:        scratchPath,
-		Stdin:      bytes.NewReader(spec.Stdin),
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: []*os.File{wpipe},
-		Init:       true,
-	}
-	start := time.Now()
-	err = onSpawnThread(ctx, func() error { return c.Run(p) })
-	wpipe.Close()
-	if err != nil {
-		return nil, fmt.Errorf("start container %s: %w (stderr: %q)", cid, err, stderr.Bytes())
-	}
-	st, err := c.State()
-	if err != nil {
-		return nil, fmt.Errorf("state of container %s: %w", cid, err)
-	}
-
-	var o outcome
-	var kill sync.Once
-	killed := make(chan struct{})
-	stop := func(why *bool) {
-		kill.Do(func() {
-			*why = true
-			_ = c.Signal(unix.SIGKILL)
-			close(killed)
-		})
-	}
-	copyDone := make(chan error, 1)
-	go func() {
-		_, err := copyResult(result, rpipe, l.ResultBytes)
-		if errors.Is(err, errResultTooLarge) {
-			stop(&o.tooLarge)
+	// Every container is destroyed, whatever happens below; a failure to do
+	// so is reported, never swallowed.
+	var res *Result
+	defer func() {
+		t := time.Now()
+		if err := b.destroy(); err != nil && retErr == nil {
+			retErr = err
 		}
-		copyDone <- err
+		if res != nil {
+			res.Timing.Teardown = time.Since(t)
+		}
 	}()
-	waitDone := make(chan *os.ProcessState, 1)
-	go func() {
-		ps, _ := p.Wait()
-		waitDone <- ps
-	}()
-
-	timer := time.NewTimer(l.Wall)
-	defer timer.Stop()
-	var ps *os.ProcessState
-wait:
-	for {
-		select {
-		case ps = <-waitDone:
-			break wait
-		case <-timer.C:
-			stop(&o.timedOut)
-		case <-ctx.Done():
-			stop(&o.cancelled)
-		}
+	t1 := time.Now()
+	if err := b.start(ctx, spec.Args, spec.Env, bytes.NewReader(spec.Stdin)); err != nil {
+		return nil, err
 	}
-	wall := time.Since(start)
-	// The process tree is gone with its pid namespace; the pipe's last writer
-	// has exited, so the copy finishes at once unless the reader is blocked on
-	// the caller's writer.
-	select {
-	case err := <-copyDone:
-		if err != nil && !errors.Is(err, errResultTooLarge) {
-			o.resultFailed = true
-		}
-	case <-time.After(wallGraceMax):
-		rpipe.Close()
-		o.resultFailed = true
+	t2 := time.Now()
+	if res, err = b.supervise(ctx, result, usageMark{}); err != nil {
+		return nil, err
 	}
-	o.exitCode = exitCode(ps)
-	u := r.usage(st.CgroupPaths)
-	u.Wall = wall
-	o.oom, o.pidsHit = r.limitsHit(st.CgroupPaths)
-	status := o.decide()
-	return &Result{
-		Status:   status,
-		ExitCode: o.exitCode,
-		Usage:    u,
-		Stdout:   stdout.Bytes(),
-		Stderr:   stderr.Bytes(),
-		Message:  message(status, l, o.exitCode),
-	}, nil
+	// A fresh container's wall time counts its start, as it always has for metering.
+	res.Usage.Wall += t2.Sub(t1)
+	res.Timing.Prepare, res.Timing.Start = t1.Sub(t0), t2.Sub(t1)
+	return res, nil
 }
 
 // destroy kills a container's processes and removes its cgroups and state.
@@ -584,21 +522,25 @@ func exitCode(ps *os.ProcessState) int {
 	return ps.ExitCode()
 }
 
-// usage reads CPU time and peak memory from the job's cgroup.
-func (r *Runtime) usage(paths map[string]string) Usage {
+// usage reads CPU time and peak memory from the job's cgroup, since base.
+func (r *Runtime) usage(paths map[string]string, base usageMark) Usage {
 	var u Usage
 	if r.cgroup2 {
 		dir := paths[""]
 		if v, ok := keyedValue(filepath.Join(dir, "cpu.stat"), "usage_usec"); ok {
-			u.CPU = time.Duration(v) * time.Microsecond
+			u.CPU = time.Duration(v)*time.Microsecond - base.cpu
 		}
-		if v, err := readInt(filepath.Join(dir, "memory.peak")); err == nil {
+		if base.peak != nil {
+			if v, err := readIntFile(base.peak); err == nil {
+				u.PeakMemoryBytes = v
+			}
+		} else if v, err := readInt(filepath.Join(dir, "memory.peak")); err == nil {
 			u.PeakMemoryBytes = v
 		}
 		return u
 	}
 	if v, err := readInt(filepath.Join(paths["cpuacct"], "cpuacct.usage")); err == nil {
-		u.CPU = time.Duration(v)
+		u.CPU = time.Duration(v) - base.cpu
 	}
 	if v, err := readInt(filepath.Join(paths["memory"], "memory.max_usage_in_bytes")); err == nil {
 		u.PeakMemoryBytes = v
@@ -607,17 +549,32 @@ func (r *Runtime) usage(paths map[string]string) Usage {
 }
 
 // limitsHit reports whether the memory cgroup OOM-killed a process and
-// whether a fork or clone failed on the pids limit.
-func (r *Runtime) limitsHit(paths map[string]string) (oom, pids bool) {
+// whether a fork or clone failed on the pids limit, since base.
+func (r *Runtime) limitsHit(paths map[string]string, base usageMark) (oom, pids bool) {
+	n, m := r.limitCounts(paths)
+	return n > base.oom, m > base.pids
+}
+
+// limitCounts reads how often the cgroup OOM-killed a process and refused a fork.
+func (r *Runtime) limitCounts(paths map[string]string) (oom, pids int64) {
 	if r.cgroup2 {
 		dir := paths[""]
 		n, _ := keyedValue(filepath.Join(dir, "memory.events"), "oom_kill")
 		m, _ := keyedValue(filepath.Join(dir, "pids.events"), "max")
-		return n > 0, m > 0
+		return n, m
 	}
 	n, _ := keyedValue(filepath.Join(paths["memory"], "memory.oom_control"), "oom_kill")
 	m, _ := keyedValue(filepath.Join(paths["pids"], "pids.events"), "max")
-	return n > 0, m > 0
+	return n, m
+}
+
+func readIntFile(f *os.File) (int64, error) {
+	b := make([]byte, 64)
+	n, err := f.ReadAt(b, 0)
+	if n == 0 && err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b[:n])), 10, 64)
 }
 
 func readInt(path string) (int64, error) {
@@ -747,7 +704,7 @@ func (r *Runtime) makeRootfs(rootfs string, spec *Spec) (*skeleton, error) {
 }
 
 // imageSkipped are the top-level names of an image that the sandbox owns.
-var imageSkipped = map[string]bool{"proc": true, "dev": true, "sys": true, "tmp": true, strings.Trim(scratchPath, "/"): true}
+var imageSkipped = map[string]bool{"proc": true, "dev": true, "sys": true, "tmp": true, strings.Trim(scratchPath, "/"): true, strings.Trim(SpillPath, "/"): true}
 
 // addImage adds the top-level entries of spec.Image to the skeleton:
 // directories and regular files become mount points (mounted by config),
@@ -811,8 +768,10 @@ func (s *skeleton) addImage(rootfs string, spec *Spec, mkdir, touch func(string)
 
 // Cleanup destroys what a crashed daemon left behind: containers named
 // veil-* in the state directory, their cgroups (also those that never made
-// it into the state directory) and their root filesystems. It returns the
-// job IDs it found. Call it before the first Run.
+// it into the state directory), their root filesystems and their spill
+// areas. It returns the IDs of the jobs that were running (a sandbox
+// prepared ahead and never handed a job is destroyed without being
+// reported). Call it before the first Run and before starting a Pool.
 func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) {
 	found := map[string]bool{}
 	var errs []error
@@ -865,9 +824,27 @@ func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
+	// Spill areas last: nothing holds them once their containers are gone.
+	if err := r.cleanupSpill(); err != nil {
+		errs = append(errs, err)
+	}
 	ids := make([]string, 0, len(found))
 	for cid := range found {
-		ids = append(ids, strings.TrimPrefix(cid, containerPrefix))
+		name := strings.TrimPrefix(cid, containerPrefix)
+		if !strings.HasPrefix(name, poolPrefix) {
+			ids = append(ids, name)
+			continue
+		}
+		// A sandbox prepared ahead ran a job only if it was handed one.
+		if b, err := os.ReadFile(r.jobMarker(cid)); err == nil && validID(string(b)) {
+			ids = append(ids, string(b))
+		}
+	}
+	markers, _ := os.ReadDir(filepath.Dir(r.jobMarker("x")))
+	for _, e := range markers {
+		if err := os.Remove(filepath.Join(filepath.Dir(r.jobMarker("x")), e.Name())); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	sort.Strings(ids)
 	return ids, errors.Join(errs...)

@@ -30,7 +30,16 @@ type Limits struct {
 	ScratchBytes int64         // size of the tmpfs at /scratch
 	ResultBytes  int64         // max bytes accepted from the result pipe
 	OutputBytes  int64         // max bytes of stdout and of stderr kept
+	// SpillBytes is the size of the job's spill area at SpillPath: a file system of its
+	// own on the disk of the state directory, for what does not fit in MemoryBytes
+	// (DuckDB's temporary files). Zero (the default): no spill area.
+	SpillBytes int64
 }
+
+// SpillPath is where a job's spill area is mounted (read-write, no-exec), when its Limits
+// ask for one. It is empty at the start of the job, belongs to the job's root, is mounted
+// into no other sandbox, and is wiped and removed with the sandbox.
+const SpillPath = "/spill"
 
 // DefaultLimits fill the zero fields of a Spec's Limits.
 var DefaultLimits = Limits{
@@ -43,7 +52,8 @@ var DefaultLimits = Limits{
 	OutputBytes:  64 << 10,
 }
 
-// withDefaults returns l with every zero field replaced by its default.
+// withDefaults returns l with every zero field replaced by its default (SpillBytes
+// stays zero: no spill area unless asked for).
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
 	if l.MemoryBytes <= 0 {
@@ -111,11 +121,27 @@ type Usage struct {
 	Wall            time.Duration
 }
 
+// Timing is where the time of one Run went, for operators and benchmarks. It is exact (not
+// padded or rounded), so it is never shown to vendors.
+//
+// For a sandbox a Pool prepared ahead, Prepare and Start are what the job waited for
+// them (zero when the sandbox was ready), Handoff is giving it the job's mounts and
+// stdin, and Teardown is zero: the sandbox is destroyed after Run returns.
+type Timing struct {
+	Prepare  time.Duration // root filesystem skeleton, spill area, configuration, cgroups and state (libcontainer create)
+	Start    time.Duration // namespaces, mounts, seccomp, up to the job's execve
+	Handoff  time.Duration // pooled sandboxes: the job's mounts attached and its stdin given
+	Run      time.Duration // the job's process, from its start (or hand-over) to its exit
+	Teardown time.Duration // kill, cgroups, state, spill area and skeleton removed
+	Ahead    bool          // the sandbox was prepared before the job came
+}
+
 // Result is the outcome of Run or RunLocal.
 type Result struct {
 	Status   Status
 	ExitCode int // -1 when the process was killed by a signal
 	Usage    Usage
+	Timing   Timing
 	// Stdout and Stderr are bounded copies for operators only: they may contain
 	// data values and must never be shown to vendors.
 	Stdout, Stderr []byte

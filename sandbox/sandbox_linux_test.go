@@ -304,10 +304,16 @@ func TestInvalidSpec(t *testing.T) {
 // assertClean checks that no container, cgroup or root filesystem is left.
 func assertClean(t *testing.T, r *Runtime) {
 	t.Helper()
-	for _, dir := range append(r.cgroupParentDirs(), r.containersDir, r.rootfsDir) {
+	assertCleanPrefix(t, r, containerPrefix)
+}
+
+// assertCleanPrefix checks that nothing of the containers named prefix* is left.
+func assertCleanPrefix(t *testing.T, r *Runtime, prefix string) {
+	t.Helper()
+	for _, dir := range append(r.cgroupParentDirs(), r.containersDir, r.rootfsDir, r.spillDir(), filepath.Dir(r.jobMarker("x"))) {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), containerPrefix) {
+			if strings.HasPrefix(e.Name(), prefix) {
 				t.Errorf("leftover %s", filepath.Join(dir, e.Name()))
 			}
 		}
@@ -342,7 +348,7 @@ func TestCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel))
+	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel, boxOptions{uid: r.nextUID()}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,3 +45,25 @@ func Init() {}
 
 // RemoveCgroupParent does nothing where there are no sandboxes.
 func (r *Runtime) RemoveCgroupParent() {}
+
+// Template is what every sandbox of a Pool runs.
+type Template struct {
+	Args   []string
+	Env    []string
+	Limits Limits
+}
+
+// Pool is not available outside Linux.
+type Pool struct{}
+
+// NewPool always fails outside Linux.
+func (r *Runtime) NewPool(t Template, size int) (*Pool, error) { return nil, ErrUnavailable }
+
+func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, error) {
+	return nil, ErrUnavailable
+}
+
+func (p *Pool) Close() error { return nil }
+
+// Ready is 0 outside Linux.
+func (p *Pool) Ready() int { return 0 }

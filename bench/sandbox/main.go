@@ -1,14 +1,22 @@
 // Command sandbox measures what a Veil sandbox costs: create → run → destroy
 // of a trivial job in a libcontainer sandbox, against the same job as a plain
 // child process (sandbox.RunLocal) and against Debian's runc CLI running
-// /bin/true from an equivalent bundle. It prints one JSON object:
+// /bin/true from an equivalent bundle; the same job handed to a sandbox
+// prepared ahead (sandbox.Pool); and, with -parquet, the runner in a pooled
+// sandbox opening DuckDB before its job arrives (engine.RunnerMain) against
+// opening it after (as the daemon's runner does until it calls
+// engine.OpenRunner first). It prints one JSON object:
 //
 //	sandbox_overhead_p50_ms, sandbox_overhead_p95_ms  sandbox pXX − local pXX
+//	sandbox_{prepare,start,run,teardown}_p50_ms       where a fresh sandbox's time goes
+//	pool_overhead_p50_ms, pool_overhead_p95_ms        pooled sandbox pXX − local pXX
 //	runc_cli_p50_ms                                    `runc run` of /bin/true
 //	sandbox_concurrent20_ok                            20 concurrent jobs all ok
+//	runner_preopen_p50_ms, runner_late_open_p50_ms     pooled runner, DuckDB opened before / after the job
 //
 // It must run as root. The binary is its own container init and its own
-// trivial job ("true").
+// trivial jobs ("true"; "wait-true" reads its stdin first, as a pooled job
+// must) and runner ("runner", "runner-late").
 package main
 
 import (
@@ -26,18 +34,29 @@ import (
 	"sync"
 	"time"
 
+	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/sandbox"
 )
 
 func main() {
 	sandbox.Init()
-	if len(os.Args) > 1 && os.Args[1] == "true" {
-		os.Exit(0) // the trivial job
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "true":
+			os.Exit(0) // the trivial job
+		case "wait-true":
+			io.Copy(io.Discard, os.Stdin)
+			os.Exit(0)
+		case "runner", "runner-late":
+			os.Exit(runner(os.Args[1] == "runner"))
+		}
 	}
 	n := flag.Int("n", 100, "runs per measurement")
 	runcBin := flag.String("runc", "runc", "runc CLI to compare with (empty: skip)")
+	parquet := flag.String("parquet", "", "a Parquet file for the runner figures (empty: skip)")
+	query := flag.String("query", "", "the runner figures' query over the view t of -parquet (default: COUNT(*) of t)")
 	flag.Parse()
-	if err := run(*n, *runcBin); err != nil {
+	if err := run(*n, *runcBin, *parquet, *query); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/sandbox:", err)
 		os.Exit(1)
 	}
@@ -58,9 +77,21 @@ type figures struct {
 	UserNamespace         bool    `json:"sandbox_user_namespace"`
 	RuncError             string  `json:"runc_cli_error,omitempty"`
 	SandboxUnavailableWhy string  `json:"sandbox_unavailable,omitempty"`
+	PrepareP50            float64 `json:"sandbox_prepare_p50_ms"`
+	StartP50              float64 `json:"sandbox_start_p50_ms"`
+	RunP50                float64 `json:"sandbox_run_p50_ms"`
+	TeardownP50           float64 `json:"sandbox_teardown_p50_ms"`
+	PoolP50               float64 `json:"pool_p50_ms"`
+	PoolP95               float64 `json:"pool_p95_ms"`
+	PoolOverheadP50       float64 `json:"pool_overhead_p50_ms"`
+	PoolOverheadP95       float64 `json:"pool_overhead_p95_ms"`
+	PoolHandoffP50        float64 `json:"pool_handoff_p50_ms"`
+	RunnerPreopenP50      float64 `json:"runner_preopen_p50_ms,omitempty"`
+	RunnerLateOpenP50     float64 `json:"runner_late_open_p50_ms,omitempty"`
+	RunnerRuns            int     `json:"runner_runs,omitempty"`
 }
 
-func run(n int, runcBin string) error {
+func run(n int, runcBin, parquet, query string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -100,9 +131,14 @@ func run(n int, runcBin string) error {
 	} else {
 		f.UserNamespace = r.UserNamespace()
 		seq := 0
+		var prep, startT, runT, tear samples
 		job := func(i int) error {
 			seq++
 			res, err := r.Run(ctx, sandbox.Spec{ID: fmt.Sprintf("bench-%d-%d", os.Getpid(), seq), Args: []string{"/veil", "true"}}, io.Discard)
+			if err == nil {
+				prep, startT = append(prep, res.Timing.Prepare), append(startT, res.Timing.Start)
+				runT, tear = append(runT, res.Timing.Run), append(tear, res.Timing.Teardown)
+			}
 			return check(res, err)
 		}
 		sp, err := measure(n, job)
@@ -112,6 +148,41 @@ func run(n int, runcBin string) error {
 		f.SandboxP50, f.SandboxP95 = sp.pct(50), sp.pct(95)
 		f.OverheadP50 = round(f.SandboxP50 - f.LocalP50)
 		f.OverheadP95 = round(f.SandboxP95 - f.LocalP95)
+		f.PrepareP50, f.StartP50, f.RunP50, f.TeardownP50 = prep.pct(50), startT.pct(50), runT.pct(50), tear.pct(50)
+
+		// The same trivial job handed to a sandbox prepared ahead. The pool refills after
+		// each job; the wait for it is not timed (a daemon between two jobs).
+		pool, err := r.NewPool(sandbox.Template{Args: []string{"/veil", "wait-true"}}, 2)
+		if err != nil {
+			return err
+		}
+		var handoff samples
+		pp, err := measureTimed(n, func() (time.Duration, error) {
+			waitReady(pool, 2)
+			seq++
+			t := time.Now()
+			res, err := pool.Run(ctx, sandbox.Spec{ID: fmt.Sprintf("bench-%d-%d", os.Getpid(), seq)}, io.Discard)
+			d := time.Since(t)
+			if err == nil {
+				handoff = append(handoff, res.Timing.Handoff)
+			}
+			return d, check(res, err)
+		})
+		if cerr := pool.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("pool: %w", err)
+		}
+		f.PoolP50, f.PoolP95 = pp.pct(50), pp.pct(95)
+		f.PoolOverheadP50, f.PoolOverheadP95 = round(f.PoolP50-f.LocalP50), round(f.PoolP95-f.LocalP95)
+		f.PoolHandoffP50 = handoff.pct(50)
+
+		if parquet != "" {
+			if err := runnerFigures(ctx, r, &f, parquet, query, min(n, 21)); err != nil {
+				return fmt.Errorf("runner: %w", err)
+			}
+		}
 
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -283,4 +354,123 @@ func withLibraries(path string) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// measureTimed is measure for functions that time themselves (leaving out what they wait
+// for before the part that counts).
+func measureTimed(n int, f func() (time.Duration, error)) (samples, error) {
+	for i := 0; i < 5; i++ {
+		if _, err := f(); err != nil {
+			return nil, err
+		}
+	}
+	out := make(samples, 0, n)
+	for i := 0; i < n; i++ {
+		d, err := f()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// waitReady waits (up to 30 s) until the pool has n sandboxes ready.
+func waitReady(p *sandbox.Pool, n int) {
+	for deadline := time.Now().Add(30 * time.Second); p.Ready() < n && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// runner is the job side of the runner figures: engine.RunnerMain, which opens DuckDB
+// before it reads its job, or (late) reading the job first and then opening DuckDB, as the
+// daemon's runner does today.
+func runner(preopen bool) int {
+	result := os.NewFile(3, "result")
+	ctx := context.Background()
+	var err error
+	if preopen {
+		err = engine.RunnerMain(ctx, os.Stdin, result)
+	} else {
+		var j *engine.Job
+		if j, err = engine.ReadJob(os.Stdin); err == nil {
+			err = engine.Run(ctx, j, result)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// runnerFigures times the runner in a pooled sandbox on parquet, with DuckDB opened before
+// and after the job arrives, interleaved.
+func runnerFigures(ctx context.Context, r *sandbox.Runtime, f *figures, parquet, query string, n int) error {
+	abs, err := filepath.Abs(parquet)
+	if err != nil {
+		return err
+	}
+	if query == "" {
+		query = "SELECT COUNT(*) FROM t"
+	}
+	cols, err := parquetColumns(ctx, abs)
+	if err != nil {
+		return err
+	}
+	job := engine.Job{SQL: query, Threads: 2, MemoryLimitMB: 1536, MaxResultBytes: 64 << 20,
+		Tables: []engine.Table{{Name: "t", Files: []string{"/data/t/" + filepath.Base(abs)}, Columns: cols}}}
+	in, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	l := sandbox.Limits{MemoryBytes: 2 << 30, CPUs: 2}
+	pools := map[bool]*sandbox.Pool{}
+	for _, pre := range []bool{true, false} {
+		name := "runner-late"
+		if pre {
+			name = "runner"
+		}
+		p, err := r.NewPool(sandbox.Template{Args: []string{"/veil", name}, Limits: l}, 1)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		pools[pre] = p
+	}
+	times := map[bool]samples{}
+	seq := 0
+	for i := 0; i <= n; i++ {
+		for _, pre := range []bool{true, false} {
+			for _, p := range pools {
+				waitReady(p, 1)
+			}
+			seq++
+			t := time.Now()
+			res, err := pools[pre].Run(ctx, sandbox.Spec{ID: fmt.Sprintf("bench-%d-r%d", os.Getpid(), seq), Stdin: in,
+				Mounts: []sandbox.Mount{{Source: abs, Destination: job.Tables[0].Files[0]}}}, io.Discard)
+			d := time.Since(t)
+			if err := check(res, err); err != nil {
+				return err
+			}
+			if i > 0 {
+				times[pre] = append(times[pre], d)
+			}
+		}
+	}
+	f.RunnerPreopenP50, f.RunnerLateOpenP50, f.RunnerRuns = times[true].pct(50), times[false].pct(50), n
+	return nil
+}
+
+// parquetColumns lists the columns of a Parquet file.
+func parquetColumns(ctx context.Context, file string) ([]engine.Column, error) {
+	info, err := engine.Inspect(ctx, []string{file})
+	if err != nil {
+		return nil, err
+	}
+	var cols []engine.Column
+	for _, c := range info.Columns {
+		cols = append(cols, engine.Column{Name: c.Name, Type: c.Type})
+	}
+	return cols, nil
 }

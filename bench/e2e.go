@@ -1,0 +1,410 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/dp"
+)
+
+// benchProvider is the provider tenant of every generated benchmark table.
+const benchProvider = "bench"
+
+// daemonEnv is a daemon started in this process on a Unix socket, as in production, with a
+// principal of each role.
+type daemonEnv struct {
+	clients    heClients
+	registered map[string]bool
+	state      string
+	stop       func() error
+}
+
+// daemon starts the run's daemon on first use.
+func (e *env) daemon(ctx context.Context) (*daemonEnv, error) {
+	if e.d != nil {
+		return e.d, nil
+	}
+	state, err := os.MkdirTemp(e.o.Dir, "state-")
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonEnv{registered: map[string]bool{}, state: state, stop: func() error { return os.RemoveAll(state) }}
+	fail := func(err error) (*daemonEnv, error) {
+		return nil, errors.Join(err, d.stop())
+	}
+	if err := os.Chmod(state, 0o711); err != nil { // the sandbox's unprivileged root traverses it
+		return fail(err)
+	}
+	cfg := daemon.Defaults(state)
+	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = e.o.Isolation, e.o.Binary, 1, 2, 4096
+	tok, err := daemon.Init(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	// The bench data is generated, so the runner's stderr of a failed job may be shown:
+	// warnings go to the bench's log, where whoever runs it can see why a job failed.
+	cfg.LogRunnerOutput = true
+	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(e.o.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return fail(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	d.stop = func() error {
+		cancel()
+		err := <-done
+		srv.Close()
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return errors.Join(err, os.RemoveAll(state))
+	}
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(cfg.Socket); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	op, err := client.New("unix://"+cfg.Socket, tok)
+	if err != nil {
+		return fail(err)
+	}
+	mk := func(role, tenant string) (*client.Client, error) {
+		p, err := op.CreatePrincipal(ctx, api.CreatePrincipal{Name: role, Role: role, Tenant: tenant})
+		if err != nil {
+			return nil, err
+		}
+		return client.New("unix://"+cfg.Socket, p.Token)
+	}
+	c := heClients{op: op}
+	for _, p := range []struct {
+		c            **client.Client
+		role, tenant string
+	}{{&c.prov, "provider", benchProvider}, {&c.auth, "authority", ""}, {&c.vendor, "vendor", "bench"}, {&c.rev, "reviewer", ""}} {
+		if *p.c, err = mk(p.role, p.tenant); err != nil {
+			return fail(err)
+		}
+	}
+	d.clients = c
+	e.d = d
+	return d, nil
+}
+
+func (e *env) stopDaemon() error {
+	if e.d == nil {
+		return nil
+	}
+	err := e.d.stop()
+	e.d = nil
+	return err
+}
+
+// register registers a generated table (name.parquet, name.yaml in the data directory) once.
+func (d *daemonEnv) register(ctx context.Context, name string) error {
+	if d.registered[name] {
+		return nil
+	}
+	dir := filepath.Join(filepath.Dir(d.state), "data")
+	sch, err := os.ReadFile(filepath.Join(dir, name+".yaml"))
+	if err != nil {
+		return err
+	}
+	if _, err := d.clients.prov.RegisterDataset(ctx, api.RegisterDataset{Schema: string(sch), Files: []string{filepath.Join(dir, name+".parquet")}}); err != nil {
+		return fmt.Errorf("register %s: %w", name, err)
+	}
+	d.registered[name] = true
+	return nil
+}
+
+// grant applies for a grant and has the operator, the authority and the provider approve it.
+func (d *daemonEnv) grant(ctx context.Context, req api.ApplyGrant) (string, error) {
+	g, err := d.clients.vendor.ApplyGrant(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	id := g["id"].(string)
+	for _, c := range []*client.Client{d.clients.op, d.clients.auth, d.clients.prov} {
+		if _, err := c.ActOnGrant(ctx, id, "approve", ""); err != nil {
+			return "", err
+		}
+	}
+	return id, nil
+}
+
+// job submits one job and waits for it: the time from submission to the protected output
+// in the review queue, and the job.
+func (d *daemonEnv) job(ctx context.Context, req api.SubmitJob) (time.Duration, api.Job, error) {
+	start := time.Now()
+	j, err := d.clients.vendor.SubmitJob(ctx, req)
+	if err != nil {
+		return 0, j, err
+	}
+	if j, err = d.clients.vendor.Wait(ctx, j.ID, nil); err != nil {
+		return 0, j, err
+	}
+	if j.Status != "review" {
+		return 0, j, fmt.Errorf("bench job ended %s: %s", j.Status, j.Message)
+	}
+	return time.Since(start), j, nil
+}
+
+// e2e submits job reps times after a warm-up and returns the median time from submission
+// to the protected output in the review queue, and the last job.
+func (d *daemonEnv) e2e(ctx context.Context, req api.SubmitJob, reps int) (time.Duration, api.Job, error) {
+	var ds []time.Duration
+	var j api.Job
+	for i := 0; i <= reps; i++ {
+		t, jj, err := d.job(ctx, req)
+		if err != nil {
+			return 0, jj, err
+		}
+		j = jj
+		if i > 0 {
+			ds = append(ds, t)
+		}
+	}
+	return median(ds), j, nil
+}
+
+// benchThreshold measures a threshold GROUP BY end to end against raw DuckDB's plain
+// aggregate and its COUNT(DISTINCT person) floor, and the fixed cost of a job.
+func benchThreshold(ctx context.Context, e *env) error {
+	file, err := e.table(ctx, "bench_events")
+	if err != nil {
+		return err
+	}
+	d, err := e.daemon(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.register(ctx, "bench_events"); err != nil {
+		return err
+	}
+	gid, err := d.grant(ctx, api.ApplyGrant{Scenario: "bench", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d",
+		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}})
+	if err != nil {
+		return err
+	}
+	o := e.o
+	src := "read_parquet('" + file + "')"
+	tPlain, err := e.rawQuery(ctx, "plain aggregate", "SELECT grp, COUNT(*), SUM(value) FROM "+src+" GROUP BY grp")
+	if err != nil {
+		return err
+	}
+	tFloor, err := e.rawQuery(ctx, "with COUNT(DISTINCT person)", "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM "+src+" GROUP BY grp")
+	if err != nil {
+		return err
+	}
+	e.logf("Veil end to end (%s)...", o.Isolation)
+	tVeil, _, err := d.e2e(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT grp, COUNT(*), SUM(value) FROM bench_events GROUP BY grp"}, o.Reps)
+	if err != nil {
+		return err
+	}
+	if err := e.add(
+		e.st.ratio("threshold_e2e_vs_floor_ratio", ms(tVeil), "raw DuckDB GROUP BY with COUNT(DISTINCT person)", ms(tFloor),
+			fmt.Sprintf("%d rows, %d persons, %d groups, Parquet; isolation=%s; submit to protected output in the review queue", o.Rows, o.Units, o.Groups, o.Isolation)),
+		e.st.ratio("threshold_e2e_vs_raw_ratio", ms(tVeil), "raw DuckDB plain GROUP BY (COUNT, SUM)", ms(tPlain), ""),
+	); err != nil {
+		return err
+	}
+	e.logf("fixed per-job cost...")
+	tFixed, _, err := d.e2e(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT grp, COUNT(*) FROM bench_events WHERE value < -1 GROUP BY grp"}, o.Reps)
+	if err != nil {
+		return err
+	}
+	tEmpty, err := e.rawQuery(ctx, "a query that selects no rows", "SELECT grp, COUNT(*), COUNT(DISTINCT person_id) FROM "+src+" WHERE value < -1 GROUP BY grp")
+	if err != nil {
+		return err
+	}
+	return e.add(e.st.value("job_fixed_cost_ms", ms(tFixed-tEmpty), "ms",
+		fmt.Sprintf("end-to-end time of a query that selects no rows (%.1f ms) minus raw DuckDB's time for it (%.1f ms): API, validation, store, runner start, gate, audit", ms(tFixed), ms(tEmpty))))
+}
+
+// dpSubmit is the benchmark's dp job: ε=1 per run, max_groups 1, max_rows 10.
+func dpSubmit(gid, q string) api.SubmitJob {
+	return api.SubmitJob{Grant: gid, SQL: q, DP: &api.DPOptions{Epsilon: 1, Delta: 1e-8, MaxGroups: 1, MaxRows: 10}}
+}
+
+// dpE2E runs a dp job on dataset reps times after a warm-up under a grant of its own; the
+// grant's ε=10 pays for 10 runs of ε=1, so at most 8 measured runs.
+func (d *daemonEnv) dpE2E(ctx context.Context, dataset, q string, reps int) (time.Duration, error) {
+	if err := d.register(ctx, dataset); err != nil {
+		return 0, err
+	}
+	gid, err := d.grant(ctx, api.ApplyGrant{Scenario: "bench dp " + dataset, Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 10, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d",
+		Datasets: []api.DatasetAccess{{Name: dataset, Columns: []string{"grp", "value"}}}})
+	if err != nil {
+		return 0, err
+	}
+	t, _, err := d.e2e(ctx, dpSubmit(gid, q), min(reps, 8))
+	if err != nil {
+		return 0, fmt.Errorf("dp job on %s: %w", dataset, err)
+	}
+	return t, nil
+}
+
+// benchDP measures dp group-bys end to end and their plans' SQL against the floor every
+// user-level DP system pays: aggregating per (person, group) before per group.
+func benchDP(ctx context.Context, e *env) error {
+	o := e.o
+	file, err := e.table(ctx, "bench_events")
+	if err != nil {
+		return err
+	}
+	onerow, err := e.table(ctx, "bench_persons")
+	if err != nil {
+		return err
+	}
+	d, err := e.daemon(ctx)
+	if err != nil {
+		return err
+	}
+	src := "read_parquet('" + file + "')"
+	tPlain, err := e.rawQuery(ctx, "plain aggregate", "SELECT grp, COUNT(*), SUM(value) FROM "+src+" GROUP BY grp")
+	if err != nil {
+		return err
+	}
+	tTwo, err := e.rawQuery(ctx, "two-level aggregate (the DP floor)", "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM "+src+" GROUP BY person_id, grp) GROUP BY grp")
+	if err != nil {
+		return err
+	}
+	e.logf("Veil end to end, dp (%s)...", o.Isolation)
+	tDP, err := d.dpE2E(ctx, "bench_events", "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_events GROUP BY grp", o.Reps)
+	if err != nil {
+		return err
+	}
+	floor := "raw DuckDB two-level aggregate per (person, group) then per group"
+	if err := e.add(
+		e.st.ratio("dp_groupby_vs_floor_ratio", ms(tDP), floor, ms(tTwo),
+			fmt.Sprintf("DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, partition selection, ε=1; isolation=%s; submit to noisy output in the review queue", o.Isolation)),
+		e.st.ratio("dp_groupby_vs_raw_ratio", ms(tDP), "raw DuckDB plain GROUP BY (COUNT, SUM)", ms(tPlain), ""),
+	); err != nil {
+		return err
+	}
+	// The same plans without the daemon and the sandbox: the runner's code in this process,
+	// to separate the SQL's cost from the job's.
+	e.logf("dp plans in process (runner code, no sandbox)...")
+	tDPSQL, err := timePlan(ctx, file, "bench_events", 10, o.Reps)
+	if err != nil {
+		return err
+	}
+	if err := e.add(e.st.ratio("dp_groupby_sql_vs_floor_ratio", ms(tDPSQL), floor, ms(tTwo),
+		"the bounded dp plan's SQL alone on raw DuckDB over a view of the file (no daemon, no sandbox), max_groups 1, max_rows 10")); err != nil {
+		return err
+	}
+	onePlain := "raw DuckDB plain GROUP BY (COUNT, SUM) on the same table"
+	tOnePlain, err := e.rawQuery(ctx, "plain aggregate, one row per person", "SELECT grp, COUNT(*), SUM(value) FROM read_parquet('"+onerow+"') GROUP BY grp")
+	if err != nil {
+		return err
+	}
+	tOneSQL, err := timePlan(ctx, onerow, "bench_persons", 1, o.Reps)
+	if err != nil {
+		return err
+	}
+	if err := e.add(e.st.ratio("dp_onerow_vs_raw_ratio", ms(tOneSQL), onePlain, ms(tOnePlain),
+		fmt.Sprintf("%d rows, one per person (declared and measured): the direct dp plan's SQL, which skips the bounding pass, on raw DuckDB over a view of the file", o.Rows))); err != nil {
+		return err
+	}
+	e.logf("Veil end to end, dp on one row per person...")
+	tOneE2E, err := d.dpE2E(ctx, "bench_persons", "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_persons GROUP BY grp", o.Reps)
+	if err != nil {
+		return err
+	}
+	return e.add(e.st.ratio("dp_onerow_e2e_vs_raw_ratio", ms(tOneE2E), onePlain, ms(tOnePlain),
+		fmt.Sprintf("the same dp job end to end (isolation=%s), fixed per-job cost included", o.Isolation)))
+}
+
+// beamRun is what bench/beam prints.
+type beamRun struct {
+	Median float64   `json:"pob_count_seconds_median"`
+	Runs   []float64 `json:"pob_count_seconds"`
+	Rows   int64     `json:"rows"`
+	Beam   string    `json:"beam_version"`
+	PoB    string    `json:"privacy_on_beam_version"`
+	Reader string    `json:"reader"`
+}
+
+// runBeam runs the Privacy on Beam peer (bench/beam, its own Go module) on file.
+func runBeam(ctx context.Context, bin, file string, reps int) (*beamRun, error) {
+	cmd := exec.CommandContext(ctx, bin, "-parquet", file, "-json", "-reps", fmt.Sprint(reps), "-epsilon", "1", "-delta", "1e-8", "-max-groups", "1", "-max-rows", "10")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
+	}
+	var r beamRun
+	if err := json.Unmarshal(out, &r); err != nil || r.Median <= 0 {
+		return nil, fmt.Errorf("%s printed no result (%v): %s", bin, err, out)
+	}
+	return &r, nil
+}
+
+// benchBeam measures the dp count on the small table against Privacy on Beam.
+func benchBeam(ctx context.Context, e *env) error {
+	o := e.o
+	if o.Beam == "" {
+		e.logf("skipped: no --beam binary")
+		return nil
+	}
+	small, err := e.table(ctx, "bench_small")
+	if err != nil {
+		return err
+	}
+	d, err := e.daemon(ctx)
+	if err != nil {
+		return err
+	}
+	e.logf("Veil end to end, dp count on %s...", small)
+	tSmall, err := d.dpE2E(ctx, "bench_small", "SELECT grp, COUNT(*) AS n FROM bench_small GROUP BY grp", o.Reps)
+	if err != nil {
+		return err
+	}
+	e.logf("Privacy on Beam, the same count (%s)...", o.Beam)
+	pob, err := runBeam(ctx, o.Beam, small, min(o.Reps, 3))
+	if err != nil {
+		return err
+	}
+	tPoB := time.Duration(pob.Median * float64(time.Second))
+	f := e.st.value("dp_vs_privacy_on_beam_speedup", float64(tPoB)/float64(tSmall), "times faster",
+		fmt.Sprintf("DP COUNT(*) per group, ε=1, δ=1e-8, max_groups 1, max_rows 10, %d rows, 100000 persons, Parquet: Privacy on Beam %.0f ms (median of %d) vs Veil end to end %.1f ms (isolation=%s)",
+			pob.Rows, ms(tPoB), len(pob.Runs), ms(tSmall), o.Isolation))
+	f.BaseName, f.Baseline = fmt.Sprintf("Privacy on Beam %s, Beam %s direct runner (%s reader)", pob.PoB, pob.Beam, pob.Reader), ms(tPoB)
+	return e.add(f)
+}
+
+// benchAccuracy measures the accuracy of the released count of persons at ε=1 (one group
+// per person, a public domain: Laplace with scale 1) on the mechanism the gate calls.
+func benchAccuracy(ctx context.Context, e *env) error {
+	for _, n := range []int{100, 1000, 10000} {
+		errs := make([]float64, 2001)
+		for i := range errs {
+			r, err := dp.Count(int64(n), 1, 1, 1, 0, dp.Laplace)
+			if err != nil {
+				return err
+			}
+			errs[i] = math.Abs(r.Value-float64(n)) / float64(n)
+		}
+		sort.Float64s(errs)
+		if err := e.add(e.st.value(fmt.Sprintf("dp_count_median_rel_error_eps1_n%d", n), errs[len(errs)/2], "relative error",
+			"median |released - exact| / exact of COUNT(DISTINCT person) per group at ε=1 over 2001 draws of the gate's mechanism (Laplace, scale 1)")); err != nil {
+			return err
+		}
+	}
+	return nil
+}

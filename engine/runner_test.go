@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// bigTable writes n rows with n distinct keys: aggregating by key needs a hash table far
+// larger than a few MB.
+func bigTable(t *testing.T, n int) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "big.parquet")
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := fmt.Sprintf("COPY (SELECT i AS k, i %% 7 AS g, (i * 31) %% 1000 AS v FROM range(%d) t(i)) TO '%s' (FORMAT parquet)", n, file)
+	if _, err := db.Exec(q); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// A job that does not fit in its memory limit completes when it has a temporary
+// directory, fails without one, and leaves nothing behind in the directory.
+func TestRunSpills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: writes and aggregates 4M rows")
+	}
+	file := bigTable(t, 4_000_000)
+	tables := []Table{{Name: "big", Files: []string{file}, Columns: []Column{{Name: "k"}, {Name: "g"}, {Name: "v"}}}}
+	q := "SELECT g, COUNT(*) AS n, SUM(s) AS s FROM (SELECT k, g, SUM(v) AS s FROM big GROUP BY k, g) GROUP BY g ORDER BY g"
+	job := Job{SQL: q, Tables: tables, Threads: 1, MemoryLimitMB: 40, MaxResultBytes: 1 << 20}
+
+	var out bytes.Buffer
+	err := Run(context.Background(), &job, &out)
+	if err == nil || !strings.Contains(err.Error(), "memory") {
+		t.Fatalf("without a temporary directory: err %v, want out of memory", err)
+	}
+
+	spill := t.TempDir()
+	job.TempDir, job.TempMaxMB = spill, 1024
+	out.Reset()
+	if err := Run(context.Background(), &job, &out); err != nil {
+		t.Fatalf("with a temporary directory: %v", err)
+	}
+	rec, err := ReadResult(&out, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	if rec.NumRows() != 7 {
+		t.Fatalf("%d groups, want 7", rec.NumRows())
+	}
+	var total int64
+	for i := 0; i < int(rec.NumRows()); i++ {
+		var n int64
+		fmt.Sscan(rec.Column(1).ValueStr(i), &n)
+		total += n
+	}
+	if total != 4_000_000 {
+		t.Errorf("the groups count %d keys, want 4000000", total)
+	}
+	if ents, _ := os.ReadDir(spill); len(ents) != 0 {
+		t.Errorf("temporary files left: %v", ents)
+	}
+
+	// A limit on the temporary directory holds too.
+	job.TempMaxMB = 1
+	if err := Run(context.Background(), &job, &out); err == nil {
+		t.Error("a job that needs more than TempMaxMB of temporary files succeeded")
+	}
+}
+
+// The spill area gives the job's SQL no way to read or write files there by name. (DuckDB
+// always allows its own temporary directory, a fresh directory with a random name below
+// TempDir; finding that name needs current_setting, which the validator refuses.)
+func TestTempDirStaysPrivate(t *testing.T) {
+	spill := t.TempDir()
+	if err := os.WriteFile(filepath.Join(spill, "x.csv"), []byte("a\n1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, vis := writeParquet(t)
+	sc := scope(res, vis)
+	for _, q := range []string{
+		"SELECT * FROM read_csv('" + spill + "/x.csv')",
+		"SELECT * FROM glob('" + spill + "/*')",
+		"COPY (SELECT 1) TO '" + spill + "/y.csv'",
+		"SELECT * FROM glob('" + spill + "/*/*')",
+		"SET temp_directory='/tmp'",
+		"SET max_temp_directory_size='100GB'",
+	} {
+		var buf bytes.Buffer
+		if err := Run(context.Background(), &Job{SQL: q, Tables: sc.Tables, Threads: 1, MaxResultBytes: 1 << 20, TempDir: spill, TempMaxMB: 10}, &buf); err == nil {
+			t.Errorf("%q ran in the runner", q)
+		}
+	}
+}
+
+// A runner's database, opened before its job is known, serves that one job only.
+func TestRunnerRunsOneJob(t *testing.T) {
+	res, vis := writeParquet(t)
+	sc := scope(res, vis)
+	r, err := OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	job := &Job{SQL: "SELECT district, COUNT(*) FROM residents GROUP BY district", Tables: sc.Tables, Threads: 1, MaxResultBytes: 1 << 20}
+	var out bytes.Buffer
+	if err := r.Run(context.Background(), job, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() == 0 {
+		t.Fatal("no result")
+	}
+	if err := r.Run(context.Background(), job, &out); err == nil {
+		t.Fatal("a runner ran a second job")
+	}
+	if err := r.Stream(context.Background(), job, []string{"SELECT 1"}, nil); err == nil {
+		t.Fatal("a runner streamed for a second job")
+	}
+}

@@ -1,0 +1,299 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// box is one container from its creation to its destruction. Run creates, starts,
+// supervises and destroys one at once; a Pool creates and starts boxes ahead and hands
+// each one job.
+type box struct {
+	r      *Runtime
+	cid    string
+	rootfs string
+	uid    int64 // the host uid and gid of the container's root
+	l      Limits
+	skel   *skeleton
+	spill  *spillFS
+	c      *libcontainer.Container
+
+	// Set by start.
+	p              *libcontainer.Process
+	rpipe          *os.File // read end of the result pipe (fd 3 of the job)
+	stdout, stderr *boundedBuffer
+	paths          map[string]string // cgroup paths
+	pid            int               // the container's init (the job), in the host's pid namespace
+	waitDone       chan *os.ProcessState
+
+	// Prepared ahead (Pool) only.
+	stdin  *os.File // write end of the job's stdin, until the hand-over
+	marked bool     // its job is recorded (jobMarker)
+
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+// create makes a container for spec: its root skeleton with mount points for mounts (the
+// job's mounts when they are known now, none for a sandbox prepared ahead), its spill area
+// and its libcontainer state and cgroups. On error everything made is removed.
+func (r *Runtime) create(ctx context.Context, cid string, spec *Spec, l Limits, mounts []Mount, ahead bool) (_ *box, err error) {
+	b := &box{r: r, cid: cid, rootfs: filepath.Join(r.rootfsDir, cid), uid: r.nextUID(), l: l}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.destroy())
+		}
+	}()
+	onImage := *spec
+	onImage.Mounts = mounts
+	if b.skel, err = r.makeRootfs(b.rootfs, &onImage); err != nil {
+		return b, fmt.Errorf("create root filesystem of %s: %w", cid, err)
+	}
+	if l.SpillBytes > 0 {
+		if b.spill, err = r.makeSpill(ctx, cid, l.SpillBytes, b.uid); err != nil {
+			return b, fmt.Errorf("create spill area of %s: %w", cid, err)
+		}
+		if err := b.skel.mountPoint(b.rootfs, SpillPath, true); err != nil {
+			return b, err
+		}
+	}
+	if b.c, err = libcontainer.Create(r.containersDir, cid, r.config(cid, b.rootfs, &onImage, l, b.skel, boxOptions{uid: b.uid, spill: b.spill, lowCPU: ahead})); err != nil {
+		return b, fmt.Errorf("create container %s: %w", cid, err)
+	}
+	return b, nil
+}
+
+// start starts the job's process with stdin on fd 0. It returns once the process runs.
+func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) error {
+	rpipe, wpipe, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	b.rpipe = rpipe
+	b.stdout = &boundedBuffer{max: b.l.OutputBytes}
+	b.stderr = &boundedBuffer{max: b.l.OutputBytes}
+	b.p = &libcontainer.Process{
+		Args:       args,
+		Env:        append(append([]string(nil), env...), pdeathsigEnv+"=1"),
+		Cwd:        scratchPath,
+		Stdin:      stdin,
+		Stdout:     b.stdout,
+		Stderr:     b.stderr,
+		ExtraFiles: []*os.File{wpipe},
+		Init:       true,
+	}
+	err = onSpawnThread(ctx, func() error { return b.c.Run(b.p) })
+	wpipe.Close()
+	if err != nil {
+		return fmt.Errorf("start container %s: %w (stderr: %q)", b.cid, err, b.stderr.Bytes())
+	}
+	st, err := b.c.State()
+	if err != nil {
+		return fmt.Errorf("state of container %s: %w", b.cid, err)
+	}
+	b.paths, b.pid = st.CgroupPaths, st.InitProcessPid
+	b.waitDone = make(chan *os.ProcessState, 1)
+	go func() {
+		ps, _ := b.p.Wait()
+		b.waitDone <- ps
+	}()
+	return nil
+}
+
+// supervise copies the job's result to result (at most ResultBytes) and waits for the job
+// to end, killing it on a limit breach or when ctx ends. base is the usage the container
+// had before the job was handed to it (zero for a fresh container).
+func (b *box) supervise(ctx context.Context, result io.Writer, base usageMark) (*Result, error) {
+	start := time.Now()
+	var o outcome
+	var kill sync.Once
+	stop := func(why *bool) {
+		kill.Do(func() {
+			*why = true
+			_ = b.c.Signal(unix.SIGKILL)
+		})
+	}
+	copyDone := make(chan error, 1)
+	go func() {
+		_, err := copyResult(result, b.rpipe, b.l.ResultBytes)
+		if errors.Is(err, errResultTooLarge) {
+			stop(&o.tooLarge)
+		}
+		copyDone <- err
+	}()
+	timer := time.NewTimer(b.l.Wall)
+	defer timer.Stop()
+	var ps *os.ProcessState
+wait:
+	for {
+		select {
+		case ps = <-b.waitDone:
+			break wait
+		case <-timer.C:
+			stop(&o.timedOut)
+		case <-ctx.Done():
+			stop(&o.cancelled)
+		}
+	}
+	wall := time.Since(start)
+	// The process tree is gone with its pid namespace; the pipe's last writer has exited,
+	// so the copy finishes at once unless the reader is blocked on the caller's writer.
+	select {
+	case err := <-copyDone:
+		if err != nil && !errors.Is(err, errResultTooLarge) {
+			o.resultFailed = true
+		}
+	case <-time.After(wallGraceMax):
+		b.rpipe.Close()
+		o.resultFailed = true
+	}
+	o.exitCode = exitCode(ps)
+	u := b.r.usage(b.paths, base)
+	u.Wall = wall
+	o.oom, o.pidsHit = b.r.limitsHit(b.paths, base)
+	status := o.decide()
+	return &Result{
+		Status:   status,
+		ExitCode: o.exitCode,
+		Usage:    u,
+		Timing:   Timing{Run: wall},
+		Stdout:   b.stdout.Bytes(),
+		Stderr:   b.stderr.Bytes(),
+		Message:  message(status, b.l, o.exitCode),
+	}, nil
+}
+
+// destroy kills the container's processes and removes its cgroups, state, spill area and
+// root skeleton. It is safe to call more than once.
+func (b *box) destroy() error {
+	b.destroyOnce.Do(func() {
+		var errs []error
+		if b.c != nil {
+			if err := destroy(b.c); err != nil {
+				errs = append(errs, fmt.Errorf("destroy container %s: %w", b.cid, err))
+			}
+		}
+		if b.rpipe != nil {
+			b.rpipe.Close()
+		}
+		if b.spill != nil {
+			if err := b.spill.remove(); err != nil {
+				errs = append(errs, fmt.Errorf("remove spill area of %s: %w", b.cid, err))
+			}
+		}
+		if b.skel != nil {
+			b.skel.remove()
+		}
+		b.destroyErr = errors.Join(errs...)
+	})
+	return b.destroyErr
+}
+
+// usageMark is what a container had used when its job was handed to it.
+type usageMark struct {
+	cpu  time.Duration
+	oom  int64
+	pids int64
+	// peak, when non-nil, is a cgroup v2 memory.peak descriptor reset at the hand-over:
+	// reading it gives the peak since then.
+	peak *os.File
+}
+
+// mark records the container's usage now and resets its peak memory, so that what the
+// job is metered for starts at its hand-over.
+func (b *box) mark() usageMark {
+	var m usageMark
+	u := b.r.usage(b.paths, usageMark{})
+	m.cpu = u.CPU
+	m.oom, m.pids = b.r.limitCounts(b.paths)
+	if b.r.cgroup2 {
+		if f, err := os.OpenFile(filepath.Join(b.paths[""], "memory.peak"), os.O_RDWR|unix.O_CLOEXEC, 0); err == nil {
+			if _, err := f.WriteString("reset\n"); err == nil {
+				m.peak = f
+			} else {
+				f.Close() // kernels before 6.12: the peak since creation
+			}
+		}
+	} else {
+		_ = os.WriteFile(filepath.Join(b.paths["memory"], "memory.max_usage_in_bytes"), []byte("0"), 0)
+	}
+	return m
+}
+
+// setCPUWeight sets the container's share of the CPU against its siblings: low while it
+// is prepared ahead, so that preparing the next sandbox never slows a running job, and the
+// default once its job is handed to it.
+func (b *box) setCPUWeight(low bool) {
+	if b.r.cgroup2 {
+		w := "100"
+		if low {
+			w = "1"
+		}
+		_ = os.WriteFile(filepath.Join(b.paths[""], "cpu.weight"), []byte(w), 0)
+		return
+	}
+	s := "1024"
+	if low {
+		s = "2"
+	}
+	_ = os.WriteFile(filepath.Join(b.paths["cpu"], "cpu.shares"), []byte(s), 0)
+}
+
+// nextUID returns the host uid of the next container's root: each container gets its own
+// (DefaultHostID and the following uids, cycling through hostIDRange), so that what one
+// job owns on the host, such as its spill area, belongs to no other job.
+func (r *Runtime) nextUID() int64 {
+	if !r.userNS {
+		return 0
+	}
+	return r.hostID + (r.uidSeq.Add(1)-1)%hostIDRange
+}
+
+// hostIDRange is how many host uids (and gids) containers' roots cycle through.
+const hostIDRange = 65536
+
+// mountPoint adds a mount point (a directory, or an empty file) at dst to the skeleton
+// rooted at rootfs.
+func (s *skeleton) mountPoint(rootfs, dst string, dir bool) error {
+	p := rootfs
+	parts := strings.Split(strings.Trim(dst, "/"), "/")
+	for i, part := range parts {
+		p = filepath.Join(p, part)
+		if i == len(parts)-1 && !dir {
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+			if err != nil {
+				return err
+			}
+			f.Close()
+			s.created = append(s.created, p)
+			return nil
+		}
+		if err := os.Mkdir(p, 0o755); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+					continue
+				}
+			}
+			return err
+		}
+		s.created = append(s.created, p)
+	}
+	return nil
+}
+
+// jobMarker records which job a sandbox prepared ahead was handed, so that Cleanup can
+// name the job after a crash.
+func (r *Runtime) jobMarker(cid string) string { return filepath.Join(r.stateDir, "assigned", cid) }
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
