@@ -12,6 +12,7 @@ import (
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/gate"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -286,7 +287,7 @@ func benchRealData(ctx context.Context, e *env) error {
 			if err != nil {
 				return 0, err
 			}
-			protected, _, err := engine.Threshold(rec, plan, engine.ThresholdRule{K: 10, RoundTo: 1})
+			protected, _, err := gate.Threshold(rec, plan, gate.ThresholdRule{K: 10, RoundTo: 1})
 			rec.Release()
 			if err != nil {
 				return 0, err

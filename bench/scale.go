@@ -15,6 +15,7 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/gate"
 )
 
 // The scale benchmark: a province-sized table of 100M rows about 10M persons (10 rows
@@ -235,7 +236,7 @@ func gateThreshold(out []byte, plan *engine.Plan) error {
 		return err
 	}
 	defer rec.Release()
-	protected, _, err := engine.Threshold(rec, plan, engine.ThresholdRule{K: 10, RoundTo: 1})
+	protected, _, err := gate.Threshold(rec, plan, gate.ThresholdRule{K: 10, RoundTo: 1})
 	if err != nil {
 		return err
 	}
