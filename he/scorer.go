@@ -25,6 +25,17 @@ const maxOpenBatches = 8
 // lane width); slot s belongs to group s mod lanes, so each ciphertext holds
 // up to slots/lanes rows of every group. After Finish, every slot s holds the
 // sum of group s mod lanes.
+//
+// Uniform weights by construction (issue #12 item 9): a logistic scorer never
+// uses the vendor's weight and bias ciphertexts as they are. It first replaces
+// each by its lane average, R(w)[s] = (1/n) sum_r w[s mod lanes + r*lanes]
+// with n = slots/lanes, computed with its own rotations (InnerSum); every row
+// of a group then meets the same weights, whatever values a crafted ciphertext
+// holds slot by slot, and the decrypted sums are a function of per-group
+// aggregates only. An honest, replicated weight is unchanged by R. A linear
+// scorer needs no R: rows never meet the weights there, only the clear
+// per-group sums do (noised under differential privacy), so whatever a weight
+// holds in a slot, that slot carries a function of its group's sums.
 type Scorer struct {
 	params      hefloat.Parameters
 	pub         *PublicBundle
@@ -33,6 +44,7 @@ type Scorer struct {
 	lanes       int
 	rowsPerLane int
 	counts      []int64
+	rep         *replication
 
 	// linear models: per-group sums of each feature, aggregated in the clear
 	// (the platform owns the data); one encrypted product at Finish.
@@ -43,6 +55,10 @@ type Scorer struct {
 	logistic  *logisticState
 	finished  bool
 	totalRows int64
+
+	// exactRounding turns the randomized rounding of the feature plaintexts off. Tests
+	// only: it lets them measure the evaluation noise with every term data-dependent.
+	exactRounding bool
 }
 
 // NewScorer prepares scoring of `groups` groups with an encrypted model.
@@ -80,10 +96,91 @@ func NewScorer(pub *PublicBundle, m *EncryptedModel, groups int) (*Scorer, error
 	if err := pub.checkRotations(lanes, groups); err != nil {
 		return nil, err
 	}
+	// The averaging runs in the background while the caller streams rows in; the
+	// workers wait for it.
+	s.rep = startReplication(params, pub.evaluationKeys(), m, lanes, workerCount())
 	if s.logistic, err = newLogisticState(s); err != nil {
+		s.rep.wait()
 		return nil, err
 	}
 	return s, nil
+}
+
+// workerCount is how many goroutines do encrypted work: the cores, at most 4.
+func workerCount() int {
+	return min(runtime.GOMAXPROCS(0), 4)
+}
+
+// replication computes the lane averages R(bias), R(w_j) of a model's ciphertexts on its
+// own goroutines (see Scorer).
+type replication struct {
+	done    chan struct{}
+	bias    *rlwe.Ciphertext
+	weights []*rlwe.Ciphertext
+	err     error
+}
+
+func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *EncryptedModel, lanes, workers int) *replication {
+	in := append([]*rlwe.Ciphertext{m.bias}, m.weights...)
+	out := make([]*rlwe.Ciphertext, len(in))
+	errs := make([]error, workers)
+	r := &replication{done: make(chan struct{})}
+	n := params.MaxSlots() / lanes
+	base := hefloat.NewEvaluator(params, keys)
+	var wg sync.WaitGroup
+	for k := 0; k < workers; k++ {
+		eval := base
+		if k > 0 {
+			eval = base.ShallowCopy()
+		}
+		wg.Add(1)
+		go func(k int, eval *hefloat.Evaluator) {
+			defer wg.Done()
+			for i := k; i < len(in); i += workers {
+				if out[i], errs[k] = laneAverage(eval, in[i], lanes, n); errs[k] != nil {
+					return
+				}
+			}
+		}(k, eval)
+	}
+	go func() {
+		wg.Wait()
+		r.bias, r.weights = out[0], out[1:]
+		for _, err := range errs {
+			if err != nil && r.err == nil {
+				r.err = fmt.Errorf("he: averaging the model over its lanes failed: %w", err)
+			}
+		}
+		close(r.done)
+	}()
+	return r
+}
+
+// wait blocks until the averages are ready.
+func (r *replication) wait() error {
+	<-r.done
+	return r.err
+}
+
+// laneAverage returns R(ct): every slot holds the sum of its lane's n slots, and the
+// scale is multiplied by n (a power of two, so exactly) to read it as their mean. No level
+// is consumed; the scale is compensated where the average meets a plaintext (see
+// featureScale).
+func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
+	out := hefloat.NewCiphertext(*eval.GetParameters(), 1, ct.Level())
+	if err := eval.InnerSum(ct, lanes, n, out); err != nil {
+		return nil, err
+	}
+	out.Scale = ct.Scale.Mul(rlwe.NewScale(float64(n)))
+	return out, nil
+}
+
+// featureScale is the scale of the feature plaintexts multiplied into the averaged model,
+// Q7 / n: the model is at 2^46, its average at 2^46 * n, and the product then rescales (by
+// Q7) to 2^46, where the sigmoid starts. It costs the features log2(n) bits of their 46,
+// which the randomized rounding makes independent of the data (see roundingSigma).
+func (s *Scorer) featureScale() rlwe.Scale {
+	return rlwe.NewScale(s.params.Q()[topLevel]).Div(rlwe.NewScale(float64(s.rowsPerLane)))
 }
 
 // Groups returns the number of groups.
@@ -203,6 +300,11 @@ func (s *Scorer) Finish() (*EncryptedSums, error) {
 	} else {
 		ct, noise, err = s.logistic.finish()
 	}
+	if s.rep != nil {
+		if rerr := s.rep.wait(); err == nil {
+			err = rerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -254,14 +356,18 @@ func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
 	}
 	k := bits.Len64(uint64(maxCount))
 	div := math.Ldexp(1, k)
-	ecd := hefloat.NewEncoder(s.params)
+	ecd, err := newPlainEncoder(s.params)
+	if err != nil {
+		return nil, 0, err
+	}
 	eval := hefloat.NewEvaluator(s.params, nil)
 	pt := hefloat.NewPlaintext(s.params, linearLevel)
 	pt.Scale = rlwe.NewScale(s.params.Q()[linearLevel])
 	acc := hefloat.NewCiphertext(s.params, 1, linearLevel)
 	acc.Scale = s.model.bias.Scale.Mul(pt.Scale)
 	mulAdd := func(values []float64, w *rlwe.Ciphertext) error {
-		if err := ecd.Encode(values, pt); err != nil {
+		// Deterministic rounding: these plaintexts carry only per-group sums.
+		if err := ecd.encode(values, pt, false); err != nil {
 			return err
 		}
 		return eval.MulThenAdd(w, pt, acc)
@@ -274,7 +380,7 @@ func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
 	if err := mulAdd(s.periodic(func(g int) float64 { return counts[g] / div }), s.model.bias); err != nil {
 		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
 	}
-	out := hefloat.NewCiphertext(s.params, 1, outLevel)
+	out := hefloat.NewCiphertext(s.params, 1, linearOutLevel)
 	if err := eval.Rescale(acc, out); err != nil {
 		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
 	}
@@ -306,22 +412,23 @@ type batch struct {
 }
 
 func newLogisticState(s *Scorer) (*logisticState, error) {
-	n := runtime.GOMAXPROCS(0)
-	if n > 4 {
-		n = 4
-	}
+	n := workerCount()
 	ls := &logisticState{
 		s: s, firstFree: make([]int, s.groups),
 		spare: make(chan *batch, maxOpenBatches+2*n+2), work: make(chan *batch, n),
 	}
-	base, err := newWorker(s)
+	base, err := newWorker(s, nil)
 	if err != nil {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
 		w := base
 		if i > 0 {
-			w = base.shallowCopy()
+			if w, err = newWorker(s, base.eval); err != nil {
+				close(ls.work)
+				ls.wg.Wait()
+				return nil, err
+			}
 		}
 		ls.workers = append(ls.workers, w)
 		ls.wg.Add(1)
@@ -332,6 +439,9 @@ func newLogisticState(s *Scorer) (*logisticState, error) {
 
 func (ls *logisticState) run(w *worker) {
 	defer ls.wg.Done()
+	if err := ls.s.rep.wait(); err != nil {
+		ls.setErr(err)
+	}
 	for b := range ls.work {
 		if ls.err() == nil {
 			if err := w.process(b); err != nil {
@@ -465,7 +575,7 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 type worker struct {
 	s     *Scorer
 	eval  *hefloat.Evaluator
-	ecd   *hefloat.Encoder
+	ecd   *plainEncoder
 	poly  hefloat.Polynomial
 	pe    *hefloat.PolynomialEvaluator
 	pt    *rlwe.Plaintext
@@ -474,34 +584,36 @@ type worker struct {
 	total *rlwe.Ciphertext
 }
 
-func newWorker(s *Scorer) (*worker, error) {
-	eval := hefloat.NewEvaluator(s.params, s.pub.evaluationKeys())
-	w := &worker{s: s, eval: eval, ecd: hefloat.NewEncoder(s.params)}
-	w.init()
-	return w, nil
-}
-
-func (w *worker) init() {
-	p := w.s.params
-	h := w.s.model.header
+// newWorker makes a worker; from, when set, is an evaluator whose keys and read-only
+// tables it shares (lattigo evaluators are not safe for concurrent use, their shallow
+// copies are).
+func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
+	eval := from
+	if eval == nil {
+		eval = hefloat.NewEvaluator(s.params, s.pub.evaluationKeys())
+	} else {
+		eval = eval.ShallowCopy()
+	}
+	ecd, err := newPlainEncoder(s.params)
+	if err != nil {
+		return nil, err
+	}
+	p := s.params
+	h := s.model.header
+	w := &worker{s: s, eval: eval, ecd: ecd}
 	w.poly = hefloat.NewPolynomial(sigmoidOdd(h.InputRange, h.Degree))
 	w.pe = hefloat.NewPolynomialEvaluator(p, w.eval)
 	w.pt = hefloat.NewPlaintext(p, topLevel)
-	w.pt.Scale = rlwe.NewScale(p.Q()[topLevel])
+	w.pt.Scale = s.featureScale()
 	w.acc = hefloat.NewCiphertext(p, 1, topLevel)
 	w.lin = hefloat.NewCiphertext(p, 1, polyLevel)
-}
-
-func (w *worker) shallowCopy() *worker {
-	c := &worker{s: w.s, eval: w.eval.ShallowCopy(), ecd: w.ecd.ShallowCopy()}
-	c.init()
-	return c
+	return w, nil
 }
 
 // process computes sigmoid(B*mask + sum_j W_j z_j) - 0.5 for every slot of
 // the batch and adds it to the worker's running total.
 func (w *worker) process(b *batch) error {
-	m := w.s.model
+	m := w.s.rep
 	w.acc.Value[0].Zero()
 	w.acc.Value[1].Zero()
 	w.acc.Scale = m.bias.Scale.Mul(w.pt.Scale)
@@ -531,7 +643,7 @@ func (w *worker) process(b *batch) error {
 }
 
 func (w *worker) mulAdd(values []float64, ct *rlwe.Ciphertext) error {
-	if err := w.ecd.Encode(values, w.pt); err != nil {
+	if err := w.ecd.encode(values, w.pt, !w.s.exactRounding); err != nil {
 		return fmt.Errorf("he: encoding a batch failed: %w", err)
 	}
 	if err := w.eval.MulThenAdd(ct, w.pt, w.acc); err != nil {

@@ -145,7 +145,8 @@ func (e *EncryptedSums) Flood() error {
 // SumErrorStd returns the standard deviation of the error Flood adds to each
 // decrypted group sum (0 before Flood).
 func (e *EncryptedSums) SumErrorStd() float64 {
-	return e.floodSigma * math.Sqrt(float64(e.params.N())/2) / e.ct.Scale.Float64()
+	// A real slot of the conjugate-invariant ring sums 2N coefficient-sized terms.
+	return e.floodSigma * math.Sqrt(2*float64(e.params.N())) / e.ct.Scale.Float64()
 }
 
 // MarshalBinary writes the sums in the Veil HE envelope. It refuses sums
@@ -179,8 +180,15 @@ func UnmarshalSums(blob []byte) (*EncryptedSums, error) {
 		return nil, fmt.Errorf("%w: encrypted sums have %d sections, expected 2", ErrCorrupted, len(sections))
 	}
 	var hdr sumsHeader
-	if err := json.Unmarshal(sections[0], &hdr); err != nil {
+	h, err := headerSection(sections, kindEncryptedSums)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(h, &hdr); err != nil {
 		return nil, fmt.Errorf("%w: encrypted sums header is not valid JSON: %v", ErrCorrupted, err)
+	}
+	if hdr.Kind != KindLinear && hdr.Kind != KindLogistic {
+		return nil, fmt.Errorf("%w: encrypted sums declare unknown kind %q", ErrCorrupted, hdr.Kind)
 	}
 	params, _, err := Parameters()
 	if err != nil {
@@ -189,7 +197,8 @@ func UnmarshalSums(blob []byte) (*EncryptedSums, error) {
 	if hdr.Lanes < 1 || lanesFor(hdr.Lanes) != hdr.Lanes || hdr.Lanes > params.MaxSlots() || hdr.Groups < 1 || hdr.Groups > hdr.Lanes {
 		return nil, fmt.Errorf("%w: encrypted sums declare %d groups in %d lanes", ErrCorrupted, hdr.Groups, hdr.Lanes)
 	}
-	ct, err := unmarshalCiphertext(sections[1], outLevel, "sums ciphertext")
+	level, logScale := outputLevelScale(hdr.Kind)
+	ct, err := unmarshalCiphertext(sections[1], level, logScale, "sums ciphertext")
 	if err != nil {
 		return nil, err
 	}
