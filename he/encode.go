@@ -46,6 +46,25 @@ func newPlainEncoder(params hefloat.Parameters) (*plainEncoder, error) {
 // encode writes values (at most MaxSlots) into pt at pt's level and scale;
 // randomized adds the rounding Gaussian (see roundingSigma).
 func (e *plainEncoder) encode(values []float64, pt *rlwe.Plaintext, randomized bool) error {
+	if err := e.quantize(values, pt, randomized); err != nil {
+		return err
+	}
+	rlwe.NTTSparseAndMontgomery(e.params.RingQ().AtLevel(pt.Level()), pt.MetaData, pt.Value)
+	return nil
+}
+
+// encodeLazy is encode for a plaintext that only meets lattigo's lazy Montgomery
+// multiplication: its NTT is left in [0, 2q) (ring.Ring.NTTLazy).
+func (e *plainEncoder) encodeLazy(values []float64, pt *rlwe.Plaintext, randomized bool) error {
+	if err := e.quantize(values, pt, randomized); err != nil {
+		return err
+	}
+	e.params.RingQ().AtLevel(pt.Level()).NTTLazy(pt.Value, pt.Value)
+	return nil
+}
+
+// quantize writes the coefficients of values' encoding, before the NTT.
+func (e *plainEncoder) quantize(values []float64, pt *rlwe.Plaintext, randomized bool) error {
 	if len(values) > len(e.buf) {
 		return fmt.Errorf("he: %d values for %d slots", len(values), len(e.buf))
 	}
@@ -89,6 +108,5 @@ func (e *plainEncoder) encode(values []float64, pt *rlwe.Plaintext, randomized b
 			coeffs[j][i] = v
 		}
 	}
-	rlwe.NTTSparseAndMontgomery(ringQ, pt.MetaData, pt.Value)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
+	"github.com/tuneinsight/lattigo/v5/ring"
 )
 
 // maxOpenBatches bounds how many partially filled packing batches the
@@ -117,14 +118,18 @@ type replication struct {
 	done    chan struct{}
 	bias    *rlwe.Ciphertext
 	weights []*rlwe.Ciphertext
-	err     error
+	// mont holds the same averages in Montgomery form (bias first), for the workers'
+	// lazy multiply-accumulate.
+	mont [][2]ring.Poly
+	err  error
 }
 
 func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *EncryptedModel, lanes, workers int) *replication {
+	r := &replication{done: make(chan struct{})}
 	in := append([]*rlwe.Ciphertext{m.bias}, m.weights...)
 	out := make([]*rlwe.Ciphertext, len(in))
+	r.mont = make([][2]ring.Poly, len(in))
 	errs := make([]error, workers)
-	r := &replication{done: make(chan struct{})}
 	n := params.MaxSlots() / lanes
 	base := hefloat.NewEvaluator(params, keys)
 	var wg sync.WaitGroup
@@ -139,6 +144,11 @@ func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *
 			for i := k; i < len(in); i += workers {
 				if out[i], errs[k] = laneAverage(eval, in[i], lanes, n); errs[k] != nil {
 					return
+				}
+				ringQ := params.RingQ().AtLevel(out[i].Level())
+				for c := range r.mont[i] {
+					r.mont[i][c] = ringQ.NewPoly()
+					ringQ.MForm(out[i].Value[c], r.mont[i][c])
 				}
 			}
 		}(k, eval)
@@ -611,20 +621,26 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 }
 
 // process computes sigmoid(B*mask + sum_j W_j z_j) - 0.5 for every slot of
-// the batch and adds it to the worker's running total.
+// the batch and adds it to the worker's running total. The multiply-adds are lazy: each
+// product of an average in Montgomery form by a plaintext from a lazy NTT is below 2q,
+// the 17 of them below 34q < 2^52, reduced once.
 func (w *worker) process(b *batch) error {
 	m := w.s.rep
-	w.acc.Value[0].Zero()
-	w.acc.Value[1].Zero()
+	ringQ := w.s.params.RingQ().AtLevel(topLevel)
+	acc0, acc1 := w.acc.Value[0], w.acc.Value[1]
+	acc0.Zero()
+	acc1.Zero()
 	w.acc.Scale = m.bias.Scale.Mul(w.pt.Scale)
-	for j, wt := range m.weights {
-		if err := w.mulAdd(b.z[j], wt); err != nil {
+	for j := range m.weights {
+		if err := w.mulAdd(b.z[j], m.mont[j+1]); err != nil {
 			return err
 		}
 	}
-	if err := w.mulAdd(b.mask, m.bias); err != nil {
+	if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
 		return err
 	}
+	ringQ.Reduce(acc0, acc0)
+	ringQ.Reduce(acc1, acc1)
 	if err := w.eval.Rescale(w.acc, w.lin); err != nil {
 		return fmt.Errorf("he: rescale failed: %w", err)
 	}
@@ -642,12 +658,12 @@ func (w *worker) process(b *batch) error {
 	return w.eval.Add(w.total, out, w.total)
 }
 
-func (w *worker) mulAdd(values []float64, ct *rlwe.Ciphertext) error {
-	if err := w.ecd.encode(values, w.pt, !w.s.exactRounding); err != nil {
+func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
+	if err := w.ecd.encodeLazy(values, w.pt, !w.s.exactRounding); err != nil {
 		return fmt.Errorf("he: encoding a batch failed: %w", err)
 	}
-	if err := w.eval.MulThenAdd(ct, w.pt, w.acc); err != nil {
-		return fmt.Errorf("he: multiply-add failed: %w", err)
-	}
+	ringQ := w.s.params.RingQ().AtLevel(topLevel)
+	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[0], w.pt.Value, w.acc.Value[0])
+	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[1], w.pt.Value, w.acc.Value[1])
 	return nil
 }
