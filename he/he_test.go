@@ -2,6 +2,7 @@ package he
 
 import (
 	"math"
+	"math/big"
 	"math/rand"
 	"sync"
 	"testing"
@@ -265,6 +266,9 @@ func coeffNoise(t testing.TB, sk *SecretKey, sums *EncryptedSums, sc *Scorer, d 
 	}
 	z := d.scaled(m)
 	for i, g := range d.group {
+		if m.Kind == KindLinear {
+			break
+		}
 		s := laneBias[g]
 		for j := range laneWts {
 			s += laneWts[j][g] * z[j][i]
@@ -274,10 +278,23 @@ func coeffNoise(t testing.TB, sk *SecretKey, sums *EncryptedSums, sc *Scorer, d 
 		}
 		want[g] += s
 	}
-	vec := periodicVector(params.MaxSlots(), sums.lanes, sums.groups, func(g int) float64 { return want[g] })
+	// At scale 2^60 a sum's coefficients have ~75 bits: encode at 128-bit precision so that
+	// the measurement is not float64's rounding.
+	precise := make([]*big.Float, params.MaxSlots())
+	for i := range precise {
+		precise[i] = new(big.Float)
+		if g := i % sums.lanes; g < sums.groups {
+			precise[i].SetPrec(128).SetFloat64(want[g])
+		}
+	}
+	if m.Kind == KindLinear {
+		// The clear sums as encoded: their rounding is a function of the sums, which the
+		// vendor may learn, not evaluation noise.
+		precise = linearEncoded(t, sc, laneWts, laneBias)
+	}
 	ptWant := hefloat.NewPlaintext(params, sums.ct.Level())
 	ptWant.Scale = sums.ct.Scale
-	if err := hefloat.NewEncoder(params).Encode(vec, ptWant); err != nil {
+	if err := hefloat.NewEncoder(params, 128).Encode(precise, ptWant); err != nil {
 		t.Fatal(err)
 	}
 	pt := rlwe.NewDecryptor(params, sk.sk).DecryptNew(sums.ct)
@@ -291,6 +308,43 @@ func coeffNoise(t testing.TB, sk *SecretKey, sums *EncryptedSums, sc *Scorer, d 
 			out[i] = -float64(q - c)
 		} else {
 			out[i] = float64(c)
+		}
+	}
+	return out
+}
+
+// linearEncoded is what a linear scorer's output holds exactly, slot by slot, for its
+// plaintexts as encoded (rounded), in 128-bit arithmetic: at scale 2^60 a float64 sum would
+// be off by more than the noise it measures.
+func linearEncoded(t testing.TB, sc *Scorer, w [][]float64, b []float64) []*big.Float {
+	t.Helper()
+	vecs, div, _ := sc.linearInputs()
+	ecd := hefloat.NewEncoder(sc.params, 128)
+	pt := hefloat.NewPlaintext(sc.params, linearLevel)
+	pt.Scale = rlwe.NewScale(sc.params.Q()[linearLevel])
+	out := make([]*big.Float, sc.params.MaxSlots())
+	for i := range out {
+		out[i] = new(big.Float).SetPrec(128)
+	}
+	dec := make([]*big.Float, sc.params.MaxSlots())
+	for j, v := range vecs {
+		if err := hefloat.NewEncoder(sc.params).Encode(v, pt); err != nil {
+			t.Fatal(err)
+		}
+		if err := ecd.Decode(pt, dec); err != nil {
+			t.Fatal(err)
+		}
+		for i := range out {
+			g := i % sc.lanes
+			if g >= sc.groups {
+				g = 0 // the slot holds 0 whatever the weight
+			}
+			c := b[g]
+			if j < len(w) {
+				c = w[j][g]
+			}
+			term := new(big.Float).SetPrec(128).SetFloat64(c * div)
+			out[i].Add(out[i], term.Mul(term, dec[i]))
 		}
 	}
 	return out

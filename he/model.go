@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -25,15 +26,15 @@ const (
 	MaxInputRange = 8.5
 	// MaxLinearScore bounds |score| of a linear model over the declared
 	// feature bounds, so that a sum over up to MaxGroupRows rows fits the
-	// output level: 2^20 * 2^28 * 2^55 < 2^141 = Q0*q1*q2/2.
+	// output level: 2^20 * 2^28 * 2^60 < 2^141 = Q0*q1*q2/2.
 	MaxLinearScore = 1 << 20
 	// MaxGroupRows bounds the rows of one group a scorer accepts.
 	MaxGroupRows = 1 << 28
 	// linearLogScale is the scale of linear model ciphertexts (level 3) and
-	// of their sums (level 2): higher than the default 2^46 so that the vendor's encryption noise,
+	// of their sums (level 2): much higher than the default 2^46 so that the vendor's encryption noise,
 	// which the multiply by the clear feature sums amplifies, stays 2^-40
 	// below the sums.
-	linearLogScale = 55
+	linearLogScale = 60
 )
 
 // Feature is one model input. Lower and Upper are the public bounds the
@@ -253,13 +254,12 @@ func EncryptModel(pub *PublicBundle, m *Model) (*EncryptedModel, error) {
 	}
 	w, b := m.foldedForCircuit()
 	enc := &EncryptedModel{header: hdr}
-	ecd := hefloat.NewEncoder(params)
 	encryptor := rlwe.NewEncryptor(params, pub.pk)
-	if enc.bias, err = encryptConstant(params, ecd, encryptor, b, level, scale); err != nil {
+	if enc.bias, err = encryptConstant(params, encryptor, b, level, scale); err != nil {
 		return nil, err
 	}
 	for _, v := range w {
-		ct, err := encryptConstant(params, ecd, encryptor, v, level, scale)
+		ct, err := encryptConstant(params, encryptor, v, level, scale)
 		if err != nil {
 			return nil, err
 		}
@@ -268,16 +268,28 @@ func EncryptModel(pub *PublicBundle, m *Model) (*EncryptedModel, error) {
 	return enc, nil
 }
 
-func encryptConstant(params hefloat.Parameters, ecd *hefloat.Encoder, enc *rlwe.Encryptor, v float64, level int, scale rlwe.Scale) (*rlwe.Ciphertext, error) {
-	values := make([]float64, params.MaxSlots())
-	for i := range values {
-		values[i] = v
-	}
+// encryptConstant encrypts v in every slot. A constant slot vector is the constant
+// polynomial v*scale, so it is written exactly (rounded once, in big integers) rather than
+// through the float64 FFT, whose rounding at scale 2^60 would be a per-slot error larger
+// than the encryption noise.
+func encryptConstant(params hefloat.Parameters, enc *rlwe.Encryptor, v float64, level int, scale rlwe.Scale) (*rlwe.Ciphertext, error) {
 	pt := hefloat.NewPlaintext(params, level)
 	pt.Scale = scale
-	if err := ecd.Encode(values, pt); err != nil {
-		return nil, fmt.Errorf("he: encoding a model constant failed: %w", err)
+	x := new(big.Float).SetPrec(256).SetFloat64(v)
+	x.Mul(x, &scale.Value)
+	if x.Sign() >= 0 {
+		x.Add(x, big.NewFloat(0.5))
+	} else {
+		x.Sub(x, big.NewFloat(0.5))
 	}
+	c, _ := x.Int(nil) // truncation after +-1/2: rounding half away from zero
+	ringQ := params.RingQ().AtLevel(level)
+	r := new(big.Int)
+	for i, s := range ringQ.SubRings[:level+1] {
+		r.Mod(c, new(big.Int).SetUint64(s.Modulus)) // in [0, q)
+		pt.Value.Coeffs[i][0] = r.Uint64()
+	}
+	rlwe.NTTSparseAndMontgomery(ringQ, pt.MetaData, pt.Value)
 	ct, err := enc.EncryptNew(pt)
 	if err != nil {
 		return nil, fmt.Errorf("he: encrypting a model constant failed: %w", err)
@@ -340,7 +352,7 @@ func modelLevelScale(kind string) (level, logScale int) {
 // outputLevelScale is where the sums of a model of this kind are.
 func outputLevelScale(kind string) (level, logScale int) {
 	if kind == KindLogistic {
-		return outLevel, logDefaultScale
+		return outLevel, logisticOutLogScale
 	}
 	return linearOutLevel, linearLogScale
 }

@@ -47,13 +47,13 @@ import (
 //	        averaged weights, then one rescale
 //	6 -> 1  Chebyshev approximation of the sigmoid, degree <= 31 (5 levels)
 //	1       logistic output level: the running totals, the rotations of the
-//	        per-group sum, AddNoise and Flood happen here; Q0*q1 ~ 2^96
-//	        leaves room for sums up to 2^49 at scale 2^46 plus the flooding
+//	        per-group sum, AddNoise and Flood happen here, at scale 2^55;
+//	        Q0*q1 ~ 2^96 leaves room for sums up to 2^40 plus the flooding
 //	        noise
 //	0       margin (never consumed)
 //
-// A linear model is encrypted at level 3 and its sums come out at level 2
-// (Q0*q1*q2 ~ 2^142), where scale 2^55 holds sums up to 2^86.
+// A linear model is encrypted at level 3 and scale 2^60 and its sums come out
+// at level 2 (Q0*q1*q2 ~ 2^142), where they can reach 2^81.
 //
 // The masking multiply the design allowed for is not needed: the sigmoid is
 // evaluated as 0.5 + q(t) with q odd, so an empty slot (t = 0) yields
@@ -71,6 +71,10 @@ const (
 	linearLevel     = 3 // level of the linear model ciphertexts
 	linearOutLevel  = 2 // level of the linear output
 	maxPolyDepth    = 5 // polyLevel - outLevel
+	// logisticOutLogScale is the scale the sigmoid lands at. Above the default scale, the
+	// last rescales' roundings weigh less against the sums (about a quarter of the
+	// evaluation noise, measured), and so does the flooding sized on that noise.
+	logisticOutLogScale = 55
 )
 
 var paramsLiteral = hefloat.ParametersLiteral{

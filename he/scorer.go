@@ -346,6 +346,44 @@ func periodicVector(slots, lanes, groups int, f func(g int) float64) []float64 {
 // clear sums are divided by 2^k (k = bits of the largest group) before
 // encoding and the product is multiplied back by the integer 2^k.
 func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
+	vecs, div, k := s.linearInputs()
+	ecd, err := newPlainEncoder(s.params)
+	if err != nil {
+		return nil, 0, err
+	}
+	eval := hefloat.NewEvaluator(s.params, nil)
+	pt := hefloat.NewPlaintext(s.params, linearLevel)
+	pt.Scale = rlwe.NewScale(s.params.Q()[linearLevel])
+	acc := hefloat.NewCiphertext(s.params, 1, linearLevel)
+	acc.Scale = s.model.bias.Scale.Mul(pt.Scale)
+	mulAdd := func(values []float64, w *rlwe.Ciphertext) error {
+		// Deterministic rounding: these plaintexts carry only per-group sums.
+		if err := ecd.encode(values, pt, false); err != nil {
+			return err
+		}
+		return eval.MulThenAdd(w, pt, acc)
+	}
+	for j, w := range s.model.weights {
+		if err := mulAdd(vecs[j], w); err != nil {
+			return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+		}
+	}
+	if err := mulAdd(vecs[len(vecs)-1], s.model.bias); err != nil {
+		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+	}
+	out := hefloat.NewCiphertext(s.params, 1, linearOutLevel)
+	if err := eval.Rescale(acc, out); err != nil {
+		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+	}
+	if err := eval.Mul(out, int(div), out); err != nil {
+		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+	}
+	return out, linearNoiseStd(k), nil
+}
+
+// linearInputs returns the slot vectors the linear scorer encodes, one per feature and
+// then the (noisy) counts, each divided by div = 2^k, the power of two above the largest.
+func (s *Scorer) linearInputs() (vecs [][]float64, div float64, k int) {
 	counts := make([]float64, len(s.counts))
 	var maxCount int64 = 1
 	for g, c := range s.counts {
@@ -364,40 +402,13 @@ func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
 			}
 		}
 	}
-	k := bits.Len64(uint64(maxCount))
-	div := math.Ldexp(1, k)
-	ecd, err := newPlainEncoder(s.params)
-	if err != nil {
-		return nil, 0, err
+	k = bits.Len64(uint64(maxCount))
+	div = math.Ldexp(1, k)
+	for j := range s.model.weights {
+		vecs = append(vecs, s.periodic(func(g int) float64 { return s.featSums[g][j] / div }))
 	}
-	eval := hefloat.NewEvaluator(s.params, nil)
-	pt := hefloat.NewPlaintext(s.params, linearLevel)
-	pt.Scale = rlwe.NewScale(s.params.Q()[linearLevel])
-	acc := hefloat.NewCiphertext(s.params, 1, linearLevel)
-	acc.Scale = s.model.bias.Scale.Mul(pt.Scale)
-	mulAdd := func(values []float64, w *rlwe.Ciphertext) error {
-		// Deterministic rounding: these plaintexts carry only per-group sums.
-		if err := ecd.encode(values, pt, false); err != nil {
-			return err
-		}
-		return eval.MulThenAdd(w, pt, acc)
-	}
-	for j, w := range s.model.weights {
-		if err := mulAdd(s.periodic(func(g int) float64 { return s.featSums[g][j] / div }), w); err != nil {
-			return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-		}
-	}
-	if err := mulAdd(s.periodic(func(g int) float64 { return counts[g] / div }), s.model.bias); err != nil {
-		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-	}
-	out := hefloat.NewCiphertext(s.params, 1, linearOutLevel)
-	if err := eval.Rescale(acc, out); err != nil {
-		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-	}
-	if err := eval.Mul(out, int(div), out); err != nil {
-		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-	}
-	return out, linearNoiseStd(k), nil
+	vecs = append(vecs, s.periodic(func(g int) float64 { return counts[g] / div }))
+	return vecs, div, k
 }
 
 // logisticState packs rows into batches and runs the HE work on workers.
@@ -568,7 +579,7 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 	}
 	if total == nil {
 		total = rlwe.NewEncryptor(s.params, s.pub.pk).EncryptZeroNew(outLevel)
-		total.Scale = s.params.DefaultScale()
+		total.Scale = rlwe.NewScale(math.Exp2(logisticOutLogScale))
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)
 	if err := eval.InnerSum(total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
@@ -644,7 +655,7 @@ func (w *worker) process(b *batch) error {
 	if err := w.eval.Rescale(w.acc, w.lin); err != nil {
 		return fmt.Errorf("he: rescale failed: %w", err)
 	}
-	out, err := w.pe.Evaluate(w.lin, w.poly, w.s.params.DefaultScale())
+	out, err := w.pe.Evaluate(w.lin, w.poly, rlwe.NewScale(math.Exp2(logisticOutLogScale)))
 	if err != nil {
 		return fmt.Errorf("he: sigmoid evaluation failed: %w", err)
 	}
