@@ -1,8 +1,10 @@
 package he
 
 import (
+	"errors"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -184,6 +186,235 @@ func TestCraftedWeightCannotIsolateARow(t *testing.T) {
 	for g := 0; g < groups; g++ {
 		if g != target && math.Abs(got[g]-0.5*perGroup) > tol {
 			t.Errorf("group %d: %.6f, want %.6f (weight 0 in its lane)", g, got[g], 0.5*perGroup)
+		}
+	}
+}
+
+// TestCraftedModelsGetPerGroupAggregatesOnly plays further crafted ciphertexts. Each must
+// give exactly what an honest model with the lane averages of its weights gives, and no
+// group's sum may move when another of its rows takes a given slot.
+func TestCraftedModelsGetPerGroupAggregatesOnly(t *testing.T) {
+	sk, pub := testKeys(t)
+	rng := rand.New(rand.NewSource(23))
+	honest, err := EncryptModel(pub, makeModel(KindLogistic, 2, rng))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const groups, perGroup, target = 4, 50, 1
+	group, z := targetData(rng, groups, perGroup, 2)
+	moved := rotateGroup(group, z, target)
+	sc, err := NewScorer(pub, honest, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lanes, n := sc.lanes, float64(sc.rowsPerLane)
+	if _, err := sc.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	slots := len(constSlots(0))
+	oneAt := func(slot int, v float64) []float64 {
+		x := make([]float64, slots)
+		x[slot] = v
+		return x
+	}
+	lane := func(l int, v float64) []float64 {
+		x := make([]float64, slots)
+		for s := l; s < slots; s += lanes {
+			x[s] = v
+		}
+		return x
+	}
+	cases := []struct {
+		name            string
+		bias            []float64
+		weights         [][]float64
+		uniformBias     float64 // in the target's lane, after averaging
+		uniformWeights  []float64
+		otherGroupsHalf bool // the other groups score sigmoid(0) on every row
+	}{
+		// the bias, not a weight, singles out the target row
+		{name: "one-hot bias", bias: oneAt(target, 0.5), uniformBias: 0.5 / n, otherGroupsHalf: true},
+		// a weight so large in one slot that the target row alone leaves the sigmoid's
+		// range: on the averaged model it is a moderate weight for the whole group
+		{name: "huge weight in one slot", weights: [][]float64{oneAt(target, 0.5*n)}, uniformWeights: []float64{0.5}, otherGroupsHalf: true},
+		// different weights in every slot of the target's lane
+		{name: "weights that differ slot by slot", weights: [][]float64{func() []float64 {
+			x := make([]float64, slots)
+			for s := target; s < slots; s += lanes {
+				x[s] = float64((s/lanes)%5) / 4 // 0, 1/4, ..., 1, repeating
+			}
+			return x
+		}()}, uniformWeights: []float64{meanOfCycle(int(n), 5) / 4}, otherGroupsHalf: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			crafted := craftedModel(t, sk, honest, c.bias, c.weights)
+			got, errStd := scoreRows(t, sk, pub, crafted, group, z, groups)
+			again, _ := scoreRows(t, sk, pub, crafted, group, moved, groups)
+			var uw [][]float64
+			for _, w := range c.uniformWeights {
+				uw = append(uw, constSlots(w))
+			}
+			uniform := craftedModel(t, sk, honest, constSlots(c.uniformBias), uw)
+			want, _ := scoreRows(t, sk, pub, uniform, group, z, groups)
+			tol := 8 * errStd
+			if d := math.Abs(got[target] - again[target]); d > tol {
+				t.Errorf("the target group's sum moved by %.3g (> %.1g) when another of its rows took the target's slot", d, tol)
+			}
+			if d := math.Abs(got[target] - want[target]); d > tol {
+				t.Errorf("target group: crafted model %.6f, honest model with the lane's averages %.6f", got[target], want[target])
+			}
+			for g := 0; g < groups && c.otherGroupsHalf; g++ {
+				if g != target && math.Abs(got[g]-0.5*perGroup) > tol {
+					t.Errorf("group %d: %.6f, want %.6f (nothing in its lane)", g, got[g], 0.5*perGroup)
+				}
+			}
+		})
+	}
+
+	// Values only in a lane no group uses: every real group sees weight 0, and the unused
+	// lane's sum, which the vendor can decrypt too, holds nothing but noise.
+	t.Run("unused lane", func(t *testing.T) {
+		unused := groups + 1
+		crafted := craftedModel(t, sk, honest, lane(unused, 3), [][]float64{lane(unused, 1e3)})
+		sc, err := NewScorer(pub, crafted, groups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.Add(group, z); err != nil {
+			t.Fatal(err)
+		}
+		sums, err := sc.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sums.Flood(); err != nil {
+			t.Fatal(err)
+		}
+		all := make([]float64, slots)
+		if err := newEncoder().Decode(decryptAll(sk, sums), all); err != nil {
+			t.Fatal(err)
+		}
+		tol := 8 * sums.SumErrorStd()
+		for g := 0; g < groups; g++ {
+			if math.Abs(all[g]-0.5*perGroup) > tol {
+				t.Errorf("group %d: %.6f, want %.6f", g, all[g], 0.5*perGroup)
+			}
+		}
+		if math.Abs(all[unused]) > tol {
+			t.Errorf("the unused lane's sum is %.3g, more than the flooding noise (%.1g)", all[unused], tol)
+		}
+	})
+}
+
+// meanOfCycle is the mean of (r mod m) for r = 0..n-1.
+func meanOfCycle(n, m int) float64 {
+	s := 0
+	for r := 0; r < n; r++ {
+		s += r % m
+	}
+	return float64(s) / float64(n)
+}
+
+// TestCraftedLinearWeightsSeeOnlyGroupSums: a linear scorer never lets a row meet a
+// weight, only the clear per-group sums. Whatever a crafted weight holds slot by slot, two
+// data sets with the same per-group sums (here: a feature moved from one row to another in
+// each group) decrypt to the same values in every slot.
+func TestCraftedLinearWeightsSeeOnlyGroupSums(t *testing.T) {
+	sk, pub := testKeys(t)
+	rng := rand.New(rand.NewSource(29))
+	honest, err := EncryptModel(pub, makeModel(KindLinear, 2, rng))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const groups, perGroup = 3, 40
+	group, z := targetData(rng, groups, perGroup, 2)
+	z2 := [][]float64{append([]float64(nil), z[0]...), append([]float64(nil), z[1]...)}
+	for g := 0; g < groups; g++ {
+		a, b := g*perGroup, g*perGroup+1
+		d := math.Min(1-z2[0][a], z2[0][b]+1) / 2
+		z2[0][a] += d
+		z2[0][b] -= d
+	}
+	slots := len(constSlots(0))
+	craft := make([]float64, slots)
+	for s := range craft {
+		craft[s] = float64(s%7) - 3
+	}
+	crafted := craftedModel(t, sk, honest, nil, [][]float64{craft, nil})
+	decryptAllSlots := func(z [][]float64) ([]float64, float64) {
+		sc, err := NewScorer(pub, crafted, groups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.Add(group, z); err != nil {
+			t.Fatal(err)
+		}
+		sums, err := sc.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sums.Flood(); err != nil {
+			t.Fatal(err)
+		}
+		all := make([]float64, slots)
+		if err := newEncoder().Decode(decryptAll(sk, sums), all); err != nil {
+			t.Fatal(err)
+		}
+		return all, sums.SumErrorStd()
+	}
+	a, errStd := decryptAllSlots(z)
+	b, _ := decryptAllSlots(z2)
+	for s := range a {
+		if d := math.Abs(a[s] - b[s]); d > 8*errStd {
+			t.Fatalf("slot %d: %.6g vs %.6g: the output depends on more than the per-group sums", s, a[s], b[s])
+		}
+	}
+}
+
+// TestCraftedCiphertextShapesRefused: a model ciphertext at another level or scale, with
+// unreduced coefficients, or with any other layout is refused when the model is read,
+// before it reaches an evaluation; the honest one passes.
+func TestCraftedCiphertextShapesRefused(t *testing.T) {
+	_, pub := testKeys(t)
+	honest, err := EncryptModel(pub, makeModel(KindLogistic, 2, rand.New(rand.NewSource(31))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reencode := func(mutate func(m *EncryptedModel)) error {
+		m := &EncryptedModel{header: honest.header, bias: honest.bias.CopyNew()}
+		for _, w := range honest.weights {
+			m.weights = append(m.weights, w.CopyNew())
+		}
+		mutate(m)
+		blob, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = UnmarshalEncryptedModel(blob)
+		return err
+	}
+	if err := reencode(func(*EncryptedModel) {}); err != nil {
+		t.Fatalf("the honest model: %v", err)
+	}
+	params, _, _ := Parameters()
+	cases := map[string]func(m *EncryptedModel){
+		"another scale":      func(m *EncryptedModel) { m.weights[0].Scale = m.weights[0].Scale.Mul(rlwe.NewScale(1 << 20)) },
+		"a lower level":      func(m *EncryptedModel) { hefloat.NewEvaluator(params, nil).DropLevel(m.weights[1], 1) },
+		"not in NTT form":    func(m *EncryptedModel) { m.bias.IsNTT = false },
+		"fewer slots":        func(m *EncryptedModel) { m.weights[0].LogDimensions.Cols-- },
+		"degree 2":           func(m *EncryptedModel) { m.bias.Resize(2, m.bias.Level()) },
+		"unreduced":          func(m *EncryptedModel) { m.weights[0].Value[1].Coeffs[3][17] = params.Q()[3] },
+		"unreduced (2^64-1)": func(m *EncryptedModel) { m.bias.Value[0].Coeffs[0][0] = ^uint64(0) },
+	}
+	for name, mutate := range cases {
+		err := reencode(mutate)
+		if !errors.Is(err, ErrCorrupted) {
+			t.Errorf("%s: got %v, want a refusal wrapping ErrCorrupted", name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "model ciphertext") {
+			t.Errorf("%s: the error does not say which ciphertext: %v", name, err)
 		}
 	}
 }
