@@ -31,9 +31,9 @@ const (
 	// MaxGroupRows bounds the rows of one group a scorer accepts.
 	MaxGroupRows = 1 << 28
 	// linearLogScale is the scale of linear model ciphertexts (level 3) and
-	// of their sums (level 2): much higher than the default 2^46 so that the vendor's encryption noise,
-	// which the multiply by the clear feature sums amplifies, stays 2^-40
-	// below the sums.
+	// of their sums (level 2): far above the default 2^46, so that the
+	// vendor's encryption noise, which the multiply by the clear feature sums
+	// amplifies, and the flooding sized on it stay 2^-45 below the sums.
 	linearLogScale = 60
 )
 
@@ -208,7 +208,8 @@ type ModelHeader struct {
 
 // EncryptedModel is the vendor's model encrypted under its public key: one
 // ciphertext per folded weight and one for the bias, each replicated in all
-// slots, plus the public header.
+// slots by the honest tool (the platform averages them over their lanes
+// whatever they hold, see Scorer), plus the public header.
 type EncryptedModel struct {
 	header  ModelHeader
 	bias    *rlwe.Ciphertext

@@ -108,9 +108,11 @@ func (e *EncryptedSums) AddNoise(noise []float64) error {
 // delta = 2^-40 per exported ciphertext.
 //
 // Precision left: each decrypted group sum gets an extra Gaussian error of
-// standard deviation sigma*sqrt(N/2)/scale (SumErrorStd): measured ~1.5e-3
-// (logistic, 20k rows) to ~6e-3 (logistic, 1M rows), 4e-5 to 1.4e-3
-// (linear), i.e. relative errors of 1e-5..1e-4 for groups of >= ~140 rows.
+// standard deviation sigma*sqrt(2N)/scale (SumErrorStd; a real slot of the
+// conjugate-invariant ring sums 2N coefficient terms): ~1e-3 (logistic, 20k
+// rows in 37 groups) to ~4e-3 (logistic, 1M rows), 5e-6 (linear, 20k rows),
+// i.e. relative errors of ~1e-5 for logistic groups of >= ~140 rows and of
+// about 1e-6 on the benchmark's 1M rows in 100 groups.
 // Flood must be called exactly once, after AddNoise.
 func (e *EncryptedSums) Flood() error {
 	if e.pk == nil {
