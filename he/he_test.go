@@ -1,6 +1,7 @@
 package he
 
 import (
+	"fmt"
 	"math"
 	"math/big"
 	"math/rand"
@@ -426,4 +427,37 @@ func decryptAll(sk *SecretKey, s *EncryptedSums) *rlwe.Plaintext {
 func newEncoder() *hefloat.Encoder {
 	p, _, _ := Parameters()
 	return hefloat.NewEncoder(p)
+}
+
+// TestKeyModuliWithinBound: every RLWE sample the vendor publishes is modulo at most 438
+// bits (the HomomorphicEncryption.org bound for dimension 2^14 at 128 bits), although the
+// parameter set's whole Q*P is larger: the public key and the Galois keys use the first
+// special prime only.
+func TestKeyModuliWithinBound(t *testing.T) {
+	_, pub := testKeys(t)
+	pub = roundTripBundle(t, pub)
+	params, _, err := Parameters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bits := func(levelQ, levelP int) int {
+		m := big.NewInt(1)
+		for _, q := range append(append([]uint64(nil), params.Q()[:levelQ+1]...), params.P()[:levelP+1]...) {
+			m.Mul(m, new(big.Int).SetUint64(q))
+		}
+		return m.BitLen()
+	}
+	check := func(what string, levelQ, levelP int) {
+		if b := bits(levelQ, levelP); b > 438 {
+			t.Errorf("%s is modulo a %d-bit number, more than 438 bits", what, b)
+		}
+	}
+	check("the public key", pub.pk.LevelQ(), pub.pk.LevelP())
+	check("the relinearization key", pub.rlk.LevelQ(), pub.rlk.LevelP())
+	for _, gk := range pub.gks {
+		check(fmt.Sprintf("the Galois key %d", gk.GaloisElement), gk.LevelQ(), gk.LevelP())
+	}
+	if pub.rlk.LevelP() != 1 || len(pub.gks) == 0 || pub.gks[0].LevelQ() != topLevel {
+		t.Fatalf("unexpected key levels: rlk P level %d", pub.rlk.LevelP())
+	}
 }

@@ -96,9 +96,10 @@ func GenerateKeys(groups int) (*SecretKey, *PublicBundle, error) {
 		return nil, nil, err
 	}
 	kgen := rlwe.NewKeyGenerator(params)
-	sk, pk := kgen.GenKeyPairNew()
-	relinLevel := polyLevel
-	rlk := kgen.GenRelinearizationKeyNew(sk, rlwe.EvaluationKeyParameters{LevelQ: &relinLevel})
+	sk := kgen.GenSecretKeyNew()
+	pk := newPublicKey(params)
+	kgen.GenPublicKey(sk, pk)
+	rlk := kgen.GenRelinearizationKeyNew(sk, relinKeyParams())
 	lanes := lanesFor(groups)
 	b := &PublicBundle{lanes: lanes, pk: pk, rlk: rlk}
 	if _, err := rand.Read(b.seed[:]); err != nil {
@@ -113,14 +114,27 @@ func GenerateKeys(groups int) (*SecretKey, *PublicBundle, error) {
 	return &SecretKey{keyID: b.keyID, sk: sk}, b, nil
 }
 
-// galoisKeyParams: every Galois key is made at the top level with the one special prime.
+// Key moduli (see Parameters): no key is an RLWE sample modulo the whole QP, whose 484
+// bits the security bound would not allow. The public key and the Galois keys live modulo
+// Q7*p0 (433 bits), the relinearization key modulo Q6*p0*p1 (437 bits), where the second
+// special prime halves the digits of the key switches the sigmoid spends most of its time
+// in.
+
+// newPublicKey allocates a public key modulo Q7*p0.
+func newPublicKey(params hefloat.Parameters) *rlwe.PublicKey {
+	return &rlwe.PublicKey{Value: rlwe.NewVectorQP(params, 2, params.MaxLevelQ(), 0)}
+}
+
+// galoisKeyParams: every Galois key is made at the top level with the first special prime.
 func galoisKeyParams() rlwe.EvaluationKeyParameters {
 	level, levelP := topLevel, 0
 	return rlwe.EvaluationKeyParameters{LevelQ: &level, LevelP: &levelP}
 }
 
+// relinKeyParams: the relinearization key is made at the sigmoid's top level with both
+// special primes.
 func relinKeyParams() rlwe.EvaluationKeyParameters {
-	level, levelP := polyLevel, 0
+	level, levelP := polyLevel, 1
 	return rlwe.EvaluationKeyParameters{LevelQ: &level, LevelP: &levelP}
 }
 
@@ -345,7 +359,7 @@ func parsePublicKey(s []byte) (*rlwe.PublicKey, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		pk := rlwe.NewPublicKey(params)
+		pk := newPublicKey(params)
 		return twoWays(pk, func(v uint64) {
 			for _, p := range pk.Value {
 				fillQP(p, v)

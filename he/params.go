@@ -22,15 +22,17 @@ import (
 //	                the rows; a crafted ciphertext has no imaginary parts to
 //	                hide a second value in.
 //	LogQ            [50, 46 x 7]   (8 primes; levels 7..0)
-//	LogP            [61]           (one special prime for key switching)
-//	LogQP           433            (<= 438, the HomomorphicEncryption.org
-//	                                standard bound for dimension 2^14,
-//	                                uniform ternary secret, sigma = 3.2,
-//	                                128-bit classical security; the
-//	                                conjugate-invariant ring of degree N is
-//	                                a lattice of dimension N, and ePrint
-//	                                2018/952 sec. 3 sizes it by the same
-//	                                table)
+//	LogP            [61, 50]       (special primes for key switching)
+//	Key moduli      the public key and the Galois keys modulo Q7*p0 (433
+//	                bits), the relinearization key modulo Q6*p0*p1 (437
+//	                bits); ciphertexts modulo Q7 (372). Every RLWE sample is
+//	                within 438 bits, the HomomorphicEncryption.org standard
+//	                bound for dimension 2^14, uniform ternary secret,
+//	                sigma = 3.2, 128-bit classical security (the
+//	                conjugate-invariant ring of degree N is a lattice of
+//	                dimension N; ePrint 2018/952 sec. 3 sizes it by the same
+//	                table). No key uses the whole QP (484 bits); keys.go
+//	                makes them, TestKeyModuliWithinBound checks them.
 //	Default scale   2^46: one bit more than the standard ring allowed, taken
 //	                from Q0 (level 0 only bounds the outputs, and 2^50 leaves
 //	                room), which pays for the real slots: a coefficient error
@@ -80,7 +82,7 @@ const (
 var paramsLiteral = hefloat.ParametersLiteral{
 	LogN:            logN,
 	LogQ:            []int{50, 46, 46, 46, 46, 46, 46, 46},
-	LogP:            []int{61},
+	LogP:            []int{61, 50},
 	LogDefaultScale: logDefaultScale,
 	RingType:        ring.ConjugateInvariant,
 }

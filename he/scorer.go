@@ -30,7 +30,7 @@ const maxOpenBatches = 8
 // Uniform weights by construction (issue #12 item 9): a logistic scorer never
 // uses the vendor's weight and bias ciphertexts as they are. It first replaces
 // each by its lane average, R(w)[s] = (1/n) sum_r w[s mod lanes + r*lanes]
-// with n = slots/lanes, computed with its own rotations (InnerSum); every row
+// with n = slots/lanes, computed with its own rotations (foldLanes); every row
 // of a group then meets the same weights, whatever values a crafted ciphertext
 // holds slot by slot, and the decrypted sums are a function of per-group
 // aggregates only. An honest, replicated weight is unchanged by R. A linear
@@ -178,11 +178,33 @@ func (r *replication) wait() error {
 // featureScale).
 func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
 	out := hefloat.NewCiphertext(*eval.GetParameters(), 1, ct.Level())
-	if err := eval.InnerSum(ct, lanes, n, out); err != nil {
+	if err := foldLanes(eval, ct, lanes, n, out); err != nil {
 		return nil, err
 	}
 	out.Scale = ct.Scale.Mul(rlwe.NewScale(float64(n)))
 	return out, nil
+}
+
+// foldLanes sets out to the sum of ct's rotations by 0, lanes, ..., (n-1)*lanes (n a power
+// of two, n*lanes = slots): every slot then holds the sum of its lane. It is lattigo's
+// InnerSum by doubling, with plain rotations, which use each key at the special primes
+// it was made with (InnerSum's hoisted rotations assume keys modulo the whole P).
+func foldLanes(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
+	params := *eval.GetParameters()
+	if out != ct {
+		out.Resize(ct.Degree(), ct.Level())
+		out.Copy(ct)
+	}
+	tmp := hefloat.NewCiphertext(params, 1, ct.Level())
+	for r := lanes; r < lanes*n; r <<= 1 {
+		if err := eval.Rotate(out, r, tmp); err != nil {
+			return err
+		}
+		if err := eval.Add(out, tmp, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // featureScale is the scale of the feature plaintexts multiplied into the averaged model,
@@ -582,7 +604,7 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 		total.Scale = rlwe.NewScale(math.Exp2(logisticOutLogScale))
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)
-	if err := eval.InnerSum(total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
+	if err := foldLanes(eval, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
 		return nil, 0, fmt.Errorf("he: per-group sum failed: %w", err)
 	}
 	half := s.periodic(func(g int) float64 { return 0.5 * float64(s.counts[g]) })
