@@ -3,6 +3,7 @@ package he
 import (
 	crand "crypto/rand"
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -28,6 +29,7 @@ type plainEncoder struct {
 	params  hefloat.Parameters
 	ecd     *hefloat.Encoder
 	buf     []complex128
+	ints    []int64
 	rng     *rand.Rand
 	logDims int
 }
@@ -38,7 +40,7 @@ func newPlainEncoder(params hefloat.Parameters) (*plainEncoder, error) {
 		return nil, fmt.Errorf("he: encoding needs a random source: %w", err)
 	}
 	return &plainEncoder{
-		params: params, ecd: hefloat.NewEncoder(params), buf: make([]complex128, params.MaxSlots()),
+		params: params, ecd: hefloat.NewEncoder(params), buf: make([]complex128, params.MaxSlots()), ints: make([]int64, params.MaxSlots()),
 		rng: rand.New(rand.NewChaCha8(seed)), logDims: params.LogMaxSlots(),
 	}, nil
 }
@@ -81,31 +83,43 @@ func (e *plainEncoder) quantize(values []float64, pt *rlwe.Plaintext, randomized
 		moduli[j] = ringQ.SubRings[j].Modulus
 	}
 	scale := pt.Scale.Float64()
-	coeffs := pt.Value.Coeffs
 	// The conjugate-invariant ring has one real coefficient per slot (lattigo
-	// ckks.Complex128ToFixedPointCRT, ring.ConjugateInvariant case).
+	// ckks.Complex128ToFixedPointCRT, ring.ConjugateInvariant case). Rounded as lattigo
+	// does (half away from zero), then reduced prime by prime, row after row.
+	ints := e.ints
 	for i, c := range e.buf {
 		a := real(c) * scale
 		if randomized {
 			a += roundingSigma * e.rng.NormFloat64()
 		}
-		neg := a < 0
-		if neg {
-			a = -a
-		}
-		if !(a < 0x1p62) {
+		if !(math.Abs(a) < 0x1p62) {
 			return fmt.Errorf("he: a value to encode is out of range")
 		}
-		u := uint64(a + 0.5)
-		for j, q := range moduli {
-			v := u
-			if v >= q {
-				v %= q
+		if a < 0 {
+			ints[i] = -int64(-a + 0.5)
+		} else {
+			ints[i] = int64(a + 0.5)
+		}
+	}
+	for j, q := range moduli {
+		row := pt.Value.Coeffs[j]
+		for i, c := range ints {
+			if c >= 0 {
+				v := uint64(c)
+				if v >= q {
+					v %= q
+				}
+				row[i] = v
+			} else {
+				v := uint64(-c)
+				if v >= q {
+					v %= q
+				}
+				if v != 0 {
+					v = q - v
+				}
+				row[i] = v
 			}
-			if neg && v != 0 {
-				v = q - v
-			}
-			coeffs[j][i] = v
 		}
 	}
 	return nil
