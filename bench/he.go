@@ -6,7 +6,10 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/he"
 	"github.com/veil-dp/veil/testdata"
@@ -150,6 +154,74 @@ func benchHE(ctx context.Context, o Options, file string, c heClients) ([]Figure
 	figs = append(figs, Figure{Name: "he_public_bundle_mb", Value: float64(len(pubBytes)) / (1 << 20), Unit: "MiB", Command: o.Command, Machine: mach, Date: now,
 		Note: "public key, relinearization and rotation keys for 128 groups (uploaded once per key set)"})
 	return figs, nil
+}
+
+// RunHE measures only the encrypted scoring figures (benchHE), on its own daemon: for
+// working on the he package without the whole run. Run includes the same figures.
+func RunHE(ctx context.Context, o Options) ([]Figure, error) {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	features := filepath.Join(data, "bench_features.parquet")
+	if _, err := os.Stat(features); err != nil {
+		if err := testdata.GenerateHEBench(ctx, data, heRows, o.Groups); err != nil {
+			return nil, err
+		}
+	}
+	state, err := os.MkdirTemp(dir, "state-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(state)
+	if err := os.Chmod(state, 0o711); err != nil { // the sandbox's unprivileged root traverses it
+		return nil, err
+	}
+	cfg := daemon.Defaults(state)
+	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = o.Isolation, o.Binary, 1, 2, 4096
+	cfg.LogRunnerOutput = true // generated data
+	tok, err := daemon.Init(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return nil, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	defer func() { stop(); <-done; srv.Close() }()
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(cfg.Socket); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sch, err := os.ReadFile(filepath.Join(data, "bench_features.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	op, _ := client.New("unix://"+cfg.Socket, tok)
+	c := heClients{op: op}
+	for _, p := range []struct {
+		c          **client.Client
+		role, tnnt string
+	}{{&c.prov, "provider", providerLine(sch)}, {&c.auth, "authority", ""}, {&c.vendor, "vendor", "bench"}, {&c.rev, "reviewer", ""}} {
+		pr, err := op.CreatePrincipal(ctx, api.CreatePrincipal{Name: p.role, Role: p.role, Tenant: p.tnnt})
+		if err != nil {
+			return nil, err
+		}
+		*p.c, _ = client.New("unix://"+cfg.Socket, pr.Token)
+	}
+	if _, err := c.prov.RegisterDataset(ctx, api.RegisterDataset{Schema: string(sch), Files: []string{features}}); err != nil {
+		return nil, err
+	}
+	return benchHE(ctx, o, features, c)
 }
 
 func featureNames() []string {

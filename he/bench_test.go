@@ -7,8 +7,11 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tuneinsight/lattigo/v5/he/hefloat"
 )
 
 // TestScale1M is the 1,000,000 rows x 16 features x 100 groups measurement.
@@ -178,4 +181,122 @@ func vmHWM() string {
 		}
 	}
 	return "unknown"
+}
+
+// Micro-benchmarks of the logistic scorer (the 1M-row figure is TestScale1M and
+// bench/he.go). Keys for 128 groups, as the system benchmark uses:
+//
+//	go test -tags duckdb_arrow,seccomp -run XXX -bench 'Logistic|LaneAverage' -benchtime 3x ./he/
+
+var benchKeys struct {
+	once sync.Once
+	sk   *SecretKey
+	pub  *PublicBundle
+	err  error
+}
+
+func benchSetup(b *testing.B) (*PublicBundle, *EncryptedModel, *Model) {
+	b.Helper()
+	benchKeys.once.Do(func() { benchKeys.sk, benchKeys.pub, benchKeys.err = GenerateKeys(128) })
+	if benchKeys.err != nil {
+		b.Fatal(benchKeys.err)
+	}
+	m := makeModel(KindLogistic, 16, rand.New(rand.NewSource(3)))
+	em, err := EncryptModel(benchKeys.pub, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchKeys.pub, em, m
+}
+
+// BenchmarkLogisticScore100k: 100,000 rows x 16 features in 100 balanced groups, from
+// NewScorer to the flooded sums (one op), on all cores.
+func BenchmarkLogisticScore100k(b *testing.B) {
+	pub, em, _ := benchSetup(b)
+	const rows, groups = 100_000, 100
+	rng := rand.New(rand.NewSource(4))
+	group := make([]int32, rows)
+	z := make([][]float64, 16)
+	for j := range z {
+		z[j] = make([]float64, rows)
+	}
+	for i := range group {
+		group[i] = int32(rng.Intn(groups))
+		for j := range z {
+			z[j][i] = 2*rng.Float64() - 1
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		sc, err := NewScorer(pub, em, groups)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for lo := 0; lo < rows; lo += 2048 {
+			hi := min(lo+2048, rows)
+			cols := make([][]float64, len(z))
+			for j := range z {
+				cols[j] = z[j][lo:hi]
+			}
+			if err := sc.Add(group[lo:hi], cols); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sums, err := sc.Finish()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sums.Flood(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLogisticBatch is one full packing batch (16,384 rows) through one worker:
+// encoding, the multiply-adds, the sigmoid.
+func BenchmarkLogisticBatch(b *testing.B) {
+	pub, em, _ := benchSetup(b)
+	sc, err := NewScorer(pub, em, 100)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Finish()
+	if err := sc.rep.wait(); err != nil {
+		b.Fatal(err)
+	}
+	w := sc.logistic.workers[0]
+	bt := sc.logistic.newBatch()
+	rng := rand.New(rand.NewSource(5))
+	for s := range bt.mask {
+		if s%sc.lanes < 100 {
+			bt.mask[s] = 1
+			for j := range bt.z {
+				bt.z[j][s] = 2*rng.Float64() - 1
+			}
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.total = nil
+		if err := w.process(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLaneAverage is the platform's averaging of one model ciphertext over its lane
+// (128 lanes: 7 rotations at the top level); a model has 17 of them.
+func BenchmarkLaneAverage(b *testing.B) {
+	pub, em, _ := benchSetup(b)
+	params, _, err := Parameters()
+	if err != nil {
+		b.Fatal(err)
+	}
+	eval := hefloat.NewEvaluator(params, pub.evaluationKeys())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := laneAverage(eval, em.weights[0], 128, params.MaxSlots()/128); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -12,18 +12,26 @@ import (
 //
 //	offset  size  field
 //	0       6     magic "VEILHE"
-//	6       1     version (1)
+//	6       1     version (2; see envelopeVersion)
 //	7       1     kind (see blobKind)
 //	8       32    parameter fingerprint (SHA-256 of the lattigo parameters)
 //	40      8     payload length L
 //	48      L     payload: a sequence of sections, each a uint64 length
 //	              followed by that many bytes
 //	48+L    32    SHA-256 of bytes [0, 48+L)
+//
+// Version 2 (this one): conjugate-invariant parameters, rotation keys at the top level with
+// their uniform halves derived from a seed, so that the platform can average every
+// encrypted weight over its lane itself (issue #12 item 9). Version 1 blobs are refused with
+// a request to regenerate the keys.
 const (
-	envelopeVersion = 1
+	envelopeVersion = 2
 	headerSize      = 48
 	checksumSize    = sha256.Size
 	maxSections     = 1 << 12
+	// maxHeaderBytes bounds the JSON header section of every blob (a model header with
+	// MaxFeatures features is a few tens of KiB).
+	maxHeaderBytes = 1 << 20
 )
 
 var magic = [6]byte{'V', 'E', 'I', 'L', 'H', 'E'}
@@ -95,8 +103,8 @@ func openEnvelope(blob []byte, want blobKind) ([][]byte, error) {
 	if len(blob) < headerSize {
 		return nil, fmt.Errorf("%w: expected at least %d bytes, got %d", ErrTruncated, headerSize+checksumSize, len(blob))
 	}
-	if v := blob[6]; v != envelopeVersion {
-		return nil, fmt.Errorf("%w %d: this build reads version %d; use a matching Veil release", ErrVersion, v, envelopeVersion)
+	if err := checkVersion(blob[6], want); err != nil {
+		return nil, err
 	}
 	payloadLen := binary.BigEndian.Uint64(blob[40:48])
 	if payloadLen > uint64(len(blob)) {
@@ -120,6 +128,29 @@ func openEnvelope(blob []byte, want blobKind) ([][]byte, error) {
 		return nil, err
 	}
 	return splitSections(blob[headerSize : headerSize+int(payloadLen)])
+}
+
+func checkVersion(v byte, want blobKind) error {
+	switch {
+	case v == envelopeVersion:
+		return nil
+	case v < envelopeVersion:
+		return fmt.Errorf("%w %d: this %s was written by an older Veil, whose keys cannot make the encrypted weights uniform (format %d is needed); run veil he keygen again, upload the new public.bundle and encrypt the model again with it",
+			ErrVersion, v, want, envelopeVersion)
+	}
+	return fmt.Errorf("%w %d: this build reads version %d; use a matching Veil release", ErrVersion, v, envelopeVersion)
+}
+
+// headerSection returns the JSON header section, refusing one larger than maxHeaderBytes
+// before anything parses it.
+func headerSection(sections [][]byte, what blobKind) ([]byte, error) {
+	if len(sections) == 0 {
+		return nil, fmt.Errorf("%w: the %s has no header", ErrCorrupted, what)
+	}
+	if len(sections[0]) > maxHeaderBytes {
+		return nil, fmt.Errorf("%w: the %s header has %d bytes, more than %d", ErrCorrupted, what, len(sections[0]), maxHeaderBytes)
+	}
+	return sections[0], nil
 }
 
 func wrongKindError(got, want blobKind) error {

@@ -1,7 +1,9 @@
 package he
 
 import (
+	"fmt"
 	"math"
+	"math/big"
 	"math/rand"
 	"sync"
 	"testing"
@@ -138,10 +140,19 @@ func (d *testData) expected(m *Model, groups int) (sums, mass []float64) {
 
 func score(t testing.TB, pub *PublicBundle, em *EncryptedModel, d *testData, z [][]float64, groups, chunk int) *EncryptedSums {
 	t.Helper()
+	sums, _ := scoreWith(t, pub, em, d, z, groups, chunk, false)
+	return sums
+}
+
+// scoreWith is score, also returning the scorer (whose lane averages the noise
+// measurement decrypts); exact turns the randomized rounding off.
+func scoreWith(t testing.TB, pub *PublicBundle, em *EncryptedModel, d *testData, z [][]float64, groups, chunk int, exact bool) (*EncryptedSums, *Scorer) {
+	t.Helper()
 	sc, err := NewScorer(pub, em, groups)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sc.exactRounding = exact
 	for lo := 0; lo < len(d.group); lo += chunk {
 		hi := min(lo+chunk, len(d.group))
 		cols := make([][]float64, len(z))
@@ -156,7 +167,7 @@ func score(t testing.TB, pub *PublicBundle, em *EncryptedModel, d *testData, z [
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sums
+	return sums, sc
 }
 
 // testRows is not reduced under -short: the smallest of the 37 groups must
@@ -182,7 +193,12 @@ func runModel(t *testing.T, kind string) {
 	want, mass := d.expected(m, testGroups)
 
 	pre := decryptOrFail(t, sk, sums)
-	noiseStd := coeffNoiseStd(t, sk, sums, d, m)
+	// The flooding must cover the noise that depends on the data. Scored with exact
+	// rounding, every noise term does (the rounding of the feature plaintexts too, which
+	// in production is randomized and so independent of the data, see roundingSigma): the
+	// measurement bounds the production noise the flooding is sized for.
+	exact, sc := scoreWith(t, pub, em, d, d.scaled(m), testGroups, 3000, true)
+	noiseStd := coeffNoiseStd(coeffNoise(t, sk, exact, sc, d, m))
 	if noiseStd > sums.evalNoise {
 		t.Errorf("measured evaluation noise std %.3g exceeds the flooding estimate %.3g", noiseStd, sums.evalNoise)
 	}
@@ -210,7 +226,7 @@ func runModel(t *testing.T, kind string) {
 			t.Errorf("group %d: relative error %.2e > %.0e", g, rel, relTol)
 		}
 	}
-	t.Logf("%s: %d rows, eval noise std %.3g (estimate %.3g), flood sigma %.3g (sum error std %.2e); worst relative error before flooding %.2e, after %.2e; output %d bytes",
+	t.Logf("%s: %d rows, eval noise std with exact rounding %.3g (estimate %.3g), flood sigma %.3g (sum error std %.2e); worst relative error before flooding %.2e, after %.2e; output %d bytes",
 		kind, len(d.group), noiseStd, sums.evalNoise, sums.FloodSigma(), sums.SumErrorStd(), worstPre, worstPost, len(blob))
 }
 
@@ -226,15 +242,18 @@ func decryptOrFail(t testing.TB, sk *SecretKey, s *EncryptedSums) []float64 {
 	return v
 }
 
-// coeffNoiseStd measures (with the secret key, test only) the standard
-// deviation of the evaluation noise in coefficient units: decrypt, subtract
-// the encoding of the exact expected slots (the polynomial, not the sigmoid,
-// for logistic models, so the approximation error is excluded).
-func coeffNoiseStd(t testing.TB, sk *SecretKey, sums *EncryptedSums, d *testData, m *Model) float64 {
+// coeffNoise measures (with the secret key, test only) the evaluation noise in coefficient
+// units: decrypt, subtract the encoding of the exact expected slots (the polynomial, not the
+// sigmoid, for logistic models, so the approximation error is excluded), and lift the
+// difference to centered integers (it is far below the first prime). The expected slots use
+// the weights the scorer really used, its lane averages: their difference from the model's
+// weights is the vendor's own encryption noise averaged over the lane, the same for every
+// row of a group, which the vendor knows and which is not evaluation noise.
+func coeffNoise(t testing.TB, sk *SecretKey, sums *EncryptedSums, sc *Scorer, d *testData, m *Model) []float64 {
 	t.Helper()
 	params := sums.params
 	want := make([]float64, sums.groups)
-	wts, b := m.foldedForCircuit()
+	laneWts, laneBias := laneWeights(t, sk, sc, m)
 	var coeffs []float64
 	if m.Kind == KindLogistic {
 		p := sigmoidOdd(m.InputRange, sums.degree)
@@ -248,26 +267,131 @@ func coeffNoiseStd(t testing.TB, sk *SecretKey, sums *EncryptedSums, d *testData
 	}
 	z := d.scaled(m)
 	for i, g := range d.group {
-		s := b
-		for j := range wts {
-			s += wts[j] * z[j][i]
+		if m.Kind == KindLinear {
+			break
+		}
+		s := laneBias[g]
+		for j := range laneWts {
+			s += laneWts[j][g] * z[j][i]
 		}
 		if m.Kind == KindLogistic {
 			s = 0.5 + chebyshevEval(coeffs, s)
 		}
 		want[g] += s
 	}
-	vec := periodicVector(params.MaxSlots(), sums.lanes, sums.groups, func(g int) float64 { return want[g] })
+	// At scale 2^60 a sum's coefficients have ~75 bits: encode at 128-bit precision so that
+	// the measurement is not float64's rounding.
+	precise := make([]*big.Float, params.MaxSlots())
+	for i := range precise {
+		precise[i] = new(big.Float)
+		if g := i % sums.lanes; g < sums.groups {
+			precise[i].SetPrec(128).SetFloat64(want[g])
+		}
+	}
+	if m.Kind == KindLinear {
+		// The clear sums as encoded: their rounding is a function of the sums, which the
+		// vendor may learn, not evaluation noise.
+		precise = linearEncoded(t, sc, laneWts, laneBias)
+	}
 	ptWant := hefloat.NewPlaintext(params, sums.ct.Level())
 	ptWant.Scale = sums.ct.Scale
-	if err := hefloat.NewEncoder(params).Encode(vec, ptWant); err != nil {
+	if err := hefloat.NewEncoder(params, 128).Encode(precise, ptWant); err != nil {
 		t.Fatal(err)
 	}
 	pt := rlwe.NewDecryptor(params, sk.sk).DecryptNew(sums.ct)
 	ringQ := params.RingQ().AtLevel(pt.Level())
 	ringQ.Sub(pt.Value, ptWant.Value, pt.Value)
 	ringQ.INTT(pt.Value, pt.Value)
-	return math.Exp2(ringQ.Log2OfStandardDeviation(pt.Value))
+	q := ringQ.SubRings[0].Modulus
+	out := make([]float64, len(pt.Value.Coeffs[0]))
+	for i, c := range pt.Value.Coeffs[0] {
+		if c > q/2 {
+			out[i] = -float64(q - c)
+		} else {
+			out[i] = float64(c)
+		}
+	}
+	return out
+}
+
+// linearEncoded is what a linear scorer's output holds exactly, slot by slot, for its
+// plaintexts as encoded (rounded), in 128-bit arithmetic: at scale 2^60 a float64 sum would
+// be off by more than the noise it measures.
+func linearEncoded(t testing.TB, sc *Scorer, w [][]float64, b []float64) []*big.Float {
+	t.Helper()
+	vecs, div, _ := sc.linearInputs()
+	ecd := hefloat.NewEncoder(sc.params, 128)
+	pt := hefloat.NewPlaintext(sc.params, linearLevel)
+	pt.Scale = rlwe.NewScale(sc.params.Q()[linearLevel])
+	out := make([]*big.Float, sc.params.MaxSlots())
+	for i := range out {
+		out[i] = new(big.Float).SetPrec(128)
+	}
+	dec := make([]*big.Float, sc.params.MaxSlots())
+	for j, v := range vecs {
+		if err := hefloat.NewEncoder(sc.params).Encode(v, pt); err != nil {
+			t.Fatal(err)
+		}
+		if err := ecd.Decode(pt, dec); err != nil {
+			t.Fatal(err)
+		}
+		for i := range out {
+			g := i % sc.lanes
+			if g >= sc.groups {
+				g = 0 // the slot holds 0 whatever the weight
+			}
+			c := b[g]
+			if j < len(w) {
+				c = w[j][g]
+			}
+			term := new(big.Float).SetPrec(128).SetFloat64(c * div)
+			out[i].Add(out[i], term.Mul(term, dec[i]))
+		}
+	}
+	return out
+}
+
+// laneWeights decrypts the scorer's lane averages: laneWts[j][g] is weight j in lane g. A
+// linear scorer uses the model's weights as they are.
+func laneWeights(t testing.TB, sk *SecretKey, sc *Scorer, m *Model) ([][]float64, []float64) {
+	t.Helper()
+	if sc.rep == nil {
+		w, b := m.foldedForCircuit()
+		lw := make([][]float64, len(w))
+		lb := make([]float64, sc.lanes)
+		for j := range w {
+			lw[j] = make([]float64, sc.lanes)
+			for g := range lw[j] {
+				lw[j][g], lb[g] = w[j], b
+			}
+		}
+		return lw, lb
+	}
+	if err := sc.rep.wait(); err != nil {
+		t.Fatal(err)
+	}
+	dec := rlwe.NewDecryptor(sc.params, sk.sk)
+	ecd := hefloat.NewEncoder(sc.params)
+	lane := func(ct *rlwe.Ciphertext) []float64 {
+		v := make([]float64, sc.params.MaxSlots())
+		if err := ecd.Decode(dec.DecryptNew(ct), v); err != nil {
+			t.Fatal(err)
+		}
+		return v[:sc.lanes]
+	}
+	var w [][]float64
+	for _, ct := range sc.rep.weights {
+		w = append(w, lane(ct))
+	}
+	return w, lane(sc.rep.bias)
+}
+
+func coeffNoiseStd(noise []float64) float64 {
+	var v float64
+	for _, x := range noise {
+		v += x * x
+	}
+	return math.Sqrt(v / float64(len(noise)))
 }
 
 func roundTripModel(t testing.TB, em *EncryptedModel) *EncryptedModel {
@@ -303,4 +427,37 @@ func decryptAll(sk *SecretKey, s *EncryptedSums) *rlwe.Plaintext {
 func newEncoder() *hefloat.Encoder {
 	p, _, _ := Parameters()
 	return hefloat.NewEncoder(p)
+}
+
+// TestKeyModuliWithinBound: every RLWE sample the vendor publishes is modulo at most 438
+// bits (the HomomorphicEncryption.org bound for dimension 2^14 at 128 bits), although the
+// parameter set's whole Q*P is larger: the public key and the Galois keys use the first
+// special prime only.
+func TestKeyModuliWithinBound(t *testing.T) {
+	_, pub := testKeys(t)
+	pub = roundTripBundle(t, pub)
+	params, _, err := Parameters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bits := func(levelQ, levelP int) int {
+		m := big.NewInt(1)
+		for _, q := range append(append([]uint64(nil), params.Q()[:levelQ+1]...), params.P()[:levelP+1]...) {
+			m.Mul(m, new(big.Int).SetUint64(q))
+		}
+		return m.BitLen()
+	}
+	check := func(what string, levelQ, levelP int) {
+		if b := bits(levelQ, levelP); b > 438 {
+			t.Errorf("%s is modulo a %d-bit number, more than 438 bits", what, b)
+		}
+	}
+	check("the public key", pub.pk.LevelQ(), pub.pk.LevelP())
+	check("the relinearization key", pub.rlk.LevelQ(), pub.rlk.LevelP())
+	for _, gk := range pub.gks {
+		check(fmt.Sprintf("the Galois key %d", gk.GaloisElement), gk.LevelQ(), gk.LevelP())
+	}
+	if pub.rlk.LevelP() != 1 || len(pub.gks) == 0 || pub.gks[0].LevelQ() != topLevel {
+		t.Fatalf("unexpected key levels: rlk P level %d", pub.rlk.LevelP())
+	}
 }

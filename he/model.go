@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"strings"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -25,15 +26,15 @@ const (
 	MaxInputRange = 8.5
 	// MaxLinearScore bounds |score| of a linear model over the declared
 	// feature bounds, so that a sum over up to MaxGroupRows rows fits the
-	// output level: 2^20 * 2^28 * 2^55 < 2^104 = Q0*q1/2.
+	// output level: 2^20 * 2^28 * 2^60 < 2^141 = Q0*q1*q2/2.
 	MaxLinearScore = 1 << 20
 	// MaxGroupRows bounds the rows of one group a scorer accepts.
 	MaxGroupRows = 1 << 28
-	// linearLogScale is the scale of linear model ciphertexts (level 2):
-	// higher than the default 2^45 so that the vendor's encryption noise,
-	// which the multiply by the clear feature sums amplifies, stays 2^-40
-	// below the sums.
-	linearLogScale = 55
+	// linearLogScale is the scale of linear model ciphertexts (level 3) and
+	// of their sums (level 2): far above the default 2^46, so that the
+	// vendor's encryption noise, which the multiply by the clear feature sums
+	// amplifies, and the flooding sized on it stay 2^-45 below the sums.
+	linearLogScale = 60
 )
 
 // Feature is one model input. Lower and Upper are the public bounds the
@@ -207,7 +208,8 @@ type ModelHeader struct {
 
 // EncryptedModel is the vendor's model encrypted under its public key: one
 // ciphertext per folded weight and one for the bias, each replicated in all
-// slots, plus the public header.
+// slots by the honest tool (the platform averages them over their lanes
+// whatever they hold, see Scorer), plus the public header.
 type EncryptedModel struct {
 	header  ModelHeader
 	bias    *rlwe.Ciphertext
@@ -236,9 +238,9 @@ func EncryptModel(pub *PublicBundle, m *Model) (*EncryptedModel, error) {
 	for _, f := range m.Features {
 		hdr.Features = append(hdr.Features, PublicFeature{Name: strings.TrimSpace(f.Name), Lower: f.Lower, Upper: f.Upper})
 	}
-	level, scale := linearLevel, rlwe.NewScale(math.Exp2(linearLogScale))
+	level, logScale := modelLevelScale(m.Kind)
+	scale := rlwe.NewScale(math.Exp2(float64(logScale)))
 	if m.Kind == KindLogistic {
-		level, scale = topLevel, params.DefaultScale()
 		if hdr.Degree, err = chooseSigmoidDegree(m.InputRange); err != nil {
 			return nil, err
 		}
@@ -253,13 +255,12 @@ func EncryptModel(pub *PublicBundle, m *Model) (*EncryptedModel, error) {
 	}
 	w, b := m.foldedForCircuit()
 	enc := &EncryptedModel{header: hdr}
-	ecd := hefloat.NewEncoder(params)
 	encryptor := rlwe.NewEncryptor(params, pub.pk)
-	if enc.bias, err = encryptConstant(params, ecd, encryptor, b, level, scale); err != nil {
+	if enc.bias, err = encryptConstant(params, encryptor, b, level, scale); err != nil {
 		return nil, err
 	}
 	for _, v := range w {
-		ct, err := encryptConstant(params, ecd, encryptor, v, level, scale)
+		ct, err := encryptConstant(params, encryptor, v, level, scale)
 		if err != nil {
 			return nil, err
 		}
@@ -268,16 +269,28 @@ func EncryptModel(pub *PublicBundle, m *Model) (*EncryptedModel, error) {
 	return enc, nil
 }
 
-func encryptConstant(params hefloat.Parameters, ecd *hefloat.Encoder, enc *rlwe.Encryptor, v float64, level int, scale rlwe.Scale) (*rlwe.Ciphertext, error) {
-	values := make([]float64, params.MaxSlots())
-	for i := range values {
-		values[i] = v
-	}
+// encryptConstant encrypts v in every slot. A constant slot vector is the constant
+// polynomial v*scale, so it is written exactly (rounded once, in big integers) rather than
+// through the float64 FFT, whose rounding at scale 2^60 would be a per-slot error larger
+// than the encryption noise.
+func encryptConstant(params hefloat.Parameters, enc *rlwe.Encryptor, v float64, level int, scale rlwe.Scale) (*rlwe.Ciphertext, error) {
 	pt := hefloat.NewPlaintext(params, level)
 	pt.Scale = scale
-	if err := ecd.Encode(values, pt); err != nil {
-		return nil, fmt.Errorf("he: encoding a model constant failed: %w", err)
+	x := new(big.Float).SetPrec(256).SetFloat64(v)
+	x.Mul(x, &scale.Value)
+	if x.Sign() >= 0 {
+		x.Add(x, big.NewFloat(0.5))
+	} else {
+		x.Sub(x, big.NewFloat(0.5))
 	}
+	c, _ := x.Int(nil) // truncation after +-1/2: rounding half away from zero
+	ringQ := params.RingQ().AtLevel(level)
+	r := new(big.Int)
+	for i, s := range ringQ.SubRings[:level+1] {
+		r.Mod(c, new(big.Int).SetUint64(s.Modulus)) // in [0, q)
+		pt.Value.Coeffs[i][0] = r.Uint64()
+	}
+	rlwe.NTTSparseAndMontgomery(ringQ, pt.MetaData, pt.Value)
 	ct, err := enc.EncryptNew(pt)
 	if err != nil {
 		return nil, fmt.Errorf("he: encrypting a model constant failed: %w", err)
@@ -306,33 +319,58 @@ func (e *EncryptedModel) MarshalBinary() ([]byte, error) {
 	return sealEnvelope(kindEncryptedModel, fp, sections...), nil
 }
 
-// UnmarshalEncryptedModel parses and checks an encrypted model.
+// UnmarshalEncryptedModel parses and checks an encrypted model. Each ciphertext must be a
+// fresh degree-1 ciphertext at the level and scale of its kind, in exactly the layout
+// EncryptModel writes, with reduced coefficients; it is rebuilt with the canonical metadata,
+// so nothing the vendor wrote beyond the coefficients reaches the evaluation.
 func UnmarshalEncryptedModel(blob []byte) (*EncryptedModel, error) {
 	sections, err := openEnvelope(blob, kindEncryptedModel)
 	if err != nil {
 		return nil, err
 	}
-	if len(sections) < 3 {
-		return nil, fmt.Errorf("%w: encrypted model has %d sections, expected a header, a bias and at least one weight", ErrCorrupted, len(sections))
-	}
-	var hdr ModelHeader
-	if err := json.Unmarshal(sections[0], &hdr); err != nil {
-		return nil, fmt.Errorf("%w: encrypted model header is not valid JSON: %v", ErrCorrupted, err)
-	}
-	if err := checkModelHeader(hdr, len(sections)-2); err != nil {
+	hdr, err := readModelHeader(sections)
+	if err != nil {
 		return nil, err
 	}
-	level := linearLevel
-	if hdr.Kind == KindLogistic {
-		level = topLevel
-	}
+	level, logScale := modelLevelScale(hdr.Kind)
 	cts := make([]*rlwe.Ciphertext, len(sections)-1)
 	for i, s := range sections[1:] {
-		if cts[i], err = unmarshalCiphertext(s, level, fmt.Sprintf("model ciphertext %d", i)); err != nil {
+		if cts[i], err = unmarshalCiphertext(s, level, logScale, fmt.Sprintf("model ciphertext %d", i)); err != nil {
 			return nil, err
 		}
 	}
 	return &EncryptedModel{header: hdr, bias: cts[0], weights: cts[1:]}, nil
+}
+
+// modelLevelScale is where EncryptModel puts a model of this kind.
+func modelLevelScale(kind string) (level, logScale int) {
+	if kind == KindLogistic {
+		return topLevel, logDefaultScale
+	}
+	return linearLevel, linearLogScale
+}
+
+// outputLevelScale is where the sums of a model of this kind are.
+func outputLevelScale(kind string) (level, logScale int) {
+	if kind == KindLogistic {
+		return outLevel, logisticOutLogScale
+	}
+	return linearOutLevel, linearLogScale
+}
+
+func readModelHeader(sections [][]byte) (ModelHeader, error) {
+	var hdr ModelHeader
+	if len(sections) < 3 {
+		return hdr, fmt.Errorf("%w: encrypted model has %d sections, expected a header, a bias and at least one weight", ErrCorrupted, len(sections))
+	}
+	h, err := headerSection(sections, kindEncryptedModel)
+	if err != nil {
+		return hdr, err
+	}
+	if err := json.Unmarshal(h, &hdr); err != nil {
+		return hdr, fmt.Errorf("%w: encrypted model header is not valid JSON: %v", ErrCorrupted, err)
+	}
+	return hdr, checkModelHeader(hdr, len(sections)-2)
 }
 
 func checkModelHeader(h ModelHeader, weights int) error {
@@ -359,17 +397,34 @@ func checkModelHeader(h ModelHeader, weights int) error {
 	return nil
 }
 
-func unmarshalCiphertext(p []byte, level int, what string) (*rlwe.Ciphertext, error) {
-	ct := new(rlwe.Ciphertext)
-	if err := ct.UnmarshalBinary(p); err != nil {
+func unmarshalCiphertext(p []byte, level, logScale int, what string) (*rlwe.Ciphertext, error) {
+	l, err := ciphertextLayout(level, logScale)
+	if err != nil {
+		return nil, err
+	}
+	if !l.fits(p) {
+		return nil, fmt.Errorf("%w: %s is not a fresh degree-1 ciphertext at level %d and scale 2^%d in the layout this release writes; encrypt it again with this release",
+			ErrCorrupted, what, level, logScale)
+	}
+	in := new(rlwe.Ciphertext)
+	if err := in.UnmarshalBinary(p); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupted, what, err)
 	}
 	params, _, err := Parameters()
 	if err != nil {
 		return nil, err
 	}
-	if ct.Degree() != 1 || ct.Level() != level || !ct.IsNTT || ct.Value[0].N() != params.N() {
-		return nil, fmt.Errorf("%w: %s has degree %d at level %d, expected a fresh degree-1 ciphertext at level %d", ErrCorrupted, what, ct.Degree(), ct.Level(), level)
+	for _, v := range in.Value {
+		if !checkReduced(v, params.Q()) {
+			return nil, fmt.Errorf("%w: %s has coefficients out of range", ErrCorrupted, what)
+		}
+	}
+	ct, err := canonicalCiphertext(level, logScale)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ct.Value {
+		ct.Value[i].CopyLvl(level, in.Value[i])
 	}
 	return ct, nil
 }
@@ -378,16 +433,9 @@ func unmarshalCiphertext(p []byte, level int, what string) (*rlwe.Ciphertext, er
 // parameters) and reads its public header, without parsing a ciphertext: safe on untrusted
 // input of any shape. UnmarshalEncryptedModel does the full parse.
 func PeekModelHeader(blob []byte) (ModelHeader, error) {
-	var hdr ModelHeader
 	sections, err := openEnvelope(blob, kindEncryptedModel)
 	if err != nil {
-		return hdr, err
+		return ModelHeader{}, err
 	}
-	if len(sections) < 3 {
-		return hdr, fmt.Errorf("%w: encrypted model has %d sections, expected a header, a bias and at least one weight", ErrCorrupted, len(sections))
-	}
-	if err := json.Unmarshal(sections[0], &hdr); err != nil {
-		return hdr, fmt.Errorf("%w: encrypted model header is not valid JSON: %v", ErrCorrupted, err)
-	}
-	return hdr, checkModelHeader(hdr, len(sections)-2)
+	return readModelHeader(sections)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
+	"github.com/tuneinsight/lattigo/v5/ring"
 )
 
 // maxOpenBatches bounds how many partially filled packing batches the
@@ -25,6 +26,17 @@ const maxOpenBatches = 8
 // lane width); slot s belongs to group s mod lanes, so each ciphertext holds
 // up to slots/lanes rows of every group. After Finish, every slot s holds the
 // sum of group s mod lanes.
+//
+// Uniform weights by construction (issue #12 item 9): a logistic scorer never
+// uses the vendor's weight and bias ciphertexts as they are. It first replaces
+// each by its lane average, R(w)[s] = (1/n) sum_r w[s mod lanes + r*lanes]
+// with n = slots/lanes, computed with its own rotations (foldLanes); every row
+// of a group then meets the same weights, whatever values a crafted ciphertext
+// holds slot by slot, and the decrypted sums are a function of per-group
+// aggregates only. An honest, replicated weight is unchanged by R. A linear
+// scorer needs no R: rows never meet the weights there, only the clear
+// per-group sums do (noised under differential privacy), so whatever a weight
+// holds in a slot, that slot carries a function of its group's sums.
 type Scorer struct {
 	params      hefloat.Parameters
 	pub         *PublicBundle
@@ -33,6 +45,7 @@ type Scorer struct {
 	lanes       int
 	rowsPerLane int
 	counts      []int64
+	rep         *replication
 
 	// linear models: per-group sums of each feature, aggregated in the clear
 	// (the platform owns the data); one encrypted product at Finish.
@@ -43,6 +56,10 @@ type Scorer struct {
 	logistic  *logisticState
 	finished  bool
 	totalRows int64
+
+	// exactRounding turns the randomized rounding of the feature plaintexts off. Tests
+	// only: it lets them measure the evaluation noise with every term data-dependent.
+	exactRounding bool
 }
 
 // NewScorer prepares scoring of `groups` groups with an encrypted model.
@@ -80,10 +97,122 @@ func NewScorer(pub *PublicBundle, m *EncryptedModel, groups int) (*Scorer, error
 	if err := pub.checkRotations(lanes, groups); err != nil {
 		return nil, err
 	}
+	// The averaging runs in the background while the caller streams rows in; the
+	// workers wait for it.
+	s.rep = startReplication(params, pub.evaluationKeys(), m, lanes, workerCount())
 	if s.logistic, err = newLogisticState(s); err != nil {
+		s.rep.wait()
 		return nil, err
 	}
 	return s, nil
+}
+
+// workerCount is how many goroutines do encrypted work: the cores, at most 4.
+func workerCount() int {
+	return min(runtime.GOMAXPROCS(0), 4)
+}
+
+// replication computes the lane averages R(bias), R(w_j) of a model's ciphertexts on its
+// own goroutines (see Scorer).
+type replication struct {
+	done    chan struct{}
+	bias    *rlwe.Ciphertext
+	weights []*rlwe.Ciphertext
+	// mont holds the same averages in Montgomery form (bias first), for the workers'
+	// lazy multiply-accumulate.
+	mont [][2]ring.Poly
+	err  error
+}
+
+func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *EncryptedModel, lanes, workers int) *replication {
+	r := &replication{done: make(chan struct{})}
+	in := append([]*rlwe.Ciphertext{m.bias}, m.weights...)
+	out := make([]*rlwe.Ciphertext, len(in))
+	r.mont = make([][2]ring.Poly, len(in))
+	errs := make([]error, workers)
+	n := params.MaxSlots() / lanes
+	base := hefloat.NewEvaluator(params, keys)
+	var wg sync.WaitGroup
+	for k := 0; k < workers; k++ {
+		eval := base
+		if k > 0 {
+			eval = base.ShallowCopy()
+		}
+		wg.Add(1)
+		go func(k int, eval *hefloat.Evaluator) {
+			defer wg.Done()
+			for i := k; i < len(in); i += workers {
+				if out[i], errs[k] = laneAverage(eval, in[i], lanes, n); errs[k] != nil {
+					return
+				}
+				ringQ := params.RingQ().AtLevel(out[i].Level())
+				for c := range r.mont[i] {
+					r.mont[i][c] = ringQ.NewPoly()
+					ringQ.MForm(out[i].Value[c], r.mont[i][c])
+				}
+			}
+		}(k, eval)
+	}
+	go func() {
+		wg.Wait()
+		r.bias, r.weights = out[0], out[1:]
+		for _, err := range errs {
+			if err != nil && r.err == nil {
+				r.err = fmt.Errorf("he: averaging the model over its lanes failed: %w", err)
+			}
+		}
+		close(r.done)
+	}()
+	return r
+}
+
+// wait blocks until the averages are ready.
+func (r *replication) wait() error {
+	<-r.done
+	return r.err
+}
+
+// laneAverage returns R(ct): every slot holds the sum of its lane's n slots, and the
+// scale is multiplied by n (a power of two, so exactly) to read it as their mean. No level
+// is consumed; the scale is compensated where the average meets a plaintext (see
+// featureScale).
+func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
+	out := hefloat.NewCiphertext(*eval.GetParameters(), 1, ct.Level())
+	if err := foldLanes(eval, ct, lanes, n, out); err != nil {
+		return nil, err
+	}
+	out.Scale = ct.Scale.Mul(rlwe.NewScale(float64(n)))
+	return out, nil
+}
+
+// foldLanes sets out to the sum of ct's rotations by 0, lanes, ..., (n-1)*lanes (n a power
+// of two, n*lanes = slots): every slot then holds the sum of its lane. It is lattigo's
+// InnerSum by doubling, with plain rotations, which use each key at the special primes
+// it was made with (InnerSum's hoisted rotations assume keys modulo the whole P).
+func foldLanes(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
+	params := *eval.GetParameters()
+	if out != ct {
+		out.Resize(ct.Degree(), ct.Level())
+		out.Copy(ct)
+	}
+	tmp := hefloat.NewCiphertext(params, 1, ct.Level())
+	for r := lanes; r < lanes*n; r <<= 1 {
+		if err := eval.Rotate(out, r, tmp); err != nil {
+			return err
+		}
+		if err := eval.Add(out, tmp, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// featureScale is the scale of the feature plaintexts multiplied into the averaged model,
+// Q7 / n: the model is at 2^46, its average at 2^46 * n, and the product then rescales (by
+// Q7) to 2^46, where the sigmoid starts. It costs the features log2(n) bits of their 46,
+// which the randomized rounding makes independent of the data (see roundingSigma).
+func (s *Scorer) featureScale() rlwe.Scale {
+	return rlwe.NewScale(s.params.Q()[topLevel]).Div(rlwe.NewScale(float64(s.rowsPerLane)))
 }
 
 // Groups returns the number of groups.
@@ -203,6 +332,11 @@ func (s *Scorer) Finish() (*EncryptedSums, error) {
 	} else {
 		ct, noise, err = s.logistic.finish()
 	}
+	if s.rep != nil {
+		if rerr := s.rep.wait(); err == nil {
+			err = rerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +368,44 @@ func periodicVector(slots, lanes, groups int, f func(g int) float64) []float64 {
 // clear sums are divided by 2^k (k = bits of the largest group) before
 // encoding and the product is multiplied back by the integer 2^k.
 func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
+	vecs, div, k := s.linearInputs()
+	ecd, err := newPlainEncoder(s.params)
+	if err != nil {
+		return nil, 0, err
+	}
+	eval := hefloat.NewEvaluator(s.params, nil)
+	pt := hefloat.NewPlaintext(s.params, linearLevel)
+	pt.Scale = rlwe.NewScale(s.params.Q()[linearLevel])
+	acc := hefloat.NewCiphertext(s.params, 1, linearLevel)
+	acc.Scale = s.model.bias.Scale.Mul(pt.Scale)
+	mulAdd := func(values []float64, w *rlwe.Ciphertext) error {
+		// Deterministic rounding: these plaintexts carry only per-group sums.
+		if err := ecd.encode(values, pt, false); err != nil {
+			return err
+		}
+		return eval.MulThenAdd(w, pt, acc)
+	}
+	for j, w := range s.model.weights {
+		if err := mulAdd(vecs[j], w); err != nil {
+			return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+		}
+	}
+	if err := mulAdd(vecs[len(vecs)-1], s.model.bias); err != nil {
+		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+	}
+	out := hefloat.NewCiphertext(s.params, 1, linearOutLevel)
+	if err := eval.Rescale(acc, out); err != nil {
+		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+	}
+	if err := eval.Mul(out, int(div), out); err != nil {
+		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
+	}
+	return out, linearNoiseStd(k), nil
+}
+
+// linearInputs returns the slot vectors the linear scorer encodes, one per feature and
+// then the (noisy) counts, each divided by div = 2^k, the power of two above the largest.
+func (s *Scorer) linearInputs() (vecs [][]float64, div float64, k int) {
 	counts := make([]float64, len(s.counts))
 	var maxCount int64 = 1
 	for g, c := range s.counts {
@@ -252,36 +424,13 @@ func (s *Scorer) finishLinear() (*rlwe.Ciphertext, float64, error) {
 			}
 		}
 	}
-	k := bits.Len64(uint64(maxCount))
-	div := math.Ldexp(1, k)
-	ecd := hefloat.NewEncoder(s.params)
-	eval := hefloat.NewEvaluator(s.params, nil)
-	pt := hefloat.NewPlaintext(s.params, linearLevel)
-	pt.Scale = rlwe.NewScale(s.params.Q()[linearLevel])
-	acc := hefloat.NewCiphertext(s.params, 1, linearLevel)
-	acc.Scale = s.model.bias.Scale.Mul(pt.Scale)
-	mulAdd := func(values []float64, w *rlwe.Ciphertext) error {
-		if err := ecd.Encode(values, pt); err != nil {
-			return err
-		}
-		return eval.MulThenAdd(w, pt, acc)
+	k = bits.Len64(uint64(maxCount))
+	div = math.Ldexp(1, k)
+	for j := range s.model.weights {
+		vecs = append(vecs, s.periodic(func(g int) float64 { return s.featSums[g][j] / div }))
 	}
-	for j, w := range s.model.weights {
-		if err := mulAdd(s.periodic(func(g int) float64 { return s.featSums[g][j] / div }), w); err != nil {
-			return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-		}
-	}
-	if err := mulAdd(s.periodic(func(g int) float64 { return counts[g] / div }), s.model.bias); err != nil {
-		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-	}
-	out := hefloat.NewCiphertext(s.params, 1, outLevel)
-	if err := eval.Rescale(acc, out); err != nil {
-		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-	}
-	if err := eval.Mul(out, int(div), out); err != nil {
-		return nil, 0, fmt.Errorf("he: linear scoring failed: %w", err)
-	}
-	return out, linearNoiseStd(k), nil
+	vecs = append(vecs, s.periodic(func(g int) float64 { return counts[g] / div }))
+	return vecs, div, k
 }
 
 // logisticState packs rows into batches and runs the HE work on workers.
@@ -306,22 +455,23 @@ type batch struct {
 }
 
 func newLogisticState(s *Scorer) (*logisticState, error) {
-	n := runtime.GOMAXPROCS(0)
-	if n > 4 {
-		n = 4
-	}
+	n := workerCount()
 	ls := &logisticState{
 		s: s, firstFree: make([]int, s.groups),
 		spare: make(chan *batch, maxOpenBatches+2*n+2), work: make(chan *batch, n),
 	}
-	base, err := newWorker(s)
+	base, err := newWorker(s, nil)
 	if err != nil {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
 		w := base
 		if i > 0 {
-			w = base.shallowCopy()
+			if w, err = newWorker(s, base.eval); err != nil {
+				close(ls.work)
+				ls.wg.Wait()
+				return nil, err
+			}
 		}
 		ls.workers = append(ls.workers, w)
 		ls.wg.Add(1)
@@ -332,6 +482,9 @@ func newLogisticState(s *Scorer) (*logisticState, error) {
 
 func (ls *logisticState) run(w *worker) {
 	defer ls.wg.Done()
+	if err := ls.s.rep.wait(); err != nil {
+		ls.setErr(err)
+	}
 	for b := range ls.work {
 		if ls.err() == nil {
 			if err := w.process(b); err != nil {
@@ -448,10 +601,10 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 	}
 	if total == nil {
 		total = rlwe.NewEncryptor(s.params, s.pub.pk).EncryptZeroNew(outLevel)
-		total.Scale = s.params.DefaultScale()
+		total.Scale = rlwe.NewScale(math.Exp2(logisticOutLogScale))
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)
-	if err := eval.InnerSum(total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
+	if err := foldLanes(eval, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
 		return nil, 0, fmt.Errorf("he: per-group sum failed: %w", err)
 	}
 	half := s.periodic(func(g int) float64 { return 0.5 * float64(s.counts[g]) })
@@ -465,7 +618,7 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 type worker struct {
 	s     *Scorer
 	eval  *hefloat.Evaluator
-	ecd   *hefloat.Encoder
+	ecd   *plainEncoder
 	poly  hefloat.Polynomial
 	pe    *hefloat.PolynomialEvaluator
 	pt    *rlwe.Plaintext
@@ -474,49 +627,57 @@ type worker struct {
 	total *rlwe.Ciphertext
 }
 
-func newWorker(s *Scorer) (*worker, error) {
-	eval := hefloat.NewEvaluator(s.params, s.pub.evaluationKeys())
-	w := &worker{s: s, eval: eval, ecd: hefloat.NewEncoder(s.params)}
-	w.init()
-	return w, nil
-}
-
-func (w *worker) init() {
-	p := w.s.params
-	h := w.s.model.header
+// newWorker makes a worker; from, when set, is an evaluator whose keys and read-only
+// tables it shares (lattigo evaluators are not safe for concurrent use, their shallow
+// copies are).
+func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
+	eval := from
+	if eval == nil {
+		eval = hefloat.NewEvaluator(s.params, s.pub.evaluationKeys())
+	} else {
+		eval = eval.ShallowCopy()
+	}
+	ecd, err := newPlainEncoder(s.params)
+	if err != nil {
+		return nil, err
+	}
+	p := s.params
+	h := s.model.header
+	w := &worker{s: s, eval: eval, ecd: ecd}
 	w.poly = hefloat.NewPolynomial(sigmoidOdd(h.InputRange, h.Degree))
 	w.pe = hefloat.NewPolynomialEvaluator(p, w.eval)
 	w.pt = hefloat.NewPlaintext(p, topLevel)
-	w.pt.Scale = rlwe.NewScale(p.Q()[topLevel])
+	w.pt.Scale = s.featureScale()
 	w.acc = hefloat.NewCiphertext(p, 1, topLevel)
 	w.lin = hefloat.NewCiphertext(p, 1, polyLevel)
-}
-
-func (w *worker) shallowCopy() *worker {
-	c := &worker{s: w.s, eval: w.eval.ShallowCopy(), ecd: w.ecd.ShallowCopy()}
-	c.init()
-	return c
+	return w, nil
 }
 
 // process computes sigmoid(B*mask + sum_j W_j z_j) - 0.5 for every slot of
-// the batch and adds it to the worker's running total.
+// the batch and adds it to the worker's running total. The multiply-adds are lazy: each
+// product of an average in Montgomery form by a plaintext from a lazy NTT is below 2q,
+// the 17 of them below 34q < 2^52, reduced once.
 func (w *worker) process(b *batch) error {
-	m := w.s.model
-	w.acc.Value[0].Zero()
-	w.acc.Value[1].Zero()
+	m := w.s.rep
+	ringQ := w.s.params.RingQ().AtLevel(topLevel)
+	acc0, acc1 := w.acc.Value[0], w.acc.Value[1]
+	acc0.Zero()
+	acc1.Zero()
 	w.acc.Scale = m.bias.Scale.Mul(w.pt.Scale)
-	for j, wt := range m.weights {
-		if err := w.mulAdd(b.z[j], wt); err != nil {
+	for j := range m.weights {
+		if err := w.mulAdd(b.z[j], m.mont[j+1]); err != nil {
 			return err
 		}
 	}
-	if err := w.mulAdd(b.mask, m.bias); err != nil {
+	if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
 		return err
 	}
+	ringQ.Reduce(acc0, acc0)
+	ringQ.Reduce(acc1, acc1)
 	if err := w.eval.Rescale(w.acc, w.lin); err != nil {
 		return fmt.Errorf("he: rescale failed: %w", err)
 	}
-	out, err := w.pe.Evaluate(w.lin, w.poly, w.s.params.DefaultScale())
+	out, err := w.pe.Evaluate(w.lin, w.poly, rlwe.NewScale(math.Exp2(logisticOutLogScale)))
 	if err != nil {
 		return fmt.Errorf("he: sigmoid evaluation failed: %w", err)
 	}
@@ -530,12 +691,12 @@ func (w *worker) process(b *batch) error {
 	return w.eval.Add(w.total, out, w.total)
 }
 
-func (w *worker) mulAdd(values []float64, ct *rlwe.Ciphertext) error {
-	if err := w.ecd.Encode(values, w.pt); err != nil {
+func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
+	if err := w.ecd.encodeLazy(values, w.pt, !w.s.exactRounding); err != nil {
 		return fmt.Errorf("he: encoding a batch failed: %w", err)
 	}
-	if err := w.eval.MulThenAdd(ct, w.pt, w.acc); err != nil {
-		return fmt.Errorf("he: multiply-add failed: %w", err)
-	}
+	ringQ := w.s.params.RingQ().AtLevel(topLevel)
+	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[0], w.pt.Value, w.acc.Value[0])
+	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[1], w.pt.Value, w.acc.Value[1])
 	return nil
 }
