@@ -290,3 +290,13 @@ func plainSums(ctx context.Context, q string) (map[string]float64, error) {
 	}
 	return out, rows.Err()
 }
+
+// providerLine is the provider a schema names (its `provider:` line).
+func providerLine(schema []byte) string {
+	for _, l := range strings.Split(string(schema), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "provider:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/runner"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -16,7 +16,7 @@ func TestMain(m *testing.M) {
 	sandbox.Init()
 	if len(os.Args) > 1 && os.Args[1] == "runner" {
 		result := os.NewFile(3, "result")
-		if err := daemon.RunnerMain(context.Background(), os.Stdin, result); err != nil {
+		if err := runner.Main(context.Background(), os.Stdin, result); err != nil {
 			fmt.Fprintln(os.Stderr, "runner:", err)
 			os.Exit(1)
 		}
