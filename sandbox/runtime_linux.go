@@ -439,6 +439,7 @@ func mountDests(ms []Mount) []string {
 // written to result must be discarded. The error is non-nil only when the
 // container could not be set up (never because of what the job did).
 func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Result, retErr error) {
+	called := time.Now()
 	if err := r.checkSpec(&spec); err != nil {
 		return nil, err
 	}
@@ -489,6 +490,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Resu
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w (stderr: %q)", cid, err, stderr.Bytes())
 	}
+	setup := time.Since(called)
 	st, err := c.State()
 	if err != nil {
 		return nil, fmt.Errorf("state of container %s: %w", cid, err)
@@ -557,6 +559,7 @@ wait:
 		Stdout:   stdout.Bytes(),
 		Stderr:   stderr.Bytes(),
 		Message:  message(status, l, o.exitCode),
+		Setup:    setup,
 	}, nil
 }
 

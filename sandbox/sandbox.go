@@ -121,6 +121,9 @@ type Result struct {
 	Stdout, Stderr []byte
 	// Message is sanitized, safe for vendors: what limit was hit and what to do.
 	Message string
+	// Setup is the time from the call of Run until the job's process ran: the sandbox's
+	// own cost (for the operator's metrics; it says nothing of the data).
+	Setup time.Duration
 }
 
 const containerPrefix = "veil-"

@@ -37,6 +37,8 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"workers": "7", "approvals": "2", "isolation": "process", "job-memory-mb": "333",
 		"scratch-mb": "99", "job-threads": "3", "job-timeout": "17s", "job-pids": "77",
 		"review-deadline": "5h", "overdue": "authority=reject", "log-runner-output": "true",
+		"tls-cert": "/etc/veil/tls.crt", "tls-key": "/etc/veil/tls.key", "insecure-listen": "true",
+		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7",
 	}
 	notConfig := map[string]bool{"log-json": true} // how the log is written, not the daemon's config
 	cmd, _ := serveCommand()
