@@ -104,7 +104,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
 		}
-		return &Error{Kind: "unavailable", Msg: fmt.Sprintf("cannot reach the Veil daemon: %v (is `veil serve` running? set --host or VEIL_HOST)", err)}
+		return unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

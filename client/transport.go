@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/tls"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -53,4 +54,13 @@ func (o options) tlsConfig() (*tls.Config, error) {
 	}
 	tc.RootCAs = pool
 	return tc, nil
+}
+
+// unreachable is the error of a request that got no answer, saying what to check.
+func unreachable(err error) *Error {
+	var verr *tls.CertificateVerificationError
+	if errors.As(err, &verr) {
+		return &Error{Kind: "unavailable", Msg: fmt.Sprintf("the Veil daemon's TLS certificate is not trusted: %v (give the platform's CA with --ca-file or VEIL_CA_FILE)", verr.Err)}
+	}
+	return &Error{Kind: "unavailable", Msg: fmt.Sprintf("cannot reach the Veil daemon: %v (is `veil serve` running? set --host or VEIL_HOST)", err)}
 }

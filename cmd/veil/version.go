@@ -132,7 +132,7 @@ func libraryVersion(ctx context.Context, driver, dsn, query string) string {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Show Veil's version and commit, and the versions of Go, DuckDB, SQLite, runc, libseccomp, lattigo and the DP library in this binary",
+		Short: "Show Veil's version and commit, the versions of Go, DuckDB, SQLite, runc, libseccomp, lattigo and the DP library in this binary, and the daemon's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bi, _ := debug.ReadBuildInfo()
