@@ -2,8 +2,8 @@ package client
 
 import (
 	"crypto/tls"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
