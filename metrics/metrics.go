@@ -59,6 +59,7 @@ type Registry struct {
 	jobDuration  *prometheus.HistogramVec
 	decisions    *prometheus.CounterVec
 	snapErrors   prometheus.Counter
+	handler      http.Handler
 }
 
 // snapshotTimeout bounds the store reads of one scrape.
@@ -98,13 +99,12 @@ func New(snapshot func(context.Context) (Snapshot, error), log *slog.Logger) *Re
 	})
 	r.reg.MustRegister(r.requests, r.queueWait, r.sandboxStart, r.jobDuration, r.decisions, r.snapErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), state{r})
+	r.handler = promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{r.log}, ErrorHandling: promhttp.ContinueOnError})
 	return r
 }
 
 // Handler serves the metrics in the Prometheus exposition format.
-func (r *Registry) Handler() http.Handler {
-	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{r.log}, ErrorHandling: promhttp.ContinueOnError})
-}
+func (r *Registry) Handler() http.Handler { return r.handler }
 
 // Request counts an answered request under its route pattern (Unmatched when none).
 func (r *Registry) Request(route string, code int, took time.Duration) {
