@@ -23,25 +23,46 @@ type Client struct {
 }
 
 // New returns a client for host: a Unix socket path (unix:///path or a path), or an
-// http:// URL.
-func New(host, token string) (*Client, error) {
+// http:// or https:// URL. An https host is verified against the system's roots, or only
+// against the CA of WithCAFile.
+func New(host, token string, opts ...Option) (*Client, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	c := &Client{token: token}
+	var tr *http.Transport
 	switch {
-	case strings.HasPrefix(host, "http://") || strings.HasPrefix(host, "https://"):
+	case strings.HasPrefix(host, "https://"):
 		c.base = strings.TrimRight(host, "/")
-		c.hc = &http.Client{Timeout: 10 * time.Minute}
+		tc, err := o.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tc, ForceAttemptHTTP2: true}
+	case strings.HasPrefix(host, "http://"):
+		if o.caFile != "" {
+			return nil, fmt.Errorf("a CA file (--ca-file, VEIL_CA_FILE) is for https:// hosts; %q is plain HTTP", host)
+		}
+		c.base = strings.TrimRight(host, "/")
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
 	case strings.HasPrefix(host, "unix://") || strings.HasPrefix(host, "/"):
 		path := strings.TrimPrefix(host, "unix://")
 		c.base = "http://veil"
-		c.hc = &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{
+		tr = &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "unix", path)
 			},
-		}}
+		}
 	default:
-		return nil, fmt.Errorf("daemon address %q: use a Unix socket path (unix:///var/lib/veil/veil.sock) or http://host:port", host)
+		return nil, fmt.Errorf("daemon address %q: use a Unix socket path (unix:///var/lib/veil/veil.sock) or https://host:port", host)
 	}
+	var rt http.RoundTripper = tr
+	if o.wrap != nil {
+		rt = o.wrap(rt)
+	}
+	c.hc = &http.Client{Timeout: 10 * time.Minute, Transport: rt}
 	return c, nil
 }
 
@@ -83,7 +104,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
 		}
-		return &Error{Kind: "unavailable", Msg: fmt.Sprintf("cannot reach the Veil daemon: %v (is `veil serve` running? set --host or VEIL_HOST)", err)}
+		return unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -220,47 +241,57 @@ func Terminal(status string) bool {
 	return true
 }
 
-// Final reports whether a job status can never change again: released, rejected, failed
-// or canceled.
+// Final reports whether a job status can never change again: released, rejected, failed,
+// canceled, or dev (a dev run's output is shown at once).
 func Final(status string) bool {
 	switch status {
-	case "released", "rejected", "failed", "canceled":
+	case "released", "rejected", "failed", "canceled", "dev":
 		return true
 	}
 	return false
 }
 
 // Wait follows a job until it leaves queued and running, calling progress on each change.
-// It long-polls (the daemon answers as soon as the job ends), so the end is seen at once.
+// It long-polls (the daemon answers as soon as the job's status changes), so the end is
+// seen at once.
 func (c *Client) Wait(ctx context.Context, id string, progress func(api.Job)) (api.Job, error) {
 	return c.WaitUntil(ctx, id, func(j api.Job) bool { return Terminal(j.Status) }, progress)
 }
 
-// waitPoll bounds how often WaitUntil asks again while the daemon answers at once (a job
-// waiting for review: the daemon's long poll only waits while a job is queued or running).
-const waitPoll = 2 * time.Second
+// longPoll is how long one request of WaitUntil waits for a change; waitPoll bounds the
+// pause between requests that a daemon answered at once without a change (one older than
+// GET /v1/jobs/{id}?seen=, whose long poll ends at review).
+const (
+	longPoll = 20 * time.Second
+	waitPoll = 2 * time.Second
+)
 
-// WaitUntil follows a job until done says so, calling progress on each change of status.
-// It long-polls; when the daemon answers at once without a change, it asks again after a
-// growing pause (up to waitPoll), so that waiting through review does not hammer it.
+// WaitUntil follows a job until done says so or its status is final, calling progress on
+// each change of status. Each request long-polls through review: the daemon answers when
+// the status is no longer the one last seen, so a reviewer's decision is seen at once.
 func (c *Client) WaitUntil(ctx context.Context, id string, done func(api.Job) bool, progress func(api.Job)) (api.Job, error) {
-	last := ""
+	seen := ""
 	pause := 100 * time.Millisecond
 	for {
 		asked := time.Now()
+		path := "/v1/jobs/" + url.PathEscape(id)
+		if seen != "" { // the first request answers at once: the job may be done already
+			path += "?wait=" + longPoll.String() + "&seen=" + url.QueryEscape(seen)
+		}
 		var j api.Job
-		if err := c.do(ctx, "GET", "/v1/jobs/"+url.PathEscape(id)+"?wait=20s", nil, &j); err != nil {
+		if err := c.do(ctx, "GET", path, nil, &j); err != nil {
 			return j, err
 		}
-		changed := j.Status != last
+		changed := j.Status != seen
 		if progress != nil && changed {
 			progress(j)
 		}
-		last = j.Status
-		if done(j) {
+		first := seen == ""
+		seen = j.Status
+		if done(j) || Final(j.Status) {
 			return j, nil
 		}
-		if changed || time.Since(asked) >= waitPoll {
+		if first || changed || time.Since(asked) >= waitPoll {
 			pause = 100 * time.Millisecond
 			continue
 		}

@@ -64,6 +64,7 @@ type env struct {
 	host   string
 	cancel context.CancelFunc
 	done   chan error
+	addrs  []net.Addr // what the daemon listens on (Config.OnListening)
 	op     *client.Client
 	log    lockedBuffer // everything the daemon logged
 }
@@ -121,23 +122,29 @@ func (e *env) boot() {
 		out = io.MultiWriter(&e.log, os.Stderr)
 	}
 	logger := slog.New(slog.NewTextHandler(out, nil))
-	srv, err := daemon.New(context.Background(), e.cfg, logger)
+	cfg := e.cfg
+	listening := make(chan []net.Addr, 1)
+	cfg.OnListening = func(a []net.Addr) { listening <- a }
+	srv, err := daemon.New(context.Background(), cfg, logger)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.srv, e.cancel, e.done = srv, cancel, make(chan error, 1)
 	go func() { e.done <- srv.Serve(ctx) }()
-	for i := 0; ; i++ {
-		// Dial, not stat: a killed daemon leaves its socket file behind.
-		if c, err := net.Dial("unix", e.cfg.Socket); err == nil {
-			c.Close()
-			break
-		}
-		if i > 500 {
-			e.t.Fatal("daemon did not start listening")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case e.addrs = <-listening:
+	case err := <-e.done:
+		cancel()
+		e.cancel = nil
+		srv.Close()
+		e.t.Fatalf("serve: %v", err)
+	}
+	// Listening means answering: the socket takes a request at once.
+	if c, err := net.Dial("unix", e.cfg.Socket); err != nil {
+		e.t.Fatalf("OnListening was called, but the socket refuses: %v", err)
+	} else {
+		c.Close()
 	}
 	e.t.Cleanup(e.stop)
 }
@@ -154,8 +161,10 @@ func (e *env) stop() {
 	e.cancel = nil
 }
 
+// client is a client for tok whose every request and answer is checked against the API's
+// description (openapi.json).
 func (e *env) client(tok string) *client.Client {
-	c, err := client.New(e.host, tok)
+	c, err := client.New(e.host, tok, client.WithTransport(checkAPI(e.t)))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/policy"
 )
 
@@ -21,19 +24,28 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, p policy.Princ
 	return reply(w, http.StatusOK, out, err)
 }
 
-// showJob shows a job; ?wait=DURATION long-polls for its next change.
+// showJob shows a job; ?wait=DURATION long-polls until its status is not ?seen= (default:
+// its status now) or is final.
 func (s *Server) showJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	q := r.URL.Query()
 	var wait time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
+	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > time.Minute {
 			return fmt.Errorf("%w: wait=%q: give a duration up to 1m, for example wait=30s", policy.ErrInvalid, v)
 		}
 		wait = d
 	}
-	out, err := s.jobs.Wait(r.Context(), p, r.PathValue("id"), wait)
+	seen := q.Get("seen")
+	if seen != "" && !slices.Contains(jobStatuses, seen) {
+		return fmt.Errorf("%w: seen=%q: give the job status you last saw (%s)", policy.ErrInvalid, seen, strings.Join(jobStatuses, ", "))
+	}
+	out, err := s.jobs.Wait(r.Context(), p, r.PathValue("id"), seen, wait)
 	return reply(w, http.StatusOK, out, err)
 }
+
+// jobStatuses are the statuses a job can have, as the API names them.
+var jobStatuses = []string{jobs.Queued, jobs.Running, jobs.Review, jobs.Released, jobs.Rejected, jobs.Failed, jobs.Canceled, jobs.Dev}
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	out, err := s.jobs.Cancel(r.Context(), p, r.PathValue("id"))

@@ -12,7 +12,7 @@ import (
 // allowed (none: the handler or the service decides, as for grant actions that depend on
 // the stage, and the audit routes).
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	h := func(pattern string, act policy.Action, fn handler) { mux.Handle(pattern, s.authed(fn, act, 16<<20)) }
 	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, policy.ActJobSubmit, maxBlobBytes))
 	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, policy.ActJobSubmit, maxProgramBytes))
@@ -54,7 +54,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/platform/key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.PlatformKey{VerifierKey: s.key.VerifierKey(), PublicKey: s.key.PublicKey()})
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	// Operations (ops.go): liveness and readiness for probes (no token, nothing revealed),
+	// the metrics for the operator, the API's description, the daemon's version.
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	h("GET /metrics", policy.ActMetricsRead, s.serveMetrics)
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	h("GET /v1/version", "", s.version)
+	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path, Kind: "not_found"})
 	})
 	return mux
@@ -95,5 +102,5 @@ func (s *Server) authenticate(r *http.Request) (policy.Principal, error) {
 	if !ok {
 		tok = ""
 	}
-	return s.principals.Authenticate(r.Context(), tok)
+	return noteCaller(r)(s.principals.Authenticate(r.Context(), tok))
 }

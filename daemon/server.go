@@ -25,6 +25,7 @@ import (
 	"github.com/veil-dp/veil/kinds/train"
 	"github.com/veil-dp/veil/launch"
 	"github.com/veil-dp/veil/ledger"
+	"github.com/veil-dp/veil/metrics"
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/review"
 	"github.com/veil-dp/veil/store"
@@ -52,6 +53,10 @@ type Server struct {
 	hescore    *hescore.Kind
 	custom     *custom.Kind
 
+	metrics  *metrics.Registry
+	certs    *certs // nil without TLS
+	readyLog readyLog
+
 	httpSrv   []*http.Server
 	listeners []net.Listener
 	wg        sync.WaitGroup
@@ -59,6 +64,10 @@ type Server struct {
 
 // New opens the data directory and prepares the daemon; Serve starts it.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) {
+	cs, err := checkListen(cfg)
+	if err != nil {
+		return nil, err
+	}
 	key, err := loadKey(cfg)
 	if err != nil {
 		return nil, err
@@ -72,13 +81,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		db.Close()
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
-	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v}
+	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v, certs: cs}
+	s.metrics = metrics.New(s.snapshot, logger)
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {
 		v.Close()
 		db.Close()
 		return nil, err
 	}
+	s.box.OnStart = s.metrics.SandboxStarted
 	s.rec = platform.NewRecorder(s.log, cfg.Clock)
 	s.principals = platform.NewPrincipals(db, s.rec)
 	env := platform.Env{DB: db, Config: cfg, Rec: s.rec, Log: logger}
@@ -88,6 +99,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	s.feedback = feedback.New(env)
 	s.fusion = fusion.New(env, s.box)
 	s.jobs = jobs.New(env, s.grants, books, s.box)
+	s.jobs.Observe = s.metrics
 	s.twins = twin.New(env, s.box, books, s.jobs)
 	s.jobs.Twins = s.twins
 	s.review = review.New(env, key, s.jobs)
@@ -119,9 +131,10 @@ func (s *Server) Close() error {
 	return s.db.Close()
 }
 
-// Serve listens on the Unix socket (mode 0600) and, if configured, on TCP, until ctx ends;
-// then it shuts down gracefully: it stops accepting requests, lets running requests finish
-// and waits for running jobs up to a grace period.
+// Serve listens on the Unix socket (mode 0600) and, if configured, on TCP (with TLS when
+// given a certificate) and on a metrics address, until ctx ends; then it shuts down
+// gracefully: it stops accepting requests, lets running requests finish and waits for
+// running jobs up to a grace period. Config.OnListening is called once every listener is up.
 func (s *Server) Serve(ctx context.Context) error {
 	if err := os.Remove(s.cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale socket: %w", err)
@@ -134,25 +147,54 @@ func (s *Server) Serve(ctx context.Context) error {
 		ul.Close()
 		return err
 	}
-	s.listeners = append(s.listeners, ul)
-	if s.cfg.Listen != "" {
-		tl, err := net.Listen("tcp", s.cfg.Listen)
-		if err != nil {
-			ul.Close()
-			return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
-		}
-		s.listeners = append(s.listeners, tl)
+	api := s.instrument(s.Handler())
+	type listener struct {
+		l       net.Listener
+		handler http.Handler
+		tls     bool
 	}
-	errc := make(chan error, len(s.listeners))
-	for _, l := range s.listeners {
-		hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ls := []listener{{ul, api, false}}
+	for _, t := range []struct {
+		addr string
+		h    http.Handler
+	}{{s.cfg.Listen, api}, {s.cfg.MetricsListen, nil}} {
+		if t.addr == "" {
+			continue
+		}
+		tl, err := net.Listen("tcp", t.addr)
+		if err != nil {
+			for _, l := range ls {
+				l.l.Close()
+			}
+			return fmt.Errorf("listen on %s: %w", t.addr, err)
+		}
+		h := t.h
+		if h == nil {
+			h = s.metricsHandler()
+		}
+		ls = append(ls, listener{tl, h, s.certs != nil})
+	}
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		s.listeners = append(s.listeners, l.l)
+		hs := &http.Server{Handler: l.handler, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.slog.Handler(), slog.LevelWarn)}
+		if l.tls {
+			hs.TLSConfig = s.certs.config()
+		}
 		s.httpSrv = append(s.httpSrv, hs)
 		go func() {
-			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if l.tls {
+				err = hs.ServeTLS(l.l, "", "") // the certificate comes from TLSConfig, reloadable
+			} else {
+				err = hs.Serve(l.l)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
-		s.slog.Info("listening", "addr", l.Addr().String(), "isolation", s.box.Name(), "workers", s.cfg.Workers)
+		s.slog.Info("listening", "addr", l.l.Addr().String(), "tls", l.tls, "isolation", s.box.Name(), "workers", s.cfg.Workers)
 	}
 	s.record0(ctx, "daemon.start", map[string]string{"isolation": s.box.Name()})
 	// Fused uploads go when their grant ends: now, after every grant action, and on a timer
@@ -161,6 +203,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.slog.Error("sweep fused uploads", "err", err)
 	}
 	go s.fusion.Sweeper(ctx, s.cfg.SweepEvery)
+	if s.cfg.OnListening != nil {
+		s.cfg.OnListening(s.Addrs())
+	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

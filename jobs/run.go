@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -20,14 +21,17 @@ import (
 
 // runJob takes one queued job through its kind into the review queue.
 func (s *Service) runJob(ctx context.Context, id string) {
-	if err := s.runJob1(ctx, id); err != nil {
+	var r ran
+	err := s.runJob1(ctx, id, &r)
+	if err != nil {
 		s.Fail(id, err)
 	}
+	s.observeRun(&r, err, ctx.Err() != nil)
 }
 
 var errSkip = errors.New("skip")
 
-func (s *Service) runJob1(ctx context.Context, id string) error {
+func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	var j *Job
 	var g *policy.Grant
 	var sc engine.Scope
@@ -86,6 +90,11 @@ func (s *Service) runJob1(ctx context.Context, id string) error {
 	}
 
 	s.changed.notify() // it runs now
+	r.kind, r.dev, r.start = j.Body.Kind, j.Body.Dev, time.Now()
+	if s.Observe != nil && !j.Body.Dev {
+		s.Observe.Started(j.Tenant, j.Body.Kind, j.Body.Started.Sub(j.Created))
+	}
+	ctx = launch.ForKind(ctx, j.Body.Kind)
 	k, err := s.kind(j.Body.Kind)
 	if err != nil {
 		return err

@@ -27,6 +27,8 @@ type Service struct {
 	box    *launch.Launcher
 	// Twins finds the released twins dev runs read; set before Start.
 	Twins Twins
+	// Observe, if set before Start, is told when jobs start and end (metrics).
+	Observe Observer
 
 	kinds    []Kind
 	sched    *scheduler
@@ -220,13 +222,13 @@ func (s *Service) List(ctx context.Context, p policy.Principal, grant, statuses 
 	return s.Where(ctx, p, f)
 }
 
-// Wait shows a job; with a wait, it long-polls: the answer comes when the job's status
-// changes or it is no longer queued or running, or when the wait (at most a minute) is up,
-// so that a client sees each change at once.
-func (s *Service) Wait(ctx context.Context, p policy.Principal, id string, wait time.Duration) (api.Job, error) {
+// Wait shows a job; with a wait, it long-polls: the answer comes when the job's status is
+// not seen (empty: its status when the request came), or is final, or when the wait (at
+// most a minute) is up. A job in review is waited through: the answer comes at the
+// reviewers' decision, so that a client following a job sees each change at once.
+func (s *Service) Wait(ctx context.Context, p policy.Principal, id, seen string, wait time.Duration) (api.Job, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	first := ""
 	for {
 		woken := s.changed.wait() // taken before reading, so that no change is missed
 		var j *Job
@@ -238,10 +240,10 @@ func (s *Service) Wait(ctx context.Context, p policy.Principal, id string, wait 
 		if err != nil {
 			return api.Job{}, err
 		}
-		if first == "" {
-			first = j.Status
+		if seen == "" {
+			seen = j.Status
 		}
-		if wait == 0 || j.Status != first || (j.Status != Queued && j.Status != Running) {
+		if wait == 0 || j.Status != seen || Final(j.Status) {
 			return j.API(), nil
 		}
 		select {
@@ -252,6 +254,12 @@ func (s *Service) Wait(ctx context.Context, p policy.Principal, id string, wait 
 			return api.Job{}, ctx.Err()
 		}
 	}
+}
+
+// Final reports whether a job in status can never change again.
+func Final(status string) bool {
+	_, moves := next[status]
+	return !moves
 }
 
 // broadcast wakes every waiter at once: wait returns a channel that notify closes.

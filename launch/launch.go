@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/platform"
@@ -27,6 +28,10 @@ type Launcher struct {
 	rt  *sandbox.Runtime // nil with process isolation
 	bin string
 	cfg platform.Config
+	// OnStart, if set, is told how long each sandbox took to start, and for a job of which
+	// kind (ForKind; "" for none), for the operator's metrics.
+	OnStart func(kind string, setup time.Duration)
+	probe   prober
 }
 
 // New prepares the isolation cfg asks for, or says why it cannot.
@@ -170,6 +175,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		if err != nil {
 			return sandbox.Usage{}, err
 		}
+		l.started(ctx, res)
 		return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
 	}
 	var mounts []sandbox.Mount
@@ -200,6 +206,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
+	l.started(ctx, res)
 	return res.Usage, statusError(res, l.cfg.LogRunnerOutput)
 }
 
@@ -210,7 +217,9 @@ func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string
 		return nil, fmt.Errorf("%w: custom jobs need container isolation", ErrUnavailable)
 	}
 	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
-	return l.rt.Run(ctx, spec, io.Discard)
+	res, err := l.rt.Run(ctx, spec, io.Discard)
+	l.started(ctx, res)
+	return res, err
 }
 
 // RunSpec runs a job of one of the runner's own kinds (he-score, model) with spec as its

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"net"
 	"path/filepath"
 	"time"
 
@@ -36,6 +37,23 @@ type Config struct {
 	// data values: for debugging on synthetic data only.
 	LogRunnerOutput bool
 	ScratchMB       int
+
+	// TLS of the TCP listeners (Listen, MetricsListen): a PEM certificate chain and its key,
+	// read again by ReloadTLS (veil serve: on SIGHUP). A listener on an address other than
+	// loopback is refused without them unless InsecureListen is set.
+	TLSCert, TLSKey string
+	InsecureListen  bool
+	// MetricsListen, when set, serves /metrics (and /healthz, /readyz) without a token on
+	// its own TCP address, for a Prometheus that holds no Veil token.
+	MetricsListen string
+	// MinFreeMB is the free space of the data directory's file system below which the
+	// daemon reports itself not ready (/readyz).
+	MinFreeMB int
+	// Version and Commit are the daemon's build, for GET /v1/version.
+	Version, Commit string
+	// OnListening, when set, is called by Serve with the addresses it listens on once every
+	// listener is up and the API answers on them (veil serve: systemd's READY=1).
+	OnListening func([]net.Addr)
 }
 
 // Defaults returns a Config with every default filled in for dataDir.
@@ -54,6 +72,7 @@ func Defaults(dataDir string) Config {
 		MaxResultByte: 64 << 20,
 		ScratchMB:     64,
 		SweepEvery:    30 * time.Second,
+		MinFreeMB:     1024,
 	}
 }
 

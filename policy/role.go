@@ -63,6 +63,7 @@ const (
 	ActRuntimeRead     Action = "runtime.read"
 	ActFeedbackSubmit  Action = "feedback.submit" // file data-quality feedback on a granted dataset
 	ActFeedbackRead    Action = "feedback.read"   // list feedback in scope; the dataset's provider also resolves
+	ActMetricsRead     Action = "metrics.read"    // the daemon's Prometheus metrics (names of tenants and datasets, no data)
 )
 
 var allowed = map[Action][]Role{
@@ -84,6 +85,7 @@ var allowed = map[Action][]Role{
 	ActRuntimeRead:     {Vendor, Operator, Reviewer, Authority},
 	ActFeedbackSubmit:  {Vendor},
 	ActFeedbackRead:    {Provider, Operator, Authority, Vendor},
+	ActMetricsRead:     {Operator},
 }
 
 // Allow reports whether p's role may perform a. It says nothing about which objects: tenant

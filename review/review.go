@@ -264,5 +264,6 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 	if err != nil {
 		return api.Job{}, err
 	}
+	s.jobs.Changed(j) // a vendor long-polling the job sees the decision at once
 	return j.API(), nil
 }

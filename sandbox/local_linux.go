@@ -27,6 +27,7 @@ func RunLocal(ctx context.Context, spec Spec, result io.Writer) (*Result, error)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	called := time.Now()
 	l := spec.Limits.withDefaults()
 	rpipe, wpipe, err := os.Pipe()
 	if err != nil {
@@ -57,6 +58,7 @@ func RunLocal(ctx context.Context, spec Spec, result io.Writer) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("start local job: %w", err)
 	}
+	setup := time.Since(called)
 	var o outcome
 	var kill sync.Once
 	stop := func(why *bool) {
@@ -118,5 +120,6 @@ wait:
 		Stdout:   stdout.Bytes(),
 		Stderr:   stderr.Bytes(),
 		Message:  message(status, l, o.exitCode),
+		Timing:   Timing{Start: setup},
 	}, nil
 }

@@ -149,6 +149,10 @@ type Result struct {
 	Message string
 }
 
+// Setup is the time from the call of Run until the job's process ran: the sandbox's own
+// cost (for the operator's metrics; it says nothing of the data).
+func (r *Result) Setup() time.Duration { return r.Timing.Prepare + r.Timing.Start + r.Timing.Handoff }
+
 const containerPrefix = "veil-"
 
 // Errors returned by this package; callers branch with errors.Is.

@@ -271,4 +271,16 @@ as auditor audit tail -n 12
 as auditor audit verify --key "$DATA/platform.pub"
 as auditor audit prove 3 --key "$DATA/platform.pub" | tail -1
 
+say "19. Operator: probes and metrics for monitoring"
+note "/healthz (alive) and /readyz (store, sandbox, disk) need no token and say only ok or not ready;"
+note "/metrics (Prometheus) is the operator's. Labels are route patterns, kinds, tenants, datasets: no data."
+SOCK=$DATA/veil.sock
+printf '%s$ curl --unix-socket %s http://veil/healthz%s\n' "$dim" "$SOCK" "$off"
+curl -fsS --unix-socket "$SOCK" http://veil/healthz
+printf '%s$ curl --unix-socket %s http://veil/readyz%s\n' "$dim" "$SOCK" "$off"
+curl -fsS --unix-socket "$SOCK" http://veil/readyz
+printf '%s$ curl -H "Authorization: Bearer $OPERATOR_TOKEN" --unix-socket %s http://veil/metrics | grep ...%s\n' "$dim" "$SOCK" "$off"
+curl -fsS -H "Authorization: Bearer $OP" --unix-socket "$SOCK" http://veil/metrics >"$WORK/metrics.txt"
+grep -E '^veil_(jobs|review_queue_outputs|budget_epsilon_remaining|audit_log_entries|job_duration_seconds_count)[{ ]' "$WORK/metrics.txt"
+
 say "Done. The daemon log is $WORK/daemon.log; the data directory is $DATA."

@@ -208,6 +208,10 @@ type Tx interface {
 	// Spends lists spends by grant, dataset or job (empty: any).
 	Spends(ctx context.Context, grant, dataset, job string) ([]Spend, error)
 
+	// LatestCheckpoint returns the audit log's newest signed checkpoint (ErrNotFound for
+	// none) without reading the others, for the metrics of every scrape.
+	LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error)
+
 	AddReview(ctx context.Context, r Review) error
 	Reviews(ctx context.Context, jobID string) ([]Review, error)
 

@@ -19,8 +19,9 @@ type config struct {
 }
 
 type profile struct {
-	Host  string `yaml:"host"`
-	Token string `yaml:"token"`
+	Host   string `yaml:"host"`
+	Token  string `yaml:"token"`
+	CAFile string `yaml:"ca_file,omitempty"` // the CA of an https:// host
 }
 
 func configPath() string {
@@ -137,6 +138,7 @@ func followLinks(path string) string {
 type profileView struct {
 	Name     string `json:"name"`
 	Host     string `json:"host"`
+	CAFile   string `json:"ca_file,omitempty"`
 	TokenSet bool   `json:"token_set"`
 	Current  bool   `json:"current"`
 	Config   string `json:"config"`
@@ -144,14 +146,14 @@ type profileView struct {
 
 func viewOf(c *config, name string) profileView {
 	p := c.Profiles[name]
-	return profileView{Name: name, Host: p.Host, TokenSet: p.Token != "", Current: c.Current == name, Config: configPath()}
+	return profileView{Name: name, Host: p.Host, CAFile: p.CAFile, TokenSet: p.Token != "", Current: c.Current == name, Config: configPath()}
 }
 
 func newConfigCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Manage CLI profiles (daemon address and token) in $VEIL_CONFIG or ~/.config/veil/config.yaml"}
 	var host string
 	set := &cobra.Command{
-		Use:   "set-profile NAME [--host ADDR] [--token T | --token - | --token-stdin | --token-file F]",
+		Use:   "set-profile NAME [--host ADDR] [--ca-file PEM] [--token T | --token - | --token-stdin | --token-file F]",
 		Short: "Save a profile and make it current (what is not given is kept from the profile's earlier version)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -169,6 +171,12 @@ func newConfigCmd() *cobra.Command {
 			}
 			if token != "" {
 				p.Token = token
+			}
+			if cmd.Flags().Changed("ca-file") {
+				// Absolute: the profile is used from other directories.
+				if p.CAFile, err = filepath.Abs(g.caFile); err != nil || g.caFile == "" {
+					p.CAFile = g.caFile
+				}
 			}
 			c.Profiles[args[0]] = p
 			c.Current = args[0]

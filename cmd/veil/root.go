@@ -24,6 +24,7 @@ type globals struct {
 	tokenFile  string
 	tokenStdin bool
 	profile    string
+	caFile     string
 	output     string
 	in         io.Reader
 	out        io.Writer
@@ -101,7 +102,8 @@ func newRoot() *cobra.Command {
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.host, "host", "", "daemon address: unix:///path/veil.sock or http://host:port (env VEIL_HOST)")
+	pf.StringVar(&g.host, "host", "", "daemon address: unix:///path/veil.sock or https://host:port (env VEIL_HOST)")
+	pf.StringVar(&g.caFile, "ca-file", "", "verify an https:// daemon against the CA certificates in this PEM file instead of the system's (env VEIL_CA_FILE)")
 	pf.StringVar(&g.token, "token", "", "bearer token, or - to read it from standard input (env VEIL_TOKEN)")
 	pf.StringVar(&g.tokenFile, "token-file", "", "read the bearer token from this file (mode 0600 or stricter)")
 	pf.BoolVar(&g.tokenStdin, "token-stdin", false, "read the bearer token from standard input")
@@ -149,8 +151,8 @@ func instrument(cmd *cobra.Command) {
 // defaultHost is where a daemon started with the default data directory listens.
 const defaultHost = "unix:///var/lib/veil/veil.sock"
 
-// connect resolves the daemon address and token: flag, then environment, then the config
-// file's profile, then the default socket. A token given with --token -, --token-stdin or
+// connect resolves the daemon address, token and CA file: flag, then environment, then the
+// config file's profile (its CA file only for its own host), then the default socket. A token given with --token -, --token-stdin or
 // --token-file counts as a flag.
 func connect() (*client.Client, error) {
 	host := g.host
@@ -164,7 +166,11 @@ func connect() (*client.Client, error) {
 	if token == "" {
 		token = os.Getenv("VEIL_TOKEN")
 	}
-	if host == "" || token == "" {
+	caFile := g.caFile
+	if caFile == "" {
+		caFile = os.Getenv("VEIL_CA_FILE")
+	}
+	if host == "" || token == "" || caFile == "" {
 		c, err := loadConfig()
 		if err != nil {
 			return nil, err
@@ -187,12 +193,19 @@ func connect() (*client.Client, error) {
 			if token == "" {
 				token = p.Token
 			}
+			if caFile == "" && host == p.Host {
+				caFile = p.CAFile
+			}
 		}
 	}
 	if host == "" {
 		host = defaultHost
 	}
-	c, err := client.New(host, token)
+	var opts []client.Option
+	if caFile != "" {
+		opts = append(opts, client.WithCAFile(caFile))
+	}
+	c, err := client.New(host, token, opts...)
 	if err != nil {
 		return nil, &exitError{exitUsage, err}
 	}

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
+	"os/signal"
+	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -85,9 +89,11 @@ func serveCommand() (*cobra.Command, *serveFlags) {
 		Short: "Run the daemon: the HTTP API on a Unix socket (and optionally TCP)",
 		Long: `Run the daemon: the HTTP API on a Unix socket (and optionally TCP).
 
-Under systemd (Type=notify, see deploy/veil.service) it reports READY=1 once the API
-answers on its socket, STOPPING=1 when it begins a graceful shutdown, and, with
-WatchdogSec=, WATCHDOG=1 only while the API keeps answering.`,
+Under systemd (Type=notify, see deploy/veil.service) it reports READY=1 once every
+listener is up, STOPPING=1 when it begins a graceful shutdown, and, with WatchdogSec=,
+WATCHDOG=1 only while the API keeps answering on its socket. With --tls-cert, SIGHUP reads
+the certificate and key again: new connections get the new certificate, open ones keep
+theirs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := sf.config()
@@ -102,13 +108,19 @@ WatchdogSec=, WATCHDOG=1 only while the API keeps answering.`,
 			// Taken before anything starts, so that no child process inherits the socket.
 			sd := newNotifier()
 			ctx := cmd.Context()
+			bi, _ := debug.ReadBuildInfo()
+			v := buildVersion(version, commit, bi)
+			c.Version, c.Commit = v.Version, v.Commit
+			listening := make(chan []net.Addr, 1)
+			c.OnListening = func(addrs []net.Addr) { listening <- addrs }
 			s, err := daemon.New(ctx, c, logger)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			served := make(chan struct{})
-			go sd.follow(ctx, served, c.Socket, logger)
+			go sd.follow(ctx, listening, served, c.Socket, logger)
+			go reloadOnHangup(ctx, s, logger)
 			err = s.Serve(ctx)
 			close(served)
 			return err
@@ -130,23 +142,53 @@ WatchdogSec=, WATCHDOG=1 only while the API keeps answering.`,
 	f.StringSliceVar(&sf.overdue, "overdue", nil, "what an overdue grant review stage decides, e.g. --overdue authority=reject (default: approve)")
 	f.BoolVar(&sf.logJSON, "log-json", false, "write logs as JSON")
 	f.BoolVar(&cfg.LogRunnerOutput, "log-runner-output", false, "log the runner's stderr of failed jobs (it can contain data values: debugging on synthetic data only)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve TLS on --listen and --metrics-listen with this PEM certificate (chain); read again on SIGHUP")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "the PEM private key of --tls-cert")
+	f.BoolVar(&cfg.InsecureListen, "insecure-listen", false, "allow --listen or --metrics-listen on an address other than loopback without TLS (behind a TLS-terminating proxy only)")
+	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve /metrics, /healthz and /readyz without a token on this TCP address, e.g. 127.0.0.1:9470")
+	f.IntVar(&cfg.MinFreeMB, "min-free-mb", cfg.MinFreeMB, "free space (MiB) of the data directory's file system below which /readyz answers not ready")
 	return cmd, sf
 }
 
-// readyPoll is how often veil serve asks its own socket whether the API answers yet.
-const readyPoll = 20 * time.Millisecond
+// reloadOnHangup reads the TLS certificate again on each SIGHUP until ctx ends; a failed
+// reload keeps the certificate the daemon had. (Without TLS a SIGHUP is logged and ignored,
+// rather than ending the daemon as it would by default.)
+func reloadOnHangup(ctx context.Context, s *daemon.Server, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := s.ReloadTLS(); err != nil {
+				logger.Warn("SIGHUP: no TLS certificate was reloaded", "err", err)
+			}
+		}
+	}
+}
 
-// follow tells systemd how the daemon is doing: READY=1 once the API answers on its socket
-// (the daemon has no hook to say it listens, so the socket is asked), WATCHDOG=1 while it
-// keeps answering, STOPPING=1 when ctx ends and the graceful shutdown begins. It returns
-// when served is closed (Serve returned).
-func (n *notifier) follow(ctx context.Context, served <-chan struct{}, socket string, logger *slog.Logger) {
+// follow tells systemd how the daemon is doing: READY=1 once Serve says its listeners are up
+// (after crash recovery), WATCHDOG=1 while the API keeps answering on its socket, STOPPING=1
+// when ctx ends and the graceful shutdown begins. It returns when served is closed (Serve
+// returned).
+func (n *notifier) follow(ctx context.Context, listening <-chan []net.Addr, served <-chan struct{}, socket string, logger *slog.Logger) {
 	if !n.enabled() {
 		return
 	}
+	select {
+	case <-ctx.Done():
+		n.send("STOPPING=1", logger)
+		return
+	case <-served:
+		return
+	case <-listening:
+	}
+	n.send("READY=1\nSTATUS=serving on "+socket, logger)
 	c, err := client.New("unix://"+socket, "")
 	if err != nil {
-		logger.Error("systemd notify: cannot ask the socket", "err", err)
+		logger.Error("systemd watchdog: cannot ask the socket", "err", err)
 		return
 	}
 	answers := func(timeout time.Duration) bool {
@@ -155,19 +197,6 @@ func (n *notifier) follow(ctx context.Context, served <-chan struct{}, socket st
 		_, err := c.PlatformKey(actx)
 		return err == nil
 	}
-	tick := time.NewTicker(readyPoll)
-	defer tick.Stop()
-	for !answers(time.Second) {
-		select {
-		case <-ctx.Done():
-			n.send("STOPPING=1", logger)
-			return
-		case <-served:
-			return
-		case <-tick.C:
-		}
-	}
-	n.send("READY=1\nSTATUS=serving on "+socket, logger)
 	var watchdog <-chan time.Time
 	if n.watchdog > 0 {
 		// Half the interval, as sd_watchdog_enabled(3) advises; a ping only when the API

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/internal/testcert"
 )
 
 // serveConfig parses veil serve's flags and returns the daemon Config they make.
@@ -37,6 +41,8 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"workers": "7", "approvals": "2", "isolation": "process", "job-memory-mb": "333",
 		"scratch-mb": "99", "job-threads": "3", "job-timeout": "17s", "job-pids": "77",
 		"review-deadline": "5h", "overdue": "authority=reject", "log-runner-output": "true",
+		"tls-cert": "/etc/veil/tls.crt", "tls-key": "/etc/veil/tls.key", "insecure-listen": "true",
+		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7",
 	}
 	notConfig := map[string]bool{"log-json": true} // how the log is written, not the daemon's config
 	cmd, _ := serveCommand()
@@ -170,5 +176,108 @@ func TestNotifierHidesSocket(t *testing.T) {
 	t.Setenv("WATCHDOG_PID", "1")
 	if n := newNotifier(); n.watchdog != 0 {
 		t.Errorf("watchdog for pid 1 taken: %+v", n)
+	}
+}
+
+// syncBuffer is a log both the daemon's process and the test touch.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeTLSReloadOnHangup runs veil serve with TLS on loopback through the binary: the
+// CLI reaches it with --ca-file, and after the certificate files are replaced a SIGHUP makes
+// new connections get the new certificate.
+func TestServeTLSReloadOnHangup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a daemon")
+	}
+	parent, err := os.MkdirTemp("", "veil-tls-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	os.Chmod(parent, 0o711)
+	data := filepath.Join(parent, "data")
+	out, err := runVeil(t, "init", "--data-dir", data)
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	token := lines[len(lines)-1]
+	ca, err := testcert.NewCA(parent, "veil test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(parent, "tls.crt"), filepath.Join(parent, "tls.key")
+	first, err := ca.Server("veil one", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isolation := "container"
+	if os.Geteuid() != 0 {
+		isolation = "process"
+	}
+	cmd := veilBinary(t, "serve", "--data-dir", data, "--isolation", isolation, "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	listening := regexp.MustCompile(`msg=listening addr=(127\.0\.0\.1:\d+) tls=true`)
+	var addr string
+	for deadline := time.Now().Add(60 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("veil serve did not listen with TLS; its log:\n%s", logs.String())
+	}
+	if got, err := ca.Presented(addr); err != nil || !got.Equal(first) {
+		t.Fatalf("presented %v (%v), want %s", got, err, first.Subject)
+	}
+	if out, err := runVeil(t, "--host", "https://"+addr, "--ca-file", ca.File, "--token", token, "whoami"); err != nil || !strings.Contains(out, "operator") {
+		t.Fatalf("veil whoami over TLS with --ca-file: %v\n%s", err, out)
+	}
+	if _, err := runVeil(t, "--host", "https://"+addr, "--token", token, "whoami"); exitCode(err, true) != exitUnavailable {
+		t.Errorf("veil whoami over TLS without the CA: %v, want exit %d (the certificate is not trusted)", err, exitUnavailable)
+	}
+
+	second, err := ca.Server("veil two", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var got *x509.Certificate
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got, err = ca.Presented(addr); err == nil && got.Equal(second) {
+			break
+		}
+	}
+	if got == nil || !got.Equal(second) {
+		t.Fatalf("after SIGHUP: presented %v (%v), want %s; log:\n%s", got, err, second.Subject, logs.String())
+	}
+	if !strings.Contains(logs.String(), "TLS certificate reloaded") {
+		t.Errorf("the reload is not in the log:\n%s", logs.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("veil serve after SIGTERM: %v; its log:\n%s", err, logs.String())
 	}
 }

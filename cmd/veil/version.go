@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // the "duckdb" driver: the linked library is asked its version
 	_ "github.com/mattn/go-sqlite3"    // the "sqlite3" driver: the store's library
@@ -44,6 +45,32 @@ type versionInfo struct {
 	SQLite     string            `json:"sqlite"`
 	Libseccomp string            `json:"libseccomp"`
 	Modules    map[string]string `json:"modules"`
+	Daemon     daemonVersion     `json:"daemon"` // the daemon the CLI talks to (--host, the profile)
+}
+
+// daemonVersion is what the daemon says of its build, or why it could not be asked.
+type daemonVersion struct {
+	Version string `json:"version,omitempty"`
+	Commit  string `json:"commit,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// daemonVersionTimeout bounds the question: veil version must answer without a daemon.
+const daemonVersionTimeout = 3 * time.Second
+
+// askDaemonVersion asks the daemon the CLI is configured for its version.
+func askDaemonVersion(ctx context.Context) daemonVersion {
+	c, err := connect()
+	if err != nil {
+		return daemonVersion{Error: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, daemonVersionTimeout)
+	defer cancel()
+	v, err := c.Version(ctx)
+	if err != nil {
+		return daemonVersion{Error: err.Error()}
+	}
+	return daemonVersion{Version: v.Version, Commit: v.Commit}
 }
 
 // buildVersion is Veil's own version: the stamped one, else the module version (go
@@ -105,7 +132,7 @@ func libraryVersion(ctx context.Context, driver, dsn, query string) string {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Show Veil's version and commit, and the versions of Go, DuckDB, SQLite, runc, libseccomp, lattigo and the DP library in this binary",
+		Short: "Show Veil's version and commit, the versions of Go, DuckDB, SQLite, runc, libseccomp, lattigo and the DP library in this binary, and the daemon's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bi, _ := debug.ReadBuildInfo()
@@ -128,7 +155,15 @@ func newVersionCmd() *cobra.Command {
 			if v.Modified {
 				c += " (modified)"
 			}
-			pairs := []string{"veil", v.Version, "commit", c, "go", v.Go + " " + v.Platform, "duckdb", v.DuckDB, "sqlite", v.SQLite, "libseccomp", v.Libseccomp}
+			v.Daemon = askDaemonVersion(cmd.Context())
+			d := v.Daemon.Version
+			switch {
+			case v.Daemon.Error != "":
+				d = "unknown: " + v.Daemon.Error
+			case v.Daemon.Commit != "":
+				d += " (commit " + v.Daemon.Commit + ")"
+			}
+			pairs := []string{"veil", v.Version, "commit", c, "go", v.Go + " " + v.Platform, "duckdb", v.DuckDB, "sqlite", v.SQLite, "libseccomp", v.Libseccomp, "daemon", d}
 			for _, m := range versionModules {
 				if ver, ok := v.Modules[m.name]; ok {
 					pairs = append(pairs, m.name, strings.TrimSpace(m.path+" "+ver))

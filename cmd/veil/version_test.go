@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/veil-dp/veil/daemon"
 )
 
 func TestBuildVersion(t *testing.T) {
@@ -73,5 +80,48 @@ func TestVersionCommand(t *testing.T) {
 		if !strings.HasPrefix(v.Modules[m], "v") {
 			t.Errorf("module %s: version %q", m, v.Modules[m])
 		}
+	}
+}
+
+// TestVersionShowsDaemon: veil version asks the daemon it is configured for its version, and
+// says why not when there is none, without failing.
+func TestVersionShowsDaemon(t *testing.T) {
+	dir, err := os.MkdirTemp("", "veil-version-") // short: socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := daemon.Defaults(dir)
+	cfg.Isolation, cfg.Version, cfg.Commit = "process", "v1.2.3-test", "c0ffee"
+	tok, err := daemon.Init(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := "unix://" + cfg.Socket
+	var v versionInfo
+	out, err := runVeil(t, "--host", host, "--token", tok, "-o", "json", "version")
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Daemon.Error == "" || v.Daemon.Version != "" {
+		t.Fatalf("version without a daemon: %v\n%s (want exit 0 and why the daemon was not asked)", err, out)
+	}
+
+	listening := make(chan []net.Addr, 1)
+	cfg.OnListening = func(a []net.Addr) { listening <- a }
+	srv, err := daemon.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-listening
+	out, err = runVeil(t, "--host", host, "--token", tok, "-o", "json", "version")
+	v = versionInfo{}
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Daemon != (daemonVersion{Version: "v1.2.3-test", Commit: "c0ffee"}) {
+		t.Fatalf("version with a daemon: %v\n%s", err, out)
+	}
+	if out, _ := runVeil(t, "--host", host, "--token", tok, "version"); !strings.Contains(out, "v1.2.3-test (commit c0ffee)") {
+		t.Errorf("the table does not show the daemon's version:\n%s", out)
 	}
 }

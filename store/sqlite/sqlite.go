@@ -475,6 +475,12 @@ func (t *txn) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 	}, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
 }
 
+func (t *txn) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error) {
+	var c audit.Checkpoint
+	err := t.tx.QueryRowContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&c.Size, &c.Note)
+	return c, wrap(err, "latest audit checkpoint")
+}
+
 func contiguous(idx []int64) bool {
 	if len(idx) < 2 {
 		return false
