@@ -145,7 +145,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, len(s.listeners))
 	for _, l := range s.listeners {
-		hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		// Headers are bounded (64 KiB, the request line and its query included) like
+		// bodies are; net/http answers 431 beyond.
+		hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		s.httpSrv = append(s.httpSrv, hs)
 		go func() {
 			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -18,7 +18,7 @@ const (
 
 // uploadBlob takes a vendor's public key bundle or encrypted model for he-score jobs.
 func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	body, err := readUpload(r, maxBlobBytes, "upload")
+	body, err := readBody(r, "upload")
 	if err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 
 // uploadProgram takes a vendor's program for custom jobs.
 func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	body, err := readUpload(r, maxProgramBytes, "program")
+	body, err := readBody(r, "program")
 	if err != nil {
 		return err
 	}
