@@ -110,12 +110,14 @@ func TestStrictRequests(t *testing.T) {
 		t.Fatalf("refused requests made principals: %d before, %d after", len(before), len(after))
 	}
 
-	t.Run("oversize upload", func(t *testing.T) {
-		code, ae := e.raw("PUT", "/v1/programs", vendor, io.LimitReader(zeros{}, 256<<20+1), nil)
-		if code != 413 || ae.Kind != "too_large" || !strings.Contains(ae.Error, "256 MiB") {
-			t.Fatalf("%d %s %q", code, ae.Kind, ae.Error)
-		}
-	})
+	for _, path := range []string{"/v1/programs", "/v1/blobs"} {
+		t.Run("oversize upload "+path, func(t *testing.T) {
+			code, ae := e.raw("PUT", path, vendor, io.LimitReader(zeros{}, 256<<20+1), nil)
+			if code != 413 || ae.Kind != "too_large" || !strings.Contains(ae.Error, "256 MiB") {
+				t.Fatalf("%d %s %q", code, ae.Kind, ae.Error)
+			}
+		})
+	}
 	t.Run("two tokens", func(t *testing.T) {
 		code, ae := e.raw("GET", "/v1/whoami", vendor, nil, http.Header{"Authorization": {"Bearer " + op}})
 		if code != 401 || ae.Kind != "unauthenticated" || !strings.Contains(ae.Error, "more than one Authorization") {

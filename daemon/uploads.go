@@ -5,13 +5,13 @@ import (
 	"net/http"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/kinds/hescore"
 	"github.com/veil-dp/veil/policy"
 )
 
 const (
-	// maxBlobBytes bounds an he upload: a public bundle is about 27 MB, an encrypted model of
-	// 16 features about 36 MB.
-	maxBlobBytes = 256 << 20
+	// maxBlobBytes bounds an he upload (hescore reads them back with the same bound).
+	maxBlobBytes = hescore.MaxUpload
 	// maxProgramBytes bounds a custom job's program.
 	maxProgramBytes = 256 << 20
 )
