@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -85,6 +86,7 @@ func (s *Server) authed(fn handler, act policy.Action, maxBody int64) http.Handl
 			err = fn(w, r, p)
 		}
 		if err != nil {
+			s.noteRefusal(r, p, act, err)
 			code, kind := status(err)
 			msg := err.Error()
 			if code == http.StatusInternalServerError {
@@ -108,4 +110,19 @@ func (s *Server) authenticate(r *http.Request) (policy.Principal, error) {
 		tok = ""
 	}
 	return s.principals.Authenticate(r.Context(), tok)
+}
+
+// noteRefusal has a refused authentication or authorization audited (coalesced): by the
+// route's action, or its pattern when the handler decides who may.
+func (s *Server) noteRefusal(r *http.Request, p policy.Principal, act policy.Action, err error) {
+	name := string(act)
+	if name == "" {
+		name = r.Pattern
+	}
+	switch {
+	case errors.Is(err, platform.ErrUnauthenticated):
+		s.refusals.Unauthenticated(source(r), name)
+	case errors.Is(err, policy.ErrForbidden):
+		s.refusals.Forbidden(p, name)
+	}
 }

@@ -51,6 +51,7 @@ type Server struct {
 	review     *review.Service
 	hescore    *hescore.Kind
 	custom     *custom.Kind
+	refusals   *platform.Refusals
 
 	httpSrv   []*http.Server
 	listeners []net.Listener
@@ -81,6 +82,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	}
 	s.rec = platform.NewRecorder(s.log, cfg.Clock)
 	s.principals = platform.NewPrincipals(db, s.rec)
+	s.refusals = platform.NewRefusals(db, s.rec, logger, cfg.RefusalWindow)
 	env := platform.Env{DB: db, Config: cfg, Rec: s.rec, Log: logger}
 	books := ledger.New(s.rec)
 	s.catalog = catalog.New(env)
@@ -147,7 +149,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, l := range s.listeners {
 		// Headers are bounded (64 KiB, the request line and its query included) like
 		// bodies are; net/http answers 431 beyond.
-		hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+		hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, ConnContext: peerContext}
 		s.httpSrv = append(s.httpSrv, hs)
 		go func() {
 			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -163,6 +165,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.slog.Error("sweep fused uploads", "err", err)
 	}
 	go s.fusion.Sweeper(ctx, s.cfg.SweepEvery)
+	go s.refusals.Run(ctx)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -171,6 +174,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	for _, hs := range s.httpSrv {
 		hs.Shutdown(sctx)
+	}
+	// The last window of refused requests is written once no request can add to it.
+	if err := s.refusals.Flush(sctx); err != nil {
+		s.slog.Error("audit refused requests", "err", err)
 	}
 	s.jobs.Drain(sctx)
 	s.slog.Info("stopped")

@@ -36,6 +36,9 @@ type Config struct {
 	// data values: for debugging on synthetic data only.
 	LogRunnerOutput bool
 	ScratchMB       int
+	// RefusalWindow is how long refused requests are counted before one audit entry per
+	// principal (or source) and action records them.
+	RefusalWindow time.Duration
 }
 
 // Defaults returns a Config with every default filled in for dataDir.
@@ -54,6 +57,7 @@ func Defaults(dataDir string) Config {
 		MaxResultByte: 64 << 20,
 		ScratchMB:     64,
 		SweepEvery:    30 * time.Second,
+		RefusalWindow: time.Minute,
 	}
 }
 
