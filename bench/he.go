@@ -110,7 +110,11 @@ func benchHE(ctx context.Context, o Options, file string, c heClients) ([]Figure
 			return nil, fmt.Errorf("bench he job ended %s: %s", j.Status, j.Message)
 		}
 		tHE := time.Since(start)
-		if _, err := c.rev.Decide(ctx, j.ID, "approve", ""); err != nil {
+		rv, err := c.rev.Review(ctx, j.ID)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.rev.Decide(ctx, j.ID, "approve", rv.Digest, ""); err != nil {
 			return nil, err
 		}
 		ex, err := c.vendor.Export(ctx, j.ID, "arrow")

@@ -166,19 +166,31 @@ func Stage(ctx context.Context, src []string, dir string) ([]string, string, err
 	return out, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// copyFile copies a registered file. What is copied is decided on the opened file, not on the
+// path checked before (which could have been swapped for a device or a FIFO since), and
+// bounded by the size it has when opened: a file that grows while it is copied is refused.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	st, err := in.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a readable regular file on the daemon's host", policy.ErrInvalid, filepath.Base(src))
+	}
 	// World-readable: the sandbox's unprivileged uid reads it through a read-only bind mount.
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	n, err := io.Copy(out, io.LimitReader(in, st.Size()+1))
+	if err == nil && n != st.Size() {
+		err = fmt.Errorf("%w: %s changed while it was copied; register it once it is complete", policy.ErrInvalid, filepath.Base(src))
+	}
+	if err != nil {
 		out.Close()
+		os.Remove(dst)
 		return err
 	}
 	if err := out.Sync(); err != nil {

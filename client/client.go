@@ -324,16 +324,18 @@ func (c *Client) Review(ctx context.Context, id string) (api.Review, error) {
 	return r, c.do(ctx, "GET", "/v1/reviews/"+url.PathEscape(id), nil, &r)
 }
 
-// Decide approves or rejects an output.
-func (c *Client) Decide(ctx context.Context, id, decision, reason string) (api.Job, error) {
+// Decide approves or rejects an output; digest names the output the reviewer saw
+// (Review.Digest), which an approval must give.
+func (c *Client) Decide(ctx context.Context, id, decision, digest, reason string) (api.Job, error) {
 	var j api.Job
-	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: decision, Reason: reason}, &j)
+	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.DecideOutput{Decision: decision, Digest: digest, Reason: reason}, &j)
 }
 
-// Override approves an output despite its disclosure findings; the reason is recorded.
-func (c *Client) Override(ctx context.Context, id, reason string) (api.Job, error) {
+// Override approves the output named by digest despite its disclosure findings; the reason
+// is recorded.
+func (c *Client) Override(ctx context.Context, id, digest, reason string) (api.Job, error) {
 	var j api.Job
-	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.Decide{Decision: "approve", Reason: reason, Override: true}, &j)
+	return j, c.do(ctx, "POST", "/v1/reviews/"+url.PathEscape(id), api.DecideOutput{Decision: "approve", Digest: digest, Reason: reason, Override: true}, &j)
 }
 
 // UploadFusion uploads the vendor's own table (CSV or Parquet) for one of its grants; key is

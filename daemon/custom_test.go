@@ -116,13 +116,13 @@ func TestCustomJobs(t *testing.T) {
 	if !rules["row_count"] || !rules["copied_column"] || len(rv.Files) != 1 || rv.Files[0].Name != "rows.csv" {
 		t.Fatalf("findings on a copy of the input: %+v files %+v", rv.Mechanism.Custom.Findings, rv.Files)
 	}
-	if _, err := rev.Decide(ctx, j.ID, "approve", ""); kindOf(err) != "conflict" || !strings.Contains(err.Error(), "override") {
+	if _, err := rev.Decide(ctx, j.ID, "approve", rv.Digest, ""); kindOf(err) != "conflict" || !strings.Contains(err.Error(), "override") {
 		t.Fatalf("approval without override: %v", err)
 	}
-	if _, err := rev.Override(ctx, j.ID, ""); kindOf(err) != "invalid" {
+	if _, err := rev.Override(ctx, j.ID, rv.Digest, ""); kindOf(err) != "invalid" {
 		t.Fatalf("override without reason: %v", err)
 	}
-	if _, err := rev.Override(ctx, j.ID, "test fixture, synthetic data"); err != nil {
+	if _, err := rev.Override(ctx, j.ID, rv.Digest, "test fixture, synthetic data"); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := auditor.AuditRecords(ctx, 0, 1000, false)
@@ -166,7 +166,7 @@ func TestCustomJobs(t *testing.T) {
 	if len(rv.Mechanism.Custom.Findings) != 0 || len(rv.Files) != 2 {
 		t.Fatalf("a safe aggregate was flagged: %+v files %+v", rv.Mechanism.Custom.Findings, rv.Files)
 	}
-	if _, err := rev.Decide(ctx, j.ID, "approve", ""); err != nil {
+	if _, err := rev.Decide(ctx, j.ID, "approve", rv.Digest, ""); err != nil {
 		t.Fatal(err)
 	}
 }

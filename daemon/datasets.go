@@ -37,7 +37,7 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	q := r.URL.Query()
 	out, err := s.fusion.Upload(r.Context(), p, r.PathValue("id"), r.PathValue("name"), q.Get("key"), q.Get("match"),
-		func() ([]byte, error) { return readUpload(r, maxFusionBytes, "upload") })
+		func() ([]byte, error) { return readBody(r, "upload") })
 	return reply(w, http.StatusCreated, out, err)
 }
 

@@ -7,9 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 
+	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/policy"
 )
+
+// ErrTooLarge is a request larger than its route accepts; it becomes 413.
+var ErrTooLarge = errors.New("too large")
+
+// maxJSONBody bounds the JSON body of every route but the uploads; the largest is a
+// dataset's schema.
+const maxJSONBody = 4 << 20
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -19,26 +28,50 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// readJSON is the one decoder of request bodies: bounded by the route's limit, and strict
+// (api.Decode), so that what runs is what the body says to anyone who reads it.
 func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", policy.ErrInvalid, err)
+	body, err := readBody(r, "request body")
+	if err != nil {
+		return err
 	}
-	if dec.More() {
-		return fmt.Errorf("%w: request body has trailing data", policy.ErrInvalid)
+	if err := api.Decode(body, v); err != nil {
+		return fmt.Errorf("%w: request body: %v", policy.ErrInvalid, err)
 	}
 	return nil
 }
 
-// readUpload reads a request body bounded by the route's limit, saying so when it is hit.
-func readUpload(r *http.Request, limit int64, what string) ([]byte, error) {
+// readBody reads a request body through the route's MaxBytesReader, saying so when its limit
+// is hit.
+func readBody(r *http.Request, what string) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	var mb *http.MaxBytesError
 	if errors.As(err, &mb) {
-		return nil, fmt.Errorf("%w: the %s is larger than %d MiB", policy.ErrInvalid, what, limit>>20)
+		return nil, fmt.Errorf("%w: the %s is larger than %s, the limit of %s %s", ErrTooLarge, what, size(mb.Limit), r.Method, r.Pattern)
 	}
 	return body, err
+}
+
+func size(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// checkQuery refuses a query string that does not parse, or that gives a parameter twice:
+// which of two values a handler, a proxy or a log takes is not the same everywhere.
+func checkQuery(r *http.Request) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%w: the query string does not parse: separate parameters with '&' and escape their values", policy.ErrInvalid)
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			return fmt.Errorf("%w: query parameter %.40q is given %d times; give it once", policy.ErrInvalid, k, len(vs))
+		}
+	}
+	return nil
 }
 
 // reply writes out with code, unless err.

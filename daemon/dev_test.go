@@ -70,7 +70,7 @@ func TestDevEnvironment(t *testing.T) {
 			t.Fatalf("age not generalized to a 5-year band: %v", age)
 		}
 	}
-	if _, err := rev.Decide(ctx, tj.ID, "approve", ""); err != nil {
+	if _, err := approve(t, rev, tj.ID); err != nil {
 		t.Fatal(err)
 	}
 

@@ -3,8 +3,10 @@
 // kinds to statuses (errors.go), thin handlers that call the packages below, and the wiring
 // of those packages (New), including the registration of the job kinds.
 //
-// Invariants: every request is authenticated and checked against its principal's role; a
-// body is bounded and decoded strictly; an internal error reaches the caller as "internal
+// Invariants: every request is authenticated and checked against its principal's role, and
+// every refusal of either is audited (coalesced); a body, its headers and its query are
+// bounded and decoded strictly by one decoder (api.Decode: no key twice, none in another
+// case, none unknown, at any level); an internal error reaches the caller as "internal
 // error", its details only the operator's log.
 //
 // Package daemon holds no business rule of its own: grants, jobs, gates, the ledger, the

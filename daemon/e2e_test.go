@@ -339,7 +339,7 @@ func TestLifeOfAJob(t *testing.T) {
 			t.Fatalf("count %v not rounded to 5", n)
 		}
 	}
-	if _, err := rev1.Decide(ctx, j.ID, "approve", ""); err != nil {
+	if _, err := rev1.Decide(ctx, j.ID, "approve", rv.Digest, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rival.Export(ctx, j.ID, "csv"); kindOf(err) != "not_found" {

@@ -21,6 +21,8 @@ func status(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, policy.ErrForbidden):
 		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, policy.ErrInvalid), errors.Is(err, engine.ErrRefused):
 		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, policy.ErrConflict), errors.Is(err, store.ErrConflict):

@@ -103,7 +103,7 @@ func (e *heEnv) score(grant string, job api.HEScore, dpo *api.DPOptions, format 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.rev.Decide(ctx, j.ID, "approve", ""); err != nil {
+	if _, err := approve(e.t, e.rev, j.ID); err != nil {
 		e.t.Fatal(err)
 	}
 	if _, err := e.acme.Export(ctx, j.ID, "csv"); kindOf(err) != "invalid" {

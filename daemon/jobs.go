@@ -81,7 +81,7 @@ func (s *Server) showReview(w http.ResponseWriter, r *http.Request, p policy.Pri
 }
 
 func (s *Server) decideReview(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	return answer(w, r, http.StatusOK, func(ctx context.Context, req api.Decide) (api.Job, error) {
+	return answer(w, r, http.StatusOK, func(ctx context.Context, req api.DecideOutput) (api.Job, error) {
 		return s.review.Decide(ctx, p, r.PathValue("id"), req)
 	})
 }

@@ -73,7 +73,7 @@ func (e *trainEnv) train(spec api.TrainSpec) (api.Review, [][]any) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.rev.Decide(ctx, j.ID, "approve", ""); err != nil {
+	if _, err := approve(e.t, e.rev, j.ID); err != nil {
 		e.t.Fatal(err)
 	}
 	return rv, rv.Rows

@@ -105,7 +105,7 @@ var operations = []operation{
 	{pattern: "POST /v1/dev/jobs/{id}/promote", id: "promoteDev", summary: "Submit a dev run's job unchanged to production.", code: 202, answer: api.Job{}},
 	{pattern: "GET /v1/reviews", id: "listReviews", summary: "Outputs waiting for review (reviewer).", code: 200, answer: []api.Job{}},
 	{pattern: "GET /v1/reviews/{id}", id: "showReview", summary: "What a reviewer needs to decide on an output (reviewer).", code: 200, answer: api.Review{}},
-	{pattern: "POST /v1/reviews/{id}", id: "decideReview", summary: "Approve or reject an output (reviewer).", body: api.Decide{}, code: 200, answer: api.Job{}},
+	{pattern: "POST /v1/reviews/{id}", id: "decideReview", summary: "Approve or reject an output, naming the digest of the output reviewed (reviewer).", body: api.DecideOutput{}, code: 200, answer: api.Job{}},
 	{pattern: "GET /v1/exports/{id}", id: "getExport", summary: "A released output in a format, with its signed certificate (vendor).", code: 200, answer: api.Export{},
 		query: []param{{name: "format", desc: "parquet (the default), csv, json, arrow; tar for a custom job's files", schema: map[string]any{"type": "string", "enum": []string{"", "parquet", "csv", "json", "arrow", "tar"}}}}},
 	{pattern: "GET /v1/budget", id: "showBudget", summary: "The privacy budgets the caller may see.", code: 200, answer: api.Budgets{}},
@@ -136,6 +136,7 @@ var errorKinds = []struct {
 	{403, "forbidden", "The caller's role or tenant does not allow it."},
 	{404, "not_found", "No such object, or not one the caller may see."},
 	{409, "conflict", "It conflicts with the current state, including an exhausted privacy budget."},
+	{413, "too_large", "The body or upload is larger than the route accepts."},
 	{500, "internal", "An internal error; the operator finds the details in the daemon's log."},
 	{503, "unavailable", "The daemon cannot do it now (no sandbox here, the store stopped taking writes)."},
 }
@@ -445,7 +446,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 // status is one an error kind gets.
 func TestErrorKindsDocumented(t *testing.T) {
 	kinds := []error{policy.ErrInvalid, engine.ErrRefused, platform.ErrUnauthenticated, policy.ErrForbidden, policy.ErrNotFound,
-		store.ErrNotFound, policy.ErrConflict, store.ErrConflict, launch.ErrUnavailable, errors.New("anything else")}
+		store.ErrNotFound, policy.ErrConflict, store.ErrConflict, launch.ErrUnavailable, ErrTooLarge, errors.New("anything else")}
 	got := map[int]string{}
 	for _, e := range kinds {
 		code, kind := status(e)

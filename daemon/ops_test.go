@@ -218,7 +218,7 @@ func TestMetricsAndRequestLogs(t *testing.T) {
 		}
 	}
 
-	if _, err := reviewer.Decide(ctx, j.ID, "approve", ""); err != nil {
+	if _, err := reviewer.Decide(ctx, j.ID, "approve", reviewedDigest(t, reviewer, j.ID), ""); err != nil {
 		t.Fatal(err)
 	}
 	_, body = e.raw("/metrics", opToken)
@@ -346,7 +346,7 @@ func TestLongPollThroughReview(t *testing.T) {
 		followed <- got
 	}()
 	time.Sleep(50 * time.Millisecond) // most likely, both wait now; the answers are the same if not
-	if _, err := reviewer.Decide(ctx, j.ID, "approve", ""); err != nil {
+	if _, err := reviewer.Decide(ctx, j.ID, "approve", reviewedDigest(t, reviewer, j.ID), ""); err != nil {
 		t.Fatal(err)
 	}
 	if a := <-polled; a.err != nil || a.code != 200 || !strings.Contains(string(a.body), `"status": "released"`) {
@@ -503,4 +503,14 @@ func TestListenRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reviewedDigest is the digest of the output a reviewer is shown, which an approval names.
+func reviewedDigest(t *testing.T, reviewer *client.Client, id string) string {
+	t.Helper()
+	rv, err := reviewer.Review(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rv.Digest
 }

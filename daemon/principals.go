@@ -25,5 +25,10 @@ func (s *Server) listPrincipals(w http.ResponseWriter, r *http.Request, p policy
 
 func (s *Server) revokePrincipal(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	out, err := s.principals.Revoke(r.Context(), p, r.PathValue("id"))
+	if err == nil {
+		// A revoked reviewer's approvals stop counting: releases that rested on them go
+		// back to review now (Export checks again at each download).
+		err = s.review.Reopen(r.Context(), out.ID)
+	}
 	return reply(w, http.StatusOK, out, err)
 }

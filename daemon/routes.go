@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 )
 
@@ -13,7 +16,9 @@ import (
 // the stage, and the audit routes).
 func (s *Server) Handler() http.Handler {
 	mux := newRouteMux()
-	h := func(pattern string, act policy.Action, fn handler) { mux.Handle(pattern, s.authed(fn, act, 16<<20)) }
+	h := func(pattern string, act policy.Action, fn handler) {
+		mux.Handle(pattern, s.authed(fn, act, maxJSONBody))
+	}
 	mux.Handle("PUT /v1/blobs", s.authed(s.uploadBlob, policy.ActJobSubmit, maxBlobBytes))
 	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, policy.ActJobSubmit, maxProgramBytes))
 	mux.Handle("PUT /v1/grants/{id}/fusion/{name}", s.authed(s.uploadFusion, policy.ActJobSubmit, maxFusionBytes))
@@ -76,7 +81,11 @@ type handler func(w http.ResponseWriter, r *http.Request, p policy.Principal) er
 func (s *Server) authed(fn handler, act policy.Action, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		p, err := s.authenticate(r)
+		err := checkQuery(r)
+		var p policy.Principal
+		if err == nil {
+			p, err = s.authenticate(r)
+		}
 		if err == nil && act != "" {
 			err = policy.Allow(p, act)
 		}
@@ -84,6 +93,7 @@ func (s *Server) authed(fn handler, act policy.Action, maxBody int64) http.Handl
 			err = fn(w, r, p)
 		}
 		if err != nil {
+			s.noteRefusal(r, p, act, err)
 			code, kind := status(err)
 			msg := err.Error()
 			if code == http.StatusInternalServerError {
@@ -98,9 +108,28 @@ func (s *Server) authed(fn handler, act policy.Action, maxBody int64) http.Handl
 }
 
 func (s *Server) authenticate(r *http.Request) (policy.Principal, error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		// A proxy may pass on the first and the daemon read the last, or the other way round.
+		return policy.Principal{}, fmt.Errorf("%w: the request has more than one Authorization header; send one", platform.ErrUnauthenticated)
+	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		tok = ""
 	}
 	return noteCaller(r)(s.principals.Authenticate(r.Context(), tok))
+}
+
+// noteRefusal has a refused authentication or authorization audited (coalesced): by the
+// route's action, or its pattern when the handler decides who may.
+func (s *Server) noteRefusal(r *http.Request, p policy.Principal, act policy.Action, err error) {
+	name := string(act)
+	if name == "" {
+		name = r.Pattern
+	}
+	switch {
+	case errors.Is(err, platform.ErrUnauthenticated):
+		s.refusals.Unauthenticated(source(r), name)
+	case errors.Is(err, policy.ErrForbidden):
+		s.refusals.Forbidden(p, name)
+	}
 }

@@ -52,6 +52,7 @@ type Server struct {
 	review     *review.Service
 	hescore    *hescore.Kind
 	custom     *custom.Kind
+	refusals   *platform.Refusals
 
 	metrics  *metrics.Registry
 	certs    *certs // nil without TLS
@@ -92,6 +93,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	s.box.OnStart = s.metrics.SandboxStarted
 	s.rec = platform.NewRecorder(s.log, cfg.Clock)
 	s.principals = platform.NewPrincipals(db, s.rec)
+	s.refusals = platform.NewRefusals(db, s.rec, logger, cfg.RefusalWindow)
 	env := platform.Env{DB: db, Config: cfg, Rec: s.rec, Log: logger}
 	books := ledger.New(s.rec)
 	s.catalog = catalog.New(env)
@@ -177,7 +179,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		s.listeners = append(s.listeners, l.l)
-		hs := &http.Server{Handler: l.handler, ReadHeaderTimeout: 10 * time.Second,
+		// Headers are bounded (64 KiB, the request line and its query included) like
+		// bodies are; net/http answers 431 beyond.
+		hs := &http.Server{Handler: l.handler, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, ConnContext: peerContext,
 			ErrorLog: slog.NewLogLogger(s.slog.Handler(), slog.LevelWarn)}
 		if l.tls {
 			hs.TLSConfig = s.certs.config()
@@ -206,6 +210,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.OnListening != nil {
 		s.cfg.OnListening(s.Addrs())
 	}
+	go s.refusals.Run(ctx)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -214,6 +219,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	for _, hs := range s.httpSrv {
 		hs.Shutdown(sctx)
+	}
+	// The last window of refused requests is written once no request can add to it.
+	if err := s.refusals.Flush(sctx); err != nil {
+		s.slog.Error("audit refused requests", "err", err)
 	}
 	s.jobs.Drain(sctx)
 	s.slog.Info("stopped")

@@ -5,20 +5,20 @@ import (
 	"net/http"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/kinds/hescore"
 	"github.com/veil-dp/veil/policy"
 )
 
 const (
-	// maxBlobBytes bounds an he upload: a public bundle is about 27 MB, an encrypted model of
-	// 16 features about 36 MB.
-	maxBlobBytes = 256 << 20
+	// maxBlobBytes bounds an he upload (hescore reads them back with the same bound).
+	maxBlobBytes = hescore.MaxUpload
 	// maxProgramBytes bounds a custom job's program.
 	maxProgramBytes = 256 << 20
 )
 
 // uploadBlob takes a vendor's public key bundle or encrypted model for he-score jobs.
 func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	body, err := readUpload(r, maxBlobBytes, "upload")
+	body, err := readBody(r, "upload")
 	if err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Pri
 
 // uploadProgram takes a vendor's program for custom jobs.
 func (s *Server) uploadProgram(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	body, err := readUpload(r, maxProgramBytes, "program")
+	body, err := readBody(r, "program")
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,12 @@ package gate
 import (
 	"bytes"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
+	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/output"
 )
 
@@ -38,8 +39,11 @@ func CheckCustom(files []output.File, inputs []SDCTable, inputRows, limit int64,
 	var findings []Finding
 	for _, f := range files {
 		if f.Name == "manifest.json" {
-			if err := json.Unmarshal(f.Data, &m); err != nil {
-				findings = append(findings, Finding{Output: f.Name, Rule: "manifest", Message: "manifest.json is not valid JSON; every output is treated as undeclared"})
+			// Strictly: the reviewer reads the manifest, and must read what the checks
+			// follow (a key given twice would be read one way by a person, the other way here).
+			if err := api.Decode(f.Data, &m); err != nil {
+				m = manifest{}
+				findings = append(findings, Finding{Output: f.Name, Rule: "manifest", Message: "manifest.json is not a valid manifest (" + err.Error() + "); every output is treated as undeclared"})
 			}
 			kinds[f.Name] = "manifest"
 		}
@@ -51,13 +55,14 @@ func CheckCustom(files []output.File, inputs []SDCTable, inputRows, limit int64,
 	if limit > 0 {
 		findings = append(findings, Finding{Output: "*", Rule: "row_level_limited", Message: fmt.Sprintf("the inputs exceed %d rows: the row-level check compared the first rows only", limit)})
 	}
+	cells := maxCSVCells // for all the CSV files together: parsing costs memory per cell
 	for _, f := range files {
 		if f.Name == "manifest.json" {
 			continue
 		}
 		var tbl *SDCTable
 		if strings.HasSuffix(f.Name, ".csv") {
-			t, err := parseCSV(f.Name, f.Data)
+			t, err := parseCSV(f.Name, f.Data, &cells)
 			if err != nil {
 				findings = append(findings, Finding{Output: f.Name, Rule: "not_a_table", Message: "the file ends in .csv but is not readable as CSV: " + err.Error()})
 			} else {
@@ -101,12 +106,27 @@ func CheckCustom(files []output.File, inputs []SDCTable, inputRows, limit int64,
 	return findings, kinds
 }
 
-func parseCSV(name string, data []byte) (*SDCTable, error) {
+// maxCSVCells bounds the cells the checks parse out of a custom output's CSV files.
+const maxCSVCells = 2_000_000
+
+// parseCSV parses a CSV output, taking its cells from *budget; a table beyond it is not
+// parsed (and so is a finding for the reviewer).
+func parseCSV(name string, data []byte, budget *int) (*SDCTable, error) {
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
-	recs, err := r.ReadAll()
-	if err != nil {
-		return nil, errors.New("malformed CSV")
+	var recs [][]string
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, errors.New("malformed CSV")
+		}
+		if *budget -= max(len(rec), 1); *budget < 0 {
+			return nil, fmt.Errorf("the CSV files hold more than %d cells, more than the checks parse; reduce the output to what is needed", maxCSVCells)
+		}
+		recs = append(recs, rec)
 	}
 	if len(recs) == 0 {
 		return &SDCTable{Name: name}, nil

@@ -32,7 +32,7 @@ func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) 
 		if j.Status != Dev {
 			return nil
 		}
-		meta, rec, err := LoadOutput(ctx, tx, id)
+		meta, rec, err := s.LoadOutput(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -45,7 +45,7 @@ func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) 
 		}
 		return nil
 	})
-	return out, err
+	return out, s.Note(ctx, p, "dev.show", err)
 }
 
 // Promote submits a dev run's job, unchanged, to production.

@@ -15,7 +15,8 @@ import (
 )
 
 // Job statuses. A job moves queued → running → review → released | rejected, or ends
-// failed or canceled; a dev run ends dev, its output shown at once.
+// failed or canceled; a dev run ends dev, its output shown at once. A released job goes back
+// to review when its approvals no longer count.
 const (
 	Queued   = "queued"
 	Running  = "running"
@@ -33,6 +34,9 @@ var next = map[string][]string{
 	Queued:  {Running, Failed, Canceled},
 	Running: {Review, Failed, Canceled},
 	Review:  {Review, Released, Rejected, Canceled, Dev},
+	// A release whose approvals no longer reach the quorum (a reviewer was revoked) goes
+	// back to review; it is not exported meanwhile.
+	Released: {Review},
 }
 
 // Move changes the job's status, if the state machine allows it.

@@ -76,10 +76,14 @@ func TestMove(t *testing.T) {
 			}
 		}
 	}
-	for _, final := range []string{Released, Rejected, Failed, Canceled, Dev} {
+	for _, final := range []string{Rejected, Failed, Canceled, Dev} {
 		if len(next[final]) > 0 {
 			t.Errorf("%s is final but moves on to %v", final, next[final])
 		}
+	}
+	// A release moves only back to review (its approvals no longer count), never elsewhere.
+	if got := next[Released]; len(got) != 1 || got[0] != Review {
+		t.Errorf("released moves on to %v, want only review", got)
 	}
 	// Exactly one of two racing moves out of review into a final status wins when each
 	// checks under the lock its caller holds (the store serializes writers the same way).

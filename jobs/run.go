@@ -5,9 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
-
-	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/engine"
@@ -116,14 +115,17 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 	if err != nil {
 		return err
 	}
-	meta := output.Meta{Mechanism: out.Mechanism, Datasets: versions, Rows: out.Record.NumRows()}
+	// The digest of what is stored goes into the job.gate entry; every later reader checks
+	// the stored bytes against that entry (LoadOutput), and approvals name it.
+	meta := output.Meta{Mechanism: out.Mechanism, Datasets: versions, Rows: out.Record.NumRows(), Digest: output.Digest(data)}
 	for _, f := range out.Record.Schema().Fields() {
 		meta.Columns = append(meta.Columns, f.Name)
 	}
-	metaJSON, err := json.Marshal(meta)
-	if err != nil {
-		return err
+	details := maps.Clone(out.Audit)
+	if details == nil {
+		details = map[string]string{}
 	}
+	details["output_sha256"] = meta.Digest
 	return s.DB.Update(context.Background(), func(tx store.Tx) error {
 		sj, err := tx.Job(ctx, id)
 		if err != nil {
@@ -135,6 +137,13 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 		}
 		if cur.Status != Running {
 			return nil
+		}
+		if meta.GateEntry, err = s.Rec.RecordAt(ctx, tx, platform.System, "job.gate", "job/"+id, details); err != nil {
+			return err
+		}
+		metaJSON, err := json.Marshal(meta)
+		if err != nil {
+			return err
 		}
 		if err := tx.PutOutput(ctx, store.Output{JobID: id, Data: data, Meta: metaJSON, Created: s.Rec.Now()}); err != nil {
 			return err
@@ -150,9 +159,6 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 		}
 		if out.Log != nil {
 			s.Log.Info("job gated", append([]any{"job", id}, out.Log...)...)
-		}
-		if err := s.Rec.Record(ctx, tx, platform.System, "job.gate", "job/"+id, out.Audit); err != nil {
-			return err
 		}
 		if cur.Body.Dev {
 			// A dev run's output is the vendor's at once; it never waits for review.
@@ -204,20 +210,6 @@ func (s *Service) Fail(id string, err error) {
 	if uerr != nil {
 		s.Log.Error("record job failure", "job", id, "err", uerr)
 	}
-}
-
-// LoadOutput reads a job's stored (protected) output and its metadata.
-func LoadOutput(ctx context.Context, tx store.Tx, id string) (output.Meta, arrow.RecordBatch, error) {
-	var meta output.Meta
-	o, err := tx.Output(ctx, id)
-	if err != nil {
-		return meta, nil, err
-	}
-	if err := json.Unmarshal(o.Meta, &meta); err != nil {
-		return meta, nil, err
-	}
-	rec, err := output.DecodeIPC(o.Data)
-	return meta, rec, err
 }
 
 // recover runs at start: the sandboxes of the previous run are destroyed and what kinds left

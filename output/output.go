@@ -2,6 +2,8 @@ package output
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -22,6 +24,18 @@ type Meta struct {
 	Columns   []string          `json:"columns"`
 	Rows      int64             `json:"rows"`
 	Datasets  map[string]string `json:"datasets"` // name → version the job read
+	// Digest is the sha256 of the stored stream (Digest), and GateEntry the index of the
+	// audit entry (job.gate) that recorded it when the gate produced the output. The entry,
+	// not this copy, is what stored bytes are checked against: the store can be written
+	// behind the daemon's back, the signed log cannot be without it showing.
+	Digest    string `json:"digest,omitempty"`
+	GateEntry int64  `json:"gate_entry,omitempty"`
+}
+
+// Digest names a stored output: "sha256:" and the hex SHA-256 of its bytes.
+func Digest(stored []byte) string {
+	h := sha256.Sum256(stored)
+	return "sha256:" + hex.EncodeToString(h[:])
 }
 
 // EncodeIPC is how a protected output is stored: one Arrow IPC stream.

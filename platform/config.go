@@ -54,6 +54,9 @@ type Config struct {
 	// OnListening, when set, is called by Serve with the addresses it listens on once every
 	// listener is up and the API answers on them (veil serve: systemd's READY=1).
 	OnListening func([]net.Addr)
+	// RefusalWindow is how long refused requests are counted before one audit entry per
+	// principal (or source) and action records them.
+	RefusalWindow time.Duration
 }
 
 // Defaults returns a Config with every default filled in for dataDir.
@@ -73,6 +76,7 @@ func Defaults(dataDir string) Config {
 		ScratchMB:     64,
 		SweepEvery:    30 * time.Second,
 		MinFreeMB:     1024,
+		RefusalWindow: time.Minute,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,6 +33,16 @@ type Provenance struct {
 	Released   time.Time           `json:"released"`
 	Exported   time.Time           `json:"exported"`
 	AuditIndex int64               `json:"audit_index"` // the audit entry of this export
+	// Output names the protected output the reviewers approved, as the gate produced it.
+	Output ProvenanceOutput `json:"output"`
+}
+
+// ProvenanceOutput names the protected output an export was encoded from: the sha256 of its
+// stored form, which the gate recorded in the audit entry at GateEntry and every approval
+// named. The export's own bytes are the statement's subject.
+type ProvenanceOutput struct {
+	SHA256    string `json:"sha256"`
+	GateEntry int64  `json:"gate_entry"`
 }
 
 // ProvenanceGrant names the grant and scenario.
@@ -53,12 +64,16 @@ type ProvenanceDataset struct {
 const PredicateType = "https://veil.dev/provenance/v1"
 
 // Export is a released output in format, with its signed certificate; the fetch is recorded
-// with the hash of the bytes it returns.
+// with the hash of the bytes it returns. What the release rested on is checked again as of
+// the download: the stored output is the one the gate produced and the reviewers approved,
+// the grant is active, the submitter not revoked, and the approvals of reviewers who still
+// are reach the quorum (else the job goes back to review).
 func (s *Service) Export(ctx context.Context, p policy.Principal, id, format string) (api.Export, error) {
 	if format == "" {
 		format = "parquet"
 	}
 	var out api.Export
+	var reopened error
 	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		j, err := jobs.Load(ctx, tx, p, id)
 		if err != nil {
@@ -67,7 +82,22 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 		if j.Status != jobs.Released {
 			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", policy.ErrConflict, j.ID, j.Status)
 		}
-		meta, rec, err := jobs.LoadOutput(ctx, tx, j.ID)
+		if err := s.authority(ctx, tx, j); err != nil {
+			return err
+		}
+		valid, dropped, err := counting(ctx, tx, j)
+		if err != nil {
+			return err
+		}
+		if len(valid) < s.Config.Approvals {
+			// Committed: the job waits in the queue again, and this download is refused.
+			reopened = s.reopen(ctx, tx, j, valid, dropped)
+			if !errors.Is(reopened, policy.ErrConflict) {
+				return reopened
+			}
+			return nil
+		}
+		meta, rec, err := s.jobs.LoadOutput(ctx, tx, j.ID)
 		if err != nil {
 			return err
 		}
@@ -98,7 +128,8 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 		}
 		prov := Provenance{Platform: s.key.VerifierKey(), Job: j.ID, Format: format, Rows: rec.NumRows(), Columns: meta.Columns,
 			Grant: ProvenanceGrant{ID: g.ID, Tenant: g.Tenant, Scenario: g.Scenario, Purpose: g.Purpose},
-			Query: j.Body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.Rec.Now()}
+			Query: j.Body.SQL, Mechanism: certMechanism(meta.Mechanism), Submitted: j.Created, Released: j.Updated, Exported: s.Rec.Now(),
+			Output: ProvenanceOutput{SHA256: meta.Digest, GateEntry: meta.GateEntry}}
 		for _, rv := range revs {
 			prov.Reviewers = append(prov.Reviewers, api.Decision{Reviewer: rv.Reviewer, Decision: rv.Decision, Reason: rv.Reason, At: rv.At})
 		}
@@ -118,9 +149,12 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 			return err
 		}
 		out = api.Export{Job: j.ID, Format: format, Data: data, Certificate: cert}
-		return s.Rec.Record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data)})
+		return s.Rec.Record(ctx, tx, p, "export.get", "job/"+j.ID, map[string]string{"format": format, "sha256": sha256hex(data), "output_sha256": meta.Digest})
 	})
-	return out, err
+	if err == nil && reopened != nil {
+		return api.Export{}, reopened
+	}
+	return out, s.jobs.Note(ctx, p, "export.get", err)
 }
 
 // certMechanism is the mechanism as a certificate states it: a custom output's findings by

@@ -3,6 +3,7 @@ package review
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode"
@@ -55,12 +56,12 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (api.
 				return err
 			}
 		}
-		meta, rec, err := jobs.LoadOutput(ctx, tx, j.ID)
+		meta, rec, err := s.jobs.LoadOutput(ctx, tx, j.ID)
 		if err != nil {
 			return err
 		}
 		defer rec.Release()
-		rv = api.Review{Job: j.API(), Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.Config.Approvals}
+		rv = api.Review{Job: j.API(), Digest: meta.Digest, Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.Config.Approvals}
 		if meta.Mechanism.Custom != nil {
 			rv.Files, rv.Columns = output.Files(rec), nil
 		} else {
@@ -86,7 +87,7 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (api.
 		}
 		return err
 	})
-	return rv, err
+	return rv, s.jobs.Note(ctx, p, "review.show", err)
 }
 
 // warnings lists what a reviewer should look at twice.
@@ -172,8 +173,11 @@ func tokenDistance(a, b []string) int {
 }
 
 // Decide records a reviewer's decision on an output: a rejection deletes it, the last
-// approval it needs releases it. A reviewer never decides on their own job, nor twice.
-func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req api.Decide) (api.Job, error) {
+// approval it needs releases it. A reviewer never decides on their own job, nor twice. An
+// approval names the digest of the output the reviewer saw, and counts only if the stored
+// output still is that one, the grant is still active and its submitter not revoked; the
+// quorum counts only approvals of reviewers who still are.
+func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req api.DecideOutput) (api.Job, error) {
 	if req.Decision != "approve" && req.Decision != "reject" {
 		return api.Job{}, fmt.Errorf("%w: decision must be approve or reject", policy.ErrInvalid)
 	}
@@ -183,7 +187,11 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 	if req.Override && (req.Decision != "approve" || strings.TrimSpace(req.Reason) == "") {
 		return api.Job{}, fmt.Errorf("%w: an override approves despite disclosure findings and needs a reason (--override --reason \"...\")", policy.ErrInvalid)
 	}
+	if req.Decision == "approve" && !digestRE.MatchString(req.Digest) {
+		return api.Job{}, fmt.Errorf("%w: an approval names the output it approves: give --digest sha256:... as `veil review show` prints it", policy.ErrInvalid)
+	}
 	var j *jobs.Job
+	var mismatch map[string]string // a digest the reviewer saw that is not the output's
 	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		var err error
 		if j, err = jobs.Load(ctx, tx, p, id); err != nil {
@@ -204,28 +212,38 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 				return fmt.Errorf("%w: you already reviewed job %s; another reviewer must decide", policy.ErrConflict, j.ID)
 			}
 		}
+		details := map[string]string{"reason": req.Reason}
 		if req.Decision == "approve" {
-			// An output with disclosure findings is released only by an explicit override,
-			// which the audit log records with its reason.
-			meta, rec, err := jobs.LoadOutput(ctx, tx, j.ID)
+			if err := s.authority(ctx, tx, j); err != nil {
+				return err
+			}
+			meta, rec, err := s.jobs.LoadOutput(ctx, tx, j.ID)
 			if err != nil {
 				return err
 			}
 			rec.Release()
+			if req.Digest != meta.Digest {
+				mismatch = map[string]string{"approved_sha256": req.Digest, "output_sha256": meta.Digest}
+				return fmt.Errorf("%w: you approve output %s, but the output of job %s is %s: show it again (veil review show %s) and decide on what it shows", policy.ErrConflict, req.Digest, j.ID, meta.Digest, j.ID)
+			}
+			details["output_sha256"] = meta.Digest
+			// An output with disclosure findings is released only by an explicit override,
+			// which the audit log records with its reason.
 			if c := meta.Mechanism.Custom; c != nil && len(c.Findings) > 0 {
 				if !req.Override {
 					return fmt.Errorf("%w: the output of job %s has %d disclosure findings; approve it only with --override --reason \"why it is safe\" (recorded in the audit log), or reject it", policy.ErrConflict, j.ID, len(c.Findings))
 				}
-				if err := s.Rec.Record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings))}); err != nil {
+				if err := s.Rec.Record(ctx, tx, p, "review.override", "job/"+j.ID, map[string]string{"reason": req.Reason, "findings": fmt.Sprint(len(c.Findings)), "output_sha256": meta.Digest}); err != nil {
 					return err
 				}
 				req.Reason = "override: " + req.Reason
+				details["reason"] = req.Reason
 			}
 		}
 		if err := tx.AddReview(ctx, store.Review{JobID: j.ID, Reviewer: p.ID, Decision: req.Decision, Reason: req.Reason, At: s.Rec.Now()}); err != nil {
 			return err
 		}
-		if err := s.Rec.Record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, map[string]string{"reason": req.Reason}); err != nil {
+		if err := s.Rec.Record(ctx, tx, p, "review."+req.Decision, "job/"+j.ID, details); err != nil {
 			return err
 		}
 		if req.Decision == "reject" {
@@ -242,6 +260,12 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 			}
 			return s.Rec.Record(ctx, tx, platform.System, "job.reject", "job/"+j.ID, nil)
 		}
+		// Earlier approvals count only if their reviewers still are reviewers.
+		valid, _, err := counting(ctx, tx, j)
+		if err != nil {
+			return err
+		}
+		j.Body.Approvals = valid
 		if !slices.Contains(j.Body.Approvals, p.ID) {
 			j.Body.Approvals = append(j.Body.Approvals, p.ID)
 		}
@@ -259,11 +283,28 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 		if err := j.Put(ctx, tx, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.Rec.Record(ctx, tx, platform.System, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.Body.Approvals, ",")})
+		return s.Rec.Record(ctx, tx, platform.System, "job.release", "job/"+j.ID, map[string]string{"approvals": strings.Join(j.Body.Approvals, ","), "output_sha256": details["output_sha256"]})
 	})
+	if mismatch != nil {
+		s.refusal(ctx, p, "review.digest_mismatch", id, mismatch)
+	}
 	if err != nil {
-		return api.Job{}, err
+		return api.Job{}, s.jobs.Note(ctx, p, "review."+req.Decision, err)
 	}
 	s.jobs.Changed(j) // a vendor long-polling the job sees the decision at once
 	return j.API(), nil
+}
+
+// digestRE is a digest as outputs are named.
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// refusal records, in a transaction of its own (the refused one rolled back), a refused
+// decision the audit log should hold.
+func (s *Service) refusal(ctx context.Context, p policy.Principal, action, job string, details map[string]string) {
+	err := s.DB.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		return s.Rec.Record(ctx, tx, p, action, "job/"+job, details)
+	})
+	if err != nil {
+		s.Log.Error("audit a refused decision", "action", action, "job", job, "err", err)
+	}
 }

@@ -22,6 +22,8 @@ as()   { local who=$1; shift; printf '%s[%s]$ veil %s%s\n' "$dim" "$who" "$*" "$
 refused() { local who=$1; shift; printf '%s[%s]$ veil %s%s\n' "$dim" "$who" "$*" "$off"
   if "$VEIL" --profile "$who" "$@"; then echo "demo: expected a refusal" >&2; exit 1; fi; }
 field() { awk -v k="$1:" '$1 == k { print $2 }'; }
+# digest JOB: the digest of an output as the reviewer saw it; an approval names it.
+digest() { "$VEIL" --profile reviewer review show "$1" | field digest; }
 
 if [ -d "$WORK" ] && [ -f "$WORK/daemon.pid" ]; then kill "$(cat "$WORK/daemon.pid")" 2>/dev/null || true; sleep 0.5; fi
 rm -rf "$WORK"; mkdir -p "$WORK"
@@ -112,9 +114,9 @@ as acme job show "$J2"
 say "9. Reviewer: sees the query, the grant, the mechanism, warnings and the output as it would leave"
 as reviewer review list
 as reviewer review show "$J"
-as reviewer review approve "$J"
+as reviewer review approve "$J" --digest "$(digest "$J")"
 as reviewer review show "$J2" | tail -14
-as reviewer review approve "$J2"
+as reviewer review approve "$J2" --digest "$(digest "$J2")"
 
 say "10. Vendor: fetch the export with its signed certificate; anyone can verify it offline"
 as acme export get "$J" -o "$WORK/wages.csv"
@@ -150,8 +152,8 @@ note "Hospitals have no public domain: which hospitals appear is decided by DP p
 JH=$("$VEIL" --profile acme job submit --grant "$GD" --wait --epsilon 0.5 --delta 1e-8 --max-rows 5 \
     --sql "SELECT hospital, COUNT(*) AS visits, MEDIAN(cost) AS median_cost FROM medical_visits GROUP BY hospital" | field job)
 as reviewer review show "$JD"
-as reviewer review approve "$JD"
-as reviewer review approve "$JH"
+as reviewer review approve "$JD" --digest "$(digest "$JD")"
+as reviewer review approve "$JH" --digest "$(digest "$JH")"
 as acme export get "$JD" -o "$WORK/district_costs.csv"
 cat "$WORK/district_costs.csv"
 note "What the vendor has left, and what the provider's dataset has given and spent:"
@@ -183,7 +185,7 @@ JHE=$("$VEIL" --profile acme job submit --grant "$GH" --wait --dataset social_in
     --model "$HE/model.enc" --public "$HE/public.bundle" | field job)
 note "The reviewer sees the years and their row counts, never a score:"
 as reviewer review show "$JHE"
-as reviewer review approve "$JHE"
+as reviewer review approve "$JHE" --digest "$(digest "$JHE")"
 as acme export get "$JHE" -o "$WORK/scores.arrow"
 note "Back on the vendor's machine, only its secret key opens the sums:"
 run he decrypt --secret "$HE/secret.key" --in "$WORK/scores.arrow"
@@ -207,7 +209,7 @@ SPEC
 cat "$WORK/linreg.yaml"
 JM=$("$VEIL" --profile acme job submit --grant "$GM" --wait --train "$WORK/linreg.yaml" | field job)
 as reviewer review show "$JM"
-as reviewer review approve "$JM" >/dev/null
+as reviewer review approve "$JM" --digest "$(digest "$JM")" >/dev/null
 as acme export get "$JM" -o "$WORK/pension_model.csv"
 cat "$WORK/pension_model.csv"
 
@@ -223,12 +225,12 @@ if [ "$ISOLATION" = container ]; then
   note "A program that copies its input rows out is flagged and cannot leave without a recorded override:"
   JC=$("$VEIL" --profile acme job submit --grant "$GC" --wait --runtime static --program bin/vendorprog-copy --datasets residents | field job)
   as reviewer review show "$JC" | grep -E "^(mechanism|FINDING|approvals)" | head -8
-  refused reviewer review approve "$JC"
+  refused reviewer review approve "$JC" --digest "$(digest "$JC")"
   as reviewer review reject "$JC" --reason "row-level data"
   note "A program that writes persons per district, rounded and with small groups left out, passes the checks:"
   JA=$("$VEIL" --profile acme job submit --grant "$GC" --wait --runtime static --program bin/vendorprog-aggregate --datasets residents | field job)
   as reviewer review show "$JA" | tail -12
-  as reviewer review approve "$JA" >/dev/null
+  as reviewer review approve "$JA" --digest "$(digest "$JA")" >/dev/null
   as acme export get "$JA" -o "$WORK/district_profile.tar"
   tar -tvf "$WORK/district_profile.tar"
 else
@@ -239,7 +241,7 @@ say "16. Development: vendors write jobs on a dev twin, then promote them unchan
 note "The provider builds a masked twin of residents (every column by its catalog rule); a reviewer releases it."
 TW=$("$VEIL" --profile civil dataset twin residents --masked --rows 500 | field job)
 as reviewer review show "$TW" | sed -n '1,4p;/output as it would be released/,+4p'
-as reviewer review approve "$TW" >/dev/null
+as reviewer review approve "$TW" --digest "$(digest "$TW")" >/dev/null
 note "A synthetic twin instead: rows drawn from DP marginals (district x sex kept jointly), spending ε=1 of the dataset's budget:"
 TS=$("$VEIL" --profile civil dataset synthesize residents --epsilon 1 --rows 300 --pair district,sex | field job)
 as reviewer review show "$TS" | sed -n '3,4p;/output as it would be released/,+3p'

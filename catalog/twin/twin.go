@@ -516,12 +516,12 @@ func (s *Service) File(ctx context.Context, dataset string) (string, error) {
 	}
 	var rec arrow.RecordBatch
 	err = s.DB.View(ctx, func(tx store.Tx) error {
-		_, r, err := jobs.LoadOutput(ctx, tx, best.ID)
+		_, r, err := s.jobs.LoadOutput(ctx, tx, best.ID)
 		rec = r
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", s.jobs.Note(ctx, platform.System, "twin.file", err)
 	}
 	defer rec.Release()
 	data, err := output.Encode(rec, "parquet")

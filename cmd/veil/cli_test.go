@@ -308,6 +308,16 @@ func wd(t *testing.T) string {
 	return d
 }
 
+// digest is the digest of a job's output as the reviewer's `review show` prints it.
+func (e *cliEnv) digest(job string) string {
+	e.t.Helper()
+	out, err := runVeil(e.t, "--host", e.host, "--token", e.tokens["reviewer"], "review", "show", job)
+	if err != nil {
+		e.t.Fatalf("review show %s: %v\n%s", job, err, out)
+	}
+	return field(e.t, out, "digest")
+}
+
 // approve has each stage of a grant's review approve it.
 func (e *cliEnv) approve(grant string, who ...string) {
 	e.t.Helper()
@@ -387,7 +397,7 @@ func TestCLI(t *testing.T) {
 	e.veil("review-list", "reviewer", "reviewer", "review", "list")
 	e.veil("review-show", "threshold", "reviewer", "review", "show", jt)
 	e.veil("review-approve", "refused-vendor", "acme", "review", "approve", jt)
-	e.veil("review-approve", "threshold", "reviewer", "review", "approve", jt)
+	e.veil("review-approve", "threshold", "reviewer", "review", "approve", jt, "--digest", e.digest(jt))
 
 	// Vendor: the export and its certificate.
 	exp := filepath.Join(e.dir, "income.csv")
@@ -417,7 +427,7 @@ func TestCLI(t *testing.T) {
 		"--sql", "SELECT district, COUNT(*) AS persons FROM residents GROUP BY district")
 	jd := field(t, out, "job")
 	e.veilNoisy("review-show", "dp", "reviewer", "review", "show", jd)
-	e.veil("review-approve", "dp", "reviewer", "review", "approve", jd)
+	e.veil("review-approve", "dp", "reviewer", "review", "approve", jd, "--digest", e.digest(jd))
 	e.veil("budget-show", "vendor", "acme", "budget", "show")
 	e.veil("budget-show", "provider", "civil", "budget", "show")
 	e.veil("budget-show", "rival", "rival", "budget", "show")
@@ -455,13 +465,13 @@ func TestCLI(t *testing.T) {
 		out = e.veil("job-submit", "custom", "acme", "job", "submit", "--grant", gc, "--wait", "--runtime", "static", "--program", prog, "--datasets", "residents")
 		jc := field(t, out, "job")
 		e.veil("review-show", "custom", "reviewer", "review", "show", jc)
-		e.veil("review-approve", "custom", "reviewer", "review", "approve", jc)
+		e.veil("review-approve", "custom", "reviewer", "review", "approve", jc, "--digest", e.digest(jc))
 	}
 
 	// Development: a masked twin, a dev run on it, its promotion.
 	out = e.veil("dataset-twin", "masked", "civil", "dataset", "twin", "residents", "--masked", "--rows", "1000")
 	tw := field(t, out, "job")
-	e.veil("review-approve", "twin", "reviewer", "review", "approve", tw)
+	e.veil("review-approve", "twin", "reviewer", "review", "approve", tw, "--digest", e.digest(tw))
 	out = e.veil("dev-run", "threshold", "acme", "dev", "run", "--grant", gt, "--sql", "SELECT district, COUNT(*) AS persons FROM residents GROUP BY district ORDER BY district")
 	jv := field(t, out, "job")
 	e.veil("dev-show", "threshold", "acme", "dev", "show", jv)

@@ -55,6 +55,7 @@ var exitKinds = []struct {
 // apiKinds maps the API error's kind field to an exit code.
 var apiKinds = map[string]int{
 	"invalid":          exitUsage,
+	"too_large":        exitUsage,
 	"not_found":        exitNotFound,
 	"forbidden":        exitForbidden,
 	"unauthenticated":  exitUnauthenticated,
@@ -66,14 +67,15 @@ var apiKinds = map[string]int{
 
 // httpStatuses is the fallback for an error answer without a kind (a proxy in between).
 var httpStatuses = map[int]int{
-	http.StatusBadRequest:         exitUsage,
-	http.StatusNotFound:           exitNotFound,
-	http.StatusForbidden:          exitForbidden,
-	http.StatusUnauthorized:       exitUnauthenticated,
-	http.StatusConflict:           exitConflict,
-	http.StatusServiceUnavailable: exitUnavailable,
-	http.StatusBadGateway:         exitUnavailable,
-	http.StatusGatewayTimeout:     exitUnavailable,
+	http.StatusBadRequest:            exitUsage,
+	http.StatusRequestEntityTooLarge: exitUsage,
+	http.StatusNotFound:              exitNotFound,
+	http.StatusForbidden:             exitForbidden,
+	http.StatusUnauthorized:          exitUnauthenticated,
+	http.StatusConflict:              exitConflict,
+	http.StatusServiceUnavailable:    exitUnavailable,
+	http.StatusBadGateway:            exitUnavailable,
+	http.StatusGatewayTimeout:        exitUnavailable,
 }
 
 // exitError is an error the CLI itself decided the exit code of.

@@ -136,7 +136,7 @@ func TestExitCodes(t *testing.T) {
 		status string
 		want   int
 	}{
-		{func(id string) []string { return e.as("reviewer", "review", "approve", id) }, "released", exitOK},
+		{func(id string) []string { return e.as("reviewer", "review", "approve", id, "--digest", e.digest(id)) }, "released", exitOK},
 		{func(id string) []string { return e.as("reviewer", "review", "reject", id, "--reason", "too fine") }, "rejected", exitJobRejected},
 		{func(id string) []string { return e.as("acme", "job", "cancel", id) }, "canceled", exitJobCanceled},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,20 @@ import (
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/client"
 )
+
+// maxCertificate is the largest certificate audit.VerifyCertificate accepts; a certificate is
+// untrusted input, so no more of it than that is read.
+const maxCertificate = 4 << 20
+
+// readAtMost reads at most n bytes of path.
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
 
 var formats = map[string]string{".parquet": "parquet", ".csv": "csv", ".json": "json", ".arrow": "arrow", ".arrows": "arrow", ".ipc": "arrow", ".tar": "tar"}
 
@@ -84,7 +99,7 @@ as JSON or YAML, name the file as the second argument: 'veil export get JOB wage
 			if err != nil {
 				return err
 			}
-			env, err := os.ReadFile(cert)
+			env, err := readAtMost(cert, maxCertificate+1) // the verifier refuses it beyond
 			if err != nil {
 				return fmt.Errorf("read certificate: %w", err)
 			}

@@ -16,6 +16,7 @@ func newGrantCmd() *cobra.Command {
 	apply := &cobra.Command{
 		Use:   "apply",
 		Short: "Apply for a grant (vendor)",
+		Long:  "Apply for a grant (vendor): a scenario, its datasets and columns, output modes, a budget and a validity.\n\n" + modesHelp,
 		Example: `  veil grant apply --scenario "district pension report" --purpose "..." \
     --dataset social_insurance:resident_id,year,monthly_wage --mode threshold --k 10 --round-to 5 --valid-for 365d`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,7 +42,7 @@ func newGrantCmd() *cobra.Command {
 	f.StringVar(&req.Scenario, "scenario", "", "application scenario (one grant per scenario)")
 	f.StringVar(&req.Purpose, "purpose", "", "purpose of the use")
 	f.StringArrayVar(&datasets, "dataset", nil, "NAME:COL1,COL2,... (repeatable): datasets and the columns needed")
-	f.StringSliceVar(&req.Modes, "mode", []string{"threshold"}, "output modes: threshold, dp, he, model")
+	f.StringSliceVar(&req.Modes, "mode", []string{"threshold"}, "output modes: threshold (not differential privacy; see above), dp, he, model")
 	f.IntVar(&req.K, "k", 10, "minimum persons per released group (threshold mode)")
 	f.IntVar(&req.RoundTo, "round-to", 5, "round released counts to multiples of this")
 	f.Float64Var(&req.Epsilon, "epsilon", 0, "differential-privacy budget asked for (dp mode)")
@@ -85,17 +86,19 @@ func newGrantCmd() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(apply, list, show)
-	for _, a := range []struct{ name, short string }{
-		{"approve", "Approve the review stage you are responsible for (operator, authority, provider)"},
-		{"reject", "Reject the review stage you are responsible for, with --reason"},
-		{"suspend", "Suspend an active grant (authority)"},
-		{"reinstate", "Reinstate a suspended grant (authority)"},
-		{"revoke", "Revoke a grant for good (authority)"},
+	for _, a := range []struct{ name, short, long string }{
+		{"approve", "Approve the review stage you are responsible for (operator, authority, provider)",
+			"Approve the review stage you are responsible for (operator, authority, provider). Look at the grant's modes first:\n\n" + modesHelp},
+		{"reject", "Reject the review stage you are responsible for, with --reason", ""},
+		{"suspend", "Suspend an active grant (authority)", ""},
+		{"reinstate", "Reinstate a suspended grant (authority)", ""},
+		{"revoke", "Revoke a grant for good (authority)", ""},
 	} {
 		var reason string
 		sub := &cobra.Command{
 			Use:   a.name + " ID",
 			Short: a.short,
+			Long:  a.long,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				c, err := connect()
@@ -114,6 +117,24 @@ func newGrantCmd() *cobra.Command {
 	}
 	return cmd
 }
+
+// modesHelp says what each output mode lets a vendor learn, for those who choose or approve
+// one (the README's "What a vendor learns from released values" says more).
+const modesHelp = `Output modes, and what each protects against:
+  threshold  groups of fewer than k persons are removed and counts are rounded. This is NOT
+             differential privacy: sums, averages, minima and maxima of the groups that remain
+             are exact, and outputs compared with each other (queries that differ slightly,
+             or many queries over the same grant) can single out a person. For reports on
+             large groups, each output judged by a reviewer.
+  dp         differential privacy: each person's contribution is bounded and noise added to
+             match; what all the outputs of a grant together reveal about one person is
+             bounded by the epsilon the grant spends, whatever the vendor asks.
+  he         the vendor's encrypted model is scored per group under encryption (groups of at
+             least k persons); the vendor decrypts exact per-group sums unless dp is added
+             (mode he,dp).
+  model      built-in trainers add differential-privacy noise in the sandbox (like dp);
+             custom programs' files face statistical disclosure checks and a reviewer only,
+             with no differential-privacy claim.`
 
 func str(v any) string {
 	if v == nil {

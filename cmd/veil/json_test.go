@@ -194,7 +194,7 @@ func (e *cliEnv) sweep(t *testing.T, gt, gd, jt string) {
 	js("reviewer", "review", "list")
 	js("reviewer", "review", "show", id(j3, "id"))
 	js("reviewer", "review", "reject", id(j3, "id"), "--reason", "swept")
-	js("reviewer", "review", "approve", id(tw, "id"))
+	js("reviewer", "review", "approve", id(tw, "id"), "--digest", e.digest(id(tw, "id")))
 	exp2 := filepath.Join(e.dir, "sweep.csv")
 	js("acme", "export", "get", jt, exp2)
 	js("acme", "export", "verify", exp2, "--key", filepath.Join(e.dir, "data", "platform.pub"))

@@ -50,6 +50,9 @@ func newReviewCmd() *cobra.Command {
 			w := g.out
 			m := r.Mechanism
 			fmt.Fprintf(w, "job %s under grant %s (tenant %s), submitted by %s\n", r.Job.ID, r.Job.Grant, r.Job.Tenant, r.Job.Submitter)
+			// The digest names this output: an approval sends it back (--digest), and is
+			// refused if the stored output is no longer the one shown here.
+			fmt.Fprintf(w, "digest: %s\n", r.Digest)
 			fmt.Fprintf(w, "query:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(r.Job.SQL), "\n", "\n  "))
 			if tw := m.Twin; tw != nil {
 				fmt.Fprintf(w, "mechanism: %s dev twin of %s (version %.12s): %s\n", tw.Kind, tw.Dataset, tw.Version, tw.Statement)
@@ -161,7 +164,7 @@ func newReviewCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, show)
 	for _, d := range []string{"approve", "reject"} {
-		var reason string
+		var reason, digest string
 		var override bool
 		sub := &cobra.Command{
 			Use:   d + " JOB",
@@ -174,9 +177,9 @@ func newReviewCmd() *cobra.Command {
 				}
 				var j api.Job
 				if override {
-					j, err = c.Override(cmd.Context(), args[0], reason)
+					j, err = c.Override(cmd.Context(), args[0], digest, reason)
 				} else {
-					j, err = c.Decide(cmd.Context(), args[0], d, reason)
+					j, err = c.Decide(cmd.Context(), args[0], d, digest, reason)
 				}
 				if err != nil {
 					return err
@@ -186,6 +189,7 @@ func newReviewCmd() *cobra.Command {
 		}
 		sub.Flags().StringVar(&reason, "reason", "", "reason (required to reject, and to override)")
 		if d == "approve" {
+			sub.Flags().StringVar(&digest, "digest", "", "the digest of the output you approve, as `veil review show` prints it (required: the approval is refused if the output is no longer that one)")
 			sub.Flags().BoolVar(&override, "override", false, "release despite disclosure findings (custom outputs); needs --reason; recorded in the audit log")
 		}
 		cmd.AddCommand(sub)

@@ -250,7 +250,10 @@ type Metering struct {
 
 // Review is what a reviewer sees of an output waiting for release.
 type Review struct {
-	Job       Job             `json:"job"`
+	Job Job `json:"job"`
+	// Digest is the sha256 of the output as the gate produced it and as it is stored (the
+	// audit log's job.gate entry records it); an approval names it.
+	Digest    string          `json:"digest"`
 	Grant     json.RawMessage `json:"grant"`
 	Mechanism Mechanism       `json:"mechanism"`
 	Warnings  []string        `json:"warnings"`

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"golang.org/x/sys/unix"
@@ -43,6 +46,11 @@ import (
 
 const (
 	maxOutputFiles = 100
+	// maxOutputFile bounds one file of /out as read (never more than the whole output's
+	// bound, the daemon's MaxResultByte): /out is a tmpfs of --scratch-mb, but a sparse file
+	// can be far larger than the tmpfs holds, so the bound is on the bytes read, not on what
+	// stat says.
+	maxOutputFile = 16 << 20
 	// rowCheckLimit bounds the input rows loaded for the row-level check; beyond it the
 	// check compares the first rows only and says so.
 	rowCheckLimit = 2_000_000
@@ -345,7 +353,7 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	if class != "ok" {
 		return nil, launch.Fail("the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
 	}
-	files, err := readOutputs(out)
+	files, err := readOutputs(out, min(maxOutputFile, s.Config.MaxResultByte), s.Config.MaxResultByte)
 	if err != nil {
 		return nil, launch.Fail("the program's outputs cannot be read: "+err.Error(), nil)
 	}
@@ -376,13 +384,22 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	}, nil
 }
 
-// readOutputs reads the regular files at the top of /out (at most maxOutputFiles).
-func readOutputs(dir string) ([]output.File, error) {
-	ents, err := os.ReadDir(dir)
+// readOutputs reads the regular files at the top of /out: at most maxOutputFiles, each at
+// most perFile bytes and all together at most total, counted on the bytes actually read.
+// Each is opened without following links and checked to be a regular file on the opened
+// descriptor; names must be printable UTF-8 (they become tar entries and JSON).
+func readOutputs(dir string, perFile, total int64) ([]output.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
 	if err != nil {
 		return nil, err
 	}
 	var files []output.File
+	var sum int64
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue // directories, links and the rest are not outputs
@@ -390,14 +407,54 @@ func readOutputs(dir string) ([]output.File, error) {
 		if len(files) == maxOutputFiles {
 			return nil, fmt.Errorf("more than %d files in /out", maxOutputFiles)
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		name := e.Name()
+		if !utf8.ValidString(name) || strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 || len(name) > 255 {
+			return nil, errors.New("a file name in /out is not printable UTF-8 text")
+		}
+		b, err := readBounded(int(d.Fd()), name, perFile)
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, output.File{Name: e.Name(), Data: b})
+		if b == nil {
+			continue
+		}
+		if sum += int64(len(b)); sum > total {
+			return nil, fmt.Errorf("the files in /out add up to more than %s, the limit of a job's output", mib(total))
+		}
+		files = append(files, output.File{Name: name, Data: b})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	return files, nil
+}
+
+// readBounded reads name in the directory dirfd, refusing more than limit bytes; it returns
+// nil for what is not a regular file once opened.
+func readBounded(dirfd int, name string, limit int64) ([]byte, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("/out/%s cannot be opened", name)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("/out/%s cannot be read", name)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("/out/%s is larger than %s, the limit of one output file", name, mib(limit))
+	}
+	return b, nil
+}
+
+func mib(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
 }
 
 // contributions recomputes, in a sandbox, each cell's contribution per privacy unit of a

@@ -31,6 +31,10 @@ import (
 // he); the output is the group keys, their row counts and one ciphertext only the vendor can
 // decrypt. The daemon never decrypts, never holds a secret key, and refuses one at upload.
 
+// MaxUpload bounds an he upload, as it arrives and as it is read back: a public bundle is
+// about 27 MB, an encrypted model of 16 features about 36 MB.
+const MaxUpload = 256 << 20
+
 // Kind is the he-score job kind; it also takes the vendors' uploads its jobs need.
 type Kind struct {
 	platform.Env
@@ -213,7 +217,11 @@ func (s *Kind) heSpecFor(p policy.Principal, g *policy.Grant, sc engine.Scope, h
 		if err != nil {
 			return nil, err
 		}
-		b, err := os.ReadFile(path)
+		b, err := platform.ReadUpload(path, digest, MaxUpload)
+		if errors.Is(err, platform.ErrUploadDamaged) {
+			s.Log.Error("stored he upload damaged", "tenant", p.Tenant, "digest", digest, "err", err)
+			return nil, fmt.Errorf("%w: the stored %s %s is damaged; upload it again", policy.ErrConflict, what, digest)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: no uploaded %s %s for tenant %s; upload it first (veil job submit does)", policy.ErrInvalid, what, digest, p.Tenant)
 		}

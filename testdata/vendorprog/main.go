@@ -5,6 +5,10 @@
 //	copy       every row to /out/rows.csv (must be flagged as row-level data)
 //	aggregate  persons per district, rounded to 5, groups under 10 left out, with a manifest
 //	fail       a message on stderr and exit status 3 (the vendor must see neither)
+//	sparse     a 1 GiB sparse file in /out (tmpfs takes it whatever its size)
+//	many       101 small files in /out
+//	bigtotal   three files of 400 KiB of real bytes each
+//	fill       fills /scratch and /out until they are full, and reports the bytes each took
 package main
 
 import (
@@ -21,9 +25,43 @@ import (
 var mode = "aggregate"
 
 func main() {
-	if mode == "fail" {
+	switch mode {
+	case "fail":
 		fmt.Fprintln(os.Stderr, "SECRET-STDERR-MARKER")
 		os.Exit(3)
+	case "sparse":
+		f, err := os.Create("/out/big.bin")
+		if err != nil {
+			fail(err)
+		}
+		f.WriteString("header")
+		if err := f.Truncate(1 << 30); err != nil {
+			fail(err)
+		}
+		f.Close()
+		return
+	case "many":
+		for i := range 101 {
+			os.WriteFile(fmt.Sprintf("/out/f%03d.txt", i), []byte("x\n"), 0o644)
+		}
+		return
+	case "bigtotal":
+		for i := range 3 {
+			b := make([]byte, 400<<10)
+			for j := range b {
+				b[j] = byte('a' + (i+j)%26)
+			}
+			if err := os.WriteFile(fmt.Sprintf("/out/part%d.txt", i), b, 0o644); err != nil {
+				fail(err)
+			}
+		}
+		return
+	case "fill":
+		s := fill("/scratch/fill")
+		o := fill("/out/fill")
+		os.Remove("/out/fill")
+		os.WriteFile("/out/fill.txt", []byte(fmt.Sprintf("scratch %d\nout %d\n", s, o)), 0o644)
+		return
 	}
 	rdr, err := file.OpenParquetFile("/in/residents.parquet", false)
 	if err != nil {
@@ -105,6 +143,28 @@ func write(name string, f func(w *csv.Writer)) {
 	if err := out.Close(); err != nil {
 		fail(err)
 	}
+}
+
+// fill writes to path until the file system refuses more, and returns how much it took.
+func fill(path string) int64 {
+	f, err := os.Create(path)
+	if err != nil {
+		fail(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = 'x'
+	}
+	var n int64
+	for n < 1<<30 {
+		k, err := f.Write(chunk)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	return n
 }
 
 func fail(err error) {
