@@ -86,6 +86,9 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// jobMemoryMB is the sandboxes' memory limit in these tests (race_test.go raises it).
+var jobMemoryMB = 1024
+
 func start(t *testing.T, edit func(*daemon.Config)) *env {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "veil-e2e-") // short: Unix socket paths are limited to 108 bytes
@@ -100,7 +103,7 @@ func start(t *testing.T, edit func(*daemon.Config)) *env {
 	cfg := daemon.Defaults(dir)
 	cfg.Isolation = isolation(t)
 	cfg.Binary, _ = os.Executable()
-	cfg.JobMemoryMB = 1024
+	cfg.JobMemoryMB = jobMemoryMB
 	if edit != nil {
 		edit(&cfg)
 	}

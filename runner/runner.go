@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/he"
@@ -26,6 +27,11 @@ func Main(ctx context.Context, stdin io.Reader, result io.Writer) error {
 	j, err := engine.ReadJob(stdin)
 	if err != nil {
 		return err
+	}
+	if j.MemoryLimitMB > 0 {
+		// The Go heap (he parsing and scoring, model training) collects before the
+		// sandbox's memory limit kills the job: a soft limit at three quarters of it.
+		debug.SetMemoryLimit(int64(j.MemoryLimitMB) << 20 * 3 / 4)
 	}
 	switch j.Kind {
 	case "":
