@@ -41,6 +41,9 @@ var layers = [][]string{
 	// Pre-flight checks of a host and a data directory (veil doctor): reads the store
 	// offline and asks the daemon who it is.
 	{"doctor"},
+	// Backup and restore of a data directory (veil backup, veil restore): offline file
+	// copies and the store's snapshot, checked as doctor checks them.
+	{"backup"},
 	// The benchmark harness (it starts a daemon in process), then the CLI.
 	{"bench", "bench/sandbox"},
 	{"cmd/veil"},
