@@ -80,12 +80,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	}
 	db, err := sqlite.OpenWith(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, nameOptions(err)
 	}
 	as, err := openSigner(ctx, cfg, key, db, logger)
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, nameOptions(err)
 	}
 	v, err := engine.NewValidator()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/store"
@@ -26,6 +27,26 @@ func LoadSigningKey(cfg Config) (*audit.Key, error) {
 		return nil, fmt.Errorf("no platform signing key at %s: run `veil init --data-dir %s` first, or give the key's place with --audit-key PATH or --audit-key-fd N", path, cfg.DataDir)
 	}
 	return k, err
+}
+
+// nameOptions names the flags the store's and the signer's messages call "the option that
+// adopts ...".
+func nameOptions(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var names []string
+	if strings.Contains(msg, "adopts the store") {
+		names = append(names, "the option that adopts the store as found is veil serve --store-adopt")
+	}
+	if strings.Contains(msg, "adopts the log") {
+		names = append(names, "the option that adopts the log is veil serve --audit-adopt")
+	}
+	if len(names) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(names, "; "))
 }
 
 // storeOptions are how the daemon opens its store: never creating one, with the shutdown
