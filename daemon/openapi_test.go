@@ -123,6 +123,10 @@ var operations = []operation{
 	}{}},
 	{pattern: "GET /v1/audit/proof/{index}", id: "auditProof", summary: "An inclusion proof of one entry against the latest checkpoint.", code: 200, answer: &audit.Proof{},
 		path: map[string]param{"index": {schema: map[string]any{"type": "integer", "minimum": 0}}}},
+	{pattern: "GET /v1/audit/checkpoint", id: "auditCheckpoint", summary: "The latest signed checkpoint (a C2SP tlog-checkpoint note), to keep and check later.", code: 200, answer: audit.Checkpoint{}},
+	{pattern: "GET /v1/audit/consistency", id: "auditConsistency", summary: "An RFC 6962 consistency proof from a kept checkpoint's tree to a later signed checkpoint.", code: 200, answer: &audit.ConsistencyProof{},
+		query: []param{{name: "from", desc: "the size of the older tree (a checkpoint you kept)", required: true, schema: map[string]any{"type": "integer", "minimum": 1}},
+			{name: "to", desc: "the size of the newer signed checkpoint (default: the latest)", schema: map[string]any{"type": "integer", "minimum": 1}}}},
 }
 
 // errorKinds are the error answers: the status and the kind errors.go gives it. A new kind

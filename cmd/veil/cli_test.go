@@ -252,6 +252,9 @@ var (
 	reSig      = regexp.MustCompile(`("sig"|"signature"|"payload"): "[A-Za-z0-9+/=_-]+"`)
 	reShortHex = regexp.MustCompile(`(sha256:|version |\s)[0-9a-f]{12}\b`)
 	reRoot     = regexp.MustCompile(`root [A-Za-z0-9+/]{43}=`)
+	// The daemon signs after each commit and one checkpoint covers the commits that
+	// queued behind it (group commit), so how many there are depends on timing.
+	reCheckpoints = regexp.MustCompile(`\d+ signed checkpoints`)
 )
 
 func (z *normalizer) apply(s string) string {
@@ -265,6 +268,7 @@ func (z *normalizer) apply(s string) string {
 	s = reWallMS.ReplaceAllString(s, "$1: <n>")
 	s = reSig.ReplaceAllString(s, `$1: "<signature>"`)
 	s = reRoot.ReplaceAllString(s, "root <hash>")
+	s = reCheckpoints.ReplaceAllString(s, "<n> signed checkpoints")
 	s = reID.ReplaceAllStringFunc(s, func(id string) string {
 		if v, ok := z.ids[id]; ok {
 			return v
