@@ -33,6 +33,9 @@ import (
 // they match the rows of the output with the cells the checks name.
 const KeysPrefix = "__veil_key"
 
+// ErrKeysChanged: a plan's hidden group keys are not the query's (a plan from before them).
+var ErrKeysChanged = errors.New("checks: the plan's group keys are not the query's")
+
 // MaxPriors bounds the prior queries one job is checked against.
 const MaxPriors = 20
 
@@ -88,6 +91,9 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 			return err
 		}
 		q := newCheckQuery(p.Statements[0], node, w)
+		if len(q.keys) != len(plan.Keys) {
+			return ErrKeysChanged
+		}
 		if c, ok, err := s.dominance(ctx, q, r); err != nil {
 			return err
 		} else if ok {
