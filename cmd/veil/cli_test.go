@@ -497,6 +497,12 @@ func TestCLI(t *testing.T) {
 	e.veil("audit-verify", "auditor", "auditor", "audit", "verify", "--key", filepath.Join(e.dir, "data", "platform.pub"))
 	e.veil("audit-verify", "refused-vendor", "acme", "audit", "verify", "--key", filepath.Join(e.dir, "data", "platform.pub"))
 
+	// Differencing: the same query without one person in each of north and south (the only
+	// ones aged 30) has those cells suppressed, and its reviewer told which job it pairs with.
+	out = e.veil("job-submit", "differencing", "acme", "job", "submit", "--grant", gt, "--wait",
+		"--sql", "SELECT district, COUNT(*) AS persons, AVG(income) AS income FROM residents WHERE age <> 30 GROUP BY district ORDER BY district")
+	e.veil("review-show", "differencing", "reviewer", "review", "show", field(t, out, "job"))
+
 	// Every command's -o json, against this daemon.
 	e.sweep(t, gt, gd, jt)
 
