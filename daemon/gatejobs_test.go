@@ -64,3 +64,37 @@ func TestNoFreeQueries(t *testing.T) {
 	}
 	waitStatus(t, acme, j.ID, "review")
 }
+
+// TestIdempotencyConflict: a retry with the key of a job and the same request returns that
+// job and spends nothing more; the key with another request (other SQL, other epsilon,
+// another mode) is a conflict, not a silent answer with the first job.
+func TestIdempotencyConflict(t *testing.T) {
+	_, acme, gid := dpEnv(t)
+	ctx := context.Background()
+	q := "SELECT district, COUNT(*) FROM residents GROUP BY district"
+	req := api.SubmitJob{Grant: gid, SQL: q, DP: &api.DPOptions{Epsilon: 0.1}, IdempotencyKey: "nightly-1"}
+	first, err := acme.SubmitJob(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := acme.SubmitJob(ctx, req)
+	if err != nil || again.ID != first.ID {
+		t.Fatalf("same request, same key: %+v %v; want job %s", again, err, first.ID)
+	}
+	for name, other := range map[string]api.SubmitJob{
+		"sql":     {Grant: gid, SQL: "SELECT district, AVG(income) FROM residents GROUP BY district", DP: &api.DPOptions{Epsilon: 0.1}, IdempotencyKey: "nightly-1"},
+		"epsilon": {Grant: gid, SQL: q, DP: &api.DPOptions{Epsilon: 0.2}, IdempotencyKey: "nightly-1"},
+		"bounds":  {Grant: gid, SQL: q, DP: &api.DPOptions{Epsilon: 0.1, MaxGroups: 1}, IdempotencyKey: "nightly-1"},
+	} {
+		if j, err := acme.SubmitJob(ctx, other); kindOf(err) != "conflict" || !strings.Contains(err.Error(), "idempotency key") {
+			t.Errorf("%s differs, same key: %+v %v; want a conflict naming the key", name, j, err)
+		}
+	}
+	if js, _ := acme.Jobs(ctx, gid, ""); len(js) != 1 {
+		t.Errorf("%d jobs, want 1", len(js))
+	}
+	if got := spentUnits(t, acme, gid); got != 100000 {
+		t.Errorf("spent %d units, want 100000 (one job of 0.1)", got)
+	}
+	waitStatus(t, acme, first.ID, "review")
+}
