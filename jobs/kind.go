@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -107,8 +108,27 @@ func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
 
 // Refuse refuses the request under g with err; the refusal is recorded in the audit log.
+// Only an error that says the request is at fault is a refusal (invalid, refused by the
+// validator, forbidden, not found, conflicting); any other (the client hung up, the
+// validator timed out or failed) is returned as it is and recorded as nothing: the audit
+// log's job.refuse entries are what vendors asked and were told no.
 func (sub *Submission) Refuse(g *policy.Grant, err error) error {
+	if !refused(err) {
+		return err
+	}
 	return &refusal{grant: g.ID, err: err}
+}
+
+func refused(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	for _, kind := range []error{policy.ErrInvalid, engine.ErrRefused, policy.ErrForbidden, policy.ErrNotFound, policy.ErrConflict} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // Plan is what a kind makes of a request: what the job runs and what it spends.
