@@ -134,9 +134,6 @@ func preview(plan *engine.Plan, g *policy.Grant, mode policy.Mode, spend *ledger
 		return nil, err
 	}
 	out.Aggregates, out.Selection = aggs, sel
-	if sel != nil {
-		out.Notes = append(out.Notes, fmt.Sprintf("the keys have no public domain: a group of %d or more persons is likely released (at least 50%%), of %d or more almost surely (95%%); smaller groups are mostly left out", sel.LikelyUnits, sel.AlmostSurelyUnits))
-	}
 	return out, nil
 }
 
