@@ -37,6 +37,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/grants/{id}", policy.ActGrantRead, s.showGrant)
 	h("POST /v1/grants/{id}/{action}", "", s.actOnGrant)
 	h("POST /v1/jobs", policy.ActJobSubmit, s.submitJob)
+	h("POST /v1/jobs/plan", policy.ActJobSubmit, s.planJob)
 	h("GET /v1/jobs", policy.ActJobRead, s.listJobs)
 	h("GET /v1/jobs/{id}", policy.ActJobRead, s.showJob)
 	h("POST /v1/jobs/{id}/cancel", policy.ActJobCancel, s.cancelJob)

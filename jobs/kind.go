@@ -50,7 +50,10 @@ type Submission struct {
 	Request   api.SubmitJob
 	// Dev is set for a dev run: the job runs at once on the twins, with no budget.
 	Dev bool
-	s   *Service
+	// DryRun is set when the job is only planned (Service.PlanJob): nothing is queued or
+	// spent, and a kind that can says in Plan.Preview what the job would release.
+	DryRun bool
+	s      *Service
 }
 
 // Now is the platform's time.
@@ -146,6 +149,9 @@ type Plan struct {
 	Cap      float64
 	// Audit is the detail of the job.submit entry.
 	Audit map[string]string
+	// Preview, set by a kind for a dry run, is what the job would release (its mechanism per
+	// column, its noise); the service adds the budget.
+	Preview *api.JobPlan
 }
 
 // Run is a job that starts: its plan and what it may read.

@@ -112,12 +112,24 @@ func (a Amount) String() string {
 // FormatEpsilon prints epsilon units as a decimal epsilon, exactly.
 func FormatEpsilon(units int64) string { return decimal(units, 6) }
 
-// FormatDelta prints delta units as a decimal delta, exactly.
-func FormatDelta(units int64) string {
-	if units == 0 {
-		return "0"
+// FormatDelta prints delta units as a decimal delta, exactly and in plain decimal
+// (0.0000001, never 1e-07).
+func FormatDelta(units int64) string { return decimal(units, 15) }
+
+// Short says which dimension of have does not cover want, and by how much; "" when have
+// covers want. A refusal names the dimension that ran out.
+func Short(have, want Amount) string {
+	eps := fmt.Sprintf("epsilon has run out (ε=%s left, ε=%s asked)", FormatEpsilon(have.Eps), FormatEpsilon(want.Eps))
+	delta := fmt.Sprintf("delta has run out (δ=%s left, δ=%s asked)", FormatDelta(have.Delta), FormatDelta(want.Delta))
+	switch {
+	case have.Eps < want.Eps && have.Delta < want.Delta:
+		return eps + " and " + delta
+	case have.Eps < want.Eps:
+		return eps
+	case have.Delta < want.Delta:
+		return delta
 	}
-	return strconv.FormatFloat(float64(units)*DeltaPerUnit, 'g', 6, 64)
+	return ""
 }
 
 func decimal(units int64, places int) string {

@@ -71,3 +71,28 @@ func TestSpendFloor(t *testing.T) {
 		t.Errorf("Total(0, 0) = %+v, %v", a, err)
 	}
 }
+
+// TestFormatDeltaAndShort: deltas print in plain decimal, exactly; a shortfall names the
+// dimension that ran out.
+func TestFormatDeltaAndShort(t *testing.T) {
+	for units, want := range map[int64]string{0: "0", 100000000: "0.0000001", 1e9: "0.000001", 1: "0.000000000000001", 12345e6: "0.000012345"} {
+		if got := FormatDelta(units); got != want {
+			t.Errorf("FormatDelta(%d) = %q, want %q", units, got, want)
+		}
+	}
+	have, _ := Total(1, 1e-7)
+	for _, tc := range []struct {
+		eps, delta float64
+		want       string
+	}{
+		{0.5, 1e-8, ""},
+		{2, 1e-8, "epsilon has run out (ε=1 left, ε=2 asked)"},
+		{0.5, 1e-6, "delta has run out (δ=0.0000001 left, δ=0.000001 asked)"},
+		{2, 1e-6, "epsilon has run out (ε=1 left, ε=2 asked) and delta has run out (δ=0.0000001 left, δ=0.000001 asked)"},
+	} {
+		want, _ := Spend(tc.eps, tc.delta)
+		if got := Short(have, want); got != tc.want {
+			t.Errorf("Short(%s, %s) = %q, want %q", have, want, got, tc.want)
+		}
+	}
+}

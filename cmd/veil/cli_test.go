@@ -427,6 +427,11 @@ func TestCLI(t *testing.T) {
 	e.veil("budget-show", "authority", "bureau", "budget", "show")
 	e.veil("job-submit", "refused-dp-cap", "acme", "job", "submit", "--grant", gd, "--epsilon", "1.5", "--sql", "SELECT COUNT(*) FROM residents")
 	e.veil("job-submit", "refused-dp-unit", "acme", "job", "submit", "--grant", gd, "--epsilon", "0.5", "--sql", "SELECT district, COUNT(*) FROM residents WHERE resident_id = 1000 GROUP BY district")
+	// A plan first: nothing runs, nothing is spent (budget-show vendor, below, has one job).
+	e.veil("job-plan", "dp", "acme", "job", "plan", "--grant", gd, "--epsilon", "0.5",
+		"--sql", "SELECT district, COUNT(*) AS persons, AVG(income) AS income FROM residents GROUP BY district")
+	e.veil("job-plan", "selection-json", "acme", "job", "submit", "--dry-run", "-o", "json", "--grant", gd, "--epsilon", "0.5", "--delta", "1e-8",
+		"--sql", "SELECT age, SUM(income) AS income FROM residents GROUP BY age")
 	out = e.veil("job-submit", "dp", "acme", "job", "submit", "--grant", gd, "--wait", "--epsilon", "0.5",
 		"--sql", "SELECT district, COUNT(*) AS persons FROM residents GROUP BY district")
 	jd := field(t, out, "job")

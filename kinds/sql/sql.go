@@ -113,7 +113,29 @@ func (k *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, erro
 	if spend != nil {
 		pl.Datasets, pl.Cap = plan.Tables, ledger.QueryCap(g, schemas)
 	}
+	if sub.DryRun {
+		if pl.Preview, err = preview(plan, g, mode, spend); err != nil {
+			return nil, err
+		}
+	}
 	return pl, nil
+}
+
+// preview says what a planned query would release: for dp, each aggregate's noise and the
+// partition selection, from the plan and the spend alone.
+func preview(plan *engine.Plan, g *policy.Grant, mode policy.Mode, spend *ledger.Amount) (*api.JobPlan, error) {
+	out := &api.JobPlan{SQL: plan.Query, Datasets: plan.Tables}
+	if mode != policy.ModeDP || spend == nil {
+		out.K, out.RoundTo = g.K, g.RoundTo
+		out.Notes = append(out.Notes, fmt.Sprintf("threshold mode: exact aggregates of groups of at least %d persons; smaller groups are suppressed; no budget is spent", g.K))
+		return out, nil
+	}
+	aggs, sel, err := gate.Forecast(plan, *spend)
+	if err != nil {
+		return nil, err
+	}
+	out.Aggregates, out.Selection = aggs, sel
+	return out, nil
 }
 
 // Run runs the plan in the sandbox and gates its result.
