@@ -139,6 +139,7 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 	if err != nil {
 		return nil, err
 	}
+	resolveSources(node, sc)
 	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
 		return nil, err
