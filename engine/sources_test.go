@@ -46,3 +46,19 @@ func TestQuotedHeaders(t *testing.T) {
 	_, err = v.Validate(ctx, `SELECT "Origin State", SUM("Cost Total $") FROM strikes GROUP BY 1`, sc)
 	refused(t, "ungranted header", err)
 }
+
+// Event-level datasets (unit row) are not joined in dp mode: row numbers of two datasets
+// name different events.
+func TestRowUnitsNotJoined(t *testing.T) {
+	v := newValidator(t)
+	sc := dpScope("", "")
+	for i := range sc.Tables {
+		sc.Tables[i].Unit = "row"
+	}
+	_, err := v.ValidateDP(context.Background(), "SELECT COUNT(*) FROM residents r JOIN visits v ON r.resident_id = v.resident_id", sc, DPOptions{Epsilon: 1, Delta: 1e-6})
+	refused(t, "join of row units", err, "unit is row")
+	sc.Tables[1].Unit = "person"
+	if _, err := v.ValidateDP(context.Background(), "SELECT COUNT(*) FROM residents", sc, DPOptions{Epsilon: 1, Delta: 1e-6}); err != nil {
+		t.Fatal(err)
+	}
+}
