@@ -32,7 +32,10 @@ func refuse(part, format string, a ...any) error {
 
 // Column is a granted column of a dataset view.
 type Column struct {
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Source is the column's header in the provider's files, where it differs from Name: a
+	// query may name the column by it, quoted, and it is read as Name.
+	Source      string `json:"source,omitempty"`
 	Type        string `json:"type,omitempty"`         // DuckDB type, for binding checks
 	PrivacyUnit bool   `json:"privacy_unit,omitempty"` // the person or enterprise the row is about
 	Identifier  bool   `json:"identifier,omitempty"`   // a direct identifier (id number, name, phone, address)

@@ -188,6 +188,7 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	resolveSources(node, sc)
 	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
 		return nil, err
