@@ -159,7 +159,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		ul.Close()
 		return err
 	}
-	api := s.instrument(s.Handler())
+	api := s.instrument(s.withConsole(s.Handler()))
 	type listener struct {
 		l       net.Listener
 		handler http.Handler
