@@ -484,12 +484,38 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("authority page: %s", auth.text("main"))
 	}
 	auth.screenshot("authority")
+	// The authority suspends the grant with a reason, then reinstates it.
+	auth.open("/ui/grants/" + gid)
+	auth.do(chromedp.SendKeys(chromedp.ID("reason"), "inspection of the vendor"))
+	auth.click("#grant-suspend")
+	if st := auth.text("#status"); !strings.Contains(st, "suspended") || !strings.Contains(st, "inspection of the vendor") {
+		t.Fatalf("after suspend: %q", st)
+	}
+	if _, err := clients["acme"].Export(ctx, j.ID, "csv"); err == nil {
+		t.Fatal("an export of a suspended grant was served")
+	}
+	auth.do(chromedp.SendKeys(chromedp.ID("reason"), "inspection done"))
+	auth.click("#grant-reinstate")
+	if g, _ := clients["acme"].GetGrant(ctx, gid); g["status"] != "active" {
+		t.Fatalf("after reinstate the API says %v; the page: %s", g["status"], auth.text("main"))
+	}
+
+	// The operator: health, and a principal created from the console, its token shown once.
 	op := person("op")
 	op.signIn()
 	if h := op.text("#health"); !strings.Contains(h, "ready") {
 		t.Fatalf("operator health: %s", h)
 	}
 	op.screenshot("operator")
+	op.do(chromedp.SendKeys(chromedp.ID("pname"), "console made"), chromedp.SetValue(chromedp.ID("prole"), "auditor"))
+	op.click(`form[action="/ui/principals"] button`)
+	newTok := op.text("#new-token")
+	if who, err := e.client(newTok).Whoami(ctx); err != nil || who.Role != "auditor" || who.Name != "console made" {
+		t.Fatalf("the console's new principal: %+v %v", who, err)
+	}
+	if strings.Contains(op.location(), newTok) {
+		t.Fatal("the new token is in the URL")
+	}
 
 	// An expired session is sent to sign-in.
 	clock.advance(9 * time.Hour)
