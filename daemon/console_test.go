@@ -216,7 +216,7 @@ func TestConsole(t *testing.T) {
 		resp.Body.Close()
 	}
 	ctx := context.Background()
-	tokens := map[string]string{}
+	tokens, ids := map[string]string{}, map[string]string{}
 	clients := map[string]*client.Client{}
 	for _, p := range []struct{ key, name, role, tenant string }{
 		{"prov", "civil affairs", "provider", "civil-affairs"}, {"auth", "data bureau", "authority", ""},
@@ -228,7 +228,7 @@ func TestConsole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tokens[p.key], clients[p.key] = pr.Token, e.client(pr.Token)
+		tokens[p.key], ids[p.key], clients[p.key] = pr.Token, pr.ID, e.client(pr.Token)
 	}
 	csv := writeResidents(t, t.TempDir())
 	if _, err := clients["prov"].RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{csv}}); err != nil {
@@ -493,6 +493,24 @@ func TestConsole(t *testing.T) {
 	}
 	if _, err := clients["acme"].Export(ctx, j.ID, "csv"); err == nil {
 		t.Fatal("an export of a suspended grant was served")
+	}
+	// Audited as the API call: the authority, the action, the grant, the reason.
+	recs, err := clients["aud"].AuditRecords(ctx, 0, 1000, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, raw := range recs.Records {
+		en, err := audit.DecodeEntry(raw)
+		if err == nil && en.Action == "grant.suspend" && en.Object == "grant/"+gid {
+			found = true
+			if en.Actor != ids["auth"] || en.Role != "authority" {
+				t.Fatalf("the console's suspension is audited as %+v", en)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the console's suspension is not in the audit log")
 	}
 	auth.do(chromedp.SendKeys(chromedp.ID("reason"), "inspection done"))
 	auth.click("#grant-reinstate")
