@@ -535,6 +535,21 @@ func TestConsole(t *testing.T) {
 		t.Fatal("the new token is in the URL")
 	}
 
+	// The provider resolves a vendor's data-quality feedback.
+	fb, err := clients["acme"].SubmitFeedback(ctx, "residents", api.SubmitFeedback{Column: "age", Message: "ages above 69 are missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov.open("/ui/provider")
+	if !strings.Contains(prov.text("main"), fb.ID) {
+		t.Fatalf("the provider's page does not list feedback %s", fb.ID)
+	}
+	prov.do(chromedp.SendKeys(chromedp.ID("note-"+fb.ID), "the generator stops at 69"))
+	prov.click(`form[action="/ui/feedback/` + fb.ID + `/resolve"] button`)
+	if fs, _ := clients["acme"].Feedback(ctx, "residents", "resolved"); len(fs) != 1 || fs[0].Note != "the generator stops at 69" {
+		t.Fatalf("feedback after the console's resolution: %+v", fs)
+	}
+
 	// An expired session is sent to sign-in.
 	clock.advance(9 * time.Hour)
 	rev1.open("/ui/reviews")
