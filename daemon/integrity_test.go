@@ -382,3 +382,53 @@ func serveChildProcess(t *testing.T, e *env) *exec.Cmd {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCompleteness: the daemon's start and stop are audit entries, and so are refusals of
+// authenticated requests for other reasons than the role (validation, conflict), coalesced
+// per principal, action and kind, holding neither the body nor the error's text.
+func TestCompleteness(t *testing.T) {
+	e := start(t, func(c *daemon.Config) {
+		c.Isolation = "process"
+		c.RefusalWindow = time.Hour // only the shutdown writes them
+	})
+	ctx := context.Background()
+	auditor := e.principal("inspector", "auditor", "")
+	me, err := e.op.Whoami(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := e.op.CreatePrincipal(ctx, api.CreatePrincipal{Name: "SECRET-BODY-MARKER", Role: "emperor"}); kindOf(err) != "invalid" {
+			t.Fatalf("a principal of an unknown role: %v", err)
+		}
+	}
+	e.stop()
+	e.boot()
+	es := entries(t, auditor)
+	var starts, stops int
+	for _, x := range es {
+		switch x.Action {
+		case "daemon.start":
+			starts++
+		case "daemon.stop":
+			stops++
+			if x.Details["reason"] != "shutdown" {
+				t.Errorf("daemon.stop: %+v", x)
+			}
+		}
+	}
+	if starts != 2 || stops != 1 {
+		t.Errorf("%d daemon.start and %d daemon.stop entries, want 2 and 1", starts, stops)
+	}
+	got := find(es, "request.refused", "action/principal.manage")
+	if len(got) != 1 || got[0].Actor != me.ID || got[0].Details["kind"] != "invalid" || got[0].Details["count"] != "4" {
+		t.Fatalf("refused validation: %+v", got)
+	}
+	for _, x := range es {
+		for _, v := range x.Details {
+			if strings.Contains(v, "SECRET") || strings.Contains(v, "emperor") {
+				t.Fatalf("an audit entry holds the request: %+v", x)
+			}
+		}
+	}
+}
