@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -431,4 +432,66 @@ func TestCompleteness(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSignedOnReturn: an audited change is covered by a signed checkpoint when its request
+// returns (the signer runs in the committing request, after the commit); concurrent
+// requests share checkpoints (group commit), and the test reports how many.
+func TestSignedOnReturn(t *testing.T) {
+	e, _ := startOutside(t)
+	ctx := context.Background()
+	aud := e.principal("inspector", "auditor", "")
+	for i := range 5 {
+		e.principal(fmt.Sprintf("sequential %d", i), "reviewer", "")
+		recs, err := aud.AuditRecords(ctx, 0, 1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := aud.AuditCheckpoint(ctx)
+		if err != nil || cp.Size != recs.Size {
+			t.Fatalf("after a change returned, the latest checkpoint covers %d of %d entries (%v)", cp.Size, recs.Size, err)
+		}
+	}
+	before, err := aud.AuditRecords(ctx, 0, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpsBefore := countCheckpoints(t, e)
+	const writers, each = 8, 10
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := e.op.CreatePrincipal(ctx, apiPrincipal(fmt.Sprintf("w%d-%d", w, i))); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	after, _ := aud.AuditRecords(ctx, 0, 1, true)
+	cpsAfter := countCheckpoints(t, e)
+	cp, _ := aud.AuditCheckpoint(ctx)
+	if cp.Size != after.Size {
+		t.Errorf("after the concurrent changes the latest checkpoint covers %d of %d entries", cp.Size, after.Size)
+	}
+	t.Logf("group commit: %d entries from %d concurrent writers, %d checkpoints signed (%.2f per entry)",
+		after.Size-before.Size, writers, cpsAfter-cpsBefore, float64(cpsAfter-cpsBefore)/float64(after.Size-before.Size))
+}
+
+// countCheckpoints counts the checkpoints stored, read-only.
+func countCheckpoints(t *testing.T, e *env) int64 {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+e.cfg.StorePath()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRow(`SELECT COUNT(*) FROM audit_checkpoints`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
