@@ -495,3 +495,33 @@ func countCheckpoints(t *testing.T, e *env) int64 {
 	}
 	return n
 }
+
+// TestVerifyWhileAppending: an auditor's verification against the real daemon reads the log
+// as of one checkpoint, so entries appended meanwhile never look like a truncation.
+func TestVerifyWhileAppending(t *testing.T) {
+	e, _ := startOutside(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	aud := e.principal("inspector", "auditor", "")
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				e.op.CreatePrincipal(ctx, apiPrincipal(fmt.Sprintf("w%d-%d", w, i)))
+			}
+		}()
+	}
+	vkey := vkeyOf(t, e)
+	var kept []client.Kept
+	for i := range 15 {
+		if _, err := aud.VerifyAuditSince(context.Background(), vkey, kept); err != nil {
+			t.Errorf("verify %d while the daemon appends: %v", i, err)
+		}
+		if cp, err := aud.AuditCheckpoint(context.Background()); err == nil {
+			kept = []client.Kept{{Name: fmt.Sprint("kept ", i), Note: cp.Note}}
+		}
+	}
+	cancel()
+	wg.Wait()
+}
