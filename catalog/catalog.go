@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/durable"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/platform"
@@ -93,7 +94,18 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		if err := os.Chmod(staging, 0o711); err != nil {
 			return api.Dataset{}, err
 		}
+		// The copies' directory entries, then the rename, are made durable before the
+		// catalog names the files: a crash cannot leave a registered dataset without them.
+		if err := durable.SyncDir(staging); err != nil {
+			return api.Dataset{}, err
+		}
 		if err := os.Rename(staging, final); err != nil {
+			return api.Dataset{}, err
+		}
+		if err := durable.SyncDir(filepath.Dir(final)); err != nil {
+			return api.Dataset{}, err
+		}
+		if err := durable.SyncDir(s.Config.DataPath()); err != nil {
 			return api.Dataset{}, err
 		}
 		os.MkdirAll(staging, 0o700) // keep the deferred RemoveAll harmless

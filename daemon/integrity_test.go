@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,4 +382,146 @@ func serveChildProcess(t *testing.T, e *env) *exec.Cmd {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestCompleteness: the daemon's start and stop are audit entries, and so are refusals of
+// authenticated requests for other reasons than the role (validation, conflict), coalesced
+// per principal, action and kind, holding neither the body nor the error's text.
+func TestCompleteness(t *testing.T) {
+	e := start(t, func(c *daemon.Config) {
+		c.Isolation = "process"
+		c.RefusalWindow = time.Hour // only the shutdown writes them
+	})
+	ctx := context.Background()
+	auditor := e.principal("inspector", "auditor", "")
+	me, err := e.op.Whoami(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := e.op.CreatePrincipal(ctx, api.CreatePrincipal{Name: "SECRET-BODY-MARKER", Role: "emperor"}); kindOf(err) != "invalid" {
+			t.Fatalf("a principal of an unknown role: %v", err)
+		}
+	}
+	e.stop()
+	e.boot()
+	es := entries(t, auditor)
+	var starts, stops int
+	for _, x := range es {
+		switch x.Action {
+		case "daemon.start":
+			starts++
+		case "daemon.stop":
+			stops++
+			if x.Details["reason"] != "shutdown" {
+				t.Errorf("daemon.stop: %+v", x)
+			}
+		}
+	}
+	if starts != 2 || stops != 1 {
+		t.Errorf("%d daemon.start and %d daemon.stop entries, want 2 and 1", starts, stops)
+	}
+	got := find(es, "request.refused", "action/principal.manage")
+	if len(got) != 1 || got[0].Actor != me.ID || got[0].Details["kind"] != "invalid" || got[0].Details["count"] != "4" {
+		t.Fatalf("refused validation: %+v", got)
+	}
+	for _, x := range es {
+		for _, v := range x.Details {
+			if strings.Contains(v, "SECRET") || strings.Contains(v, "emperor") {
+				t.Fatalf("an audit entry holds the request: %+v", x)
+			}
+		}
+	}
+}
+
+// TestSignedOnReturn: an audited change is covered by a signed checkpoint when its request
+// returns (the signer runs in the committing request, after the commit); concurrent
+// requests share checkpoints (group commit), and the test reports how many.
+func TestSignedOnReturn(t *testing.T) {
+	e, _ := startOutside(t)
+	ctx := context.Background()
+	aud := e.principal("inspector", "auditor", "")
+	for i := range 5 {
+		e.principal(fmt.Sprintf("sequential %d", i), "reviewer", "")
+		recs, err := aud.AuditRecords(ctx, 0, 1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := aud.AuditCheckpoint(ctx)
+		if err != nil || cp.Size != recs.Size {
+			t.Fatalf("after a change returned, the latest checkpoint covers %d of %d entries (%v)", cp.Size, recs.Size, err)
+		}
+	}
+	before, err := aud.AuditRecords(ctx, 0, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpsBefore := countCheckpoints(t, e)
+	const writers, each = 8, 10
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := e.op.CreatePrincipal(ctx, apiPrincipal(fmt.Sprintf("w%d-%d", w, i))); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	after, _ := aud.AuditRecords(ctx, 0, 1, true)
+	cpsAfter := countCheckpoints(t, e)
+	cp, _ := aud.AuditCheckpoint(ctx)
+	if cp.Size != after.Size {
+		t.Errorf("after the concurrent changes the latest checkpoint covers %d of %d entries", cp.Size, after.Size)
+	}
+	t.Logf("group commit: %d entries from %d concurrent writers, %d checkpoints signed (%.2f per entry)",
+		after.Size-before.Size, writers, cpsAfter-cpsBefore, float64(cpsAfter-cpsBefore)/float64(after.Size-before.Size))
+}
+
+// countCheckpoints counts the checkpoints stored, read-only.
+func countCheckpoints(t *testing.T, e *env) int64 {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+e.cfg.StorePath()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRow(`SELECT COUNT(*) FROM audit_checkpoints`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestVerifyWhileAppending: an auditor's verification against the real daemon reads the log
+// as of one checkpoint, so entries appended meanwhile never look like a truncation.
+func TestVerifyWhileAppending(t *testing.T) {
+	e, _ := startOutside(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	aud := e.principal("inspector", "auditor", "")
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				e.op.CreatePrincipal(ctx, apiPrincipal(fmt.Sprintf("w%d-%d", w, i)))
+			}
+		}()
+	}
+	vkey := vkeyOf(t, e)
+	var kept []client.Kept
+	for i := range 15 {
+		if _, err := aud.VerifyAuditSince(context.Background(), vkey, kept); err != nil {
+			t.Errorf("verify %d while the daemon appends: %v", i, err)
+		}
+		if cp, err := aud.AuditCheckpoint(context.Background()); err == nil {
+			kept = []client.Kept{{Name: fmt.Sprint("kept ", i), Note: cp.Note}}
+		}
+	}
+	cancel()
+	wg.Wait()
 }

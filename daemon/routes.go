@@ -134,5 +134,9 @@ func (s *Server) noteRefusal(r *http.Request, p policy.Principal, act policy.Act
 		s.refusals.Unauthenticated(source(r), name)
 	case errors.Is(err, policy.ErrForbidden):
 		s.refusals.Forbidden(p, name)
+	case p.ID != "":
+		if kind := refusalKind(err); kind != "" {
+			s.refusals.Refused(p, name, kind)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
@@ -66,4 +67,18 @@ func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request, p poli
 	}
 	writeJSON(w, http.StatusOK, proof)
 	return nil
+}
+
+// refusalKind is how an authenticated request's refusal is audited (platform.Refusals):
+// validation, conflicts, bodies too large and budget refusals; "" for what is not a refusal
+// of the caller's request (not found, unavailable, internal errors).
+func refusalKind(err error) string {
+	if errors.Is(err, ledger.ErrBudget) {
+		return "budget"
+	}
+	switch code, kind := status(err); code {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge:
+		return kind
+	}
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/store"
@@ -106,12 +107,15 @@ func openSigner(ctx context.Context, cfg Config, key *audit.Key, db *sqlite.DB, 
 		logger.Error("audit: the log can no longer be signed; the store refuses writes until the operator restarts Veil", "err", err)
 		db.Halt(err)
 	})
-	// Signing runs in the committing goroutine, after the commit: concurrent commits queue
-	// on the checkpointer and the first one signs for all of them (group commit), so a
-	// burst of requests costs one state write, one stored checkpoint and one archive
-	// append, not one per request.
+	// Signing runs in the committing goroutine, after the commit, so that a change is
+	// signed when its request returns. Commits that finish while a signature is being made
+	// wait for the next one, which covers all of them (group commit): a burst of requests
+	// costs one state write, one stored checkpoint and one archive append per batch, not
+	// per request.
+	g := &groupSync{run: func(ctx context.Context) error { _, err := cp.Sync(ctx); return err }}
+	g.cond = sync.NewCond(&g.mu)
 	db.AfterAuditCommit(func(ctx context.Context) {
-		if _, err := cp.Sync(ctx); err != nil {
+		if err := g.Sync(ctx); err != nil {
 			logger.Error("audit: sign checkpoint", "err", err)
 		}
 	})
@@ -129,3 +133,40 @@ func openSigner(ctx context.Context, cfg Config, key *audit.Key, db *sqlite.DB, 
 // Err is the signing side's failure for the readiness check: a stopped checkpointer, or an
 // archive that did not take the last checkpoint.
 func (a *auditSigner) Err() error { return a.cp.Err() }
+
+// groupSync runs run for callers that each need a run that starts after they call: one run
+// at a time, and the callers that arrive during a run share the next one.
+type groupSync struct {
+	run func(context.Context) error
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	started uint64 // runs started
+	done    uint64 // the last run finished
+	err     error  // its outcome
+}
+
+// Sync returns once a run that started after the call has finished, with that run's error
+// (or a later one's).
+func (g *groupSync) Sync(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// A run under way may have read the log before this caller's commit: the next one.
+	need := g.started + 1
+	for g.done < need {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		mine := g.started
+		g.mu.Unlock()
+		err := g.run(ctx)
+		g.mu.Lock()
+		g.running, g.done, g.err = false, mine, err
+		g.cond.Broadcast()
+	}
+	return g.err
+}

@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 )
 
 // Status is the outcome of one check.
@@ -28,6 +29,11 @@ type Options struct {
 	DataDir string
 	// MinFreeBytes is the free disk floor of the data directory's file system.
 	MinFreeBytes uint64
+	// KeyPath, AuditState and StoreMarker are where the daemon keeps the platform key, the
+	// audit signer's state and the store's shutdown marker (veil serve --audit-key,
+	// --audit-state); empty: DataDir/keys/platform.key, and audit.state and store.shutdown
+	// beside the key.
+	KeyPath, AuditState, StoreMarker string
 }
 
 // DefaultMinFree is the default free disk floor: the store, dev twins, registered datasets
@@ -58,11 +64,20 @@ func Run(ctx context.Context, o Options) Report {
 	if o.MinFreeBytes == 0 {
 		o.MinFreeBytes = DefaultMinFree
 	}
+	if o.KeyPath == "" {
+		o.KeyPath = filepath.Join(o.DataDir, "keys", "platform.key")
+	}
+	if o.AuditState == "" {
+		o.AuditState = filepath.Join(filepath.Dir(o.KeyPath), "audit.state")
+	}
+	if o.StoreMarker == "" {
+		o.StoreMarker = filepath.Join(filepath.Dir(o.AuditState), "store.shutdown")
+	}
 	var checks []Check
 	checks = append(checks, hostChecks(ctx)...)
 	checks = append(checks, dataDirChecks(o.DataDir)...)
 	checks = append(checks, diskCheck(o.DataDir, o.MinFreeBytes))
-	checks = append(checks, storeChecks(ctx, o.DataDir)...)
+	checks = append(checks, storeChecks(ctx, o)...)
 	checks = append(checks, daemonCheck(ctx, o.DataDir))
 	r := Report{OK: true, DataDir: o.DataDir, Checks: checks}
 	for _, c := range checks {

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,6 +47,10 @@ func find(t *testing.T, r Report, name string) Check {
 
 // dataChecks are the checks of the data directory, which do not depend on the host.
 var dataChecks = []string{"data-dir", "disk", "store", "audit-log", "platform-key", "daemon"}
+
+// startChecks are the daemon's own start-up checks, which any change to the store file made
+// while Veil was stopped trips as well.
+var startChecks = []string{"shutdown-marker", "audit-signer"}
 
 // TestDoctorOnFreshDataDir checks that what veil init makes passes every check of the data
 // directory: the modes doctor wants are the modes Veil gives.
@@ -167,6 +172,18 @@ func TestDoctorFindsFaults(t *testing.T) {
 			breakIt: func(t *testing.T, dir string) {
 				os.WriteFile(filepath.Join(dir, "platform.pub"), []byte(otherKey(t)+"\n"), 0o644)
 			}},
+		{name: "store file changed while stopped", check: "shutdown-marker", status: Fail, detail: "is not the file Veil shut down", fix: "restore the store",
+			breakIt: func(t *testing.T, dir string) {
+				exec(t, dir, `UPDATE principals SET name = 'someone else'`)
+			}},
+		{name: "audit log truncated", check: "audit-signer", also: "shutdown-marker", status: Fail, detail: "entries were removed", fix: "do not serve from this store",
+			breakIt: func(t *testing.T, dir string) {
+				exec(t, dir, `DELETE FROM audit_records`)
+				exec(t, dir, `DELETE FROM audit_hashes`)
+				exec(t, dir, `DELETE FROM audit_checkpoints`)
+			}},
+		{name: "signer state removed", check: "audit-signer", status: Fail, detail: "no audit signer state", fix: "put the signer's state file back",
+			breakIt: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "keys", "audit.state")) }},
 		{name: "disk below the floor", check: "disk", status: Fail, detail: "below the floor", fix: "--min-free-mb", minFree: 1 << 62,
 			breakIt: func(t *testing.T, dir string) {}},
 	} {
@@ -187,7 +204,11 @@ func TestDoctorFindsFaults(t *testing.T) {
 				t.Errorf("report OK=%v with a %s check", r.OK, c.status)
 			}
 			// Everything else is still fine: one fault, one finding.
-			for _, name := range dataChecks {
+			others := dataChecks
+			if slices.Contains(startChecks, c.check) {
+				others = append(slices.Clone(dataChecks), startChecks...)
+			}
+			for _, name := range others {
 				if other := find(t, r, name); name != c.check && name != c.also && other.Status == Fail {
 					t.Errorf("%s also failed: %s", name, other.Detail)
 				}

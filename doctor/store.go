@@ -18,6 +18,7 @@ import (
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/store/sqlite"
 )
 
 // maxKeyFile bounds the read of a key file: a key is one short line.
@@ -54,22 +55,82 @@ func openStore(path string) (*sql.DB, error) {
 
 // storeChecks check the store file's integrity, the audit log in it against its signed
 // checkpoints, and that platform.pub is the public half of the platform key.
-func storeChecks(ctx context.Context, dir string) []Check {
+func storeChecks(ctx context.Context, o Options) []Check {
+	dir := o.DataDir
 	path := filepath.Join(dir, "veil.db")
-	vkey, keyCheck := platformKeyCheck(dir)
+	vkey, keyCheck := platformKeyCheck(dir, o.KeyPath)
+	marker := markerCheck(path, o.StoreMarker)
 	if _, err := os.Stat(path); err != nil {
 		return []Check{
 			fail("store", "create the data directory with veil init, or restore veil.db from a backup", "no store: %v", err),
+			marker,
 			skip("audit-log", "no store"),
+			skip("audit-signer", "no store"),
 			keyCheck,
 		}
 	}
 	db, err := openStore(path)
 	if err != nil {
-		return []Check{fail("store", "", "open %s read-only: %v", path, err), skip("audit-log", "the store cannot be opened"), keyCheck}
+		return []Check{fail("store", "", "open %s read-only: %v", path, err), marker, skip("audit-log", "the store cannot be opened"), skip("audit-signer", "the store cannot be opened"), keyCheck}
 	}
 	defer db.Close()
-	return []Check{integrityCheck(ctx, db, path), auditCheck(ctx, db, vkey), keyCheck}
+	return []Check{integrityCheck(ctx, db, path), marker, auditCheck(ctx, db, vkey), signerCheck(ctx, db, vkey, o.AuditState), keyCheck}
+}
+
+// markerCheck runs the daemon's own start-up check of the store's files against its
+// shutdown marker: the file is the one shut down, and a store not shut down cleanly (or
+// open now) still has its write-ahead log.
+func markerCheck(path, marker string) Check {
+	const name = "shutdown-marker"
+	if err := sqlite.CheckFiles(sqlite.Options{Path: path, Marker: marker}); err != nil {
+		return fail(name, "the daemon will refuse to start on this store: follow the message (restore the store from a backup, or put back what was moved)", "%v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		return ok(name, "no store to check")
+	}
+	return ok(name, "the store's files match its shutdown marker %s", marker)
+}
+
+// signerCheck is the daemon's start-up check that the store's log extends the last
+// checkpoint the audit signer signed (its state file, kept apart from the store): a log
+// that was truncated, rolled back to an older copy or rewritten does not.
+func signerCheck(ctx context.Context, db *sql.DB, vkey, state string) Check {
+	const name = "audit-signer"
+	if vkey == "" {
+		return skip(name, "no platform.pub to open the signer's state with")
+	}
+	b, err := readSmall(state)
+	if errors.Is(err, os.ErrNotExist) {
+		return fail(name, "put the signer's state file back (it is kept beside the platform key); only after an upgrade from a Veil without one, start once with veil serve --audit-adopt",
+			"there is no audit signer state at %s", state)
+	}
+	if err != nil {
+		return fail(name, "", "read the signer's state: %v", err)
+	}
+	v, _, _ := audit.ParseVerifierKey(vkey)
+	_, size, root, err := audit.OpenCheckpoint(v, b)
+	if err != nil {
+		return fail(name, "restore the state file from its copies", "%s does not hold a checkpoint signed by platform.pub: %v", state, err)
+	}
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fail(name, "", "read the audit log: %v", err)
+	}
+	defer tx.Rollback()
+	r := auditReader{tx}
+	n, err := r.Size(ctx)
+	if err != nil {
+		return fail(name, "", "read the audit log: %v", err)
+	}
+	restore := "do not serve from this store: restore the newest backup of veil.db that holds at least the signed entries, and keep this one as evidence"
+	if n < size {
+		return fail(name, restore, "the store's audit log has %d entries, but the signer signed a checkpoint of %d (%s): entries were removed, or an older copy of the store was restored", n, size, state)
+	}
+	got, err := tlog.TreeHash(size, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return r.ReadHashes(ctx, idx) }))
+	if err != nil || got != root {
+		return fail(name, restore, "the store's first %d audit entries are not the tree the signer signed (%s): the log was rewritten or forked", size, state)
+	}
+	return ok(name, "the store's log (%d entries) extends the signer's last checkpoint (%d entries, %s)", n, size, state)
 }
 
 // maxIntegrityLines bounds what quick_check reports.
@@ -107,9 +168,9 @@ func integrityCheck(ctx context.Context, db *sql.DB, path string) Check {
 // platformKeyCheck reads platform.pub and checks it is the public half of keys/platform.key:
 // vendors and auditors verify certificates and checkpoints with platform.pub, so a
 // replaced one makes every verification meaningless. It returns the verifier key text.
-func platformKeyCheck(dir string) (string, Check) {
+func platformKeyCheck(dir, keyPath string) (string, Check) {
 	const name = "platform-key"
-	pubPath, keyPath := filepath.Join(dir, "platform.pub"), filepath.Join(dir, "keys", "platform.key")
+	pubPath := filepath.Join(dir, "platform.pub")
 	b, err := readSmall(pubPath)
 	if err != nil {
 		return "", fail(name, "restore platform.pub from a backup, or from the copy vendors and auditors were given", "%v", err)

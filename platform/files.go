@@ -8,33 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/veil-dp/veil/durable"
 	"github.com/veil-dp/veil/policy"
 )
 
-// WriteFileAtomic writes path through a synced temporary file, so that a reader sees the old
-// file or the new one, never half of one.
+// WriteFileAtomic replaces path with data durably (durable.WriteFile: a temporary file
+// created owner-only and narrowed to mode before the data goes in, fsync, rename, fsync of
+// the directory), so that a reader or a crash sees the old file or the new one, never half
+// of one, and a secret is never readable with wider permissions than mode.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return durable.WriteFile(path, data, mode)
 }
 
 // TenantFile is where a tenant's upload with the given digest lives under area: the digest

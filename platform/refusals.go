@@ -34,7 +34,8 @@ type Refusals struct {
 }
 
 type refusalKey struct {
-	forbidden bool // a known principal refused an action; else an unauthenticated source
+	forbidden bool   // a known principal refused an action; else an unauthenticated source
+	kind      string // for a known principal: why a permitted action was refused (Refused); "" when forbidden
 	who       string
 	role      string
 	tenant    string
@@ -52,6 +53,15 @@ func NewRefusals(db store.Store, rec *Recorder, log *slog.Logger, window time.Du
 // Forbidden notes that p was refused action (their role or tenant does not allow it).
 func (r *Refusals) Forbidden(p policy.Principal, action string) {
 	r.note(refusalKey{forbidden: true, who: p.ID, role: string(p.Role), tenant: p.Tenant, action: action})
+}
+
+// Refused notes that an authenticated request of p for action was refused for another
+// reason than its role: kind is the API's error kind ("invalid", "conflict", "too_large"),
+// or "budget" for a spend the privacy budget does not allow. Nothing of the request or the
+// error's text is kept: kind and the count are enough to see who is refused what, and the
+// text could repeat what the caller sent.
+func (r *Refusals) Refused(p policy.Principal, action, kind string) {
+	r.note(refusalKey{forbidden: true, kind: kind, who: p.ID, role: string(p.Role), tenant: p.Tenant, action: action})
 }
 
 // Unauthenticated notes a request for action from source without a valid token.
@@ -105,7 +115,11 @@ func (r *Refusals) Flush(ctx context.Context) error {
 			details := map[string]string{"count": fmt.Sprint(n), "from": from.Format(time.RFC3339), "to": to.Format(time.RFC3339)}
 			if k.forbidden {
 				p := policy.Principal{ID: k.who, Role: policy.Role(k.role), Tenant: k.tenant}
-				if err := r.rec.Record(ctx, tx, p, "auth.refused", "action/"+k.action, details); err != nil {
+				action := "auth.refused"
+				if k.kind != "" {
+					action, details["kind"] = "request.refused", k.kind
+				}
+				if err := r.rec.Record(ctx, tx, p, action, "action/"+k.action, details); err != nil {
 					return err
 				}
 				continue

@@ -253,8 +253,9 @@ var (
 	reShortHex = regexp.MustCompile(`(sha256:|version |\s)[0-9a-f]{12}\b`)
 	reRoot     = regexp.MustCompile(`root [A-Za-z0-9+/]{43}=`)
 	// The daemon signs after each commit and one checkpoint covers the commits that
-	// queued behind it (group commit), so how many there are depends on timing.
-	reCheckpoints = regexp.MustCompile(`\d+ signed checkpoints`)
+	// queued behind it (group commit), and refused requests are audited per window of
+	// time, so how many entries and checkpoints there are depends on timing.
+	reCheckpoints = regexp.MustCompile(`\d+ entries, \d+ signed checkpoints`)
 )
 
 func (z *normalizer) apply(s string) string {
@@ -268,7 +269,7 @@ func (z *normalizer) apply(s string) string {
 	s = reWallMS.ReplaceAllString(s, "$1: <n>")
 	s = reSig.ReplaceAllString(s, `$1: "<signature>"`)
 	s = reRoot.ReplaceAllString(s, "root <hash>")
-	s = reCheckpoints.ReplaceAllString(s, "<n> signed checkpoints")
+	s = reCheckpoints.ReplaceAllString(s, "<n> entries, <n> signed checkpoints")
 	s = reID.ReplaceAllStringFunc(s, func(id string) string {
 		if v, ok := z.ids[id]; ok {
 			return v

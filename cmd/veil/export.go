@@ -11,6 +11,7 @@ import (
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/durable"
 )
 
 // maxCertificate is the largest certificate audit.VerifyCertificate accepts; a certificate is
@@ -67,10 +68,10 @@ as JSON or YAML, name the file as the second argument: 'veil export get JOB wage
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(out, e.Data, 0o644); err != nil {
+			if err := durable.WriteFile(out, e.Data, 0o644); err != nil {
 				return err
 			}
-			if err := os.WriteFile(out+".cert.json", e.Certificate, 0o644); err != nil {
+			if err := durable.WriteFile(out+".cert.json", e.Certificate, 0o644); err != nil {
 				return err
 			}
 			rep := struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/spf13/cobra"
 
+	"github.com/veil-dp/veil/durable"
 	"github.com/veil-dp/veil/he"
 )
 
@@ -87,7 +88,7 @@ func newHEKeygenCmd() *cobra.Command {
 			if err := writeSecret(secretPath, skBlob, force); err != nil {
 				return err
 			}
-			if err := os.WriteFile(publicPath, pubBlob, 0o644); err != nil {
+			if err := durable.WriteFile(publicPath, pubBlob, 0o644); err != nil {
 				return err
 			}
 			out := struct {
@@ -119,29 +120,13 @@ func newHEKeygenCmd() *cobra.Command {
 	return cmd
 }
 
-// writeSecret writes the secret key with mode 0600, refusing an existing file unless force.
+// writeSecret writes the secret key durably (temporary file, fsync, rename, fsync of the
+// directory) with mode 0600, refusing an existing file unless force.
 func writeSecret(path string, blob []byte, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(path, flags, 0o600)
-	if errors.Is(err, os.ErrExist) {
+	if _, err := os.Lstat(path); err == nil && !force {
 		return &exitError{exitConflict, fmt.Errorf("%s already exists; pass --force to replace it", path)}
 	}
-	if err != nil {
-		return err
-	}
-	// An existing file keeps its mode under O_TRUNC: tighten it.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(blob); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return durable.WriteFile(path, blob, 0o600)
 }
 
 func newHEEncryptModelCmd() *cobra.Command {
@@ -174,7 +159,7 @@ func newHEEncryptModelCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(outPath, blob, 0o644); err != nil {
+			if err := durable.WriteFile(outPath, blob, 0o644); err != nil {
 				return err
 			}
 			h := em.Header()
@@ -243,7 +228,7 @@ func newHEDecryptCmd() *cobra.Command {
 				return err
 			}
 			if outPath != "" {
-				if err := os.WriteFile(outPath, res.csv(), 0o644); err != nil {
+				if err := durable.WriteFile(outPath, res.csv(), 0o644); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%d groups)\n", outPath, len(res.rows))

@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/doctor"
 )
 
 // initKeyFlags are veil init's flags that place the signing key and the signer's state
@@ -21,4 +22,20 @@ func auditFlags(f *pflag.FlagSet, cfg *daemon.Config) {
 	f.StringArrayVar(&cfg.AuditArchives, "audit-archive", nil, "append every signed checkpoint to this file or directory (repeatable): a place the store's writer cannot change, e.g. an append-only file or another machine's mount")
 	f.BoolVar(&cfg.AuditAdopt, "audit-adopt", false, "once, when the signer has no state yet (first start after an upgrade): verify the whole audit log and vouch for it from now on")
 	f.BoolVar(&cfg.StoreAdopt, "store-adopt", false, "once, after restoring the store on purpose: accept the store file though its shutdown marker says it is not the file Veil shut down (the integrity and audit checks still run)")
+}
+
+// doctorPaths are the places veil serve would use for the key, the signer's state and the
+// store's shutdown marker, given the same --audit-key and --audit-state.
+func doctorPaths(dir string, flags daemon.Config) (doctor.Options, error) {
+	c := daemon.Defaults(dir)
+	c.AuditKey, c.AuditState = flags.AuditKey, flags.AuditState
+	state, err := c.AuditStatePath()
+	if err != nil {
+		return doctor.Options{}, err
+	}
+	marker, err := c.StoreMarkerPath()
+	if err != nil {
+		return doctor.Options{}, err
+	}
+	return doctor.Options{DataDir: dir, KeyPath: c.KeyPath(), AuditState: state, StoreMarker: marker}, nil
 }

@@ -153,3 +153,14 @@ func checkFiles(o Options) error {
 	}
 	return nil
 }
+
+// CheckFiles runs the start-up checks that need no database connection, and writes
+// nothing: that the store file is the one last shut down (its shutdown marker's digest)
+// and that a store not shut down cleanly still has its write-ahead log. veil doctor runs it
+// beside the daemon's own start. A failure is store.ErrDamaged with what to do.
+func CheckFiles(o Options) error {
+	if o.Marker == "" {
+		o.Marker = o.Path + ".shutdown"
+	}
+	return checkFiles(o)
+}
