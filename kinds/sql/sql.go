@@ -153,12 +153,12 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	rec, err := engine.ReadResult(&exact, k.cfg.MaxResultByte)
 	clear(exact.Bytes()) // the exact result lives only in memory, and not longer than needed
 	if err != nil {
-		return nil, launch.Fail("the runner returned no readable result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the runner returned no readable result", err)
 	}
 	protected, rep, err := gate.Threshold(rec, &plan, gate.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
 	rec.Release()
 	if err != nil {
-		return nil, launch.Fail("the output gate refused the result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the output gate refused the result", err)
 	}
 	return &jobs.Output{
 		Record:    protected,
@@ -201,12 +201,12 @@ func (k *Kind) runDP(ctx context.Context, id string, plan *engine.Plan, spend le
 	rec, err := engine.ReadResult(&exact, k.cfg.MaxResultByte)
 	clear(exact.Bytes())
 	if err != nil {
-		return nil, launch.Fail("the runner returned no readable result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the runner returned no readable result", err)
 	}
 	protected, rep, err := gate.DP(rec, plan, spend)
 	rec.Release()
 	if err != nil {
-		return nil, launch.Fail("the output gate refused the result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the output gate refused the result", err)
 	}
 	report, _ := json.Marshal(rep)
 	d := plan.DP
