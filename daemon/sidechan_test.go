@@ -17,6 +17,7 @@ import (
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/launch"
 )
 
 const visitsSchema = `
@@ -269,4 +270,61 @@ func TestLongPollAnswersAtQuantum(t *testing.T) {
 		t.Fatalf("the vendor reads metering %+v", j.Metering)
 	}
 	t.Logf("statuses seen: %v", seen)
+}
+
+// TestFailureHiddenUntilQuantum: a job that failed on the data looks, until the quantum, like
+// one that ran; a vendor that cancels it then gets what cancelling a running job gives, not
+// a "failed" conflict; and once seen, a failure on data reads only its class.
+func TestFailureHiddenUntilQuantum(t *testing.T) {
+	var skew atomic.Int64
+	e := start(t, func(c *daemon.Config) {
+		c.ExactReleaseTimingForTests = false
+		c.ReleaseQuantum = time.Hour
+		c.Clock = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	ctx := context.Background()
+	vp, err := e.op.CreatePrincipal(ctx, api.CreatePrincipal{Name: "acme analyst", Role: "vendor", Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := e.client(vp.Token)
+	gid := e.grantFor(acme)
+	const q = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"
+	ok, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e.op, ok.ID, "review")
+	// The data breaks (here its file is damaged): the next run of the same query fails on it.
+	files, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "datasets", "residents", "*", "*.parquet"))
+	for _, f := range files {
+		if err := os.WriteFile(f, []byte(strings.Repeat("north south tiny\n", 64)), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e.op, bad.ID, "failed")
+	a := observed(t, e.rawGet(vp.Token, "/v1/jobs/"+ok.ID), "residents")
+	b := observed(t, e.rawGet(vp.Token, "/v1/jobs/"+bad.ID), "residents")
+	if a != b {
+		t.Fatalf("before the quantum the vendor tells a failure from a run:\n%s\n%s", a, b)
+	}
+	c, err := acme.CancelJob(ctx, bad.ID)
+	if err != nil || c.Status != "canceled" {
+		t.Fatalf("cancelling the (secretly failed) job: %+v %v", c, err)
+	}
+
+	other, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e.op, other.ID, "failed")
+	skew.Store(int64(time.Hour))
+	j, err := acme.Job(ctx, other.ID)
+	if err != nil || j.Status != "failed" || j.Message != launch.ClassMessage(launch.ClassData) {
+		t.Fatalf("after the quantum: %+v %v", j, err)
+	}
 }
