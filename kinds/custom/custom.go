@@ -38,8 +38,9 @@ import (
 // with its digest); a vendor submits a program for one of them under a model grant. The
 // program runs in a sandbox on that image with the grant's columns as read-only Parquet
 // files in /in (the privacy unit replaced by a per-job pseudonym) and writes its outputs to
-// /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, failed,
-// limit hit), never stdout, stderr or the exit code. The outputs face statistical disclosure
+// /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, or on the
+// data a failure class of package launch; on the twins "failed" or "limit hit"), never
+// stdout, stderr or the exit code. The outputs face statistical disclosure
 // checks (package gate) and a reviewer; a release with findings needs an explicit override,
 // which the audit log records. No differential-privacy claim is made for them.
 
