@@ -34,6 +34,8 @@ var layers = [][]string{
 	// The job kinds (every package under kinds/, so that a new kind needs no line here), the
 	// review and release, the dev twins: each knows jobs, none another.
 	{"kinds/*", "review", "catalog/twin"},
+	// The web console: pages over the API's handler, which the daemon mounts at /ui/.
+	{"console"},
 	// HTTP.
 	{"daemon"},
 	// The clients of the HTTP API.
@@ -41,6 +43,9 @@ var layers = [][]string{
 	// Pre-flight checks of a host and a data directory (veil doctor): reads the store
 	// offline and asks the daemon who it is.
 	{"doctor"},
+	// Backup and restore of a data directory (veil backup, veil restore): offline file
+	// copies and the store's snapshot, checked as doctor checks them.
+	{"backup"},
 	// The benchmark harness (it starts a daemon in process), then the CLI.
 	{"bench", "bench/sandbox"},
 	{"cmd/veil"},

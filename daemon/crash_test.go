@@ -24,6 +24,10 @@ func serveChild(dir string) {
 	cfg.Binary, _ = os.Executable()
 	cfg.Isolation = os.Getenv("VEIL_TEST_ISOLATION")
 	cfg.ExactReleaseTimingForTests = true // the test follows jobs at once
+	cfg.AuditKey = os.Getenv("VEIL_TEST_AUDIT_KEY")
+	if a := os.Getenv("VEIL_TEST_AUDIT_ARCHIVES"); a != "" {
+		cfg.AuditArchives = strings.Split(a, ",")
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv, err := daemon.New(context.Background(), cfg, logger)
 	if err != nil {

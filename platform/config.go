@@ -66,6 +66,19 @@ type Config struct {
 	// status change at once, which tells it how long a job ran on the data. Tests only;
 	// veil serve has no flag for it.
 	ExactReleaseTimingForTests bool
+
+	// The audit signer and the store's start-up checks (auditcfg.go): the signing key's
+	// file (default DataDir/keys/platform.key) or a file descriptor it is read from
+	// (AuditKeyFD ≥ 3), the signer's state file (default beside the key), the archives
+	// every signed checkpoint is appended to, AuditAdopt to take over a store whose log
+	// the signer has no state for (first start after an upgrade), StoreAdopt to accept the
+	// store file as found after a deliberate restore.
+	AuditKey      string
+	AuditKeyFD    int
+	AuditState    string
+	AuditArchives []string
+	AuditAdopt    bool
+	StoreAdopt    bool
 }
 
 // DefaultReleaseQuantum is the release quantum unless the operator sets another.
@@ -96,8 +109,13 @@ func Defaults(dataDir string) Config {
 // StorePath is the store's file.
 func (c Config) StorePath() string { return filepath.Join(c.DataDir, "veil.db") }
 
-// KeyPath is the platform's signing key (owner-only).
-func (c Config) KeyPath() string { return filepath.Join(c.DataDir, "keys", "platform.key") }
+// KeyPath is the platform's signing key (owner-only): AuditKey, or DataDir/keys/platform.key.
+func (c Config) KeyPath() string {
+	if c.AuditKey != "" {
+		return c.AuditKey
+	}
+	return filepath.Join(c.DataDir, "keys", "platform.key")
+}
 
 // PubPath is the platform's public key, for anyone who verifies its signatures.
 func (c Config) PubPath() string { return filepath.Join(c.DataDir, "platform.pub") }

@@ -77,6 +77,8 @@ func TestCommandsJSON(t *testing.T) {
 		{"veil version", []string{"version"}},
 		{"veil init", []string{"init", "--data-dir", filepath.Join(dir, "data")}},
 		{"veil doctor", []string{"doctor", "--data-dir", filepath.Join(dir, "data")}},
+		{"veil backup", []string{"backup", "--data-dir", filepath.Join(dir, "data"), "--to", filepath.Join(dir, "backup")}},
+		{"veil restore", []string{"restore", "--from", filepath.Join(dir, "backup"), "--data-dir", filepath.Join(dir, "restored")}},
 		{"veil config set-profile", []string{"config", "set-profile", "a", "--token", "veil_x"}},
 		{"veil config use", []string{"config", "use", "a"}},
 		{"veil config list", []string{"config", "list"}},
