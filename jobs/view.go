@@ -64,8 +64,12 @@ func view(j *Job, role policy.Role, now time.Time, q time.Duration) api.Job {
 	case Queued:
 		return out
 	case Canceled:
-		// The canceller's doing, seen at once; when it ran is seen only in quanta.
+		// The canceller's doing, seen at once; when it started is seen only in quanta, and
+		// not at all if the vendor could not have seen it before the cancellation.
 		out.Started = reveal(j.Created, j.Body.Started, q)
+		if out.Started.After(j.Body.Finished) {
+			out.Started = time.Time{}
+		}
 		return out
 	}
 	started := reveal(j.Created, j.Body.Started, q)

@@ -99,6 +99,17 @@ func TestVendorViewQueued(t *testing.T) {
 	if at := nextReveal(j, created.Add(q), q); !at.IsZero() {
 		t.Errorf("nothing left to reveal, got %v", at)
 	}
+	// Canceled within the quantum it started in: the vendor never saw it start, and does not
+	// afterwards either; canceled later, it sees the quantum it started in.
+	c := ranFor(created, 1200*time.Millisecond, 0, Canceled, nil)
+	c.Body.Finished = created.Add(2 * time.Second)
+	if v := view(c, policy.Vendor, created.Add(time.Minute), q); v.Status != Canceled || !v.Started.IsZero() {
+		t.Errorf("canceled at +2s: %+v", v)
+	}
+	c.Body.Finished = created.Add(7 * time.Second)
+	if v := view(c, policy.Vendor, created.Add(time.Minute), q); v.Started != created.Add(q) {
+		t.Errorf("canceled at +7s: started %v", v.Started)
+	}
 	// A job that failed before it started (its grant was suspended) is queued until then.
 	never := ranFor(created, 0, 0, Failed, nil)
 	never.Body.Started, never.Body.Finished = time.Time{}, created.Add(10*time.Millisecond)
