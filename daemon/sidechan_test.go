@@ -297,6 +297,27 @@ func TestFailureHiddenUntilQuantum(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, e.op, ok.ID, "review")
+	// A reviewer releases an output within the quantum: its vendor does not know yet, and
+	// cancelling the job is what cancelling a running one is.
+	rev := e.principal("reviewer", "reviewer", "")
+	rel, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e.op, rel.ID, "review")
+	rv, err := rev.Review(ctx, rel.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := rev.Decide(ctx, rel.ID, "approve", rv.Digest, ""); err != nil || d.Status != "released" {
+		t.Fatalf("approve: %+v %v", d, err)
+	}
+	if _, err := acme.Export(ctx, rel.ID, "csv"); kindOf(err) != "conflict" {
+		t.Fatalf("export of a release the vendor cannot see yet: %v", err)
+	}
+	if c, err := acme.CancelJob(ctx, rel.ID); err != nil || c.Status != "canceled" {
+		t.Fatalf("cancelling the (secretly released) job: %+v %v", c, err)
+	}
 	// The data breaks (here its file is damaged): the next run of the same query fails on it.
 	files, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "datasets", "residents", "*", "*.parquet"))
 	for _, f := range files {

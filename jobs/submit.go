@@ -344,14 +344,14 @@ func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (ap
 		if j, err = Load(ctx, tx, p, id); err != nil {
 			return err
 		}
-		status := j.Status
-		if seen := s.View(p, j).Status; p.Role == policy.Vendor && (seen == Queued || seen == Running) && Final(status) {
-			// The run ended (it failed) but the vendor may not know yet: the job is canceled
-			// as a running one would be, so that the answer does not tell it.
-			status = Running
-			j.Status = Running
+		if seen := s.View(p, j).Status; p.Role == policy.Vendor && (seen == Queued || seen == Running) &&
+			(Final(j.Status) || j.Status == Released) {
+			// The run ended (it failed, or reviewers even decided on its output) but the
+			// vendor may not know yet: the job is canceled as one in review would be, output
+			// and all, so that the answer does not tell it.
+			j.Status = Review
 		}
-		switch status {
+		switch j.Status {
 		case Queued, Running, Review:
 		default:
 			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", policy.ErrConflict, j.ID, s.View(p, j).Status)
