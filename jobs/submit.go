@@ -282,8 +282,8 @@ func (s *Service) Wait(ctx context.Context, p policy.Principal, id, seen string,
 		// What p sees can change at a release quantum without the job changing.
 		var revealed <-chan time.Time
 		var reveal *time.Timer
-		if p.Role == policy.Vendor {
-			if at := nextReveal(j, s.Rec.Now(), s.quantum()); !at.IsZero() {
+		if q := s.quantum(); p.Role == policy.Vendor && q > 0 {
+			if at := nextReveal(j, s.Rec.Now(), q); !at.IsZero() {
 				reveal = time.NewTimer(at.Sub(s.Rec.Now()))
 				revealed = reveal.C
 			}
