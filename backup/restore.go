@@ -278,7 +278,14 @@ func relocate(ctx context.Context, oldDir, newDir string) error {
 		}
 		return p
 	}
-	db, err := sqlite.OpenWith(ctx, sqlite.Options{Path: filepath.Join(newDir, StoreName), Adopt: true})
+	// The shutdown marker where a daemon on newDir with the default key place looks for it
+	// (beside the signer's state in keys/); an operator who keeps the key elsewhere starts
+	// once with --store-adopt.
+	marker, err := platform.Defaults(newDir).StoreMarkerPath()
+	if err != nil {
+		return err
+	}
+	db, err := sqlite.OpenWith(ctx, sqlite.Options{Path: filepath.Join(newDir, StoreName), Marker: marker, Adopt: true})
 	if err != nil {
 		return err
 	}

@@ -130,9 +130,11 @@ func (c *Console) budgetChart(w http.ResponseWriter, r *http.Request, s *session
 	}
 	ch := chart.BarChart{
 		Title:      name + ": ε " + tr(lang, "budget"),
-		Background: chart.Style{Padding: chart.Box{Top: 40, Left: 10, Right: 10, Bottom: 10}},
+		TitleStyle: chart.Style{FontSize: 12},
+		Background: chart.Style{Padding: chart.Box{Top: 40, Left: 10, Right: 10, Bottom: 30}},
 		Height:     320, Width: max(480, 90*len(bars)), BarWidth: 50,
-		YAxis: chart.YAxis{Range: &chart.ContinuousRange{Min: 0, Max: max(db.Total.Epsilon, 1e-6)}},
+		XAxis: chart.Style{FontSize: 9},
+		YAxis: chart.YAxis{Style: chart.Style{FontSize: 9}, Range: &chart.ContinuousRange{Min: 0, Max: max(db.Total.Epsilon, 1e-6)}},
 		Bars:  bars,
 	}
 	var buf bytes.Buffer

@@ -96,7 +96,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 
 func funcs(lang string) template.FuncMap {
 	return template.FuncMap{
-		"t": func(key string) string { return tr(lang, key) },
+		"t": func(key any) string { return tr(lang, fmt.Sprint(key)) },
 		"tf": func(key string, args ...any) string {
 			return fmt.Sprintf(tr(lang, key), args...)
 		},

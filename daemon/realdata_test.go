@@ -112,7 +112,7 @@ func TestRealHeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: `SELECT "Origin State", COUNT(*) AS n, SUM("Cost Total $") AS cost, MIN(record_id) AS first FROM strikes GROUP BY "Origin State" ORDER BY 1`})
+	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: `SELECT "Origin State", COUNT(*) AS n, SUM("Cost Total $") AS cost FROM strikes GROUP BY "Origin State" ORDER BY 1`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +123,10 @@ func TestRealHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Utah has 6 rows = 6 units (k=5 passes); every state shows; ids keep their zeros.
-	if len(rv.Rows) != 3 || rv.Rows[0][0] != "Ohio" || rv.Rows[1][3] != "00000" {
+	// Utah has 6 rows = 6 units (k=5 passes); every state shows. (A MIN of the unique record
+	// ids would be suppressed by the extremes rule of the dominance check;
+	// engine's TestStageFileHeadersAndTypes keeps the ids' leading zeros.)
+	if len(rv.Rows) != 3 || rv.Rows[0][0] != "Ohio" {
 		t.Fatalf("review rows %v", rv.Rows)
 	}
 }

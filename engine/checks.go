@@ -86,6 +86,7 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 		if err != nil {
 			return err
 		}
+		resolveSources(node, &sc) // headers as in the files, as Validate resolved them
 		w := newWalker(&sc)
 		if err := w.selectNode(node); err != nil {
 			return err
@@ -352,6 +353,7 @@ func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *S
 	if err != nil {
 		return nil, false
 	}
+	resolveSources(node, sc) // a prior that names "Origin State" pairs like one naming origin_state
 	pw := newWalker(sc)
 	if err := pw.selectNode(node); err != nil {
 		return nil, false

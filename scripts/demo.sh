@@ -40,7 +40,8 @@ OP=$("$VEIL" init --data-dir "$DATA" | tail -1)
 "$VEIL" config set-profile operator --host "$VEIL_HOST" --token "$OP" >/dev/null
 ISOLATION=container
 if [ "$(id -u)" != 0 ]; then ISOLATION=process; note "not root: jobs run without a sandbox (development only)"; fi
-"$VEIL" serve --data-dir "$DATA" --isolation "$ISOLATION" --approvals 1 >"$WORK/daemon.log" 2>&1 &
+# --listen also serves the API and the web console (/ui/) on loopback; port 0 picks a free one.
+"$VEIL" serve --data-dir "$DATA" --isolation "$ISOLATION" --approvals 1 --listen "127.0.0.1:${CONSOLE_PORT:-0}" >"$WORK/daemon.log" 2>&1 &
 echo $! >"$WORK/daemon.pid"
 trap 'kill $(cat "$WORK/daemon.pid") 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -S "$DATA/veil.sock" ] && break; sleep 0.1; done
@@ -50,6 +51,7 @@ say "2. Operator: one token per principal, each with a role (and a tenant for ve
 mk() { # profile name role tenant
   local tok; tok=$("$VEIL" --profile operator principal create --name "$2" --role "$3" ${4:+--tenant "$4"} | field token)
   "$VEIL" config set-profile "$1" --host "$VEIL_HOST" --token "$tok" >/dev/null
+  if [ "$1" = reviewer ]; then REVIEWER_TOKEN=$tok; fi
   printf '   %-12s %-10s %s\n' "$1" "$3" "${4:-}"
 }
 mk civil    "Civil Affairs Bureau"       provider civil-affairs
@@ -284,5 +286,16 @@ curl -fsS --unix-socket "$SOCK" http://veil/readyz
 printf '%s$ curl -H "Authorization: Bearer $OPERATOR_TOKEN" --unix-socket %s http://veil/metrics | grep ...%s\n' "$dim" "$SOCK" "$off"
 curl -fsS -H "Authorization: Bearer $OP" --unix-socket "$SOCK" http://veil/metrics >"$WORK/metrics.txt"
 grep -E '^veil_(jobs|review_queue_outputs|budget_epsilon_remaining|audit_log_entries|job_duration_seconds_count)[{ ]' "$WORK/metrics.txt"
+
+say "20. The web console: the same work in a browser, for every role"
+ADDR=$(sed -n 's/.*msg=listening addr=\(127\.0\.0\.1:[0-9]*\).*/\1/p' "$WORK/daemon.log" | head -1)
+note "Sign in at http://$ADDR/ui/ with a principal's token, or use a one-time link (POST /ui/links with the token):"
+LINK=$(curl -fsS -X POST -H "Authorization: Bearer $REVIEWER_TOKEN" --unix-socket "$SOCK" http://veil/ui/links | sed -n 's/.*"path":"\([^"]*\)".*/\1/p')
+[ -n "$ADDR" ] && [ -n "$LINK" ] || { echo "demo: the console did not answer" >&2; exit 1; }
+echo "   console:                 http://$ADDR/ui/"
+echo "   reviewer's sign-in link: http://$ADDR$LINK   (one use, 15 minutes)"
+if [ -t 0 ] && [ -t 1 ]; then
+  read -r -p "   The daemon keeps running for the console; press Enter to stop it. " _ || true
+fi
 
 say "Done. The daemon log is $WORK/daemon.log; the data directory is $DATA."

@@ -187,39 +187,65 @@ func checkCosigned(vkey string, witnessFiles []string, kept []client.Kept) error
 }
 
 func newAuditProveCmd() *cobra.Command {
-	var keyFile string
+	var keyFile, file string
 	prove := &cobra.Command{
-		Use:   "prove ENTRY",
+		Use:   "prove ENTRY  |  prove --file PROOF",
 		Short: "Print an inclusion proof of an entry against the latest signed checkpoint, checked locally",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			idx, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil {
-				return fmt.Errorf("ENTRY must be an entry number")
+		Long: `Fetch the inclusion proof of entry ENTRY against the latest signed checkpoint and check it
+with the platform key. With --file, check a proof saved earlier (the console's "Download the
+proof") offline instead: the daemon is not asked.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				return cobra.NoArgs(cmd, args)
 			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			vkey, err := readPlatformKey(keyFile)
 			if err != nil {
 				return err
 			}
-			c, err := connect()
-			if err != nil {
-				return err
-			}
-			p, err := c.AuditProof(cmd.Context(), idx)
-			if err != nil {
-				return err
+			var p *audit.Proof
+			if file != "" {
+				b, err := readAtMost(file, maxProofFile+1)
+				if err != nil {
+					return fmt.Errorf("read proof: %w", err)
+				}
+				if len(b) > maxProofFile {
+					return fmt.Errorf("proof file %s is more than %d bytes: not a proof", file, maxProofFile)
+				}
+				p = new(audit.Proof)
+				if err := json.Unmarshal(b, p); err != nil {
+					return fmt.Errorf("proof file %s is not a proof (give the file the console or veil audit prove -o json saved): %v", file, err)
+				}
+			} else {
+				idx, err := strconv.ParseInt(args[0], 10, 64)
+				if err != nil {
+					return fmt.Errorf("ENTRY must be an entry number")
+				}
+				c, err := connect()
+				if err != nil {
+					return err
+				}
+				if p, err = c.AuditProof(cmd.Context(), idx); err != nil {
+					return err
+				}
 			}
 			if err := audit.CheckProof(mustVerifier(vkey), p); err != nil {
 				return fmt.Errorf("proof does NOT verify: %w", err)
 			}
 			b, _ := json.MarshalIndent(p, "", "  ")
-			fmt.Fprintf(g.out, "%s\nOK: entry %d is included in the signed checkpoint\n", b, idx)
+			fmt.Fprintf(g.out, "%s\nOK: entry %d is included in the signed checkpoint\n", b, p.Index)
 			return nil
 		},
 	}
 	prove.Flags().StringVar(&keyFile, "key", defaultPlatformKey, "the platform's public key file")
+	prove.Flags().StringVar(&file, "file", "", "check this saved proof offline instead of asking the daemon")
 	return prove
 }
+
+// maxProofFile bounds a saved proof: an entry, a checkpoint and at most 64 hashes.
+const maxProofFile = 1 << 20
 
 func newAuditCheckpointCmd() *cobra.Command {
 	var keyFile, out string

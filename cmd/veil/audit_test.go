@@ -460,3 +460,46 @@ func TestConcurrentAppends(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestAuditProveFile checks a proof saved earlier (the console downloads one) offline, and
+// refuses one whose entry was changed.
+func TestAuditProveFile(t *testing.T) {
+	ctx := context.Background()
+	m := newMachine(t)
+	p, err := m.start(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	p.put(t, 5)
+	req, _ := http.NewRequest("GET", p.srv.URL+"/v1/audit/proof/3", nil)
+	req.Header.Set("Authorization", "Bearer veil_test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw bytes.Buffer
+	raw.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("proof: %s %s", resp.Status, raw.String())
+	}
+	file := filepath.Join(t.TempDir(), "proof.json")
+	os.WriteFile(file, raw.Bytes(), 0o644)
+	// Offline: the host is unreachable, and not asked.
+	out, err := runVeil(t, "--host", "unix:///nonexistent.sock", "audit", "prove", "--file", file, "--key", m.pub())
+	if err != nil || !strings.Contains(out, "OK: entry 3 is included") {
+		t.Fatalf("prove --file: %v\n%s", err, out)
+	}
+	var pf audit.Proof
+	json.Unmarshal(raw.Bytes(), &pf)
+	pf.Record = bytes.Replace(pf.Record, []byte("principal/p-3"), []byte("principal/p-4"), 1)
+	b, _ := json.Marshal(pf)
+	os.WriteFile(file, b, 0o644)
+	if out, err := runVeil(t, "--host", "unix:///nonexistent.sock", "audit", "prove", "--file", file, "--key", m.pub()); err == nil || !strings.Contains(err.Error()+out, "does NOT verify") {
+		t.Fatalf("a changed entry: %v\n%s", err, out)
+	}
+	if _, err := runVeil(t, "audit", "prove", "--file", file, "3", "--key", m.pub()); err == nil {
+		t.Fatal("an entry number with --file was accepted")
+	}
+}
