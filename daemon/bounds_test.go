@@ -17,6 +17,7 @@ import (
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/he"
+	"github.com/veil-dp/veil/launch"
 )
 
 // customEnv is a daemon with a runtime image and an active model grant of acme on the
@@ -89,8 +90,12 @@ func TestCustomOutputsBounded(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			j := runCustom(t, acme, gid, tc.mode)
-			if j.Status != "failed" || !strings.Contains(j.Message, tc.want) {
-				t.Fatalf("%s: %s %q, want failed naming %q", tc.mode, j.Status, j.Message, tc.want)
+			// The vendor reads the class; the operator's log, the reason.
+			if j.Status != "failed" || j.Message != launch.ClassMessage(launch.ClassLimit) {
+				t.Fatalf("%s: %s %q, want failed with the resource limit class", tc.mode, j.Status, j.Message)
+			}
+			if !strings.Contains(e.log.String(), tc.want) {
+				t.Fatalf("%s: the operator's log does not name %q:\n%s", tc.mode, tc.want, e.log.String())
 			}
 			if _, err := rev.Review(ctx, j.ID); kindOf(err) != "conflict" {
 				t.Fatalf("a refused output reached review: %v", err)

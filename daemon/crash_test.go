@@ -14,6 +14,7 @@ import (
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/launch"
 )
 
 // serveChild runs a daemon on an initialised data directory until it is killed: the test
@@ -22,6 +23,7 @@ func serveChild(dir string) {
 	cfg := daemon.Defaults(dir)
 	cfg.Binary, _ = os.Executable()
 	cfg.Isolation = os.Getenv("VEIL_TEST_ISOLATION")
+	cfg.ExactReleaseTimingForTests = true // the test follows jobs at once
 	cfg.AuditKey = os.Getenv("VEIL_TEST_AUDIT_KEY")
 	if a := os.Getenv("VEIL_TEST_AUDIT_ARCHIVES"); a != "" {
 		cfg.AuditArchives = strings.Split(a, ",")
@@ -128,9 +130,13 @@ func TestJobLimitWhileOthersRun(t *testing.T) {
 	if _, err := e.op.Whoami(ctx); err != nil {
 		t.Fatalf("daemon stopped answering: %v", err)
 	}
+	// The vendor reads the class of failure; which limit is the operator's.
 	j := waitStatus(t, acme, slow.ID, "failed")
-	if !strings.Contains(j.Message, "time limit") {
-		t.Fatalf("message %q: want one naming the time limit", j.Message)
+	if j.Message != launch.ClassMessage(launch.ClassLimit) || strings.Contains(j.Message, "time limit") {
+		t.Fatalf("message %q: want the resource limit class, not which limit", j.Message)
+	}
+	if !strings.Contains(e.log.String(), "time limit") {
+		t.Fatalf("the operator's log does not name the time limit:\n%s", e.log.String())
 	}
 }
 

@@ -104,6 +104,8 @@ func start(t *testing.T, edit func(*daemon.Config)) *env {
 	cfg.Isolation = isolation(t)
 	cfg.Binary, _ = os.Executable()
 	cfg.JobMemoryMB = jobMemoryMB
+	// Tests follow jobs at once; sidechan_test.go turns the release quantum on.
+	cfg.ExactReleaseTimingForTests = true
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -173,11 +173,14 @@ func (s *Service) ToReview(ctx context.Context, id string, versions map[string]s
 }
 
 // Fail records that a queued or running job failed with err: the vendor reads what
-// launch.Explain lets it, the operator's log gets the details. A job that never ran gets its
-// reservation back; one canceled meanwhile stays canceled.
+// launch.Explain lets it, reduced to its class for a failure on real data
+// (launch.ForVendor); the operator's log gets the details, the audit entry the exact
+// message. A job that never ran gets its reservation back; one canceled meanwhile stays
+// canceled.
 func (s *Service) Fail(id string, err error) {
-	msg, detail := launch.Explain(err)
+	exact, detail := launch.Explain(err)
 	s.Log.Warn("job failed", "job", id, "err", detail)
+	cause := err
 	uerr := s.DB.Update(context.Background(), func(tx store.Tx) error {
 		sj, err := tx.Job(context.Background(), id)
 		if err != nil {
@@ -200,12 +203,17 @@ func (s *Service) Fail(id string, err error) {
 		if err := j.Move(Failed); err != nil {
 			return err
 		}
+		msg := launch.ForVendor(cause, j.Body.Dev)
 		j.Body.Message = msg
 		j.Body.Finished = s.Rec.Now()
 		if err := j.Put(context.Background(), tx, s.Rec.Now()); err != nil {
 			return err
 		}
-		return s.Rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, map[string]string{"message": msg})
+		details := map[string]string{"message": msg}
+		if exact != msg {
+			details["cause"] = exact // which limit, or what the runner said: never a data value
+		}
+		return s.Rec.Record(context.Background(), tx, platform.System, "job.fail", "job/"+id, details)
 	})
 	if uerr != nil {
 		s.Log.Error("record job failure", "job", id, "err", uerr)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -88,7 +89,7 @@ func (s *Service) Submit(ctx context.Context, p policy.Principal, req api.Submit
 	if err != nil {
 		return api.Job{}, err
 	}
-	return j.API(), nil
+	return s.View(p, j), nil
 }
 
 // SubmitDev runs a job in the dev environment: validated like a production job, run at once
@@ -225,22 +226,38 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 	return j, nil
 }
 
-// List lists the jobs p may see, of one grant and in some statuses if asked.
+// List lists the jobs p may see, of one grant and in some statuses if asked. A vendor's
+// statuses are those it sees (View), not the stored ones.
 func (s *Service) List(ctx context.Context, p policy.Principal, grant, statuses string) ([]api.Job, error) {
 	f := store.JobFilter{GrantID: grant}
 	if statuses != "" {
 		f.Statuses = strings.Split(statuses, ",")
 	}
-	if p.Role == policy.Vendor {
-		f.Tenant = p.Tenant
+	if p.Role != policy.Vendor {
+		return s.Where(ctx, p, f)
 	}
-	return s.Where(ctx, p, f)
+	f.Tenant = p.Tenant
+	want := f.Statuses
+	f.Statuses = nil
+	all, err := s.Where(ctx, p, f)
+	if err != nil || want == nil {
+		return all, err
+	}
+	out := []api.Job{}
+	for _, j := range all {
+		if slices.Contains(want, j.Status) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
 }
 
 // Wait shows a job; with a wait, it long-polls: the answer comes when the job's status is
 // not seen (empty: its status when the request came), or is final, or when the wait (at
 // most a minute) is up. A job in review is waited through: the answer comes at the
-// reviewers' decision, so that a client following a job sees each change at once.
+// reviewers' decision, so that a client following a job sees each change at once. The
+// status is the one p sees (View): a vendor's long poll of a production job answers at a
+// release quantum, never at the moment the run ended.
 func (s *Service) Wait(ctx context.Context, p policy.Principal, id, seen string, wait time.Duration) (api.Job, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -255,17 +272,34 @@ func (s *Service) Wait(ctx context.Context, p policy.Principal, id, seen string,
 		if err != nil {
 			return api.Job{}, err
 		}
+		v := s.View(p, j)
 		if seen == "" {
-			seen = j.Status
+			seen = v.Status
 		}
-		if wait == 0 || j.Status != seen || Final(j.Status) {
-			return j.API(), nil
+		if wait == 0 || v.Status != seen || Final(v.Status) {
+			return v, nil
+		}
+		// What p sees can change at a release quantum without the job changing.
+		var revealed <-chan time.Time
+		var reveal *time.Timer
+		if q := s.quantum(); p.Role == policy.Vendor && q > 0 {
+			if at := nextReveal(j, s.Rec.Now(), q); !at.IsZero() {
+				reveal = time.NewTimer(at.Sub(s.Rec.Now()))
+				revealed = reveal.C
+			}
 		}
 		select {
 		case <-woken:
+		case <-revealed:
 		case <-deadline.C:
 			wait = 0
 		case <-ctx.Done():
+			wait = -1
+		}
+		if reveal != nil {
+			reveal.Stop()
+		}
+		if wait < 0 {
 			return api.Job{}, ctx.Err()
 		}
 	}
@@ -310,10 +344,17 @@ func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (ap
 		if j, err = Load(ctx, tx, p, id); err != nil {
 			return err
 		}
+		if seen := s.View(p, j).Status; p.Role == policy.Vendor && (seen == Queued || seen == Running) &&
+			(Final(j.Status) || j.Status == Released) {
+			// The run ended (it failed, or reviewers even decided on its output) but the
+			// vendor may not know yet: the job is canceled as one in review would be, output
+			// and all, so that the answer does not tell it.
+			j.Status = Review
+		}
 		switch j.Status {
 		case Queued, Running, Review:
 		default:
-			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", policy.ErrConflict, j.ID, j.Status)
+			return fmt.Errorf("%w: job %s is %s and can no longer be canceled", policy.ErrConflict, j.ID, s.View(p, j).Status)
 		}
 		if j.Status == Review {
 			if err := tx.DeleteOutput(ctx, j.ID); err != nil {
@@ -340,7 +381,7 @@ func (s *Service) Cancel(ctx context.Context, p policy.Principal, id string) (ap
 	}
 	s.sched.cancel(j.ID)
 	s.changed.notify()
-	return j.API(), nil
+	return s.View(p, j), nil
 }
 
 // Where lists the jobs matching f that p may see.
@@ -359,7 +400,7 @@ func (s *Service) Where(ctx context.Context, p policy.Principal, f store.JobFilt
 			if err != nil {
 				return err
 			}
-			out = append(out, j.API())
+			out = append(out, s.View(p, j))
 		}
 		return nil
 	})

@@ -113,12 +113,64 @@ func limits(c platform.Config) sandbox.Limits {
 type Failure struct {
 	Msg    string // for the vendor
 	Detail error  // for the operator log only
+	// Class is set when how the job failed depends on the data it ran on (which limit it
+	// hit, how far, what the runner or gate said of the result): a vendor of a job on real
+	// data then reads only the class (ClassMessage), never Msg.
+	Class Class
 }
 
 func (e *Failure) Error() string { return e.Msg }
 
-// Fail is a failure the vendor may read about as msg.
+// Class is a class of failures on data: all a vendor learns of how a job on real data
+// failed, besides that it did. Which class a failure is in can depend on the data; what the
+// vendor reads of it is one fixed sentence per class.
+type Class string
+
+// The classes of failures on data.
+const (
+	// ClassLimit: the job hit a resource limit of the platform (memory, time, processes,
+	// the size of its result or output); which one, and how far, is the operator's.
+	ClassLimit Class = "resource limit"
+	// ClassData: the job failed while it ran on the data, or its result could not be
+	// gated.
+	ClassData Class = "failed on the data"
+)
+
+// Fail is a failure the vendor may read about as msg: one that the request, the grant and
+// the platform's state alone decide, never the data.
 func Fail(msg string, detail error) error { return &Failure{Msg: msg, Detail: detail} }
+
+// FailOnData is a failure that depends on the data the job ran on: a vendor of a job on
+// real data reads only its class; msg is for the dev runs on twins and the operator.
+func FailOnData(class Class, msg string, detail error) error {
+	return &Failure{Msg: msg, Detail: detail, Class: class}
+}
+
+// ClassMessage is what a vendor of a job on real data reads of a failure in class c: the
+// same sentence for every job in the class, whatever the data.
+func ClassMessage(c Class) string {
+	switch c {
+	case ClassLimit:
+		return "the job failed: resource limit (memory, time, processes or output size; which one is not shown for jobs on real data); simplify the job, try it on the dev twins (veil dev run), or ask the operator"
+	default:
+		return "the job failed: it failed on the data (the reason is not shown for jobs on real data); try it on the dev twins (veil dev run), or ask the operator"
+	}
+}
+
+// ForVendor is the message a vendor reads of a job's failure: a failure on data (a Failure
+// with a class) shows only its class when the job ran on real data (exact false); dev runs
+// on twins (exact true) read the exact message. Other errors read as Explain says.
+func ForVendor(err error, exact bool) string {
+	msg, _ := Explain(err)
+	if exact {
+		return msg
+	}
+	var f *Failure
+	if errors.As(err, &f) && f.Class != "" {
+		return ClassMessage(f.Class)
+	}
+	return msg
+}
 
 // Explain splits a job's error into what the vendor is told and what the operator log gets.
 func Explain(err error) (vendor, operator string) {
@@ -151,7 +203,19 @@ func statusError(res *sandbox.Result, logOutput bool) error {
 	if logOutput {
 		stderr = tail(res.Stderr, 2000)
 	}
-	return &Failure{Msg: msg, Detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, stderr)}
+	return &Failure{Msg: msg, Detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, stderr), Class: StatusClass(res.Status)}
+}
+
+// StatusClass is the class of failures on data a sandbox status is in ("" for ok, and for a
+// run the caller cancelled: that is the caller's doing, not the data's).
+func StatusClass(st sandbox.Status) Class {
+	switch st {
+	case sandbox.StatusOK, sandbox.StatusKilled:
+		return ""
+	case sandbox.StatusOOM, sandbox.StatusPids, sandbox.StatusTimeout, sandbox.StatusResultTooLarge:
+		return ClassLimit
+	}
+	return ClassData
 }
 
 func tail(b []byte, n int) string {
@@ -237,10 +301,11 @@ func (l *Launcher) RunSpec(ctx context.Context, id string, ejob engine.Job, spec
 		return u, err
 	}
 	if err := json.Unmarshal([]byte(out.String()), res); err != nil {
-		return u, Fail("the runner returned no readable result", err)
+		return u, FailOnData(ClassData, "the runner returned no readable result", err)
 	}
 	if *refusal != "" {
-		return u, Fail(*refusal, nil)
+		// The runner refused what it found in the data (or the inputs on it).
+		return u, FailOnData(ClassData, *refusal, nil)
 	}
 	return u, nil
 }

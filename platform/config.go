@@ -57,6 +57,15 @@ type Config struct {
 	// RefusalWindow is how long refused requests are counted before one audit entry per
 	// principal (or source) and action records them.
 	RefusalWindow time.Duration
+	// ReleaseQuantum: a vendor sees a production job's status change (started, and how its
+	// run ended) only at whole multiples of it after the submission, so that when a job
+	// ends does not tell the data (jobs.Service.View). Zero or less means the default; it
+	// cannot be turned off from the command line.
+	ReleaseQuantum time.Duration
+	// ExactReleaseTimingForTests turns the release quantum off: a vendor then sees each
+	// status change at once, which tells it how long a job ran on the data. Tests only;
+	// veil serve has no flag for it.
+	ExactReleaseTimingForTests bool
 
 	// The audit signer and the store's start-up checks (auditcfg.go): the signing key's
 	// file (default DataDir/keys/platform.key) or a file descriptor it is read from
@@ -72,24 +81,28 @@ type Config struct {
 	StoreAdopt    bool
 }
 
+// DefaultReleaseQuantum is the release quantum unless the operator sets another.
+const DefaultReleaseQuantum = 5 * time.Second
+
 // Defaults returns a Config with every default filled in for dataDir.
 func Defaults(dataDir string) Config {
 	return Config{
-		DataDir:       dataDir,
-		Socket:        filepath.Join(dataDir, "veil.sock"),
-		Workers:       2,
-		Approvals:     1,
-		Review:        policy.DefaultReviewConfig(),
-		Isolation:     "container",
-		JobMemoryMB:   2048,
-		JobThreads:    2,
-		JobWall:       5 * time.Minute,
-		JobPids:       256,
-		MaxResultByte: 64 << 20,
-		ScratchMB:     64,
-		SweepEvery:    30 * time.Second,
-		MinFreeMB:     1024,
-		RefusalWindow: time.Minute,
+		DataDir:        dataDir,
+		Socket:         filepath.Join(dataDir, "veil.sock"),
+		Workers:        2,
+		Approvals:      1,
+		Review:         policy.DefaultReviewConfig(),
+		Isolation:      "container",
+		JobMemoryMB:    2048,
+		JobThreads:     2,
+		JobWall:        5 * time.Minute,
+		JobPids:        256,
+		MaxResultByte:  64 << 20,
+		ScratchMB:      64,
+		SweepEvery:     30 * time.Second,
+		MinFreeMB:      1024,
+		RefusalWindow:  time.Minute,
+		ReleaseQuantum: DefaultReleaseQuantum,
 	}
 }
 

@@ -79,8 +79,9 @@ func (s *Service) Export(ctx context.Context, p policy.Principal, id, format str
 		if err != nil {
 			return err
 		}
-		if j.Status != jobs.Released {
-			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", policy.ErrConflict, j.ID, j.Status)
+		// What p sees (a vendor: at a release quantum), not the stored status.
+		if seen := s.jobs.View(p, j).Status; j.Status != jobs.Released || seen != jobs.Released {
+			return fmt.Errorf("%w: job %s is %s; only released outputs can be exported", policy.ErrConflict, j.ID, seen)
 		}
 		if err := s.authority(ctx, tx, j); err != nil {
 			return err

@@ -61,7 +61,7 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, id string) (api.
 			return err
 		}
 		defer rec.Release()
-		rv = api.Review{Job: j.API(), Digest: meta.Digest, Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.Config.Approvals}
+		rv = api.Review{Job: s.jobs.View(p, j), Digest: meta.Digest, Grant: sg.Body, Mechanism: meta.Mechanism, Columns: meta.Columns, Needed: s.Config.Approvals}
 		if meta.Mechanism.Custom != nil {
 			rv.Files, rv.Columns = output.Files(rec), nil
 		} else {
@@ -298,7 +298,7 @@ func (s *Service) Decide(ctx context.Context, p policy.Principal, id string, req
 		return api.Job{}, s.jobs.Note(ctx, p, "review."+req.Decision, err)
 	}
 	s.jobs.Changed(j) // a vendor long-polling the job sees the decision at once
-	return j.API(), nil
+	return s.jobs.View(p, j), nil
 }
 
 // digestRE is a digest as outputs are named.

@@ -114,6 +114,8 @@ func startCLI(t *testing.T, edits ...func(*daemon.Config)) *cliEnv {
 	}
 	cfg.Binary, _ = os.Executable()
 	cfg.JobMemoryMB = 1024
+	// The goldens follow jobs at once (and the clock below is not the wall clock).
+	cfg.ExactReleaseTimingForTests = true
 	// A clock a second further at each reading: lists ordered by creation (the store keeps
 	// milliseconds) come out in one order, whatever the machine's speed.
 	var tick atomic.Int64

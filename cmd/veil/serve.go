@@ -76,6 +76,9 @@ func (f *serveFlags) config() (daemon.Config, error) {
 	if f.socket != "" {
 		c.Socket = f.socket
 	}
+	if c.ReleaseQuantum < time.Second || c.ReleaseQuantum > time.Hour {
+		return c, usageErr("--release-quantum %s: give a duration from 1s to 1h (default %s); a vendor sees a job end only at its multiples, so that when it ends does not tell the data", c.ReleaseQuantum, daemon.Defaults("").ReleaseQuantum)
+	}
 	return c, nil
 }
 
@@ -141,6 +144,7 @@ theirs.`,
 	f.IntVar(&cfg.ScratchMB, "scratch-mb", cfg.ScratchMB, "size of a job's /scratch, and of a custom job's /out")
 	f.IntVar(&cfg.JobThreads, "job-threads", cfg.JobThreads, "CPU cores (and DuckDB threads) of one job")
 	f.DurationVar(&cfg.JobWall, "job-timeout", cfg.JobWall, "wall-clock limit of one job")
+	f.DurationVar(&cfg.ReleaseQuantum, "release-quantum", cfg.ReleaseQuantum, "a vendor sees a job on real data start and end only at whole multiples of this after its submission (1s to 1h)")
 	f.Int64Var(&cfg.JobPids, "job-pids", cfg.JobPids, "process and thread limit of one job")
 	f.DurationVar(&cfg.Review.Deadline, "review-deadline", cfg.Review.Deadline, "time each grant review stage has before its default applies")
 	f.StringSliceVar(&sf.overdue, "overdue", nil, "what an overdue grant review stage decides, e.g. --overdue authority=reject (default: approve)")

@@ -45,6 +45,7 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7",
 		"audit-key": "/etc/veil/platform.key", "audit-key-fd": "3", "audit-state": "/etc/veil/audit.state",
 		"audit-archive": "/mnt/witness/veil", "audit-adopt": "true", "store-adopt": "true",
+		"release-quantum": "30s",
 	}
 	notConfig := map[string]bool{"log-json": true} // how the log is written, not the daemon's config
 	cmd, _ := serveCommand()
@@ -71,6 +72,15 @@ func TestServeFlagsReachConfig(t *testing.T) {
 	}
 	if _, err := serveConfig(t, "--overdue", "vendor=approve"); exitCode(err, true) != exitUsage {
 		t.Errorf("--overdue vendor=approve: %v, want a usage error", err)
+	}
+	// The release quantum cannot be turned off, nor made so fine it tells run times.
+	for _, q := range []string{"0", "500ms", "-5s", "2h"} {
+		if _, err := serveConfig(t, "--release-quantum="+q); exitCode(err, true) != exitUsage || !strings.Contains(err.Error(), "release-quantum") {
+			t.Errorf("--release-quantum=%s: %v, want a usage error naming the flag", q, err)
+		}
+	}
+	if c, _ := serveConfig(t); c.ReleaseQuantum != 5*time.Second || c.ExactReleaseTimingForTests {
+		t.Errorf("default release quantum %v (exact timing %v)", c.ReleaseQuantum, c.ExactReleaseTimingForTests)
 	}
 }
 

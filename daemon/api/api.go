@@ -238,7 +238,8 @@ type Job struct {
 	Approvals []string  `json:"approvals,omitempty"`
 }
 
-// Metering is what a job consumed.
+// Metering is what a job consumed. Of a production job only the operator reads it
+// (jobs.Service.View): it depends on the data; a dev run's is its vendor's.
 type Metering struct {
 	WallMS       int64 `json:"wall_ms"`
 	CPUMS        int64 `json:"cpu_ms"`

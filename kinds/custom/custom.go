@@ -16,7 +16,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -39,8 +38,9 @@ import (
 // with its digest); a vendor submits a program for one of them under a model grant. The
 // program runs in a sandbox on that image with the grant's columns as read-only Parquet
 // files in /in (the privacy unit replaced by a per-job pseudonym) and writes its outputs to
-// /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, failed,
-// limit hit), never stdout, stderr or the exit code. The outputs face statistical disclosure
+// /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, or on the
+// data a failure class of package launch; on the twins "failed" or "limit hit"), never
+// stdout, stderr or the exit code. The outputs face statistical disclosure
 // checks (package gate) and a reviewer; a release with findings needs an explicit override,
 // which the audit log records. No differential-privacy claim is made for them.
 
@@ -351,11 +351,11 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	}
 	class := statusClass(res.Status)
 	if class != "ok" {
-		return nil, launch.Fail("the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
+		return nil, launch.FailOnData(launch.StatusClass(res.Status), "the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
 	}
 	files, err := readOutputs(out, min(maxOutputFile, s.Config.MaxResultByte), s.Config.MaxResultByte)
 	if err != nil {
-		return nil, launch.Fail("the program's outputs cannot be read: "+err.Error(), nil)
+		return nil, launch.FailOnData(launch.ClassLimit, "the program's outputs cannot be read: "+err.Error(), nil)
 	}
 	var limit int64
 	if limited {
@@ -376,9 +376,11 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 			Statement: "A vendor's own program computed these files in a sandbox without network. No differential-privacy claim is made for them. " +
 				fmt.Sprintf("Statistical disclosure checks found %d findings; a release with findings needs a reviewer's recorded override.", len(findings))}},
 		// The vendor learns the status class and that outputs wait, not how many (the
-		// program chooses that number: a channel), and only coarse timing.
-		Message:  "the program ended: ok; its outputs wait for export review",
-		Metering: &api.Metering{WallMS: res.Usage.Wall.Round(10 * time.Second).Milliseconds()},
+		// program chooses that number: a channel); the metering is the operator's
+		// (jobs.Service.View), and the vendor sees the job end only at a release quantum.
+		Message: "the program ended: ok; its outputs wait for export review",
+		Metering: &api.Metering{WallMS: res.Usage.Wall.Milliseconds(), CPUMS: res.Usage.CPU.Milliseconds(),
+			PeakMemoryMB: res.Usage.PeakMemoryBytes >> 20},
 		Audit: map[string]string{"mechanism": "custom", "files": fmt.Sprint(len(files)),
 			"findings": fmt.Sprint(len(findings)), "status": class},
 	}, nil

@@ -324,7 +324,7 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	}
 	rec, err := gate.HE(&spec, &res)
 	if err != nil {
-		return nil, launch.Fail("the runner returned no readable result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the runner returned no readable result", err)
 	}
 	var dpm *api.DPMechanism
 	if spec.DP != nil && res.DP != nil {

@@ -183,7 +183,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	recs, err := engine.ReadResults(&exact, k.cfg.MaxResultByte, len(checks))
 	clear(exact.Bytes()) // the exact result lives only in memory, and not longer than needed
 	if err != nil {
-		return nil, launch.Fail("the runner returned no readable result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the runner returned no readable result", err)
 	}
 	results := make([]gate.CheckResult, len(checks))
 	for i, c := range checks {
@@ -194,7 +194,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		r.Release()
 	}
 	if err != nil {
-		return nil, launch.Fail("the output gate refused the result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the output gate refused the result", err)
 	}
 	msg := fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K)
 	if rep.Dominance > 0 {
@@ -270,12 +270,12 @@ func (k *Kind) runDP(ctx context.Context, id string, plan *engine.Plan, spend le
 	rec, err := engine.ReadResult(&exact, k.cfg.MaxResultByte)
 	clear(exact.Bytes())
 	if err != nil {
-		return nil, launch.Fail("the runner returned no readable result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the runner returned no readable result", err)
 	}
 	protected, rep, err := gate.DP(rec, plan, spend)
 	rec.Release()
 	if err != nil {
-		return nil, launch.Fail("the output gate refused the result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the output gate refused the result", err)
 	}
 	report, _ := json.Marshal(rep)
 	d := plan.DP

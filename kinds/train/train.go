@@ -262,7 +262,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	}
 	rec, err := modelRecord(&res)
 	if err != nil {
-		return nil, launch.Fail("the runner returned no readable result", err)
+		return nil, launch.FailOnData(launch.ClassData, "the runner returned no readable result", err)
 	}
 	rep, _ := json.Marshal(res.Report)
 	noise := "laplace"

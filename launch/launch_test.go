@@ -1,0 +1,65 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/veil-dp/veil/sandbox"
+)
+
+// TestFailureClasses: however a job on real data hit a limit, and how far, its vendor reads
+// one sentence; runtime errors on the data read another; the operator's detail and a dev
+// run's message keep what happened.
+func TestFailureClasses(t *testing.T) {
+	// As the sandbox words them: which limit, and its value.
+	sandboxMessage := func(st sandbox.Status) string {
+		return fmt.Sprintf("the job ended %s: it used more memory than its limit of 1 GiB, or ran longer than 1m0s, or started 64 processes", st)
+	}
+	result := func(st sandbox.Status) error {
+		return statusError(&sandbox.Result{Status: st, ExitCode: 1, Message: sandboxMessage(st), Stderr: []byte("Conversion Error: 'Alice' to INT")}, false)
+	}
+	limits := []sandbox.Status{sandbox.StatusOOM, sandbox.StatusPids, sandbox.StatusTimeout, sandbox.StatusResultTooLarge}
+	for _, st := range limits {
+		err := result(st)
+		vendor := ForVendor(err, false)
+		if vendor != ClassMessage(ClassLimit) {
+			t.Errorf("%s: the vendor reads %q", st, vendor)
+		}
+		for _, tell := range []string{"GiB", "MiB", "1m0s", "64", "memory than", "longer than"} {
+			if strings.Contains(vendor, tell) {
+				t.Errorf("%s: the vendor's message tells %q: %s", st, tell, vendor)
+			}
+		}
+		if dev := ForVendor(err, true); dev == vendor || dev == "" {
+			t.Errorf("%s: a dev run reads %q, want the exact message", st, dev)
+		}
+		if _, op := Explain(err); !strings.Contains(op, string(st)) {
+			t.Errorf("%s: the operator's detail %q does not say which", st, op)
+		}
+	}
+	data := []error{result(sandbox.StatusFailed), FailOnData(ClassData, "the output gate refused the result", errors.New("NaN in column x")),
+		FailOnData(ClassData, "a group has fewer than 5 rows", nil)}
+	for _, err := range data {
+		if v := ForVendor(err, false); v != ClassMessage(ClassData) || strings.Contains(v, "Alice") {
+			t.Errorf("%v: the vendor reads %q", err, v)
+		}
+	}
+	if ClassMessage(ClassData) == ClassMessage(ClassLimit) {
+		t.Error("the two classes read the same")
+	}
+	// Failures the request and the grant alone decide keep their message; so does a
+	// cancellation.
+	pre := Fail("grant g-1 is suspended", nil)
+	if v := ForVendor(pre, false); v != "grant g-1 is suspended" {
+		t.Errorf("a failure before the run reads %q", v)
+	}
+	if v := ForVendor(result(sandbox.StatusKilled), false); v != sandboxMessage(sandbox.StatusKilled) {
+		t.Errorf("a cancelled run reads %q", v)
+	}
+	if v := ForVendor(fmt.Errorf("run: %w", context.Canceled), false); v != "the job was canceled" {
+		t.Errorf("a cancellation reads %q", v)
+	}
+}
