@@ -185,6 +185,6 @@ func newDatasetCmd() *cobra.Command {
 	sf.IntVar(&syn.Rows, "rows", 0, "rows of the twin (default: the noisy number of persons)")
 	sf.Float64Var(&syn.Epsilon, "epsilon", 0, "the dataset's budget the marginals spend")
 	sf.StringArrayVar(&synPairs, "pair", nil, "COLUMN_A,COLUMN_B whose joint distribution is kept (repeatable)")
-	cmd.AddCommand(register, list, show, twin, synthesize, newFeedbackCmd())
+	cmd.AddCommand(register, list, show, twin, synthesize, newFeedbackCmd(), newDatasetInferCmd())
 	return cmd
 }
