@@ -58,6 +58,9 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 	if err != nil {
 		return api.Dataset{}, err
 	}
+	if err := s.domainsFrom(ctx, p, sch); err != nil {
+		return api.Dataset{}, err
+	}
 	staging, err := os.MkdirTemp(s.Config.DataPath(), ".stage-*")
 	if err != nil {
 		return api.Dataset{}, err

@@ -167,3 +167,59 @@ func TestRegisterMismatchesAtOnce(t *testing.T) {
 		t.Fatalf("a refused dataset is listed: %v", ds)
 	}
 }
+
+// TestDomainFrom: a column's public domain is taken from a level-1 column of the provider's
+// own reference dataset, or from a column's declared domain; a column of protected values
+// (level 2 here) never becomes a domain.
+func TestDomainFrom(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	ref := filepath.Join(t.TempDir(), "zipcodes.csv")
+	os.WriteFile(ref, []byte("zip,state,county\n00501,Texas,c1\n43001,Ohio,c2\n84001,Utah,c3\n75001,Texas,c4\n"), 0o644)
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Files: []string{ref}, Schema: `
+name: zipcodes
+provider: faa
+unit: row
+budget: {epsilon: 1, delta: 1.0e-6}
+columns:
+  - {name: zip, type: VARCHAR, level: 1, kind: none}
+  - {name: state, type: VARCHAR, level: 1, kind: none}
+  - {name: county, type: VARCHAR, level: 2, kind: none}
+`}); err != nil {
+		t.Fatal(err)
+	}
+	csv := writeStrikes(t, 40)
+	withFrom := strings.Replace(strikesSchema, "{name: Origin State, type: VARCHAR, level: 1, kind: none}", "{name: Origin State, type: VARCHAR, level: 1, kind: none, domain: {from: zipcodes.state}}", 1)
+	ds, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: withFrom, Files: []string{csv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sch struct {
+		Columns []struct {
+			Name       string   `json:"name"`
+			Domain     []string `json:"domain"`
+			DomainFrom string   `json:"domain_from"`
+		} `json:"columns"`
+	}
+	json.Unmarshal(ds.Schema, &sch)
+	found := false
+	for _, c := range sch.Columns {
+		if c.Name == "origin_state" {
+			found = strings.Join(c.Domain, ",") == "Ohio,Texas,Utah" && c.DomainFrom == "zipcodes.state"
+		}
+	}
+	if !found {
+		t.Fatalf("domain not taken from zipcodes.state: %s", ds.Schema)
+	}
+	protected := strings.Replace(withFrom, "zipcodes.state", "zipcodes.county", 1)
+	_, err = prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strings.Replace(protected, "name: strikes", "name: strikes2", 1), Files: []string{csv}})
+	if kindOf(err) != "invalid" || !strings.Contains(err.Error(), "level-1") {
+		t.Fatalf("a level-2 column became a domain: %v", err)
+	}
+	other := e.principal("other agency", "provider", "dot")
+	_, err = other.RegisterDataset(ctx, api.RegisterDataset{Schema: strings.Replace(strings.Replace(withFrom, "provider: faa", "provider: dot", 1), "name: strikes", "name: strikes3", 1), Files: []string{csv}})
+	if kindOf(err) != "invalid" {
+		t.Fatalf("another provider's undeclared column became a domain: %v", err)
+	}
+}

@@ -114,3 +114,38 @@ func isInteger(t string) bool {
 	t = strings.ToUpper(t)
 	return strings.HasSuffix(t, "INT") || t == "HUGEINT" || t == "BIGINT" || t == "INTEGER" || t == "SMALLINT" || t == "TINYINT"
 }
+
+// DistinctValues returns the distinct non-null values of a column of registered Parquet files,
+// as text in sorted order, refusing more than max of them or one longer than maxLen bytes.
+// It is for a provider's public reference columns that become another column's domain.
+func DistinctValues(ctx context.Context, files []string, column string, max, maxLen int) ([]string, error) {
+	db, err := openLocal()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	q := fmt.Sprintf("SELECT DISTINCT CAST(%[1]s AS VARCHAR) AS v FROM read_parquet(%[2]s) WHERE %[1]s IS NOT NULL ORDER BY v LIMIT %[3]d", quoteIdent(column), quoteList(files), max+1)
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read the values of %s: %w", column, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		if len(v) > maxLen {
+			return nil, fmt.Errorf("%s holds a value longer than %d bytes: not a domain of values", column, maxLen)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) > max {
+		return nil, fmt.Errorf("%s holds more than %d distinct values: too many for a domain", column, max)
+	}
+	return out, nil
+}

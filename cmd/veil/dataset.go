@@ -24,6 +24,9 @@ func newDatasetCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read schema file: %w", err)
 			}
+			if sch, err = resolveDomainFiles(sch, filepath.Dir(schemaFile)); err != nil {
+				return err
+			}
 			var files []string
 			for _, a := range args {
 				abs, err := filepath.Abs(a)
@@ -82,6 +85,8 @@ func newDatasetCmd() *cobra.Command {
 				Unit    string `json:"unit"`
 				Columns []struct {
 					Name        string    `json:"name"`
+					Source      string    `json:"source"`
+					DomainFrom  string    `json:"domain_from"`
 					Type        string    `json:"type"`
 					Level       int       `json:"level"`
 					Kind        string    `json:"kind"`
@@ -109,6 +114,12 @@ func newDatasetCmd() *cobra.Command {
 				}
 				if len(c.Domain) > 0 {
 					extra = strings.TrimSpace(extra + fmt.Sprintf(" domain of %d values", len(c.Domain)))
+				}
+				if c.DomainFrom != "" {
+					extra += " from " + c.DomainFrom
+				}
+				if c.Source != "" {
+					extra = strings.TrimSpace(extra + fmt.Sprintf(" header %q", c.Source))
 				}
 				rows = append(rows, []string{c.Name, c.Type, fmt.Sprint(c.Level), c.Kind, c.Mask, extra})
 			}
