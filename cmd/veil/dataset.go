@@ -15,6 +15,7 @@ import (
 func newDatasetCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "dataset", Short: "Register and browse the catalog"}
 	var schemaFile string
+	var upload bool
 	register := &cobra.Command{
 		Use:   "register --schema FILE.yaml DATA-FILE...",
 		Short: "Register Parquet or CSV files under a schema (provider)",
@@ -39,7 +40,18 @@ func newDatasetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := c.RegisterDataset(cmd.Context(), api.RegisterDataset{Schema: string(sch), Files: files})
+			req := api.RegisterDataset{Schema: string(sch), Files: files}
+			if upload {
+				req.Files = nil
+				for _, f := range files {
+					u, err := c.UploadFile(cmd.Context(), f, progressBar(g.errOut, filepath.Base(f)))
+					if err != nil {
+						return fmt.Errorf("upload %s: %w", filepath.Base(f), err)
+					}
+					req.Uploads = append(req.Uploads, u.ID)
+				}
+			}
+			d, err := c.RegisterDataset(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -47,6 +59,7 @@ func newDatasetCmd() *cobra.Command {
 		},
 	}
 	register.Flags().StringVar(&schemaFile, "schema", "", "schema file (YAML) classifying every column")
+	register.Flags().BoolVar(&upload, "upload", false, "send the files to the daemon over the API (streamed in parts, resumed after a failed part, digest checked; a progress bar when stderr is a terminal) instead of naming paths on the daemon's host")
 	register.MarkFlagRequired("schema")
 	list := &cobra.Command{
 		Use:   "list",

@@ -83,3 +83,35 @@ func TestDatasetInfer(t *testing.T) {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
 }
+
+// TestRegisterUpload: veil dataset register --upload sends the files over the API (the daemon
+// reads no path of the provider's) and registers them; no bar is drawn when stderr is not a
+// terminal, and the bar a terminal gets shows the share sent.
+func TestRegisterUpload(t *testing.T) {
+	e := startCLI(t)
+	csv := writeVisits(t, t.TempDir())
+	draft, err := runVeil(t, "dataset", "infer", "--provider", "health-commission", "--name", "visits", csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := filepath.Join(t.TempDir(), "visits.yaml")
+	os.WriteFile(schema, []byte(strings.ReplaceAll(draft, "level: 0", "level: 2")), 0o644)
+	out, err := runVeil(t, e.as("operator", "principal", "create", "--name", "health", "--role", "provider", "--tenant", "health-commission")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens["health"] = field(t, out, "token")
+	stdout, stderr, err := runVeilIO(t, "", e.as("health", "dataset", "register", "--upload", "--schema", schema, csv)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if field(t, stdout, "rows") != "120" || stderr != "" {
+		t.Fatalf("stdout %q stderr %q", stdout, stderr)
+	}
+	if progressBar(&strings.Builder{}, "x") != nil {
+		t.Fatal("a bar for what is not a terminal")
+	}
+	if got := renderBar("visits.csv", 3<<20, 12<<20); got != "\rvisits.csv [#######.......................]  25% 3 MiB/12 MiB" {
+		t.Fatalf("bar %q", got)
+	}
+}
