@@ -42,6 +42,13 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 	if sch.Provider != p.Tenant {
 		return api.Dataset{}, fmt.Errorf("%w: schema names provider %q but you register for %q", policy.ErrForbidden, sch.Provider, p.Tenant)
 	}
+	if len(req.Uploads) > 0 {
+		up, err := s.uploadedFiles(p, req.Uploads)
+		if err != nil {
+			return api.Dataset{}, err
+		}
+		req.Files = append(append([]string(nil), req.Files...), up...)
+	}
 	if len(req.Files) == 0 || len(req.Files) > 1000 {
 		return api.Dataset{}, fmt.Errorf("%w: give between 1 and 1000 data files (Parquet or CSV)", policy.ErrInvalid)
 	}
@@ -57,6 +64,9 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		return err
 	})
 	if err != nil {
+		return api.Dataset{}, err
+	}
+	if err := s.domainsFrom(ctx, p, sch); err != nil {
 		return api.Dataset{}, err
 	}
 	staging, err := os.MkdirTemp(s.Config.DataPath(), ".stage-*")
@@ -128,6 +138,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 	if err != nil {
 		return api.Dataset{}, err
 	}
+	s.dropUploads(req.Uploads)
 	return ToAPI(d), nil
 }
 

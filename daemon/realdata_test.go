@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -167,5 +169,129 @@ func TestRegisterMismatchesAtOnce(t *testing.T) {
 	}
 	if ds, _ := e.op.Datasets(ctx); len(ds) != 0 {
 		t.Fatalf("a refused dataset is listed: %v", ds)
+	}
+}
+
+// TestDomainFrom: a column's public domain is taken from a level-1 column of the provider's
+// own reference dataset, or from a column's declared domain; a column of protected values
+// (level 2 here) never becomes a domain.
+func TestDomainFrom(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	ref := filepath.Join(t.TempDir(), "zipcodes.csv")
+	os.WriteFile(ref, []byte("zip,state,county\n00501,Texas,c1\n43001,Ohio,c2\n84001,Utah,c3\n75001,Texas,c4\n"), 0o644)
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Files: []string{ref}, Schema: `
+name: zipcodes
+provider: faa
+unit: row
+budget: {epsilon: 1, delta: 1.0e-6}
+columns:
+  - {name: zip, type: VARCHAR, level: 1, kind: none}
+  - {name: state, type: VARCHAR, level: 1, kind: none}
+  - {name: county, type: VARCHAR, level: 2, kind: none}
+`}); err != nil {
+		t.Fatal(err)
+	}
+	csv := writeStrikes(t, 40)
+	withFrom := strings.Replace(strikesSchema, "{name: Origin State, type: VARCHAR, level: 1, kind: none}", "{name: Origin State, type: VARCHAR, level: 1, kind: none, domain: {from: zipcodes.state}}", 1)
+	ds, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: withFrom, Files: []string{csv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sch struct {
+		Columns []struct {
+			Name       string   `json:"name"`
+			Domain     []string `json:"domain"`
+			DomainFrom string   `json:"domain_from"`
+		} `json:"columns"`
+	}
+	json.Unmarshal(ds.Schema, &sch)
+	found := false
+	for _, c := range sch.Columns {
+		if c.Name == "origin_state" {
+			found = strings.Join(c.Domain, ",") == "Ohio,Texas,Utah" && c.DomainFrom == "zipcodes.state"
+		}
+	}
+	if !found {
+		t.Fatalf("domain not taken from zipcodes.state: %s", ds.Schema)
+	}
+	protected := strings.Replace(withFrom, "zipcodes.state", "zipcodes.county", 1)
+	_, err = prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strings.Replace(protected, "name: strikes", "name: strikes2", 1), Files: []string{csv}})
+	if kindOf(err) != "invalid" || !strings.Contains(err.Error(), "level-1") {
+		t.Fatalf("a level-2 column became a domain: %v", err)
+	}
+	other := e.principal("other agency", "provider", "dot")
+	_, err = other.RegisterDataset(ctx, api.RegisterDataset{Schema: strings.Replace(strings.Replace(withFrom, "provider: faa", "provider: dot", 1), "name: strikes", "name: strikes3", 1), Files: []string{csv}})
+	if kindOf(err) != "invalid" {
+		t.Fatalf("another provider's undeclared column became a domain: %v", err)
+	}
+}
+
+// TestUploadDataFile: a provider sends a file over the API in parts at the offset the daemon
+// holds (a part at another offset is refused and the upload resumes from the status), the
+// digest is checked at the last byte (a mismatch deletes the upload), another tenant cannot
+// see or extend it, and the completed upload registers like a file and is then removed.
+func TestUploadDataFile(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	other := e.principal("dot", "provider", "dot")
+	data, _ := os.ReadFile(writeStrikes(t, 50))
+	sum := sha256.Sum256(data)
+	u, err := prov.StartUpload(ctx, api.StartUpload{Name: "birdstrikes.csv", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := int64(len(data) / 2)
+	if u, err = prov.AppendUpload(ctx, u.ID, 0, data[:half]); err != nil || u.Offset != half || u.Complete {
+		t.Fatalf("first part: %+v %v", u, err)
+	}
+	if _, err := prov.AppendUpload(ctx, u.ID, 0, data[:half]); kindOf(err) != "conflict" {
+		t.Fatalf("a part at a stale offset: %v", err)
+	}
+	if _, err := other.UploadStatus(ctx, u.ID); kindOf(err) != "not_found" {
+		t.Fatalf("another tenant sees the upload: %v", err)
+	}
+	if _, err := other.AppendUpload(ctx, u.ID, half, data[half:]); kindOf(err) != "not_found" {
+		t.Fatalf("another tenant extends the upload: %v", err)
+	}
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Uploads: []string{u.ID}}); kindOf(err) != "conflict" {
+		t.Fatalf("an incomplete upload registered: %v", err)
+	}
+	st, err := prov.UploadStatus(ctx, u.ID)
+	if err != nil || st.Offset != half {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	if u, err = prov.AppendUpload(ctx, u.ID, st.Offset, data[half:]); err != nil || !u.Complete {
+		t.Fatalf("last part: %+v %v", u, err)
+	}
+	ds, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Uploads: []string{u.ID}})
+	if err != nil || ds.Rows != 50 {
+		t.Fatalf("register the upload: %+v %v", ds, err)
+	}
+	if _, err := prov.UploadStatus(ctx, u.ID); kindOf(err) != "not_found" {
+		t.Fatalf("a registered upload is kept: %v", err)
+	}
+	// A file whose bytes are not the digest given is deleted at its last byte.
+	bad, err := prov.StartUpload(ctx, api.StartUpload{Name: "b.csv", Size: int64(len(data)), SHA256: strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.AppendUpload(ctx, bad.ID, 0, data); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "SHA-256") {
+		t.Fatalf("digest mismatch: %v", err)
+	}
+	if _, err := prov.UploadStatus(ctx, bad.ID); kindOf(err) != "not_found" {
+		t.Fatalf("a mismatched upload is kept: %v", err)
+	}
+	// The whole path through the client, parts and all.
+	f := writeStrikes(t, 30)
+	var seen int64
+	up, err := prov.UploadFile(ctx, f, func(done, total int64) { seen = done })
+	if err != nil || !up.Complete || seen != up.Size {
+		t.Fatalf("UploadFile: %+v %v (progress %d)", up, err, seen)
+	}
+	if _, err := prov.StartUpload(ctx, api.StartUpload{Name: "../x.csv", Size: 1, SHA256: strings.Repeat("0", 64)}); kindOf(err) != "invalid" {
+		t.Fatalf("a path as upload name: %v", err)
 	}
 }

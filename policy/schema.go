@@ -90,9 +90,68 @@ type Column struct {
 	Kind        Kind      `yaml:"kind" json:"kind"`
 	PrivacyUnit bool      `yaml:"privacy_unit,omitempty" json:"privacy_unit,omitempty"`
 	Bounds      []float64 `yaml:"bounds,omitempty" json:"bounds,omitempty"`
-	Domain      []string  `yaml:"domain,omitempty" json:"domain,omitempty"`
-	Mask        string    `yaml:"mask,omitempty" json:"mask,omitempty"`
+	// Domain is the column's public domain of values. The schema file writes it as a list, as
+	// {from: dataset.column} (that column's declared domain, or the values of a level-1 column
+	// of the same provider's dataset, copied at registration: DomainFrom keeps the name) or as
+	// {file: PATH} (one value a line, read by the CLI before it sends the schema).
+	Domain     []string   `yaml:"-" json:"domain,omitempty"`
+	DomainSpec DomainSpec `yaml:"domain,omitempty" json:"-"`
+	DomainFrom string     `yaml:"-" json:"domain_from,omitempty"`
+	Mask       string     `yaml:"mask,omitempty" json:"mask,omitempty"`
 }
+
+// DomainSpec is a domain as a schema file writes it: a list of values, {from: dataset.column}
+// or {file: PATH}.
+type DomainSpec struct {
+	Values []string
+	From   string
+	File   string
+}
+
+// MaxDomainValues bounds a public domain.
+const MaxDomainValues = 10000
+
+// UnmarshalYAML reads a list or one of the two forms of a reference, refusing any other key.
+func (d *DomainSpec) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return n.Decode(&d.Values)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			if v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: domain: %s must be a single value", v.Line, k)
+			}
+			switch k {
+			case "from":
+				d.From = v.Value
+			case "file":
+				d.File = v.Value
+			default:
+				return fmt.Errorf("line %d: domain: unknown key %q; write a list, {from: dataset.column} or {file: PATH}", n.Content[i].Line, k)
+			}
+		}
+		if (d.From == "") == (d.File == "") {
+			return fmt.Errorf("line %d: domain: give one of from and file", n.Line)
+		}
+		return nil
+	}
+	return fmt.Errorf("line %d: domain: write a list, {from: dataset.column} or {file: PATH}", n.Line)
+}
+
+// MarshalYAML writes the domain back in the form it was read.
+func (d DomainSpec) MarshalYAML() (any, error) {
+	switch {
+	case d.From != "":
+		return map[string]string{"from": d.From}, nil
+	case d.File != "":
+		return map[string]string{"file": d.File}, nil
+	}
+	return d.Values, nil
+}
+
+// IsZero reports a domain not given (omitted when written).
+func (d DomainSpec) IsZero() bool { return d.Values == nil && d.From == "" && d.File == "" }
 
 // Identifier reports whether the column is a direct identifier.
 func (c Column) Identifier() bool { return c.Kind.Identifier() }
@@ -155,6 +214,10 @@ func SimpleName(header string) string {
 // name, keeping the header as its source, and adds the row unit's column.
 func (s *Schema) normalize() {
 	for i, c := range s.Columns {
+		if c.DomainSpec.Values != nil {
+			s.Columns[i].Domain = c.DomainSpec.Values
+		}
+		s.Columns[i].DomainFrom = c.DomainSpec.From
 		if c.Source == "" && c.Name != "" && !nameRE.MatchString(c.Name) {
 			if n := SimpleName(c.Name); n != "" {
 				s.Columns[i].Source, s.Columns[i].Name = c.Name, n
@@ -274,6 +337,21 @@ func (s *Schema) Check() error {
 			if len(c.Bounds) != 2 || !(c.Bounds[0] < c.Bounds[1]) || math.IsInf(c.Bounds[0], 0) || math.IsInf(c.Bounds[1], 0) {
 				return bad("column %q: bounds must be [lower, upper] with lower < upper", c.Name)
 			}
+		}
+		if c.DomainSpec.File != "" {
+			return bad("column %q: domain {file: %s} is read by the CLI (veil dataset register); the daemon takes the values, not a path", c.Name, c.DomainSpec.File)
+		}
+		if c.DomainFrom != "" {
+			ds, col, ok := strings.Cut(c.DomainFrom, ".")
+			if !ok || !nameRE.MatchString(ds) || !nameRE.MatchString(col) {
+				return bad("column %q: domain from %q must name dataset.column", c.Name, c.DomainFrom)
+			}
+			if len(c.Domain) > 0 && c.DomainSpec.From != "" {
+				return bad("column %q: give the domain as a list or from a column, not both", c.Name)
+			}
+		}
+		if len(c.Domain) > MaxDomainValues {
+			return bad("column %q: a domain holds at most %d values", c.Name, MaxDomainValues)
 		}
 		if c.Mask != "" && !maskRE.MatchString(c.Mask) {
 			return bad("column %q: unknown mask rule %q", c.Name, c.Mask)

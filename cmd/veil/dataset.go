@@ -15,6 +15,7 @@ import (
 func newDatasetCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "dataset", Short: "Register and browse the catalog"}
 	var schemaFile string
+	var upload bool
 	register := &cobra.Command{
 		Use:   "register --schema FILE.yaml DATA-FILE...",
 		Short: "Register Parquet or CSV files under a schema (provider)",
@@ -23,6 +24,9 @@ func newDatasetCmd() *cobra.Command {
 			sch, err := os.ReadFile(schemaFile)
 			if err != nil {
 				return fmt.Errorf("read schema file: %w", err)
+			}
+			if sch, err = resolveDomainFiles(sch, filepath.Dir(schemaFile)); err != nil {
+				return err
 			}
 			var files []string
 			for _, a := range args {
@@ -36,7 +40,18 @@ func newDatasetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := c.RegisterDataset(cmd.Context(), api.RegisterDataset{Schema: string(sch), Files: files})
+			req := api.RegisterDataset{Schema: string(sch), Files: files}
+			if upload {
+				req.Files = nil
+				for _, f := range files {
+					u, err := c.UploadFile(cmd.Context(), f, progressBar(g.errOut, filepath.Base(f)))
+					if err != nil {
+						return fmt.Errorf("upload %s: %w", filepath.Base(f), err)
+					}
+					req.Uploads = append(req.Uploads, u.ID)
+				}
+			}
+			d, err := c.RegisterDataset(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -44,6 +59,7 @@ func newDatasetCmd() *cobra.Command {
 		},
 	}
 	register.Flags().StringVar(&schemaFile, "schema", "", "schema file (YAML) classifying every column")
+	register.Flags().BoolVar(&upload, "upload", false, "send the files to the daemon over the API (streamed in parts, resumed after a failed part, digest checked; a progress bar when stderr is a terminal) instead of naming paths on the daemon's host")
 	register.MarkFlagRequired("schema")
 	list := &cobra.Command{
 		Use:   "list",
@@ -82,6 +98,8 @@ func newDatasetCmd() *cobra.Command {
 				Unit    string `json:"unit"`
 				Columns []struct {
 					Name        string    `json:"name"`
+					Source      string    `json:"source"`
+					DomainFrom  string    `json:"domain_from"`
 					Type        string    `json:"type"`
 					Level       int       `json:"level"`
 					Kind        string    `json:"kind"`
@@ -109,6 +127,12 @@ func newDatasetCmd() *cobra.Command {
 				}
 				if len(c.Domain) > 0 {
 					extra = strings.TrimSpace(extra + fmt.Sprintf(" domain of %d values", len(c.Domain)))
+				}
+				if c.DomainFrom != "" {
+					extra += " from " + c.DomainFrom
+				}
+				if c.Source != "" {
+					extra = strings.TrimSpace(extra + fmt.Sprintf(" header %q", c.Source))
 				}
 				rows = append(rows, []string{c.Name, c.Type, fmt.Sprint(c.Level), c.Kind, c.Mask, extra})
 			}
@@ -185,6 +209,6 @@ func newDatasetCmd() *cobra.Command {
 	sf.IntVar(&syn.Rows, "rows", 0, "rows of the twin (default: the noisy number of persons)")
 	sf.Float64Var(&syn.Epsilon, "epsilon", 0, "the dataset's budget the marginals spend")
 	sf.StringArrayVar(&synPairs, "pair", nil, "COLUMN_A,COLUMN_B whose joint distribution is kept (repeatable)")
-	cmd.AddCommand(register, list, show, twin, synthesize, newFeedbackCmd())
+	cmd.AddCommand(register, list, show, twin, synthesize, newFeedbackCmd(), newDatasetInferCmd())
 	return cmd
 }

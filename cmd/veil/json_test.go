@@ -87,6 +87,12 @@ func TestCommandsJSON(t *testing.T) {
 		{"veil he keygen", []string{"he", "keygen", "--groups", "4", "--dir", filepath.Join(dir, "keys")}},
 		{"veil he encrypt-model", []string{"he", "encrypt-model", "--public", filepath.Join(dir, "keys", "public.bundle"), "--model", model, "--out", filepath.Join(dir, "model.enc")}},
 	}
+	drafted := filepath.Join(dir, "drafted.csv")
+	os.WriteFile(drafted, []byte("Case ID,Cost Total $\n001,5\n002,7\n"), 0o644)
+	offline = append(offline, struct {
+		path string
+		args []string
+	}{"veil dataset infer", []string{"dataset", "infer", "--provider", "x", drafted}})
 	root := newRoot()
 	all := leaves(root)
 	covered := map[string]bool{}

@@ -35,6 +35,8 @@ type Principal struct {
 type RegisterDataset struct {
 	Schema string   `json:"schema"`
 	Files  []string `json:"files"`
+	// Uploads are completed uploads (their IDs) registered with, or instead of, Files.
+	Uploads []string `json:"uploads,omitempty"`
 }
 
 // Dataset is a catalog entry.

@@ -1,0 +1,234 @@
+package catalog
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+
+	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/policy"
+)
+
+const (
+	// MaxUploadBytes bounds one uploaded data file.
+	MaxUploadBytes = 64 << 30
+	// MaxUploadChunk bounds one request's part of an upload.
+	MaxUploadChunk = 64 << 20
+	// maxOpenUploads bounds the uploads one tenant has under way or unregistered.
+	maxOpenUploads = 32
+)
+
+var (
+	uploadIDRE   = regexp.MustCompile(`^u-[0-9a-f]{24}$`)
+	uploadNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}\.(csv|parquet|CSV|PARQUET)$`)
+	hexDigestRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	uploadMu     sync.Mutex // one append (or completion) at a time
+)
+
+// uploadMeta is an upload as kept beside its bytes.
+type uploadMeta struct {
+	Tenant   string `json:"tenant"`
+	Name     string `json:"name"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+	Complete bool   `json:"complete"`
+}
+
+func (s *Service) uploadDir(id string) string {
+	return filepath.Join(s.Config.DataPath(), ".uploads", id)
+}
+
+// StartUpload opens an upload of one data file for p's tenant.
+func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.StartUpload) (api.Upload, error) {
+	if !uploadNameRE.MatchString(req.Name) {
+		return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name, ending in .csv or .parquet (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
+	}
+	if req.Size <= 0 || req.Size > MaxUploadBytes {
+		return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
+	}
+	if !hexDigestRE.MatchString(req.SHA256) {
+		return api.Upload{}, fmt.Errorf("%w: sha256 must be the file's SHA-256 in lower-case hex (64 digits)", policy.ErrInvalid)
+	}
+	root := filepath.Join(s.Config.DataPath(), ".uploads")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return api.Upload{}, err
+	}
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	entries, _ := os.ReadDir(root)
+	open := 0
+	for _, e := range entries {
+		if m, err := s.readMeta(e.Name()); err == nil && m.Tenant == p.Tenant {
+			open++
+		}
+	}
+	if open >= maxOpenUploads {
+		return api.Upload{}, fmt.Errorf("%w: %d uploads are open for %s; register or let them finish first", policy.ErrConflict, open, p.Tenant)
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	id := "u-" + hex.EncodeToString(b[:])
+	dir := s.uploadDir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return api.Upload{}, err
+	}
+	m := uploadMeta{Tenant: p.Tenant, Name: req.Name, Size: req.Size, SHA256: req.SHA256}
+	if err := s.writeMeta(id, m); err != nil {
+		os.RemoveAll(dir)
+		return api.Upload{}, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, req.Name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		os.RemoveAll(dir)
+		return api.Upload{}, err
+	}
+	f.Close()
+	return api.Upload{ID: id, Name: req.Name, Size: req.Size}, nil
+}
+
+func (s *Service) readMeta(id string) (uploadMeta, error) {
+	var m uploadMeta
+	if !uploadIDRE.MatchString(id) {
+		return m, os.ErrNotExist
+	}
+	b, err := os.ReadFile(filepath.Join(s.uploadDir(id), "meta.json"))
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+func (s *Service) writeMeta(id string, m uploadMeta) error {
+	b, _ := json.Marshal(m)
+	tmp := filepath.Join(s.uploadDir(id), "meta.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.uploadDir(id), "meta.json"))
+}
+
+// upload finds p's upload; another tenant's is as absent as one that does not exist.
+func (s *Service) upload(p policy.Principal, id string) (uploadMeta, error) {
+	m, err := s.readMeta(id)
+	if err != nil || m.Tenant != p.Tenant {
+		return uploadMeta{}, fmt.Errorf("%w: upload %q not found", policy.ErrNotFound, id)
+	}
+	return m, nil
+}
+
+func (s *Service) uploadState(id string, m uploadMeta) (api.Upload, error) {
+	st, err := os.Stat(filepath.Join(s.uploadDir(id), m.Name))
+	if err != nil {
+		return api.Upload{}, err
+	}
+	return api.Upload{ID: id, Name: m.Name, Size: m.Size, Offset: st.Size(), Complete: m.Complete}, nil
+}
+
+// UploadStatus says how much of an upload the daemon holds.
+func (s *Service) UploadStatus(ctx context.Context, p policy.Principal, id string) (api.Upload, error) {
+	m, err := s.upload(p, id)
+	if err != nil {
+		return api.Upload{}, err
+	}
+	return s.uploadState(id, m)
+}
+
+// AppendUpload writes body at offset, which must be the bytes held so far (a client that lost
+// an answer asks UploadStatus and resumes there). The part that arrives is kept even if the
+// request breaks off. When the last byte is in, the file's SHA-256 is checked: a mismatch
+// deletes the upload.
+func (s *Service) AppendUpload(ctx context.Context, p policy.Principal, id string, offset int64, body io.Reader) (api.Upload, error) {
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	m, err := s.upload(p, id)
+	if err != nil {
+		return api.Upload{}, err
+	}
+	if m.Complete {
+		return api.Upload{}, fmt.Errorf("%w: upload %s is complete", policy.ErrConflict, id)
+	}
+	path := filepath.Join(s.uploadDir(id), m.Name)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+	if err != nil {
+		return api.Upload{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return api.Upload{}, err
+	}
+	if offset != st.Size() {
+		return api.Upload{}, fmt.Errorf("%w: upload %s holds %d bytes; send from offset %d", policy.ErrConflict, id, st.Size(), st.Size())
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return api.Upload{}, err
+	}
+	n, err := io.Copy(f, io.LimitReader(body, m.Size-offset+1))
+	if err == nil && offset+n > m.Size {
+		f.Truncate(offset)
+		return api.Upload{}, fmt.Errorf("%w: upload %s is %d bytes, as started; this part goes beyond it", policy.ErrInvalid, id, m.Size)
+	}
+	if err != nil {
+		return api.Upload{}, err // what arrived is kept; the client resumes from the status
+	}
+	if err := f.Sync(); err != nil {
+		return api.Upload{}, err
+	}
+	if offset+n == m.Size {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return api.Upload{}, err
+		}
+		h := sha256.New()
+		rf, err := os.Open(path)
+		if err != nil {
+			return api.Upload{}, err
+		}
+		_, err = io.Copy(h, rf)
+		rf.Close()
+		if err != nil {
+			return api.Upload{}, err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
+			os.RemoveAll(s.uploadDir(id))
+			return api.Upload{}, fmt.Errorf("%w: upload %s: the file's SHA-256 is not the one given when it started; it was deleted, upload it again", policy.ErrInvalid, id)
+		}
+		m.Complete = true
+		if err := s.writeMeta(id, m); err != nil {
+			return api.Upload{}, err
+		}
+	}
+	return s.uploadState(id, m)
+}
+
+// uploadedFiles returns the paths of p's completed uploads.
+func (s *Service) uploadedFiles(p policy.Principal, ids []string) ([]string, error) {
+	var out []string
+	for _, id := range ids {
+		m, err := s.upload(p, id)
+		if err != nil {
+			return nil, err
+		}
+		if !m.Complete {
+			return nil, fmt.Errorf("%w: upload %s is not complete; send the rest first", policy.ErrConflict, id)
+		}
+		out = append(out, filepath.Join(s.uploadDir(id), m.Name))
+	}
+	return out, nil
+}
+
+// dropUploads deletes uploads once registered (their files are copied into the version).
+func (s *Service) dropUploads(ids []string) {
+	for _, id := range ids {
+		if uploadIDRE.MatchString(id) {
+			os.RemoveAll(s.uploadDir(id))
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+// UploadChunk is the part of a file one request sends.
+const UploadChunk = 8 << 20
+
+// StartUpload opens an upload of a data file.
+func (c *Client) StartUpload(ctx context.Context, req api.StartUpload) (api.Upload, error) {
+	var u api.Upload
+	return u, c.do(ctx, "POST", "/v1/uploads", req, &u)
+}
+
+// UploadStatus says how many bytes of an upload the daemon holds.
+func (c *Client) UploadStatus(ctx context.Context, id string) (api.Upload, error) {
+	var u api.Upload
+	return u, c.do(ctx, "GET", "/v1/uploads/"+url.PathEscape(id), nil, &u)
+}
+
+// AppendUpload sends one part of an upload at offset.
+func (c *Client) AppendUpload(ctx context.Context, id string, offset int64, part []byte) (api.Upload, error) {
+	var u api.Upload
+	return u, c.do(ctx, "PATCH", fmt.Sprintf("/v1/uploads/%s?offset=%d", url.PathEscape(id), offset), part, &u)
+}
+
+// UploadFile sends a local file to the daemon in parts, resuming from the offset the daemon
+// holds after a failed part (up to 5 times in a row), and returns the completed upload.
+// progress, if not nil, is told the bytes sent so far and the file's size after each part.
+func (c *Client) UploadFile(ctx context.Context, path string, progress func(done, total int64)) (api.Upload, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return api.Upload{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return api.Upload{}, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return api.Upload{}, err
+	}
+	u, err := c.StartUpload(ctx, api.StartUpload{Name: filepath.Base(path), Size: st.Size(), SHA256: hex.EncodeToString(h.Sum(nil))})
+	if err != nil {
+		return api.Upload{}, err
+	}
+	buf := make([]byte, UploadChunk)
+	failures := 0
+	for !u.Complete {
+		n, err := f.ReadAt(buf, u.Offset)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return u, err
+		}
+		if n == 0 {
+			return u, fmt.Errorf("%s changed while it was uploaded (it is shorter now)", filepath.Base(path))
+		}
+		next, err := c.AppendUpload(ctx, u.ID, u.Offset, buf[:n])
+		if err != nil {
+			var ae *Error
+			if errors.As(err, &ae) && ae.Status != 0 && ae.Kind != "conflict" || ctx.Err() != nil {
+				return u, err
+			}
+			if failures++; failures > 5 {
+				return u, err
+			}
+			if st, serr := c.UploadStatus(ctx, u.ID); serr == nil {
+				u = st // resume where the daemon is
+			}
+			continue
+		}
+		failures = 0
+		u = next
+		if progress != nil {
+			progress(u.Offset, u.Size)
+		}
+	}
+	return u, nil
+}
