@@ -140,6 +140,7 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 		return nil, err
 	}
 	w := newWalker(sc)
+	w.query = query
 	if err := w.selectNode(node); err != nil {
 		return nil, err
 	}
