@@ -113,8 +113,10 @@ func newRoot() *cobra.Command {
 		newDatasetCmd(), newGrantCmd(), newJobCmd(), newReviewCmd(), newExportCmd(), newAuditCmd(), newBudgetCmd(), newBenchCmd())
 	root.AddCommand(newHECmd(), newRuntimeCmd(), newDevCmd(), newFusionCmd())
 	root.AddCommand(newVersionCmd(), newDoctorCmd(), newPlatformCmd())
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{exitUsage, err} })
+	root.SetFlagErrorFunc(flagError)
 	instrument(root)
+	addExamples(root)
+	completions(root)
 	return root
 }
 
