@@ -160,3 +160,36 @@ func TestGrantApplyRefusals(t *testing.T) {
 		t.Errorf("a slice that fits: %v", err)
 	}
 }
+
+// TestDevTwinNulls: a dev run says which granted columns its twin holds only as NULL, and
+// why, so that a vendor does not take a NULL column's output for the data's.
+func TestDevTwinNulls(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	rev := e.principal("reviewer", "reviewer", "")
+	schema := strings.Replace(residentsSchema, "bounds: [0, 100000]}", "bounds: [0, 100000], mask: suppress}", 1)
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: schema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gid, err := e.dpGrant(acme, auth, prov, "district statistics", 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tj, err := prov.BuildTwin(ctx, "residents", api.BuildTwin{Kind: "masked", Rows: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := approve(t, rev, tj.ID); err != nil {
+		t.Fatal(err)
+	}
+	out, err := acme.DevRun(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district", DP: &api.DPOptions{Epsilon: 0.5}})
+	if err != nil || out.Job.Status != "dev" {
+		t.Fatalf("dev run: %+v %v", out.Job, err)
+	}
+	if len(out.Nulls) != 1 || out.Nulls[0].Column != "income" || !strings.Contains(out.Nulls[0].Reason, "mask rule is suppress") {
+		t.Errorf("twin nulls %+v, want income (mask rule suppress) only", out.Nulls)
+	}
+}
