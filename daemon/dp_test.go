@@ -17,7 +17,7 @@ func (e *env) dpGrant(vendor, auth, prov *client.Client, scenario string, eps, m
 	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: scenario, Purpose: "plan services", Modes: []string{"dp"}, Epsilon: eps, Delta: 1e-7,
 		MaxQuery: maxQuery, ValidFor: "30d", Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
 	if err != nil {
-		e.t.Fatal(err)
+		return "", err
 	}
 	gid := gr["id"].(string)
 	for _, c := range []*client.Client{e.op, auth, prov} {

@@ -115,3 +115,81 @@ func TestJobPlan(t *testing.T) {
 		t.Errorf("spent %d units, want the one job's 500000", got)
 	}
 }
+
+// TestGrantApplyRefusals: a grant its review could only fail is refused when it is applied
+// for, with what was wrong: a slice beyond what a dataset has left to give (naming ε or δ),
+// or a scenario the tenant already holds. Nothing is stored for a refused application.
+func TestGrantApplyRefusals(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.dpGrant(acme, auth, prov, "district statistics", 8, 1); err != nil {
+		t.Fatal(err)
+	}
+	// 10 in total, 8 given: 2 are left.
+	apply := func(scenario string, eps, delta float64) error {
+		_, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: scenario, Purpose: "plan services", Modes: []string{"dp"}, Epsilon: eps, Delta: delta,
+			ValidFor: "30d", Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}}})
+		return err
+	}
+	for _, tc := range []struct {
+		scenario   string
+		eps, delta float64
+		want       string
+	}{
+		{"more", 3, 1e-7, "epsilon has run out (ε=2 left, ε=3 asked)"},
+		{"more delta", 1, 1e-5, "delta has run out"},
+		{"District Statistics ", 1, 1e-7, `already holds grant`},
+	} {
+		err := apply(tc.scenario, tc.eps, tc.delta)
+		if kindOf(err) != "conflict" || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("apply %q ε=%g δ=%g: %v, want a conflict naming %q", tc.scenario, tc.eps, tc.delta, err, tc.want)
+		}
+	}
+	gs, err := acme.Grants(ctx)
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("refused applications were stored: %d grants, %v", len(gs), err)
+	}
+	// What fits is taken.
+	if err := apply("more", 2, 1e-7); err != nil {
+		t.Errorf("a slice that fits: %v", err)
+	}
+}
+
+// TestDevTwinNulls: a dev run says which granted columns its twin holds only as NULL, and
+// why, so that a vendor does not take a NULL column's output for the data's.
+func TestDevTwinNulls(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	rev := e.principal("reviewer", "reviewer", "")
+	schema := strings.Replace(residentsSchema, "bounds: [0, 100000]}", "bounds: [0, 100000], mask: suppress}", 1)
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: schema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gid, err := e.dpGrant(acme, auth, prov, "district statistics", 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tj, err := prov.BuildTwin(ctx, "residents", api.BuildTwin{Kind: "masked", Rows: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := approve(t, rev, tj.ID); err != nil {
+		t.Fatal(err)
+	}
+	out, err := acme.DevRun(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district", DP: &api.DPOptions{Epsilon: 0.5}})
+	if err != nil || out.Job.Status != "dev" {
+		t.Fatalf("dev run: %+v %v", out.Job, err)
+	}
+	if len(out.Nulls) != 1 || out.Nulls[0].Column != "income" || !strings.Contains(out.Nulls[0].Reason, "mask rule is suppress") {
+		t.Errorf("twin nulls %+v, want income (mask rule suppress) only", out.Nulls)
+	}
+}

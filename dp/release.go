@@ -66,8 +66,11 @@ type Released struct {
 	HasCI     bool    `json:"has_ci"`
 	Mechanism string  `json:"mechanism"`
 	Scale     float64 `json:"scale"`
-	Epsilon   float64 `json:"epsilon"`
-	Delta     float64 `json:"delta"`
+	// ValueScale is the noise scale of the released value itself where it differs from the
+	// mechanism's: for a mean, the sum component's scale over the noisy count (at least 1).
+	ValueScale float64 `json:"value_scale,omitempty"`
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
 }
 
 // Count releases an integer count. l0 is the number of groups a unit may change, lInf how
@@ -164,8 +167,9 @@ func Mean(count int64, normSum float64, l0, maxRows int64, lower, upper, epsilon
 			lo, hi = math.Min(lo, m), math.Max(hi, m)
 		}
 	}
+	sc := Scale(n, l0, float64(maxRows)*half, e2, d2)
 	return Released{Value: v, Lower: lo, Upper: hi, HasCI: true, Mechanism: string(orLaplace(n)),
-		Scale: Scale(n, l0, float64(maxRows)*half, e2, d2), Epsilon: epsilon, Delta: delta}, nil
+		Scale: sc, ValueScale: sc / math.Max(float64(nc), 1), Epsilon: epsilon, Delta: delta}, nil
 }
 
 // Quantiles releases several quantiles of one set of values from one noisy quantile tree:
@@ -250,6 +254,20 @@ func KeepPartition(units, l0 int64, epsilon, delta float64) (bool, error) {
 		return false, err
 	}
 	return s.ShouldKeepPartition()
+}
+
+// NonNegative post-processes a release of something that is never negative (a sum of a
+// column whose lower bound is at least 0): the value and its interval are clamped at 0. It
+// costs no budget: it reads nothing but the release.
+func NonNegative(r Released) Released {
+	r.Value, r.Lower, r.Upper = math.Max(r.Value, 0), math.Max(r.Lower, 0), math.Max(r.Upper, 0)
+	return r
+}
+
+// NonPositive is NonNegative for sums of values that are never positive.
+func NonPositive(r Released) Released {
+	r.Value, r.Lower, r.Upper = math.Min(r.Value, 0), math.Min(r.Lower, 0), math.Min(r.Upper, 0)
+	return r
 }
 
 func orLaplace(n Noise) Noise {

@@ -141,6 +141,7 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 	}
 	resolveSources(node, sc)
 	w := newWalker(sc)
+	w.query = query
 	if err := w.selectNode(node); err != nil {
 		return nil, err
 	}

@@ -190,6 +190,7 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 	}
 	resolveSources(node, sc)
 	w := newWalker(sc)
+	w.query = query
 	if err := w.selectNode(node); err != nil {
 		return nil, err
 	}
@@ -408,7 +409,8 @@ type walker struct {
 	hasAgg  bool
 	columns int
 	counts  []int
-	refs    int // column references and aggregates seen: an expression without any is a constant
+	refs    int    // column references and aggregates seen: an expression without any is a constant
+	query   string // the query's text, for hints on its spelling
 }
 
 func newWalker(sc *Scope) *walker {
@@ -552,7 +554,7 @@ func (w *walker) from(t map[string]any) error {
 		}
 		tab, ok := w.sc.table(name)
 		if !ok {
-			return refuse("FROM", "dataset %q is not granted to this grant; granted: %s", name, w.granted())
+			return refuse("FROM", "dataset %q is not granted to this grant%s; granted: %s", name, suggest(name, w.datasetNames()), w.granted())
 		}
 		if t["at_clause"] != nil {
 			return refuse("FROM", "AT (time travel) is not allowed")
@@ -819,7 +821,11 @@ func (w *walker) expr1(e map[string]any, clause string, cx exprCtx) error {
 					return nil // a select-list alias, checked where it is defined
 				}
 			}
-			return refuse(clause, "column %s is not granted to this grant (or does not exist); granted columns: %s", ref, w.grantedColumns())
+			hint := suggest(parts[len(parts)-1], w.columnNames())
+			if len(parts) == 1 {
+				hint += w.quotedHint(ref)
+			}
+			return refuse(clause, "column %s is not granted to this grant (or does not exist)%s; granted columns: %s", ref, hint, w.grantedColumns())
 		}
 		for _, c := range cols {
 			if (c.PrivacyUnit || c.Identifier) && !cx.countArg {

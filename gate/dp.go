@@ -33,6 +33,12 @@ type DPRelease struct {
 	Lower       float64 `json:"lower,omitempty"`
 	Upper       float64 `json:"upper,omitempty"`
 	HasInterval bool    `json:"interval"` // the output has <column>_ci_lower and _ci_upper
+	// ValueScales, for an average, is the noise scale of each released group's value (in
+	// the output's row order): the sum component's Scale over the group's noisy count.
+	ValueScales []float64 `json:"value_noise_scales,omitempty"`
+	// Clamped says how released values were post-processed without budget: "at least 0"
+	// for a sum of a column whose lower bound is at least 0 (counts always are).
+	Clamped string `json:"post_processing,omitempty"`
 }
 
 // DPReport says what the DP gate did. It holds no exact value: the number of exact groups
@@ -201,13 +207,25 @@ func DP(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.Re
 			var err error
 			switch a.Kind {
 			case engine.AggCount:
+				info.Clamped = "at least 0"
 				r, err = dp.Count(g.n[i], p.MaxGroups, p.MaxRows, eps, aggDelta, noise)
 			case engine.AggCountUnits:
+				info.Clamped = "at least 0"
 				r, err = dp.Count(g.units, p.MaxGroups, 1, eps, aggDelta, noise)
 			case engine.AggSum:
 				r, err = dp.Sum(g.s[i], p.MaxGroups, info.LInf, eps, aggDelta, noise)
+				// Post-processing: a sum of values that cannot be negative is not released
+				// negative, nor its interval below 0 (and the mirror for non-positive values).
+				switch {
+				case a.Lower >= 0:
+					r, info.Clamped = dp.NonNegative(r), "at least 0"
+				case a.Upper <= 0:
+					r, info.Clamped = dp.NonPositive(r), "at most 0"
+				}
 			case engine.AggAvg:
 				r, err = dp.Mean(g.n[i], g.s[i], p.MaxGroups, p.MaxRows, a.Lower, a.Upper, eps, aggDelta, noise)
+				info.ValueScales = append(info.ValueScales, r.ValueScale)
+				info.Clamped = "within the bounds"
 			case engine.AggQuantile:
 				r, err = dp.Quantile(g.h[i], a.Rank, p.MaxGroups, a.Lower, a.Upper, eps, aggDelta, noise)
 			}

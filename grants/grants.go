@@ -81,6 +81,10 @@ func (s *Service) Apply(ctx context.Context, p policy.Principal, req api.ApplyGr
 		if err != nil {
 			return err
 		}
+		// Refused now rather than after the review stages: what could never be approved.
+		if err := s.admissible(ctx, tx, g); err != nil {
+			return err
+		}
 		if err := Put(ctx, tx, g, s.Rec.Now()); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/output"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
@@ -19,6 +20,7 @@ import (
 // DevOutput is what a vendor sees of a dev run: the output at once, labelled.
 func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) (api.DevOutput, error) {
 	var out api.DevOutput
+	var access []policy.DatasetAccess
 	err := s.DB.View(ctx, func(tx store.Tx) error {
 		j, err := Load(ctx, tx, p, id)
 		if err != nil {
@@ -26,6 +28,9 @@ func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) 
 		}
 		if !j.Body.Dev {
 			return fmt.Errorf("%w: job %s is not a dev run", policy.ErrNotFound, id)
+		}
+		if g, err := grants.Load(ctx, tx, p, j.GrantID); err == nil {
+			access = g.Datasets
 		}
 		out.Job = j.API()
 		out.Label = "DEV OUTPUT: computed on the datasets' dev twins (masked or synthetic), not on the data; no budget was spent. Promote the job to run it on the data."
@@ -45,7 +50,28 @@ func (s *Service) DevOutput(ctx context.Context, p policy.Principal, id string) 
 		}
 		return nil
 	})
+	if err == nil && s.Twins != nil {
+		out.Nulls, err = s.twinNulls(ctx, access)
+	}
 	return out, s.Note(ctx, p, "dev.show", err)
+}
+
+// twinNulls lists the granted columns that the datasets' released twins hold only as NULL:
+// a dev run's output computed on them says nothing of those columns.
+func (s *Service) twinNulls(ctx context.Context, access []policy.DatasetAccess) ([]api.TwinNull, error) {
+	var out []api.TwinNull
+	for _, d := range access {
+		nulls, err := s.Twins.Nulls(ctx, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range d.Columns {
+			if why, ok := nulls[c]; ok {
+				out = append(out, api.TwinNull{Dataset: d.Name, Column: c, Reason: why})
+			}
+		}
+	}
+	return out, nil
 }
 
 // Promote submits a dev run's job, unchanged, to production.

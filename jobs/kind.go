@@ -203,4 +203,6 @@ type Output struct {
 // Twins finds the released twin of a dataset, for dev runs.
 type Twins interface {
 	File(ctx context.Context, dataset string) (string, error)
+	// Nulls says which columns of the dataset's released twin are NULL, and why.
+	Nulls(ctx context.Context, dataset string) (map[string]string, error)
 }

@@ -479,7 +479,20 @@ func synthRecord(sch *policy.Schema, cols []synthColumn, drawn [][]string, seed 
 // File returns the released twin of a dataset as a Parquet file the sandbox can mount,
 // written once from the stored output.
 func (s *Service) File(ctx context.Context, dataset string) (string, error) {
+	best, _, err := s.released(ctx, dataset)
+	if err != nil {
+		return "", err
+	}
+	if best == nil {
+		return "", launch.Fail(fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset), nil)
+	}
+	return s.file(ctx, dataset, best)
+}
+
+// released finds the newest released twin of a dataset: its job and build, or nil.
+func (s *Service) released(ctx context.Context, dataset string) (*jobs.Job, twinSpec, error) {
 	var best *jobs.Job
+	var bestSpec twinSpec
 	err := s.DB.View(ctx, func(tx store.Tx) error {
 		js, err := tx.Jobs(ctx, store.JobFilter{Statuses: []string{jobs.Released}})
 		if err != nil {
@@ -498,24 +511,59 @@ func (s *Service) File(ctx context.Context, dataset string) (string, error) {
 				return err
 			}
 			if spec.Dataset == dataset && (best == nil || j.Updated.After(best.Updated)) {
-				best = j
+				best, bestSpec = j, spec
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return "", err
+	return best, bestSpec, err
+}
+
+// Nulls says which columns of a dataset's released twin are NULL (suppressed) and why;
+// nothing when it has no released twin.
+func (s *Service) Nulls(ctx context.Context, dataset string) (map[string]string, error) {
+	best, spec, err := s.released(ctx, dataset)
+	if err != nil || best == nil {
+		return nil, err
 	}
-	if best == nil {
-		return "", launch.Fail(fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset), nil)
+	var sch *policy.Schema
+	err = s.DB.View(ctx, func(tx store.Tx) error {
+		schemas, _, err := catalog.Load(ctx, tx, []string{dataset})
+		sch = schemas[dataset]
+		return err
+	})
+	if err != nil || sch == nil {
+		return nil, err
 	}
+	out := map[string]string{}
+	for _, c := range sch.Columns {
+		if c.Level >= 4 {
+			continue // never in a twin, never granted
+		}
+		switch {
+		case spec.Kind == twinKindSynth && (c.PrivacyUnit || c.Identifier()):
+			out[c.Name] = "synthetic twin: identifiers and the privacy unit are not synthesized"
+		case spec.Kind == twinKindSynth && len(c.Domain) == 0 && !(len(c.Bounds) == 2 && policy.NumericType(c.Type)):
+			out[c.Name] = "synthetic twin: the catalog gives the column neither a public domain nor numeric bounds to draw from"
+		case spec.Kind != twinKindSynth && maskRule(c) == "suppress":
+			why := "its catalog mask rule is suppress"
+			if c.Mask == "" {
+				why = "an identifier or level-3 column without a mask rule in the catalog is suppressed"
+			}
+			out[c.Name] = "masked twin: " + why
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) file(ctx context.Context, dataset string, best *jobs.Job) (string, error) {
 	dir := filepath.Join(s.Config.DataDir, "twins")
 	path := filepath.Join(dir, dataset+"-"+best.ID+".parquet")
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
 	var rec arrow.RecordBatch
-	err = s.DB.View(ctx, func(tx store.Tx) error {
+	err := s.DB.View(ctx, func(tx store.Tx) error {
 		_, r, err := s.jobs.LoadOutput(ctx, tx, best.ID)
 		rec = r
 		return err

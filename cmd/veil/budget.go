@@ -25,22 +25,23 @@ func newBudgetCmd() *cobra.Command {
 			if g.output != "table" {
 				return print(b, nil, nil)
 			}
-			eps := func(a api.Amount) string { return fmt.Sprintf("%g", a.Epsilon) }
+			eps := func(a api.Amount) string { return decimal(a.Epsilon) }
+			delta := func(a api.Amount) string { return decimal(a.Delta) }
 			if len(b.Datasets) > 0 {
 				var rows [][]string
 				for _, d := range b.Datasets {
-					rows = append(rows, []string{d.Dataset, d.Provider, eps(d.Total), eps(d.Allocated), eps(d.Spent), eps(d.Free), fmt.Sprintf("%g", d.Total.Delta)})
+					rows = append(rows, []string{d.Dataset, d.Provider, eps(d.Total), eps(d.Allocated), eps(d.Spent), eps(d.Free), delta(d.Total), delta(d.Free)})
 				}
-				if err := print(b, []string{"DATASET", "PROVIDER", "TOTAL ε", "GIVEN TO GRANTS", "SPENT", "FREE", "TOTAL δ"}, rows); err != nil {
+				if err := print(b, []string{"DATASET", "PROVIDER", "TOTAL ε", "GIVEN TO GRANTS", "SPENT", "FREE", "TOTAL δ", "FREE δ"}, rows); err != nil {
 					return err
 				}
 				fmt.Fprintln(g.out)
 			}
 			var rows [][]string
 			for _, x := range b.Grants {
-				rows = append(rows, []string{x.Grant, x.Tenant, x.Scenario, x.Dataset, eps(x.Slice), eps(x.Spent), eps(x.Remaining), fmt.Sprint(x.Jobs), fmt.Sprintf("%g", x.MaxQuery)})
+				rows = append(rows, []string{x.Grant, x.Tenant, x.Scenario, x.Dataset, eps(x.Slice), eps(x.Spent), eps(x.Remaining), delta(x.Slice), delta(x.Spent), delta(x.Remaining), fmt.Sprint(x.Jobs), decimal(x.MaxQuery)})
 			}
-			return print(b, []string{"GRANT", "TENANT", "SCENARIO", "DATASET", "SLICE ε", "SPENT", "REMAINING", "JOBS", "MAX PER JOB"}, rows)
+			return print(b, []string{"GRANT", "TENANT", "SCENARIO", "DATASET", "SLICE ε", "SPENT ε", "REMAINING ε", "SLICE δ", "SPENT δ", "REMAINING δ", "JOBS", "MAX ε PER JOB"}, rows)
 		},
 	}
 	cmd.AddCommand(show)

@@ -370,6 +370,10 @@ func TestCLI(t *testing.T) {
 	e.veil("dataset-register", "residents", "civil", "dataset", "register", "--schema", schema, csv)
 	e.veil("dataset-register", "refused-vendor", "acme", "dataset", "register", "--schema", schema, csv)
 	e.veil("dataset-list", "vendor", "acme", "dataset", "list")
+	// Shell completion asks the daemon for the names the caller may see.
+	if out, err := runVeil(t, e.as("acme", "__complete", "dataset", "show", "res")...); err != nil || !strings.Contains(out, "residents\n") {
+		t.Errorf("completing a dataset name: %q, %v", out, err)
+	}
 	e.veil("dataset-show", "vendor", "acme", "dataset", "show", "residents")
 	e.veil("dataset-show", "missing", "acme", "dataset", "show", "nothing")
 

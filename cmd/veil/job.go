@@ -307,6 +307,9 @@ func printDev(out api.DevOutput) error {
 		return print(out, nil, nil)
 	}
 	fmt.Fprintf(g.out, "%s\n", out.Label)
+	for _, n := range out.Nulls {
+		fmt.Fprintf(g.out, "NULL in the twin: %s.%s (%s)\n", n.Dataset, n.Column, n.Reason)
+	}
 	if err := printJob(out.Job); err != nil {
 		return err
 	}

@@ -192,6 +192,7 @@ func (e *cliEnv) sweep(t *testing.T, gt, gd, jt string) {
 	js("acme", "grant", "show", id(g2, "id"))
 	js("operator", "grant", "approve", id(g2, "id"))
 	js("bureau", "grant", "reject", id(g2, "id"), "--reason", "swept")
+	js("acme", "job", "plan", "--grant", gd, "--epsilon", "0.1", "--sql", "SELECT district, COUNT(*) AS n FROM residents GROUP BY district")
 	js("bureau", "grant", "suspend", gd, "--reason", "sweep")
 	js("bureau", "grant", "reinstate", gd, "--reason", "sweep")
 	js("acme", "job", "plan", "--grant", gd, "--epsilon", "0.5", "--sql", "SELECT district, COUNT(*) AS n FROM residents GROUP BY district")

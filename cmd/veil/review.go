@@ -74,9 +74,9 @@ func newReviewCmd() *cobra.Command {
 					if rep.Feature > 0 {
 						on = fmt.Sprintf("%.4g on each per-group feature sum the weights multiply", rep.Feature)
 					}
-					fmt.Fprintf(w, "  differential privacy: this job spends ε=%g δ=%.3g; groups by partition selection; Laplace noise scale %.4g on counts, %s\n", d.Epsilon, d.Delta, rep.Count, on)
+					fmt.Fprintf(w, "  differential privacy: this job spends ε=%s δ=%s; groups by partition selection; Laplace noise scale %.4g on counts, %s\n", decimal(d.Epsilon), decimal(d.Delta), rep.Count, on)
 					for _, b := range r.Budget {
-						fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
+						fmt.Fprintf(w, "budget of grant %s on %s: %s of %s spent, %s remains\n", b.Grant, b.Dataset, amount(b.Spent), amount(b.Slice), amount(b.Remaining))
 					}
 				} else {
 					fmt.Fprintf(w, "  groups of fewer than k=%d persons are not scored\n", m.K)
@@ -85,36 +85,51 @@ func newReviewCmd() *cobra.Command {
 			} else if d := m.DP; d != nil && m.Kind == "model" {
 				var rep map[string]any
 				json.Unmarshal(d.Report, &rep)
-				fmt.Fprintf(w, "mechanism: model trainer %v with differential privacy: %v; this job spends ε=%g δ=%.3g; each person counts as at most %d rows\n",
-					rep["trainer"], rep["mechanism"], d.Epsilon, d.Delta, d.MaxRows)
+				fmt.Fprintf(w, "mechanism: model trainer %v with differential privacy: %v; this job spends ε=%s δ=%s; each person counts as at most %d rows\n",
+					rep["trainer"], rep["mechanism"], decimal(d.Epsilon), decimal(d.Delta), d.MaxRows)
 				for _, k := range []string{"noise_stddev", "gradient_noise_stddev", "noise_scale", "iterations", "ridge"} {
 					if v, ok := rep[k]; ok {
 						fmt.Fprintf(w, "  %s: %v\n", k, v)
 					}
 				}
 				for _, b := range r.Budget {
-					fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
+					fmt.Fprintf(w, "budget of grant %s on %s: %s of %s spent, %s remains\n", b.Grant, b.Dataset, amount(b.Spent), amount(b.Slice), amount(b.Remaining))
 				}
 			} else if d := m.DP; d != nil {
-				fmt.Fprintf(w, "mechanism: differential privacy, %s noise; this job spends ε=%g δ=%g; each person in at most %d groups with at most %d rows each; %d groups released\n",
-					d.Noise, d.Epsilon, d.Delta, d.MaxGroups, d.MaxRows, m.Groups)
+				fmt.Fprintf(w, "mechanism: differential privacy, %s noise; this job spends ε=%s δ=%s; each person in at most %d groups with at most %d rows each; %d groups released\n",
+					d.Noise, decimal(d.Epsilon), decimal(d.Delta), d.MaxGroups, d.MaxRows, m.Groups)
 				var rep struct {
 					Columns []struct {
 						Column, Aggregate, Mechanism string
-						Scale                        float64 `json:"noise_scale"`
-						Epsilon                      float64
+						Scale                        float64   `json:"noise_scale"`
+						ValueScales                  []float64 `json:"value_noise_scales"`
+						Epsilon, Delta               float64
+						Clamped                      string `json:"post_processing"`
 					}
 					Selection *struct{ Epsilon, Delta float64 } `json:"partition_selection"`
 				}
 				json.Unmarshal(d.Report, &rep)
 				for _, c := range rep.Columns {
-					fmt.Fprintf(w, "  %s: %s, %s, noise scale %.4g, ε=%g\n", c.Column, c.Aggregate, c.Mechanism, c.Scale, c.Epsilon)
+					scale := "noise scale " + decimal(c.Scale)
+					if len(c.ValueScales) > 0 {
+						// An average's own noise is its sum's over its count: one per value.
+						own := make([]string, len(c.ValueScales))
+						for i, v := range c.ValueScales {
+							own[i] = decimal(v)
+						}
+						scale = "noise scale of each value (row order) " + strings.Join(own, ", ") + " (the sum's " + decimal(c.Scale) + " over the group's noisy count)"
+					}
+					post := ""
+					if c.Clamped != "" {
+						post = ", released " + c.Clamped
+					}
+					fmt.Fprintf(w, "  %s: %s, %s, %s, ε=%s δ=%s%s\n", c.Column, c.Aggregate, c.Mechanism, scale, decimal(c.Epsilon), decimal(c.Delta), post)
 				}
 				if s := rep.Selection; s != nil {
-					fmt.Fprintf(w, "  groups: partition selection, ε=%g δ=%g\n", s.Epsilon, s.Delta)
+					fmt.Fprintf(w, "  groups: partition selection, ε=%s δ=%s\n", decimal(s.Epsilon), decimal(s.Delta))
 				}
 				for _, b := range r.Budget {
-					fmt.Fprintf(w, "budget of grant %s on %s: ε=%g of %g spent, ε=%g remains\n", b.Grant, b.Dataset, b.Spent.Epsilon, b.Slice.Epsilon, b.Remaining.Epsilon)
+					fmt.Fprintf(w, "budget of grant %s on %s: %s of %s spent, %s remains\n", b.Grant, b.Dataset, amount(b.Spent), amount(b.Slice), amount(b.Remaining))
 				}
 			} else if m.Custom == nil {
 				fmt.Fprintf(w, "mechanism: %s, k=%d, counts rounded to %d; %d groups, %d suppressed\n", m.Kind, m.K, m.RoundTo, m.Groups, m.Suppressed)

@@ -114,8 +114,10 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newHECmd(), newRuntimeCmd(), newDevCmd(), newFusionCmd())
 	root.AddCommand(newVersionCmd(), newDoctorCmd(), newPlatformCmd())
 	root.AddCommand(newBackupCmd(), newRestoreCmd())
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{exitUsage, err} })
+	root.SetFlagErrorFunc(flagError)
 	instrument(root)
+	addExamples(root)
+	completions(root)
 	return root
 }
 

@@ -313,12 +313,21 @@ type BuildTwin struct {
 
 // DevOutput is a dev run's output, shown at once and labelled.
 type DevOutput struct {
-	Job       Job          `json:"job"`
-	Label     string       `json:"label"`
+	Job   Job    `json:"job"`
+	Label string `json:"label"`
+	// Nulls are the granted columns that are NULL in the twins the run read, and why.
+	Nulls     []TwinNull   `json:"twin_nulls,omitempty"`
 	Mechanism Mechanism    `json:"mechanism"`
 	Columns   []string     `json:"columns,omitempty"`
 	Rows      [][]any      `json:"rows,omitempty"`
 	Files     []OutputFile `json:"files,omitempty"`
+}
+
+// TwinNull is a column a dev twin holds only as NULL, and why.
+type TwinNull struct {
+	Dataset string `json:"dataset"`
+	Column  string `json:"column"`
+	Reason  string `json:"reason"`
 }
 
 // DPMechanism is how a dp output was made.

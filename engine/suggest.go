@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+)
+
+// suggest returns " (did you mean X?)" for the candidate closest to name, ASCII case
+// ignored, when it is close enough to be a typo (at most a third of the name's letters
+// differ, and at most 3); "" otherwise. The candidates are what the caller may be told of
+// (granted datasets and columns), never anything else.
+func suggest(name string, candidates []string) string {
+	best, bestD := "", 0
+	n := lowerASCII(name)
+	for _, c := range candidates {
+		d := editDistance(n, lowerASCII(c))
+		if d == 0 {
+			continue
+		}
+		if best == "" || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" || bestD > 3 || bestD*3 > max(len([]rune(n)), 1) {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+// editDistance is the Levenshtein distance of a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// quotedHint explains a double-quoted "text" that SQL read as a column name: the vendor most
+// likely meant the string 'text'.
+func (w *walker) quotedHint(ref string) string {
+	if w.query == "" || !strings.Contains(w.query, `"`+ref+`"`) {
+		return ""
+	}
+	return fmt.Sprintf(`; "%s" in double quotes is a column name in SQL: for the text, use single quotes ('%s')`, ref, strings.ReplaceAll(ref, "'", "''"))
+}
+
+// columnNames lists the columns of the datasets in FROM that a query may name.
+func (w *walker) columnNames() []string {
+	var out []string
+	for _, a := range w.order {
+		for _, c := range w.tables[a].Columns {
+			if !c.PrivacyUnit && !c.Identifier {
+				out = append(out, c.Name)
+			}
+		}
+	}
+	return out
+}
+
+// datasetNames lists the granted datasets.
+func (w *walker) datasetNames() []string {
+	var out []string
+	for _, t := range w.sc.Tables {
+		out = append(out, t.Name)
+	}
+	return out
+}
