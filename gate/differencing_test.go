@@ -54,7 +54,7 @@ func runChecked(t *testing.T, v *engine.Validator, sc engine.Scope, query string
 			t.Fatalf("%s: checks: %v", query, err)
 		}
 	}
-	job := &engine.Job{SQL: plan.SQL, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}
+	job := &engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: diffRules.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}
 	for _, c := range checks {
 		job.Checks = append(job.Checks, c.SQL)
 	}
@@ -176,6 +176,34 @@ func TestDominance(t *testing.T) {
 		}
 		if got != tc.want || rep.Dominance != tc.dominance {
 			t.Errorf("%s: %s, report %+v; want %s with %d dominance", tc.q, got, rep, tc.want, tc.dominance)
+		}
+	}
+}
+
+// TestDifferencingVariants: the guard decides on rows, not persons or text: one visit of one
+// person removed in a join, an ungrouped pair, a grouping by expression and by alias, and
+// the fast plan's result all get the cell suppressed.
+func TestDifferencingVariants(t *testing.T) {
+	res, vis := writeResidents(t)
+	v := newValidator(t)
+	for _, m := range []int64{0, 2} {
+		sc := thresholdScope(res, vis)
+		sc.Tables[0].MaxRowsPerUnit = m // the fast plan where it applies
+		for _, tc := range []struct{ prior, q, cell string }{
+			{"SELECT r.district, SUM(v.cost) AS c FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY 1",
+				"SELECT r.district, SUM(v.cost) AS c FROM residents r JOIN visits v ON r.resident_id = v.resident_id WHERE v.cost <> 100.0 GROUP BY 1", "north"},
+			{"SELECT COUNT(*) AS n FROM residents", "SELECT COUNT(*) AS n FROM residents WHERE income <> 39000 OR age <> 59", "all"},
+			{"SELECT upper(district) AS d, COUNT(*) AS n FROM residents GROUP BY upper(district)",
+				"SELECT upper(district) AS d, COUNT(*) AS n FROM residents WHERE NOT (age = 59 AND income = 39000) GROUP BY d HAVING COUNT(*) > 0", "NORTH"},
+		} {
+			rows, _ := runChecked(t, v, sc, tc.q, nil, true)
+			if _, ok := rows[tc.cell]; !ok {
+				t.Fatalf("%s: unchecked, %s is not released: %v", tc.q, tc.cell, rows)
+			}
+			checked, rep := runChecked(t, v, sc, tc.q, []engine.Prior{{Job: "j-prior", Query: tc.prior}}, true)
+			if _, ok := checked[tc.cell]; ok || rep.Differencing == 0 {
+				t.Errorf("%s (m=%d): %s released against the prior: %v %+v", tc.q, m, tc.cell, checked, rep)
+			}
 		}
 	}
 }
