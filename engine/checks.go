@@ -105,7 +105,12 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 			out = append(out, c)
 		}
 		var pairs []pair
+		seen := map[string]bool{plan.Query: true} // the same text reads the same rows
 		for _, p := range priors {
+			if seen[p.Query] {
+				continue
+			}
+			seen[p.Query] = true
 			pr, ok := s.priorWhere(ctx, q, p, &sc)
 			if !ok {
 				continue
