@@ -265,3 +265,20 @@ func TestDominanceSure(t *testing.T) {
 		t.Errorf("with MAX: %v %v", plan.Dominance, err)
 	}
 }
+
+// TestDifferencingSkipsUnpairable: priors that read another FROM, or that no longer validate,
+// are skipped, not fatal.
+func TestDifferencingSkipsUnpairable(t *testing.T) {
+	res, vis := writeResidents(t)
+	v := newValidator(t)
+	sc := thresholdScope(res, vis)
+	q := "SELECT district, COUNT(*) AS n FROM residents WHERE age <> 59 GROUP BY district"
+	rows, rep := runChecked(t, v, sc, q, []engine.Prior{
+		{Job: "j-join", Query: "SELECT r.district, COUNT(*) AS n FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY 1"},
+		{Job: "j-gone", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE religion = 'x' GROUP BY district"},
+		{Job: "j-text", Query: "not sql"},
+	}, true)
+	if rep.Differencing != 0 || rows["north"] == "" {
+		t.Errorf("unpairable priors: %v %+v", rows, rep)
+	}
+}
