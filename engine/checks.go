@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // Checks of threshold mode beyond k. The threshold gate keeps a cell of at least k persons,
@@ -56,10 +58,10 @@ type Check struct {
 
 // CheckRules are the thresholds of the checks.
 type CheckRules struct {
-	K          int     // persons: MIN/MAX need K sharing the extreme; a difference fails below K
-	DominanceN int     // n of the (n,k) rule
-	DominanceK float64 // k of the (n,k) rule, in percent
-	DominanceP float64 // p of the p% rule, in percent
+	K          int     `json:"k"`           // persons: MIN/MAX need K sharing the extreme; a difference fails below K
+	DominanceN int     `json:"dominance_n"` // n of the (n,k) rule
+	DominanceK float64 `json:"dominance_k"` // k of the (n,k) rule, in percent
+	DominanceP float64 `json:"dominance_p"` // p of the p% rule, in percent
 }
 
 // Prior is an earlier threshold query of the same grant.
@@ -104,7 +106,12 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 			out = append(out, c)
 		}
 		var pairs []pair
+		seen := map[string]bool{plan.Query: true} // the same text reads the same rows
 		for _, p := range priors {
+			if seen[p.Query] {
+				continue
+			}
+			seen[p.Query] = true
 			pr, ok := s.priorWhere(ctx, q, p, &sc)
 			if !ok {
 				continue
@@ -611,4 +618,135 @@ func ReadResults(r io.Reader, max int64, checks int) ([]arrow.RecordBatch, error
 		out = append(out, rec)
 	}
 	return out, nil
+}
+
+// Prefixes of the hidden dominance columns of a plan (Plan.Dominance), one of each per SUM
+// or AVG, in this order.
+const (
+	DominanceSums  = "__veil_dt"
+	DominanceMaxes = "__veil_dm"
+)
+
+// dominanceItems are the hidden select-list items of Plan.Dominance, or none when the
+// select list has an extreme or a DISTINCT sum.
+func (s *vsession) dominanceItems(ctx context.Context, node map[string]any) ([]any, error) {
+	var sums []map[string]any
+	fast := true
+	var find func(e any)
+	find = func(e any) {
+		switch x := e.(type) {
+		case map[string]any:
+			if str(x, "class") == "FUNCTION" {
+				switch strings.ToLower(str(x, "function_name")) {
+				case "sum", "avg", "mean":
+					if truthy(x, "distinct") || len(list(x, "children")) != 1 {
+						fast = false
+					}
+					sums = append(sums, x)
+					return
+				case "min", "max":
+					fast = false
+					return
+				}
+			}
+			for _, v := range x {
+				find(v)
+			}
+		case []any:
+			for _, v := range x {
+				find(v)
+			}
+		}
+	}
+	find(list(node, "select_list"))
+	if !fast || len(sums) == 0 {
+		return nil, nil
+	}
+	var items []any
+	for j, a := range sums {
+		for _, t := range []struct{ prefix, tmpl string }{
+			// The sum is the query's own when it has one (DuckDB computes it once); the
+			// cast of the value keeps abs from overflowing on the smallest integer.
+			{DominanceSums, "CAST(sum(__veil_x) AS DOUBLE)"},
+			{DominanceMaxes, "max(abs(CAST(__veil_x AS DOUBLE)))"},
+		} {
+			e, err := s.expression(ctx, t.tmpl+" AS __veil_t")
+			if err != nil {
+				return nil, err
+			}
+			it := substitute(clone(e), map[string]any{"__veil_x": clone(list(a, "children")[0])}).(map[string]any)
+			it["alias"] = fmt.Sprintf("%s_%d", t.prefix, j)
+			if f, ok := a["filter"].(map[string]any); ok {
+				agg := it
+				if str(agg, "class") == "CAST" {
+					agg = obj(agg, "child")
+				}
+				agg["filter"] = clone(f)
+			}
+			items = append(items, it)
+		}
+	}
+	return items, nil
+}
+
+// DominanceSure reports whether the hidden dominance columns of a query's result show that
+// every cell of at least r.K persons passes the dominance rules whatever the persons'
+// contributions. With at most m rows per person, no person contributes more than
+// B = m·max|x|; the total of the persons' magnitudes is at least |S|, the magnitude of the
+// cell's sum, and what the persons other than the two largest contribute is at least
+// |S| - 2B. So the (n,k) rule passes for sure when n·B <= k%·|S|, the p% rule when
+// |S| - 2B >= p%·B.
+func DominanceSure(recs []arrow.RecordBatch, names []string, m int64, r CheckRules) bool {
+	if m < 1 || len(names) == 0 || len(names)%2 != 0 {
+		return false
+	}
+	for _, rec := range recs {
+		var counts []*array.Int64
+		for i, f := range rec.Schema().Fields() {
+			if strings.HasPrefix(f.Name, UnitsPrefix) || f.Name == RowsColumn {
+				c, ok := rec.Column(i).(*array.Int64)
+				if !ok {
+					return false
+				}
+				counts = append(counts, c)
+			}
+		}
+		cols := make([]*array.Float64, len(names))
+		for i, n := range names {
+			idx := rec.Schema().FieldIndices(n)
+			if len(idx) != 1 {
+				return false
+			}
+			c, ok := rec.Column(idx[0]).(*array.Float64)
+			if !ok {
+				return false
+			}
+			cols[i] = c
+		}
+	rows:
+		for row := 0; row < int(rec.NumRows()); row++ {
+			for _, c := range counts {
+				if c.IsNull(row) || c.Value(row) < int64(r.K) {
+					continue rows // suppressed whatever the check says
+				}
+			}
+			for j := 0; j < len(cols); j += 2 {
+				sum, mx := cols[j], cols[j+1]
+				if mx.IsNull(row) || mx.Value(row) == 0 {
+					continue // no value, or only zeros: the exact rules pass the cell
+				}
+				if sum.IsNull(row) {
+					return false
+				}
+				total, bound := math.Abs(sum.Value(row)), float64(m)*mx.Value(row)
+				if r.DominanceN > 0 && r.DominanceK > 0 && !(float64(r.DominanceN)*bound <= r.DominanceK/100*total) {
+					return false
+				}
+				if r.DominanceP > 0 && !(total-2*bound >= r.DominanceP/100*bound) {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }

@@ -18,7 +18,9 @@
 // The runner opens a fresh in-memory DuckDB per job, locks it down (no temporary directory,
 // only the job's dataset files readable, no external access, configuration locked, no
 // extension loading), exposes each dataset as a view of its granted columns only, and streams
-// the exact result as Arrow IPC to the one writer it is given.
+// the exact result as Arrow IPC to the one writer it is given, followed by the results of a
+// threshold job's checks (checks.go: dominance and differencing), which name only the group
+// keys of the cells that fail.
 //
 // ProjectColumns writes a copy of a dataset's files holding only a grant's columns, so that a
 // sandbox never holds an ungranted column at all.

@@ -119,6 +119,12 @@ type Plan struct {
 	// Keys are hidden columns after Units (or RowsColumn): the query's group keys, which
 	// match the output's rows with the cells its checks name (threshold mode, checks.go).
 	Keys []string `json:"keys,omitempty"`
+	// Dominance are hidden columns after Keys: per SUM or AVG of the select list, the sum
+	// and the largest magnitude of its rows' values (DominanceSums, DominanceMaxes). With the rows-per-unit maximum they bound
+	// every person's contribution, and the runner runs the exact dominance check only when
+	// the bound does not show every cell passes. Empty where the query has a MIN, MAX or a
+	// DISTINCT sum: the exact check always runs then.
+	Dominance []string `json:"dominance,omitempty"`
 
 	// FastSQL, when set, is the same query counting rows (RowsColumn) instead of distinct
 	// units. It is offered when the query reads one dataset whose maximum of rows per unit M
@@ -147,6 +153,12 @@ type Job struct {
 	// Checks are Veil's check queries of a threshold job (checks.go): each result follows
 	// the query's as a further Arrow IPC stream, each at most MaxResultBytes.
 	Checks []string `json:"checks,omitempty"`
+	// DominanceCheck, when set, is which of Checks (from 1) is the dominance check, which
+	// the runner skips (writing an empty result) when the Dominance columns of the query's
+	// result and MaxRowsPerUnit show that every cell of at least K persons passes Rules.
+	DominanceCheck int         `json:"dominance_check,omitempty"`
+	DominanceRules *CheckRules `json:"dominance_rules,omitempty"`
+	Dominance      []string    `json:"dominance,omitempty"` // the plan's Dominance columns
 	// TempDir is where DuckDB may write its temporary files when the job does not fit in
 	// MemoryLimitMB (a sandbox's spill area), at most TempMaxMB of them. Empty: nowhere; a
 	// job that does not fit fails.

@@ -135,25 +135,73 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 				if err := writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs); err != nil {
 					return err
 				}
-				return runChecks(ctx, ar, j, w)
+				return runChecks(ctx, ar, j, recs, w)
 			}
 		}
-		if err := query(ctx, ar, j.SQL, j.MaxResultBytes, w); err != nil {
+		if j.DominanceCheck == 0 {
+			if err := query(ctx, ar, j.SQL, j.MaxResultBytes, w); err != nil {
+				return err
+			}
+			return runChecks(ctx, ar, j, nil, w)
+		}
+		// The result decides whether the exact dominance check must run: keep it.
+		recs, schema, err := collect(ctx, ar, j.SQL, j.MaxResultBytes)
+		if err != nil {
 			return err
 		}
-		return runChecks(ctx, ar, j, w)
+		defer release(recs)
+		if err := writeIPC(w, j.MaxResultBytes, schema, recs); err != nil {
+			return err
+		}
+		return runChecks(ctx, ar, j, recs, w)
 	})
 }
 
 // runChecks runs a threshold job's check queries after its query, each result a further
-// IPC stream on w.
-func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
+// IPC stream on w. The dominance check is skipped, its result an empty stream, where the
+// query's result shows every cell passes (DominanceSure).
+func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer) error {
+	skip := j.DominanceCheck > 0 && j.DominanceRules != nil && DominanceSure(result, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules)
 	for i, q := range j.Checks {
+		if skip && i+1 == j.DominanceCheck {
+			if err := writeIPC(w, j.MaxResultBytes, arrow.NewSchema(nil, nil), nil); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := query(ctx, ar, q, j.MaxResultBytes, w); err != nil {
 			return fmt.Errorf("check %d: %w", i+1, err)
 		}
 	}
 	return nil
+}
+
+// collect runs q and keeps its result, at most limit bytes of it.
+func collect(ctx context.Context, ar *duckdb.Arrow, q string, limit int64) ([]arrow.RecordBatch, *arrow.Schema, error) {
+	rr, err := ar.QueryContext(ctx, q)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query: %w", err)
+	}
+	defer rr.Release()
+	var recs []arrow.RecordBatch
+	var size int64
+	for rr.Next() {
+		rec := rr.RecordBatch()
+		rec.Retain()
+		recs = append(recs, rec)
+		for _, c := range rec.Columns() {
+			size += int64(c.Data().SizeInBytes())
+		}
+		if limit > 0 && size > limit {
+			release(recs)
+			return nil, nil, ErrResultTooLarge
+		}
+	}
+	if err := rr.Err(); err != nil {
+		release(recs)
+		return nil, nil, fmt.Errorf("query: %w", err)
+	}
+	return recs, rr.Schema(), nil
 }
 
 // query streams the result of q to w as one Arrow IPC stream of at most limit bytes.

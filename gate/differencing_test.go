@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/veil-dp/veil/engine"
 )
 
@@ -54,9 +56,12 @@ func runChecked(t *testing.T, v *engine.Validator, sc engine.Scope, query string
 			t.Fatalf("%s: checks: %v", query, err)
 		}
 	}
-	job := &engine.Job{SQL: plan.SQL, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}
-	for _, c := range checks {
+	job := &engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: diffRules.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}
+	for i, c := range checks {
 		job.Checks = append(job.Checks, c.SQL)
+		if c.Kind == engine.CheckDominance {
+			job.DominanceCheck, job.DominanceRules, job.Dominance = i+1, &diffRules, plan.Dominance
+		}
 	}
 	var buf bytes.Buffer
 	if err := engine.Run(ctx, job, &buf); err != nil {
@@ -155,7 +160,14 @@ func TestDifferencingHarmless(t *testing.T) {
 // TestDominance: a sum or average dominated by one person is suppressed (south, with
 // resident 1077); an extreme is released only when K persons share it.
 func TestDominance(t *testing.T) {
+	for _, m := range []int64{0, 1} { // exact check always; skipped where the bound decides
+		testDominance(t, m)
+	}
+}
+
+func testDominance(t *testing.T, m int64) {
 	sc := diffScope(t)
+	sc.Tables[0].MaxRowsPerUnit = m
 	v := newValidator(t)
 	for _, tc := range []struct {
 		q         string
@@ -165,6 +177,7 @@ func TestDominance(t *testing.T) {
 		{"SELECT district, SUM(income) AS s FROM residents GROUP BY district", "north=62250 south=", 1},
 		{"SELECT district, AVG(income) AS s FROM residents GROUP BY district", "north=1245 south=", 1},
 		{"SELECT district, COUNT(*) AS n FROM residents GROUP BY district", "north=50 south=50", 0},
+		{"SELECT district, SUM(income) AS s FROM residents WHERE district = 'north' GROUP BY district", "north=62250 south=", 0},
 		{"SELECT district, MIN(age) AS a FROM residents GROUP BY district", "north=30 south=30", 0},
 		{"SELECT district, MAX(age) AS a FROM residents GROUP BY district", "north= south=34", 1},
 		{"SELECT MAX(income) AS m FROM residents", "all=", 1},
@@ -175,7 +188,97 @@ func TestDominance(t *testing.T) {
 			got = "all=" + rows["all"]
 		}
 		if got != tc.want || rep.Dominance != tc.dominance {
-			t.Errorf("%s: %s, report %+v; want %s with %d dominance", tc.q, got, rep, tc.want, tc.dominance)
+			t.Errorf("%s (m=%d): %s, report %+v; want %s with %d dominance", tc.q, m, got, rep, tc.want, tc.dominance)
 		}
+	}
+}
+
+// TestDifferencingVariants: the guard decides on rows, not persons or text: one visit of one
+// person removed in a join, an ungrouped pair, a grouping by expression and by alias, and
+// the fast plan's result all get the cell suppressed.
+func TestDifferencingVariants(t *testing.T) {
+	res, vis := writeResidents(t)
+	v := newValidator(t)
+	for _, m := range []int64{0, 2} {
+		sc := thresholdScope(res, vis)
+		sc.Tables[0].MaxRowsPerUnit = m // the fast plan where it applies
+		for _, tc := range []struct{ prior, q, cell string }{
+			{"SELECT r.district, SUM(v.cost) AS c FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY 1",
+				"SELECT r.district, SUM(v.cost) AS c FROM residents r JOIN visits v ON r.resident_id = v.resident_id WHERE v.cost <> 100.0 GROUP BY 1", "north"},
+			{"SELECT COUNT(*) AS n FROM residents", "SELECT COUNT(*) AS n FROM residents WHERE income <> 39000 OR age <> 59", "all"},
+			{"SELECT upper(district) AS d, COUNT(*) AS n FROM residents GROUP BY upper(district)",
+				"SELECT upper(district) AS d, COUNT(*) AS n FROM residents WHERE NOT (age = 59 AND income = 39000) GROUP BY d HAVING COUNT(*) > 0", "NORTH"},
+		} {
+			rows, _ := runChecked(t, v, sc, tc.q, nil, true)
+			if _, ok := rows[tc.cell]; !ok {
+				t.Fatalf("%s: unchecked, %s is not released: %v", tc.q, tc.cell, rows)
+			}
+			checked, rep := runChecked(t, v, sc, tc.q, []engine.Prior{{Job: "j-prior", Query: tc.prior}}, true)
+			if _, ok := checked[tc.cell]; ok || rep.Differencing == 0 {
+				t.Errorf("%s (m=%d): %s released against the prior: %v %+v", tc.q, m, tc.cell, checked, rep)
+			}
+		}
+	}
+}
+
+// TestDominanceSure: the runner skips the exact dominance check only where the bound from
+// the rows-per-person maximum shows every cell passes.
+func TestDominanceSure(t *testing.T) {
+	sc := diffScope(t)
+	v := newValidator(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		q    string
+		m    int64
+		sure bool
+	}{
+		{"SELECT district, SUM(income) AS s FROM residents WHERE district = 'north' GROUP BY district", 1, true},
+		{"SELECT district, SUM(income) AS s FROM residents WHERE district = 'north' GROUP BY district", 50, false},                       // 50 rows could be one person's
+		{"SELECT district, SUM(income) AS s FROM residents GROUP BY district", 1, false},                                                 // resident 1077 dominates south
+		{"SELECT district, SUM(CAST(income AS DOUBLE) - 1245) AS s FROM residents WHERE district = 'north' GROUP BY district", 1, false}, // values cancel out
+		{"SELECT district, AVG(CAST(income AS DOUBLE) - 1000) AS s FROM residents WHERE district = 'north' GROUP BY district", 1, true},
+		{"SELECT district, SUM(income) FILTER (WHERE age > 31) AS s FROM residents WHERE district = 'north' GROUP BY district", 1, true},
+		{"SELECT district, SUM(income) AS s FROM residents WHERE district = 'north' GROUP BY district", 0, false}, // no maximum known
+	} {
+		plan, err := v.Validate(ctx, tc.q, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Dominance) != 2 {
+			t.Fatalf("%s: dominance columns %v", tc.q, plan.Dominance)
+		}
+		var buf bytes.Buffer
+		if err := engine.Run(ctx, &engine.Job{SQL: plan.SQL, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}, &buf); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := engine.ReadResult(&buf, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := engine.DominanceSure([]arrow.RecordBatch{rec}, plan.Dominance, tc.m, diffRules); got != tc.sure {
+			t.Errorf("%s (m=%d): sure %v, want %v", tc.q, tc.m, got, tc.sure)
+		}
+		rec.Release()
+	}
+	// An extreme always needs the exact check.
+	if plan, err := v.Validate(ctx, "SELECT district, SUM(income) AS s, MAX(age) AS a FROM residents GROUP BY district", sc); err != nil || len(plan.Dominance) != 0 {
+		t.Errorf("with MAX: %v %v", plan.Dominance, err)
+	}
+}
+
+// TestDifferencingSkipsUnpairable: priors that read another FROM, or that no longer validate,
+// are skipped, not fatal.
+func TestDifferencingSkipsUnpairable(t *testing.T) {
+	res, vis := writeResidents(t)
+	v := newValidator(t)
+	sc := thresholdScope(res, vis)
+	q := "SELECT district, COUNT(*) AS n FROM residents WHERE age <> 59 GROUP BY district"
+	rows, rep := runChecked(t, v, sc, q, []engine.Prior{
+		{Job: "j-join", Query: "SELECT r.district, COUNT(*) AS n FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY 1"},
+		{Job: "j-gone", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE religion = 'x' GROUP BY district"},
+		{Job: "j-text", Query: "not sql"},
+	}, true)
+	if rep.Differencing != 0 || rows["north"] == "" {
+		t.Errorf("unpairable priors: %v %+v", rows, rep)
 	}
 }

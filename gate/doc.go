@@ -2,8 +2,10 @@
 // protected output, or finds what a reviewer must look at before a vendor's own output may
 // leave.
 //
-//   - Threshold: rows with fewer than k distinct privacy units are suppressed, counts
-//     rounded, the hidden unit columns dropped (threshold mode).
+//   - Threshold: rows with fewer than k distinct privacy units are suppressed, and so are
+//     the cells the threshold checks name (ThresholdChecked: dominance rules, differencing
+//     against the grant's earlier queries); counts rounded, the hidden columns dropped
+//     (threshold mode).
 //   - DP: noise calibrated to exactly what the ledger charged, on contribution-bounded
 //     partial aggregates, with partition selection or a public domain (dp mode).
 //   - HE: the reviewable record of an he-score job, whose sums stay encrypted.

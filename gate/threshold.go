@@ -61,14 +61,14 @@ func ThresholdChecked(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRu
 	}
 	hidden := plan.Units
 	bounded := false // the result counts rows (the fast plan), not units
-	if int(rec.NumCols()) == plan.Columns+1+len(plan.Keys) && rec.Schema().Field(plan.Columns).Name == engine.RowsColumn {
+	if int(rec.NumCols()) == plan.Columns+1+len(plan.Keys)+len(plan.Dominance) && rec.Schema().Field(plan.Columns).Name == engine.RowsColumn {
 		if plan.FastSQL == "" || plan.MaxRowsPerUnit < 1 {
 			return nil, rep, errors.New("gate: a row-counting result for a plan without a fast variant")
 		}
 		hidden, bounded = []string{engine.RowsColumn}, true
 	}
-	if int(rec.NumCols()) != plan.Columns+len(hidden)+len(plan.Keys) {
-		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(hidden)+len(plan.Keys))
+	if want := plan.Columns + len(hidden) + len(plan.Keys) + len(plan.Dominance); int(rec.NumCols()) != want {
+		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), want)
 	}
 	flagged, err := checkCells(rec, plan.Columns+len(hidden), len(plan.Keys), checks)
 	if err != nil {
@@ -253,7 +253,13 @@ func checkCells(rec arrow.RecordBatch, from, nkeys int, checks []CheckResult) ([
 		byKey[k] = append(byKey[k], r)
 	}
 	for _, c := range checks {
-		if c.Rec == nil || int(c.Rec.NumCols()) < nkeys {
+		if c.Rec == nil {
+			return nil, fmt.Errorf("gate: the %s check returned no result", c.Kind)
+		}
+		if c.Rec != nil && c.Rec.NumRows() == 0 {
+			continue // nothing fails (or the runner skipped a check the result decided)
+		}
+		if int(c.Rec.NumCols()) < nkeys {
 			return nil, fmt.Errorf("gate: the %s check returned %d columns for %d keys", c.Kind, c.Rec.NumCols(), nkeys)
 		}
 		for r := 0; r < int(c.Rec.NumRows()); r++ {

@@ -168,12 +168,15 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		}
 		return k.runDP(ctx, run.ID, &plan, *run.Spend, tables, ejob)
 	}
-	checks, err := k.checks(ctx, run, &plan, tables)
+	checks, rules, err := k.checks(ctx, run, &plan, tables)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range checks {
+	for i, c := range checks {
 		ejob.Checks = append(ejob.Checks, c.SQL)
+		if c.Kind == engine.CheckDominance {
+			ejob.DominanceCheck, ejob.DominanceRules, ejob.Dominance = i+1, &rules, plan.Dominance
+		}
 	}
 	var exact bytes.Buffer
 	usage, err := k.box.Run(ctx, run.ID, ejob, &exact)
@@ -223,24 +226,24 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 // the grant's latest engine.MaxPriors threshold queries in production, against none in a dev
 // run (twins are not the data). A plan stored without its group keys, from before the
 // checks, cannot be checked and must be submitted again.
-func (k *Kind) checks(ctx context.Context, run *jobs.Run, plan *engine.Plan, tables []engine.Table) ([]engine.Check, error) {
+func (k *Kind) checks(ctx context.Context, run *jobs.Run, plan *engine.Plan, tables []engine.Table) ([]engine.Check, engine.CheckRules, error) {
 	var priors []engine.Prior
 	if !run.Dev {
 		var err error
 		if priors, err = run.Priors(ctx, engine.MaxPriors); err != nil {
-			return nil, err
+			return nil, engine.CheckRules{}, err
 		}
 	}
 	sdc := gate.DefaultSDCRules()
 	rules := engine.CheckRules{K: run.Grant.K, DominanceN: sdc.DominanceN, DominanceK: sdc.DominanceK, DominanceP: sdc.DominanceP}
 	checks, err := k.validator.Checks(ctx, plan, engine.Scope{Mode: string(policy.ModeThreshold), Tables: tables}, priors, rules)
 	if errors.Is(err, engine.ErrKeysChanged) {
-		return nil, launch.Fail("the job was queued before threshold jobs were checked for dominance and differencing; submit it again", nil)
+		return nil, rules, launch.Fail("the job was queued before threshold jobs were checked for dominance and differencing; submit it again", nil)
 	}
 	if err != nil {
-		return nil, launch.Fail("the threshold checks could not be prepared", err)
+		return nil, rules, launch.Fail("the threshold checks could not be prepared", err)
 	}
-	return checks, nil
+	return checks, rules, nil
 }
 
 // runDP runs a dp job: the bounded partial aggregates come from the sandbox, the noise from
