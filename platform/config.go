@@ -57,6 +57,14 @@ type Config struct {
 	// RefusalWindow is how long refused requests are counted before one audit entry per
 	// principal (or source) and action records them.
 	RefusalWindow time.Duration
+	// Per-tenant admission (operator policy): at most TenantJobs jobs queued or running, at
+	// most SubmitRate submissions a second in bursts of SubmitBurst, at most
+	// TenantValidations validations at once (more wait their turn). Beyond a limit a
+	// submission is answered 429 with Retry-After. Zero: no limit.
+	TenantJobs        int
+	SubmitRate        float64
+	SubmitBurst       int
+	TenantValidations int
 }
 
 // Defaults returns a Config with every default filled in for dataDir.
@@ -77,6 +85,12 @@ func Defaults(dataDir string) Config {
 		SweepEvery:    30 * time.Second,
 		MinFreeMB:     1024,
 		RefusalWindow: time.Minute,
+		// A tenant's flood is bounded; an ordinary workload (a script resubmitting nightly
+		// jobs, a notebook) does not notice.
+		TenantJobs:        100,
+		SubmitRate:        10,
+		SubmitBurst:       100,
+		TenantValidations: 2,
 	}
 }
 

@@ -43,6 +43,7 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"review-deadline": "5h", "overdue": "authority=reject", "log-runner-output": "true",
 		"tls-cert": "/etc/veil/tls.crt", "tls-key": "/etc/veil/tls.key", "insecure-listen": "true",
 		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7",
+		"tenant-jobs": "9", "submit-rate": "0.5", "submit-burst": "4", "tenant-validations": "1",
 	}
 	notConfig := map[string]bool{"log-json": true} // how the log is written, not the daemon's config
 	cmd, _ := serveCommand()
