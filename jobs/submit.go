@@ -37,6 +37,8 @@ type Service struct {
 	sched    *scheduler
 	changed  broadcast // a job ended a run or was canceled: wakes long-polling readers
 	devSlots chan struct{}
+	// projecting holds a lock per projection directory (projection).
+	projecting sync.Map
 }
 
 // New returns the job service; Register its kinds, then Start it.
