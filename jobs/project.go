@@ -12,10 +12,6 @@ import (
 	"github.com/veil-dp/veil/engine"
 )
 
-// ProjectionsPath is where the projections of dataset versions onto grants' columns are
-// kept, under the data directory: one directory per dataset and engine.ProjectionKey.
-func ProjectionsPath(dataDir string) string { return filepath.Join(dataDir, "projections") }
-
 // projection returns the files a production job's sandbox mounts for table t of a dataset
 // at version: the version's files projected onto the table's (the grant's) columns, made
 // once per version and column set, then reused. The dataset's own files are never mounted.
@@ -28,9 +24,9 @@ func (s *Service) projection(ctx context.Context, t engine.Table, version string
 		cols[i] = c.Name
 	}
 	key := engine.ProjectionKey(version, cols)
-	parent := filepath.Join(ProjectionsPath(s.Config.DataDir), t.Name)
+	parent := filepath.Join(s.Config.ProjectionsPath(), t.Name)
 	// Like datasets/: others may traverse to a file they are given the name of, not list.
-	for _, d := range []string{ProjectionsPath(s.Config.DataDir), parent} {
+	for _, d := range []string{s.Config.ProjectionsPath(), parent} {
 		if err := os.Mkdir(d, 0o711); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("project %s: %w", t.Name, err)
 		}

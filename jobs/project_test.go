@@ -74,8 +74,8 @@ func TestProductionMountsOnlyGrantedColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := tables[0].Files
-	if len(files) != 1 || slices.Contains(files, raw) || !strings.HasPrefix(files[0], ProjectionsPath(data)) {
-		t.Fatalf("production files %v: want a projection under %s, never %s", files, ProjectionsPath(data), raw)
+	if len(files) != 1 || slices.Contains(files, raw) || !strings.HasPrefix(files[0], s.Config.ProjectionsPath()) {
+		t.Fatalf("production files %v: want a projection under %s, never %s", files, s.Config.ProjectionsPath(), raw)
 	}
 	for _, q := range []string{
 		"SELECT religion FROM read_parquet('" + files[0] + "')",

@@ -103,5 +103,9 @@ func (c Config) KeyPath() string { return filepath.Join(c.DataDir, "keys", "plat
 // PubPath is the platform's public key, for anyone who verifies its signatures.
 func (c Config) PubPath() string { return filepath.Join(c.DataDir, "platform.pub") }
 
+// ProjectionsPath is where the projections of dataset versions onto grants' columns are
+// kept (the files a production job's sandbox mounts), one directory per dataset.
+func (c Config) ProjectionsPath() string { return filepath.Join(c.DataDir, "projections") }
+
 // DataPath is where registered dataset files are kept, one directory per version.
 func (c Config) DataPath() string { return filepath.Join(c.DataDir, "datasets") }
