@@ -15,7 +15,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all deps build test test-cli test-short demo bench lint fmt clean
+.PHONY: all deps build test test-cli test-short fuzz-short demo bench lint fmt clean
 
 all: build
 
@@ -42,7 +42,24 @@ test: deps
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) test -tags $(TAGS) -timeout 20m ./... ./testdata ./testdata/citygen
 	$(GO) test -tags $(TAGS) -race -timeout 20m ./policy/... ./ledger/... ./jobs/... ./daemon/...
+	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory test-cli
+
+# fuzz-short fuzzes every fuzz target of the module (each `func FuzzX` of a _test.go file,
+# found anew on each run, so that a new target is never left out) for FUZZTIME, one target a
+# run as `go test -fuzz` requires. A failure leaves its input under the package's
+# testdata/fuzz/FuzzX/, where the ordinary test run replays it from then on.
+FUZZTIME ?= 5s
+fuzz-short:
+	@set -e; log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		pkg=./$$(dirname $${f#./}); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz	$$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg >"$$log" 2>&1 \
+				|| { cat "$$log"; echo "fuzz target $$t of $$pkg failed"; exit 1; }; \
+		done; \
+	done
 
 # test-cli runs the demo scenario on a small city through the built CLI, as every role; the
 # script fails on any unexpected success or failure.

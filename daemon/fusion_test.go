@@ -125,6 +125,10 @@ func TestFusion(t *testing.T) {
 	if _, err := os.Stat(fused); !os.IsNotExist(err) {
 		t.Fatalf("the fused file is still there after the grant was revoked: %v", err)
 	}
+	// The projection the job's sandbox mounted goes with it.
+	if _, err := os.Stat(filepath.Join(e.cfg.ProjectionsPath(), d.Name)); !os.IsNotExist(err) {
+		t.Fatalf("the fused table's projection is still there after the grant was revoked: %v", err)
+	}
 	if ds, _ := e.op.Datasets(ctx); slices(ds, d.Name) {
 		t.Fatal("the fused upload is still in the catalog")
 	}

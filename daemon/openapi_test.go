@@ -97,7 +97,7 @@ var operations = []operation{
 	{pattern: "POST /v1/datasets/{name}/twin", id: "buildTwin", summary: "Build a dataset's dev twin; it waits for review (provider).", body: api.BuildTwin{}, code: 202, answer: api.Job{}},
 	{pattern: "PUT /v1/blobs", id: "uploadBlob", summary: "Upload a public key bundle or an encrypted model for he-score jobs; secret keys are refused.", body: binary{}, code: 201, answer: api.Blob{}},
 	{pattern: "PUT /v1/programs", id: "uploadProgram", summary: "Upload a program for custom jobs.", body: binary{}, code: 201, answer: api.Program{}},
-	{pattern: "POST /v1/jobs", id: "submitJob", summary: "Submit a job; its budget is reserved as it is queued.", body: api.SubmitJob{}, code: 202, answer: api.Job{}},
+	{pattern: "POST /v1/jobs", id: "submitJob", summary: "Submit a job; its budget is reserved as it is queued.", body: api.SubmitJob{}, code: 202, answer: api.Job{}, errors: []int{429}},
 	{pattern: "POST /v1/jobs/plan", id: "planJob", summary: "Plan a job without running it: the validated query, what it would spend and what would remain, and the noise of each released value. Reads no data and spends nothing.", body: api.SubmitJob{}, code: 200, answer: api.JobPlan{}},
 	{pattern: "GET /v1/jobs", id: "listJobs", summary: "The jobs the caller may see.", code: 200, answer: []api.Job{},
 		query: []param{{name: "grant", desc: "only under this grant"}, {name: "status", desc: "only in these statuses, comma-separated"}}},
@@ -105,9 +105,9 @@ var operations = []operation{
 		query: []param{{name: "wait", desc: "how long to wait for a change, a Go duration up to 1m (20s)", schema: map[string]any{"type": "string", "pattern": `^[0-9.]+(ns|us|µs|ms|s|m|h)([0-9.]+(ns|us|µs|ms|s|m|h))*$`}},
 			{name: "seen", desc: "the status the caller last saw", schema: jobStatusEnum}}},
 	{pattern: "POST /v1/jobs/{id}/cancel", id: "cancelJob", summary: "Cancel a queued, running or unreviewed job.", code: 200, answer: api.Job{}},
-	{pattern: "POST /v1/dev/jobs", id: "submitDev", summary: "Run a job on the dev twins at once; the output is shown, labelled.", body: api.SubmitJob{}, code: 200, answer: api.DevOutput{}},
+	{pattern: "POST /v1/dev/jobs", id: "submitDev", summary: "Run a job on the dev twins at once; the output is shown, labelled.", body: api.SubmitJob{}, code: 200, answer: api.DevOutput{}, errors: []int{429}},
 	{pattern: "GET /v1/dev/jobs/{id}", id: "showDev", summary: "A dev run and its output.", code: 200, answer: api.DevOutput{}},
-	{pattern: "POST /v1/dev/jobs/{id}/promote", id: "promoteDev", summary: "Submit a dev run's job unchanged to production.", code: 202, answer: api.Job{}},
+	{pattern: "POST /v1/dev/jobs/{id}/promote", id: "promoteDev", summary: "Submit a dev run's job unchanged to production.", code: 202, answer: api.Job{}, errors: []int{429}},
 	{pattern: "GET /v1/reviews", id: "listReviews", summary: "Outputs waiting for review (reviewer).", code: 200, answer: []api.Job{}},
 	{pattern: "GET /v1/reviews/{id}", id: "showReview", summary: "What a reviewer needs to decide on an output (reviewer).", code: 200, answer: api.Review{}},
 	{pattern: "POST /v1/reviews/{id}", id: "decideReview", summary: "Approve or reject an output, naming the digest of the output reviewed (reviewer).", body: api.DecideOutput{}, code: 200, answer: api.Job{}},
@@ -146,6 +146,7 @@ var errorKinds = []struct {
 	{404, "not_found", "No such object, or not one the caller may see."},
 	{409, "conflict", "It conflicts with the current state, including an exhausted privacy budget."},
 	{413, "too_large", "The body or upload is larger than the route accepts."},
+	{429, "rate_limited", "The caller's tenant submits too fast, or has too many jobs queued or running; try again after Retry-After seconds."},
 	{500, "internal", "An internal error; the operator finds the details in the daemon's log."},
 	{503, "unavailable", "The daemon cannot do it now (no sandbox here, the store stopped taking writes)."},
 }
@@ -319,6 +320,10 @@ func document() map[string]any {
 				"allOf": []any{errSchema, map[string]any{"properties": map[string]any{"kind": map[string]any{"const": k.kind}}}},
 			}}},
 		}
+		if k.code == http.StatusTooManyRequests {
+			responses[k.kind].(map[string]any)["headers"] = map[string]any{"Retry-After": map[string]any{
+				"description": "seconds to wait before trying again", "required": true, "schema": map[string]any{"type": "integer", "minimum": 1}}}
+		}
 	}
 	s.components["Error"].(map[string]any)["properties"].(map[string]any)["kind"] = map[string]any{"type": "string", "enum": kindEnum}
 	paths := map[string]any{}
@@ -455,7 +460,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 // status is one an error kind gets.
 func TestErrorKindsDocumented(t *testing.T) {
 	kinds := []error{policy.ErrInvalid, engine.ErrRefused, platform.ErrUnauthenticated, policy.ErrForbidden, policy.ErrNotFound,
-		store.ErrNotFound, policy.ErrConflict, store.ErrConflict, launch.ErrUnavailable, ErrTooLarge, errors.New("anything else")}
+		store.ErrNotFound, policy.ErrConflict, store.ErrConflict, launch.ErrUnavailable, ErrTooLarge, policy.ErrThrottled, errors.New("anything else")}
 	got := map[int]string{}
 	for _, e := range kinds {
 		code, kind := status(e)

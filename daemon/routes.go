@@ -106,6 +106,7 @@ func (s *Server) authed(fn handler, act policy.Action, maxBody int64) http.Handl
 			} else {
 				s.slog.Info("request refused", "method", r.Method, "path", r.URL.Path, "principal", p.ID, "status", code, "err", err)
 			}
+			retryAfter(w, err)
 			writeJSON(w, code, api.Error{Error: msg, Kind: kind})
 		}
 	})

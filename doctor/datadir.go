@@ -42,6 +42,7 @@ var layout = []rule{
 	{rel: "runtimes", dir: true, shared: true, max: 0o711},
 	{rel: "twins", dir: true, shared: true, max: 0o711},
 	{rel: "work", dir: true, shared: true, max: 0o711},
+	{rel: "projections", dir: true, shared: true, max: 0o711},
 	{rel: "blobs", dir: true, shared: true, max: 0o711},
 	{rel: "programs", dir: true, shared: true, max: 0o711},
 	{rel: "tenants", dir: true, shared: true, max: 0o711},

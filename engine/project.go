@@ -147,7 +147,8 @@ func ProjectColumns(ctx context.Context, files, columns []string, dir string) ([
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	// Others may traverse (the sandbox's unprivileged root opens the files by name), not list.
+	if err := os.Chmod(tmp, 0o711); err != nil {
 		return nil, err
 	}
 	p := projection{Sources: files, Columns: keep}

@@ -164,14 +164,29 @@ type Run struct {
 	Spend  *ledger.Amount
 	Dev    bool
 	scope  engine.Scope
-	s      *Service
+	// versions are the dataset versions the job runs on, by dataset.
+	versions map[string]string
+	s        *Service
 }
 
 // Tables returns the tables the job reads: in production the grant's scope as of now; in a
 // dev run the released twins of the datasets it uses, with nothing measured of the data.
+//
+// In production each table's files are a projection of the dataset version onto the
+// grant's columns (Projection), never the dataset's own files: a column the grant does not
+// name is not in the sandbox at all, whatever a validator bug lets a query ask.
 func (r *Run) Tables(ctx context.Context, used []string) ([]engine.Table, error) {
 	if !r.Dev {
-		return r.scope.Tables, nil
+		var tables []engine.Table
+		for _, t := range r.scope.Tables {
+			files, err := r.s.projection(ctx, t, r.versions[t.Name])
+			if err != nil {
+				return nil, err
+			}
+			t.Files = files
+			tables = append(tables, t)
+		}
+		return tables, nil
 	}
 	var tables []engine.Table
 	for _, t := range r.scope.Tables {

@@ -98,7 +98,7 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	if err != nil {
 		return err
 	}
-	out, err := k.Run(ctx, &Run{ID: id, Tenant: j.Tenant, Grant: g, Mode: j.Body.Mode, Spec: j.Body.Spec, Spend: j.Body.Spend, Dev: j.Body.Dev, scope: sc, s: s})
+	out, err := k.Run(ctx, &Run{ID: id, Tenant: j.Tenant, Grant: g, Mode: j.Body.Mode, Spec: j.Body.Spec, Spend: j.Body.Spend, Dev: j.Body.Dev, scope: sc, versions: versions, s: s})
 	if err != nil {
 		return err
 	}

@@ -34,14 +34,19 @@ type Service struct {
 	Observe Observer
 
 	kinds    []Kind
+	admit    *admission
 	sched    *scheduler
 	changed  broadcast // a job ended a run or was canceled: wakes long-polling readers
 	devSlots chan struct{}
+	// projecting holds a lock per projection directory (projection).
+	projecting sync.Map
 }
 
 // New returns the job service; Register its kinds, then Start it.
 func New(env platform.Env, g *grants.Service, l *ledger.Book, box *launch.Launcher) *Service {
-	return &Service{Env: env, grants: g, ledger: l, box: box, devSlots: make(chan struct{}, max(env.Config.Workers, 1))}
+	c := env.Config
+	return &Service{Env: env, grants: g, ledger: l, box: box, devSlots: make(chan struct{}, max(c.Workers, 1)),
+		admit: newAdmission(c.SubmitRate, c.SubmitBurst, c.TenantValidations)}
 }
 
 // Register adds a kind. Kinds are asked in the order they were registered whether a request
@@ -126,7 +131,17 @@ func (s *Service) submit(ctx context.Context, p policy.Principal, req api.Submit
 	if k == nil {
 		return nil, fmt.Errorf("%w: no kind of job takes this request", policy.ErrInvalid)
 	}
+	// A tenant's submissions are bounded before any work is done for them: so many a
+	// second, and so many validations at once.
+	if err := s.admit.allow(tenantOf(p)); err != nil {
+		return nil, err
+	}
+	done, err := s.admit.validating(ctx, tenantOf(p))
+	if err != nil {
+		return nil, err
+	}
 	pl, err := k.Plan(ctx, &Submission{Principal: p, Request: req, Dev: dev, s: s})
+	done()
 	var r *refusal
 	if errors.As(err, &r) {
 		s.DB.Update(ctx, func(tx store.Tx) error {
@@ -200,6 +215,16 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
+			}
+		}
+		if max := s.Config.TenantJobs; max > 0 && !j.Body.Dev {
+			// Counted in the transaction that queues: parallel submissions cannot overshoot.
+			inFlight, err := tx.Jobs(ctx, store.JobFilter{Tenant: j.Tenant, Statuses: []string{Queued, Running}})
+			if err != nil {
+				return err
+			}
+			if len(inFlight) >= max {
+				return queueFull(j.Tenant, max)
 			}
 		}
 		if reserve != nil {
@@ -418,4 +443,13 @@ func requestDigest(req api.SubmitJob) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// tenantOf is whose limits a principal's submissions count against: its tenant's, or its
+// own for a principal of no tenant.
+func tenantOf(p policy.Principal) string {
+	if p.Tenant != "" {
+		return p.Tenant
+	}
+	return "principal " + p.ID
 }

@@ -79,6 +79,15 @@ type Config struct {
 	AuditArchives []string
 	AuditAdopt    bool
 	StoreAdopt    bool
+
+	// Per-tenant admission (operator policy): at most TenantJobs jobs queued or running, at
+	// most SubmitRate submissions a second in bursts of SubmitBurst, at most
+	// TenantValidations validations at once (more wait their turn). Beyond a limit a
+	// submission is answered 429 with Retry-After. Zero: no limit.
+	TenantJobs        int
+	SubmitRate        float64
+	SubmitBurst       int
+	TenantValidations int
 }
 
 // DefaultReleaseQuantum is the release quantum unless the operator sets another.
@@ -103,6 +112,12 @@ func Defaults(dataDir string) Config {
 		MinFreeMB:      1024,
 		RefusalWindow:  time.Minute,
 		ReleaseQuantum: DefaultReleaseQuantum,
+		// A tenant's flood is bounded; an ordinary workload (a script resubmitting nightly
+		// jobs, a notebook) does not notice.
+		TenantJobs:        100,
+		SubmitRate:        10,
+		SubmitBurst:       100,
+		TenantValidations: 2,
 	}
 }
 
@@ -119,6 +134,10 @@ func (c Config) KeyPath() string {
 
 // PubPath is the platform's public key, for anyone who verifies its signatures.
 func (c Config) PubPath() string { return filepath.Join(c.DataDir, "platform.pub") }
+
+// ProjectionsPath is where the projections of dataset versions onto grants' columns are
+// kept (the files a production job's sandbox mounts), one directory per dataset.
+func (c Config) ProjectionsPath() string { return filepath.Join(c.DataDir, "projections") }
 
 // DataPath is where registered dataset files are kept, one directory per version.
 func (c Config) DataPath() string { return filepath.Join(c.DataDir, "datasets") }

@@ -357,7 +357,12 @@ func (s *Service) Sweep(ctx context.Context) error {
 			if err := os.RemoveAll(dir); err != nil {
 				return err
 			}
-			for _, f := range d.Files {
+			// So do the projections of the fused table that its jobs' sandboxes mounted.
+			proj := filepath.Join(s.Config.ProjectionsPath(), d.Name)
+			if err := os.RemoveAll(proj); err != nil {
+				return err
+			}
+			for _, f := range append(slices.Clone(d.Files), proj) {
 				if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("fused upload %s: %s is still there after deletion", d.Name, f)
 				}

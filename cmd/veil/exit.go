@@ -62,6 +62,7 @@ var apiKinds = map[string]int{
 	"conflict":         exitConflict,
 	"budget_exhausted": exitConflict,
 	"unavailable":      exitUnavailable,
+	"rate_limited":     exitUnavailable, // too many submissions or jobs now: try again later
 	"internal":         exitInternal,
 }
 
@@ -74,6 +75,7 @@ var httpStatuses = map[int]int{
 	http.StatusUnauthorized:          exitUnauthenticated,
 	http.StatusConflict:              exitConflict,
 	http.StatusServiceUnavailable:    exitUnavailable,
+	http.StatusTooManyRequests:       exitUnavailable,
 	http.StatusBadGateway:            exitUnavailable,
 	http.StatusGatewayTimeout:        exitUnavailable,
 }

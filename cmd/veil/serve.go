@@ -156,6 +156,11 @@ theirs.`,
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve /metrics, /healthz and /readyz without a token on this TCP address, e.g. 127.0.0.1:9470")
 	f.IntVar(&cfg.MinFreeMB, "min-free-mb", cfg.MinFreeMB, "free space (MiB) of the data directory's file system below which /readyz answers not ready")
 	auditFlags(f, cfg)
+
+	f.IntVar(&cfg.TenantJobs, "tenant-jobs", cfg.TenantJobs, "jobs one tenant may have queued or running; more are answered 429 (0: no limit)")
+	f.Float64Var(&cfg.SubmitRate, "submit-rate", cfg.SubmitRate, "job submissions a second one tenant may make; faster ones are answered 429 (0: no limit)")
+	f.IntVar(&cfg.SubmitBurst, "submit-burst", cfg.SubmitBurst, "submissions one tenant may make at once before --submit-rate applies")
+	f.IntVar(&cfg.TenantValidations, "tenant-validations", cfg.TenantValidations, "queries of one tenant validated at once; more wait their turn (0: no limit)")
 	return cmd, sf
 }
 

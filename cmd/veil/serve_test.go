@@ -46,6 +46,8 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"audit-key": "/etc/veil/platform.key", "audit-key-fd": "3", "audit-state": "/etc/veil/audit.state",
 		"audit-archive": "/mnt/witness/veil", "audit-adopt": "true", "store-adopt": "true",
 		"release-quantum": "30s",
+
+		"tenant-jobs": "9", "submit-rate": "0.5", "submit-burst": "4", "tenant-validations": "1",
 	}
 	notConfig := map[string]bool{"log-json": true} // how the log is written, not the daemon's config
 	cmd, _ := serveCommand()

@@ -10,7 +10,7 @@ import (
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"` // what was wrong and what to do; never a data value
-	Kind  string `json:"kind"`  // not_found, forbidden, invalid, conflict, budget_exhausted, unavailable, unauthenticated, internal
+	Kind  string `json:"kind"`  // not_found, forbidden, invalid, conflict, budget_exhausted, too_large, rate_limited, unavailable, unauthenticated, internal
 }
 
 // CreatePrincipal asks for a new principal and its token.

@@ -1,0 +1,116 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/platform"
+)
+
+// writeDataset writes a Parquet file with a column no grant in this test names (religion).
+func writeDataset(t *testing.T, dir string) string {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f := filepath.Join(dir, "residents.parquet")
+	if _, err := db.Exec(`COPY (SELECT 1000 + i AS resident_id, 'north' AS district, 20 + i % 50 AS age, 'secret-' || (i % 3) AS religion
+		FROM range(100) t(i)) TO '` + f + `' (FORMAT parquet)`); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// runBypass runs SQL in the runner over tables exactly as a job's sandbox would get them,
+// with no validator in between: what a validator bug would let through.
+func runBypass(t *testing.T, q string, tables []engine.Table) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := engine.Run(context.Background(), &engine.Job{SQL: q, Tables: tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}, &out)
+	if err != nil {
+		return "", err
+	}
+	rec, err := engine.ReadResult(&out, 1<<20)
+	if err != nil {
+		return "", err
+	}
+	defer rec.Release()
+	var names []string
+	for _, f := range rec.Schema().Fields() {
+		names = append(names, f.Name)
+	}
+	return strings.Join(names, ","), nil
+}
+
+// TestProductionMountsOnlyGrantedColumns: the files a production job's runner gets hold the
+// grant's columns and nothing else, so a query that bypasses the validator and reads the
+// mounted file directly cannot reach a column the grant does not name. The projection is
+// made once per dataset version and column set, and kept under the data directory.
+func TestProductionMountsOnlyGrantedColumns(t *testing.T) {
+	raw := writeDataset(t, t.TempDir())
+	data := t.TempDir()
+	s := &Service{Env: platform.Env{Config: platform.Config{DataDir: data}}}
+	table := engine.Table{Name: "residents", Files: []string{raw}, Columns: []engine.Column{
+		{Name: "resident_id", Type: "BIGINT", PrivacyUnit: true}, {Name: "district", Type: "VARCHAR"}, {Name: "age", Type: "BIGINT"}}}
+	run := &Run{scope: engine.Scope{Tables: []engine.Table{table}}, versions: map[string]string{"residents": "v1"}, s: s}
+
+	// Without the projection, the bypass reads the ungranted column from the raw file.
+	if cols, err := runBypass(t, "SELECT religion FROM read_parquet('"+raw+"')", []engine.Table{table}); err != nil || cols != "religion" {
+		t.Fatalf("the raw file: %q %v; the test needs the bypass to work on it", cols, err)
+	}
+	tables, err := run.Tables(context.Background(), []string{"residents"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := tables[0].Files
+	if len(files) != 1 || slices.Contains(files, raw) || !strings.HasPrefix(files[0], s.Config.ProjectionsPath()) {
+		t.Fatalf("production files %v: want a projection under %s, never %s", files, s.Config.ProjectionsPath(), raw)
+	}
+	for _, q := range []string{
+		"SELECT religion FROM read_parquet('" + files[0] + "')",
+		"SELECT religion FROM residents",
+	} {
+		if cols, err := runBypass(t, q, tables); err == nil {
+			t.Errorf("%s: read %q, want no such column", q, cols)
+		}
+	}
+	if cols, err := runBypass(t, "SELECT * FROM read_parquet('"+files[0]+"')", tables); err != nil || cols != "resident_id,district,age" {
+		t.Errorf("all of the mounted file: %q %v, want the granted columns only", cols, err)
+	}
+	names, _, _, err := engine.TextColumns(context.Background(), files[0], 1)
+	if err != nil || strings.Join(names, ",") != "resident_id,district,age" {
+		t.Errorf("projection columns %v %v", names, err)
+	}
+
+	// Made once: the next job of the same version and grant gets the same files untouched.
+	st, _ := os.Stat(files[0])
+	again, err := run.Tables(context.Background(), []string{"residents"})
+	if err != nil || !slices.Equal(again[0].Files, files) {
+		t.Fatalf("second run: %v %v, want %v", again, err, files)
+	}
+	if st2, _ := os.Stat(files[0]); !st2.ModTime().Equal(st.ModTime()) {
+		t.Error("the projection was written again")
+	}
+	// Another version, or another column set, is another projection.
+	run.versions["residents"] = "v2"
+	v2, err := run.Tables(context.Background(), nil)
+	if err != nil || slices.Equal(v2[0].Files, files) {
+		t.Fatalf("a new version: %v %v", v2, err)
+	}
+	// No version known: nothing is mounted rather than the raw file.
+	run.versions = nil
+	if _, err := run.Tables(context.Background(), nil); err == nil {
+		t.Error("a table without a version got files")
+	}
+}
