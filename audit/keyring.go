@@ -148,3 +148,11 @@ func untilText(k RingKey) string {
 	}
 	return k.Until.UTC().Format(time.RFC3339)
 }
+
+// WithKeyring returns a copy of l that verifies with every key of the ring (it still signs,
+// if it does, with its own key).
+func (l *Log) WithKeyring(r *Keyring) *Log {
+	c := *l
+	c.verifier = r
+	return &c
+}

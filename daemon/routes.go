@@ -56,6 +56,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/audit/checkpoints", "", s.auditCheckpoints)
 	h("GET /v1/audit/verify", "", s.auditVerify)
 	h("GET /v1/audit/proof/{index}", "", s.auditProof)
+	mux.HandleFunc("GET /v1/platform/keyring", s.platformKeyring)
 	mux.HandleFunc("GET /v1/platform/key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.PlatformKey{VerifierKey: s.key.VerifierKey(), PublicKey: s.key.PublicKey()})
 	})

@@ -37,6 +37,7 @@ type Server struct {
 	cfg        Config
 	db         store.Store
 	key        *audit.Key
+	ring       *audit.Keyring // key and retired keys (routes_keyring.go)
 	log        *audit.Log
 	slog       *slog.Logger
 	validator  *engine.Validator
@@ -73,6 +74,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
+	ring, err := platform.LoadKeyring(cfg, key)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sqlite.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return nil, err
@@ -82,7 +87,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		db.Close()
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
-	s := &Server{cfg: cfg, db: db, key: key, log: audit.NewLog(keyName, key), slog: logger, validator: v, certs: cs}
+	s := &Server{cfg: cfg, db: db, key: key, ring: ring, log: audit.NewLog(keyName, key).WithKeyring(ring), slog: logger, validator: v, certs: cs}
 	s.metrics = metrics.New(s.snapshot, logger)
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {

@@ -79,6 +79,7 @@ func TestCommandsJSON(t *testing.T) {
 		{"veil doctor", []string{"doctor", "--data-dir", filepath.Join(dir, "data")}},
 		{"veil backup", []string{"backup", "--data-dir", filepath.Join(dir, "data"), "--to", filepath.Join(dir, "backup")}},
 		{"veil restore", []string{"restore", "--from", filepath.Join(dir, "backup"), "--data-dir", filepath.Join(dir, "restored")}},
+		{"veil key rotate", []string{"key", "rotate", "--data-dir", filepath.Join(dir, "data")}},
 		{"veil config set-profile", []string{"config", "set-profile", "a", "--token", "veil_x"}},
 		{"veil config use", []string{"config", "use", "a"}},
 		{"veil config list", []string{"config", "list"}},

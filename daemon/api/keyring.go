@@ -1,0 +1,19 @@
+package api
+
+import "time"
+
+// PlatformKeyring is the platform's current verification key and the retired ones, each
+// with its term: what verifies certificates and checkpoints signed before a key rotation.
+type PlatformKeyring struct {
+	Keys []KeyringKey `json:"keys"` // the current key last
+}
+
+// KeyringKey is one key of the keyring. A retired key has Until and verifies only
+// certificates exported before it and checkpoints of at most AuditSize entries.
+type KeyringKey struct {
+	VerifierKey string    `json:"verifier_key"`
+	KeyID       string    `json:"key_id"`
+	From        time.Time `json:"from,omitzero"`
+	Until       time.Time `json:"until,omitzero"`
+	AuditSize   int64     `json:"audit_size,omitempty"`
+}
