@@ -141,7 +141,7 @@ func attempt(ctx context.Context, src, dst string) (m *Manifest, retry bool, err
 	if err := snapshot(ctx, filepath.Join(src, StoreName), storeCopy); err != nil {
 		return nil, false, err
 	}
-	sum, named, err := inspect(ctx, storeCopy, filepath.Join(src, "platform.pub"))
+	sum, named, err := inspect(ctx, storeCopy, src)
 	if err != nil {
 		return nil, false, err
 	}
@@ -244,12 +244,13 @@ func snapshot(ctx context.Context, path, dst string) error {
 	return f.Sync()
 }
 
-// inspect checks a store copy (integrity, audit log against the key in pubPath) and returns
-// its audit summary and the files its datasets name.
-func inspect(ctx context.Context, path, pubPath string) (AuditSummary, []string, error) {
-	vkey, err := readVerifierKey(pubPath)
+// inspect checks a store copy (integrity, audit log against the keyring of the data
+// directory keys: platform.keyring, or platform.pub alone) and returns its audit summary and
+// the files its datasets name.
+func inspect(ctx context.Context, path, keys string) (AuditSummary, []string, error) {
+	ring, err := doctor.Keyring(keys)
 	if err != nil {
-		return AuditSummary{}, nil, err
+		return AuditSummary{}, nil, fmt.Errorf("%w: the platform's public key or keyring in %s: %v", ErrDamaged, keys, err)
 	}
 	db, err := doctor.OpenStore(path)
 	if err != nil {
@@ -264,9 +265,9 @@ func inspect(ctx context.Context, path, pubPath string) (AuditSummary, []string,
 		return AuditSummary{}, nil, err
 	}
 	defer tx.Rollback()
-	rep, err := audit.NewVerifyingLog(vkey).Verify(ctx, doctor.LogReader(tx))
+	rep, err := audit.NewKeyringLog(ring).Verify(ctx, doctor.LogReader(tx))
 	if err != nil {
-		return AuditSummary{}, nil, fmt.Errorf("%w: the audit log does not verify against platform.pub: %v", ErrDamaged, err)
+		return AuditSummary{}, nil, fmt.Errorf("%w: the audit log does not verify against the platform's key: %v", ErrDamaged, err)
 	}
 	sum := AuditSummary{Entries: rep.Records, Checkpoints: rep.Checkpoints, Signed: rep.Size, Root: rep.Root}
 	rows, err := tx.QueryContext(ctx, `SELECT files FROM datasets`)
@@ -287,24 +288,6 @@ func inspect(ctx context.Context, path, pubPath string) (AuditSummary, []string,
 		named = append(named, files...)
 	}
 	return sum, named, rows.Err()
-}
-
-// readVerifierKey reads platform.pub.
-func readVerifierKey(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("read the platform's public key: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 4<<10))
-	if err != nil {
-		return "", err
-	}
-	vkey := strings.TrimSpace(string(b))
-	if _, _, err := audit.ParseVerifierKey(vkey); err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrDamaged, path, err)
-	}
-	return vkey, nil
 }
 
 // describe is the manifest entry of the file at path, named rel.

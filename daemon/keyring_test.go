@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/backup"
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/doctor"
 	"github.com/veil-dp/veil/platform"
 )
 
@@ -51,11 +54,15 @@ func TestKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opTok := e.opToken(t)
+	// The daemon is stopped before the rotation: it has signed the whole log, whose size
+	// bounds the old key's term (as veil key rotate reads it from the store).
 	rep, err := aud.VerifyAudit(ctx, oldKey.VerifierKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 
+	keptOld := latestCheckpoint(t, e, opTok)
 	e.stop()
 	retired, current, err := platform.RotateKey(e.cfg, rep.Records, time.Now())
 	if err != nil {
@@ -109,6 +116,20 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if ok, msg, err := aud.ServerVerify(ctx); err != nil || !ok {
 		t.Errorf("the daemon's verification after the rotation: %v %s", err, msg)
+	}
+	// doctor, backup and restore verify with the keyring too, and a checkpoint kept before
+	// the rotation (signed by the old key) still counts.
+	bdir := filepath.Join(t.TempDir(), "b")
+	if _, err := backup.Create(ctx, e.cfg.DataDir, bdir); err != nil {
+		t.Fatalf("backup after a rotation: %v", err)
+	}
+	if _, err := backup.Restore(ctx, bdir, filepath.Join(t.TempDir(), "r"), backup.RestoreOptions{Checkpoints: []backup.Kept{{Name: "old", Note: keptOld.Note}}}); err != nil {
+		t.Fatalf("restore after a rotation, with a checkpoint of the old key: %v", err)
+	}
+	for _, c := range doctor.Run(ctx, doctor.Options{DataDir: e.cfg.DataDir}).Checks {
+		if c.Name == "audit-log" && c.Status == doctor.Fail {
+			t.Errorf("doctor after a rotation: %+v", c)
+		}
 	}
 	if !strings.HasPrefix(current.KeyID, audit.KeyID(mustPub(t, current.VerifierKey))[:8]) {
 		t.Errorf("key id %s", current.KeyID)

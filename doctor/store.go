@@ -69,7 +69,7 @@ func storeChecks(ctx context.Context, dir string) []Check {
 		return []Check{fail("store", "", "open %s read-only: %v", path, err), skip("audit-log", "the store cannot be opened"), keyCheck}
 	}
 	defer db.Close()
-	return []Check{integrityCheck(ctx, db, path), auditCheck(ctx, db, vkey), keyCheck}
+	return []Check{integrityCheck(ctx, db, path), auditCheck(ctx, db, dir, vkey), keyCheck}
 }
 
 // maxIntegrityLines bounds what quick_check reports.
@@ -144,7 +144,7 @@ func platformKeyCheck(dir string) (string, Check) {
 
 // auditCheck verifies the audit log in the store, offline, against its checkpoints and the
 // platform's public key: every record, every stored tree hash, every signature.
-func auditCheck(ctx context.Context, db *sql.DB, vkey string) Check {
+func auditCheck(ctx context.Context, db *sql.DB, dir, vkey string) Check {
 	const name = "audit-log"
 	if vkey == "" {
 		return skip(name, "no platform.pub to verify the checkpoints with")
@@ -154,7 +154,7 @@ func auditCheck(ctx context.Context, db *sql.DB, vkey string) Check {
 		return fail(name, "", "read the audit log: %v", err)
 	}
 	defer tx.Rollback()
-	rep, err := audit.NewVerifyingLog(vkey).Verify(ctx, auditReader{tx})
+	rep, err := verifyingLog(dir, vkey).Verify(ctx, auditReader{tx})
 	if err != nil {
 		fix := "do not serve from this store: restore veil.db from a backup whose log verifies, and compare the latest checkpoint with one an auditor kept (veil audit verify)"
 		if !errors.Is(err, audit.ErrTampered) {
