@@ -76,6 +76,7 @@ var operations = []operation{
 	{pattern: "POST /v1/principals", id: "createPrincipal", summary: "Create a principal; the answer carries its token, shown once (operator).", body: api.CreatePrincipal{}, code: 201, answer: api.Principal{}},
 	{pattern: "GET /v1/principals", id: "listPrincipals", summary: "List principals (operator).", code: 200, answer: []api.Principal{}},
 	{pattern: "DELETE /v1/principals/{id}", id: "revokePrincipal", summary: "Revoke a principal's token (operator).", code: 200, answer: api.Principal{}},
+	{pattern: "POST /v1/principals/{id}/rotate", id: "rotatePrincipal", summary: "Give a principal a new token, shown once; the old one keeps working for the grace period (operator).", body: api.RotatePrincipal{}, code: 200, answer: api.Principal{}},
 	{pattern: "POST /v1/datasets", id: "registerDataset", summary: "Register files on the daemon's host under a schema (provider).", body: api.RegisterDataset{}, code: 201, answer: api.Dataset{}},
 	{pattern: "GET /v1/datasets", id: "listDatasets", summary: "The catalog.", code: 200, answer: []api.Dataset{}},
 	{pattern: "GET /v1/datasets/{name}", id: "showDataset", summary: "One dataset.", code: 200, answer: api.Dataset{}},

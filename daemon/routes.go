@@ -26,6 +26,7 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/principals", policy.ActPrincipalManage, s.createPrincipal)
 	h("GET /v1/principals", policy.ActPrincipalManage, s.listPrincipals)
 	h("DELETE /v1/principals/{id}", policy.ActPrincipalManage, s.revokePrincipal)
+	h("POST /v1/principals/{id}/rotate", policy.ActPrincipalManage, s.rotatePrincipal)
 	h("POST /v1/datasets", policy.ActDatasetRegister, s.registerDataset)
 	h("GET /v1/datasets", policy.ActDatasetRead, s.listDatasets)
 	h("GET /v1/datasets/{name}", policy.ActDatasetRead, s.showDataset)

@@ -17,3 +17,11 @@ type KeyringKey struct {
 	Until       time.Time `json:"until,omitzero"`
 	AuditSize   int64     `json:"audit_size,omitempty"`
 }
+
+// RotatePrincipal asks for a new token for a principal (POST /v1/principals/{id}/rotate).
+// The old token keeps working for Grace ("24h", "7d"; empty: it ends at once), then is
+// refused; Expires, if set, ends the new token after that long.
+type RotatePrincipal struct {
+	Grace   string `json:"grace,omitempty"`
+	Expires string `json:"expires,omitempty"`
+}
