@@ -34,6 +34,8 @@ var layers = [][]string{
 	// The job kinds (every package under kinds/, so that a new kind needs no line here), the
 	// review and release, the dev twins: each knows jobs, none another.
 	{"kinds/*", "review", "catalog/twin"},
+	// The web console: pages over the API's handler, which the daemon mounts at /ui/.
+	{"console"},
 	// HTTP.
 	{"daemon"},
 	// The clients of the HTTP API.

@@ -86,7 +86,7 @@ func restore(ctx context.Context, m *Manifest, src, dst string, o RestoreOptions
 	if err := copyEntries(m, src, dst, r); err != nil {
 		return nil, err
 	}
-	sum, _, err := inspect(ctx, filepath.Join(dst, StoreName), dst)
+	sum, _, _, err := inspect(ctx, filepath.Join(dst, StoreName), dst)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +268,12 @@ func relocate(ctx context.Context, oldDir, newDir string) error {
 		}
 		return p
 	}
-	db, err := sqlite.OpenWith(ctx, sqlite.Options{Path: filepath.Join(newDir, StoreName), Adopt: true})
+	// The marker where the daemon looks for it (beside the signer's state).
+	marker, err := platform.Defaults(newDir).StoreMarkerPath()
+	if err != nil {
+		return err
+	}
+	db, err := sqlite.OpenWith(ctx, sqlite.Options{Path: filepath.Join(newDir, StoreName), Marker: marker, Adopt: true})
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		return api.Dataset{}, err
 	}
 	defer os.RemoveAll(staging)
-	files, version, err := Stage(ctx, req.Files, staging)
+	files, version, err := StageSchema(ctx, sch, req.Files, staging)
 	if err != nil {
 		return api.Dataset{}, err
 	}
@@ -147,13 +147,21 @@ func Stage(ctx context.Context, src []string, dir string) ([]string, string, err
 			}
 		case ".csv":
 			if err := engine.ConvertCSV(ctx, f, dst); err != nil {
-				return nil, "", fmt.Errorf("%w: %s cannot be read as CSV: %v", policy.ErrInvalid, base, err)
+				return nil, "", fmt.Errorf("%w: %s cannot be read as CSV: %v", policy.ErrInvalid, base, noValues(err))
 			}
 		default:
 			return nil, "", fmt.Errorf("%w: %s: only .parquet and .csv files can be registered", policy.ErrInvalid, base)
 		}
 		out = append(out, dst)
 	}
+	return versionOf(out)
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+// versionOf sorts staged files and returns them with their version: the sha256 over their
+// names and contents.
+func versionOf(out []string) ([]string, string, error) {
 	sort.Strings(out)
 	h := sha256.New()
 	for _, f := range out {

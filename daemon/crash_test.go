@@ -22,6 +22,10 @@ func serveChild(dir string) {
 	cfg := daemon.Defaults(dir)
 	cfg.Binary, _ = os.Executable()
 	cfg.Isolation = os.Getenv("VEIL_TEST_ISOLATION")
+	cfg.AuditKey = os.Getenv("VEIL_TEST_AUDIT_KEY")
+	if a := os.Getenv("VEIL_TEST_AUDIT_ARCHIVES"); a != "" {
+		cfg.AuditArchives = strings.Split(a, ",")
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv, err := daemon.New(context.Background(), cfg, logger)
 	if err != nil {

@@ -27,7 +27,7 @@ func status(err error) (int, string) {
 		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, policy.ErrConflict), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, "conflict"
-	case errors.Is(err, launch.ErrUnavailable):
+	case errors.Is(err, launch.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "unavailable"
 	}
 	return http.StatusInternalServerError, "internal"

@@ -64,11 +64,16 @@ func TestKeyRotation(t *testing.T) {
 
 	keptOld := latestCheckpoint(t, e, opTok)
 	e.stop()
-	retired, current, err := platform.RotateKey(e.cfg, rep.Records, time.Now())
+	// As veil key rotate does: the log's size in the store of the stopped daemon.
+	size := storedLogSize(t, e.cfg.StorePath())
+	if size < rep.Records {
+		t.Fatalf("stored log %d < served %d", size, rep.Records)
+	}
+	retired, current, err := platform.RotateKey(e.cfg, size, time.Now())
 	if err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
-	if retired.VerifierKey != oldKey.VerifierKey || current.VerifierKey == oldKey.VerifierKey || retired.MaxSize != rep.Records {
+	if retired.VerifierKey != oldKey.VerifierKey || current.VerifierKey == oldKey.VerifierKey || retired.MaxSize != size {
 		t.Fatalf("rotation: retired %+v, current %+v, old key %s", retired, current, oldKey.VerifierKey)
 	}
 	e.boot()
@@ -142,4 +147,23 @@ func mustPub(t *testing.T, vkey string) []byte {
 		t.Fatal(err)
 	}
 	return pub
+}
+
+func storedLogSize(t *testing.T, path string) int64 {
+	t.Helper()
+	db, err := doctor.OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	n, err := doctor.LogReader(tx).Size(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -96,6 +96,7 @@ var operations = []operation{
 	{pattern: "PUT /v1/blobs", id: "uploadBlob", summary: "Upload a public key bundle or an encrypted model for he-score jobs; secret keys are refused.", body: binary{}, code: 201, answer: api.Blob{}},
 	{pattern: "PUT /v1/programs", id: "uploadProgram", summary: "Upload a program for custom jobs.", body: binary{}, code: 201, answer: api.Program{}},
 	{pattern: "POST /v1/jobs", id: "submitJob", summary: "Submit a job; its budget is reserved as it is queued.", body: api.SubmitJob{}, code: 202, answer: api.Job{}},
+	{pattern: "POST /v1/jobs/plan", id: "planJob", summary: "Plan a job without running it: the validated query, what it would spend and what would remain, and the noise of each released value. Reads no data and spends nothing.", body: api.SubmitJob{}, code: 200, answer: api.JobPlan{}},
 	{pattern: "GET /v1/jobs", id: "listJobs", summary: "The jobs the caller may see.", code: 200, answer: []api.Job{},
 		query: []param{{name: "grant", desc: "only under this grant"}, {name: "status", desc: "only in these statuses, comma-separated"}}},
 	{pattern: "GET /v1/jobs/{id}", id: "showJob", summary: "One job; with wait, a long poll: the answer comes when its status is not seen (default: its status now) or is final, or when the wait is up.", code: 200, answer: api.Job{},
@@ -125,6 +126,10 @@ var operations = []operation{
 	}{}},
 	{pattern: "GET /v1/audit/proof/{index}", id: "auditProof", summary: "An inclusion proof of one entry against the latest checkpoint.", code: 200, answer: &audit.Proof{},
 		path: map[string]param{"index": {schema: map[string]any{"type": "integer", "minimum": 0}}}},
+	{pattern: "GET /v1/audit/checkpoint", id: "auditCheckpoint", summary: "The latest signed checkpoint (a C2SP tlog-checkpoint note), to keep and check later.", code: 200, answer: audit.Checkpoint{}},
+	{pattern: "GET /v1/audit/consistency", id: "auditConsistency", summary: "An RFC 6962 consistency proof from a kept checkpoint's tree to a later signed checkpoint.", code: 200, answer: &audit.ConsistencyProof{},
+		query: []param{{name: "from", desc: "the size of the older tree (a checkpoint you kept)", required: true, schema: map[string]any{"type": "integer", "minimum": 1}},
+			{name: "to", desc: "the size of the newer signed checkpoint (default: the latest)", schema: map[string]any{"type": "integer", "minimum": 1}}}},
 }
 
 // errorKinds are the error answers: the status and the kind errors.go gives it. A new kind

@@ -41,6 +41,7 @@ type readiness struct {
 func (s *Server) readinessChecks() []readiness {
 	return []readiness{
 		{"store", func(context.Context) error { return s.db.Err() }},
+		{"audit", func(context.Context) error { return s.signer.Err() }},
 		{"sandbox", s.box.Probe},
 		{"disk", func(context.Context) error { return diskFree(s.cfg.DataDir, uint64(s.cfg.MinFreeMB)<<20) }},
 	}

@@ -38,6 +38,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/grants/{id}", policy.ActGrantRead, s.showGrant)
 	h("POST /v1/grants/{id}/{action}", "", s.actOnGrant)
 	h("POST /v1/jobs", policy.ActJobSubmit, s.submitJob)
+	h("POST /v1/jobs/plan", policy.ActJobSubmit, s.planJob)
 	h("GET /v1/jobs", policy.ActJobRead, s.listJobs)
 	h("GET /v1/jobs/{id}", policy.ActJobRead, s.showJob)
 	h("POST /v1/jobs/{id}/cancel", policy.ActJobCancel, s.cancelJob)
@@ -57,6 +58,8 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/audit/checkpoints", "", s.auditCheckpoints)
 	h("GET /v1/audit/verify", "", s.auditVerify)
 	h("GET /v1/audit/proof/{index}", "", s.auditProof)
+	h("GET /v1/audit/checkpoint", "", s.auditCheckpoint)
+	h("GET /v1/audit/consistency", "", s.auditConsistency)
 	mux.HandleFunc("GET /v1/platform/keyring", s.platformKeyring)
 	mux.HandleFunc("GET /v1/platform/key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.PlatformKey{VerifierKey: s.key.VerifierKey(), PublicKey: s.key.PublicKey()})

@@ -39,6 +39,7 @@ type Server struct {
 	key        *audit.Key
 	ring       *audit.Keyring // key and retired keys (routes_keyring.go)
 	log        *audit.Log
+	signer     *auditSigner
 	slog       *slog.Logger
 	validator  *engine.Validator
 	box        *launch.Launcher
@@ -70,7 +71,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	key, err := loadKey(cfg)
+	key, err := LoadSigningKey(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -78,16 +79,25 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, cfg.StorePath())
+	opts, err := storeOptions(cfg, false)
 	if err != nil {
 		return nil, err
+	}
+	db, err := sqlite.OpenWith(ctx, opts)
+	if err != nil {
+		return nil, nameOptions(err)
+	}
+	as, err := openSigner(ctx, cfg, key, ring, db, logger)
+	if err != nil {
+		db.Close()
+		return nil, nameOptions(err)
 	}
 	v, err := engine.NewValidator()
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
-	s := &Server{cfg: cfg, db: db, key: key, ring: ring, log: audit.NewLog(keyName, key).WithKeyring(ring), slog: logger, validator: v, certs: cs}
+	s := &Server{cfg: cfg, db: db, key: key, ring: ring, log: as.signer.Log(), signer: as, slog: logger, validator: v, certs: cs}
 	s.metrics = metrics.New(s.snapshot, logger)
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {
@@ -154,7 +164,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		ul.Close()
 		return err
 	}
-	api := s.instrument(s.Handler())
+	api := s.instrument(s.withConsole(s.Handler()))
 	type listener struct {
 		l       net.Listener
 		handler http.Handler
@@ -230,6 +240,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.slog.Error("audit refused requests", "err", err)
 	}
 	s.jobs.Drain(sctx)
+	reason := "shutdown"
+	if err != nil {
+		reason = "listener failed"
+	}
+	s.record0(sctx, "daemon.stop", map[string]string{"reason": reason})
 	s.slog.Info("stopped")
 	return err
 }

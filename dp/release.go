@@ -12,6 +12,12 @@ import (
 // ErrAmount is returned for an epsilon or delta that cannot be a privacy budget.
 var ErrAmount = errors.New("invalid privacy budget")
 
+// MinEpsilon is the least epsilon the noise library calibrates noise for: its Laplace and
+// Gaussian mechanisms refuse anything smaller (checks.CheckEpsilonVeryStrict, 2^-50). A job
+// that asks for less must be refused before it runs, not by the gate after it ran: a
+// refusal after the run is an outcome that depends on the data.
+const MinEpsilon = 0x1p-50
+
 // Noise names a mechanism.
 type Noise string
 

@@ -100,7 +100,8 @@ func ConvertCSV(ctx context.Context, src, dst string) error {
 	q := fmt.Sprintf("COPY (SELECT * FROM read_csv(%s, header=true)) TO %s (FORMAT parquet)",
 		quoteList([]string{src})[1:len(quoteList([]string{src}))-1], quoteList([]string{dst})[1:len(quoteList([]string{dst}))-1])
 	if _, err := db.ExecContext(ctx, q); err != nil {
-		return err
+		removeQuiet(dst)
+		return summarize(src, err) // DuckDB's message quotes the rows
 	}
 	return nil
 }

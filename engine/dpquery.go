@@ -139,6 +139,7 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 	if err != nil {
 		return nil, err
 	}
+	resolveSources(node, sc)
 	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
 		return nil, err
@@ -576,6 +577,9 @@ func (w *walker) dpFrom(t map[string]any) error {
 	ru, _ := rt.unit()
 	if lowerASCII(lu.Name) != lowerASCII(l[1]) || lowerASCII(ru.Name) != lowerASCII(r[1]) {
 		return refuse("JOIN ... ON", "dp mode joins datasets only on their privacy units (%s.%s and %s.%s)", l[0], lu.Name, r[0], ru.Name)
+	}
+	if lt.Unit == "row" || rt.Unit == "row" {
+		return refuse("JOIN", "%s and %s cannot be joined in dp mode: a dataset whose unit is row holds events, and a row of one is no row of the other", lt.Name, rt.Name)
 	}
 	if lt.Unit != rt.Unit {
 		return refuse("JOIN", "%s is about a %s and %s about a %s: they share no privacy unit", lt.Name, lt.Unit, rt.Name, rt.Unit)

@@ -32,7 +32,10 @@ func refuse(part, format string, a ...any) error {
 
 // Column is a granted column of a dataset view.
 type Column struct {
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Source is the column's header in the provider's files, where it differs from Name: a
+	// query may name the column by it, quoted, and it is read as Name.
+	Source      string `json:"source,omitempty"`
 	Type        string `json:"type,omitempty"`         // DuckDB type, for binding checks
 	PrivacyUnit bool   `json:"privacy_unit,omitempty"` // the person or enterprise the row is about
 	Identifier  bool   `json:"identifier,omitempty"`   // a direct identifier (id number, name, phone, address)
@@ -113,6 +116,9 @@ type Plan struct {
 	Units   []string `json:"units"`   // hidden columns: distinct privacy units per output row
 	Columns int      `json:"columns"` // number of vendor-visible output columns (they come first)
 	Counts  []int    `json:"counts"`  // indexes of vendor-visible columns that are counts
+	// Keys are hidden columns after Units (or RowsColumn): the query's group keys, which
+	// match the output's rows with the cells its checks name (threshold mode, checks.go).
+	Keys []string `json:"keys,omitempty"`
 
 	// FastSQL, when set, is the same query counting rows (RowsColumn) instead of distinct
 	// units. It is offered when the query reads one dataset whose maximum of rows per unit M
@@ -138,6 +144,9 @@ type Job struct {
 	Threads        int     `json:"threads"`
 	MemoryLimitMB  int     `json:"memory_limit_mb"`
 	MaxResultBytes int64   `json:"max_result_bytes"`
+	// Checks are Veil's check queries of a threshold job (checks.go): each result follows
+	// the query's as a further Arrow IPC stream, each at most MaxResultBytes.
+	Checks []string `json:"checks,omitempty"`
 	// TempDir is where DuckDB may write its temporary files when the job does not fit in
 	// MemoryLimitMB (a sandbox's spill area), at most TempMaxMB of them. Empty: nowhere; a
 	// job that does not fit fails.

@@ -132,26 +132,48 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 			}
 			if ok {
 				defer release(recs)
-				return writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs)
+				if err := writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs); err != nil {
+					return err
+				}
+				return runChecks(ctx, ar, j, w)
 			}
 		}
-		rr, err := ar.QueryContext(ctx, j.SQL)
-		if err != nil {
-			return fmt.Errorf("query: %w", err)
+		if err := query(ctx, ar, j.SQL, j.MaxResultBytes, w); err != nil {
+			return err
 		}
-		defer rr.Release()
-		lw := &limitWriter{w: w, n: j.MaxResultBytes}
-		iw := ipc.NewWriter(lw, ipc.WithSchema(rr.Schema()))
-		for rr.Next() {
-			if err := iw.Write(rr.RecordBatch()); err != nil {
-				return err
-			}
-		}
-		if err := rr.Err(); err != nil {
-			return fmt.Errorf("query: %w", err)
-		}
-		return iw.Close()
+		return runChecks(ctx, ar, j, w)
 	})
+}
+
+// runChecks runs a threshold job's check queries after its query, each result a further
+// IPC stream on w.
+func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
+	for i, q := range j.Checks {
+		if err := query(ctx, ar, q, j.MaxResultBytes, w); err != nil {
+			return fmt.Errorf("check %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// query streams the result of q to w as one Arrow IPC stream of at most limit bytes.
+func query(ctx context.Context, ar *duckdb.Arrow, q string, limit int64, w io.Writer) error {
+	rr, err := ar.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	defer rr.Release()
+	lw := &limitWriter{w: w, n: limit}
+	iw := ipc.NewWriter(lw, ipc.WithSchema(rr.Schema()))
+	for rr.Next() {
+		if err := iw.Write(rr.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := rr.Err(); err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	return iw.Close()
 }
 
 // Stream runs queries one after the other in the job's locked-down session and hands every
@@ -266,8 +288,14 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, b
 			release(recs)
 			return nil, false, ErrResultTooLarge
 		}
-		n, ok := rec.Column(int(rec.NumCols()) - 1).(*array.Int64)
-		if !ok || rec.Schema().Field(int(rec.NumCols())-1).Name != RowsColumn {
+		// The row count comes before the hidden group keys, if any.
+		idx := rec.Schema().FieldIndices(RowsColumn)
+		if len(idx) != 1 {
+			release(recs)
+			return nil, false, errors.New("fast plan: no row count column")
+		}
+		n, ok := rec.Column(idx[0]).(*array.Int64)
+		if !ok {
 			release(recs)
 			return nil, false, errors.New("fast plan: no row count column")
 		}

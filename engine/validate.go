@@ -188,6 +188,7 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	resolveSources(node, sc)
 	w := newWalker(sc)
 	if err := w.selectNode(node); err != nil {
 		return nil, err
@@ -215,6 +216,13 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 		list = append(list, item)
 		plan.Units = append(plan.Units, name)
 	}
+	// Then the group keys, hidden: they match the output's rows with the cells the checks
+	// of threshold mode name (checks.go).
+	keys := groupKeys(node, w)
+	for i := range keys {
+		plan.Keys = append(plan.Keys, fmt.Sprintf("%s_%d", KeysPrefix, i))
+	}
+	list = append(list, keyItems(keys)...)
 	node["select_list"] = list
 	plan.Tables = w.tableNames()
 
@@ -235,7 +243,7 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 		if err != nil {
 			return nil, err
 		}
-		node["select_list"] = append(node["select_list"].([]any), item)
+		node["select_list"] = append(append(node["select_list"].([]any), item), keyItems(keys)...)
 		if plan.FastSQL, err = s.deserialize(ctx, stmt); err != nil {
 			return nil, err
 		}

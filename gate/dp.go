@@ -65,22 +65,9 @@ func DP(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.Re
 		return rec.Column(idx[0]), nil
 	}
 
-	// Split the budget: one share per aggregate, one for partition selection if needed.
-	selection := !p.PublicKeys && len(p.Keys) > 0
-	shares := len(p.Aggs)
-	if selection {
-		shares++
-	}
-	eps := spend.Epsilon() / float64(shares)
-	aggDelta, selDelta := 0.0, 0.0
-	if noise == dp.Gaussian {
-		aggDelta = spend.DeltaValue() / float64(shares)
-		selDelta = aggDelta
-	} else if selection {
-		selDelta = spend.DeltaValue()
-	}
-	if selection && selDelta <= 0 {
-		return nil, rep, errors.New("dp gate: partition selection needs a delta")
+	_, eps, aggDelta, selDelta, err := split(p, spend)
+	if err != nil {
+		return nil, rep, err
 	}
 
 	// Exact partial aggregates by group key.
@@ -208,25 +195,20 @@ func DP(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.Re
 	vals := make([][]dp.Released, len(p.Aggs))
 	for i, a := range p.Aggs {
 		vals[i] = make([]dp.Released, len(out))
-		info := DPRelease{Column: a.Name, Aggregate: a.Kind, L0: p.MaxGroups, Lower: a.Lower, Upper: a.Upper, Epsilon: eps, Delta: aggDelta}
+		info := DPRelease{Column: a.Name, Aggregate: a.Kind, L0: p.MaxGroups, LInf: lInf(p, a), Lower: a.Lower, Upper: a.Upper, Epsilon: eps, Delta: aggDelta}
 		for gi, g := range out {
 			var r dp.Released
 			var err error
 			switch a.Kind {
 			case engine.AggCount:
-				info.LInf = float64(p.MaxRows)
 				r, err = dp.Count(g.n[i], p.MaxGroups, p.MaxRows, eps, aggDelta, noise)
 			case engine.AggCountUnits:
-				info.LInf = 1
 				r, err = dp.Count(g.units, p.MaxGroups, 1, eps, aggDelta, noise)
 			case engine.AggSum:
-				info.LInf = float64(p.MaxRows) * max(abs(a.Lower), abs(a.Upper))
 				r, err = dp.Sum(g.s[i], p.MaxGroups, info.LInf, eps, aggDelta, noise)
 			case engine.AggAvg:
-				info.LInf = float64(p.MaxRows) * (a.Upper - a.Lower) / 2
 				r, err = dp.Mean(g.n[i], g.s[i], p.MaxGroups, p.MaxRows, a.Lower, a.Upper, eps, aggDelta, noise)
 			case engine.AggQuantile:
-				info.LInf = 1
 				r, err = dp.Quantile(g.h[i], a.Rank, p.MaxGroups, a.Lower, a.Upper, eps, aggDelta, noise)
 			}
 			if err != nil {
@@ -301,6 +283,41 @@ func DP(rec arrow.RecordBatch, plan *engine.Plan, spend ledger.Amount) (arrow.Re
 		}
 	}
 	return array.NewRecordBatch(arrow.NewSchema(fields, nil), arrs, int64(len(out))), rep, nil
+}
+
+// split divides a query's spend: one share of epsilon per aggregate and one for partition
+// selection if it is needed; delta goes to partition selection, or with Gaussian noise one
+// share to each.
+func split(p *engine.DPPlan, spend ledger.Amount) (selection bool, eps, aggDelta, selDelta float64, err error) {
+	selection = !p.PublicKeys && len(p.Keys) > 0
+	shares := len(p.Aggs)
+	if selection {
+		shares++
+	}
+	eps = spend.Epsilon() / float64(shares)
+	if dp.Noise(p.Noise) == dp.Gaussian {
+		aggDelta = spend.DeltaValue() / float64(shares)
+		selDelta = aggDelta
+	} else if selection {
+		selDelta = spend.DeltaValue()
+	}
+	if selection && selDelta <= 0 {
+		return false, 0, 0, 0, errors.New("dp gate: partition selection needs a delta")
+	}
+	return selection, eps, aggDelta, selDelta, nil
+}
+
+// lInf is what one unit may change aggregate a of one group by.
+func lInf(p *engine.DPPlan, a engine.DPAgg) float64 {
+	switch a.Kind {
+	case engine.AggCount:
+		return float64(p.MaxRows)
+	case engine.AggSum:
+		return float64(p.MaxRows) * max(abs(a.Lower), abs(a.Upper))
+	case engine.AggAvg:
+		return float64(p.MaxRows) * (a.Upper - a.Lower) / 2
+	}
+	return 1 // count_units, quantile
 }
 
 func abs(f float64) float64 {

@@ -3,6 +3,8 @@ package gate
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -23,12 +25,33 @@ type ThresholdReport struct {
 	Released   int `json:"released"`   // rows that passed
 	Suppressed int `json:"suppressed"` // rows removed: fewer than K units
 	NearK      int `json:"near_k"`     // released rows with fewer than 2K units
+	// Dominance counts rows of at least K units suppressed by the dominance check;
+	// Differencing those suppressed by the difference check (Paired: against which prior
+	// jobs). Suppressed counts neither.
+	Dominance    int      `json:"dominance,omitempty"`
+	Differencing int      `json:"differencing,omitempty"`
+	Paired       []string `json:"paired,omitempty"`
+}
+
+// CheckResult is the result of one of a threshold job's checks (engine.Check): the group
+// keys of the cells that fail, then for a difference check one flag per prior.
+type CheckResult struct {
+	Kind   string
+	Priors []string
+	Rec    arrow.RecordBatch
 }
 
 // Threshold turns the exact result of a plan into its protected output: rows with fewer than
 // rule.K distinct privacy units are removed, counts are rounded, and the hidden unit columns
 // are dropped. The exact record is left to the caller to release.
 func Threshold(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRule) (arrow.RecordBatch, ThresholdReport, error) {
+	return ThresholdChecked(rec, plan, rule, nil)
+}
+
+// ThresholdChecked is Threshold that also suppresses the rows the checks name: the cells
+// failing a dominance rule, and those whose difference with a prior query isolates fewer
+// than K persons.
+func ThresholdChecked(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRule, checks []CheckResult) (arrow.RecordBatch, ThresholdReport, error) {
 	var rep ThresholdReport
 	if rule.K < 1 {
 		return nil, rep, errors.New("gate: k must be at least 1")
@@ -38,15 +61,20 @@ func Threshold(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRule) (ar
 	}
 	hidden := plan.Units
 	bounded := false // the result counts rows (the fast plan), not units
-	if int(rec.NumCols()) == plan.Columns+1 && rec.Schema().Field(plan.Columns).Name == engine.RowsColumn {
+	if int(rec.NumCols()) == plan.Columns+1+len(plan.Keys) && rec.Schema().Field(plan.Columns).Name == engine.RowsColumn {
 		if plan.FastSQL == "" || plan.MaxRowsPerUnit < 1 {
 			return nil, rep, errors.New("gate: a row-counting result for a plan without a fast variant")
 		}
 		hidden, bounded = []string{engine.RowsColumn}, true
 	}
-	if int(rec.NumCols()) != plan.Columns+len(hidden) {
-		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(hidden))
+	if int(rec.NumCols()) != plan.Columns+len(hidden)+len(plan.Keys) {
+		return nil, rep, fmt.Errorf("gate: result has %d columns, the plan %d", rec.NumCols(), plan.Columns+len(hidden)+len(plan.Keys))
 	}
+	flagged, err := checkCells(rec, plan.Columns+len(hidden), len(plan.Keys), checks)
+	if err != nil {
+		return nil, rep, err
+	}
+	paired := map[string]bool{}
 	units := make([]*array.Int64, len(hidden))
 	for i, name := range hidden {
 		col := plan.Columns + i
@@ -87,10 +115,22 @@ func Threshold(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRule) (ar
 			}
 		}
 		ok := least >= k
+		f := flagged[r]
+		if ok && f.dominance {
+			ok = false
+			rep.Dominance++
+		} else if ok && len(f.priors) > 0 {
+			ok = false
+			rep.Differencing++
+			for _, p := range f.priors {
+				paired[p] = true
+			}
+		} else if !ok {
+			rep.Suppressed++
+		}
 		keep.Append(ok)
 		switch {
 		case !ok:
-			rep.Suppressed++
 		case least < 2*k:
 			rep.Released++
 			rep.NearK++
@@ -98,6 +138,10 @@ func Threshold(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRule) (ar
 			rep.Released++
 		}
 	}
+	for p := range paired {
+		rep.Paired = append(rep.Paired, p)
+	}
+	slices.Sort(rep.Paired)
 	mask := keep.NewBooleanArray()
 	defer mask.Release()
 
@@ -188,4 +232,71 @@ func filterRows(rec arrow.RecordBatch, ncols int, mask *array.Boolean) (arrow.Re
 		cols[i] = c
 	}
 	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rows), nil
+}
+
+type cellFlags struct {
+	dominance bool
+	priors    []string
+}
+
+// checkCells finds, for each row of rec, whether a check names its cell: rows and check
+// results are matched on their group keys (nkeys columns from column from in rec, the first
+// nkeys columns of a check's result).
+func checkCells(rec arrow.RecordBatch, from, nkeys int, checks []CheckResult) ([]cellFlags, error) {
+	flags := make([]cellFlags, rec.NumRows())
+	if len(checks) == 0 {
+		return flags, nil
+	}
+	byKey := map[string][]int{}
+	for r := 0; r < int(rec.NumRows()); r++ {
+		k := cellKey(rec, from, nkeys, r)
+		byKey[k] = append(byKey[k], r)
+	}
+	for _, c := range checks {
+		if c.Rec == nil || int(c.Rec.NumCols()) < nkeys {
+			return nil, fmt.Errorf("gate: the %s check returned %d columns for %d keys", c.Kind, c.Rec.NumCols(), nkeys)
+		}
+		for r := 0; r < int(c.Rec.NumRows()); r++ {
+			rows := byKey[cellKey(c.Rec, 0, nkeys, r)]
+			switch c.Kind {
+			case engine.CheckDominance:
+				for _, i := range rows {
+					flags[i].dominance = true
+				}
+			case engine.CheckDifference:
+				if int(c.Rec.NumCols()) != nkeys+len(c.Priors) {
+					return nil, fmt.Errorf("gate: the difference check returned %d columns for %d keys and %d priors", c.Rec.NumCols(), nkeys, len(c.Priors))
+				}
+				for p, job := range c.Priors {
+					b, ok := c.Rec.Column(nkeys + p).(*array.Boolean)
+					if !ok {
+						return nil, errors.New("gate: a difference flag is not BOOLEAN")
+					}
+					if b.IsValid(r) && b.Value(r) {
+						for _, i := range rows {
+							flags[i].priors = append(flags[i].priors, job)
+						}
+					}
+				}
+			default:
+				return nil, fmt.Errorf("gate: unknown check %q", c.Kind)
+			}
+		}
+	}
+	return flags, nil
+}
+
+// cellKey is a row's group keys as one string (NULL distinct from every value).
+func cellKey(rec arrow.RecordBatch, from, n, r int) string {
+	var b strings.Builder
+	for i := from; i < from+n; i++ {
+		c := rec.Column(i)
+		if c.IsNull(r) {
+			b.WriteString("\x00N\x00")
+			continue
+		}
+		v := c.ValueStr(r)
+		fmt.Fprintf(&b, "\x01%d:%s", len(v), v)
+	}
+	return b.String()
 }

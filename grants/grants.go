@@ -289,7 +289,7 @@ func Scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 		t.Unit = sch.Unit
 		for _, cn := range d.Columns {
 			c, _ := sch.Column(cn)
-			t.Columns = append(t.Columns, engine.Column{Name: cn, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier(),
+			t.Columns = append(t.Columns, engine.Column{Name: cn, Source: c.Source, Type: c.Type, PrivacyUnit: c.PrivacyUnit, Identifier: c.Identifier(),
 				Bounds: c.Bounds, Domain: c.Domain})
 		}
 		sc.Tables = append(sc.Tables, t)

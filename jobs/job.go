@@ -64,6 +64,9 @@ type Body struct {
 	// the job as submitted, for promotion to production.
 	Dev     bool
 	Request json.RawMessage
+	// Digest is the SHA-256 of the request as submitted, without its idempotency key: a
+	// retry with the key must be the same request (empty in jobs stored before it was kept).
+	Digest string
 	// Kind names the job's kind and Spec is the kind's plan, stored under the kind's name.
 	Kind string
 	Spec json.RawMessage
@@ -81,14 +84,15 @@ type fixed struct {
 	Spend     *ledger.Amount  `json:"spend,omitempty"`
 	Dev       bool            `json:"dev,omitempty"`
 	Request   json.RawMessage `json:"request,omitempty"`
+	Digest    string          `json:"request_digest,omitempty"`
 }
 
-var fixedKeys = []string{"mode", "sql", "message", "started", "finished", "metering", "approvals", "spend", "dev", "request"}
+var fixedKeys = []string{"mode", "sql", "message", "started", "finished", "metering", "approvals", "spend", "dev", "request", "request_digest"}
 
 // MarshalJSON writes the fixed fields and the kind's plan under the kind's name, as bodies
 // were stored before kinds were separate ("plan", "he", "model", "custom", "twin").
 func (b Body) MarshalJSON() ([]byte, error) {
-	out, err := json.Marshal(fixed{b.Mode, b.SQL, b.Message, b.Started, b.Finished, b.Metering, b.Approvals, b.Spend, b.Dev, b.Request})
+	out, err := json.Marshal(fixed{b.Mode, b.SQL, b.Message, b.Started, b.Finished, b.Metering, b.Approvals, b.Spend, b.Dev, b.Request, b.Digest})
 	if err != nil || b.Kind == "" {
 		return out, err
 	}
@@ -117,7 +121,7 @@ func (b *Body) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	*b = Body{Mode: f.Mode, SQL: f.SQL, Message: f.Message, Started: f.Started, Finished: f.Finished, Metering: f.Metering,
-		Approvals: f.Approvals, Spend: f.Spend, Dev: f.Dev, Request: f.Request}
+		Approvals: f.Approvals, Spend: f.Spend, Dev: f.Dev, Request: f.Request, Digest: f.Digest}
 	for k, v := range all {
 		if slices.Contains(fixedKeys, k) || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
 			continue

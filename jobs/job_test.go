@@ -1,10 +1,15 @@
 package jobs
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
+	"github.com/veil-dp/veil/engine"
+	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/store"
 )
 
@@ -105,5 +110,33 @@ func TestMove(t *testing.T) {
 	wg.Wait()
 	if wins != 1 {
 		t.Errorf("%d moves out of review won, want 1", wins)
+	}
+}
+
+// TestRefuseOnlyRefusals: what Refuse marks for a job.refuse audit entry is a request at
+// fault; a cancelled request, a validator that timed out or failed is returned unmarked.
+func TestRefuseOnlyRefusals(t *testing.T) {
+	sub := &Submission{}
+	g := &policy.Grant{ID: "g-1"}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("%w: the SQL is longer than 64 KiB", policy.ErrInvalid), true},
+		{fmt.Errorf("validate: %w", &engine.Refusal{Part: "WHERE", Reason: "the privacy unit"}), true},
+		{fmt.Errorf("%w: blob b-1 not found", policy.ErrNotFound), true},
+		{fmt.Errorf("validate: %w", context.Canceled), false},
+		{fmt.Errorf("validate: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("%w: %w", policy.ErrInvalid, context.Canceled), false},
+		{errors.New("duckdb: internal error"), false},
+	} {
+		err := sub.Refuse(g, tc.err)
+		var r *refusal
+		if got := errors.As(err, &r); got != tc.want {
+			t.Errorf("Refuse(%v) is a refusal: %v, want %v", tc.err, got, tc.want)
+		}
+		if !errors.Is(err, tc.err) {
+			t.Errorf("Refuse(%v) lost the error: %v", tc.err, err)
+		}
 	}
 }

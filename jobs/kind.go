@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -49,7 +50,10 @@ type Submission struct {
 	Request   api.SubmitJob
 	// Dev is set for a dev run: the job runs at once on the twins, with no budget.
 	Dev bool
-	s   *Service
+	// DryRun is set when the job is only planned (Service.PlanJob): nothing is queued or
+	// spent, and a kind that can says in Plan.Preview what the job would release.
+	DryRun bool
+	s      *Service
 }
 
 // Now is the platform's time.
@@ -107,8 +111,27 @@ func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
 
 // Refuse refuses the request under g with err; the refusal is recorded in the audit log.
+// Only an error that says the request is at fault is a refusal (invalid, refused by the
+// validator, forbidden, not found, conflicting); any other (the client hung up, the
+// validator timed out or failed) is returned as it is and recorded as nothing: the audit
+// log's job.refuse entries are what vendors asked and were told no.
 func (sub *Submission) Refuse(g *policy.Grant, err error) error {
+	if !refused(err) {
+		return err
+	}
 	return &refusal{grant: g.ID, err: err}
+}
+
+func refused(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	for _, kind := range []error{policy.ErrInvalid, engine.ErrRefused, policy.ErrForbidden, policy.ErrNotFound, policy.ErrConflict} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // Plan is what a kind makes of a request: what the job runs and what it spends.
@@ -126,6 +149,9 @@ type Plan struct {
 	Cap      float64
 	// Audit is the detail of the job.submit entry.
 	Audit map[string]string
+	// Preview, set by a kind for a dry run, is what the job would release (its mechanism per
+	// column, its noise); the service adds the budget.
+	Preview *api.JobPlan
 }
 
 // Run is a job that starts: its plan and what it may read.

@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,8 +140,12 @@ func (s *Service) submit(ctx context.Context, p policy.Principal, req api.Submit
 	if err != nil {
 		return nil, err
 	}
+	digest, err := requestDigest(req)
+	if err != nil {
+		return nil, err
+	}
 	j := &Job{Job: store.Job{ID: platform.NewID("j"), GrantID: pl.Grant.ID, Tenant: p.Tenant, Submitter: p.ID, Status: Queued,
-		IdemKey: req.IdempotencyKey, Created: s.Rec.Now()}, Body: Body{Mode: pl.Mode, SQL: pl.Describe, Kind: k.Name(), Spec: spec, Spend: pl.Spend}}
+		IdemKey: req.IdempotencyKey, Created: s.Rec.Now()}, Body: Body{Mode: pl.Mode, SQL: pl.Describe, Kind: k.Name(), Spec: spec, Spend: pl.Spend, Digest: digest}}
 	details := pl.Audit
 	if details == nil {
 		details = map[string]string{}
@@ -178,9 +184,18 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 				if prev.GrantID != grant {
 					return fmt.Errorf("%w: idempotency key %q was used for another grant", policy.ErrConflict, j.IdemKey)
 				}
-				j, err = Decode(prev)
-				created = false
-				return err
+				first, err := Decode(prev)
+				if err != nil {
+					return err
+				}
+				// A retry is the same request; another request under a used key is a
+				// mistake the vendor must hear of, not an answer with a job it did not ask.
+				if first.Body.Digest != "" && first.Body.Digest != j.Body.Digest {
+					return fmt.Errorf("%w: idempotency key %q was used for another request (job %s); a retry must repeat the request exactly, a new request needs a new key",
+						policy.ErrConflict, j.IdemKey, first.ID)
+				}
+				j, created = first, false
+				return nil
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -349,4 +364,17 @@ func (s *Service) Where(ctx context.Context, p policy.Principal, f store.JobFilt
 		return nil
 	})
 	return out, err
+}
+
+// requestDigest is the SHA-256 of a request without its idempotency key, in the JSON form
+// encoding/json writes (fields in order, map keys sorted): two requests that decode alike
+// have the same digest.
+func requestDigest(req api.SubmitJob) (string, error) {
+	req.IdempotencyKey = ""
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }

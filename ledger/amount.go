@@ -41,9 +41,34 @@ func toUnits(x, per, max float64, name string, up bool) (int64, error) {
 	return int64(math.Floor(u)), nil
 }
 
+// MinEpsilon is the least epsilon a job may spend: one ledger unit, which is far above the
+// least the noise library accepts (dp.MinEpsilon). Anything smaller used to round to no unit
+// at all and run over the real data for free; the gate then refused it, and that refusal
+// (and its timing) was an outcome that depends on the data.
+const MinEpsilon = EpsilonPerUnit
+
 // Spend converts an epsilon and delta a job asks for into units, rounding up: a job never
-// spends less than the noise it gets is calibrated to.
-func Spend(epsilon, delta float64) (Amount, error) { return amountOf(epsilon, delta, true) }
+// spends less than the noise it gets is calibrated to. Every job spends at least one unit
+// of epsilon (MinEpsilon) and, if it asks for a delta, at least one unit of delta; a smaller
+// ask is refused, never rounded to nothing.
+func Spend(epsilon, delta float64) (Amount, error) {
+	a, err := amountOf(epsilon, delta, true)
+	if err != nil {
+		return Amount{}, err
+	}
+	// The ask itself is checked, not only its rounding: 4e-7 is refused, not charged as 1e-6.
+	// Within a millionth of a unit, a decimal input is the unit it was meant to be.
+	const near = 1 - 1e-6
+	if epsilon < MinEpsilon*near || a.Eps < 1 || a.Epsilon() < dp.MinEpsilon {
+		return Amount{}, fmt.Errorf("%w: epsilon must be at least %s (one ledger unit); ask for more, for example --epsilon 0.1",
+			dp.ErrAmount, FormatEpsilon(1))
+	}
+	if delta > 0 && (delta < DeltaPerUnit*near || a.Delta < 1) {
+		return Amount{}, fmt.Errorf("%w: a delta must be 0 or at least %s (one ledger unit); ask for more, for example --delta 1e-8",
+			dp.ErrAmount, FormatDelta(1))
+	}
+	return a, nil
+}
 
 // Total converts a declared total (a dataset's or a grant's) into units, rounding down: a
 // ledger never holds more than was declared.
@@ -87,12 +112,24 @@ func (a Amount) String() string {
 // FormatEpsilon prints epsilon units as a decimal epsilon, exactly.
 func FormatEpsilon(units int64) string { return decimal(units, 6) }
 
-// FormatDelta prints delta units as a decimal delta, exactly.
-func FormatDelta(units int64) string {
-	if units == 0 {
-		return "0"
+// FormatDelta prints delta units as a decimal delta, exactly and in plain decimal
+// (0.0000001, never 1e-07).
+func FormatDelta(units int64) string { return decimal(units, 15) }
+
+// Short says which dimension of have does not cover want, and by how much; "" when have
+// covers want. A refusal names the dimension that ran out.
+func Short(have, want Amount) string {
+	eps := fmt.Sprintf("epsilon has run out (ε=%s left, ε=%s asked)", FormatEpsilon(have.Eps), FormatEpsilon(want.Eps))
+	delta := fmt.Sprintf("delta has run out (δ=%s left, δ=%s asked)", FormatDelta(have.Delta), FormatDelta(want.Delta))
+	switch {
+	case have.Eps < want.Eps && have.Delta < want.Delta:
+		return eps + " and " + delta
+	case have.Eps < want.Eps:
+		return eps
+	case have.Delta < want.Delta:
+		return delta
 	}
-	return strconv.FormatFloat(float64(units)*DeltaPerUnit, 'g', 6, 64)
+	return ""
 }
 
 func decimal(units int64, places int) string {

@@ -90,8 +90,8 @@ func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error
 		}
 		free := total.Sub(allocated)
 		if !free.Covers(want) {
-			return fmt.Errorf("%w: dataset %s has %s left to give to grants (of %s); grant %s asks %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
-				ErrBudget, d.Name, free, total, g.ID, want)
+			return fmt.Errorf("%w: dataset %s has %s left to give to grants (of %s): %s for grant %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
+				ErrBudget, d.Name, free, total, Short(free, want), g.ID)
 		}
 		if err := tx.PutSlice(ctx, store.Slice{Grant: g.ID, Dataset: d.Name, Eps: want.Eps, Delta: want.Delta, At: l.rec.Now()}); err != nil {
 			return err
@@ -152,8 +152,8 @@ func (l *Book) Reserve(ctx context.Context, tx store.Tx, job, grant string, spen
 			return err
 		}
 		if left := slice.Sub(spent); !left.Covers(spend) {
-			return fmt.Errorf("%w: grant %s has %s left on dataset %s and this query asks %s; ask for less, or apply for a new grant",
-				ErrBudget, grant, left, d, spend)
+			return fmt.Errorf("%w: grant %s on dataset %s: %s; ask for less, or apply for a new grant",
+				ErrBudget, grant, d, Short(left, spend))
 		}
 	}
 	for _, d := range datasets {

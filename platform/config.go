@@ -57,6 +57,19 @@ type Config struct {
 	// RefusalWindow is how long refused requests are counted before one audit entry per
 	// principal (or source) and action records them.
 	RefusalWindow time.Duration
+
+	// The audit signer and the store's start-up checks (auditcfg.go): the signing key's
+	// file (default DataDir/keys/platform.key) or a file descriptor it is read from
+	// (AuditKeyFD ≥ 3), the signer's state file (default beside the key), the archives
+	// every signed checkpoint is appended to, AuditAdopt to take over a store whose log
+	// the signer has no state for (first start after an upgrade), StoreAdopt to accept the
+	// store file as found after a deliberate restore.
+	AuditKey      string
+	AuditKeyFD    int
+	AuditState    string
+	AuditArchives []string
+	AuditAdopt    bool
+	StoreAdopt    bool
 }
 
 // Defaults returns a Config with every default filled in for dataDir.
@@ -83,8 +96,13 @@ func Defaults(dataDir string) Config {
 // StorePath is the store's file.
 func (c Config) StorePath() string { return filepath.Join(c.DataDir, "veil.db") }
 
-// KeyPath is the platform's signing key (owner-only).
-func (c Config) KeyPath() string { return filepath.Join(c.DataDir, "keys", "platform.key") }
+// KeyPath is the platform's signing key (owner-only): AuditKey, or DataDir/keys/platform.key.
+func (c Config) KeyPath() string {
+	if c.AuditKey != "" {
+		return c.AuditKey
+	}
+	return filepath.Join(c.DataDir, "keys", "platform.key")
+}
 
 // PubPath is the platform's public key, for anyone who verifies its signatures.
 func (c Config) PubPath() string { return filepath.Join(c.DataDir, "platform.pub") }

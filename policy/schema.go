@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -75,7 +77,14 @@ func (b Budget) QueryCap() float64 {
 
 // Column classifies one column.
 type Column struct {
-	Name        string    `yaml:"name" json:"name"`
+	// Name is what vendors query: lower case letters, digits and _. A header that is not such
+	// a name (spaces, $, mixed case, Chinese characters) is given as Source, with Name the
+	// simple name; a schema that gives only a header as name gets a derived simple name.
+	Name string `yaml:"name" json:"name"`
+	// Source is the column's header in the provider's files, where it differs from Name.
+	// Registration reads that header and stores the column as Name; a query may also name it
+	// by Source, quoted ("Origin State"), and the privacy rules decide on the column it binds.
+	Source      string    `yaml:"source,omitempty" json:"source,omitempty"`
 	Type        string    `yaml:"type" json:"type"`
 	Level       int       `yaml:"level" json:"level"`
 	Kind        Kind      `yaml:"kind" json:"kind"`
@@ -87,6 +96,80 @@ type Column struct {
 
 // Identifier reports whether the column is a direct identifier.
 func (c Column) Identifier() bool { return c.Kind.Identifier() }
+
+// Header is the column's name in the provider's files.
+func (c Column) Header() string {
+	if c.Source != "" {
+		return c.Source
+	}
+	return c.Name
+}
+
+// RowUnit is the unit of a dataset whose every row is its own privacy unit (an event, such as
+// a flight). RowUnitColumn is the column registration adds as its privacy unit: the row's
+// number in the registered files.
+const (
+	RowUnit       = "row"
+	RowUnitColumn = "veil_row_id"
+)
+
+// maxSourceBytes bounds a column's header.
+const maxSourceBytes = 255
+
+// SimpleName derives a name vendors can type from a file's header: ASCII letters and digits
+// in lower case, every other run of characters one _ ("Origin State" -> origin_state,
+// "Cost Total $" -> cost_total). It returns "" when the header holds no ASCII letter or
+// digit (a Chinese header): such a column needs a name given in the schema.
+func SimpleName(header string) string {
+	var b strings.Builder
+	gap := false
+	for _, r := range header {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+		case r >= 'A' && r <= 'Z':
+			r += 'a' - 'A'
+		default:
+			gap = true
+			continue
+		}
+		if gap && b.Len() > 0 {
+			b.WriteByte('_')
+		}
+		gap = false
+		b.WriteRune(r)
+	}
+	n := b.String()
+	if n == "" {
+		return ""
+	}
+	if n[0] >= '0' && n[0] <= '9' {
+		n = "c_" + n
+	}
+	if len(n) > 63 {
+		n = strings.TrimRight(n[:63], "_")
+	}
+	return n
+}
+
+// normalize gives every column whose name is a header but not a simple name its simple
+// name, keeping the header as its source, and adds the row unit's column.
+func (s *Schema) normalize() {
+	for i, c := range s.Columns {
+		if c.Source == "" && c.Name != "" && !nameRE.MatchString(c.Name) {
+			if n := SimpleName(c.Name); n != "" {
+				s.Columns[i].Source, s.Columns[i].Name = c.Name, n
+			}
+		}
+	}
+	if s.Unit == RowUnit {
+		for _, c := range s.Columns {
+			if c.PrivacyUnit || c.Name == RowUnitColumn {
+				return
+			}
+		}
+		s.Columns = append(s.Columns, Column{Name: RowUnitColumn, Type: "BIGINT", Level: 3, Kind: KindNone, PrivacyUnit: true, Mask: "hmac"})
+	}
+}
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
@@ -103,6 +186,7 @@ func ParseSchema(data []byte) (*Schema, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("%w: schema file: %v", ErrInvalid, err)
 	}
+	s.normalize()
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
@@ -120,8 +204,8 @@ func (s *Schema) Check() error {
 	if s.Provider == "" {
 		return bad("provider is missing: name the agency that owns the data")
 	}
-	if s.Unit != "person" && s.Unit != "enterprise" {
-		return bad("unit must be person or enterprise")
+	if s.Unit != "person" && s.Unit != "enterprise" && s.Unit != RowUnit {
+		return bad("unit must be person, enterprise or row (each row its own unit: an event, such as a flight)")
 	}
 	if s.MaxRowsPerUnit < 0 {
 		return bad("max_rows_per_unit must not be negative")
@@ -140,9 +224,29 @@ func (s *Schema) Check() error {
 	}
 	seen := map[string]bool{}
 	units := 0
+	headers := map[string]string{} // header, as DuckDB compares names (ASCII case ignored) -> column
 	for _, c := range s.Columns {
 		if !nameRE.MatchString(c.Name) {
-			return bad("column name %q must be lower case letters, digits and _", c.Name)
+			if c.Source == "" {
+				return bad("column %q: name it with a simple name vendors query (lower case letters, digits and _) and give the header as source, e.g. {name: origin_state, source: %q}", c.Name, c.Name)
+			}
+			return bad("column name %q must be lower case letters, digits and _ (the header in the files goes in source)", c.Name)
+		}
+		if c.Source != "" {
+			if len(c.Source) > maxSourceBytes || !utf8.ValidString(c.Source) || strings.ContainsFunc(c.Source, unicode.IsControl) || strings.TrimSpace(c.Source) == "" {
+				return bad("column %q: source must be the column's header in the files: at most %d bytes of text, without control characters", c.Name, maxSourceBytes)
+			}
+		}
+		h := strings.ToLower(c.Header())
+		if other, dup := headers[h]; dup {
+			return bad("columns %q and %q have the same header %q in the files (names are compared ignoring case)", other, c.Name, c.Header())
+		}
+		headers[h] = c.Name
+		if s.Unit == RowUnit && c.PrivacyUnit && c.Name != RowUnitColumn {
+			return bad("column %q: a dataset with unit row has no privacy-unit column of its own (Veil adds %s); remove privacy_unit", c.Name, RowUnitColumn)
+		}
+		if s.Unit != RowUnit && c.Name == RowUnitColumn {
+			return bad("column name %q is kept for datasets with unit row", c.Name)
 		}
 		if strings.HasPrefix(c.Name, "__veil") {
 			return bad("column name %q uses the reserved prefix __veil", c.Name)
@@ -180,6 +284,17 @@ func (s *Schema) Check() error {
 	}
 	if units != 1 {
 		return bad("exactly one column must be the privacy unit (privacy_unit: true), found %d", units)
+	}
+	// A query may name a column by its header: a header must not be another column's name.
+	for _, c := range s.Columns {
+		if c.Source == "" {
+			continue
+		}
+		for _, o := range s.Columns {
+			if o.Name != c.Name && strings.EqualFold(o.Name, c.Source) {
+				return bad("column %q has the header %q, which is the name of column %q; a query could not tell them apart", c.Name, c.Source, o.Name)
+			}
+		}
 	}
 	return nil
 }

@@ -100,6 +100,12 @@ func (s *Service) warnings(ctx context.Context, tx store.Tx, j *jobs.Job, meta o
 	if m.Suppressed > 0 {
 		ws = append(ws, fmt.Sprintf("%d group(s) were suppressed for having fewer than %d persons", m.Suppressed, m.K))
 	}
+	if m.Dominance > 0 {
+		ws = append(ws, fmt.Sprintf("%d group(s) were suppressed by the dominance rules: one or two persons made up most of a sum, or fewer than %d persons shared a minimum or maximum", m.Dominance, m.K))
+	}
+	if m.Differencing > 0 {
+		ws = append(ws, fmt.Sprintf("%d group(s) were suppressed against differencing: compared with job(s) %s under the same grant, fewer than %d persons' rows differ in them, so subtracting the outputs would single those persons out; check that the released groups cannot be combined with those jobs' outputs the same way", m.Differencing, strings.Join(m.Paired, ", "), m.K))
+	}
 	prev, err := tx.Jobs(ctx, store.JobFilter{GrantID: j.GrantID, Statuses: []string{jobs.Released, jobs.Review}})
 	if err != nil {
 		return ws

@@ -138,6 +138,9 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 	if err != nil {
 		return api.Dataset{}, err
 	}
+	if msch.Unit == policy.RowUnit {
+		return api.Dataset{}, fmt.Errorf("%w: %s is event-level data (unit row): its rows are events, not persons, so a vendor's table cannot be matched to it", policy.ErrInvalid, matchDS)
+	}
 	mc, ok := msch.Column(matchCol)
 	if !ok || !(mc.Identifier() || mc.PrivacyUnit) {
 		return api.Dataset{}, fmt.Errorf("%w: %s.%s is not a column that identifies a person (an id number, phone, name or the privacy unit)", policy.ErrInvalid, matchDS, matchCol)

@@ -19,6 +19,7 @@ import (
 func newJobCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Submit and follow jobs (vendor)"}
 	submit := newSubmitCmd(false)
+	plan := newPlanCmd()
 
 	var grant, status string
 	list := &cobra.Command{
@@ -74,7 +75,7 @@ func newJobCmd() *cobra.Command {
 			return printJob(j)
 		},
 	}
-	cmd.AddCommand(submit, list, show, cancel)
+	cmd.AddCommand(submit, plan, list, show, cancel)
 	return cmd
 }
 
@@ -110,7 +111,12 @@ func printJob(j api.Job) error {
 }
 
 // newSubmitCmd is `veil job submit`, or with dev `veil dev run`: the same job, the same flags.
-func newSubmitCmd(dev bool) *cobra.Command {
+func newSubmitCmd(dev bool) *cobra.Command { return submitCmd(dev, false) }
+
+// newPlanCmd is `veil job plan`: the flags of job submit, and nothing runs or is spent.
+func newPlanCmd() *cobra.Command { return submitCmd(false, true) }
+
+func submitCmd(dev, planOnly bool) *cobra.Command {
 	var req api.SubmitJob
 	var file string
 	var wait string
@@ -124,6 +130,10 @@ func newSubmitCmd(dev bool) *cobra.Command {
 	if dev {
 		use, short = "run --grant G (the same flags as veil job submit)", "Run a job on the dev twins now: no budget, the output shown at once"
 	}
+	if planOnly {
+		use, short = "plan --grant G (the same flags as veil job submit)", "Plan a job without running it: what it would spend and what would remain, and how noisy each released value would be"
+	}
+	var dryRun bool
 	submit := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -222,6 +232,13 @@ func newSubmitCmd(dev bool) *cobra.Command {
 				}
 				req.DP = &dpo
 			}
+			if planOnly || dryRun {
+				pl, err := c.PlanJob(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				return printPlan(pl)
+			}
 			if dev {
 				out, err := c.DevRun(cmd.Context(), req)
 				if err != nil {
@@ -277,6 +294,9 @@ func newSubmitCmd(dev bool) *cobra.Command {
 	f.StringVar(&bundle, "public", "", "he: the public key bundle the model was encrypted for (veil he keygen)")
 	f.StringVar(&hes.Dataset, "dataset", "", "he: the dataset whose rows are scored")
 	f.StringSliceVar(&hes.GroupBy, "group-by", nil, "he: group-by keys (comma-separated); scores are summed per group")
+	if !dev && !planOnly {
+		f.BoolVar(&dryRun, "dry-run", false, "plan the job instead (veil job plan): nothing runs, nothing is spent")
+	}
 	submit.MarkFlagRequired("grant")
 	return submit
 }

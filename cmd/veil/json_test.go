@@ -37,7 +37,7 @@ var sweptCommands = []string{
 	"veil dataset feedback", "veil dataset feedback list", "veil dataset feedback resolve",
 	"veil grant apply", "veil grant list", "veil grant show", "veil grant approve", "veil grant reject",
 	"veil grant suspend", "veil grant reinstate", "veil grant revoke",
-	"veil job submit", "veil job list", "veil job show", "veil job cancel",
+	"veil job submit", "veil job plan", "veil job list", "veil job show", "veil job cancel",
 	"veil review list", "veil review show", "veil review approve", "veil review reject",
 	"veil export get", "veil export verify", "veil audit tail", "veil budget show", "veil runtime list",
 	"veil dev run", "veil dev show", "veil dev promote", "veil platform key",
@@ -192,6 +192,7 @@ func (e *cliEnv) sweep(t *testing.T, gt, gd, jt string) {
 	js("bureau", "grant", "reject", id(g2, "id"), "--reason", "swept")
 	js("bureau", "grant", "suspend", gd, "--reason", "sweep")
 	js("bureau", "grant", "reinstate", gd, "--reason", "sweep")
+	js("acme", "job", "plan", "--grant", gd, "--epsilon", "0.5", "--sql", "SELECT district, COUNT(*) AS n FROM residents GROUP BY district")
 	j2 := js("acme", "job", "submit", "--grant", gt, "--sql", "SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district DESC")
 	js("acme", "job", "list")
 	js("acme", "job", "show", id(j2, "id"))

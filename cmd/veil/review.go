@@ -118,6 +118,12 @@ func newReviewCmd() *cobra.Command {
 				}
 			} else if m.Custom == nil {
 				fmt.Fprintf(w, "mechanism: %s, k=%d, counts rounded to %d; %d groups, %d suppressed\n", m.Kind, m.K, m.RoundTo, m.Groups, m.Suppressed)
+				if m.Dominance > 0 {
+					fmt.Fprintf(w, "  %d more suppressed by the dominance rules\n", m.Dominance)
+				}
+				if m.Differencing > 0 {
+					fmt.Fprintf(w, "  %d more suppressed against differencing, paired with job %s\n", m.Differencing, strings.Join(m.Paired, ", "))
+				}
 			}
 			if c := m.Custom; c != nil {
 				fmt.Fprintf(w, "mechanism: custom program %s on runtime %s (%s), ended %s; %d files\n", c.Program, c.Runtime, c.Digest, c.Status, c.Files)

@@ -25,11 +25,14 @@ const defaultDataDir = "/var/lib/veil"
 
 func newInitCmd() *cobra.Command {
 	dir := defaultDataDir
+	var initKey daemon.Config
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a data directory: store, platform signing key and a first operator token",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tok, err := daemon.Init(cmd.Context(), daemon.Defaults(dir))
+			c := daemon.Defaults(dir)
+			c.AuditKey, c.AuditState = initKey.AuditKey, initKey.AuditState
+			tok, err := daemon.Init(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
@@ -42,6 +45,7 @@ func newInitCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data-dir", dir, "data directory")
+	initKeyFlags(cmd.Flags(), &initKey)
 	return cmd
 }
 
@@ -147,6 +151,7 @@ theirs.`,
 	f.BoolVar(&cfg.InsecureListen, "insecure-listen", false, "allow --listen or --metrics-listen on an address other than loopback without TLS (behind a TLS-terminating proxy only)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve /metrics, /healthz and /readyz without a token on this TCP address, e.g. 127.0.0.1:9470")
 	f.IntVar(&cfg.MinFreeMB, "min-free-mb", cfg.MinFreeMB, "free space (MiB) of the data directory's file system below which /readyz answers not ready")
+	auditFlags(f, cfg)
 	return cmd, sf
 }
 

@@ -43,6 +43,8 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"review-deadline": "5h", "overdue": "authority=reject", "log-runner-output": "true",
 		"tls-cert": "/etc/veil/tls.crt", "tls-key": "/etc/veil/tls.key", "insecure-listen": "true",
 		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7",
+		"audit-key": "/etc/veil/platform.key", "audit-key-fd": "3", "audit-state": "/etc/veil/audit.state",
+		"audit-archive": "/mnt/witness/veil", "audit-adopt": "true", "store-adopt": "true",
 	}
 	notConfig := map[string]bool{"log-json": true} // how the log is written, not the daemon's config
 	cmd, _ := serveCommand()

@@ -279,6 +279,12 @@ type Mechanism struct {
 	Groups     int    `json:"groups"`
 	Suppressed int    `json:"suppressed"`
 	NearK      int    `json:"near_k"`
+	// Dominance counts threshold cells of at least K persons suppressed by the dominance
+	// rules; Differencing those suppressed because, against a prior query of the grant (the
+	// jobs in Paired), fewer than K persons made the difference.
+	Dominance    int      `json:"dominance,omitempty"`
+	Differencing int      `json:"differencing,omitempty"`
+	Paired       []string `json:"paired,omitempty"`
 	// DP describes a dp release: budget spent, bounds, and each column's mechanism, noise
 	// scale and interval (engine.DPReport).
 	DP *DPMechanism `json:"dp,omitempty"`

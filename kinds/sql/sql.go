@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -112,7 +113,29 @@ func (k *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, erro
 	if spend != nil {
 		pl.Datasets, pl.Cap = plan.Tables, ledger.QueryCap(g, schemas)
 	}
+	if sub.DryRun {
+		if pl.Preview, err = preview(plan, g, mode, spend); err != nil {
+			return nil, err
+		}
+	}
 	return pl, nil
+}
+
+// preview says what a planned query would release: for dp, each aggregate's noise and the
+// partition selection, from the plan and the spend alone.
+func preview(plan *engine.Plan, g *policy.Grant, mode policy.Mode, spend *ledger.Amount) (*api.JobPlan, error) {
+	out := &api.JobPlan{SQL: plan.Query, Datasets: plan.Tables}
+	if mode != policy.ModeDP || spend == nil {
+		out.K, out.RoundTo = g.K, g.RoundTo
+		out.Notes = append(out.Notes, fmt.Sprintf("threshold mode: exact aggregates of groups of at least %d persons; smaller groups are suppressed; no budget is spent", g.K))
+		return out, nil
+	}
+	aggs, sel, err := gate.Forecast(plan, *spend)
+	if err != nil {
+		return nil, err
+	}
+	out.Aggregates, out.Selection = aggs, sel
+	return out, nil
 }
 
 // Run runs the plan in the sandbox and gates its result.
@@ -145,33 +168,79 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		}
 		return k.runDP(ctx, run.ID, &plan, *run.Spend, tables, ejob)
 	}
+	checks, err := k.checks(ctx, run, &plan, tables)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range checks {
+		ejob.Checks = append(ejob.Checks, c.SQL)
+	}
 	var exact bytes.Buffer
 	usage, err := k.box.Run(ctx, run.ID, ejob, &exact)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := engine.ReadResult(&exact, k.cfg.MaxResultByte)
+	recs, err := engine.ReadResults(&exact, k.cfg.MaxResultByte, len(checks))
 	clear(exact.Bytes()) // the exact result lives only in memory, and not longer than needed
 	if err != nil {
 		return nil, launch.Fail("the runner returned no readable result", err)
 	}
-	protected, rep, err := gate.Threshold(rec, &plan, gate.ThresholdRule{K: g.K, RoundTo: g.RoundTo})
-	rec.Release()
+	results := make([]gate.CheckResult, len(checks))
+	for i, c := range checks {
+		results[i] = gate.CheckResult{Kind: c.Kind, Priors: c.Priors, Rec: recs[i+1]}
+	}
+	protected, rep, err := gate.ThresholdChecked(recs[0], &plan, gate.ThresholdRule{K: g.K, RoundTo: g.RoundTo}, results)
+	for _, r := range recs {
+		r.Release()
+	}
 	if err != nil {
 		return nil, launch.Fail("the output gate refused the result", err)
 	}
+	msg := fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K)
+	if rep.Dominance > 0 {
+		msg += fmt.Sprintf(", %d suppressed by the dominance rules", rep.Dominance)
+	}
+	if rep.Differencing > 0 {
+		msg += fmt.Sprintf(", %d suppressed against differencing with %s", rep.Differencing, strings.Join(rep.Paired, ", "))
+	}
 	return &jobs.Output{
-		Record:    protected,
-		Mechanism: api.Mechanism{Kind: string(policy.ModeThreshold), K: g.K, RoundTo: g.RoundTo, Groups: rep.Groups, Suppressed: rep.Suppressed, NearK: rep.NearK},
-		Message:   fmt.Sprintf("waiting for export review: %d groups released, %d suppressed (fewer than %d persons)", rep.Released, rep.Suppressed, g.K),
+		Record: protected,
+		Mechanism: api.Mechanism{Kind: string(policy.ModeThreshold), K: g.K, RoundTo: g.RoundTo, Groups: rep.Groups, Suppressed: rep.Suppressed, NearK: rep.NearK,
+			Dominance: rep.Dominance, Differencing: rep.Differencing, Paired: rep.Paired},
+		Message: msg,
 		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
 			OutputRows: protected.NumRows(), Groups: rep.Groups, Suppressed: rep.Suppressed},
 		Log: []any{"isolation", k.box.Name(), "wall_ms", usage.Wall.Milliseconds(),
 			"peak_mb", usage.PeakMemoryBytes >> 20, "groups", rep.Groups, "suppressed", rep.Suppressed},
 		Audit: map[string]string{
 			"mechanism": "threshold", "k": fmt.Sprint(g.K), "groups": fmt.Sprint(rep.Groups), "suppressed": fmt.Sprint(rep.Suppressed),
+			"dominance": fmt.Sprint(rep.Dominance), "differencing": fmt.Sprint(rep.Differencing), "paired": strings.Join(rep.Paired, ","),
 			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())},
 	}, nil
+}
+
+// checks builds a threshold job's dominance and differencing checks (engine.Checks): against
+// the grant's latest engine.MaxPriors threshold queries in production, against none in a dev
+// run (twins are not the data). A plan stored without its group keys, from before the
+// checks, cannot be checked and must be submitted again.
+func (k *Kind) checks(ctx context.Context, run *jobs.Run, plan *engine.Plan, tables []engine.Table) ([]engine.Check, error) {
+	var priors []engine.Prior
+	if !run.Dev {
+		var err error
+		if priors, err = run.Priors(ctx, engine.MaxPriors); err != nil {
+			return nil, err
+		}
+	}
+	sdc := gate.DefaultSDCRules()
+	rules := engine.CheckRules{K: run.Grant.K, DominanceN: sdc.DominanceN, DominanceK: sdc.DominanceK, DominanceP: sdc.DominanceP}
+	checks, err := k.validator.Checks(ctx, plan, engine.Scope{Mode: string(policy.ModeThreshold), Tables: tables}, priors, rules)
+	if errors.Is(err, engine.ErrKeysChanged) {
+		return nil, launch.Fail("the job was queued before threshold jobs were checked for dominance and differencing; submit it again", nil)
+	}
+	if err != nil {
+		return nil, launch.Fail("the threshold checks could not be prepared", err)
+	}
+	return checks, nil
 }
 
 // runDP runs a dp job: the bounded partial aggregates come from the sandbox, the noise from

@@ -13,6 +13,7 @@ import (
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 
+	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/store"
 )
 
@@ -207,6 +208,14 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	t := &txn{tx: tx}
 	if err := fn(t); err != nil {
 		tx.Rollback()
+		if errors.Is(err, audit.ErrTampered) {
+			// The log in the store is damaged (rows deleted or changed by hand): writes
+			// stop with the reason, rather than each failing on its own.
+			db.Halt(err)
+			db.mu.Lock()
+			defer db.mu.Unlock()
+			return db.refusal
+		}
 		return db.fail("write", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -243,7 +252,7 @@ func (db *DB) Err() error {
 // message that does not repeat it (it may name host paths).
 func (db *DB) Halt(reason error) {
 	at := time.Now().UTC().Format(time.RFC3339)
-	db.latch(fmt.Errorf("%w: the store stopped accepting writes at %s: %v", store.ErrUnavailable, at, reason),
+	db.latch(fmt.Errorf("%w: the store stopped accepting writes at %s: %w", store.ErrUnavailable, at, reason),
 		fmt.Errorf("%w: the store stopped accepting writes at %s after a failure the operator can find in the daemon log", store.ErrUnavailable, at))
 }
 

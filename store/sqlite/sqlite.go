@@ -422,6 +422,14 @@ func recordsWithHashes(h int64) int64 {
 	return lo
 }
 
+// missingHash is a stored tree hash that is not there: every hash below the log's size is
+// written with its record, so a missing one was deleted (or lost with a damaged page). It is
+// audit.ErrTampered, which stops the store (Update): no append can compute its hashes, and a
+// daemon answering "internal error" to every request would hide why.
+func missingHash(idx int64) error {
+	return fmt.Errorf("%w: audit tree hash %d is missing from the store (%w): audit rows were deleted or damaged; run veil audit verify and restore the store from a backup", audit.ErrTampered, idx, store.ErrNotFound)
+}
+
 func (t *txn) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	if contiguous(indexes) {
@@ -442,7 +450,7 @@ func (t *txn) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 				break
 			}
 			if len(h) != tlog.HashSize {
-				return nil, fmt.Errorf("audit hash %d: stored hash has %d bytes, want %d", idx, len(h), tlog.HashSize)
+				return nil, fmt.Errorf("%w: audit hash %d: stored hash has %d bytes, want %d", audit.ErrTampered, idx, len(h), tlog.HashSize)
 			}
 			copy(out[next][:], h)
 			next++
@@ -451,7 +459,7 @@ func (t *txn) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 			return nil, wrap(err, "read audit hashes")
 		}
 		if next < len(indexes) {
-			return nil, fmt.Errorf("audit hash %d: %w", indexes[next], store.ErrNotFound)
+			return nil, missingHash(indexes[next])
 		}
 		return out, nil
 	}
@@ -463,10 +471,13 @@ func (t *txn) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 	for i, idx := range indexes {
 		var h []byte
 		if err := stmt.QueryRowContext(ctx, idx).Scan(&h); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, missingHash(idx)
+			}
 			return nil, wrap(err, fmt.Sprintf("audit hash %d", idx))
 		}
 		if len(h) != tlog.HashSize {
-			return nil, fmt.Errorf("audit hash %d: stored hash has %d bytes, want %d", idx, len(h), tlog.HashSize)
+			return nil, fmt.Errorf("%w: audit hash %d: stored hash has %d bytes, want %d", audit.ErrTampered, idx, len(h), tlog.HashSize)
 		}
 		copy(out[i][:], h)
 	}

@@ -494,3 +494,42 @@ func TestHaltStopsWrites(t *testing.T) {
 		t.Errorf("Err after Halt: %v", e)
 	}
 }
+
+// TestDeletedHashesStopWrites deletes a record together with its stored hashes: no append can
+// compute its tree hashes any more. The first write after it stops the store with the reason
+// (audit.ErrTampered behind the refusal, in Err), and later writes are refused at once, rather
+// than each failing with an internal error of its own.
+func TestDeletedHashesStopWrites(t *testing.T) {
+	o := newStore(t, 10)
+	db := mustOpen(t, o)
+	defer db.Close()
+	raw, err := sql.Open("sqlite3", o.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every stored hash of records 0..7: the next tree hash needs the one of their subtree.
+	if _, err := raw.Exec(`DELETE FROM audit_hashes WHERE idx < ?`, tlog.StoredHashIndex(0, 8)); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	l := testLog(t)
+	err = put(t, db, l, 10)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("append over a log with a deleted hash: %v, want the store to stop (ErrUnavailable)", err)
+	}
+	if !errors.Is(db.Err(), audit.ErrTampered) || !strings.Contains(db.Err().Error(), "missing") {
+		t.Errorf("Err = %v, want the missing hash named", db.Err())
+	}
+	if err := put(t, db, l, 11); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("second write: %v", err)
+	}
+	var found bool
+	db.View(context.Background(), func(tx store.Tx) error {
+		_, err := tx.Principal(context.Background(), "p-10")
+		found = err == nil
+		return nil
+	})
+	if found {
+		t.Error("the refused change was written")
+	}
+}

@@ -1,0 +1,612 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// Checks of threshold mode beyond k. The threshold gate keeps a cell of at least k persons,
+// but an exact SUM over k persons still gives a dominant person's value away, and two
+// queries whose row sets differ by one person give that person's value by subtraction. Two
+// kinds of check queries run in the sandbox next to the job's query, over the same data, and
+// return only the group keys of the cells that fail (never a count, a sum or a share):
+//
+//   - dominance: per cell, each person's contribution to every SUM/AVG/MIN/MAX of the select
+//     list; a SUM or AVG cell fails the (n,k) rule (the n largest contributions make up more
+//     than k% of the total) or the p% rule (the total without the two largest is less than
+//     p% of the largest); a MIN or MAX cell fails unless at least K persons share the extreme
+//     value.
+//   - difference: per cell of the new query, the persons whose rows are in the symmetric
+//     difference of its row set and a prior query's (both WHERE clauses run over the data
+//     with the new query's grouping); a cell fails for a prior when between 1 and K-1
+//     persons differ. It is decided by counting, never by comparing the queries' text.
+
+// KeysPrefix starts the names of the hidden columns holding a threshold query's group keys:
+// they match the rows of the output with the cells the checks name.
+const KeysPrefix = "__veil_key"
+
+// ErrKeysChanged: a plan's hidden group keys are not the query's (a plan from before them).
+var ErrKeysChanged = errors.New("checks: the plan's group keys are not the query's")
+
+// MaxPriors bounds the prior queries one job is checked against.
+const MaxPriors = 20
+
+// Check kinds.
+const (
+	CheckDominance  = "dominance"
+	CheckDifference = "difference"
+)
+
+// Check is a query Veil adds to a threshold job. Its result holds the group keys of the
+// cells that fail, then (difference checks) one boolean column per prior: true where that
+// prior's pair fails.
+type Check struct {
+	Kind   string   `json:"kind"`
+	SQL    string   `json:"sql"`
+	Priors []string `json:"priors,omitempty"` // difference: the prior job of each flag column
+}
+
+// CheckRules are the thresholds of the checks.
+type CheckRules struct {
+	K          int     // persons: MIN/MAX need K sharing the extreme; a difference fails below K
+	DominanceN int     // n of the (n,k) rule
+	DominanceK float64 // k of the (n,k) rule, in percent
+	DominanceP float64 // p of the p% rule, in percent
+}
+
+// Prior is an earlier threshold query of the same grant.
+type Prior struct {
+	Job   string // its job id
+	Query string // its query as the vendor wrote it (validated when it was submitted)
+}
+
+// Checks builds the check queries of a validated threshold plan against the scope as it is
+// now: the dominance check if the plan releases sums, averages or extremes, and one
+// difference check against the priors whose row sets can differ from the plan's. A prior
+// whose query no longer binds against the plan's FROM is skipped. It runs nothing against
+// data.
+func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []Prior, r CheckRules) ([]Check, error) {
+	if r.K < 1 {
+		return nil, errors.New("checks: k must be at least 1")
+	}
+	if len(priors) > MaxPriors {
+		priors = priors[:MaxPriors]
+	}
+	var out []Check
+	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+		p, node, err := s.parseOne(ctx, plan.Query)
+		if err != nil {
+			return err
+		}
+		w := newWalker(&sc)
+		if err := w.selectNode(node); err != nil {
+			return err
+		}
+		q := newCheckQuery(p.Statements[0], node, w)
+		if len(q.keys) != len(plan.Keys) {
+			return ErrKeysChanged
+		}
+		if c, ok, err := s.dominance(ctx, q, r); err != nil {
+			return err
+		} else if ok {
+			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL}); err != nil {
+				return fmt.Errorf("checks: dominance: %w", err)
+			}
+			out = append(out, c)
+		}
+		var pairs []pair
+		for _, p := range priors {
+			pr, ok := s.priorWhere(ctx, q, p, &sc)
+			if !ok {
+				continue
+			}
+			pairs = append(pairs, pair{job: p.Job, where: pr})
+		}
+		// One query for all priors that survive their own binding check.
+		for len(pairs) > 0 {
+			c, err := s.difference(ctx, q, pairs, r)
+			if err != nil {
+				return err
+			}
+			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL}); err != nil {
+				if len(pairs) == 1 {
+					break
+				}
+				// Find the pairs that do not bind on their own, and drop them.
+				var kept []pair
+				for _, p := range pairs {
+					c1, err := s.difference(ctx, q, []pair{p}, r)
+					if err == nil && s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL}) == nil {
+						kept = append(kept, p)
+					}
+				}
+				if len(kept) == len(pairs) {
+					return fmt.Errorf("checks: difference: %w", err)
+				}
+				pairs = kept
+				continue
+			}
+			out = append(out, c)
+			break
+		}
+		return nil
+	})
+	return out, err
+}
+
+type pair struct {
+	job   string
+	where any // the prior's WHERE as the new query's FROM binds it; nil: every row
+}
+
+// checkQuery is what the checks need of the new query: its FROM, WHERE, resolved group keys
+// and the units of its tables.
+type checkQuery struct {
+	stmt  map[string]any
+	node  map[string]any
+	w     *walker
+	keys  []map[string]any
+	where any
+}
+
+func newCheckQuery(stmt, node map[string]any, w *walker) *checkQuery {
+	q := &checkQuery{stmt: stmt, node: node, w: w, keys: groupKeys(node, w)}
+	if wh, ok := node["where_clause"].(map[string]any); ok {
+		q.where = unalias(clone(wh), list(node, "select_list"), w)
+	}
+	return q
+}
+
+// statement builds a SELECT over the query's FROM with the given WHERE, select list and
+// grouping, no HAVING, no ORDER BY and no LIMIT.
+func (q *checkQuery) statement(where any, sel []any, groups []map[string]any) map[string]any {
+	n := map[string]any{}
+	for k, v := range q.node {
+		n[k] = v
+	}
+	n["from_table"] = clone(q.node["from_table"])
+	n["where_clause"] = where
+	n["select_list"] = sel
+	gs := make([]any, len(groups))
+	idx := make([]any, len(groups))
+	for i, g := range groups {
+		gs[i] = g
+		idx[i] = json.Number(fmt.Sprint(i))
+	}
+	n["group_expressions"] = gs
+	if len(groups) > 0 {
+		n["group_sets"] = []any{idx}
+	} else {
+		n["group_sets"] = []any{}
+	}
+	n["aggregate_handling"] = "STANDARD_HANDLING"
+	n["having"] = nil
+	n["modifiers"] = []any{}
+	st := map[string]any{}
+	for k, v := range q.stmt {
+		st[k] = v
+	}
+	st["node"] = n
+	return st
+}
+
+// keyItems are the group keys as select-list items named __veil_g<i>.
+func (q *checkQuery) keyItems(prefix string) []any {
+	var items []any
+	for i, k := range q.keys {
+		c := clone(k).(map[string]any)
+		c["alias"] = fmt.Sprintf("%s%d", prefix, i)
+		items = append(items, c)
+	}
+	return items
+}
+
+// keyItems are the hidden key columns of a plan: __veil_key_<i>.
+func keyItems(keys []map[string]any) []any {
+	var items []any
+	for i, k := range keys {
+		c := clone(k).(map[string]any)
+		c["alias"] = fmt.Sprintf("%s_%d", KeysPrefix, i)
+		items = append(items, c)
+	}
+	return items
+}
+
+// unitRefs are column references to the privacy unit of each table the query reads.
+func (q *checkQuery) unitRefs() []map[string]any {
+	var refs []map[string]any
+	for _, a := range q.w.order {
+		u, ok := q.w.tables[a].unit()
+		if !ok {
+			continue
+		}
+		refs = append(refs, map[string]any{"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "column_names": []any{a, u.Name}})
+	}
+	return refs
+}
+
+// dominance builds the dominance check, if the select list has sums, averages or extremes.
+func (s *vsession) dominance(ctx context.Context, q *checkQuery, r CheckRules) (Check, bool, error) {
+	type agg struct {
+		node    map[string]any
+		extreme string // "min" or "max"; "" for a sum
+	}
+	var aggs []agg
+	var find func(e any)
+	find = func(e any) {
+		switch x := e.(type) {
+		case map[string]any:
+			if str(x, "class") == "FUNCTION" {
+				switch name := strings.ToLower(str(x, "function_name")); name {
+				case "sum", "avg", "mean":
+					c := clone(x).(map[string]any)
+					c["function_name"], c["alias"] = "sum", ""
+					aggs = append(aggs, agg{node: c})
+					return
+				case "min", "max":
+					c := clone(x).(map[string]any)
+					c["alias"] = ""
+					aggs = append(aggs, agg{node: c, extreme: name})
+					return
+				}
+			}
+			for _, v := range x {
+				find(v)
+			}
+		case []any:
+			for _, v := range x {
+				find(v)
+			}
+		}
+	}
+	find(list(q.node, "select_list"))
+	units := q.unitRefs()
+	if len(aggs) == 0 || len(units) == 0 {
+		return Check{}, false, nil
+	}
+	// One per-person query per table's unit: a join of person and enterprise data has two.
+	nk := len(q.keys)
+	var keyCols []string
+	for i := 0; i < nk; i++ {
+		keyCols = append(keyCols, fmt.Sprintf("__veil_g%d", i))
+	}
+	part := "PARTITION BY " + strings.Join(keyCols, ", ")
+	if nk == 0 {
+		part = ""
+	}
+	var parts []string
+	for ui, u := range units {
+		sel := q.keyItems("__veil_g")
+		uc := clone(u).(map[string]any)
+		uc["alias"] = "__veil_u"
+		sel = append(sel, uc)
+		groups := append(append([]map[string]any{}, q.keys...), u)
+		for j, a := range aggs {
+			c := clone(a.node).(map[string]any)
+			c["alias"] = fmt.Sprintf("__veil_c%d", j)
+			sel = append(sel, c)
+		}
+		inner, err := s.deserialize(ctx, q.statement(clone(q.where), sel, groups))
+		if err != nil {
+			return Check{}, false, err
+		}
+		var mid, fails []string
+		for j, a := range aggs {
+			c := fmt.Sprintf("__veil_c%d", j)
+			if a.extreme != "" {
+				mid = append(mid, fmt.Sprintf("%s(%s) OVER (%s) AS __veil_e%d", a.extreme, c, part, j))
+				fails = append(fails, fmt.Sprintf("count(*) FILTER (WHERE %s = __veil_e%d) < %d AND count(%s) > 0", c, j, r.K, c))
+				continue
+			}
+			abs := fmt.Sprintf("abs(CAST(%s AS DOUBLE))", c)
+			total := fmt.Sprintf("coalesce(sum(%s), 0)", abs)
+			if r.DominanceN > 0 && r.DominanceK > 0 {
+				fails = append(fails, fmt.Sprintf("coalesce(list_sum(max(%s, %d)), 0) > %s / 100.0 * %s", abs, r.DominanceN, fmtFloat(r.DominanceK), total))
+			}
+			if r.DominanceP > 0 {
+				top := fmt.Sprintf("max(%s, 2)", abs)
+				fails = append(fails, fmt.Sprintf("(%s - coalesce(list_sum(%s), 0)) < %s / 100.0 * coalesce(%s[1], 0)", total, top, fmtFloat(r.DominanceP), top))
+			}
+		}
+		if len(fails) == 0 {
+			continue
+		}
+		from := "(" + inner + ") AS __veil_p"
+		if len(mid) > 0 {
+			from = "(SELECT *, " + strings.Join(mid, ", ") + " FROM " + from + ") AS __veil_p"
+		}
+		sel1 := "true AS __veil_fail"
+		if nk > 0 {
+			sel1 = strings.Join(keyCols, ", ")
+		}
+		q1 := fmt.Sprintf("SELECT %s FROM %s", sel1, from)
+		if nk > 0 {
+			q1 += " GROUP BY " + strings.Join(keyCols, ", ")
+		}
+		q1 += " HAVING (" + strings.Join(fails, ") OR (") + ")"
+		_ = ui
+		parts = append(parts, q1)
+	}
+	if len(parts) == 0 {
+		return Check{}, false, nil
+	}
+	return Check{Kind: CheckDominance, SQL: strings.Join(parts, " UNION ")}, true, nil
+}
+
+func fmtFloat(f float64) string { return fmt.Sprintf("%g", f) }
+
+// priorWhere finds a prior query's WHERE as the new query's FROM binds it. It pairs a prior
+// that reads the same FROM (the same tables, aliases and joins), or, when both read one
+// table alone, the same table under any alias. A prior with the same WHERE as the new query
+// selects the same rows and is skipped.
+func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *Scope) (any, bool) {
+	_, node, err := s.parseOne(ctx, p.Query)
+	if err != nil {
+		return nil, false
+	}
+	pw := newWalker(sc)
+	if err := pw.selectNode(node); err != nil {
+		return nil, false
+	}
+	var where any
+	if wh, ok := node["where_clause"].(map[string]any); ok {
+		where = unalias(clone(wh), list(node, "select_list"), pw)
+	}
+	qf, pf := obj(q.node, "from_table"), obj(node, "from_table")
+	switch {
+	case sameTree(qf, pf):
+	case str(qf, "type") == "BASE_TABLE" && str(pf, "type") == "BASE_TABLE" && lowerASCII(str(qf, "table_name")) == lowerASCII(str(pf, "table_name")):
+		where = unqualify(where)
+		if q.where != nil {
+			q.where = unqualify(q.where)
+		}
+	default:
+		return nil, false
+	}
+	if sameTree(where, q.where) {
+		return nil, false
+	}
+	return where, true
+}
+
+// difference builds the difference check of the new query against prior WHERE clauses: per
+// cell, one flag per prior, true where 1 to K-1 persons' rows are in exactly one of the two.
+func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, r CheckRules) (Check, error) {
+	units := q.unitRefs()
+	if len(units) == 0 {
+		return Check{}, errors.New("checks: the query reads no privacy unit")
+	}
+	tmpl, err := s.parse(ctx, "SELECT count(DISTINCT __veil_u) FILTER (WHERE coalesce(CAST(__veil_a AS BOOLEAN), false) <> coalesce(CAST(__veil_b AS BOOLEAN), false)) AS __veil_d")
+	if err != nil || tmpl.Error || len(tmpl.Statements) != 1 {
+		return Check{}, fmt.Errorf("checks: template: %v", err)
+	}
+	item := obj(tmpl.Statements[0], "node")["select_list"].([]any)[0]
+	truth := map[string]any{"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "", "value": map[string]any{"type": map[string]any{"id": "BOOLEAN", "type_info": nil}, "is_null": false, "value": true}}
+	or := func(e any) any {
+		if e == nil {
+			return clone(truth)
+		}
+		return clone(e)
+	}
+	sel := q.keyItems("__veil_g")
+	var flags, names []string
+	c := Check{Kind: CheckDifference}
+	for i, p := range pairs {
+		for ui, u := range units {
+			it := substitute(clone(item), map[string]any{"__veil_u": u, "__veil_a": or(q.where), "__veil_b": or(p.where)}).(map[string]any)
+			name := fmt.Sprintf("__veil_d%d_%d", i, ui)
+			it["alias"] = name
+			sel = append(sel, it)
+			names = append(names, fmt.Sprintf("(%s BETWEEN 1 AND %d)", name, r.K-1))
+		}
+		flags = append(flags, fmt.Sprintf("(%s) AS __veil_f%d", strings.Join(names[len(names)-len(units):], " OR "), i))
+		c.Priors = append(c.Priors, p.job)
+	}
+	inner, err := s.deserialize(ctx, q.statement(nil, sel, q.keys))
+	if err != nil {
+		return Check{}, err
+	}
+	var keyCols []string
+	for i := range q.keys {
+		keyCols = append(keyCols, fmt.Sprintf("__veil_g%d", i))
+	}
+	outer := append(append([]string{}, keyCols...), flags...)
+	c.SQL = fmt.Sprintf("SELECT %s FROM (%s) AS __veil_p WHERE %s", strings.Join(outer, ", "), inner, strings.Join(names, " OR "))
+	return c, nil
+}
+
+// groupKeys are a query's group keys as expressions over its FROM: positions (GROUP BY 1)
+// and select-list aliases replaced by what they name; GROUP BY ALL by the select-list items
+// without an aggregate.
+func groupKeys(node map[string]any, w *walker) []map[string]any {
+	sel := list(node, "select_list")
+	groups := list(node, "group_expressions")
+	var out []map[string]any
+	if len(groups) == 0 && str(node, "aggregate_handling") == "FORCE_AGGREGATES" {
+		for _, it := range sel {
+			if !hasAggregate(it) {
+				c := clone(it).(map[string]any)
+				c["alias"] = ""
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	for _, g := range groups {
+		gm := g.(map[string]any)
+		if str(gm, "class") == "CONSTANT" {
+			if n, err := strconv.Atoi(fmt.Sprint(obj(gm, "value")["value"])); err == nil && n >= 1 && n <= len(sel) {
+				c := clone(sel[n-1]).(map[string]any)
+				c["alias"] = ""
+				out = append(out, c)
+				continue
+			}
+		}
+		out = append(out, unalias(clone(gm), sel, w).(map[string]any))
+	}
+	return out
+}
+
+func hasAggregate(e any) bool {
+	switch x := e.(type) {
+	case map[string]any:
+		if str(x, "class") == "FUNCTION" {
+			if _, ok := aggregates[strings.ToLower(str(x, "function_name"))]; ok {
+				return true
+			}
+		}
+		for _, v := range x {
+			if hasAggregate(v) {
+				return true
+			}
+		}
+	case []any:
+		for _, v := range x {
+			if hasAggregate(v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unalias replaces references to select-list aliases (that name no granted column) by the
+// items they name.
+func unalias(e any, sel []any, w *walker) any {
+	switch x := e.(type) {
+	case map[string]any:
+		if str(x, "class") == "COLUMN_REF" {
+			parts := names(x)
+			if len(parts) == 1 && len(w.resolve(parts)) == 0 {
+				for _, it := range sel {
+					m := it.(map[string]any)
+					if lowerASCII(str(m, "alias")) == lowerASCII(parts[0]) {
+						c := clone(m).(map[string]any)
+						c["alias"] = ""
+						return c
+					}
+				}
+			}
+			return x
+		}
+		for k, v := range x {
+			x[k] = unalias(v, sel, w)
+		}
+		return x
+	case []any:
+		for i, v := range x {
+			x[i] = unalias(v, sel, w)
+		}
+		return x
+	}
+	return e
+}
+
+// unqualify drops the table qualifier of every column reference (one table: unambiguous).
+func unqualify(e any) any {
+	switch x := e.(type) {
+	case map[string]any:
+		if str(x, "class") == "COLUMN_REF" {
+			if p := list(x, "column_names"); len(p) == 2 {
+				x["column_names"] = []any{p[1]}
+			}
+			return x
+		}
+		for k, v := range x {
+			x[k] = unqualify(v)
+		}
+	case []any:
+		for i, v := range x {
+			x[i] = unqualify(v)
+		}
+	}
+	return e
+}
+
+// substitute replaces the column references named in repl (one-part names) by their trees.
+func substitute(e any, repl map[string]any) any {
+	switch x := e.(type) {
+	case map[string]any:
+		if str(x, "class") == "COLUMN_REF" {
+			if p := names(x); len(p) == 1 {
+				if r, ok := repl[p[0]]; ok {
+					return clone(r)
+				}
+			}
+			return x
+		}
+		for k, v := range x {
+			x[k] = substitute(v, repl)
+		}
+	case []any:
+		for i, v := range x {
+			x[i] = substitute(v, repl)
+		}
+	}
+	return e
+}
+
+// clone deep-copies a parse tree.
+func clone(e any) any {
+	switch x := e.(type) {
+	case map[string]any:
+		c := make(map[string]any, len(x))
+		for k, v := range x {
+			c[k] = clone(v)
+		}
+		return c
+	case []any:
+		c := make([]any, len(x))
+		for i, v := range x {
+			c[i] = clone(v)
+		}
+		return c
+	}
+	return e
+}
+
+// sameTree compares two parse trees, ignoring where in the text they were written.
+func sameTree(a, b any) bool {
+	return reflect.DeepEqual(stripLocations(clone(a)), stripLocations(clone(b)))
+}
+
+func stripLocations(e any) any {
+	switch x := e.(type) {
+	case map[string]any:
+		delete(x, "query_location")
+		for k, v := range x {
+			x[k] = stripLocations(v)
+		}
+	case []any:
+		for i, v := range x {
+			x[i] = stripLocations(v)
+		}
+	}
+	return e
+}
+
+// ReadResults reads the result of a job with checks: the query's Arrow IPC stream, then one
+// stream per check, together at most max bytes.
+func ReadResults(r io.Reader, max int64, checks int) ([]arrow.RecordBatch, error) {
+	lr := &io.LimitedReader{R: r, N: max + 1}
+	var out []arrow.RecordBatch
+	for i := 0; i <= checks; i++ {
+		rec, err := ReadResult(lr, lr.N-1)
+		if err != nil {
+			for _, o := range out {
+				o.Release()
+			}
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
