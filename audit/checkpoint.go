@@ -67,7 +67,12 @@ func OpenCheckpoint(v note.Verifier, msg []byte) (origin string, size int64, roo
 	if len(msg) > maxNoteSize {
 		return "", 0, tlog.Hash{}, fmt.Errorf("%w: checkpoint is %d bytes, more than %d", ErrInvalid, len(msg), maxNoteSize)
 	}
-	n, err := note.Open(msg, note.VerifierList(v))
+	// A Keyring is its own list: the current key and the retired ones, each within its term.
+	vs, ok := v.(note.Verifiers)
+	if !ok {
+		vs = note.VerifierList(v)
+	}
+	n, err := note.Open(msg, vs)
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
 		var invalid *note.InvalidSignatureError

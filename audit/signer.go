@@ -27,9 +27,10 @@ import (
 // A failure to write the state file is latched: the signer refuses to sign again until it
 // is reopened, because after a failed fsync it cannot know what the file holds.
 type Signer struct {
-	origin string
-	key    *Key
-	state  string
+	origin   string
+	key      *Key
+	verifier note.Verifier // the key's, or a keyring with it as its current key (keyring.go)
+	state    string
 
 	mu      sync.Mutex
 	last    *tree // nil until the first checkpoint is signed
@@ -41,6 +42,19 @@ type Signer struct {
 // the file statePath. A missing state file means the signer has never signed; a state file
 // that does not hold a checkpoint of this log signed by this key is refused.
 func NewSigner(origin string, key *Key, statePath string) (*Signer, error) {
+	return newSigner(origin, key, nil, statePath)
+}
+
+// NewSignerKeyring is NewSigner after a key rotation: what it reads back (its state, the
+// store's checkpoints) may be signed by a retired key of ring, whose current key must be key.
+func NewSignerKeyring(origin string, key *Key, ring *Keyring, statePath string) (*Signer, error) {
+	if ring != nil && key != nil && ring.Current() != key.VerifierKey() {
+		return nil, fmt.Errorf("%w: the keyring's current key is not the signing key", ErrInvalid)
+	}
+	return newSigner(origin, key, ring, statePath)
+}
+
+func newSigner(origin string, key *Key, ring *Keyring, statePath string) (*Signer, error) {
 	if key == nil {
 		return nil, fmt.Errorf("%w: audit signer has no key", ErrInvalid)
 	}
@@ -50,7 +64,10 @@ func NewSigner(origin string, key *Key, statePath string) (*Signer, error) {
 	if statePath == "" {
 		return nil, fmt.Errorf("%w: audit signer has no state file", ErrInvalid)
 	}
-	s := &Signer{origin: origin, key: key, state: statePath}
+	s := &Signer{origin: origin, key: key, verifier: key.Verifier(), state: statePath}
+	if ring != nil {
+		s.verifier = ring
+	}
 	b, err := readBounded(statePath, maxNoteSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -58,7 +75,7 @@ func NewSigner(origin string, key *Key, statePath string) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read audit signer state: %v", ErrUnavailable, err)
 	}
-	t, err := openTree(key.Verifier(), b)
+	t, err := openTree(s.verifier, b)
 	if err != nil {
 		return nil, fmt.Errorf("audit signer state %s does not hold a checkpoint signed by key %s: %w; restore the state file from where you keep its copies, or see \"Recovering the audit log\" in the README", statePath, key.Name(), err)
 	}
@@ -90,11 +107,11 @@ func readBounded(path string, limit int64) ([]byte, error) {
 // stores a record and its hashes and signs nothing; call Sign (or a Checkpointer) after the
 // transaction commits.
 func (s *Signer) Log() *Log {
-	return &Log{origin: s.origin, verifier: s.key.Verifier(), appendOnly: true}
+	return &Log{origin: s.origin, verifier: s.verifier, appendOnly: true}
 }
 
 // Verifier verifies the signer's checkpoints.
-func (s *Signer) Verifier() note.Verifier { return s.key.Verifier() }
+func (s *Signer) Verifier() note.Verifier { return s.verifier }
 
 // Latest returns the last checkpoint the signer signed; ok is false before the first.
 func (s *Signer) Latest() (cp Checkpoint, ok bool) {
@@ -266,7 +283,7 @@ func (s *Signer) Check(ctx context.Context, r Reader) error {
 	}
 	if len(cps) > 0 {
 		if latest := cps[len(cps)-1]; latest.Size > s.last.size {
-			if _, err := openTree(s.key.Verifier(), latest.Note); err != nil {
+			if _, err := openTree(s.verifier, latest.Note); err != nil {
 				return fmt.Errorf("audit start-up check failed: the store holds a checkpoint of size %d that the platform key did not sign (%v): it was forged; restore the store from a backup", latest.Size, err)
 			}
 			return fmt.Errorf("%w: the store holds a checkpoint of size %d signed with the platform key, but the signer's state %s is at %d: something else signs with this key (an older Veil signing inside transactions, or a copy of the key). Find it and stop it; if it was an older Veil, move the state file aside and start once with the option that adopts the log", ErrTampered, latest.Size, s.state, s.last.size)
@@ -286,7 +303,7 @@ func (s *Signer) Adopt(ctx context.Context, r Reader) error {
 	if s.last != nil {
 		return fmt.Errorf("%w: the audit signer already has state (%s, checkpoint of %d entries); adopting is only for a signer without one", ErrInvalid, s.state, s.last.size)
 	}
-	l := &Log{origin: s.origin, verifier: s.key.Verifier()}
+	l := &Log{origin: s.origin, verifier: s.verifier}
 	if _, err := l.Verify(ctx, r); err != nil {
 		return fmt.Errorf("adopt audit log: it does not verify, so the signer will not vouch for it: %w", err)
 	}
@@ -299,7 +316,7 @@ func (s *Signer) Adopt(ctx context.Context, r Reader) error {
 		return nil
 	}
 	latest := cps[len(cps)-1]
-	t, err := openTree(s.key.Verifier(), latest.Note)
+	t, err := openTree(s.verifier, latest.Note)
 	if err != nil {
 		return fmt.Errorf("adopt audit log: latest checkpoint: %w", err)
 	}

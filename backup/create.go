@@ -35,7 +35,13 @@ var ErrStale = fmt.Errorf("backup older than a kept checkpoint: %w", audit.ErrTa
 // skipped are what a backup leaves out, by their path relative to the data directory: the
 // store's live files (the snapshot replaces them), its shutdown marker (Restore writes a
 // new one), the socket, the sandboxes' state and jobs' scratch space (both made again).
-var skipped = []string{StoreName, StoreName + "-wal", StoreName + "-shm", StoreName + ".shutdown", "veil.sock", "sandbox", "work"}
+// The signer's state (keys/audit.state) is not copied but written from the snapshot: its
+// latest checkpoint, the last one the signer signed for the log the backup holds.
+var skipped = []string{StoreName, StoreName + "-wal", StoreName + "-shm", StoreName + ".shutdown", "veil.sock", "sandbox", "work",
+	filepath.Join("keys", "store.shutdown"), stateName}
+
+// stateName is the audit signer's state in the data directory's default layout.
+var stateName = filepath.Join("keys", "audit.state")
 
 // temporary says whether a name is a file being written (platform.WriteFileAtomic, a
 // dataset being staged): never part of what the store names.
@@ -141,7 +147,7 @@ func attempt(ctx context.Context, src, dst string) (m *Manifest, retry bool, err
 	if err := snapshot(ctx, filepath.Join(src, StoreName), storeCopy); err != nil {
 		return nil, false, err
 	}
-	sum, named, err := inspect(ctx, storeCopy, filepath.Join(src, "platform.pub"))
+	sum, named, latest, err := inspect(ctx, storeCopy, src)
 	if err != nil {
 		return nil, false, err
 	}
@@ -158,6 +164,16 @@ func attempt(ctx context.Context, src, dst string) (m *Manifest, retry bool, err
 		return nil, false, err
 	}
 	m.Entries = append([]Entry{storeEntry}, entries...)
+	if _, err := os.Stat(filepath.Join(src, stateName)); err == nil && latest != nil {
+		if err := durable.WriteFile(filepath.Join(dst, stateName), latest, 0o644); err != nil {
+			return nil, false, err
+		}
+		e, err := describe(filepath.Join(dst, stateName), filepath.ToSlash(stateName))
+		if err != nil {
+			return nil, false, err
+		}
+		m.Entries = append(m.Entries, e)
+	}
 	have := map[string]bool{}
 	for _, e := range m.Entries {
 		have[e.Path] = true
@@ -244,67 +260,54 @@ func snapshot(ctx context.Context, path, dst string) error {
 	return f.Sync()
 }
 
-// inspect checks a store copy (integrity, audit log against the key in pubPath) and returns
-// its audit summary and the files its datasets name.
-func inspect(ctx context.Context, path, pubPath string) (AuditSummary, []string, error) {
-	vkey, err := readVerifierKey(pubPath)
+// inspect checks a store copy (integrity, audit log against the keyring of the data
+// directory keys: platform.keyring, or platform.pub alone) and returns its audit summary and
+// the files its datasets name.
+func inspect(ctx context.Context, path, keys string) (sum AuditSummary, named []string, latest []byte, err error) {
+	ring, err := doctor.Keyring(keys)
 	if err != nil {
-		return AuditSummary{}, nil, err
+		return AuditSummary{}, nil, nil, fmt.Errorf("%w: the platform's public key or keyring in %s: %v", ErrDamaged, keys, err)
 	}
 	db, err := doctor.OpenStore(path)
 	if err != nil {
-		return AuditSummary{}, nil, err
+		return AuditSummary{}, nil, nil, err
 	}
 	defer db.Close()
 	if err := doctor.QuickCheck(ctx, db); err != nil {
-		return AuditSummary{}, nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+		return AuditSummary{}, nil, nil, fmt.Errorf("%w: %v", ErrDamaged, err)
 	}
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return AuditSummary{}, nil, err
+		return AuditSummary{}, nil, nil, err
 	}
 	defer tx.Rollback()
-	rep, err := audit.NewVerifyingLog(vkey).Verify(ctx, doctor.LogReader(tx))
+	rep, err := audit.NewKeyringLog(ring).Verify(ctx, doctor.LogReader(tx))
 	if err != nil {
-		return AuditSummary{}, nil, fmt.Errorf("%w: the audit log does not verify against platform.pub: %v", ErrDamaged, err)
+		return AuditSummary{}, nil, nil, fmt.Errorf("%w: the audit log does not verify against the platform's key: %v", ErrDamaged, err)
 	}
-	sum := AuditSummary{Entries: rep.Records, Checkpoints: rep.Checkpoints, Signed: rep.Size, Root: rep.Root}
+	sum = AuditSummary{Entries: rep.Records, Checkpoints: rep.Checkpoints, Signed: rep.Size, Root: rep.Root}
+	if rep.Checkpoints > 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&latest); err != nil {
+			return AuditSummary{}, nil, nil, err
+		}
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT files FROM datasets`)
 	if err != nil {
-		return AuditSummary{}, nil, err
+		return AuditSummary{}, nil, nil, err
 	}
 	defer rows.Close()
-	var named []string
 	for rows.Next() {
 		var s string
 		var files []string
 		if err := rows.Scan(&s); err != nil {
-			return AuditSummary{}, nil, err
+			return AuditSummary{}, nil, nil, err
 		}
 		if err := json.Unmarshal([]byte(s), &files); err != nil {
-			return AuditSummary{}, nil, fmt.Errorf("%w: a dataset's file list is not valid: %v", ErrDamaged, err)
+			return AuditSummary{}, nil, nil, fmt.Errorf("%w: a dataset's file list is not valid: %v", ErrDamaged, err)
 		}
 		named = append(named, files...)
 	}
-	return sum, named, rows.Err()
-}
-
-// readVerifierKey reads platform.pub.
-func readVerifierKey(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("read the platform's public key: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 4<<10))
-	if err != nil {
-		return "", err
-	}
-	vkey := strings.TrimSpace(string(b))
-	if _, _, err := audit.ParseVerifierKey(vkey); err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrDamaged, path, err)
-	}
-	return vkey, nil
+	return sum, named, latest, rows.Err()
 }
 
 // describe is the manifest entry of the file at path, named rel.

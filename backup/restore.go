@@ -86,12 +86,12 @@ func restore(ctx context.Context, m *Manifest, src, dst string, o RestoreOptions
 	if err := copyEntries(m, src, dst, r); err != nil {
 		return nil, err
 	}
-	sum, vkey, err := check(ctx, dst)
+	sum, _, _, err := inspect(ctx, filepath.Join(dst, StoreName), dst)
 	if err != nil {
 		return nil, err
 	}
 	r.Audit = sum
-	stale, err := checkKept(ctx, dst, vkey, o.Checkpoints)
+	stale, err := checkKept(ctx, dst, o.Checkpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -208,22 +208,12 @@ func copyChecked(in, out *os.Root, p string, n int64) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), err
 }
 
-// check runs the store's checks on the restored copy: integrity and the audit log.
-func check(ctx context.Context, dir string) (AuditSummary, string, error) {
-	sum, _, err := inspect(ctx, filepath.Join(dir, StoreName), filepath.Join(dir, "platform.pub"))
-	if err != nil {
-		return AuditSummary{}, "", err
-	}
-	vkey, err := readVerifierKey(filepath.Join(dir, "platform.pub"))
-	return sum, vkey, err
-}
-
 // checkKept returns, for each kept checkpoint the restored log does not extend, why.
-func checkKept(ctx context.Context, dir, vkey string, kept []Kept) ([]string, error) {
+func checkKept(ctx context.Context, dir string, kept []Kept) ([]string, error) {
 	if len(kept) == 0 {
 		return nil, nil
 	}
-	v, _, err := audit.ParseVerifierKey(vkey)
+	v, err := doctor.Keyring(dir) // a checkpoint kept before a key rotation verifies with it
 	if err != nil {
 		return nil, err
 	}

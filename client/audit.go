@@ -174,6 +174,10 @@ func (c *Client) VerifyAuditSince(ctx context.Context, vkey string, kept []Kept)
 		return nil, err
 	}
 	v, _, _ := audit.ParseVerifierKey(vkey)
+	return c.verifySince(ctx, l, v, kept)
+}
+
+func (c *Client) verifySince(ctx context.Context, l *audit.Log, v note.Verifier, kept []Kept) (*audit.Report, error) {
 	latest, err := c.AuditCheckpoint(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("latest checkpoint: %w", err)

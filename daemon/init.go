@@ -77,7 +77,7 @@ func Init(ctx context.Context, cfg Config) (token string, err error) {
 		return "", err
 	}
 	defer db.Close()
-	as, err := openSigner(ctx, cfg, key, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	as, err := openSigner(ctx, cfg, key, nil, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return "", err
 	}

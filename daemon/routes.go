@@ -27,6 +27,7 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/principals", policy.ActPrincipalManage, s.createPrincipal)
 	h("GET /v1/principals", policy.ActPrincipalManage, s.listPrincipals)
 	h("DELETE /v1/principals/{id}", policy.ActPrincipalManage, s.revokePrincipal)
+	h("POST /v1/principals/{id}/rotate", policy.ActPrincipalManage, s.rotatePrincipal)
 	h("POST /v1/datasets", policy.ActDatasetRegister, s.registerDataset)
 	h("GET /v1/datasets", policy.ActDatasetRead, s.listDatasets)
 	h("GET /v1/datasets/{name}", policy.ActDatasetRead, s.showDataset)
@@ -60,6 +61,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/audit/proof/{index}", "", s.auditProof)
 	h("GET /v1/audit/checkpoint", "", s.auditCheckpoint)
 	h("GET /v1/audit/consistency", "", s.auditConsistency)
+	mux.HandleFunc("GET /v1/platform/keyring", s.platformKeyring)
 	mux.HandleFunc("GET /v1/platform/key", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.PlatformKey{VerifierKey: s.key.VerifierKey(), PublicKey: s.key.PublicKey()})
 	})

@@ -37,6 +37,7 @@ type Server struct {
 	cfg        Config
 	db         store.Store
 	key        *audit.Key
+	ring       *audit.Keyring // key and retired keys (routes_keyring.go)
 	log        *audit.Log
 	signer     *auditSigner
 	slog       *slog.Logger
@@ -74,6 +75,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, err
 	}
+	ring, err := platform.LoadKeyring(cfg, key)
+	if err != nil {
+		return nil, err
+	}
 	opts, err := storeOptions(cfg, false)
 	if err != nil {
 		return nil, err
@@ -82,7 +87,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	if err != nil {
 		return nil, nameOptions(err)
 	}
-	as, err := openSigner(ctx, cfg, key, db, logger)
+	as, err := openSigner(ctx, cfg, key, ring, db, logger)
 	if err != nil {
 		db.Close()
 		return nil, nameOptions(err)
@@ -92,7 +97,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		db.Close()
 		return nil, fmt.Errorf("start SQL validator: %w", err)
 	}
-	s := &Server{cfg: cfg, db: db, key: key, log: as.signer.Log(), signer: as, slog: logger, validator: v, certs: cs}
+	s := &Server{cfg: cfg, db: db, key: key, ring: ring, log: as.signer.Log(), signer: as, slog: logger, validator: v, certs: cs}
 	s.metrics = metrics.New(s.snapshot, logger)
 	s.box, err = launch.New(ctx, cfg, logger)
 	if err != nil {

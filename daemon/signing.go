@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/store"
 	"github.com/veil-dp/veil/store/sqlite"
@@ -72,18 +74,22 @@ type auditSigner struct {
 // signer has no state), hooks signing to the store's audited commits and signs what was
 // committed but not yet signed (a crash between a commit and its signature). A failure is a
 // refusal to start that says what is wrong and how to recover.
-func openSigner(ctx context.Context, cfg Config, key *audit.Key, db *sqlite.DB, logger *slog.Logger) (*auditSigner, error) {
+func openSigner(ctx context.Context, cfg Config, key *audit.Key, ring *audit.Keyring, db *sqlite.DB, logger *slog.Logger) (*auditSigner, error) {
 	state, err := cfg.AuditStatePath()
 	if err != nil {
 		return nil, err
 	}
-	signer, err := audit.NewSigner(keyName, key, state)
+	signer, err := audit.NewSignerKeyring(keyName, key, ring, state)
 	if err != nil {
 		return nil, fmt.Errorf("audit signer: %w", err)
 	}
 	var archives []*audit.Archive
 	for _, p := range cfg.AuditArchives {
-		a, err := audit.OpenArchive(p, keyName, key.Verifier())
+		var v note.Verifier = key.Verifier()
+		if ring != nil {
+			v = ring
+		}
+		a, err := audit.OpenArchive(p, keyName, v)
 		if err != nil {
 			return nil, fmt.Errorf("audit archive %s: %w; fix or remove it (--audit-archive) and start again", p, err)
 		}

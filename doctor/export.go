@@ -3,10 +3,15 @@ package doctor
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/veil-dp/veil/audit"
+	"github.com/veil-dp/veil/client"
 )
 
 // OpenStore opens a store file read-only, as the doctor's own checks do: the daemon may be
@@ -39,4 +44,28 @@ func QuickCheck(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("the store is damaged (PRAGMA quick_check: %s)", strings.Join(lines, "; "))
 	}
 	return nil
+}
+
+// Keyring is the data directory's keyring: platform.keyring after a key rotation, else
+// platform.pub alone.
+func Keyring(dir string) (*audit.Keyring, error) {
+	b, err := readSmall(filepath.Join(dir, "platform.keyring"))
+	if errors.Is(err, fs.ErrNotExist) {
+		b, err = readSmall(filepath.Join(dir, "platform.pub"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return client.ParseKeyring(b)
+}
+
+// verifyingLog verifies with the data directory's keyring if it has one, else with vkey
+// (platform.pub).
+func verifyingLog(dir, vkey string) *audit.Log {
+	if _, err := os.Stat(filepath.Join(dir, "platform.keyring")); err == nil {
+		if ring, err := Keyring(dir); err == nil {
+			return audit.NewKeyringLog(ring)
+		}
+	}
+	return audit.NewVerifyingLog(vkey)
 }

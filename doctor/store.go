@@ -74,7 +74,7 @@ func storeChecks(ctx context.Context, o Options) []Check {
 		return []Check{fail("store", "", "open %s read-only: %v", path, err), marker, skip("audit-log", "the store cannot be opened"), skip("audit-signer", "the store cannot be opened"), keyCheck}
 	}
 	defer db.Close()
-	return []Check{integrityCheck(ctx, db, path), marker, auditCheck(ctx, db, vkey), signerCheck(ctx, db, vkey, o.AuditState), keyCheck}
+	return []Check{integrityCheck(ctx, db, path), marker, auditCheck(ctx, db, dir, vkey), signerCheck(ctx, db, vkey, o.AuditState), keyCheck}
 }
 
 // markerCheck runs the daemon's own start-up check of the store's files against its
@@ -205,7 +205,7 @@ func platformKeyCheck(dir, keyPath string) (string, Check) {
 
 // auditCheck verifies the audit log in the store, offline, against its checkpoints and the
 // platform's public key: every record, every stored tree hash, every signature.
-func auditCheck(ctx context.Context, db *sql.DB, vkey string) Check {
+func auditCheck(ctx context.Context, db *sql.DB, dir, vkey string) Check {
 	const name = "audit-log"
 	if vkey == "" {
 		return skip(name, "no platform.pub to verify the checkpoints with")
@@ -215,7 +215,7 @@ func auditCheck(ctx context.Context, db *sql.DB, vkey string) Check {
 		return fail(name, "", "read the audit log: %v", err)
 	}
 	defer tx.Rollback()
-	rep, err := audit.NewVerifyingLog(vkey).Verify(ctx, auditReader{tx})
+	rep, err := verifyingLog(dir, vkey).Verify(ctx, auditReader{tx})
 	if err != nil {
 		fix := "do not serve from this store: restore veil.db from a backup whose log verifies, and compare the latest checkpoint with one an auditor kept (veil audit verify)"
 		if !errors.Is(err, audit.ErrTampered) {

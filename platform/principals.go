@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/policy"
@@ -33,9 +34,11 @@ func (ps *Principals) Authenticate(ctx context.Context, tok string) (policy.Prin
 		return policy.Principal{}, fmt.Errorf("%w: send a token as 'Authorization: Bearer <token>' (set VEIL_TOKEN or --token)", ErrUnauthenticated)
 	}
 	var sp store.Principal
+	var replaced bool
+	var ends time.Time
 	err := ps.db.View(ctx, func(tx store.Tx) error {
 		var err error
-		sp, err = tx.PrincipalByToken(ctx, HashToken(tok))
+		sp, replaced, ends, err = lookupToken(ctx, tx, HashToken(tok))
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) || (err == nil && sp.Revoked) {
@@ -43,6 +46,9 @@ func (ps *Principals) Authenticate(ctx context.Context, tok string) (policy.Prin
 	}
 	if err != nil {
 		return policy.Principal{}, err
+	}
+	if !ends.IsZero() && !ps.rec.Now().Before(ends) {
+		return policy.Principal{}, ended(replaced, ends)
 	}
 	return policy.Principal{ID: sp.ID, Name: sp.Name, Role: policy.Role(sp.Role), Tenant: sp.Tenant}, nil
 }
@@ -63,11 +69,24 @@ func (ps *Principals) Create(ctx context.Context, p policy.Principal, req api.Cr
 	if !role.NeedsTenant() && req.Tenant != "" {
 		return api.Principal{}, fmt.Errorf("%w: a %s belongs to no tenant; drop --tenant", policy.ErrInvalid, role)
 	}
+	var ends time.Time
+	if req.Expires != "" {
+		d, err := ParseTerm("expires", req.Expires)
+		if err != nil {
+			return api.Principal{}, err
+		}
+		ends = ps.rec.Now().Add(d).Truncate(time.Millisecond) // as the store keeps it
+	}
 	tok, hash := NewToken()
 	sp := store.Principal{ID: NewID("p"), Name: req.Name, Role: string(role), Tenant: req.Tenant, TokenHash: hash, Created: ps.rec.Now()}
 	err = ps.db.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PutPrincipal(ctx, sp); err != nil {
 			return err
+		}
+		if !ends.IsZero() {
+			if err := tx.PutTokenTerm(ctx, hash, sp.ID, ends); err != nil {
+				return err
+			}
 		}
 		return ps.rec.Record(ctx, tx, p, "principal.create", "principal/"+sp.ID, map[string]string{"role": sp.Role, "tenant": sp.Tenant, "name": sp.Name})
 	})
@@ -75,7 +94,7 @@ func (ps *Principals) Create(ctx context.Context, p policy.Principal, req api.Cr
 		return api.Principal{}, err
 	}
 	out := toAPI(sp)
-	out.Token = tok
+	out.Token, out.Expires = tok, ends
 	return out, nil
 }
 
@@ -89,7 +108,11 @@ func (ps *Principals) List(ctx context.Context) ([]api.Principal, error) {
 	err := ps.db.View(ctx, func(tx store.Tx) error {
 		all, err := tx.Principals(ctx)
 		for _, sp := range all {
-			out = append(out, toAPI(sp))
+			a := toAPI(sp)
+			if a.Expires, _, err = tokenEnd(ctx, tx, sp.TokenHash); err != nil {
+				return err
+			}
+			out = append(out, a)
 		}
 		return err
 	})

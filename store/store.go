@@ -176,6 +176,11 @@ type Tx interface {
 	PrincipalByToken(ctx context.Context, hash []byte) (Principal, error)
 	Principal(ctx context.Context, id string) (Principal, error)
 	Principals(ctx context.Context) ([]Principal, error)
+	// PutTokenTerm gives the token with hash an end: the expiry of a principal's token, or
+	// the end of the grace period of a token a rotation replaced. TokenTerm reads it back
+	// (ErrNotFound: the token has no end).
+	PutTokenTerm(ctx context.Context, hash []byte, principal string, ends time.Time) error
+	TokenTerm(ctx context.Context, hash []byte) (principal string, ends time.Time, err error)
 
 	PutDataset(ctx context.Context, d Dataset) error
 	Dataset(ctx context.Context, name string) (Dataset, error)

@@ -104,9 +104,13 @@ than the kept checkpoint (truncated, or an older copy restored), on a different 
 same size (a fork), and on a proof that does not verify (history rewritten). With
 --witness VKEY-FILE, every kept checkpoint must also carry that witness's cosignature.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			vkey, err := readPlatformKey(keyFile)
+			kb, err := readSmall(keyFile, "platform key or keyring (--key)")
 			if err != nil {
 				return err
+			}
+			ring, err := client.ParseKeyring(kb)
+			if err != nil {
+				return fmt.Errorf("%s: %w", keyFile, err)
 			}
 			var kept []client.Kept
 			for _, f := range since {
@@ -116,7 +120,7 @@ same size (a fork), and on a proof that does not verify (history rewritten). Wit
 				}
 				kept = append(kept, client.Kept{Name: f, Note: b})
 			}
-			if err := checkCosigned(vkey, witnesses, kept); err != nil {
+			if err := checkCosigned(ring, witnesses, kept); err != nil {
 				return err
 			}
 			c, err := connect()
@@ -125,9 +129,9 @@ same size (a fork), and on a proof that does not verify (history rewritten). Wit
 			}
 			var rep *audit.Report
 			if len(kept) > 0 {
-				rep, err = c.VerifyAuditSince(cmd.Context(), vkey, kept)
+				rep, err = c.VerifyAuditSinceKeyring(cmd.Context(), ring, kept)
 			} else {
-				rep, err = c.VerifyAudit(cmd.Context(), vkey)
+				rep, err = c.VerifyAuditKeyring(cmd.Context(), ring)
 			}
 			if err != nil {
 				return fmt.Errorf("audit log does NOT verify: %w", err)
@@ -141,13 +145,13 @@ same size (a fork), and on a proof that does not verify (history rewritten). Wit
 			}
 			fmt.Fprintf(g.out, "OK: %d entries, %d signed checkpoints, root %s\n", rep.Size, rep.Checkpoints, rep.Root)
 			for _, k := range kept {
-				_, size, _, _ := audit.OpenCheckpoint(mustVerifier(vkey), k.Note)
+				_, size, _, _ := audit.OpenCheckpoint(ring, k.Note)
 				fmt.Fprintf(g.out, "OK: the log extends the kept checkpoint %s (%d entries)\n", k.Name, size)
 			}
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&keyFile, "key", defaultPlatformKey, "the platform's public key file")
+	verify.Flags().StringVar(&keyFile, "key", defaultPlatformKey, "the platform's public key file, or its keyring (platform.keyring, veil platform key --keyring) after a key rotation")
 	verify.Flags().StringArrayVar(&since, "since", nil, "a kept checkpoint file the log must extend (repeatable)")
 	verify.Flags().StringArrayVar(&witnesses, "witness", nil, "a witness's verifier key file; kept checkpoints must carry its cosignature (repeatable)")
 	return verify
@@ -159,7 +163,7 @@ func mustVerifier(vkey string) note.Verifier {
 }
 
 // checkCosigned checks that every kept checkpoint carries each witness's cosignature.
-func checkCosigned(vkey string, witnessFiles []string, kept []client.Kept) error {
+func checkCosigned(pv note.Verifier, witnessFiles []string, kept []client.Kept) error {
 	if len(witnessFiles) == 0 {
 		return nil
 	}
@@ -176,7 +180,7 @@ func checkCosigned(vkey string, witnessFiles []string, kept []client.Kept) error
 			return fmt.Errorf("witness key %s: %w", wf, err)
 		}
 		for _, k := range kept {
-			at, err := audit.CosignedAt(mustVerifier(vkey), wv, k.Note)
+			at, err := audit.CosignedAt(pv, wv, k.Note)
 			if err != nil {
 				return fmt.Errorf("kept checkpoint %s: %w", k.Name, err)
 			}

@@ -108,7 +108,11 @@ as JSON or YAML, name the file as the second argument: 'veil export get JOB wage
 			if err != nil {
 				return fmt.Errorf("read platform key (--key): %w", err)
 			}
-			st, err := client.VerifyExport(strings.TrimSpace(string(key)), data, env)
+			ring, err := client.ParseKeyring(key)
+			if err != nil {
+				return fmt.Errorf("%s: %w", keyFile, err)
+			}
+			st, err := client.VerifyExportKeyring(ring, data, env)
 			if err != nil {
 				return checkErr("certificate does NOT verify: %w", err)
 			}
@@ -126,7 +130,7 @@ as JSON or YAML, name the file as the second argument: 'veil export get JOB wage
 		},
 	}
 	verify.Flags().StringVar(&cert, "cert", "", "certificate (default FILE.cert.json)")
-	verify.Flags().StringVar(&keyFile, "key", "/var/lib/veil/platform.pub", "the platform's public key file (veil platform key prints it)")
+	verify.Flags().StringVar(&keyFile, "key", "/var/lib/veil/platform.pub", "the platform's public key file (veil platform key prints it), or its keyring after a key rotation (platform.keyring, veil platform key --keyring)")
 	cmd.AddCommand(get, verify)
 	return cmd
 }

@@ -32,7 +32,7 @@ var jsonExempt = map[string]string{
 // sweptCommands are the commands TestCLI's sweep runs with -o json against the daemon; the
 // sweep checks that it ran each of them.
 var sweptCommands = []string{
-	"veil whoami", "veil principal create", "veil principal list", "veil principal revoke",
+	"veil whoami", "veil principal create", "veil principal list", "veil principal revoke", "veil principal rotate",
 	"veil dataset list", "veil dataset show", "veil dataset register", "veil dataset twin", "veil dataset synthesize",
 	"veil dataset feedback", "veil dataset feedback list", "veil dataset feedback resolve",
 	"veil grant apply", "veil grant list", "veil grant show", "veil grant approve", "veil grant reject",
@@ -79,6 +79,7 @@ func TestCommandsJSON(t *testing.T) {
 		{"veil doctor", []string{"doctor", "--data-dir", filepath.Join(dir, "data")}},
 		{"veil backup", []string{"backup", "--data-dir", filepath.Join(dir, "data"), "--to", filepath.Join(dir, "backup")}},
 		{"veil restore", []string{"restore", "--from", filepath.Join(dir, "backup"), "--data-dir", filepath.Join(dir, "restored")}},
+		{"veil key rotate", []string{"key", "rotate", "--data-dir", filepath.Join(dir, "data")}},
 		{"veil config set-profile", []string{"config", "set-profile", "a", "--token", "veil_x"}},
 		{"veil config use", []string{"config", "use", "a"}},
 		{"veil config list", []string{"config", "list"}},
@@ -172,8 +173,11 @@ func (e *cliEnv) sweep(t *testing.T, gt, gd, jt string) {
 		return ""
 	}
 	js("acme", "whoami")
-	p := js("operator", "principal", "create", "--name", "sweep", "--role", "auditor")
+	p := js("operator", "principal", "create", "--name", "sweep", "--role", "auditor", "--expires", "30d")
 	js("operator", "principal", "list")
+	if r := js("operator", "principal", "rotate", id(p, "id"), "--grace", "1h"); r["token"] == "" || r["token"] == p["token"] {
+		t.Errorf("principal rotate -o json: %v", r)
+	}
 	js("operator", "principal", "revoke", id(p, "id"))
 	js("acme", "dataset", "list")
 	js("acme", "dataset", "show", "residents")

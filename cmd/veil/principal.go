@@ -28,7 +28,7 @@ func newWhoamiCmd() *cobra.Command {
 
 func newPrincipalCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "principal", Short: "Manage principals and their tokens (operator)"}
-	var name, role, tenant string
+	var name, role, tenant, expires string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a principal and print its token once",
@@ -37,16 +37,21 @@ func newPrincipalCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := c.CreatePrincipal(cmd.Context(), api.CreatePrincipal{Name: name, Role: role, Tenant: tenant})
+			p, err := c.CreatePrincipal(cmd.Context(), api.CreatePrincipal{Name: name, Role: role, Tenant: tenant, Expires: expires})
 			if err != nil {
 				return err
 			}
-			return kv(p, "id", p.ID, "name", p.Name, "role", p.Role, "tenant", p.Tenant, "token", p.Token)
+			pairs := []string{"id", p.ID, "name", p.Name, "role", p.Role, "tenant", p.Tenant, "token", p.Token}
+			if !p.Expires.IsZero() {
+				pairs = append(pairs, "expires", stamp(p.Expires))
+			}
+			return kv(p, pairs...)
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "name of the person or system")
 	create.Flags().StringVar(&role, "role", "", "provider, operator, authority, vendor, reviewer or auditor")
 	create.Flags().StringVar(&tenant, "tenant", "", "tenant (vendors) or agency (providers)")
+	create.Flags().StringVar(&expires, "expires", "", "end the token after this long (30d, 12h); default: it does not expire")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List principals",
@@ -82,6 +87,6 @@ func newPrincipalCmd() *cobra.Command {
 			return kv(p, "id", p.ID, "revoked", fmt.Sprint(p.Revoked))
 		},
 	}
-	cmd.AddCommand(create, list, revoke)
+	cmd.AddCommand(create, list, revoke, newPrincipalRotateCmd())
 	return cmd
 }

@@ -113,7 +113,7 @@ func newRoot() *cobra.Command {
 		newDatasetCmd(), newGrantCmd(), newJobCmd(), newReviewCmd(), newExportCmd(), newAuditCmd(), newBudgetCmd(), newBenchCmd())
 	root.AddCommand(newHECmd(), newRuntimeCmd(), newDevCmd(), newFusionCmd())
 	root.AddCommand(newVersionCmd(), newDoctorCmd(), newPlatformCmd())
-	root.AddCommand(newBackupCmd(), newRestoreCmd())
+	root.AddCommand(newBackupCmd(), newRestoreCmd(), newKeyCmd())
 	root.SetFlagErrorFunc(flagError)
 	instrument(root)
 	addExamples(root)

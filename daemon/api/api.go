@@ -18,6 +18,9 @@ type CreatePrincipal struct {
 	Name   string `json:"name"`
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
+	// Expires, if set, ends the token after this long ("30d", "12h"); after it, the token is
+	// refused with a message saying so.
+	Expires string `json:"expires,omitempty"`
 }
 
 // Principal describes a principal; Token is set only once, when it is created.
@@ -29,6 +32,7 @@ type Principal struct {
 	Created time.Time `json:"created"`
 	Revoked bool      `json:"revoked,omitempty"`
 	Token   string    `json:"token,omitempty"`
+	Expires time.Time `json:"expires,omitzero"` // when the token ends, if it does
 }
 
 // RegisterDataset registers files (paths on the daemon's host) under a schema (YAML text).

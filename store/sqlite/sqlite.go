@@ -20,6 +20,8 @@ const schema = `
 CREATE TABLE IF NOT EXISTS principals (
 	id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, tenant TEXT NOT NULL,
 	token_hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS token_terms (
+	hash BLOB PRIMARY KEY, principal TEXT NOT NULL, ends INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
 	name TEXT PRIMARY KEY, version TEXT NOT NULL, rows INTEGER NOT NULL, provider TEXT NOT NULL, schema TEXT NOT NULL,
 	files TEXT NOT NULL, registered INTEGER NOT NULL);
@@ -119,6 +121,18 @@ func (t *txn) Principal(ctx context.Context, id string) (store.Principal, error)
 
 func (t *txn) Principals(ctx context.Context) ([]store.Principal, error) {
 	return queryAll(ctx, t, "principals", scanPrincipal, `SELECT `+principalCols+` FROM principals ORDER BY created, id`)
+}
+
+func (t *txn) PutTokenTerm(ctx context.Context, hash []byte, principal string, ends time.Time) error {
+	return t.exec(ctx, "put token term", `INSERT INTO token_terms (hash, principal, ends) VALUES (?,?,?)
+		ON CONFLICT(hash) DO UPDATE SET principal=excluded.principal, ends=excluded.ends`, hash, principal, ms(ends))
+}
+
+func (t *txn) TokenTerm(ctx context.Context, hash []byte) (string, time.Time, error) {
+	var principal string
+	var ends int64
+	err := t.tx.QueryRowContext(ctx, `SELECT principal, ends FROM token_terms WHERE hash = ?`, hash).Scan(&principal, &ends)
+	return principal, tm(ends), wrap(err, "token term")
 }
 
 func queryAll[T any](ctx context.Context, t *txn, what string, scan func(interface{ Scan(...any) error }) (T, error), q string, args ...any) ([]T, error) {
