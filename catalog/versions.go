@@ -127,4 +127,3 @@ func (s *Service) Update(ctx context.Context, p policy.Principal, name string, r
 	}
 	return s.Versions(ctx, p, name)
 }
-
