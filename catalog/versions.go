@@ -32,7 +32,9 @@ func (s *Service) recordVersion(d store.Dataset) error {
 	vs = append(vs, api.DatasetVersion{Version: d.Version, Rows: d.Rows, Registered: d.Registered})
 	b, _ := json.Marshal(vs)
 	tmp := s.versionsPath(d.Name) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	// Readable like the files beside it (doctor checks that jobs can read the whole tree);
+	// it holds only versions, row counts and times.
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, s.versionsPath(d.Name))
