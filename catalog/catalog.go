@@ -35,6 +35,12 @@ func New(env platform.Env) *Service {
 // Register checks a provider's files against its schema, copies them into the data
 // directory (so that the version a grant names cannot change under it), and catalogs them.
 func (s *Service) Register(ctx context.Context, p policy.Principal, req api.RegisterDataset) (api.Dataset, error) {
+	return s.register(ctx, p, req, false)
+}
+
+// register registers req; a new version of a dataset already registered only with update
+// (the same version again is a no-op either way).
+func (s *Service) register(ctx context.Context, p policy.Principal, req api.RegisterDataset, update bool) (api.Dataset, error) {
 	sch, err := policy.ParseSchema([]byte(req.Schema))
 	if err != nil {
 		return api.Dataset{}, err
@@ -100,6 +106,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
 		return api.Dataset{}, err
 	}
+	created := false
 	if _, err := os.Stat(final); err != nil {
 		if err := os.Chmod(staging, 0o711); err != nil {
 			return api.Dataset{}, err
@@ -118,6 +125,7 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		if err := durable.SyncDir(s.Config.DataPath()); err != nil {
 			return api.Dataset{}, err
 		}
+		created = true
 		os.MkdirAll(staging, 0o700) // keep the deferred RemoveAll harmless
 	}
 	var paths []string
@@ -127,6 +135,13 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 	schemaJSON, _ := json.Marshal(sch)
 	d := store.Dataset{Name: sch.Name, Version: version, Rows: info.Rows, Provider: sch.Provider, Schema: schemaJSON, Files: paths, Registered: s.Rec.Now()}
 	err = s.DB.Update(ctx, func(tx store.Tx) error {
+		old, err := tx.Dataset(ctx, d.Name)
+		if err == nil && old.Version != d.Version && !update {
+			return fmt.Errorf("%w: dataset %q is registered (version %s); register a new version explicitly: veil dataset update %s", policy.ErrConflict, d.Name, old.Version[:12], d.Name)
+		}
+		if err == nil && old.Version == d.Version {
+			d.Registered = old.Registered
+		}
 		if err := tx.PutDataset(ctx, d); err != nil {
 			return err
 		}
@@ -136,9 +151,15 @@ func (s *Service) Register(ctx context.Context, p policy.Principal, req api.Regi
 		return s.Rec.Record(ctx, tx, p, "dataset.register", "dataset/"+d.Name, map[string]string{"version": version, "files": fmt.Sprint(len(paths)), "rows": fmt.Sprint(info.Rows)})
 	})
 	if err != nil {
+		if created {
+			os.RemoveAll(final) // a refused version leaves nothing
+		}
 		return api.Dataset{}, err
 	}
 	s.dropUploads(req.Uploads)
+	if err := s.recordVersion(d); err != nil {
+		return api.Dataset{}, err
+	}
 	return ToAPI(d), nil
 }
 

@@ -42,8 +42,12 @@ type uploadMeta struct {
 	Complete bool   `json:"complete"`
 }
 
+// uploadRoot holds uploads under way: beside the registered datasets, not among them (jobs
+// never see an upload; registration copies it into a version).
+func (s *Service) uploadRoot() string { return filepath.Join(s.Config.DataDir, "uploads") }
+
 func (s *Service) uploadDir(id string) string {
-	return filepath.Join(s.Config.DataPath(), ".uploads", id)
+	return filepath.Join(s.uploadRoot(), id)
 }
 
 // StartUpload opens an upload of one data file for p's tenant.
@@ -57,7 +61,7 @@ func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.S
 	if !hexDigestRE.MatchString(req.SHA256) {
 		return api.Upload{}, fmt.Errorf("%w: sha256 must be the file's SHA-256 in lower-case hex (64 digits)", policy.ErrInvalid)
 	}
-	root := filepath.Join(s.Config.DataPath(), ".uploads")
+	root := s.uploadRoot()
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return api.Upload{}, err
 	}

@@ -88,3 +88,15 @@ func (c *Client) UploadFile(ctx context.Context, path string, progress func(done
 	}
 	return u, nil
 }
+
+// DatasetVersions lists a dataset's versions and the active grants that read it.
+func (c *Client) DatasetVersions(ctx context.Context, name string) (api.DatasetVersions, error) {
+	var v api.DatasetVersions
+	return v, c.do(ctx, "GET", "/v1/datasets/"+url.PathEscape(name)+"/versions", nil, &v)
+}
+
+// UpdateDataset registers a new version of a dataset.
+func (c *Client) UpdateDataset(ctx context.Context, name string, req api.RegisterDataset) (api.DatasetVersions, error) {
+	var v api.DatasetVersions
+	return v, c.do(ctx, "POST", "/v1/datasets/"+url.PathEscape(name)+"/versions", req, &v)
+}

@@ -82,6 +82,8 @@ var operations = []operation{
 	{pattern: "GET /v1/uploads/{id}", id: "uploadStatus", summary: "How many bytes of an upload the daemon holds: resume from there.", code: 200, answer: api.Upload{}},
 	{pattern: "PATCH /v1/uploads/{id}", id: "appendUpload", summary: "Send a part of an upload at the offset the daemon holds; the digest is checked at the last byte.", body: binary{}, code: 200, answer: api.Upload{},
 		query: []param{{name: "offset", desc: "the bytes the daemon holds", required: true}}},
+	{pattern: "GET /v1/datasets/{name}/versions", id: "datasetVersions", summary: "A dataset's versions, newest first, and the active grants that read the current one (its provider, the platform's roles).", code: 200, answer: api.DatasetVersions{}},
+	{pattern: "POST /v1/datasets/{name}/versions", id: "updateDataset", summary: "Register a new version of a dataset (its provider); active grants read it from now on.", body: api.RegisterDataset{}, code: 201, answer: api.DatasetVersions{}},
 	{pattern: "GET /v1/datasets", id: "listDatasets", summary: "The catalog.", code: 200, answer: []api.Dataset{}},
 	{pattern: "GET /v1/datasets/{name}", id: "showDataset", summary: "One dataset.", code: 200, answer: api.Dataset{}},
 	{pattern: "POST /v1/datasets/{name}/feedback", id: "submitFeedback", summary: "File a data-quality note on a dataset (vendor).", body: api.SubmitFeedback{}, code: 201, answer: api.Feedback{}},

@@ -295,3 +295,55 @@ func TestUploadDataFile(t *testing.T) {
 		t.Fatalf("a path as upload name: %v", err)
 	}
 }
+
+// TestDatasetUpdate: a new version under a registered name is refused unless registered
+// explicitly as an update (the same files again are a no-op); the update lists the versions,
+// newest first, and names the active grants that read the new version; a refused version
+// leaves no files; vendors do not see versions.
+func TestDatasetUpdate(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	auth := e.principal("data bureau", "authority", "")
+	acme := e.principal("acme analyst", "vendor", "acme")
+	first := writeStrikes(t, 40)
+	d1, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{first}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{first}}); err != nil {
+		t.Fatalf("the same version again: %v", err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "strike costs", Purpose: "airport safety", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "strikes", Columns: []string{"origin_state"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := writeStrikes(t, 60)
+	entries, _ := os.ReadDir(filepath.Join(filepath.Join(e.cfg.DataDir, "datasets"), "strikes"))
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{second}}); kindOf(err) != "conflict" || !strings.Contains(err.Error(), "veil dataset update strikes") {
+		t.Fatalf("a new version by register: %v", err)
+	}
+	if after, _ := os.ReadDir(filepath.Join(filepath.Join(e.cfg.DataDir, "datasets"), "strikes")); len(after) != len(entries) {
+		t.Fatalf("a refused version left files: %d entries, were %d", len(after), len(entries))
+	}
+	v, err := prov.UpdateDataset(ctx, "strikes", api.RegisterDataset{Schema: strikesSchema, Files: []string{second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Dataset.Rows != 60 || len(v.Versions) != 2 || !v.Versions[0].Current || v.Versions[1].Version != d1.Version || v.Versions[1].Current || len(v.Grants) != 1 || v.Grants[0] != gid {
+		t.Fatalf("update: %+v", v)
+	}
+	if _, err := acme.DatasetVersions(ctx, "strikes"); kindOf(err) != "forbidden" {
+		t.Fatalf("a vendor lists versions: %v", err)
+	}
+	if _, err := prov.UpdateDataset(ctx, "nothing", api.RegisterDataset{Schema: strings.Replace(strikesSchema, "name: strikes", "name: nothing", 1), Files: []string{second}}); kindOf(err) != "not_found" {
+		t.Fatalf("update of a dataset not registered: %v", err)
+	}
+}

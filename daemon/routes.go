@@ -23,6 +23,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("PUT /v1/programs", s.authed(s.uploadProgram, policy.ActJobSubmit, maxProgramBytes))
 	mux.Handle("PUT /v1/grants/{id}/fusion/{name}", s.authed(s.uploadFusion, policy.ActJobSubmit, maxFusionBytes))
 	s.uploadRoutes(mux)
+	s.versionRoutes(mux)
 	h("GET /v1/whoami", "", s.whoami)
 	h("POST /v1/principals", policy.ActPrincipalManage, s.createPrincipal)
 	h("GET /v1/principals", policy.ActPrincipalManage, s.listPrincipals)

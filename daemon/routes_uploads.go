@@ -46,3 +46,22 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, p policy.P
 	}
 	return reply(w, http.StatusOK, out, err)
 }
+
+// versionRoutes are a dataset's versions: listed, and a new one registered explicitly.
+func (s *Server) versionRoutes(mux interface {
+	Handle(string, http.Handler)
+}) {
+	mux.Handle("GET /v1/datasets/{name}/versions", s.authed(s.datasetVersions, policy.ActDatasetRead, maxJSONBody))
+	mux.Handle("POST /v1/datasets/{name}/versions", s.authed(s.updateDataset, policy.ActDatasetRegister, maxJSONBody))
+}
+
+func (s *Server) datasetVersions(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	out, err := s.catalog.Versions(r.Context(), p, r.PathValue("name"))
+	return reply(w, http.StatusOK, out, err)
+}
+
+func (s *Server) updateDataset(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	return answer(w, r, http.StatusCreated, func(ctx context.Context, req api.RegisterDataset) (api.DatasetVersions, error) {
+		return s.catalog.Update(ctx, p, r.PathValue("name"), req)
+	})
+}

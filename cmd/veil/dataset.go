@@ -210,5 +210,6 @@ func newDatasetCmd() *cobra.Command {
 	sf.Float64Var(&syn.Epsilon, "epsilon", 0, "the dataset's budget the marginals spend")
 	sf.StringArrayVar(&synPairs, "pair", nil, "COLUMN_A,COLUMN_B whose joint distribution is kept (repeatable)")
 	cmd.AddCommand(register, list, show, twin, synthesize, newFeedbackCmd(), newDatasetInferCmd())
+	cmd.AddCommand(newDatasetVersionCmds()...)
 	return cmd
 }

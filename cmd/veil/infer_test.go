@@ -115,3 +115,38 @@ func TestRegisterUpload(t *testing.T) {
 		t.Fatalf("bar %q", got)
 	}
 }
+
+// TestDatasetVersionsCLI: veil dataset update registers a new version and says which active
+// grants read it (none here); veil dataset versions lists both, in JSON too.
+func TestDatasetVersionsCLI(t *testing.T) {
+	e := startCLI(t)
+	dir := t.TempDir()
+	csv := writeVisits(t, dir)
+	draft, err := runVeil(t, "dataset", "infer", "--provider", "health-commission", "--name", "visits", csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := filepath.Join(dir, "visits.yaml")
+	os.WriteFile(schema, []byte(strings.ReplaceAll(draft, "level: 0", "level: 2")), 0o644)
+	out, err := runVeil(t, e.as("operator", "principal", "create", "--name", "health", "--role", "provider", "--tenant", "health-commission")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens["health"] = field(t, out, "token")
+	if _, err := runVeil(t, e.as("health", "dataset", "register", "--schema", schema, csv)...); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(csv)
+	os.WriteFile(csv, []byte(strings.TrimSuffix(string(b), "\n")[:strings.LastIndex(strings.TrimSuffix(string(b), "\n"), "\n")+1]), 0o644) // one row fewer
+	out, err = runVeil(t, e.as("health", "dataset", "update", "visits", "--schema", schema, csv)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if field(t, out, "rows") != "119" || !strings.Contains(out, "current") || !strings.Contains(out, "no active grant reads this dataset") {
+		t.Fatalf("update:\n%s", out)
+	}
+	out, err = runVeil(t, e.as("health", "-o", "json", "dataset", "versions", "visits")...)
+	if err != nil || strings.Count(out, `"version"`) != 3 { // the dataset's and two versions'
+		t.Fatalf("versions: %v\n%s", err, out)
+	}
+}

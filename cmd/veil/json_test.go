@@ -26,6 +26,8 @@ var jsonExempt = map[string]string{
 	"veil audit witness":    "-o names the file the cosigned checkpoint is saved to; it prints one line",
 	"veil runtime register": "needs root to import an image; TestCLI's golden runs it as root",
 	"veil completion":       "cobra's shell completion scripts",
+	"veil dataset update":   "needs a second version of a dataset; daemon's TestDatasetUpdate covers the route, the CLI prints it through the shared printer (TestDatasetVersionsCLI)",
+	"veil dataset versions": "the same (TestDatasetVersionsCLI runs it with -o json)",
 	"veil help":             "cobra's help",
 }
 
