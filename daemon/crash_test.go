@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,10 +61,13 @@ func (e *env) grantFor(vendor *client.Client) string {
 	return e.grantWith(vendor, auth, prov)
 }
 
+var grantSeq atomic.Int64
+
 func (e *env) grantWith(vendor, auth, prov *client.Client) string {
 	e.t.Helper()
 	ctx := context.Background()
-	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "district counts", Purpose: "plan services", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+	// A tenant holds one grant per scenario: each call applies for its own.
+	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: fmt.Sprintf("district counts %d", grantSeq.Add(1)), Purpose: "plan services", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
 		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
 	if err != nil {
 		e.t.Fatal(err)
