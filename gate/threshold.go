@@ -3,7 +3,6 @@ package gate
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -123,7 +122,10 @@ func ThresholdChecked(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRu
 			ok = false
 			rep.Differencing++
 			for _, p := range f.priors {
-				paired[p] = true
+				if !paired[p] {
+					paired[p] = true
+					rep.Paired = append(rep.Paired, p)
+				}
 			}
 		} else if !ok {
 			rep.Suppressed++
@@ -138,10 +140,9 @@ func ThresholdChecked(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRu
 			rep.Released++
 		}
 	}
-	for p := range paired {
-		rep.Paired = append(rep.Paired, p)
-	}
-	slices.Sort(rep.Paired)
+	// rep.Paired is in the order the cells and the checks' priors name them (the checks
+	// list the grant's priors newest first), not by id: ids are random, and the order must
+	// not change from one run to the next.
 	mask := keep.NewBooleanArray()
 	defer mask.Release()
 
