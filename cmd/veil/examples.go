@@ -9,6 +9,11 @@ import (
 // examples are the Example of every command that has none of its own, by command path
 // without "veil ". TestEveryCommandHasExample keeps the list complete.
 var examples = map[string]string{
+	"backup":                   "veil backup --data-dir /var/lib/veil --to /backup/veil-2026-12-02",
+	"restore":                  "veil restore --from /backup/veil-2026-12-02 --data-dir /var/lib/veil-restored --checkpoint kept.checkpoint",
+	"key":                      "veil key rotate --data-dir /var/lib/veil",
+	"key rotate":               "veil key rotate --data-dir /var/lib/veil",
+	"principal rotate":         "veil principal rotate p-xxxxxxxxxxxx --grace 24h",
 	"audit":                    "veil audit tail -n 5",
 	"audit checkpoint":         "veil audit checkpoint -o checkpoint-2026-12.json",
 	"audit prove":              "veil audit prove 42",
