@@ -34,10 +34,12 @@ var ErrStale = fmt.Errorf("backup older than a kept checkpoint: %w", audit.ErrTa
 
 // skipped are what a backup leaves out, by their path relative to the data directory: the
 // store's live files (the snapshot replaces them), its shutdown marker (Restore writes a
-// new one), the socket, the sandboxes' state and jobs' scratch space (both made again).
+// new one), the socket, the sandboxes' state and jobs' scratch space (both made again), and
+// the per-grant projections of datasets (a cache that names its source files by absolute
+// path; jobs make them again from the datasets in the backup).
 // The signer's state (keys/audit.state) is not copied but written from the snapshot: its
 // latest checkpoint, the last one the signer signed for the log the backup holds.
-var skipped = []string{StoreName, StoreName + "-wal", StoreName + "-shm", StoreName + ".shutdown", "veil.sock", "sandbox", "work",
+var skipped = []string{StoreName, StoreName + "-wal", StoreName + "-shm", StoreName + ".shutdown", "veil.sock", "sandbox", "work", "projections",
 	filepath.Join("keys", "store.shutdown"), stateName}
 
 // stateName is the audit signer's state in the data directory's default layout.

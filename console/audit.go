@@ -73,8 +73,15 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, s *session) {
 	verr := c.get(r, s, "/v1/audit/verify", nil, &verify)
 	var rep map[string]any
 	json.Unmarshal(verify.Report, &rep)
+	// The platform's keyring: the key that signs now and the retired ones with their terms
+	// (veil key rotate), so that an auditor can compare it with the copy it got out of band.
+	var ring api.PlatformKeyring
+	if err := c.get(r, s, "/v1/platform/keyring", nil, &ring); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
 	p := c.newPage(r, s, tr(c.lang(r), "Audit log"), map[string]any{"F": f, "Rows": rows, "Size": recs.Size, "Window": int64(len(recs.Records)),
-		"Verified": verr == nil && verify.OK, "VerifyError": verify.Error, "Report": rep, "Undecodable": undecodable})
+		"Verified": verr == nil && verify.OK, "VerifyError": verify.Error, "Report": rep, "Undecodable": undecodable, "Keys": ring.Keys})
 	p.Error = bad
 	c.render(w, r, http.StatusOK, "audit", p)
 }

@@ -3,6 +3,13 @@ package console
 // zh is the console in Simplified Chinese, keyed by the English text. i18n_test.go checks
 // that every text a page or a handler uses has its translation here.
 var zh = map[string]string{
+	"Platform signing keys": "平台签名密钥",
+	"Certificates and checkpoints verify with the keyring: a retired key only within its term. Compare this copy with the platform.keyring you got out of band.": "证书与检查点使用密钥环验证：已退役的密钥仅在其有效期内有效。请将此副本与您通过其他渠道获得的 platform.keyring 比对。",
+	"Key id":                              "密钥标识",
+	"Verifier key":                        "验证公钥",
+	"Valid from":                          "生效时间",
+	"Checkpoints up to":                   "检查点上限（条目数）",
+	"current":                             "当前",
 	"%d of %d":                            "%d / %d",
 	"(not text)":                          "（非文本）",
 	"Action":                              "操作",

@@ -457,6 +457,14 @@ func TestConsole(t *testing.T) {
 	if v := aud.text("#verify"); !strings.Contains(v, "verifies") {
 		t.Fatalf("verification: %s", v)
 	}
+	// The keyring is published on the auditor's page: the key that signs now, named current.
+	ring, err := e.op.PlatformKeyring(ctx)
+	if err != nil || len(ring.Keys) == 0 {
+		t.Fatalf("keyring %+v: %v", ring, err)
+	}
+	if keys := aud.text("#keys"); !strings.Contains(keys, ring.Keys[len(ring.Keys)-1].KeyID) || !strings.Contains(keys, "current") {
+		t.Errorf("the auditor's page does not show the signing key %s as current: %s", ring.Keys[len(ring.Keys)-1].KeyID, keys)
+	}
 	aud.screenshot("auditor")
 	aud.open("/ui/audit?action=job.release")
 	entries := aud.text("#entries")

@@ -545,14 +545,14 @@ func TestRunnerOutputWithheld(t *testing.T) {
 	ctx := context.Background()
 	acme := e.principal("acme analyst", "vendor", "acme")
 	gid := e.grantFor(acme)
-	files, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "datasets", "residents", "*", "*.parquet"))
-	if len(files) == 0 {
-		t.Fatal("no registered dataset file found")
+	// A first job makes the grant's projection, the copy the sandbox mounts.
+	first, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range files {
-		if err := os.WriteFile(f, []byte(strings.Repeat("north south tiny\n", 64)), 0o444); err != nil {
-			t.Fatal(err)
-		}
+	waitStatus(t, e.op, first.ID, "review")
+	if n := damageDataset(t, e.cfg.DataDir, "residents"); n == 0 {
+		t.Fatal("no projection of the dataset was found to damage")
 	}
 	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"})
 	if err != nil {
@@ -567,4 +567,22 @@ func TestRunnerOutputWithheld(t *testing.T) {
 	if !strings.Contains(e.log.String(), "bytes withheld") {
 		t.Fatalf("the log does not say the runner's output was withheld:\n%s", e.log.String())
 	}
+}
+
+// damageDataset overwrites a dataset's registered files and its projections (what the
+// sandboxes mount) with text, and returns how many projection files it damaged.
+func damageDataset(t *testing.T, dataDir, name string) int {
+	t.Helper()
+	raw, _ := filepath.Glob(filepath.Join(dataDir, "datasets", name, "*", "*.parquet"))
+	proj, _ := filepath.Glob(filepath.Join(dataDir, "projections", name, "*", "*.parquet"))
+	if len(raw) == 0 {
+		t.Fatal("no registered dataset file found")
+	}
+	for _, f := range append(raw, proj...) {
+		os.Chmod(f, 0o644)
+		if err := os.WriteFile(f, []byte(strings.Repeat("north south tiny\n", 64)), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(proj)
 }

@@ -318,12 +318,10 @@ func TestFailureHiddenUntilQuantum(t *testing.T) {
 	if c, err := acme.CancelJob(ctx, rel.ID); err != nil || c.Status != "canceled" {
 		t.Fatalf("cancelling the (secretly released) job: %+v %v", c, err)
 	}
-	// The data breaks (here its file is damaged): the next run of the same query fails on it.
-	files, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "datasets", "residents", "*", "*.parquet"))
-	for _, f := range files {
-		if err := os.WriteFile(f, []byte(strings.Repeat("north south tiny\n", 64)), 0o444); err != nil {
-			t.Fatal(err)
-		}
+	// The data breaks (here its files and the projection the sandbox mounts are damaged):
+	// the next run of the same query fails on it.
+	if n := damageDataset(t, e.cfg.DataDir, "residents"); n == 0 {
+		t.Fatal("no projection of the dataset was found to damage")
 	}
 	bad, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
 	if err != nil {
