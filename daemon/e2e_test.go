@@ -89,6 +89,9 @@ func (b *lockedBuffer) String() string {
 // jobMemoryMB is the sandboxes' memory limit in these tests (race_test.go raises it).
 var jobMemoryMB = 1024
 
+// raceEnabled: this test binary is built with -race (race_test.go).
+var raceEnabled bool
+
 func start(t *testing.T, edit func(*daemon.Config)) *env {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "veil-e2e-") // short: Unix socket paths are limited to 108 bytes
