@@ -49,12 +49,26 @@ func TestFusion(t *testing.T) {
 		fmt.Fprintf(&csv, "Person%d,%d\n", i, 100+i)
 	}
 	csv.WriteString("Nobody-Unmatched-7,5\n")
+	csv.WriteString("Person0,7\nPerson1,8\n") // two customers with a second row each: 62 rows, 60 persons
 	if _, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.age", csv.Bytes()); kindOf(err) != "invalid" {
 		t.Fatalf("a match on a column that identifies no one: %v", err)
 	}
 	// Too few matches: refused, nothing kept, and the vendor is not told how many matched.
 	if _, err := acme.UploadFusion(ctx, gid, "few", "name", "residents.name", []byte("name,spend\nPerson1,1\nPerson2,2\n")); kindOf(err) != "invalid" || !strings.Contains(err.Error(), "too few") {
 		t.Fatalf("a table matching 2 persons: %v", err)
+	}
+	// Many rows of few persons are still too few: the refusal counts persons, not rows.
+	var dup bytes.Buffer
+	dup.WriteString("name,spend\n")
+	for i := range 12 {
+		fmt.Fprintf(&dup, "Person%d,%d\n", i%2, i)
+	}
+	_, err = acme.UploadFusion(ctx, gid, "dupes", "name", "residents.name", dup.Bytes())
+	if kindOf(err) != "invalid" || !strings.Contains(err.Error(), "too few") {
+		t.Fatalf("a table of 12 rows matching 2 persons: %v", err)
+	}
+	if strings.Contains(err.Error(), "12") || strings.Contains(err.Error(), " 2 ") {
+		t.Fatalf("the refusal tells the vendor how many matched: %v", err)
 	}
 	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", csv.Bytes())
 	if err != nil {
@@ -63,8 +77,8 @@ func TestFusion(t *testing.T) {
 	if d.Rows != 0 {
 		t.Fatalf("the vendor is told %d rows matched", d.Rows)
 	}
-	if od, err := e.op.Dataset(ctx, d.Name); err != nil || od.Rows != 60 {
-		t.Fatalf("fused %d rows (%v), want the 60 that match", od.Rows, err)
+	if od, err := e.op.Dataset(ctx, d.Name); err != nil || od.Rows != 62 {
+		t.Fatalf("fused %d rows (%v), want the 62 that match", od.Rows, err)
 	}
 	// Only acme (and the platform's roles) see it; nobody can apply for it.
 	if ds, _ := rival.Datasets(ctx); slices(ds, d.Name) {
@@ -98,7 +112,7 @@ func TestFusion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rv.Rows) != 1 || rv.Rows[0][0] != "north" || rv.Rows[0][1].(float64) != 60 {
+	if len(rv.Rows) != 1 || rv.Rows[0][0] != "north" || rv.Rows[0][1].(float64) != 62 {
 		t.Fatalf("fused result: %v", rv.Rows)
 	}
 	// Neither the vendor's identifiers nor the unmatched rows stay on the platform.
@@ -141,6 +155,10 @@ func TestFusion(t *testing.T) {
 	}
 	var saw []string
 	for _, r := range recs.Records {
+		// The audit log (not the vendor) has both counts of the join.
+		if strings.Contains(string(r), `"fusion.upload"`) && (!strings.Contains(string(r), `"matched_rows":"62"`) || !strings.Contains(string(r), `"matched_persons":"60"`)) {
+			t.Errorf("the upload's audit record lacks matched rows and persons: %s", r)
+		}
 		for _, a := range []string{"fusion.upload", "fusion.approve", "fusion.delete"} {
 			if strings.Contains(string(r), `"`+a+`"`) {
 				saw = append(saw, a)

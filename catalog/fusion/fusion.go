@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
@@ -234,7 +235,9 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 	defer rec.Release()
 	// How many of the vendor's rows are persons in the public data is itself data: it is not
 	// told (the audit log has it), and a table that matches fewer than k persons is refused.
-	if rec.NumRows() < int64(max(g.K, 10)) {
+	// Persons, not rows: twelve rows of two customers are two persons.
+	persons := distinctPersons(rec)
+	if persons < int64(max(g.K, 10)) {
 		return api.Dataset{}, fmt.Errorf("%w: too few of the table's rows match persons of %s to be fused (fewer than %d); nothing was kept", policy.ErrInvalid, matchDS, max(g.K, 10))
 	}
 	data, err := output.Encode(rec, "parquet")
@@ -275,7 +278,7 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 			return err
 		}
 		return s.Rec.Record(ctx, tx, p, "fusion.upload", "dataset/"+dsName, map[string]string{"grant": g.ID, "rows": fmt.Sprint(info.Rows),
-			"matched": fmt.Sprint(rec.NumRows()), "match": match})
+			"matched_rows": fmt.Sprint(rec.NumRows()), "matched_persons": fmt.Sprint(persons), "match": match})
 	})
 	if err != nil {
 		return api.Dataset{}, err
@@ -402,4 +405,17 @@ func (s *Service) Sweeper(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// distinctPersons counts the distinct non-null values of the joined table's first column,
+// the public data's person column.
+func distinctPersons(rec arrow.RecordBatch) int64 {
+	col := rec.Column(0)
+	seen := make(map[string]struct{}, col.Len())
+	for i := range col.Len() {
+		if col.IsValid(i) {
+			seen[col.ValueStr(i)] = struct{}{}
+		}
+	}
+	return int64(len(seen))
 }
