@@ -35,7 +35,8 @@ func buildProgram(t *testing.T, mode string) []byte {
 // TestCustomJobs: a vendor's program runs on a registered runtime image over the grant's
 // columns; a program that copies its input rows out is flagged and released only with a
 // recorded override; one that writes a safe aggregate table passes; a failing program shows
-// the vendor a status class and nothing else.
+// the vendor a status class and nothing else, except in a dev run on the twins, which shows
+// its exit code and the tail of its stderr.
 func TestCustomJobs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("custom jobs run only in containers, which need root; CI runs as root")
@@ -94,10 +95,30 @@ func TestCustomJobs(t *testing.T) {
 		return j
 	}
 
-	// A program that fails: the vendor sees the class only.
+	// A program that fails: on the data the vendor sees the class only.
 	j := run("fail")
 	if j.Status != "failed" || !strings.Contains(j.Message, "failed") || strings.Contains(j.Message, "SECRET") || strings.Contains(j.Message, "3") {
 		t.Fatalf("failed program: %s %q", j.Status, j.Message)
+	}
+	// The same program in a dev run on the twins (which hold no real person): its exit code
+	// and the tail of its stderr are shown, for the vendor to debug it.
+	tj, err := prov.BuildTwin(ctx, "residents", api.BuildTwin{Kind: "masked", Rows: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := approve(t, rev, tj.ID); err != nil {
+		t.Fatal(err)
+	}
+	failProg, err := acme.UploadProgram(ctx, buildProgram(t, "fail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := acme.DevRun(ctx, api.SubmitJob{Grant: gid, Custom: &api.CustomJob{Runtime: "static", Program: failProg.Digest, Datasets: []string{"residents"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.Job.Status != "failed" || !strings.Contains(dev.Job.Message, "exit code 3") || !strings.Contains(dev.Job.Message, "SECRET-STDERR-MARKER") {
+		t.Fatalf("a failed dev run does not show the program's exit code and stderr: %s %q", dev.Job.Status, dev.Job.Message)
 	}
 
 	// A program that copies rows: flagged, and released only with an override.

@@ -40,7 +40,8 @@ import (
 // files in /in (the privacy unit replaced by a per-job pseudonym) and writes its outputs to
 // /out, a size-limited tmpfs. No network; the vendor learns only a status class (ok, or on the
 // data a failure class of package launch; on the twins "failed" or "limit hit"), never
-// stdout, stderr or the exit code. The outputs face statistical disclosure
+// stdout, stderr or the exit code of a run on the data (a dev run on the twins, which hold
+// no real person, shows the exit code and the last 4000 bytes of stderr). The outputs face statistical disclosure
 // checks (package gate) and a reviewer; a release with findings needs an explicit override,
 // which the audit log records. No differential-privacy claim is made for them.
 
@@ -257,7 +258,22 @@ func (s *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, erro
 			"datasets": strings.Join(c.Datasets, ",")}}, nil
 }
 
-// statusClass is all a vendor learns of how its program ended.
+// devStderrBytes bounds the tail of a failed program's stderr a dev run shows.
+const devStderrBytes = 4000
+
+// devStderr is the last devStderrBytes of a program's stderr as valid UTF-8 (the cut can
+// split a character; the program can write any bytes).
+func devStderr(b []byte) string {
+	if len(b) > devStderrBytes {
+		b = b[len(b)-devStderrBytes:]
+	}
+	if len(b) == 0 {
+		return "(empty)"
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// statusClass is all a vendor of a job on the data learns of how its program ended.
 func statusClass(st sandbox.Status) string {
 	switch st {
 	case sandbox.StatusOK:
@@ -351,7 +367,13 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	}
 	class := statusClass(res.Status)
 	if class != "ok" {
-		return nil, launch.FailOnData(launch.StatusClass(res.Status), "the program ended: "+class+" (its output and messages are not shown)", fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
+		msg := "the program ended: " + class + " (its output and messages are not shown)"
+		if run.Dev {
+			// The twins hold no real person: a dev run shows the vendor what it needs to debug
+			// its program. A run on the data shows the class only (launch.ForVendor).
+			msg = fmt.Sprintf("the program ended: %s, exit code %d (shown in dev runs on the twins only); the last of its stderr:\n%s", class, res.ExitCode, devStderr(res.Stderr))
+		}
+		return nil, launch.FailOnData(launch.StatusClass(res.Status), msg, fmt.Errorf("status %s exit %d", res.Status, res.ExitCode))
 	}
 	files, err := readOutputs(out, min(maxOutputFile, s.Config.MaxResultByte), s.Config.MaxResultByte)
 	if err != nil {

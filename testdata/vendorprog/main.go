@@ -4,7 +4,7 @@
 //
 //	copy       every row to /out/rows.csv (must be flagged as row-level data)
 //	aggregate  persons per district, rounded to 5, groups under 10 left out, with a manifest
-//	fail       a message on stderr and exit status 3 (the vendor must see neither)
+//	fail       a message on stderr and exit status 3 (the vendor sees neither, except in a dev run)
 //	sparse     a 1 GiB sparse file in /out (tmpfs takes it whatever its size)
 //	many       101 small files in /out
 //	bigtotal   three files of 400 KiB of real bytes each
