@@ -15,9 +15,9 @@ const module = "github.com/veil-dp/veil"
 // layers, never one of its own layer or above. A new package gets its line here, which is
 // where its place in the design is decided.
 var layers = [][]string{
-	// Durable file writes, the storage faults tests inject and the certificates tests make:
-	// below everything.
-	{"durable", "internal/fault", "internal/testcert"},
+	// Durable file writes, the storage faults tests inject, the certificates tests make and
+	// the edit distance of the "did you mean" hints: below everything.
+	{"durable", "internal/fault", "internal/testcert", "internal/distance"},
 	// Leaves: usable and testable alone.
 	{"daemon/api", "policy", "audit", "dp", "he", "engine", "sandbox", "metrics"},
 	// What runs in the sandbox; the store's interface; the shape of protected outputs.
@@ -54,7 +54,7 @@ var layers = [][]string{
 // pure packages import no other Veil package (DESIGN.md: engine, dp, he, policy and audit
 // can each be used and tested alone), except where listed.
 var pure = map[string][]string{
-	"engine": nil, "dp": nil, "he": nil, "policy": nil, "audit": {"durable"}, "durable": nil, "sandbox": nil, "daemon/api": nil, "metrics": nil,
+	"engine": {"internal/distance"}, "dp": nil, "he": nil, "policy": nil, "audit": {"durable"}, "durable": nil, "sandbox": nil, "daemon/api": nil, "metrics": nil, "internal/distance": nil,
 	"runner": {"engine", "he", "dp"},
 }
 

@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"strings"
+
+	"github.com/veil-dp/veil/internal/distance"
 )
 
 // suggest returns " (did you mean X?)" for the candidate closest to name, ASCII case
@@ -13,7 +15,7 @@ func suggest(name string, candidates []string) string {
 	best, bestD := "", 0
 	n := lowerASCII(name)
 	for _, c := range candidates {
-		d := editDistance(n, lowerASCII(c))
+		d := distance.Strings(n, lowerASCII(c))
 		if d == 0 {
 			continue
 		}
@@ -25,28 +27,6 @@ func suggest(name string, candidates []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-// editDistance is the Levenshtein distance of a and b, in runes.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // quotedHint explains a double-quoted "text" that SQL read as a column name: the vendor most

@@ -31,7 +31,4 @@ func TestRefusalHints(t *testing.T) {
 	if _, err := v.ValidateDP(ctx, `SELECT COUNT(*) FROM residents WHERE district = "north"`, dpScope("", ""), DPOptions{Epsilon: 1}); err == nil || !strings.Contains(err.Error(), "single quotes") {
 		t.Errorf("dp: %v", err)
 	}
-	if d := editDistance("kitten", "sitting"); d != 3 {
-		t.Errorf("editDistance = %d, want 3", d)
-	}
 }

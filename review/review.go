@@ -12,6 +12,7 @@ import (
 	"github.com/veil-dp/veil/catalog"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/grants"
+	"github.com/veil-dp/veil/internal/distance"
 	"github.com/veil-dp/veil/jobs"
 	"github.com/veil-dp/veil/ledger"
 	"github.com/veil-dp/veil/output"
@@ -119,7 +120,7 @@ func (s *Service) warnings(ctx context.Context, tx store.Tx, j *jobs.Job, meta o
 		if err != nil {
 			continue
 		}
-		if d := tokenDistance(mine, sqlTokens(pj.Body.SQL)); d > 0 && d <= 3 {
+		if d := distance.Levenshtein(mine, sqlTokens(pj.Body.SQL)); d > 0 && d <= 3 {
 			ws = append(ws, fmt.Sprintf("the query differs only slightly (%d token(s)) from job %s (%s) under the same grant: comparing both outputs may single out persons (differencing)", d, pj.ID, pj.Status))
 		}
 	}
@@ -155,27 +156,6 @@ func sqlTokens(q string) []string {
 		}
 	}
 	return toks
-}
-
-// tokenDistance is the Levenshtein distance between two token sequences.
-func tokenDistance(a, b []string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Decide records a reviewer's decision on an output: a rejection deletes it, the last

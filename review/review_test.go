@@ -1,6 +1,10 @@
 package review
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/veil-dp/veil/internal/distance"
+)
 
 func TestTokenDistance(t *testing.T) {
 	a := sqlTokens("SELECT district, COUNT(*) FROM r WHERE age > 30 GROUP BY district")
@@ -14,7 +18,7 @@ func TestTokenDistance(t *testing.T) {
 		{"SELECT district, COUNT(*) FROM r GROUP BY district", 4},
 	}
 	for _, tc := range cases {
-		if got := tokenDistance(a, sqlTokens(tc.q)); got != tc.want {
+		if got := distance.Levenshtein(a, sqlTokens(tc.q)); got != tc.want {
 			t.Errorf("distance to %q = %d, want %d", tc.q, got, tc.want)
 		}
 	}

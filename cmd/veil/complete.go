@@ -12,6 +12,7 @@ import (
 
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/internal/distance"
 )
 
 // Shell completion (veil completion bash|zsh|fish|powershell): ids come from the daemon
@@ -171,7 +172,7 @@ func flagError(cmd *cobra.Command, err error) error {
 		if f.Hidden {
 			return
 		}
-		if d := editDistance(name, f.Name); best == "" || d < bestD {
+		if d := distance.Strings(name, f.Name); best == "" || d < bestD {
 			best, bestD = f.Name, d
 		}
 	})
@@ -179,25 +180,4 @@ func flagError(cmd *cobra.Command, err error) error {
 		return &exitError{exitUsage, fmt.Errorf("%s (did you mean --%s?)", msg, best)}
 	}
 	return &exitError{exitUsage, err}
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
