@@ -199,7 +199,6 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 	seenKey := map[int]bool{}
 	for _, it := range list(node, "select_list") {
 		e := it.(map[string]any)
-		alias := str(e, "alias")
 		switch str(e, "class") {
 		case "COLUMN_REF":
 			i, ok := keyByRef[w.columnID(names(e))]
@@ -210,17 +209,15 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 				return nil, refuse("SELECT", "key %s is selected twice", strings.Join(names(e), "."))
 			}
 			seenKey[i] = true
-			if alias != "" {
-				dpp.Keys[i].Name = alias
-			}
+			dpp.Keys[i].Name = w.outputName(e)
 			dpp.Items = append(dpp.Items, DPItem{Key: true, Index: i})
 		case "FUNCTION":
 			a, ref, err := w.dpAggregate(e, opt)
 			if err != nil {
 				return nil, err
 			}
-			if alias != "" {
-				a.Name = alias
+			if n := w.outputName(e); n != "" {
+				a.Name = n
 			}
 			dpp.Items = append(dpp.Items, DPItem{Index: len(dpp.Aggs)})
 			dpp.Aggs = append(dpp.Aggs, a)
@@ -235,16 +232,19 @@ func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt 
 	if len(dpp.Aggs) > MaxDPAggregates {
 		return nil, refuse("SELECT", "at most %d aggregates per dp query", MaxDPAggregates)
 	}
-	names := map[string]bool{}
+	var outNames []string
 	for _, it := range dpp.Items {
 		n := dpp.Aggs[min(it.Index, len(dpp.Aggs)-1)].Name
 		if it.Key {
 			n = dpp.Keys[it.Index].Name
 		}
-		if names[n] || strings.HasSuffix(n, "_ci_lower") || strings.HasSuffix(n, "_ci_upper") {
-			return nil, refuse("SELECT", "output column %s is ambiguous: give each key and aggregate its own name (AS ...)", n)
+		if strings.HasSuffix(n, "_ci_lower") || strings.HasSuffix(n, "_ci_upper") {
+			return nil, refuse("SELECT", "output column %s is ambiguous (dp adds the interval columns NAME_ci_lower and NAME_ci_upper): give it another name (AS ...)", n)
 		}
-		names[n] = true
+		outNames = append(outNames, n)
+	}
+	if err := distinctNames(outNames); err != nil {
+		return nil, err
 	}
 	if !dpp.PublicKeys && opt.Delta == 0 && len(dpp.Keys) > 0 {
 		return nil, refuse("delta", "the group keys have no public domain in the catalog, so which groups exist is itself private and is decided by partition selection, which needs a delta: pass a delta (for example --delta 1e-6)")

@@ -116,6 +116,9 @@ type Plan struct {
 	Units   []string `json:"units"`   // hidden columns: distinct privacy units per output row
 	Columns int      `json:"columns"` // number of vendor-visible output columns (they come first)
 	Counts  []int    `json:"counts"`  // indexes of vendor-visible columns that are counts
+	// Names are the vendor-visible columns' names in the output, the same rule in every mode
+	// (outputName); "" keeps the engine's name. A plan stored before it keeps the engine's.
+	Names []string `json:"names,omitempty"`
 	// Keys are hidden columns after Units (or RowsColumn): the query's group keys, which
 	// match the output's rows with the cells its checks name (threshold mode, checks.go).
 	Keys []string `json:"keys,omitempty"`

@@ -195,7 +195,10 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 		return nil, err
 	}
 
-	plan := &Plan{Query: query, Columns: w.columns, Counts: w.counts}
+	if err := distinctNames(w.names); err != nil {
+		return nil, err
+	}
+	plan := &Plan{Query: query, Columns: w.columns, Counts: w.counts, Names: w.names}
 	pristine, err := json.Marshal(p.Statements[0])
 	if err != nil {
 		return nil, err
@@ -418,6 +421,7 @@ type walker struct {
 	hasAgg  bool
 	columns int
 	counts  []int
+	names   []string // the output's column names (outputName), "" where the engine names it
 	refs    int    // column references and aggregates seen: an expression without any is a constant
 	query   string // the query's text, for hints on its spelling
 }
@@ -498,6 +502,7 @@ func (w *walker) selectNode(node map[string]any) error {
 		if err := w.expr(e, "SELECT", exprCtx{}); err != nil {
 			return err
 		}
+		w.names = append(w.names, w.outputName(e))
 		if str(e, "class") == "FUNCTION" && (str(e, "function_name") == "count" || str(e, "function_name") == "count_star") {
 			w.counts = append(w.counts, i)
 		}

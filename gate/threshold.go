@@ -3,6 +3,7 @@ package gate
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -146,7 +147,7 @@ func ThresholdChecked(rec arrow.RecordBatch, plan *engine.Plan, rule ThresholdRu
 	mask := keep.NewBooleanArray()
 	defer mask.Release()
 
-	filtered, err := filterRows(rec, plan.Columns, mask)
+	filtered, err := filterRows(rec, plan.Columns, plan.Names, mask)
 	if err != nil {
 		return nil, rep, fmt.Errorf("gate: %w", err)
 	}
@@ -190,7 +191,9 @@ func roundTo(v, m int64) int64 {
 
 // filterRows keeps the first ncols columns of rec and the rows where mask is true, by
 // concatenating slices of the kept runs of rows (results are small: one row per group).
-func filterRows(rec arrow.RecordBatch, ncols int, mask *array.Boolean) (arrow.RecordBatch, error) {
+// Column i is renamed names[i] where that is set: the output's names are the same in every
+// mode (engine.Plan.Names), not the engine's (count_star()).
+func filterRows(rec arrow.RecordBatch, ncols int, names []string, mask *array.Boolean) (arrow.RecordBatch, error) {
 	type run struct{ from, to int64 }
 	var runs []run
 	var rows int64
@@ -205,7 +208,12 @@ func filterRows(rec arrow.RecordBatch, ncols int, mask *array.Boolean) (arrow.Re
 		}
 		runs = append(runs, run{int64(r), int64(r) + 1})
 	}
-	fields := rec.Schema().Fields()[:ncols]
+	fields := slices.Clone(rec.Schema().Fields()[:ncols])
+	for i := range fields {
+		if i < len(names) && names[i] != "" {
+			fields[i].Name = names[i]
+		}
+	}
 	cols := make([]arrow.Array, ncols)
 	defer func() {
 		for _, c := range cols {
