@@ -422,8 +422,8 @@ type walker struct {
 	columns int
 	counts  []int
 	names   []string // the output's column names (outputName), "" where the engine names it
-	refs    int    // column references and aggregates seen: an expression without any is a constant
-	query   string // the query's text, for hints on its spelling
+	refs    int      // column references and aggregates seen: an expression without any is a constant
+	query   string   // the query's text, for hints on its spelling
 }
 
 func newWalker(sc *Scope) *walker {
