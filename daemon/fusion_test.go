@@ -231,3 +231,90 @@ func slices(ds []api.Dataset, name string) bool {
 	}
 	return false
 }
+
+// TestFusionDev: a dev run can read a fused table. Its twin is built from the released twin
+// of the dataset it was matched with (that twin's persons, the vendor's columns NULL, said
+// so), and until that twin exists the dev run says what is missing and who builds it.
+func TestFusionDev(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	rev := e.principal("reviewer", "reviewer", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "name"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var csv bytes.Buffer
+	csv.WriteString("name,spend\n")
+	for i := range 30 {
+		fmt.Fprintf(&csv, "Person%d,%d\n", i, 100+i)
+	}
+	d, err := acme.UploadFusion(ctx, gid, "customers", "name", "residents.name", csv.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.ApproveFusion(ctx, d.Name); err != nil {
+		t.Fatal(err)
+	}
+	q := api.SubmitJob{Grant: gid, SQL: fmt.Sprintf("SELECT r.district, COUNT(*) AS customers, SUM(f.spend) AS spend FROM %s f JOIN residents r ON f.resident_id = r.resident_id GROUP BY r.district", d.Name)}
+	alone := api.SubmitJob{Grant: gid, SQL: fmt.Sprintf("SELECT COUNT(*) AS customers FROM %s", d.Name)}
+	out, err := acme.DevRun(ctx, alone)
+	if err != nil || out.Job.Status != "failed" || !strings.Contains(out.Job.Message, "dev twin of residents") || !strings.Contains(out.Job.Message, "veil dataset twin residents") {
+		t.Fatalf("dev run on a fused table before its source has a twin: %+v %v", out.Job, err)
+	}
+	tj, err := prov.BuildTwin(ctx, "residents", api.BuildTwin{Kind: "masked", Rows: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := approve(t, rev, tj.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = acme.DevRun(ctx, alone); err != nil || out.Job.Status != "dev" || len(out.Rows) != 1 || out.Rows[0][0].(float64) != 40 {
+		t.Fatalf("dev run on a fused table alone: %+v %v %v", out.Job, out.Rows, err)
+	}
+	out, err = acme.DevRun(ctx, q)
+	if err != nil || out.Job.Status != "dev" {
+		t.Fatalf("dev run on a fused table: %+v %v", out.Job, err)
+	}
+	// The twins join on the unit: the run has groups, and no value of the vendor's table.
+	var customers float64
+	for _, r := range out.Rows {
+		customers += r[1].(float64)
+		if r[2] != nil {
+			t.Fatalf("the fused twin holds a value of the vendor's table: %v", out.Rows)
+		}
+	}
+	if customers < 30 || customers > 40 { // of the twin's 40 persons; a group under k is suppressed
+		t.Fatalf("dev run on the fused twin counts %v rows, want the persons of the residents twin: %v", customers, out.Rows)
+	}
+	var said bool
+	for _, n := range out.Nulls {
+		said = said || (n.Dataset == d.Name && n.Column == "spend" && strings.Contains(n.Reason, "fused"))
+	}
+	if !said {
+		t.Fatalf("the dev run does not say the fused table's columns are NULL in its twin: %+v", out.Nulls)
+	}
+	// The fused table's twin goes with it when the grant ends.
+	twins, _ := filepath.Glob(filepath.Join(e.cfg.DataDir, "twins", d.Name+"-*"))
+	if len(twins) != 1 {
+		t.Fatalf("fused twin files: %v", twins)
+	}
+	if _, err := auth.ActOnGrant(ctx, gid, "revoke", "contract ended"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(twins[0]); !os.IsNotExist(err) {
+		t.Fatalf("the fused table's twin is still there after the grant was revoked: %v", err)
+	}
+}

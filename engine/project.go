@@ -305,3 +305,37 @@ func Sample(ctx context.Context, files, columns []string, n int) (arrow.RecordBa
 
 // Ident quotes a name as a DuckDB identifier, for SQL that Veil writes itself.
 func Ident(name string) string { return quoteIdent(name) }
+
+// ShapeFile writes to dst one Parquet file with the rows of src's column unit (as src holds
+// it; NULL where src has no such column) and every other column of cols NULL of its catalog
+// type: a table of the right shape
+// over the persons of src that holds no value of its own. It is the dev twin of a vendor's
+// fused table, built from the twin of the dataset it was matched with. It returns the rows
+// written.
+func ShapeFile(ctx context.Context, src, unit string, cols []Column, dst string) (int64, error) {
+	db, err := openLocal()
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	have, err := describe(ctx, db, []string{src})
+	if err != nil {
+		return 0, fmt.Errorf("shape: %w", err)
+	}
+	var items []string
+	for _, c := range cols {
+		if c.Name == unit && slices.ContainsFunc(have, func(f FileColumn) bool { return f.Name == unit }) {
+			items = append(items, quoteIdent(unit))
+			continue
+		}
+		if !typeName.MatchString(c.Type) {
+			return 0, fmt.Errorf("shape: column %s has type %q, which SQL jobs cannot use", c.Name, c.Type)
+		}
+		items = append(items, fmt.Sprintf("CAST(NULL AS %s) AS %s", c.Type, quoteIdent(c.Name)))
+	}
+	n, err := copyParquet(ctx, db, items, []string{src}, dst)
+	if err != nil {
+		return 0, fmt.Errorf("shape: %w", err)
+	}
+	return n, nil
+}

@@ -47,6 +47,9 @@ type Schema struct {
 	Owner    string `yaml:"-" json:"owner,omitempty"`
 	Grant    string `yaml:"-" json:"grant,omitempty"`
 	Approved bool   `yaml:"-" json:"approved,omitempty"`
+	// FusedWith is the public dataset a fused upload was matched with: its dev twin is
+	// built from that dataset's twin. Set by the daemon, never declared.
+	FusedWith string `yaml:"-" json:"fused_with,omitempty"`
 	// Synthetic declares that the data is generated and describes no real person. Only such
 	// data may be used by a daemon running without a sandbox (isolation=process).
 	Synthetic bool     `yaml:"synthetic,omitempty" json:"synthetic,omitempty"`

@@ -255,7 +255,7 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 	}
 	sch := policy.Schema{Name: dsName, Title: fmt.Sprintf("%s's own data %s, fused for grant %s", p.Tenant, name, g.ID), Provider: p.Tenant,
 		Unit: msch.Unit, MaxRowsPerUnit: most, UnitComplete: missing == 0, Budget: policy.Budget{Epsilon: 10, Delta: 1e-6},
-		Owner: p.Tenant, Grant: g.ID}
+		Owner: p.Tenant, Grant: g.ID, FusedWith: matchDS}
 	sch.Columns = append(sch.Columns, policy.Column{Name: unit.Name, Type: unit.Type, Level: 3, Kind: policy.KindNone, PrivacyUnit: true})
 	for _, f := range rec.Schema().Fields()[1:] {
 		for _, c := range info.Columns {
@@ -365,7 +365,15 @@ func (s *Service) Sweep(ctx context.Context) error {
 			if err := os.RemoveAll(proj); err != nil {
 				return err
 			}
-			for _, f := range append(slices.Clone(d.Files), proj) {
+			// And its dev twins (package twin), which hold no value of the upload but are
+			// named after it.
+			twins, _ := filepath.Glob(filepath.Join(s.Config.DataDir, "twins", d.Name+"-j-*.parquet"))
+			for _, f := range twins {
+				if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+			}
+			for _, f := range append(append(slices.Clone(d.Files), proj), twins...) {
 				if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("fused upload %s: %s is still there after deletion", d.Name, f)
 				}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -479,6 +480,13 @@ func synthRecord(sch *policy.Schema, cols []synthColumn, drawn [][]string, seed 
 // File returns the released twin of a dataset as a Parquet file the sandbox can mount,
 // written once from the stored output.
 func (s *Service) File(ctx context.Context, dataset string) (string, error) {
+	sch, err := s.schema(ctx, dataset)
+	if err != nil {
+		return "", err
+	}
+	if sch != nil && sch.Owner != "" {
+		return s.fusedFile(ctx, sch)
+	}
 	best, _, err := s.released(ctx, dataset)
 	if err != nil {
 		return "", err
@@ -487,6 +495,63 @@ func (s *Service) File(ctx context.Context, dataset string) (string, error) {
 		return "", launch.Fail(fmt.Sprintf("dataset %s has no released dev twin yet; its provider builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", dataset, dataset), nil)
 	}
 	return s.file(ctx, dataset, best)
+}
+
+// schema is a dataset's schema, nil when it has none.
+func (s *Service) schema(ctx context.Context, dataset string) (*policy.Schema, error) {
+	var sch *policy.Schema
+	err := s.DB.View(ctx, func(tx store.Tx) error {
+		schemas, _, err := catalog.Load(ctx, tx, []string{dataset})
+		sch = schemas[dataset]
+		return err
+	})
+	return sch, err
+}
+
+// fusedFile is the dev twin of a vendor's fused table, built from the released twin of the
+// dataset it was matched with: that twin's persons (its privacy unit as the twin holds it,
+// so the two twins join on it), with the fused table's own columns NULL. Which of the
+// vendor's rows matched a person is data of the public side; the twin shows none of it.
+func (s *Service) fusedFile(ctx context.Context, sch *policy.Schema) (string, error) {
+	if sch.FusedWith == "" {
+		return "", launch.Fail(fmt.Sprintf("dataset %s was fused before fused tables had dev twins, so Veil does not know which dataset's twin to build it from; upload it again (veil fusion upload) to use it in dev runs", sch.Name), nil)
+	}
+	best, _, err := s.released(ctx, sch.FusedWith)
+	if err != nil {
+		return "", err
+	}
+	if best == nil {
+		return "", launch.Fail(fmt.Sprintf("dataset %s is your table fused with %s, and its dev twin is built from the dev twin of %s, which has none released yet; the provider of %s builds one (veil dataset twin %s --masked or --synthetic) and a reviewer releases it", sch.Name, sch.FusedWith, sch.FusedWith, sch.FusedWith, sch.FusedWith), nil)
+	}
+	src, err := s.file(ctx, sch.FusedWith, best)
+	if err != nil {
+		return "", err
+	}
+	var cols []engine.Column
+	shape := sha256.New()
+	for _, c := range sch.Columns {
+		cols = append(cols, engine.Column{Name: c.Name, Type: c.Type})
+		fmt.Fprintf(shape, "%q %q\n", c.Name, c.Type)
+	}
+	// Named by the source twin and the table's columns: an upload of the same name made
+	// again with other columns gets a twin of its own.
+	dir := filepath.Join(s.Config.DataDir, "twins")
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%x.parquet", sch.Name, best.ID, shape.Sum(nil)[:6]))
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	tmp := path + "." + platform.NewID("tmp")
+	defer os.Remove(tmp)
+	if _, err := engine.ShapeFile(ctx, src, sch.UnitColumn().Name, cols, tmp); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp, path)
 }
 
 // released finds the newest released twin of a dataset: its job and build, or nil.
@@ -522,6 +587,26 @@ func (s *Service) released(ctx context.Context, dataset string) (*jobs.Job, twin
 // Nulls says which columns of a dataset's released twin are NULL (suppressed) and why;
 // nothing when it has no released twin.
 func (s *Service) Nulls(ctx context.Context, dataset string) (map[string]string, error) {
+	if sch, err := s.schema(ctx, dataset); err != nil || (sch != nil && sch.Owner != "") {
+		if err != nil || sch.FusedWith == "" {
+			return nil, err
+		}
+		src, err := s.Nulls(ctx, sch.FusedWith)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]string{}
+		unit := sch.UnitColumn().Name
+		for _, c := range sch.Columns {
+			switch {
+			case c.Name == unit && src[c.Name] != "":
+				out[c.Name] = "fused table, twin built from the twin of " + sch.FusedWith + ": " + src[c.Name]
+			case c.Name != unit:
+				out[c.Name] = "fused table: its twin has the persons of the twin of " + sch.FusedWith + " and none of your table's values (which of your rows matched is not told)"
+			}
+		}
+		return out, nil
+	}
 	best, spec, err := s.released(ctx, dataset)
 	if err != nil || best == nil {
 		return nil, err
