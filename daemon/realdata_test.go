@@ -325,6 +325,30 @@ func TestDatasetUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A job on the first version: its sandbox mounts a projection of it.
+	runJob := func() {
+		t.Helper()
+		j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT origin_state, COUNT(*) AS n FROM strikes GROUP BY origin_state"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j, err = acme.Wait(ctx, j.ID, nil); err != nil || j.Status != "review" {
+			t.Fatalf("job on strikes: %+v %v", j, err)
+		}
+	}
+	projections := func() []string {
+		ents, _ := os.ReadDir(filepath.Join(e.cfg.ProjectionsPath(), "strikes"))
+		var names []string
+		for _, d := range ents {
+			names = append(names, d.Name())
+		}
+		return names
+	}
+	runJob()
+	before := projections()
+	if len(before) != 1 {
+		t.Fatalf("projections of strikes after a job: %v", before)
+	}
 	second := writeStrikes(t, 60)
 	entries, _ := os.ReadDir(filepath.Join(filepath.Join(e.cfg.DataDir, "datasets"), "strikes"))
 	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{second}}); kindOf(err) != "conflict" || !strings.Contains(err.Error(), "veil dataset update strikes") {
@@ -339,6 +363,11 @@ func TestDatasetUpdate(t *testing.T) {
 	}
 	if v.Dataset.Rows != 60 || len(v.Versions) != 2 || !v.Versions[0].Current || v.Versions[1].Version != d1.Version || v.Versions[1].Current || len(v.Grants) != 1 || v.Grants[0] != gid {
 		t.Fatalf("update: %+v", v)
+	}
+	// The next job mounts a projection of the new version; the old version's goes.
+	runJob()
+	if after := projections(); len(after) != 1 || after[0] == before[0] {
+		t.Fatalf("projections of strikes after a job on its new version: %v (were %v)", after, before)
 	}
 	if _, err := acme.DatasetVersions(ctx, "strikes"); kindOf(err) != "forbidden" {
 		t.Fatalf("a vendor lists versions: %v", err)

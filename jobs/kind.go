@@ -166,7 +166,9 @@ type Run struct {
 	scope  engine.Scope
 	// versions are the dataset versions the job runs on, by dataset.
 	versions map[string]string
-	s        *Service
+	// held are the projection directories the run mounts (Service.hold).
+	held []string
+	s    *Service
 }
 
 // Tables returns the tables the job reads: in production the grant's scope as of now; in a
@@ -179,7 +181,7 @@ func (r *Run) Tables(ctx context.Context, used []string) ([]engine.Table, error)
 	if !r.Dev {
 		var tables []engine.Table
 		for _, t := range r.scope.Tables {
-			files, err := r.s.projection(ctx, t, r.versions[t.Name])
+			files, err := r.s.projection(ctx, r, t, r.versions[t.Name])
 			if err != nil {
 				return nil, err
 			}

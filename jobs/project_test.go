@@ -114,3 +114,49 @@ func TestProductionMountsOnlyGrantedColumns(t *testing.T) {
 		t.Error("a table without a version got files")
 	}
 }
+
+// TestPruneProjections: once a dataset's new version is current, the projections of the old
+// one go, except while a running job still mounts them; a dataset that is gone leaves none.
+func TestPruneProjections(t *testing.T) {
+	raw := writeDataset(t, t.TempDir())
+	s := &Service{Env: platform.Env{Config: platform.Config{DataDir: t.TempDir()}}}
+	table := engine.Table{Name: "residents", Files: []string{raw}, Columns: []engine.Column{
+		{Name: "resident_id", Type: "BIGINT", PrivacyUnit: true}, {Name: "district", Type: "VARCHAR"}}}
+	runOn := func(version string) (*Run, string) {
+		r := &Run{scope: engine.Scope{Tables: []engine.Table{table}}, versions: map[string]string{"residents": version}, s: s}
+		tables, err := r.Tables(context.Background(), []string{"residents"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, filepath.Dir(tables[0].Files[0])
+	}
+	exists := func(dir string) bool { _, err := os.Stat(dir); return err == nil }
+
+	old, oldDir := runOn("v1") // still running when v2 arrives
+	done, _ := runOn("v1")
+	s.release(done)
+	first, newDir := runOn("v2")
+	if oldDir == newDir {
+		t.Fatal("two versions share a projection")
+	}
+	if removed, err := s.prune(map[string]string{"residents": "v2"}); err != nil || len(removed) != 0 || !exists(oldDir) {
+		t.Fatalf("pruned %v (%v) while a running job mounts %s", removed, err, oldDir)
+	}
+	s.release(old)
+	if removed, err := s.prune(map[string]string{"residents": "v2"}); err != nil || len(removed) != 1 || exists(oldDir) || !exists(newDir) {
+		t.Fatalf("pruned %v (%v): want only the old version's %s gone", removed, err, oldDir)
+	}
+	// The current version's projection serves the next job as it is.
+	next, dir := runOn("v2")
+	if dir != newDir {
+		t.Fatalf("the current projection was not reused: %s, %s", dir, newDir)
+	}
+	if _, err := s.prune(map[string]string{}); err != nil || !exists(newDir) {
+		t.Fatalf("a projection a running job holds was pruned with its dataset: %v", err)
+	}
+	s.release(first)
+	s.release(next)
+	if _, err := s.prune(map[string]string{}); err != nil || exists(newDir) {
+		t.Fatalf("the projections of a dataset that is gone remain: %v", err)
+	}
+}

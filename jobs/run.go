@@ -98,7 +98,15 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	if err != nil {
 		return err
 	}
-	out, err := k.Run(ctx, &Run{ID: id, Tenant: j.Tenant, Grant: g, Mode: j.Body.Mode, Spec: j.Body.Spec, Spend: j.Body.Spend, Dev: j.Body.Dev, scope: sc, versions: versions, s: s})
+	run := &Run{ID: id, Tenant: j.Tenant, Grant: g, Mode: j.Body.Mode, Spec: j.Body.Spec, Spend: j.Body.Spend, Dev: j.Body.Dev, scope: sc, versions: versions, s: s}
+	out, err := k.Run(ctx, run)
+	if len(run.held) > 0 {
+		// The run's projections are free again; those of versions no longer current go.
+		s.release(run)
+		if perr := s.PruneProjections(context.WithoutCancel(ctx)); perr != nil {
+			s.Log.Warn("prune projections", "err", perr)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,10 @@ type Service struct {
 	devSlots chan struct{}
 	// projecting holds a lock per projection directory (projection).
 	projecting sync.Map
+	// projUse counts the running jobs that mount each projection directory: pruning
+	// (PruneProjections) leaves those alone.
+	projMu  sync.Mutex
+	projUse map[string]int
 }
 
 // New returns the job service; Register its kinds, then Start it.
