@@ -49,6 +49,7 @@ func (s *Server) Handler() http.Handler {
 	h("POST /v1/reviews/{id}", policy.ActOutputReview, s.decideReview)
 	h("GET /v1/exports/{id}", policy.ActExportGet, s.getExport)
 	h("GET /v1/budget", policy.ActBudgetRead, s.showBudget)
+	h("GET /v1/budget/spends", policy.ActBudgetRead, s.budgetSpends)
 	h("POST /v1/datasets/{name}/twin", policy.ActDatasetRegister, s.buildTwin)
 	h("POST /v1/datasets/{name}/fusion/approve", policy.ActGrantSuspend, s.approveFusion)
 	h("POST /v1/dev/jobs", policy.ActJobSubmit, s.submitDev)

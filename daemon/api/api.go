@@ -425,6 +425,32 @@ type GrantBudget struct {
 	MaxQuery  float64 `json:"max_query_epsilon"`
 }
 
+// BudgetSpend is one job's spend on one dataset, from the ledger: when the job was queued
+// (the budget is reserved then), what it spent and the running sum of the spends listed up
+// to and including it. Refunded spends (jobs that never ran) are left out.
+type BudgetSpend struct {
+	At      time.Time `json:"at"`
+	Job     string    `json:"job"`
+	Grant   string    `json:"grant"`
+	Dataset string    `json:"dataset"`
+	Spent   Amount    `json:"spent"`
+	Sum     Amount    `json:"sum"`
+}
+
+// BudgetSpends is a page of a dataset's or a grant's spend history, oldest first: Total
+// spends in all, this page from Offset; Next is the offset of the next page (0: none).
+// Limit is the budget the spends are drawn from (the dataset's total, or the grant's slice
+// when a grant is named), for a burn-down.
+type BudgetSpends struct {
+	Dataset string        `json:"dataset"`
+	Grant   string        `json:"grant,omitempty"`
+	Limit   Amount        `json:"limit"`
+	Total   int           `json:"total"`
+	Offset  int           `json:"offset"`
+	Next    int           `json:"next,omitempty"`
+	Spends  []BudgetSpend `json:"spends"`
+}
+
 // Budgets is what `veil budget show` prints: datasets for providers and the authority,
 // grants for vendors (their own), providers (on their data) and the authority.
 type Budgets struct {

@@ -1,0 +1,261 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/daemon/api"
+)
+
+// deskRoom is a daemon with a TCP listener and one headless browser, in which each person
+// gets a browser context of their own.
+type deskRoom struct {
+	t       *testing.T
+	e       *env
+	base    string
+	browser context.Context
+	tokens  map[string]string
+	clients map[string]*client.Client
+}
+
+// newDeskRoom starts the daemon (edit may change its config), creates the principals
+// (key, name, role, tenant) and starts chromium with a window of w×h.
+func newDeskRoom(t *testing.T, edit func(*daemon.Config), w, h int, people ...[4]string) *deskRoom {
+	t.Helper()
+	chrome := chromium(t)
+	e := start(t, func(c *daemon.Config) {
+		c.Listen = "127.0.0.1:0"
+		if edit != nil {
+			edit(c)
+		}
+	})
+	room := &deskRoom{t: t, e: e, tokens: map[string]string{}, clients: map[string]*client.Client{}}
+	for _, a := range e.addrs {
+		if a.Network() == "tcp" {
+			room.base = "http://" + a.String()
+		}
+	}
+	if room.base == "" {
+		t.Fatalf("no TCP listener in %v", e.addrs)
+	}
+	for _, p := range people {
+		pr, err := e.op.CreatePrincipal(context.Background(), api.CreatePrincipal{Name: p[1], Role: p[2], Tenant: p[3]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		room.tokens[p[0]], room.clients[p[0]] = pr.Token, e.client(pr.Token)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.WindowSize(w, h))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("start %s: %v", chrome, err)
+	}
+	room.browser = browserCtx
+	return room
+}
+
+// person opens a browser context for the principal key, with a viewport of w×h.
+func (room *deskRoom) person(key string, w, h int) *desk {
+	room.t.Helper()
+	c, cancel := chromedp.NewContext(room.browser, chromedp.WithNewBrowserContext())
+	room.t.Cleanup(cancel)
+	d := &desk{t: room.t, ctx: c, base: room.base, dl: room.t.TempDir(), token: room.tokens[key]}
+	if err := chromedp.Do(c, chromedp.EmulateViewport(int64(w), int64(h))); err != nil {
+		room.t.Fatal(err)
+	}
+	return d
+}
+
+// eval evaluates a JavaScript expression in the page (the test's, not the console's: the
+// console runs none) into out.
+func evalJS[T any](d *desk, expr string) T {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		d.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// providerWithSpends registers residents, grants acme a dp slice and runs n dp jobs under
+// it: n spends on the ledger. It returns the grant.
+func (room *deskRoom) providerWithSpends(n int) string {
+	t, ctx := room.t, context.Background()
+	csv := writeResidents(t, t.TempDir())
+	if _, err := room.clients["prov"].RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{csv}}); err != nil {
+		t.Fatal(err)
+	}
+	gid, err := room.e.dpGrant(room.clients["acme"], room.clients["auth"], room.clients["prov"], "district counts", 2, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		j, err := room.clients["acme"].SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district", DP: &api.DPOptions{Epsilon: 0.1 * float64(i+1)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := room.clients["acme"].Wait(ctx, j.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return gid
+}
+
+type svgFacts struct {
+	Circles int    `json:"circles"`
+	Role    string `json:"role"`
+	Title   string `json:"title"`
+	Desc    string `json:"desc"`
+	Labels  string `json:"labels"`
+}
+
+type versionRow struct {
+	Text    string `json:"text"`
+	Current bool   `json:"current"`
+}
+
+var deskPeople = [][4]string{
+	{"prov", "civil affairs", "provider", "civil-affairs"}, {"auth", "data bureau", "authority", ""},
+	{"acme", "acme analyst", "vendor", "acme"}, {"rival", "rival analyst", "vendor", "rival"},
+	{"rev", "reviewer one", "reviewer", ""}, {"aud", "inspector", "auditor", ""}, {"op", "second operator", "operator", ""},
+}
+
+// TestConsoleBurndown: the provider's pages draw each dataset's budget burn-down from the
+// ledger's spend history, one point per spend, with a title and a description; the API
+// pages the history and shows a vendor only its own grants' spends.
+func TestConsoleBurndown(t *testing.T) {
+	room := newDeskRoom(t, nil, 1280, 900, deskPeople...)
+	gid := room.providerWithSpends(3)
+	ctx := context.Background()
+
+	// The API: oldest first, paged, the running sum; refusals for others' data.
+	h, err := room.clients["prov"].BudgetSpends(ctx, "residents", "", 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Total != 3 || len(h.Spends) != 2 || h.Next != 2 || h.Limit.Epsilon != 10 || h.Spends[1].Sum.Epsilon != 0.3 || h.Spends[0].Grant != gid {
+		t.Fatalf("first page: %+v", h)
+	}
+	if h, err = room.clients["prov"].BudgetSpends(ctx, "residents", "", 2, 2); err != nil || len(h.Spends) != 1 || h.Next != 0 || h.Spends[0].Sum.Epsilon != 0.6 {
+		t.Fatalf("second page: %+v %v", h, err)
+	}
+	if h, err = room.clients["acme"].BudgetSpends(ctx, "residents", gid, 0, 10); err != nil || h.Total != 3 || h.Limit.Epsilon != 2 {
+		t.Fatalf("the vendor's own grant: %+v %v", h, err)
+	}
+	if h, err = room.clients["rival"].BudgetSpends(ctx, "residents", "", 0, 10); err != nil || h.Total != 0 {
+		t.Fatalf("another tenant sees spends: %+v %v", h, err)
+	}
+	if _, err := room.clients["rival"].BudgetSpends(ctx, "residents", gid, 0, 10); kindOf(err) != "not_found" {
+		t.Fatalf("another tenant's grant: %v", err)
+	}
+	if _, err := room.clients["prov"].BudgetSpends(ctx, "residents", "", 0, 5000); kindOf(err) != "invalid" {
+		t.Fatalf("an unbounded page: %v", err)
+	}
+
+	prov := room.person("prov", 1280, 900)
+	prov.signIn()
+	loaded := evalJS[bool](prov, `(() => { const i = document.querySelector('#burndown-residents'); return !!i && i.complete && i.naturalWidth > 0 && i.alt.length > 10 })()`)
+	if !loaded {
+		t.Fatal("the provider's page has no drawn burn-down of residents with a text alternative")
+	}
+	prov.open("/ui/datasets/residents")
+	loaded = evalJS[bool](prov, `(() => { const i = document.querySelector('#burndown'); return !!i && i.complete && i.naturalWidth > 0 && i.alt.includes('3') })()`)
+	if !loaded {
+		t.Fatal("the dataset page has no drawn burn-down whose text alternative counts the spends")
+	}
+	rows := evalJS[int](prov, `document.querySelectorAll('#spends tbody tr').length`)
+	if rows != 3 {
+		t.Fatalf("the spends table has %d rows, want 3", rows)
+	}
+	prov.screenshot("provider-dataset")
+
+	for _, tc := range []struct{ path, title string }{
+		{"/ui/charts/burndown/residents", "residents"},
+		{"/ui/charts/burndown/residents?grant=" + gid, gid},
+	} {
+		if code := prov.open(tc.path); code != http.StatusOK {
+			t.Fatalf("%s: %d", tc.path, code)
+		}
+		got := evalJS[svgFacts](prov, `(() => { const s = document.documentElement; return {circles: s.querySelectorAll('circle').length, role: s.getAttribute('role') || '',
+			labels: s.getAttribute('aria-labelledby') || '', title: (s.querySelector('title') || {}).textContent || '', desc: (s.querySelector('desc') || {}).textContent || ''} })()`)
+		if got.Circles != 3 {
+			t.Errorf("%s: %d points, want one per spend (3)", tc.path, got.Circles)
+		}
+		if got.Role != "img" || got.Labels != "chart-title chart-desc" || !strings.Contains(got.Title, tc.title) || !strings.Contains(got.Desc, "3 spends") {
+			t.Errorf("%s: not described for assistive technology: %+v", tc.path, got)
+		}
+	}
+	// A vendor's browser cannot draw another tenant's grant.
+	rival := room.person("rival", 1280, 900)
+	rival.signIn()
+	if code := rival.open("/ui/charts/burndown/residents?grant=" + gid); code != http.StatusNotFound {
+		t.Fatalf("rival draws acme's burn-down: %d", code)
+	}
+}
+
+// TestConsoleVersions: the provider's page lists each dataset's versions, newest first,
+// the current one marked, with their row counts and times.
+func TestConsoleVersions(t *testing.T) {
+	room := newDeskRoom(t, nil, 1280, 900, deskPeople[:3]...)
+	ctx := context.Background()
+	dir := t.TempDir()
+	first := writeResidents(t, dir)
+	if _, err := room.clients["prov"].RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{first}}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(dir, "more.csv")
+	extra := "1100,Person100,north,30,2000,r1\n1101,Person101,south,31,3000,r2\n"
+	if err := os.WriteFile(second, append(raw, extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := room.clients["prov"].UpdateDataset(ctx, "residents", api.RegisterDataset{Schema: residentsSchema, Files: []string{second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Versions) != 2 {
+		t.Fatalf("versions: %+v", v.Versions)
+	}
+	prov := room.person("prov", 1280, 900)
+	prov.signIn()
+	rows := evalJS[[]versionRow](prov, `[...document.querySelectorAll('#versions-residents tbody tr')].map(r => ({text: r.innerText, current: r.getAttribute('aria-current') === 'true'}))`)
+	if len(rows) != 2 {
+		t.Fatalf("the provider's page lists %d versions of residents: %+v", len(rows), rows)
+	}
+	for i, want := range v.Versions {
+		r := rows[i]
+		if !strings.Contains(r.Text, want.Version[:12]) || !strings.Contains(r.Text, fmt.Sprint(want.Rows)) || !strings.Contains(r.Text, want.Registered.UTC().Format("2006-01-02")) || r.Current != want.Current {
+			t.Errorf("version row %d %+v, want %+v", i, r, want)
+		}
+	}
+	if !rows[0].Current || rows[1].Current || !strings.Contains(rows[0].Text, "102") || !strings.Contains(rows[1].Text, "100") {
+		t.Errorf("the newest version (102 rows) should be first and current: %+v", rows)
+	}
+	prov.open("/ui/datasets/residents")
+	n := evalJS[int](prov, `document.querySelectorAll('#versions tbody tr[aria-current="true"]').length`)
+	if n != 1 {
+		t.Errorf("the dataset page marks %d versions current", n)
+	}
+	prov.screenshot("provider-versions")
+}
