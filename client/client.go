@@ -125,6 +125,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// SetZone sets the IANA time zone the caller reads times in.
+func (c *Client) SetZone(ctx context.Context, zone string) (api.Principal, error) {
+	var p api.Principal
+	return p, c.do(ctx, "PUT", "/v1/whoami/zone", api.SetZone{Zone: zone}, &p)
+}
+
 // Whoami returns the caller.
 func (c *Client) Whoami(ctx context.Context) (api.Principal, error) {
 	var p api.Principal

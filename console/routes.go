@@ -65,6 +65,7 @@ func (c *Console) page(fn sessionHandler) http.Handler {
 			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
+		c.refresh(r, s)
 		fn(w, r, s)
 	})
 }

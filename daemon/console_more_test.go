@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
@@ -259,3 +260,83 @@ func TestConsoleVersions(t *testing.T) {
 	}
 	prov.screenshot("provider-versions")
 }
+
+// TestConsoleZone: a principal reads every time in the console in its own zone (UTC until
+// it sets one), which it sets in the console or with the CLI's API call; the choice is kept
+// with the principal, not the browser, and audited.
+func TestConsoleZone(t *testing.T) {
+	room := newDeskRoom(t, nil, 1280, 900, deskPeople[:3]...)
+	ctx := context.Background()
+	csv := writeResidents(t, t.TempDir())
+	d, err := room.clients["prov"].RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{csv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if who, err := room.clients["prov"].Whoami(ctx); err != nil || who.Zone != "UTC" {
+		t.Fatalf("the default zone: %+v %v", who, err)
+	}
+	registered := func(z string) string {
+		loc, err := time.LoadLocation(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Registered.In(loc).Format("2006-01-02 15:04 MST")
+	}
+	prov := room.person("prov", 1280, 900)
+	prov.signIn()
+	prov.open("/ui/datasets/residents")
+	if main, foot := prov.text("main dl"), prov.text("footer"); !strings.Contains(main, registered("UTC")) || !strings.Contains(foot, "UTC") {
+		t.Fatalf("before any choice the page is not in UTC: %s / %s", main, foot)
+	}
+
+	// In the console: the footer's form, back to the same page, now in Shanghai's time.
+	prov.do(chromedp.SetValue(chromedp.ID("zone"), "Asia/Shanghai"))
+	prov.click(`form[action="/ui/zone"] button`)
+	if loc := prov.location(); !strings.HasPrefix(loc, "/ui/datasets/residents") {
+		t.Fatalf("after the zone change the browser is at %s", loc)
+	}
+	if main := prov.text("main dl"); !strings.Contains(main, registered("Asia/Shanghai")) {
+		t.Fatalf("the dataset page after choosing Asia/Shanghai: %s, want %s", main, registered("Asia/Shanghai"))
+	}
+	if who, err := room.clients["prov"].Whoami(ctx); err != nil || who.Zone != "Asia/Shanghai" {
+		t.Fatalf("the console's choice is not the principal's: %+v %v", who, err)
+	}
+	// Kept with the principal: a new browser signs in to the same zone.
+	other := room.person("prov", 1280, 900)
+	other.signIn()
+	if foot := other.text("footer"); !strings.Contains(foot, "Asia/Shanghai") {
+		t.Fatalf("a new session's zone: %s", foot)
+	}
+
+	// With the CLI's call (veil zone set): any IANA zone, taken on the next page.
+	if who, err := room.clients["prov"].SetZone(ctx, "America/New_York"); err != nil || who.Zone != "America/New_York" {
+		t.Fatalf("set zone: %+v %v", who, err)
+	}
+	prov.open("/ui/datasets/residents")
+	if main := prov.text("main dl"); !strings.Contains(main, registered("America/New_York")) {
+		t.Fatalf("the page after veil zone set America/New_York: %s", main)
+	}
+	for _, bad := range []string{"Local", "", "Mars/Olympus", "../../etc/passwd"} {
+		if _, err := room.clients["prov"].SetZone(ctx, bad); kindOf(err) != "invalid" {
+			t.Errorf("zone %q: %v, want invalid", bad, err)
+		}
+	}
+	// A forged zone from the browser is the API's refusal, shown on a page.
+	if who, _ := room.clients["acme"].Whoami(ctx); who.Zone != "UTC" {
+		t.Fatalf("another principal's zone changed: %+v", who)
+	}
+	recs, err := room.e.op.AuditRecords(ctx, 0, 1000, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, raw := range recs.Records {
+		if en, err := audit.DecodeEntry(raw); err == nil && en.Action == "principal.zone" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d zone changes audited, want 2", n)
+	}
+}
+

@@ -73,6 +73,7 @@ var operations = []operation{
 	{pattern: "GET /v1/platform/key", id: "platformKey", summary: "The platform's public key. Verify with a key obtained out of band.", public: true, code: 200, answer: api.PlatformKey{}},
 	{pattern: "GET /v1/platform/keyring", id: "platformKeyring", summary: "The platform's keyring: its current key and the retired ones, each with its term, for certificates and checkpoints signed before a key rotation.", public: true, code: 200, answer: api.PlatformKeyring{}},
 	{pattern: "GET /v1/whoami", id: "whoami", summary: "The caller.", code: 200, answer: api.Principal{}},
+	{pattern: "PUT /v1/whoami/zone", id: "setZone", summary: "Set the IANA time zone the caller reads times in (any principal, for itself).", body: api.SetZone{}, code: 200, answer: api.Principal{}},
 	{pattern: "POST /v1/principals", id: "createPrincipal", summary: "Create a principal; the answer carries its token, shown once (operator).", body: api.CreatePrincipal{}, code: 201, answer: api.Principal{}},
 	{pattern: "GET /v1/principals", id: "listPrincipals", summary: "List principals (operator).", code: 200, answer: []api.Principal{}},
 	{pattern: "DELETE /v1/principals/{id}", id: "revokePrincipal", summary: "Revoke a principal's token (operator).", code: 200, answer: api.Principal{}},

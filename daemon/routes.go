@@ -25,6 +25,7 @@ func (s *Server) Handler() http.Handler {
 	s.uploadRoutes(mux)
 	s.versionRoutes(mux)
 	h("GET /v1/whoami", "", s.whoami)
+	h("PUT /v1/whoami/zone", "", s.setZone)
 	h("POST /v1/principals", policy.ActPrincipalManage, s.createPrincipal)
 	h("GET /v1/principals", policy.ActPrincipalManage, s.listPrincipals)
 	h("DELETE /v1/principals/{id}", policy.ActPrincipalManage, s.revokePrincipal)

@@ -33,6 +33,13 @@ type Principal struct {
 	Revoked bool      `json:"revoked,omitempty"`
 	Token   string    `json:"token,omitempty"`
 	Expires time.Time `json:"expires,omitzero"` // when the token ends, if it does
+	Zone    string    `json:"zone,omitempty"`    // the time zone the principal reads times in (whoami: UTC unless set)
+}
+
+// SetZone is a principal's choice of the IANA time zone it reads times in (the console's
+// dates): "UTC", "Asia/Shanghai", ….
+type SetZone struct {
+	Zone string `json:"zone"`
 }
 
 // RegisterDataset registers files (paths on the daemon's host) under a schema (YAML text).
