@@ -340,3 +340,102 @@ func TestConsoleZone(t *testing.T) {
 	}
 }
 
+// pageFacts is what the accessibility check finds on a page.
+type pageFacts struct {
+	Overflow   int      `json:"overflow"`   // pixels the page is wider than the viewport
+	Unlabelled []string `json:"unlabelled"` // form controls without a label
+	NoAlt      []string `json:"noAlt"`      // images and charts without a text alternative
+	Headings   []string `json:"headings"`   // h1..h6 in document order
+	Nameless   []string `json:"nameless"`   // buttons and links without a name
+}
+
+// a11yCheck gathers pageFacts; it runs in the test's browser only (the console runs no
+// script).
+const a11yCheck = `(() => {
+	const d = document, out = {overflow: 0, unlabelled: [], noAlt: [], headings: [], nameless: []};
+	out.overflow = Math.max(d.documentElement.scrollWidth, d.body.scrollWidth) - window.innerWidth;
+	const named = e => (e.getAttribute('aria-label') || '').trim() !== '' || (e.getAttribute('aria-labelledby') || '') !== '';
+	for (const c of d.querySelectorAll('input, select, textarea')) {
+		if (c.type === 'hidden') continue;
+		if (!(c.labels && c.labels.length > 0 && [...c.labels].some(l => l.textContent.trim() !== '')) && !named(c)) out.unlabelled.push(c.outerHTML.slice(0, 120));
+	}
+	for (const i of d.querySelectorAll('img')) if (!(i.getAttribute('alt') || '').trim()) out.noAlt.push(i.outerHTML.slice(0, 120));
+	for (const s of d.querySelectorAll('svg')) if (!named(s) && !s.querySelector('title')) out.noAlt.push(s.outerHTML.slice(0, 120));
+	for (const h of d.querySelectorAll('h1, h2, h3, h4, h5, h6')) out.headings.push(h.tagName);
+	for (const b of d.querySelectorAll('button, a[href]')) if (!b.textContent.trim() && !named(b)) out.nameless.push(b.outerHTML.slice(0, 120));
+	return out;
+})()`
+
+// TestConsoleTablet: every role's main pages, in both languages, on a tablet (768×1024):
+// nothing wider than the screen, every form control labelled, every image and chart with a
+// text alternative, buttons and links named, headings in order (one h1, no level skipped).
+func TestConsoleTablet(t *testing.T) {
+	room := newDeskRoom(t, nil, 768, 1024, deskPeople...)
+	gid := room.providerWithSpends(2)
+	ctx := context.Background()
+	jobs, err := room.clients["acme"].Jobs(ctx, gid, "")
+	if err != nil || len(jobs) == 0 {
+		t.Fatalf("jobs: %v %v", jobs, err)
+	}
+	jid := jobs[0].ID
+	pages := map[string][]string{
+		"":     {"/ui/signin"},
+		"rev":  {"/ui/reviews", "/ui/reviews/" + jid},
+		"acme": {"/ui/vendor", "/ui/jobs/" + jid, "/ui/grants/" + gid},
+		"prov": {"/ui/provider", "/ui/datasets/residents"},
+		"auth": {"/ui/authority", "/ui/grants/" + gid},
+		"aud":  {"/ui/audit", "/ui/audit/proof/1"},
+		"op":   {"/ui/operator"},
+	}
+	for _, who := range []string{"", "rev", "acme", "prov", "auth", "aud", "op"} {
+		for _, lang := range []string{"en", "zh-CN"} {
+			d := room.person(who, 768, 1024)
+			d.open("/ui/lang/" + lang)
+			if who != "" {
+				d.signIn()
+			}
+			for _, p := range pages[who] {
+				if code := d.open(p); code != http.StatusOK {
+					t.Errorf("%s %s %s: %d", who, lang, p, code)
+					continue
+				}
+				f := evalJS[pageFacts](d, a11yCheck)
+				where := fmt.Sprintf("%s (%s, %s)", p, who, lang)
+				if f.Overflow > 0 {
+					t.Errorf("%s is %dpx wider than a 768px tablet", where, f.Overflow)
+				}
+				if len(f.Unlabelled) > 0 {
+					t.Errorf("%s: form controls without a label: %v", where, f.Unlabelled)
+				}
+				if len(f.NoAlt) > 0 {
+					t.Errorf("%s: images without a text alternative: %v", where, f.NoAlt)
+				}
+				if len(f.Nameless) > 0 {
+					t.Errorf("%s: buttons or links without a name: %v", where, f.Nameless)
+				}
+				if len(f.Headings) == 0 || f.Headings[0] != "H1" {
+					t.Errorf("%s: the first heading is not h1: %v", where, f.Headings)
+				}
+				h1, prev := 0, 0
+				for _, h := range f.Headings {
+					lv := int(h[1] - '0')
+					if lv == 1 {
+						h1++
+					}
+					if prev > 0 && lv > prev+1 {
+						t.Errorf("%s: headings skip a level (%v)", where, f.Headings)
+						break
+					}
+					prev = lv
+				}
+				if h1 != 1 {
+					t.Errorf("%s: %d h1 headings, want 1", where, h1)
+				}
+			}
+			if who != "" && lang == "zh-CN" {
+				d.open(pages[who][0])
+				d.screenshot("tablet-" + who + "-zh")
+			}
+		}
+	}
+}

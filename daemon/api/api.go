@@ -33,7 +33,7 @@ type Principal struct {
 	Revoked bool      `json:"revoked,omitempty"`
 	Token   string    `json:"token,omitempty"`
 	Expires time.Time `json:"expires,omitzero"` // when the token ends, if it does
-	Zone    string    `json:"zone,omitempty"`    // the time zone the principal reads times in (whoami: UTC unless set)
+	Zone    string    `json:"zone,omitempty"`   // the time zone the principal reads times in (whoami: UTC unless set)
 }
 
 // SetZone is a principal's choice of the IANA time zone it reads times in (the console's
