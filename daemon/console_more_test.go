@@ -378,6 +378,12 @@ func TestConsoleTablet(t *testing.T) {
 		t.Fatalf("jobs: %v %v", jobs, err)
 	}
 	jid := jobs[0].ID
+	// The check itself finds each fault on a page made to have them all.
+	probe := room.person("", 768, 1024)
+	probe.do(chromedp.Navigate(`data:text/html,<h1>a</h1><h3>skipped</h3><h1>two</h1><input name=x><img src=x><button></button><div style="width:2000px">wide</div>`))
+	if f := evalJS[pageFacts](probe, a11yCheck); f.Overflow <= 0 || len(f.Unlabelled) != 1 || len(f.NoAlt) != 1 || len(f.Nameless) != 1 || len(f.Headings) != 3 {
+		t.Fatalf("the accessibility check misses faults: %+v", f)
+	}
 	pages := map[string][]string{
 		"":     {"/ui/signin"},
 		"rev":  {"/ui/reviews", "/ui/reviews/" + jid},
