@@ -129,7 +129,7 @@ func (c *Console) burndown(w http.ResponseWriter, r *http.Request, s *session) {
 				}
 				return ""
 			}},
-		YAxis:  chart.YAxis{Name: "ε", Style: chart.Style{FontSize: 9}, Range: &chart.ContinuousRange{Min: 0, Max: max(limit, 1e-6)}},
+		YAxis:  chart.YAxis{Style: chart.Style{FontSize: 9}, Range: &chart.ContinuousRange{Min: 0, Max: max(limit, 1e-6)}},
 		Series: series,
 	}
 	var buf bytes.Buffer
