@@ -5,7 +5,7 @@ GO       ?= go
 TAGS     := duckdb_arrow,seccomp
 BIN      := bin/veil
 DEMO_DIR ?= /tmp/veil-demo
-DEB_PKGS := libseccomp-dev libseccomp2 pkg-config runc curl chromium
+DEB_PKGS := libseccomp-dev libseccomp2 pkg-config runc curl chromium fonts-noto-cjk
 
 export CGO_ENABLED := 1
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,6 +123,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// SetZone sets the IANA time zone the caller reads times in.
+func (c *Client) SetZone(ctx context.Context, zone string) (api.Principal, error) {
+	var p api.Principal
+	return p, c.do(ctx, "PUT", "/v1/whoami/zone", api.SetZone{Zone: zone}, &p)
 }
 
 // Whoami returns the caller.
@@ -310,6 +317,16 @@ func (c *Client) WaitUntil(ctx context.Context, id string, done func(api.Job) bo
 func (c *Client) Budgets(ctx context.Context) (api.Budgets, error) {
 	var b api.Budgets
 	return b, c.do(ctx, "GET", "/v1/budget", nil, &b)
+}
+
+// BudgetSpends is a page of a dataset's spend history (narrowed to grant when not empty).
+func (c *Client) BudgetSpends(ctx context.Context, dataset, grant string, offset, limit int) (api.BudgetSpends, error) {
+	q := url.Values{"dataset": {dataset}, "offset": {strconv.Itoa(offset)}, "limit": {strconv.Itoa(limit)}}
+	if grant != "" {
+		q.Set("grant", grant)
+	}
+	var b api.BudgetSpends
+	return b, c.do(ctx, "GET", "/v1/budget/spends?"+q.Encode(), nil, &b)
 }
 
 // Reviews lists outputs waiting for review.

@@ -3,8 +3,11 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 
 	"github.com/wcharczuk/go-chart/v2"
 	"github.com/wcharczuk/go-chart/v2/drawing"
@@ -39,8 +42,15 @@ func (c *Console) provider(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	var b api.Budgets
 	c.get(r, s, "/v1/budget", nil, &b)
+	var versions []api.DatasetVersions
+	for _, d := range ds {
+		var v api.DatasetVersions
+		if c.get(r, s, "/v1/datasets/"+url.PathEscape(d.Name)+"/versions", nil, &v) == nil {
+			versions = append(versions, v)
+		}
+	}
 	c.render(w, r, http.StatusOK, "provider", c.newPage(r, s, tr(c.lang(r), "My datasets"),
-		map[string]any{"Datasets": ds, "Waiting": waiting, "Feedback": fb, "Budget": b}))
+		map[string]any{"Datasets": ds, "Waiting": waiting, "Feedback": fb, "Budget": b, "Versions": versions}))
 }
 
 // column is a catalog column as the schema describes it.
@@ -70,7 +80,7 @@ func (c *Console) dataset(w http.ResponseWriter, r *http.Request, s *session) {
 	json.Unmarshal(d.Schema, &cols)
 	var b api.Budgets
 	var budget []api.DatasetBudget
-	var slices []api.GrantBudget
+	var grantSlices []api.GrantBudget
 	if c.get(r, s, "/v1/budget", nil, &b) == nil {
 		for _, x := range b.Datasets {
 			if x.Dataset == d.Name {
@@ -79,12 +89,30 @@ func (c *Console) dataset(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		for _, x := range b.Grants {
 			if x.Dataset == d.Name {
-				slices = append(slices, x)
+				grantSlices = append(grantSlices, x)
 			}
 		}
 	}
+	var versions api.DatasetVersions
+	c.get(r, s, "/v1/datasets/"+url.PathEscape(d.Name)+"/versions", nil, &versions)
+	// The newest 100 spends, newest first: the chart draws all of them.
+	var spends api.BudgetSpends
+	if len(budget) > 0 || len(grantSlices) > 0 {
+		if c.get(r, s, "/v1/budget/spends", url.Values{"dataset": {d.Name}, "limit": {"1"}}, &spends) == nil && spends.Total > 1 {
+			c.get(r, s, "/v1/budget/spends", url.Values{"dataset": {d.Name}, "offset": {strconv.Itoa(max(0, spends.Total-100))}, "limit": {"100"}}, &spends)
+		}
+		slices.Reverse(spends.Spends)
+	}
+	lang := c.lang(r)
+	spent := 0.0
+	if len(spends.Spends) > 0 {
+		spent = spends.Spends[0].Sum.Epsilon
+	}
+	alt := fmt.Sprintf(tr(lang, "Budget burn-down of %s"), d.Name) + ": " +
+		fmt.Sprintf(tr(lang, "%d spends, ε %g spent, %g left of %g."), spends.Total, spent, spends.Limit.Epsilon-spent, spends.Limit.Epsilon)
 	c.render(w, r, http.StatusOK, "dataset", c.newPage(r, s, tr(c.lang(r), "Dataset")+" "+d.Name,
-		map[string]any{"D": d, "Columns": cols.Columns, "Schema": schema, "Budget": budget, "Slices": slices}))
+		map[string]any{"D": d, "Columns": cols.Columns, "Schema": schema, "Budget": budget, "Slices": grantSlices,
+			"Versions": versions.Versions, "Spends": spends, "ChartAlt": alt}))
 }
 
 // budgetChart draws a dataset's budget burn-down as SVG: ε of the whole budget, of what is

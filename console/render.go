@@ -24,6 +24,7 @@ type page struct {
 	Nav   []nav
 	Error string
 	Done  string // a note on the action just done
+	Path  string // the page's path, for forms that come back to it
 	Data  any
 }
 
@@ -46,7 +47,7 @@ var notes = map[string]string{
 
 func (c *Console) newPage(r *http.Request, s *session, title string, data any) *page {
 	lang := c.lang(r)
-	p := &page{L: lang, Title: title, Zone: c.opt.Zone, Data: data}
+	p := &page{L: lang, Title: title, Zone: c.opt.Zone, Data: data, Path: r.URL.Path}
 	if k := r.URL.Query().Get("done"); notes[k] != "" {
 		p.Done = tr(lang, notes[k])
 	}
@@ -132,6 +133,6 @@ func funcs(lang string) template.FuncMap {
 		"join":  strings.Join,
 		"add":   func(a, b int) int { return a + b },
 		"short": func(s string) string { return s[:min(len(s), 12)] },
-		"zones": func() []string { return zones },
+		"zones": zoneChoices,
 	}
 }

@@ -32,6 +32,7 @@ func (c *Console) routes() {
 	m.Handle("GET /ui/provider", c.page(c.provider))
 	m.Handle("GET /ui/datasets/{name}", c.page(c.dataset))
 	m.Handle("GET /ui/charts/budget/{name}", c.page(c.budgetChart))
+	m.Handle("GET /ui/charts/burndown/{name}", c.page(c.burndown))
 	m.Handle("POST /ui/feedback/{id}/resolve", c.post(c.resolveFeedback))
 	// Authority.
 	m.Handle("GET /ui/authority", c.page(c.authority))
@@ -64,6 +65,7 @@ func (c *Console) page(fn sessionHandler) http.Handler {
 			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
+		c.refresh(r, s)
 		fn(w, r, s)
 	})
 }

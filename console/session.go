@@ -33,7 +33,6 @@ type session struct {
 // link is a one-time sign-in link: its secret is exchanged once for a session.
 type link struct {
 	token   string
-	zone    *time.Location
 	expires time.Time
 }
 
@@ -76,12 +75,12 @@ func (c *Console) session(r *http.Request) *session {
 
 // open exchanges a Veil token for a session: the API says who the token is (and refuses a
 // wrong or revoked one).
-func (c *Console) open(w http.ResponseWriter, r *http.Request, token string, zone *time.Location) (*session, error) {
+func (c *Console) open(w http.ResponseWriter, r *http.Request, token string) (*session, error) {
 	var who api.Principal
 	if err := c.call(r, &session{token: token}, http.MethodGet, "/v1/whoami", nil, &who); err != nil {
 		return nil, err
 	}
-	s := &session{id: secret(), token: token, csrf: secret(), zone: zone, expires: c.now().Add(c.opt.SessionTTL),
+	s := &session{id: secret(), token: token, csrf: secret(), zone: c.zoneOf(who), expires: c.now().Add(c.opt.SessionTTL),
 		p: policy.Principal{ID: who.ID, Name: who.Name, Role: policy.Role(who.Role), Tenant: who.Tenant}}
 	c.mu.Lock()
 	c.sweep()
@@ -121,7 +120,7 @@ func (c *Console) showSignin(w http.ResponseWriter, r *http.Request, msg string,
 	c.setCookie(w, r, preCookie, tok, c.now().Add(time.Hour))
 	lang := c.lang(r)
 	c.render(w, r, code, "signin", &page{L: lang, Title: tr(lang, "Sign in"), CSRF: tok, Zone: c.opt.Zone, Error: msg,
-		Data: map[string]any{"Zones": zones, "Zone": c.opt.Zone.String(), "Expired": r.URL.Query().Get("expired") != ""}})
+		Data: map[string]any{"Expired": r.URL.Query().Get("expired") != ""}})
 }
 
 // signin exchanges the posted token for a session.
@@ -140,7 +139,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		c.showSignin(w, r, tr(c.lang(r), "Paste your Veil token (veil principal create printed it once)."), http.StatusBadRequest)
 		return
 	}
-	if _, err := c.open(w, r, token, pickZone(r.PostFormValue("zone"), c.opt.Zone)); err != nil {
+	if _, err := c.open(w, r, token); err != nil {
 		c.showSignin(w, r, tr(c.lang(r), "The token was not accepted:")+" "+err.Error(), http.StatusUnauthorized)
 		return
 	}
@@ -183,7 +182,7 @@ func (c *Console) newLink(w http.ResponseWriter, r *http.Request) {
 	c.sweep()
 	full := len(c.links) >= maxLinks
 	if !full {
-		c.links[id] = &link{token: token, zone: c.opt.Zone, expires: exp}
+		c.links[id] = &link{token: token, expires: exp}
 	}
 	c.mu.Unlock()
 	if full {
@@ -207,7 +206,7 @@ func (c *Console) redeem(w http.ResponseWriter, r *http.Request) {
 		c.showSignin(w, r, tr(c.lang(r), "This sign-in link was used already or has expired; sign in with your token."), http.StatusUnauthorized)
 		return
 	}
-	if _, err := c.open(w, r, l.token, l.zone); err != nil {
+	if _, err := c.open(w, r, l.token); err != nil {
 		c.showSignin(w, r, tr(c.lang(r), "The token was not accepted:")+" "+err.Error(), http.StatusUnauthorized)
 		return
 	}
@@ -225,29 +224,56 @@ func (c *Console) setLang(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 
-// setZone changes the session's time zone.
-func (c *Console) setZone(w http.ResponseWriter, r *http.Request, s *session) {
-	z := pickZone(r.PostFormValue("zone"), nil)
-	if z == nil {
-		c.fail(w, r, s, &apiError{Status: http.StatusBadRequest, Kind: "invalid", Msg: tr(c.lang(r), "Pick a time zone from the list.")})
-		return
+// zoneOf is the zone a principal reads times in: its preference, else the console's default.
+func (c *Console) zoneOf(who api.Principal) *time.Location {
+	if who.Zone != "" {
+		if z, err := time.LoadLocation(who.Zone); err == nil && who.Zone != "Local" {
+			return z
+		}
 	}
+	return c.opt.Zone
+}
+
+// refresh takes the principal's time zone afresh: it may have set it with the CLI since.
+func (c *Console) refresh(r *http.Request, s *session) {
+	var who api.Principal
+	if c.call(r, s, http.MethodGet, "/v1/whoami", nil, &who) != nil {
+		return // the page's own requests meet the refusal and say so
+	}
+	z := c.zoneOf(who)
 	c.mu.Lock()
 	s.zone = z
 	c.mu.Unlock()
-	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 
-// zones are the time zones offered; a principal's zone is one of them.
-var zones = []string{"UTC", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Tokyo", "Asia/Singapore", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles"}
+// setZone records the principal's time zone, through the API as `veil zone set` does.
+func (c *Console) setZone(w http.ResponseWriter, r *http.Request, s *session) {
+	var who api.Principal
+	if err := c.call(r, s, http.MethodPut, "/v1/whoami/zone", api.SetZone{Zone: r.PostFormValue("zone")}, &who); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	z := c.zoneOf(who)
+	c.mu.Lock()
+	s.zone = z
+	c.mu.Unlock()
+	to := r.PostFormValue("back")
+	if !strings.HasPrefix(to, Prefix) || strings.HasPrefix(to, "//") || strings.ContainsAny(to, "?#\\") {
+		to = mainPage(s)
+	}
+	back(w, r, to, "zone")
+}
 
-func pickZone(name string, def *time.Location) *time.Location {
+// zones are the time zones the console offers in its list; a principal may have set
+// another with the CLI, which the list then shows too.
+var zones = []string{"UTC", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Taipei", "Asia/Tokyo", "Asia/Singapore", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles"}
+
+// zoneChoices is the list with zone in it.
+func zoneChoices(zone string) []string {
 	for _, z := range zones {
-		if z == name {
-			if loc, err := time.LoadLocation(z); err == nil {
-				return loc
-			}
+		if z == zone {
+			return zones
 		}
 	}
-	return def
+	return append([]string{zone}, zones...)
 }

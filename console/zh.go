@@ -3,6 +3,21 @@ package console
 // zh is the console in Simplified Chinese, keyed by the English text. i18n_test.go checks
 // that every text a page or a handler uses has its translation here.
 var zh = map[string]string{
+	"%d spends, ε %g spent, %g left of %g.": "%d 次支出，已支出 ε %g，预算 %[4]g 中剩余 %[3]g。",
+	"Budget burn-down of %s":                "%s 的预算消耗图",
+	"Current":                               "当前版本",
+	"Dataset versions":                      "数据集版本",
+	"No spends yet.":                        "尚无支出。",
+	"Only the first %d spends are drawn.":   "仅绘制了前 %d 次支出。",
+	"Spends on this dataset (%d in all; the newest 100 shown)": "此数据集的支出（共 %d 次；显示最新 100 次）",
+	"Spent in all":      "累计支出",
+	"Versions of %s":    "%s 的版本",
+	"spends":            "支出",
+	"ε %g spent of %g.": "预算 ε %[2]g 中已支出 %[1]g。",
+	"ε left of %g over time: %d spends from %s to %s, %g left.":                         "预算 ε %g 随时间的剩余：%[3]s 至 %[4]s 之间 %[2]d 次支出，剩余 %[5]g。",
+	"ε left of the budget after each job's spend; the dataset's page lists the spends.": "每个作业支出后预算剩余的 ε；数据集页面列出各次支出。",
+	"ε left of the budget after each job's spend; the spends are listed below.":         "每个作业支出后预算剩余的 ε；各次支出列于下方。",
+	"ε left":                "剩余 ε",
 	"Platform signing keys": "平台签名密钥",
 	"Certificates and checkpoints verify with the keyring: a retired key only within its term. Compare this copy with the platform.keyring you got out of band.": "证书与检查点使用密钥环验证：已退役的密钥仅在其有效期内有效。请将此副本与您通过其他渠道获得的 platform.keyring 比对。",
 	"Key id":                              "密钥标识",

@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/grants"
 	"github.com/veil-dp/veil/policy"
 )
 
@@ -36,6 +39,33 @@ func (s *Server) actOnGrant(w http.ResponseWriter, r *http.Request, p policy.Pri
 		}
 		return g, err
 	})
+}
+
+func (s *Server) budgetSpends(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	q := r.URL.Query()
+	num := func(name string, def int) (int, error) {
+		if q.Get(name) == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(q.Get(name))
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%w: %s must be a whole number ≥ 0", policy.ErrInvalid, name)
+		}
+		return n, nil
+	}
+	offset, err := num("offset", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := num("limit", 200)
+	if err != nil {
+		return err
+	}
+	if limit < 1 || limit > grants.MaxSpendPage {
+		return fmt.Errorf("%w: limit must be in 1..%d", policy.ErrInvalid, grants.MaxSpendPage)
+	}
+	out, err := s.grants.Spends(r.Context(), p, q.Get("dataset"), q.Get("grant"), offset, limit)
+	return reply(w, http.StatusOK, out, err)
 }
 
 func (s *Server) showBudget(w http.ResponseWriter, r *http.Request, p policy.Principal) error {

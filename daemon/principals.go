@@ -9,7 +9,14 @@ import (
 )
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	return reply(w, http.StatusOK, api.Principal{ID: p.ID, Name: p.Name, Role: string(p.Role), Tenant: p.Tenant}, nil)
+	out, err := s.principals.Whoami(r.Context(), p)
+	return reply(w, http.StatusOK, out, err)
+}
+
+func (s *Server) setZone(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
+	return answer(w, r, http.StatusOK, func(ctx context.Context, req api.SetZone) (api.Principal, error) {
+		return s.principals.SetZone(ctx, p, req)
+	})
 }
 
 func (s *Server) createPrincipal(w http.ResponseWriter, r *http.Request, p policy.Principal) error {

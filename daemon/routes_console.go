@@ -12,7 +12,7 @@ import (
 // console makes its requests to api in process, with the signed-in principal's token, so
 // that it is authorized and audited exactly as the API is.
 func (s *Server) withConsole(api http.Handler) http.Handler {
-	ui, err := console.New(console.Options{API: api, Clock: s.cfg.Clock, Zone: time.Local, Log: s.slog})
+	ui, err := console.New(console.Options{API: api, Clock: s.cfg.Clock, Zone: time.UTC, Log: s.slog})
 	if err != nil {
 		// The templates are embedded and checked by the console's tests: this is a build defect.
 		s.slog.Error("console disabled", "err", err)

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	_ "time/tzdata" // zones must not depend on the host's zoneinfo
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/policy"
@@ -137,4 +138,51 @@ func (ps *Principals) Revoke(ctx context.Context, p policy.Principal, id string)
 		return ps.rec.Record(ctx, tx, p, "principal.revoke", "principal/"+id, nil)
 	})
 	return toAPI(sp), err
+}
+
+// ZoneKey is the preference that holds a principal's time zone.
+const ZoneKey = "zone"
+
+// ParseZone checks an IANA time zone name: "UTC", "Asia/Shanghai"; not "Local", whose
+// meaning is the host's.
+func ParseZone(name string) (*time.Location, error) {
+	if name == "" || len(name) > 64 || name == "Local" {
+		return nil, fmt.Errorf("%w: give an IANA time zone name such as UTC or Asia/Shanghai", policy.ErrInvalid)
+	}
+	z, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not an IANA time zone; give one such as UTC or Asia/Shanghai", policy.ErrInvalid, name)
+	}
+	return z, nil
+}
+
+// Whoami is the caller with its preferences: its time zone (UTC unless it chose one).
+func (ps *Principals) Whoami(ctx context.Context, p policy.Principal) (api.Principal, error) {
+	out := api.Principal{ID: p.ID, Name: p.Name, Role: string(p.Role), Tenant: p.Tenant, Zone: "UTC"}
+	err := ps.db.View(ctx, func(tx store.Tx) error {
+		z, err := tx.Preference(ctx, p.ID, ZoneKey)
+		if z != "" {
+			out.Zone = z
+		}
+		return err
+	})
+	return out, err
+}
+
+// SetZone records the time zone p reads times in; it is p's own choice, audited.
+func (ps *Principals) SetZone(ctx context.Context, p policy.Principal, req api.SetZone) (api.Principal, error) {
+	z, err := ParseZone(req.Zone)
+	if err != nil {
+		return api.Principal{}, err
+	}
+	err = ps.db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutPreference(ctx, p.ID, ZoneKey, z.String()); err != nil {
+			return err
+		}
+		return ps.rec.Record(ctx, tx, p, "principal.zone", "principal/"+p.ID, map[string]string{"zone": z.String()})
+	})
+	if err != nil {
+		return api.Principal{}, err
+	}
+	return ps.Whoami(ctx, p)
 }

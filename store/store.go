@@ -181,6 +181,10 @@ type Tx interface {
 	// (ErrNotFound: the token has no end).
 	PutTokenTerm(ctx context.Context, hash []byte, principal string, ends time.Time) error
 	TokenTerm(ctx context.Context, hash []byte) (principal string, ends time.Time, err error)
+	// PutPreference sets one of a principal's preferences (key "zone": its IANA time zone);
+	// Preference reads it back ("" when unset).
+	PutPreference(ctx context.Context, principal, key, value string) error
+	Preference(ctx context.Context, principal, key string) (string, error)
 
 	PutDataset(ctx context.Context, d Dataset) error
 	Dataset(ctx context.Context, name string) (Dataset, error)

@@ -347,6 +347,10 @@ func TestCLI(t *testing.T) {
 	// 100 residents: 60 in north, 37 in south, 3 in tiny.
 	schema, csv := filepath.Join(wd(t), "testdata", "residents.yaml"), filepath.Join(wd(t), "testdata", "residents.csv")
 	e.veil("whoami", "operator", "operator", "whoami")
+	e.veil("zone", "set", "operator", "zone", "set", "Asia/Shanghai")
+	e.veil("zone", "show", "operator", "zone", "show")
+	e.veil("zone", "refused", "operator", "zone", "set", "Mars/Olympus")
+	e.veil("zone", "set-utc", "operator", "zone", "set", "UTC")
 	for _, p := range []struct{ profile, name, role, tenant string }{
 		{"civil", "Civil Affairs Bureau", "provider", "civil-affairs"},
 		{"bureau", "Municipal Data Bureau", "authority", ""},

@@ -34,7 +34,7 @@ var jsonExempt = map[string]string{
 // sweptCommands are the commands TestCLI's sweep runs with -o json against the daemon; the
 // sweep checks that it ran each of them.
 var sweptCommands = []string{
-	"veil whoami", "veil principal create", "veil principal list", "veil principal revoke", "veil principal rotate",
+	"veil whoami", "veil zone show", "veil zone set", "veil principal create", "veil principal list", "veil principal revoke", "veil principal rotate",
 	"veil dataset list", "veil dataset show", "veil dataset register", "veil dataset twin", "veil dataset synthesize",
 	"veil dataset feedback", "veil dataset feedback list", "veil dataset feedback resolve",
 	"veil grant apply", "veil grant list", "veil grant show", "veil grant approve", "veil grant reject",
@@ -175,6 +175,12 @@ func (e *cliEnv) sweep(t *testing.T, gt, gd, jt string) {
 		return ""
 	}
 	js("acme", "whoami")
+	if z := js("acme", "zone", "set", "Asia/Tokyo"); z["zone"] != "Asia/Tokyo" {
+		t.Errorf("veil -o json zone set: %v", z)
+	}
+	if z := js("acme", "zone", "show"); z["zone"] != "Asia/Tokyo" {
+		t.Errorf("veil -o json zone show: %v", z)
+	}
 	p := js("operator", "principal", "create", "--name", "sweep", "--role", "auditor", "--expires", "30d")
 	js("operator", "principal", "list")
 	if r := js("operator", "principal", "rotate", id(p, "id"), "--grace", "1h"); r["token"] == "" || r["token"] == p["token"] {

@@ -21,9 +21,47 @@ func newWhoamiCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return kv(p, "id", p.ID, "name", p.Name, "role", p.Role, "tenant", p.Tenant)
+			return kv(p, "id", p.ID, "name", p.Name, "role", p.Role, "tenant", p.Tenant, "zone", p.Zone)
 		},
 	}
+}
+
+func newZoneCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "zone", Short: "Show or set the time zone you read times in (the console's dates)"}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show your time zone (UTC unless you set one)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			p, err := c.Whoami(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return kv(p, "zone", p.Zone)
+		},
+	}
+	set := &cobra.Command{
+		Use:   "set ZONE",
+		Short: "Set your time zone: an IANA name such as UTC or Asia/Shanghai",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := connect()
+			if err != nil {
+				return err
+			}
+			p, err := c.SetZone(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return kv(p, "zone", p.Zone)
+		},
+	}
+	cmd.AddCommand(show, set)
+	return cmd
 }
 
 func newPrincipalCmd() *cobra.Command {

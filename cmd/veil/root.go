@@ -109,7 +109,7 @@ func newRoot() *cobra.Command {
 	pf.BoolVar(&g.tokenStdin, "token-stdin", false, "read the bearer token from standard input")
 	pf.StringVar(&g.profile, "profile", "", "profile in the config file (env VEIL_PROFILE)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
-	root.AddCommand(newInitCmd(), newServeCmd(), newRunnerCmd(), newConfigCmd(), newWhoamiCmd(), newPrincipalCmd(),
+	root.AddCommand(newInitCmd(), newServeCmd(), newRunnerCmd(), newConfigCmd(), newWhoamiCmd(), newZoneCmd(), newPrincipalCmd(),
 		newDatasetCmd(), newGrantCmd(), newJobCmd(), newReviewCmd(), newExportCmd(), newAuditCmd(), newBudgetCmd(), newBenchCmd())
 	root.AddCommand(newHECmd(), newRuntimeCmd(), newDevCmd(), newFusionCmd())
 	root.AddCommand(newVersionCmd(), newDoctorCmd(), newPlatformCmd())

@@ -33,6 +33,13 @@ type Principal struct {
 	Revoked bool      `json:"revoked,omitempty"`
 	Token   string    `json:"token,omitempty"`
 	Expires time.Time `json:"expires,omitzero"` // when the token ends, if it does
+	Zone    string    `json:"zone,omitempty"`   // the time zone the principal reads times in (whoami: UTC unless set)
+}
+
+// SetZone is a principal's choice of the IANA time zone it reads times in (the console's
+// dates): "UTC", "Asia/Shanghai", ….
+type SetZone struct {
+	Zone string `json:"zone"`
 }
 
 // RegisterDataset registers files (paths on the daemon's host) under a schema (YAML text).
@@ -423,6 +430,32 @@ type GrantBudget struct {
 	Remaining Amount  `json:"remaining"`
 	Jobs      int     `json:"jobs"`
 	MaxQuery  float64 `json:"max_query_epsilon"`
+}
+
+// BudgetSpend is one job's spend on one dataset, from the ledger: when the job was queued
+// (the budget is reserved then), what it spent and the running sum of the spends listed up
+// to and including it. Refunded spends (jobs that never ran) are left out.
+type BudgetSpend struct {
+	At      time.Time `json:"at"`
+	Job     string    `json:"job"`
+	Grant   string    `json:"grant"`
+	Dataset string    `json:"dataset"`
+	Spent   Amount    `json:"spent"`
+	Sum     Amount    `json:"sum"`
+}
+
+// BudgetSpends is a page of a dataset's or a grant's spend history, oldest first: Total
+// spends in all, this page from Offset; Next is the offset of the next page (0: none).
+// Limit is the budget the spends are drawn from (the dataset's total, or the grant's slice
+// when a grant is named), for a burn-down.
+type BudgetSpends struct {
+	Dataset string        `json:"dataset"`
+	Grant   string        `json:"grant,omitempty"`
+	Limit   Amount        `json:"limit"`
+	Total   int           `json:"total"`
+	Offset  int           `json:"offset"`
+	Next    int           `json:"next,omitempty"`
+	Spends  []BudgetSpend `json:"spends"`
 }
 
 // Budgets is what `veil budget show` prints: datasets for providers and the authority,

@@ -20,6 +20,8 @@ const schema = `
 CREATE TABLE IF NOT EXISTS principals (
 	id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, tenant TEXT NOT NULL,
 	token_hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS preferences (
+	principal TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (principal, key));
 CREATE TABLE IF NOT EXISTS token_terms (
 	hash BLOB PRIMARY KEY, principal TEXT NOT NULL, ends INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
@@ -121,6 +123,20 @@ func (t *txn) Principal(ctx context.Context, id string) (store.Principal, error)
 
 func (t *txn) Principals(ctx context.Context) ([]store.Principal, error) {
 	return queryAll(ctx, t, "principals", scanPrincipal, `SELECT `+principalCols+` FROM principals ORDER BY created, id`)
+}
+
+func (t *txn) PutPreference(ctx context.Context, principal, key, value string) error {
+	return t.exec(ctx, "put preference", `INSERT INTO preferences (principal, key, value) VALUES (?,?,?)
+		ON CONFLICT(principal, key) DO UPDATE SET value=excluded.value`, principal, key, value)
+}
+
+func (t *txn) Preference(ctx context.Context, principal, key string) (string, error) {
+	var v string
+	err := t.tx.QueryRowContext(ctx, `SELECT value FROM preferences WHERE principal = ? AND key = ?`, principal, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, wrap(err, "preference")
 }
 
 func (t *txn) PutTokenTerm(ctx context.Context, hash []byte, principal string, ends time.Time) error {
