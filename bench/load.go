@@ -33,7 +33,7 @@ const (
 	loadTimeout = 5 * time.Minute
 )
 
-// The mix: a threshold GROUP BY, then a dp GROUP BY (ε=1 of the grant's 10), in turn.
+// The mix: a threshold GROUP BY, then a dp GROUP BY (ε=0.4 of the grant's 4), in turn.
 const (
 	loadThresholdSQL = "SELECT grp, COUNT(*) AS n, AVG(value) AS v FROM load_events GROUP BY grp"
 	loadDPSQL        = "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM load_events GROUP BY grp"
@@ -114,6 +114,7 @@ func (v *loadVendor) submit(ctx context.Context, i int) (time.Duration, error) {
 	req := api.SubmitJob{Grant: v.threshold, SQL: loadThresholdSQL}
 	if i%2 == 1 {
 		req = dpSubmit(v.dpGrnt, loadDPSQL)
+		req.DP.Epsilon = 0.4
 	}
 	start := time.Now()
 	j, err := v.c.SubmitJob(ctx, req)
@@ -145,12 +146,12 @@ func benchLoad(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	// 21 vendors each hold a dp grant of ε=10: the dataset gives that much to grants.
+	// 21 vendors each hold a dp grant of ε=4: the dataset gives that much to grants.
 	const budget = "budget: {epsilon: 10, delta: 1.0e-6}"
 	if !strings.Contains(string(sch), budget) {
 		return fmt.Errorf("load_events.yaml: no %q line to raise", budget)
 	}
-	sch = []byte(strings.Replace(string(sch), budget, "budget: {epsilon: 1000, delta: 1.0e-4}", 1))
+	sch = []byte(strings.Replace(string(sch), budget, "budget: {epsilon: 100, delta: 1.0e-5}", 1))
 	d, err := startLoadDaemon(ctx, e)
 	if err != nil {
 		return err
@@ -194,12 +195,12 @@ func benchLoad(ctx context.Context, e *env) error {
 		if v.threshold, err = grant(c, api.ApplyGrant{Scenario: "load " + name, Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d", Datasets: access}); err != nil {
 			return nil, err
 		}
-		if v.dpGrnt, err = grant(c, api.ApplyGrant{Scenario: "load dp " + name, Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 10, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d", Datasets: access}); err != nil {
+		if v.dpGrnt, err = grant(c, api.ApplyGrant{Scenario: "load dp " + name, Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 4, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d", Datasets: access}); err != nil {
 			return nil, err
 		}
 		return v, nil
 	}
-	// Each dp job spends ε=1 of its grant's 10: at most 10 dp jobs a vendor, so 20 jobs.
+	// Each dp job spends ε=0.4 of its grant's 4: at most 10 dp jobs a vendor, so 20 jobs.
 	perVendor := min(max(2*e.o.Reps, 4), 20)
 	e.logf("load: %d vendors of %d tenants, %d jobs each (threshold and dp in turn), daemon workers=%d, isolation=%s...",
 		loadTenants*loadVendors, loadTenants, perVendor, d.workers, e.o.Isolation)
