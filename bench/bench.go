@@ -84,6 +84,7 @@ var suites = []suite{
 	{"fixedcost", "where the fixed cost of a job goes: API, submission, validation, commits, sandbox, the rest", benchFixedCost},
 	{"runner", "the runner in process, as a process, in a fresh and in a pooled sandbox against raw DuckDB", benchRunner},
 	{"realdata", "a threshold GROUP BY on vega-datasets' flights end to end and without the daemon (needs --flights)", benchRealData},
+	{"load", "many tenants at once: 20 vendors of 5 tenants submitting threshold and dp jobs to one daemon (throughput, latency, fairness, memory)", benchLoad},
 	{"scale", "dp and threshold group-bys on 100M rows under 2 GiB with a spill area, against raw DuckDB's floors", benchScale},
 }
 

@@ -305,7 +305,7 @@ func benchRealData(ctx context.Context, e *env) error {
 		e.pairedRatio("realdata_threshold_e2e_vs_raw_ratio", s, "e2e", "raw", base, "Submit to protected output in the review queue, isolation="+e.o.Isolation+". "+note),
 		e.st.ratio("realdata_threshold_metered_vs_raw_ratio", ms(median(metered)), base, ms(s.med("raw")), "The job's metered wall time (sandbox start to exit) end to end. "+note),
 		e.pairedRatio("realdata_threshold_pool_vs_raw_ratio", s, "pooled", "raw", base, "Validation, the runner in a sandbox prepared ahead and the threshold gate, in this process (no API, store or audit). "+note),
-		e.pairedRatio("realdata_threshold_plan_vs_raw_ratio", s, "plan", "raw", base, "The threshold plan's SQL (the row-counting variant first, then exact distinct units for every group as soon as one group is undecided) by the runner's code in this process. "+note),
+		e.pairedRatio("realdata_threshold_plan_vs_raw_ratio", s, "plan", "raw", base, "The threshold plan's SQL (the row-counting variant first, then exact distinct units for the undecided groups only, by their group keys) by the runner's code in this process. "+note),
 		e.pairedRatio("realdata_threshold_floor_vs_raw_ratio", s, "floor", "raw", base, "Raw DuckDB's own floor for a threshold: the GROUP BY with COUNT(DISTINCT unit). "+note),
 	)
 }

@@ -126,11 +126,20 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 	}
 	return r.session(ctx, j, func(ar *duckdb.Arrow) error {
 		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
-			recs, ok, err := fast(ctx, ar, j)
+			recs, undecided, err := fast(ctx, ar, j)
 			if err != nil {
 				return err
 			}
-			if ok {
+			if recs != nil && undecided > 0 {
+				// Count distinct units for the undecided groups only; nil: for every group.
+				exact, err := narrow(ctx, ar, j, recs)
+				release(recs)
+				if err != nil {
+					return err
+				}
+				recs = exact
+			}
+			if recs != nil {
 				defer release(recs)
 				if err := writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs); err != nil {
 					return err
@@ -314,17 +323,18 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 	})
 }
 
-// fast runs the row-counting variant of the query and reports whether its result decides
-// every row: n < K (fails for certain) or n >= K*M (passes for certain).
-func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, bool, error) {
+// fast runs the row-counting variant of the query and returns its result with the number
+// of rows it leaves undecided: K <= n < K*M (n < K fails for certain, n >= K*M passes for
+// certain). It returns no result where the query returned no rows.
+func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, int, error) {
 	rr, err := ar.QueryContext(ctx, j.FastSQL)
 	if err != nil {
-		return nil, false, fmt.Errorf("query: %w", err)
+		return nil, 0, fmt.Errorf("query: %w", err)
 	}
 	defer rr.Release()
 	var recs []arrow.RecordBatch
 	var size int64
-	decided := true
+	undecided := 0
 	for rr.Next() {
 		rec := rr.RecordBatch()
 		rec.Retain()
@@ -334,34 +344,33 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, b
 		}
 		if j.MaxResultBytes > 0 && size > j.MaxResultBytes {
 			release(recs)
-			return nil, false, ErrResultTooLarge
+			return nil, 0, ErrResultTooLarge
 		}
 		// The row count comes before the hidden group keys, if any.
 		idx := rec.Schema().FieldIndices(RowsColumn)
 		if len(idx) != 1 {
 			release(recs)
-			return nil, false, errors.New("fast plan: no row count column")
+			return nil, 0, errors.New("fast plan: no row count column")
 		}
 		n, ok := rec.Column(idx[0]).(*array.Int64)
 		if !ok {
 			release(recs)
-			return nil, false, errors.New("fast plan: no row count column")
+			return nil, 0, errors.New("fast plan: no row count column")
 		}
 		for r := 0; r < n.Len(); r++ {
 			if v := n.Value(r); v >= int64(j.K) && v < int64(j.K)*j.MaxRowsPerUnit {
-				decided = false
+				undecided++
 			}
 		}
 	}
 	if err := rr.Err(); err != nil {
 		release(recs)
-		return nil, false, fmt.Errorf("query: %w", err)
+		return nil, 0, fmt.Errorf("query: %w", err)
 	}
-	if !decided || len(recs) == 0 {
-		release(recs)
-		return nil, false, nil
+	if len(recs) == 0 {
+		return nil, 0, nil
 	}
-	return recs, true, nil
+	return recs, undecided, nil
 }
 
 func release(recs []arrow.RecordBatch) {

@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/duckdb/duckdb-go/v2"
+)
+
+// maxNarrowed is how many undecided groups the runner counts exactly by their keys; with
+// more it runs the exact plan for every group.
+const maxNarrowed = 4096
+
+// narrowView is the view over the fast result's group keys, named like a hidden column so
+// that no dataset can be called so.
+const narrowView = "__veil_fast_keys"
+
+// narrow completes a fast result in which some groups are undecided (between K and K·M
+// rows): it counts distinct units for those groups only, with the exact plan restricted to
+// their group keys, and returns the fast result with its row counts replaced by a units
+// column the gate reads as exact counts. The undecided groups get their exact distinct
+// units; a group of n < K rows keeps n (fewer than K units, suppressed as before); a group
+// of n >= K·M rows gets ceil(n/M), at least K (released as before). The gate's decisions
+// are thus those of the exact plan for every group.
+//
+// The restriction is a filter on hash(group keys) over the exact plan's result: DuckDB
+// moves it below the aggregate, so that only the undecided groups' rows reach the distinct
+// count. The hashes are DuckDB's own, of the fast result's keys, and every match is checked
+// against the keys themselves. narrow returns nil, nil where it cannot vouch for the result
+// (no group keys, too many undecided groups, a hash shared by two groups, an undecided
+// group the restricted plan does not return, a query it cannot run); the caller then runs
+// the exact plan for every group, as before.
+func narrow(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error) {
+	out, err := narrowed(ctx, ar, j, recs)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
+		return nil, nil // the exact plan for every group will tell
+	}
+	return out, err
+}
+
+func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error) {
+	schema := recs[0].Schema()
+	rowsIdx := schema.FieldIndices(RowsColumn)
+	if len(rowsIdx) != 1 {
+		return nil, nil
+	}
+	var keys []int
+	for i, f := range schema.Fields() {
+		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
+			keys = append(keys, i)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil // one group: the exact plan is the restricted one
+	}
+	k, m := int64(j.K), j.MaxRowsPerUnit
+	type at struct{ rec, row int }
+	var where []at // by global row number
+	var undecided []int
+	for ri, rec := range recs {
+		n := rec.Column(rowsIdx[0]).(*array.Int64)
+		for r := 0; r < n.Len(); r++ {
+			if v := n.Value(r); v >= k && v < k*m {
+				undecided = append(undecided, len(where))
+			}
+			where = append(where, at{ri, r})
+		}
+	}
+	if len(undecided) == 0 || len(undecided) > maxNarrowed {
+		return nil, nil
+	}
+
+	// DuckDB hashes the fast result's keys: the same function over the same values as in
+	// the restricted plan.
+	hashes, err := keyHashes(ctx, ar, recs, keys, len(where))
+	if err != nil {
+		return nil, err
+	}
+	byHash := make(map[uint64]int, len(hashes))
+	for row, h := range hashes {
+		if _, dup := byHash[h]; dup {
+			return nil, nil
+		}
+		byHash[h] = row
+	}
+
+	var keyList []string
+	for _, i := range keys {
+		keyList = append(keyList, quoteIdent(schema.Field(i).Name))
+	}
+	hashExpr := "hash(" + strings.Join(keyList, ", ") + ")"
+	lits := make([]string, len(undecided))
+	for i, row := range undecided {
+		lits[i] = fmt.Sprintf("%d::UBIGINT", hashes[row])
+	}
+	units := fmt.Sprintf("%s_0", UnitsPrefix)
+	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s, %s FROM (%s) AS __veil_exact WHERE %s IN (%s)",
+		hashExpr, quoteIdent(units), strings.Join(keyList, ", "), j.SQL, hashExpr, strings.Join(lits, ", "))
+	got, _, err := collect(ctx, ar, q, j.MaxResultBytes)
+	if err != nil {
+		return nil, err
+	}
+	defer release(got)
+
+	isUndecided := make(map[int]bool, len(undecided))
+	for _, row := range undecided {
+		isUndecided[row] = true
+	}
+	exact := make(map[int]int64, len(undecided))
+	for _, rec := range got {
+		h, ok1 := rec.Column(0).(*array.Uint64)
+		u, ok2 := rec.Column(1).(*array.Int64)
+		if !ok1 || !ok2 || int(rec.NumCols()) != 2+len(keys) {
+			return nil, nil
+		}
+		for r := 0; r < int(rec.NumRows()); r++ {
+			row, ok := byHash[h.Value(r)]
+			if !ok || !isUndecided[row] || u.IsNull(r) {
+				return nil, nil
+			}
+			if _, seen := exact[row]; seen {
+				return nil, nil // two groups with the same keys
+			}
+			fr := recs[where[row].rec]
+			for c, i := range keys {
+				fc, ec := fr.Column(i), rec.Column(2+c)
+				if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
+					!array.SliceEqual(fc, int64(where[row].row), int64(where[row].row+1), ec, int64(r), int64(r+1)) {
+					return nil, nil
+				}
+			}
+			exact[row] = u.Value(r)
+		}
+	}
+	if len(exact) != len(undecided) {
+		return nil, nil
+	}
+
+	// The fast result with its row counts replaced by units.
+	fields := append([]arrow.Field(nil), schema.Fields()...)
+	fields[rowsIdx[0]] = arrow.Field{Name: units, Type: arrow.PrimitiveTypes.Int64, Nullable: true}
+	md := schema.Metadata()
+	out := arrow.NewSchema(fields, &md)
+	var res []arrow.RecordBatch
+	row := 0
+	for _, rec := range recs {
+		n := rec.Column(rowsIdx[0]).(*array.Int64)
+		b := array.NewInt64Builder(memory.DefaultAllocator)
+		b.Reserve(n.Len())
+		for r := 0; r < n.Len(); r++ {
+			switch v := n.Value(r); {
+			case v < k:
+				b.Append(v)
+			case v >= k*m:
+				b.Append((v + m - 1) / m)
+			default:
+				b.Append(exact[row])
+			}
+			row++
+		}
+		col := b.NewArray()
+		b.Release()
+		cols := append([]arrow.Array(nil), rec.Columns()...)
+		cols[rowsIdx[0]] = col
+		res = append(res, array.NewRecordBatch(out, cols, rec.NumRows()))
+		col.Release()
+	}
+	return res, nil
+}
+
+// keyHashes returns DuckDB's hash of each row's group keys, by global row number: the key
+// columns of recs are registered as a view, with the row number beside them (a scan need
+// not keep the order).
+func keyHashes(ctx context.Context, ar *duckdb.Arrow, recs []arrow.RecordBatch, keys []int, rows int) ([]uint64, error) {
+	fields := []arrow.Field{{Name: "__veil_row", Type: arrow.PrimitiveTypes.Int64}}
+	for _, i := range keys {
+		fields = append(fields, recs[0].Schema().Field(i))
+	}
+	schema := arrow.NewSchema(fields, nil)
+	var views []arrow.RecordBatch
+	defer func() { release(views) }()
+	next := int64(0)
+	for _, rec := range recs {
+		b := array.NewInt64Builder(memory.DefaultAllocator)
+		for r := 0; r < int(rec.NumRows()); r++ {
+			b.Append(next)
+			next++
+		}
+		idx := b.NewArray()
+		b.Release()
+		cols := []arrow.Array{idx}
+		for _, i := range keys {
+			cols = append(cols, rec.Column(i))
+		}
+		views = append(views, array.NewRecordBatch(schema, cols, rec.NumRows()))
+		idx.Release()
+	}
+	rdr, err := array.NewRecordReader(schema, views)
+	if err != nil {
+		return nil, err
+	}
+	defer rdr.Release()
+	drop, err := ar.RegisterView(rdr, narrowView)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if rr, err := ar.QueryContext(ctx, "DROP VIEW IF EXISTS "+narrowView); err == nil {
+			rr.Release()
+		}
+		drop()
+	}()
+	cols := make([]string, len(keys))
+	for c, i := range keys {
+		cols[c] = quoteIdent(recs[0].Schema().Field(i).Name)
+	}
+	got, _, err := collect(ctx, ar, fmt.Sprintf("SELECT __veil_row, hash(%s) FROM %s", strings.Join(cols, ", "), narrowView), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer release(got)
+	hashes := make([]uint64, rows)
+	seen := make([]bool, rows)
+	count := 0
+	for _, rec := range got {
+		ix, ok1 := rec.Column(0).(*array.Int64)
+		h, ok2 := rec.Column(1).(*array.Uint64)
+		if !ok1 || !ok2 {
+			return nil, errors.New("key hashes: unexpected types")
+		}
+		for r := 0; r < ix.Len(); r++ {
+			i := ix.Value(r)
+			if i < 0 || i >= int64(rows) || seen[i] {
+				return nil, errors.New("key hashes: unexpected row")
+			}
+			seen[i], hashes[i] = true, h.Value(r)
+			count++
+		}
+	}
+	if count != rows {
+		return nil, errors.New("key hashes: rows missing")
+	}
+	return hashes, nil
+}
