@@ -54,6 +54,10 @@ type Check struct {
 	Kind   string   `json:"kind"`
 	SQL    string   `json:"sql"`
 	Priors []string `json:"priors,omitempty"` // difference: the prior job of each flag column
+	// FastSQL (difference, one table with a known maximum of rows per person) gives the same
+	// result from row counts, with one more column, DifferenceUndecided; where that is true
+	// in some row, SQL must run instead.
+	FastSQL string `json:"fast_sql,omitempty"`
 }
 
 // CheckRules are the thresholds of the checks.
@@ -120,19 +124,19 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 		}
 		// One query for all priors that survive their own binding check.
 		for len(pairs) > 0 {
-			c, err := s.difference(ctx, q, pairs, r)
+			c, err := s.difference(ctx, q, pairs, r, &sc)
 			if err != nil {
 				return err
 			}
-			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL}); err != nil {
+			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL, c.FastSQL}); err != nil {
 				if len(pairs) == 1 {
 					break
 				}
 				// Find the pairs that do not bind on their own, and drop them.
 				var kept []pair
 				for _, p := range pairs {
-					c1, err := s.difference(ctx, q, []pair{p}, r)
-					if err == nil && s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL}) == nil {
+					c1, err := s.difference(ctx, q, []pair{p}, r, &sc)
+					if err == nil && s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL, c1.FastSQL}) == nil {
 						kept = append(kept, p)
 					}
 				}
@@ -388,16 +392,37 @@ func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *S
 
 // difference builds the difference check of the new query against prior WHERE clauses: per
 // cell, one flag per prior, true where 1 to K-1 persons' rows are in exactly one of the two.
-func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, r CheckRules) (Check, error) {
+//
+// Both variants read only the rows in some symmetric difference (the WHERE is the OR of the
+// pairs' differences): a cell without such rows cannot fail, and the per-person aggregate,
+// the expensive part, then sees those rows alone. Where the query reads one table whose
+// maximum of rows per person M is known, FastSQL counts the differing rows that name a
+// person instead of the persons: n of them hold between ceil(n/M) and n persons, so n = 0
+// passes, 1 <= n < K fails and n > (K-1)*M passes, all for certain. Its last column
+// (DifferenceUndecided) is true in the cells in between; only when some cell is undecided
+// does the runner run SQL, the exact count. Which of the two ran, and how many rows differ,
+// shows in the job's duration alone: that is data-dependent as the query's own time is, and
+// hidden the same way, by the release quantum (a vendor sees the outcome only at fixed time
+// quanta).
+func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, r CheckRules, sc *Scope) (Check, error) {
 	units := q.unitRefs()
 	if len(units) == 0 {
 		return Check{}, errors.New("checks: the query reads no privacy unit")
 	}
-	tmpl, err := s.parse(ctx, "SELECT count(DISTINCT __veil_u) FILTER (WHERE coalesce(CAST(__veil_a AS BOOLEAN), false) <> coalesce(CAST(__veil_b AS BOOLEAN), false)) AS __veil_d")
+	const diff = "coalesce(CAST(__veil_a%[1]d AS BOOLEAN), false) <> coalesce(CAST(__veil_b%[1]d AS BOOLEAN), false)"
+	var items, conds []string
+	for i := range pairs {
+		d := fmt.Sprintf(diff, i)
+		conds = append(conds, "("+d+")")
+		items = append(items, fmt.Sprintf("count(DISTINCT __veil_u) FILTER (WHERE %s) AS __veil_d%d", d, i),
+			fmt.Sprintf("count(__veil_u) FILTER (WHERE %s) AS __veil_r%d", d, i))
+	}
+	tmpl, err := s.parse(ctx, "SELECT "+strings.Join(items, ", ")+" WHERE "+strings.Join(conds, " OR "))
 	if err != nil || tmpl.Error || len(tmpl.Statements) != 1 {
 		return Check{}, fmt.Errorf("checks: template: %v", err)
 	}
-	item := obj(tmpl.Statements[0], "node")["select_list"].([]any)[0]
+	tnode := obj(tmpl.Statements[0], "node")
+	titems := tnode["select_list"].([]any)
 	truth := map[string]any{"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "", "value": map[string]any{"type": map[string]any{"id": "BOOLEAN", "type_info": nil}, "is_null": false, "value": true}}
 	or := func(e any) any {
 		if e == nil {
@@ -405,21 +430,50 @@ func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, 
 		}
 		return clone(e)
 	}
+	repl := map[string]any{}
+	for i, p := range pairs {
+		repl[fmt.Sprintf("__veil_a%d", i)] = or(q.where)
+		repl[fmt.Sprintf("__veil_b%d", i)] = or(p.where)
+	}
+	where := substitute(clone(tnode["where_clause"]), repl)
 	sel := q.keyItems("__veil_g")
-	var flags, names []string
+	fastSel := q.keyItems("__veil_g")
+	var flags, names, fastFlags, fastNames, undecided []string
 	c := Check{Kind: CheckDifference}
+	m := int64(0)
+	if len(units) == 1 && len(q.w.order) == 1 {
+		m = q.w.tables[q.w.order[0]].MaxRowsPerUnit
+		for _, t := range sc.Tables { // the dataset version that runs now
+			if t.Name == q.w.tables[q.w.order[0]].Name {
+				m = t.MaxRowsPerUnit
+			}
+		}
+	}
 	for i, p := range pairs {
 		for ui, u := range units {
-			it := substitute(clone(item), map[string]any{"__veil_u": u, "__veil_a": or(q.where), "__veil_b": or(p.where)}).(map[string]any)
+			rp := map[string]any{"__veil_u": u}
+			for k, v := range repl {
+				rp[k] = v
+			}
+			it := substitute(clone(titems[2*i]), rp).(map[string]any)
 			name := fmt.Sprintf("__veil_d%d_%d", i, ui)
 			it["alias"] = name
 			sel = append(sel, it)
 			names = append(names, fmt.Sprintf("(%s BETWEEN 1 AND %d)", name, r.K-1))
+			if m > 0 {
+				ft := substitute(clone(titems[2*i+1]), rp).(map[string]any)
+				fname := fmt.Sprintf("__veil_r%d", i)
+				ft["alias"] = fname
+				fastSel = append(fastSel, ft)
+				fastNames = append(fastNames, fmt.Sprintf("(%s BETWEEN 1 AND %d)", fname, (int64(r.K)-1)*m))
+				fastFlags = append(fastFlags, fmt.Sprintf("(%s BETWEEN 1 AND %d) AS __veil_f%d", fname, r.K-1, i))
+				undecided = append(undecided, fmt.Sprintf("(%s BETWEEN %d AND %d)", fname, r.K, (int64(r.K)-1)*m))
+			}
 		}
 		flags = append(flags, fmt.Sprintf("(%s) AS __veil_f%d", strings.Join(names[len(names)-len(units):], " OR "), i))
 		c.Priors = append(c.Priors, p.job)
 	}
-	inner, err := s.deserialize(ctx, q.statement(nil, sel, q.keys))
+	inner, err := s.deserialize(ctx, q.statement(clone(where), sel, q.keys))
 	if err != nil {
 		return Check{}, err
 	}
@@ -429,8 +483,21 @@ func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, 
 	}
 	outer := append(append([]string{}, keyCols...), flags...)
 	c.SQL = fmt.Sprintf("SELECT %s FROM (%s) AS __veil_p WHERE %s", strings.Join(outer, ", "), inner, strings.Join(names, " OR "))
+	if m > 0 {
+		fast, err := s.deserialize(ctx, q.statement(clone(where), fastSel, q.keys))
+		if err != nil {
+			return Check{}, err
+		}
+		outer := append(append([]string{}, keyCols...), fastFlags...)
+		outer = append(outer, fmt.Sprintf("(%s) AS %s", strings.Join(undecided, " OR "), DifferenceUndecided))
+		c.FastSQL = fmt.Sprintf("SELECT %s FROM (%s) AS __veil_p WHERE %s", strings.Join(outer, ", "), fast, strings.Join(fastNames, " OR "))
+	}
 	return c, nil
 }
+
+// DifferenceUndecided names the last column of a difference check's FastSQL: true in a
+// cell whose row count leaves the check undecided.
+const DifferenceUndecided = "__veil_undecided"
 
 // groupKeys are a query's group keys as expressions over its FROM: positions (GROUP BY 1)
 // and select-list aliases replaced by what they name; GROUP BY ALL by the select-list items

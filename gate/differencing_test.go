@@ -58,7 +58,7 @@ func runChecked(t *testing.T, v *engine.Validator, sc engine.Scope, query string
 	}
 	job := &engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: diffRules.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}
 	for i, c := range checks {
-		job.Checks = append(job.Checks, c.SQL)
+		job.Checks, job.CheckFast = append(job.Checks, c.SQL), append(job.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			job.DominanceCheck, job.DominanceRules, job.Dominance = i+1, &diffRules, plan.Dominance
 		}
@@ -280,5 +280,52 @@ func TestDifferencingSkipsUnpairable(t *testing.T) {
 	}, true)
 	if rep.Differencing != 0 || rows["north"] == "" {
 		t.Errorf("unpairable priors: %v %+v", rows, rep)
+	}
+}
+
+// TestDifferencingFastPath: with a known maximum of rows per person the difference check
+// counts the differing rows first; its verdicts are the exact count's, whether the row count
+// decides (m=1, m=3) or leaves cells undecided and the exact count runs (m=1000).
+func TestDifferencingFastPath(t *testing.T) {
+	ctx := context.Background()
+	v := newValidator(t)
+	base := diffScope(t)
+	all := "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"
+	queries := []string{
+		"SELECT district, COUNT(*) AS n FROM residents WHERE age <> 101 GROUP BY district",     // one person: north fails
+		"SELECT district, COUNT(*) AS n FROM residents WHERE age < 33 GROUP BY district",       // 20 in each: passes
+		"SELECT district, COUNT(*) AS n FROM residents WHERE income >= 1040 GROUP BY district", // 4 of north differ: fails
+		all,
+	}
+	var want []string
+	for _, m := range []int64{0, 1, 3, 1000} {
+		sc := base
+		sc.Tables = append([]engine.Table{}, base.Tables...)
+		sc.Tables[0].MaxRowsPerUnit = m
+		for i, q := range queries {
+			plan, err := v.Validate(ctx, q, sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checks, err := v.Checks(ctx, plan, sc, []engine.Prior{{Job: "j-prior", Query: all}}, diffRules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range checks {
+				if c.Kind == engine.CheckDifference && (c.FastSQL != "") != (m > 0) {
+					t.Errorf("m=%d: fast variant %q", m, c.FastSQL)
+				}
+			}
+			rows, rep := runChecked(t, v, sc, q, []engine.Prior{{Job: "j-prior", Query: all}}, true)
+			got := fmt.Sprintf("north=%q south=%q differencing=%d", rows["north"], rows["south"], rep.Differencing)
+			if m == 0 {
+				want = append(want, got)
+			} else if got != want[i] {
+				t.Errorf("m=%d %s: %s, exact %s", m, q, got, want[i])
+			}
+		}
+	}
+	if !strings.Contains(want[0], "north=\"\"") || !strings.Contains(want[2], "north=\"\"") || strings.Contains(want[1], "\"\"") || !strings.Contains(want[3], "north=\"50\"") {
+		t.Errorf("exact verdicts: %v", want)
 	}
 }

@@ -173,7 +173,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		return nil, err
 	}
 	for i, c := range checks {
-		ejob.Checks = append(ejob.Checks, c.SQL)
+		ejob.Checks, ejob.CheckFast = append(ejob.Checks, c.SQL), append(ejob.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			ejob.DominanceCheck, ejob.DominanceRules, ejob.Dominance = i+1, &rules, plan.Dominance
 		}
