@@ -41,6 +41,20 @@ var ErrKeysChanged = errors.New("checks: the plan's group keys are not the query
 // MaxPriors bounds the prior queries one job is checked against.
 const MaxPriors = 20
 
+// PriorError refuses a threshold job that cannot be checked against one of its prior
+// queries (it no longer parses, or its WHERE does not bind against the job's FROM as the
+// tables are now): differencing with it cannot be ruled out, so the job does not run.
+type PriorError struct {
+	Job string // the prior job
+	Err error
+}
+
+func (e *PriorError) Error() string {
+	return fmt.Sprintf("checks: the query cannot be checked for differencing against prior job %s (%v)", e.Job, e.Err)
+}
+
+func (e *PriorError) Unwrap() error { return e.Err }
+
 // Check kinds.
 const (
 	CheckDominance  = "dominance"
@@ -77,8 +91,8 @@ type Prior struct {
 // Checks builds the check queries of a validated threshold plan against the scope as it is
 // now: the dominance check if the plan releases sums, averages or extremes, and one
 // difference check against the priors whose row sets can differ from the plan's. A prior
-// whose query no longer binds against the plan's FROM is skipped. It runs nothing against
-// data.
+// over another FROM is not paired; one whose query no longer parses or binds against the
+// plan's FROM refuses the job (*PriorError, naming it). It runs nothing against data.
 func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []Prior, r CheckRules) ([]Check, error) {
 	if r.K < 1 {
 		return nil, errors.New("checks: k must be at least 1")
@@ -116,38 +130,35 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 				continue
 			}
 			seen[p.Query] = true
-			pr, ok := s.priorWhere(ctx, q, p, &sc)
+			pr, ok, err := s.priorWhere(ctx, q, p, &sc)
+			if err != nil {
+				return err
+			}
 			if !ok {
 				continue
 			}
 			pairs = append(pairs, pair{job: p.Job, where: pr})
 		}
-		// One query for all priors that survive their own binding check.
-		for len(pairs) > 0 {
+		// One query for all priors. A prior whose WHERE does not bind against the query's
+		// FROM refuses the job (*PriorError): skipping it would let a pair through unchecked.
+		if len(pairs) > 0 {
 			c, err := s.difference(ctx, q, pairs, r, &sc)
 			if err != nil {
 				return err
 			}
 			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL, c.FastSQL}); err != nil {
-				if len(pairs) == 1 {
-					break
-				}
-				// Find the pairs that do not bind on their own, and drop them.
-				var kept []pair
 				for _, p := range pairs {
-					c1, err := s.difference(ctx, q, []pair{p}, r, &sc)
-					if err == nil && s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL, c1.FastSQL}) == nil {
-						kept = append(kept, p)
+					c1, err1 := s.difference(ctx, q, []pair{p}, r, &sc)
+					if err1 == nil {
+						err1 = s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL, c1.FastSQL})
+					}
+					if err1 != nil {
+						return &PriorError{Job: p.job, Err: err1}
 					}
 				}
-				if len(kept) == len(pairs) {
-					return fmt.Errorf("checks: difference: %w", err)
-				}
-				pairs = kept
-				continue
+				return fmt.Errorf("checks: difference: %w", err)
 			}
 			out = append(out, c)
-			break
 		}
 		return nil
 	})
@@ -358,16 +369,18 @@ func fmtFloat(f float64) string { return fmt.Sprintf("%g", f) }
 // priorWhere finds a prior query's WHERE as the new query's FROM binds it. It pairs a prior
 // that reads the same FROM (the same tables, aliases and joins), or, when both read one
 // table alone, the same table under any alias. A prior with the same WHERE as the new query
-// selects the same rows and is skipped.
-func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *Scope) (any, bool) {
+// selects the same rows, and one over another FROM other rows: both are not paired (false).
+// A prior that no longer parses or validates against the scope is a *PriorError: it cannot
+// be ruled out, so it is never skipped.
+func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *Scope) (any, bool, error) {
 	_, node, err := s.parseOne(ctx, p.Query)
 	if err != nil {
-		return nil, false
+		return nil, false, &PriorError{Job: p.Job, Err: err}
 	}
 	resolveSources(node, sc) // a prior that names "Origin State" pairs like one naming origin_state
 	pw := newWalker(sc)
 	if err := pw.selectNode(node); err != nil {
-		return nil, false
+		return nil, false, &PriorError{Job: p.Job, Err: err}
 	}
 	var where any
 	if wh, ok := node["where_clause"].(map[string]any); ok {
@@ -382,12 +395,12 @@ func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *S
 			q.where = unqualify(q.where)
 		}
 	default:
-		return nil, false
+		return nil, false, nil
 	}
 	if sameTree(where, q.where) {
-		return nil, false
+		return nil, false, nil
 	}
-	return where, true
+	return where, true, nil
 }
 
 // difference builds the difference check of the new query against prior WHERE clauses: per

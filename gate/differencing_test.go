@@ -266,8 +266,9 @@ func TestDominanceSure(t *testing.T) {
 	}
 }
 
-// TestDifferencingSkipsUnpairable: priors that read another FROM, or that no longer validate,
-// are skipped, not fatal.
+// TestDifferencingSkipsUnpairable: a prior that reads another FROM cannot select the same
+// rows as the query and is skipped; a prior that no longer parses or binds against the
+// query's tables cannot be ruled out and refuses the job, naming the prior.
 func TestDifferencingSkipsUnpairable(t *testing.T) {
 	res, vis := writeResidents(t)
 	v := newValidator(t)
@@ -275,11 +276,26 @@ func TestDifferencingSkipsUnpairable(t *testing.T) {
 	q := "SELECT district, COUNT(*) AS n FROM residents WHERE age <> 59 GROUP BY district"
 	rows, rep := runChecked(t, v, sc, q, []engine.Prior{
 		{Job: "j-join", Query: "SELECT r.district, COUNT(*) AS n FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY 1"},
-		{Job: "j-gone", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE religion = 'x' GROUP BY district"},
-		{Job: "j-text", Query: "not sql"},
 	}, true)
 	if rep.Differencing != 0 || rows["north"] == "" {
-		t.Errorf("unpairable priors: %v %+v", rows, rep)
+		t.Errorf("a prior over another FROM: %v %+v", rows, rep)
+	}
+	ctx := context.Background()
+	plan, err := v.Validate(ctx, q, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []engine.Prior{
+		{Job: "j-gone", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE religion = 'x' GROUP BY district"},
+		{Job: "j-text", Query: "not sql"},
+		{Job: "j-type", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE district + 1 > 2 GROUP BY district"},
+	} {
+		ok := engine.Prior{Job: "j-ok", Query: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"}
+		_, err := v.Checks(ctx, plan, sc, []engine.Prior{ok, p}, diffRules)
+		var pe *engine.PriorError
+		if !errors.As(err, &pe) || pe.Job != p.Job || !strings.Contains(err.Error(), p.Job) {
+			t.Errorf("prior %s (%s): %v, want a refusal naming it", p.Job, p.Query, err)
+		}
 	}
 }
 
