@@ -422,13 +422,29 @@ func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, 
 	if len(units) == 0 {
 		return Check{}, errors.New("checks: the query reads no privacy unit")
 	}
+	// m: the rows-per-person maximum of the one table read, in the version that runs now.
+	m, complete := int64(0), false
+	if len(units) == 1 && len(q.w.order) == 1 {
+		t := q.w.tables[q.w.order[0]]
+		m, complete = t.MaxRowsPerUnit, t.UnitComplete
+		for _, st := range sc.Tables {
+			if st.Name == t.Name {
+				m, complete = st.MaxRowsPerUnit, st.UnitComplete
+			}
+		}
+	}
+	// Rows that name a person; where every row does, count(*) need not read the unit column.
+	rowsOf := "count(__veil_u)"
+	if complete {
+		rowsOf = "count(*)"
+	}
 	const diff = "coalesce(CAST(__veil_a%[1]d AS BOOLEAN), false) <> coalesce(CAST(__veil_b%[1]d AS BOOLEAN), false)"
 	var items, conds []string
 	for i := range pairs {
 		d := fmt.Sprintf(diff, i)
 		conds = append(conds, "("+d+")")
 		items = append(items, fmt.Sprintf("count(DISTINCT __veil_u) FILTER (WHERE %s) AS __veil_d%d", d, i),
-			fmt.Sprintf("count(__veil_u) FILTER (WHERE %s) AS __veil_r%d", d, i))
+			fmt.Sprintf("%s FILTER (WHERE %s) AS __veil_r%d", rowsOf, d, i))
 	}
 	tmpl, err := s.parse(ctx, "SELECT "+strings.Join(items, ", ")+" WHERE "+strings.Join(conds, " OR "))
 	if err != nil || tmpl.Error || len(tmpl.Statements) != 1 {
@@ -453,15 +469,6 @@ func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, 
 	fastSel := q.keyItems("__veil_g")
 	var flags, names, fastFlags, fastNames, undecided []string
 	c := Check{Kind: CheckDifference}
-	m := int64(0)
-	if len(units) == 1 && len(q.w.order) == 1 {
-		m = q.w.tables[q.w.order[0]].MaxRowsPerUnit
-		for _, t := range sc.Tables { // the dataset version that runs now
-			if t.Name == q.w.tables[q.w.order[0]].Name {
-				m = t.MaxRowsPerUnit
-			}
-		}
-	}
 	for i, p := range pairs {
 		for ui, u := range units {
 			rp := map[string]any{"__veil_u": u}
