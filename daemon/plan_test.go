@@ -145,8 +145,9 @@ func TestJobPlan(t *testing.T) {
 }
 
 // TestGrantApplyRefusals: a grant its review could only fail is refused when it is applied
-// for, with what was wrong: a slice beyond what a dataset has left to give (naming ε or δ),
-// or a scenario the tenant already holds. Nothing is stored for a refused application.
+// for, with what was wrong: a slice beyond what a dataset has left to give (naming the
+// dataset, but not what it has left: that is the operator's, in the audit log), or a
+// scenario the tenant already holds. Nothing is stored for a refused application.
 func TestGrantApplyRefusals(t *testing.T) {
 	e := start(t, nil)
 	ctx := context.Background()
@@ -170,14 +171,32 @@ func TestGrantApplyRefusals(t *testing.T) {
 		eps, delta float64
 		want       string
 	}{
-		{"more", 3, 1e-7, "epsilon has run out (ε=2 left, ε=3 asked)"},
-		{"more delta", 1, 1e-5, "delta has run out"},
+		{"more", 3, 1e-7, "asks more than dataset residents can give; ask the data bureau"},
+		{"more delta", 1, 1e-5, "asks more than dataset residents can give; ask the data bureau"},
 		{"District Statistics ", 1, 1e-7, `already holds grant`},
 	} {
 		err := apply(tc.scenario, tc.eps, tc.delta)
 		if kindOf(err) != "conflict" || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("apply %q ε=%g δ=%g: %v, want a conflict naming %q", tc.scenario, tc.eps, tc.delta, err, tc.want)
 		}
+		// The vendor does not learn what the dataset has left (ε=2, δ=9e-6 of 1e-5).
+		if err != nil && (strings.Contains(err.Error(), "ε=2") || strings.Contains(err.Error(), "left") || strings.Contains(err.Error(), "0.0000009") || strings.Contains(err.Error(), "of ε")) {
+			t.Errorf("apply %q: the refusal shows the dataset's remaining budget: %v", tc.scenario, err)
+		}
+	}
+	// The operator reads the exact figures in the audit log.
+	recs, err := e.op.AuditRecords(ctx, 0, 1000, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refusals []string
+	for _, r := range recs.Records {
+		if strings.Contains(string(r), "grant.apply.refused") {
+			refusals = append(refusals, string(r))
+		}
+	}
+	if len(refusals) != 2 || !strings.Contains(refusals[0], `"left":"ε=2`) || !strings.Contains(refusals[0], `"dataset":"residents"`) {
+		t.Errorf("audited refusals %q, want two naming the dataset and what it has left", refusals)
 	}
 	gs, err := acme.Grants(ctx)
 	if err != nil || len(gs) != 1 {

@@ -41,6 +41,20 @@ var ErrKeysChanged = errors.New("checks: the plan's group keys are not the query
 // MaxPriors bounds the prior queries one job is checked against.
 const MaxPriors = 20
 
+// PriorError refuses a threshold job that cannot be checked against one of its prior
+// queries (it no longer parses, or its WHERE does not bind against the job's FROM as the
+// tables are now): differencing with it cannot be ruled out, so the job does not run.
+type PriorError struct {
+	Job string // the prior job
+	Err error
+}
+
+func (e *PriorError) Error() string {
+	return fmt.Sprintf("checks: the query cannot be checked for differencing against prior job %s (%v)", e.Job, e.Err)
+}
+
+func (e *PriorError) Unwrap() error { return e.Err }
+
 // Check kinds.
 const (
 	CheckDominance  = "dominance"
@@ -54,6 +68,10 @@ type Check struct {
 	Kind   string   `json:"kind"`
 	SQL    string   `json:"sql"`
 	Priors []string `json:"priors,omitempty"` // difference: the prior job of each flag column
+	// FastSQL (difference, one table with a known maximum of rows per person) gives the same
+	// result from row counts, with one more column, DifferenceUndecided; where that is true
+	// in some row, SQL must run instead.
+	FastSQL string `json:"fast_sql,omitempty"`
 }
 
 // CheckRules are the thresholds of the checks.
@@ -73,8 +91,8 @@ type Prior struct {
 // Checks builds the check queries of a validated threshold plan against the scope as it is
 // now: the dominance check if the plan releases sums, averages or extremes, and one
 // difference check against the priors whose row sets can differ from the plan's. A prior
-// whose query no longer binds against the plan's FROM is skipped. It runs nothing against
-// data.
+// over another FROM is not paired; one whose query no longer parses or binds against the
+// plan's FROM refuses the job (*PriorError, naming it). It runs nothing against data.
 func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []Prior, r CheckRules) ([]Check, error) {
 	if r.K < 1 {
 		return nil, errors.New("checks: k must be at least 1")
@@ -112,38 +130,35 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 				continue
 			}
 			seen[p.Query] = true
-			pr, ok := s.priorWhere(ctx, q, p, &sc)
+			pr, ok, err := s.priorWhere(ctx, q, p, &sc)
+			if err != nil {
+				return err
+			}
 			if !ok {
 				continue
 			}
 			pairs = append(pairs, pair{job: p.Job, where: pr})
 		}
-		// One query for all priors that survive their own binding check.
-		for len(pairs) > 0 {
-			c, err := s.difference(ctx, q, pairs, r)
+		// One query for all priors. A prior whose WHERE does not bind against the query's
+		// FROM refuses the job (*PriorError): skipping it would let a pair through unchecked.
+		if len(pairs) > 0 {
+			c, err := s.difference(ctx, q, pairs, r, &sc)
 			if err != nil {
 				return err
 			}
-			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL}); err != nil {
-				if len(pairs) == 1 {
-					break
-				}
-				// Find the pairs that do not bind on their own, and drop them.
-				var kept []pair
+			if err := s.check(ctx, &sc, plan.Tables, nil, []string{c.SQL, c.FastSQL}); err != nil {
 				for _, p := range pairs {
-					c1, err := s.difference(ctx, q, []pair{p}, r)
-					if err == nil && s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL}) == nil {
-						kept = append(kept, p)
+					c1, err1 := s.difference(ctx, q, []pair{p}, r, &sc)
+					if err1 == nil {
+						err1 = s.check(ctx, &sc, plan.Tables, nil, []string{c1.SQL, c1.FastSQL})
+					}
+					if err1 != nil {
+						return &PriorError{Job: p.job, Err: err1}
 					}
 				}
-				if len(kept) == len(pairs) {
-					return fmt.Errorf("checks: difference: %w", err)
-				}
-				pairs = kept
-				continue
+				return fmt.Errorf("checks: difference: %w", err)
 			}
 			out = append(out, c)
-			break
 		}
 		return nil
 	})
@@ -354,16 +369,18 @@ func fmtFloat(f float64) string { return fmt.Sprintf("%g", f) }
 // priorWhere finds a prior query's WHERE as the new query's FROM binds it. It pairs a prior
 // that reads the same FROM (the same tables, aliases and joins), or, when both read one
 // table alone, the same table under any alias. A prior with the same WHERE as the new query
-// selects the same rows and is skipped.
-func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *Scope) (any, bool) {
+// selects the same rows, and one over another FROM other rows: both are not paired (false).
+// A prior that no longer parses or validates against the scope is a *PriorError: it cannot
+// be ruled out, so it is never skipped.
+func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *Scope) (any, bool, error) {
 	_, node, err := s.parseOne(ctx, p.Query)
 	if err != nil {
-		return nil, false
+		return nil, false, &PriorError{Job: p.Job, Err: err}
 	}
 	resolveSources(node, sc) // a prior that names "Origin State" pairs like one naming origin_state
 	pw := newWalker(sc)
 	if err := pw.selectNode(node); err != nil {
-		return nil, false
+		return nil, false, &PriorError{Job: p.Job, Err: err}
 	}
 	var where any
 	if wh, ok := node["where_clause"].(map[string]any); ok {
@@ -378,26 +395,63 @@ func (s *vsession) priorWhere(ctx context.Context, q *checkQuery, p Prior, sc *S
 			q.where = unqualify(q.where)
 		}
 	default:
-		return nil, false
+		return nil, false, nil
 	}
 	if sameTree(where, q.where) {
-		return nil, false
+		return nil, false, nil
 	}
-	return where, true
+	return where, true, nil
 }
 
 // difference builds the difference check of the new query against prior WHERE clauses: per
 // cell, one flag per prior, true where 1 to K-1 persons' rows are in exactly one of the two.
-func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, r CheckRules) (Check, error) {
+//
+// Both variants read only the rows in some symmetric difference (the WHERE is the OR of the
+// pairs' differences): a cell without such rows cannot fail, and the per-person aggregate,
+// the expensive part, then sees those rows alone. Where the query reads one table whose
+// maximum of rows per person M is known, FastSQL counts the differing rows that name a
+// person instead of the persons: n of them hold between ceil(n/M) and n persons, so n = 0
+// passes, 1 <= n < K fails and n > (K-1)*M passes, all for certain. Its last column
+// (DifferenceUndecided) is true in the cells in between; only when some cell is undecided
+// does the runner run SQL, the exact count. Which of the two ran, and how many rows differ,
+// shows in the job's duration alone: that is data-dependent as the query's own time is, and
+// hidden the same way, by the release quantum (a vendor sees the outcome only at fixed time
+// quanta).
+func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, r CheckRules, sc *Scope) (Check, error) {
 	units := q.unitRefs()
 	if len(units) == 0 {
 		return Check{}, errors.New("checks: the query reads no privacy unit")
 	}
-	tmpl, err := s.parse(ctx, "SELECT count(DISTINCT __veil_u) FILTER (WHERE coalesce(CAST(__veil_a AS BOOLEAN), false) <> coalesce(CAST(__veil_b AS BOOLEAN), false)) AS __veil_d")
+	// m: the rows-per-person maximum of the one table read, in the version that runs now.
+	m, complete := int64(0), false
+	if len(units) == 1 && len(q.w.order) == 1 {
+		t := q.w.tables[q.w.order[0]]
+		m, complete = t.MaxRowsPerUnit, t.UnitComplete
+		for _, st := range sc.Tables {
+			if st.Name == t.Name {
+				m, complete = st.MaxRowsPerUnit, st.UnitComplete
+			}
+		}
+	}
+	// Rows that name a person; where every row does, count(*) need not read the unit column.
+	rowsOf := "count(__veil_u)"
+	if complete {
+		rowsOf = "count(*)"
+	}
+	const diff = "coalesce(CAST(__veil_a%[1]d AS BOOLEAN), false) <> coalesce(CAST(__veil_b%[1]d AS BOOLEAN), false)"
+	var items, conds []string
+	for i := range pairs {
+		d := fmt.Sprintf(diff, i)
+		conds = append(conds, "("+d+")")
+		items = append(items, fmt.Sprintf("count(DISTINCT __veil_u) FILTER (WHERE %s) AS __veil_d%d", d, i),
+			fmt.Sprintf("%s FILTER (WHERE %s) AS __veil_r%d", rowsOf, d, i))
+	}
+	tmpl, err := s.parse(ctx, "SELECT "+strings.Join(items, ", ")+" WHERE "+strings.Join(conds, " OR "))
 	if err != nil || tmpl.Error || len(tmpl.Statements) != 1 {
 		return Check{}, fmt.Errorf("checks: template: %v", err)
 	}
-	item := obj(tmpl.Statements[0], "node")["select_list"].([]any)[0]
+	tnode := obj(tmpl.Statements[0], "node")
+	titems := tnode["select_list"].([]any)
 	truth := map[string]any{"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "", "value": map[string]any{"type": map[string]any{"id": "BOOLEAN", "type_info": nil}, "is_null": false, "value": true}}
 	or := func(e any) any {
 		if e == nil {
@@ -405,21 +459,41 @@ func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, 
 		}
 		return clone(e)
 	}
+	repl := map[string]any{}
+	for i, p := range pairs {
+		repl[fmt.Sprintf("__veil_a%d", i)] = or(q.where)
+		repl[fmt.Sprintf("__veil_b%d", i)] = or(p.where)
+	}
+	where := substitute(clone(tnode["where_clause"]), repl)
 	sel := q.keyItems("__veil_g")
-	var flags, names []string
+	fastSel := q.keyItems("__veil_g")
+	var flags, names, fastFlags, fastNames, undecided []string
 	c := Check{Kind: CheckDifference}
 	for i, p := range pairs {
 		for ui, u := range units {
-			it := substitute(clone(item), map[string]any{"__veil_u": u, "__veil_a": or(q.where), "__veil_b": or(p.where)}).(map[string]any)
+			rp := map[string]any{"__veil_u": u}
+			for k, v := range repl {
+				rp[k] = v
+			}
+			it := substitute(clone(titems[2*i]), rp).(map[string]any)
 			name := fmt.Sprintf("__veil_d%d_%d", i, ui)
 			it["alias"] = name
 			sel = append(sel, it)
 			names = append(names, fmt.Sprintf("(%s BETWEEN 1 AND %d)", name, r.K-1))
+			if m > 0 {
+				ft := substitute(clone(titems[2*i+1]), rp).(map[string]any)
+				fname := fmt.Sprintf("__veil_r%d", i)
+				ft["alias"] = fname
+				fastSel = append(fastSel, ft)
+				fastNames = append(fastNames, fmt.Sprintf("(%s BETWEEN 1 AND %d)", fname, (int64(r.K)-1)*m))
+				fastFlags = append(fastFlags, fmt.Sprintf("(%s BETWEEN 1 AND %d) AS __veil_f%d", fname, r.K-1, i))
+				undecided = append(undecided, fmt.Sprintf("(%s BETWEEN %d AND %d)", fname, r.K, (int64(r.K)-1)*m))
+			}
 		}
 		flags = append(flags, fmt.Sprintf("(%s) AS __veil_f%d", strings.Join(names[len(names)-len(units):], " OR "), i))
 		c.Priors = append(c.Priors, p.job)
 	}
-	inner, err := s.deserialize(ctx, q.statement(nil, sel, q.keys))
+	inner, err := s.deserialize(ctx, q.statement(clone(where), sel, q.keys))
 	if err != nil {
 		return Check{}, err
 	}
@@ -429,8 +503,21 @@ func (s *vsession) difference(ctx context.Context, q *checkQuery, pairs []pair, 
 	}
 	outer := append(append([]string{}, keyCols...), flags...)
 	c.SQL = fmt.Sprintf("SELECT %s FROM (%s) AS __veil_p WHERE %s", strings.Join(outer, ", "), inner, strings.Join(names, " OR "))
+	if m > 0 {
+		fast, err := s.deserialize(ctx, q.statement(clone(where), fastSel, q.keys))
+		if err != nil {
+			return Check{}, err
+		}
+		outer := append(append([]string{}, keyCols...), fastFlags...)
+		outer = append(outer, fmt.Sprintf("(%s) AS %s", strings.Join(undecided, " OR "), DifferenceUndecided))
+		c.FastSQL = fmt.Sprintf("SELECT %s FROM (%s) AS __veil_p WHERE %s", strings.Join(outer, ", "), fast, strings.Join(fastNames, " OR "))
+	}
 	return c, nil
 }
+
+// DifferenceUndecided names the last column of a difference check's FastSQL: true in a
+// cell whose row count leaves the check undecided.
+const DifferenceUndecided = "__veil_undecided"
 
 // groupKeys are a query's group keys as expressions over its FROM: positions (GROUP BY 1)
 // and select-list aliases replaced by what they name; GROUP BY ALL by the select-list items

@@ -156,6 +156,10 @@ type Job struct {
 	// Checks are Veil's check queries of a threshold job (checks.go): each result follows
 	// the query's as a further Arrow IPC stream, each at most MaxResultBytes.
 	Checks []string `json:"checks,omitempty"`
+	// CheckFast, parallel to Checks, holds a check's row-counting variant (Check.FastSQL) or
+	// "": the runner runs it first and the check itself only where it leaves a cell
+	// undecided.
+	CheckFast []string `json:"check_fast,omitempty"`
 	// DominanceCheck, when set, is which of Checks (from 1) is the dominance check, which
 	// the runner skips (writing an empty result) when the Dominance columns of the query's
 	// result and MaxRowsPerUnit show that every cell of at least K persons passes Rules.

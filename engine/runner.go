@@ -178,11 +178,52 @@ func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.Rec
 			}
 			continue
 		}
+		if i < len(j.CheckFast) && j.CheckFast[i] != "" {
+			ok, err := fastCheck(ctx, ar, j.CheckFast[i], j.MaxResultBytes, w)
+			if err != nil {
+				return fmt.Errorf("check %d: %w", i+1, err)
+			}
+			if ok {
+				continue
+			}
+		}
 		if err := query(ctx, ar, q, j.MaxResultBytes, w); err != nil {
 			return fmt.Errorf("check %d: %w", i+1, err)
 		}
 	}
 	return nil
+}
+
+// fastCheck runs a check's row-counting variant; where it decides every cell (no row has
+// DifferenceUndecided true) it writes the result without that column and reports true.
+func fastCheck(ctx context.Context, ar *duckdb.Arrow, q string, limit int64, w io.Writer) (bool, error) {
+	recs, schema, err := collect(ctx, ar, q, limit)
+	if err != nil {
+		return false, err
+	}
+	defer release(recs)
+	idx := schema.FieldIndices(DifferenceUndecided)
+	if len(idx) != 1 || idx[0] != schema.NumFields()-1 {
+		return false, errors.New("fast check: no undecided column")
+	}
+	u := idx[0]
+	var out []arrow.RecordBatch
+	defer func() { release(out) }()
+	fields := schema.Fields()[:u]
+	ns := arrow.NewSchema(fields, nil)
+	for _, rec := range recs {
+		b, ok := rec.Column(u).(*array.Boolean)
+		if !ok {
+			return false, errors.New("fast check: the undecided column is not BOOLEAN")
+		}
+		for r := 0; r < b.Len(); r++ {
+			if b.IsNull(r) || b.Value(r) {
+				return false, nil
+			}
+		}
+		out = append(out, array.NewRecordBatch(ns, rec.Columns()[:u], rec.NumRows()))
+	}
+	return true, writeIPC(w, limit, ns, out)
 }
 
 // collect runs q and keeps its result, at most limit bytes of it.

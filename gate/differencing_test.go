@@ -58,7 +58,7 @@ func runChecked(t *testing.T, v *engine.Validator, sc engine.Scope, query string
 	}
 	job := &engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: diffRules.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: sc.Tables, Threads: 1, MemoryLimitMB: 256, MaxResultBytes: 1 << 20}
 	for i, c := range checks {
-		job.Checks = append(job.Checks, c.SQL)
+		job.Checks, job.CheckFast = append(job.Checks, c.SQL), append(job.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			job.DominanceCheck, job.DominanceRules, job.Dominance = i+1, &diffRules, plan.Dominance
 		}
@@ -266,8 +266,9 @@ func TestDominanceSure(t *testing.T) {
 	}
 }
 
-// TestDifferencingSkipsUnpairable: priors that read another FROM, or that no longer validate,
-// are skipped, not fatal.
+// TestDifferencingSkipsUnpairable: a prior that reads another FROM cannot select the same
+// rows as the query and is skipped; a prior that no longer parses or binds against the
+// query's tables cannot be ruled out and refuses the job, naming the prior.
 func TestDifferencingSkipsUnpairable(t *testing.T) {
 	res, vis := writeResidents(t)
 	v := newValidator(t)
@@ -275,10 +276,73 @@ func TestDifferencingSkipsUnpairable(t *testing.T) {
 	q := "SELECT district, COUNT(*) AS n FROM residents WHERE age <> 59 GROUP BY district"
 	rows, rep := runChecked(t, v, sc, q, []engine.Prior{
 		{Job: "j-join", Query: "SELECT r.district, COUNT(*) AS n FROM residents r JOIN visits v ON r.resident_id = v.resident_id GROUP BY 1"},
-		{Job: "j-gone", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE religion = 'x' GROUP BY district"},
-		{Job: "j-text", Query: "not sql"},
 	}, true)
 	if rep.Differencing != 0 || rows["north"] == "" {
-		t.Errorf("unpairable priors: %v %+v", rows, rep)
+		t.Errorf("a prior over another FROM: %v %+v", rows, rep)
+	}
+	ctx := context.Background()
+	plan, err := v.Validate(ctx, q, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []engine.Prior{
+		{Job: "j-gone", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE religion = 'x' GROUP BY district"},
+		{Job: "j-text", Query: "not sql"},
+		{Job: "j-type", Query: "SELECT district, COUNT(*) AS n FROM residents WHERE district + 1 > 2 GROUP BY district"},
+	} {
+		ok := engine.Prior{Job: "j-ok", Query: "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"}
+		_, err := v.Checks(ctx, plan, sc, []engine.Prior{ok, p}, diffRules)
+		var pe *engine.PriorError
+		if !errors.As(err, &pe) || pe.Job != p.Job || !strings.Contains(err.Error(), p.Job) {
+			t.Errorf("prior %s (%s): %v, want a refusal naming it", p.Job, p.Query, err)
+		}
+	}
+}
+
+// TestDifferencingFastPath: with a known maximum of rows per person the difference check
+// counts the differing rows first (count(*) where every row names a person); its verdicts are the exact count's, whether the row count
+// decides (m=1, m=3) or leaves cells undecided and the exact count runs (m=1000).
+func TestDifferencingFastPath(t *testing.T) {
+	ctx := context.Background()
+	v := newValidator(t)
+	base := diffScope(t)
+	all := "SELECT district, COUNT(*) AS n FROM residents GROUP BY district"
+	queries := []string{
+		"SELECT district, COUNT(*) AS n FROM residents WHERE age <> 101 GROUP BY district",     // one person: north fails
+		"SELECT district, COUNT(*) AS n FROM residents WHERE age < 33 GROUP BY district",       // 20 in each: passes
+		"SELECT district, COUNT(*) AS n FROM residents WHERE income >= 1040 GROUP BY district", // 4 of north differ: fails
+		all,
+	}
+	var want []string
+	for _, m := range []int64{0, 1, 3, 1000} {
+		sc := base
+		sc.Tables = append([]engine.Table{}, base.Tables...)
+		sc.Tables[0].MaxRowsPerUnit = m
+		sc.Tables[0].UnitComplete = m == 3 // count(*) instead of count(unit)
+		for i, q := range queries {
+			plan, err := v.Validate(ctx, q, sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checks, err := v.Checks(ctx, plan, sc, []engine.Prior{{Job: "j-prior", Query: all}}, diffRules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range checks {
+				if c.Kind == engine.CheckDifference && (c.FastSQL != "") != (m > 0) {
+					t.Errorf("m=%d: fast variant %q", m, c.FastSQL)
+				}
+			}
+			rows, rep := runChecked(t, v, sc, q, []engine.Prior{{Job: "j-prior", Query: all}}, true)
+			got := fmt.Sprintf("north=%q south=%q differencing=%d", rows["north"], rows["south"], rep.Differencing)
+			if m == 0 {
+				want = append(want, got)
+			} else if got != want[i] {
+				t.Errorf("m=%d %s: %s, exact %s", m, q, got, want[i])
+			}
+		}
+	}
+	if !strings.Contains(want[0], "north=\"\"") || !strings.Contains(want[2], "north=\"\"") || strings.Contains(want[1], "\"\"") || !strings.Contains(want[3], "north=\"50\"") {
+		t.Errorf("exact verdicts: %v", want)
 	}
 }

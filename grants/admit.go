@@ -49,9 +49,29 @@ func (s *Service) admissible(ctx context.Context, tx store.Tx, g *policy.Grant) 
 			return err
 		}
 		if free := total.Sub(allocated); !free.Covers(want) {
-			return fmt.Errorf("%w: dataset %s has %s left to give to grants (of %s) and the grant asks %s: %s; ask for less",
-				ledger.ErrBudget, d.Name, free, total, want, ledger.Short(free, want))
+			return &overBudget{dataset: d.Name, free: free, total: total, want: want}
 		}
 	}
 	return nil
+}
+
+// overBudget refuses an application asking more than a dataset has left to give. What the
+// dataset has left says how much other grants hold of it, which is not the applicant's to
+// know: the vendor reads only that the grant asks too much (Error), the operator the exact
+// figures, in the log and the audit entry of the refusal (detail).
+type overBudget struct {
+	dataset           string
+	free, total, want ledger.Amount
+}
+
+func (e *overBudget) Error() string {
+	return fmt.Sprintf("%v: the grant asks more than dataset %s can give; ask the data bureau (the authority) what it can give, then apply for less",
+		ledger.ErrBudget, e.dataset)
+}
+
+func (e *overBudget) Unwrap() error { return ledger.ErrBudget }
+
+func (e *overBudget) detail() map[string]string {
+	return map[string]string{"reason": "budget", "dataset": e.dataset, "left": e.free.String(), "total": e.total.String(),
+		"asked": e.want.String(), "short": ledger.Short(e.free, e.want)}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/veil-dp/veil/catalog"
@@ -38,6 +39,9 @@ func parseValidity(s string) (time.Duration, error) {
 type Service struct {
 	platform.Env
 	ledger *ledger.Book
+
+	mu      sync.Mutex
+	refused map[string]bool // over-budget refusals audited since start, so a repeat is not audited again
 }
 
 // New returns the grants of db; the last approval of a grant draws its budget slices from l.
@@ -90,10 +94,46 @@ func (s *Service) Apply(ctx context.Context, p policy.Principal, req api.ApplyGr
 		}
 		return s.Rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
 	})
+	var ob *overBudget
+	if errors.As(err, &ob) {
+		// The exact figures are the operator's: the log and the audit entry, not the error.
+		d := ob.detail()
+		d["scenario"] = app.Scenario
+		if s.Log != nil {
+			s.Log.Warn("grant application refused: it asks more than the dataset has left to give",
+				"principal", p.ID, "dataset", ob.dataset, "left", d["left"], "total", d["total"], "asked", d["asked"])
+		}
+		if s.firstRefusal(p.ID + "\x00" + ob.dataset + "\x00" + d["left"] + "\x00" + d["asked"]) {
+			if aerr := s.DB.Update(ctx, func(tx store.Tx) error {
+				return s.Rec.Record(ctx, tx, p, "grant.apply.refused", "dataset/"+ob.dataset, d)
+			}); aerr != nil {
+				return nil, errors.Join(err, aerr)
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// maxRefusals bounds the over-budget refusals remembered: beyond, the memory starts afresh.
+const maxRefusals = 1000
+
+// firstRefusal reports whether the refusal keyed k is new: the same application refused for
+// the same figures is audited once, so that repeating it cannot grow the log without bound
+// (every refusal still counts in the coalesced refusals of the API).
+func (s *Service) firstRefusal(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused == nil || len(s.refused) >= maxRefusals {
+		s.refused = map[string]bool{}
+	}
+	if s.refused[k] {
+		return false
+	}
+	s.refused[k] = true
+	return true
 }
 
 // Put stores a grant.

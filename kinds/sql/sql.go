@@ -173,7 +173,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		return nil, err
 	}
 	for i, c := range checks {
-		ejob.Checks = append(ejob.Checks, c.SQL)
+		ejob.Checks, ejob.CheckFast = append(ejob.Checks, c.SQL), append(ejob.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			ejob.DominanceCheck, ejob.DominanceRules, ejob.Dominance = i+1, &rules, plan.Dominance
 		}
@@ -239,6 +239,10 @@ func (k *Kind) checks(ctx context.Context, run *jobs.Run, plan *engine.Plan, tab
 	checks, err := k.validator.Checks(ctx, plan, engine.Scope{Mode: string(policy.ModeThreshold), Tables: tables}, priors, rules)
 	if errors.Is(err, engine.ErrKeysChanged) {
 		return nil, rules, launch.Fail("the job was queued before threshold jobs were checked for dominance and differencing; submit it again", nil)
+	}
+	var pe *engine.PriorError
+	if errors.As(err, &pe) {
+		return nil, rules, launch.Fail(fmt.Sprintf("the job cannot be checked for differencing against the grant's earlier threshold job %s: that job's query no longer reads this query's tables as they are now, so a difference between the two cannot be ruled out and the job does not run; ask the data bureau (the operator) to review job %s, or apply for a new grant", pe.Job, pe.Job), err)
 	}
 	if err != nil {
 		return nil, rules, launch.Fail("the threshold checks could not be prepared", err)
