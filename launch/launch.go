@@ -94,6 +94,14 @@ func (l *Launcher) closePool() {
 	}
 }
 
+// PoolReady is how many sandboxes are prepared and waiting for a job (0 without a pool).
+func (l *Launcher) PoolReady() int {
+	if p := l.pool.Load(); p != nil {
+		return p.Ready()
+	}
+	return 0
+}
+
 // runnerArgs is the runner's command line inside a sandbox, where the veil binary is
 // mounted at /veil.
 var runnerArgs = []string{"/veil", "runner"}
