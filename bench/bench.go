@@ -46,7 +46,7 @@ type suite struct {
 
 // suites are run in this order. Suites that need the daemon start it on first use.
 var suites = []suite{
-	{"threshold", "threshold queries end to end against raw DuckDB; the fixed cost of a job", benchThreshold},
+	{"threshold", "threshold queries end to end against raw DuckDB", benchThreshold},
 	{"dp", "dp queries end to end and their plans against the two-level floor", benchDP},
 	{"beam", "the dp count against Privacy on Beam (needs --beam)", benchBeam},
 	{"he", "encrypted scoring end to end", func(ctx context.Context, e *env) error {

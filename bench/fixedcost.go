@@ -19,10 +19,13 @@ import (
 const commitsPerJob = 3
 
 // benchFixedCost takes apart the fixed cost of a job: a threshold query that selects no
-// rows, end to end, against what its parts cost measured alone in the same run
-// (interleaved): an API round trip, the submission call, validation, one synchronous store
-// commit, the job's metered time in its sandbox, the same job by the runner in a sandbox
-// prepared ahead, and raw DuckDB on the same query.
+// rows, end to end on the run's daemon (sandboxes prepared ahead) and on a daemon of its own
+// that makes a fresh sandbox for each job (the daemon before the pool), against what its
+// parts cost measured alone in the same run (interleaved): an API round trip, the
+// submission call, validation, one synchronous store commit, the job's metered time in its
+// sandbox, and raw DuckDB on the same query. Each job is rejected once measured, so that no
+// job is checked for differencing against the ones before it (that guard's cost is its
+// own figure; here every job is the grant's first).
 func benchFixedCost(ctx context.Context, e *env) error {
 	file, err := e.table(ctx, "bench_events")
 	if err != nil {
@@ -32,17 +35,21 @@ func benchFixedCost(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if err := d.register(ctx, "bench_events"); err != nil {
-		return err
-	}
-	gid, err := d.grant(ctx, api.ApplyGrant{Scenario: "bench fixed cost", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d",
-		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}})
+	fresh, err := e.newDaemon(ctx, 0)
 	if err != nil {
 		return err
 	}
-	sb, err := e.sandboxes()
-	if err != nil {
-		return err
+	defer fresh.stop()
+	req := api.ApplyGrant{Scenario: "bench fixed cost", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d",
+		Datasets: []api.DatasetAccess{{Name: "bench_events", Columns: []string{"grp", "value"}}}}
+	grants := map[*daemonEnv]string{}
+	for _, dd := range []*daemonEnv{d, fresh} {
+		if err := dd.register(ctx, "bench_events"); err != nil {
+			return err
+		}
+		if grants[dd], err = dd.grant(ctx, req); err != nil {
+			return err
+		}
 	}
 	v, err := engine.NewValidator()
 	if err != nil {
@@ -65,35 +72,45 @@ func benchFixedCost(ctx context.Context, e *env) error {
 	t := engine.Table{Name: "bench_events", Files: []string{file}, MaxRowsPerUnit: int64((e.o.Rows + e.o.Units - 1) / e.o.Units), UnitComplete: true, Unit: "person",
 		Columns: []engine.Column{{Name: "person_id", Type: "BIGINT", PrivacyUnit: true}, {Name: "grp", Type: "VARCHAR"}, {Name: "value", Type: "DOUBLE", Bounds: []float64{0, 1000}}}}
 	sc := engine.Scope{Mode: "threshold", Tables: []engine.Table{t}}
-	plan, err := v.Validate(ctx, q, sc)
-	if err != nil {
-		return err
-	}
-	job := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: 10, MaxRowsPerUnit: t.MaxRowsPerUnit, Tables: sc.Tables, Threads: 2, MemoryLimitMB: jobMemoryMB, MaxResultBytes: jobLimits.ResultBytes}
-	var submit, metered []time.Duration
-	seq := 0
-	e.logf("fixed cost: a job that selects no rows, end to end and its parts, interleaved...")
-	s, err := interleave(max(e.o.Reps, 9), sb.settle,
-		step{"e2e", func() (time.Duration, error) {
+	type parts struct{ submit, metered []time.Duration }
+	got := map[*daemonEnv]*parts{d: {}, fresh: {}}
+	e2e := func(dd *daemonEnv) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			c := dd.clients
 			start := time.Now()
-			j, err := d.clients.vendor.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: q})
+			j, err := c.vendor.SubmitJob(ctx, api.SubmitJob{Grant: grants[dd], SQL: q})
 			if err != nil {
 				return 0, err
 			}
-			submit = append(submit, time.Since(start))
-			if j, err = d.clients.vendor.Wait(ctx, j.ID, nil); err != nil {
+			submit := time.Since(start)
+			if j, err = c.vendor.Wait(ctx, j.ID, nil); err != nil {
 				return 0, err
 			}
 			took := time.Since(start)
-			if j, err = d.clients.op.Job(ctx, j.ID); err != nil { // the metering is the operator's only
+			if j, err = c.op.Job(ctx, j.ID); err != nil { // the metering is the operator's only
 				return 0, err
 			}
 			if j.Status != "review" || j.Metering == nil {
 				return 0, fmt.Errorf("bench job ended %s: %s", j.Status, j.Message)
 			}
-			metered = append(metered, time.Duration(j.Metering.WallMS)*time.Millisecond)
+			// Rejected, it is no prior of the next job (jobs.Run.Priors).
+			if _, err := c.rev.Decide(ctx, j.ID, "reject", "", "benchmark"); err != nil {
+				return 0, fmt.Errorf("reject bench job: %w", err)
+			}
+			p := got[dd]
+			p.submit = append(p.submit, submit)
+			p.metered = append(p.metered, time.Duration(j.Metering.WallMS)*time.Millisecond)
 			return took, nil
-		}},
+		}
+	}
+	seq := 0
+	// Before each step the pool is full again (it refills after a job), as on a daemon
+	// whose jobs do not come back to back.
+	settle := func() { d.settle(2) }
+	e.logf("fixed cost: a job that selects no rows, end to end (pooled and fresh sandboxes) and its parts, interleaved...")
+	s, err := interleave(max(e.o.Reps, 9), settle,
+		step{"e2e", e2e(d)},
+		step{"e2e_fresh", e2e(fresh)},
 		step{"api", func() (time.Duration, error) {
 			start := time.Now()
 			_, err := d.clients.vendor.Whoami(ctx)
@@ -112,10 +129,6 @@ func benchFixedCost(ctx context.Context, e *env) error {
 			})
 			return time.Since(start), err
 		}},
-		step{"pooled", func() (time.Duration, error) {
-			d, _, _, err := sb.run(ctx, job, jobLimits, true)
-			return d, err
-		}},
 		step{"raw", func() (time.Duration, error) {
 			return raw.time(ctx, fmt.Sprintf("SELECT grp, COUNT(*), COUNT(DISTINCT person_id) FROM read_parquet('%s') WHERE value < -1 GROUP BY grp", file))
 		}},
@@ -123,21 +136,29 @@ func benchFixedCost(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	submit, metered = submit[1:], metered[1:]
-	total, sub, wall := s.med("e2e"), median(submit), median(metered)
-	commit := s.med("commit")
+	pool, fr := got[d], got[fresh]
+	// The warm-up round is not counted.
+	pool.submit, pool.metered, fr.submit, fr.metered = pool.submit[1:], pool.metered[1:], fr.submit[1:], fr.metered[1:]
+	total, sub, wall := s.med("e2e"), median(pool.submit), median(pool.metered)
+	commit, rawT := s.med("commit"), s.med("raw")
 	other := total - sub - wall - (commitsPerJob-1)*commit
-	note := fmt.Sprintf("a threshold query selecting no rows of bench_events (%d rows), isolation=%s, median of %d interleaved rounds", e.o.Rows, e.o.Isolation, len(metered))
+	note := fmt.Sprintf("a threshold query selecting no rows of bench_events (%d rows), isolation=%s, median of %d interleaved rounds", e.o.Rows, e.o.Isolation, len(pool.metered))
 	return e.add(
+		e.st.value("job_fixed_cost_ms", ms(total-rawT), "ms",
+			fmt.Sprintf("end-to-end time of a query that selects no rows (%.1f ms) minus raw DuckDB's time for it (%.1f ms): API, validation, store, sandbox (prepared ahead), runner, gate, audit; %s", ms(total), ms(rawT), note)),
+		e.st.value("job_fixed_cost_fresh_ms", ms(s.med("e2e_fresh")-rawT), "ms",
+			"the same on a daemon that makes a fresh sandbox for each job (--sandbox-pool 0, the daemon before the pool); "+note),
+		e.st.ratio("fixed_cost_pool_vs_fresh_ratio", ms(total), "the same job on a daemon with a fresh sandbox for each job", ms(s.med("e2e_fresh")),
+			"end to end, median of per-round ratios; "+note),
 		e.st.value("fixed_cost_e2e_ms", ms(total), "ms", "submit to protected output in the review queue; "+note),
+		e.st.value("fixed_cost_fresh_e2e_ms", ms(s.med("e2e_fresh")), "ms", "the same with a fresh sandbox for each job; "+note),
 		e.st.value("fixed_cost_api_ms", ms(s.med("api")), "ms", "one authenticated API round trip (whoami) over the Unix socket; "+note),
 		e.st.value("fixed_cost_submit_ms", ms(sub), "ms", "the submission call: authentication, grant check, validation, budget reservation and one synchronous commit; "+note),
 		e.st.value("fixed_cost_validate_ms", ms(s.med("validate")), "ms", "validation and rewriting alone (json_serialize_sql and the walk), in process; "+note),
 		e.st.value("fixed_cost_commit_ms", ms(commit), "ms", fmt.Sprintf("one synchronous SQLite commit (WAL, synchronous=FULL) on the state directory's disk; a job makes %d; %s", commitsPerJob, note)),
-		e.st.value("fixed_cost_sandbox_metered_ms", ms(wall), "ms", "the job's metered time in its fresh sandbox (start, runner process, DuckDB open, query, exit); "+note),
-		e.st.value("fixed_cost_pooled_runner_ms", ms(s.med("pooled")), "ms", "the same job's plan by the runner in a sandbox prepared ahead (hand-over to exit); "+note),
+		e.st.value("fixed_cost_sandbox_metered_ms", ms(wall), "ms", "the job's metered time in its sandbox prepared ahead (hand-over of mounts and stdin, the runner with DuckDB already open: lockdown, views, query, checks, exit); "+note),
+		e.st.value("fixed_cost_fresh_sandbox_metered_ms", ms(median(fr.metered)), "ms", "the job's metered time in a fresh sandbox (container start, runner process start, DuckDB open, then the same); "+note),
+		e.st.value("fixed_cost_raw_ms", ms(rawT), "ms", "raw DuckDB on the same query with COUNT(DISTINCT person), warm database; "+note),
 		e.st.value("fixed_cost_other_ms", ms(other), "ms", fmt.Sprintf("the rest: scheduling, the start and review transactions' work besides their commits, reading the result, the gate, audit entries, the long-poll answer (e2e minus submit, metered sandbox time and %d commits); %s", commitsPerJob-1, note)),
-		e.st.value("job_fixed_cost_pool_estimate_ms", ms(total-wall+s.med("pooled")-s.med("raw")), "ms",
-			"estimate, not measured end to end: the fixed cost with the daemon's sandbox replaced by one prepared ahead (e2e minus the metered sandbox time plus the pooled runner's time, minus raw DuckDB's time for the query); "+note),
 	)
 }

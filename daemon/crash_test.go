@@ -178,10 +178,19 @@ func TestKill9DuringJob(t *testing.T) {
 	}
 	waitStatus(t, acme, j.ID, "running")
 	containers := filepath.Join(e.cfg.DataDir, "sandbox")
-	time.Sleep(300 * time.Millisecond) // let the container start
-	before := leftovers(t, containers)
-	if len(before) == 0 || len(cgroupsLeft(t, j.ID)) == 0 {
-		t.Fatalf("no container state (%v) or cgroup found for the running job: the leftover checks below would prove nothing", before)
+	// The job runs in a sandbox of the pool (named veil-pool-…, its job recorded beside it)
+	// or in one named after it: wait until it has one.
+	var before, names, cgroups []string
+	for deadline := time.Now().Add(30 * time.Second); len(cgroups) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		names = jobSandboxes(containers, j.ID)
+		for _, n := range names {
+			cgroups = append(cgroups, cgroupsLeft(t, n)...)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the runner start on the job
+	before = leftovers(t, containers)
+	if len(before) == 0 || len(cgroups) == 0 {
+		t.Fatalf("no container state (%v) or cgroup (%v of %v) found for the running job: the leftover checks below would prove nothing", before, cgroups, names)
 	}
 	if err := child.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
@@ -194,8 +203,20 @@ func TestKill9DuringJob(t *testing.T) {
 	if !strings.Contains(got.Message, "restarted") {
 		t.Errorf("message %q", got.Message)
 	}
-	if left := leftovers(t, containers); len(left) != 0 {
-		t.Errorf("after restart, left behind: %v", left)
+	// The restarted daemon prepares sandboxes of its own; none of the killed one's is left.
+	left := map[string]bool{}
+	for _, p := range leftovers(t, containers) {
+		left[p] = true
+	}
+	for _, p := range before {
+		if left[p] {
+			t.Errorf("after restart, left behind: %s", p)
+		}
+	}
+	for _, p := range before {
+		if cg := cgroupsLeft(t, filepath.Base(p)); len(cg) != 0 {
+			t.Errorf("cgroups left behind: %v", cg)
+		}
 	}
 	if cg := cgroupsLeft(t, j.ID); len(cg) != 0 {
 		t.Errorf("cgroups left behind: %v", cg)
@@ -218,6 +239,19 @@ func leftovers(t *testing.T, dir string) []string {
 		return nil
 	})
 	return found
+}
+
+// jobSandboxes names the containers of job id under the sandbox state dir: the one named
+// after it, and a pooled one whose hand-over to the job is recorded under assigned/.
+func jobSandboxes(dir, id string) []string {
+	names := []string{"veil-" + id}
+	marks, _ := os.ReadDir(filepath.Join(dir, "assigned"))
+	for _, m := range marks {
+		if b, err := os.ReadFile(filepath.Join(dir, "assigned", m.Name())); err == nil && string(b) == id {
+			names = append(names, m.Name())
+		}
+	}
+	return names
 }
 
 // cgroupsLeft lists cgroup directories named after the job, in every hierarchy.

@@ -140,6 +140,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 	return s, nil
 }
 
+// SandboxesReady is how many sandboxes are prepared ahead and waiting for a job
+// (Config.SandboxPool), for the operator's metrics and the benchmarks.
+func (s *Server) SandboxesReady() int { return s.box.PoolReady() }
+
 // Close stops the jobs and closes the store.
 func (s *Server) Close() error {
 	s.jobs.Stop()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/veil-dp/veil/engine"
@@ -22,12 +23,19 @@ import (
 var ErrUnavailable = errors.New("unavailable")
 
 // Launcher starts the runner for a job (or a program on a runtime image) and copies its
-// result stream to the caller. With container isolation each run is a fresh libcontainer
-// sandbox; with process isolation, a development escape hatch, a plain child process.
+// result stream to the caller. With container isolation each run is a libcontainer sandbox
+// of its own: taken from a pool of sandboxes prepared ahead (Config.SandboxPool; the runner
+// already started in it with DuckDB open, waiting for its job) or made for the run, and in
+// either case destroyed after it, never given a second job. With process isolation, a
+// development escape hatch, each run is a plain child process.
 type Launcher struct {
-	rt  *sandbox.Runtime // nil with process isolation
-	bin string
-	cfg platform.Config
+	rt *sandbox.Runtime // nil with process isolation
+	// pool, once Cleanup has run (with container isolation and Config.SandboxPool > 0),
+	// holds the runner's sandboxes prepared ahead; nil: each run makes its own.
+	pool atomic.Pointer[sandbox.Pool]
+	log  *slog.Logger
+	bin  string
+	cfg  platform.Config
 	// OnStart, if set, is told how long each sandbox took to start, and for a job of which
 	// kind (ForKind; "" for none), for the operator's metrics.
 	OnStart func(kind string, setup time.Duration)
@@ -50,10 +58,13 @@ func New(ctx context.Context, cfg platform.Config, logger *slog.Logger) (*Launch
 			// Refuse to run rather than run unsandboxed: say why, and how to proceed.
 			return nil, fmt.Errorf("%w: cannot create sandboxes here (%v); run the daemon as root on Linux with cgroups, or, for development only, --isolation=process", ErrUnavailable, err)
 		}
-		return &Launcher{rt: rt, bin: bin, cfg: cfg}, nil
+		if cfg.SandboxPool < 0 || cfg.SandboxPool > 64 {
+			return nil, fmt.Errorf("%w: sandbox pool size %d: give 0 (no pool) to 64", policy.ErrInvalid, cfg.SandboxPool)
+		}
+		return &Launcher{rt: rt, log: logger, bin: bin, cfg: cfg}, nil
 	case "process":
 		logger.Warn("isolation=process: jobs run as plain child processes without a sandbox; for development only")
-		return &Launcher{bin: bin, cfg: cfg}, nil
+		return &Launcher{log: logger, bin: bin, cfg: cfg}, nil
 	}
 	return nil, fmt.Errorf("%w: unknown isolation %q (container or process)", policy.ErrInvalid, cfg.Isolation)
 }
@@ -66,20 +77,54 @@ func (l *Launcher) Name() string {
 	return "container"
 }
 
-// Close removes the cgroup parent the sandboxes ran under.
+// Close destroys the sandboxes prepared ahead (after the runs still going on) and removes
+// the cgroup parent the sandboxes ran under.
 func (l *Launcher) Close() {
+	l.closePool()
 	if l.rt != nil {
 		l.rt.RemoveCgroupParent()
 	}
 }
 
+func (l *Launcher) closePool() {
+	if p := l.pool.Swap(nil); p != nil {
+		if err := p.Close(); err != nil {
+			l.log.Error("destroy the sandboxes of the pool", "err", err)
+		}
+	}
+}
+
+// PoolReady is how many sandboxes are prepared and waiting for a job (0 without a pool).
+func (l *Launcher) PoolReady() int {
+	if p := l.pool.Load(); p != nil {
+		return p.Ready()
+	}
+	return 0
+}
+
+// runnerArgs is the runner's command line inside a sandbox, where the veil binary is
+// mounted at /veil.
+var runnerArgs = []string{"/veil", "runner"}
+
 // Cleanup destroys the sandboxes a previous run of the daemon left behind and returns the
-// ids of their jobs.
+// ids of their jobs. Then, with Config.SandboxPool > 0, it starts preparing sandboxes for
+// the runner ahead (a pool needs a clean state directory, so it starts here).
 func (l *Launcher) Cleanup(ctx context.Context) ([]string, error) {
 	if l.rt == nil {
 		return nil, nil
 	}
-	return l.rt.Cleanup(ctx)
+	// Cleanup would destroy the pool's sandboxes under it: a second call starts a new one.
+	l.closePool()
+	ids, err := l.rt.Cleanup(ctx)
+	if err != nil || l.cfg.SandboxPool == 0 {
+		return ids, err
+	}
+	p, err := l.rt.NewPool(sandbox.Template{Args: runnerArgs, Limits: limits(l.cfg)}, l.cfg.SandboxPool)
+	if err != nil {
+		return ids, fmt.Errorf("start the sandbox pool: %w", err)
+	}
+	l.pool.Store(p)
+	return ids, nil
 }
 
 // Admit refuses real data to a daemon that runs jobs without a sandbox: the development
@@ -265,8 +310,15 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
-	spec := sandbox.Spec{ID: id, Args: []string{"/veil", "runner"}, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
-	res, err := l.rt.Run(ctx, spec, result)
+	spec := sandbox.Spec{ID: id, Args: runnerArgs, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	var res *sandbox.Result
+	if p := l.pool.Load(); p != nil {
+		// A sandbox prepared ahead gets the job's mounts and stdin now; it is destroyed
+		// after the job, like a fresh one.
+		res, err = p.Run(ctx, spec, result)
+	} else {
+		res, err = l.rt.Run(ctx, spec, result)
+	}
 	if err != nil {
 		return sandbox.Usage{}, err
 	}

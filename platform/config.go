@@ -22,6 +22,11 @@ type Config struct {
 	// "process" (a plain child process; a development escape hatch, recorded in the audit log).
 	Isolation string
 	Binary    string // the veil binary re-executed as the runner; default os.Executable()
+	// SandboxPool is how many sandboxes (namespaces, cgroups, seccomp, the runner started
+	// with DuckDB open, waiting for its job) are kept prepared ahead with container
+	// isolation; each runs one job and is destroyed after it. 0: each job's sandbox is made
+	// when the job starts. At most 64.
+	SandboxPool int
 
 	// Per-job limits (operator policy).
 	JobMemoryMB   int
@@ -102,6 +107,7 @@ func Defaults(dataDir string) Config {
 		Approvals:      1,
 		Review:         policy.DefaultReviewConfig(),
 		Isolation:      "container",
+		SandboxPool:    2, // as many as Workers: two jobs at once start from a prepared sandbox
 		JobMemoryMB:    2048,
 		JobThreads:     2,
 		JobWall:        5 * time.Minute,

@@ -23,10 +23,23 @@ const (
 // from stdin and writes the exact result to result, the pipe to the daemon. SQL jobs are the
 // engine's; an he-score job is scored here, because only the runner may join the engine
 // (which reads the data) and he (which encrypts); model jobs train here.
+//
+// DuckDB is opened before the job is read: in a sandbox prepared ahead (launch's pool) the
+// runner starts long before its job is known and waits on stdin with its database open, so
+// a SQL job pays neither the process start nor the open. Nothing of any job is in that
+// database yet, and the process runs exactly one job and ends with it.
 func Main(ctx context.Context, stdin io.Reader, result io.Writer) error {
+	db, err := engine.OpenRunner()
+	if err != nil {
+		return err
+	}
 	j, err := engine.ReadJob(stdin)
 	if err != nil {
 		return err
+	}
+	if j.Kind != "" {
+		// The other kinds open a database for each pass over the data.
+		db.Close()
 	}
 	if j.MemoryLimitMB > 0 {
 		// The Go heap (he parsing and scoring, model training) collects before the
@@ -35,7 +48,8 @@ func Main(ctx context.Context, stdin io.Reader, result io.Writer) error {
 	}
 	switch j.Kind {
 	case "":
-		return engine.Run(ctx, j, result)
+		// Not closed: the process ends with the job.
+		return db.Run(ctx, j, result)
 	case KindScore:
 		res, err := scoreHE(ctx, j)
 		if err != nil {

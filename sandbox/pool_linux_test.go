@@ -427,3 +427,55 @@ func TestRunSpill(t *testing.T) {
 	}
 	assertClean(t, r)
 }
+
+// TestPoolLimits: a job in a sandbox prepared ahead ends exactly as in a fresh one when it
+// breaches a limit or is cancelled (the daemon's jobs run in pooled sandboxes), and its
+// sandbox is destroyed after it.
+func TestPoolLimits(t *testing.T) {
+	r := newRuntime(t)
+	small := Limits{MemoryBytes: 128 << 20, Pids: 32, CPUs: 1, Wall: 3 * time.Second, ResultBytes: 1 << 20}
+	big := small
+	big.MemoryBytes = 2 << 30 // the fork bomb must hit the pids limit before the memory one
+	pools := map[Limits]*Pool{small: newPool(t, r, 1, small), big: newPool(t, r, 1, big)}
+	tests := []struct {
+		name string
+		job  []string
+		l    Limits
+		want Status
+	}{
+		{"fork bomb", []string{"forkbomb"}, big, StatusPids},
+		{"memory bomb", []string{"membomb"}, small, StatusOOM},
+		{"endless loop", []string{"spin"}, small, StatusTimeout},
+		{"result too large", []string{"result", fmt.Sprint(4 << 20)}, small, StatusResultTooLarge},
+		{"result at the limit", []string{"result", fmt.Sprint(1 << 20)}, small, StatusOK},
+		{"cancelled", []string{"sleep"}, small, StatusKilled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pools[tt.l]
+			waitReady(t, p, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), small.Wall+30*time.Second)
+			defer cancel()
+			if tt.want == StatusKilled {
+				time.AfterFunc(500*time.Millisecond, cancel)
+			}
+			var out bytes.Buffer
+			res, err := p.Run(ctx, Spec{ID: jobID(t), Stdin: []byte(strings.Join(tt.job, "\n"))}, &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Timing.Ahead {
+				t.Errorf("the job's sandbox was not prepared ahead")
+			}
+			if res.Status != tt.want {
+				t.Fatalf("status %s (exit %d, %v), want %s; stderr %q", res.Status, res.ExitCode, res.Usage, tt.want, res.Stderr)
+			}
+			if int64(out.Len()) > small.ResultBytes {
+				t.Errorf("%d result bytes passed, limit %d", out.Len(), small.ResultBytes)
+			}
+			if res.Message == "" || strings.Contains(res.Message, "/") {
+				t.Errorf("message %q: want a sanitized, non-empty text", res.Message)
+			}
+		})
+	}
+}

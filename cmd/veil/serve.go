@@ -140,6 +140,7 @@ theirs.`,
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "jobs that may run at once")
 	f.IntVar(&cfg.Approvals, "approvals", cfg.Approvals, "reviewer approvals a release needs (2 for four-eyes review)")
 	f.StringVar(&cfg.Isolation, "isolation", cfg.Isolation, "container (libcontainer sandbox) or process (development only, no sandbox)")
+	f.IntVar(&cfg.SandboxPool, "sandbox-pool", cfg.SandboxPool, "sandboxes kept prepared ahead for jobs, each used for one job (0: each job's sandbox is made when it starts; container isolation only)")
 	f.IntVar(&cfg.JobMemoryMB, "job-memory-mb", cfg.JobMemoryMB, "memory limit of one job")
 	f.IntVar(&cfg.ScratchMB, "scratch-mb", cfg.ScratchMB, "size of a job's /scratch, and of a custom job's /out")
 	f.IntVar(&cfg.JobThreads, "job-threads", cfg.JobThreads, "CPU cores (and DuckDB threads) of one job")
