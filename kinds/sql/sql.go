@@ -231,6 +231,10 @@ func (k *Kind) checks(ctx context.Context, run *jobs.Run, plan *engine.Plan, tab
 	if !run.Dev {
 		var err error
 		if priors, err = run.Priors(ctx, engine.MaxPriors); err != nil {
+			var pu *jobs.PriorUnreadable
+			if errors.As(err, &pu) {
+				return nil, engine.CheckRules{}, launch.Fail(fmt.Sprintf("the job cannot be checked for differencing against the grant's earlier job %s: its stored record cannot be read, so a difference between the two cannot be ruled out and the job does not run; ask the operator to run veil doctor on the store", pu.Job), err)
+			}
 			return nil, engine.CheckRules{}, err
 		}
 	}
