@@ -287,7 +287,7 @@ func TestUploadDataFile(t *testing.T) {
 	// The whole path through the client, parts and all.
 	f := writeStrikes(t, 30)
 	var seen int64
-	up, err := prov.UploadFile(ctx, f, func(done, total int64) { seen = done })
+	up, err := prov.UploadFile(ctx, f, client.UploadOptions{Progress: func(done, total int64) { seen = done }})
 	if err != nil || !up.Complete || seen != up.Size {
 		t.Fatalf("UploadFile: %+v %v (progress %d)", up, err, seen)
 	}
