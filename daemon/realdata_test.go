@@ -427,3 +427,31 @@ func TestUploadExpires(t *testing.T) {
 		t.Fatalf("a forgotten upload: %v", err)
 	}
 }
+
+// TestDatasetDidYouMean: a dataset name with a typo is answered with the closest name in the
+// catalog, in a grant application, dataset show and dataset update alike; a name close to
+// none gets no guess.
+func TestDatasetDidYouMean(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	acme := e.principal("acme", "vendor", "acme")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{writeStrikes(t, 20)}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "s", Purpose: "p", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "strkes", Columns: []string{"origin_state"}}}})
+	if kindOf(err) != "not_found" || !strings.Contains(err.Error(), `dataset "strkes" is not in the catalog (did you mean strikes?)`) {
+		t.Fatalf("grant apply with a typo: %v", err)
+	}
+	if _, err := acme.Dataset(ctx, "Strike"); kindOf(err) != "not_found" || !strings.Contains(err.Error(), "(did you mean strikes?)") {
+		t.Fatalf("dataset show with a typo: %v", err)
+	}
+	if _, err := acme.Dataset(ctx, "flights"); kindOf(err) != "not_found" || strings.Contains(err.Error(), "did you mean") {
+		t.Fatalf("dataset show of a name close to none: %v", err)
+	}
+	_, err = prov.UpdateDataset(ctx, "strikez", api.RegisterDataset{Schema: strings.Replace(strikesSchema, "name: strikes", "name: strikez", 1), Files: []string{writeStrikes(t, 20)}})
+	if kindOf(err) != "not_found" || !strings.Contains(err.Error(), "(did you mean strikes?); register it first") {
+		t.Fatalf("dataset update with a typo: %v", err)
+	}
+}

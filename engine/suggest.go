@@ -27,6 +27,10 @@ func suggest(name string, candidates []string) string {
 	return fmt.Sprintf(" (did you mean %s?)", best)
 }
 
+// Suggest is suggest for other packages: " (did you mean X?)" for the candidate closest to
+// name when it looks like a typo, "" otherwise. Give only candidates the caller may see.
+func Suggest(name string, candidates []string) string { return suggest(name, candidates) }
+
 // editDistance is the Levenshtein distance of a and b, in runes.
 func editDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
