@@ -25,6 +25,9 @@ const (
 	MaxUploadBytes = 64 << 30
 	// MaxUploadChunk bounds one request's part of an upload.
 	MaxUploadChunk = 64 << 20
+	// MaxVendorUpload bounds a vendor's upload (a fusion table or an he blob; the routes
+	// that take them bound them again).
+	MaxVendorUpload = 256 << 20
 	// maxOpenUploads bounds the uploads one tenant has under way or unregistered.
 	maxOpenUploads = 32
 )
@@ -32,6 +35,7 @@ const (
 var (
 	uploadIDRE   = regexp.MustCompile(`^u-[0-9a-f]{24}$`)
 	uploadNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}\.(csv|parquet|CSV|PARQUET)$`)
+	vendorNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$`)
 	hexDigestRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	uploadMu     sync.Mutex // one append (or completion) at a time
 )
@@ -77,11 +81,21 @@ func (s *Service) uploadDir(id string) string {
 
 // StartUpload opens an upload of one data file for p's tenant.
 func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.StartUpload) (api.Upload, error) {
-	if !uploadNameRE.MatchString(req.Name) {
-		return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name, ending in .csv or .parquet (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
-	}
-	if req.Size <= 0 || req.Size > MaxUploadBytes {
-		return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
+	if p.Role == policy.Vendor {
+		// A fusion table or an he blob, given by ID to the route that takes it.
+		if !vendorNameRE.MatchString(req.Name) {
+			return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
+		}
+		if req.Size <= 0 || req.Size > MaxVendorUpload {
+			return api.Upload{}, fmt.Errorf("%w: a vendor's upload (a fusion table, an he bundle or model) must be between 1 byte and %d MiB", policy.ErrInvalid, MaxVendorUpload>>20)
+		}
+	} else {
+		if !uploadNameRE.MatchString(req.Name) {
+			return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name, ending in .csv or .parquet (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
+		}
+		if req.Size <= 0 || req.Size > MaxUploadBytes {
+			return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
+		}
 	}
 	if !hexDigestRE.MatchString(req.SHA256) {
 		return api.Upload{}, fmt.Errorf("%w: sha256 must be the file's SHA-256 in lower-case hex (64 digits)", policy.ErrInvalid)
@@ -321,6 +335,36 @@ func (s *Service) uploadedFiles(p policy.Principal, ids []string) ([]string, err
 		out = append(out, filepath.Join(s.uploadDir(id), m.Name))
 	}
 	return out, nil
+}
+
+// ReadUpload returns the bytes of p's completed upload id, at most limit of them (a fusion
+// table or an he blob, which their routes take whole).
+func (s *Service) ReadUpload(p policy.Principal, id string, limit int64) ([]byte, error) {
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	m, err := s.upload(p, id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Complete {
+		return nil, fmt.Errorf("%w: upload %s is not complete; send the rest first", policy.ErrConflict, id)
+	}
+	if m.Size > limit {
+		return nil, fmt.Errorf("%w: upload %s is %d bytes; this route takes at most %d MiB", policy.ErrInvalid, id, m.Size, limit>>20)
+	}
+	f, err := os.Open(filepath.Join(s.uploadDir(id), m.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// DropUpload deletes p's upload once what it carried is stored elsewhere.
+func (s *Service) DropUpload(p policy.Principal, id string) {
+	if _, err := s.upload(p, id); err == nil {
+		s.dropUploads([]string{id})
+	}
 }
 
 // dropUploads deletes uploads once registered (their files are copied into the version).

@@ -241,3 +241,31 @@ func (c countingReader) Read(p []byte) (int, error) {
 	c.n.Add(int64(k))
 	return k, err
 }
+
+// TestVendorFilesThroughUploads: veil job submit --model/--public and veil fusion upload send
+// the vendor's files in resumable parts (a progress line each on a stderr that is not a
+// terminal) and name the uploads; the daemon then judges the files as it would a body (here
+// a blob that is no bundle, and a table whose match column identifies no one, are refused).
+func TestVendorFilesThroughUploads(t *testing.T) {
+	e, grant := grantEnv(t)
+	dir := t.TempDir()
+	bundle, model := filepath.Join(dir, "public.bundle"), filepath.Join(dir, "model.enc")
+	os.WriteFile(bundle, bytes.Repeat([]byte("no bundle "), 500), 0o644)
+	os.WriteFile(model, bytes.Repeat([]byte("no model "), 500), 0o644)
+	_, stderr, err := runVeilIO(t, "", e.as("acme", "job", "submit", "--grant", grant, "--model", model, "--public", bundle)...)
+	if err == nil || !strings.Contains(err.Error(), "upload "+bundle) || !strings.Contains(stderr, "public.bundle: 100% sent") {
+		t.Fatalf("he blob through an upload: %v\n%s", err, stderr)
+	}
+	table := filepath.Join(dir, "customers.csv")
+	var b strings.Builder
+	b.WriteString("district,spend\n")
+	for i := 0; i < 50; i++ {
+		b.WriteString("d" + strconv.Itoa(i%3) + "," + strconv.Itoa(i) + "\n")
+	}
+	os.WriteFile(table, []byte(b.String()), 0o644)
+	_, stderr, err = runVeilIO(t, "", e.as("acme", "fusion", "upload", "--grant", grant, "--name", "customers", "--key", "district", "--match", "residents.district", table)...)
+	if err == nil || !strings.Contains(stderr, "customers.csv: 100% sent") || strings.Contains(err.Error(), "upload") && strings.Contains(err.Error(), "not found") {
+		t.Fatalf("fusion table through an upload: %v\n%s", err, stderr)
+	}
+	t.Logf("fusion refused as expected: %v", err)
+}
