@@ -319,8 +319,8 @@ func (s *Service) Show(ctx context.Context, p policy.Principal, name string) (ap
 	err := s.DB.View(ctx, func(tx store.Tx) error {
 		var err error
 		d, err = tx.Dataset(ctx, name)
-		if err == nil && !CanSee(p, d) {
-			return fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, d.Name)
+		if errors.Is(err, store.ErrNotFound) || err == nil && !CanSee(p, d) {
+			return notInCatalog(ctx, tx, name, func(d store.Dataset) bool { return CanSee(p, d) })
 		}
 		return err
 	})
@@ -340,7 +340,7 @@ func Load(ctx context.Context, tx store.Tx, names []string) (map[string]*policy.
 	for _, n := range names {
 		d, err := tx.Dataset(ctx, n)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: dataset %q is not in the catalog", policy.ErrNotFound, n)
+			return nil, nil, notInCatalog(ctx, tx, n, func(d store.Dataset) bool { return !IsFused(d) })
 		}
 		var sch policy.Schema
 		if err := json.Unmarshal(d.Schema, &sch); err != nil {
@@ -355,6 +355,20 @@ func Load(ctx context.Context, tx store.Tx, names []string) (map[string]*policy.
 func VendorView(d api.Dataset) api.Dataset {
 	d.Rows, d.Schema = 0, nil
 	return d
+}
+
+// notInCatalog is the answer about a name that is no dataset the caller may see, with the
+// closest name among those it may see (see) when it looks like a typo.
+func notInCatalog(ctx context.Context, tx store.Tx, name string, see func(store.Dataset) bool) error {
+	var names []string
+	if ds, err := tx.Datasets(ctx); err == nil {
+		for _, d := range ds {
+			if see(d) {
+				names = append(names, d.Name)
+			}
+		}
+	}
+	return fmt.Errorf("%w: dataset %q is not in the catalog%s", policy.ErrNotFound, name, engine.Suggest(name, names))
 }
 
 // CanSee hides a vendor's fused upload from everyone but its tenant and the

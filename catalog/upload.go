@@ -6,14 +6,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 )
 
@@ -22,6 +25,9 @@ const (
 	MaxUploadBytes = 64 << 30
 	// MaxUploadChunk bounds one request's part of an upload.
 	MaxUploadChunk = 64 << 20
+	// MaxVendorUpload bounds a vendor's upload (a fusion table or an he blob; the routes
+	// that take them bound them again).
+	MaxVendorUpload = 256 << 20
 	// maxOpenUploads bounds the uploads one tenant has under way or unregistered.
 	maxOpenUploads = 32
 )
@@ -29,17 +35,40 @@ const (
 var (
 	uploadIDRE   = regexp.MustCompile(`^u-[0-9a-f]{24}$`)
 	uploadNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}\.(csv|parquet|CSV|PARQUET)$`)
+	vendorNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$`)
 	hexDigestRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	uploadMu     sync.Mutex // one append (or completion) at a time
 )
 
-// uploadMeta is an upload as kept beside its bytes.
+// uploadMeta is an upload as kept beside its bytes. Touched is when its last part arrived
+// (or it started); Expired once SweepUploads deleted its bytes for want of parts (the meta
+// stays another TTL, so that the client is told why, not only that it is unknown).
 type uploadMeta struct {
-	Tenant   string `json:"tenant"`
-	Name     string `json:"name"`
-	Size     int64  `json:"size"`
-	SHA256   string `json:"sha256"`
-	Complete bool   `json:"complete"`
+	Tenant   string    `json:"tenant"`
+	Name     string    `json:"name"`
+	Size     int64     `json:"size"`
+	SHA256   string    `json:"sha256"`
+	Complete bool      `json:"complete"`
+	Touched  time.Time `json:"touched"`
+	Expired  bool      `json:"expired,omitempty"`
+}
+
+// uploadTTL is how long an upload is kept after its last part (Config.UploadTTL).
+func (s *Service) uploadTTL() time.Duration {
+	if s.Config.UploadTTL > 0 {
+		return s.Config.UploadTTL
+	}
+	return platform.DefaultUploadTTL
+}
+
+// stale reports whether m's last part is more than the TTL ago.
+func (s *Service) stale(m uploadMeta) bool {
+	return s.Rec.Now().Sub(m.Touched) > s.uploadTTL()
+}
+
+// expiredErr is the answer about an upload abandoned longer than the TTL.
+func (s *Service) expiredErr(id string) error {
+	return fmt.Errorf("%w: upload %s expired: no part arrived for %s, so the daemon deleted what it held; start the upload over (veil dataset register --upload sends the file again from its start)", policy.ErrNotFound, id, s.uploadTTL())
 }
 
 // uploadRoot holds uploads under way: beside the registered datasets, not among them (jobs
@@ -52,11 +81,21 @@ func (s *Service) uploadDir(id string) string {
 
 // StartUpload opens an upload of one data file for p's tenant.
 func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.StartUpload) (api.Upload, error) {
-	if !uploadNameRE.MatchString(req.Name) {
-		return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name, ending in .csv or .parquet (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
-	}
-	if req.Size <= 0 || req.Size > MaxUploadBytes {
-		return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
+	if p.Role == policy.Vendor {
+		// A fusion table or an he blob, given by ID to the route that takes it.
+		if !vendorNameRE.MatchString(req.Name) {
+			return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
+		}
+		if req.Size <= 0 || req.Size > MaxVendorUpload {
+			return api.Upload{}, fmt.Errorf("%w: a vendor's upload (a fusion table, an he bundle or model) must be between 1 byte and %d MiB", policy.ErrInvalid, MaxVendorUpload>>20)
+		}
+	} else {
+		if !uploadNameRE.MatchString(req.Name) {
+			return api.Upload{}, fmt.Errorf("%w: upload name %q: give the file's base name, ending in .csv or .parquet (letters, digits, . _ - and spaces)", policy.ErrInvalid, req.Name)
+		}
+		if req.Size <= 0 || req.Size > MaxUploadBytes {
+			return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
+		}
 	}
 	if !hexDigestRE.MatchString(req.SHA256) {
 		return api.Upload{}, fmt.Errorf("%w: sha256 must be the file's SHA-256 in lower-case hex (64 digits)", policy.ErrInvalid)
@@ -70,7 +109,7 @@ func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.S
 	entries, _ := os.ReadDir(root)
 	open := 0
 	for _, e := range entries {
-		if m, err := s.readMeta(e.Name()); err == nil && m.Tenant == p.Tenant {
+		if m, err := s.readMeta(e.Name()); err == nil && m.Tenant == p.Tenant && !m.Expired && !s.stale(m) {
 			open++
 		}
 	}
@@ -84,7 +123,7 @@ func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.S
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return api.Upload{}, err
 	}
-	m := uploadMeta{Tenant: p.Tenant, Name: req.Name, Size: req.Size, SHA256: req.SHA256}
+	m := uploadMeta{Tenant: p.Tenant, Name: req.Name, Size: req.Size, SHA256: req.SHA256, Touched: s.Rec.Now()}
 	if err := s.writeMeta(id, m); err != nil {
 		os.RemoveAll(dir)
 		return api.Upload{}, err
@@ -119,13 +158,82 @@ func (s *Service) writeMeta(id string, m uploadMeta) error {
 	return os.Rename(tmp, filepath.Join(s.uploadDir(id), "meta.json"))
 }
 
-// upload finds p's upload; another tenant's is as absent as one that does not exist.
+// upload finds p's upload; another tenant's is as absent as one that does not exist, and
+// one abandoned longer than the TTL is expired (swept or not yet).
 func (s *Service) upload(p policy.Principal, id string) (uploadMeta, error) {
 	m, err := s.readMeta(id)
 	if err != nil || m.Tenant != p.Tenant {
 		return uploadMeta{}, fmt.Errorf("%w: upload %q not found", policy.ErrNotFound, id)
 	}
+	if m.Expired || s.stale(m) {
+		return uploadMeta{}, s.expiredErr(id)
+	}
 	return m, nil
+}
+
+// SweepUploads deletes the bytes of uploads whose last part is more than the TTL ago
+// (registered or not), keeping their meta another TTL to say they expired, and then that.
+func (s *Service) SweepUploads(ctx context.Context) error {
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	entries, err := os.ReadDir(s.uploadRoot())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		id := e.Name()
+		if !uploadIDRE.MatchString(id) {
+			continue
+		}
+		m, err := s.readMeta(id)
+		if err != nil {
+			// Started but never described (a crash between the two): gone after the TTL.
+			if st, serr := os.Stat(s.uploadDir(id)); serr == nil && s.Rec.Now().Sub(st.ModTime()) > s.uploadTTL() {
+				os.RemoveAll(s.uploadDir(id))
+			}
+			continue
+		}
+		if !s.stale(m) {
+			continue
+		}
+		if m.Expired {
+			if err := os.RemoveAll(s.uploadDir(id)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.uploadDir(id), m.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		m.Expired, m.Touched = true, s.Rec.Now()
+		if err := s.writeMeta(id, m); err != nil {
+			return err
+		}
+		s.Log.Info("upload expired", "upload", id, "tenant", m.Tenant, "ttl", s.uploadTTL().String())
+	}
+	return nil
+}
+
+// UploadSweeper runs SweepUploads every period until ctx ends.
+func (s *Service) UploadSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.SweepUploads(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Error("sweep expired uploads", "err", err)
+			}
+		}
+	}
 }
 
 func (s *Service) uploadState(id string, m uploadMeta) (api.Upload, error) {
@@ -205,9 +313,10 @@ func (s *Service) AppendUpload(ctx context.Context, p policy.Principal, id strin
 			return api.Upload{}, fmt.Errorf("%w: upload %s: the file's SHA-256 is not the one given when it started; it was deleted, upload it again", policy.ErrInvalid, id)
 		}
 		m.Complete = true
-		if err := s.writeMeta(id, m); err != nil {
-			return api.Upload{}, err
-		}
+	}
+	m.Touched = s.Rec.Now()
+	if err := s.writeMeta(id, m); err != nil {
+		return api.Upload{}, err
 	}
 	return s.uploadState(id, m)
 }
@@ -226,6 +335,36 @@ func (s *Service) uploadedFiles(p policy.Principal, ids []string) ([]string, err
 		out = append(out, filepath.Join(s.uploadDir(id), m.Name))
 	}
 	return out, nil
+}
+
+// ReadUpload returns the bytes of p's completed upload id, at most limit of them (a fusion
+// table or an he blob, which their routes take whole).
+func (s *Service) ReadUpload(p policy.Principal, id string, limit int64) ([]byte, error) {
+	uploadMu.Lock()
+	defer uploadMu.Unlock()
+	m, err := s.upload(p, id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Complete {
+		return nil, fmt.Errorf("%w: upload %s is not complete; send the rest first", policy.ErrConflict, id)
+	}
+	if m.Size > limit {
+		return nil, fmt.Errorf("%w: upload %s is %d bytes; this route takes at most %d MiB", policy.ErrInvalid, id, m.Size, limit>>20)
+	}
+	f, err := os.Open(filepath.Join(s.uploadDir(id), m.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// DropUpload deletes p's upload once what it carried is stored elsewhere.
+func (s *Service) DropUpload(p policy.Principal, id string) {
+	if _, err := s.upload(p, id); err == nil {
+		s.dropUploads([]string{id})
+	}
 }
 
 // dropUploads deletes uploads once registered (their files are copied into the version).

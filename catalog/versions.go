@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -122,7 +123,10 @@ func (s *Service) Update(ctx context.Context, p policy.Principal, name string, r
 		return api.DatasetVersions{}, fmt.Errorf("%w: the schema names dataset %q, not %q", policy.ErrInvalid, sch.Name, name)
 	}
 	if _, err := s.Show(ctx, p, name); err != nil {
-		return api.DatasetVersions{}, fmt.Errorf("%w: dataset %q is not registered; register it first (veil dataset register)", policy.ErrNotFound, name)
+		if !errors.Is(err, policy.ErrNotFound) {
+			return api.DatasetVersions{}, err
+		}
+		return api.DatasetVersions{}, fmt.Errorf("%w; register it first (veil dataset register)", err)
 	}
 	if _, err := s.register(ctx, p, req, true); err != nil {
 		return api.DatasetVersions{}, err

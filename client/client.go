@@ -206,7 +206,6 @@ func (c *Client) SubmitJob(ctx context.Context, req api.SubmitJob) (api.Job, err
 	return j, c.do(ctx, "POST", "/v1/jobs", req, &j)
 }
 
-// Jobs lists jobs; status may be a comma-separated list.
 // UploadBlob uploads a public key bundle or an encrypted model (the files `veil he` writes)
 // for he-score jobs; the daemon refuses secret keys.
 func (c *Client) UploadBlob(ctx context.Context, data []byte) (api.Blob, error) {
@@ -215,6 +214,13 @@ func (c *Client) UploadBlob(ctx context.Context, data []byte) (api.Blob, error) 
 	return out, err
 }
 
+// UploadBlobFrom is UploadBlob of a completed upload (UploadFile) instead of a body.
+func (c *Client) UploadBlobFrom(ctx context.Context, upload string) (api.Blob, error) {
+	var out api.Blob
+	return out, c.do(ctx, http.MethodPut, "/v1/blobs?upload="+url.QueryEscape(upload), []byte{}, &out)
+}
+
+// Jobs lists jobs; status may be a comma-separated list.
 func (c *Client) Jobs(ctx context.Context, grant, status string) ([]api.Job, error) {
 	var js []api.Job
 	q := url.Values{}
@@ -361,6 +367,13 @@ func (c *Client) UploadFusion(ctx context.Context, grant, name, key, match strin
 	var out api.Dataset
 	q := url.Values{"key": {key}, "match": {match}}
 	return out, c.do(ctx, http.MethodPut, "/v1/grants/"+url.PathEscape(grant)+"/fusion/"+url.PathEscape(name)+"?"+q.Encode(), data, &out)
+}
+
+// UploadFusionFrom is UploadFusion of a completed upload (UploadFile) instead of a body.
+func (c *Client) UploadFusionFrom(ctx context.Context, grant, name, key, match, upload string) (api.Dataset, error) {
+	var out api.Dataset
+	q := url.Values{"key": {key}, "match": {match}, "upload": {upload}}
+	return out, c.do(ctx, http.MethodPut, "/v1/grants/"+url.PathEscape(grant)+"/fusion/"+url.PathEscape(name)+"?"+q.Encode(), []byte{}, &out)
 }
 
 // ApproveFusion adds a fused upload to its grant (authority).

@@ -36,8 +36,11 @@ func (s *Server) buildTwin(w http.ResponseWriter, r *http.Request, p policy.Prin
 
 func (s *Server) uploadFusion(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	q := r.URL.Query()
-	out, err := s.fusion.Upload(r.Context(), p, r.PathValue("id"), r.PathValue("name"), q.Get("key"), q.Get("match"),
-		func() ([]byte, error) { return readBody(r, "upload") })
+	read, upload := s.bodyOrUpload(r, p, "upload", maxFusionBytes)
+	out, err := s.fusion.Upload(r.Context(), p, r.PathValue("id"), r.PathValue("name"), q.Get("key"), q.Get("match"), read)
+	if err == nil && upload != "" {
+		s.catalog.DropUpload(p, upload)
+	}
 	return reply(w, http.StatusCreated, out, err)
 }
 

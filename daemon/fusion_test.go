@@ -318,3 +318,73 @@ func TestFusionDev(t *testing.T) {
 		t.Fatalf("the fused table's twin is still there after the grant was revoked: %v", err)
 	}
 }
+
+// TestFusionThroughUploads: a vendor sends its fusion table and an he blob in resumable parts
+// (POST /v1/uploads) and names the upload instead of a body; the fused table is the same as
+// from a body and the upload is removed, another tenant cannot use it, and a vendor's upload
+// is bounded and is not a dataset to register.
+func TestFusionThroughUploads(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	acme := e.principal("acme analyst", "vendor", "acme")
+	rival := e.principal("rival analyst", "vendor", "rival")
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "name"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var csv bytes.Buffer
+	csv.WriteString("name,spend\n")
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&csv, "Person%d,%d\n", i, 100+i)
+	}
+	file := filepath.Join(t.TempDir(), "customers.csv")
+	if err := os.WriteFile(file, csv.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parts := 0
+	u, err := acme.UploadFile(ctx, file, client.UploadOptions{Chunk: 200, Progress: func(int64, int64) { parts++ }})
+	if err != nil || !u.Complete || parts < 3 {
+		t.Fatalf("vendor upload: %+v %v (%d parts)", u, err, parts)
+	}
+	if _, err := rival.UploadFusionFrom(ctx, gid, "customers", "name", "residents.name", u.ID); kindOf(err) == "" {
+		t.Fatal("another tenant used the upload")
+	}
+	if _, err := acme.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Uploads: []string{u.ID}}); kindOf(err) != "forbidden" {
+		t.Fatalf("a vendor registered its upload as a dataset: %v", err)
+	}
+	d, err := acme.UploadFusionFrom(ctx, gid, "customers", "name", "residents.name", u.ID)
+	if err != nil || d.Name != "fusion_acme_customers" {
+		t.Fatalf("fusion from an upload: %+v %v", d, err)
+	}
+	if _, err := acme.UploadStatus(ctx, u.ID); kindOf(err) != "not_found" {
+		t.Fatalf("a fused upload is kept: %v", err)
+	}
+	// An he blob the same way; a malformed one is refused as from a body, and kept to retry.
+	blob := filepath.Join(t.TempDir(), "model.enc")
+	os.WriteFile(blob, bytes.Repeat([]byte("not a model "), 100), 0o600)
+	bu, err := acme.UploadFile(ctx, blob, client.UploadOptions{Chunk: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acme.UploadBlobFrom(ctx, bu.ID); kindOf(err) != "invalid" {
+		t.Fatalf("a malformed blob from an upload: %v", err)
+	}
+	if _, err := acme.UploadStatus(ctx, bu.ID); err != nil {
+		t.Fatalf("a refused blob's upload is gone: %v", err)
+	}
+	if _, err := acme.StartUpload(ctx, api.StartUpload{Name: "big.bundle", Size: 257 << 20, SHA256: strings.Repeat("0", 64)}); kindOf(err) != "invalid" {
+		t.Fatalf("a vendor upload over 256 MiB: %v", err)
+	}
+}

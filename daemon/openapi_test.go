@@ -32,6 +32,9 @@ var update = flag.Bool("update", false, "rewrite openapi.json from the route lis
 // binary marks an operation whose request body is raw bytes (an upload).
 type binary struct{}
 
+// binaryOrUpload is a binary body that may be left empty when ?upload=ID names the file.
+type binaryOrUpload struct{}
+
 // metricsText marks the Prometheus text answer of /metrics.
 type metricsText struct{}
 
@@ -79,7 +82,7 @@ var operations = []operation{
 	{pattern: "DELETE /v1/principals/{id}", id: "revokePrincipal", summary: "Revoke a principal's token (operator).", code: 200, answer: api.Principal{}},
 	{pattern: "POST /v1/principals/{id}/rotate", id: "rotatePrincipal", summary: "Give a principal a new token, shown once; the old one keeps working for the grace period (operator).", body: api.RotatePrincipal{}, code: 200, answer: api.Principal{}},
 	{pattern: "POST /v1/datasets", id: "registerDataset", summary: "Register files on the daemon's host under a schema (provider).", body: api.RegisterDataset{}, code: 201, answer: api.Dataset{}},
-	{pattern: "POST /v1/uploads", id: "startUpload", summary: "Open an upload of one data file, with its size and SHA-256 (provider).", body: api.StartUpload{}, code: 201, answer: api.Upload{}},
+	{pattern: "POST /v1/uploads", id: "startUpload", summary: "Open an upload of one file in parts, with its size and SHA-256: a data file (provider, .csv or .parquet, up to 64 GiB), or a fusion table or he blob (vendor, up to 256 MiB). Kept for the daemon's --upload-ttl after its last part unless used.", body: api.StartUpload{}, code: 201, answer: api.Upload{}},
 	{pattern: "GET /v1/uploads/{id}", id: "uploadStatus", summary: "How many bytes of an upload the daemon holds: resume from there.", code: 200, answer: api.Upload{}},
 	{pattern: "PATCH /v1/uploads/{id}", id: "appendUpload", summary: "Send a part of an upload at the offset the daemon holds; the digest is checked at the last byte.", body: binary{}, code: 200, answer: api.Upload{},
 		query: []param{{name: "offset", desc: "the bytes the daemon holds", required: true}}},
@@ -96,11 +99,12 @@ var operations = []operation{
 	{pattern: "GET /v1/grants/{id}", id: "showGrant", summary: "One grant.", code: 200, answer: &policy.Grant{}},
 	{pattern: "POST /v1/grants/{id}/{action}", id: "actOnGrant", summary: "Approve or reject a review stage, or suspend, reinstate or revoke a grant.", body: api.Decide{}, code: 200, answer: &policy.Grant{},
 		path: map[string]param{"action": {schema: map[string]any{"type": "string", "enum": []string{"approve", "reject", "suspend", "reinstate", "revoke"}}}}},
-	{pattern: "PUT /v1/grants/{id}/fusion/{name}", id: "uploadFusion", summary: "Upload the vendor's own table (CSV or Parquet) for fusion with a grant's data.", body: binary{}, code: 201, answer: api.Dataset{},
-		query: []param{{name: "key", desc: "the upload's column that identifies a person", required: true}, {name: "match", desc: "the public DATASET.COLUMN it corresponds to", required: true}}},
+	{pattern: "PUT /v1/grants/{id}/fusion/{name}", id: "uploadFusion", summary: "Upload the vendor's own table (CSV or Parquet) for fusion with a grant's data: as the body, or as a completed upload (?upload=ID, empty body).", body: binaryOrUpload{}, code: 201, answer: api.Dataset{},
+		query: []param{{name: "key", desc: "the upload's column that identifies a person", required: true}, {name: "match", desc: "the public DATASET.COLUMN it corresponds to", required: true}, {name: "upload", desc: "a completed upload (POST /v1/uploads) holding the table, instead of the body"}}},
 	{pattern: "POST /v1/datasets/{name}/fusion/approve", id: "approveFusion", summary: "Add a fused upload to its grant (authority).", code: 200, answer: api.Dataset{}},
 	{pattern: "POST /v1/datasets/{name}/twin", id: "buildTwin", summary: "Build a dataset's dev twin; it waits for review (provider).", body: api.BuildTwin{}, code: 202, answer: api.Job{}},
-	{pattern: "PUT /v1/blobs", id: "uploadBlob", summary: "Upload a public key bundle or an encrypted model for he-score jobs; secret keys are refused.", body: binary{}, code: 201, answer: api.Blob{}},
+	{pattern: "PUT /v1/blobs", id: "uploadBlob", summary: "Upload a public key bundle or an encrypted model for he-score jobs, as the body or as a completed upload (?upload=ID, empty body); secret keys are refused.", body: binaryOrUpload{}, code: 201, answer: api.Blob{},
+		query: []param{{name: "upload", desc: "a completed upload (POST /v1/uploads) holding the blob, instead of the body"}}},
 	{pattern: "PUT /v1/programs", id: "uploadProgram", summary: "Upload a program for custom jobs.", body: binary{}, code: 201, answer: api.Program{}},
 	{pattern: "POST /v1/jobs", id: "submitJob", summary: "Submit a job; its budget is reserved as it is queued.", body: api.SubmitJob{}, code: 202, answer: api.Job{}, errors: []int{429}},
 	{pattern: "POST /v1/jobs/plan", id: "planJob", summary: "Plan a job without running it: the validated query, what it would spend and what would remain, and the noise of each released value. Reads no data and spends nothing.", body: api.SubmitJob{}, code: 200, answer: api.JobPlan{}},
@@ -367,6 +371,9 @@ func document() map[string]any {
 		case nil:
 		case binary:
 			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}}}
+		case binaryOrUpload:
+			o["requestBody"] = map[string]any{"required": false, "content": map[string]any{
 				"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}}}}
 		default:
 			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{

@@ -5,13 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veil-dp/veil/client"
+	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 )
 
@@ -287,7 +290,7 @@ func TestUploadDataFile(t *testing.T) {
 	// The whole path through the client, parts and all.
 	f := writeStrikes(t, 30)
 	var seen int64
-	up, err := prov.UploadFile(ctx, f, func(done, total int64) { seen = done })
+	up, err := prov.UploadFile(ctx, f, client.UploadOptions{Progress: func(done, total int64) { seen = done }})
 	if err != nil || !up.Complete || seen != up.Size {
 		t.Fatalf("UploadFile: %+v %v (progress %d)", up, err, seen)
 	}
@@ -374,5 +377,110 @@ func TestDatasetUpdate(t *testing.T) {
 	}
 	if _, err := prov.UpdateDataset(ctx, "nothing", api.RegisterDataset{Schema: strings.Replace(strikesSchema, "name: strikes", "name: nothing", 1), Files: []string{second}}); kindOf(err) != "not_found" {
 		t.Fatalf("update of a dataset not registered: %v", err)
+	}
+}
+
+// TestUploadExpires: an upload with no part for longer than the TTL (platform config) is
+// expired at once and its bytes are deleted by the sweep; its ID then says it expired and to
+// start over (registering it too), while an upload whose parts keep coming lives on; after
+// another TTL the expired ID is forgotten.
+func TestUploadExpires(t *testing.T) {
+	var clock offsetClock
+	e := start(t, func(c *daemon.Config) {
+		c.Clock = clock.now
+		c.UploadTTL = time.Hour
+		c.SweepEvery = 10 * time.Millisecond
+	})
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	data, _ := os.ReadFile(writeStrikes(t, 50))
+	sum := sha256.Sum256(data)
+	half := int64(len(data) / 2)
+	begin := func() api.Upload {
+		u, err := prov.StartUpload(ctx, api.StartUpload{Name: "birdstrikes.csv", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, err = prov.AppendUpload(ctx, u.ID, 0, data[:half]); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	abandoned, alive := begin(), begin()
+	clock.advance(40 * time.Minute)
+	if _, err := prov.AppendUpload(ctx, alive.ID, half, data[half:half+10]); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(40 * time.Minute) // abandoned: 80 minutes without a part; alive: 40
+	_, err := prov.UploadStatus(ctx, abandoned.ID)
+	if kindOf(err) != "not_found" || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "start the upload over") {
+		t.Fatalf("status of an abandoned upload: %v", err)
+	}
+	bytesOf := func(u api.Upload) string {
+		return filepath.Join(e.cfg.DataDir, "uploads", u.ID, "birdstrikes.csv")
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(bytesOf(abandoned)); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep did not delete the abandoned upload's bytes")
+		}
+	}
+	if _, err := os.Stat(bytesOf(alive)); err != nil {
+		t.Fatalf("the sweep deleted an upload whose parts came: %v", err)
+	}
+	if _, err := prov.AppendUpload(ctx, abandoned.ID, half, data[half:]); kindOf(err) != "not_found" || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a part of a swept upload: %v", err)
+	}
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Uploads: []string{abandoned.ID}}); !strings.Contains(fmt.Sprint(err), "expired") {
+		t.Fatalf("registering a swept upload: %v", err)
+	}
+	u, err := prov.AppendUpload(ctx, alive.ID, half+10, data[half+10:])
+	if err != nil || !u.Complete {
+		t.Fatalf("the live upload: %+v %v", u, err)
+	}
+	if ds, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Uploads: []string{alive.ID}}); err != nil || ds.Rows != 50 {
+		t.Fatalf("register the live upload: %+v %v", ds, err)
+	}
+	clock.advance(2 * time.Hour)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Dir(bytesOf(abandoned))); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired upload's record outlived a second TTL")
+		}
+	}
+	if _, err := prov.UploadStatus(ctx, abandoned.ID); kindOf(err) != "not_found" {
+		t.Fatalf("a forgotten upload: %v", err)
+	}
+}
+
+// TestDatasetDidYouMean: a dataset name with a typo is answered with the closest name in the
+// catalog, in a grant application, dataset show and dataset update alike; a name close to
+// none gets no guess.
+func TestDatasetDidYouMean(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("faa", "provider", "faa")
+	acme := e.principal("acme", "vendor", "acme")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{writeStrikes(t, 20)}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "s", Purpose: "p", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "strkes", Columns: []string{"origin_state"}}}})
+	if kindOf(err) != "not_found" || !strings.Contains(err.Error(), `dataset "strkes" is not in the catalog (did you mean strikes?)`) {
+		t.Fatalf("grant apply with a typo: %v", err)
+	}
+	if _, err := acme.Dataset(ctx, "Strike"); kindOf(err) != "not_found" || !strings.Contains(err.Error(), "(did you mean strikes?)") {
+		t.Fatalf("dataset show with a typo: %v", err)
+	}
+	if _, err := acme.Dataset(ctx, "flights"); kindOf(err) != "not_found" || strings.Contains(err.Error(), "did you mean") {
+		t.Fatalf("dataset show of a name close to none: %v", err)
+	}
+	_, err = prov.UpdateDataset(ctx, "strikez", api.RegisterDataset{Schema: strings.Replace(strikesSchema, "name: strikes", "name: strikez", 1), Files: []string{writeStrikes(t, 20)}})
+	if kindOf(err) != "not_found" || !strings.Contains(err.Error(), "(did you mean strikes?); register it first") {
+		t.Fatalf("dataset update with a typo: %v", err)
 	}
 }

@@ -226,6 +226,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.slog.Error("sweep fused uploads", "err", err)
 	}
 	go s.fusion.Sweeper(ctx, s.cfg.SweepEvery)
+	// Data-file uploads abandoned longer than their TTL go the same way.
+	if err := s.catalog.SweepUploads(ctx); err != nil {
+		s.slog.Error("sweep expired uploads", "err", err)
+	}
+	go s.catalog.UploadSweeper(ctx, s.cfg.SweepEvery)
 	if s.cfg.OnListening != nil {
 		s.cfg.OnListening(s.Addrs())
 	}

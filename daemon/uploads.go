@@ -18,11 +18,15 @@ const (
 
 // uploadBlob takes a vendor's public key bundle or encrypted model for he-score jobs.
 func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
-	body, err := readBody(r, "upload")
+	read, upload := s.bodyOrUpload(r, p, "upload", maxBlobBytes)
+	body, err := read()
 	if err != nil {
 		return err
 	}
 	out, err := s.hescore.Upload(r.Context(), p, body)
+	if err == nil && upload != "" {
+		s.catalog.DropUpload(p, upload)
+	}
 	return reply(w, http.StatusCreated, out, err)
 }
 

@@ -29,6 +29,10 @@ func suggest(name string, candidates []string) string {
 	return fmt.Sprintf(" (did you mean %s?)", best)
 }
 
+// Suggest is suggest for other packages: " (did you mean X?)" for the candidate closest to
+// name when it looks like a typo, "" otherwise. Give only candidates the caller may see.
+func Suggest(name string, candidates []string) string { return suggest(name, candidates) }
+
 // quotedHint explains a double-quoted "text" that SQL read as a column name: the vendor most
 // likely meant the string 'text'.
 func (w *walker) quotedHint(ref string) string {

@@ -34,8 +34,13 @@ type Config struct {
 	JobWall       time.Duration
 	JobPids       int64
 	MaxResultByte int64
-	// SweepEvery is how often fused uploads of ended grants are looked for and deleted.
+	// SweepEvery is how often fused uploads of ended grants, and data-file uploads past
+	// UploadTTL, are looked for and deleted.
 	SweepEvery time.Duration
+	// UploadTTL is how long a data-file upload (POST /v1/uploads) is kept after its last
+	// part, finished or not, unless registered; then its bytes are deleted and its ID answers
+	// that it expired. Zero or less: DefaultUploadTTL.
+	UploadTTL time.Duration
 	// Clock, when set, replaces the wall clock (tests of expiry); nil in production.
 	Clock func() time.Time
 	// LogRunnerOutput writes the runner's stderr of failed jobs to the log. It can contain
@@ -95,6 +100,9 @@ type Config struct {
 	TenantValidations int
 }
 
+// DefaultUploadTTL is how long an abandoned upload is kept unless the operator sets another.
+const DefaultUploadTTL = 24 * time.Hour
+
 // DefaultReleaseQuantum is the release quantum unless the operator sets another.
 const DefaultReleaseQuantum = 5 * time.Second
 
@@ -115,6 +123,7 @@ func Defaults(dataDir string) Config {
 		MaxResultByte:  64 << 20,
 		ScratchMB:      64,
 		SweepEvery:     30 * time.Second,
+		UploadTTL:      DefaultUploadTTL,
 		MinFreeMB:      1024,
 		RefusalWindow:  time.Minute,
 		ReleaseQuantum: DefaultReleaseQuantum,

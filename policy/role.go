@@ -64,6 +64,7 @@ const (
 	ActFeedbackSubmit  Action = "feedback.submit" // file data-quality feedback on a granted dataset
 	ActFeedbackRead    Action = "feedback.read"   // list feedback in scope; the dataset's provider also resolves
 	ActMetricsRead     Action = "metrics.read"    // the daemon's Prometheus metrics (names of tenants and datasets, no data)
+	ActFileUpload      Action = "file.upload"     // send a file in resumable parts (a provider's data, a vendor's fusion table or he blob)
 )
 
 var allowed = map[Action][]Role{
@@ -86,6 +87,7 @@ var allowed = map[Action][]Role{
 	ActFeedbackSubmit:  {Vendor},
 	ActFeedbackRead:    {Provider, Operator, Authority, Vendor},
 	ActMetricsRead:     {Operator},
+	ActFileUpload:      {Provider, Vendor},
 }
 
 // Allow reports whether p's role may perform a. It says nothing about which objects: tenant

@@ -105,6 +105,7 @@ func startCLI(t *testing.T, edits ...func(*daemon.Config)) *cliEnv {
 	t.Setenv("VEIL_HOST", "")
 	t.Setenv("VEIL_TOKEN", "")
 	t.Setenv("VEIL_PROFILE", "")
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache")) // upload state files
 	data := filepath.Join(dir, "data")
 	cfg := daemon.Defaults(data)
 	cfg.Isolation = "container"

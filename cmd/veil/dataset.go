@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,45 +19,24 @@ func newDatasetCmd() *cobra.Command {
 		Short: "Register Parquet or CSV files under a schema (provider)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sch, err := os.ReadFile(schemaFile)
-			if err != nil {
-				return fmt.Errorf("read schema file: %w", err)
-			}
-			if sch, err = resolveDomainFiles(sch, filepath.Dir(schemaFile)); err != nil {
-				return err
-			}
-			var files []string
-			for _, a := range args {
-				abs, err := filepath.Abs(a)
-				if err != nil {
-					return err
-				}
-				files = append(files, abs)
-			}
 			c, err := connect()
 			if err != nil {
 				return err
 			}
-			req := api.RegisterDataset{Schema: string(sch), Files: files}
-			if upload {
-				req.Files = nil
-				for _, f := range files {
-					u, err := c.UploadFile(cmd.Context(), f, progressBar(g.errOut, filepath.Base(f)))
-					if err != nil {
-						return fmt.Errorf("upload %s: %w", filepath.Base(f), err)
-					}
-					req.Uploads = append(req.Uploads, u.ID)
-				}
+			req, states, err := registerRequest(cmd, c, schemaFile, args, upload)
+			if err != nil {
+				return err
 			}
 			d, err := c.RegisterDataset(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
+			forgetUploads(states)
 			return kv(d, "dataset", d.Name, "version", d.Version, "provider", d.Provider, "rows", fmt.Sprint(d.Rows), "files", fmt.Sprint(d.Files))
 		},
 	}
 	register.Flags().StringVar(&schemaFile, "schema", "", "schema file (YAML) classifying every column")
-	register.Flags().BoolVar(&upload, "upload", false, "send the files to the daemon over the API (streamed in parts, resumed after a failed part, digest checked; a progress bar when stderr is a terminal) instead of naming paths on the daemon's host")
+	register.Flags().BoolVar(&upload, "upload", false, "send the files to the daemon over the API (streamed in parts, digest checked, resumed after a failed part or by running the same command again; a progress bar when stderr is a terminal, a line per 10% otherwise) instead of naming paths on the daemon's host")
 	register.MarkFlagRequired("schema")
 	list := &cobra.Command{
 		Use:   "list",

@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 )
@@ -16,7 +16,7 @@ func newFusionCmd() *cobra.Command {
 		Short: "Upload your table; in a sandbox its key and the public column are pseudonymized with the grant's secret and joined",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
+			abs, err := filepath.Abs(args[0])
 			if err != nil {
 				return err
 			}
@@ -24,10 +24,16 @@ func newFusionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := c.UploadFusion(cmd.Context(), grant, name, key, match, b)
+			// Sent in resumable parts (POST /v1/uploads), then fused by the upload's ID.
+			u, state, err := uploadFile(cmd, c, abs)
 			if err != nil {
 				return err
 			}
+			d, err := c.UploadFusionFrom(cmd.Context(), grant, name, key, match, u.ID)
+			if err != nil {
+				return err
+			}
+			forgetUploads([]string{state})
 			return kv(d, "dataset", d.Name, "rows", fmt.Sprint(d.Rows), "status", "waiting for the authority (veil fusion approve "+d.Name+")",
 				"note", "your key column was replaced by the person's privacy unit; rows without a match were dropped")
 		},

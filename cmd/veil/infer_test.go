@@ -13,13 +13,18 @@ import (
 // writeVisits writes a hospital-visits CSV as an agency holds it: ids with leading zeros,
 // resident id numbers, phones, Chinese names and headers, a header with spaces and $.
 func writeVisits(t *testing.T, dir string) string {
+	return writeVisitsRows(t, dir, 120)
+}
+
+// writeVisitsRows writes the visits CSV with n rows (fewer than a million).
+func writeVisitsRows(t *testing.T, dir string, n int) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("Patient ID,身份证号,姓名,Mobile,Visit Date,Cost Total $,科室\n")
 	surnames := []string{"王", "李", "张", "刘", "陈"}
-	for i := 0; i < 120; i++ {
+	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "%06d,1101011990%02d%02d%03d%d,%s%s,1380013%04d,2024-03-%02d,%d.50,科%d\n",
-			i+1, 1+i%12, 1+i%28, i, i%10, surnames[i%5], []string{"伟", "芳", "娜", "强"}[i%4], i, 1+i%28, 100+i, i%3)
+			i+1, 1+i%12, 1+i%28, i%1000, i%10, surnames[i%5], []string{"伟", "芳", "娜", "强"}[i%4], i%10000, 1+i%28, 100+i%1000, i%3)
 	}
 	p := filepath.Join(dir, "visits.csv")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
@@ -105,11 +110,8 @@ func TestRegisterUpload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	if field(t, stdout, "rows") != "120" || stderr != "" {
+	if field(t, stdout, "rows") != "120" || stderr != "visits.csv: 100% sent (9 KiB of 9 KiB)\n" {
 		t.Fatalf("stdout %q stderr %q", stdout, stderr)
-	}
-	if progressBar(&strings.Builder{}, "x") != nil {
-		t.Fatal("a bar for what is not a terminal")
 	}
 	if got := renderBar("visits.csv", 3<<20, 12<<20); got != "\rvisits.csv [#######.......................]  25% 3 MiB/12 MiB" {
 		t.Fatalf("bar %q", got)

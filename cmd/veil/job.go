@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -201,10 +202,21 @@ func submitCmd(dev, planOnly bool) *cobra.Command {
 						clear(b)
 						return usageErr("%s is a secret key: it must never leave this machine; pass the public.bundle that veil he keygen wrote next to it", up.file)
 					}
-					blob, err := c.UploadBlob(cmd.Context(), b)
+					clear(b)
+					abs, err := filepath.Abs(up.file)
+					if err != nil {
+						return err
+					}
+					// Sent in resumable parts (POST /v1/uploads), then stored by the upload's ID.
+					u, state, err := uploadFile(cmd, c, abs)
+					if err != nil {
+						return err
+					}
+					blob, err := c.UploadBlobFrom(cmd.Context(), u.ID)
 					if err != nil {
 						return fmt.Errorf("upload %s: %w", up.file, err)
 					}
+					forgetUploads([]string{state})
 					*up.dst = blob.Digest
 				}
 				req.HE = &hes

@@ -25,6 +25,7 @@ type globals struct {
 	tokenStdin bool
 	profile    string
 	caFile     string
+	daemon     string // the daemon's address connect resolved (keys upload state files)
 	output     string
 	in         io.Reader
 	out        io.Writer
@@ -212,6 +213,7 @@ func connect() (*client.Client, error) {
 	if err != nil {
 		return nil, &exitError{exitUsage, err}
 	}
+	g.daemon = host
 	return c, nil
 }
 

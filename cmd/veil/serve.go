@@ -155,6 +155,7 @@ theirs.`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.BoolVar(&cfg.InsecureListen, "insecure-listen", false, "allow --listen or --metrics-listen on an address other than loopback without TLS (behind a TLS-terminating proxy only)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve /metrics, /healthz and /readyz without a token on this TCP address, e.g. 127.0.0.1:9470")
+	f.DurationVar(&cfg.UploadTTL, "upload-ttl", cfg.UploadTTL, "how long a data-file upload is kept after its last part unless registered; then its bytes are deleted and the provider starts over")
 	f.IntVar(&cfg.MinFreeMB, "min-free-mb", cfg.MinFreeMB, "free space (MiB) of the data directory's file system below which /readyz answers not ready")
 	auditFlags(f, cfg)
 

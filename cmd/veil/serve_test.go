@@ -42,7 +42,7 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"scratch-mb": "99", "job-threads": "3", "job-timeout": "17s", "job-pids": "77",
 		"review-deadline": "5h", "overdue": "authority=reject", "log-runner-output": "true",
 		"tls-cert": "/etc/veil/tls.crt", "tls-key": "/etc/veil/tls.key", "insecure-listen": "true",
-		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7",
+		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7", "upload-ttl": "90m",
 		"audit-key": "/etc/veil/platform.key", "audit-key-fd": "3", "audit-state": "/etc/veil/audit.state",
 		"audit-archive": "/mnt/witness/veil", "audit-adopt": "true", "store-adopt": "true",
 		"release-quantum": "30s", "sandbox-pool": "5",

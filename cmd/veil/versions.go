@@ -13,32 +13,35 @@ import (
 )
 
 // registerRequest reads a schema (domain files resolved) and names the files, or uploads
-// them when upload is set.
-func registerRequest(cmd *cobra.Command, c *client.Client, schemaFile string, args []string, upload bool) (api.RegisterDataset, error) {
+// them when upload is set (resuming uploads an interrupted run left); it returns the
+// uploads' state files, for forgetUploads once they are registered.
+func registerRequest(cmd *cobra.Command, c *client.Client, schemaFile string, args []string, upload bool) (api.RegisterDataset, []string, error) {
 	sch, err := os.ReadFile(schemaFile)
 	if err != nil {
-		return api.RegisterDataset{}, fmt.Errorf("read schema file: %w", err)
+		return api.RegisterDataset{}, nil, fmt.Errorf("read schema file: %w", err)
 	}
 	if sch, err = resolveDomainFiles(sch, filepath.Dir(schemaFile)); err != nil {
-		return api.RegisterDataset{}, err
+		return api.RegisterDataset{}, nil, err
 	}
 	req := api.RegisterDataset{Schema: string(sch)}
+	var states []string
 	for _, a := range args {
 		abs, err := filepath.Abs(a)
 		if err != nil {
-			return req, err
+			return req, nil, err
 		}
 		if !upload {
 			req.Files = append(req.Files, abs)
 			continue
 		}
-		u, err := c.UploadFile(cmd.Context(), abs, progressBar(g.errOut, filepath.Base(abs)))
+		u, state, err := uploadFile(cmd, c, abs)
 		if err != nil {
-			return req, fmt.Errorf("upload %s: %w", filepath.Base(abs), err)
+			return req, nil, err
 		}
 		req.Uploads = append(req.Uploads, u.ID)
+		states = append(states, state)
 	}
-	return req, nil
+	return req, states, nil
 }
 
 func printVersions(v api.DatasetVersions) error {
@@ -79,7 +82,7 @@ func newDatasetVersionCmds() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			req, err := registerRequest(cmd, c, schemaFile, args[1:], upload)
+			req, states, err := registerRequest(cmd, c, schemaFile, args[1:], upload)
 			if err != nil {
 				return err
 			}
@@ -87,6 +90,7 @@ func newDatasetVersionCmds() []*cobra.Command {
 			if err != nil {
 				return err
 			}
+			forgetUploads(states)
 			return printVersions(v)
 		},
 	}
