@@ -8,8 +8,10 @@ import (
 	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	lhe "github.com/tuneinsight/lattigo/v5/he"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
 	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/bignum"
 )
 
 // maxOpenBatches bounds how many partially filled packing batches the
@@ -602,6 +604,8 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 	if total == nil {
 		total = rlwe.NewEncryptor(s.params, s.pub.pk).EncryptZeroNew(outLevel)
 		total.Scale = rlwe.NewScale(math.Exp2(logisticOutLogScale))
+	} else if err := finishSigmoid(eval, total); err != nil {
+		return nil, 0, err
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)
 	if err := foldLanes(eval, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
@@ -645,7 +649,9 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 	h := s.model.header
 	w := &worker{s: s, eval: eval, ecd: ecd}
 	w.poly = hefloat.NewPolynomial(sigmoidOdd(h.InputRange, h.Degree))
-	w.pe = hefloat.NewPolynomialEvaluator(p, w.eval)
+	// Not Lazy: lattigo v5.0.7's lazy baby-step powers give wrong results here (measured
+	// errors of 1e14 on this polynomial).
+	w.pe = &hefloat.PolynomialEvaluator{Parameters: p, EvaluatorForPolynomial: lazyTail{w.eval}}
 	w.pt = hefloat.NewPlaintext(p, topLevel)
 	w.pt.Scale = s.featureScale()
 	w.acc = hefloat.NewCiphertext(p, 1, topLevel)
@@ -677,12 +683,11 @@ func (w *worker) process(b *batch) error {
 	if err := w.eval.Rescale(w.acc, w.lin); err != nil {
 		return fmt.Errorf("he: rescale failed: %w", err)
 	}
+	// out is the sigmoid before its last relinearization and rescale (lazyTail): the
+	// batches' outputs are added as they are, and Finish does both once on the total.
 	out, err := w.pe.Evaluate(w.lin, w.poly, rlwe.NewScale(math.Exp2(logisticOutLogScale)))
 	if err != nil {
 		return fmt.Errorf("he: sigmoid evaluation failed: %w", err)
-	}
-	if out.Level() > outLevel {
-		w.eval.DropLevel(out, out.Level()-outLevel)
 	}
 	if w.total == nil {
 		w.total = out
@@ -698,5 +703,69 @@ func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
 	ringQ := w.s.params.RingQ().AtLevel(topLevel)
 	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[0], w.pt.Value, w.acc.Value[0])
 	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[1], w.pt.Value, w.acc.Value[1])
+	return nil
+}
+
+// lazyTail is lattigo's evaluator for polynomials (hefloat.NewPolynomialEvaluator)
+// without the last relinearization and rescale of the Paterson-Stockmeyer evaluation
+// (lattigo he.EvaluatePatersonStockmeyerPolynomialVector, v5.0.7, of which this is a copy
+// up to that step): its output is a degree-2 ciphertext one level above outLevel, at the
+// target scale times that level's prime. Every batch's output has the same level and
+// scale, so a worker adds them up as they are and finishSigmoid relinearizes and rescales
+// the total once: a key switch and a rescale per job instead of per batch, and their
+// noise once.
+type lazyTail struct{ lhe.Evaluator }
+
+func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonStockmeyerPolynomialVector, pb lhe.PowerBasis) (*rlwe.Ciphertext, error) {
+	cg := lhe.CoefficientGetter[*bignum.Complex](&hefloat.CoefficientGetter{Values: make([]*bignum.Complex, pb.Value[1].Slots())})
+	split := len(poly.Value[0].Value)
+	babySteps := make([]*lhe.BabyStep, split)
+	for i := range babySteps {
+		var err error
+		if babySteps[split-i-1], err = lhe.EvaluateBabyStep(i, e, poly, cg, pb); err != nil {
+			return nil, fmt.Errorf("cannot EvaluateBabyStep: %w", err)
+		}
+	}
+	for len(babySteps) != 1 {
+		giantSteps := make([]int, len(babySteps))
+		for i := 0; i < len(babySteps); i++ {
+			if i == len(babySteps)-1 {
+				giantSteps[i] = 2
+			} else if babySteps[i].Degree == babySteps[i+1].Degree {
+				giantSteps[i] = 1
+				i++
+			}
+		}
+		for i := 0; i < len(babySteps); i++ {
+			if err := lhe.EvaluateGianStep(i, giantSteps, babySteps, e, pb); err != nil {
+				return nil, err
+			}
+		}
+		idx := 0
+		for i := range babySteps {
+			if babySteps[i] != nil {
+				babySteps[idx] = babySteps[i]
+				idx++
+			}
+		}
+		babySteps = babySteps[:idx]
+	}
+	return babySteps[0].Value, nil
+}
+
+// finishSigmoid does on the sum of lazyTail's outputs what lattigo does on each: relinearize
+// and rescale, down to outLevel.
+func finishSigmoid(eval *hefloat.Evaluator, total *rlwe.Ciphertext) error {
+	if total.Degree() == 2 {
+		if err := eval.Relinearize(total, total); err != nil {
+			return fmt.Errorf("he: relinearizing the sigmoid total failed: %w", err)
+		}
+	}
+	if err := eval.Rescale(total, total); err != nil {
+		return fmt.Errorf("he: rescaling the sigmoid total failed: %w", err)
+	}
+	if total.Level() > outLevel {
+		eval.DropLevel(total, total.Level()-outLevel)
+	}
 	return nil
 }
