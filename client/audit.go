@@ -23,6 +23,40 @@ func (c *Client) AuditRecords(ctx context.Context, from, limit int64, tail bool)
 	return r, c.do(ctx, "GET", "/v1/audit/records"+q, nil, &r)
 }
 
+// AuditCheckpoints fetches a page of the signed checkpoints: at most limit (1..10000) of
+// size ≥ from. The page's Next is the from of the next page, 0 after the last.
+func (c *Client) AuditCheckpoints(ctx context.Context, from, limit int64) (api.AuditCheckpoints, error) {
+	var r api.AuditCheckpoints
+	q := "?from=" + strconv.FormatInt(from, 10) + "&limit=" + strconv.FormatInt(limit, 10)
+	return r, c.do(ctx, "GET", "/v1/audit/checkpoints"+q, nil, &r)
+}
+
+// checkpointsPage is how many checkpoints AllAuditCheckpoints asks for at a time.
+const checkpointsPage = 1000
+
+// AllAuditCheckpoints fetches every signed checkpoint, in order of size, following the
+// pages of GET /v1/audit/checkpoints, pageSize at a time (0: 1000). Checkpoints the
+// daemon signs meanwhile may be included; none is left out or repeated.
+func (c *Client) AllAuditCheckpoints(ctx context.Context, pageSize int64) ([]audit.Checkpoint, error) {
+	if pageSize <= 0 {
+		pageSize = checkpointsPage
+	}
+	var out []audit.Checkpoint
+	for from := int64(0); ; {
+		page, err := c.AuditCheckpoints(ctx, from, pageSize)
+		if err != nil {
+			return nil, err
+		}
+		for _, cp := range page.Checkpoints {
+			out = append(out, audit.Checkpoint{Size: cp.Size, Note: cp.Note})
+		}
+		if page.Next <= from || len(page.Checkpoints) == 0 {
+			return out, nil // the last page (a Next that does not advance would loop)
+		}
+		from = page.Next
+	}
+}
+
 // AuditProof fetches an inclusion proof of entry index against the latest checkpoint.
 func (c *Client) AuditProof(ctx context.Context, index int64) (*audit.Proof, error) {
 	var p audit.Proof
@@ -103,18 +137,15 @@ func (m *memLog) ReadRecords(_ context.Context, from, to int64) ([][]byte, error
 
 func (m *memLog) Checkpoints(context.Context) ([]audit.Checkpoint, error) { return m.cps, nil }
 
-// fetchLog fetches the log as of its latest checkpoint: the checkpoints first (one
-// snapshot), then the records up to the latest one's size, so that entries appended in the
+// fetchLog fetches the log as of its latest checkpoint: the checkpoints first (page by
+// page; the last one fetched fixes the size), then the records up to the latest one's size, so that entries appended in the
 // meantime are left out instead of looking like a truncation. It recomputes every hash.
 func (c *Client) fetchLog(ctx context.Context) (*memLog, error) {
-	var cps api.AuditCheckpoints
-	if err := c.do(ctx, "GET", "/v1/audit/checkpoints", nil, &cps); err != nil {
+	cps, err := c.AllAuditCheckpoints(ctx, 0)
+	if err != nil {
 		return nil, err
 	}
-	m := &memLog{}
-	for _, cp := range cps.Checkpoints {
-		m.cps = append(m.cps, audit.Checkpoint{Size: cp.Size, Note: cp.Note})
-	}
+	m := &memLog{cps: cps}
 	var size int64
 	if len(m.cps) > 0 {
 		size = m.cps[len(m.cps)-1].Size

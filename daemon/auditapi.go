@@ -47,17 +47,44 @@ func (s *Server) auditRecords(w http.ResponseWriter, r *http.Request, p policy.P
 	return nil
 }
 
+// maxCheckpointsPage is the most checkpoints one GET /v1/audit/checkpoints returns, as
+// for records; defaultCheckpointsPage when the request names no limit.
+const (
+	maxCheckpointsPage     = 10000
+	defaultCheckpointsPage = 1000
+)
+
 func (s *Server) auditCheckpoints(w http.ResponseWriter, r *http.Request, p policy.Principal) error {
 	if err := policy.Allow(p, policy.ActAuditRead); err != nil {
 		return err
 	}
-	var out api.AuditCheckpoints
+	q := r.URL.Query()
+	from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
+	if q.Get("from") == "" {
+		from, err1 = 0, nil
+	}
+	limit, err2 := strconv.ParseInt(q.Get("limit"), 10, 64)
+	if q.Get("limit") == "" {
+		limit, err2 = defaultCheckpointsPage, nil
+	}
+	if err1 != nil || err2 != nil || from < 0 || limit <= 0 || limit > maxCheckpointsPage {
+		return fmt.Errorf("%w: from (a tree size) must be ≥ 0 and limit in 1..%d; follow next to read further", policy.ErrInvalid, maxCheckpointsPage)
+	}
+	out := api.AuditCheckpoints{From: from, Checkpoints: []api.AuditCheckpoint{}}
 	err := s.db.View(r.Context(), func(tx store.Tx) error {
-		cps, err := tx.Checkpoints(r.Context())
+		// One more than asked for tells whether a next page exists.
+		cps, err := tx.CheckpointsFrom(r.Context(), from, int(limit)+1)
+		if err != nil {
+			return err
+		}
+		if int64(len(cps)) > limit {
+			cps = cps[:limit]
+			out.Next = cps[len(cps)-1].Size + 1
+		}
 		for _, c := range cps {
 			out.Checkpoints = append(out.Checkpoints, api.AuditCheckpoint{Size: c.Size, Note: c.Note})
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return err

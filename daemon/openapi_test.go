@@ -132,7 +132,9 @@ var operations = []operation{
 		query: []param{{name: "from", desc: "the first entry's index", schema: map[string]any{"type": "integer", "minimum": 0}},
 			{name: "limit", desc: "entries at most (1000)", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": 10000}},
 			{name: "tail", desc: "any value: the last limit entries"}}},
-	{pattern: "GET /v1/audit/checkpoints", id: "auditCheckpoints", summary: "The audit log's signed checkpoints.", code: 200, answer: api.AuditCheckpoints{}},
+	{pattern: "GET /v1/audit/checkpoints", id: "auditCheckpoints", summary: "A page of the audit log's signed checkpoints, in order of size; follow next for the rest.", code: 200, answer: api.AuditCheckpoints{},
+		query: []param{{name: "from", desc: "the smallest tree size to list (a page's next)", schema: map[string]any{"type": "integer", "minimum": 0}},
+			{name: "limit", desc: "checkpoints at most (1000)", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": 10000}}}},
 	{pattern: "GET /v1/audit/verify", id: "auditVerify", summary: "The daemon's own verification of the stored log, interior hashes included.", code: 200, answer: struct {
 		OK     bool          `json:"ok"`
 		Error  string        `json:"error,omitempty"` // why the log does not verify

@@ -217,6 +217,9 @@ type Tx interface {
 	// Spends lists spends by grant, dataset or job (empty: any).
 	Spends(ctx context.Context, grant, dataset, job string) ([]Spend, error)
 
+	// CheckpointsFrom returns at most limit checkpoints of size ≥ from, in order of size:
+	// one page of the list, for GET /v1/audit/checkpoints.
+	CheckpointsFrom(ctx context.Context, from int64, limit int) ([]audit.Checkpoint, error)
 	// LatestCheckpoint returns the audit log's newest signed checkpoint (ErrNotFound for
 	// none) without reading the others, for the metrics of every scrape.
 	LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error)

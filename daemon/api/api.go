@@ -374,9 +374,13 @@ type AuditRecords struct {
 	Size    int64    `json:"size"`
 }
 
-// AuditCheckpoints lists the signed checkpoints.
+// AuditCheckpoints is a page of the signed checkpoints, in order of size: those of size ≥
+// From, at most the limit asked for. Next is the from of the next page (the size after the
+// last one here), 0 when this page is the last.
 type AuditCheckpoints struct {
+	From        int64             `json:"from"`
 	Checkpoints []AuditCheckpoint `json:"checkpoints"`
+	Next        int64             `json:"next,omitempty"`
 }
 
 // AuditCheckpoint is one signed note.

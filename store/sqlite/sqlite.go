@@ -516,6 +516,14 @@ func (t *txn) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 	}, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
 }
 
+func (t *txn) CheckpointsFrom(ctx context.Context, from int64, limit int) ([]audit.Checkpoint, error) {
+	return queryAll(ctx, t, "audit checkpoints", func(s interface{ Scan(...any) error }) (audit.Checkpoint, error) {
+		var c audit.Checkpoint
+		err := s.Scan(&c.Size, &c.Note)
+		return c, err
+	}, `SELECT size, note FROM audit_checkpoints WHERE size >= ? ORDER BY size LIMIT ?`, from, limit)
+}
+
 func (t *txn) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, error) {
 	var c audit.Checkpoint
 	err := t.tx.QueryRowContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&c.Size, &c.Note)
