@@ -168,12 +168,27 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 
 // runChecks runs a threshold job's check queries after its query, each result a further
 // IPC stream on w. The dominance check is skipped, its result an empty stream, where the
-// query's result shows every cell passes (DominanceSure).
+// query's result shows every cell passes (DominanceSure), and run for the undecided cells
+// alone where it shows that of some (DominanceUndecided, dominanceRestricted).
 func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer) error {
-	skip := j.DominanceCheck > 0 && j.DominanceRules != nil && DominanceSure(result, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules)
+	var dom []arrow.RecordBatch // the dominance check's result, decided here
+	var domSchema *arrow.Schema
+	decided := false
+	if j.DominanceCheck > 0 && j.DominanceRules != nil {
+		if rows, ok := DominanceUndecided(result, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules); ok {
+			if len(rows) == 0 {
+				decided, domSchema = true, arrow.NewSchema(nil, nil)
+			} else if got, schema, err := dominanceRestricted(ctx, ar, j, result, rows); err != nil {
+				return fmt.Errorf("check %d: %w", j.DominanceCheck, err)
+			} else if schema != nil {
+				decided, dom, domSchema = true, got, schema
+				defer release(dom)
+			}
+		}
+	}
 	for i, q := range j.Checks {
-		if skip && i+1 == j.DominanceCheck {
-			if err := writeIPC(w, j.MaxResultBytes, arrow.NewSchema(nil, nil), nil); err != nil {
+		if decided && i+1 == j.DominanceCheck {
+			if err := writeIPC(w, j.MaxResultBytes, domSchema, dom); err != nil {
 				return err
 			}
 			continue
