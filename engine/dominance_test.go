@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/gate"
 )
@@ -131,5 +133,85 @@ func TestRestrictedDominanceMatchesExact(t *testing.T) {
 		if fails >= exactFails || exactRep.Dominance < 1500 {
 			t.Errorf("%s: restricted check named %d cells, exact %d; %d suppressed by dominance", tc.sql, fails, exactFails, exactRep.Dominance)
 		}
+	}
+}
+
+// A threshold query without rows is decided by its row counts: the runner writes no cells
+// without running the exact plan or the checks, and the gate receives what the full run
+// gives it (the same result, the checks' streams with the same schemas; the full run's
+// checks may name cells of no row, which the gate matches with none) and gives the same
+// output and report.
+func TestEmptyResultShortCircuits(t *testing.T) {
+	ctx := context.Background()
+	v, err := engine.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	sc := narrowScope(narrowTable(t))
+	rules := engine.CheckRules{K: 5, DominanceN: 2, DominanceK: 90, DominanceP: 10}
+	for _, q := range []string{
+		"SELECT g, COUNT(*) AS n, SUM(v) AS s FROM t WHERE v < 0 GROUP BY g",
+		"SELECT g, h, COUNT(*) AS n FROM t WHERE v > 1000 GROUP BY g, h",
+		"SELECT g, COUNT(*) AS n, MAX(v) AS m FROM t GROUP BY g HAVING COUNT(*) > 1000",
+	} {
+		plan, err := v.Validate(ctx, q, sc)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		checks, err := v.Checks(ctx, plan, sc, []engine.Prior{{Job: "j-prior", Query: "SELECT g, COUNT(*) AS n FROM t GROUP BY g"}}, rules)
+		if err != nil || len(checks) == 0 {
+			t.Fatalf("%s: checks %v: %v", q, checks, err)
+		}
+		run := func(fastSQL string) (string, string) {
+			job := &engine.Job{SQL: plan.SQL, FastSQL: fastSQL, K: 5, MaxRowsPerUnit: 4, Tables: sc.Tables, Threads: 2, MemoryLimitMB: 256, MaxResultBytes: 8 << 20}
+			var results []gate.CheckResult
+			for i, c := range checks {
+				job.Checks, job.CheckFast = append(job.Checks, c.SQL), append(job.CheckFast, c.FastSQL)
+				if c.Kind == engine.CheckDominance {
+					job.DominanceCheck, job.DominanceRules, job.Dominance, job.DominanceCells = i+1, &rules, plan.Dominance, c.CellSQL
+				}
+			}
+			var buf bytes.Buffer
+			if err := engine.Run(ctx, job, &buf); err != nil {
+				t.Fatalf("%s: run: %v", q, err)
+			}
+			recs, err := engine.ReadResults(&buf, 8<<20, len(checks))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var streams []string
+			for i, r := range recs {
+				if i == 0 {
+					streams = append(streams, fmt.Sprintf("%s rows=%d", r.Schema(), r.NumRows()))
+				} else {
+					// A check may name cells of no row (HAVING drops them, or only a
+					// prior selects their rows): the gate matches them with none.
+					streams = append(streams, r.Schema().String())
+					results = append(results, gate.CheckResult{Kind: checks[i-1].Kind, Priors: checks[i-1].Priors, Rec: r})
+				}
+			}
+			out, rep, err := gate.ThresholdChecked(recs[0], plan, gate.ThresholdRule{K: 5, RoundTo: 1}, results)
+			release(recs)
+			if err != nil {
+				t.Fatalf("%s: gate: %v", q, err)
+			}
+			defer out.Release()
+			return strings.Join(streams, "\n"), fmt.Sprintf("%s rows=%d %+v", out.Schema(), out.NumRows(), rep)
+		}
+		fullIn, fullOut := run("")
+		fastIn, fastOut := run(plan.FastSQL)
+		if fastIn != fullIn || fastOut != fullOut {
+			t.Errorf("%s:\nshort-circuited:\n%s\n%s\nfull:\n%s\n%s", q, fastIn, fastOut, fullIn, fullOut)
+		}
+		if !strings.Contains(fullIn, "rows=0") {
+			t.Errorf("%s: %s", q, fullIn)
+		}
+	}
+}
+
+func release(recs []arrow.RecordBatch) {
+	for _, r := range recs {
+		r.Release()
 	}
 }

@@ -139,6 +139,10 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 				}
 				recs = exact
 			}
+			if recs == nil {
+				// No rows, no cells: the exact plan and every check return none either.
+				return empty(ctx, ar, j, w)
+			}
 			if recs != nil {
 				defer release(recs)
 				if err := writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs); err != nil {
@@ -203,6 +207,37 @@ func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.Rec
 			}
 		}
 		if err := query(ctx, ar, q, j.MaxResultBytes, w); err != nil {
+			return fmt.Errorf("check %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// empty writes what the exact plan and its checks give the gate where the query has no
+// rows: no cells, each stream with the schema the full run would write (the dominance check
+// an empty schema, as the result decides it; a difference check with a row-counting variant
+// that variant's columns without DifferenceUndecided). LIMIT 0 has DuckDB bind each query,
+// not run it. A check could name cells of no row (rows only a prior selects), which the gate
+// matches with none: its output is the full run's.
+func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
+	zero := func(q string) string { return "SELECT * FROM (" + q + ") AS __veil_q LIMIT 0" }
+	if err := query(ctx, ar, zero(j.SQL), j.MaxResultBytes, w); err != nil {
+		return err
+	}
+	for i, q := range j.Checks {
+		var err error
+		switch {
+		case i+1 == j.DominanceCheck && j.DominanceRules != nil && DominanceSure(nil, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules):
+			err = writeIPC(w, j.MaxResultBytes, arrow.NewSchema(nil, nil), nil)
+		case i < len(j.CheckFast) && j.CheckFast[i] != "":
+			var ok bool
+			if ok, err = fastCheck(ctx, ar, zero(j.CheckFast[i]), j.MaxResultBytes, w); err == nil && !ok {
+				err = errors.New("fast check: undecided without rows")
+			}
+		default:
+			err = query(ctx, ar, zero(q), j.MaxResultBytes, w)
+		}
+		if err != nil {
 			return fmt.Errorf("check %d: %w", i+1, err)
 		}
 	}
