@@ -130,7 +130,11 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 			if err != nil {
 				return err
 			}
-			if recs != nil && undecided > 0 {
+			if recs == nil {
+				// No rows, no cells: the exact plan and every check return none either.
+				return empty(ctx, ar, j, w)
+			}
+			if undecided > 0 {
 				// Count distinct units for the undecided groups only; nil: for every group.
 				exact, err := narrow(ctx, ar, j, recs)
 				release(recs)
@@ -138,10 +142,6 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 					return err
 				}
 				recs = exact
-			}
-			if recs == nil {
-				// No rows, no cells: the exact plan and every check return none either.
-				return empty(ctx, ar, j, w)
 			}
 			if recs != nil {
 				defer release(recs)
