@@ -72,6 +72,10 @@ type Check struct {
 	// result from row counts, with one more column, DifferenceUndecided; where that is true
 	// in some row, SQL must run instead.
 	FastSQL string `json:"fast_sql,omitempty"`
+	// CellSQL (dominance) gives every cell's verdict: the group keys, then __veil_fail,
+	// true where SQL names the cell. The runner runs it restricted to the cells the query's
+	// result leaves undecided (DominanceUndecided), and SQL where it cannot.
+	CellSQL string `json:"cell_sql,omitempty"`
 }
 
 // CheckRules are the thresholds of the checks.
@@ -305,7 +309,7 @@ func (s *vsession) dominance(ctx context.Context, q *checkQuery, r CheckRules) (
 	if nk == 0 {
 		part = ""
 	}
-	var parts []string
+	var parts, cells []string
 	for ui, u := range units {
 		sel := q.keyItems("__veil_g")
 		uc := clone(u).(map[string]any)
@@ -354,14 +358,26 @@ func (s *vsession) dominance(ctx context.Context, q *checkQuery, r CheckRules) (
 		if nk > 0 {
 			q1 += " GROUP BY " + strings.Join(keyCols, ", ")
 		}
-		q1 += " HAVING (" + strings.Join(fails, ") OR (") + ")"
+		cond := "(" + strings.Join(fails, ") OR (") + ")"
+		c1 := fmt.Sprintf("SELECT %s, (%s) AS __veil_fail FROM %s", sel1, cond, from)
+		if nk > 0 {
+			c1 = fmt.Sprintf("SELECT %s, (%s) AS __veil_fail FROM %s GROUP BY %s", strings.Join(keyCols, ", "), cond, from, strings.Join(keyCols, ", "))
+		}
+		q1 += " HAVING " + cond
 		_ = ui
 		parts = append(parts, q1)
+		cells = append(cells, c1)
 	}
 	if len(parts) == 0 {
 		return Check{}, false, nil
 	}
-	return Check{Kind: CheckDominance, SQL: strings.Join(parts, " UNION ")}, true, nil
+	c := Check{Kind: CheckDominance, SQL: strings.Join(parts, " UNION ")}
+	if nk > 0 {
+		// A cell fails where it fails for some table's unit.
+		c.CellSQL = fmt.Sprintf("SELECT %[1]s, bool_or(coalesce(__veil_fail, false)) AS __veil_fail FROM (%[2]s) AS __veil_v GROUP BY %[1]s",
+			strings.Join(keyCols, ", "), strings.Join(cells, " UNION ALL "))
+	}
+	return c, true, nil
 }
 
 func fmtFloat(f float64) string { return fmt.Sprintf("%g", f) }
@@ -778,22 +794,34 @@ func (s *vsession) dominanceItems(ctx context.Context, node map[string]any) ([]a
 
 // DominanceSure reports whether the hidden dominance columns of a query's result show that
 // every cell of at least r.K persons passes the dominance rules whatever the persons'
-// contributions. With at most m rows per person, no person contributes more than
-// B = m·max|x|; the total of the persons' magnitudes is at least |S|, the magnitude of the
-// cell's sum, and what the persons other than the two largest contribute is at least
-// |S| - 2B. So the (n,k) rule passes for sure when n·B <= k%·|S|, the p% rule when
-// |S| - 2B >= p%·B.
+// contributions (DominanceUndecided finds none).
 func DominanceSure(recs []arrow.RecordBatch, names []string, m int64, r CheckRules) bool {
+	rows, ok := DominanceUndecided(recs, names, m, r)
+	return ok && len(rows) == 0
+}
+
+// DominanceUndecided returns the rows of a query's result (numbered across its batches)
+// whose cells the hidden dominance columns cannot show to pass the dominance rules whatever
+// the persons' contributions; a cell of fewer than r.K persons is suppressed whatever the
+// check says and is not among them. With at most m rows per person, no person contributes
+// more than B = m·max|x|; the total of the persons' magnitudes is at least |S|, the
+// magnitude of the cell's sum, and what the persons other than the two largest contribute
+// is at least |S| - 2B. So the (n,k) rule passes for sure when n·B <= k%·|S|, the p% rule
+// when |S| - 2B >= p%·B. It reports false where the columns are not there: then every cell
+// is undecided.
+func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r CheckRules) ([]int, bool) {
 	if m < 1 || len(names) == 0 || len(names)%2 != 0 {
-		return false
+		return nil, false
 	}
+	var undecided []int
+	global := 0
 	for _, rec := range recs {
 		var counts []*array.Int64
 		for i, f := range rec.Schema().Fields() {
 			if strings.HasPrefix(f.Name, UnitsPrefix) || f.Name == RowsColumn {
 				c, ok := rec.Column(i).(*array.Int64)
 				if !ok {
-					return false
+					return nil, false
 				}
 				counts = append(counts, c)
 			}
@@ -802,16 +830,16 @@ func DominanceSure(recs []arrow.RecordBatch, names []string, m int64, r CheckRul
 		for i, n := range names {
 			idx := rec.Schema().FieldIndices(n)
 			if len(idx) != 1 {
-				return false
+				return nil, false
 			}
 			c, ok := rec.Column(idx[0]).(*array.Float64)
 			if !ok {
-				return false
+				return nil, false
 			}
 			cols[i] = c
 		}
 	rows:
-		for row := 0; row < int(rec.NumRows()); row++ {
+		for row := 0; row < int(rec.NumRows()); row, global = row+1, global+1 {
 			for _, c := range counts {
 				if c.IsNull(row) || c.Value(row) < int64(r.K) {
 					continue rows // suppressed whatever the check says
@@ -823,17 +851,20 @@ func DominanceSure(recs []arrow.RecordBatch, names []string, m int64, r CheckRul
 					continue // no value, or only zeros: the exact rules pass the cell
 				}
 				if sum.IsNull(row) {
-					return false
+					undecided = append(undecided, global)
+					continue rows
 				}
 				total, bound := math.Abs(sum.Value(row)), float64(m)*mx.Value(row)
 				if r.DominanceN > 0 && r.DominanceK > 0 && !(float64(r.DominanceN)*bound <= r.DominanceK/100*total) {
-					return false
+					undecided = append(undecided, global)
+					continue rows
 				}
 				if r.DominanceP > 0 && !(total-2*bound >= r.DominanceP/100*bound) {
-					return false
+					undecided = append(undecided, global)
+					continue rows
 				}
 			}
 		}
 	}
-	return true
+	return undecided, true
 }

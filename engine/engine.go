@@ -166,6 +166,10 @@ type Job struct {
 	DominanceCheck int         `json:"dominance_check,omitempty"`
 	DominanceRules *CheckRules `json:"dominance_rules,omitempty"`
 	Dominance      []string    `json:"dominance,omitempty"` // the plan's Dominance columns
+	// DominanceCells is the dominance check's per-cell verdicts (Check.CellSQL): where the
+	// Dominance columns leave some cells undecided, the runner runs it for those cells only
+	// and writes the keys of the ones that fail, as the check itself would.
+	DominanceCells string `json:"dominance_cells,omitempty"`
 	// TempDir is where DuckDB may write its temporary files when the job does not fit in
 	// MemoryLimitMB (a sandbox's spill area), at most TempMaxMB of them. Empty: nowhere; a
 	// job that does not fit fails.

@@ -247,3 +247,129 @@ func keyHashes(ctx context.Context, ar *duckdb.Arrow, recs []arrow.RecordBatch, 
 	}
 	return hashes, nil
 }
+
+// dominanceRestricted runs the dominance check for the undecided cells alone (rows of the
+// query's result, numbered across its batches) and returns what the check itself would
+// name among the result's cells: the keys of the undecided cells that fail. The cells the
+// result decides pass for certain (DominanceUndecided) and a cell of fewer than K persons
+// is suppressed whatever the check says, so the gate's decisions are those of the exact
+// check. It restricts the per-cell verdicts (Job.DominanceCells) by DuckDB's hash of the
+// result's keys, as narrow does, and checks that every undecided cell got exactly one
+// verdict under its own keys. It returns a nil schema where it cannot vouch for the result
+// (no group keys, too many undecided cells, a verdict for another cell or none, a query it
+// cannot run); the caller then runs the exact check.
+func dominanceRestricted(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, undecided []int) ([]arrow.RecordBatch, *arrow.Schema, error) {
+	got, schema, err := dominanceCells(ctx, ar, j, recs, undecided)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
+		return nil, nil, nil // the exact check will tell
+	}
+	return got, schema, err
+}
+
+func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, undecided []int) ([]arrow.RecordBatch, *arrow.Schema, error) {
+	if j.DominanceCells == "" || len(recs) == 0 || len(undecided) == 0 || len(undecided) > maxNarrowed {
+		return nil, nil, nil
+	}
+	rschema := recs[0].Schema()
+	var keys []int
+	for i, f := range rschema.Fields() {
+		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
+			keys = append(keys, i)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	type at struct{ rec, row int }
+	var where []at
+	for ri, rec := range recs {
+		for r := 0; r < int(rec.NumRows()); r++ {
+			where = append(where, at{ri, r})
+		}
+	}
+	hashes, err := keyHashes(ctx, ar, recs, keys, len(where))
+	if err != nil {
+		return nil, nil, err
+	}
+	isUndecided := make(map[int]bool, len(undecided))
+	lits := make([]string, len(undecided))
+	for i, row := range undecided {
+		if row < 0 || row >= len(where) {
+			return nil, nil, nil
+		}
+		isUndecided[row] = true
+		lits[i] = fmt.Sprintf("%d::UBIGINT", hashes[row])
+	}
+	byHash := make(map[uint64]int, len(undecided))
+	for _, row := range undecided {
+		if _, dup := byHash[hashes[row]]; dup {
+			return nil, nil, nil
+		}
+		byHash[hashes[row]] = row
+	}
+	gs := make([]string, len(keys))
+	for i := range keys {
+		gs[i] = fmt.Sprintf("__veil_g%d", i)
+	}
+	hashExpr := "hash(" + strings.Join(gs, ", ") + ")"
+	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s, __veil_fail FROM (%s) AS __veil_cells WHERE %s IN (%s)",
+		hashExpr, strings.Join(gs, ", "), j.DominanceCells, hashExpr, strings.Join(lits, ", "))
+	got, gschema, err := collect(ctx, ar, q, j.MaxResultBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release(got)
+	if gschema.NumFields() != 2+len(keys) {
+		return nil, nil, nil
+	}
+	seen := make(map[int]bool, len(undecided))
+	var out []arrow.RecordBatch
+	ok := false
+	defer func() {
+		if !ok {
+			release(out)
+		}
+	}()
+	oschema := arrow.NewSchema(gschema.Fields()[1:1+len(keys)], nil)
+	for _, rec := range got {
+		h, ok1 := rec.Column(0).(*array.Uint64)
+		fail, ok2 := rec.Column(1 + len(keys)).(*array.Boolean)
+		if !ok1 || !ok2 {
+			return nil, nil, nil
+		}
+		var parts [][]arrow.Array
+		for r := 0; r < int(rec.NumRows()); r++ {
+			row, found := byHash[h.Value(r)]
+			if !found || !isUndecided[row] || seen[row] || fail.IsNull(r) {
+				return nil, nil, nil
+			}
+			fr := recs[where[row].rec]
+			for c, i := range keys {
+				fc, ec := fr.Column(i), rec.Column(1+c)
+				if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
+					!array.SliceEqual(fc, int64(where[row].row), int64(where[row].row+1), ec, int64(r), int64(r+1)) {
+					return nil, nil, nil
+				}
+			}
+			seen[row] = true
+			if fail.Value(r) {
+				cols := make([]arrow.Array, len(keys))
+				for c := range keys {
+					cols[c] = array.NewSlice(rec.Column(1+c), int64(r), int64(r+1))
+				}
+				parts = append(parts, cols)
+			}
+		}
+		for _, cols := range parts {
+			out = append(out, array.NewRecordBatch(oschema, cols, 1))
+			for _, c := range cols {
+				c.Release()
+			}
+		}
+	}
+	if len(seen) != len(undecided) {
+		return nil, nil, nil
+	}
+	ok = true
+	return out, oschema, nil
+}

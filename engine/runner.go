@@ -130,7 +130,11 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 			if err != nil {
 				return err
 			}
-			if recs != nil && undecided > 0 {
+			if recs == nil {
+				// No rows, no cells: the exact plan and every check return none either.
+				return empty(ctx, ar, j, w)
+			}
+			if undecided > 0 {
 				// Count distinct units for the undecided groups only; nil: for every group.
 				exact, err := narrow(ctx, ar, j, recs)
 				release(recs)
@@ -168,12 +172,27 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 
 // runChecks runs a threshold job's check queries after its query, each result a further
 // IPC stream on w. The dominance check is skipped, its result an empty stream, where the
-// query's result shows every cell passes (DominanceSure).
+// query's result shows every cell passes (DominanceSure), and run for the undecided cells
+// alone where it shows that of some (DominanceUndecided, dominanceRestricted).
 func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer) error {
-	skip := j.DominanceCheck > 0 && j.DominanceRules != nil && DominanceSure(result, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules)
+	var dom []arrow.RecordBatch // the dominance check's result, decided here
+	var domSchema *arrow.Schema
+	decided := false
+	if j.DominanceCheck > 0 && j.DominanceRules != nil {
+		if rows, ok := DominanceUndecided(result, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules); ok {
+			if len(rows) == 0 {
+				decided, domSchema = true, arrow.NewSchema(nil, nil)
+			} else if got, schema, err := dominanceRestricted(ctx, ar, j, result, rows); err != nil {
+				return fmt.Errorf("check %d: %w", j.DominanceCheck, err)
+			} else if schema != nil {
+				decided, dom, domSchema = true, got, schema
+				defer release(dom)
+			}
+		}
+	}
 	for i, q := range j.Checks {
-		if skip && i+1 == j.DominanceCheck {
-			if err := writeIPC(w, j.MaxResultBytes, arrow.NewSchema(nil, nil), nil); err != nil {
+		if decided && i+1 == j.DominanceCheck {
+			if err := writeIPC(w, j.MaxResultBytes, domSchema, dom); err != nil {
 				return err
 			}
 			continue
@@ -188,6 +207,37 @@ func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.Rec
 			}
 		}
 		if err := query(ctx, ar, q, j.MaxResultBytes, w); err != nil {
+			return fmt.Errorf("check %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// empty writes what the exact plan and its checks give the gate where the query has no
+// rows: no cells, each stream with the schema the full run would write (the dominance check
+// an empty schema, as the result decides it; a difference check with a row-counting variant
+// that variant's columns without DifferenceUndecided). LIMIT 0 has DuckDB bind each query,
+// not run it. A check could name cells of no row (rows only a prior selects), which the gate
+// matches with none: its output is the full run's.
+func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
+	zero := func(q string) string { return "SELECT * FROM (" + q + ") AS __veil_q LIMIT 0" }
+	if err := query(ctx, ar, zero(j.SQL), j.MaxResultBytes, w); err != nil {
+		return err
+	}
+	for i, q := range j.Checks {
+		var err error
+		switch {
+		case i+1 == j.DominanceCheck && j.DominanceRules != nil && DominanceSure(nil, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules):
+			err = writeIPC(w, j.MaxResultBytes, arrow.NewSchema(nil, nil), nil)
+		case i < len(j.CheckFast) && j.CheckFast[i] != "":
+			var ok bool
+			if ok, err = fastCheck(ctx, ar, zero(j.CheckFast[i]), j.MaxResultBytes, w); err == nil && !ok {
+				err = errors.New("fast check: undecided without rows")
+			}
+		default:
+			err = query(ctx, ar, zero(q), j.MaxResultBytes, w)
+		}
+		if err != nil {
 			return fmt.Errorf("check %d: %w", i+1, err)
 		}
 	}
