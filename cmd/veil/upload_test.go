@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/internal/testcert"
 )
@@ -268,4 +269,40 @@ func TestVendorFilesThroughUploads(t *testing.T) {
 		t.Fatalf("fusion table through an upload: %v\n%s", err, stderr)
 	}
 	t.Logf("fusion refused as expected: %v", err)
+}
+
+// TestUploadLarge is the manual large-file run of the README ("To try it with 1 GB"): with
+// VEIL_UPLOAD_BYTES set (for example 1000000000), a visits CSV of about that size goes from
+// the CLI to a daemon over loopback TCP with TLS in the CLI's own 8 MiB parts, with a
+// progress line per tenth, and registers every row. Without the variable it skips: it
+// writes and registers the whole file, which takes minutes.
+//
+//	VEIL_UPLOAD_BYTES=1000000000 go test -tags duckdb_arrow,seccomp -count=1 -run TestUploadLarge -timeout 60m -v ./cmd/veil
+func TestUploadLarge(t *testing.T) {
+	want, _ := strconv.ParseInt(os.Getenv("VEIL_UPLOAD_BYTES"), 10, 64)
+	if want <= 0 {
+		t.Skip("set VEIL_UPLOAD_BYTES (for example 1000000000) to upload a file of that size over TLS")
+	}
+	rows := int(want / 90) // a visits row is about 90 bytes
+	u := startTLSUpload(t, rows)
+	uploadChunk = client.UploadChunk
+	t.Logf("the CSV: %d bytes, %d rows, parts of %d bytes", u.size, rows, uploadChunk)
+	var stderr bytes.Buffer
+	out, err := u.register(t, context.Background(), io.MultiWriter(&stderr, writerFunc(func(p []byte) (int, error) {
+		t.Logf("%s", bytes.TrimSpace(p))
+		return len(p), nil
+	})))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if got := field(t, out, "rows"); got != strconv.Itoa(rows) {
+		t.Fatalf("registered %s rows, want %d:\n%s", got, rows, out)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) < 10 || !strings.HasPrefix(lines[len(lines)-1], "visits.csv: 100% sent") {
+		t.Fatalf("progress:\n%s", stderr.String())
+	}
+	if sent := u.relay.sent.Load(); sent < u.size {
+		t.Fatalf("%d bytes went to the daemon, fewer than the file's %d", sent, u.size)
+	}
 }
