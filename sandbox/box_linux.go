@@ -93,7 +93,20 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		ExtraFiles: []*os.File{wpipe},
 		Init:       true,
 	}
+	// libcontainer's Run holds the container's lock until the init process has run its
+	// program, and does not watch ctx: an init that never gets there (seen once with a
+	// sandbox prepared ahead, its daemon's Close then waiting on it for good) is killed
+	// through its cgroup when ctx ends, and Run returns with an error.
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			b.killCgroup()
+		case <-started:
+		}
+	}()
 	err = onSpawnThread(ctx, func() error { return b.c.Run(b.p) })
+	close(started)
 	wpipe.Close()
 	if err != nil {
 		return fmt.Errorf("start container %s: %w (stderr: %q)", b.cid, err, b.stderr.Bytes())
@@ -297,3 +310,26 @@ func (s *skeleton) mountPoint(rootfs, dst string, dir bool) error {
 func (r *Runtime) jobMarker(cid string) string { return filepath.Join(r.stateDir, "assigned", cid) }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// killCgroup sends SIGKILL to every process in the box's cgroup, without the container's
+// lock (start holds it while Run waits for the init process).
+func (b *box) killCgroup() {
+	dirs := []string{filepath.Join("/sys/fs/cgroup", b.r.cgroupParent, b.cid)}
+	if !b.r.cgroup2 {
+		dirs = []string{filepath.Join("/sys/fs/cgroup/pids", b.r.cgroupParent, b.cid), filepath.Join("/sys/fs/cgroup/memory", b.r.cgroupParent, b.cid)}
+	}
+	for _, d := range dirs {
+		if b.r.cgroup2 && os.WriteFile(filepath.Join(d, "cgroup.kill"), []byte("1"), 0) == nil {
+			return
+		}
+		procs, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(procs)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}
+}

@@ -134,6 +134,9 @@ func (p *Pool) fill() {
 	}
 }
 
+// prepareTimeout bounds the start of a sandbox prepared ahead (normally tens of ms).
+const prepareTimeout = 2 * time.Minute
+
 // prepare creates and starts one sandbox whose program waits for its stdin.
 func (p *Pool) prepare(ctx context.Context, ahead bool) (*box, error) {
 	cid := fmt.Sprintf("%s%s%s-%d", containerPrefix, poolPrefix, p.tag, p.seq.Add(1))
@@ -146,7 +149,15 @@ func (p *Pool) prepare(ctx context.Context, ahead bool) (*box, error) {
 	if err != nil {
 		return nil, errors.Join(err, b.destroy())
 	}
-	err = b.start(ctx, p.t.Args, p.t.Env, stdin)
+	sctx := ctx
+	if ahead {
+		// A start that has not finished in this long is not going to: kill it and try
+		// again (fill backs off) rather than hold a slot of the pool and its Close.
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(ctx, prepareTimeout)
+		defer cancel()
+	}
+	err = b.start(sctx, p.t.Args, p.t.Env, stdin)
 	stdin.Close() // the container holds it now
 	if err != nil {
 		w.Close()
