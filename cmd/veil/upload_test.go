@@ -283,7 +283,7 @@ func TestUploadLarge(t *testing.T) {
 	if want <= 0 {
 		t.Skip("set VEIL_UPLOAD_BYTES (for example 1000000000) to upload a file of that size over TLS")
 	}
-	rows := int(want / 90) // a visits row is about 90 bytes
+	rows := int(want / 69) // a visits row is about 69 bytes
 	u := startTLSUpload(t, rows)
 	uploadChunk = client.UploadChunk
 	t.Logf("the CSV: %d bytes, %d rows, parts of %d bytes", u.size, rows, uploadChunk)
