@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/veil-dp/veil/catalog"
@@ -39,9 +38,6 @@ func parseValidity(s string) (time.Duration, error) {
 type Service struct {
 	platform.Env
 	ledger *ledger.Book
-
-	mu      sync.Mutex
-	refused map[string]bool // over-budget refusals audited since start, so a repeat is not audited again
 }
 
 // New returns the grants of db; the last approval of a grant draws its budget slices from l.
@@ -94,46 +90,10 @@ func (s *Service) Apply(ctx context.Context, p policy.Principal, req api.ApplyGr
 		}
 		return s.Rec.Record(ctx, tx, p, "grant.apply", "grant/"+g.ID, map[string]string{"scenario": g.Scenario, "datasets": strings.Join(names, ",")})
 	})
-	var ob *overBudget
-	if errors.As(err, &ob) {
-		// The exact figures are the operator's: the log and the audit entry, not the error.
-		d := ob.detail()
-		d["scenario"] = app.Scenario
-		if s.Log != nil {
-			s.Log.Warn("grant application refused: it asks more than the dataset has left to give",
-				"principal", p.ID, "dataset", ob.dataset, "left", d["left"], "total", d["total"], "asked", d["asked"])
-		}
-		if s.firstRefusal(p.ID + "\x00" + ob.dataset + "\x00" + d["left"] + "\x00" + d["asked"]) {
-			if aerr := s.DB.Update(ctx, func(tx store.Tx) error {
-				return s.Rec.Record(ctx, tx, p, "grant.apply.refused", "dataset/"+ob.dataset, d)
-			}); aerr != nil {
-				return nil, errors.Join(err, aerr)
-			}
-		}
-	}
 	if err != nil {
 		return nil, err
 	}
 	return g, nil
-}
-
-// maxRefusals bounds the over-budget refusals remembered: beyond, the memory starts afresh.
-const maxRefusals = 1000
-
-// firstRefusal reports whether the refusal keyed k is new: the same application refused for
-// the same figures is audited once, so that repeating it cannot grow the log without bound
-// (every refusal still counts in the coalesced refusals of the API).
-func (s *Service) firstRefusal(k string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.refused == nil || len(s.refused) >= maxRefusals {
-		s.refused = map[string]bool{}
-	}
-	if s.refused[k] {
-		return false
-	}
-	s.refused[k] = true
-	return true
 }
 
 // Put stores a grant.
@@ -192,10 +152,19 @@ func (s *Service) Settle(ctx context.Context) error {
 				continue
 			}
 			if g.Status == policy.StatusActive {
-				if err := s.ledger.Allocate(ctx, tx, g); errors.Is(err, ledger.ErrBudget) {
-					g.Status, g.Reason = policy.StatusRejected, err.Error()
-					if err := s.Rec.Record(ctx, tx, platform.System, "grant.reject", "grant/"+g.ID, map[string]string{"reason": g.Reason}); err != nil {
+				// A default approval that cannot be given its slice is not taken: whether a
+				// slice fits depends on other tenants' grants, so it is decided by a person
+				// (the last stage's reviewer, who may see the ledger), never by a deadline,
+				// and the vendor reads only that the stage awaits its reviewer.
+				var ob *ledger.OverBudget
+				if err := s.ledger.Allocate(ctx, tx, g); errors.As(err, &ob) {
+					g.Hold()
+					decided = decided[:len(decided)-1]
+					if err := s.Rec.Record(ctx, tx, platform.System, "grant.review.held", "grant/"+g.ID, ob.Detail()); err != nil {
 						return err
+					}
+					if s.Log != nil {
+						s.Log.Warn("grant held for its last reviewer: its slice does not fit", "grant", g.ID, "dataset", ob.Dataset)
 					}
 				} else if err != nil {
 					return err

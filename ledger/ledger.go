@@ -90,14 +90,34 @@ func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error
 		}
 		free := total.Sub(allocated)
 		if !free.Covers(want) {
-			return fmt.Errorf("%w: dataset %s has %s left to give to grants (of %s): %s for grant %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
-				ErrBudget, d.Name, free, total, Short(free, want), g.ID)
+			return &OverBudget{Dataset: d.Name, Grant: g.ID, Free: free, Total: total, Want: want}
 		}
 		if err := tx.PutSlice(ctx, store.Slice{Grant: g.ID, Dataset: d.Name, Eps: want.Eps, Delta: want.Delta, At: l.rec.Now()}); err != nil {
 			return err
 		}
 	}
 	return l.rec.Record(ctx, tx, platform.System, "budget.allocate", "grant/"+g.ID, map[string]string{"epsilon": FormatEpsilon(want.Eps), "delta": FormatDelta(want.Delta)})
+}
+
+// OverBudget refuses a slice larger than what a dataset has left to give to grants. Its
+// figures depend on every tenant's grants: they are for the reviewers who may see the ledger
+// (the approver the error is returned to, the audit log), never for the applicant.
+type OverBudget struct {
+	Dataset, Grant    string
+	Free, Total, Want Amount
+}
+
+func (e *OverBudget) Error() string {
+	return fmt.Sprintf("%v: dataset %s has %s left to give to grants (of %s): %s for grant %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
+		ErrBudget, e.Dataset, e.Free, e.Total, Short(e.Free, e.Want), e.Grant)
+}
+
+func (e *OverBudget) Unwrap() error { return ErrBudget }
+
+// Detail is the refusal's figures, for the audit log.
+func (e *OverBudget) Detail() map[string]string {
+	return map[string]string{"reason": "budget", "dataset": e.Dataset, "left": e.Free.String(), "total": e.Total.String(),
+		"asked": e.Want.String(), "short": Short(e.Free, e.Want)}
 }
 
 // Remaining is what a grant has left on a dataset.

@@ -71,6 +71,7 @@ type Stage struct {
 	By        string    `json:"by,omitempty"`
 	At        time.Time `json:"at,omitzero"`
 	ByDefault bool      `json:"by_default,omitempty"` // the deadline passed and the default was taken
+	Held      bool      `json:"held,omitempty"`       // overdue, but its default is not taken: a person decides (Hold)
 	Reason    string    `json:"reason,omitempty"`
 }
 
@@ -261,7 +262,7 @@ func (g *Grant) Advance(now time.Time, stageTime time.Duration) []Stage {
 	var decided []Stage
 	for {
 		i := g.current()
-		if i < 0 || now.Before(g.Stages[i].Deadline) {
+		if i < 0 || g.Stages[i].Held || now.Before(g.Stages[i].Deadline) {
 			return decided
 		}
 		s := &g.Stages[i]
@@ -288,6 +289,17 @@ func (g *Grant) afterDecision(i int, at time.Time, stageTime time.Duration) {
 	g.ValidUntil = at.Add(g.ValidFor)
 }
 
+// Hold undoes the default approval of the last stage, which made g active, and leaves that
+// stage to its reviewer, with no default any more: the grant is pending again. The caller
+// holds a grant whose budget slice could not be given at that approval, so that whether a
+// slice fits is never decided, nor shown to the vendor, by a deadline alone.
+func (g *Grant) Hold() {
+	s := &g.Stages[len(g.Stages)-1]
+	s.Decision, s.ByDefault, s.At, s.By, s.Held = "", false, time.Time{}, "", true
+	s.Reason = "deadline passed; this stage awaits its reviewer's decision"
+	g.Status, g.ValidFrom, g.ValidUntil = StatusPending, time.Time{}, time.Time{}
+}
+
 // Review records p's decision on the stage under review. Overdue stages are settled first, so
 // a reviewer who comes after the deadline finds the default already taken.
 func (g *Grant) Review(p Principal, d Decision, reason string, now time.Time, stageTime time.Duration) ([]Stage, error) {
@@ -306,7 +318,7 @@ func (g *Grant) Review(p Principal, d Decision, reason string, now time.Time, st
 	if d == Reject && strings.TrimSpace(reason) == "" {
 		return decided, fmt.Errorf("%w: a rejection needs a reason", ErrInvalid)
 	}
-	s.Decision, s.By, s.At, s.Reason = d, p.ID, now, reason
+	s.Decision, s.By, s.At, s.Reason, s.Held = d, p.ID, now, reason, false
 	decided = append(decided, *s)
 	g.afterDecision(i, now, stageTime)
 	return decided, nil
