@@ -211,3 +211,27 @@ func TestVisibility(t *testing.T) {
 		t.Error("a vendor may review outputs")
 	}
 }
+
+// TestHoldLastStage: a held stage takes no default, however late, and its reviewer decides.
+func TestHoldLastStage(t *testing.T) {
+	cfg := DefaultReviewConfig()
+	g, err := Apply("g-1", vendor, app(), catalog(t), nil, cfg, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := t0.Add(10 * cfg.Deadline)
+	if g.Advance(late, cfg.Deadline); g.Status != StatusActive {
+		t.Fatalf("all stages overdue: %s", g.Status)
+	}
+	g.Hold()
+	last := g.Stages[len(g.Stages)-1]
+	if g.Status != StatusPending || !last.Held || last.Decision != "" || !g.ValidUntil.IsZero() {
+		t.Fatalf("held: %s %+v", g.Status, last)
+	}
+	if decided := g.Advance(late.Add(10*cfg.Deadline), cfg.Deadline); len(decided) != 0 || g.Status != StatusPending {
+		t.Fatalf("a held stage took its default: %+v", decided)
+	}
+	if _, err := g.Review(provider, Reject, "no room", late, cfg.Deadline); err != nil || g.Status != StatusRejected || g.Stages[len(g.Stages)-1].Held {
+		t.Fatalf("the reviewer's decision on a held stage: %s %v", g.Status, err)
+	}
+}
