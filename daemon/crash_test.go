@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,37 +49,6 @@ const endless = `SELECT a.district, COUNT(*) AS n FROM residents a
 	JOIN residents f ON e.district = f.district GROUP BY a.district`
 
 // grantFor registers the residents fixture and returns an active grant of vendor for it.
-func (e *env) grantFor(vendor *client.Client) string {
-	e.t.Helper()
-	ctx := context.Background()
-	prov := e.principal("civil affairs", "provider", "civil-affairs")
-	auth := e.principal("data bureau", "authority", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(e.t, e.t.TempDir())}}); err != nil && kindOf(err) != "conflict" {
-		e.t.Fatal(err)
-	}
-	return e.grantWith(vendor, auth, prov)
-}
-
-var grantSeq atomic.Int64
-
-func (e *env) grantWith(vendor, auth, prov *client.Client) string {
-	e.t.Helper()
-	ctx := context.Background()
-	// A tenant holds one grant per scenario: each call applies for its own.
-	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: fmt.Sprintf("district counts %d", grantSeq.Add(1)), Purpose: "plan services", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
-		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	return gid
-}
-
 func waitStatus(t *testing.T, c *client.Client, id, status string) api.Job {
 	t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

@@ -12,22 +12,6 @@ import (
 )
 
 // dpGrant applies for and approves a dp grant with the given slice and per-query cap.
-func (e *env) dpGrant(vendor, auth, prov *client.Client, scenario string, eps, maxQuery float64) (string, error) {
-	ctx := context.Background()
-	gr, err := vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: scenario, Purpose: "plan services", Modes: []string{"dp"}, Epsilon: eps, Delta: 1e-7,
-		MaxQuery: maxQuery, ValidFor: "30d", Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
-	if err != nil {
-		return "", err
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			return gid, err
-		}
-	}
-	return gid, nil
-}
-
 func spentUnits(t *testing.T, c *client.Client, grant string) int64 {
 	t.Helper()
 	b, err := c.Budgets(context.Background())

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,6 +225,70 @@ func writeResidents(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// registerResidents has prov register the residents fixture (writeResidents).
+func (e *env) registerResidents(prov *client.Client) {
+	e.t.Helper()
+	if _, err := prov.RegisterDataset(context.Background(), api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(e.t, e.t.TempDir())}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// grant applies for req as vendor and has each review stage approve it: the operator, auth
+// (the authority) and prov (the provider); the grant's id, and the first error.
+func (e *env) grant(vendor, auth, prov *client.Client, req api.ApplyGrant) (string, error) {
+	ctx := context.Background()
+	gr, err := vendor.ApplyGrant(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			return gid, err
+		}
+	}
+	return gid, nil
+}
+
+// mustGrant is grant, failing the test on an error.
+func (e *env) mustGrant(vendor, auth, prov *client.Client, req api.ApplyGrant) string {
+	e.t.Helper()
+	gid, err := e.grant(vendor, auth, prov, req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return gid
+}
+
+// dpGrant is an approved dp grant of vendor on residents' district, age and income.
+func (e *env) dpGrant(vendor, auth, prov *client.Client, scenario string, eps, maxQuery float64) (string, error) {
+	return e.grant(vendor, auth, prov, api.ApplyGrant{Scenario: scenario, Purpose: "plan services", Modes: []string{"dp"}, Epsilon: eps, Delta: 1e-7,
+		MaxQuery: maxQuery, ValidFor: "30d", Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
+}
+
+// grantFor registers the residents fixture if it is not yet and returns an approved
+// threshold grant of vendor on it.
+func (e *env) grantFor(vendor *client.Client) string {
+	e.t.Helper()
+	ctx := context.Background()
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	auth := e.principal("data bureau", "authority", "")
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(e.t, e.t.TempDir())}}); err != nil && kindOf(err) != "conflict" {
+		e.t.Fatal(err)
+	}
+	return e.grantWith(vendor, auth, prov)
+}
+
+var grantSeq atomic.Int64
+
+// grantWith is an approved threshold grant of vendor on residents, a scenario of its own.
+func (e *env) grantWith(vendor, auth, prov *client.Client) string {
+	e.t.Helper()
+	// A tenant holds one grant per scenario: each call applies for its own.
+	return e.mustGrant(vendor, auth, prov, api.ApplyGrant{Scenario: fmt.Sprintf("district counts %d", grantSeq.Add(1)), Purpose: "plan services", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
 }
 
 func kindOf(err error) string {

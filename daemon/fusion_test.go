@@ -28,20 +28,9 @@ func TestFusion(t *testing.T) {
 	auth := e.principal("data bureau", "authority", "")
 	rev := e.principal("reviewer", "reviewer", "")
 	auditor := e.principal("inspector", "auditor", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
+	e.registerResidents(prov)
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
 		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "name"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The vendor's customers, identified by name (residents.name is a direct identifier).
 	var csv bytes.Buffer
 	csv.WriteString("name,spend\n")
@@ -63,7 +52,7 @@ func TestFusion(t *testing.T) {
 	for i := range 12 {
 		fmt.Fprintf(&dup, "Person%d,%d\n", i%2, i)
 	}
-	_, err = acme.UploadFusion(ctx, gid, "dupes", "name", "residents.name", dup.Bytes())
+	_, err := acme.UploadFusion(ctx, gid, "dupes", "name", "residents.name", dup.Bytes())
 	if kindOf(err) != "invalid" || !strings.Contains(err.Error(), "too few") {
 		t.Fatalf("a table of 12 rows matching 2 persons: %v", err)
 	}
@@ -182,20 +171,9 @@ func TestFusionExpiry(t *testing.T) {
 	acme := e.principal("acme analyst", "vendor", "acme")
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "short study", Purpose: "one week", Modes: []string{"threshold"}, K: 5, ValidFor: "7d",
+	e.registerResidents(prov)
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "short study", Purpose: "one week", Modes: []string{"threshold"}, K: 5, ValidFor: "7d",
 		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "name"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var rows strings.Builder
 	rows.WriteString("name,spend\n")
 	for i := range 20 {
@@ -242,20 +220,9 @@ func TestFusionDev(t *testing.T) {
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
 	rev := e.principal("reviewer", "reviewer", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
+	e.registerResidents(prov)
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
 		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "name"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var csv bytes.Buffer
 	csv.WriteString("name,spend\n")
 	for i := range 30 {
@@ -330,20 +297,9 @@ func TestFusionThroughUploads(t *testing.T) {
 	rival := e.principal("rival analyst", "vendor", "rival")
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
+	e.registerResidents(prov)
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "customer profile", Purpose: "spend by district", Modes: []string{"threshold"}, K: 5, RoundTo: 1, ValidFor: "30d",
 		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "name"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var csv bytes.Buffer
 	csv.WriteString("name,spend\n")
 	for i := 0; i < 60; i++ {

@@ -54,9 +54,7 @@ func TestGrantApplyHidesRemainingBudget(t *testing.T) {
 	globex := e.principal("globex analyst", "vendor", "globex")
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
+	e.registerResidents(prov)
 	// 10 left.
 	first, err := applyDP(acme, "first", 3)
 	if err != nil {
@@ -106,9 +104,7 @@ func TestOverdueApprovalHeldOverBudget(t *testing.T) {
 	globex := e.principal("globex analyst", "vendor", "globex")
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	aud := e.principal("inspector", "auditor", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
+	e.registerResidents(prov)
 	wait := func(c *client.Client, id string, done func(client.Grant) bool) client.Grant {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -173,15 +169,12 @@ func TestOverdueApprovalHeldOverBudget(t *testing.T) {
 // catalog); a tenant has a bounded number of applications in review at once.
 func TestGrantApplyRefusalsBounded(t *testing.T) {
 	e := start(t, func(c *daemon.Config) { c.RefusalWindow = time.Hour })
-	ctx := context.Background()
 	acme := e.principal("acme analyst", "vendor", "acme")
 	globex := e.principal("globex analyst", "vendor", "globex")
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
 	aud := e.principal("inspector", "auditor", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
+	e.registerResidents(prov)
 	if _, err := e.dpGrant(globex, auth, prov, "globex statistics", 8, 1); err != nil {
 		t.Fatal(err)
 	}

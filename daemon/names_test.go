@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon/api"
 )
 
@@ -19,20 +18,9 @@ func TestOutputNamesEveryMode(t *testing.T) {
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
 	rev := e.principal("reviewer", "reviewer", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "district profile", Purpose: "plan services", Modes: []string{"threshold", "dp"}, K: 5, Epsilon: 4, Delta: 1e-7,
+	e.registerResidents(prov)
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "district profile", Purpose: "plan services", Modes: []string{"threshold", "dp"}, K: 5, Epsilon: 4, Delta: 1e-7,
 		MaxQuery: 2, ValidFor: "30d", Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district", "age", "income"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const q = "SELECT r.district, COUNT(*), SUM(r.income), AVG(age) AS mean_age, COUNT(DISTINCT resident_id) FROM residents r GROUP BY r.district"
 	want := []string{"district", "count", "sum_income", "mean_age", "count_units"}
 	cols := map[string][]string{}

@@ -20,9 +20,7 @@ func TestJobPlan(t *testing.T) {
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
 	rev := e.principal("reviewer", "reviewer", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
+	e.registerResidents(prov)
 	gid, err := e.dpGrant(acme, auth, prov, "district statistics", 2, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -155,9 +153,7 @@ func TestGrantApplyRefusals(t *testing.T) {
 	acme := e.principal("acme analyst", "vendor", "acme")
 	prov := e.principal("civil affairs", "provider", "civil-affairs")
 	auth := e.principal("data bureau", "authority", "")
-	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: residentsSchema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
-		t.Fatal(err)
-	}
+	e.registerResidents(prov)
 	if _, err := e.dpGrant(acme, auth, prov, "district statistics", 8, 1); err != nil {
 		t.Fatal(err)
 	}

@@ -106,17 +106,8 @@ func TestRealHeaders(t *testing.T) {
 			t.Fatalf("stored schema lacks %s: %s", want, got)
 		}
 	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "strike costs", Purpose: "airport safety", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "strike costs", Purpose: "airport safety", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
 		Datasets: []api.DatasetAccess{{Name: "strikes", Columns: []string{"origin_state", "cost_total", "record_id"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	j, err := acme.SubmitJob(ctx, api.SubmitJob{Grant: gid, SQL: `SELECT "Origin State", COUNT(*) AS n, SUM("Cost Total $") AS cost FROM strikes GROUP BY "Origin State" ORDER BY 1`})
 	if err != nil {
 		t.Fatal(err)
@@ -317,17 +308,8 @@ func TestDatasetUpdate(t *testing.T) {
 	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: strikesSchema, Files: []string{first}}); err != nil {
 		t.Fatalf("the same version again: %v", err)
 	}
-	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "strike costs", Purpose: "airport safety", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
+	gid := e.mustGrant(acme, auth, prov, api.ApplyGrant{Scenario: "strike costs", Purpose: "airport safety", Modes: []string{"threshold"}, K: 5, ValidFor: "30d",
 		Datasets: []api.DatasetAccess{{Name: "strikes", Columns: []string{"origin_state"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid := gr["id"].(string)
-	for _, c := range []*client.Client{e.op, auth, prov} {
-		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// A job on the first version: its sandbox mounts a projection of it.
 	runJob := func() {
 		t.Helper()
