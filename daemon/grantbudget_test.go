@@ -43,18 +43,29 @@ func vendorView(t *testing.T, g client.Grant) string {
 	return string(out)
 }
 
+// budgetRoom is a daemon with the residents fixture, two vendors of two tenants (acme and
+// globex), the provider, the authority and an auditor.
+type budgetRoom struct {
+	*env
+	acme, globex, prov, auth, aud *client.Client
+}
+
+func startBudget(t *testing.T, edit func(*daemon.Config)) budgetRoom {
+	e := start(t, edit)
+	r := budgetRoom{env: e, acme: e.principal("acme analyst", "vendor", "acme"), globex: e.principal("globex analyst", "vendor", "globex"),
+		prov: e.principal("civil affairs", "provider", "civil-affairs"), auth: e.principal("data bureau", "authority", ""), aud: e.principal("inspector", "auditor", "")}
+	e.registerResidents(r.prov)
+	return r
+}
+
 // TestGrantApplyHidesRemainingBudget: what a dataset has left to give depends on the grants
 // of other tenants, so a vendor's application is answered alike whatever is left: the same
 // ask, with 10 left and with 2 left, is taken for review with the same answer (no refusal a
 // vendor could bisect its ask against). Whether it fits is decided at its last approval.
 func TestGrantApplyHidesRemainingBudget(t *testing.T) {
-	e := start(t, nil)
+	r := startBudget(t, nil)
 	ctx := context.Background()
-	acme := e.principal("acme analyst", "vendor", "acme")
-	globex := e.principal("globex analyst", "vendor", "globex")
-	prov := e.principal("civil affairs", "provider", "civil-affairs")
-	auth := e.principal("data bureau", "authority", "")
-	e.registerResidents(prov)
+	e, acme, globex, prov, auth := r.env, r.acme, r.globex, r.prov, r.auth
 	// 10 left.
 	first, err := applyDP(acme, "first", 3)
 	if err != nil {
@@ -98,13 +109,9 @@ func TestGrantApplyHidesRemainingBudget(t *testing.T) {
 // person, and the vendor reads nothing of what is left; the audit log has the figures. The
 // provider then decides.
 func TestOverdueApprovalHeldOverBudget(t *testing.T) {
-	e := start(t, func(c *daemon.Config) { c.Review.Deadline = 200 * time.Millisecond })
+	r := startBudget(t, func(c *daemon.Config) { c.Review.Deadline = 200 * time.Millisecond })
 	ctx := context.Background()
-	acme := e.principal("acme analyst", "vendor", "acme")
-	globex := e.principal("globex analyst", "vendor", "globex")
-	prov := e.principal("civil affairs", "provider", "civil-affairs")
-	aud := e.principal("inspector", "auditor", "")
-	e.registerResidents(prov)
+	acme, globex, prov, aud := r.acme, r.globex, r.prov, r.aud
 	wait := func(c *client.Client, id string, done func(client.Grant) bool) client.Grant {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -168,13 +175,8 @@ func TestOverdueApprovalHeldOverBudget(t *testing.T) {
 // dataset's total are refused naming the total (the schema's, which the vendor reads in the
 // catalog); a tenant has a bounded number of applications in review at once.
 func TestGrantApplyRefusalsBounded(t *testing.T) {
-	e := start(t, func(c *daemon.Config) { c.RefusalWindow = time.Hour })
-	acme := e.principal("acme analyst", "vendor", "acme")
-	globex := e.principal("globex analyst", "vendor", "globex")
-	prov := e.principal("civil affairs", "provider", "civil-affairs")
-	auth := e.principal("data bureau", "authority", "")
-	aud := e.principal("inspector", "auditor", "")
-	e.registerResidents(prov)
+	r := startBudget(t, func(c *daemon.Config) { c.RefusalWindow = time.Hour })
+	e, acme, globex, prov, auth, aud := r.env, r.acme, r.globex, r.prov, r.auth, r.aud
 	if _, err := e.dpGrant(globex, auth, prov, "globex statistics", 8, 1); err != nil {
 		t.Fatal(err)
 	}
