@@ -48,33 +48,41 @@ func (e *env) daemon(ctx context.Context) (*daemonEnv, error) {
 	return d, nil
 }
 
-// newDaemon starts a daemon of its own that keeps pool sandboxes prepared ahead (0: a fresh
-// sandbox for each job); its caller stops it.
-func (e *env) newDaemon(ctx context.Context, pool int) (*daemonEnv, error) {
-	state, err := os.MkdirTemp(e.o.Dir, "state-")
+// served is a daemon started by serve: its server, state directory, socket, operator's client,
+// and how to stop it (which removes its state).
+type served struct {
+	srv    *daemon.Server
+	cfg    daemon.Config
+	state  string
+	socket string // unix://…
+	op     *client.Client
+	stop   func() error
+}
+
+// serve initialises a daemon in a new state directory under the run's --dir (named prefix…),
+// with the defaults edited by edit, serves it until stop and waits for its socket. The
+// release quantum is off: the benchmarks measure the platform's own cost, and a deliberate
+// delay of what a vendor sees would only add its rounding.
+func (e *env) serve(ctx context.Context, prefix string, edit func(*daemon.Config)) (*served, error) {
+	state, err := os.MkdirTemp(e.o.Dir, prefix)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemonEnv{registered: map[string]bool{}, state: state, stop: func() error { return os.RemoveAll(state) }}
-	fail := func(err error) (*daemonEnv, error) {
-		return nil, errors.Join(err, d.stop())
-	}
+	d := &served{state: state, stop: func() error { return os.RemoveAll(state) }}
+	fail := func(err error) (*served, error) { return nil, errors.Join(err, d.stop()) }
 	if err := os.Chmod(state, 0o711); err != nil { // the sandbox's unprivileged root traverses it
 		return fail(err)
 	}
 	cfg := daemon.Defaults(state)
-	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = e.o.Isolation, e.o.Binary, 1, 2, 4096
-	cfg.SandboxPool = pool
-	// The bench measures the platform's own cost: the release quantum, a deliberate delay
-	// of what a vendor sees, would only add its rounding.
+	cfg.Isolation, cfg.Binary = e.o.Isolation, e.o.Binary
 	cfg.ExactReleaseTimingForTests = true
+	if edit != nil {
+		edit(&cfg)
+	}
 	tok, err := daemon.Init(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
-	// The bench data is generated, so the runner's stderr of a failed job may be shown:
-	// warnings go to the bench's log, where whoever runs it can see why a job failed.
-	cfg.LogRunnerOutput = true
 	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(e.o.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return fail(err)
@@ -98,16 +106,37 @@ func (e *env) newDaemon(ctx context.Context, pool int) (*daemonEnv, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	op, err := client.New("unix://"+cfg.Socket, tok)
-	if err != nil {
-		return fail(err)
+	d.cfg, d.socket = cfg, "unix://"+cfg.Socket
+	if d.op, err = client.New(d.socket, tok); err != nil {
+		return nil, errors.Join(err, d.stop())
 	}
+	return d, nil
+}
+
+// newDaemon starts a daemon of its own that keeps pool sandboxes prepared ahead (0: a fresh
+// sandbox for each job); its caller stops it.
+func (e *env) newDaemon(ctx context.Context, pool int) (*daemonEnv, error) {
+	sv, err := e.serve(ctx, "state-", func(cfg *daemon.Config) {
+		cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = 1, 2, 4096
+		cfg.SandboxPool = pool
+		// The bench data is generated, so the runner's stderr of a failed job may be shown:
+		// warnings go to the bench's log, where whoever runs it can see why a job failed.
+		cfg.LogRunnerOutput = true
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonEnv{registered: map[string]bool{}, srv: sv.srv, state: sv.state, stop: sv.stop}
+	fail := func(err error) (*daemonEnv, error) {
+		return nil, errors.Join(err, d.stop())
+	}
+	op := sv.op
 	mk := func(role, tenant string) (*client.Client, error) {
 		p, err := op.CreatePrincipal(ctx, api.CreatePrincipal{Name: role, Role: role, Tenant: tenant})
 		if err != nil {
 			return nil, err
 		}
-		return client.New("unix://"+cfg.Socket, p.Token)
+		return client.New(sv.socket, p.Token)
 	}
 	c := heClients{op: op}
 	for _, p := range []struct {

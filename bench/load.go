@@ -3,9 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/veil-dp/veil/client"
-	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/testdata"
 )
@@ -49,49 +46,11 @@ type loadDaemon struct {
 }
 
 func startLoadDaemon(ctx context.Context, e *env) (*loadDaemon, error) {
-	state, err := os.MkdirTemp(e.o.Dir, "load-state-")
+	sv, err := e.serve(ctx, "load-state-", nil)
 	if err != nil {
 		return nil, err
 	}
-	d := &loadDaemon{stop: func() error { return os.RemoveAll(state) }}
-	fail := func(err error) (*loadDaemon, error) { return nil, errors.Join(err, d.stop()) }
-	if err := os.Chmod(state, 0o711); err != nil {
-		return fail(err)
-	}
-	cfg := daemon.Defaults(state)
-	cfg.Isolation, cfg.Binary = e.o.Isolation, e.o.Binary
-	cfg.ExactReleaseTimingForTests = true // as the other suites: the release quantum would only add its rounding
-	tok, err := daemon.Init(ctx, cfg)
-	if err != nil {
-		return fail(err)
-	}
-	srv, err := daemon.New(ctx, cfg, slog.New(slog.NewTextHandler(e.o.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		return fail(err)
-	}
-	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx) }()
-	d.stop = func() error {
-		cancel()
-		err := <-done
-		srv.Close()
-		if errors.Is(err, context.Canceled) {
-			err = nil
-		}
-		return errors.Join(err, os.RemoveAll(state))
-	}
-	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(cfg.Socket); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	d.socket, d.workers = "unix://"+cfg.Socket, cfg.Workers
-	if d.op, err = client.New(d.socket, tok); err != nil {
-		return nil, errors.Join(err, d.stop())
-	}
-	return d, nil
+	return &loadDaemon{socket: sv.socket, op: sv.op, workers: sv.cfg.Workers, stop: sv.stop}, nil
 }
 
 func (d *loadDaemon) principal(ctx context.Context, name, role, tenant string) (*client.Client, error) {
