@@ -222,18 +222,7 @@ func (s *Service) SweepUploads(ctx context.Context) error {
 
 // UploadSweeper runs SweepUploads every period until ctx ends.
 func (s *Service) UploadSweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.SweepUploads(ctx); err != nil && ctx.Err() == nil {
-				s.Log.Error("sweep expired uploads", "err", err)
-			}
-		}
-	}
+	platform.Every(ctx, every, s.Log, "sweep expired uploads", s.SweepUploads)
 }
 
 func (s *Service) uploadState(id string, m uploadMeta) (api.Upload, error) {

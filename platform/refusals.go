@@ -85,18 +85,7 @@ func (r *Refusals) note(k refusalKey) {
 // Run writes the window's entries at the end of each window until ctx ends; Flush writes
 // the last one.
 func (r *Refusals) Run(ctx context.Context) {
-	t := time.NewTicker(r.window)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := r.Flush(ctx); err != nil {
-				r.log.Error("audit refused requests", "err", err)
-			}
-		}
-	}
+	Every(ctx, r.window, r.log, "audit refused requests", r.Flush)
 }
 
 // Flush writes one entry per key of the current window, in one transaction, and starts a new

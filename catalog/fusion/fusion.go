@@ -401,18 +401,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 
 // Sweeper runs Sweep every interval until ctx ends.
 func (s *Service) Sweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.Log.Error("sweep fused uploads", "err", err)
-			}
-		}
-	}
+	platform.Every(ctx, every, s.Log, "sweep fused uploads", s.Sweep)
 }
 
 // distinctPersons counts the distinct non-null values of the joined table's first column,
