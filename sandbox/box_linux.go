@@ -82,7 +82,7 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 	}
 	b.rpipe = rpipe
 	b.stdout = &boundedBuffer{max: b.l.OutputBytes}
-	b.stderr = &boundedBuffer{max: b.l.OutputBytes}
+	b.stderr = &boundedBuffer{max: b.l.OutputBytes, tail: true}
 	b.p = &libcontainer.Process{
 		Args:       args,
 		Env:        append(append([]string(nil), env...), pdeathsigEnv+"=1"),

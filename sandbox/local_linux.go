@@ -35,7 +35,7 @@ func RunLocal(ctx context.Context, spec Spec, result io.Writer) (*Result, error)
 	}
 	defer rpipe.Close()
 	stdout := &boundedBuffer{max: l.OutputBytes}
-	stderr := &boundedBuffer{max: l.OutputBytes}
+	stderr := &boundedBuffer{max: l.OutputBytes, tail: true}
 	cmd := exec.Command(spec.Args[0], spec.Args[1:]...)
 	cmd.Env = spec.Env
 	if cmd.Env == nil {

@@ -2,22 +2,40 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 )
 
 // boundedBuffer keeps the first max bytes written to it and silently drops
-// the rest, so a chatty job can neither block on its stdout nor grow the
-// daemon's memory.
+// the rest; with tail, the last max bytes (a failing program says why at the end),
+// after a line saying how many bytes before them were dropped. Writes never fail,
+// so the program writing is never stopped by the bound.
 type boundedBuffer struct {
-	mu  sync.Mutex
-	max int64
-	buf []byte
+	mu      sync.Mutex
+	max     int64
+	tail    bool
+	buf     []byte
+	dropped int64 // with tail: bytes dropped from the start
 }
 
 func (b *boundedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.tail {
+		if int64(len(p)) >= b.max {
+			b.dropped += int64(len(b.buf)) + int64(len(p)) - b.max
+			b.buf = append(b.buf[:0], p[int64(len(p))-b.max:]...)
+			return len(p), nil
+		}
+		b.buf = append(b.buf, p...)
+		// Compact only past twice the bound, so that each byte is moved at most once or so.
+		if over := int64(len(b.buf)) - b.max; over > 0 && int64(len(b.buf)) >= 2*b.max {
+			b.dropped += over
+			b.buf = append(b.buf[:0], b.buf[over:]...)
+		}
+		return len(p), nil
+	}
 	if room := b.max - int64(len(b.buf)); room > 0 {
 		q := p
 		if int64(len(q)) > room {
@@ -31,7 +49,17 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 func (b *boundedBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf...)
+	if !b.tail {
+		return append([]byte(nil), b.buf...)
+	}
+	keep, dropped := b.buf, b.dropped
+	if over := int64(len(keep)) - b.max; over > 0 {
+		keep, dropped = keep[over:], dropped+over
+	}
+	if dropped == 0 {
+		return append([]byte(nil), keep...)
+	}
+	return append([]byte(fmt.Sprintf("[the first %d bytes dropped; the last %d follow]\n", dropped, len(keep))), keep...)
 }
 
 var errResultTooLarge = errors.New("result exceeds its limit")

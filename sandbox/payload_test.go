@@ -220,6 +220,12 @@ func runPayload(args []string) {
 	case "spin":
 		for {
 		}
+	case "stderr":
+		// n bytes of noise on stderr, then the line that says what went wrong, and failure.
+		n, _ := strconv.Atoi(args[0])
+		os.Stderr.Write(bytes.Repeat([]byte("noise\n"), n/6))
+		os.Stderr.WriteString("panic: the line that says what went wrong\n")
+		code = 3
 	case "result":
 		n, _ := strconv.Atoi(args[0])
 		b := bytes.Repeat([]byte("r"), 64<<10)

@@ -29,7 +29,7 @@ type Limits struct {
 	Wall         time.Duration // wall-clock limit
 	ScratchBytes int64         // size of the tmpfs at /scratch
 	ResultBytes  int64         // max bytes accepted from the result pipe
-	OutputBytes  int64         // max bytes of stdout and of stderr kept
+	OutputBytes  int64         // max bytes kept of stdout (its first) and of stderr (its last)
 	// SpillBytes is the size of the job's spill area at SpillPath: a file system of its
 	// own on the disk of the state directory, for what does not fit in MemoryBytes
 	// (DuckDB's temporary files). Zero (the default): no spill area.

@@ -562,3 +562,41 @@ func BenchmarkRun(b *testing.B) {
 		}
 	}
 }
+
+// TestStderrKeepsTheEnd: a failing program's stderr beyond the limit keeps its last bytes,
+// where the reason it failed is, and says how much of the start was dropped; in a process and
+// in a container.
+func TestStderrKeepsTheEnd(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "panic: the line that says what went wrong\n"
+	check := func(t *testing.T, res *Result) {
+		t.Helper()
+		if res.Status != StatusFailed {
+			t.Errorf("status %s, want failed", res.Status)
+		}
+		if !bytes.HasSuffix(res.Stderr, []byte(want)) {
+			t.Errorf("stderr ends %q, want the program's last line", res.Stderr[max(0, len(res.Stderr)-80):])
+		}
+		if !bytes.Contains(res.Stderr, []byte("bytes dropped")) || len(res.Stderr) > 64<<10+100 {
+			t.Errorf("stderr of %d bytes starts %q, want 64 KiB saying what was dropped", len(res.Stderr), res.Stderr[:min(80, len(res.Stderr))])
+		}
+	}
+	t.Run("process", func(t *testing.T) {
+		res, err := RunLocal(context.Background(), Spec{Args: []string{exe, "payload", "stderr", "300000"}, Limits: Limits{Wall: time.Minute}}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, res)
+	})
+	t.Run("container", func(t *testing.T) {
+		r := newRuntime(t)
+		res, err := r.Run(context.Background(), Spec{ID: jobID(t), Args: payload("stderr", "300000")}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, res)
+	})
+}
