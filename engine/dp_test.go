@@ -51,6 +51,10 @@ var dpRefuseCases = []struct{ sql, want string }{
 	{"SELECT COUNT(*) FROM residents r JOIN visits v ON r.age = v.cost", "privacy units"},
 	{"SELECT name, COUNT(*) FROM residents GROUP BY name", "direct identifier"},
 	{"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", "needs a delta"},
+	// COUNT(unit) counts rows in SQL (and in threshold mode, as count_resident_id): dp mode
+	// does not guess whether rows or persons are meant.
+	{"SELECT district, COUNT(resident_id) FROM residents GROUP BY district", "COUNT(DISTINCT resident_id) for persons"},
+	{"SELECT district, COUNT(r.resident_id) AS n FROM residents r GROUP BY district", "COUNT(*) for rows"},
 }
 
 // dpAcceptCases are dp queries the validator accepts.
@@ -400,5 +404,19 @@ func TestUnitStats(t *testing.T) {
 	}
 	if most, missing, err = UnitStats(context.Background(), []string{one}, "resident_id"); err != nil || most != 1 || missing != 0 {
 		t.Errorf("UnitStats on one row per unit = %d, %d, %v; want 1, 0", most, missing, err)
+	}
+}
+
+// TestCountUnitNamed: COUNT(unit) without DISTINCT is SQL's count of rows with a unit: in
+// threshold mode it runs and is named count_<unit> (COUNT(DISTINCT unit), persons, is
+// count_units); dp mode refuses it rather than count persons under it (dpRefuseCases).
+func TestCountUnitNamed(t *testing.T) {
+	v := newValidator(t)
+	plan, err := v.Validate(context.Background(), "SELECT hospital, COUNT(resident_id), COUNT(DISTINCT resident_id), COUNT(*) FROM visits GROUP BY hospital", scope("", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(plan.Names, ","); got != "hospital,count_resident_id,count_units,count" {
+		t.Errorf("names %q", got)
 	}
 }

@@ -655,6 +655,12 @@ func (w *walker) dpAggregate(e map[string]any, opt DPOptions) (DPAgg, string, er
 		if !col.PrivacyUnit {
 			return DPAgg{}, "", refuse("SELECT", "dp mode counts rows (COUNT(*)) or persons (COUNT(DISTINCT unit)); COUNT(%s) is not supported", strings.Join(names(c), "."))
 		}
+		if !truthy(e, "distinct") {
+			// In SQL, and in threshold mode (as count_<unit>), COUNT(unit) counts rows: dp
+			// mode does not silently count persons instead, nor rows under a unit's name.
+			ref := strings.Join(names(c), ".")
+			return DPAgg{}, "", refuse("SELECT", "COUNT(%[1]s) counts rows, not persons; say which you mean: COUNT(*) for rows, COUNT(DISTINCT %[1]s) for persons", ref)
+		}
 		return DPAgg{Name: "count_units", Kind: AggCountUnits}, "", nil
 	case "sum", "avg", "mean", "median", "quantile_cont", "quantile", "quantile_disc":
 	default:

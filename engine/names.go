@@ -11,7 +11,9 @@ import (
 //
 //   - the item's alias (AS name), when it has one;
 //   - a column: its name (district for r.district);
-//   - COUNT(*): count; COUNT(DISTINCT unit), the privacy unit: count_units;
+//   - COUNT(*): count; COUNT(DISTINCT unit), the privacy unit: count_units (COUNT(unit)
+//     counts rows, as in SQL: count_unit in threshold mode, refused in dp mode, which asks
+//     for COUNT(*) or COUNT(DISTINCT unit));
 //   - an aggregate of one column: the function and the column, f_column (sum_income,
 //     avg_age, median_age, count_name); with DISTINCT, f_distinct_column;
 //   - QUANTILE_CONT(column, rank) (and quantile, quantile_disc): p<rank in percent>_column
