@@ -187,12 +187,17 @@ func (d *daemonEnv) register(ctx context.Context, name string) error {
 
 // grant applies for a grant and has the operator, the authority and the provider approve it.
 func (d *daemonEnv) grant(ctx context.Context, req api.ApplyGrant) (string, error) {
-	g, err := d.clients.vendor.ApplyGrant(ctx, req)
+	return approvedGrant(ctx, d.clients.vendor, req, d.clients.op, d.clients.auth, d.clients.prov)
+}
+
+// approvedGrant applies for req as vendor and has each reviewer, in turn, approve it.
+func approvedGrant(ctx context.Context, vendor *client.Client, req api.ApplyGrant, reviewers ...*client.Client) (string, error) {
+	g, err := vendor.ApplyGrant(ctx, req)
 	if err != nil {
 		return "", err
 	}
 	id := g["id"].(string)
-	for _, c := range []*client.Client{d.clients.op, d.clients.auth, d.clients.prov} {
+	for _, c := range reviewers {
 		if _, err := c.ActOnGrant(ctx, id, "approve", ""); err != nil {
 			return "", err
 		}

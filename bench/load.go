@@ -132,17 +132,7 @@ func benchLoad(ctx context.Context, e *env) error {
 		return fmt.Errorf("register load_events: %w", err)
 	}
 	grant := func(c *client.Client, req api.ApplyGrant) (string, error) {
-		g, err := c.ApplyGrant(ctx, req)
-		if err != nil {
-			return "", err
-		}
-		id := g["id"].(string)
-		for _, a := range []*client.Client{d.op, auth, prov} {
-			if _, err := a.ActOnGrant(ctx, id, "approve", ""); err != nil {
-				return "", err
-			}
-		}
-		return id, nil
+		return approvedGrant(ctx, c, req, d.op, auth, prov)
 	}
 	access := []api.DatasetAccess{{Name: "load_events", Columns: []string{"grp", "value"}}}
 	vendor := func(name, tenant string) (*loadVendor, error) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/testdata"
 )
@@ -38,16 +37,10 @@ func benchLinreg(ctx context.Context, o Options, data string, c heClients) ([]Fi
 	for j := range testdata.RegressionBeta {
 		feats = append(feats, fmt.Sprintf("x%02d", j+1))
 	}
-	gr, err := c.vendor.ApplyGrant(ctx, api.ApplyGrant{Scenario: "bench model", Purpose: "benchmark", Modes: []string{"model"}, Epsilon: 10, Delta: 1e-5, MaxQuery: 1, ValidFor: "1d",
-		Datasets: []api.DatasetAccess{{Name: "reg_data", Columns: append([]string{"y"}, feats...)}}})
+	gid, err := approvedGrant(ctx, c.vendor, api.ApplyGrant{Scenario: "bench model", Purpose: "benchmark", Modes: []string{"model"}, Epsilon: 10, Delta: 1e-5, MaxQuery: 1, ValidFor: "1d",
+		Datasets: []api.DatasetAccess{{Name: "reg_data", Columns: append([]string{"y"}, feats...)}}}, c.op, c.auth, c.prov)
 	if err != nil {
 		return nil, err
-	}
-	gid := gr["id"].(string)
-	for _, cl := range []*client.Client{c.op, c.auth, c.prov} {
-		if _, err := cl.ActOnGrant(ctx, gid, "approve", ""); err != nil {
-			return nil, err
-		}
 	}
 	var ds []time.Duration
 	for i := 0; i <= min(o.Reps, 3); i++ {
