@@ -183,6 +183,9 @@ func printGrant(gr map[string]any) error {
 		if m["by_default"] == true {
 			dec += " (deadline passed: default)"
 		}
+		if m["held"] == true {
+			dec = "held: deadline passed, the default not taken; awaits its reviewer"
+		}
 		rows = append(rows, []string{name, dec, str(m["by"]), stampText(str(m["deadline"]))})
 	}
 	return print(gr, []string{"STAGE", "DECISION", "BY", "DEADLINE"}, rows)
