@@ -767,7 +767,7 @@ func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonSt
 			}
 		}
 		for i := 0; i < len(babySteps); i++ {
-			if err := lhe.EvaluateGianStep(i, giantSteps, babySteps, e, pb); err != nil {
+			if err := e.giantStep(i, giantSteps, babySteps, pb); err != nil {
 				return nil, err
 			}
 		}
@@ -781,6 +781,47 @@ func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonSt
 		babySteps = babySteps[:idx]
 	}
 	return babySteps[0].Value, nil
+}
+
+// giantStep is lattigo's he.EvaluateGianStep (v5.0.7) with its monomial's relinearization
+// and rescale fused (relinRescaler).
+func (e lazyTail) giantStep(i int, giantSteps []int, babySteps []*lhe.BabyStep, pb lhe.PowerBasis) error {
+	switch giantSteps[i] {
+	case 2:
+		babySteps[i].Degree = babySteps[i-1].Degree
+	case 1:
+		even, odd := babySteps[i], babySteps[i+1]
+		deg := 1 << bits.Len64(uint64(babySteps[i].Degree))
+		if err := e.monomial(even.Value, odd.Value, pb.Value[deg]); err != nil {
+			return err
+		}
+		odd.Degree = 2*deg - 1
+		babySteps[i] = nil
+	}
+	return nil
+}
+
+// monomial sets b to a + b*xpow (lattigo's he.EvaluateMonomial).
+func (e lazyTail) monomial(a, b, xpow *rlwe.Ciphertext) error {
+	if e.rr.handles(b) {
+		e.rr.relinRescale(b, b)
+	} else {
+		if b.Degree() == 2 {
+			if err := e.Evaluator.Relinearize(b, b); err != nil {
+				return fmt.Errorf("evalMonomial: %w", err)
+			}
+		}
+		if err := e.Evaluator.Rescale(b, b); err != nil {
+			return fmt.Errorf("evalMonomial: %w", err)
+		}
+	}
+	if err := e.Evaluator.Mul(b, xpow, b); err != nil {
+		return fmt.Errorf("evalMonomial: %w", err)
+	}
+	if !a.Scale.InDelta(b.Scale, float64(rlwe.ScalePrecision-12)) {
+		return fmt.Errorf("evalMonomial: scale discrepancy: (rescale(b) * X^{n}).Scale = %v != a.Scale = %v", &a.Scale.Value, &b.Scale.Value)
+	}
+	return e.Evaluator.Add(b, a, b)
 }
 
 // finishSigmoid does on the sum of lazyTail's outputs what lattigo does on each: relinearize
