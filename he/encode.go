@@ -87,6 +87,7 @@ func (e *plainEncoder) quantize(values []float64, pt *rlwe.Plaintext, randomized
 	// ckks.Complex128ToFixedPointCRT, ring.ConjugateInvariant case). Rounded as lattigo
 	// does (half away from zero), then reduced prime by prime, row after row.
 	ints := e.ints
+	var most uint64 // largest |coefficient|
 	for i, c := range e.buf {
 		a := real(c) * scale
 		if randomized {
@@ -95,14 +96,25 @@ func (e *plainEncoder) quantize(values []float64, pt *rlwe.Plaintext, randomized
 		if !(math.Abs(a) < 0x1p62) {
 			return fmt.Errorf("he: a value to encode is out of range")
 		}
+		var v int64
 		if a < 0 {
-			ints[i] = -int64(-a + 0.5)
+			v = -int64(-a + 0.5)
 		} else {
-			ints[i] = int64(a + 0.5)
+			v = int64(a + 0.5)
 		}
+		ints[i] = v
+		most = max(most, uint64(max(v, -v)))
 	}
 	for j, q := range moduli {
-		row := pt.Value.Coeffs[j]
+		row := pt.Value.Coeffs[j][:len(ints)]
+		if most < q {
+			// Every coefficient is already reduced but for its sign: a negative c is q + c,
+			// which the wrap-around of uint64(c) + q gives without a branch.
+			for i, c := range ints {
+				row[i] = uint64(c) + q&uint64(c>>63)
+			}
+			continue
+		}
 		for i, c := range ints {
 			if c >= 0 {
 				v := uint64(c)

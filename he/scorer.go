@@ -651,7 +651,11 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 	w.poly = hefloat.NewPolynomial(sigmoidOdd(h.InputRange, h.Degree))
 	// Not Lazy: lattigo v5.0.7's lazy baby-step powers give wrong results here (measured
 	// errors of 1e14 on this polynomial).
-	w.pe = &hefloat.PolynomialEvaluator{Parameters: p, EvaluatorForPolynomial: lazyTail{w.eval}}
+	rr, err := newRelinRescaler(p, eval)
+	if err != nil {
+		return nil, err
+	}
+	w.pe = &hefloat.PolynomialEvaluator{Parameters: p, EvaluatorForPolynomial: lazyTail{Evaluator: w.eval, rr: rr}}
 	w.pt = hefloat.NewPlaintext(p, topLevel)
 	w.pt.Scale = s.featureScale()
 	w.acc = hefloat.NewCiphertext(p, 1, topLevel)
@@ -714,7 +718,33 @@ func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
 // scale, so a worker adds them up as they are and finishSigmoid relinearizes and rescales
 // the total once: a key switch and a rescale per job instead of per batch, and their
 // noise once.
-type lazyTail struct{ lhe.Evaluator }
+//
+// It also relinearizes and rescales the power basis's products in one step (relinRescaler):
+// MulRelinNew, which only lattigo's power basis calls here, leaves its product of degree 2,
+// and Rescale, which that power basis calls on every product before using it, relinearizes
+// and rescales it at once.
+type lazyTail struct {
+	lhe.Evaluator
+	rr *relinRescaler
+}
+
+// MulRelinNew is MulNew when the fused rescale can take the product (see lazyTail).
+func (e lazyTail) MulRelinNew(op0 *rlwe.Ciphertext, op1 rlwe.Operand) (*rlwe.Ciphertext, error) {
+	ct, err := e.Evaluator.MulNew(op0, op1)
+	if err != nil || e.rr.handles(ct) {
+		return ct, err
+	}
+	return ct, e.Evaluator.Relinearize(ct, ct)
+}
+
+// Rescale relinearizes and rescales a product MulRelinNew left of degree 2.
+func (e lazyTail) Rescale(op0, op1 *rlwe.Ciphertext) error {
+	if e.rr.handles(op0) {
+		e.rr.relinRescale(op0, op1)
+		return nil
+	}
+	return e.Evaluator.Rescale(op0, op1)
+}
 
 func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonStockmeyerPolynomialVector, pb lhe.PowerBasis) (*rlwe.Ciphertext, error) {
 	cg := lhe.CoefficientGetter[*bignum.Complex](&hefloat.CoefficientGetter{Values: make([]*bignum.Complex, pb.Value[1].Slots())})
@@ -737,7 +767,7 @@ func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonSt
 			}
 		}
 		for i := 0; i < len(babySteps); i++ {
-			if err := lhe.EvaluateGianStep(i, giantSteps, babySteps, e, pb); err != nil {
+			if err := e.giantStep(i, giantSteps, babySteps, pb); err != nil {
 				return nil, err
 			}
 		}
@@ -751,6 +781,47 @@ func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonSt
 		babySteps = babySteps[:idx]
 	}
 	return babySteps[0].Value, nil
+}
+
+// giantStep is lattigo's he.EvaluateGianStep (v5.0.7) with its monomial's relinearization
+// and rescale fused (relinRescaler).
+func (e lazyTail) giantStep(i int, giantSteps []int, babySteps []*lhe.BabyStep, pb lhe.PowerBasis) error {
+	switch giantSteps[i] {
+	case 2:
+		babySteps[i].Degree = babySteps[i-1].Degree
+	case 1:
+		even, odd := babySteps[i], babySteps[i+1]
+		deg := 1 << bits.Len64(uint64(babySteps[i].Degree))
+		if err := e.monomial(even.Value, odd.Value, pb.Value[deg]); err != nil {
+			return err
+		}
+		odd.Degree = 2*deg - 1
+		babySteps[i] = nil
+	}
+	return nil
+}
+
+// monomial sets b to a + b*xpow (lattigo's he.EvaluateMonomial).
+func (e lazyTail) monomial(a, b, xpow *rlwe.Ciphertext) error {
+	if e.rr.handles(b) {
+		e.rr.relinRescale(b, b)
+	} else {
+		if b.Degree() == 2 {
+			if err := e.Evaluator.Relinearize(b, b); err != nil {
+				return fmt.Errorf("evalMonomial: %w", err)
+			}
+		}
+		if err := e.Evaluator.Rescale(b, b); err != nil {
+			return fmt.Errorf("evalMonomial: %w", err)
+		}
+	}
+	if err := e.Evaluator.Mul(b, xpow, b); err != nil {
+		return fmt.Errorf("evalMonomial: %w", err)
+	}
+	if !a.Scale.InDelta(b.Scale, float64(rlwe.ScalePrecision-12)) {
+		return fmt.Errorf("evalMonomial: scale discrepancy: (rescale(b) * X^{n}).Scale = %v != a.Scale = %v", &a.Scale.Value, &b.Scale.Value)
+	}
+	return e.Evaluator.Add(b, a, b)
 }
 
 // finishSigmoid does on the sum of lazyTail's outputs what lattigo does on each: relinearize
