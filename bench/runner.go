@@ -246,8 +246,23 @@ func benchRealData(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	planJob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: 10, MaxRowsPerUnit: t.MaxRowsPerUnit, Tables: []engine.Table{t},
+	planJob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(t), K: 10, MaxRowsPerUnit: t.MaxRowsPerUnit, Tables: []engine.Table{t},
 		Threads: 2, MemoryLimitMB: jobMemoryMB, MaxResultBytes: jobLimits.ResultBytes}
+	// The same with the checks the daemon adds (dominance: the query has an AVG), as the
+	// daemon builds them for a job without prior queries.
+	sdc := gate.DefaultSDCRules()
+	rules := engine.CheckRules{K: 10, DominanceN: sdc.DominanceN, DominanceK: sdc.DominanceK, DominanceP: sdc.DominanceP}
+	checks, err := v.Checks(ctx, plan, engine.Scope{Mode: "threshold", Tables: []engine.Table{t}}, nil, rules)
+	if err != nil {
+		return err
+	}
+	checkedJob := planJob
+	for i, c := range checks {
+		checkedJob.Checks, checkedJob.CheckFast = append(checkedJob.Checks, c.SQL), append(checkedJob.CheckFast, c.FastSQL)
+		if c.Kind == engine.CheckDominance {
+			checkedJob.DominanceCheck, checkedJob.DominanceRules, checkedJob.Dominance, checkedJob.DominanceCells = i+1, &rules, plan.Dominance, c.CellSQL
+		}
+	}
 	var metered []time.Duration
 	e.logf("real data: flights threshold GROUP BY, end to end / without the daemon / raw, interleaved...")
 	s, err := interleave(e.o.Reps, sb.settle,
@@ -256,6 +271,12 @@ func benchRealData(ctx context.Context, e *env) error {
 		step{"plan", func() (time.Duration, error) {
 			start := time.Now()
 			err := engine.Run(ctx, &planJob, io.Discard)
+			return time.Since(start), err
+		}},
+		step{"checked", func() (time.Duration, error) {
+			start := time.Now()
+			job := checkedJob
+			err := engine.Run(ctx, &job, io.Discard)
 			return time.Since(start), err
 		}},
 		step{"e2e", func() (time.Duration, error) {
@@ -274,10 +295,10 @@ func benchRealData(ctx context.Context, e *env) error {
 			if err != nil {
 				return 0, err
 			}
-			job := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: 10, MaxRowsPerUnit: t.MaxRowsPerUnit, Tables: []engine.Table{t},
+			job := engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(t), K: 10, MaxRowsPerUnit: t.MaxRowsPerUnit, Tables: []engine.Table{t},
 				Threads: 2, MemoryLimitMB: jobMemoryMB, MaxResultBytes: jobLimits.ResultBytes}
-			if plan.FastSQL == "" || t.MaxRowsPerUnit < 1 {
-				job.FastSQL, job.MaxRowsPerUnit = "", 0
+			if job.FastSQL == "" {
+				job.MaxRowsPerUnit = 0
 			}
 			_, _, out, err := sb.run(ctx, job, jobLimits, true)
 			if err != nil {
@@ -306,6 +327,7 @@ func benchRealData(ctx context.Context, e *env) error {
 		e.st.ratio("realdata_threshold_metered_vs_raw_ratio", ms(median(metered)), base, ms(s.med("raw")), "The job's metered wall time (sandbox start to exit) end to end. "+note),
 		e.pairedRatio("realdata_threshold_pool_vs_raw_ratio", s, "pooled", "raw", base, "Validation, the runner in a sandbox prepared ahead and the threshold gate, in this process (no API, store or audit). "+note),
 		e.pairedRatio("realdata_threshold_plan_vs_raw_ratio", s, "plan", "raw", base, "The threshold plan's SQL (the row-counting variant first, then exact distinct units for the undecided groups only, by their group keys) by the runner's code in this process. "+note),
+		e.pairedRatio("realdata_threshold_checked_vs_raw_ratio", s, "checked", "raw", base, "The threshold plan's SQL with the checks the daemon adds (dominance, for the AVG: skipped for the cells the result's bounds clear, run for the others alone) by the runner's code in this process. "+note),
 		e.pairedRatio("realdata_threshold_floor_vs_raw_ratio", s, "floor", "raw", base, "Raw DuckDB's own floor for a threshold: the GROUP BY with COUNT(DISTINCT unit). "+note),
 	)
 }

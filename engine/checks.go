@@ -724,10 +724,11 @@ func ReadResults(r io.Reader, max int64, checks int) ([]arrow.RecordBatch, error
 }
 
 // Prefixes of the hidden dominance columns of a plan (Plan.Dominance), one of each per SUM
-// or AVG, in this order.
+// or AVG, in this order. A plan from before DominanceSquares has the first two only.
 const (
-	DominanceSums  = "__veil_dt"
-	DominanceMaxes = "__veil_dm"
+	DominanceSums    = "__veil_dt"
+	DominanceMaxes   = "__veil_dm"
+	DominanceSquares = "__veil_dq"
 )
 
 // dominanceItems are the hidden select-list items of Plan.Dominance, or none when the
@@ -768,10 +769,17 @@ func (s *vsession) dominanceItems(ctx context.Context, node map[string]any) ([]a
 	var items []any
 	for j, a := range sums {
 		for _, t := range []struct{ prefix, tmpl string }{
-			// The sum is the query's own when it has one (DuckDB computes it once); the
-			// cast of the value keeps abs from overflowing on the smallest integer.
+			// The sum is the query's own when it has one (DuckDB computes it once).
 			{DominanceSums, "CAST(sum(__veil_x) AS DOUBLE)"},
-			{DominanceMaxes, "max(abs(CAST(__veil_x AS DOUBLE)))"},
+			// The largest magnitude from the extremes in the value's own type, cast after
+			// the aggregate (the cast is monotone and keeps abs from overflowing on the
+			// smallest integer): the same value as max(abs(CAST(x AS DOUBLE))), without a
+			// cast of every row.
+			{DominanceMaxes, "greatest(abs(CAST(max(__veil_x) AS DOUBLE)), abs(CAST(min(__veil_x) AS DOUBLE)))"},
+			// The sum of squares: with at most M rows a person contributes at most
+			// sqrt(M·Q) (Cauchy-Schwarz), far less than M·max|x| where values vary. A
+			// product, not pow, which costs more than the rest of the plan.
+			{DominanceSquares, "sum(CAST(__veil_x AS DOUBLE) * CAST(__veil_x AS DOUBLE))"},
 		} {
 			e, err := s.expression(ctx, t.tmpl+" AS __veil_t")
 			if err != nil {
@@ -780,16 +788,35 @@ func (s *vsession) dominanceItems(ctx context.Context, node map[string]any) ([]a
 			it := substitute(clone(e), map[string]any{"__veil_x": clone(list(a, "children")[0])}).(map[string]any)
 			it["alias"] = fmt.Sprintf("%s_%d", t.prefix, j)
 			if f, ok := a["filter"].(map[string]any); ok {
-				agg := it
-				if str(agg, "class") == "CAST" {
-					agg = obj(agg, "child")
-				}
-				agg["filter"] = clone(f)
+				filterAggregates(it, f)
 			}
 			items = append(items, it)
 		}
 	}
 	return items, nil
+}
+
+// filterAggregates gives every sum, min and max of a dominance item the FILTER of the
+// query's own aggregate: they run over the same rows. The value's expression holds no
+// aggregate (DuckDB refuses nested aggregates), so these are the template's own.
+func filterAggregates(e any, f map[string]any) {
+	switch x := e.(type) {
+	case map[string]any:
+		if str(x, "class") == "FUNCTION" {
+			switch str(x, "function_name") {
+			case "sum", "min", "max":
+				x["filter"] = clone(f)
+				return
+			}
+		}
+		for _, v := range x {
+			filterAggregates(v, f)
+		}
+	case []any:
+		for _, v := range x {
+			filterAggregates(v, f)
+		}
+	}
 }
 
 // DominanceSure reports whether the hidden dominance columns of a query's result show that
@@ -804,13 +831,19 @@ func DominanceSure(recs []arrow.RecordBatch, names []string, m int64, r CheckRul
 // whose cells the hidden dominance columns cannot show to pass the dominance rules whatever
 // the persons' contributions; a cell of fewer than r.K persons is suppressed whatever the
 // check says and is not among them. With at most m rows per person, no person contributes
-// more than B = m·max|x|; the total of the persons' magnitudes is at least |S|, the
-// magnitude of the cell's sum, and what the persons other than the two largest contribute
-// is at least |S| - 2B. So the (n,k) rule passes for sure when n·B <= k%·|S|, the p% rule
-// when |S| - 2B >= p%·B. It reports false where the columns are not there: then every cell
+// more than m·max|x|, and the n largest together no more than B_n = n·m·max|x|; where the
+// plan has the sum of squares Q, also (Cauchy-Schwarz) no more than sqrt(n·m·Q), and B_n is
+// the smaller. The total of the persons' magnitudes is at least |S|, the magnitude of the
+// cell's sum, and what the persons other than the two largest contribute is at least
+// |S| - B_2. So the (n,k) rule passes for sure when B_n <= k%·|S|, the p% rule when
+// |S| - B_2 >= p%·B_1. It reports false where the columns are not there: then every cell
 // is undecided.
 func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r CheckRules) ([]int, bool) {
-	if m < 1 || len(names) == 0 || len(names)%2 != 0 {
+	width := 2 // sum, max; and the sum of squares in a plan that has it
+	if len(names) >= 3 && strings.HasPrefix(names[2], DominanceSquares+"_") {
+		width = 3
+	}
+	if m < 1 || len(names) == 0 || len(names)%width != 0 {
 		return nil, false
 	}
 	var undecided []int
@@ -845,7 +878,7 @@ func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r Che
 					continue rows // suppressed whatever the check says
 				}
 			}
-			for j := 0; j < len(cols); j += 2 {
+			for j := 0; j < len(cols); j += width {
 				sum, mx := cols[j], cols[j+1]
 				if mx.IsNull(row) || mx.Value(row) == 0 {
 					continue // no value, or only zeros: the exact rules pass the cell
@@ -854,12 +887,17 @@ func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r Che
 					undecided = append(undecided, global)
 					continue rows
 				}
-				total, bound := math.Abs(sum.Value(row)), float64(m)*mx.Value(row)
-				if r.DominanceN > 0 && r.DominanceK > 0 && !(float64(r.DominanceN)*bound <= r.DominanceK/100*total) {
+				q := math.NaN()
+				if width == 3 && !cols[j+2].IsNull(row) {
+					q = cols[j+2].Value(row)
+				}
+				total := math.Abs(sum.Value(row))
+				most := func(n int) float64 { return topBound(n, m, mx.Value(row), q) }
+				if r.DominanceN > 0 && r.DominanceK > 0 && !(most(r.DominanceN) <= r.DominanceK/100*total) {
 					undecided = append(undecided, global)
 					continue rows
 				}
-				if r.DominanceP > 0 && !(total-2*bound >= r.DominanceP/100*bound) {
+				if r.DominanceP > 0 && !(total-most(2) >= r.DominanceP/100*most(1)) {
 					undecided = append(undecided, global)
 					continue rows
 				}
@@ -867,4 +905,19 @@ func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r Che
 		}
 	}
 	return undecided, true
+}
+
+// topBound bounds what the n largest contributions of persons of at most m rows each make
+// up together in a cell whose values have the largest magnitude mx and the sum of squares q
+// (NaN: unknown): n·m·mx, and sqrt(n·m·q) where that is smaller. The square root is taken
+// with a margin of a millionth against the rounding of q's sum (a bound that is a little
+// too large only leaves a cell to the exact check).
+func topBound(n int, m int64, mx, q float64) float64 {
+	b := float64(n) * float64(m) * mx
+	if q >= 0 && !math.IsInf(q, 1) {
+		if s := math.Sqrt(float64(n)*float64(m)*q) * (1 + 1e-6); s < b {
+			b = s
+		}
+	}
+	return b
 }

@@ -3,11 +3,13 @@ package engine
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -418,5 +420,75 @@ func TestCountUnitNamed(t *testing.T) {
 	}
 	if got := strings.Join(plan.Names, ","); got != "hospital,count_resident_id,count_units,count" {
 		t.Errorf("names %q", got)
+	}
+}
+
+// With max_groups 1 the plan finds a unit's group by the smallest hash of unit, key and
+// secret and joins its rows on that hash; it counts what the choice by arg_min of the key
+// (the plan before) counts: the same units and rows per group, for several secrets, on
+// units of many rows in many groups, NULL group keys, rows without a unit, and a cap
+// (max_rows) below and above a unit's rows in one group.
+func TestDPChoiceByHashMatchesArgMin(t *testing.T) {
+	v := newValidator(t)
+	ctx := context.Background()
+	var rows []unitRow
+	for u := range 300 {
+		groups, per := 1+u%5, 1+u%7
+		if u%50 == 0 {
+			groups, per = 30, 2 // a unit of 60 rows in 30 groups
+		}
+		for g := range groups {
+			name := fmt.Sprintf("h%d", (u+g*7)%40)
+			if (u+g)%11 == 0 {
+				name = "" // NULL: the CSV's empty field
+			}
+			for range per {
+				rows = append(rows, unitRow{unit: int64(u), group: name, value: float64(u % 13)})
+			}
+		}
+	}
+	pq := writeRows(t, rows)
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Rows without a unit are no one's.
+	withNull := filepath.Join(t.TempDir(), "visits.parquet")
+	if _, err := db.Exec(fmt.Sprintf("COPY (SELECT * FROM read_parquet('%s') UNION ALL SELECT NULL, 'h1', 5 FROM range(40)) TO '%s' (FORMAT parquet)", pq, withNull)); err != nil {
+		t.Fatal(err)
+	}
+	sc := dpScope("", withNull)
+	for _, maxRows := range []int64{1, 3, 100} {
+		plan, err := v.ValidateDP(ctx, "SELECT hospital, COUNT(*) FROM visits GROUP BY hospital", sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxGroups: 1, MaxRows: maxRows})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []int64{1, 99, -7} {
+			got := runDP(t, plan, sc, false, secret)
+			ref := fmt.Sprintf(`WITH r AS (SELECT resident_id AS u, hospital AS k FROM read_parquet('%[1]s') WHERE resident_id IS NOT NULL)
+				SELECT CAST(k AS VARCHAR), count(*), sum(least(n, %[2]d)) FROM (
+					SELECT e.u, e.k, count(*) AS n FROM r AS e SEMI JOIN (
+						SELECT u AS cu, arg_min({'k': k}, hash(u, k, %[3]d::BIGINT)) AS ck FROM r GROUP BY u) AS x
+					ON e.u = x.cu AND e.k IS NOT DISTINCT FROM x.ck.k GROUP BY e.u, e.k)
+				GROUP BY k`, withNull, maxRows, secret)
+			rr, err := db.Query(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]partial{}
+			for rr.Next() {
+				var k sql.NullString
+				var p partial
+				if err := rr.Scan(&k, &p.units, &p.n); err != nil {
+					t.Fatal(err)
+				}
+				want[k.String] = p
+			}
+			rr.Close()
+			if !reflect.DeepEqual(got, want) || len(want) < 30 {
+				t.Errorf("max_rows %d, secret %d: got %v, the choice by arg_min %v", maxRows, secret, got, want)
+			}
+		}
 	}
 }

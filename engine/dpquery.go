@@ -378,7 +378,6 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 	for _, k := range keys {
 		fields = append(fields, fmt.Sprintf("'%s': %s", k, k))
 	}
-	keyStruct := "{" + strings.Join(fields, ", ") + "}"
 	fields = append(fields, "'__veil_n': __veil_n")
 	for i, a := range p.Aggs {
 		switch a.Kind {
@@ -398,13 +397,20 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 		// One group: every unit is in it, nothing to choose.
 		bounded = fmt.Sprintf("SELECT %s FROM %s GROUP BY __veil_u", strings.Join(per, ", "), rows)
 	case p.MaxGroups == 1:
-		on := []string{"__veil_e.__veil_u = __veil_x.__veil_cu"}
+		// The unit's smallest hash names its group: the rows of that hash are the rows of
+		// the group (arg_min of the key by the same hash), found by joining on the hash, a
+		// number, without carrying the keys through the choice. Should two of a unit's keys
+		// share a 64-bit hash, their rows count as one group's (the keys' least): the unit
+		// still has one group and at most MaxRows rows in it.
+		eh := "hash(" + strings.Join(append(append([]string{"__veil_e.__veil_u"}, prefixed("__veil_e.", keys)...), "getvariable('veil_secret')"), ", ") + ")"
+		chosen := fmt.Sprintf("SELECT __veil_u AS __veil_cu, min(%s) AS __veil_ch FROM %s GROUP BY __veil_u", hash, rows)
+		one := []string{"__veil_u"}
 		for _, k := range keys {
-			on = append(on, fmt.Sprintf("__veil_e.%s IS NOT DISTINCT FROM __veil_x.__veil_ck.%s", k, k))
+			one = append(one, fmt.Sprintf("min(%s) AS %s", k, k))
 		}
-		chosen := fmt.Sprintf("SELECT __veil_u AS __veil_cu, arg_min(%s, %s) AS __veil_ck FROM %s GROUP BY __veil_u", keyStruct, hash, rows)
-		bounded = fmt.Sprintf("SELECT %s FROM %s AS __veil_e SEMI JOIN (%s) AS __veil_x ON %s GROUP BY %s",
-			strings.Join(per, ", "), rows, chosen, strings.Join(on, " AND "), groupBy)
+		one = append(one, per[1+len(keys):]...)
+		bounded = fmt.Sprintf("SELECT %s FROM %s AS __veil_e SEMI JOIN (%s) AS __veil_x ON __veil_e.__veil_u = __veil_x.__veil_cu AND %s = __veil_x.__veil_ch GROUP BY __veil_u",
+			strings.Join(one, ", "), rows, chosen, eh)
 	default:
 		perSQL := fmt.Sprintf("SELECT %s FROM %s GROUP BY %s", strings.Join(per, ", "), rows, groupBy)
 		bounded = fmt.Sprintf("SELECT unnest(arg_min({%s}, %s, %d)) AS r FROM (%s) GROUP BY __veil_u", strings.Join(fields, ", "), hash, p.MaxGroups, perSQL)
@@ -438,6 +444,15 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 		group = " GROUP BY " + strings.Join(keyCols(len(keys), r), ", ")
 	}
 	return fmt.Sprintf("SELECT %s FROM (%s)%s", strings.Join(out, ", "), bounded, group)
+}
+
+// prefixed prefixes each of names with p.
+func prefixed(p string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = p + n
+	}
+	return out
 }
 
 // dpDirectSQL is dpBoundedSQL for data where every unit has one row: each unit is then in

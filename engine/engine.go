@@ -137,10 +137,24 @@ type Plan struct {
 	// a threshold query; this is how Veil usually avoids it.
 	FastSQL        string `json:"fast_sql,omitempty"`
 	MaxRowsPerUnit int64  `json:"max_rows_per_unit,omitempty"`
+	// FastAll says FastSQL counts every row (count(*)), not the rows with a unit: it was
+	// planned for a dataset version in which every row has a unit (Table.UnitComplete) and
+	// runs only on such a version (FastFor).
+	FastAll bool `json:"fast_all,omitempty"`
 
 	// DP is set for a query in dp mode: SQL then computes contribution-bounded partial
 	// aggregates per group, and the DP gate turns them into noisy releases.
 	DP *DPPlan `json:"dp,omitempty"`
+}
+
+// FastFor is FastSQL where it may run on t, the dataset version that runs now (its
+// rows-per-unit maximum known and, for a plan counting every row, every row with a unit),
+// else "": then the exact plan runs.
+func (p *Plan) FastFor(t Table) string {
+	if p.FastSQL == "" || t.MaxRowsPerUnit < 1 || (p.FastAll && !t.UnitComplete) {
+		return ""
+	}
+	return p.FastSQL
 }
 
 // Job is what the runner receives on its standard input.

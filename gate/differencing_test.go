@@ -244,7 +244,7 @@ func TestDominanceSure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(plan.Dominance) != 2 {
+		if len(plan.Dominance) != 3 { // sum, largest magnitude, sum of squares
 			t.Fatalf("%s: dominance columns %v", tc.q, plan.Dominance)
 		}
 		var buf bytes.Buffer

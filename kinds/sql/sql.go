@@ -149,18 +149,20 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		return nil, err
 	}
 	g := run.Grant
-	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now.
+	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now
+	// (and, where it counts every row, on every row of that version having a unit).
 	plan.MaxRowsPerUnit = 0
+	fast := ""
 	if plan.FastSQL != "" && len(plan.Tables) == 1 {
 		for _, t := range tables {
 			if t.Name == plan.Tables[0] {
-				plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+				if fast = plan.FastFor(t); fast != "" {
+					plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+				}
 			}
 		}
 	}
-	if plan.MaxRowsPerUnit < 1 {
-		plan.FastSQL = ""
-	}
+	plan.FastSQL = fast
 	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: k.cfg.MaxResultByte}
 	if plan.DP != nil {
 		if run.Spend == nil {
