@@ -72,7 +72,7 @@ func TestRestrictedDominanceMatchesExact(t *testing.T) {
 	}
 	defer v.Close()
 	file := dominanceTable(t)
-	sc := engine.Scope{Mode: "threshold", Tables: []engine.Table{{Name: "t", Files: []string{file}, MaxRowsPerUnit: 4, Columns: []engine.Column{
+	sc := engine.Scope{Mode: "threshold", Tables: []engine.Table{{Name: "t", Files: []string{file}, MaxRowsPerUnit: 4, UnitComplete: true, Columns: []engine.Column{
 		{Name: "g", Type: "VARCHAR"}, {Name: "pid", Type: "BIGINT", PrivacyUnit: true}, {Name: "v", Type: "DOUBLE"},
 	}}}}
 	for _, tc := range []struct {

@@ -255,3 +255,55 @@ func TestSquaresBoundMatchesExact(t *testing.T) {
 		release(er)
 	}
 }
+
+// Rows without a unit are one contributor to the exact dominance check (its per-person
+// query groups them under NULL), and there may be any number of them, so the bound of M rows
+// a person does not bound them: on a table where some rows have no unit, the bounded check
+// must decide what the exact one decides, here cells where the unit-less rows dominate.
+func TestUnitlessRowsDominance(t *testing.T) {
+	ctx := context.Background()
+	v, err := engine.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	const k = 5
+	// 40 cells of 10 persons of one row each; in every other cell 60 rows without a unit
+	// carry large values.
+	file := writeParquet(t, "unitless.parquet", `
+		SELECT 'c' || c AS g, c * 100 + p AS pid, 1.0::DOUBLE AS v FROM range(40) a(c), range(10) b(p)
+		UNION ALL SELECT 'c' || c, NULL, 50.0 FROM range(40) a(c), range(60) b(r) WHERE c % 2 = 0`)
+	most, missing, err := engine.UnitStats(ctx, []string{file}, "pid")
+	if err != nil || most != 1 || missing == 0 {
+		t.Fatalf("rows per unit %d, without a unit %d: %v", most, missing, err)
+	}
+	sc := engine.Scope{Mode: "threshold", Tables: []engine.Table{{Name: "t", Files: []string{file}, MaxRowsPerUnit: most, UnitComplete: false, Columns: []engine.Column{
+		{Name: "g", Type: "VARCHAR"}, {Name: "pid", Type: "BIGINT", PrivacyUnit: true}, {Name: "v", Type: "DOUBLE"},
+	}}}}
+	rules := engine.CheckRules{K: k, DominanceN: 1, DominanceK: 50, DominanceP: 10}
+	plan, err := v.Validate(ctx, "SELECT g, COUNT(*) AS n, SUM(v) AS s FROM t GROUP BY g", sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks, err := v.Checks(ctx, plan, sc, nil, rules)
+	if err != nil || len(checks) != 1 || checks[0].Kind != engine.CheckDominance {
+		t.Fatalf("%+v: %v", checks, err)
+	}
+	job := func(bounded bool) *engine.Job {
+		j := &engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(sc.Tables[0]), K: k, MaxRowsPerUnit: most, Tables: sc.Tables, Threads: 2, MemoryLimitMB: 256, MaxResultBytes: 8 << 20}
+		if bounded {
+			j.Dominance, j.DominanceCells = plan.Dominance, checks[0].CellSQL
+		}
+		return j
+	}
+	exact, exactRep, er := protected(t, job(false), plan, k, &rules, checks)
+	release(er)
+	got, rep, gr := protected(t, job(true), plan, k, &rules, checks)
+	release(gr)
+	if exactRep.Dominance == 0 {
+		t.Fatalf("the exact check suppresses nothing (%+v): the case decides nothing", exactRep)
+	}
+	if got != exact || !reflect.DeepEqual(rep, exactRep) {
+		t.Errorf("bounded %+v:\n%s\nexact %+v:\n%s", rep, got, exactRep, exact)
+	}
+}

@@ -170,6 +170,22 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 	})
 }
 
+// dominanceBound is the rows-per-person maximum the dominance bound may rely on: the
+// measured one where every row of every table the job reads has a unit, and 0 (no bound:
+// the exact check decides) otherwise. The exact check counts a cell's rows without a unit as
+// one contributor, of any number of rows, which M rows a person does not bound.
+func (j *Job) dominanceBound() int64 {
+	if len(j.Tables) == 0 {
+		return 0
+	}
+	for _, t := range j.Tables {
+		if !t.UnitComplete {
+			return 0
+		}
+	}
+	return j.MaxRowsPerUnit
+}
+
 // runChecks runs a threshold job's check queries after its query, each result a further
 // IPC stream on w. The dominance check is skipped, its result an empty stream, where the
 // query's result shows every cell passes (DominanceSure), and run for the undecided cells
@@ -179,7 +195,7 @@ func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.Rec
 	var domSchema *arrow.Schema
 	decided := false
 	if j.DominanceCheck > 0 && j.DominanceRules != nil {
-		if rows, ok := DominanceUndecided(result, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules); ok {
+		if rows, ok := DominanceUndecided(result, j.Dominance, j.dominanceBound(), *j.DominanceRules); ok {
 			if len(rows) == 0 {
 				decided, domSchema = true, arrow.NewSchema(nil, nil)
 			} else if got, schema, err := dominanceRestricted(ctx, ar, j, result, rows); err != nil {
@@ -227,7 +243,7 @@ func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
 	for i, q := range j.Checks {
 		var err error
 		switch {
-		case i+1 == j.DominanceCheck && j.DominanceRules != nil && DominanceSure(nil, j.Dominance, j.MaxRowsPerUnit, *j.DominanceRules):
+		case i+1 == j.DominanceCheck && j.DominanceRules != nil && DominanceSure(nil, j.Dominance, j.dominanceBound(), *j.DominanceRules):
 			err = writeIPC(w, j.MaxResultBytes, arrow.NewSchema(nil, nil), nil)
 		case i < len(j.CheckFast) && j.CheckFast[i] != "":
 			var ok bool
