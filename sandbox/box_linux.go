@@ -93,10 +93,9 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		ExtraFiles: []*os.File{wpipe},
 		Init:       true,
 	}
-	// libcontainer's Run holds the container's lock until the init process has run its
-	// program, and does not watch ctx: an init that never gets there (seen once with a
-	// sandbox prepared ahead, its daemon's Close then waiting on it for good) is killed
-	// through its cgroup when ctx ends, and Run returns with an error.
+	// Neither libcontainer's Start nor the wait for the exec fifo below watches ctx: a
+	// start that does not finish is killed through its cgroup when ctx ends (defence in
+	// depth: no such start is known since awaitExec).
 	started := make(chan struct{})
 	go func() {
 		select {
@@ -105,7 +104,14 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		case <-started:
 		}
 	}()
-	err = onSpawnThread(ctx, func() error { return b.c.Run(b.p) })
+	// Start, not Run: Run's wait for the exec fifo hangs for good when anything else on
+	// the host reads the fifo first (see awaitExec).
+	err = onSpawnThread(ctx, func() error { return b.c.Start(b.p) })
+	if err == nil {
+		if err = b.awaitExec(ctx); err != nil {
+			b.killCgroup() // the init, if it is still there
+		}
+	}
 	close(started)
 	wpipe.Close()
 	if err != nil {
@@ -122,6 +128,90 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		b.waitDone <- ps
 	}()
 	return nil
+}
+
+// execFifo is the file in a container's libcontainer state directory that its init opens
+// for writing, writes one byte to and closes right before it runs the job's program.
+const execFifo = "exec.fifo"
+
+// initComm is the name the container's init has (nsexec sets it) until it runs the job's
+// program, which renames it.
+const initComm = "runc:[2:INIT]"
+
+// awaitExec lets the started container's init run the job's program and returns once it
+// has, or with an error if the init died before. It replaces libcontainer's Run, which
+// opens the exec fifo for reading, blocking, and waits for the init's byte, polling only
+// whether the init is dead: when another process has the fifo open for reading (anything
+// that reads every file under the daemon's data directory: a test that scans it for
+// leaked values, an operator's grep -r, a backup), the init's open and write succeed
+// with that reader, the init runs its program, and Run's open waits for a writer that
+// never comes while the init stays alive: its Pool's filler and Close wait for good.
+//
+// Here the fifo is opened without blocking and the wait ends on whichever comes first:
+// the init's byte, the init closing the fifo (its byte went to the other reader), or the
+// init no longer being named initComm (it ran its program before the fifo was opened
+// here). It fails when the init exits still named initComm.
+func (b *box) awaitExec(ctx context.Context) error {
+	path := filepath.Join(b.r.containersDir, b.cid, execFifo)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
+	defer unix.Close(fd)
+	pid, err := b.p.Pid()
+	if err != nil {
+		return err
+	}
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 50)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("wait on the exec fifo: %w", err)
+		}
+		if n > 0 && pfd[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+			// A byte, or end of file: a writer came and went since the open (the
+			// kernel reports no hang-up on a fifo whose reader has seen no writer).
+			var one [1]byte
+			if _, err := unix.Read(fd, one[:]); err == nil || !errors.Is(err, unix.EAGAIN) {
+				break
+			}
+		}
+		comm, alive := procComm(pid)
+		if comm != initComm && comm != "" {
+			break // it runs the job's program (or already ran it)
+		}
+		if !alive {
+			// One last look: the init may have passed the fifo just before it exited.
+			if n, _ := unix.Poll(pfd, 0); n > 0 {
+				break
+			}
+			return errors.New("the container's init exited before it ran the job's program")
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("the container's init did not run the job's program: %w", err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err // libcontainer reads the fifo's absence as "running"
+	}
+	return nil
+}
+
+// procComm returns the name of process pid (empty if it cannot be read) and whether it is
+// still running (not gone, not a zombie).
+func procComm(pid int) (comm string, alive bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses, so the last ')' ends it.
+	s := string(b)
+	lo, hi := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if lo < 0 || hi < lo || hi+2 >= len(s) {
+		return "", false
+	}
+	state := s[hi+2]
+	return s[lo+1 : hi], state != 'Z' && state != 'X' && state != 'x'
 }
 
 // supervise copies the job's result to result (at most ResultBytes) and waits for the job
