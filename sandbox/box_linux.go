@@ -95,24 +95,23 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 	}
 	// Neither libcontainer's Start nor the wait for the exec fifo below watches ctx: a
 	// start that does not finish is killed through its cgroup when ctx ends (defence in
-	// depth: no such start is known since awaitExec).
-	started := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			b.killCgroup()
-		case <-started:
-		}
-	}()
+	// depth: no such start is known since awaitExec). context.AfterFunc, not a goroutine
+	// selecting on ctx and the start's end: that select, run late on a busy host, can find
+	// both ready once a Pool's prepare has returned and cancelled its context, and then
+	// kills a healthy sandbox half the time (its job fails: "open the container's root").
+	stopWatch := context.AfterFunc(ctx, b.killCgroup)
 	// Start, not Run: Run's wait for the exec fifo hangs for good when anything else on
 	// the host reads the fifo first (see awaitExec).
 	err = onSpawnThread(ctx, func() error { return b.c.Start(b.p) })
 	if err == nil {
-		if err = b.awaitExec(ctx); err != nil {
-			b.killCgroup() // the init, if it is still there
-		}
+		err = b.awaitExec(ctx)
 	}
-	close(started)
+	if !stopWatch() && err == nil {
+		err = fmt.Errorf("killed as it started: %w", ctx.Err()) // the kill has run or runs now
+	}
+	if err != nil {
+		b.killCgroup() // the init, if it is still there
+	}
 	wpipe.Close()
 	if err != nil {
 		return fmt.Errorf("start container %s: %w (stderr: %q)", b.cid, err, b.stderr.Bytes())

@@ -232,6 +232,9 @@ func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, e
 	t0 := time.Now()
 	b, ahead, err := p.take(ctx)
 	if err != nil {
+		if ctx.Err() != nil { // the caller ended it while its sandbox started
+			return killedAtStart(p.l), nil
+		}
 		return nil, err
 	}
 	defer p.discard(b)
