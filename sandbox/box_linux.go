@@ -138,51 +138,64 @@ const execFifo = "exec.fifo"
 const initComm = "runc:[2:INIT]"
 
 // awaitExec lets the started container's init run the job's program and returns once it
-// has, or with an error if the init died before. It replaces libcontainer's Run, which
-// opens the exec fifo for reading, blocking, and waits for the init's byte, polling only
-// whether the init is dead: when another process has the fifo open for reading (anything
-// that reads every file under the daemon's data directory: a test that scans it for
-// leaked values, an operator's grep -r, a backup), the init's open and write succeed
-// with that reader, the init runs its program, and Run's open waits for a writer that
-// never comes while the init stays alive: its Pool's filler and Close wait for good.
+// runs it (or has already exited), or with an error if the init died before. It replaces
+// libcontainer's Run, which opens the exec fifo for reading, blocking, and waits for the
+// init's byte, polling only whether the init is dead: when another process has the fifo
+// open for reading (anything that reads every file under the daemon's data directory: a
+// test that scans it for leaked values, an operator's grep -r, a backup), the init's open
+// and write succeed with that reader, the init runs its program, and Run's open waits for
+// a writer that never comes while the init stays alive: its Pool's filler and Close wait
+// for good. Run also returned as soon as it had the byte, while the init's execve was still
+// going on: a job handed over in that window found no /proc/PID/root ("open the
+// container's root: no such file or directory"), the thread-group leader being replaced.
 //
-// Here the fifo is opened without blocking and the wait ends on whichever comes first:
-// the init's byte, the init closing the fifo (its byte went to the other reader), or the
-// init no longer being named initComm (it ran its program before the fifo was opened
-// here). It fails when the init exits still named initComm.
+// Here the fifo is opened without blocking, and the init is watched through a pidfd: the
+// program runs once the init no longer bears initComm (execve names it after its
+// program, once the old threads are gone). The init's byte, or its closing the fifo (the
+// byte went to another reader), says it is on its way there; exiting still named
+// initComm without either means it failed before.
 func (b *box) awaitExec(ctx context.Context) error {
 	path := filepath.Join(b.r.containersDir, b.cid, execFifo)
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fifo, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("exec fifo: %w", err)
 	}
-	defer unix.Close(fd)
+	defer unix.Close(fifo)
 	pid, err := b.p.Pid()
 	if err != nil {
 		return err
 	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("watch the container's init: %w", err)
+	}
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(fifo), Events: unix.POLLIN}, {Fd: int32(pidfd), Events: unix.POLLIN}}
+	passed := false // the init wrote its byte or closed the fifo
 	for {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 50)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("wait on the exec fifo: %w", err)
+		timeout := 50
+		if passed {
+			timeout = 1 // its execve is under way
 		}
-		if n > 0 && pfd[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("wait for the container's init: %w", err)
+		}
+		if fds[0].Revents != 0 {
 			// A byte, or end of file: a writer came and went since the open (the
 			// kernel reports no hang-up on a fifo whose reader has seen no writer).
 			var one [1]byte
-			if _, err := unix.Read(fd, one[:]); err == nil || !errors.Is(err, unix.EAGAIN) {
-				break
+			if _, err := unix.Read(fifo, one[:]); !errors.Is(err, unix.EAGAIN) {
+				passed = true
+				fds[0].Fd = -1 // poll ignores it from now on
 			}
 		}
-		comm, alive := procComm(pid)
-		if comm != initComm && comm != "" {
-			break // it runs the job's program (or already ran it)
+		if comm := procComm(pid); comm != initComm && comm != "" {
+			break // it runs the job's program (or ran it and exited)
 		}
-		if !alive {
-			// One last look: the init may have passed the fifo just before it exited.
-			if n, _ := unix.Poll(pfd, 0); n > 0 {
-				break
+		if fds[1].Revents != 0 { // the init exited, named initComm
+			if passed {
+				break // after its byte: it failed to execve; its exit status tells
 			}
 			return errors.New("the container's init exited before it ran the job's program")
 		}
@@ -196,21 +209,19 @@ func (b *box) awaitExec(ctx context.Context) error {
 	return nil
 }
 
-// procComm returns the name of process pid (empty if it cannot be read) and whether it is
-// still running (not gone, not a zombie).
-func procComm(pid int) (comm string, alive bool) {
+// procComm returns the name of process pid (empty if it cannot be read), also of a zombie.
+func procComm(pid int) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return "", false
+		return ""
 	}
 	// pid (comm) state ...: comm may hold spaces and parentheses, so the last ')' ends it.
 	s := string(b)
 	lo, hi := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if lo < 0 || hi < lo || hi+2 >= len(s) {
-		return "", false
+	if lo < 0 || hi < lo {
+		return ""
 	}
-	state := s[hi+2]
-	return s[lo+1 : hi], state != 'Z' && state != 'X' && state != 'x'
+	return s[lo+1 : hi]
 }
 
 // supervise copies the job's result to result (at most ResultBytes) and waits for the job

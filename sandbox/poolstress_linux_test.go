@@ -262,3 +262,30 @@ func TestPoolStress(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A start returns once the job's program runs, not while the init is still in its execve:
+// a job handed over in that window found no /proc/PID/root ("open the container's root:
+// no such file or directory", seen in TestKill9DuringJob and TestFusion).
+func TestStartReturnsOnceTheProgramRuns(t *testing.T) {
+	r := newRuntime(t)
+	p, err := r.NewPool(Template{Args: payload("job")}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := 0; i < 20; i++ {
+		b, err := p.prepare(context.Background(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		comm := procComm(b.pid)
+		root, rootErr := unix.Open("/proc/"+strconv.Itoa(b.pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if rootErr == nil {
+			unix.Close(root)
+		}
+		p.discard(b)
+		if comm == initComm || rootErr != nil {
+			t.Fatalf("start %d returned with its init named %q, its root: %v", i, comm, rootErr)
+		}
+	}
+}
