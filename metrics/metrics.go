@@ -109,7 +109,9 @@ func New(snapshot func(context.Context) (Snapshot, error), log *slog.Logger) *Re
 		Name: "veil_metrics_snapshot_errors_total",
 		Help: "Scrapes whose read of the store failed (details in the daemon log); their store-based families are missing.",
 	})
-	r.reg.MustRegister(r.requests, r.queueWait, r.sandboxStart, r.jobDuration, r.decisions, r.snapErrors,
+	// snapErrors is collected by state, after the snapshot it counts: collectors run
+	// concurrently, and registered alone it could be read before the failed read it counts.
+	r.reg.MustRegister(r.requests, r.queueWait, r.sandboxStart, r.jobDuration, r.decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), state{r}, poolState{r})
 	r.handler = promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{r.log}, ErrorHandling: promhttp.ContinueOnError})
 	return r
@@ -205,6 +207,7 @@ func (s poolState) Collect(ch chan<- prometheus.Metric) {
 type state struct{ r *Registry }
 
 func (s state) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.r.snapErrors.Desc()
 	for _, d := range []*prometheus.Desc{descJobs, descQueue, descReview, descOldest, descEpsTotal, descEpsAlloc, descEpsSpent, descEpsLeft, descAudit, descCPSize, descCPTime} {
 		ch <- d
 	}
@@ -217,6 +220,9 @@ func (s state) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		s.r.snapErrors.Inc()
 		s.r.log.Error("metrics: read the platform's state", "err", err)
+	}
+	ch <- s.r.snapErrors
+	if err != nil {
 		return
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
