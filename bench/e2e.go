@@ -40,7 +40,7 @@ func (e *env) daemon(ctx context.Context) (*daemonEnv, error) {
 	if e.d != nil {
 		return e.d, nil
 	}
-	d, err := e.newDaemon(ctx, 2) // the pool is opt-in in the daemon (platform.Defaults); the benchmarks measure it
+	d, err := e.newDaemon(ctx, daemon.Defaults("").SandboxPool)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -162,6 +164,29 @@ func TestCrashLoop(t *testing.T) {
 			t.Errorf("cgroups left behind: %v", cg)
 		}
 	}
+	// Nor any other cgroup under the daemon's parent: those of sandboxes prepared ahead
+	// (veil-pool-…, named after no job), also of the pools of the killed daemons.
+	if cg := sandboxCgroupsLeft(t, filepath.Join(e.cfg.DataDir, "sandbox")); len(cg) != 0 {
+		t.Errorf("sandbox cgroups left behind: %v", cg)
+	}
+}
+
+// sandboxCgroupsLeft lists the container cgroups (veil-…) under the cgroup parent of the
+// sandbox state directory dir (/veil-<hash of dir>, as sandbox.New names it), in every
+// hierarchy.
+func sandboxCgroupsLeft(t *testing.T, dir string) []string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	parent := "veil-" + hex.EncodeToString(sum[:6])
+	var found []string
+	for _, pattern := range []string{"/sys/fs/cgroup/*/" + parent + "/veil-*", "/sys/fs/cgroup/" + parent + "/veil-*"} {
+		m, _ := filepath.Glob(pattern)
+		found = append(found, m...)
+	}
+	return found
 }
 
 // checkCrash checks the invariants on a running daemon after a crash. The log is verified

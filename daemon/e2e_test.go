@@ -119,6 +119,13 @@ func start(t *testing.T, edit func(*daemon.Config)) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, cfg: cfg, host: "unix://" + cfg.Socket}
+	t.Cleanup(func() {
+		// "internal error; the operator can find details in the daemon log": here it is.
+		if t.Failed() && !testing.Verbose() {
+			l := e.log.String()
+			t.Logf("daemon log (last 32 KiB):\n%s", l[max(0, len(l)-32<<10):])
+		}
+	})
 	e.boot()
 	e.op = e.client(tok)
 	return e

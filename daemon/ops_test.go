@@ -200,6 +200,20 @@ func TestMetricsAndRequestLogs(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want at least %v", w.name, w.labels, v, ok, w.min)
 		}
 	}
+	// The pool of sandboxes prepared ahead (with containers): what it started, none failed.
+	if e.cfg.Isolation == "container" {
+		ahead, _ := sample(fams, "veil_sandbox_pool_starts_total", map[string]string{"when": "ahead"})
+		demand, _ := sample(fams, "veil_sandbox_pool_starts_total", map[string]string{"when": "on_demand"})
+		if ahead+demand < 1 {
+			t.Errorf("veil_sandbox_pool_starts_total: %v ahead, %v on demand, want the job's sandbox counted", ahead, demand)
+		}
+		if v, ok := sample(fams, "veil_sandbox_pool_start_failures_total", nil); !ok || v != 0 {
+			t.Errorf("veil_sandbox_pool_start_failures_total = %v (present %v), want 0", v, ok)
+		}
+		if _, ok := sample(fams, "veil_sandbox_pool_ready", nil); !ok {
+			t.Error("no veil_sandbox_pool_ready")
+		}
+	}
 	if _, ok := fams["veil_job_queue_depth"]; ok {
 		if v, _ := sample(fams, "veil_job_queue_depth", map[string]string{"tenant": "acme"}); v != 0 {
 			t.Errorf("queue depth of acme %v with no job queued", v)

@@ -106,6 +106,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		return nil, err
 	}
 	s.box.OnStart = s.metrics.SandboxStarted
+	s.metrics.SetPool(func() (metrics.Pool, bool) {
+		st, ok := s.box.PoolStats()
+		return metrics.Pool{Ready: st.Ready, StartedAhead: st.StartedAhead, StartedOnDemand: st.StartedOnDemand, Failed: st.Failed}, ok
+	})
 	s.rec = platform.NewRecorder(s.log, cfg.Clock)
 	s.principals = platform.NewPrincipals(db, s.rec)
 	s.refusals = platform.NewRefusals(db, s.rec, logger, cfg.RefusalWindow)

@@ -102,6 +102,15 @@ func (l *Launcher) PoolReady() int {
 	return 0
 }
 
+// PoolStats is what the current pool of sandboxes prepared ahead has done (false without
+// a pool: Config.SandboxPool 0, process isolation, or before Cleanup).
+func (l *Launcher) PoolStats() (sandbox.PoolStats, bool) {
+	if p := l.pool.Load(); p != nil {
+		return p.Stats(), true
+	}
+	return sandbox.PoolStats{}, false
+}
+
 // runnerArgs is the runner's command line inside a sandbox, where the veil binary is
 // mounted at /veil.
 var runnerArgs = []string{"/veil", "runner"}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,14 @@ type Snapshot struct {
 	CheckpointTime time.Time
 }
 
+// Pool is what the daemon's pool of sandboxes prepared ahead has done since it started (a
+// pool starts again with each Cleanup: its counts then start from zero, as a counter after
+// a restart does).
+type Pool struct {
+	Ready                                 int
+	StartedAhead, StartedOnDemand, Failed int64
+}
+
 // JobCount is the number of jobs of one kind in one state.
 type JobCount struct {
 	Kind, State string
@@ -60,6 +69,9 @@ type Registry struct {
 	decisions    *prometheus.CounterVec
 	snapErrors   prometheus.Counter
 	handler      http.Handler
+
+	poolMu sync.Mutex
+	pool   func() (Pool, bool)
 }
 
 // snapshotTimeout bounds the store reads of one scrape.
@@ -97,10 +109,20 @@ func New(snapshot func(context.Context) (Snapshot, error), log *slog.Logger) *Re
 		Name: "veil_metrics_snapshot_errors_total",
 		Help: "Scrapes whose read of the store failed (details in the daemon log); their store-based families are missing.",
 	})
-	r.reg.MustRegister(r.requests, r.queueWait, r.sandboxStart, r.jobDuration, r.decisions, r.snapErrors,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), state{r})
+	// snapErrors is collected by state, after the snapshot it counts: collectors run
+	// concurrently, and registered alone it could be read before the failed read it counts.
+	r.reg.MustRegister(r.requests, r.queueWait, r.sandboxStart, r.jobDuration, r.decisions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), state{r}, poolState{r})
 	r.handler = promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{r.log}, ErrorHandling: promhttp.ContinueOnError})
 	return r
+}
+
+// SetPool has each scrape read the sandbox pool's counts from f (false: no pool, and no
+// pool families).
+func (r *Registry) SetPool(f func() (Pool, bool)) {
+	r.poolMu.Lock()
+	r.pool = f
+	r.poolMu.Unlock()
 }
 
 // Handler serves the metrics in the Prometheus exposition format.
@@ -149,10 +171,43 @@ var (
 	descCPTime   = prometheus.NewDesc("veil_audit_last_checkpoint_timestamp_seconds", "Time of the newest entry the newest signed checkpoint covers (Unix seconds; absent for an empty log).", nil, nil)
 )
 
+var (
+	descPoolReady  = prometheus.NewDesc("veil_sandbox_pool_ready", "Sandboxes prepared ahead and waiting for a job.", nil, nil)
+	descPoolStarts = prometheus.NewDesc("veil_sandbox_pool_starts_total", "Sandboxes the pool started, ahead of their job or on demand (none was ready when the job came).", []string{"when"}, nil)
+	descPoolFails  = prometheus.NewDesc("veil_sandbox_pool_start_failures_total", "Sandbox starts of the pool that failed (details in the daemon log when a job's own start fails).", nil, nil)
+)
+
+// poolState collects the sandbox pool's families at each scrape.
+type poolState struct{ r *Registry }
+
+func (s poolState) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPoolReady
+	ch <- descPoolStarts
+	ch <- descPoolFails
+}
+
+func (s poolState) Collect(ch chan<- prometheus.Metric) {
+	s.r.poolMu.Lock()
+	f := s.r.pool
+	s.r.poolMu.Unlock()
+	if f == nil {
+		return
+	}
+	p, ok := f()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descPoolReady, prometheus.GaugeValue, float64(p.Ready))
+	ch <- prometheus.MustNewConstMetric(descPoolStarts, prometheus.CounterValue, float64(p.StartedAhead), "ahead")
+	ch <- prometheus.MustNewConstMetric(descPoolStarts, prometheus.CounterValue, float64(p.StartedOnDemand), "on_demand")
+	ch <- prometheus.MustNewConstMetric(descPoolFails, prometheus.CounterValue, float64(p.Failed))
+}
+
 // state collects the families read from the store at each scrape.
 type state struct{ r *Registry }
 
 func (s state) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.r.snapErrors.Desc()
 	for _, d := range []*prometheus.Desc{descJobs, descQueue, descReview, descOldest, descEpsTotal, descEpsAlloc, descEpsSpent, descEpsLeft, descAudit, descCPSize, descCPTime} {
 		ch <- d
 	}
@@ -165,6 +220,9 @@ func (s state) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		s.r.snapErrors.Inc()
 		s.r.log.Error("metrics: read the platform's state", "err", err)
+	}
+	ch <- s.r.snapErrors
+	if err != nil {
 		return
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {

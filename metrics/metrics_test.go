@@ -73,7 +73,27 @@ func TestExposition(t *testing.T) {
 	r.SandboxStarted("sql", 20*time.Millisecond)
 	r.SandboxStarted("", 20*time.Millisecond)
 	r.Decided("sql", "released")
+	if _, ok := scrape(t, r)["veil_sandbox_pool_ready"]; ok {
+		t.Error("pool families without a pool")
+	}
+	r.SetPool(func() (Pool, bool) { return Pool{Ready: 2, StartedAhead: 7, StartedOnDemand: 1, Failed: 1}, true })
 	fams := scrape(t, r)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"veil_sandbox_pool_starts_total", map[string]string{"when": "ahead"}, 7},
+		{"veil_sandbox_pool_starts_total", map[string]string{"when": "on_demand"}, 1},
+		{"veil_sandbox_pool_start_failures_total", nil, 1},
+	} {
+		if got := value(t, fams, c.name, c.labels).Counter.GetValue(); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if got := value(t, fams, "veil_sandbox_pool_ready", nil).Gauge.GetValue(); got != 2 {
+		t.Errorf("veil_sandbox_pool_ready = %v, want 2", got)
+	}
 
 	if m := value(t, fams, "veil_http_request_duration_seconds", map[string]string{"route": "GET /v1/jobs/{id}", "code": "200"}); m.Histogram.GetSampleCount() != 1 {
 		t.Errorf("requests: %v", m)

@@ -115,7 +115,7 @@ func Defaults(dataDir string) Config {
 		Approvals:      1,
 		Review:         policy.DefaultReviewConfig(),
 		Isolation:      "container",
-		SandboxPool:    0, // opt-in (--sandbox-pool 2) until a hang seen once in a prepared sandbox's start is understood
+		SandboxPool:    2, // as many as Workers: two jobs at once start from a prepared sandbox
 		JobMemoryMB:    2048,
 		JobThreads:     2,
 		JobWall:        5 * time.Minute,

@@ -93,20 +93,25 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		ExtraFiles: []*os.File{wpipe},
 		Init:       true,
 	}
-	// libcontainer's Run holds the container's lock until the init process has run its
-	// program, and does not watch ctx: an init that never gets there (seen once with a
-	// sandbox prepared ahead, its daemon's Close then waiting on it for good) is killed
-	// through its cgroup when ctx ends, and Run returns with an error.
-	started := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			b.killCgroup()
-		case <-started:
-		}
-	}()
-	err = onSpawnThread(ctx, func() error { return b.c.Run(b.p) })
-	close(started)
+	// Neither libcontainer's Start nor the wait for the exec fifo below watches ctx: a
+	// start that does not finish is killed through its cgroup when ctx ends (defence in
+	// depth: no such start is known since awaitExec). context.AfterFunc, not a goroutine
+	// selecting on ctx and the start's end: that select, run late on a busy host, can find
+	// both ready once a Pool's prepare has returned and cancelled its context, and then
+	// kills a healthy sandbox half the time (its job fails: "open the container's root").
+	stopWatch := context.AfterFunc(ctx, b.killCgroup)
+	// Start, not Run: Run's wait for the exec fifo hangs for good when anything else on
+	// the host reads the fifo first (see awaitExec).
+	err = onSpawnThread(ctx, func() error { return b.c.Start(b.p) })
+	if err == nil {
+		err = b.awaitExec(ctx)
+	}
+	if !stopWatch() && err == nil {
+		err = fmt.Errorf("killed as it started: %w", ctx.Err()) // the kill has run or runs now
+	}
+	if err != nil {
+		b.killCgroup() // the init, if it is still there
+	}
 	wpipe.Close()
 	if err != nil {
 		return fmt.Errorf("start container %s: %w (stderr: %q)", b.cid, err, b.stderr.Bytes())
@@ -122,6 +127,101 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		b.waitDone <- ps
 	}()
 	return nil
+}
+
+// execFifo is the file in a container's libcontainer state directory that its init opens
+// for writing, writes one byte to and closes right before it runs the job's program.
+const execFifo = "exec.fifo"
+
+// initComm is the name the container's init has (nsexec sets it) until it runs the job's
+// program, which renames it.
+const initComm = "runc:[2:INIT]"
+
+// awaitExec lets the started container's init run the job's program and returns once it
+// runs it (or has already exited), or with an error if the init died before. It replaces
+// libcontainer's Run, which opens the exec fifo for reading, blocking, and waits for the
+// init's byte, polling only whether the init is dead: when another process has the fifo
+// open for reading (anything that reads every file under the daemon's data directory: a
+// test that scans it for leaked values, an operator's grep -r, a backup), the init's open
+// and write succeed with that reader, the init runs its program, and Run's open waits for
+// a writer that never comes while the init stays alive: its Pool's filler and Close wait
+// for good. Run also returned as soon as it had the byte, while the init's execve was still
+// going on: a job handed over in that window found no /proc/PID/root ("open the
+// container's root: no such file or directory"), the thread-group leader being replaced.
+//
+// Here the fifo is opened without blocking, and the init is watched through a pidfd: the
+// program runs once the init no longer bears initComm (execve names it after its
+// program, once the old threads are gone). The init's byte, or its closing the fifo (the
+// byte went to another reader), says it is on its way there; exiting still named
+// initComm without either means it failed before.
+func (b *box) awaitExec(ctx context.Context) error {
+	path := filepath.Join(b.r.containersDir, b.cid, execFifo)
+	fifo, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("exec fifo: %w", err)
+	}
+	defer unix.Close(fifo)
+	pid, err := b.p.Pid()
+	if err != nil {
+		return err
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("watch the container's init: %w", err)
+	}
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(fifo), Events: unix.POLLIN}, {Fd: int32(pidfd), Events: unix.POLLIN}}
+	passed := false // the init wrote its byte or closed the fifo
+	for {
+		timeout := 50
+		if passed {
+			timeout = 1 // its execve is under way
+		}
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("wait for the container's init: %w", err)
+		}
+		if fds[0].Revents != 0 {
+			// A byte, or end of file: a writer came and went since the open (the
+			// kernel reports no hang-up on a fifo whose reader has seen no writer).
+			var one [1]byte
+			if _, err := unix.Read(fifo, one[:]); !errors.Is(err, unix.EAGAIN) {
+				passed = true
+				fds[0].Fd = -1 // poll ignores it from now on
+			}
+		}
+		if comm := procComm(pid); comm != initComm && comm != "" {
+			break // it runs the job's program (or ran it and exited)
+		}
+		if fds[1].Revents != 0 { // the init exited, named initComm
+			if passed {
+				break // after its byte: it failed to execve; its exit status tells
+			}
+			return errors.New("the container's init exited before it ran the job's program")
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("the container's init did not run the job's program: %w", err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err // libcontainer reads the fifo's absence as "running"
+	}
+	return nil
+}
+
+// procComm returns the name of process pid (empty if it cannot be read), also of a zombie.
+func procComm(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses, so the last ')' ends it.
+	s := string(b)
+	lo, hi := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if lo < 0 || hi < lo {
+		return ""
+	}
+	return s[lo+1 : hi]
 }
 
 // supervise copies the job's result to result (at most ResultBytes) and waits for the job

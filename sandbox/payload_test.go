@@ -79,6 +79,13 @@ func runPayload(args []string) {
 			err := unix.Stat(p, &st)
 			fmt.Fprintf(&out, "%s: uid %d mode %o %v\n", p, st.Uid, st.Mode&0o7777, err)
 		}
+	case "statfs":
+		// Size of the file system at each path: blocks, block size, inodes, type.
+		for _, p := range args {
+			var st unix.Statfs_t
+			err := unix.Statfs(p, &st)
+			fmt.Fprintf(&out, "%s: blocks %d bsize %d files %d type %x %v\n", p, st.Blocks, st.Bsize, st.Files, st.Type, err)
+		}
 	case "pids":
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {

@@ -46,8 +46,12 @@ type Pool struct {
 	tag  string // names this pool's containers: veil-pool-<tag>-<n>
 	seq  atomic.Int64
 
-	ready  chan *box
-	wake   chan struct{}
+	ready chan *box
+	wake  chan struct{}
+
+	// What Stats reports.
+	startedAhead, startedOnDemand, failed atomic.Int64
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	filler sync.WaitGroup
@@ -138,7 +142,12 @@ func (p *Pool) fill() {
 const prepareTimeout = 2 * time.Minute
 
 // prepare creates and starts one sandbox whose program waits for its stdin.
-func (p *Pool) prepare(ctx context.Context, ahead bool) (*box, error) {
+func (p *Pool) prepare(ctx context.Context, ahead bool) (_ *box, err error) {
+	defer func() {
+		if err != nil && ctx.Err() == nil { // not the pool's Close, or the job's caller, ending it
+			p.failed.Add(1)
+		}
+	}()
 	cid := fmt.Sprintf("%s%s%s-%d", containerPrefix, poolPrefix, p.tag, p.seq.Add(1))
 	spec := Spec{ID: cid, Args: p.t.Args, Env: p.t.Env, Limits: p.l}
 	b, err := p.r.create(ctx, cid, &spec, p.l, nil, ahead)
@@ -162,6 +171,11 @@ func (p *Pool) prepare(ctx context.Context, ahead bool) (*box, error) {
 	if err != nil {
 		w.Close()
 		return nil, errors.Join(err, b.destroy())
+	}
+	if ahead {
+		p.startedAhead.Add(1)
+	} else {
+		p.startedOnDemand.Add(1)
 	}
 	b.stdin = w
 	return b, nil
@@ -218,6 +232,9 @@ func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, e
 	t0 := time.Now()
 	b, ahead, err := p.take(ctx)
 	if err != nil {
+		if ctx.Err() != nil { // the caller ended it while its sandbox started
+			return killedAtStart(p.l), nil
+		}
 		return nil, err
 	}
 	defer p.discard(b)
@@ -353,3 +370,16 @@ func (p *Pool) Close() error {
 
 // Ready is how many sandboxes are prepared and waiting for a job.
 func (p *Pool) Ready() int { return len(p.ready) }
+
+// PoolStats is what a Pool has done since it was made.
+type PoolStats struct {
+	Ready           int   // sandboxes prepared and waiting for a job now
+	StartedAhead    int64 // sandboxes started ahead of their job
+	StartedOnDemand int64 // started when their job came and none was ready
+	Failed          int64 // starts that failed (not counting those the pool's Close ended)
+}
+
+// Stats returns what the pool has done so far.
+func (p *Pool) Stats() PoolStats {
+	return PoolStats{Ready: len(p.ready), StartedAhead: p.startedAhead.Load(), StartedOnDemand: p.startedOnDemand.Load(), Failed: p.failed.Load()}
+}

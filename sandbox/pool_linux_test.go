@@ -87,10 +87,16 @@ func TestPoolRunsJobs(t *testing.T) {
 	if res, _ := poolRun(t, p, nil, "false"); res.Status != StatusFailed || res.ExitCode != 3 {
 		t.Errorf("status %s exit %d, want failed 3", res.Status, res.ExitCode)
 	}
+	if st := p.Stats(); st.StartedAhead < 2 || st.StartedOnDemand != 0 || st.Failed != 0 {
+		t.Errorf("stats %+v, want at least 2 started ahead, none on demand, none failed", st)
+	}
 	// A pool of size 0 prepares each sandbox when its job comes.
 	p0 := newPool(t, r, 0, Limits{})
 	if res, _ := poolRun(t, p0, nil, "true"); res.Status != StatusOK || res.Timing.Ahead {
 		t.Errorf("status %s ahead %v, want ok from a sandbox prepared on demand", res.Status, res.Timing.Ahead)
+	}
+	if st := p0.Stats(); st != (PoolStats{StartedOnDemand: 1}) {
+		t.Errorf("stats %+v, want one started on demand", st)
 	}
 }
 
@@ -477,5 +483,31 @@ func TestPoolLimits(t *testing.T) {
 				t.Errorf("message %q: want a sanitized, non-empty text", res.Message)
 			}
 		})
+	}
+}
+
+// A job's spill area has the same size limit whether its sandbox was prepared ahead or
+// made for it: the same file system, of the same size, for the same Limits.SpillBytes.
+func TestSpillSameLimitPooledAndFresh(t *testing.T) {
+	r := newRuntime(t)
+	if r.spillErr != nil {
+		t.Skipf("skipping: %v", r.spillErr)
+	}
+	l := Limits{SpillBytes: 48 << 20}
+	_, fresh := run(t, r, Spec{Args: payload("statfs", SpillPath), Limits: l})
+	p := newPool(t, r, 1, l)
+	waitReady(t, p, 1)
+	res, pooled := poolRun(t, p, nil, "statfs", SpillPath)
+	if !res.Timing.Ahead {
+		t.Error("the pooled job did not get the sandbox prepared ahead")
+	}
+	if fresh != pooled || !strings.Contains(fresh, "<nil>") || strings.Contains(fresh, "blocks 0 ") {
+		t.Errorf("spill area of a fresh sandbox: %q; of a pooled one: %q; want the same, non-empty", fresh, pooled)
+	}
+	// And the same limit when written: 64 MiB do not fit in either.
+	_, fresh = run(t, r, Spec{Args: payload("fill", "/spill/big", "64"), Limits: l})
+	_, pooled = poolRun(t, p, nil, "fill", "/spill/big", "64")
+	if !strings.Contains(fresh, "no space left on device") || !strings.Contains(pooled, "no space left on device") {
+		t.Errorf("writing 64 MiB to a 48 MiB spill area: fresh %q, pooled %q; want no space left in both", fresh, pooled)
 	}
 }

@@ -486,6 +486,10 @@ func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Resu
 	}()
 	t1 := time.Now()
 	if err := b.start(ctx, spec.Args, spec.Env, bytes.NewReader(spec.Stdin)); err != nil {
+		if ctx.Err() != nil { // the caller ended it while it started: killed, as a run is
+			res = killedAtStart(l)
+			return res, nil
+		}
 		return nil, err
 	}
 	t2 := time.Now()
@@ -496,6 +500,12 @@ func (r *Runtime) Run(ctx context.Context, spec Spec, result io.Writer) (_ *Resu
 	res.Usage.Wall += t2.Sub(t1)
 	res.Timing.Prepare, res.Timing.Start = t1.Sub(t0), t2.Sub(t1)
 	return res, nil
+}
+
+// killedAtStart is the result of a job whose caller's context ended while its sandbox
+// started (the start is killed, see box.start): as if it had been killed running.
+func killedAtStart(l Limits) *Result {
+	return &Result{Status: StatusKilled, ExitCode: -1, Message: message(StatusKilled, l, -1)}
 }
 
 // destroy kills a container's processes and removes its cgroups and state.

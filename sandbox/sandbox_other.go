@@ -67,3 +67,12 @@ func (p *Pool) Close() error { return nil }
 
 // Ready is 0 outside Linux.
 func (p *Pool) Ready() int { return 0 }
+
+// PoolStats is what a Pool has done since it was made.
+type PoolStats struct {
+	Ready                                 int
+	StartedAhead, StartedOnDemand, Failed int64
+}
+
+// Stats is zero outside Linux.
+func (p *Pool) Stats() PoolStats { return PoolStats{} }
