@@ -280,6 +280,9 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 			return sandbox.Usage{}, err
 		}
 		spec := sandbox.Spec{ID: id, Args: []string{l.bin, "runner"}, Stdin: in, Limits: limits(l.cfg)}
+		if err := stored(ctx); err != nil {
+			return sandbox.Usage{}, err
+		}
 		res, err := sandbox.RunLocal(ctx, spec, result)
 		if err != nil {
 			return sandbox.Usage{}, err
@@ -311,6 +314,9 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		return sandbox.Usage{}, err
 	}
 	spec := sandbox.Spec{ID: id, Args: runnerArgs, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	if err := stored(ctx); err != nil {
+		return sandbox.Usage{}, err
+	}
 	var res *sandbox.Result
 	if p := l.pool.Load(); p != nil {
 		// A sandbox prepared ahead gets the job's mounts and stdin now; it is destroyed
@@ -333,6 +339,9 @@ func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string
 		return nil, fmt.Errorf("%w: custom jobs need container isolation", ErrUnavailable)
 	}
 	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
+	if err := stored(ctx); err != nil {
+		return nil, err
+	}
 	res, err := l.rt.Run(ctx, spec, io.Discard)
 	l.started(ctx, res)
 	return res, err
