@@ -20,9 +20,23 @@ import (
 // ErrResultTooLarge is returned when a result exceeds the job's size limit.
 var ErrResultTooLarge = errors.New("result exceeds the size limit")
 
-// lockdown returns the session settings of a job's DuckDB, in the order they must be
-// applied: paths are fixed before external access is switched off, and the configuration is
-// locked last, so that nothing after it (the vendor's query included) can loosen it.
+// ahead are the settings of every job's DuckDB that do not depend on the job: the runner
+// applies them when it opens the database, before its job is known (in a sandbox prepared
+// ahead, long before), and lockdown the rest once it is. No extension is installed or
+// loaded behind the job's back; the Parquet files' metadata is read once per job, not once
+// per query (the job's files do not change while it runs, and the cache is the job's
+// database's, gone with it).
+var ahead = []string{
+	"SET autoinstall_known_extensions=false",
+	"SET autoload_known_extensions=false",
+	"SET preserve_insertion_order=false",
+	"SET parquet_metadata_cache=true",
+}
+
+// lockdown returns the session settings of a job's DuckDB that depend on the job, applied
+// after ahead's, in the order they must be applied: paths are fixed before external access
+// is switched off, and the configuration is locked last, so that nothing after it (the
+// vendor's query included) can loosen it.
 func lockdown(j *Job) []string {
 	var files []string
 	for _, t := range j.Tables {
@@ -36,15 +50,10 @@ func lockdown(j *Job) []string {
 	if j.TempDir != "" {
 		temp = []string{"SET temp_directory=" + quoteString(j.TempDir), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(j.TempMaxMB, 1))}
 	}
-	s := append([]string{
-		"SET autoinstall_known_extensions=false",
-		"SET autoload_known_extensions=false",
-	}, temp...)
-	s = append(s,
+	s := append(temp,
 		"SET allowed_paths="+quoteList(files),
 		"SET enable_external_access=false",
 		fmt.Sprintf("SET threads=%d", threads),
-		"SET preserve_insertion_order=false",
 	)
 	if j.MemoryLimitMB > 0 {
 		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
@@ -78,10 +87,12 @@ func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
 type Runner struct {
 	c    *duckdb.Connector
 	db   *sql.DB
+	conn *sql.Conn // the job's connection, opened with the database, ahead's settings applied
 	used bool
 }
 
-// OpenRunner opens a fresh in-memory DuckDB for one job.
+// OpenRunner opens a fresh in-memory DuckDB for one job, with its connection and the
+// settings that do not depend on the job (ahead).
 func OpenRunner() (*Runner, error) {
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
@@ -89,12 +100,28 @@ func OpenRunner() (*Runner, error) {
 	}
 	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(1)
-	return &Runner{c: c, db: db}, nil
+	r := &Runner{c: c, db: db}
+	ctx := context.Background()
+	if r.conn, err = db.Conn(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("open duckdb: %w", err)
+	}
+	for _, s := range ahead {
+		if _, err := r.conn.ExecContext(ctx, s); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("prepare session: %s: %w", s, err)
+		}
+	}
+	return r, nil
 }
 
 // Close closes the runner's database.
 func (r *Runner) Close() error {
-	return errors.Join(r.db.Close(), r.c.Close())
+	var err error
+	if r.conn != nil {
+		err = r.conn.Close()
+	}
+	return errors.Join(err, r.db.Close(), r.c.Close())
 }
 
 // ReadJob decodes a job from the runner's standard input.
@@ -126,13 +153,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 	}
 	return r.session(ctx, j, func(ar *duckdb.Arrow) error {
 		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
-			recs, undecided, err := fast(ctx, ar, j)
+			recs, schema, undecided, err := fast(ctx, ar, j)
 			if err != nil {
 				return err
 			}
 			if recs == nil {
 				// No rows, no cells: the exact plan and every check return none either.
-				return empty(ctx, ar, j, w)
+				return empty(ctx, ar, j, schema, w)
 			}
 			if undecided > 0 {
 				// Count distinct units for the undecided groups only; nil: for every group.
@@ -213,15 +240,16 @@ func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.Rec
 	return nil
 }
 
-// empty writes what the exact plan and its checks give the gate where the query has no
-// rows: no cells, each stream with the schema the full run would write (the dominance check
-// an empty schema, as the result decides it; a difference check with a row-counting variant
-// that variant's columns without DifferenceUndecided). LIMIT 0 has DuckDB bind each query,
-// not run it. A check could name cells of no row (rows only a prior selects), which the gate
-// matches with none: its output is the full run's.
-func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
+// empty writes what the gate gets where the row-counting plan has no rows: its result,
+// with no rows, as from any result the row counts decide (schema, the row-counting plan's),
+// and no cells of each check, each stream with the schema the full run would write (the
+// dominance check an empty schema, as the result decides it; a difference check with a
+// row-counting variant that variant's columns without DifferenceUndecided). LIMIT 0 has
+// DuckDB bind each check, not run it. A check could name cells of no row (rows only a prior
+// selects), which the gate matches with none: its output is the full run's.
+func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, schema *arrow.Schema, w io.Writer) error {
 	zero := func(q string) string { return "SELECT * FROM (" + q + ") AS __veil_q LIMIT 0" }
-	if err := query(ctx, ar, zero(j.SQL), j.MaxResultBytes, w); err != nil {
+	if err := writeIPC(w, j.MaxResultBytes, schema, nil); err != nil {
 		return err
 	}
 	for i, q := range j.Checks {
@@ -384,11 +412,7 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 		jj.TempDir = dir
 		j = &jj
 	}
-	conn, err := r.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	conn := r.conn
 
 	// Views first: each exposes only the granted columns of its dataset's files.
 	var views []string
@@ -414,13 +438,14 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 	})
 }
 
-// fast runs the row-counting variant of the query and returns its result with the number
-// of rows it leaves undecided: K <= n < K*M (n < K fails for certain, n >= K*M passes for
-// certain). It returns no result where the query returned no rows.
-func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, int, error) {
+// fast runs the row-counting variant of the query and returns its result and schema with
+// the number of rows it leaves undecided: K <= n < K*M (n < K fails for certain, n >= K*M
+// passes for certain). It returns no result, only the schema, where the query returned no
+// rows.
+func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, *arrow.Schema, int, error) {
 	rr, err := ar.QueryContext(ctx, j.FastSQL)
 	if err != nil {
-		return nil, 0, fmt.Errorf("query: %w", err)
+		return nil, nil, 0, fmt.Errorf("query: %w", err)
 	}
 	defer rr.Release()
 	var recs []arrow.RecordBatch
@@ -435,18 +460,18 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, i
 		}
 		if j.MaxResultBytes > 0 && size > j.MaxResultBytes {
 			release(recs)
-			return nil, 0, ErrResultTooLarge
+			return nil, nil, 0, ErrResultTooLarge
 		}
 		// The row count comes before the hidden group keys, if any.
 		idx := rec.Schema().FieldIndices(RowsColumn)
 		if len(idx) != 1 {
 			release(recs)
-			return nil, 0, errors.New("fast plan: no row count column")
+			return nil, nil, 0, errors.New("fast plan: no row count column")
 		}
 		n, ok := rec.Column(idx[0]).(*array.Int64)
 		if !ok {
 			release(recs)
-			return nil, 0, errors.New("fast plan: no row count column")
+			return nil, nil, 0, errors.New("fast plan: no row count column")
 		}
 		for r := 0; r < n.Len(); r++ {
 			if v := n.Value(r); v >= int64(j.K) && v < int64(j.K)*j.MaxRowsPerUnit {
@@ -456,12 +481,16 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, i
 	}
 	if err := rr.Err(); err != nil {
 		release(recs)
-		return nil, 0, fmt.Errorf("query: %w", err)
+		return nil, nil, 0, fmt.Errorf("query: %w", err)
 	}
+	schema := rr.Schema()
 	if len(recs) == 0 {
-		return nil, 0, nil
+		if idx := schema.FieldIndices(RowsColumn); len(idx) != 1 || schema.Field(idx[0]).Type.ID() != arrow.INT64 {
+			return nil, nil, 0, errors.New("fast plan: no row count column")
+		}
+		return nil, schema, 0, nil
 	}
-	return recs, undecided, nil
+	return recs, schema, undecided, nil
 }
 
 func release(recs []arrow.RecordBatch) {
