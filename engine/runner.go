@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -31,13 +32,22 @@ var ahead = []string{
 	"SET autoload_known_extensions=false",
 	"SET preserve_insertion_order=false",
 	"SET parquet_metadata_cache=true",
+	"SET temp_directory=''", // a job with a spill area sets its own
+}
+
+// Preset are settings a runner applies ahead besides ahead's: the ones its daemon gives
+// every SQL job (Job.Threads, Job.MemoryLimitMB; zero: none). A job with other values
+// sets its own, so that a job's database is the same whatever was preset.
+type Preset struct {
+	Threads       int
+	MemoryLimitMB int
 }
 
 // lockdown returns the session settings of a job's DuckDB that depend on the job, applied
-// after ahead's, in the order they must be applied: paths are fixed before external access
-// is switched off, and the configuration is locked last, so that nothing after it (the
-// vendor's query included) can loosen it.
-func lockdown(j *Job) []string {
+// after ahead's and p's (what p already set is not set again), in the order they must be
+// applied: paths are fixed before external access is switched off, and the configuration is
+// locked last, so that nothing after it (the vendor's query included) can loosen it.
+func lockdown(j *Job, p Preset) []string {
 	var files []string
 	for _, t := range j.Tables {
 		files = append(files, t.Files...)
@@ -46,17 +56,23 @@ func lockdown(j *Job) []string {
 	// DuckDB writes its own temporary files only to the job's spill area, and only as much
 	// as the area allows; the job's SQL can neither read nor write there (the directory is
 	// in no allow list), nor change either setting (the configuration is locked below).
-	temp := []string{"SET temp_directory=''"}
+	var temp []string
 	if j.TempDir != "" {
 		temp = []string{"SET temp_directory=" + quoteString(j.TempDir), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(j.TempMaxMB, 1))}
 	}
 	s := append(temp,
 		"SET allowed_paths="+quoteList(files),
 		"SET enable_external_access=false",
-		fmt.Sprintf("SET threads=%d", threads),
 	)
-	if j.MemoryLimitMB > 0 {
+	if threads != p.Threads {
+		s = append(s, fmt.Sprintf("SET threads=%d", threads))
+	}
+	switch {
+	case j.MemoryLimitMB == p.MemoryLimitMB:
+	case j.MemoryLimitMB > 0:
 		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
+	default:
+		s = append(s, "RESET memory_limit")
 	}
 	if j.Secret != 0 {
 		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret))
@@ -85,15 +101,19 @@ func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
 // Runner is the DuckDB of one runner process, opened before its job is known, for exactly
 // one job. A runner in a sandbox simply exits after its job; in-process users Close it.
 type Runner struct {
-	c    *duckdb.Connector
-	db   *sql.DB
-	conn *sql.Conn // the job's connection, opened with the database, ahead's settings applied
-	used bool
+	c      *duckdb.Connector
+	db     *sql.DB
+	conn   *sql.Conn // the job's connection, opened with the database, ahead's settings applied
+	preset Preset
+	used   bool
 }
 
 // OpenRunner opens a fresh in-memory DuckDB for one job, with its connection and the
 // settings that do not depend on the job (ahead).
-func OpenRunner() (*Runner, error) {
+func OpenRunner() (*Runner, error) { return OpenRunnerWith(Preset{}) }
+
+// OpenRunnerWith is OpenRunner that also applies p ahead.
+func OpenRunnerWith(p Preset) (*Runner, error) {
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
 		return nil, fmt.Errorf("open duckdb: %w", err)
@@ -106,7 +126,16 @@ func OpenRunner() (*Runner, error) {
 		r.Close()
 		return nil, fmt.Errorf("open duckdb: %w", err)
 	}
-	for _, s := range ahead {
+	stmts := ahead
+	if p.Threads > 0 {
+		stmts = append(slices.Clone(stmts), fmt.Sprintf("SET threads=%d", p.Threads))
+		r.preset.Threads = p.Threads
+	}
+	if p.MemoryLimitMB > 0 {
+		stmts = append(slices.Clone(stmts), fmt.Sprintf("SET memory_limit='%dMB'", p.MemoryLimitMB))
+		r.preset.MemoryLimitMB = p.MemoryLimitMB
+	}
+	for _, s := range stmts {
 		if _, err := r.conn.ExecContext(ctx, s); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("prepare session: %s: %w", s, err)
@@ -424,7 +453,7 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 		views = append(views, fmt.Sprintf("CREATE VIEW %s AS SELECT %s FROM read_parquet(%s)",
 			quoteIdent(t.Name), strings.Join(cols, ", "), quoteList(t.Files)))
 	}
-	for _, s := range append(lockdown(j), views...) {
+	for _, s := range append(lockdown(j, r.preset), views...) {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("prepare session: %s: %w", strings.SplitN(s, " AS ", 2)[0], err)
 		}

@@ -102,9 +102,13 @@ func (l *Launcher) PoolReady() int {
 	return 0
 }
 
-// runnerArgs is the runner's command line inside a sandbox, where the veil binary is
-// mounted at /veil.
-var runnerArgs = []string{"/veil", "runner"}
+// runnerArgs is the runner's command line: bin is the veil binary (mounted at /veil inside
+// a sandbox). The runner sets the SQL kinds' DuckDB threads and memory limit (kinds/sql:
+// JobThreads, three quarters of JobMemoryMB) while it waits for its job; a job with others
+// sets its own.
+func (l *Launcher) runnerArgs(bin string) []string {
+	return []string{bin, "runner", fmt.Sprintf("--threads=%d", max(l.cfg.JobThreads, 1)), fmt.Sprintf("--memory-mb=%d", l.cfg.JobMemoryMB*3/4)}
+}
 
 // Cleanup destroys the sandboxes a previous run of the daemon left behind and returns the
 // ids of their jobs. Then, with Config.SandboxPool > 0, it starts preparing sandboxes for
@@ -119,7 +123,7 @@ func (l *Launcher) Cleanup(ctx context.Context) ([]string, error) {
 	if err != nil || l.cfg.SandboxPool == 0 {
 		return ids, err
 	}
-	p, err := l.rt.NewPool(sandbox.Template{Args: runnerArgs, Limits: limits(l.cfg)}, l.cfg.SandboxPool)
+	p, err := l.rt.NewPool(sandbox.Template{Args: l.runnerArgs("/veil"), Limits: limits(l.cfg)}, l.cfg.SandboxPool)
 	if err != nil {
 		return ids, fmt.Errorf("start the sandbox pool: %w", err)
 	}
@@ -279,7 +283,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		if err != nil {
 			return sandbox.Usage{}, err
 		}
-		spec := sandbox.Spec{ID: id, Args: []string{l.bin, "runner"}, Stdin: in, Limits: limits(l.cfg)}
+		spec := sandbox.Spec{ID: id, Args: l.runnerArgs(l.bin), Stdin: in, Limits: limits(l.cfg)}
 		if err := stored(ctx); err != nil {
 			return sandbox.Usage{}, err
 		}
@@ -313,7 +317,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
-	spec := sandbox.Spec{ID: id, Args: runnerArgs, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: id, Args: l.runnerArgs("/veil"), Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
 	if err := stored(ctx); err != nil {
 		return sandbox.Usage{}, err
 	}

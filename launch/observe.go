@@ -78,7 +78,7 @@ func (l *Launcher) Probe(ctx context.Context) error {
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	spec := sandbox.Spec{ID: "probe-" + hex.EncodeToString(b[:]), Args: runnerArgs, Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: "probe-" + hex.EncodeToString(b[:]), Args: l.runnerArgs("/veil"), Limits: limits(l.cfg)}
 	spec.Limits.Wall = 10 * time.Second
 	// A caller that goes away must not leave a failure cached for the next one.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*spec.Limits.Wall)
