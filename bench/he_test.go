@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/runner"
 	"github.com/veil-dp/veil/sandbox"
 )
@@ -16,7 +17,7 @@ func TestMain(m *testing.M) {
 	sandbox.Init()
 	if len(os.Args) > 1 && os.Args[1] == "runner" {
 		result := os.NewFile(3, "result")
-		if err := runner.Main(context.Background(), os.Stdin, result); err != nil {
+		if err := runner.Main(context.Background(), os.Stdin, result, engine.Preset{}); err != nil {
 			fmt.Fprintln(os.Stderr, "runner:", err)
 			os.Exit(1)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
 	"github.com/veil-dp/veil/sandbox"
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 	sandbox.Init()
 	if len(os.Args) > 1 && os.Args[1] == "runner" {
 		result := os.NewFile(3, "result")
-		if err := runner.Main(context.Background(), os.Stdin, result); err != nil {
+		if err := runner.Main(context.Background(), os.Stdin, result, engine.Preset{}); err != nil {
 			fmt.Fprintln(os.Stderr, "runner:", err)
 			os.Exit(1)
 		}

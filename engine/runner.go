@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -20,10 +21,33 @@ import (
 // ErrResultTooLarge is returned when a result exceeds the job's size limit.
 var ErrResultTooLarge = errors.New("result exceeds the size limit")
 
-// lockdown returns the session settings of a job's DuckDB, in the order they must be
+// ahead are the settings of every job's DuckDB that do not depend on the job: the runner
+// applies them when it opens the database, before its job is known (in a sandbox prepared
+// ahead, long before), and lockdown the rest once it is. No extension is installed or
+// loaded behind the job's back; the Parquet files' metadata is read once per job, not once
+// per query (the job's files do not change while it runs, and the cache is the job's
+// database's, gone with it).
+var ahead = []string{
+	"SET autoinstall_known_extensions=false",
+	"SET autoload_known_extensions=false",
+	"SET preserve_insertion_order=false",
+	"SET parquet_metadata_cache=true",
+	"SET temp_directory=''", // a job with a spill area sets its own
+}
+
+// Preset are settings a runner applies ahead besides ahead's: the ones its daemon gives
+// every SQL job (Job.Threads, Job.MemoryLimitMB; zero: none). A job with other values
+// sets its own, so that a job's database is the same whatever was preset.
+type Preset struct {
+	Threads       int
+	MemoryLimitMB int
+}
+
+// lockdown returns the session settings of a job's DuckDB that depend on the job, applied
+// after ahead's and p's (what p already set is not set again), in the order they must be
 // applied: paths are fixed before external access is switched off, and the configuration is
 // locked last, so that nothing after it (the vendor's query included) can loosen it.
-func lockdown(j *Job) []string {
+func lockdown(j *Job, p Preset) []string {
 	var files []string
 	for _, t := range j.Tables {
 		files = append(files, t.Files...)
@@ -32,22 +56,23 @@ func lockdown(j *Job) []string {
 	// DuckDB writes its own temporary files only to the job's spill area, and only as much
 	// as the area allows; the job's SQL can neither read nor write there (the directory is
 	// in no allow list), nor change either setting (the configuration is locked below).
-	temp := []string{"SET temp_directory=''"}
+	var temp []string
 	if j.TempDir != "" {
 		temp = []string{"SET temp_directory=" + quoteString(j.TempDir), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(j.TempMaxMB, 1))}
 	}
-	s := append([]string{
-		"SET autoinstall_known_extensions=false",
-		"SET autoload_known_extensions=false",
-	}, temp...)
-	s = append(s,
+	s := append(temp,
 		"SET allowed_paths="+quoteList(files),
 		"SET enable_external_access=false",
-		fmt.Sprintf("SET threads=%d", threads),
-		"SET preserve_insertion_order=false",
 	)
-	if j.MemoryLimitMB > 0 {
+	if threads != p.Threads {
+		s = append(s, fmt.Sprintf("SET threads=%d", threads))
+	}
+	switch {
+	case j.MemoryLimitMB == p.MemoryLimitMB:
+	case j.MemoryLimitMB > 0:
 		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
+	default:
+		s = append(s, "RESET memory_limit")
 	}
 	if j.Secret != 0 {
 		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret))
@@ -76,25 +101,56 @@ func RunnerMain(ctx context.Context, stdin io.Reader, result io.Writer) error {
 // Runner is the DuckDB of one runner process, opened before its job is known, for exactly
 // one job. A runner in a sandbox simply exits after its job; in-process users Close it.
 type Runner struct {
-	c    *duckdb.Connector
-	db   *sql.DB
-	used bool
+	c      *duckdb.Connector
+	db     *sql.DB
+	conn   *sql.Conn // the job's connection, opened with the database, ahead's settings applied
+	preset Preset
+	used   bool
 }
 
-// OpenRunner opens a fresh in-memory DuckDB for one job.
-func OpenRunner() (*Runner, error) {
+// OpenRunner opens a fresh in-memory DuckDB for one job, with its connection and the
+// settings that do not depend on the job (ahead).
+func OpenRunner() (*Runner, error) { return OpenRunnerWith(Preset{}) }
+
+// OpenRunnerWith is OpenRunner that also applies p ahead.
+func OpenRunnerWith(p Preset) (*Runner, error) {
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
 		return nil, fmt.Errorf("open duckdb: %w", err)
 	}
 	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(1)
-	return &Runner{c: c, db: db}, nil
+	r := &Runner{c: c, db: db}
+	ctx := context.Background()
+	if r.conn, err = db.Conn(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("open duckdb: %w", err)
+	}
+	stmts := ahead
+	if p.Threads > 0 {
+		stmts = append(slices.Clone(stmts), fmt.Sprintf("SET threads=%d", p.Threads))
+		r.preset.Threads = p.Threads
+	}
+	if p.MemoryLimitMB > 0 {
+		stmts = append(slices.Clone(stmts), fmt.Sprintf("SET memory_limit='%dMB'", p.MemoryLimitMB))
+		r.preset.MemoryLimitMB = p.MemoryLimitMB
+	}
+	for _, s := range stmts {
+		if _, err := r.conn.ExecContext(ctx, s); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("prepare session: %s: %w", s, err)
+		}
+	}
+	return r, nil
 }
 
 // Close closes the runner's database.
 func (r *Runner) Close() error {
-	return errors.Join(r.db.Close(), r.c.Close())
+	var err error
+	if r.conn != nil {
+		err = r.conn.Close()
+	}
+	return errors.Join(err, r.db.Close(), r.c.Close())
 }
 
 // ReadJob decodes a job from the runner's standard input.
@@ -126,13 +182,13 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 	}
 	return r.session(ctx, j, func(ar *duckdb.Arrow) error {
 		if j.FastSQL != "" && j.K > 0 && j.MaxRowsPerUnit > 0 {
-			recs, undecided, err := fast(ctx, ar, j)
+			recs, schema, undecided, err := fast(ctx, ar, j)
 			if err != nil {
 				return err
 			}
 			if recs == nil {
 				// No rows, no cells: the exact plan and every check return none either.
-				return empty(ctx, ar, j, w)
+				return empty(ctx, ar, j, schema, w)
 			}
 			if undecided > 0 {
 				// Count distinct units for the undecided groups only; nil: for every group.
@@ -229,15 +285,16 @@ func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.Rec
 	return nil
 }
 
-// empty writes what the exact plan and its checks give the gate where the query has no
-// rows: no cells, each stream with the schema the full run would write (the dominance check
-// an empty schema, as the result decides it; a difference check with a row-counting variant
-// that variant's columns without DifferenceUndecided). LIMIT 0 has DuckDB bind each query,
-// not run it. A check could name cells of no row (rows only a prior selects), which the gate
-// matches with none: its output is the full run's.
-func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, w io.Writer) error {
+// empty writes what the gate gets where the row-counting plan has no rows: its result,
+// with no rows, as from any result the row counts decide (schema, the row-counting plan's),
+// and no cells of each check, each stream with the schema the full run would write (the
+// dominance check an empty schema, as the result decides it; a difference check with a
+// row-counting variant that variant's columns without DifferenceUndecided). LIMIT 0 has
+// DuckDB bind each check, not run it. A check could name cells of no row (rows only a prior
+// selects), which the gate matches with none: its output is the full run's.
+func empty(ctx context.Context, ar *duckdb.Arrow, j *Job, schema *arrow.Schema, w io.Writer) error {
 	zero := func(q string) string { return "SELECT * FROM (" + q + ") AS __veil_q LIMIT 0" }
-	if err := query(ctx, ar, zero(j.SQL), j.MaxResultBytes, w); err != nil {
+	if err := writeIPC(w, j.MaxResultBytes, schema, nil); err != nil {
 		return err
 	}
 	for i, q := range j.Checks {
@@ -400,11 +457,7 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 		jj.TempDir = dir
 		j = &jj
 	}
-	conn, err := r.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	conn := r.conn
 
 	// Views first: each exposes only the granted columns of its dataset's files.
 	var views []string
@@ -416,7 +469,7 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 		views = append(views, fmt.Sprintf("CREATE VIEW %s AS SELECT %s FROM read_parquet(%s)",
 			quoteIdent(t.Name), strings.Join(cols, ", "), quoteList(t.Files)))
 	}
-	for _, s := range append(lockdown(j), views...) {
+	for _, s := range append(lockdown(j, r.preset), views...) {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("prepare session: %s: %w", strings.SplitN(s, " AS ", 2)[0], err)
 		}
@@ -430,13 +483,14 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 	})
 }
 
-// fast runs the row-counting variant of the query and returns its result with the number
-// of rows it leaves undecided: K <= n < K*M (n < K fails for certain, n >= K*M passes for
-// certain). It returns no result where the query returned no rows.
-func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, int, error) {
+// fast runs the row-counting variant of the query and returns its result and schema with
+// the number of rows it leaves undecided: K <= n < K*M (n < K fails for certain, n >= K*M
+// passes for certain). It returns no result, only the schema, where the query returned no
+// rows.
+func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, *arrow.Schema, int, error) {
 	rr, err := ar.QueryContext(ctx, j.FastSQL)
 	if err != nil {
-		return nil, 0, fmt.Errorf("query: %w", err)
+		return nil, nil, 0, fmt.Errorf("query: %w", err)
 	}
 	defer rr.Release()
 	var recs []arrow.RecordBatch
@@ -451,18 +505,18 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, i
 		}
 		if j.MaxResultBytes > 0 && size > j.MaxResultBytes {
 			release(recs)
-			return nil, 0, ErrResultTooLarge
+			return nil, nil, 0, ErrResultTooLarge
 		}
 		// The row count comes before the hidden group keys, if any.
 		idx := rec.Schema().FieldIndices(RowsColumn)
 		if len(idx) != 1 {
 			release(recs)
-			return nil, 0, errors.New("fast plan: no row count column")
+			return nil, nil, 0, errors.New("fast plan: no row count column")
 		}
 		n, ok := rec.Column(idx[0]).(*array.Int64)
 		if !ok {
 			release(recs)
-			return nil, 0, errors.New("fast plan: no row count column")
+			return nil, nil, 0, errors.New("fast plan: no row count column")
 		}
 		for r := 0; r < n.Len(); r++ {
 			if v := n.Value(r); v >= int64(j.K) && v < int64(j.K)*j.MaxRowsPerUnit {
@@ -472,12 +526,16 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, i
 	}
 	if err := rr.Err(); err != nil {
 		release(recs)
-		return nil, 0, fmt.Errorf("query: %w", err)
+		return nil, nil, 0, fmt.Errorf("query: %w", err)
 	}
+	schema := rr.Schema()
 	if len(recs) == 0 {
-		return nil, 0, nil
+		if idx := schema.FieldIndices(RowsColumn); len(idx) != 1 || schema.Field(idx[0]).Type.ID() != arrow.INT64 {
+			return nil, nil, 0, errors.New("fast plan: no row count column")
+		}
+		return nil, schema, 0, nil
 	}
-	return recs, undecided, nil
+	return recs, schema, undecided, nil
 }
 
 func release(recs []arrow.RecordBatch) {

@@ -55,7 +55,19 @@ type Validator struct {
 
 	items     sync.Map // select-list items written by Veil -> their parse trees
 	itemCount atomic.Int32
+
+	// parses keeps what DuckDB's parser returned for recent texts (json_serialize_sql, a
+	// function of the text alone), at most maxParsedBytes of it: a query is parsed again
+	// when its job runs (its checks) and is often submitted more than once. Each use decodes
+	// its own tree.
+	parseMu     sync.Mutex
+	parses      map[string]string
+	parsedBytes int
 }
+
+// maxParsedBytes bounds the parser output a validator keeps (parses); when it is full it
+// starts again empty.
+const maxParsedBytes = 4 << 20
 
 // NewValidator opens a validator with the default bounds.
 func NewValidator() (*Validator, error) { return NewValidatorWithConfig(ValidatorConfig{}) }
@@ -140,9 +152,25 @@ type parsed struct {
 }
 
 func (s *vsession) parse(ctx context.Context, query string) (*parsed, error) {
-	var out string
-	if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+	v := s.v
+	v.parseMu.Lock()
+	out, ok := v.parses[query]
+	v.parseMu.Unlock()
+	if !ok {
+		if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
+			return nil, fmt.Errorf("parse: %w", err)
+		}
+		v.parseMu.Lock()
+		if n := len(query) + len(out); n <= maxParsedBytes {
+			if v.parses == nil || v.parsedBytes+n > maxParsedBytes {
+				v.parses, v.parsedBytes = map[string]string{}, 0
+			}
+			if _, dup := v.parses[query]; !dup {
+				v.parses[query] = out
+				v.parsedBytes += n
+			}
+		}
+		v.parseMu.Unlock()
 	}
 	p := &parsed{}
 	d := json.NewDecoder(strings.NewReader(out))
@@ -239,9 +267,7 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 	node["select_list"] = list
 	plan.Tables = w.tableNames()
 
-	if plan.SQL, err = s.deserialize(ctx, p.Statements[0]); err != nil {
-		return nil, err
-	}
+	stmts := []map[string]any{p.Statements[0]}
 	if t := w.tables[w.order[0]]; len(w.order) == 1 && t.MaxRowsPerUnit > 0 {
 		var stmt map[string]any
 		d := json.NewDecoder(bytes.NewReader(pristine))
@@ -264,10 +290,16 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 			return nil, err
 		}
 		node["select_list"] = append(append(append(node["select_list"].([]any), item), keyItems(keys)...), clone(dom).([]any)...)
-		if plan.FastSQL, err = s.deserialize(ctx, stmt); err != nil {
-			return nil, err
-		}
+		stmts = append(stmts, stmt)
 		plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+	}
+	sqls, err := s.deserializeAll(ctx, stmts)
+	if err != nil {
+		return nil, err
+	}
+	plan.SQL = sqls[0]
+	if len(sqls) > 1 {
+		plan.FastSQL = sqls[1]
 	}
 	// What runs is what is checked: both SQL texts, as DuckDB binds them. The hidden columns
 	// only count units, which the rules allow.
@@ -287,6 +319,29 @@ func (s *vsession) deserialize(ctx context.Context, stmt map[string]any) (string
 	var out string
 	if err := s.conn.QueryRowContext(ctx, "SELECT json_deserialize_sql(?::JSON)", string(doc)).Scan(&out); err != nil {
 		return "", fmt.Errorf("rewrite: %w", err)
+	}
+	return out, nil
+}
+
+// deserializeAll is deserialize of several statement trees in one call.
+func (s *vsession) deserializeAll(ctx context.Context, stmts []map[string]any) ([]string, error) {
+	cols := make([]string, len(stmts))
+	args := make([]any, len(stmts))
+	for i, stmt := range stmts {
+		tree, err := json.Marshal(stmt)
+		if err != nil {
+			return nil, err
+		}
+		cols[i] = "json_deserialize_sql(?::JSON)"
+		args[i] = string(append(append([]byte(`{"error":false,"statements":[`), tree...), "]}"...))
+	}
+	out := make([]string, len(stmts))
+	dest := make([]any, len(stmts))
+	for i := range out {
+		dest[i] = &out[i]
+	}
+	if err := s.conn.QueryRowContext(ctx, "SELECT "+strings.Join(cols, ", "), args...).Scan(dest...); err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/veil-dp/veil/catalog"
@@ -35,7 +36,14 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	var g *policy.Grant
 	var sc engine.Scope
 	versions := map[string]string{}
-	err := s.DB.Update(ctx, func(tx store.Tx) error {
+	// The start commits without waiting for the disk, which takes its time meanwhile: the
+	// kind prepares the run (its checks, its projections) while the log is flushed, and the
+	// launcher hands the job to a sandbox only once the start is on disk (launch.AfterStored).
+	// A crash of the daemon loses nothing of it; one of the machine before the flush loses
+	// the move to running and the job.start entry, and the job, never run, is queued again
+	// at the restart. Its audit entry is signed with the job's output (ToReview), the next
+	// change a request waits for.
+	flush, err := s.DB.UpdateAsync(ctx, func(tx store.Tx) error {
 		sj, err := tx.Job(ctx, id)
 		if err != nil {
 			return err
@@ -87,6 +95,10 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	if err != nil {
 		return err
 	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- flush() }()
+	stored := sync.OnceValue(func() error { return <-flushed })
+	ctx = launch.AfterStored(ctx, stored)
 
 	s.changed.notify() // it runs now
 	r.kind, r.dev, r.start = j.Body.Kind, j.Body.Dev, time.Now()
@@ -100,6 +112,10 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	}
 	run := &Run{ID: id, Tenant: j.Tenant, Grant: g, Mode: j.Body.Mode, Spec: j.Body.Spec, Spend: j.Body.Spend, Dev: j.Body.Dev, scope: sc, versions: versions, s: s}
 	out, err := k.Run(ctx, run)
+	if serr := stored(); serr != nil && err == nil {
+		// A kind that launched nothing: its output is not kept either.
+		err = serr
+	}
 	if len(run.held) > 0 {
 		// The run's projections are free again; those of versions no longer current go.
 		s.release(run)

@@ -111,9 +111,13 @@ func (l *Launcher) PoolStats() (sandbox.PoolStats, bool) {
 	return sandbox.PoolStats{}, false
 }
 
-// runnerArgs is the runner's command line inside a sandbox, where the veil binary is
-// mounted at /veil.
-var runnerArgs = []string{"/veil", "runner"}
+// runnerArgs is the runner's command line: bin is the veil binary (mounted at /veil inside
+// a sandbox). The runner sets the SQL kinds' DuckDB threads and memory limit (kinds/sql:
+// JobThreads, three quarters of JobMemoryMB) while it waits for its job; a job with others
+// sets its own.
+func (l *Launcher) runnerArgs(bin string) []string {
+	return []string{bin, "runner", fmt.Sprintf("--threads=%d", max(l.cfg.JobThreads, 1)), fmt.Sprintf("--memory-mb=%d", l.cfg.JobMemoryMB*3/4)}
+}
 
 // Cleanup destroys the sandboxes a previous run of the daemon left behind and returns the
 // ids of their jobs. Then, with Config.SandboxPool > 0, it starts preparing sandboxes for
@@ -128,7 +132,7 @@ func (l *Launcher) Cleanup(ctx context.Context) ([]string, error) {
 	if err != nil || l.cfg.SandboxPool == 0 {
 		return ids, err
 	}
-	p, err := l.rt.NewPool(sandbox.Template{Args: runnerArgs, Limits: limits(l.cfg)}, l.cfg.SandboxPool)
+	p, err := l.rt.NewPool(sandbox.Template{Args: l.runnerArgs("/veil"), Limits: limits(l.cfg)}, l.cfg.SandboxPool)
 	if err != nil {
 		return ids, fmt.Errorf("start the sandbox pool: %w", err)
 	}
@@ -288,7 +292,10 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		if err != nil {
 			return sandbox.Usage{}, err
 		}
-		spec := sandbox.Spec{ID: id, Args: []string{l.bin, "runner"}, Stdin: in, Limits: limits(l.cfg)}
+		spec := sandbox.Spec{ID: id, Args: l.runnerArgs(l.bin), Stdin: in, Limits: limits(l.cfg)}
+		if err := stored(ctx); err != nil {
+			return sandbox.Usage{}, err
+		}
 		res, err := sandbox.RunLocal(ctx, spec, result)
 		if err != nil {
 			return sandbox.Usage{}, err
@@ -319,7 +326,10 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
-	spec := sandbox.Spec{ID: id, Args: runnerArgs, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: id, Args: l.runnerArgs("/veil"), Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	if err := stored(ctx); err != nil {
+		return sandbox.Usage{}, err
+	}
 	var res *sandbox.Result
 	if p := l.pool.Load(); p != nil {
 		// A sandbox prepared ahead gets the job's mounts and stdin now; it is destroyed
@@ -342,6 +352,9 @@ func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string
 		return nil, fmt.Errorf("%w: custom jobs need container isolation", ErrUnavailable)
 	}
 	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
+	if err := stored(ctx); err != nil {
+		return nil, err
+	}
 	res, err := l.rt.Run(ctx, spec, io.Discard)
 	l.started(ctx, res)
 	return res, err

@@ -20,6 +20,29 @@ func ForKind(ctx context.Context, kind string) context.Context {
 	return context.WithValue(ctx, kindKey{}, kind)
 }
 
+type storedKey struct{}
+
+// AfterStored marks ctx as the run of a job whose start is being written to disk: the
+// launcher calls wait, and goes on only if it returns nil, before it hands the job to a
+// sandbox. The job then never runs before its start is durable, so that a job that takes
+// the machine down with it is failed after the restart (jobs recover), not queued and run
+// again. wait must be safe to call more than once and from several goroutines.
+func AfterStored(ctx context.Context, wait func() error) context.Context {
+	return context.WithValue(ctx, storedKey{}, wait)
+}
+
+// stored waits for ctx's AfterStored, if any.
+func stored(ctx context.Context) error {
+	wait, ok := ctx.Value(storedKey{}).(func() error)
+	if !ok {
+		return nil
+	}
+	if err := wait(); err != nil {
+		return fmt.Errorf("the job's start could not be written to disk, so it does not run: %w", err)
+	}
+	return nil
+}
+
 // started tells OnStart that a sandbox of ctx's run started.
 func (l *Launcher) started(ctx context.Context, res *sandbox.Result) {
 	if l.OnStart == nil || res == nil {
@@ -55,7 +78,7 @@ func (l *Launcher) Probe(ctx context.Context) error {
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	spec := sandbox.Spec{ID: "probe-" + hex.EncodeToString(b[:]), Args: runnerArgs, Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: "probe-" + hex.EncodeToString(b[:]), Args: l.runnerArgs("/veil"), Limits: limits(l.cfg)}
 	spec.Limits.Wall = 10 * time.Second
 	// A caller that goes away must not leave a failure cached for the next one.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*spec.Limits.Wall)

@@ -28,8 +28,10 @@ const (
 // runner starts long before its job is known and waits on stdin with its database open, so
 // a SQL job pays neither the process start nor the open. Nothing of any job is in that
 // database yet, and the process runs exactly one job and ends with it.
-func Main(ctx context.Context, stdin io.Reader, result io.Writer) error {
-	db, err := engine.OpenRunner()
+//
+// preset are the settings the daemon gives its SQL jobs, applied with the others ahead.
+func Main(ctx context.Context, stdin io.Reader, result io.Writer, preset engine.Preset) error {
+	db, err := engine.OpenRunnerWith(preset)
 	if err != nil {
 		return err
 	}

@@ -145,6 +145,15 @@ type Store interface {
 	// Update runs fn in a write transaction; it commits when fn returns nil. Writers are
 	// serialised.
 	Update(ctx context.Context, fn func(Tx) error) error
+	// UpdateAsync is Update without waiting for the disk: it returns once the change is
+	// committed and visible, which a crash of the daemon cannot undo, but a crash of the
+	// machine (power cut, kernel panic) can, until flush returns nil or a later Update
+	// commits (the log is written in order: a synchronous commit makes every change before
+	// it durable too). flush forces the change to disk and may be called from any
+	// goroutine, any number of times. Audit records it appends are signed by the next
+	// signing (after a later Update, or at the next start), not before it returns: use it
+	// only for changes that no request waits for.
+	UpdateAsync(ctx context.Context, fn func(Tx) error) (flush func() error, err error)
 	// Err returns the storage failure that stopped the store from accepting writes, or nil
 	// while it is healthy: for the readiness check. The failure is latched: only a restart
 	// (after the operator fixed the disk) clears it.
@@ -164,8 +173,13 @@ func (a auditLog) ViewLog(ctx context.Context, fn func(audit.Reader) error) erro
 	return a.s.View(ctx, func(tx Tx) error { return fn(tx) })
 }
 
+// UpdateLog stores checkpoints without waiting for the disk: a checkpoint is a copy of
+// what the signer's own state file holds (written durably before the signature goes
+// anywhere), and one that a machine crash loses is stored again by the first signing after
+// the restart.
 func (a auditLog) UpdateLog(ctx context.Context, fn func(audit.Writer) error) error {
-	return a.s.Update(ctx, func(tx Tx) error { return fn(tx) })
+	_, err := a.s.UpdateAsync(ctx, func(tx Tx) error { return fn(tx) })
+	return err
 }
 
 // Tx is what a transaction can read and write. Writes fail in a View.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/runner"
 )
@@ -245,7 +246,8 @@ func (n *notifier) follow(ctx context.Context, listening <-chan []net.Addr, serv
 
 // newRunnerCmd is the runner the daemon starts inside each sandbox. It is not for people.
 func newRunnerCmd() *cobra.Command {
-	return &cobra.Command{
+	var preset engine.Preset
+	cmd := &cobra.Command{
 		Use:    "runner",
 		Short:  "Run one job (started by the daemon inside a sandbox)",
 		Hidden: true,
@@ -255,7 +257,10 @@ func newRunnerCmd() *cobra.Command {
 				return fmt.Errorf("runner: no result pipe on fd 3")
 			}
 			defer result.Close()
-			return runner.Main(cmd.Context(), os.Stdin, result)
+			return runner.Main(cmd.Context(), os.Stdin, result, preset)
 		},
 	}
+	cmd.Flags().IntVar(&preset.Threads, "threads", 0, "DuckDB threads to set before the job arrives (the daemon's SQL jobs' setting)")
+	cmd.Flags().IntVar(&preset.MemoryLimitMB, "memory-mb", 0, "DuckDB memory limit in MB to set before the job arrives (the daemon's SQL jobs' setting)")
+	return cmd
 }

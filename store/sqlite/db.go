@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -29,6 +30,11 @@ type DB struct {
 	refusal error // what Update answers after it: no host path, as callers may show it to anyone
 	hook    func(context.Context)
 	closed  bool
+
+	// wal is the write-ahead log, opened at the first UpdateAsync and kept open so that its
+	// fsync reports every write-back failure since then; walMu serialises its flushes.
+	walMu sync.Mutex
+	wal   *os.File
 }
 
 var _ store.Store = (*DB)(nil)
@@ -171,6 +177,12 @@ func (db *DB) Close() error {
 			merr = db.markClean()
 		}
 	}
+	db.walMu.Lock()
+	if db.wal != nil {
+		db.wal.Close()
+		db.wal = nil
+	}
+	db.walMu.Unlock()
 	return errors.Join(rerr, db.w.Close(), merr)
 }
 
@@ -227,6 +239,82 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if t.appended && hook != nil {
 		// What committed must be signed even if the caller has gone away.
 		hook(context.WithoutCancel(ctx))
+	}
+	return nil
+}
+
+// UpdateAsync implements store.Store: the transaction commits with synchronous=NORMAL
+// (in WAL mode: written to the log, not fsync'd), on the writer connection, which goes back
+// to FULL before anything else uses it. flush fsyncs the write-ahead log; a failed fsync
+// latches the store as a failed commit does (fail-stop).
+func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() error, error) {
+	db.mu.Lock()
+	refusal := db.refusal
+	db.mu.Unlock()
+	if refusal != nil {
+		return nil, refusal
+	}
+	conn, err := db.w.Conn(ctx)
+	if err != nil {
+		return nil, db.fail("begin write", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
+		return nil, db.fail("begin write", err)
+	}
+	err = func() error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return db.fail("begin write", err)
+		}
+		t := &txn{tx: tx}
+		if err := fn(t); err != nil {
+			tx.Rollback()
+			if errors.Is(err, audit.ErrTampered) {
+				db.Halt(err)
+				db.mu.Lock()
+				defer db.mu.Unlock()
+				return db.refusal
+			}
+			return db.fail("write", err)
+		}
+		return db.fail("commit", tx.Commit())
+	}()
+	// The connection goes back to FULL whatever happened; one that cannot is dropped (the
+	// pool opens a new one with the DSN's synchronous=FULL).
+	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous=FULL`); rerr != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	if err != nil {
+		return nil, err
+	}
+	return db.flushWAL, nil
+}
+
+// flushWAL fsyncs the write-ahead log.
+func (db *DB) flushWAL() error {
+	db.walMu.Lock()
+	defer db.walMu.Unlock()
+	db.mu.Lock()
+	failed, closed := db.refusal, db.closed
+	db.mu.Unlock()
+	if failed != nil {
+		return failed
+	}
+	if closed {
+		return fmt.Errorf("%w: the store is closed", store.ErrUnavailable)
+	}
+	if db.wal == nil {
+		f, err := os.Open(db.path + "-wal")
+		if err != nil {
+			return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log cannot be opened to flush it (%v); the operator must check the disk and restart Veil", store.ErrUnavailable, err), nil)
+		}
+		db.wal = f
+	}
+	if err := db.wal.Sync(); err != nil {
+		// As after a failed commit: the kernel may have dropped the pages.
+		return db.latch(fmt.Errorf("%w: the store stopped accepting writes after a storage failure at %s (fsync of the write-ahead log: %v); the operator must check the disk and restart Veil",
+			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), err), nil)
 	}
 	return nil
 }

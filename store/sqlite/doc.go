@@ -4,6 +4,10 @@
 // serialised by SQLite itself and a read-modify-write (a budget reservation, an audit append)
 // cannot interleave with another. Reads use a separate pool and see a consistent snapshot.
 //
+// UpdateAsync commits at synchronous=NORMAL (written to the log, not fsync'd) and returns
+// a flush that fsyncs the log; a crash of the process loses none of it, one of the machine
+// only what neither a flush nor a later synchronous commit reached the disk with.
+//
 // Start-up checks (OpenWith): a shutdown marker kept beside the store (or wherever the
 // operator puts it) says "open" while the store is open and, after a clean Close, holds the
 // SHA-256 of the database file. A store whose file is missing, changed or replaced since a

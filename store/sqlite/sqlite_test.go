@@ -533,3 +533,140 @@ func TestDeletedHashesStopWrites(t *testing.T) {
 		t.Error("the refused change was written")
 	}
 }
+
+// putAsync is put through UpdateAsync.
+func putAsync(t testing.TB, db *DB, l *audit.Log, i int) (func() error, error) {
+	t.Helper()
+	ctx := context.Background()
+	return db.UpdateAsync(ctx, func(tx store.Tx) error {
+		id := fmt.Sprintf("p-%d", i)
+		if err := tx.PutPrincipal(ctx, store.Principal{ID: id, Name: id, Role: "reviewer", TokenHash: []byte(id), Created: time.Unix(int64(i), 0)}); err != nil {
+			return err
+		}
+		_, err := l.Append(ctx, tx, audit.Entry{Time: time.Unix(int64(i), 0), Actor: "test", Role: "system", Action: "principal.create", Object: "principal/" + id})
+		return err
+	})
+}
+
+// TestUpdateAsync commits without waiting for the disk: the change is visible at once and
+// survives a kill -9 of the process, the audit hook does not run for it, the writer is back
+// at synchronous=FULL for the next Update, and a rolled-back change leaves nothing.
+func TestUpdateAsync(t *testing.T) {
+	ctx := context.Background()
+	o := newStore(t, 2)
+	db := mustOpen(t, o)
+	calls := 0
+	db.AfterAuditCommit(func(context.Context) { calls++ })
+	flush, err := putAsync(t, db, testLog(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 {
+		t.Errorf("the audit hook ran %d times for UpdateAsync", calls)
+	}
+	var sync int
+	if err := db.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("writer synchronous = %d (%v) after UpdateAsync, want 2 (FULL)", sync, err)
+	}
+	if err := flush(); err != nil {
+		t.Errorf("flush: %v", err)
+	}
+	if err := flush(); err != nil {
+		t.Errorf("second flush: %v", err)
+	}
+	if _, err := db.UpdateAsync(ctx, func(tx store.Tx) error {
+		tx.PutPrincipal(ctx, store.Principal{ID: "p-x", Name: "p-x", Role: "reviewer", TokenHash: []byte("x"), Created: time.Unix(9, 0)})
+		return errors.New("rolled back")
+	}); err == nil || err.Error() != "rolled back" {
+		t.Errorf("UpdateAsync of a failing change: %v", err)
+	}
+	if err := put(t, db, testLog(t), 3); err != nil || calls != 1 {
+		t.Errorf("Update after UpdateAsync: %v, %d hook calls", err, calls)
+	}
+	db.Close()
+	// Not flushed, then killed: the change is in the write-ahead log.
+	crashAsync(t, o, 4)
+	db = mustOpen(t, o)
+	defer db.Close()
+	db.View(ctx, func(tx store.Tx) error {
+		for _, id := range []string{"p-2", "p-3", "p-4"} {
+			if _, err := tx.Principal(ctx, id); err != nil {
+				t.Errorf("%s after the crash: %v", id, err)
+			}
+		}
+		if _, err := tx.Principal(ctx, "p-x"); err == nil {
+			t.Error("the rolled-back change was stored")
+		}
+		return nil
+	})
+	if rep, err := verify(t, db); err != nil || rep.Size != 5 {
+		t.Errorf("verify after the crash: %v, %+v", err, rep)
+	}
+}
+
+// crashAsync runs a child that commits entry i with UpdateAsync, never flushes, and dies by
+// SIGKILL.
+func crashAsync(t *testing.T, o Options, i int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashAsyncChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "VEIL_CRASH_STORE="+o.Path, fmt.Sprintf("VEIL_CRASH_RANGE=%d", i))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("crash child: %v\n%s", err, out)
+	}
+}
+
+// TestCrashAsyncChild is the child of crashAsync.
+func TestCrashAsyncChild(t *testing.T) {
+	path := os.Getenv("VEIL_CRASH_STORE")
+	if path == "" {
+		t.Skip("the child process of crashAsync()")
+	}
+	var i int
+	fmt.Sscanf(os.Getenv("VEIL_CRASH_RANGE"), "%d", &i)
+	db := mustOpen(t, Options{Path: path})
+	if _, err := putAsync(t, db, testLog(t), i); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+}
+
+// TestUpdateAsyncFlushFailure fails every fsync after an UpdateAsync (a seccomp filter in a
+// child process): the commit answers, its flush reports the storage failure, and the store
+// then refuses writes as after a failed commit.
+func TestUpdateAsyncFlushFailure(t *testing.T) {
+	if fault.InChild(t.Name()) {
+		o := Options{Path: os.Getenv("VEIL_FAULT_STORE")}
+		db := mustOpen(t, o)
+		// The first write after a checkpoint starts the log again, which SQLite syncs even
+		// at synchronous=NORMAL: one synchronous commit first.
+		if err := put(t, db, testLog(t), 5); err != nil {
+			t.Fatal(err)
+		}
+		if err := fault.Fail(syscall.EIO, -1, fault.Fsync); err != nil {
+			t.Fatal(err)
+		}
+		flush, err := putAsync(t, db, testLog(t), 6)
+		if err != nil {
+			t.Fatalf("UpdateAsync on a disk whose fsync fails: %v (it does not fsync)", err)
+		}
+		err = flush()
+		if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "storage failure") {
+			t.Fatalf("flush on a failing disk: %v", err)
+		}
+		if db.Err() == nil {
+			t.Fatal("Err is nil after a failed flush")
+		}
+		if err := put(t, db, testLog(t), 7); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("write after a failed flush: %v", err)
+		}
+		fmt.Println("CHILD DONE:", err)
+		return
+	}
+	o := newStore(t, 5)
+	out := fault.RunChild(t, "VEIL_FAULT_STORE="+o.Path)
+	if !strings.Contains(out, "CHILD DONE") {
+		t.Fatalf("child output:\n%s", out)
+	}
+}
