@@ -61,6 +61,14 @@ func New(ctx context.Context, cfg platform.Config, logger *slog.Logger) (*Launch
 		if cfg.SandboxPool < 0 || cfg.SandboxPool > 64 {
 			return nil, fmt.Errorf("%w: sandbox pool size %d: give 0 (no pool) to 64", policy.ErrInvalid, cfg.SandboxPool)
 		}
+		if cfg.JobSpillMB < 0 {
+			return nil, fmt.Errorf("%w: job spill area of %d MB: give 0 (none) or more", policy.ErrInvalid, cfg.JobSpillMB)
+		}
+		if err := rt.SpillErr(); cfg.JobSpillMB > 0 && err != nil {
+			// The host lacks what a spill area is made of: jobs run, but cannot spill.
+			logger.Warn("jobs get no spill area: a job that does not fit in its memory fails", "err", err)
+			cfg.JobSpillMB = 0
+		}
 		return &Launcher{rt: rt, log: logger, bin: bin, cfg: cfg}, nil
 	case "process":
 		logger.Warn("isolation=process: jobs run as plain child processes without a sandbox; for development only")
@@ -150,6 +158,16 @@ func limits(c platform.Config) sandbox.Limits {
 		ScratchBytes: int64(c.ScratchMB) << 20,
 		ResultBytes:  c.MaxResultByte,
 		OutputBytes:  64 << 10,
+		SpillBytes:   int64(c.JobSpillMB) << 20,
+	}
+}
+
+// spillFor points a runner job's DuckDB at the sandbox's spill area, when it has one, and
+// bounds its temporary files to 90% of the area (the file system's own overhead is the
+// rest; the area's size is the hard limit).
+func spillFor(job *engine.Job, c platform.Config) {
+	if c.JobSpillMB > 0 {
+		job.TempDir, job.TempMaxMB = sandbox.SpillPath, c.JobSpillMB*9/10
 	}
 }
 
@@ -306,6 +324,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		}
 		job.Inputs = inputs
 	}
+	spillFor(&job, l.cfg)
 	in, err := json.Marshal(job)
 	if err != nil {
 		return sandbox.Usage{}, err
@@ -332,7 +351,10 @@ func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string
 	if l.rt == nil {
 		return nil, fmt.Errorf("%w: custom jobs need container isolation", ErrUnavailable)
 	}
-	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
+	// The spill area is DuckDB's, for the runner's jobs: a program on an image has /scratch.
+	lim := limits(l.cfg)
+	lim.SpillBytes = 0
+	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: lim}
 	res, err := l.rt.Run(ctx, spec, io.Discard)
 	l.started(ctx, res)
 	return res, err
