@@ -51,6 +51,15 @@ func (e *env) daemon(ctx context.Context) (*daemonEnv, error) {
 // newDaemon starts a daemon of its own that keeps pool sandboxes prepared ahead (0: a fresh
 // sandbox for each job); its caller stops it.
 func (e *env) newDaemon(ctx context.Context, pool int) (*daemonEnv, error) {
+	return e.newDaemonWith(ctx, func(cfg *daemon.Config) {
+		cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = 1, 2, 4096
+		cfg.SandboxPool = pool
+	})
+}
+
+// newDaemonWith starts a daemon of its own with the default configuration as edit changes
+// it; its caller stops it.
+func (e *env) newDaemonWith(ctx context.Context, edit func(*daemon.Config)) (*daemonEnv, error) {
 	state, err := os.MkdirTemp(e.o.Dir, "state-")
 	if err != nil {
 		return nil, err
@@ -63,8 +72,8 @@ func (e *env) newDaemon(ctx context.Context, pool int) (*daemonEnv, error) {
 		return fail(err)
 	}
 	cfg := daemon.Defaults(state)
-	cfg.Isolation, cfg.Binary, cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = e.o.Isolation, e.o.Binary, 1, 2, 4096
-	cfg.SandboxPool = pool
+	cfg.Isolation, cfg.Binary = e.o.Isolation, e.o.Binary
+	edit(&cfg)
 	// The bench measures the platform's own cost: the release quantum, a deliberate delay
 	// of what a vendor sees, would only add its rounding.
 	cfg.ExactReleaseTimingForTests = true
