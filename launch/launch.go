@@ -162,6 +162,17 @@ func limits(c platform.Config) sandbox.Limits {
 	}
 }
 
+// inputBytes is the size of the files mounted for a job.
+func inputBytes(mounts []sandbox.Mount) int64 {
+	var n int64
+	for _, m := range mounts {
+		if fi, err := os.Stat(m.Source); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
 // spillFor points a runner job's DuckDB at the sandbox's spill area, when it has one, and
 // bounds its temporary files to 90% of the area (the file system's own overhead is the
 // rest; the area's size is the hard limit).
@@ -324,14 +335,25 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		}
 		job.Inputs = inputs
 	}
-	spillFor(&job, l.cfg)
+	lim := limits(l.cfg)
+	p := l.pool.Load()
+	if p == nil && inputBytes(mounts) < int64(l.cfg.DuckDBMemoryMB())<<20/16 {
+		// A sandbox made for the job would make its spill area now, a file system of its
+		// own (tens of milliseconds, more on a loaded disk): a job whose files are less
+		// than a sixteenth of its DuckDB's memory does without. (A pool's sandboxes have
+		// theirs prepared ahead.)
+		lim.SpillBytes = 0
+	}
+	if lim.SpillBytes > 0 {
+		spillFor(&job, l.cfg)
+	}
 	in, err := json.Marshal(job)
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
-	spec := sandbox.Spec{ID: id, Args: runnerArgs, Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: id, Args: runnerArgs, Stdin: in, Mounts: mounts, Limits: lim}
 	var res *sandbox.Result
-	if p := l.pool.Load(); p != nil {
+	if p != nil {
 		// A sandbox prepared ahead gets the job's mounts and stdin now; it is destroyed
 		// after the job, like a fresh one.
 		res, err = p.Run(ctx, spec, result)

@@ -39,6 +39,8 @@ type Config struct {
 	// job's DuckDB works on does not fit in its memory. It is empty when the job starts,
 	// mounted into no other sandbox and wiped after the job. Space is reserved for every live
 	// area at its full size, so the disk needs (Workers + SandboxPool) × JobSpillMB free.
+	// Without a pool, a job whose files are less than a sixteenth of DuckDBMemoryMB gets
+	// none (launch.Launcher.Run): making one costs a file system per job.
 	// 0: jobs cannot spill (a job that does not fit in memory fails).
 	JobSpillMB int
 	// SweepEvery is how often fused uploads of ended grants, and data-file uploads past
