@@ -151,7 +151,80 @@ func benchScale(ctx context.Context, e *env) error {
 	spill := jobLimits
 	spill.SpillBytes = scaleSpillBytes
 
-	// Without a spill area first: the job the issue is about, which cannot finish.
+	raw, err := openRaw()
+	if err != nil {
+		return err
+	}
+	defer raw.close()
+	src := "read_parquet(" + quoteFiles(t.Files) + ")"
+	floorDP := "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM " + src + " GROUP BY person_id, grp) GROUP BY grp"
+	floorTh := "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM " + src + " GROUP BY grp"
+	floorDPName := "raw DuckDB two-level aggregate per (person, group) then per group, same files, threads=2, no memory limit"
+	floorThName := "raw DuckDB GROUP BY with COUNT(DISTINCT person), same files, threads=2, no memory limit"
+	n := min(e.o.Reps, 2)
+
+	// End to end first: a daemon with the default job limits (2 GiB, its DuckDB's share,
+	// the default spill area), the 10 files registered as a dataset, dp and threshold
+	// grants; the figures are written after every round, so that a long run that is
+	// stopped keeps what it measured.
+	sd, err := e.scaleDaemon(ctx, t)
+	if err != nil {
+		return err
+	}
+	daemonUp := true
+	defer func() {
+		if daemonUp {
+			sd.d.stop()
+		}
+	}()
+	e2eNote := fmt.Sprintf("%d rows, %d persons (%d rows each), %d groups, %d Parquet files (%.0f MB) registered as one dataset; a daemon with the default job limits (%d MB, DuckDB %d MB, 2 threads, a spill area of %d MB on disk, a fresh sandbox for each job; the wall limit raised to 20 min); raw DuckDB on the generated files, the job on the daemon's projection of them.",
+		rows, rows/10, 10, scaleGroups, scaleParts, filesSize(t.Files), sd.cfg.JobMemoryMB, sd.cfg.DuckDBMemoryMB(), sd.cfg.JobSpillMB)
+	var peakDP, peakTh, residentDP, residentTh int64
+	e2e := func(req api.SubmitJob, peak, resident *int64) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			d, j, err := sd.d.job(ctx, req)
+			if err == nil && j.Metering != nil {
+				*peak, *resident = max(*peak, j.Metering.PeakMemoryMB), max(*resident, j.Metering.PeakResidentMB)
+			}
+			return d, err
+		}
+	}
+	e.logf("scale: raw floors and the jobs end to end through the daemon, interleaved (minutes per step; the files are cached: no warm-up round)...")
+	all := samples{}
+	for r := 0; r < n; r++ {
+		s, err := rounds(0, 1, nil,
+			step{"floor-dp", func() (time.Duration, error) { return raw.time(ctx, floorDP) }},
+			step{"dp-e2e", e2e(dpSubmit(sd.dp, scaleQuery), &peakDP, &residentDP)},
+			step{"floor-threshold", func() (time.Duration, error) { return raw.time(ctx, floorTh) }},
+			step{"threshold-e2e", e2e(api.SubmitJob{Grant: sd.threshold, SQL: scaleQuery}, &peakTh, &residentTh)},
+		)
+		if err != nil {
+			return err
+		}
+		for k, v := range s {
+			all[k] = append(all[k], v...)
+		}
+		if err := e.add(
+			e.pairedRatio("dp_groupby_100m_vs_floor_ratio", all, "dp-e2e", "floor-dp", floorDPName,
+				"DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, ε=1, end to end: submission to the noisy output in the review queue. "+e2eNote),
+			e.pairedRatio("threshold_100m_vs_floor_ratio", all, "threshold-e2e", "floor-threshold", floorThName,
+				"threshold k=10 COUNT and SUM per group, end to end: submission to the protected output in the review queue. "+e2eNote),
+			e.st.value("dp_groupby_100m_peak_mem_mb", float64(peakDP), "MB", "peak memory (the cgroup's, page cache of the files it read and spilled included) of the daemon's dp job on 100M rows under the default 2 GiB limit, largest of the runs. "+e2eNote),
+			e.st.value("dp_groupby_100m_peak_resident_mb", float64(residentDP), "MB", "of that, the most the kernel could not reclaim (anonymous and tmpfs memory, sampled every 100 ms): what the 2 GiB limit has to hold. "+e2eNote),
+			e.st.value("threshold_100m_peak_mem_mb", float64(peakTh), "MB", "peak memory (the cgroup's) of the daemon's threshold job on 100M rows under the default 2 GiB limit. "+e2eNote),
+			e.st.value("threshold_100m_peak_resident_mb", float64(residentTh), "MB", "of that, the most the kernel could not reclaim (anonymous and tmpfs memory, sampled). "+e2eNote),
+		); err != nil {
+			return err
+		}
+	}
+	daemonUp = false
+	if err := sd.d.stop(); err != nil {
+		return err
+	}
+
+	// The breakdown: the same plans by the runner in a sandbox prepared ahead (validation
+	// done, no daemon), by the runner's code in this process, and the raw floor with the
+	// job's memory limit; first the dp job without a spill area, which cannot finish.
 	e.logf("scale: dp group-by on %d rows without a spill area (expected to fail)...", rows)
 	_, res, _, err := sb.run(ctx, dpJob, jobLimits, true)
 	noSpill := "finished"
@@ -162,11 +235,6 @@ func benchScale(ctx context.Context, e *env) error {
 		noSpill = "failed (" + string(res.Status) + ")"
 	}
 	e.logf("  without a spill area: %s", noSpill)
-	raw, err := openRaw()
-	if err != nil {
-		return err
-	}
-	defer raw.close()
 	// The same memory as the job's DuckDB and a temporary directory on the same disk: what
 	// the memory limit costs DuckDB itself, sandbox or not.
 	tmp, err := os.MkdirTemp(e.o.Dir, "spill-")
@@ -181,27 +249,8 @@ func benchScale(ctx context.Context, e *env) error {
 	defer limited.close()
 	inproc := dpJob
 	inproc.TempDir, inproc.TempMaxMB = tmp, int(scaleSpillBytes>>20)*9/10
-	src := "read_parquet(" + quoteFiles(t.Files) + ")"
-	// End to end: a daemon with the default job limits (2 GiB, its DuckDB's share, the
-	// default spill area), the 10 files registered as a dataset, dp and threshold grants.
-	sd, err := e.scaleDaemon(ctx, t)
-	if err != nil {
-		return err
-	}
-	defer sd.d.stop()
-	var peakDP, peakTh, residentDP, residentTh int64
-	e2e := func(req api.SubmitJob, peak, resident *int64) func() (time.Duration, error) {
-		return func() (time.Duration, error) {
-			d, j, err := sd.d.job(ctx, req)
-			if err == nil && j.Metering != nil {
-				*peak, *resident = max(*peak, j.Metering.PeakMemoryMB), max(*resident, j.Metering.PeakResidentMB)
-			}
-			return d, err
-		}
-	}
-	floorDP := "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM " + src + " GROUP BY person_id, grp) GROUP BY grp"
-	e.logf("scale: raw floors and the runner with a spill area, interleaved (minutes per step; the files are cached: no warm-up round)...")
-	s, err := rounds(0, min(e.o.Reps, 2), sb.settle,
+	e.logf("scale: raw floors and the runner with a spill area, interleaved...")
+	s, err := rounds(0, n, sb.settle,
 		step{"floor-dp", func() (time.Duration, error) { return raw.time(ctx, floorDP) }},
 		step{"floor-dp-limited", func() (time.Duration, error) { return limited.time(ctx, floorDP) }},
 		step{"dp-inproc", func() (time.Duration, error) {
@@ -213,10 +262,7 @@ func benchScale(ctx context.Context, e *env) error {
 			d, _, _, err := sb.run(ctx, dpJob, spill, true)
 			return d, err
 		}},
-		step{"dp-e2e", e2e(dpSubmit(sd.dp, scaleQuery), &peakDP, &residentDP)},
-		step{"floor-threshold", func() (time.Duration, error) {
-			return raw.time(ctx, "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM "+src+" GROUP BY grp")
-		}},
+		step{"floor-threshold", func() (time.Duration, error) { return raw.time(ctx, floorTh) }},
 		step{"threshold", func() (time.Duration, error) {
 			d, _, out, err := sb.run(ctx, thJob, spill, true)
 			if err == nil {
@@ -224,33 +270,22 @@ func benchScale(ctx context.Context, e *env) error {
 			}
 			return d, err
 		}},
-		step{"threshold-e2e", e2e(api.SubmitJob{Grant: sd.threshold, SQL: scaleQuery}, &peakTh, &residentTh)},
 	)
 	if err != nil {
 		return err
 	}
 	note := fmt.Sprintf("%d rows, %d persons (%d rows each), %d groups, %d Parquet files (%.0f MB); the runner in a sandbox prepared ahead (validation done, gate not included for dp), 2 threads, 2 GiB (DuckDB %d MB), spill area on disk; the same plan without a spill area %s.",
 		rows, rows/10, 10, scaleGroups, scaleParts, filesSize(t.Files), jobMemoryMB, noSpill)
-	e2eNote := fmt.Sprintf("%d rows, %d persons (%d rows each), %d groups, %d Parquet files (%.0f MB) registered as one dataset; a daemon with the default job limits (%d MB, DuckDB %d MB, 2 threads, a spill area of %d MB on disk, a fresh sandbox for each job; the wall limit raised to 20 min); raw DuckDB on the generated files, the job on the daemon's projection of them.",
-		rows, rows/10, 10, scaleGroups, scaleParts, filesSize(t.Files), sd.cfg.JobMemoryMB, sd.cfg.DuckDBMemoryMB(), sd.cfg.JobSpillMB)
 	limitedNote := fmt.Sprintf("memory_limit %d MB and a temporary directory on the same disk. ", jobMemoryMB)
 	return e.add(
 		e.pairedRatio("dp_groupby_100m_floor_limited_vs_floor_ratio", s, "floor-dp-limited", "floor-dp", "raw DuckDB two-level aggregate, same files, threads=2, no memory limit",
 			"The same raw floor with the job's "+limitedNote+"What the memory limit costs DuckDB itself. "+note),
 		e.pairedRatio("dp_groupby_100m_sandbox_vs_inproc_ratio", s, "dp", "dp-inproc", "the runner's code in this process with the same plan, "+limitedNote,
 			"What the sandbox costs at this size (its spill file system, cgroup, process). "+note),
-		e.pairedRatio("dp_groupby_100m_sandbox_vs_floor_ratio", s, "dp", "floor-dp", "raw DuckDB two-level aggregate per (person, group) then per group, same files, threads=2, no memory limit",
+		e.pairedRatio("dp_groupby_100m_sandbox_vs_floor_ratio", s, "dp", "floor-dp", floorDPName,
 			"DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, ε=1. "+note),
-		e.pairedRatio("threshold_100m_sandbox_vs_floor_ratio", s, "threshold", "floor-threshold", "raw DuckDB GROUP BY with COUNT(DISTINCT person), same files, threads=2, no memory limit",
+		e.pairedRatio("threshold_100m_sandbox_vs_floor_ratio", s, "threshold", "floor-threshold", floorThName,
 			"threshold k=10 COUNT and SUM per group, with the gate. "+note),
-		e.pairedRatio("dp_groupby_100m_vs_floor_ratio", s, "dp-e2e", "floor-dp", "raw DuckDB two-level aggregate per (person, group) then per group, same files, threads=2, no memory limit",
-			"DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, ε=1, end to end: submission to the noisy output in the review queue. "+e2eNote),
-		e.pairedRatio("threshold_100m_vs_floor_ratio", s, "threshold-e2e", "floor-threshold", "raw DuckDB GROUP BY with COUNT(DISTINCT person), same files, threads=2, no memory limit",
-			"threshold k=10 COUNT and SUM per group, end to end: submission to the protected output in the review queue. "+e2eNote),
-		e.st.value("dp_groupby_100m_peak_mem_mb", float64(peakDP), "MB", "peak memory (the cgroup's, page cache of the files it read and spilled included) of the daemon's dp job on 100M rows under the default 2 GiB limit, largest of the runs. "+e2eNote),
-		e.st.value("dp_groupby_100m_peak_resident_mb", float64(residentDP), "MB", "of that, the most the kernel could not reclaim (anonymous and tmpfs memory, sampled every 100 ms): what the 2 GiB limit has to hold. "+e2eNote),
-		e.st.value("threshold_100m_peak_mem_mb", float64(peakTh), "MB", "peak memory (the cgroup's) of the daemon's threshold job on 100M rows under the default 2 GiB limit. "+e2eNote),
-		e.st.value("threshold_100m_peak_resident_mb", float64(residentTh), "MB", "of that, the most the kernel could not reclaim (anonymous and tmpfs memory, sampled). "+e2eNote),
 	)
 }
 
