@@ -116,12 +116,20 @@ func (e *env) serve(ctx context.Context, prefix string, edit func(*daemon.Config
 // newDaemon starts a daemon of its own that keeps pool sandboxes prepared ahead (0: a fresh
 // sandbox for each job); its caller stops it.
 func (e *env) newDaemon(ctx context.Context, pool int) (*daemonEnv, error) {
-	sv, err := e.serve(ctx, "state-", func(cfg *daemon.Config) {
+	return e.newDaemonWith(ctx, func(cfg *daemon.Config) {
 		cfg.Workers, cfg.JobThreads, cfg.JobMemoryMB = 1, 2, 4096
 		cfg.SandboxPool = pool
+	})
+}
+
+// newDaemonWith starts a daemon of its own with the default configuration as edit changes
+// it; its caller stops it.
+func (e *env) newDaemonWith(ctx context.Context, edit func(*daemon.Config)) (*daemonEnv, error) {
+	sv, err := e.serve(ctx, "state-", func(cfg *daemon.Config) {
 		// The bench data is generated, so the runner's stderr of a failed job may be shown:
 		// warnings go to the bench's log, where whoever runs it can see why a job failed.
 		cfg.LogRunnerOutput = true
+		edit(cfg)
 	})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/duckdb/duckdb-go/v2"
 
+	"github.com/veil-dp/veil/daemon"
+	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/gate"
 )
@@ -124,12 +127,12 @@ func benchScale(ctx context.Context, e *env) error {
 		return err
 	}
 	defer v.Close()
-	dpPlan, err := v.ValidateDP(ctx, "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_100m GROUP BY grp",
+	dpPlan, err := v.ValidateDP(ctx, scaleQuery,
 		engine.Scope{Mode: "dp", Tables: []engine.Table{t}}, engine.DPOptions{Epsilon: 1, Delta: 1e-8, MaxGroups: 1, MaxRows: 10})
 	if err != nil {
 		return err
 	}
-	thPlan, err := v.Validate(ctx, "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_100m GROUP BY grp", engine.Scope{Mode: "threshold", Tables: []engine.Table{t}})
+	thPlan, err := v.Validate(ctx, scaleQuery, engine.Scope{Mode: "threshold", Tables: []engine.Table{t}})
 	if err != nil {
 		return err
 	}
@@ -148,7 +151,80 @@ func benchScale(ctx context.Context, e *env) error {
 	spill := jobLimits
 	spill.SpillBytes = scaleSpillBytes
 
-	// Without a spill area first: the job the issue is about, which cannot finish.
+	raw, err := openRaw()
+	if err != nil {
+		return err
+	}
+	defer raw.close()
+	src := "read_parquet(" + quoteFiles(t.Files) + ")"
+	floorDP := "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM " + src + " GROUP BY person_id, grp) GROUP BY grp"
+	floorTh := "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM " + src + " GROUP BY grp"
+	floorDPName := "raw DuckDB two-level aggregate per (person, group) then per group, same files, threads=2, no memory limit"
+	floorThName := "raw DuckDB GROUP BY with COUNT(DISTINCT person), same files, threads=2, no memory limit"
+	n := min(e.o.Reps, 2)
+
+	// End to end first: a daemon with the default job limits (2 GiB, its DuckDB's share,
+	// the default spill area), the 10 files registered as a dataset, dp and threshold
+	// grants; the figures are written after every round, so that a long run that is
+	// stopped keeps what it measured.
+	sd, err := e.scaleDaemon(ctx, t)
+	if err != nil {
+		return err
+	}
+	daemonUp := true
+	defer func() {
+		if daemonUp {
+			sd.d.stop()
+		}
+	}()
+	e2eNote := fmt.Sprintf("%d rows, %d persons (%d rows each), %d groups, %d Parquet files (%.0f MB) registered as one dataset; a daemon with the default job limits (%d MB, DuckDB %d MB, 2 threads, a spill area of %d MB on disk, a fresh sandbox for each job; the wall limit raised to 20 min); raw DuckDB on the generated files, the job on the daemon's projection of them.",
+		rows, rows/10, 10, scaleGroups, scaleParts, filesSize(t.Files), sd.cfg.JobMemoryMB, sd.cfg.DuckDBMemoryMB(), sd.cfg.JobSpillMB)
+	var peakDP, peakTh, residentDP, residentTh int64
+	e2e := func(req api.SubmitJob, peak, resident *int64) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			d, j, err := sd.d.job(ctx, req)
+			if err == nil && j.Metering != nil {
+				*peak, *resident = max(*peak, j.Metering.PeakMemoryMB), max(*resident, j.Metering.PeakResidentMB)
+			}
+			return d, err
+		}
+	}
+	e.logf("scale: raw floors and the jobs end to end through the daemon, interleaved (minutes per step; the files are cached: no warm-up round)...")
+	all := samples{}
+	for r := 0; r < n; r++ {
+		s, err := rounds(0, 1, nil,
+			step{"floor-dp", func() (time.Duration, error) { return raw.time(ctx, floorDP) }},
+			step{"dp-e2e", e2e(dpSubmit(sd.dp, scaleQuery), &peakDP, &residentDP)},
+			step{"floor-threshold", func() (time.Duration, error) { return raw.time(ctx, floorTh) }},
+			step{"threshold-e2e", e2e(api.SubmitJob{Grant: sd.threshold, SQL: scaleQuery}, &peakTh, &residentTh)},
+		)
+		if err != nil {
+			return err
+		}
+		for k, v := range s {
+			all[k] = append(all[k], v...)
+		}
+		if err := e.add(
+			e.pairedRatio("dp_groupby_100m_vs_floor_ratio", all, "dp-e2e", "floor-dp", floorDPName,
+				"DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, ε=1, end to end: submission to the noisy output in the review queue. "+e2eNote),
+			e.pairedRatio("threshold_100m_vs_floor_ratio", all, "threshold-e2e", "floor-threshold", floorThName,
+				"threshold k=10 COUNT and SUM per group, end to end: submission to the protected output in the review queue. "+e2eNote),
+			e.st.value("dp_groupby_100m_peak_mem_mb", float64(peakDP), "MB", "peak memory (the cgroup's, page cache of the files it read and spilled included) of the daemon's dp job on 100M rows under the default 2 GiB limit, largest of the runs. "+e2eNote),
+			e.st.value("dp_groupby_100m_peak_resident_mb", float64(residentDP), "MB", "of that, the most the kernel could not reclaim (anonymous and tmpfs memory, sampled every 100 ms): what the 2 GiB limit has to hold. "+e2eNote),
+			e.st.value("threshold_100m_peak_mem_mb", float64(peakTh), "MB", "peak memory (the cgroup's) of the daemon's threshold job on 100M rows under the default 2 GiB limit. "+e2eNote),
+			e.st.value("threshold_100m_peak_resident_mb", float64(residentTh), "MB", "of that, the most the kernel could not reclaim (anonymous and tmpfs memory, sampled). "+e2eNote),
+		); err != nil {
+			return err
+		}
+	}
+	daemonUp = false
+	if err := sd.d.stop(); err != nil {
+		return err
+	}
+
+	// The breakdown: the same plans by the runner in a sandbox prepared ahead (validation
+	// done, no daemon), by the runner's code in this process, and the raw floor with the
+	// job's memory limit; first the dp job without a spill area, which cannot finish.
 	e.logf("scale: dp group-by on %d rows without a spill area (expected to fail)...", rows)
 	_, res, _, err := sb.run(ctx, dpJob, jobLimits, true)
 	noSpill := "finished"
@@ -159,11 +235,6 @@ func benchScale(ctx context.Context, e *env) error {
 		noSpill = "failed (" + string(res.Status) + ")"
 	}
 	e.logf("  without a spill area: %s", noSpill)
-	raw, err := openRaw()
-	if err != nil {
-		return err
-	}
-	defer raw.close()
 	// The same memory as the job's DuckDB and a temporary directory on the same disk: what
 	// the memory limit costs DuckDB itself, sandbox or not.
 	tmp, err := os.MkdirTemp(e.o.Dir, "spill-")
@@ -178,11 +249,8 @@ func benchScale(ctx context.Context, e *env) error {
 	defer limited.close()
 	inproc := dpJob
 	inproc.TempDir, inproc.TempMaxMB = tmp, int(scaleSpillBytes>>20)*9/10
-	src := "read_parquet(" + quoteFiles(t.Files) + ")"
-	var peakDP, peakTh int64
-	floorDP := "SELECT grp, SUM(n), SUM(v) FROM (SELECT person_id, grp, COUNT(*) AS n, SUM(value) AS v FROM " + src + " GROUP BY person_id, grp) GROUP BY grp"
-	e.logf("scale: raw floors and the runner with a spill area, interleaved (minutes per step; the files are cached: no warm-up round)...")
-	s, err := rounds(0, min(e.o.Reps, 2), sb.settle,
+	e.logf("scale: raw floors and the runner with a spill area, interleaved...")
+	s, err := rounds(0, n, sb.settle,
 		step{"floor-dp", func() (time.Duration, error) { return raw.time(ctx, floorDP) }},
 		step{"floor-dp-limited", func() (time.Duration, error) { return limited.time(ctx, floorDP) }},
 		step{"dp-inproc", func() (time.Duration, error) {
@@ -191,19 +259,13 @@ func benchScale(ctx context.Context, e *env) error {
 			return time.Since(start), err
 		}},
 		step{"dp", func() (time.Duration, error) {
-			d, res, _, err := sb.run(ctx, dpJob, spill, true)
-			if err == nil {
-				peakDP = max(peakDP, res.Usage.PeakMemoryBytes)
-			}
+			d, _, _, err := sb.run(ctx, dpJob, spill, true)
 			return d, err
 		}},
-		step{"floor-threshold", func() (time.Duration, error) {
-			return raw.time(ctx, "SELECT grp, COUNT(*), SUM(value), COUNT(DISTINCT person_id) FROM "+src+" GROUP BY grp")
-		}},
+		step{"floor-threshold", func() (time.Duration, error) { return raw.time(ctx, floorTh) }},
 		step{"threshold", func() (time.Duration, error) {
-			d, res, out, err := sb.run(ctx, thJob, spill, true)
+			d, _, out, err := sb.run(ctx, thJob, spill, true)
 			if err == nil {
-				peakTh = max(peakTh, res.Usage.PeakMemoryBytes)
 				err = gateThreshold(out, thPlan)
 			}
 			return d, err
@@ -220,13 +282,74 @@ func benchScale(ctx context.Context, e *env) error {
 			"The same raw floor with the job's "+limitedNote+"What the memory limit costs DuckDB itself. "+note),
 		e.pairedRatio("dp_groupby_100m_sandbox_vs_inproc_ratio", s, "dp", "dp-inproc", "the runner's code in this process with the same plan, "+limitedNote,
 			"What the sandbox costs at this size (its spill file system, cgroup, process). "+note),
-		e.pairedRatio("dp_groupby_100m_sandbox_vs_floor_ratio", s, "dp", "floor-dp", "raw DuckDB two-level aggregate per (person, group) then per group, same files, threads=2, no memory limit",
+		e.pairedRatio("dp_groupby_100m_sandbox_vs_floor_ratio", s, "dp", "floor-dp", floorDPName,
 			"DP COUNT(*) and SUM per group, max_groups 1, max_rows 10, ε=1. "+note),
-		e.pairedRatio("threshold_100m_sandbox_vs_floor_ratio", s, "threshold", "floor-threshold", "raw DuckDB GROUP BY with COUNT(DISTINCT person), same files, threads=2, no memory limit",
+		e.pairedRatio("threshold_100m_sandbox_vs_floor_ratio", s, "threshold", "floor-threshold", floorThName,
 			"threshold k=10 COUNT and SUM per group, with the gate. "+note),
-		e.st.value("dp_groupby_100m_peak_mem_mb", float64(peakDP>>20), "MB", "peak memory of the sandboxed runner (cgroup) running the dp group-by on 100M rows under the default 2 GiB limit. "+note),
-		e.st.value("threshold_100m_peak_mem_mb", float64(peakTh>>20), "MB", "peak memory of the sandboxed runner (cgroup) running the threshold group-by on 100M rows under the default 2 GiB limit. "+note),
 	)
+}
+
+// scaleQuery is the scale suite's group-by, dp and threshold.
+const scaleQuery = "SELECT grp, COUNT(*) AS n, SUM(value) AS s FROM bench_100m GROUP BY grp"
+
+// scaleSchema declares the scale table to the daemon.
+const scaleSchema = `name: bench_100m
+title: Benchmark, 100M rows
+provider: bench
+unit: person
+max_rows_per_unit: 10
+synthetic: true
+budget: {epsilon: 100, delta: 1.0e-5}
+columns:
+  - {name: person_id, type: BIGINT, level: 3, kind: none, privacy_unit: true, mask: hmac}
+  - {name: grp, type: VARCHAR, level: 1, kind: none}
+  - {name: value, type: DOUBLE, level: 2, kind: none, bounds: [0, 1000]}
+`
+
+// scaleEnv is the scale suite's daemon: the default job limits, the scale table
+// registered, a dp grant and a threshold grant on it.
+type scaleEnv struct {
+	d             *daemonEnv
+	cfg           daemon.Config
+	dp, threshold string
+}
+
+// scaleDaemon starts a daemon with the default job limits, registers t's files as one
+// dataset and runs one job of each grant unmeasured (the first makes the projection of the
+// files onto the grant's columns).
+func (e *env) scaleDaemon(ctx context.Context, t engine.Table) (*scaleEnv, error) {
+	var cfg daemon.Config
+	d, err := e.newDaemonWith(ctx, func(c *daemon.Config) {
+		c.Workers = 1
+		// The default wall limit (5 min) is raised: on a loaded machine the 100M-row dp
+		// job can take longer than that, and the run would lose its figures. Memory,
+		// threads and the spill area are the defaults.
+		c.JobWall = 20 * time.Minute
+		cfg = *c
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &scaleEnv{d: d, cfg: cfg}
+	fail := func(err error) (*scaleEnv, error) { return nil, errors.Join(err, d.stop()) }
+	e.logf("scale: registering the %d files with a daemon with the default job limits (%d MB, spill area %d MB)...", len(t.Files), cfg.JobMemoryMB, cfg.JobSpillMB)
+	if _, err := d.clients.prov.RegisterDataset(ctx, api.RegisterDataset{Schema: scaleSchema, Files: t.Files}); err != nil {
+		return fail(fmt.Errorf("register bench_100m: %w", err))
+	}
+	access := []api.DatasetAccess{{Name: "bench_100m", Columns: []string{"grp", "value"}}}
+	if s.dp, err = d.grant(ctx, api.ApplyGrant{Scenario: "bench scale dp", Purpose: "benchmark", Modes: []string{"dp"}, Epsilon: 10, Delta: 1e-7, MaxQuery: 1, ValidFor: "1d", Datasets: access}); err != nil {
+		return fail(err)
+	}
+	if s.threshold, err = d.grant(ctx, api.ApplyGrant{Scenario: "bench scale threshold", Purpose: "benchmark", Modes: []string{"threshold"}, K: 10, RoundTo: 1, ValidFor: "1d", Datasets: access}); err != nil {
+		return fail(err)
+	}
+	e.logf("scale: one job of each grant, unmeasured (the first projects the files onto the grant's columns)...")
+	for _, req := range []api.SubmitJob{dpSubmit(s.dp, scaleQuery), {Grant: s.threshold, SQL: scaleQuery}} {
+		if _, _, err := d.job(ctx, req); err != nil {
+			return fail(fmt.Errorf("scale warm-up job: %w", err))
+		}
+	}
+	return s, nil
 }
 
 // gateThreshold reads a threshold job's exact result and applies the gate, as the daemon does.

@@ -17,6 +17,7 @@ import (
 	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/policy"
 	"github.com/veil-dp/veil/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // ErrUnavailable is what cannot be done on this daemon as it runs (no sandbox here).
@@ -60,6 +61,25 @@ func New(ctx context.Context, cfg platform.Config, logger *slog.Logger) (*Launch
 		}
 		if cfg.SandboxPool < 0 || cfg.SandboxPool > 64 {
 			return nil, fmt.Errorf("%w: sandbox pool size %d: give 0 (no pool) to 64", policy.ErrInvalid, cfg.SandboxPool)
+		}
+		if cfg.JobSpillMB < 0 {
+			return nil, fmt.Errorf("%w: job spill area of %d MB: give 0 (none) or more", policy.ErrInvalid, cfg.JobSpillMB)
+		}
+		if err := rt.SpillErr(); cfg.JobSpillMB > 0 && err != nil {
+			// The host lacks what a spill area is made of: jobs run, but cannot spill.
+			logger.Warn("jobs get no spill area: a job that does not fit in its memory fails", "err", err)
+			cfg.JobSpillMB = 0
+		}
+		if cfg.JobSpillMB > 0 {
+			var st unix.Statfs_t
+			if err := unix.Statfs(cfg.DataDir, &st); err == nil {
+				free := int64(st.Bavail) * int64(st.Bsize)
+				if mb := fitSpill(free, cfg.JobSpillMB, cfg.Workers+cfg.SandboxPool+1); mb < cfg.JobSpillMB {
+					logger.Warn("job spill areas are smaller than configured: the data directory's disk cannot hold one for every sandbox at once",
+						"job_spill_mb", cfg.JobSpillMB, "now_mb", mb, "disk_free_mb", free>>20)
+					cfg.JobSpillMB = mb
+				}
+			}
 		}
 		return &Launcher{rt: rt, log: logger, bin: bin, cfg: cfg}, nil
 	case "process":
@@ -113,10 +133,10 @@ func (l *Launcher) PoolStats() (sandbox.PoolStats, bool) {
 
 // runnerArgs is the runner's command line: bin is the veil binary (mounted at /veil inside
 // a sandbox). The runner sets the SQL kinds' DuckDB threads and memory limit (kinds/sql:
-// JobThreads, three quarters of JobMemoryMB) while it waits for its job; a job with others
+// JobThreads, DuckDBMemoryMB) while it waits for its job; a job with others
 // sets its own.
 func (l *Launcher) runnerArgs(bin string) []string {
-	return []string{bin, "runner", fmt.Sprintf("--threads=%d", max(l.cfg.JobThreads, 1)), fmt.Sprintf("--memory-mb=%d", l.cfg.JobMemoryMB*3/4)}
+	return []string{bin, "runner", fmt.Sprintf("--threads=%d", max(l.cfg.JobThreads, 1)), fmt.Sprintf("--memory-mb=%d", l.cfg.DuckDBMemoryMB())}
 }
 
 // Cleanup destroys the sandboxes a previous run of the daemon left behind and returns the
@@ -163,6 +183,27 @@ func limits(c platform.Config) sandbox.Limits {
 		ScratchBytes: int64(c.ScratchMB) << 20,
 		ResultBytes:  c.MaxResultByte,
 		OutputBytes:  64 << 10,
+		SpillBytes:   int64(c.JobSpillMB) << 20,
+	}
+}
+
+// inputBytes is the size of the files mounted for a job.
+func inputBytes(mounts []sandbox.Mount) int64 {
+	var n int64
+	for _, m := range mounts {
+		if fi, err := os.Stat(m.Source); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// spillFor points a runner job's DuckDB at the sandbox's spill area, when it has one, and
+// bounds its temporary files to 90% of the area (the file system's own overhead is the
+// rest; the area's size is the hard limit).
+func spillFor(job *engine.Job, c platform.Config) {
+	if c.JobSpillMB > 0 {
+		job.TempDir, job.TempMaxMB = sandbox.SpillPath, c.JobSpillMB*9/10
 	}
 }
 
@@ -322,16 +363,28 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		}
 		job.Inputs = inputs
 	}
+	lim := limits(l.cfg)
+	p := l.pool.Load()
+	if p == nil && inputBytes(mounts) < int64(l.cfg.DuckDBMemoryMB())<<20/16 {
+		// A sandbox made for the job would make its spill area now, a file system of its
+		// own (tens of milliseconds, more on a loaded disk): a job whose files are less
+		// than a sixteenth of its DuckDB's memory does without. (A pool's sandboxes have
+		// theirs prepared ahead.)
+		lim.SpillBytes = 0
+	}
+	if lim.SpillBytes > 0 {
+		spillFor(&job, l.cfg)
+	}
 	in, err := json.Marshal(job)
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
-	spec := sandbox.Spec{ID: id, Args: l.runnerArgs("/veil"), Stdin: in, Mounts: mounts, Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: id, Args: l.runnerArgs("/veil"), Stdin: in, Mounts: mounts, Limits: lim}
 	if err := stored(ctx); err != nil {
 		return sandbox.Usage{}, err
 	}
 	var res *sandbox.Result
-	if p := l.pool.Load(); p != nil {
+	if p != nil {
 		// A sandbox prepared ahead gets the job's mounts and stdin now; it is destroyed
 		// after the job, like a fresh one.
 		res, err = p.Run(ctx, spec, result)
@@ -351,7 +404,10 @@ func (l *Launcher) RunImage(ctx context.Context, id, image string, args []string
 	if l.rt == nil {
 		return nil, fmt.Errorf("%w: custom jobs need container isolation", ErrUnavailable)
 	}
-	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: limits(l.cfg)}
+	// The spill area is DuckDB's, for the runner's jobs: a program on an image has /scratch.
+	lim := limits(l.cfg)
+	lim.SpillBytes = 0
+	spec := sandbox.Spec{ID: id, Image: image, Args: args, Env: env, Mounts: mounts, Limits: lim}
 	if err := stored(ctx); err != nil {
 		return nil, err
 	}
@@ -382,4 +438,23 @@ func (l *Launcher) RunSpec(ctx context.Context, id string, ejob engine.Job, spec
 		return u, FailOnData(ClassData, *refusal, nil)
 	}
 	return u, nil
+}
+
+// fitSpill is the spill area (MB) each of n sandboxes at once can have on a disk with free
+// bytes free, at most want: a spill area reserves its whole size (sandbox.Runtime refuses a
+// sandbox whose area the disk could not hold), so areas larger than the disk allows would
+// make every job that needs a sandbox fail. Half the free space is left to the store, the
+// uploads and the logs; under 64 MB an area is not worth making (0: jobs cannot spill).
+func fitSpill(free int64, want, n int) int {
+	if n < 1 {
+		n = 1
+	}
+	mb := int(free / 2 / int64(n) >> 20)
+	if mb >= want {
+		return want
+	}
+	if mb < 64 {
+		return 0
+	}
+	return mb
 }

@@ -63,3 +63,25 @@ func TestFailureClasses(t *testing.T) {
 		t.Errorf("a cancellation reads %q", v)
 	}
 }
+
+// Spill areas reserve their whole size, so a daemon on a disk that cannot hold one for
+// every sandbox at once gives each a share of half the free space instead of failing every
+// job, and none where the share would be too small to matter.
+func TestFitSpill(t *testing.T) {
+	const gib = int64(1) << 30
+	for _, tc := range []struct {
+		free       int64
+		want, n    int
+		wantResult int
+	}{
+		{100 * gib, 8192, 5, 8192}, // room for all: as configured
+		{20 * gib, 8192, 5, 2048},  // half of 20 GiB over 5
+		{10 * gib, 8192, 0, 5120},  // n < 1 counts as one
+		{400 << 20, 8192, 5, 0},    // 40 MB each: not worth making
+		{100 * gib, 100, 5, 100},   // never more than asked
+	} {
+		if got := fitSpill(tc.free, tc.want, tc.n); got != tc.wantResult {
+			t.Errorf("fitSpill(%d MiB free, %d, %d) = %d, want %d", tc.free>>20, tc.want, tc.n, got, tc.wantResult)
+		}
+	}
+}

@@ -247,6 +247,9 @@ func (b *box) supervise(ctx context.Context, result io.Writer, base usageMark) (
 	}()
 	timer := time.NewTimer(b.l.Wall)
 	defer timer.Stop()
+	sample := time.NewTicker(residentEvery)
+	defer sample.Stop()
+	resident := b.r.resident(b.paths)
 	var ps *os.ProcessState
 wait:
 	for {
@@ -257,6 +260,8 @@ wait:
 			stop(&o.timedOut)
 		case <-ctx.Done():
 			stop(&o.cancelled)
+		case <-sample.C:
+			resident = max(resident, b.r.resident(b.paths))
 		}
 	}
 	wall := time.Since(start)
@@ -273,7 +278,7 @@ wait:
 	}
 	o.exitCode = exitCode(ps)
 	u := b.r.usage(b.paths, base)
-	u.Wall = wall
+	u.Wall, u.PeakResidentBytes = wall, resident
 	o.oom, o.pidsHit = b.r.limitsHit(b.paths, base)
 	status := o.decide()
 	return &Result{

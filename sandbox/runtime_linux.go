@@ -558,6 +558,31 @@ func (r *Runtime) usage(paths map[string]string, base usageMark) Usage {
 	return u
 }
 
+// residentEvery is how often a job's resident memory is sampled (Usage.PeakResidentBytes).
+const residentEvery = 100 * time.Millisecond
+
+// resident is the memory of a job's cgroup that the kernel cannot reclaim without swap:
+// anonymous and tmpfs (shmem) pages.
+func (r *Runtime) resident(paths map[string]string) int64 {
+	stat, key := filepath.Join(paths[""], "memory.stat"), "anon"
+	if !r.cgroup2 {
+		stat, key = filepath.Join(paths["memory"], "memory.stat"), "rss"
+	}
+	b, err := os.ReadFile(stat)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		if k == key || k == "shmem" {
+			x, _ := strconv.ParseInt(v, 10, 64)
+			n += x
+		}
+	}
+	return n
+}
+
 // limitsHit reports whether the memory cgroup OOM-killed a process and
 // whether a fork or clone failed on the pids limit, since base.
 func (r *Runtime) limitsHit(paths map[string]string, base usageMark) (oom, pids bool) {

@@ -118,7 +118,13 @@ const (
 type Usage struct {
 	CPU             time.Duration
 	PeakMemoryBytes int64
-	Wall            time.Duration
+	// PeakResidentBytes is the most memory of the job's cgroup that the kernel could not
+	// reclaim (anonymous and tmpfs pages; without swap they stay until freed), sampled
+	// every 100 ms while the job runs: PeakMemoryBytes also counts the page cache of the
+	// files it read and wrote (its spill area's included), which the kernel reclaims
+	// before the limit is hit, so a peak at the limit need not be a job near it.
+	PeakResidentBytes int64
+	Wall              time.Duration
 }
 
 // Timing is where the time of one Run went, for operators and benchmarks. It is exact (not

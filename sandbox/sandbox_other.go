@@ -32,6 +32,9 @@ func ImportImage(src, dst string) (Image, error) { return Image{}, ErrUnavailabl
 // DigestImage is not implemented outside Linux.
 func DigestImage(path string) (Image, error) { return Image{}, ErrUnavailable }
 
+// SpillErr is ErrUnavailable outside Linux.
+func (r *Runtime) SpillErr() error { return ErrUnavailable }
+
 // HostID is 0 outside Linux.
 func (r *Runtime) HostID() int64 { return 0 }
 

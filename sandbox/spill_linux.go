@@ -83,6 +83,10 @@ func allocated(path string) int64 {
 // not listable, so that a container's root (an unprivileged uid) can reach its own mount.
 func (r *Runtime) spillDir() string { return filepath.Join(r.stateDir, "spill") }
 
+// SpillErr says why this host cannot give jobs spill areas (Limits.SpillBytes): no
+// mkfs.ext4 or no loop devices; nil when it can.
+func (r *Runtime) SpillErr() error { return r.spillErr }
+
 // checkSpill reports why spill areas cannot be made here, or nil.
 func checkSpill() error {
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {

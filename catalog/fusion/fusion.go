@@ -223,7 +223,7 @@ func (s *Service) Upload(ctx context.Context, p policy.Principal, grant, name, k
 		engine.Ident(unit.Name), engine.Ident(key), pseud(engine.Ident(matchCol)), engine.Ident(matchDS), engine.Ident(matchCol), pseud("v."+engine.Ident(key)))
 	ejob := engine.Job{SQL: q, Tables: []engine.Table{{Name: "vendor_upload", Files: staged, Columns: vcols},
 		{Name: matchDS, Files: mset.Files, Columns: []engine.Column{{Name: unit.Name, Type: unit.Type}, {Name: matchCol, Type: mc.Type}}}},
-		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB * 3 / 4, MaxResultBytes: s.Config.MaxResultByte}
+		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.DuckDBMemoryMB(), MaxResultBytes: s.Config.MaxResultByte}
 	var out bytes.Buffer
 	if _, err := s.box.Run(ctx, "fuse-"+platform.NewID("x"), ejob, &out); err != nil {
 		return api.Dataset{}, err

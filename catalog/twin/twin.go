@@ -359,7 +359,7 @@ func (s *Service) syntheticTwin(ctx context.Context, id string, sch *policy.Sche
 		}
 	}
 	ejob := engine.Job{SQL: strings.Join(parts, " UNION ALL "), Tables: []engine.Table{{Name: set.Name, Files: set.Files, Columns: tcols}},
-		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB * 3 / 4, MaxResultBytes: s.Config.MaxResultByte}
+		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.DuckDBMemoryMB(), MaxResultBytes: s.Config.MaxResultByte}
 	var buf bytes.Buffer
 	if _, err := s.box.Run(ctx, id, ejob, &buf); err != nil {
 		return nil, rep, err

@@ -143,6 +143,7 @@ theirs.`,
 	f.StringVar(&cfg.Isolation, "isolation", cfg.Isolation, "container (libcontainer sandbox) or process (development only, no sandbox)")
 	f.IntVar(&cfg.SandboxPool, "sandbox-pool", cfg.SandboxPool, "sandboxes kept prepared ahead for jobs, each used for one job (0: each job's sandbox is made when it starts; container isolation only)")
 	f.IntVar(&cfg.JobMemoryMB, "job-memory-mb", cfg.JobMemoryMB, "memory limit of one job")
+	f.IntVar(&cfg.JobSpillMB, "job-spill-mb", cfg.JobSpillMB, "size of a job's spill area on the data directory's disk, for DuckDB's temporary files when a job does not fit in its memory (0: jobs cannot spill)")
 	f.IntVar(&cfg.ScratchMB, "scratch-mb", cfg.ScratchMB, "size of a job's /scratch, and of a custom job's /out")
 	f.IntVar(&cfg.JobThreads, "job-threads", cfg.JobThreads, "CPU cores (and DuckDB threads) of one job")
 	f.DurationVar(&cfg.JobWall, "job-timeout", cfg.JobWall, "wall-clock limit of one job")

@@ -257,9 +257,13 @@ type Metering struct {
 	WallMS       int64 `json:"wall_ms"`
 	CPUMS        int64 `json:"cpu_ms"`
 	PeakMemoryMB int64 `json:"peak_memory_mb"`
-	OutputRows   int64 `json:"output_rows"`
-	Groups       int   `json:"groups"`
-	Suppressed   int   `json:"suppressed"`
+	// PeakResidentMB is the part of the peak the kernel could not reclaim (anonymous and
+	// tmpfs memory, sampled); PeakMemoryMB also counts the page cache of the files the job
+	// read and wrote, spill area included.
+	PeakResidentMB int64 `json:"peak_resident_mb,omitempty"`
+	OutputRows     int64 `json:"output_rows"`
+	Groups         int   `json:"groups"`
+	Suppressed     int   `json:"suppressed"`
 }
 
 // Review is what a reviewer sees of an output waiting for release.

@@ -523,7 +523,7 @@ func (s *Kind) contributions(ctx context.Context, id string, tables []engine.Tab
 	q := fmt.Sprintf("SELECT %s AS cell, sum(%s)::DOUBLE AS v FROM %s WHERE %s IS NOT NULL GROUP BY cell, %s ORDER BY cell",
 		cell, engine.Ident(value), engine.Ident(dataset), engine.Ident(value), engine.Ident(unit))
 	var buf bytes.Buffer
-	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB * 3 / 4, MaxResultBytes: s.Config.MaxResultByte}
+	ejob := engine.Job{SQL: q, Tables: []engine.Table{*t}, Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.DuckDBMemoryMB(), MaxResultBytes: s.Config.MaxResultByte}
 	if _, err := s.box.Run(ctx, id+"-sdc", ejob, &buf); err != nil {
 		return nil, err
 	}

@@ -163,7 +163,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		}
 	}
 	plan.FastSQL = fast
-	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: k.cfg.MaxResultByte}
+	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.DuckDBMemoryMB(), MaxResultBytes: k.cfg.MaxResultByte}
 	if plan.DP != nil {
 		if run.Spend == nil {
 			return nil, launch.Fail("the job has no budget reservation; submit it again", nil)
@@ -214,10 +214,10 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		Mechanism: api.Mechanism{Kind: string(policy.ModeThreshold), K: g.K, RoundTo: g.RoundTo, Groups: rep.Groups, Suppressed: rep.Suppressed, NearK: rep.NearK,
 			Dominance: rep.Dominance, Differencing: rep.Differencing, Paired: rep.Paired},
 		Message: msg,
-		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
+		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20, PeakResidentMB: usage.PeakResidentBytes >> 20,
 			OutputRows: protected.NumRows(), Groups: rep.Groups, Suppressed: rep.Suppressed},
 		Log: []any{"isolation", k.box.Name(), "wall_ms", usage.Wall.Milliseconds(),
-			"peak_mb", usage.PeakMemoryBytes >> 20, "groups", rep.Groups, "suppressed", rep.Suppressed},
+			"peak_mb", usage.PeakMemoryBytes >> 20, "peak_resident_mb", usage.PeakResidentBytes >> 20, "groups", rep.Groups, "suppressed", rep.Suppressed},
 		Audit: map[string]string{
 			"mechanism": "threshold", "k": fmt.Sprint(g.K), "groups": fmt.Sprint(rep.Groups), "suppressed": fmt.Sprint(rep.Suppressed),
 			"dominance": fmt.Sprint(rep.Dominance), "differencing": fmt.Sprint(rep.Differencing), "paired": strings.Join(rep.Paired, ","),
@@ -298,10 +298,10 @@ func (k *Kind) runDP(ctx context.Context, id string, plan *engine.Plan, spend le
 		Mechanism: api.Mechanism{Kind: string(policy.ModeDP), Groups: rep.Released, DP: &api.DPMechanism{Epsilon: spend.Epsilon(), Delta: spend.DeltaValue(),
 			MaxGroups: d.MaxGroups, MaxRows: d.MaxRows, Noise: d.Noise, Report: report}},
 		Message: fmt.Sprintf("waiting for export review: %d groups released with differential privacy (%s)", rep.Released, spend),
-		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20,
+		Metering: &api.Metering{WallMS: usage.Wall.Milliseconds(), CPUMS: usage.CPU.Milliseconds(), PeakMemoryMB: usage.PeakMemoryBytes >> 20, PeakResidentMB: usage.PeakResidentBytes >> 20,
 			OutputRows: protected.NumRows(), Groups: rep.Released},
 		Log: []any{"isolation", k.box.Name(), "mechanism", "dp", "wall_ms", usage.Wall.Milliseconds(),
-			"peak_mb", usage.PeakMemoryBytes >> 20, "released", rep.Released},
+			"peak_mb", usage.PeakMemoryBytes >> 20, "peak_resident_mb", usage.PeakResidentBytes >> 20, "released", rep.Released},
 		Audit: map[string]string{
 			"mechanism": "dp", "epsilon": ledger.FormatEpsilon(spend.Eps), "delta": ledger.FormatDelta(spend.Delta),
 			"released": fmt.Sprint(rep.Released), "wall_ms": fmt.Sprint(usage.Wall.Milliseconds())},

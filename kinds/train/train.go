@@ -254,7 +254,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 			spec.Direct = t.MaxRowsPerUnit == 1 && t.UnitComplete
 		}
 	}
-	ejob := engine.Job{Kind: runner.KindModel, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.JobMemoryMB * 3 / 4, MaxResultBytes: k.cfg.MaxResultByte}
+	ejob := engine.Job{Kind: runner.KindModel, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.DuckDBMemoryMB(), MaxResultBytes: k.cfg.MaxResultByte}
 	var res runner.ModelResult
 	usage, err := k.box.RunSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
