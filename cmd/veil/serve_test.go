@@ -45,7 +45,7 @@ func TestServeFlagsReachConfig(t *testing.T) {
 		"metrics-listen": "127.0.0.1:9470", "min-free-mb": "7", "upload-ttl": "90m",
 		"audit-key": "/etc/veil/platform.key", "audit-key-fd": "3", "audit-state": "/etc/veil/audit.state",
 		"audit-archive": "/mnt/witness/veil", "audit-adopt": "true", "store-adopt": "true",
-		"release-quantum": "30s", "sandbox-pool": "5",
+		"release-quantum": "30s", "sandbox-pool": "5", "job-spill-mb": "1234",
 
 		"tenant-jobs": "9", "submit-rate": "0.5", "submit-burst": "4", "tenant-validations": "1",
 	}
