@@ -113,7 +113,7 @@ func TestFusion(t *testing.T) {
 		if filepath.Base(path) == "fused.parquet" {
 			fused = path
 		}
-		if b, _ := os.ReadFile(path); bytes.Contains(b, []byte("Nobody-Unmatched-7")) {
+		if fileHolds(t, path, []byte("Nobody-Unmatched-7")) {
 			t.Errorf("%s keeps the vendor's raw data", path)
 		}
 		return nil
