@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/wcharczuk/go-chart/v2"
@@ -117,7 +118,13 @@ func (c *Console) burndown(w http.ResponseWriter, r *http.Request, s *session) {
 	case span < 48*time.Hour:
 		tick = "01-02 15:04"
 	}
+	font, err := chartFont()
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
 	ch := chart.Chart{
+		Font:       font,
 		Title:      title,
 		TitleStyle: chart.Style{FontSize: 12},
 		Width:      640, Height: 320,
@@ -158,3 +165,7 @@ func accessibleSVG(svg []byte, title, desc string) []byte {
 	out.Write(svg[end+1:])
 	return out.Bytes()
 }
+
+// chartFont is go-chart's default font, loaded once: go-chart loads it lazily into a global
+// without a lock, so two charts rendered at once (two console pages) would race on it.
+var chartFont = sync.OnceValues(chart.GetDefaultFont)

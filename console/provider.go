@@ -156,7 +156,13 @@ func (c *Console) budgetChart(w http.ResponseWriter, r *http.Request, s *session
 			bars[i].Value = 1e-9 // go-chart refuses an all-zero range
 		}
 	}
+	font, err := chartFont()
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
 	ch := chart.BarChart{
+		Font:       font,
 		Title:      name + ": ε " + tr(lang, "budget"),
 		TitleStyle: chart.Style{FontSize: 12},
 		Background: chart.Style{Padding: chart.Box{Top: 40, Left: 10, Right: 10, Bottom: 30}},
