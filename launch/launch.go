@@ -75,8 +75,8 @@ func New(ctx context.Context, cfg platform.Config, logger *slog.Logger) (*Launch
 			if err := unix.Statfs(cfg.DataDir, &st); err == nil {
 				free := int64(st.Bavail) * int64(st.Bsize)
 				if mb := fitSpill(free, cfg.JobSpillMB, cfg.Workers+cfg.SandboxPool+1); mb < cfg.JobSpillMB {
-					logger.Warn("job spill areas are smaller than configured: the data directory's disk cannot hold one for every sandbox at once",
-						"job_spill_mb", cfg.JobSpillMB, "now_mb", mb, "disk_free_mb", free>>20)
+					logger.Warn("job spill areas are smaller than configured: the spill areas of every sandbox at once may take at most half the data directory's free disk; free more space or give a smaller --job-spill-mb to silence this",
+						"job_spill_mb", cfg.JobSpillMB, "now_mb", mb, "sandboxes", cfg.Workers+cfg.SandboxPool+1, "disk_free_mb", free>>20)
 					cfg.JobSpillMB = mb
 				}
 			}
