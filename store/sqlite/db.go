@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -31,10 +32,19 @@ type DB struct {
 	hook    func(context.Context)
 	closed  bool
 
-	// wal is the write-ahead log, opened at the first UpdateAsync and kept open so that its
-	// fsync reports every write-back failure since then; walMu serialises its flushes.
-	walMu sync.Mutex
-	wal   *os.File
+	// pin is a reader connection held for the store's life: its shared lock on the database
+	// file keeps any connection (of Veil or another program) that closes last from
+	// checkpointing and deleting the write-ahead log, so the log is one file from open to
+	// Close.
+	pin *sql.Conn
+
+	// wal is the write-ahead log, opened at the first flush and kept open so that its fsync
+	// reports every write-back failure since then (a descriptor opened later would miss one
+	// that SQLite's own fsync of a checkpoint consumed); walIno is its inode, which each
+	// flush checks is still the file at the path. walMu serialises flushes.
+	walMu  sync.Mutex
+	wal    *os.File
+	walIno uint64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -121,8 +131,22 @@ func OpenWith(ctx context.Context, o Options) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	r.SetMaxOpenConns(8)
-	return &DB{w: w, r: r, path: o.Path, marker: o.Marker}, nil
+	r.SetMaxOpenConns(8 + 1) // and the pin
+	pin, err := r.Conn(ctx)
+	if err == nil {
+		// A read opens the log; in WAL mode the connection then keeps its shared lock.
+		var n int
+		err = pin.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n)
+	}
+	if err != nil {
+		if pin != nil {
+			pin.Close()
+		}
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open store: hold a reader connection: %w", err)
+	}
+	return &DB{w: w, r: r, pin: pin, path: o.Path, marker: o.Marker}, nil
 }
 
 // quickCheck runs PRAGMA quick_check: the b-tree structure of every page (not the content
@@ -166,7 +190,7 @@ func (db *DB) Close() error {
 	db.closed = true
 	failed := db.failed
 	db.mu.Unlock()
-	rerr := db.r.Close()
+	rerr := errors.Join(db.pin.Close(), db.r.Close())
 	var merr error
 	if failed == nil {
 		var busy, frames, done int
@@ -304,12 +328,26 @@ func (db *DB) flushWAL() error {
 	if closed {
 		return fmt.Errorf("%w: the store is closed", store.ErrUnavailable)
 	}
+	// The pin keeps SQLite from deleting the log, so a log that is not the one first opened
+	// was removed or replaced by hand: SQLite goes on writing to the file it has open, which
+	// no restart would read, and fsyncing the one at the path now would say nothing.
+	fi, err := os.Stat(db.path + "-wal")
+	if err != nil {
+		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log cannot be found to flush it (%v): it was removed while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, err), nil)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
 	if db.wal == nil {
 		f, err := os.Open(db.path + "-wal")
+		if err == nil {
+			fi, err = f.Stat()
+		}
 		if err != nil {
 			return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log cannot be opened to flush it (%v); the operator must check the disk and restart Veil", store.ErrUnavailable, err), nil)
 		}
-		db.wal = f
+		db.wal, db.walIno = f, fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if ino != db.walIno {
+		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log %s was replaced while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, db.path+"-wal"), nil)
 	}
 	if err := db.wal.Sync(); err != nil {
 		// As after a failed commit: the kernel may have dropped the pages.
