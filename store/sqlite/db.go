@@ -231,36 +231,17 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 // Update implements store.Store. After a storage failure it refuses at once, without
 // touching the disk (see Err).
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	db.mu.Lock()
-	refusal := db.refusal
-	db.mu.Unlock()
-	if refusal != nil {
-		return refusal
+	if err := db.refused(); err != nil {
+		return err
 	}
-	tx, err := db.w.BeginTx(ctx, nil)
+	appended, err := db.write(ctx, db.w.BeginTx, fn)
 	if err != nil {
-		return db.fail("begin write", err)
-	}
-	t := &txn{tx: tx}
-	if err := fn(t); err != nil {
-		tx.Rollback()
-		if errors.Is(err, audit.ErrTampered) {
-			// The log in the store is damaged (rows deleted or changed by hand): writes
-			// stop with the reason, rather than each failing on its own.
-			db.Halt(err)
-			db.mu.Lock()
-			defer db.mu.Unlock()
-			return db.refusal
-		}
-		return db.fail("write", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return db.fail("commit", err)
+		return err
 	}
 	db.mu.Lock()
 	hook := db.hook
 	db.mu.Unlock()
-	if t.appended && hook != nil {
+	if appended && hook != nil {
 		// What committed must be signed even if the caller has gone away.
 		hook(context.WithoutCancel(ctx))
 	}
@@ -272,11 +253,8 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 // to FULL before anything else uses it. flush fsyncs the write-ahead log; a failed fsync
 // latches the store as a failed commit does (fail-stop).
 func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() error, error) {
-	db.mu.Lock()
-	refusal := db.refusal
-	db.mu.Unlock()
-	if refusal != nil {
-		return nil, refusal
+	if err := db.refused(); err != nil {
+		return nil, err
 	}
 	conn, err := db.w.Conn(ctx)
 	if err != nil {
@@ -286,33 +264,52 @@ func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() 
 	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
 		return nil, db.fail("begin write", err)
 	}
-	err = func() error {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return db.fail("begin write", err)
+	// The connection goes back to FULL whatever happened, a panic of fn too; one that
+	// cannot is dropped (the pool opens a new one with the DSN's synchronous=FULL).
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous=FULL`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		t := &txn{tx: tx}
-		if err := fn(t); err != nil {
-			tx.Rollback()
-			if errors.Is(err, audit.ErrTampered) {
-				db.Halt(err)
-				db.mu.Lock()
-				defer db.mu.Unlock()
-				return db.refusal
-			}
-			return db.fail("write", err)
-		}
-		return db.fail("commit", tx.Commit())
 	}()
-	// The connection goes back to FULL whatever happened; one that cannot is dropped (the
-	// pool opens a new one with the DSN's synchronous=FULL).
-	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous=FULL`); rerr != nil {
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-	}
-	if err != nil {
+	if _, err := db.write(ctx, conn.BeginTx, fn); err != nil {
 		return nil, err
 	}
 	return db.flushWAL, nil
+}
+
+// refused is the latched refusal, if any: a stopped store refuses without touching the
+// disk.
+func (db *DB) refused() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.refusal
+}
+
+// write runs fn in a write transaction begun by begin (on the writer pool, or on one
+// connection of it) and commits it when fn returns nil; it reports whether fn appended
+// audit records. The transaction is rolled back if fn fails or panics, so that the one
+// writer connection is never left holding it. An audit log that fn finds tampered with
+// stops the store.
+func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error) (appended bool, err error) {
+	tx, err := begin(ctx, nil)
+	if err != nil {
+		return false, db.fail("begin write", err)
+	}
+	defer tx.Rollback() // after a commit: sql.ErrTxDone, nothing done
+	t := &txn{tx: tx}
+	if err := fn(t); err != nil {
+		if errors.Is(err, audit.ErrTampered) {
+			// The log in the store is damaged (rows deleted or changed by hand): writes
+			// stop with the reason, rather than each failing on its own.
+			db.Halt(err)
+			return false, db.refused()
+		}
+		return false, db.fail("write", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, db.fail("commit", err)
+	}
+	return t.appended, nil
 }
 
 // flushWAL fsyncs the write-ahead log.

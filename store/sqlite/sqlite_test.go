@@ -768,3 +768,45 @@ func TestFlushRemovedWAL(t *testing.T) {
 		t.Errorf("write after the log was removed: %v", err)
 	}
 }
+
+// TestPanicInTransaction panics inside a write transaction of Update and of UpdateAsync (a
+// bug in the caller, recovered by it, as net/http recovers a handler): the transaction is
+// rolled back and the one writer connection is free again at synchronous=FULL, so the next
+// write neither waits forever for it nor commits without fsync.
+func TestPanicInTransaction(t *testing.T) {
+	ctx := context.Background()
+	o := newStore(t, 2)
+	db := mustOpen(t, o)
+	defer db.Close()
+	updates := map[string]func(fn func(store.Tx) error){
+		"Update":      func(fn func(store.Tx) error) { db.Update(ctx, fn) },
+		"UpdateAsync": func(fn func(store.Tx) error) { db.UpdateAsync(ctx, fn) },
+	}
+	for _, name := range []string{"Update", "UpdateAsync"} {
+		id := "p-panic-" + name
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("%s did not pass the panic on", name)
+				}
+			}()
+			updates[name](func(tx store.Tx) error {
+				tx.PutPrincipal(ctx, store.Principal{ID: id, Name: id, Role: "reviewer", TokenHash: []byte(id), Created: time.Unix(9, 0)})
+				panic("a bug")
+			})
+		}()
+		if n := db.w.Stats().InUse; n != 0 {
+			t.Fatalf("after a panic in %s the writer connection is still in use (%d): every later write would wait for it", name, n)
+		}
+		var sync int
+		if err := db.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+			t.Errorf("writer synchronous = %d (%v) after a panic in %s, want 2 (FULL)", sync, err, name)
+		}
+		if err := db.View(ctx, func(tx store.Tx) error { _, err := tx.Principal(ctx, id); return err }); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the change of the panicking %s: %v, want it rolled back", name, err)
+		}
+	}
+	if err := put(t, db, testLog(t), 2); err != nil {
+		t.Errorf("write after the panics: %v", err)
+	}
+}
