@@ -26,11 +26,25 @@ import (
 //
 // A failure to write the state file is latched: the signer refuses to sign again until it
 // is reopened, because after a failed fsync it cannot know what the file holds.
+//
+// The state file holds the signed checkpoints one after another: each signing appends its
+// own (one write and one fsync), and once the file has grown past stateCompactAt the next
+// signing rewrites it with its checkpoint alone (a new file renamed into place: two fsyncs).
+// The last checkpoint is the state. What a crash at each point loses:
+//   - during an append: the checkpoint being appended may be torn (cut short): the signer
+//     reopens at the one before it, whose signature is the last one handed out (a signature
+//     goes out only after its fsync), and its next signing rewrites the file whole;
+//   - during a rewrite: the file is the old one or the new one, whole.
+//
+// A last checkpoint that is whole but does not verify is not a torn write, and is refused.
 type Signer struct {
 	origin   string
 	key      *Key
 	verifier note.Verifier // the key's, or a keyring with it as its current key (keyring.go)
 	state    string
+	// stateSize is the state file's length; 0: the next signing rewrites it whole (none
+	// yet, or it ends in a torn checkpoint).
+	stateSize int
 
 	mu      sync.Mutex
 	last    *tree // nil until the first checkpoint is signed
@@ -68,14 +82,23 @@ func newSigner(origin string, key *Key, ring *Keyring, statePath string) (*Signe
 	if ring != nil {
 		s.verifier = ring
 	}
-	b, err := readBounded(statePath, maxNoteSize)
+	b, err := readBounded(statePath, maxStateSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: read audit signer state: %v", ErrUnavailable, err)
 	}
-	t, err := openTree(s.verifier, b)
+	notes, torn := splitState(b)
+	if !torn {
+		s.stateSize = len(b)
+	}
+	var t tree
+	for _, n := range notes {
+		if t, err = openTree(s.verifier, n); err != nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit signer state %s does not hold a checkpoint signed by key %s: %w; restore the state file from where you keep its copies, or see \"Recovering the audit log\" in the README", statePath, key.Name(), err)
 	}
@@ -161,7 +184,7 @@ func (s *Signer) Sign(ctx context.Context, r Reader) (*Checkpoint, error) {
 	}
 	// The state goes to disk before the signature goes anywhere: a signer that crashes
 	// after this still knows what it signed.
-	if err := durable.WriteFile(s.state, msg, 0o644); err != nil {
+	if err := s.record(msg); err != nil {
 		s.failed = fmt.Errorf("%w: the audit signer could not record checkpoint %d in its state file and stopped signing (the daemon must be restarted once the disk is fixed): %v", ErrUnavailable, n, err)
 		return nil, s.failed
 	}
@@ -323,6 +346,71 @@ func (s *Signer) Adopt(ctx context.Context, r Reader) error {
 	if err := durable.WriteFile(s.state, latest.Note, 0o644); err != nil {
 		return fmt.Errorf("%w: adopt audit log: write signer state: %v", ErrUnavailable, err)
 	}
+	s.stateSize = len(latest.Note)
 	s.last, s.checked = &t, true
 	return nil
+}
+
+// stateCompactAt is the state file's length past which the next signing rewrites it with
+// its checkpoint alone; maxStateSize bounds what is read back.
+const (
+	stateCompactAt = 32 << 10
+	maxStateSize   = stateCompactAt + maxNoteSize
+)
+
+// record writes msg, just signed, to the state file: appended, or the file rewritten with
+// it alone (the first, after a torn checkpoint, or past stateCompactAt).
+func (s *Signer) record(msg []byte) error {
+	if s.stateSize > 0 && s.stateSize+len(msg) <= stateCompactAt {
+		if err := durable.AppendFile(s.state, msg, 0o644); err != nil {
+			s.stateSize = 0
+			return err
+		}
+		s.stateSize += len(msg)
+		return nil
+	}
+	if err := durable.WriteFile(s.state, msg, 0o644); err != nil {
+		return err
+	}
+	s.stateSize = len(msg)
+	return nil
+}
+
+// LatestInState returns the last checkpoint of a signer's state file as read (b), for
+// OpenCheckpoint: the file holds signed checkpoints one after another, its last one
+// possibly torn by a crash during its append (then the one before is the state).
+func LatestInState(b []byte) []byte {
+	notes, _ := splitState(b)
+	return notes[len(notes)-1]
+}
+
+// splitState splits a state file into its whole signed notes, and says whether a torn one
+// follows them. A note is its text, a blank line and signature lines ("— name sig"); a torn
+// append leaves a prefix of one, which lacks the blank line, a signature line or the final
+// newline. A file with no whole note is returned whole, for openTree to refuse.
+func splitState(b []byte) (notes [][]byte, torn bool) {
+	rest := b
+	for len(rest) > 0 {
+		i := bytes.Index(rest, []byte("\n\n"))
+		if i < 0 {
+			break
+		}
+		j, sigs := i+2, 0
+		for j < len(rest) && bytes.HasPrefix(rest[j:], []byte("\u2014 ")) {
+			k := bytes.IndexByte(rest[j:], '\n')
+			if k < 0 {
+				break
+			}
+			j += k + 1
+			sigs++
+		}
+		if sigs == 0 || (j < len(rest) && bytes.HasPrefix(rest[j:], []byte("\u2014 "))) {
+			break // no signature yet, or one cut short
+		}
+		notes, rest = append(notes, rest[:j]), rest[j:]
+	}
+	if notes == nil {
+		return [][]byte{b}, false
+	}
+	return notes, len(rest) > 0
 }

@@ -18,8 +18,9 @@ import (
 // move to review (daemon/jobs.go, jobs/run.go). Its start commits without waiting for the
 // disk (store.UpdateAsync); the flush runs while the checks are prepared and the sandbox
 // waits for it, so what is left of it is in the rest. Each waited-for commit with audit
-// entries is also signed: the signer's state file written durably (two fsyncs) before the
-// request returns; the stored copy of the checkpoint commits without waiting.
+// entries is also signed: the checkpoint appended to the signer's state file and fsynced
+// (one fsync; it was a new file renamed into place, two) before the request returns; the
+// stored copy of the checkpoint commits without waiting.
 const commitsPerJob = 2
 
 // benchFixedCost takes apart the fixed cost of a job: a threshold query that selects no

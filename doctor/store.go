@@ -108,7 +108,7 @@ func signerCheck(ctx context.Context, db *sql.DB, vkey, state string) Check {
 		return fail(name, "", "read the signer's state: %v", err)
 	}
 	v, _, _ := audit.ParseVerifierKey(vkey)
-	_, size, root, err := audit.OpenCheckpoint(v, b)
+	_, size, root, err := audit.OpenCheckpoint(v, audit.LatestInState(b)) // checkpoints one after another
 	if err != nil {
 		return fail(name, "restore the state file from its copies", "%s does not hold a checkpoint signed by platform.pub: %v", state, err)
 	}

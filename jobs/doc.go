@@ -16,6 +16,27 @@
 // is the operator's only, and its vendor sees it start and end only at release quanta
 // (view.go); a failure on data reads only its class (launch.ForVendor).
 //
+// What a crash loses, at each point of a job (the daemon's crash loses nothing committed; a
+// machine's, what was not yet on disk):
+//   - submission: the job, its budget reservation and its job.submit entry commit in one
+//     synchronous transaction, and the entry is signed (the signer's state appended and
+//     fsynced) before the answer goes out. Before the commit returns, nothing is kept and
+//     the caller got no answer; after it, all of it is on disk. A crash between the commit
+//     and the signing leaves the entry unsigned until the next start signs it.
+//   - start: the move to running and the job.start entry commit without waiting for the
+//     disk; the sandbox gets the job only once they are flushed, and until then the job is
+//     shown queued and no long poll is woken. A machine crash before the flush brings the
+//     job back queued, never run, its reservation still held; it runs after the restart.
+//     A crash after the flush finds it running: recover marks it failed (its budget stays
+//     spent, it may have touched the data).
+//   - output: the protected output, its digest's job.gate entry, the move to review and the
+//     metering commit in one synchronous transaction, signed before anyone is told. Lost
+//     before that commit: the output (the job is failed at the restart, budget spent).
+//   - signing: the signature leaves only after the signer's state holds it on disk; a
+//     checkpoint torn by a crash during its append was never handed out (package audit).
+//     The store's copy of a checkpoint commits without waiting: one lost is stored again
+//     by the first signing after the restart.
+//
 // Package jobs never holds an exact result: what reaches it from a kind is protected; and
 // it never shows a vendor a production job's timing, metering or failure detail.
 package jobs

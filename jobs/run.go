@@ -41,8 +41,11 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 	// launcher hands the job to a sandbox only once the start is on disk (launch.AfterStored).
 	// A crash of the daemon loses nothing of it; one of the machine before the flush loses
 	// the move to running and the job.start entry, and the job, never run, is queued again
-	// at the restart. Its audit entry is signed with the job's output (ToReview), the next
-	// change a request waits for.
+	// at the restart. So until the flush is done the job is shown queued (View), and long
+	// polls are woken only then: no reader sees it running and then, after a crash, queued.
+	// Its audit entry is signed with the job's output (ToReview), the next change a request
+	// waits for.
+	s.starting(id, true) // before the commit: a reader that sees it running finds it here
 	flush, err := s.DB.UpdateAsync(ctx, func(tx store.Tx) error {
 		sj, err := tx.Job(ctx, id)
 		if err != nil {
@@ -89,18 +92,27 @@ func (s *Service) runJob1(ctx context.Context, id string, r *ran) error {
 		}
 		return s.Rec.Record(ctx, tx, platform.System, "job.start", "job/"+id, details)
 	})
-	if errors.Is(err, errSkip) {
-		return nil
-	}
 	if err != nil {
+		s.starting(id, false)
+		if errors.Is(err, errSkip) {
+			return nil
+		}
 		return err
 	}
 	flushed := make(chan error, 1)
-	go func() { flushed <- flush() }()
+	go func() {
+		err := flush()
+		if err == nil {
+			// It runs now, on disk too. After a failed flush it stays shown queued, which
+			// is what the restart the failure calls for may find.
+			s.starting(id, false)
+			s.changed.notify()
+		}
+		flushed <- err
+	}()
 	stored := sync.OnceValue(func() error { return <-flushed })
 	ctx = launch.AfterStored(ctx, stored)
 
-	s.changed.notify() // it runs now
 	r.kind, r.dev, r.start = j.Body.Kind, j.Body.Dev, time.Now()
 	if s.Observe != nil && !j.Body.Dev {
 		s.Observe.Started(j.Tenant, j.Body.Kind, j.Body.Started.Sub(j.Created))

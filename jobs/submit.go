@@ -33,11 +33,15 @@ type Service struct {
 	// Observe, if set before Start, is told when jobs start and end (metrics).
 	Observe Observer
 
-	kinds    []Kind
-	admit    *admission
-	sched    *scheduler
-	changed  broadcast // a job ended a run or was canceled: wakes long-polling readers
-	devSlots chan struct{}
+	kinds   []Kind
+	admit   *admission
+	sched   *scheduler
+	changed broadcast // a job started, ended a run or was canceled: wakes long-polling readers
+	// unstored holds the jobs whose move to running has committed but is not yet on disk
+	// (runJob1): they are shown queued.
+	unstoredMu sync.Mutex
+	unstored   map[string]bool
+	devSlots   chan struct{}
 	// projecting holds a lock per projection directory (projection).
 	projecting sync.Map
 	// projUse counts the running jobs that mount each projection directory: pruning

@@ -20,8 +20,14 @@ import (
 //
 // A dev run on the twins holds no real person and is shown exactly.
 
-// View is j as p may observe it now.
+// View is j as p may observe it now. A job whose start is not yet on disk is shown queued,
+// as a crash of the machine would leave it, so that no one sees a status go back.
 func (s *Service) View(p policy.Principal, j *Job) api.Job {
+	if j.Status == Running && s.isUnstored(j.ID) {
+		q := *j
+		q.Status, q.Body.Started = Queued, time.Time{}
+		j = &q
+	}
 	q := s.quantum()
 	var now time.Time
 	if p.Role == policy.Vendor && q > 0 { // the clock is read only when it matters (tests tick it)
@@ -103,4 +109,25 @@ func nextReveal(j *Job, now time.Time, q time.Duration) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// starting records that job id's start is committed but not yet on disk (on), or that it
+// is on disk or never committed (off).
+func (s *Service) starting(id string, on bool) {
+	s.unstoredMu.Lock()
+	defer s.unstoredMu.Unlock()
+	if on {
+		if s.unstored == nil {
+			s.unstored = map[string]bool{}
+		}
+		s.unstored[id] = true
+	} else {
+		delete(s.unstored, id)
+	}
+}
+
+func (s *Service) isUnstored(id string) bool {
+	s.unstoredMu.Lock()
+	defer s.unstoredMu.Unlock()
+	return s.unstored[id]
 }

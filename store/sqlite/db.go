@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -31,10 +32,19 @@ type DB struct {
 	hook    func(context.Context)
 	closed  bool
 
-	// wal is the write-ahead log, opened at the first UpdateAsync and kept open so that its
-	// fsync reports every write-back failure since then; walMu serialises its flushes.
-	walMu sync.Mutex
-	wal   *os.File
+	// pin is a reader connection held for the store's life: its shared lock on the database
+	// file keeps any connection (of Veil or another program) that closes last from
+	// checkpointing and deleting the write-ahead log, so the log is one file from open to
+	// Close.
+	pin *sql.Conn
+
+	// wal is the write-ahead log, opened at the first flush and kept open so that its fsync
+	// reports every write-back failure since then (a descriptor opened later would miss one
+	// that SQLite's own fsync of a checkpoint consumed); walIno is its inode, which each
+	// flush checks is still the file at the path. walMu serialises flushes.
+	walMu  sync.Mutex
+	wal    *os.File
+	walIno uint64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -121,8 +131,22 @@ func OpenWith(ctx context.Context, o Options) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	r.SetMaxOpenConns(8)
-	return &DB{w: w, r: r, path: o.Path, marker: o.Marker}, nil
+	r.SetMaxOpenConns(8 + 1) // and the pin
+	pin, err := r.Conn(ctx)
+	if err == nil {
+		// A read opens the log; in WAL mode the connection then keeps its shared lock.
+		var n int
+		err = pin.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n)
+	}
+	if err != nil {
+		if pin != nil {
+			pin.Close()
+		}
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open store: hold a reader connection: %w", err)
+	}
+	return &DB{w: w, r: r, pin: pin, path: o.Path, marker: o.Marker}, nil
 }
 
 // quickCheck runs PRAGMA quick_check: the b-tree structure of every page (not the content
@@ -166,7 +190,7 @@ func (db *DB) Close() error {
 	db.closed = true
 	failed := db.failed
 	db.mu.Unlock()
-	rerr := db.r.Close()
+	rerr := errors.Join(db.pin.Close(), db.r.Close())
 	var merr error
 	if failed == nil {
 		var busy, frames, done int
@@ -207,36 +231,17 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 // Update implements store.Store. After a storage failure it refuses at once, without
 // touching the disk (see Err).
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	db.mu.Lock()
-	refusal := db.refusal
-	db.mu.Unlock()
-	if refusal != nil {
-		return refusal
+	if err := db.refused(); err != nil {
+		return err
 	}
-	tx, err := db.w.BeginTx(ctx, nil)
+	appended, err := db.write(ctx, db.w.BeginTx, fn)
 	if err != nil {
-		return db.fail("begin write", err)
-	}
-	t := &txn{tx: tx}
-	if err := fn(t); err != nil {
-		tx.Rollback()
-		if errors.Is(err, audit.ErrTampered) {
-			// The log in the store is damaged (rows deleted or changed by hand): writes
-			// stop with the reason, rather than each failing on its own.
-			db.Halt(err)
-			db.mu.Lock()
-			defer db.mu.Unlock()
-			return db.refusal
-		}
-		return db.fail("write", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return db.fail("commit", err)
+		return err
 	}
 	db.mu.Lock()
 	hook := db.hook
 	db.mu.Unlock()
-	if t.appended && hook != nil {
+	if appended && hook != nil {
 		// What committed must be signed even if the caller has gone away.
 		hook(context.WithoutCancel(ctx))
 	}
@@ -248,11 +253,8 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 // to FULL before anything else uses it. flush fsyncs the write-ahead log; a failed fsync
 // latches the store as a failed commit does (fail-stop).
 func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() error, error) {
-	db.mu.Lock()
-	refusal := db.refusal
-	db.mu.Unlock()
-	if refusal != nil {
-		return nil, refusal
+	if err := db.refused(); err != nil {
+		return nil, err
 	}
 	conn, err := db.w.Conn(ctx)
 	if err != nil {
@@ -262,33 +264,52 @@ func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() 
 	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
 		return nil, db.fail("begin write", err)
 	}
-	err = func() error {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return db.fail("begin write", err)
+	// The connection goes back to FULL whatever happened, a panic of fn too; one that
+	// cannot is dropped (the pool opens a new one with the DSN's synchronous=FULL).
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous=FULL`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		t := &txn{tx: tx}
-		if err := fn(t); err != nil {
-			tx.Rollback()
-			if errors.Is(err, audit.ErrTampered) {
-				db.Halt(err)
-				db.mu.Lock()
-				defer db.mu.Unlock()
-				return db.refusal
-			}
-			return db.fail("write", err)
-		}
-		return db.fail("commit", tx.Commit())
 	}()
-	// The connection goes back to FULL whatever happened; one that cannot is dropped (the
-	// pool opens a new one with the DSN's synchronous=FULL).
-	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous=FULL`); rerr != nil {
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-	}
-	if err != nil {
+	if _, err := db.write(ctx, conn.BeginTx, fn); err != nil {
 		return nil, err
 	}
 	return db.flushWAL, nil
+}
+
+// refused is the latched refusal, if any: a stopped store refuses without touching the
+// disk.
+func (db *DB) refused() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.refusal
+}
+
+// write runs fn in a write transaction begun by begin (on the writer pool, or on one
+// connection of it) and commits it when fn returns nil; it reports whether fn appended
+// audit records. The transaction is rolled back if fn fails or panics, so that the one
+// writer connection is never left holding it. An audit log that fn finds tampered with
+// stops the store.
+func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error) (appended bool, err error) {
+	tx, err := begin(ctx, nil)
+	if err != nil {
+		return false, db.fail("begin write", err)
+	}
+	defer tx.Rollback() // after a commit: sql.ErrTxDone, nothing done
+	t := &txn{tx: tx}
+	if err := fn(t); err != nil {
+		if errors.Is(err, audit.ErrTampered) {
+			// The log in the store is damaged (rows deleted or changed by hand): writes
+			// stop with the reason, rather than each failing on its own.
+			db.Halt(err)
+			return false, db.refused()
+		}
+		return false, db.fail("write", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, db.fail("commit", err)
+	}
+	return t.appended, nil
 }
 
 // flushWAL fsyncs the write-ahead log.
@@ -304,12 +325,26 @@ func (db *DB) flushWAL() error {
 	if closed {
 		return fmt.Errorf("%w: the store is closed", store.ErrUnavailable)
 	}
+	// The pin keeps SQLite from deleting the log, so a log that is not the one first opened
+	// was removed or replaced by hand: SQLite goes on writing to the file it has open, which
+	// no restart would read, and fsyncing the one at the path now would say nothing.
+	fi, err := os.Stat(db.path + "-wal")
+	if err != nil {
+		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log cannot be found to flush it (%v): it was removed while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, err), nil)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
 	if db.wal == nil {
 		f, err := os.Open(db.path + "-wal")
+		if err == nil {
+			fi, err = f.Stat()
+		}
 		if err != nil {
 			return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log cannot be opened to flush it (%v); the operator must check the disk and restart Veil", store.ErrUnavailable, err), nil)
 		}
-		db.wal = f
+		db.wal, db.walIno = f, fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if ino != db.walIno {
+		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log %s was replaced while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, db.path+"-wal"), nil)
 	}
 	if err := db.wal.Sync(); err != nil {
 		// As after a failed commit: the kernel may have dropped the pages.

@@ -6,7 +6,11 @@
 //
 // UpdateAsync commits at synchronous=NORMAL (written to the log, not fsync'd) and returns
 // a flush that fsyncs the log; a crash of the process loses none of it, one of the machine
-// only what neither a flush nor a later synchronous commit reached the disk with.
+// only what neither a flush nor a later synchronous commit reached the disk with. The flush
+// fsyncs one descriptor of the log kept from the first flush (it reports every write-back
+// failure since), and a reader connection held open for the store's life keeps any
+// connection that closes last, ours or another program's, from deleting the log; a log
+// removed or replaced by hand while the store is open latches the store (fail-stop).
 //
 // Start-up checks (OpenWith): a shutdown marker kept beside the store (or wherever the
 // operator puts it) says "open" while the store is open and, after a clean Close, holds the

@@ -670,3 +670,143 @@ func TestUpdateAsyncFlushFailure(t *testing.T) {
 		t.Fatalf("child output:\n%s", out)
 	}
 }
+
+// TestFlushReachesCurrentWAL closes every connection of the store's pools between a commit
+// and its flush, and lets a connection of another program (read-write, without
+// SQLITE_FCNTL_PERSIST_WAL, as the sqlite3 shell opens) be the last to close: SQLite would
+// then checkpoint and delete the write-ahead log, the next commit would go to a new one, and
+// a descriptor kept from the first flush would fsync a deleted file. The flush must reach
+// the log that holds the commit: the store keeps it from being deleted, and no descriptor of
+// this process is left on a deleted log.
+func TestFlushReachesCurrentWAL(t *testing.T) {
+	ctx := context.Background()
+	o := newStore(t, 2)
+	db := mustOpen(t, o)
+	defer db.Close()
+	l := testLog(t)
+	flush, err := putAsync(t, db, l, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	flush, err = putAsync(t, db, l, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.w.SetMaxIdleConns(0)
+	db.r.SetMaxIdleConns(0)
+	if n := db.w.Stats().OpenConnections + db.r.Stats().Idle; n != 0 {
+		t.Fatalf("%d connections still open in the pools", n)
+	}
+	other, err := sql.Open("sqlite3", "file:"+o.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := other.QueryRowContext(ctx, `SELECT count(*) FROM principals`).Scan(&n); err != nil || n != 4 {
+		t.Fatalf("another program reads %d principals (%v), want 4", n, err)
+	}
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.w.SetMaxIdleConns(2)
+	db.r.SetMaxIdleConns(2)
+	if _, err := os.Stat(o.Path + "-wal"); err != nil {
+		t.Errorf("the write-ahead log after another program closed the store: %v", err)
+	}
+	if _, err := putAsync(t, db, l, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if to, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.HasPrefix(to, o.Path+"-wal") && to != o.Path+"-wal" {
+			t.Errorf("descriptor %s is on %s: the flush fsyncs a log that no longer holds the commits", fd.Name(), to)
+		}
+	}
+	if err := db.View(ctx, func(tx store.Tx) error {
+		_, err := tx.Principal(ctx, "p-4")
+		return err
+	}); err != nil {
+		t.Errorf("the last commit: %v", err)
+	}
+}
+
+// TestFlushRemovedWAL removes the write-ahead log while the store is open (as an operator
+// by mistake): SQLite goes on writing to the removed file, which no restart would read, so
+// the flush latches the failure instead of fsyncing whatever is at the path now.
+func TestFlushRemovedWAL(t *testing.T) {
+	o := newStore(t, 2)
+	db := mustOpen(t, o)
+	defer db.Close()
+	l := testLog(t)
+	flush, err := putAsync(t, db, l, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(o.Path + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	flush, err = putAsync(t, db, l, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "write-ahead log") {
+		t.Fatalf("flush after the log was removed: %v", err)
+	}
+	if err := put(t, db, l, 4); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("write after the log was removed: %v", err)
+	}
+}
+
+// TestPanicInTransaction panics inside a write transaction of Update and of UpdateAsync (a
+// bug in the caller, recovered by it, as net/http recovers a handler): the transaction is
+// rolled back and the one writer connection is free again at synchronous=FULL, so the next
+// write neither waits forever for it nor commits without fsync.
+func TestPanicInTransaction(t *testing.T) {
+	ctx := context.Background()
+	o := newStore(t, 2)
+	db := mustOpen(t, o)
+	defer db.Close()
+	updates := map[string]func(fn func(store.Tx) error){
+		"Update":      func(fn func(store.Tx) error) { db.Update(ctx, fn) },
+		"UpdateAsync": func(fn func(store.Tx) error) { db.UpdateAsync(ctx, fn) },
+	}
+	for _, name := range []string{"Update", "UpdateAsync"} {
+		id := "p-panic-" + name
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("%s did not pass the panic on", name)
+				}
+			}()
+			updates[name](func(tx store.Tx) error {
+				tx.PutPrincipal(ctx, store.Principal{ID: id, Name: id, Role: "reviewer", TokenHash: []byte(id), Created: time.Unix(9, 0)})
+				panic("a bug")
+			})
+		}()
+		if n := db.w.Stats().InUse; n != 0 {
+			t.Fatalf("after a panic in %s the writer connection is still in use (%d): every later write would wait for it", name, n)
+		}
+		var sync int
+		if err := db.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+			t.Errorf("writer synchronous = %d (%v) after a panic in %s, want 2 (FULL)", sync, err, name)
+		}
+		if err := db.View(ctx, func(tx store.Tx) error { _, err := tx.Principal(ctx, id); return err }); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the change of the panicking %s: %v, want it rolled back", name, err)
+		}
+	}
+	if err := put(t, db, testLog(t), 2); err != nil {
+		t.Errorf("write after the panics: %v", err)
+	}
+}
