@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -488,6 +489,131 @@ func TestDPChoiceByHashMatchesArgMin(t *testing.T) {
 			rr.Close()
 			if !reflect.DeepEqual(got, want) || len(want) < 30 {
 				t.Errorf("max_rows %d, secret %d: got %v, the choice by arg_min %v", maxRows, secret, got, want)
+			}
+		}
+	}
+}
+
+// dumpResult runs sql as a dp job's bounded plan and returns its result, one sorted line per
+// group with every column (floats to 9 significant digits: the plans add in different orders).
+func dumpResult(t *testing.T, sql string, sc Scope, secret int64) []string {
+	t.Helper()
+	var buf bytes.Buffer
+	job := &Job{SQL: sql, Tables: sc.Tables[1:], Threads: 2, MemoryLimitMB: 512, MaxResultBytes: 64 << 20, Secret: secret}
+	if err := Run(context.Background(), job, &buf); err != nil {
+		t.Fatalf("run: %v\n%s", err, sql)
+	}
+	rec, err := ReadResult(&buf, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	var lines []string
+	for r := 0; r < int(rec.NumRows()); r++ {
+		var b strings.Builder
+		for c := 0; c < int(rec.NumCols()); c++ {
+			col := rec.Column(c)
+			switch {
+			case col.IsNull(r):
+				b.WriteString("NULL")
+			case col.DataType().ID() == arrow.FLOAT64:
+				fmt.Fprintf(&b, "%.9g", col.(*array.Float64).Value(r))
+			default:
+				b.WriteString(col.ValueStr(r))
+			}
+			b.WriteString("|")
+		}
+		lines = append(lines, b.String())
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+// TestDPChoiceJoinMatchesSemiJoin: the max_groups 1 plan joins the rows with their unit's
+// choice on the unit alone and compares the hashes after the join; it bounds every unit's
+// contribution as the plan before did, which semi-joined on unit and hash. Both run on
+// adversarial data (a unit of 500 rows in 60 groups, one of 300 rows in one group, NULL
+// keys, rows without a unit), for counts, sums, averages, medians and counts of units, one
+// and two keys, a cap below and above the units' rows, several secrets, and with a coarse
+// hash that makes most of a unit's keys tie (every key, with one bucket): every column of
+// every group must be the same, and each unit must still count in one group only.
+func TestDPChoiceJoinMatchesSemiJoin(t *testing.T) {
+	v := newValidator(t)
+	ctx := context.Background()
+	rows := randomRows(rand.New(rand.NewPCG(3, 5)), 200)
+	for i := range 500 {
+		rows = append(rows, unitRow{unit: 5000, group: fmt.Sprintf("m%d", i%60), value: float64(i % 250)})
+	}
+	for i := range 300 {
+		rows = append(rows, unitRow{unit: 5001, group: "h1", value: float64(i)})
+	}
+	for u := range 40 {
+		rows = append(rows, unitRow{unit: int64(6000 + u), group: "", value: 7}, unitRow{unit: int64(6000 + u), group: fmt.Sprintf("h%d", u%3), value: 9})
+	}
+	units := map[int64]bool{}
+	for _, r := range rows {
+		units[r.unit] = true
+	}
+	pq := writeRows(t, rows)
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	withNull := filepath.Join(t.TempDir(), "visits.parquet")
+	if _, err := db.Exec(fmt.Sprintf("COPY (SELECT * FROM read_parquet('%s') UNION ALL SELECT NULL, 50, 'h2' FROM range(40)) TO '%s' (FORMAT parquet)", pq, withNull)); err != nil {
+		t.Fatal(err)
+	}
+	sc := dpScope("", withNull)
+	queries := []string{
+		"SELECT hospital, COUNT(*) FROM visits GROUP BY hospital",
+		"SELECT hospital, SUM(cost), AVG(cost), MEDIAN(cost), COUNT(DISTINCT resident_id) FROM visits GROUP BY hospital",
+		"SELECT hospital, cost, COUNT(*) FROM visits GROUP BY hospital, cost",
+	}
+	hashes := map[string]func(string) string{
+		"hash":       choiceHash,
+		"3 buckets":  func(a string) string { return "(hash(" + a + ") % 3)" },
+		"one bucket": func(a string) string { return "(hash(" + a + ") % 1)" },
+	}
+	defer func(h func(string) string) { choiceHash = h }(choiceHash)
+	for name, h := range hashes {
+		choiceHash = h
+		eh := h("__veil_e.__veil_u, __veil_e.__veil_k0, getvariable('veil_secret')")
+		for _, q := range queries {
+			if strings.Contains(q, "cost, COUNT") {
+				eh = h("__veil_e.__veil_u, __veil_e.__veil_k0, __veil_e.__veil_k1, getvariable('veil_secret')")
+			}
+			for _, maxRows := range []int64{1, 3, 100} {
+				plan, err := v.ValidateDP(ctx, q, sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxGroups: 1, MaxRows: maxRows, Bounds: map[string][2]float64{"cost": {0, 200}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				join := ") AS __veil_x ON __veil_e.__veil_u = __veil_x.__veil_cu WHERE (" + eh + " = __veil_x.__veil_ch) IS TRUE"
+				if strings.Count(plan.SQL, " AS __veil_e JOIN (") != 1 || strings.Count(plan.SQL, join) != 1 {
+					t.Fatalf("%s: not the plan this test knows:\n%s", q, plan.SQL)
+				}
+				before := strings.Replace(strings.Replace(plan.SQL, " AS __veil_e JOIN (", " AS __veil_e SEMI JOIN (", 1),
+					join, ") AS __veil_x ON __veil_e.__veil_u = __veil_x.__veil_cu AND "+eh+" = __veil_x.__veil_ch", 1)
+				for _, secret := range []int64{1, -7} {
+					got, want := dumpResult(t, plan.SQL, sc, secret), dumpResult(t, before, sc, secret)
+					if !slices.Equal(got, want) {
+						t.Errorf("%s, %s (max_rows %d, secret %d):\ngot  %v\nwant %v", q, name, maxRows, secret, got, want)
+					}
+					if !strings.Contains(q, "COUNT(*)") {
+						continue
+					}
+					// One group per unit: the units column adds up to the units with rows.
+					var sum int64
+					for _, l := range got {
+						f := strings.Split(l, "|")
+						var n int64
+						fmt.Sscan(f[len(f)-3], &n)
+						sum += n
+					}
+					if sum != int64(len(units)) {
+						t.Errorf("%s, %s (max_rows %d, secret %d): %d units counted, %d units have rows", q, name, maxRows, secret, sum, len(units))
+					}
+				}
 			}
 		}
 	}

@@ -364,8 +364,8 @@ func leaf(a DPAgg, v string) string {
 // average), and sums per group. Aggregates and joins, never window functions, which sort.
 //
 // With MaxGroups 1 the unit's group is chosen first, by one aggregation per unit over the
-// rows (arg_min of the key by its hash), and only the rows of chosen groups are aggregated
-// per (unit, group): the choice costs less than the per-(unit, group) aggregation it
+// rows (the smallest hash of unit, key and secret), and only the rows of chosen groups are
+// aggregated per unit: the choice costs less than the per-(unit, group) aggregation it
 // shrinks. With more groups per unit the choice needs every (unit, group) first, so the
 // per-(unit, group) partials are kept whole and arg_min picks the G of them with the
 // smallest hashes. Both compute the same partials for the same secret.
@@ -390,7 +390,7 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 		}
 	}
 	groupBy := strings.Join(append([]string{"__veil_u"}, keys...), ", ")
-	hash := "hash(" + strings.Join(append(append([]string{"__veil_u"}, keys...), "getvariable('veil_secret')"), ", ") + ")"
+	hash := choiceHash(strings.Join(append(append([]string{"__veil_u"}, keys...), "getvariable('veil_secret')"), ", "))
 	var bounded, r string
 	switch {
 	case len(keys) == 0:
@@ -398,18 +398,25 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 		bounded = fmt.Sprintf("SELECT %s FROM %s GROUP BY __veil_u", strings.Join(per, ", "), rows)
 	case p.MaxGroups == 1:
 		// The unit's smallest hash names its group: the rows of that hash are the rows of
-		// the group (arg_min of the key by the same hash), found by joining on the hash, a
-		// number, without carrying the keys through the choice. Should two of a unit's keys
-		// share a 64-bit hash, their rows count as one group's (the keys' least): the unit
-		// still has one group and at most MaxRows rows in it.
-		eh := "hash(" + strings.Join(append(append([]string{"__veil_e.__veil_u"}, prefixed("__veil_e.", keys)...), "getvariable('veil_secret')"), ", ") + ")"
+		// the group (arg_min of the key by the same hash), found by comparing each row's
+		// hash, a number, with its unit's, without carrying the keys through the choice.
+		// Should two of a unit's keys share a 64-bit hash, their rows count as one group's
+		// (the keys' least): the unit still has one group and at most MaxRows rows in it.
+		//
+		// The rows join the choice on the unit alone, which the choice has once (it is
+		// grouped by it), and the hash is compared after the join: a join on one integer
+		// column is one DuckDB answers from an array where the units are dense integers,
+		// and where they are not it is no slower than the join on both. IS TRUE keeps the
+		// optimizer from moving the comparison into the join's condition; it drops
+		// nothing, as neither hash is ever NULL.
+		eh := choiceHash(strings.Join(append(append([]string{"__veil_e.__veil_u"}, prefixed("__veil_e.", keys)...), "getvariable('veil_secret')"), ", "))
 		chosen := fmt.Sprintf("SELECT __veil_u AS __veil_cu, min(%s) AS __veil_ch FROM %s GROUP BY __veil_u", hash, rows)
 		one := []string{"__veil_u"}
 		for _, k := range keys {
 			one = append(one, fmt.Sprintf("min(%s) AS %s", k, k))
 		}
 		one = append(one, per[1+len(keys):]...)
-		bounded = fmt.Sprintf("SELECT %s FROM %s AS __veil_e SEMI JOIN (%s) AS __veil_x ON __veil_e.__veil_u = __veil_x.__veil_cu AND %s = __veil_x.__veil_ch GROUP BY __veil_u",
+		bounded = fmt.Sprintf("SELECT %s FROM %s AS __veil_e JOIN (%s) AS __veil_x ON __veil_e.__veil_u = __veil_x.__veil_cu WHERE (%s = __veil_x.__veil_ch) IS TRUE GROUP BY __veil_u",
 			strings.Join(one, ", "), rows, chosen, eh)
 	default:
 		perSQL := fmt.Sprintf("SELECT %s FROM %s GROUP BY %s", strings.Join(per, ", "), rows, groupBy)
@@ -445,6 +452,10 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 	}
 	return fmt.Sprintf("SELECT %s FROM (%s)%s", strings.Join(out, ", "), bounded, group)
 }
+
+// choiceHash is the keyed hash of a unit's group (args: unit, keys, secret) that decides
+// which groups a unit keeps: DuckDB's 64-bit hash. Tests make it coarse to force ties.
+var choiceHash = func(args string) string { return "hash(" + args + ")" }
 
 // prefixed prefixes each of names with p.
 func prefixed(p string, names []string) []string {

@@ -35,6 +35,13 @@ var ahead = []string{
 	"SET temp_directory=''", // a job with a spill area sets its own
 }
 
+// DPPerfectHashBits bounds the aggregations a dp job's DuckDB runs into an array indexed by
+// the group (a perfect hash table, as large as the groups' range of values, one per thread,
+// not spilled): at most 2^18 entries of the per-unit states per thread, a few MB for a
+// count, about 130 MB per thread for the partials of the most sums a dp query may ask for
+// (MaxDPAggregates, a count and a sum each), within a job's default memory.
+const DPPerfectHashBits = 18
+
 // Preset are settings a runner applies ahead besides ahead's: the ones its daemon gives
 // every SQL job (Job.Threads, Job.MemoryLimitMB; zero: none). A job with other values
 // sets its own, so that a job's database is the same whatever was preset.
@@ -75,7 +82,12 @@ func lockdown(j *Job, p Preset) []string {
 		s = append(s, "RESET memory_limit")
 	}
 	if j.Secret != 0 {
-		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret))
+		// A dp job (the only kind with a secret): its bounded plan aggregates per privacy
+		// unit, twice, over every row. Where the units are integers of a range of at most
+		// 2^DPPerfectHashBits (DuckDB knows it from the files' statistics), DuckDB then
+		// aggregates into an array indexed by the unit instead of a hash table, in half the
+		// time; its default allows only 2^12.
+		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret), fmt.Sprintf("SET perfect_ht_threshold=%d", DPPerfectHashBits))
 	}
 	return append(s, "SET lock_configuration=true")
 }

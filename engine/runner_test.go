@@ -127,3 +127,28 @@ func TestRunnerRunsOneJob(t *testing.T) {
 		t.Fatal("a runner streamed for a second job")
 	}
 }
+
+// A dp job (one with a secret) aggregates into arrays for units of a range up to
+// 2^DPPerfectHashBits; other jobs keep DuckDB's default.
+func TestDPJobPerfectHash(t *testing.T) {
+	file := bigTable(t, 10)
+	tables := []Table{{Name: "big", Files: []string{file}, Columns: []Column{{Name: "k"}, {Name: "g"}, {Name: "v"}}}}
+	for _, c := range []struct {
+		secret int64
+		want   string
+	}{{0, "12"}, {5, fmt.Sprint(DPPerfectHashBits)}} {
+		var out bytes.Buffer
+		job := Job{SQL: "SELECT current_setting('perfect_ht_threshold')::VARCHAR AS b", Tables: tables, Threads: 1, MaxResultBytes: 1 << 20, Secret: c.secret}
+		if err := Run(context.Background(), &job, &out); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := ReadResult(&out, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.Column(0).ValueStr(0); got != c.want {
+			t.Errorf("secret %d: perfect_ht_threshold %s, want %s", c.secret, got, c.want)
+		}
+		rec.Release()
+	}
+}
