@@ -267,6 +267,7 @@ func benchRealData(ctx context.Context, e *env) error {
 		checkedJob.Checks, checkedJob.CheckFast = append(checkedJob.Checks, c.SQL), append(checkedJob.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			checkedJob.DominanceCheck, checkedJob.DominanceRules, checkedJob.Dominance, checkedJob.DominanceCells = i+1, &rules, plan.Dominance, c.CellSQL
+			checkedJob.DominanceUnits = c.UnitsSQL
 		}
 	}
 	var metered []time.Duration

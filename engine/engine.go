@@ -214,6 +214,11 @@ type Job struct {
 	// Dominance columns leave some cells undecided, the runner runs it for those cells only
 	// and writes the keys of the ones that fail, as the check itself would.
 	DominanceCells string `json:"dominance_cells,omitempty"`
+	// DominanceUnits is the dominance check's per-cell units, rows and verdicts
+	// (Check.UnitsSQL): where the fast plan's result leaves cells undecided by their row
+	// counts or by the dominance bounds, the runner runs it once for all of them, instead of
+	// the exact plan for the one and DominanceCells for the other.
+	DominanceUnits string `json:"dominance_units,omitempty"`
 	// TempDir is where DuckDB may write its temporary files when the job does not fit in
 	// MemoryLimitMB (a sandbox's spill area), at most TempMaxMB of them. Empty: nowhere; a
 	// job that does not fit fails.

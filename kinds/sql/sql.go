@@ -179,7 +179,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		ejob.Checks, ejob.CheckFast = append(ejob.Checks, c.SQL), append(ejob.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			ejob.DominanceCheck, ejob.DominanceRules, ejob.Dominance = i+1, &rules, plan.Dominance
-			ejob.DominanceCells = c.CellSQL
+			ejob.DominanceCells, ejob.DominanceUnits = c.CellSQL, c.UnitsSQL
 		}
 	}
 	var exact bytes.Buffer
