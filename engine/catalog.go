@@ -157,7 +157,14 @@ func UnitStatsBy(ctx context.Context, files []string, unit string, cols map[stri
 		names = names[:byMaxCols]
 	}
 	src := "read_parquet(" + quoteList(files) + ")"
-	items := []string{"count(*)"}
+	var rows int64
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+src).Scan(&rows); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if rows > byMaxRows {
+		return nil, nil // the count is the files' metadata: no scan of a large table
+	}
+	var items []string
 	for _, n := range names {
 		items = append(items, "approx_count_distinct("+quoteIdent(cols[n])+")")
 	}
@@ -169,12 +176,9 @@ func UnitStatsBy(ctx context.Context, files []string, unit string, cols map[stri
 	if err := db.QueryRowContext(ctx, "SELECT "+strings.Join(items, ", ")+" FROM "+src).Scan(ptrs...); err != nil {
 		return nil, fmt.Errorf("count values: %w", err)
 	}
-	if vals[0].Int64 > byMaxRows {
-		return nil, nil
-	}
 	out := map[string]int64{}
 	for i, n := range names {
-		if vals[i+1].Int64 > byMaxValues {
+		if vals[i].Int64 > byMaxValues {
 			continue
 		}
 		var m sql.NullInt64
