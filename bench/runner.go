@@ -334,7 +334,7 @@ func benchRealData(ctx context.Context, e *env) error {
 		e.st.ratio("realdata_threshold_metered_vs_raw_ratio", ms(median(metered)), base, ms(s.med("raw")), "The job's metered wall time (sandbox start to exit) end to end. "+note),
 		e.pairedRatio("realdata_threshold_pool_vs_raw_ratio", s, "pooled", "raw", base, "Validation, the runner in a sandbox prepared ahead and the threshold gate, in this process (no API, store or audit). "+note),
 		e.pairedRatio("realdata_threshold_plan_vs_raw_ratio", s, "plan", "raw", base, "The threshold plan's SQL (the row-counting variant first, then exact distinct units for the undecided groups only, by their group keys) by the runner's code in this process. "+note),
-		e.pairedRatio("realdata_threshold_checked_vs_raw_ratio", s, "checked", "raw", base, "The threshold plan's SQL with the checks the daemon adds (dominance, for the AVG: skipped for the cells the result's bounds clear, run for the others alone) by the runner's code in this process. "+note),
+		e.pairedRatio("realdata_threshold_checked_vs_raw_ratio", s, "checked", "raw", base, "The threshold plan's SQL with the checks the daemon adds (dominance, for the AVG: skipped for the cells the result's bounds clear; the cells they leave and the groups the row counts leave get their units and verdicts in one restricted pass) by the runner's code in this process. "+note),
 		e.pairedRatio("realdata_threshold_floor_vs_raw_ratio", s, "floor", "raw", base, "Raw DuckDB's own floor for a threshold: the GROUP BY with COUNT(DISTINCT unit). "+note),
 	)
 }
