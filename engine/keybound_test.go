@@ -217,3 +217,27 @@ func TestKeyColumnBoundMatchesExact(t *testing.T) {
 		t.Errorf("%+v: the cases decide too little", total)
 	}
 }
+
+// RowsPerUnit takes the smallest measured maximum of the plan's key columns (names as DuckDB
+// resolves them, ignoring ASCII case), never one above the table's, and nothing where the
+// table's is unknown.
+func TestRowsPerUnit(t *testing.T) {
+	tbl := engine.Table{MaxRowsPerUnit: 40, MaxRowsPerUnitBy: map[string]int64{"g": 2, "h": 50, "v": 0, "w": 7}}
+	for _, tc := range []struct {
+		keys []string
+		want int64
+	}{
+		{nil, 40}, {[]string{"g"}, 2}, {[]string{"G"}, 2}, {[]string{"h"}, 40}, {[]string{"v"}, 40},
+		{[]string{"w", "g"}, 2}, {[]string{"w", "h"}, 7}, {[]string{"x"}, 40},
+	} {
+		p := engine.Plan{KeyColumns: tc.keys}
+		if got := p.RowsPerUnit(tbl); got != tc.want {
+			t.Errorf("keys %v: %d, want %d", tc.keys, got, tc.want)
+		}
+	}
+	unknown := tbl
+	unknown.MaxRowsPerUnit = 0
+	if got := (&engine.Plan{KeyColumns: []string{"g"}}).RowsPerUnit(unknown); got != 0 {
+		t.Errorf("unknown maximum: %d", got)
+	}
+}
