@@ -102,6 +102,17 @@ func (s *Service) register(ctx context.Context, p policy.Principal, req api.Regi
 			policy.ErrInvalid, sch.MaxRowsPerUnit, sch.Unit, most, sch.Unit)
 	}
 	sch.MaxRowsPerUnit, sch.UnitComplete = most, missing == 0
+	// Per column too, where the table is small enough to measure (a tighter bound of the
+	// rows of one unit in a group of that column, which the threshold fast plan uses).
+	by := map[string]string{}
+	for _, c := range sch.Columns {
+		if !c.PrivacyUnit && !c.Identifier() {
+			by[c.Name] = c.Name
+		}
+	}
+	if sch.MaxRowsPerUnitBy, err = engine.UnitStatsBy(ctx, files, sch.UnitColumn().Name, by); err != nil {
+		return api.Dataset{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+	}
 	final := filepath.Join(s.Config.DataPath(), sch.Name, version[:16])
 	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
 		return api.Dataset{}, err

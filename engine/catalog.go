@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -121,4 +122,73 @@ func UnitStats(ctx context.Context, files []string, unit string) (maxRows, missi
 		return 0, 0, fmt.Errorf("count rows per unit: %w", err)
 	}
 	return m.Int64, n.Int64, nil
+}
+
+// Limits of UnitStatsBy: it measures tables of at most byMaxRows rows, and columns of at most
+// byMaxValues values (DuckDB's estimate: it only chooses what is measured; what is measured
+// is exact). Larger ones are left unmeasured, and their queries rely on MaxRowsPerUnit alone.
+const (
+	byMaxRows   = 5_000_000
+	byMaxValues = 100_000
+	byMaxCols   = 16
+)
+
+// UnitStatsBy measures, for each column of cols (dataset name -> the file's header), the
+// largest number of rows any one privacy unit has among the rows that share one value of
+// that column (NULL is one value, as GROUP BY has it); rows without a unit are not counted,
+// as in UnitStats. A query grouped by the column as it is holds the rows of one value in
+// each group, so no unit has more rows than that in a group (Table.MaxRowsPerUnitBy). It
+// measures small tables and columns only (byMaxRows, byMaxValues) and leaves the others out.
+func UnitStatsBy(ctx context.Context, files []string, unit string, cols map[string]string) (map[string]int64, error) {
+	if len(cols) == 0 {
+		return nil, nil
+	}
+	db, err := openLocal()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	names := make([]string, 0, len(cols))
+	for n := range cols {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if len(names) > byMaxCols {
+		names = names[:byMaxCols]
+	}
+	src := "read_parquet(" + quoteList(files) + ")"
+	var rows int64
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+src).Scan(&rows); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if rows > byMaxRows {
+		return nil, nil // the count is the files' metadata: no scan of a large table
+	}
+	var items []string
+	for _, n := range names {
+		items = append(items, "approx_count_distinct("+quoteIdent(cols[n])+")")
+	}
+	vals := make([]sql.NullInt64, len(items))
+	ptrs := make([]any, len(items))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := db.QueryRowContext(ctx, "SELECT "+strings.Join(items, ", ")+" FROM "+src).Scan(ptrs...); err != nil {
+		return nil, fmt.Errorf("count values: %w", err)
+	}
+	out := map[string]int64{}
+	for i, n := range names {
+		if vals[i].Int64 > byMaxValues {
+			continue
+		}
+		var m sql.NullInt64
+		q := fmt.Sprintf("SELECT max(n) FROM (SELECT count(*) AS n FROM %s WHERE %s IS NOT NULL GROUP BY %s, %s)", src, quoteIdent(unit), quoteIdent(cols[n]), quoteIdent(unit))
+		if err := db.QueryRowContext(ctx, q).Scan(&m); err != nil {
+			return nil, fmt.Errorf("count rows per unit and %s: %w", n, err)
+		}
+		if m.Valid && m.Int64 > 0 {
+			out[n] = m.Int64
+		}
+	}
+	return out, nil
 }

@@ -76,6 +76,12 @@ type Check struct {
 	// true where SQL names the cell. The runner runs it restricted to the cells the query's
 	// result leaves undecided (DominanceUndecided), and SQL where it cannot.
 	CellSQL string `json:"cell_sql,omitempty"`
+	// UnitsSQL (dominance, one table, group keys) gives per cell the group keys, then
+	// __veil_units (the distinct units of its rows), __veil_rows (its rows with a unit) and
+	// __veil_fail, from the one per-(cell, unit) relation of the check: the runner runs it
+	// restricted to the cells the fast plan's row counts or dominance bounds leave undecided,
+	// for both at once (Job.DominanceUnits).
+	UnitsSQL string `json:"units_sql,omitempty"`
 }
 
 // CheckRules are the thresholds of the checks.
@@ -310,6 +316,7 @@ func (s *vsession) dominance(ctx context.Context, q *checkQuery, r CheckRules) (
 		part = ""
 	}
 	var parts, cells []string
+	unitsSQL := ""
 	for ui, u := range units {
 		sel := q.keyItems("__veil_g")
 		uc := clone(u).(map[string]any)
@@ -364,6 +371,24 @@ func (s *vsession) dominance(ctx context.Context, q *checkQuery, r CheckRules) (
 			c1 = fmt.Sprintf("SELECT %s, (%s) AS __veil_fail FROM %s GROUP BY %s", strings.Join(keyCols, ", "), cond, from, strings.Join(keyCols, ", "))
 		}
 		q1 += " HAVING " + cond
+		if len(units) == 1 && nk > 0 {
+			// The same relation with each (cell, unit)'s rows: the cell's distinct units
+			// are its rows with a unit, its rows with a unit their rows' sum.
+			rows, err := s.expression(ctx, "count(*) AS __veil_r")
+			if err != nil {
+				return Check{}, false, err
+			}
+			inner2, err := s.deserialize(ctx, q.statement(clone(q.where), append(clone(sel).([]any), clone(rows)), groups))
+			if err != nil {
+				return Check{}, false, err
+			}
+			from2 := "(" + inner2 + ") AS __veil_p"
+			if len(mid) > 0 {
+				from2 = "(SELECT *, " + strings.Join(mid, ", ") + " FROM " + from2 + ") AS __veil_p"
+			}
+			unitsSQL = fmt.Sprintf("SELECT %[1]s, count(__veil_u) AS %[2]s_0, CAST(coalesce(sum(__veil_r) FILTER (WHERE __veil_u IS NOT NULL), 0) AS BIGINT) AS %[3]s, coalesce(%[4]s, false) AS __veil_fail FROM %[5]s GROUP BY %[1]s",
+				strings.Join(keyCols, ", "), UnitsPrefix, RowsColumn, cond, from2)
+		}
 		_ = ui
 		parts = append(parts, q1)
 		cells = append(cells, c1)
@@ -376,6 +401,7 @@ func (s *vsession) dominance(ctx context.Context, q *checkQuery, r CheckRules) (
 		// A cell fails where it fails for some table's unit.
 		c.CellSQL = fmt.Sprintf("SELECT %[1]s, bool_or(coalesce(__veil_fail, false)) AS __veil_fail FROM (%[2]s) AS __veil_v GROUP BY %[1]s",
 			strings.Join(keyCols, ", "), strings.Join(cells, " UNION ALL "))
+		c.UnitsSQL = unitsSQL
 	}
 	return c, true, nil
 }

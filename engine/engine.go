@@ -58,6 +58,12 @@ type Table struct {
 	// UnitComplete is true when every row of Files has a privacy unit (measured, like
 	// MaxRowsPerUnit; false when unknown).
 	UnitComplete bool `json:"unit_complete,omitempty"`
+	// MaxRowsPerUnitBy is, per column (by Name), the measured maximum of rows one privacy
+	// unit has among the rows of Files that share one value of that column (UnitStatsBy;
+	// absent: unknown). It is at most MaxRowsPerUnit, often far less: a person with many
+	// rows has few of them in each group of a column. A query grouped by that column as it
+	// is (a plain key, Plan.KeyColumns) has at most that many rows of a unit in a group.
+	MaxRowsPerUnitBy map[string]int64 `json:"max_rows_per_unit_by,omitempty"`
 	// Unit is what the privacy unit is (person or enterprise): DP joins need the same on
 	// both sides.
 	Unit string `json:"unit,omitempty"`
@@ -141,6 +147,11 @@ type Plan struct {
 	// planned for a dataset version in which every row has a unit (Table.UnitComplete) and
 	// runs only on such a version (FastFor).
 	FastAll bool `json:"fast_all,omitempty"`
+	// KeyColumns are the group keys of a plan with FastSQL that are columns of its table as
+	// they are (GROUP BY origin, not lower(origin)), by Name: every group holds the rows of
+	// one value of each, so the rows-per-unit maximum of any of them bounds the group's
+	// (RowsPerUnit).
+	KeyColumns []string `json:"key_columns,omitempty"`
 
 	// DP is set for a query in dp mode: SQL then computes contribution-bounded partial
 	// aggregates per group, and the DP gate turns them into noisy releases.
@@ -155,6 +166,25 @@ func (p *Plan) FastFor(t Table) string {
 		return ""
 	}
 	return p.FastSQL
+}
+
+// RowsPerUnit is the rows-per-unit maximum the fast plan and the gate may rely on in one
+// group of p's result on t, the dataset version that runs now: t's maximum, or the smallest
+// maximum t measured by one of p's key columns (a group of a plain key holds the rows of one
+// of its values). 0 where t's maximum is unknown.
+func (p *Plan) RowsPerUnit(t Table) int64 {
+	m := t.MaxRowsPerUnit
+	if m < 1 {
+		return 0
+	}
+	for _, c := range p.KeyColumns {
+		for name, v := range t.MaxRowsPerUnitBy {
+			if lowerASCII(name) == lowerASCII(c) && v >= 1 && v < m {
+				m = v
+			}
+		}
+	}
+	return m
 }
 
 // Job is what the runner receives on its standard input.
@@ -184,6 +214,11 @@ type Job struct {
 	// Dominance columns leave some cells undecided, the runner runs it for those cells only
 	// and writes the keys of the ones that fail, as the check itself would.
 	DominanceCells string `json:"dominance_cells,omitempty"`
+	// DominanceUnits is the dominance check's per-cell units, rows and verdicts
+	// (Check.UnitsSQL): where the fast plan's result leaves cells undecided by their row
+	// counts or by the dominance bounds, the runner runs it once for all of them, instead of
+	// the exact plan for the one and DominanceCells for the other.
+	DominanceUnits string `json:"dominance_units,omitempty"`
 	// TempDir is where DuckDB may write its temporary files when the job does not fit in
 	// MemoryLimitMB (a sandbox's spill area), at most TempMaxMB of them. Empty: nowhere; a
 	// job that does not fit fails.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -141,15 +143,24 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 		return nil, nil
 	}
 
-	// The fast result with its row counts replaced by units.
+	return withUnits(recs, rowsIdx[0], k, m, exact), nil
+}
+
+// withUnits is the fast result recs with its row counts (column rowsIdx) replaced by a
+// units column the gate reads as exact counts: exact's units for the rows it has (by global
+// row number), n for a row of n < k rows (fewer than k units), ceil(n/m) for one of n >= k·m
+// (at least k). Every other row must be in exact.
+func withUnits(recs []arrow.RecordBatch, rowsIdx int, k, m int64, exact map[int]int64) []arrow.RecordBatch {
+	schema := recs[0].Schema()
+	units := fmt.Sprintf("%s_0", UnitsPrefix)
 	fields := append([]arrow.Field(nil), schema.Fields()...)
-	fields[rowsIdx[0]] = arrow.Field{Name: units, Type: arrow.PrimitiveTypes.Int64, Nullable: true}
+	fields[rowsIdx] = arrow.Field{Name: units, Type: arrow.PrimitiveTypes.Int64, Nullable: true}
 	md := schema.Metadata()
 	out := arrow.NewSchema(fields, &md)
 	var res []arrow.RecordBatch
 	row := 0
 	for _, rec := range recs {
-		n := rec.Column(rowsIdx[0]).(*array.Int64)
+		n := rec.Column(rowsIdx).(*array.Int64)
 		b := array.NewInt64Builder(memory.DefaultAllocator)
 		b.Reserve(n.Len())
 		for r := 0; r < n.Len(); r++ {
@@ -166,11 +177,11 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 		col := b.NewArray()
 		b.Release()
 		cols := append([]arrow.Array(nil), rec.Columns()...)
-		cols[rowsIdx[0]] = col
+		cols[rowsIdx] = col
 		res = append(res, array.NewRecordBatch(out, cols, rec.NumRows()))
 		col.Release()
 	}
-	return res, nil
+	return res
 }
 
 // keyHashes returns DuckDB's hash of each row's group keys, by global row number: the key
@@ -373,3 +384,159 @@ func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.
 	ok = true
 	return out, oschema, nil
 }
+
+// narrowDominance completes a fast result in one pass where its row counts leave some
+// groups undecided (between K and K·M rows) or its dominance bounds some cells (domRows, by
+// global row number): the dominance check's per-(cell, unit) relation (Job.DominanceUnits)
+// restricted to the union of both, as narrow and dominanceRestricted restrict theirs, gives
+// each such cell its distinct units and its verdict. It returns the fast result with units
+// (withUnits) and the dominance check's result as the check itself would name the cells:
+// the keys of those that fail (the cells the bounds clear pass the exact rules for
+// certain). The relation is the check's, which the exact plan's groups must be: besides the
+// keys, each cell's rows with a unit must be the fast result's row count of its group (the
+// fast plan counts those, or every row where every row has one). It returns nil, nil where
+// it cannot vouch for the result (no group keys, too many cells, a shared hash, a cell
+// without its one answer or with other rows, a query it cannot run): the caller then
+// narrows and checks as before.
+func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int) ([]arrow.RecordBatch, *checked, error) {
+	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
+		return nil, nil, nil // narrow and the checks will tell
+	}
+	return exact, dom, err
+}
+
+func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int) ([]arrow.RecordBatch, *checked, error) {
+	schema := recs[0].Schema()
+	rowsIdx := schema.FieldIndices(RowsColumn)
+	if len(rowsIdx) != 1 || j.DominanceUnits == "" {
+		return nil, nil, nil
+	}
+	var keys []int
+	for i, f := range schema.Fields() {
+		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
+			keys = append(keys, i)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	k, m := int64(j.K), j.MaxRowsPerUnit
+	type at struct{ rec, row int }
+	var where []at
+	var rowsOf []int64
+	cand := map[int]bool{}
+	for ri, rec := range recs {
+		n, ok := rec.Column(rowsIdx[0]).(*array.Int64)
+		if !ok {
+			return nil, nil, nil
+		}
+		for r := 0; r < n.Len(); r++ {
+			if v := n.Value(r); n.IsValid(r) && v >= k && v < k*m {
+				cand[len(where)] = true
+			}
+			where = append(where, at{ri, r})
+			rowsOf = append(rowsOf, n.Value(r))
+		}
+	}
+	for _, row := range domRows {
+		if row < 0 || row >= len(where) {
+			return nil, nil, nil
+		}
+		cand[row] = true
+	}
+	if len(cand) == 0 || len(cand) > maxNarrowed {
+		return nil, nil, nil
+	}
+	hashes, err := keyHashes(ctx, ar, recs, keys, len(where))
+	if err != nil {
+		return nil, nil, err
+	}
+	byHash := make(map[uint64]int, len(cand))
+	lits := make([]string, 0, len(cand))
+	for row := range cand {
+		if _, dup := byHash[hashes[row]]; dup {
+			return nil, nil, nil
+		}
+		byHash[hashes[row]] = row
+		lits = append(lits, fmt.Sprintf("%d::UBIGINT", hashes[row]))
+	}
+	slices.Sort(lits)
+	gs := make([]string, len(keys))
+	for i := range keys {
+		gs[i] = fmt.Sprintf("__veil_g%d", i)
+	}
+	hashExpr := "hash(" + strings.Join(gs, ", ") + ")"
+	units := fmt.Sprintf("%s_0", UnitsPrefix)
+	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s, %s, %s, __veil_fail FROM (%s) AS __veil_cells WHERE %s IN (%s)",
+		hashExpr, strings.Join(gs, ", "), quoteIdent(units), quoteIdent(RowsColumn), j.DominanceUnits, hashExpr, strings.Join(lits, ", "))
+	got, gschema, err := collect(ctx, ar, q, j.MaxResultBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release(got)
+	nk := len(keys)
+	if gschema.NumFields() != 4+nk {
+		return nil, nil, nil
+	}
+	exact := make(map[int]int64, len(cand))
+	var out []arrow.RecordBatch
+	ok := false
+	defer func() {
+		if !ok {
+			release(out)
+		}
+	}()
+	oschema := arrow.NewSchema(gschema.Fields()[1:1+nk], nil)
+	for _, rec := range got {
+		h, ok1 := rec.Column(0).(*array.Uint64)
+		u, ok2 := rec.Column(1 + nk).(*array.Int64)
+		n, ok3 := rec.Column(2 + nk).(*array.Int64)
+		fail, ok4 := rec.Column(3 + nk).(*array.Boolean)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return nil, nil, nil
+		}
+		var parts [][]arrow.Array
+		for r := 0; r < int(rec.NumRows()); r++ {
+			row, found := byHash[h.Value(r)]
+			if !found || u.IsNull(r) || n.IsNull(r) || fail.IsNull(r) {
+				return nil, nil, nil
+			}
+			if _, seen := exact[row]; seen || n.Value(r) != rowsOf[row] {
+				return nil, nil, nil // two cells with the same keys, or not the group's rows
+			}
+			fr := recs[where[row].rec]
+			for c, i := range keys {
+				fc, ec := fr.Column(i), rec.Column(1+c)
+				if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
+					!array.SliceEqual(fc, int64(where[row].row), int64(where[row].row+1), ec, int64(r), int64(r+1)) {
+					return nil, nil, nil
+				}
+			}
+			exact[row] = u.Value(r)
+			if fail.Value(r) {
+				cols := make([]arrow.Array, nk)
+				for c := range keys {
+					cols[c] = array.NewSlice(rec.Column(1+c), int64(r), int64(r+1))
+				}
+				parts = append(parts, cols)
+			}
+		}
+		for _, cols := range parts {
+			out = append(out, array.NewRecordBatch(oschema, cols, 1))
+			for _, c := range cols {
+				c.Release()
+			}
+		}
+	}
+	if len(exact) != len(cand) {
+		return nil, nil, nil
+	}
+	ok = true
+	onePasses.Add(1)
+	return withUnits(recs, rowsIdx[0], k, m, exact), &checked{recs: out, schema: oschema}, nil
+}
+
+// onePasses counts the fast results narrowDominance completed (for tests: that the one pass
+// ran, not the fallback).
+var onePasses atomic.Int64

@@ -202,6 +202,20 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 				// No rows, no cells: the exact plan and every check return none either.
 				return empty(ctx, ar, j, schema, w)
 			}
+			var pre *checked
+			if rows, ok := j.dominanceUndecided(recs); ok && len(rows) > 0 && j.DominanceUnits != "" {
+				// One pass for the cells undecided by either: their units and verdicts.
+				exact, dom, err := narrowDominance(ctx, ar, j, recs, rows)
+				if err != nil {
+					release(recs)
+					return err
+				}
+				if exact != nil {
+					release(recs)
+					recs, pre, undecided = exact, dom, 0
+					defer release(dom.recs)
+				}
+			}
 			if undecided > 0 {
 				// Count distinct units for the undecided groups only; nil: for every group.
 				exact, err := narrow(ctx, ar, j, recs)
@@ -216,14 +230,14 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 				if err := writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs); err != nil {
 					return err
 				}
-				return runChecks(ctx, ar, j, recs, w)
+				return runChecks(ctx, ar, j, recs, w, pre)
 			}
 		}
 		if j.DominanceCheck == 0 {
 			if err := query(ctx, ar, j.SQL, j.MaxResultBytes, w); err != nil {
 				return err
 			}
-			return runChecks(ctx, ar, j, nil, w)
+			return runChecks(ctx, ar, j, nil, w, nil)
 		}
 		// The result decides whether the exact dominance check must run: keep it.
 		recs, schema, err := collect(ctx, ar, j.SQL, j.MaxResultBytes)
@@ -234,7 +248,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 		if err := writeIPC(w, j.MaxResultBytes, schema, recs); err != nil {
 			return err
 		}
-		return runChecks(ctx, ar, j, recs, w)
+		return runChecks(ctx, ar, j, recs, w, nil)
 	})
 }
 
@@ -254,15 +268,41 @@ func (j *Job) dominanceBound() int64 {
 	return j.MaxRowsPerUnit
 }
 
+// checked is a check's result decided before runChecks (narrowDominance).
+type checked struct {
+	recs   []arrow.RecordBatch
+	schema *arrow.Schema
+}
+
+// dominanceUndecided is DominanceUndecided of the job's rules over a result: every row where
+// its columns do not decide (no bound), false where the job has no dominance check.
+func (j *Job) dominanceUndecided(recs []arrow.RecordBatch) ([]int, bool) {
+	if j.DominanceCheck < 1 || j.DominanceRules == nil {
+		return nil, false
+	}
+	if rows, ok := DominanceUndecided(recs, j.Dominance, j.dominanceBound(), *j.DominanceRules); ok {
+		return rows, true
+	}
+	var rows []int
+	for _, rec := range recs {
+		for r := 0; r < int(rec.NumRows()); r++ {
+			rows = append(rows, len(rows))
+		}
+	}
+	return rows, true
+}
+
 // runChecks runs a threshold job's check queries after its query, each result a further
 // IPC stream on w. The dominance check is skipped, its result an empty stream, where the
 // query's result shows every cell passes (DominanceSure), and run for the undecided cells
 // alone where it shows that of some (DominanceUndecided, dominanceRestricted).
-func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer) error {
+func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer, pre *checked) error {
 	var dom []arrow.RecordBatch // the dominance check's result, decided here
 	var domSchema *arrow.Schema
 	decided := false
-	if j.DominanceCheck > 0 && j.DominanceRules != nil {
+	if pre != nil {
+		decided, dom, domSchema = true, pre.recs, pre.schema
+	} else if j.DominanceCheck > 0 && j.DominanceRules != nil {
 		if rows, ok := DominanceUndecided(result, j.Dominance, j.dominanceBound(), *j.DominanceRules); ok {
 			if len(rows) == 0 {
 				decided, domSchema = true, arrow.NewSchema(nil, nil)

@@ -291,7 +291,17 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 		}
 		node["select_list"] = append(append(append(node["select_list"].([]any), item), keyItems(keys)...), clone(dom).([]any)...)
 		stmts = append(stmts, stmt)
-		plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+		// The keys that are the table's columns as they are: each group holds one value of
+		// each, which bounds a unit's rows in the group by that column's maximum.
+		for _, k := range keys {
+			if str(k, "class") != "COLUMN_REF" {
+				continue
+			}
+			if cs := w.resolve(names(k)); len(cs) == 1 && !cs[0].PrivacyUnit && !slices.Contains(plan.KeyColumns, cs[0].Name) {
+				plan.KeyColumns = append(plan.KeyColumns, cs[0].Name)
+			}
+		}
+		plan.MaxRowsPerUnit = plan.RowsPerUnit(*t)
 	}
 	sqls, err := s.deserializeAll(ctx, stmts)
 	if err != nil {

@@ -298,7 +298,8 @@ func Scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 	sc := engine.Scope{Mode: string(mode)}
 	for _, d := range g.Datasets {
 		sch := schemas[d.Name]
-		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit, UnitComplete: sch.UnitComplete}
+		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit, UnitComplete: sch.UnitComplete,
+			MaxRowsPerUnitBy: sch.MaxRowsPerUnitBy}
 		t.Unit = sch.Unit
 		for _, cn := range d.Columns {
 			c, _ := sch.Column(cn)

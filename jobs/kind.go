@@ -201,7 +201,7 @@ func (r *Run) Tables(ctx context.Context, used []string) ([]engine.Table, error)
 		}
 		t.Files = []string{f}
 		// What was measured of the data says nothing of the twin.
-		t.MaxRowsPerUnit, t.UnitComplete = 0, false
+		t.MaxRowsPerUnit, t.UnitComplete, t.MaxRowsPerUnitBy = 0, false, nil
 		tables = append(tables, t)
 	}
 	return tables, nil

@@ -41,6 +41,9 @@ type Schema struct {
 	MaxRowsPerUnit int64  `yaml:"max_rows_per_unit,omitempty" json:"max_rows_per_unit,omitempty"`
 	// UnitComplete is measured at registration, never declared: every row has a privacy unit.
 	UnitComplete bool `yaml:"-" json:"unit_complete,omitempty"`
+	// MaxRowsPerUnitBy is measured at registration, never declared: per column, the most
+	// rows one unit has among the rows sharing one value of it (engine.UnitStatsBy).
+	MaxRowsPerUnitBy map[string]int64 `yaml:"-" json:"max_rows_per_unit_by,omitempty"`
 	// Owner, Grant and Approved mark a vendor's own data fused into one grant (社会数据融合):
 	// visible only to that tenant's jobs under that grant, once the authority approved it,
 	// and deleted when the grant ends. Set by the daemon, never declared.

@@ -150,14 +150,15 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	}
 	g := run.Grant
 	// The fast plan relies on the rows-per-unit maximum of the dataset version that runs now
-	// (and, where it counts every row, on every row of that version having a unit).
+	// (and, where it counts every row, on every row of that version having a unit), the
+	// smaller one of a plain key column where that version measured it.
 	plan.MaxRowsPerUnit = 0
 	fast := ""
 	if plan.FastSQL != "" && len(plan.Tables) == 1 {
 		for _, t := range tables {
 			if t.Name == plan.Tables[0] {
 				if fast = plan.FastFor(t); fast != "" {
-					plan.MaxRowsPerUnit = t.MaxRowsPerUnit
+					plan.MaxRowsPerUnit = plan.RowsPerUnit(t)
 				}
 			}
 		}
@@ -178,7 +179,7 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 		ejob.Checks, ejob.CheckFast = append(ejob.Checks, c.SQL), append(ejob.CheckFast, c.FastSQL)
 		if c.Kind == engine.CheckDominance {
 			ejob.DominanceCheck, ejob.DominanceRules, ejob.Dominance = i+1, &rules, plan.Dominance
-			ejob.DominanceCells = c.CellSQL
+			ejob.DominanceCells, ejob.DominanceUnits = c.CellSQL, c.UnitsSQL
 		}
 	}
 	var exact bytes.Buffer
