@@ -211,3 +211,64 @@ func TestGrantApplyRefusalsBounded(t *testing.T) {
 		t.Errorf("1000 asks added %d audit entries (%d taken for review), want a bounded number; the first: %v", added, taken, acts)
 	}
 }
+
+// TestLastApproverSeesOnlyItsOwnFigures: a grant over datasets of two providers is
+// approved last by the second provider; when the first provider's dataset cannot give its
+// slice, that approver is told the approval failed on a dataset of another provider, but
+// not what it has left (the ledger's figures of a dataset are its provider's and the
+// platform's). The first provider reads its own figures on its own refusal, and neither
+// message suggests revoking a grant (revoking returns no budget: what a grant was given may
+// have been spent).
+func TestLastApproverSeesOnlyItsOwnFigures(t *testing.T) {
+	r := startBudget(t, nil)
+	ctx := context.Background()
+	e, acme, globex, prov, auth := r.env, r.acme, r.globex, r.prov, r.auth
+	housing := e.principal("housing bureau", "provider", "housing-bureau")
+	schema := strings.NewReplacer("name: residents", "name: households", "provider: civil-affairs", "provider: housing-bureau",
+		"epsilon: 10", "epsilon: 7").Replace(residentsSchema)
+	if _, err := housing.RegisterDataset(ctx, api.RegisterDataset{Schema: schema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	// Another tenant takes 8 of residents' 10: 2 left there, 7 in households.
+	if _, err := e.dpGrant(globex, auth, prov, "globex statistics", 8, 1); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "both", Purpose: "plan services", Modes: []string{"dp"}, Epsilon: 3, Delta: 1e-7, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}, {Name: "households", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = housing.ActOnGrant(ctx, gid, "approve", "")
+	if err == nil || kindOf(err) != "conflict" {
+		t.Fatalf("the last approval of a slice that does not fit: %v, want a conflict", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "ε=2") || strings.Contains(msg, "ε=10") || strings.Contains(msg, "left to give") || !strings.Contains(msg, "residents") {
+		t.Errorf("the housing bureau's approval fails on residents with: %s; want that dataset named without its figures", msg)
+	}
+	if strings.Contains(err.Error(), "revoke grants") {
+		t.Errorf("the refusal suggests revoking grants, which returns no budget: %v", err)
+	}
+	// The residents' own provider, approving a grant on its dataset alone, reads the figures.
+	one, err := applyDP(acme, "residents only", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{e.op, auth} {
+		if _, err := c.ActOnGrant(ctx, one["id"].(string), "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = prov.ActOnGrant(ctx, one["id"].(string), "approve", "")
+	if err == nil || !strings.Contains(err.Error(), "ε=2") {
+		t.Errorf("the provider's own refusal: %v, want its figures", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "revoke grants") {
+		t.Errorf("the refusal suggests revoking grants, which returns no budget: %v", err)
+	}
+}

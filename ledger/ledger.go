@@ -108,7 +108,7 @@ type OverBudget struct {
 }
 
 func (e *OverBudget) Error() string {
-	return fmt.Sprintf("%v: dataset %s has %s left to give to grants (of %s): %s for grant %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
+	return fmt.Sprintf("%v: dataset %s has %s left to give to grants (of %s): %s for grant %s. Slices given are never returned, not even by revoking or at the expiry of their grants (what a grant was given may have been spent): reject this application with a reason, so that its vendor may apply for less; the provider can raise the total only by registering the data under a new name",
 		ErrBudget, e.Dataset, e.Free, e.Total, Short(e.Free, e.Want), e.Grant)
 }
 
