@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,7 +74,6 @@ type Runtime struct {
 	seccomp       *configs.Seccomp
 	spillErr      error // why spill areas cannot be made here (nil: they can)
 	spills        spillBook
-	uidSeq        atomic.Int64
 }
 
 // New checks that this host can create containers and prepares what every
