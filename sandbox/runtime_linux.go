@@ -184,8 +184,13 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 			return nil, unavailable("state dir: %v", err)
 		}
 	}
+	// The containers' libcontainer state (each one's exec fifo is mode 0622) and the job
+	// markers are root's alone, whatever mode their directories had before.
 	for _, d := range []string{r.containersDir, filepath.Dir(r.jobMarker("x"))} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, unavailable("state dir: %v", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, unavailable("state dir: %v", err)
 		}
 	}

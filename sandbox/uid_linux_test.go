@@ -1,6 +1,11 @@
 package sandbox
 
-import "testing"
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // TestUIDsUniqueAcrossRuntimes: a container's root is a host uid no other live container
 // has, also one of another Runtime: of this process (two runtimes on other state
@@ -32,5 +37,45 @@ func TestUIDsUniqueAcrossRuntimes(t *testing.T) {
 	uidSeq.Store(0) // another process: its sequence starts over
 	for i := 0; i < 3; i++ {
 		take(r2, "another process")
+	}
+}
+
+// TestStateDirsPrivate: the libcontainer state of every container (its exec fifo, mode
+// 0622, which any local user who can reach it may open for writing, and its state.json)
+// and the job markers are reachable by root only, also when their directories were there
+// before with a wider mode (made by hand, restored from an archive, another umask): New
+// sets their mode, as it does for the directories the containers' roots must traverse.
+func TestStateDirsPrivate(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: container tests need root")
+	}
+	dir, err := os.MkdirTemp("", "veil-sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, d := range []string{"containers", "assigned"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := New(dir, WithCgroupParent("/veil-test"))
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("skipping: cannot create containers here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{r.containersDir, filepath.Dir(r.jobMarker("x"))} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: other users reach what is inside", d, fi.Mode().Perm())
+		}
 	}
 }
