@@ -406,6 +406,9 @@ func (r *Runtime) allocUID() (*hostUID, error) {
 	if err := os.MkdirAll(uidLocks, 0o700); err != nil {
 		return nil, fmt.Errorf("host uid locks: %w", err)
 	}
+	if err := os.Chmod(uidLocks, 0o700); err != nil { // no one else may hold a uid's lock
+		return nil, fmt.Errorf("host uid locks: %w", err)
+	}
 	for range hostIDRange {
 		id := r.hostID + (uidSeq.Add(1)-1)%hostIDRange
 		u := &hostUID{id: id, path: filepath.Join(uidLocks, strconv.FormatInt(id, 10))}
