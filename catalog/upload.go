@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,6 +132,10 @@ func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.S
 		if req.Size <= 0 || req.Size > MaxUploadBytes {
 			return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
 		}
+	}
+	if strings.HasPrefix(req.Name, "meta.json") {
+		// The daemon's record of the upload lies beside its file under these names.
+		return api.Upload{}, fmt.Errorf("%w: upload name %q is the daemon's own; give the file another name", policy.ErrInvalid, req.Name)
 	}
 	if !hexDigestRE.MatchString(req.SHA256) {
 		return api.Upload{}, fmt.Errorf("%w: sha256 must be the file's SHA-256 in lower-case hex (64 digits)", policy.ErrInvalid)

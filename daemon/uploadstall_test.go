@@ -67,3 +67,26 @@ func TestStalledUploadBlocksNoOther(t *testing.T) {
 		t.Fatalf("another tenant's part, while one part of acme's stalls: %+v %v", g, err)
 	}
 }
+
+// TestUploadNameNotTheDaemons: an upload's file lies beside the daemon's own record of it
+// (meta.json, written through meta.json.tmp): a vendor's upload (any base name) named like
+// one of those is refused at its start; one named meta.json.tmp was taken, its bytes then
+// written over by the record and renamed into it.
+func TestUploadNameNotTheDaemons(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	_, acme := e.vendorToken("acme analyst", "acme")
+	data := []byte("0123456789")
+	sum := sha256.Sum256(data)
+	for _, name := range []string{"meta.json", "meta.json.tmp"} {
+		u, err := acme.StartUpload(ctx, api.StartUpload{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])})
+		if err == nil {
+			_, err = acme.AppendUpload(ctx, u.ID, 0, data)
+			t.Errorf("an upload named %s is taken (its part: %v), want it refused at its start", name, err)
+			continue
+		}
+		if kindOf(err) != "invalid" {
+			t.Errorf("an upload named %s: %v, want invalid", name, err)
+		}
+	}
+}
