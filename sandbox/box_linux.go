@@ -308,6 +308,9 @@ func (b *box) destroy() error {
 				errs = append(errs, fmt.Errorf("destroy container %s: %w", b.cid, err))
 			}
 		}
+		if b.spill != nil && len(errs) == 0 {
+			b.spill.freeze() // no process of the job is left to write to it
+		}
 		if b.rpipe != nil {
 			b.rpipe.Close()
 		}

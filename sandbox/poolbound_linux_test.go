@@ -1,6 +1,11 @@
 package sandbox
 
-import "testing"
+import (
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
 
 // TestPoolBoundWhileDestroying: the sandboxes a pool holds besides those running a job
 // (prepared, being prepared, and being destroyed after their job, in the background) are at
@@ -66,4 +71,33 @@ func TestPoolBoundWhileDestroying(t *testing.T) {
 	}
 	release()
 	waitReady(t, p, 1)
+}
+
+// TestSpillReserveSkipsTheDead: a spill area whose container's processes are gone can
+// grow no more, so the room the disk keeps for live areas no longer counts it: jobs'
+// sandboxes destroyed in the background (as many as the jobs that ended just now) took the
+// room of areas at their full size until they were removed, and a new sandbox was refused
+// for room no one would ever use.
+func TestSpillReserveSkipsTheDead(t *testing.T) {
+	r := newRuntime(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.spillDir(), &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	// An area of a container being destroyed, as large as the disk's free space.
+	dead := &spillFS{image: filepath.Join(r.spillDir(), "none.img"), size: free}
+	if err := r.reserve(dead); err != nil {
+		t.Fatal(err)
+	}
+	defer dead.remove()
+	small := &spillFS{image: filepath.Join(r.spillDir(), "small.img"), size: 1 << 20}
+	if err := r.reserve(small); err == nil {
+		t.Fatal("the disk's room was not reserved for a live area")
+	}
+	dead.freeze()
+	if err := r.reserve(small); err != nil {
+		t.Errorf("a new area beside one whose container is gone: %v", err)
+	}
+	small.remove()
 }
