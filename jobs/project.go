@@ -39,7 +39,13 @@ func (s *Service) projection(ctx context.Context, r *Run, t engine.Table, versio
 	}
 	// The directory's name starts with a tag of the version: pruning tells the current
 	// version's projections from older ones by it.
-	dir := filepath.Join(parent, versionTag(version)+"-"+key)
+	// The rest of it only the daemon can compute (the version and the columns are no
+	// secret; others may read the files of a directory they know the name of).
+	private, err := s.Config.PrivateName("projection", key)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(parent, versionTag(version)+"-"+private)
 	s.hold(r, dir)
 	// Jobs that need the same projection at once wait for the one making it; different
 	// projections are made in parallel.
