@@ -45,7 +45,7 @@ func (s *Service) projection(ctx context.Context, r *Run, t engine.Table, versio
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(parent, versionTag(version)+"-"+private)
+	dir := filepath.Join(parent, versionTag(version)+"-p"+private)
 	s.hold(r, dir)
 	// Jobs that need the same projection at once wait for the one making it; different
 	// projections are made in parallel.
@@ -129,7 +129,9 @@ func (s *Service) prune(current map[string]string) ([]string, error) {
 		}
 		keep := "\x00" // no directory name starts with it: the dataset is gone, nothing is kept
 		if v, ok := current[set.Name()]; ok {
-			keep = versionTag(v) + "-"
+			// "-p": a private name; the version's projections named before there were any
+			// (its columns' hash, which anyone can compute) go too.
+			keep = versionTag(v) + "-p"
 		}
 		ents, err := os.ReadDir(filepath.Join(root, set.Name()))
 		if err != nil {
