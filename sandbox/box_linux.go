@@ -394,8 +394,24 @@ var uidSeq atomic.Int64
 // uidLocks holds one lock file per host uid of a live container, for every Runtime of
 // every process on the host (a second daemon, or a restarted one whose old containers
 // still live); a lock dies with its process, as the containers of that process do
-// (ParentDeathSignal).
+// (ParentDeathSignal). Where /run cannot be written (systemd's ProtectSystem=strict
+// without RuntimeDirectory=veil), the locks are the state directory's: they then keep
+// apart the containers of the runtimes on that directory only.
 const uidLocks = "/run/veil/uids"
+
+// uidLockDir makes and returns the directory of the uid locks (uidLocks, or the state
+// directory's).
+func (r *Runtime) uidLockDir() (string, error) {
+	var err error
+	for _, d := range []string{uidLocks, filepath.Join(r.stateDir, "uids")} {
+		if err = os.MkdirAll(d, 0o700); err == nil {
+			if err = os.Chmod(d, 0o700); err == nil { // no one else may hold a uid's lock
+				return d, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("host uid locks: %w", err)
+}
 
 // allocUID returns the host uid of a new container's root: each live container has its own
 // (HostID and the following uids, cycling through hostIDRange), so that what one job owns
@@ -406,15 +422,13 @@ func (r *Runtime) allocUID() (*hostUID, error) {
 	if !r.userNS {
 		return &hostUID{}, nil
 	}
-	if err := os.MkdirAll(uidLocks, 0o700); err != nil {
-		return nil, fmt.Errorf("host uid locks: %w", err)
-	}
-	if err := os.Chmod(uidLocks, 0o700); err != nil { // no one else may hold a uid's lock
-		return nil, fmt.Errorf("host uid locks: %w", err)
+	dir, err := r.uidLockDir()
+	if err != nil {
+		return nil, err
 	}
 	for range hostIDRange {
 		id := r.hostID + (uidSeq.Add(1)-1)%hostIDRange
-		u := &hostUID{id: id, path: filepath.Join(uidLocks, strconv.FormatInt(id, 10))}
+		u := &hostUID{id: id, path: filepath.Join(dir, strconv.FormatInt(id, 10))}
 		for {
 			f, err := os.OpenFile(u.path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 			if err != nil {
