@@ -272,3 +272,63 @@ func TestLastApproverSeesOnlyItsOwnFigures(t *testing.T) {
 		t.Errorf("the refusal suggests revoking grants, which returns no budget: %v", err)
 	}
 }
+
+// TestHeldGrantHoldsNoSlice: an overdue last stage whose default approval cannot be given
+// its slice on one dataset is held, and the grant holds no slice of any dataset meanwhile:
+// the default approval gave the datasets that had room their slices before it found one
+// that had not, and kept them, so a vendor that applied over a full dataset and another
+// drained the other's budget with grants that never became active (nor ever would).
+func TestHeldGrantHoldsNoSlice(t *testing.T) {
+	r := startBudget(t, func(c *daemon.Config) { c.Review.Deadline = 200 * time.Millisecond })
+	ctx := context.Background()
+	e, acme, globex := r.env, r.acme, r.globex
+	housing := e.principal("housing bureau", "provider", "housing-bureau")
+	schema := strings.NewReplacer("name: residents", "name: households", "provider: civil-affairs", "provider: housing-bureau").Replace(residentsSchema)
+	if _, err := housing.RegisterDataset(ctx, api.RegisterDataset{Schema: schema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(c *client.Client, id string) client.Grant {
+		g, err := c.GetGrant(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	waitFor := func(c *client.Client, id string, done func(client.Grant) bool) client.Grant {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if g := status(c, id); done(g) {
+				return g
+			} else if time.Now().After(deadline) {
+				t.Fatalf("grant %s: %v", id, g)
+			}
+		}
+	}
+	big, err := applyDP(globex, "globex statistics", 8) // 2 left of residents' 10
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(globex, big["id"].(string), func(g client.Grant) bool { return g["status"] == "active" })
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "both", Purpose: "plan services", Modes: []string{"dp"}, Epsilon: 3, Delta: 1e-7, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "households", Columns: []string{"district"}}, {Name: "residents", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	g := waitFor(acme, gid, func(g client.Grant) bool {
+		st, _ := g["stages"].([]any)
+		return g["status"] != "pending" || st[len(st)-1].(map[string]any)["held"] == true
+	})
+	if g["status"] != "pending" {
+		t.Fatalf("the grant is %v, want pending and held", g["status"])
+	}
+	b, err := e.op.Budgets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range b.Datasets {
+		if d.Dataset == "households" && d.Allocated.EpsilonUnits != 0 {
+			t.Errorf("households has %+v given to grants while the only grant on it is held", d.Allocated)
+		}
+	}
+}

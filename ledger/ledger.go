@@ -83,6 +83,9 @@ func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error
 	if err != nil {
 		return fmt.Errorf("%w: grant %s: %v", policy.ErrInvalid, g.ID, err)
 	}
+	// Every dataset is checked before any slice is written: a refusal leaves none (a caller
+	// that keeps its transaction after an OverBudget, as Settle does when it holds the
+	// grant, must not keep slices of a grant that is not active).
 	for _, d := range g.Datasets {
 		total, allocated, _, err := Use(ctx, tx, d.Name)
 		if err != nil {
@@ -92,6 +95,8 @@ func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error
 		if !free.Covers(want) {
 			return &OverBudget{Dataset: d.Name, Grant: g.ID, Free: free, Total: total, Want: want}
 		}
+	}
+	for _, d := range g.Datasets {
 		if err := tx.PutSlice(ctx, store.Slice{Grant: g.ID, Dataset: d.Name, Eps: want.Eps, Delta: want.Delta, At: l.rec.Now()}); err != nil {
 			return err
 		}
