@@ -127,6 +127,12 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		return fmt.Errorf("state of container %s: %w", b.cid, err)
 	}
 	b.paths, b.pid = st.CgroupPaths, st.InitProcessPid
+	// A job's memory and CPU use as it runs depend on the data: its cgroups, and the
+	// parent they are reached through, are root's alone (libcontainer makes them 0755).
+	for _, p := range b.paths {
+		_ = os.Chmod(filepath.Dir(p), 0o700)
+		_ = os.Chmod(p, 0o700)
+	}
 	b.waitDone = make(chan *os.ProcessState, 1)
 	go func() {
 		ps, _ := b.p.Wait()

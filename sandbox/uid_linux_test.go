@@ -3,7 +3,9 @@ package sandbox
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -76,6 +78,27 @@ func TestStateDirsPrivate(t *testing.T) {
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s has mode %v: other users reach what is inside", d, fi.Mode().Perm())
+		}
+	}
+}
+
+// TestCgroupsPrivate: a job's cgroup files (memory and CPU use as it runs, which depend on
+// the data: how many groups, how many rows pass a filter) are root's alone; the operator
+// reads them as metering, vendors never do. They were readable by every local user.
+func TestCgroupsPrivate(t *testing.T) {
+	r := newRuntime(t)
+	p := newPool(t, r, 1, Limits{})
+	waitReady(t, p, 1)
+	b := <-p.ready
+	defer p.discard(b)
+	if len(b.paths) == 0 {
+		t.Fatal("the sandbox has no cgroup paths")
+	}
+	for _, dir := range b.paths {
+		ls := exec.Command("ls", dir)
+		ls.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if out, err := ls.CombinedOutput(); err == nil {
+			t.Errorf("a local user (nobody) lists the job's cgroup %s:\n%.200s", dir, out)
 		}
 	}
 }
