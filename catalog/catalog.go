@@ -113,7 +113,14 @@ func (s *Service) register(ctx context.Context, p policy.Principal, req api.Regi
 	if sch.MaxRowsPerUnitBy, err = engine.UnitStatsBy(ctx, files, sch.UnitColumn().Name, by); err != nil {
 		return api.Dataset{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
-	final := filepath.Join(s.Config.DataPath(), sch.Name, version[:16])
+	// Its files are readable by others (the sandboxes' roots) through directories others may
+	// traverse: the version's directory has a name only the daemon can compute, since the
+	// version itself is no secret (grants name it).
+	private, err := s.Config.PrivateName("dataset version", sch.Name+"\x00"+version)
+	if err != nil {
+		return api.Dataset{}, err
+	}
+	final := filepath.Join(s.Config.DataPath(), sch.Name, private)
 	if err := os.MkdirAll(filepath.Dir(final), 0o711); err != nil {
 		return api.Dataset{}, err
 	}

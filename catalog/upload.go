@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +38,43 @@ var (
 	uploadNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}\.(csv|parquet|CSV|PARQUET)$`)
 	vendorNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$`)
 	hexDigestRE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	uploadMu     sync.Mutex // one append (or completion) at a time
+	uploadMu     sync.Mutex // one start at a time (each counts the tenant's open uploads)
+	uploadLocks  sync.Map   // upload ID -> chan struct{}: one part (or read, or sweep) of an upload at a time
 )
+
+// lockUpload takes upload id's own lock, waiting for it while ctx lasts, and returns its
+// release. Each upload has its own: a part is read from the network while it is held, and a
+// client that stalls in the middle of a part (a request's body has no timeout) holds up
+// nothing but its own upload.
+func lockUpload(ctx context.Context, id string) (func(), error) {
+	ch := uploadLock(id)
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, uploadBusy(id)
+	}
+}
+
+// tryLockUpload is lockUpload without waiting: an error when a part is being received.
+func tryLockUpload(id string) (func(), error) {
+	ch := uploadLock(id)
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	default:
+		return nil, uploadBusy(id)
+	}
+}
+
+func uploadLock(id string) chan struct{} {
+	v, _ := uploadLocks.LoadOrStore(id, make(chan struct{}, 1))
+	return v.(chan struct{})
+}
+
+func uploadBusy(id string) error {
+	return fmt.Errorf("%w: a part of upload %s is being received; wait for its answer (or for it to break off), then send from the offset the daemon holds", policy.ErrConflict, id)
+}
 
 // uploadMeta is an upload as kept beside its bytes. Touched is when its last part arrived
 // (or it started); Expired once SweepUploads deleted its bytes for want of parts (the meta
@@ -96,6 +132,10 @@ func (s *Service) StartUpload(ctx context.Context, p policy.Principal, req api.S
 		if req.Size <= 0 || req.Size > MaxUploadBytes {
 			return api.Upload{}, fmt.Errorf("%w: upload size must be between 1 byte and %d GiB", policy.ErrInvalid, MaxUploadBytes>>30)
 		}
+	}
+	if strings.HasPrefix(req.Name, "meta.json") {
+		// The daemon's record of the upload lies beside its file under these names.
+		return api.Upload{}, fmt.Errorf("%w: upload name %q is the daemon's own; give the file another name", policy.ErrInvalid, req.Name)
 	}
 	if !hexDigestRE.MatchString(req.SHA256) {
 		return api.Upload{}, fmt.Errorf("%w: sha256 must be the file's SHA-256 in lower-case hex (64 digits)", policy.ErrInvalid)
@@ -174,8 +214,6 @@ func (s *Service) upload(p policy.Principal, id string) (uploadMeta, error) {
 // SweepUploads deletes the bytes of uploads whose last part is more than the TTL ago
 // (registered or not), keeping their meta another TTL to say they expired, and then that.
 func (s *Service) SweepUploads(ctx context.Context) error {
-	uploadMu.Lock()
-	defer uploadMu.Unlock()
 	entries, err := os.ReadDir(s.uploadRoot())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -191,32 +229,44 @@ func (s *Service) SweepUploads(ctx context.Context) error {
 		if !uploadIDRE.MatchString(id) {
 			continue
 		}
-		m, err := s.readMeta(id)
+		unlock, err := tryLockUpload(id)
 		if err != nil {
-			// Started but never described (a crash between the two): gone after the TTL.
-			if st, serr := os.Stat(s.uploadDir(id)); serr == nil && s.Rec.Now().Sub(st.ModTime()) > s.uploadTTL() {
-				os.RemoveAll(s.uploadDir(id))
-			}
-			continue
+			continue // a part is arriving: not stale
 		}
-		if !s.stale(m) {
-			continue
-		}
-		if m.Expired {
-			if err := os.RemoveAll(s.uploadDir(id)); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := os.Remove(filepath.Join(s.uploadDir(id), m.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		err = s.sweep(id)
+		unlock()
+		if err != nil {
 			return err
 		}
-		m.Expired, m.Touched = true, s.Rec.Now()
-		if err := s.writeMeta(id, m); err != nil {
-			return err
-		}
-		s.Log.Info("upload expired", "upload", id, "tenant", m.Tenant, "ttl", s.uploadTTL().String())
 	}
+	return nil
+}
+
+// sweep expires upload id if it is stale, and removes it once it has been expired a TTL.
+func (s *Service) sweep(id string) error {
+	m, err := s.readMeta(id)
+	if err != nil {
+		// Started but never described (a crash between the two): gone after the TTL.
+		if st, serr := os.Stat(s.uploadDir(id)); serr == nil && s.Rec.Now().Sub(st.ModTime()) > s.uploadTTL() {
+			os.RemoveAll(s.uploadDir(id))
+		}
+		return nil
+	}
+	if !s.stale(m) {
+		return nil
+	}
+	if m.Expired {
+		uploadLocks.Delete(id)
+		return os.RemoveAll(s.uploadDir(id))
+	}
+	if err := os.Remove(filepath.Join(s.uploadDir(id), m.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	m.Expired, m.Touched = true, s.Rec.Now()
+	if err := s.writeMeta(id, m); err != nil {
+		return err
+	}
+	s.Log.Info("upload expired", "upload", id, "tenant", m.Tenant, "ttl", s.uploadTTL().String())
 	return nil
 }
 
@@ -247,8 +297,14 @@ func (s *Service) UploadStatus(ctx context.Context, p policy.Principal, id strin
 // request breaks off. When the last byte is in, the file's SHA-256 is checked: a mismatch
 // deletes the upload.
 func (s *Service) AppendUpload(ctx context.Context, p policy.Principal, id string, offset int64, body io.Reader) (api.Upload, error) {
-	uploadMu.Lock()
-	defer uploadMu.Unlock()
+	if _, err := s.upload(p, id); err != nil {
+		return api.Upload{}, err // another tenant's is not waited for
+	}
+	unlock, err := lockUpload(ctx, id)
+	if err != nil {
+		return api.Upload{}, err
+	}
+	defer unlock()
 	m, err := s.upload(p, id)
 	if err != nil {
 		return api.Upload{}, err
@@ -329,8 +385,14 @@ func (s *Service) uploadedFiles(p policy.Principal, ids []string) ([]string, err
 // ReadUpload returns the bytes of p's completed upload id, at most limit of them (a fusion
 // table or an he blob, which their routes take whole).
 func (s *Service) ReadUpload(p policy.Principal, id string, limit int64) ([]byte, error) {
-	uploadMu.Lock()
-	defer uploadMu.Unlock()
+	if _, err := s.upload(p, id); err != nil {
+		return nil, err
+	}
+	unlock, err := tryLockUpload(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	m, err := s.upload(p, id)
 	if err != nil {
 		return nil, err
@@ -361,6 +423,7 @@ func (s *Service) dropUploads(ids []string) {
 	for _, id := range ids {
 		if uploadIDRE.MatchString(id) {
 			os.RemoveAll(s.uploadDir(id))
+			uploadLocks.Delete(id)
 		}
 	}
 }

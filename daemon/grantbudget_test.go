@@ -211,3 +211,124 @@ func TestGrantApplyRefusalsBounded(t *testing.T) {
 		t.Errorf("1000 asks added %d audit entries (%d taken for review), want a bounded number; the first: %v", added, taken, acts)
 	}
 }
+
+// TestLastApproverSeesOnlyItsOwnFigures: a grant over datasets of two providers is
+// approved last by the second provider; when the first provider's dataset cannot give its
+// slice, that approver is told the approval failed on a dataset of another provider, but
+// not what it has left (the ledger's figures of a dataset are its provider's and the
+// platform's). The first provider reads its own figures on its own refusal, and neither
+// message suggests revoking a grant (revoking returns no budget: what a grant was given may
+// have been spent).
+func TestLastApproverSeesOnlyItsOwnFigures(t *testing.T) {
+	r := startBudget(t, nil)
+	ctx := context.Background()
+	e, acme, globex, prov, auth := r.env, r.acme, r.globex, r.prov, r.auth
+	housing := e.principal("housing bureau", "provider", "housing-bureau")
+	schema := strings.NewReplacer("name: residents", "name: households", "provider: civil-affairs", "provider: housing-bureau",
+		"epsilon: 10", "epsilon: 7").Replace(residentsSchema)
+	if _, err := housing.RegisterDataset(ctx, api.RegisterDataset{Schema: schema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	// Another tenant takes 8 of residents' 10: 2 left there, 7 in households.
+	if _, err := e.dpGrant(globex, auth, prov, "globex statistics", 8, 1); err != nil {
+		t.Fatal(err)
+	}
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "both", Purpose: "plan services", Modes: []string{"dp"}, Epsilon: 3, Delta: 1e-7, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "residents", Columns: []string{"district"}}, {Name: "households", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	for _, c := range []*client.Client{e.op, auth, prov} {
+		if _, err := c.ActOnGrant(ctx, gid, "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = housing.ActOnGrant(ctx, gid, "approve", "")
+	if err == nil || kindOf(err) != "conflict" {
+		t.Fatalf("the last approval of a slice that does not fit: %v, want a conflict", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "ε=2") || strings.Contains(msg, "ε=10") || strings.Contains(msg, "left to give") || !strings.Contains(msg, "residents") {
+		t.Errorf("the housing bureau's approval fails on residents with: %s; want that dataset named without its figures", msg)
+	}
+	if strings.Contains(err.Error(), "revoke grants") {
+		t.Errorf("the refusal suggests revoking grants, which returns no budget: %v", err)
+	}
+	// The residents' own provider, approving a grant on its dataset alone, reads the figures.
+	one, err := applyDP(acme, "residents only", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{e.op, auth} {
+		if _, err := c.ActOnGrant(ctx, one["id"].(string), "approve", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = prov.ActOnGrant(ctx, one["id"].(string), "approve", "")
+	if err == nil || !strings.Contains(err.Error(), "ε=2") {
+		t.Errorf("the provider's own refusal: %v, want its figures", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "revoke grants") {
+		t.Errorf("the refusal suggests revoking grants, which returns no budget: %v", err)
+	}
+}
+
+// TestHeldGrantHoldsNoSlice: an overdue last stage whose default approval cannot be given
+// its slice on one dataset is held, and the grant holds no slice of any dataset meanwhile:
+// the default approval gave the datasets that had room their slices before it found one
+// that had not, and kept them, so a vendor that applied over a full dataset and another
+// drained the other's budget with grants that never became active (nor ever would).
+func TestHeldGrantHoldsNoSlice(t *testing.T) {
+	r := startBudget(t, func(c *daemon.Config) { c.Review.Deadline = 200 * time.Millisecond })
+	ctx := context.Background()
+	e, acme, globex := r.env, r.acme, r.globex
+	housing := e.principal("housing bureau", "provider", "housing-bureau")
+	schema := strings.NewReplacer("name: residents", "name: households", "provider: civil-affairs", "provider: housing-bureau").Replace(residentsSchema)
+	if _, err := housing.RegisterDataset(ctx, api.RegisterDataset{Schema: schema, Files: []string{writeResidents(t, t.TempDir())}}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(c *client.Client, id string) client.Grant {
+		g, err := c.GetGrant(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	waitFor := func(c *client.Client, id string, done func(client.Grant) bool) client.Grant {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if g := status(c, id); done(g) {
+				return g
+			} else if time.Now().After(deadline) {
+				t.Fatalf("grant %s: %v", id, g)
+			}
+		}
+	}
+	big, err := applyDP(globex, "globex statistics", 8) // 2 left of residents' 10
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(globex, big["id"].(string), func(g client.Grant) bool { return g["status"] == "active" })
+	gr, err := acme.ApplyGrant(ctx, api.ApplyGrant{Scenario: "both", Purpose: "plan services", Modes: []string{"dp"}, Epsilon: 3, Delta: 1e-7, ValidFor: "30d",
+		Datasets: []api.DatasetAccess{{Name: "households", Columns: []string{"district"}}, {Name: "residents", Columns: []string{"district"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gr["id"].(string)
+	g := waitFor(acme, gid, func(g client.Grant) bool {
+		st, _ := g["stages"].([]any)
+		return g["status"] != "pending" || st[len(st)-1].(map[string]any)["held"] == true
+	})
+	if g["status"] != "pending" {
+		t.Fatalf("the grant is %v, want pending and held", g["status"])
+	}
+	b, err := e.op.Budgets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range b.Datasets {
+		if d.Dataset == "households" && d.Allocated.EpsilonUnits != 0 {
+			t.Errorf("households has %+v given to grants while the only grant on it is held", d.Allocated)
+		}
+	}
+}

@@ -31,6 +31,7 @@ var layout = []rule{
 	{rel: "keys", dir: true, required: true, secret: true},
 	{rel: "keys/platform.key", required: true, secret: true},
 	{rel: "keys/mask.key", secret: true},
+	{rel: "keys/paths.key", secret: true},
 	{rel: "platform.pub", required: true, max: 0o644},
 	{rel: "veil.db", secret: true}, // its absence is the store check's
 	{rel: "veil.db-wal", secret: true},

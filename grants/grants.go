@@ -257,7 +257,7 @@ func (s *Service) Act(ctx context.Context, p policy.Principal, id, action string
 				// The last approval hands out the budget slices; if they do not fit, the
 				// approval does not happen.
 				if err := s.ledger.Allocate(ctx, tx, g); err != nil {
-					return err
+					return ownFigures(ctx, tx, p, err)
 				}
 			}
 		case "suspend":
@@ -309,4 +309,19 @@ func Scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 		sc.Tables = append(sc.Tables, t)
 	}
 	return sc
+}
+
+// ownFigures keeps a refused slice's figures from a provider approving last whose refusal is
+// on another provider's dataset: what a dataset has left is its provider's and the platform
+// roles' to see, so that approver reads which dataset refused, not its figures.
+func ownFigures(ctx context.Context, tx store.Tx, p policy.Principal, err error) error {
+	var ob *ledger.OverBudget
+	if p.Role != policy.Provider || !errors.As(err, &ob) {
+		return err
+	}
+	if d, derr := tx.Dataset(ctx, ob.Dataset); derr == nil && d.Provider == p.Tenant {
+		return err
+	}
+	return fmt.Errorf("%w: dataset %s, of another provider, cannot give grant %s its slice (its figures are its provider's and the data bureau's to see; slices given are never returned): reject this application with a reason, so that its vendor may apply for less",
+		ledger.ErrBudget, ob.Dataset, ob.Grant)
 }

@@ -39,7 +39,13 @@ func (s *Service) projection(ctx context.Context, r *Run, t engine.Table, versio
 	}
 	// The directory's name starts with a tag of the version: pruning tells the current
 	// version's projections from older ones by it.
-	dir := filepath.Join(parent, versionTag(version)+"-"+key)
+	// The rest of it only the daemon can compute (the version and the columns are no
+	// secret; others may read the files of a directory they know the name of).
+	private, err := s.Config.PrivateName("projection", key)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(parent, versionTag(version)+"-p"+private)
 	s.hold(r, dir)
 	// Jobs that need the same projection at once wait for the one making it; different
 	// projections are made in parallel.
@@ -123,7 +129,9 @@ func (s *Service) prune(current map[string]string) ([]string, error) {
 		}
 		keep := "\x00" // no directory name starts with it: the dataset is gone, nothing is kept
 		if v, ok := current[set.Name()]; ok {
-			keep = versionTag(v) + "-"
+			// "-p": a private name; the version's projections named before there were any
+			// (its columns' hash, which anyone can compute) go too.
+			keep = versionTag(v) + "-p"
 		}
 		ents, err := os.ReadDir(filepath.Join(root, set.Name()))
 		if err != nil {

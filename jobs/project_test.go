@@ -146,6 +146,15 @@ func TestPruneProjections(t *testing.T) {
 	if removed, err := s.prune(map[string]string{"residents": "v2"}); err != nil || len(removed) != 1 || exists(oldDir) || !exists(newDir) {
 		t.Fatalf("pruned %v (%v): want only the old version's %s gone", removed, err, oldDir)
 	}
+	// A projection of the current version named as before names were private (its
+	// columns' hash, which anyone who knows the version computes) goes at the next prune.
+	guessable := filepath.Join(filepath.Dir(newDir), versionTag("v2")+"-"+engine.ProjectionKey("v2", []string{"resident_id", "district"}))
+	if err := os.Mkdir(guessable, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := s.prune(map[string]string{"residents": "v2"}); err != nil || len(removed) != 1 || exists(guessable) || !exists(newDir) {
+		t.Fatalf("pruned %v (%v): want the guessably named %s gone, not %s", removed, err, guessable, newDir)
+	}
 	// The current version's projection serves the next job as it is.
 	next, dir := runOn("v2")
 	if dir != newDir {

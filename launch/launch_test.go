@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/veil-dp/veil/platform"
 	"github.com/veil-dp/veil/sandbox"
 )
 
@@ -83,5 +86,40 @@ func TestFitSpill(t *testing.T) {
 		if got := fitSpill(tc.free, tc.want, tc.n); got != tc.wantResult {
 			t.Errorf("fitSpill(%d MiB free, %d, %d) = %d, want %d", tc.free>>20, tc.want, tc.n, got, tc.wantResult)
 		}
+	}
+}
+
+// TestProbeMakesNoSpillArea: the readiness probe starts a sandbox without a spill area (a
+// file system of its own, made and removed every probe for nothing: the probe runs no job),
+// so it does not depend on the room spill areas take: one too large for the disk still
+// leaves the probe ready (the disk check is readiness's own).
+func TestProbeMakesNoSpillArea(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: sandboxes need root")
+	}
+	dir, err := os.MkdirTemp("", "veil-launch-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	cfg := platform.Defaults(dir)
+	cfg.Isolation, cfg.SandboxPool, cfg.JobSpillMB = "container", 0, 64
+	l, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.rt.SpillErr() != nil {
+		t.Skipf("skipping: %v", l.rt.SpillErr())
+	}
+	l.cfg.JobSpillMB = 1 << 40 // more than any disk: a spill area cannot be made
+	if err := l.Probe(context.Background()); err != nil {
+		t.Errorf("the probe: %v", err)
 	}
 }

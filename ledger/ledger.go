@@ -83,6 +83,9 @@ func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error
 	if err != nil {
 		return fmt.Errorf("%w: grant %s: %v", policy.ErrInvalid, g.ID, err)
 	}
+	// Every dataset is checked before any slice is written: a refusal leaves none (a caller
+	// that keeps its transaction after an OverBudget, as Settle does when it holds the
+	// grant, must not keep slices of a grant that is not active).
 	for _, d := range g.Datasets {
 		total, allocated, _, err := Use(ctx, tx, d.Name)
 		if err != nil {
@@ -92,6 +95,8 @@ func (l *Book) Allocate(ctx context.Context, tx store.Tx, g *policy.Grant) error
 		if !free.Covers(want) {
 			return &OverBudget{Dataset: d.Name, Grant: g.ID, Free: free, Total: total, Want: want}
 		}
+	}
+	for _, d := range g.Datasets {
 		if err := tx.PutSlice(ctx, store.Slice{Grant: g.ID, Dataset: d.Name, Eps: want.Eps, Delta: want.Delta, At: l.rec.Now()}); err != nil {
 			return err
 		}
@@ -108,7 +113,7 @@ type OverBudget struct {
 }
 
 func (e *OverBudget) Error() string {
-	return fmt.Sprintf("%v: dataset %s has %s left to give to grants (of %s): %s for grant %s. The provider can raise the total only by registering the data under a new name; the authority can revoke grants that no longer need their slices",
+	return fmt.Sprintf("%v: dataset %s has %s left to give to grants (of %s): %s for grant %s. Slices given are never returned, not even by revoking or at the expiry of their grants (what a grant was given may have been spent): reject this application with a reason, so that its vendor may apply for less; the provider can raise the total only by registering the data under a new name",
 		ErrBudget, e.Dataset, e.Free, e.Total, Short(e.Free, e.Want), e.Grant)
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -23,7 +24,8 @@ type box struct {
 	r      *Runtime
 	cid    string
 	rootfs string
-	uid    int64 // the host uid and gid of the container's root
+	uid    int64    // the host uid and gid of the container's root
+	owner  *hostUID // holds uid for this container until it is destroyed
 	l      Limits
 	skel   *skeleton
 	spill  *spillFS
@@ -49,12 +51,16 @@ type box struct {
 // job's mounts when they are known now, none for a sandbox prepared ahead), its spill area
 // and its libcontainer state and cgroups. On error everything made is removed.
 func (r *Runtime) create(ctx context.Context, cid string, spec *Spec, l Limits, mounts []Mount, ahead bool) (_ *box, err error) {
-	b := &box{r: r, cid: cid, rootfs: filepath.Join(r.rootfsDir, cid), uid: r.nextUID(), l: l}
+	b := &box{r: r, cid: cid, rootfs: filepath.Join(r.rootfsDir, cid), l: l}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.destroy())
 		}
 	}()
+	if b.owner, err = r.allocUID(); err != nil {
+		return b, err
+	}
+	b.uid = b.owner.id
 	onImage := *spec
 	onImage.Mounts = mounts
 	if b.skel, err = r.makeRootfs(b.rootfs, &onImage); err != nil {
@@ -121,6 +127,12 @@ func (b *box) start(ctx context.Context, args, env []string, stdin io.Reader) er
 		return fmt.Errorf("state of container %s: %w", b.cid, err)
 	}
 	b.paths, b.pid = st.CgroupPaths, st.InitProcessPid
+	// A job's memory and CPU use as it runs depend on the data: its cgroups, and the
+	// parent they are reached through, are root's alone (libcontainer makes them 0755).
+	for _, p := range b.paths {
+		_ = os.Chmod(filepath.Dir(p), 0o700)
+		_ = os.Chmod(p, 0o700)
+	}
 	b.waitDone = make(chan *os.ProcessState, 1)
 	go func() {
 		ps, _ := b.p.Wait()
@@ -302,6 +314,9 @@ func (b *box) destroy() error {
 				errs = append(errs, fmt.Errorf("destroy container %s: %w", b.cid, err))
 			}
 		}
+		if b.spill != nil && len(errs) == 0 {
+			b.spill.freeze() // no process of the job is left to write to it
+		}
 		if b.rpipe != nil {
 			b.rpipe.Close()
 		}
@@ -312,6 +327,9 @@ func (b *box) destroy() error {
 		}
 		if b.skel != nil {
 			b.skel.remove()
+		}
+		if len(errs) == 0 {
+			b.owner.release() // nothing of the container's is left that its uid owns
 		}
 		b.destroyErr = errors.Join(errs...)
 	})
@@ -368,14 +386,88 @@ func (b *box) setCPUWeight(low bool) {
 	_ = os.WriteFile(filepath.Join(b.paths["cpu"], "cpu.shares"), []byte(s), 0)
 }
 
-// nextUID returns the host uid of the next container's root: each container gets its own
-// (DefaultHostID and the following uids, cycling through hostIDRange), so that what one
-// job owns on the host, such as its spill area, belongs to no other job.
-func (r *Runtime) nextUID() int64 {
-	if !r.userNS {
-		return 0
+// hostUID is the host uid (and gid) of a container's root while the container lives.
+type hostUID struct {
+	id   int64
+	lock *os.File // flock'ed: no other container on the host gets id meanwhile (nil: none)
+	path string
+}
+
+// uidSeq is where the search for a container's uid starts: one sequence for every Runtime
+// of the process.
+var uidSeq atomic.Int64
+
+// uidLocks holds one lock file per host uid of a live container, for every Runtime of
+// every process on the host (a second daemon, or a restarted one whose old containers
+// still live); a lock dies with its process, as the containers of that process do
+// (ParentDeathSignal). Where /run cannot be written (systemd's ProtectSystem=strict
+// without RuntimeDirectory=veil), the locks are the state directory's: they then keep
+// apart the containers of the runtimes on that directory only.
+const uidLocks = "/run/veil/uids"
+
+// uidLockDir makes and returns the directory of the uid locks (uidLocks, or the state
+// directory's).
+func (r *Runtime) uidLockDir() (string, error) {
+	var err error
+	for _, d := range []string{uidLocks, filepath.Join(r.stateDir, "uids")} {
+		if err = os.MkdirAll(d, 0o700); err == nil {
+			if err = os.Chmod(d, 0o700); err == nil { // no one else may hold a uid's lock
+				return d, nil
+			}
+		}
 	}
-	return r.hostID + (r.uidSeq.Add(1)-1)%hostIDRange
+	return "", fmt.Errorf("host uid locks: %w", err)
+}
+
+// allocUID returns the host uid of a new container's root: each live container has its own
+// (HostID and the following uids, cycling through hostIDRange), so that what one job owns
+// on the host, such as its spill area, belongs to no other job. Without a user namespace
+// every container's root is uid 0. release gives the uid back once the container and what
+// it owned are gone.
+func (r *Runtime) allocUID() (*hostUID, error) {
+	if !r.userNS {
+		return &hostUID{}, nil
+	}
+	dir, err := r.uidLockDir()
+	if err != nil {
+		return nil, err
+	}
+	for range hostIDRange {
+		id := r.hostID + (uidSeq.Add(1)-1)%hostIDRange
+		u := &hostUID{id: id, path: filepath.Join(dir, strconv.FormatInt(id, 10))}
+		for {
+			f, err := os.OpenFile(u.path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+			if err != nil {
+				return nil, fmt.Errorf("host uid lock: %w", err)
+			}
+			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				f.Close()
+				if errors.Is(err, unix.EWOULDBLOCK) {
+					break // a live container has it: the next uid
+				}
+				return nil, fmt.Errorf("host uid lock: %w", err)
+			}
+			// Its holder may have removed the file between our open and our lock: then the
+			// lock is of a file no one else will find; take the path again.
+			var held, now unix.Stat_t
+			if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(u.path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+				u.lock = f
+				return u, nil
+			}
+			f.Close()
+		}
+	}
+	return nil, fmt.Errorf("%w: all %d host uids from %d are taken by live containers", ErrUnavailable, hostIDRange, r.hostID)
+}
+
+// release gives the uid back: its lock file is removed while still locked, then unlocked.
+func (u *hostUID) release() {
+	if u == nil || u.lock == nil {
+		return
+	}
+	os.Remove(u.path)
+	u.lock.Close()
+	u.lock = nil
 }
 
 // hostIDRange is how many host uids (and gids) containers' roots cycle through.

@@ -41,7 +41,8 @@
 // mount, pid, ipc, uts, net (loopback only) and cgroup namespaces, and a
 // user namespace in which container root is one unprivileged host uid
 // owning nothing: each container gets its own (DefaultHostID and the next
-// 65535 uids, in turn).
+// 65535 uids, in turn), one no other live container on the host has, of
+// any Runtime or process (a lock per uid under /run/veil/uids).
 // No capabilities, no_new_privs, RLIMIT_CORE 0, RLIMIT_NOFILE 4096, and a
 // seccomp allow-list (default EPERM; clone without namespace flags; no
 // ptrace, mount, unshare, setns, bpf, io_uring, keyctl, ...). Only fds 0-3

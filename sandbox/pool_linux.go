@@ -52,6 +52,13 @@ type Pool struct {
 	// What Stats reports.
 	startedAhead, startedOnDemand, failed atomic.Int64
 
+	// dying counts the sandboxes being destroyed in the background (discard).
+	dying atomic.Int64
+	// Tests only: destroys wait for destroyGate to be closed; onCheck sees each decision
+	// of the filler.
+	destroyGate chan struct{}
+	onCheck     func(ready, dying int, prepares bool)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	filler sync.WaitGroup
@@ -105,7 +112,7 @@ func (p *Pool) fill() {
 	defer p.filler.Done()
 	backoff := 100 * time.Millisecond
 	for {
-		for len(p.ready) < p.size {
+		for p.wants() {
 			b, err := p.prepare(p.ctx, true)
 			p.mu.Lock()
 			p.lastPrepare = err
@@ -136,6 +143,21 @@ func (p *Pool) fill() {
 			return
 		}
 	}
+}
+
+// wants says whether the filler prepares another sandbox now: while fewer than size are
+// ready, and no more than one besides them and the one it would prepare is being destroyed.
+// A job's sandbox is destroyed after its Run returns, in the background; without the second
+// bound, sandboxes (and their spill areas) being destroyed added to a full pool without
+// limit while destroys lagged, beyond what the disk was sized for (launch's fitSpill counts
+// the workers, the pool and one).
+func (p *Pool) wants() bool {
+	ready, dying := len(p.ready), int(p.dying.Load())
+	ok := ready < p.size && ready+dying <= p.size
+	if p.onCheck != nil {
+		p.onCheck(ready, dying, ok)
+	}
+	return ok
 }
 
 // prepareTimeout bounds the start of a sandbox prepared ahead (normally tens of ms).
@@ -237,10 +259,13 @@ func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, e
 		}
 		return nil, err
 	}
-	defer p.discard(b)
 	// The pool is refilled after the job rather than while it runs: on a busy host,
-	// preparing the next sandbox would take CPU from this job.
-	defer p.refill()
+	// preparing the next sandbox would take CPU from this job. The job's sandbox is
+	// discarded first, so that the filler counts it among those being destroyed.
+	defer func() {
+		p.discard(b)
+		p.refill()
+	}()
 	t1 := time.Now()
 	base, err := p.handoff(b, &spec)
 	if err != nil {
@@ -310,9 +335,15 @@ func (p *Pool) discard(b *box) {
 		b.stdin = nil
 	}
 	p.reaper.Add(1)
+	p.dying.Add(1)
 	go func() {
 		defer p.reaper.Done()
+		if p.destroyGate != nil {
+			<-p.destroyGate
+		}
 		err := b.destroy()
+		p.dying.Add(-1)
+		p.refill() // the filler may have waited for this one to go
 		if b.marked {
 			if rerr := os.Remove(p.r.jobMarker(b.cid)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				err = errors.Join(err, rerr)

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,7 +74,6 @@ type Runtime struct {
 	seccomp       *configs.Seccomp
 	spillErr      error // why spill areas cannot be made here (nil: they can)
 	spills        spillBook
-	uidSeq        atomic.Int64
 }
 
 // New checks that this host can create containers and prepares what every
@@ -186,8 +184,13 @@ func New(stateDir string, opts ...Option) (*Runtime, error) {
 			return nil, unavailable("state dir: %v", err)
 		}
 	}
+	// The containers' libcontainer state (each one's exec fifo is mode 0622) and the job
+	// markers are root's alone, whatever mode their directories had before.
 	for _, d := range []string{r.containersDir, filepath.Dir(r.jobMarker("x"))} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, unavailable("state dir: %v", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, unavailable("state dir: %v", err)
 		}
 	}

@@ -348,7 +348,12 @@ func TestCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel, boxOptions{uid: r.nextUID()}))
+	owner, err := r.allocUID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.release()
+	c, err := libcontainer.Create(r.containersDir, cid, r.config(cid, rootfs, &spec, l, skel, boxOptions{uid: owner.id}))
 	if err != nil {
 		t.Fatal(err)
 	}

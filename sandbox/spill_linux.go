@@ -35,6 +35,19 @@ type spillFS struct {
 	dir   string // where it is mounted on the host (the bind source for SpillPath)
 	size  int64
 	r     *Runtime // that accounts for it while it exists
+	// frozen: its container's processes are gone, so it grows no more (spillBook.mu).
+	frozen bool
+}
+
+// freeze records that nothing writes to s any more: its container's processes are gone.
+// What it holds is on the disk already; the room it could still have grown into is free.
+func (s *spillFS) freeze() {
+	if s.r == nil {
+		return
+	}
+	s.r.spills.mu.Lock()
+	s.frozen = true
+	s.r.spills.mu.Unlock()
 }
 
 // spillBook accounts for the live spill areas of a runtime: images are sparse, so a new
@@ -57,7 +70,9 @@ func (r *Runtime) reserve(s *spillFS) error {
 	free := int64(st.Bavail) * int64(st.Bsize)
 	need := s.size
 	for o := range r.spills.live {
-		need += o.size - allocated(o.image)
+		if !o.frozen {
+			need += o.size - allocated(o.image)
+		}
 	}
 	if free < need {
 		return fmt.Errorf("%w: the disk of %s has %d MiB free, spill areas need %d MiB; free space, or give jobs smaller spill areas", ErrUnavailable, r.spillDir(), free>>20, need>>20)

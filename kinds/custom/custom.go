@@ -299,8 +299,19 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	if err != nil || rt.Digest != spec.Digest {
 		return nil, launch.Fail(fmt.Sprintf("runtime %s is not the image the job was submitted for; submit it again", spec.Runtime), nil)
 	}
-	work := filepath.Join(s.Config.DataDir, "work", id)
-	if err := os.MkdirAll(work, 0o711); err != nil {
+	// Its inputs (rows of the granted columns) and /out (the output before the gate, which
+	// every uid may write) are reached through directories every local user may traverse:
+	// the job's directory has a name no one else can compute (not the job's id alone, which
+	// its vendor knows).
+	var private [16]byte
+	if _, err := rand.Read(private[:]); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(s.Config.DataDir, "work"), 0o711); err != nil {
+		return nil, err
+	}
+	work := filepath.Join(s.Config.DataDir, "work", id+"-"+hex.EncodeToString(private[:]))
+	if err := os.Mkdir(work, 0o711); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)

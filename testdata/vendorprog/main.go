@@ -9,6 +9,7 @@
 //	many       101 small files in /out
 //	bigtotal   three files of 400 KiB of real bytes each
 //	fill       fills /scratch and /out until they are full, and reports the bytes each took
+//	wait       waits (at most a minute) until /out/release exists, then exits
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -26,6 +28,15 @@ var mode = "aggregate"
 
 func main() {
 	switch mode {
+	case "wait":
+		for i := 0; i < 6000; i++ {
+			if _, err := os.Stat("/out/release"); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		os.Remove("/out/release")
+		return
 	case "fail":
 		fmt.Fprintln(os.Stderr, "SECRET-STDERR-MARKER")
 		os.Exit(3)
