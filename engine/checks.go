@@ -112,6 +112,7 @@ func (v *Validator) Checks(ctx context.Context, plan *Plan, sc Scope, priors []P
 	}
 	var out []Check
 	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+		s.tenant = sc.Tenant
 		p, node, err := s.parseOne(ctx, plan.Query)
 		if err != nil {
 			return err

@@ -128,6 +128,7 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	var plan *Plan
 	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
 		var err error
+		s.tenant = sc.Tenant
 		plan, err = s.validateDP(ctx, query, &sc, opt)
 		return err
 	})

@@ -93,6 +93,10 @@ func (t *Table) unit() (Column, bool) {
 type Scope struct {
 	Mode   string  `json:"mode"`
 	Tables []Table `json:"tables"`
+	// Tenant is whose query this is. The validator keeps what it parsed per tenant: a
+	// cached parse answers faster, and a vendor timing its own submission must not learn
+	// whether another tenant submitted the same text.
+	Tenant string `json:"-"`
 }
 
 func (s *Scope) table(name string) (*Table, bool) {

@@ -63,6 +63,7 @@ type Validator struct {
 	parseMu     sync.Mutex
 	parses      map[string]string
 	parsedBytes int
+	parseRuns   atomic.Int64 // texts DuckDB's parser was asked for (parses missed)
 }
 
 // maxParsedBytes bounds the parser output a validator keeps (parses); when it is full it
@@ -109,6 +110,8 @@ func (v *Validator) Close() error { return v.db.Close() }
 type vsession struct {
 	conn *sql.Conn
 	v    *Validator
+	// tenant keys what the session keeps in the validator's caches (Scope.Tenant).
+	tenant string
 }
 
 // run waits for a place (or for ctx), then calls fn within the validation's time limit.
@@ -154,19 +157,21 @@ type parsed struct {
 func (s *vsession) parse(ctx context.Context, query string) (*parsed, error) {
 	v := s.v
 	v.parseMu.Lock()
-	out, ok := v.parses[query]
+	key := s.tenant + "\x00" + query
+	out, ok := v.parses[key]
 	v.parseMu.Unlock()
 	if !ok {
+		v.parseRuns.Add(1)
 		if err := s.conn.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&out); err != nil {
 			return nil, fmt.Errorf("parse: %w", err)
 		}
 		v.parseMu.Lock()
-		if n := len(query) + len(out); n <= maxParsedBytes {
+		if n := len(key) + len(out); n <= maxParsedBytes {
 			if v.parses == nil || v.parsedBytes+n > maxParsedBytes {
 				v.parses, v.parsedBytes = map[string]string{}, 0
 			}
-			if _, dup := v.parses[query]; !dup {
-				v.parses[query] = out
+			if _, dup := v.parses[key]; !dup {
+				v.parses[key] = out
 				v.parsedBytes += n
 			}
 		}
@@ -205,6 +210,7 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 	var plan *Plan
 	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
 		var err error
+		s.tenant = sc.Tenant
 		plan, err = s.validate(ctx, query, &sc)
 		return err
 	})
@@ -360,7 +366,8 @@ func (s *vsession) deserializeAll(ctx context.Context, stmts []map[string]any) (
 // to query (they name datasets' columns), so their trees are kept; the trees are never
 // modified, only serialized.
 func (s *vsession) expression(ctx context.Context, item string) (any, error) {
-	if e, ok := s.v.items.Load(item); ok {
+	key := s.tenant + "\x00" + item // items name the vendor's aliases
+	if e, ok := s.v.items.Load(key); ok {
 		return e, nil
 	}
 	p, err := s.parse(ctx, "SELECT "+item)
@@ -373,7 +380,7 @@ func (s *vsession) expression(ctx context.Context, item string) (any, error) {
 	node := p.Statements[0]["node"].(map[string]any)
 	e := node["select_list"].([]any)[0]
 	if s.v.itemCount.Add(1) <= maxCachedItems {
-		s.v.items.Store(item, e)
+		s.v.items.Store(key, e)
 	}
 	return e, nil
 }

@@ -90,6 +90,7 @@ func (k *Kind) Plan(ctx context.Context, sub *jobs.Submission) (*jobs.Plan, erro
 	if err != nil {
 		return nil, err
 	}
+	sc.Tenant = g.Tenant // the validator's caches are per tenant
 	var plan *engine.Plan
 	var verr error
 	if mode == policy.ModeDP {
@@ -244,7 +245,7 @@ func (k *Kind) checks(ctx context.Context, run *jobs.Run, plan *engine.Plan, tab
 	}
 	sdc := gate.DefaultSDCRules()
 	rules := engine.CheckRules{K: run.Grant.K, DominanceN: sdc.DominanceN, DominanceK: sdc.DominanceK, DominanceP: sdc.DominanceP}
-	checks, err := k.validator.Checks(ctx, plan, engine.Scope{Mode: string(policy.ModeThreshold), Tables: tables}, priors, rules)
+	checks, err := k.validator.Checks(ctx, plan, engine.Scope{Mode: string(policy.ModeThreshold), Tables: tables, Tenant: run.Grant.Tenant}, priors, rules)
 	if errors.Is(err, engine.ErrKeysChanged) {
 		return nil, rules, launch.Fail("the job was queued before threshold jobs were checked for dominance and differencing; submit it again", nil)
 	}
