@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -51,90 +52,54 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	if len(rowsIdx) != 1 {
 		return nil, nil
 	}
-	var keys []int
-	for i, f := range schema.Fields() {
-		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
-			keys = append(keys, i)
-		}
-	}
-	if len(keys) == 0 {
+	c := resultCells(recs)
+	if len(c.keys) == 0 {
 		return nil, nil // one group: the exact plan is the restricted one
 	}
 	k, m := int64(j.K), j.MaxRowsPerUnit
-	type at struct{ rec, row int }
-	var where []at // by global row number
 	var undecided []int
-	for ri, rec := range recs {
+	row := 0
+	for _, rec := range recs {
 		n := rec.Column(rowsIdx[0]).(*array.Int64)
 		for r := 0; r < n.Len(); r++ {
 			if v := n.Value(r); v >= k && v < k*m {
-				undecided = append(undecided, len(where))
+				undecided = append(undecided, row)
 			}
-			where = append(where, at{ri, r})
+			row++
 		}
 	}
 	if len(undecided) == 0 || len(undecided) > maxNarrowed {
 		return nil, nil
 	}
-
-	// DuckDB hashes the fast result's keys: the same function over the same values as in
-	// the restricted plan.
-	hashes, err := keyHashes(ctx, ar, recs, keys, len(where))
-	if err != nil {
-		return nil, err
-	}
-	byHash := make(map[uint64]int, len(hashes))
-	for row, h := range hashes {
-		if _, dup := byHash[h]; dup {
-			return nil, nil
-		}
-		byHash[h] = row
-	}
-
-	var keyList []string
-	for _, i := range keys {
-		keyList = append(keyList, quoteIdent(schema.Field(i).Name))
-	}
-	hashExpr := "hash(" + strings.Join(keyList, ", ") + ")"
-	lits := make([]string, len(undecided))
-	for i, row := range undecided {
-		lits[i] = fmt.Sprintf("%d::UBIGINT", hashes[row])
+	// The exact plan's result names its keys as the fast result does.
+	names := make([]string, len(c.keys))
+	for i, col := range c.keys {
+		names[i] = quoteIdent(schema.Field(col).Name)
 	}
 	units := fmt.Sprintf("%s_0", UnitsPrefix)
-	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s, %s FROM (%s) AS __veil_exact WHERE %s IN (%s)",
-		hashExpr, quoteIdent(units), strings.Join(keyList, ", "), j.SQL, hashExpr, strings.Join(lits, ", "))
-	got, _, err := collect(ctx, ar, q, j.MaxResultBytes)
-	if err != nil {
+	got, gschema, byHash, err := c.restrict(ctx, ar, undecided, j.SQL, names, []string{quoteIdent(units)}, j.MaxResultBytes)
+	if got == nil || err != nil {
 		return nil, err
 	}
 	defer release(got)
-
-	isUndecided := make(map[int]bool, len(undecided))
-	for _, row := range undecided {
-		isUndecided[row] = true
+	nk := len(c.keys)
+	if gschema.NumFields() != 2+nk {
+		return nil, nil
 	}
 	exact := make(map[int]int64, len(undecided))
 	for _, rec := range got {
 		h, ok1 := rec.Column(0).(*array.Uint64)
-		u, ok2 := rec.Column(1).(*array.Int64)
-		if !ok1 || !ok2 || int(rec.NumCols()) != 2+len(keys) {
+		u, ok2 := rec.Column(1 + nk).(*array.Int64)
+		if !ok1 || !ok2 {
 			return nil, nil
 		}
 		for r := 0; r < int(rec.NumRows()); r++ {
 			row, ok := byHash[h.Value(r)]
-			if !ok || !isUndecided[row] || u.IsNull(r) {
+			if !ok || u.IsNull(r) {
 				return nil, nil
 			}
-			if _, seen := exact[row]; seen {
-				return nil, nil // two groups with the same keys
-			}
-			fr := recs[where[row].rec]
-			for c, i := range keys {
-				fc, ec := fr.Column(i), rec.Column(2+c)
-				if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
-					!array.SliceEqual(fc, int64(where[row].row), int64(where[row].row+1), ec, int64(r), int64(r+1)) {
-					return nil, nil
-				}
+			if _, seen := exact[row]; seen || !c.sameKeys(row, rec, r) {
+				return nil, nil // two groups with the same keys, or another group
 			}
 			exact[row] = u.Value(r)
 		}
@@ -142,7 +107,6 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	if len(exact) != len(undecided) {
 		return nil, nil
 	}
-
 	return withUnits(recs, rowsIdx[0], k, m, exact), nil
 }
 
@@ -259,6 +223,100 @@ func keyHashes(ctx context.Context, ar *duckdb.Arrow, recs []arrow.RecordBatch, 
 	return hashes, nil
 }
 
+// cells are a query result's rows, numbered across its batches, with its hidden group-key
+// columns: what narrow, dominanceCells and narrowedDominance restrict a relation to.
+type cells struct {
+	recs  []arrow.RecordBatch
+	keys  []int // the result's hidden key columns
+	where []struct{ rec, row int }
+}
+
+func resultCells(recs []arrow.RecordBatch) cells {
+	c := cells{recs: recs}
+	for i, f := range recs[0].Schema().Fields() {
+		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
+			c.keys = append(c.keys, i)
+		}
+	}
+	for ri, rec := range recs {
+		for r := 0; r < int(rec.NumRows()); r++ {
+			c.where = append(c.where, struct{ rec, row int }{ri, r})
+		}
+	}
+	return c
+}
+
+// restrict runs relation, whose group keys are the expressions names, restricted by
+// DuckDB's hash of its keys to the cells of rows (by global row number; the hashes are
+// DuckDB's of the result's keys, keyHashes): it selects the hash, the keys, then cols, and
+// returns the batches and the row each hash stands for. Every match is the caller's to check
+// against the keys themselves (sameKeys). It returns nil batches where it cannot vouch for
+// the restriction (a row out of range, two of rows sharing a hash).
+func (c cells) restrict(ctx context.Context, ar *duckdb.Arrow, rows []int, relation string, names, cols []string, limit int64) ([]arrow.RecordBatch, *arrow.Schema, map[uint64]int, error) {
+	hashes, err := keyHashes(ctx, ar, c.recs, c.keys, len(c.where))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	byHash := make(map[uint64]int, len(rows))
+	lits := make([]string, 0, len(rows))
+	for _, row := range rows {
+		if row < 0 || row >= len(c.where) {
+			return nil, nil, nil, nil
+		}
+		if _, dup := byHash[hashes[row]]; dup {
+			return nil, nil, nil, nil
+		}
+		byHash[hashes[row]] = row
+		lits = append(lits, fmt.Sprintf("%d::UBIGINT", hashes[row]))
+	}
+	slices.Sort(lits)
+	hashExpr := "hash(" + strings.Join(names, ", ") + ")"
+	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s FROM (%s) AS __veil_cells WHERE %s IN (%s)",
+		hashExpr, strings.Join(append(slices.Clone(names), cols...), ", "), relation, hashExpr, strings.Join(lits, ", "))
+	got, schema, err := collect(ctx, ar, q, limit)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return got, schema, byHash, nil
+}
+
+// sameKeys reports whether row's keys are those of rec's row r (its columns 1 to len(keys),
+// as restrict selects them): of the same types, value for value.
+func (c cells) sameKeys(row int, rec arrow.RecordBatch, r int) bool {
+	at := c.where[row]
+	fr := c.recs[at.rec]
+	for i, col := range c.keys {
+		fc, ec := fr.Column(col), rec.Column(1+i)
+		if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
+			!array.SliceEqual(fc, int64(at.row), int64(at.row+1), ec, int64(r), int64(r+1)) {
+			return false
+		}
+	}
+	return true
+}
+
+// keyRow is rec's keys at row r (its columns 1 to n) as a one-row batch of schema.
+func keyRow(schema *arrow.Schema, rec arrow.RecordBatch, n, r int) arrow.RecordBatch {
+	cols := make([]arrow.Array, n)
+	for c := range cols {
+		cols[c] = array.NewSlice(rec.Column(1+c), int64(r), int64(r+1))
+	}
+	out := array.NewRecordBatch(schema, cols, 1)
+	for _, col := range cols {
+		col.Release()
+	}
+	return out
+}
+
+// keyNames are the check relations' names of the group keys (__veil_g0, ...).
+func keyNames(n int) []string {
+	gs := make([]string, n)
+	for i := range gs {
+		gs[i] = fmt.Sprintf("__veil_g%d", i)
+	}
+	return gs
+}
+
 // dominanceRestricted runs the dominance check for the undecided cells alone (rows of the
 // query's result, numbered across its batches) and returns what the check itself would
 // name among the result's cells: the keys of the undecided cells that fail. The cells the
@@ -281,56 +339,17 @@ func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.
 	if j.DominanceCells == "" || len(recs) == 0 || len(undecided) == 0 || len(undecided) > maxNarrowed {
 		return nil, nil, nil
 	}
-	rschema := recs[0].Schema()
-	var keys []int
-	for i, f := range rschema.Fields() {
-		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
-			keys = append(keys, i)
-		}
-	}
-	if len(keys) == 0 {
+	c := resultCells(recs)
+	if len(c.keys) == 0 {
 		return nil, nil, nil
 	}
-	type at struct{ rec, row int }
-	var where []at
-	for ri, rec := range recs {
-		for r := 0; r < int(rec.NumRows()); r++ {
-			where = append(where, at{ri, r})
-		}
-	}
-	hashes, err := keyHashes(ctx, ar, recs, keys, len(where))
-	if err != nil {
-		return nil, nil, err
-	}
-	isUndecided := make(map[int]bool, len(undecided))
-	lits := make([]string, len(undecided))
-	for i, row := range undecided {
-		if row < 0 || row >= len(where) {
-			return nil, nil, nil
-		}
-		isUndecided[row] = true
-		lits[i] = fmt.Sprintf("%d::UBIGINT", hashes[row])
-	}
-	byHash := make(map[uint64]int, len(undecided))
-	for _, row := range undecided {
-		if _, dup := byHash[hashes[row]]; dup {
-			return nil, nil, nil
-		}
-		byHash[hashes[row]] = row
-	}
-	gs := make([]string, len(keys))
-	for i := range keys {
-		gs[i] = fmt.Sprintf("__veil_g%d", i)
-	}
-	hashExpr := "hash(" + strings.Join(gs, ", ") + ")"
-	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s, __veil_fail FROM (%s) AS __veil_cells WHERE %s IN (%s)",
-		hashExpr, strings.Join(gs, ", "), j.DominanceCells, hashExpr, strings.Join(lits, ", "))
-	got, gschema, err := collect(ctx, ar, q, j.MaxResultBytes)
-	if err != nil {
+	nk := len(c.keys)
+	got, gschema, byHash, err := c.restrict(ctx, ar, undecided, j.DominanceCells, keyNames(nk), []string{"__veil_fail"}, j.MaxResultBytes)
+	if got == nil || err != nil {
 		return nil, nil, err
 	}
 	defer release(got)
-	if gschema.NumFields() != 2+len(keys) {
+	if gschema.NumFields() != 2+nk {
 		return nil, nil, nil
 	}
 	seen := make(map[int]bool, len(undecided))
@@ -341,40 +360,21 @@ func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.
 			release(out)
 		}
 	}()
-	oschema := arrow.NewSchema(gschema.Fields()[1:1+len(keys)], nil)
+	oschema := arrow.NewSchema(gschema.Fields()[1:1+nk], nil)
 	for _, rec := range got {
 		h, ok1 := rec.Column(0).(*array.Uint64)
-		fail, ok2 := rec.Column(1 + len(keys)).(*array.Boolean)
+		fail, ok2 := rec.Column(1 + nk).(*array.Boolean)
 		if !ok1 || !ok2 {
 			return nil, nil, nil
 		}
-		var parts [][]arrow.Array
 		for r := 0; r < int(rec.NumRows()); r++ {
 			row, found := byHash[h.Value(r)]
-			if !found || !isUndecided[row] || seen[row] || fail.IsNull(r) {
+			if !found || seen[row] || fail.IsNull(r) || !c.sameKeys(row, rec, r) {
 				return nil, nil, nil
-			}
-			fr := recs[where[row].rec]
-			for c, i := range keys {
-				fc, ec := fr.Column(i), rec.Column(1+c)
-				if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
-					!array.SliceEqual(fc, int64(where[row].row), int64(where[row].row+1), ec, int64(r), int64(r+1)) {
-					return nil, nil, nil
-				}
 			}
 			seen[row] = true
 			if fail.Value(r) {
-				cols := make([]arrow.Array, len(keys))
-				for c := range keys {
-					cols[c] = array.NewSlice(rec.Column(1+c), int64(r), int64(r+1))
-				}
-				parts = append(parts, cols)
-			}
-		}
-		for _, cols := range parts {
-			out = append(out, array.NewRecordBatch(oschema, cols, 1))
-			for _, c := range cols {
-				c.Release()
+				out = append(out, keyRow(oschema, rec, nk, r))
 			}
 		}
 	}
@@ -412,35 +412,27 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 	if len(rowsIdx) != 1 || j.DominanceUnits == "" {
 		return nil, nil, nil
 	}
-	var keys []int
-	for i, f := range schema.Fields() {
-		if strings.HasPrefix(f.Name, KeysPrefix+"_") {
-			keys = append(keys, i)
-		}
-	}
-	if len(keys) == 0 {
+	c := resultCells(recs)
+	if len(c.keys) == 0 {
 		return nil, nil, nil
 	}
 	k, m := int64(j.K), j.MaxRowsPerUnit
-	type at struct{ rec, row int }
-	var where []at
 	var rowsOf []int64
 	cand := map[int]bool{}
-	for ri, rec := range recs {
+	for _, rec := range recs {
 		n, ok := rec.Column(rowsIdx[0]).(*array.Int64)
 		if !ok {
 			return nil, nil, nil
 		}
 		for r := 0; r < n.Len(); r++ {
 			if v := n.Value(r); n.IsValid(r) && v >= k && v < k*m {
-				cand[len(where)] = true
+				cand[len(rowsOf)] = true
 			}
-			where = append(where, at{ri, r})
 			rowsOf = append(rowsOf, n.Value(r))
 		}
 	}
 	for _, row := range domRows {
-		if row < 0 || row >= len(where) {
+		if row < 0 || row >= len(rowsOf) {
 			return nil, nil, nil
 		}
 		cand[row] = true
@@ -448,34 +440,14 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 	if len(cand) == 0 || len(cand) > maxNarrowed {
 		return nil, nil, nil
 	}
-	hashes, err := keyHashes(ctx, ar, recs, keys, len(where))
-	if err != nil {
-		return nil, nil, err
-	}
-	byHash := make(map[uint64]int, len(cand))
-	lits := make([]string, 0, len(cand))
-	for row := range cand {
-		if _, dup := byHash[hashes[row]]; dup {
-			return nil, nil, nil
-		}
-		byHash[hashes[row]] = row
-		lits = append(lits, fmt.Sprintf("%d::UBIGINT", hashes[row]))
-	}
-	slices.Sort(lits)
-	gs := make([]string, len(keys))
-	for i := range keys {
-		gs[i] = fmt.Sprintf("__veil_g%d", i)
-	}
-	hashExpr := "hash(" + strings.Join(gs, ", ") + ")"
+	nk := len(c.keys)
 	units := fmt.Sprintf("%s_0", UnitsPrefix)
-	q := fmt.Sprintf("SELECT %s AS __veil_hash, %s, %s, %s, __veil_fail FROM (%s) AS __veil_cells WHERE %s IN (%s)",
-		hashExpr, strings.Join(gs, ", "), quoteIdent(units), quoteIdent(RowsColumn), j.DominanceUnits, hashExpr, strings.Join(lits, ", "))
-	got, gschema, err := collect(ctx, ar, q, j.MaxResultBytes)
-	if err != nil {
+	got, gschema, byHash, err := c.restrict(ctx, ar, slices.Collect(maps.Keys(cand)), j.DominanceUnits, keyNames(nk),
+		[]string{quoteIdent(units), quoteIdent(RowsColumn), "__veil_fail"}, j.MaxResultBytes)
+	if got == nil || err != nil {
 		return nil, nil, err
 	}
 	defer release(got)
-	nk := len(keys)
 	if gschema.NumFields() != 4+nk {
 		return nil, nil, nil
 	}
@@ -496,36 +468,17 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return nil, nil, nil
 		}
-		var parts [][]arrow.Array
 		for r := 0; r < int(rec.NumRows()); r++ {
 			row, found := byHash[h.Value(r)]
 			if !found || u.IsNull(r) || n.IsNull(r) || fail.IsNull(r) {
 				return nil, nil, nil
 			}
-			if _, seen := exact[row]; seen || n.Value(r) != rowsOf[row] {
-				return nil, nil, nil // two cells with the same keys, or not the group's rows
-			}
-			fr := recs[where[row].rec]
-			for c, i := range keys {
-				fc, ec := fr.Column(i), rec.Column(1+c)
-				if !arrow.TypeEqual(fc.DataType(), ec.DataType()) ||
-					!array.SliceEqual(fc, int64(where[row].row), int64(where[row].row+1), ec, int64(r), int64(r+1)) {
-					return nil, nil, nil
-				}
+			if _, seen := exact[row]; seen || n.Value(r) != rowsOf[row] || !c.sameKeys(row, rec, r) {
+				return nil, nil, nil // two cells with the same keys, not the group's rows, or another cell
 			}
 			exact[row] = u.Value(r)
 			if fail.Value(r) {
-				cols := make([]arrow.Array, nk)
-				for c := range keys {
-					cols[c] = array.NewSlice(rec.Column(1+c), int64(r), int64(r+1))
-				}
-				parts = append(parts, cols)
-			}
-		}
-		for _, cols := range parts {
-			out = append(out, array.NewRecordBatch(oschema, cols, 1))
-			for _, c := range cols {
-				c.Release()
+				out = append(out, keyRow(oschema, rec, nk, r))
 			}
 		}
 	}
