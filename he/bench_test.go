@@ -316,11 +316,12 @@ func BenchmarkLaneAverage(b *testing.B) {
 		b.Fatal(err)
 	}
 	eval := hefloat.NewEvaluator(params, pub.evaluationKeys())
+	f := newFolder(eval)
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	defer func() { b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op") }()
 	for i := 0; i < b.N; i++ {
-		if _, err := laneAverage(eval, em.weights[0], 128, params.MaxSlots()/128); err != nil {
+		if _, err := laneAverage(eval, f, em.weights[0], 128, params.MaxSlots()/128); err != nil {
 			b.Fatal(err)
 		}
 	}

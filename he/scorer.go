@@ -143,8 +143,9 @@ func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *
 		wg.Add(1)
 		go func(k int, eval *hefloat.Evaluator) {
 			defer wg.Done()
+			f := newFolder(eval)
 			for i := k; i < len(in); i += workers {
-				if out[i], errs[k] = laneAverage(eval, in[i], lanes, n); errs[k] != nil {
+				if out[i], errs[k] = laneAverage(eval, f, in[i], lanes, n); errs[k] != nil {
 					return
 				}
 				ringQ := params.RingQ().AtLevel(out[i].Level())
@@ -178,9 +179,9 @@ func (r *replication) wait() error {
 // scale is multiplied by n (a power of two, so exactly) to read it as their mean. No level
 // is consumed; the scale is compensated where the average meets a plaintext (see
 // featureScale).
-func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
+func laneAverage(eval *hefloat.Evaluator, f *folder, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
 	out := hefloat.NewCiphertext(*eval.GetParameters(), 1, ct.Level())
-	if err := foldLanes(eval, ct, lanes, n, out); err != nil {
+	if err := foldLanes(eval, f, ct, lanes, n, out); err != nil {
 		return nil, err
 	}
 	out.Scale = ct.Scale.Mul(rlwe.NewScale(float64(n)))
@@ -190,8 +191,21 @@ func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*r
 // foldLanes sets out to the sum of ct's rotations by 0, lanes, ..., (n-1)*lanes (n a power
 // of two, n*lanes = slots): every slot then holds the sum of its lane. It is lattigo's
 // InnerSum by doubling, with plain rotations, which use each key at the special primes
-// it was made with (InnerSum's hoisted rotations assume keys modulo the whole P).
-func foldLanes(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
+// it was made with (InnerSum's hoisted rotations assume keys modulo the whole P). With
+// keys as keys.go makes them, f (made from eval; nil: made here) does the rotations more
+// cheaply (see folder).
+func foldLanes(eval *hefloat.Evaluator, f *folder, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
+	if f == nil {
+		f = newFolder(eval)
+	}
+	if out != ct && f.usable(lanes, n) {
+		return f.fold(ct, lanes, n, out)
+	}
+	return rotateFold(eval, ct, lanes, n, out)
+}
+
+// rotateFold is foldLanes with lattigo's rotations.
+func rotateFold(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
 	params := *eval.GetParameters()
 	if out != ct {
 		out.Resize(ct.Degree(), ct.Level())
@@ -608,7 +622,7 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 		return nil, 0, err
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)
-	if err := foldLanes(eval, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
+	if err := foldLanes(eval, nil, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
 		return nil, 0, fmt.Errorf("he: per-group sum failed: %w", err)
 	}
 	half := s.periodic(func(g int) float64 { return 0.5 * float64(s.counts[g]) })
