@@ -643,6 +643,10 @@ type worker struct {
 	acc   *rlwe.Ciphertext
 	lin   *rlwe.Ciphertext
 	total *rlwe.Ciphertext
+	// fullBias is R(bias) times the mask of a full batch (every real lane full), reduced:
+	// the one plaintext that is the same in every full batch, encoded once (nil until the
+	// worker's first full batch).
+	fullBias []ring.Poly
 }
 
 // newWorker makes a worker; from, when set, is an evaluator whose keys and read-only
@@ -680,21 +684,35 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 // process computes sigmoid(B*mask + sum_j W_j z_j) - 0.5 for every slot of
 // the batch and adds it to the worker's running total. The multiply-adds are lazy: each
 // product of an average in Montgomery form by a plaintext from a lazy NTT is below 2q,
-// the 17 of them below 34q < 2^52, reduced once.
+// the 17 of them below 34q < 2^52, reduced once. A full batch starts from fullBias
+// (below q) instead of the bias's product.
 func (w *worker) process(b *batch) error {
 	m := w.s.rep
 	ringQ := w.s.params.RingQ().AtLevel(topLevel)
 	acc0, acc1 := w.acc.Value[0], w.acc.Value[1]
-	acc0.Zero()
-	acc1.Zero()
 	w.acc.Scale = m.bias.Scale.Mul(w.pt.Scale)
+	full := b.fullLanes == w.s.groups
+	if full {
+		if w.fullBias == nil {
+			if err := w.encodeFullBias(b.mask); err != nil {
+				return err
+			}
+		}
+		acc0.Copy(w.fullBias[0])
+		acc1.Copy(w.fullBias[1])
+	} else {
+		acc0.Zero()
+		acc1.Zero()
+	}
 	for j := range m.weights {
 		if err := w.mulAdd(b.z[j], m.mont[j+1]); err != nil {
 			return err
 		}
 	}
-	if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
-		return err
+	if !full {
+		if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
+			return err
+		}
 	}
 	ringQ.Reduce(acc0, acc0)
 	ringQ.Reduce(acc1, acc1)
@@ -712,6 +730,25 @@ func (w *worker) process(b *batch) error {
 		return nil
 	}
 	return w.eval.Add(w.total, out, w.total)
+}
+
+// encodeFullBias sets w.fullBias from the mask of a full batch. That mask holds no row,
+// only the layout (1 in every slot of a real group's lane): encoding it once per worker
+// instead of once per batch changes no value the vendor can read, only makes its rounding
+// residual, still randomized and independent of the data (roundingSigma), the same in every
+// full batch.
+func (w *worker) encodeFullBias(mask []float64) error {
+	if err := w.ecd.encodeLazy(mask, w.pt, !w.s.exactRounding); err != nil {
+		return fmt.Errorf("he: encoding a batch failed: %w", err)
+	}
+	ringQ := w.s.params.RingQ().AtLevel(topLevel)
+	bias := w.s.rep.mont[0]
+	w.fullBias = []ring.Poly{ringQ.NewPoly(), ringQ.NewPoly()}
+	for c := range w.fullBias {
+		ringQ.MulCoeffsMontgomeryLazy(bias[c], w.pt.Value, w.fullBias[c])
+		ringQ.Reduce(w.fullBias[c], w.fullBias[c])
+	}
+	return nil
 }
 
 func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
