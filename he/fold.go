@@ -49,11 +49,11 @@ func newFolder(eval *hefloat.Evaluator) *folder {
 	return f
 }
 
-// usable reports whether the fast path can take the rotation keys of a fold.
-func (f *folder) usable(lanes, n int) bool {
+// usable reports whether the fast path can take the rotation keys of a fold at level.
+func (f *folder) usable(lanes, n, level int) bool {
 	for r := lanes; r < lanes*n; r <<= 1 {
 		k, err := f.eval.CheckAndGetGaloisKey(f.params.GaloisElement(r))
-		if err != nil || k.LevelP() != 0 || k.BaseTwoDecomposition != 0 {
+		if err != nil || k.LevelP() != 0 || k.BaseTwoDecomposition != 0 || k.LevelQ() < level || len(k.Value) <= level {
 			return false
 		}
 	}

@@ -23,7 +23,7 @@ func TestFoldMatchesRotations(t *testing.T) {
 	f := newFolder(eval)
 	lanes := pub.lanes
 	n := params.MaxSlots() / lanes
-	if !f.usable(lanes, n) {
+	if !f.usable(lanes, n, topLevel) {
 		t.Fatal("the bundle's Galois keys do not take the folder's fast path")
 	}
 	rng := rand.New(rand.NewSource(7))

@@ -198,7 +198,7 @@ func foldLanes(eval *hefloat.Evaluator, f *folder, ct *rlwe.Ciphertext, lanes, n
 	if f == nil {
 		f = newFolder(eval)
 	}
-	if out != ct && f.usable(lanes, n) {
+	if out != ct && f.usable(lanes, n, ct.Level()) {
 		return f.fold(ct, lanes, n, out)
 	}
 	return rotateFold(eval, ct, lanes, n, out)
