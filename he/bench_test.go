@@ -296,6 +296,10 @@ func BenchmarkLogisticBatch(b *testing.B) {
 			}
 		}
 	}
+	for g := 0; g < 100; g++ {
+		bt.fill[g] = sc.rowsPerLane
+	}
+	bt.fullLanes = 100
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	defer func() { b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op") }()
@@ -316,11 +320,12 @@ func BenchmarkLaneAverage(b *testing.B) {
 		b.Fatal(err)
 	}
 	eval := hefloat.NewEvaluator(params, pub.evaluationKeys())
+	f := newFolder(eval)
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	defer func() { b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op") }()
 	for i := 0; i < b.N; i++ {
-		if _, err := laneAverage(eval, em.weights[0], 128, params.MaxSlots()/128); err != nil {
+		if _, err := laneAverage(eval, f, em.weights[0], 128, params.MaxSlots()/128); err != nil {
 			b.Fatal(err)
 		}
 	}

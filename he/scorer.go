@@ -143,8 +143,9 @@ func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *
 		wg.Add(1)
 		go func(k int, eval *hefloat.Evaluator) {
 			defer wg.Done()
+			f := newFolder(eval)
 			for i := k; i < len(in); i += workers {
-				if out[i], errs[k] = laneAverage(eval, in[i], lanes, n); errs[k] != nil {
+				if out[i], errs[k] = laneAverage(eval, f, in[i], lanes, n); errs[k] != nil {
 					return
 				}
 				ringQ := params.RingQ().AtLevel(out[i].Level())
@@ -178,9 +179,9 @@ func (r *replication) wait() error {
 // scale is multiplied by n (a power of two, so exactly) to read it as their mean. No level
 // is consumed; the scale is compensated where the average meets a plaintext (see
 // featureScale).
-func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
+func laneAverage(eval *hefloat.Evaluator, f *folder, ct *rlwe.Ciphertext, lanes, n int) (*rlwe.Ciphertext, error) {
 	out := hefloat.NewCiphertext(*eval.GetParameters(), 1, ct.Level())
-	if err := foldLanes(eval, ct, lanes, n, out); err != nil {
+	if err := foldLanes(eval, f, ct, lanes, n, out); err != nil {
 		return nil, err
 	}
 	out.Scale = ct.Scale.Mul(rlwe.NewScale(float64(n)))
@@ -190,8 +191,21 @@ func laneAverage(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int) (*r
 // foldLanes sets out to the sum of ct's rotations by 0, lanes, ..., (n-1)*lanes (n a power
 // of two, n*lanes = slots): every slot then holds the sum of its lane. It is lattigo's
 // InnerSum by doubling, with plain rotations, which use each key at the special primes
-// it was made with (InnerSum's hoisted rotations assume keys modulo the whole P).
-func foldLanes(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
+// it was made with (InnerSum's hoisted rotations assume keys modulo the whole P). With
+// keys as keys.go makes them, f (made from eval; nil: made here) does the rotations more
+// cheaply (see folder).
+func foldLanes(eval *hefloat.Evaluator, f *folder, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
+	if f == nil {
+		f = newFolder(eval)
+	}
+	if out != ct && f.usable(lanes, n, ct.Level()) {
+		return f.fold(ct, lanes, n, out)
+	}
+	return rotateFold(eval, ct, lanes, n, out)
+}
+
+// rotateFold is foldLanes with lattigo's rotations.
+func rotateFold(eval *hefloat.Evaluator, ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) error {
 	params := *eval.GetParameters()
 	if out != ct {
 		out.Resize(ct.Degree(), ct.Level())
@@ -608,7 +622,7 @@ func (ls *logisticState) finish() (*rlwe.Ciphertext, float64, error) {
 		return nil, 0, err
 	}
 	out := hefloat.NewCiphertext(s.params, 1, outLevel)
-	if err := foldLanes(eval, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
+	if err := foldLanes(eval, nil, total, s.lanes, s.params.MaxSlots()/s.lanes, out); err != nil {
 		return nil, 0, fmt.Errorf("he: per-group sum failed: %w", err)
 	}
 	half := s.periodic(func(g int) float64 { return 0.5 * float64(s.counts[g]) })
@@ -629,6 +643,10 @@ type worker struct {
 	acc   *rlwe.Ciphertext
 	lin   *rlwe.Ciphertext
 	total *rlwe.Ciphertext
+	// fullBias is R(bias) times the mask of a full batch (every real lane full), reduced:
+	// the one plaintext that is the same in every full batch, encoded once (nil until the
+	// worker's first full batch).
+	fullBias []ring.Poly
 }
 
 // newWorker makes a worker; from, when set, is an evaluator whose keys and read-only
@@ -666,21 +684,35 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 // process computes sigmoid(B*mask + sum_j W_j z_j) - 0.5 for every slot of
 // the batch and adds it to the worker's running total. The multiply-adds are lazy: each
 // product of an average in Montgomery form by a plaintext from a lazy NTT is below 2q,
-// the 17 of them below 34q < 2^52, reduced once.
+// the 17 of them below 34q < 2^52, reduced once. A full batch starts from fullBias
+// (below q) instead of the bias's product.
 func (w *worker) process(b *batch) error {
 	m := w.s.rep
 	ringQ := w.s.params.RingQ().AtLevel(topLevel)
 	acc0, acc1 := w.acc.Value[0], w.acc.Value[1]
-	acc0.Zero()
-	acc1.Zero()
 	w.acc.Scale = m.bias.Scale.Mul(w.pt.Scale)
+	full := b.fullLanes == w.s.groups
+	if full {
+		if w.fullBias == nil {
+			if err := w.encodeFullBias(b.mask); err != nil {
+				return err
+			}
+		}
+		acc0.Copy(w.fullBias[0])
+		acc1.Copy(w.fullBias[1])
+	} else {
+		acc0.Zero()
+		acc1.Zero()
+	}
 	for j := range m.weights {
 		if err := w.mulAdd(b.z[j], m.mont[j+1]); err != nil {
 			return err
 		}
 	}
-	if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
-		return err
+	if !full {
+		if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
+			return err
+		}
 	}
 	ringQ.Reduce(acc0, acc0)
 	ringQ.Reduce(acc1, acc1)
@@ -698,6 +730,25 @@ func (w *worker) process(b *batch) error {
 		return nil
 	}
 	return w.eval.Add(w.total, out, w.total)
+}
+
+// encodeFullBias sets w.fullBias from the mask of a full batch. That mask holds no row,
+// only the layout (1 in every slot of a real group's lane): encoding it once per worker
+// instead of once per batch changes no value the vendor can read, only makes its rounding
+// residual, still randomized and independent of the data (roundingSigma), the same in every
+// full batch.
+func (w *worker) encodeFullBias(mask []float64) error {
+	if err := w.ecd.encodeLazy(mask, w.pt, !w.s.exactRounding); err != nil {
+		return fmt.Errorf("he: encoding a batch failed: %w", err)
+	}
+	ringQ := w.s.params.RingQ().AtLevel(topLevel)
+	bias := w.s.rep.mont[0]
+	w.fullBias = []ring.Poly{ringQ.NewPoly(), ringQ.NewPoly()}
+	for c := range w.fullBias {
+		ringQ.MulCoeffsMontgomeryLazy(bias[c], w.pt.Value, w.fullBias[c])
+		ringQ.Reduce(w.fullBias[c], w.fullBias[c])
+	}
+	return nil
 }
 
 func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
