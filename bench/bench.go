@@ -82,6 +82,7 @@ var suites = []suite{
 	}},
 	{"accuracy", "the median relative error of a dp count", benchAccuracy},
 	{"fixedcost", "where the fixed cost of a job goes: API, submission, validation, commits, sandbox, the rest", benchFixedCost},
+	{"dpsplit", "the dp job on one row per person taken apart: plan, runner, pooled sandbox and end to end, settled and back to back, and what replacing a sandbox costs", benchDPSplit},
 	{"runner", "the runner in process, as a process, in a fresh and in a pooled sandbox against raw DuckDB", benchRunner},
 	{"realdata", "a threshold GROUP BY on vega-datasets' flights end to end and without the daemon (needs --flights)", benchRealData},
 	{"load", "many tenants at once: 20 vendors of 5 tenants submitting threshold and dp jobs to one daemon (throughput, latency, fairness, memory)", benchLoad},

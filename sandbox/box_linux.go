@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,7 @@ type box struct {
 	skel   *skeleton
 	spill  *spillFS
 	c      *libcontainer.Container
+	cpuDir string // the CPU cgroup made ahead of the start (lowCPUCgroup), if any
 
 	// Set by start.
 	p              *libcontainer.Process
@@ -77,7 +79,46 @@ func (r *Runtime) create(ctx context.Context, cid string, spec *Spec, l Limits, 
 	if b.c, err = libcontainer.Create(r.containersDir, cid, r.config(cid, b.rootfs, &onImage, l, b.skel, boxOptions{uid: b.uid, spill: b.spill, lowCPU: ahead})); err != nil {
 		return b, fmt.Errorf("create container %s: %w", cid, err)
 	}
+	if ahead {
+		b.lowCPUCgroup()
+	}
 	return b, nil
+}
+
+// lowCPUCgroup makes the CPU cgroup of a box prepared ahead now, at the least share, so
+// that its init joins it at that share: libcontainer applies the configured share only
+// once the init has set up the container's root (the veil binary's start, namespaces,
+// mounts: tens of milliseconds of CPU), which at the default share would take CPU from a
+// job running beside it. Best effort: without it the sandbox is the same, only its
+// preparation competes with running jobs for a while. The directory is libcontainer's
+// own path, which it joins and later removes; destroy removes it if the box never started.
+func (b *box) lowCPUCgroup() {
+	var dir, file, low string
+	if b.r.cgroup2 {
+		// A child has the cpu controller only when every ancestor delegates it.
+		cur := "/sys/fs/cgroup"
+		for _, e := range strings.Split(strings.Trim(b.r.cgroupParent, "/"), "/") {
+			cur = filepath.Join(cur, e)
+			if err := os.Mkdir(cur, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				return
+			}
+			if err := os.WriteFile(filepath.Join(cur, "cgroup.subtree_control"), []byte("+cpu"), 0); err != nil {
+				return
+			}
+		}
+		dir, file, low = filepath.Join(cur, b.cid), "cpu.weight", "1"
+	} else {
+		mnt, err := cgroups.FindCgroupMountpoint("", "cpu")
+		if err != nil {
+			return
+		}
+		dir, file, low = filepath.Join(mnt, b.r.cgroupParent, b.cid), "cpu.shares", "2"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	b.cpuDir = dir
+	_ = os.WriteFile(filepath.Join(dir, file), []byte(low), 0)
 }
 
 // start starts the job's process with stdin on fd 0. It returns once the process runs.
@@ -327,6 +368,12 @@ func (b *box) destroy() error {
 		}
 		if b.skel != nil {
 			b.skel.remove()
+		}
+		if b.cpuDir != "" {
+			// Gone already when the container ran (libcontainer removes its cgroups).
+			if err := os.Remove(b.cpuDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove cgroup of %s: %w", b.cid, err))
+			}
 		}
 		if len(errs) == 0 {
 			b.owner.release() // nothing of the container's is left that its uid owns

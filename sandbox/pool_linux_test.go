@@ -399,6 +399,46 @@ func TestPoolCPUShare(t *testing.T) {
 	<-done
 }
 
+// A sandbox prepared ahead is in its cgroup at the least CPU share before its init runs:
+// libcontainer applies the container's resources only once the init has set up its root
+// (tens of milliseconds of CPU: the veil binary's start, namespaces, mounts), and an init
+// that ran those at the default share would take CPU from the job running beside it. A box
+// that never starts leaves no cgroup behind.
+func TestPoolLowShareBeforeStart(t *testing.T) {
+	r := newRuntime(t)
+	file := func(cid string) string {
+		if r.cgroup2 {
+			return filepath.Join("/sys/fs/cgroup", r.cgroupParent, cid, "cpu.weight")
+		}
+		return filepath.Join("/sys/fs/cgroup/cpu", r.cgroupParent, cid, "cpu.shares")
+	}
+	low := "2"
+	if r.cgroup2 {
+		low = "1"
+	}
+	for _, ahead := range []bool{true, false} {
+		cid := containerPrefix + poolPrefix + "lowshare-" + jobID(t)
+		spec := Spec{ID: cid, Args: payload("job"), Limits: Limits{}.withDefaults()}
+		b, err := r.create(context.Background(), cid, &spec, spec.Limits, nil, ahead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(file(cid))
+		switch {
+		case ahead && err != nil:
+			t.Errorf("a sandbox prepared ahead has no cgroup before its start: %v", err)
+		case ahead && strings.TrimSpace(string(got)) != low:
+			t.Errorf("a sandbox prepared ahead has CPU share %s before its start, want %s", strings.TrimSpace(string(got)), low)
+		case !ahead && err == nil && strings.TrimSpace(string(got)) == low:
+			t.Errorf("a sandbox made for its job has the preparing CPU share %s", low)
+		}
+		if err := b.destroy(); err != nil {
+			t.Fatal(err)
+		}
+		assertCleanPrefix(t, r, cid)
+	}
+}
+
 // jobRunning reports whether the job in container cid has passed Init (the sleep payload).
 func jobRunning(r *Runtime, cid string) bool {
 	c, err := libcontainer.Load(r.containersDir, cid)
