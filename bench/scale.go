@@ -100,11 +100,7 @@ func (e *env) scaleTable(ctx context.Context) (engine.Table, error) {
 		}}, nil
 }
 
-// benchScale measures dp and threshold group-bys on 100M rows by the runner in a sandbox
-// prepared ahead, under the default 2 GiB limit with a spill area on disk, against raw
-// DuckDB's floors on the same files in the same run (interleaved): the two-level aggregate
-// (per person and group, then per group) for dp, COUNT(DISTINCT person) per group for
-// threshold. It also runs the dp job once without a spill area, which is expected to fail.
+// scaleRows is the suite's row count: --scale-rows, or 100M.
 func (e *env) scaleRows() int {
 	if e.o.ScaleRows > 0 {
 		return e.o.ScaleRows
@@ -112,6 +108,12 @@ func (e *env) scaleRows() int {
 	return scaleRows
 }
 
+// benchScale measures dp and threshold group-bys on 100M rows by the runner in a sandbox
+// prepared ahead, under the default 2 GiB limit with a spill area on disk, against raw
+// DuckDB's floors on the same files in the same run (interleaved): the two-level aggregate
+// (per person and group, then per group) for dp, COUNT(DISTINCT person) per group for
+// threshold. It also runs the dp job once without a spill area, and says whether it finished
+// (it failed under the 2 GiB limit on 2026-12-02; it finished on 2026-12-03).
 func benchScale(ctx context.Context, e *env) error {
 	rows := e.scaleRows()
 	t, err := e.scaleTable(ctx)
@@ -224,8 +226,8 @@ func benchScale(ctx context.Context, e *env) error {
 
 	// The breakdown: the same plans by the runner in a sandbox prepared ahead (validation
 	// done, no daemon), by the runner's code in this process, and the raw floor with the
-	// job's memory limit; first the dp job without a spill area, which cannot finish.
-	e.logf("scale: dp group-by on %d rows without a spill area (expected to fail)...", rows)
+	// job's memory limit; first the dp job without a spill area (whether it finishes is reported).
+	e.logf("scale: dp group-by on %d rows without a spill area (does it finish?)...", rows)
 	_, res, _, err := sb.run(ctx, dpJob, jobLimits, true)
 	noSpill := "finished"
 	if err != nil {
