@@ -137,6 +137,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 		s.Close()
 		return nil, err
 	}
+	if err := s.grants.ReleaseStranded(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("release the budget slices of grants that never became active: %w", err)
+	}
 	if err := s.jobs.Start(ctx); err != nil {
 		s.Close()
 		return nil, err

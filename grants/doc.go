@@ -17,6 +17,8 @@
 // (policy.Grant.Hold), audited as grant.review.held with the figures, and the vendor reads
 // only that the stage awaits its reviewer. So a vendor learns at most one bit (fitted or
 // not) per application, at its last review, for at most MaxPending applications at a time.
+// Slices that a store written before this rule still holds for grants that never became
+// active are given back when the daemon starts (ReleaseStranded).
 //
 // Package grants never runs a job and never touches a dataset's files.
 package grants

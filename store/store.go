@@ -227,6 +227,9 @@ type Tx interface {
 	PutSlice(ctx context.Context, s Slice) error
 	// Slices lists slices by grant or by dataset (empty: any).
 	Slices(ctx context.Context, grant, dataset string) ([]Slice, error)
+	// DeleteSlices removes every slice of grant: only for a grant that never became active
+	// (no job can have spent from it).
+	DeleteSlices(ctx context.Context, grant string) error
 	PutSpend(ctx context.Context, s Spend) error
 	// Spends lists spends by grant, dataset or job (empty: any).
 	Spends(ctx context.Context, grant, dataset, job string) ([]Spend, error)

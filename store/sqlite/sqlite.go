@@ -331,6 +331,10 @@ func (t *txn) Slices(ctx context.Context, grant, dataset string) ([]store.Slice,
 		grant, grant, dataset, dataset)
 }
 
+func (t *txn) DeleteSlices(ctx context.Context, grant string) error {
+	return t.exec(ctx, "delete slices", `DELETE FROM budget_slices WHERE grant_id = ?`, grant)
+}
+
 func (t *txn) PutSpend(ctx context.Context, s store.Spend) error {
 	return t.exec(ctx, "put spend", `INSERT INTO budget_spends (job_id, grant_id, dataset, eps, delta, refunded, at) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, dataset) DO UPDATE SET refunded = excluded.refunded`,
