@@ -74,23 +74,56 @@ func lockdown(j *Job, p Preset) []string {
 	if threads != p.Threads {
 		s = append(s, fmt.Sprintf("SET threads=%d", threads))
 	}
+	bits, arraysMB := 0, 0
+	if j.Secret != 0 {
+		bits, arraysMB = perfectHash(threads, j.MemoryLimitMB, j.DPStateBytes)
+	}
 	switch {
-	case j.MemoryLimitMB == p.MemoryLimitMB:
+	case j.MemoryLimitMB == p.MemoryLimitMB && arraysMB == 0:
 	case j.MemoryLimitMB > 0:
-		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
+		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB-arraysMB))
 	default:
 		s = append(s, "RESET memory_limit")
 	}
 	if j.Secret != 0 {
 		// A dp job (the only kind with a secret): its bounded plan aggregates per privacy
 		// unit, twice, over every row. Where the units are integers of a range of at most
-		// 2^DPPerfectHashBits (DuckDB knows it from the files' statistics), DuckDB then
-		// aggregates into an array indexed by the unit instead of a hash table, in half the
-		// time; its default allows only 2^12.
-		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret), fmt.Sprintf("SET perfect_ht_threshold=%d", DPPerfectHashBits))
+		// 2^bits (DuckDB knows it from the files' statistics), DuckDB then aggregates into
+		// an array indexed by the unit instead of a hash table, in half the time; its
+		// default allows only 2^12.
+		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret), fmt.Sprintf("SET perfect_ht_threshold=%d", bits))
 	}
 	return append(s, "SET lock_configuration=true")
 }
+
+// perfectHash returns the perfect_ht_threshold of a dp job's DuckDB and the MB its arrays may
+// take: DuckDB allocates an aggregation's array (one entry of stateBytes per possible value
+// of the units' range, per thread and once more for the merge) outside its memory_limit, so
+// a wide query on units of a sparse range took hundreds of MB beyond the job's limit on two
+// rows. The arrays get at most a quarter of memMB, which DuckDB's limit is lowered by (the
+// job's total stays memMB); the bits are DPPerfectHashBits where that allows, fewer for wide
+// queries, and never below DuckDB's default. memMB 0 (no limit): DPPerfectHashBits.
+func perfectHash(threads, memMB int, stateBytes int64) (bits, arraysMB int) {
+	if memMB <= 0 {
+		return DPPerfectHashBits, 0
+	}
+	if stateBytes <= 0 { // unknown: as wide as a dp query may be (quantiles, four keys)
+		stateBytes = (&DPPlan{Keys: make([]DPKey, 4), Aggs: slices.Repeat([]DPAgg{{Kind: AggQuantile}}, MaxDPAggregates), MaxGroups: 2}).StateBytes()
+	}
+	perEntry := int64(threads+1) * stateBytes
+	budget := int64(memMB) << 20 / 4
+	bits = DPPerfectHashBits
+	for bits > defaultPerfectHashBits && perEntry<<bits > budget {
+		bits--
+	}
+	if bits == defaultPerfectHashBits {
+		return bits, 0 // as every other job's DuckDB
+	}
+	return bits, int((perEntry<<bits + 1<<20 - 1) >> 20)
+}
+
+// defaultPerfectHashBits is DuckDB's perfect_ht_threshold.
+const defaultPerfectHashBits = 12
 
 // RunnerMain is the runner: it opens DuckDB, then reads a Job (JSON) from stdin and runs
 // it in that fresh, locked-down in-memory database, writing the exact result to result as
