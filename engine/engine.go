@@ -232,8 +232,8 @@ type Job struct {
 	// drawn per job by the daemon, never stored, and never shown to the vendor.
 	Secret int64 `json:"secret,omitempty"`
 	// DPStateBytes is the dp plan's DPPlan.StateBytes (0: unknown, taken as the widest a dp
-	// query may be): the runner lets DuckDB aggregate per unit into arrays only as large as
-	// fit a quarter of MemoryLimitMB, and lowers DuckDB's limit by them.
+	// query may be): the runner lets DuckDB aggregate per unit into arrays, which DuckDB
+	// does not count against MemoryLimitMB, only as large as fit an eighth of it.
 	DPStateBytes int64 `json:"dp_state_bytes,omitempty"`
 
 	// Kind is empty for a SQL job. Other kinds (he-score) are run by the daemon's runner,

@@ -36,10 +36,10 @@ var ahead = []string{
 }
 
 // DPPerfectHashBits bounds the aggregations a dp job's DuckDB runs into an array indexed by
-// the group (a perfect hash table, as large as the groups' range of values, one per thread,
-// not spilled): at most 2^18 entries of the per-unit states per thread, a few MB for a
-// count, about 130 MB per thread for the partials of the most sums a dp query may ask for
-// (MaxDPAggregates, a count and a sum each), within a job's default memory.
+// the group (a perfect hash table, as large as the groups' range of values, one per thread
+// and one for the merge, not spilled, not counted against DuckDB's memory limit): at most
+// 2^18 entries of the per-unit states, fewer where those of the job's query do not fit an
+// eighth of its memory limit (perfectHash).
 const DPPerfectHashBits = 18
 
 // Preset are settings a runner applies ahead besides ahead's: the ones its daemon gives
@@ -74,14 +74,10 @@ func lockdown(j *Job, p Preset) []string {
 	if threads != p.Threads {
 		s = append(s, fmt.Sprintf("SET threads=%d", threads))
 	}
-	bits, arraysMB := 0, 0
-	if j.Secret != 0 {
-		bits, arraysMB = perfectHash(threads, j.MemoryLimitMB, j.DPStateBytes)
-	}
 	switch {
-	case j.MemoryLimitMB == p.MemoryLimitMB && arraysMB == 0:
+	case j.MemoryLimitMB == p.MemoryLimitMB:
 	case j.MemoryLimitMB > 0:
-		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB-arraysMB))
+		s = append(s, fmt.Sprintf("SET memory_limit='%dMB'", j.MemoryLimitMB))
 	default:
 		s = append(s, "RESET memory_limit")
 	}
@@ -91,35 +87,34 @@ func lockdown(j *Job, p Preset) []string {
 		// 2^bits (DuckDB knows it from the files' statistics), DuckDB then aggregates into
 		// an array indexed by the unit instead of a hash table, in half the time; its
 		// default allows only 2^12.
+		bits := perfectHash(threads, j.MemoryLimitMB, j.DPStateBytes)
 		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret), fmt.Sprintf("SET perfect_ht_threshold=%d", bits))
 	}
 	return append(s, "SET lock_configuration=true")
 }
 
-// perfectHash returns the perfect_ht_threshold of a dp job's DuckDB and the MB its arrays may
-// take: DuckDB allocates an aggregation's array (one entry of stateBytes per possible value
-// of the units' range, per thread and once more for the merge) outside its memory_limit, so
-// a wide query on units of a sparse range took hundreds of MB beyond the job's limit on two
-// rows. The arrays get at most a quarter of memMB, which DuckDB's limit is lowered by (the
-// job's total stays memMB); the bits are DPPerfectHashBits where that allows, fewer for wide
-// queries, and never below DuckDB's default. memMB 0 (no limit): DPPerfectHashBits.
-func perfectHash(threads, memMB int, stateBytes int64) (bits, arraysMB int) {
+// perfectHash returns the perfect_ht_threshold of a dp job's DuckDB. DuckDB allocates an
+// aggregation's array (one entry of stateBytes per possible value of the units' range, per
+// thread and once more for the merge) outside its memory_limit: the widest dp query on two
+// rows of units 200,000 apart took 167 MB beyond a 64 MB limit. The arrays get at most an
+// eighth of memMB on top of it, within what the daemon leaves of the job's memory beyond
+// DuckDB's (platform.Config.DuckDBMemoryMB: at least 256 MB or a quarter); the bits are
+// DPPerfectHashBits where that allows (a count and a sum on the daemon's defaults), fewer
+// for wide queries, never below DuckDB's default. memMB 0 (no limit): DPPerfectHashBits.
+func perfectHash(threads, memMB int, stateBytes int64) int {
 	if memMB <= 0 {
-		return DPPerfectHashBits, 0
+		return DPPerfectHashBits
 	}
 	if stateBytes <= 0 { // unknown: as wide as a dp query may be (quantiles, four keys)
 		stateBytes = (&DPPlan{Keys: make([]DPKey, 4), Aggs: slices.Repeat([]DPAgg{{Kind: AggQuantile}}, MaxDPAggregates), MaxGroups: 2}).StateBytes()
 	}
 	perEntry := int64(threads+1) * stateBytes
-	budget := int64(memMB) << 20 / 4
-	bits = DPPerfectHashBits
+	budget := int64(memMB) << 20 / 8
+	bits := DPPerfectHashBits
 	for bits > defaultPerfectHashBits && perEntry<<bits > budget {
 		bits--
 	}
-	if bits == defaultPerfectHashBits {
-		return bits, 0 // as every other job's DuckDB
-	}
-	return bits, int((perEntry<<bits + 1<<20 - 1) >> 20)
+	return bits
 }
 
 // defaultPerfectHashBits is DuckDB's perfect_ht_threshold.

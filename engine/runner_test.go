@@ -225,7 +225,7 @@ func TestDPPerfectHashWithinMemoryLimit(t *testing.T) {
 	}
 	// A count and a sum on the daemon's default limits keep the full arrays.
 	narrow := &DPPlan{Aggs: []DPAgg{{Kind: AggCount}, {Kind: AggSum}}}
-	if bits, _ := perfectHash(2, 1536, narrow.StateBytes()); bits != DPPerfectHashBits {
+	if bits := perfectHash(2, 1536, narrow.StateBytes()); bits != DPPerfectHashBits {
 		t.Errorf("a count and a sum on 2 threads and 1536 MB: perfect_ht_threshold %d, want %d", bits, DPPerfectHashBits)
 	}
 }
