@@ -85,7 +85,7 @@ func benchDPSplit(ctx context.Context, e *env) error {
 		return err
 	}
 	defer raw.close()
-	job := engine.Job{SQL: plan.DP.DirectSQL, Tables: []engine.Table{t}, Threads: cfg.JobThreads, MemoryLimitMB: memMB, MaxResultBytes: cfg.MaxResultByte, Secret: 12345}
+	job := engine.Job{SQL: plan.DP.DirectSQL, Tables: []engine.Table{t}, Threads: cfg.JobThreads, MemoryLimitMB: memMB, MaxResultBytes: cfg.MaxResultByte, Secret: 12345, DPStateBytes: plan.DP.StateBytes()}
 	pool, err := sb.rt.NewPool(sandbox.Template{Args: []string{"/veil", "runner", fmt.Sprintf("--threads=%d", cfg.JobThreads), fmt.Sprintf("--memory-mb=%d", memMB)}, Limits: lim}, poolSize)
 	if err != nil {
 		return err

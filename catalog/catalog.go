@@ -307,23 +307,25 @@ func matchSchema(sch *policy.Schema, info *engine.FileInfo) error {
 	return nil
 }
 
-// ToAPI is a dataset as the API shows it. The rows per person within each value of a
-// column (policy.Schema.MaxRowsPerUnitBy, measured for the threshold plan's bound) are exact
-// statistics of single persons and are left out: every vendor may list the catalog.
+// ToAPI is a dataset as the API shows it. What registration measures of the persons for the
+// gate and the plans (policy.Schema.MaxRowsPerUnit: the most rows of one person, kept in
+// place of any declaration; UnitComplete; MaxRowsPerUnitBy: the most within each value of a
+// column) are exact statistics of single persons and are left out: every vendor may list
+// the catalog.
 func ToAPI(d store.Dataset) api.Dataset {
 	return api.Dataset{Name: d.Name, Version: d.Version, Provider: d.Provider, Rows: d.Rows, Files: len(d.Files), Registered: d.Registered, Schema: publicSchema(d.Schema)}
 }
 
 // publicSchema is a stored schema's JSON without what only the engine may read.
 func publicSchema(b []byte) []byte {
-	if !bytes.Contains(b, []byte(`"max_rows_per_unit_by"`)) {
+	if !bytes.Contains(b, []byte(`"max_rows_per_unit`)) && !bytes.Contains(b, []byte(`"unit_complete"`)) {
 		return b
 	}
 	var sch policy.Schema
 	if err := json.Unmarshal(b, &sch); err != nil {
 		return nil // not shown rather than shown whole
 	}
-	sch.MaxRowsPerUnitBy = nil
+	sch.MaxRowsPerUnit, sch.UnitComplete, sch.MaxRowsPerUnitBy = 0, false, nil
 	out, err := json.Marshal(sch) // as Register stored it
 	if err != nil {
 		return nil

@@ -2,6 +2,9 @@ package daemon_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,5 +36,54 @@ func TestCatalogHidesPerColumnStats(t *testing.T) {
 		if s := string(ds[0].Schema); strings.Contains(s, "max_rows_per_unit_by") {
 			t.Errorf("%s reads the per-column rows per person in the catalog: %s", who, s)
 		}
+	}
+}
+
+const clinicSchema = `
+name: clinic_visits
+title: Clinic visits
+provider: civil-affairs
+unit: person
+synthetic: true
+budget: {epsilon: 10, delta: 1.0e-6}
+columns:
+  - {name: person_id, type: BIGINT, level: 3, kind: none, privacy_unit: true, mask: hmac}
+  - {name: clinic, type: VARCHAR, level: 1, kind: none}
+`
+
+// TestCatalogHidesMeasuredRowsPerUnit: registration measures the most rows one person has
+// (max_rows_per_unit, which the gate relies on) and whether every row has a person; where
+// the schema did not declare the maximum, the catalog showed the measured one to every
+// vendor: "one person has 23 visits", an exact statistic of the heaviest person, changing
+// with each version.
+func TestCatalogHidesMeasuredRowsPerUnit(t *testing.T) {
+	e := start(t, nil)
+	ctx := context.Background()
+	prov := e.principal("civil affairs", "provider", "civil-affairs")
+	acme := e.principal("acme analyst", "vendor", "acme")
+	var b strings.Builder
+	b.WriteString("person_id,clinic\n")
+	for i := range 40 {
+		b.WriteString(fmt.Sprintf("%d,north\n", i))
+	}
+	for range 22 {
+		b.WriteString("7,south\n") // person 7: 23 rows
+	}
+	file := filepath.Join(t.TempDir(), "visits.csv")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.RegisterDataset(ctx, api.RegisterDataset{Schema: clinicSchema, Files: []string{file}}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := acme.Datasets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 {
+		t.Fatalf("the vendor lists %d datasets, want 1", len(ds))
+	}
+	if s := string(ds[0].Schema); strings.Contains(s, "max_rows_per_unit") || strings.Contains(s, "unit_complete") || strings.Contains(s, "23") {
+		t.Errorf("the vendor reads measured rows per person in the catalog: %s", s)
 	}
 }

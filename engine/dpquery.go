@@ -454,6 +454,30 @@ func dpBoundedSQL(p *DPPlan, rows string) string {
 	return fmt.Sprintf("SELECT %s FROM (%s)%s", strings.Join(out, ", "), bounded, group)
 }
 
+// StateBytes is about how much one entry of the plan's per-unit aggregations holds: the
+// aggregate states of one unit (count(*), each key's min, each aggregate's count and sum or
+// median, arg_min's per unit where MaxGroups > 1). Where DuckDB aggregates per unit into an
+// array (DPPerfectHashBits), each thread and the merge hold one entry for every possible unit
+// of the units' range, outside DuckDB's memory_limit; the runner sizes that array by it.
+// Measured on DuckDB 1.5 (peak resident memory per entry and state), rounded up.
+func (p *DPPlan) StateBytes() int64 {
+	n := int64(16 + 32*len(p.Keys))
+	if p.MaxGroups > 1 {
+		n += 64
+	}
+	for _, a := range p.Aggs {
+		switch a.Kind {
+		case AggSum, AggAvg:
+			n += 64
+		case AggQuantile:
+			n += 96
+		default:
+			n += 16
+		}
+	}
+	return n
+}
+
 // choiceHash is the keyed hash of a unit's group (args: unit, keys, secret) that decides
 // which groups a unit keeps: DuckDB's 64-bit hash. Tests make it coarse to force ties.
 var choiceHash = func(args string) string { return "hash(" + args + ")" }

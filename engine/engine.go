@@ -231,6 +231,10 @@ type Job struct {
 	// Secret keys the hash that picks which groups a privacy unit keeps in dp mode. It is
 	// drawn per job by the daemon, never stored, and never shown to the vendor.
 	Secret int64 `json:"secret,omitempty"`
+	// DPStateBytes is the dp plan's DPPlan.StateBytes (0: unknown, taken as the widest a dp
+	// query may be): the runner lets DuckDB aggregate per unit into arrays, which DuckDB
+	// does not count against MemoryLimitMB, only as large as fit an eighth of it.
+	DPStateBytes int64 `json:"dp_state_bytes,omitempty"`
 
 	// Kind is empty for a SQL job. Other kinds (he-score) are run by the daemon's runner,
 	// which reads the data through Stream; Spec is theirs, opaque to the engine.

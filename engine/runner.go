@@ -36,10 +36,10 @@ var ahead = []string{
 }
 
 // DPPerfectHashBits bounds the aggregations a dp job's DuckDB runs into an array indexed by
-// the group (a perfect hash table, as large as the groups' range of values, one per thread,
-// not spilled): at most 2^18 entries of the per-unit states per thread, a few MB for a
-// count, about 130 MB per thread for the partials of the most sums a dp query may ask for
-// (MaxDPAggregates, a count and a sum each), within a job's default memory.
+// the group (a perfect hash table, as large as the groups' range of values, one per thread
+// and one for the merge, not spilled, not counted against DuckDB's memory limit): at most
+// 2^18 entries of the per-unit states, fewer where those of the job's query do not fit an
+// eighth of its memory limit (perfectHash).
 const DPPerfectHashBits = 18
 
 // Preset are settings a runner applies ahead besides ahead's: the ones its daemon gives
@@ -84,13 +84,41 @@ func lockdown(j *Job, p Preset) []string {
 	if j.Secret != 0 {
 		// A dp job (the only kind with a secret): its bounded plan aggregates per privacy
 		// unit, twice, over every row. Where the units are integers of a range of at most
-		// 2^DPPerfectHashBits (DuckDB knows it from the files' statistics), DuckDB then
-		// aggregates into an array indexed by the unit instead of a hash table, in half the
-		// time; its default allows only 2^12.
-		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret), fmt.Sprintf("SET perfect_ht_threshold=%d", DPPerfectHashBits))
+		// 2^bits (DuckDB knows it from the files' statistics), DuckDB then aggregates into
+		// an array indexed by the unit instead of a hash table, in half the time; its
+		// default allows only 2^12.
+		bits := perfectHash(threads, j.MemoryLimitMB, j.DPStateBytes)
+		s = append(s, fmt.Sprintf("SET VARIABLE veil_secret = %d::BIGINT", j.Secret), fmt.Sprintf("SET perfect_ht_threshold=%d", bits))
 	}
 	return append(s, "SET lock_configuration=true")
 }
+
+// perfectHash returns the perfect_ht_threshold of a dp job's DuckDB. DuckDB allocates an
+// aggregation's array (one entry of stateBytes per possible value of the units' range, per
+// thread and once more for the merge) outside its memory_limit: the widest dp query on two
+// rows of units 200,000 apart took 167 MB beyond a 64 MB limit. The arrays get at most an
+// eighth of memMB on top of it, within what the daemon leaves of the job's memory beyond
+// DuckDB's (platform.Config.DuckDBMemoryMB: at least 256 MB or a quarter); the bits are
+// DPPerfectHashBits where that allows (a count and a sum on the daemon's defaults), fewer
+// for wide queries, never below DuckDB's default. memMB 0 (no limit): DPPerfectHashBits.
+func perfectHash(threads, memMB int, stateBytes int64) int {
+	if memMB <= 0 {
+		return DPPerfectHashBits
+	}
+	if stateBytes <= 0 { // unknown: as wide as a dp query may be (quantiles, four keys)
+		stateBytes = (&DPPlan{Keys: make([]DPKey, 4), Aggs: slices.Repeat([]DPAgg{{Kind: AggQuantile}}, MaxDPAggregates), MaxGroups: 2}).StateBytes()
+	}
+	perEntry := int64(threads+1) * stateBytes
+	budget := int64(memMB) << 20 / 8
+	bits := DPPerfectHashBits
+	for bits > defaultPerfectHashBits && perEntry<<bits > budget {
+		bits--
+	}
+	return bits
+}
+
+// defaultPerfectHashBits is DuckDB's perfect_ht_threshold.
+const defaultPerfectHashBits = 12
 
 // RunnerMain is the runner: it opens DuckDB, then reads a Job (JSON) from stdin and runs
 // it in that fresh, locked-down in-memory database, writing the exact result to result as

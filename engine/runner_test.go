@@ -152,3 +152,80 @@ func TestDPJobPerfectHash(t *testing.T) {
 		rec.Release()
 	}
 }
+
+// peakRSSKB is the process's peak resident memory (VmHWM) in KiB; reset sets it to what is
+// resident now.
+func peakRSSKB(t *testing.T, reset bool) int64 {
+	t.Helper()
+	if reset {
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+			t.Skipf("cannot reset the peak resident memory: %v", err)
+		}
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			return kb
+		}
+	}
+	t.Skip("no VmHWM")
+	return 0
+}
+
+// A dp job's per-unit aggregation into an array (DPPerfectHashBits) is memory DuckDB does not
+// count against its memory_limit: one entry of every state per possible unit of the units'
+// range, whatever the number of rows. The widest dp query on two rows whose units lie 200,000
+// apart (a range of fewer than 2^18) stays within the job's memory limit all the same.
+func TestDPPerfectHashWithinMemoryLimit(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "wide.parquet")
+	var cols, sums []string
+	bounds := map[string][2]float64{}
+	for i := range MaxDPAggregates {
+		cols = append(cols, fmt.Sprintf("%d.5::DOUBLE AS v%d", i, i))
+		sums = append(sums, fmt.Sprintf("SUM(v%d)", i))
+		bounds[fmt.Sprintf("v%d", i)] = [2]float64{0, 100}
+	}
+	db, err := openLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := fmt.Sprintf("COPY (SELECT u::BIGINT AS pid, %s FROM (VALUES (0), (%d)) AS x(u)) TO '%s' (FORMAT parquet)", strings.Join(cols, ", "), 200000, file)
+	if _, err := db.Exec(q); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	columns := []Column{{Name: "pid", Type: "BIGINT", PrivacyUnit: true}}
+	for i := range MaxDPAggregates {
+		columns = append(columns, Column{Name: fmt.Sprintf("v%d", i), Type: "DOUBLE"})
+	}
+	sc := Scope{Mode: "dp", Tables: []Table{{Name: "wide", Files: []string{file}, Columns: columns}}}
+	plan, err := newValidator(t).ValidateDP(context.Background(), "SELECT "+strings.Join(sums, ", ")+" FROM wide", sc, DPOptions{Epsilon: 1, Delta: 1e-6, MaxRows: 2, Bounds: bounds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limitMB = 64
+	job := Job{SQL: plan.SQL, Tables: sc.Tables, Threads: 2, MemoryLimitMB: limitMB, MaxResultBytes: 1 << 20, Secret: 7, DPStateBytes: plan.DP.StateBytes()}
+	r, err := OpenRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out bytes.Buffer
+	before := peakRSSKB(t, true)
+	if err := r.Run(context.Background(), &job, &out); err != nil {
+		t.Fatal(err)
+	}
+	if grew := (peakRSSKB(t, false) - before) >> 10; grew > limitMB {
+		t.Errorf("the job's peak memory grew by %d MB, beyond its memory limit of %d MB", grew, limitMB)
+	}
+	// A count and a sum on the daemon's default limits keep the full arrays.
+	narrow := &DPPlan{Aggs: []DPAgg{{Kind: AggCount}, {Kind: AggSum}}}
+	if bits := perfectHash(2, 1536, narrow.StateBytes()); bits != DPPerfectHashBits {
+		t.Errorf("a count and a sum on 2 threads and 1536 MB: perfect_ht_threshold %d, want %d", bits, DPPerfectHashBits)
+	}
+}

@@ -278,6 +278,7 @@ func (k *Kind) runDP(ctx context.Context, id string, plan *engine.Plan, spend le
 		return nil, err
 	}
 	ejob.Secret = int64(binary.LittleEndian.Uint64(secret[:]) | 1)
+	ejob.DPStateBytes = plan.DP.StateBytes()
 	var exact bytes.Buffer
 	usage, err := k.box.Run(ctx, id, ejob, &exact)
 	if err != nil {
