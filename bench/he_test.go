@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 		result := os.NewFile(3, "result")
 		if err := runner.Main(context.Background(), os.Stdin, result, engine.Preset{}); err != nil {
 			fmt.Fprintln(os.Stderr, "runner:", err)
-			os.Exit(1)
+			os.Exit(runner.ExitCode(err))
 		}
 		result.Close()
 		os.Exit(0)

@@ -12,6 +12,7 @@ import (
 	"github.com/veil-dp/veil/client"
 	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/daemon/api"
+	"github.com/veil-dp/veil/launch"
 )
 
 const wideSchema = `
@@ -92,6 +93,10 @@ func TestDPJobSpills(t *testing.T) {
 		if spillMB == 0 {
 			if j = waitEnd(t, acme, j.ID); j.Status != "failed" {
 				t.Fatalf("without a spill area the job ended %s (%s), want failed", j.Status, j.Message)
+			}
+			// DuckDB's own out-of-memory error is a resource limit, as the cgroup's is.
+			if j.Message != launch.ClassMessage(launch.ClassLimit) {
+				t.Errorf("without a spill area the vendor reads %q, want the resource limit class", j.Message)
 			}
 			e.stop()
 			continue

@@ -302,7 +302,12 @@ func statusError(res *sandbox.Result, logOutput bool) error {
 	if logOutput {
 		stderr = tail(res.Stderr, 2000)
 	}
-	return &Failure{Msg: msg, Detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, stderr), Class: StatusClass(res.Status)}
+	class := StatusClass(res.Status)
+	if res.Status == sandbox.StatusFailed && res.ExitCode == engine.ExitResourceLimit {
+		// The runner says DuckDB stopped at the job's memory or spill limit.
+		class, msg = ClassLimit, "the job hit its memory or spill limit"
+	}
+	return &Failure{Msg: msg, Detail: fmt.Errorf("status %s exit %d stderr: %s", res.Status, res.ExitCode, stderr), Class: class}
 }
 
 // StatusClass is the class of failures on data a sandbox status is in ("" for ok, and for a

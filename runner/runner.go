@@ -93,3 +93,16 @@ func Main(ctx context.Context, stdin io.Reader, result io.Writer, preset engine.
 	}
 	return fmt.Errorf("unknown job kind %q", j.Kind)
 }
+
+// ExitCode is the runner's exit code for Main's error: engine.ExitResourceLimit when DuckDB
+// stopped at the job's memory or spill limit (the launcher reads a resource limit), 1 for
+// any other failure, 0 for none.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case engine.IsResourceLimit(err):
+		return engine.ExitResourceLimit
+	}
+	return 1
+}

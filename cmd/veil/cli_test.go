@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 		root.SetArgs(os.Args[1:])
 		if err := root.Execute(); err != nil {
 			fmt.Fprintln(os.Stderr, "runner:", err)
-			os.Exit(1)
+			os.Exit(exitCode(err, true))
 		}
 		os.Exit(0)
 	}

@@ -258,7 +258,11 @@ func newRunnerCmd() *cobra.Command {
 				return fmt.Errorf("runner: no result pipe on fd 3")
 			}
 			defer result.Close()
-			return runner.Main(cmd.Context(), os.Stdin, result, preset)
+			err := runner.Main(cmd.Context(), os.Stdin, result, preset)
+			if err != nil {
+				return &exitError{runner.ExitCode(err), err}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().IntVar(&preset.Threads, "threads", 0, "DuckDB threads to set before the job arrives (the daemon's SQL jobs' setting)")
