@@ -97,13 +97,12 @@ func (r *Runtime) create(ctx context.Context, cid string, spec *Spec, l Limits, 
 //
 // Where the kernel has cpu.idle (5.15), the cgroup is also made an idle one: its tasks are
 // scheduled as SCHED_IDLE against everything outside it, so a running job's thread that
-// wakes takes the CPU from the preparing init or runner at once. At the least share alone,
-// a preparing task that had the CPU kept it until its time slice ended (one to a few
-// milliseconds), each time one of the job's threads paused and woke again: with the job's
-// two threads on the host's two cores, that slowed a job that ran while the pool replaced
-// the sandbox the previous job used. libcontainer then leaves the share alone (it cannot be
-// written while the cgroup is idle) and sets cpu.idle again; setCPUWeight clears it at the
-// hand-over.
+// wakes takes the CPU from the preparing init, runner or mkfs at once, where at the least
+// share alone a preparing task that has the CPU may keep it until its time slice ends (a
+// millisecond or more). Measured beside a query, the two were alike (bench/RESULTS.md,
+// onerow4's section): the preparation's part inside its cgroup costs a job 1-2 % either
+// way. libcontainer then leaves the share alone (it cannot be written while the cgroup is
+// idle) and sets cpu.idle again; setCPUWeight clears it at the hand-over.
 func (b *box) lowCPUCgroup() {
 	var dir, file, low string
 	if b.r.cgroup2 {
