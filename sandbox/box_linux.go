@@ -22,16 +22,17 @@ import (
 // supervises and destroys one at once; a Pool creates and starts boxes ahead and hands
 // each one job.
 type box struct {
-	r      *Runtime
-	cid    string
-	rootfs string
-	uid    int64    // the host uid and gid of the container's root
-	owner  *hostUID // holds uid for this container until it is destroyed
-	l      Limits
-	skel   *skeleton
-	spill  *spillFS
-	c      *libcontainer.Container
-	cpuDir string // the CPU cgroup made ahead of the start (lowCPUCgroup), if any
+	r       *Runtime
+	cid     string
+	rootfs  string
+	uid     int64    // the host uid and gid of the container's root
+	owner   *hostUID // holds uid for this container until it is destroyed
+	l       Limits
+	skel    *skeleton
+	spill   *spillFS
+	c       *libcontainer.Container
+	cpuDir  string // the CPU cgroup made ahead of the start (lowCPUCgroup), if any
+	cpuIdle bool   // cpuDir is an idle cgroup (cpu.idle 1) until the hand-over
 
 	// Set by start.
 	p              *libcontainer.Process
@@ -65,22 +66,23 @@ func (r *Runtime) create(ctx context.Context, cid string, spec *Spec, l Limits, 
 	b.uid = b.owner.id
 	onImage := *spec
 	onImage.Mounts = mounts
+	if ahead {
+		// First, so that formatting the spill area runs in it too.
+		b.lowCPUCgroup()
+	}
 	if b.skel, err = r.makeRootfs(b.rootfs, &onImage); err != nil {
 		return b, fmt.Errorf("create root filesystem of %s: %w", cid, err)
 	}
 	if l.SpillBytes > 0 {
-		if b.spill, err = r.makeSpill(ctx, cid, l.SpillBytes, b.uid); err != nil {
+		if b.spill, err = r.makeSpill(ctx, cid, l.SpillBytes, b.uid, b.cpuDir); err != nil {
 			return b, fmt.Errorf("create spill area of %s: %w", cid, err)
 		}
 		if err := b.skel.mountPoint(b.rootfs, SpillPath, true); err != nil {
 			return b, err
 		}
 	}
-	if b.c, err = libcontainer.Create(r.containersDir, cid, r.config(cid, b.rootfs, &onImage, l, b.skel, boxOptions{uid: b.uid, spill: b.spill, lowCPU: ahead})); err != nil {
+	if b.c, err = libcontainer.Create(r.containersDir, cid, r.config(cid, b.rootfs, &onImage, l, b.skel, boxOptions{uid: b.uid, spill: b.spill, lowCPU: ahead, idleCPU: b.cpuIdle})); err != nil {
 		return b, fmt.Errorf("create container %s: %w", cid, err)
-	}
-	if ahead {
-		b.lowCPUCgroup()
 	}
 	return b, nil
 }
@@ -92,6 +94,15 @@ func (r *Runtime) create(ctx context.Context, cid string, spec *Spec, l Limits, 
 // job running beside it. Best effort: without it the sandbox is the same, only its
 // preparation competes with running jobs for a while. The directory is libcontainer's
 // own path, which it joins and later removes; destroy removes it if the box never started.
+//
+// Where the kernel has cpu.idle (5.15), the cgroup is also made an idle one: its tasks are
+// scheduled as SCHED_IDLE against everything outside it, so a running job's thread that
+// wakes takes the CPU from the preparing init, runner or mkfs at once, where at the least
+// share alone a preparing task that has the CPU may keep it until its time slice ends (a
+// millisecond or more). Measured beside a query, the two were alike (bench/RESULTS.md,
+// onerow4's section): the preparation's part inside its cgroup costs a job 1-2 % either
+// way. libcontainer then leaves the share alone (it cannot be written while the cgroup is
+// idle) and sets cpu.idle again; setCPUWeight clears it at the hand-over.
 func (b *box) lowCPUCgroup() {
 	var dir, file, low string
 	if b.r.cgroup2 {
@@ -119,6 +130,7 @@ func (b *box) lowCPUCgroup() {
 	}
 	b.cpuDir = dir
 	_ = os.WriteFile(filepath.Join(dir, file), []byte(low), 0)
+	b.cpuIdle = os.WriteFile(filepath.Join(dir, "cpu.idle"), []byte("1"), 0) == nil
 }
 
 // start starts the job's process with stdin on fd 0. It returns once the process runs.
@@ -418,6 +430,14 @@ func (b *box) mark() usageMark {
 // is prepared ahead, so that preparing the next sandbox never slows a running job, and the
 // default once its job is handed to it.
 func (b *box) setCPUWeight(low bool) {
+	if b.cpuIdle && !low {
+		// First: while the cgroup is idle its share cannot be written.
+		dir := b.paths["cpu"]
+		if b.r.cgroup2 {
+			dir = b.paths[""]
+		}
+		_ = os.WriteFile(filepath.Join(dir, "cpu.idle"), []byte("0"), 0)
+	}
 	if b.r.cgroup2 {
 		w := "100"
 		if low {

@@ -58,7 +58,7 @@
 //
 // Pools: a Pool keeps sandboxes of one Template (the runner, its limits)
 // prepared ahead, program started and waiting for its stdin, at the least CPU
-// share. A job's mounts are attached when it is handed over (cloned with
+// share (an idle cgroup where the kernel has cpu.idle). A job's mounts are attached when it is handed over (cloned with
 // open_tree, flags set with mount_setattr before they are attached, moved into
 // the container's mount namespace from a thread that enters it and is then
 // discarded), then its stdin is written. Its metering starts at the hand-over.

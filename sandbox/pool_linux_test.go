@@ -347,7 +347,9 @@ func BenchmarkPoolRun(b *testing.B) {
 
 // A sandbox prepared ahead has the least CPU share until its job is handed over, then the
 // default: preparing never takes CPU from a running job, and a job never runs at the
-// preparing share.
+// preparing share. Where the kernel has cpu.idle (5.15), the preparing cgroup is also an
+// idle one: a job's thread that wakes takes the CPU from it at once, instead of waiting for
+// the preparing task's time slice to end.
 func TestPoolCPUShare(t *testing.T) {
 	r := newRuntime(t)
 	p := newPool(t, r, 2, Limits{})
@@ -367,10 +369,28 @@ func TestPoolCPUShare(t *testing.T) {
 	if r.cgroup2 {
 		low, normal = "1", "100"
 	}
+	// idle is the cgroup's cpu.idle, "" where the kernel has none.
+	idle := func(cid string) string {
+		file := filepath.Join("/sys/fs/cgroup/cpu", r.cgroupParent, cid, "cpu.idle")
+		if r.cgroup2 {
+			file = filepath.Join("/sys/fs/cgroup", r.cgroupParent, cid, "cpu.idle")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
 	ents, _ := os.ReadDir(r.containersDir)
 	for _, e := range ents {
-		if got := share(e.Name()); got != low {
-			t.Errorf("sandbox %s prepared ahead has CPU share %s, want %s", e.Name(), got, low)
+		switch got := idle(e.Name()); got {
+		case "": // no cpu.idle on this kernel: the least share
+			if got := share(e.Name()); got != low {
+				t.Errorf("sandbox %s prepared ahead has CPU share %s, want %s", e.Name(), got, low)
+			}
+		case "1": // the kernel reports the idle weight as the share
+		default:
+			t.Errorf("sandbox %s prepared ahead has cpu.idle %s, want 1", e.Name(), got)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -388,6 +408,9 @@ func TestPoolCPUShare(t *testing.T) {
 		if len(ents) == 1 && jobRunning(r, ents[0].Name()) {
 			if got := share(ents[0].Name()); got != normal {
 				t.Errorf("the sandbox running the job has CPU share %s, want %s", got, normal)
+			}
+			if got := idle(ents[0].Name()); got != "" && got != "0" {
+				t.Errorf("the sandbox running the job has cpu.idle %s, want 0", got)
 			}
 			break
 		}
@@ -424,6 +447,9 @@ func TestPoolLowShareBeforeStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(file(cid))
+		if idle, ierr := os.ReadFile(filepath.Join(filepath.Dir(file(cid)), "cpu.idle")); ierr == nil && ahead && strings.TrimSpace(string(idle)) == "1" {
+			got = []byte(low) // an idle cgroup: less than the least share (see TestPoolCPUShare)
+		}
 		switch {
 		case ahead && err != nil:
 			t.Errorf("a sandbox prepared ahead has no cgroup before its start: %v", err)

@@ -300,6 +300,9 @@ type boxOptions struct {
 	uid    int64    // the host uid and gid of its root
 	spill  *spillFS // mounted at SpillPath when not nil
 	lowCPU bool     // prepared ahead: the least CPU share until its job is handed over
+	// idleCPU: prepared ahead in a CPU cgroup made idle already (box.lowCPUCgroup), whose
+	// share is set and cannot be written while it is idle.
+	idleCPU bool
 }
 
 // config builds the libcontainer configuration of one job on the root
@@ -319,7 +322,10 @@ func (r *Runtime) config(cid, rootfs string, spec *Spec, l Limits, skel *skeleto
 	if r.memsw {
 		res.MemorySwap = l.MemoryBytes // memory+swap == memory: no swap
 	}
-	if opt.lowCPU {
+	if opt.lowCPU && opt.idleCPU {
+		idle := int64(1) // cleared by setCPUWeight at the hand-over
+		res.CPUIdle = &idle
+	} else if opt.lowCPU {
 		res.CpuShares = 2 // cpu.weight 1 on cgroup v2; raised by setCPUWeight at the hand-over
 	}
 	var zero uint64
