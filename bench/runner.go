@@ -55,7 +55,11 @@ func flightsTable(ctx context.Context, file string) (engine.Table, error) {
 	if err != nil {
 		return engine.Table{}, err
 	}
-	return engine.Table{Name: "flights", Files: []string{file}, MaxRowsPerUnit: most, UnitComplete: missing == 0, Unit: "person", MaxRowsPerUnitBy: by,
+	vu, err := engine.ValueUnitStats(ctx, []string{file}, "date", map[string]string{"origin": "origin", "destination": "destination"})
+	if err != nil {
+		return engine.Table{}, err
+	}
+	return engine.Table{Name: "flights", Files: []string{file}, MaxRowsPerUnit: most, UnitComplete: missing == 0, Unit: "person", MaxRowsPerUnitBy: by, ValueUnits: vu,
 		Columns: []engine.Column{
 			{Name: "date", Type: "TIMESTAMP", PrivacyUnit: true},
 			{Name: "delay", Type: "BIGINT", Bounds: []float64{-200, 2000}},
@@ -252,7 +256,7 @@ func benchRealData(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	planJob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(t), K: 10, MaxRowsPerUnit: plan.RowsPerUnit(t), Tables: []engine.Table{t},
+	planJob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(t), K: 10, MaxRowsPerUnit: plan.RowsPerUnit(t), KeyUnits: plan.KeyUnits(t), Tables: []engine.Table{t},
 		Threads: 2, MemoryLimitMB: jobMemoryMB, MaxResultBytes: jobLimits.ResultBytes}
 	// The same with the checks the daemon adds (dominance: the query has an AVG), as the
 	// daemon builds them for a job without prior queries.
@@ -302,10 +306,10 @@ func benchRealData(ctx context.Context, e *env) error {
 			if err != nil {
 				return 0, err
 			}
-			job := engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(t), K: 10, MaxRowsPerUnit: plan.RowsPerUnit(t), Tables: []engine.Table{t},
+			job := engine.Job{SQL: plan.SQL, FastSQL: plan.FastFor(t), K: 10, MaxRowsPerUnit: plan.RowsPerUnit(t), KeyUnits: plan.KeyUnits(t), Tables: []engine.Table{t},
 				Threads: 2, MemoryLimitMB: jobMemoryMB, MaxResultBytes: jobLimits.ResultBytes}
 			if job.FastSQL == "" {
-				job.MaxRowsPerUnit = 0
+				job.MaxRowsPerUnit, job.KeyUnits = 0, nil
 			}
 			_, _, out, err := sb.run(ctx, job, jobLimits, true)
 			if err != nil {

@@ -38,15 +38,15 @@ const narrowView = "__veil_fast_keys"
 // (no group keys, too many undecided groups, a hash shared by two groups, an undecided
 // group the restricted plan does not return, a query it cannot run); the caller then runs
 // the exact plan for every group, as before.
-func narrow(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error) {
-	out, err := narrowed(ctx, ar, j, recs)
+func narrow(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, known map[int]int64) ([]arrow.RecordBatch, error) {
+	out, err := narrowed(ctx, ar, j, recs, known)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
 		return nil, nil // the exact plan for every group will tell
 	}
 	return out, err
 }
 
-func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error) {
+func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, known map[int]int64) ([]arrow.RecordBatch, error) {
 	schema := recs[0].Schema()
 	rowsIdx := schema.FieldIndices(RowsColumn)
 	if len(rowsIdx) != 1 {
@@ -62,8 +62,10 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	for _, rec := range recs {
 		n := rec.Column(rowsIdx[0]).(*array.Int64)
 		for r := 0; r < n.Len(); r++ {
-			if v := n.Value(r); v >= k && v < k*m {
-				undecided = append(undecided, row)
+			if _, ok := known[row]; !ok {
+				if v := n.Value(r); v >= k && v < k*m {
+					undecided = append(undecided, row)
+				}
 			}
 			row++
 		}
@@ -86,7 +88,7 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	if gschema.NumFields() != 2+nk {
 		return nil, nil
 	}
-	exact := make(map[int]int64, len(undecided))
+	exact := make(map[int]int64, len(undecided)+len(known))
 	for _, rec := range got {
 		h, ok1 := rec.Column(0).(*array.Uint64)
 		u, ok2 := rec.Column(1 + nk).(*array.Int64)
@@ -106,6 +108,9 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	}
 	if len(exact) != len(undecided) {
 		return nil, nil
+	}
+	for row, u := range known {
+		exact[row] = u
 	}
 	return withUnits(recs, rowsIdx[0], k, m, exact), nil
 }
@@ -398,15 +403,15 @@ func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.
 // it cannot vouch for the result (no group keys, too many cells, a shared hash, a cell
 // without its one answer or with other rows, a query it cannot run): the caller then
 // narrows and checks as before.
-func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int) ([]arrow.RecordBatch, *checked, error) {
-	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows)
+func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64) ([]arrow.RecordBatch, *checked, error) {
+	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows, known)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
 		return nil, nil, nil // narrow and the checks will tell
 	}
 	return exact, dom, err
 }
 
-func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int) ([]arrow.RecordBatch, *checked, error) {
+func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64) ([]arrow.RecordBatch, *checked, error) {
 	schema := recs[0].Schema()
 	rowsIdx := schema.FieldIndices(RowsColumn)
 	if len(rowsIdx) != 1 || j.DominanceUnits == "" {
@@ -425,8 +430,10 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 			return nil, nil, nil
 		}
 		for r := 0; r < n.Len(); r++ {
-			if v := n.Value(r); n.IsValid(r) && v >= k && v < k*m {
-				cand[len(rowsOf)] = true
+			if _, ok := known[len(rowsOf)]; !ok {
+				if v := n.Value(r); n.IsValid(r) && v >= k && v < k*m {
+					cand[len(rowsOf)] = true
+				}
 			}
 			rowsOf = append(rowsOf, n.Value(r))
 		}
@@ -484,6 +491,11 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 	}
 	if len(exact) != len(cand) {
 		return nil, nil, nil
+	}
+	for row, u := range known {
+		if _, ok := exact[row]; !ok {
+			exact[row] = u
+		}
 	}
 	ok = true
 	onePasses.Add(1)
