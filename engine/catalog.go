@@ -195,7 +195,7 @@ func UnitStatsBy(ctx context.Context, files []string, unit string, cols map[stri
 
 // byMaxValueUnits bounds the values of a column whose ValueUnits registration keeps (each
 // job whose plan groups by the column carries them all).
-const byMaxValueUnits = 4096
+const byMaxValueUnits = 1024
 
 // ValueUnitStats measures, for each VARCHAR column of cols (dataset name -> the file's
 // header) with at most byMaxValueUnits values, per value, the rows with a unit, their

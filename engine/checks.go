@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -896,12 +897,28 @@ type cellUnits struct {
 // the sum of magnitudes A (exactly A where e is 0), a bound that |S| does not reach where
 // the values cancel.
 func dominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, cells []cellUnits, r CheckRules) ([]int, bool) {
+	undecided, fails, ok := dominanceVerdicts(recs, names, m, cells, r)
+	if len(fails) > 0 {
+		undecided = append(undecided, fails...)
+		slices.Sort(undecided)
+	}
+	return undecided, ok
+}
+
+// dominanceVerdicts is dominanceUndecided that also returns, apart, the rows whose cells
+// fail for certain (by global row): in a cell whose persons have one row each (e = 0) the
+// largest contributes exactly max|x| and all of them exactly A, so the (n,k) rule fails for
+// certain where max|x| > k%·A and the p% rule where A - max|x| < p%·max|x|, each with a
+// millionth of margin against the rounding of A (as the exact check, which computes in
+// floating point too, would decide otherwise only within it).
+func dominanceVerdicts(recs []arrow.RecordBatch, names []string, m int64, cells []cellUnits, r CheckRules) ([]int, []int, bool) {
+	var fails []int
 	width := 1 // sum, max; the sum of squares and the sum of magnitudes in a plan that has them
 	for width < len(names) && !strings.HasPrefix(names[width], DominanceSums+"_") {
 		width++
 	}
 	if m < 1 || len(names) == 0 || len(names)%width != 0 || width < 2 {
-		return nil, false
+		return nil, nil, false
 	}
 	role := func(j int, prefix string) int { // the column of a role in group j, or -1
 		for c := j; c < j+width; c++ {
@@ -919,7 +936,7 @@ func dominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, cells
 			if strings.HasPrefix(f.Name, UnitsPrefix) || f.Name == RowsColumn {
 				c, ok := rec.Column(i).(*array.Int64)
 				if !ok {
-					return nil, false
+					return nil, nil, false
 				}
 				counts = append(counts, c)
 			}
@@ -928,11 +945,11 @@ func dominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, cells
 		for i, n := range names {
 			idx := rec.Schema().FieldIndices(n)
 			if len(idx) != 1 {
-				return nil, false
+				return nil, nil, false
 			}
 			c, ok := rec.Column(idx[0]).(*array.Float64)
 			if !ok {
-				return nil, false
+				return nil, nil, false
 			}
 			cols[i] = c
 		}
@@ -947,14 +964,15 @@ func dominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, cells
 			if global < len(cells) {
 				cu = cells[global]
 			}
+			open := false // some aggregate's cell is undecided
 			for j := 0; j < len(cols); j += width {
 				sum, mx := cols[j], cols[j+1]
 				if mx.IsNull(row) || mx.Value(row) == 0 {
 					continue // no value, or only zeros: the exact rules pass the cell
 				}
 				if sum.IsNull(row) {
-					undecided = append(undecided, global)
-					continue rows
+					open = true
+					continue
 				}
 				q, a := math.NaN(), math.NaN()
 				if c := role(j, DominanceSquares); c >= 0 && !cols[c].IsNull(row) {
@@ -981,18 +999,29 @@ func dominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, cells
 						total = max(total, a*(1-1e-6)-lost)
 					}
 				}
+				if cu.ok && cu.extra == 0 && a >= 0 && !math.IsInf(a, 1) {
+					hi, top := a*(1+1e-6), mx.Value(row)
+					if (r.DominanceN > 0 && r.DominanceK > 0 && top*(1-1e-6) > r.DominanceK/100*hi) ||
+						(r.DominanceP > 0 && hi-top*(1-1e-6) < r.DominanceP/100*top*(1-1e-6)) {
+						fails = append(fails, global) // the cell fails whatever its other aggregates
+						continue rows
+					}
+				}
 				if r.DominanceN > 0 && r.DominanceK > 0 && !(most(r.DominanceN) <= r.DominanceK/100*total) {
-					undecided = append(undecided, global)
-					continue rows
+					open = true
+					continue
 				}
 				if r.DominanceP > 0 && !(total-most(2) >= r.DominanceP/100*most(1)) {
-					undecided = append(undecided, global)
-					continue rows
+					open = true
+					continue
 				}
+			}
+			if open {
+				undecided = append(undecided, global)
 			}
 		}
 	}
-	return undecided, true
+	return undecided, fails, true
 }
 
 // topRows bounds what rows values of the largest magnitude mx and the sum of squares q (NaN:

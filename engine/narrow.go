@@ -117,8 +117,8 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 
 // withUnits is the fast result recs with its row counts (column rowsIdx) replaced by a
 // units column the gate reads as exact counts: exact's units for the rows it has (by global
-// row number), n for a row of n < k rows (fewer than k units), ceil(n/m) for one of n >= k·m
-// (at least k). Every other row must be in exact.
+// row number), else n for a row of n < k rows (fewer than k units), ceil(n/m) for one of
+// n >= k·m (at least k). Every other row must be in exact.
 func withUnits(recs []arrow.RecordBatch, rowsIdx int, k, m int64, exact map[int]int64) []arrow.RecordBatch {
 	schema := recs[0].Schema()
 	units := fmt.Sprintf("%s_0", UnitsPrefix)
@@ -133,13 +133,16 @@ func withUnits(recs []arrow.RecordBatch, rowsIdx int, k, m int64, exact map[int]
 		b := array.NewInt64Builder(memory.DefaultAllocator)
 		b.Reserve(n.Len())
 		for r := 0; r < n.Len(); r++ {
+			u, known := exact[row]
 			switch v := n.Value(r); {
+			case known:
+				b.Append(u)
 			case v < k:
 				b.Append(v)
 			case v >= k*m:
 				b.Append((v + m - 1) / m)
 			default:
-				b.Append(exact[row])
+				b.Append(exact[row]) // every such row is in exact
 			}
 			row++
 		}
@@ -258,6 +261,7 @@ func resultCells(recs []arrow.RecordBatch) cells {
 // against the keys themselves (sameKeys). It returns nil batches where it cannot vouch for
 // the restriction (a row out of range, two of rows sharing a hash).
 func (c cells) restrict(ctx context.Context, ar *duckdb.Arrow, rows []int, relation string, names, cols []string, limit int64) ([]arrow.RecordBatch, *arrow.Schema, map[uint64]int, error) {
+	restricts.Add(1)
 	hashes, err := keyHashes(ctx, ar, c.recs, c.keys, len(c.where))
 	if err != nil {
 		return nil, nil, nil, err
@@ -403,15 +407,15 @@ func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.
 // it cannot vouch for the result (no group keys, too many cells, a shared hash, a cell
 // without its one answer or with other rows, a query it cannot run): the caller then
 // narrows and checks as before.
-func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64) ([]arrow.RecordBatch, *checked, error) {
-	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows, known)
+func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64, fails []int) ([]arrow.RecordBatch, *checked, error) {
+	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows, known, fails)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
 		return nil, nil, nil // narrow and the checks will tell
 	}
 	return exact, dom, err
 }
 
-func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64) ([]arrow.RecordBatch, *checked, error) {
+func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64, fails []int) ([]arrow.RecordBatch, *checked, error) {
 	schema := recs[0].Schema()
 	rowsIdx := schema.FieldIndices(RowsColumn)
 	if len(rowsIdx) != 1 || j.DominanceUnits == "" {
@@ -497,11 +501,32 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 			exact[row] = u
 		}
 	}
+	// And the cells the result shows to fail for certain (dominanceVerdicts), in the pass's
+	// schema: their keys are the same columns of the same query.
+	if len(fails) > 0 {
+		f := failingCells(recs, fails)
+		if f == nil {
+			return nil, nil, nil
+		}
+		defer release(f.recs)
+		for i := range oschema.Fields() {
+			if i >= f.schema.NumFields() || !arrow.TypeEqual(oschema.Field(i).Type, f.schema.Field(i).Type) {
+				return nil, nil, nil
+			}
+		}
+		if f.schema.NumFields() != oschema.NumFields() {
+			return nil, nil, nil
+		}
+		for _, rec := range f.recs {
+			out = append(out, array.NewRecordBatch(oschema, rec.Columns(), rec.NumRows()))
+		}
+	}
 	ok = true
 	onePasses.Add(1)
 	return withUnits(recs, rowsIdx[0], k, m, exact), &checked{recs: out, schema: oschema}, nil
 }
 
 // onePasses counts the fast results narrowDominance completed (for tests: that the one pass
-// ran, not the fallback).
-var onePasses atomic.Int64
+// ran, not the fallback), restricts the restricted passes of any kind (for tests: that a
+// job ran none).
+var onePasses, restricts atomic.Int64

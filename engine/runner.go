@@ -205,11 +205,25 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 			// What registration measured of the keys' values decides more groups and cells.
 			cells := j.cellUnits(recs)
 			known := j.decided(recs, cells)
-			undecided -= len(known)
+			if len(known) > 0 {
+				undecided = j.undecidedRows(recs, known)
+			}
 			var pre *checked
-			if rows, ok := j.dominanceUndecided(recs, cells); ok && len(rows) > 0 && j.DominanceUnits != "" {
+			rows, fails, ok := j.dominanceVerdicts(recs, cells)
+			if ok && len(known) > 0 {
+				// The groups the keys' values suppress need no verdict.
+				suppressed := func(r int) bool { u, ok := known[r]; return ok && u < int64(j.K) }
+				rows, fails = slices.DeleteFunc(rows, suppressed), slices.DeleteFunc(fails, suppressed)
+			}
+			if ok && len(rows) == 0 && cells != nil {
+				// Every verdict decided by the result: the cells that fail for certain.
+				if pre = failingCells(recs, fails); pre != nil {
+					defer release(pre.recs)
+				}
+			}
+			if ok && len(rows) > 0 && j.DominanceUnits != "" {
 				// One pass for the cells undecided by either: their units and verdicts.
-				exact, dom, err := narrowDominance(ctx, ar, j, recs, rows, known)
+				exact, dom, err := narrowDominance(ctx, ar, j, recs, rows, known, fails)
 				if err != nil {
 					release(recs)
 					return err
@@ -277,6 +291,53 @@ func (j *Job) dominanceBound() int64 {
 	return j.MaxRowsPerUnit
 }
 
+// dominanceVerdicts is dominanceVerdicts of the job's rules over the fast result: the rows
+// undecided and, where cells say their persons have one row each, those failing for
+// certain; every row undecided where the columns do not decide, false where the job has no
+// dominance check.
+func (j *Job) dominanceVerdicts(recs []arrow.RecordBatch, cells []cellUnits) ([]int, []int, bool) {
+	if j.DominanceCheck < 1 || j.DominanceRules == nil {
+		return nil, nil, false
+	}
+	if rows, fails, ok := dominanceVerdicts(recs, j.Dominance, j.dominanceBound(), j.dominanceCells(cells), *j.DominanceRules); ok {
+		return rows, fails, true
+	}
+	rows, _ := j.dominanceUndecided(recs, nil)
+	return rows, nil, true
+}
+
+// failingCells is the dominance check's result as the check itself would name the cells of
+// rows (by global row of recs, a fast result): their keys, one row each, in a schema of the
+// result's key columns (the gate matches them by position). nil where recs has no keys.
+func failingCells(recs []arrow.RecordBatch, rows []int) *checked {
+	c := resultCells(recs)
+	if len(c.keys) == 0 {
+		if len(rows) > 0 {
+			return nil
+		}
+		return &checked{schema: arrow.NewSchema(nil, nil)}
+	}
+	fields := make([]arrow.Field, len(c.keys))
+	for i, k := range c.keys {
+		fields[i] = recs[0].Schema().Field(k)
+	}
+	schema := arrow.NewSchema(fields, nil)
+	out := &checked{schema: schema}
+	for _, row := range rows {
+		at := c.where[row]
+		rec := recs[at.rec]
+		cols := make([]arrow.Array, len(c.keys))
+		for i, k := range c.keys {
+			cols[i] = array.NewSlice(rec.Column(k), int64(at.row), int64(at.row+1))
+		}
+		out.recs = append(out.recs, array.NewRecordBatch(schema, cols, 1))
+		for _, col := range cols {
+			col.Release()
+		}
+	}
+	return out
+}
+
 // dominanceCells is cells where the dominance bound may rely on them: where every row has a
 // unit (dominanceBound), else nil (the exact check counts the rows without a unit as one
 // contributor, which the registration's per-unit figures do not describe).
@@ -342,12 +403,13 @@ func (j *Job) cellUnits(recs []arrow.RecordBatch) []cellUnits {
 	return out
 }
 
-// decided returns, by global row, the units of the fast result's groups that lie between K
-// and K·M rows and that cells decide: a group of n rows with a unit, at most e of them
-// beyond each unit's first and at most m' rows of one unit, has at least max(n-e,
-// ceil(n/m')) units, passing for certain from K on; at most u, the units of its values,
-// failing for certain below K. Each gets that bound, on the side that decides it (the gate
-// compares it with K; an e of 0 makes it exact).
+// decided returns, by global row, the units of the fast result's groups of at least K rows
+// that cells decide: a group of n rows with a unit, at most e of them beyond each unit's
+// first and at most m' rows of one unit, has at least max(n-e, ceil(n/m')) units, passing
+// for certain from K on; at most u, the units of its values, failing for certain below K.
+// Each gets that bound, on the side that decides it: the gate compares it with K, and the
+// report counts a released group under 2K as near K (an e of 0 makes the count exact, as
+// the exact plan's; otherwise it is a lower bound, as ceil(n/M) is for K·M rows and more).
 func (j *Job) decided(recs []arrow.RecordBatch, cells []cellUnits) map[int]int64 {
 	if len(cells) == 0 || j.K < 1 || j.MaxRowsPerUnit < 1 {
 		return nil
@@ -366,7 +428,7 @@ func (j *Job) decided(recs []arrow.RecordBatch, cells []cellUnits) map[int]int64
 		}
 		for r := 0; r < n.Len(); r, global = r+1, global+1 {
 			v := n.Value(r)
-			if !n.IsValid(r) || v < k || v >= k*m || global >= len(cells) || !cells[global].ok {
+			if !n.IsValid(r) || v < k || global >= len(cells) || !cells[global].ok {
 				continue
 			}
 			cu := cells[global]
@@ -381,6 +443,21 @@ func (j *Job) decided(recs []arrow.RecordBatch, cells []cellUnits) map[int]int64
 		}
 	}
 	return out
+}
+
+// undecidedRows counts the fast result's groups between K and K·M rows that known leaves.
+func (j *Job) undecidedRows(recs []arrow.RecordBatch, known map[int]int64) int {
+	k, m := int64(j.K), j.MaxRowsPerUnit
+	undecided, global := 0, 0
+	for _, rec := range recs {
+		n := rec.Column(rec.Schema().FieldIndices(RowsColumn)[0]).(*array.Int64)
+		for r := 0; r < n.Len(); r, global = r+1, global+1 {
+			if _, ok := known[global]; !ok && n.Value(r) >= k && n.Value(r) < k*m {
+				undecided++
+			}
+		}
+	}
+	return undecided
 }
 
 // checked is a check's result decided before runChecks (narrowDominance).
