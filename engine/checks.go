@@ -810,14 +810,14 @@ func (s *vsession) dominanceItems(ctx context.Context, node map[string]any, byVa
 			// sqrt(M·Q) (Cauchy-Schwarz), far less than M·max|x| where values vary. A
 			// product, not pow, which costs more than the rest of the plan.
 			{DominanceSquares, "sum(CAST(__veil_x AS DOUBLE) * CAST(__veil_x AS DOUBLE))"},
-			// The sum of magnitudes A, in place of the sum of squares where registration
-			// measured how many rows of a group's value are beyond their unit's first
-			// (ValueUnits, byValue): the persons' magnitudes add up to at least A minus
-			// those rows' part, exactly to A where there are none (every person one row),
-			// which decides the cells whose sums cancel.
+			// The sum of magnitudes A, where registration measured how many rows of a
+			// group's value are beyond their unit's first (ValueUnits, byValue): the
+			// persons' magnitudes add up to at least A minus those rows' part, exactly to
+			// A where there are none (every person one row), which decides the cells
+			// whose sums cancel.
 			{DominanceAbs, "sum(abs(CAST(__veil_x AS DOUBLE)))"},
 		} {
-			if (t.prefix == DominanceSquares && byValue) || (t.prefix == DominanceAbs && !byValue) {
+			if t.prefix == DominanceAbs && !byValue {
 				continue
 			}
 			e, err := s.expression(ctx, t.tmpl+" AS __veil_t")

@@ -262,9 +262,8 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 	}
 	list = append(list, keyItems(keys)...)
 	// Then what lets the runner skip the exact dominance check (checks.go).
-	// Where the one table measured a key column's values (ValueUnits), the sum of magnitudes
-	// takes the place of the sum of squares: with the values' figures it bounds more cells,
-	// and one aggregate fewer keeps the fast plan near the query's own cost.
+	// Where the one table measured a key column's values (ValueUnits), the plan also sums
+	// the magnitudes: with the values' figures that bounds the cells whose sums cancel.
 	byValue := false
 	if t := w.tables[w.order[0]]; len(w.order) == 1 && t.MaxRowsPerUnit > 0 {
 		for _, k := range keys {
