@@ -114,6 +114,23 @@ func (s *Service) register(ctx context.Context, p policy.Principal, req api.Regi
 	if sch.MaxRowsPerUnitBy, err = engine.UnitStatsBy(ctx, files, sch.UnitColumn().Name, by); err != nil {
 		return api.Dataset{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
 	}
+	// And per value of a text column of few values (the units and rows of each, which decide
+	// most groups of a query grouped by it without counting distinct units).
+	vu, err := engine.ValueUnitStats(ctx, files, sch.UnitColumn().Name, by)
+	if err != nil {
+		return api.Dataset{}, fmt.Errorf("%w: %v", policy.ErrInvalid, err)
+	}
+	sch.ValueUnits = nil
+	for col, vals := range vu {
+		if sch.ValueUnits == nil {
+			sch.ValueUnits = map[string]map[string]policy.ValueUnits{}
+		}
+		m := make(map[string]policy.ValueUnits, len(vals))
+		for v, u := range vals {
+			m[v] = policy.ValueUnits{Rows: u.Rows, Units: u.Units, Max: u.Max}
+		}
+		sch.ValueUnits[col] = m
+	}
 	// Its files are readable by others (the sandboxes' roots) through directories others may
 	// traverse: the version's directory has a name only the daemon can compute, since the
 	// version itself is no secret (grants name it).
@@ -310,22 +327,22 @@ func matchSchema(sch *policy.Schema, info *engine.FileInfo) error {
 // ToAPI is a dataset as the API shows it. What registration measures of the persons for the
 // gate and the plans (policy.Schema.MaxRowsPerUnit: the most rows of one person, kept in
 // place of any declaration; UnitComplete; MaxRowsPerUnitBy: the most within each value of a
-// column) are exact statistics of single persons and are left out: every vendor may list
-// the catalog.
+// column; ValueUnits: the units and rows of each value) are exact statistics of single
+// persons and are left out: every vendor may list the catalog.
 func ToAPI(d store.Dataset) api.Dataset {
 	return api.Dataset{Name: d.Name, Version: d.Version, Provider: d.Provider, Rows: d.Rows, Files: len(d.Files), Registered: d.Registered, Schema: publicSchema(d.Schema)}
 }
 
 // publicSchema is a stored schema's JSON without what only the engine may read.
 func publicSchema(b []byte) []byte {
-	if !bytes.Contains(b, []byte(`"max_rows_per_unit`)) && !bytes.Contains(b, []byte(`"unit_complete"`)) {
+	if !bytes.Contains(b, []byte(`"max_rows_per_unit`)) && !bytes.Contains(b, []byte(`"unit_complete"`)) && !bytes.Contains(b, []byte(`"value_units"`)) {
 		return b
 	}
 	var sch policy.Schema
 	if err := json.Unmarshal(b, &sch); err != nil {
 		return nil // not shown rather than shown whole
 	}
-	sch.MaxRowsPerUnit, sch.UnitComplete, sch.MaxRowsPerUnitBy = 0, false, nil
+	sch.MaxRowsPerUnit, sch.UnitComplete, sch.MaxRowsPerUnitBy, sch.ValueUnits = 0, false, nil, nil
 	out, err := json.Marshal(sch) // as Register stored it
 	if err != nil {
 		return nil

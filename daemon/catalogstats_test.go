@@ -13,8 +13,9 @@ import (
 
 // TestCatalogHidesPerColumnStats: the rows per person within each value of a column, which
 // registration measures for the threshold plan's bound (max_rows_per_unit_by), are exact
-// statistics of single persons ("one person has 37 rows with diagnosis X"); the catalog
-// keeps them to itself. Every vendor can list the catalog, grant or not.
+// statistics of single persons ("one person has 37 rows with diagnosis X"), and so are the
+// units and rows of each value (value_units: "diagnosis X: 3 persons"); the catalog keeps
+// them to itself. Every vendor can list the catalog, grant or not.
 func TestCatalogHidesPerColumnStats(t *testing.T) {
 	e := start(t, nil)
 	ctx := context.Background()
@@ -33,8 +34,8 @@ func TestCatalogHidesPerColumnStats(t *testing.T) {
 		if len(ds) != 1 {
 			t.Fatalf("%s lists %d datasets, want 1", who, len(ds))
 		}
-		if s := string(ds[0].Schema); strings.Contains(s, "max_rows_per_unit_by") {
-			t.Errorf("%s reads the per-column rows per person in the catalog: %s", who, s)
+		if s := string(ds[0].Schema); strings.Contains(s, "max_rows_per_unit_by") || strings.Contains(s, "value_units") {
+			t.Errorf("%s reads the per-column rows per person or the units per value in the catalog: %s", who, s)
 		}
 	}
 }

@@ -192,3 +192,82 @@ func UnitStatsBy(ctx context.Context, files []string, unit string, cols map[stri
 	}
 	return out, nil
 }
+
+// byMaxValueUnits bounds the values of a column whose ValueUnits registration keeps (each
+// job whose plan groups by the column carries them all).
+const byMaxValueUnits = 1024
+
+// ValueUnitStats measures, for each VARCHAR column of cols (dataset name -> the file's
+// header) with at most byMaxValueUnits values, per value, the rows with a unit, their
+// distinct units and the most rows of one unit (ValueUnits; NULL is left out, as no job
+// looks it up). Like UnitStatsBy it measures tables of at most byMaxRows rows and at most
+// byMaxCols columns and leaves the others out. What it measures is exact: the runner's
+// bounds rely on it.
+func ValueUnitStats(ctx context.Context, files []string, unit string, cols map[string]string) (map[string]map[string]ValueUnits, error) {
+	if len(cols) == 0 {
+		return nil, nil
+	}
+	db, err := openLocal()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	src := "read_parquet(" + quoteList(files) + ")"
+	var rows int64
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+src).Scan(&rows); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if rows > byMaxRows {
+		return nil, nil
+	}
+	fc, err := describe(ctx, db, files)
+	if err != nil {
+		return nil, err
+	}
+	types := map[string]string{}
+	for _, c := range fc {
+		types[c.Name] = c.Type
+	}
+	names := make([]string, 0, len(cols))
+	for n := range cols {
+		if types[cols[n]] == "VARCHAR" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	if len(names) > byMaxCols {
+		names = names[:byMaxCols]
+	}
+	out := map[string]map[string]ValueUnits{}
+	for _, n := range names {
+		col := quoteIdent(cols[n])
+		q := fmt.Sprintf("SELECT v, CAST(sum(c) AS BIGINT), count(*), max(c) FROM (SELECT %[2]s AS v, count(*) AS c FROM %[1]s WHERE %[3]s IS NOT NULL AND %[2]s IS NOT NULL GROUP BY %[2]s, %[3]s) GROUP BY v LIMIT %[4]d",
+			src, col, quoteIdent(unit), byMaxValueUnits+1)
+		res, err := db.QueryContext(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("count units per value of %s: %w", n, err)
+		}
+		vals := map[string]ValueUnits{}
+		for res.Next() {
+			var v string
+			var vu ValueUnits
+			if err := res.Scan(&v, &vu.Rows, &vu.Units, &vu.Max); err != nil {
+				res.Close()
+				return nil, fmt.Errorf("count units per value of %s: %w", n, err)
+			}
+			vals[v] = vu
+		}
+		err = res.Err()
+		res.Close()
+		if err != nil {
+			return nil, fmt.Errorf("count units per value of %s: %w", n, err)
+		}
+		if len(vals) > 0 && len(vals) <= byMaxValueUnits {
+			out[n] = vals
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -751,16 +752,18 @@ func ReadResults(r io.Reader, max int64, checks int) ([]arrow.RecordBatch, error
 }
 
 // Prefixes of the hidden dominance columns of a plan (Plan.Dominance), one of each per SUM
-// or AVG, in this order. A plan from before DominanceSquares has the first two only.
+// or AVG, in this order. A plan from before DominanceSquares has the first two only, one
+// from before DominanceAbs the first three.
 const (
 	DominanceSums    = "__veil_dt"
 	DominanceMaxes   = "__veil_dm"
 	DominanceSquares = "__veil_dq"
+	DominanceAbs     = "__veil_da"
 )
 
 // dominanceItems are the hidden select-list items of Plan.Dominance, or none when the
 // select list has an extreme or a DISTINCT sum.
-func (s *vsession) dominanceItems(ctx context.Context, node map[string]any) ([]any, error) {
+func (s *vsession) dominanceItems(ctx context.Context, node map[string]any, byValue bool) ([]any, error) {
 	var sums []map[string]any
 	fast := true
 	var find func(e any)
@@ -807,7 +810,16 @@ func (s *vsession) dominanceItems(ctx context.Context, node map[string]any) ([]a
 			// sqrt(M·Q) (Cauchy-Schwarz), far less than M·max|x| where values vary. A
 			// product, not pow, which costs more than the rest of the plan.
 			{DominanceSquares, "sum(CAST(__veil_x AS DOUBLE) * CAST(__veil_x AS DOUBLE))"},
+			// The sum of magnitudes A, where registration measured how many rows of a
+			// group's value are beyond their unit's first (ValueUnits, byValue): the
+			// persons' magnitudes add up to at least A minus those rows' part, exactly to
+			// A where there are none (every person one row), which decides the cells
+			// whose sums cancel.
+			{DominanceAbs, "sum(abs(CAST(__veil_x AS DOUBLE)))"},
 		} {
+			if t.prefix == DominanceAbs && !byValue {
+				continue
+			}
 			e, err := s.expression(ctx, t.tmpl+" AS __veil_t")
 			if err != nil {
 				return nil, err
@@ -866,12 +878,55 @@ func DominanceSure(recs []arrow.RecordBatch, names []string, m int64, r CheckRul
 // |S| - B_2 >= p%·B_1. It reports false where the columns are not there: then every cell
 // is undecided.
 func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r CheckRules) ([]int, bool) {
-	width := 2 // sum, max; and the sum of squares in a plan that has it
-	if len(names) >= 3 && strings.HasPrefix(names[2], DominanceSquares+"_") {
-		width = 3
+	return dominanceUndecided(recs, names, m, nil, r)
+}
+
+// cellUnits is what the registration's ValueUnits of a result row's keys say of its cell
+// (Job.cellUnits): at most max rows of one unit, at most extra rows beyond each unit's
+// first, at most units units (ok false: nothing known).
+type cellUnits struct {
+	ok                bool
+	max, extra, units int64
+}
+
+// dominanceUndecided is DominanceUndecided with what the keys' ValueUnits say of each row's
+// cell (cells, by global row; nil: nothing). In a cell of at most e rows beyond each
+// person's first, the n largest persons hold at most min(n·m, n+e) rows, which bounds B_n
+// as m rows each do; and the rows of persons with more than one row are at most 2e, so the
+// persons' magnitudes add up to at least A - min(2e·max|x|, sqrt(2e·Q)) where the plan has
+// the sum of magnitudes A (exactly A where e is 0), a bound that |S| does not reach where
+// the values cancel.
+func dominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, cells []cellUnits, r CheckRules) ([]int, bool) {
+	undecided, fails, ok := dominanceVerdicts(recs, names, m, cells, r)
+	if len(fails) > 0 {
+		undecided = append(undecided, fails...)
+		slices.Sort(undecided)
 	}
-	if m < 1 || len(names) == 0 || len(names)%width != 0 {
-		return nil, false
+	return undecided, ok
+}
+
+// dominanceVerdicts is dominanceUndecided that also returns, apart, the rows whose cells
+// fail for certain (by global row): in a cell whose persons have one row each (e = 0) the
+// largest contributes exactly max|x| and all of them exactly A, so the (n,k) rule fails for
+// certain where max|x| > k%·A and the p% rule where A - max|x| < p%·max|x|, each with a
+// millionth of margin against the rounding of A (as the exact check, which computes in
+// floating point too, would decide otherwise only within it).
+func dominanceVerdicts(recs []arrow.RecordBatch, names []string, m int64, cells []cellUnits, r CheckRules) ([]int, []int, bool) {
+	var fails []int
+	width := 1 // sum, max; the sum of squares and the sum of magnitudes in a plan that has them
+	for width < len(names) && !strings.HasPrefix(names[width], DominanceSums+"_") {
+		width++
+	}
+	if m < 1 || len(names) == 0 || len(names)%width != 0 || width < 2 {
+		return nil, nil, false
+	}
+	role := func(j int, prefix string) int { // the column of a role in group j, or -1
+		for c := j; c < j+width; c++ {
+			if strings.HasPrefix(names[c], prefix+"_") {
+				return c
+			}
+		}
+		return -1
 	}
 	var undecided []int
 	global := 0
@@ -881,7 +936,7 @@ func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r Che
 			if strings.HasPrefix(f.Name, UnitsPrefix) || f.Name == RowsColumn {
 				c, ok := rec.Column(i).(*array.Int64)
 				if !ok {
-					return nil, false
+					return nil, nil, false
 				}
 				counts = append(counts, c)
 			}
@@ -890,11 +945,11 @@ func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r Che
 		for i, n := range names {
 			idx := rec.Schema().FieldIndices(n)
 			if len(idx) != 1 {
-				return nil, false
+				return nil, nil, false
 			}
 			c, ok := rec.Column(idx[0]).(*array.Float64)
 			if !ok {
-				return nil, false
+				return nil, nil, false
 			}
 			cols[i] = c
 		}
@@ -905,33 +960,81 @@ func DominanceUndecided(recs []arrow.RecordBatch, names []string, m int64, r Che
 					continue rows // suppressed whatever the check says
 				}
 			}
+			var cu cellUnits
+			if global < len(cells) {
+				cu = cells[global]
+			}
+			open := false // some aggregate's cell is undecided
 			for j := 0; j < len(cols); j += width {
 				sum, mx := cols[j], cols[j+1]
 				if mx.IsNull(row) || mx.Value(row) == 0 {
 					continue // no value, or only zeros: the exact rules pass the cell
 				}
 				if sum.IsNull(row) {
-					undecided = append(undecided, global)
-					continue rows
+					open = true
+					continue
 				}
-				q := math.NaN()
-				if width == 3 && !cols[j+2].IsNull(row) {
-					q = cols[j+2].Value(row)
+				q, a := math.NaN(), math.NaN()
+				if c := role(j, DominanceSquares); c >= 0 && !cols[c].IsNull(row) {
+					q = cols[c].Value(row)
+				}
+				if c := role(j, DominanceAbs); c >= 0 && !cols[c].IsNull(row) {
+					a = cols[c].Value(row)
 				}
 				total := math.Abs(sum.Value(row))
 				most := func(n int) float64 { return topBound(n, m, mx.Value(row), q) }
+				if cu.ok {
+					mm := min(m, max(cu.max, 1))
+					most = func(n int) float64 {
+						rows := min(int64(n)*mm, int64(n)+cu.extra)
+						return topRows(rows, mx.Value(row), q)
+					}
+					if a >= 0 && !math.IsInf(a, 1) {
+						// A is a sum of rounded magnitudes: a millionth less, against
+						// its rounding (too little only leaves a cell to the exact check).
+						lost := 0.0
+						if cu.extra > 0 {
+							lost = topRows(2*cu.extra, mx.Value(row), q)
+						}
+						total = max(total, a*(1-1e-6)-lost)
+					}
+				}
+				if cu.ok && cu.extra == 0 && a >= 0 && !math.IsInf(a, 1) {
+					hi, top := a*(1+1e-6), mx.Value(row)
+					if (r.DominanceN > 0 && r.DominanceK > 0 && top*(1-1e-6) > r.DominanceK/100*hi) ||
+						(r.DominanceP > 0 && hi-top*(1-1e-6) < r.DominanceP/100*top*(1-1e-6)) {
+						fails = append(fails, global) // the cell fails whatever its other aggregates
+						continue rows
+					}
+				}
 				if r.DominanceN > 0 && r.DominanceK > 0 && !(most(r.DominanceN) <= r.DominanceK/100*total) {
-					undecided = append(undecided, global)
-					continue rows
+					open = true
+					continue
 				}
 				if r.DominanceP > 0 && !(total-most(2) >= r.DominanceP/100*most(1)) {
-					undecided = append(undecided, global)
-					continue rows
+					open = true
+					continue
 				}
+			}
+			if open {
+				undecided = append(undecided, global)
 			}
 		}
 	}
-	return undecided, true
+	return undecided, fails, true
+}
+
+// topRows bounds what rows values of the largest magnitude mx and the sum of squares q (NaN:
+// unknown) make up in magnitude together: rows·mx, and sqrt(rows·q) where that is smaller,
+// taken with a margin of a millionth against the rounding of q.
+func topRows(rows int64, mx, q float64) float64 {
+	b := float64(rows) * mx
+	if q >= 0 && !math.IsInf(q, 1) {
+		if s := math.Sqrt(float64(rows)*q) * (1 + 1e-6); s < b {
+			b = s
+		}
+	}
+	return b
 }
 
 // topBound bounds what the n largest contributions of persons of at most m rows each make

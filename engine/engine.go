@@ -64,9 +64,40 @@ type Table struct {
 	// rows has few of them in each group of a column. A query grouped by that column as it
 	// is (a plain key, Plan.KeyColumns) has at most that many rows of a unit in a group.
 	MaxRowsPerUnitBy map[string]int64 `json:"max_rows_per_unit_by,omitempty"`
+	// ValueUnits is, per column (by Name), per value (its text; NULL has none), what
+	// registration measured of the rows sharing that value (ValueUnitStats; absent:
+	// unknown). The daemon hands the runner those of the plan's keys (Plan.KeyUnits), so a
+	// job's tables never carry them (nor does any JSON of a Table).
+	ValueUnits map[string]map[string]ValueUnits `json:"-"`
 	// Unit is what the privacy unit is (person or enterprise): DP joins need the same on
 	// both sides.
 	Unit string `json:"unit,omitempty"`
+}
+
+// ValueUnits is what registration measures of the rows of a table sharing one value of a
+// column, counting only rows with a privacy unit: how many there are, how many distinct
+// units they have, and the most rows one unit has among them. A group of a query grouped
+// by that column as it is (Plan.KeyOf) holds some of those rows (a WHERE may drop some, a
+// group holds no other): at most Units units, at most Max rows of one unit, and at most
+// Rows-Units rows beyond each unit's first (Extra), so a group of n such rows has at least
+// n-Extra units. Exact statistics of single persons: the catalog never shows them.
+type ValueUnits struct {
+	Rows  int64 `json:"rows"`
+	Units int64 `json:"units"`
+	Max   int64 `json:"max"`
+}
+
+// Extra is the rows beyond each unit's first among the value's rows.
+func (v ValueUnits) Extra() int64 { return v.Rows - v.Units }
+
+// valueUnits is t's ValueUnits of a column, by Name as DuckDB resolves names.
+func (t *Table) valueUnits(name string) map[string]ValueUnits {
+	for n, v := range t.ValueUnits {
+		if lowerASCII(n) == lowerASCII(name) {
+			return v
+		}
+	}
+	return nil
 }
 
 // column finds a granted column as DuckDB resolves names: ignoring ASCII case.
@@ -156,6 +187,10 @@ type Plan struct {
 	// one value of each, so the rows-per-unit maximum of any of them bounds the group's
 	// (RowsPerUnit).
 	KeyColumns []string `json:"key_columns,omitempty"`
+	// KeyOf names, per hidden key (Keys, in order), the column of the plan's one table that
+	// key is as it is, or "" (an expression, or a plan without FastSQL): what the runner
+	// looks a group's value up by in the table's ValueUnits (KeyUnits).
+	KeyOf []string `json:"key_of,omitempty"`
 
 	// DP is set for a query in dp mode: SQL then computes contribution-bounded partial
 	// aggregates per group, and the DP gate turns them into noisy releases.
@@ -191,16 +226,40 @@ func (p *Plan) RowsPerUnit(t Table) int64 {
 	return m
 }
 
+// KeyUnits is, per hidden key of p (Keys, in order), t's ValueUnits of the column that key
+// is (KeyOf), nil where none; nil where no key has any. The runner gets them with a fast
+// plan only (Job.KeyUnits).
+func (p *Plan) KeyUnits(t Table) []map[string]ValueUnits {
+	var out []map[string]ValueUnits
+	found := false
+	for _, c := range p.KeyOf {
+		var m map[string]ValueUnits
+		if c != "" {
+			m = t.valueUnits(c)
+		}
+		found = found || m != nil
+		out = append(out, m)
+	}
+	if !found {
+		return nil
+	}
+	return out
+}
+
 // Job is what the runner receives on its standard input.
 type Job struct {
-	SQL            string  `json:"sql"`
-	FastSQL        string  `json:"fast_sql,omitempty"` // see Plan.FastSQL
-	K              int     `json:"k,omitempty"`        // the threshold, for choosing between the two
-	MaxRowsPerUnit int64   `json:"max_rows_per_unit,omitempty"`
-	Tables         []Table `json:"tables"`
-	Threads        int     `json:"threads"`
-	MemoryLimitMB  int     `json:"memory_limit_mb"`
-	MaxResultBytes int64   `json:"max_result_bytes"`
+	SQL            string `json:"sql"`
+	FastSQL        string `json:"fast_sql,omitempty"` // see Plan.FastSQL
+	K              int    `json:"k,omitempty"`        // the threshold, for choosing between the two
+	MaxRowsPerUnit int64  `json:"max_rows_per_unit,omitempty"`
+	// KeyUnits are, per hidden key of the fast plan's result, the ValueUnits of the column
+	// it is (Plan.KeyUnits, of the dataset version that runs now), nil where none: with
+	// them the runner decides groups and cells its row counts and MaxRowsPerUnit leave.
+	KeyUnits       []map[string]ValueUnits `json:"key_units,omitempty"`
+	Tables         []Table                 `json:"tables"`
+	Threads        int                     `json:"threads"`
+	MemoryLimitMB  int                     `json:"memory_limit_mb"`
+	MaxResultBytes int64                   `json:"max_result_bytes"`
 	// Checks are Veil's check queries of a threshold job (checks.go): each result follows
 	// the query's as a further Arrow IPC stream, each at most MaxResultBytes.
 	Checks []string `json:"checks,omitempty"`

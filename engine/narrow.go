@@ -38,15 +38,15 @@ const narrowView = "__veil_fast_keys"
 // (no group keys, too many undecided groups, a hash shared by two groups, an undecided
 // group the restricted plan does not return, a query it cannot run); the caller then runs
 // the exact plan for every group, as before.
-func narrow(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error) {
-	out, err := narrowed(ctx, ar, j, recs)
+func narrow(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, known map[int]int64) ([]arrow.RecordBatch, error) {
+	out, err := narrowed(ctx, ar, j, recs, known)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
 		return nil, nil // the exact plan for every group will tell
 	}
 	return out, err
 }
 
-func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error) {
+func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, known map[int]int64) ([]arrow.RecordBatch, error) {
 	schema := recs[0].Schema()
 	rowsIdx := schema.FieldIndices(RowsColumn)
 	if len(rowsIdx) != 1 {
@@ -62,8 +62,10 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	for _, rec := range recs {
 		n := rec.Column(rowsIdx[0]).(*array.Int64)
 		for r := 0; r < n.Len(); r++ {
-			if v := n.Value(r); v >= k && v < k*m {
-				undecided = append(undecided, row)
+			if _, ok := known[row]; !ok {
+				if v := n.Value(r); v >= k && v < k*m {
+					undecided = append(undecided, row)
+				}
 			}
 			row++
 		}
@@ -86,7 +88,7 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	if gschema.NumFields() != 2+nk {
 		return nil, nil
 	}
-	exact := make(map[int]int64, len(undecided))
+	exact := make(map[int]int64, len(undecided)+len(known))
 	for _, rec := range got {
 		h, ok1 := rec.Column(0).(*array.Uint64)
 		u, ok2 := rec.Column(1 + nk).(*array.Int64)
@@ -107,13 +109,16 @@ func narrowed(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.Record
 	if len(exact) != len(undecided) {
 		return nil, nil
 	}
+	for row, u := range known {
+		exact[row] = u
+	}
 	return withUnits(recs, rowsIdx[0], k, m, exact), nil
 }
 
 // withUnits is the fast result recs with its row counts (column rowsIdx) replaced by a
 // units column the gate reads as exact counts: exact's units for the rows it has (by global
-// row number), n for a row of n < k rows (fewer than k units), ceil(n/m) for one of n >= k·m
-// (at least k). Every other row must be in exact.
+// row number), else n for a row of n < k rows (fewer than k units), ceil(n/m) for one of
+// n >= k·m (at least k). Every other row must be in exact.
 func withUnits(recs []arrow.RecordBatch, rowsIdx int, k, m int64, exact map[int]int64) []arrow.RecordBatch {
 	schema := recs[0].Schema()
 	units := fmt.Sprintf("%s_0", UnitsPrefix)
@@ -128,13 +133,16 @@ func withUnits(recs []arrow.RecordBatch, rowsIdx int, k, m int64, exact map[int]
 		b := array.NewInt64Builder(memory.DefaultAllocator)
 		b.Reserve(n.Len())
 		for r := 0; r < n.Len(); r++ {
+			u, known := exact[row]
 			switch v := n.Value(r); {
+			case known:
+				b.Append(u)
 			case v < k:
 				b.Append(v)
 			case v >= k*m:
 				b.Append((v + m - 1) / m)
 			default:
-				b.Append(exact[row])
+				b.Append(exact[row]) // every such row is in exact
 			}
 			row++
 		}
@@ -253,6 +261,7 @@ func resultCells(recs []arrow.RecordBatch) cells {
 // against the keys themselves (sameKeys). It returns nil batches where it cannot vouch for
 // the restriction (a row out of range, two of rows sharing a hash).
 func (c cells) restrict(ctx context.Context, ar *duckdb.Arrow, rows []int, relation string, names, cols []string, limit int64) ([]arrow.RecordBatch, *arrow.Schema, map[uint64]int, error) {
+	restricts.Add(1)
 	hashes, err := keyHashes(ctx, ar, c.recs, c.keys, len(c.where))
 	if err != nil {
 		return nil, nil, nil, err
@@ -398,15 +407,15 @@ func dominanceCells(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.
 // it cannot vouch for the result (no group keys, too many cells, a shared hash, a cell
 // without its one answer or with other rows, a query it cannot run): the caller then
 // narrows and checks as before.
-func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int) ([]arrow.RecordBatch, *checked, error) {
-	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows)
+func narrowDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64, fails []int) ([]arrow.RecordBatch, *checked, error) {
+	exact, dom, err := narrowedDominance(ctx, ar, j, recs, domRows, known, fails)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrResultTooLarge) {
 		return nil, nil, nil // narrow and the checks will tell
 	}
 	return exact, dom, err
 }
 
-func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int) ([]arrow.RecordBatch, *checked, error) {
+func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arrow.RecordBatch, domRows []int, known map[int]int64, fails []int) ([]arrow.RecordBatch, *checked, error) {
 	schema := recs[0].Schema()
 	rowsIdx := schema.FieldIndices(RowsColumn)
 	if len(rowsIdx) != 1 || j.DominanceUnits == "" {
@@ -425,8 +434,10 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 			return nil, nil, nil
 		}
 		for r := 0; r < n.Len(); r++ {
-			if v := n.Value(r); n.IsValid(r) && v >= k && v < k*m {
-				cand[len(rowsOf)] = true
+			if _, ok := known[len(rowsOf)]; !ok {
+				if v := n.Value(r); n.IsValid(r) && v >= k && v < k*m {
+					cand[len(rowsOf)] = true
+				}
 			}
 			rowsOf = append(rowsOf, n.Value(r))
 		}
@@ -485,11 +496,37 @@ func narrowedDominance(ctx context.Context, ar *duckdb.Arrow, j *Job, recs []arr
 	if len(exact) != len(cand) {
 		return nil, nil, nil
 	}
+	for row, u := range known {
+		if _, ok := exact[row]; !ok {
+			exact[row] = u
+		}
+	}
+	// And the cells the result shows to fail for certain (dominanceVerdicts), in the pass's
+	// schema: their keys are the same columns of the same query.
+	if len(fails) > 0 {
+		f := failingCells(recs, fails)
+		if f == nil {
+			return nil, nil, nil
+		}
+		defer release(f.recs)
+		for i := range oschema.Fields() {
+			if i >= f.schema.NumFields() || !arrow.TypeEqual(oschema.Field(i).Type, f.schema.Field(i).Type) {
+				return nil, nil, nil
+			}
+		}
+		if f.schema.NumFields() != oschema.NumFields() {
+			return nil, nil, nil
+		}
+		for _, rec := range f.recs {
+			out = append(out, array.NewRecordBatch(oschema, rec.Columns(), rec.NumRows()))
+		}
+	}
 	ok = true
 	onePasses.Add(1)
 	return withUnits(recs, rowsIdx[0], k, m, exact), &checked{recs: out, schema: oschema}, nil
 }
 
 // onePasses counts the fast results narrowDominance completed (for tests: that the one pass
-// ran, not the fallback).
-var onePasses atomic.Int64
+// ran, not the fallback), restricts the restricted passes of any kind (for tests: that a
+// job ran none).
+var onePasses, restricts atomic.Int64

@@ -230,27 +230,50 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 				// No rows, no cells: the exact plan and every check return none either.
 				return empty(ctx, ar, j, schema, w)
 			}
+			// What registration measured of the keys' values decides more groups and cells.
+			cells := j.cellUnits(recs)
+			known := j.decided(recs, cells)
+			if len(known) > 0 {
+				undecided = j.undecidedRows(recs, known)
+			}
 			var pre *checked
-			if rows, ok := j.dominanceUndecided(recs); ok && len(rows) > 0 && j.DominanceUnits != "" {
+			rows, fails, ok := j.dominanceVerdicts(recs, cells)
+			if ok && len(known) > 0 {
+				// The groups the keys' values suppress need no verdict.
+				suppressed := func(r int) bool { u, ok := known[r]; return ok && u < int64(j.K) }
+				rows, fails = slices.DeleteFunc(rows, suppressed), slices.DeleteFunc(fails, suppressed)
+			}
+			if ok && len(rows) == 0 && cells != nil {
+				// Every verdict decided by the result: the cells that fail for certain.
+				if pre = failingCells(recs, fails); pre != nil {
+					defer release(pre.recs)
+				}
+			}
+			if ok && len(rows) > 0 && j.DominanceUnits != "" {
 				// One pass for the cells undecided by either: their units and verdicts.
-				exact, dom, err := narrowDominance(ctx, ar, j, recs, rows)
+				exact, dom, err := narrowDominance(ctx, ar, j, recs, rows, known, fails)
 				if err != nil {
 					release(recs)
 					return err
 				}
 				if exact != nil {
 					release(recs)
-					recs, pre, undecided = exact, dom, 0
+					recs, pre, undecided, known = exact, dom, 0, nil
 					defer release(dom.recs)
 				}
 			}
 			if undecided > 0 {
 				// Count distinct units for the undecided groups only; nil: for every group.
-				exact, err := narrow(ctx, ar, j, recs)
+				exact, err := narrow(ctx, ar, j, recs, known)
 				release(recs)
 				if err != nil {
 					return err
 				}
+				recs = exact
+			} else if len(known) > 0 {
+				// Every group decided, some by the keys' values: units, as narrow gives.
+				exact := withUnits(recs, recs[0].Schema().FieldIndices(RowsColumn)[0], int64(j.K), j.MaxRowsPerUnit, known)
+				release(recs)
 				recs = exact
 			}
 			if recs != nil {
@@ -258,14 +281,14 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 				if err := writeIPC(w, j.MaxResultBytes, recs[0].Schema(), recs); err != nil {
 					return err
 				}
-				return runChecks(ctx, ar, j, recs, w, pre)
+				return runChecks(ctx, ar, j, recs, w, pre, cells)
 			}
 		}
 		if j.DominanceCheck == 0 {
 			if err := query(ctx, ar, j.SQL, j.MaxResultBytes, w); err != nil {
 				return err
 			}
-			return runChecks(ctx, ar, j, nil, w, nil)
+			return runChecks(ctx, ar, j, nil, w, nil, nil)
 		}
 		// The result decides whether the exact dominance check must run: keep it.
 		recs, schema, err := collect(ctx, ar, j.SQL, j.MaxResultBytes)
@@ -276,7 +299,7 @@ func (r *Runner) Run(ctx context.Context, j *Job, w io.Writer) error {
 		if err := writeIPC(w, j.MaxResultBytes, schema, recs); err != nil {
 			return err
 		}
-		return runChecks(ctx, ar, j, recs, w, nil)
+		return runChecks(ctx, ar, j, recs, w, nil, nil)
 	})
 }
 
@@ -296,19 +319,189 @@ func (j *Job) dominanceBound() int64 {
 	return j.MaxRowsPerUnit
 }
 
+// dominanceVerdicts is dominanceVerdicts of the job's rules over the fast result: the rows
+// undecided and, where cells say their persons have one row each, those failing for
+// certain; every row undecided where the columns do not decide, false where the job has no
+// dominance check.
+func (j *Job) dominanceVerdicts(recs []arrow.RecordBatch, cells []cellUnits) ([]int, []int, bool) {
+	if j.DominanceCheck < 1 || j.DominanceRules == nil {
+		return nil, nil, false
+	}
+	if rows, fails, ok := dominanceVerdicts(recs, j.Dominance, j.dominanceBound(), j.dominanceCells(cells), *j.DominanceRules); ok {
+		return rows, fails, true
+	}
+	rows, _ := j.dominanceUndecided(recs, nil)
+	return rows, nil, true
+}
+
+// failingCells is the dominance check's result as the check itself would name the cells of
+// rows (by global row of recs, a fast result): their keys, one row each, in a schema of the
+// result's key columns (the gate matches them by position). nil where recs has no keys.
+func failingCells(recs []arrow.RecordBatch, rows []int) *checked {
+	c := resultCells(recs)
+	if len(c.keys) == 0 {
+		if len(rows) > 0 {
+			return nil
+		}
+		return &checked{schema: arrow.NewSchema(nil, nil)}
+	}
+	fields := make([]arrow.Field, len(c.keys))
+	for i, k := range c.keys {
+		fields[i] = recs[0].Schema().Field(k)
+	}
+	schema := arrow.NewSchema(fields, nil)
+	out := &checked{schema: schema}
+	for _, row := range rows {
+		at := c.where[row]
+		rec := recs[at.rec]
+		cols := make([]arrow.Array, len(c.keys))
+		for i, k := range c.keys {
+			cols[i] = array.NewSlice(rec.Column(k), int64(at.row), int64(at.row+1))
+		}
+		out.recs = append(out.recs, array.NewRecordBatch(schema, cols, 1))
+		for _, col := range cols {
+			col.Release()
+		}
+	}
+	return out
+}
+
+// dominanceCells is cells where the dominance bound may rely on them: where every row has a
+// unit (dominanceBound), else nil (the exact check counts the rows without a unit as one
+// contributor, which the registration's per-unit figures do not describe).
+func (j *Job) dominanceCells(cells []cellUnits) []cellUnits {
+	if j.dominanceBound() < 1 {
+		return nil
+	}
+	return cells
+}
+
+// cellUnits is what the job's KeyUnits say of each row of the fast result (by global row):
+// for every hidden key with ValueUnits, a VARCHAR key whose value was measured, the
+// tightest of their figures (a group holds rows of each of its keys' values). nil where the
+// job has none.
+func (j *Job) cellUnits(recs []arrow.RecordBatch) []cellUnits {
+	if len(j.KeyUnits) == 0 || len(recs) == 0 {
+		return nil
+	}
+	var out []cellUnits
+	for _, rec := range recs {
+		type keyCol struct {
+			vals  map[string]ValueUnits
+			value func(r int) (string, bool)
+		}
+		var keys []keyCol
+		for i, vals := range j.KeyUnits {
+			if vals == nil {
+				continue
+			}
+			idx := rec.Schema().FieldIndices(fmt.Sprintf("%s_%d", KeysPrefix, i))
+			if len(idx) != 1 {
+				continue
+			}
+			switch c := rec.Column(idx[0]).(type) {
+			case *array.String:
+				keys = append(keys, keyCol{vals, func(r int) (string, bool) { return c.Value(r), c.IsValid(r) }})
+			case *array.LargeString:
+				keys = append(keys, keyCol{vals, func(r int) (string, bool) { return c.Value(r), c.IsValid(r) }})
+			case *array.StringView:
+				keys = append(keys, keyCol{vals, func(r int) (string, bool) { return c.Value(r), c.IsValid(r) }})
+			}
+		}
+		for r := 0; r < int(rec.NumRows()); r++ {
+			var cu cellUnits
+			for _, k := range keys {
+				v, valid := k.value(r)
+				if !valid {
+					continue // NULL: no figures
+				}
+				vu, ok := k.vals[v]
+				if !ok || vu.Rows < vu.Units || vu.Units < 0 || vu.Max < 1 {
+					continue
+				}
+				if !cu.ok {
+					cu = cellUnits{ok: true, max: vu.Max, extra: vu.Extra(), units: vu.Units}
+					continue
+				}
+				cu.max, cu.extra, cu.units = min(cu.max, vu.Max), min(cu.extra, vu.Extra()), min(cu.units, vu.Units)
+			}
+			out = append(out, cu)
+		}
+	}
+	return out
+}
+
+// decided returns, by global row, the units of the fast result's groups of at least K rows
+// that cells decide: a group of n rows with a unit, at most e of them beyond each unit's
+// first and at most m' rows of one unit, has at least max(n-e, ceil(n/m')) units, passing
+// for certain from K on; at most u, the units of its values, failing for certain below K.
+// Each gets that bound, on the side that decides it: the gate compares it with K, and the
+// report counts a released group under 2K as near K (an e of 0 makes the count exact, as
+// the exact plan's; otherwise it is a lower bound, as ceil(n/M) is for K·M rows and more).
+func (j *Job) decided(recs []arrow.RecordBatch, cells []cellUnits) map[int]int64 {
+	if len(cells) == 0 || j.K < 1 || j.MaxRowsPerUnit < 1 {
+		return nil
+	}
+	k, m := int64(j.K), j.MaxRowsPerUnit
+	out := map[int]int64{}
+	global := 0
+	for _, rec := range recs {
+		idx := rec.Schema().FieldIndices(RowsColumn)
+		if len(idx) != 1 {
+			return nil
+		}
+		n, ok := rec.Column(idx[0]).(*array.Int64)
+		if !ok {
+			return nil
+		}
+		for r := 0; r < n.Len(); r, global = r+1, global+1 {
+			v := n.Value(r)
+			if !n.IsValid(r) || v < k || global >= len(cells) || !cells[global].ok {
+				continue
+			}
+			cu := cells[global]
+			mm := min(m, cu.max)
+			lo := max(v-cu.extra, (v+mm-1)/mm)
+			switch hi := min(v, cu.units); {
+			case lo >= k:
+				out[global] = lo
+			case hi < k:
+				out[global] = hi
+			}
+		}
+	}
+	return out
+}
+
+// undecidedRows counts the fast result's groups between K and K·M rows that known leaves.
+func (j *Job) undecidedRows(recs []arrow.RecordBatch, known map[int]int64) int {
+	k, m := int64(j.K), j.MaxRowsPerUnit
+	undecided, global := 0, 0
+	for _, rec := range recs {
+		n := rec.Column(rec.Schema().FieldIndices(RowsColumn)[0]).(*array.Int64)
+		for r := 0; r < n.Len(); r, global = r+1, global+1 {
+			if _, ok := known[global]; !ok && n.Value(r) >= k && n.Value(r) < k*m {
+				undecided++
+			}
+		}
+	}
+	return undecided
+}
+
 // checked is a check's result decided before runChecks (narrowDominance).
 type checked struct {
 	recs   []arrow.RecordBatch
 	schema *arrow.Schema
 }
 
-// dominanceUndecided is DominanceUndecided of the job's rules over a result: every row where
-// its columns do not decide (no bound), false where the job has no dominance check.
-func (j *Job) dominanceUndecided(recs []arrow.RecordBatch) ([]int, bool) {
+// dominanceUndecided is DominanceUndecided of the job's rules over a result, with what the
+// keys' values say of its cells (cells: nil, nothing): every row where its columns do not
+// decide (no bound), false where the job has no dominance check.
+func (j *Job) dominanceUndecided(recs []arrow.RecordBatch, cells []cellUnits) ([]int, bool) {
 	if j.DominanceCheck < 1 || j.DominanceRules == nil {
 		return nil, false
 	}
-	if rows, ok := DominanceUndecided(recs, j.Dominance, j.dominanceBound(), *j.DominanceRules); ok {
+	if rows, ok := dominanceUndecided(recs, j.Dominance, j.dominanceBound(), j.dominanceCells(cells), *j.DominanceRules); ok {
 		return rows, true
 	}
 	var rows []int
@@ -324,14 +517,14 @@ func (j *Job) dominanceUndecided(recs []arrow.RecordBatch) ([]int, bool) {
 // IPC stream on w. The dominance check is skipped, its result an empty stream, where the
 // query's result shows every cell passes (DominanceSure), and run for the undecided cells
 // alone where it shows that of some (DominanceUndecided, dominanceRestricted).
-func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer, pre *checked) error {
+func runChecks(ctx context.Context, ar *duckdb.Arrow, j *Job, result []arrow.RecordBatch, w io.Writer, pre *checked, cells []cellUnits) error {
 	var dom []arrow.RecordBatch // the dominance check's result, decided here
 	var domSchema *arrow.Schema
 	decided := false
 	if pre != nil {
 		decided, dom, domSchema = true, pre.recs, pre.schema
 	} else if j.DominanceCheck > 0 && j.DominanceRules != nil {
-		if rows, ok := DominanceUndecided(result, j.Dominance, j.dominanceBound(), *j.DominanceRules); ok {
+		if rows, ok := dominanceUndecided(result, j.Dominance, j.dominanceBound(), j.dominanceCells(cells), *j.DominanceRules); ok {
 			if len(rows) == 0 {
 				decided, domSchema = true, arrow.NewSchema(nil, nil)
 			} else if got, schema, err := dominanceRestricted(ctx, ar, j, result, rows); err != nil {

@@ -262,7 +262,20 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 	}
 	list = append(list, keyItems(keys)...)
 	// Then what lets the runner skip the exact dominance check (checks.go).
-	dom, err := s.dominanceItems(ctx, node)
+	// Where the one table measured a key column's values (ValueUnits), the plan also sums
+	// the magnitudes: with the values' figures that bounds the cells whose sums cancel.
+	byValue := false
+	if t := w.tables[w.order[0]]; len(w.order) == 1 && t.MaxRowsPerUnit > 0 {
+		for _, k := range keys {
+			if str(k, "class") != "COLUMN_REF" {
+				continue
+			}
+			if cs := w.resolve(names(k)); len(cs) == 1 && !cs[0].PrivacyUnit && t.valueUnits(cs[0].Name) != nil {
+				byValue = true
+			}
+		}
+	}
+	dom, err := s.dominanceItems(ctx, node, byValue)
 	if err != nil {
 		return nil, err
 	}
@@ -299,12 +312,16 @@ func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan
 		stmts = append(stmts, stmt)
 		// The keys that are the table's columns as they are: each group holds one value of
 		// each, which bounds a unit's rows in the group by that column's maximum.
-		for _, k := range keys {
+		plan.KeyOf = make([]string, len(keys))
+		for i, k := range keys {
 			if str(k, "class") != "COLUMN_REF" {
 				continue
 			}
-			if cs := w.resolve(names(k)); len(cs) == 1 && !cs[0].PrivacyUnit && !slices.Contains(plan.KeyColumns, cs[0].Name) {
-				plan.KeyColumns = append(plan.KeyColumns, cs[0].Name)
+			if cs := w.resolve(names(k)); len(cs) == 1 && !cs[0].PrivacyUnit {
+				plan.KeyOf[i] = cs[0].Name
+				if !slices.Contains(plan.KeyColumns, cs[0].Name) {
+					plan.KeyColumns = append(plan.KeyColumns, cs[0].Name)
+				}
 			}
 		}
 		plan.MaxRowsPerUnit = plan.RowsPerUnit(*t)

@@ -300,6 +300,16 @@ func Scope(g *policy.Grant, schemas map[string]*policy.Schema, sets map[string]s
 		sch := schemas[d.Name]
 		t := engine.Table{Name: d.Name, Files: sets[d.Name].Files, MaxRowsPerUnit: sch.MaxRowsPerUnit, UnitComplete: sch.UnitComplete,
 			MaxRowsPerUnitBy: sch.MaxRowsPerUnitBy}
+		for col, vals := range sch.ValueUnits {
+			if t.ValueUnits == nil {
+				t.ValueUnits = map[string]map[string]engine.ValueUnits{}
+			}
+			m := make(map[string]engine.ValueUnits, len(vals))
+			for v, u := range vals {
+				m[v] = engine.ValueUnits{Rows: u.Rows, Units: u.Units, Max: u.Max}
+			}
+			t.ValueUnits[col] = m
+		}
 		t.Unit = sch.Unit
 		for _, cn := range d.Columns {
 			c, _ := sch.Column(cn)

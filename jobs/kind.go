@@ -201,7 +201,7 @@ func (r *Run) Tables(ctx context.Context, used []string) ([]engine.Table, error)
 		}
 		t.Files = []string{f}
 		// What was measured of the data says nothing of the twin.
-		t.MaxRowsPerUnit, t.UnitComplete, t.MaxRowsPerUnitBy = 0, false, nil
+		t.MaxRowsPerUnit, t.UnitComplete, t.MaxRowsPerUnitBy, t.ValueUnits = 0, false, nil, nil
 		tables = append(tables, t)
 	}
 	return tables, nil

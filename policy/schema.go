@@ -32,6 +32,14 @@ func (k Kind) Identifier() bool {
 	return k == KindIDNumber || k == KindName || k == KindPhone || k == KindAddress
 }
 
+// ValueUnits is what registration measured of the rows sharing one value of a column
+// (engine.ValueUnits).
+type ValueUnits struct {
+	Rows  int64 `json:"rows"`
+	Units int64 `json:"units"`
+	Max   int64 `json:"max"`
+}
+
 // Schema is a provider's description of one dataset, read from its schema file.
 type Schema struct {
 	Name           string `yaml:"name" json:"name"`
@@ -44,6 +52,11 @@ type Schema struct {
 	// MaxRowsPerUnitBy is measured at registration, never declared: per column, the most
 	// rows one unit has among the rows sharing one value of it (engine.UnitStatsBy).
 	MaxRowsPerUnitBy map[string]int64 `yaml:"-" json:"max_rows_per_unit_by,omitempty"`
+	// ValueUnits is measured at registration, never declared: per VARCHAR column of few
+	// values, per value, its rows with a unit, their distinct units and the most rows of one
+	// unit (engine.ValueUnitStats). Exact statistics of single persons, like
+	// MaxRowsPerUnitBy: the catalog API leaves both out.
+	ValueUnits map[string]map[string]ValueUnits `yaml:"-" json:"value_units,omitempty"`
 	// Owner, Grant and Approved mark a vendor's own data fused into one grant (社会数据融合):
 	// visible only to that tenant's jobs under that grant, once the authority approved it,
 	// and deleted when the grant ends. Set by the daemon, never declared.

@@ -155,17 +155,18 @@ func (k *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	// smaller one of a plain key column where that version measured it.
 	plan.MaxRowsPerUnit = 0
 	fast := ""
+	var keyUnits []map[string]engine.ValueUnits // and what that version measured of the keys' values
 	if plan.FastSQL != "" && len(plan.Tables) == 1 {
 		for _, t := range tables {
 			if t.Name == plan.Tables[0] {
 				if fast = plan.FastFor(t); fast != "" {
-					plan.MaxRowsPerUnit = plan.RowsPerUnit(t)
+					plan.MaxRowsPerUnit, keyUnits = plan.RowsPerUnit(t), plan.KeyUnits(t)
 				}
 			}
 		}
 	}
 	plan.FastSQL = fast
-	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.DuckDBMemoryMB(), MaxResultBytes: k.cfg.MaxResultByte}
+	ejob := engine.Job{SQL: plan.SQL, FastSQL: plan.FastSQL, K: g.K, MaxRowsPerUnit: plan.MaxRowsPerUnit, KeyUnits: keyUnits, Tables: tables, Threads: k.cfg.JobThreads, MemoryLimitMB: k.cfg.DuckDBMemoryMB(), MaxResultBytes: k.cfg.MaxResultByte}
 	if plan.DP != nil {
 		if run.Spend == nil {
 			return nil, launch.Fail("the job has no budget reservation; submit it again", nil)
