@@ -202,6 +202,8 @@ type BlobHeader struct {
 	KeyID string
 	// Model is an encrypted model's kind (KindLinear, KindLogistic); empty for other blobs.
 	Model string
+	// Lanes is a public bundle's lane width; 0 for other blobs.
+	Lanes int
 }
 
 // PeekPrefix reads the kind and key ID from the first bytes of a blob (its envelope header
@@ -230,13 +232,17 @@ func PeekPrefix(prefix []byte) (BlobHeader, error) {
 	var h struct {
 		KeyID string `json:"key_id"`
 		Kind  string `json:"kind"`
+		Lanes int    `json:"lanes"`
 	}
 	if err := json.Unmarshal(prefix[headerSize+8:headerSize+8+int(n)], &h); err != nil {
 		return BlobHeader{}, fmt.Errorf("%w: the header is not valid JSON: %v", ErrCorrupted, err)
 	}
 	out := BlobHeader{Kind: kind, KeyID: h.KeyID}
-	if kind == BlobEncryptedModel {
+	switch kind {
+	case BlobEncryptedModel:
 		out.Model = h.Kind
+	case BlobPublicBundle:
+		out.Lanes = h.Lanes
 	}
 	return out, nil
 }
