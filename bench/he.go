@@ -146,11 +146,11 @@ func benchHE(ctx context.Context, o Options, file string, c heClients) ([]Figure
 		for g, w := range want {
 			worst = math.Max(worst, math.Abs(got[g]-w)/math.Abs(w))
 		}
-		prepMS, used := heAudit(ctx, c.op, model.Digest)
+		prep := heAudit(ctx, c.op, model.Digest)
 		note := fmt.Sprintf("%s model, %d rows x %d features, %d groups, isolation=%s: submit to encrypted per-group sums in the review queue (one run) vs the same model in DuckDB SQL on the same Parquet file (median)",
 			kind, heRows, testdata.HEFeatures, len(want), o.Isolation)
 		if kind == he.KindLogistic {
-			note += fmt.Sprintf("; lane averages prepared at upload: %s by the job", used)
+			note += fmt.Sprintf("; lane averages prepared at upload: %s by the job", prep.used)
 		}
 		prefix := "he_score"
 		if kind == he.KindLinear {
@@ -171,9 +171,11 @@ func benchHE(ctx context.Context, o Options, file string, c heClients) ([]Figure
 			Figure{Name: prefix + "_model_upload_mb", Value: float64(len(emBytes)) / (1 << 20), Unit: "MiB", Command: o.Command, Machine: mach, Date: now, Note: "the encrypted model the vendor uploads"},
 			Figure{Name: prefix + "_output_kb", Value: float64(len(ex.Data)) / 1024, Unit: "KiB", Command: o.Command, Machine: mach, Date: now, Note: "the arrow export: group keys, row counts, one ciphertext"},
 		)
-		if kind == he.KindLogistic && prepMS >= 0 {
-			figs = append(figs, Figure{Name: "he_model_prepare_seconds", Value: prepMS / 1000, Unit: "s", Command: o.Command, Machine: mach, Date: now,
-				Note: fmt.Sprintf("once per uploaded logistic model and bundle, at upload: the sandboxed he-prepare job that averages the %d model ciphertexts over the bundle's lanes (audit blob.prepare); the scoring job then takes them (%s)", testdata.HEFeatures+1, used)})
+		if kind == he.KindLogistic && prep.ms >= 0 {
+			figs = append(figs, Figure{Name: "he_model_prepare_seconds", Value: prep.ms / 1000, Unit: "s", Command: o.Command, Machine: mach, Date: now,
+				Note: fmt.Sprintf("once per uploaded logistic model and bundle, at upload: the sandboxed he-prepare job that averages the %d model ciphertexts over the bundle's lanes (audit blob.prepare); the scoring job then takes them (%s)", testdata.HEFeatures+1, prep.used)},
+				Figure{Name: "he_model_prepare_cpu_seconds", Value: prep.cpuMS / 1000, Unit: "s", Command: o.Command, Machine: mach, Date: now,
+					Note: "CPU time of the he-prepare sandbox (cgroup, all cores): the work moved out of each scoring job"})
 		}
 	}
 	figs = append(figs, Figure{Name: "he_public_bundle_mb", Value: float64(len(pubBytes)) / (1 << 20), Unit: "MiB", Command: o.Command, Machine: mach, Date: now,
@@ -328,14 +330,18 @@ func providerLine(schema []byte) string {
 	return ""
 }
 
-// heAudit reads the audit log for what the platform did with a model's lane averages: the
-// preparation's milliseconds (blob.prepare; -1 if none) and what the last he job did with
-// them (job.gate's "prepared").
-func heAudit(ctx context.Context, op *client.Client, model string) (float64, string) {
-	ms, used := -1.0, "nothing recorded"
+// hePrepared is what the audit log says about a model's lane averages.
+type hePrepared struct {
+	ms, cpuMS float64 // the preparation's wall and CPU milliseconds (blob.prepare); -1 if none
+	used      string  // what the last he job did with them (job.gate's "prepared")
+}
+
+// heAudit reads the audit log for what the platform did with a model's lane averages.
+func heAudit(ctx context.Context, op *client.Client, model string) hePrepared {
+	out := hePrepared{ms: -1, cpuMS: -1, used: "nothing recorded"}
 	recs, err := op.AuditRecords(ctx, 0, 1000, true)
 	if err != nil {
-		return ms, used
+		return out
 	}
 	for _, raw := range recs.Records {
 		en, err := audit.DecodeEntry(raw)
@@ -344,12 +350,11 @@ func heAudit(ctx context.Context, op *client.Client, model string) (float64, str
 		}
 		switch {
 		case en.Action == "blob.prepare" && en.Details["model"] == model:
-			if v, err := strconv.ParseFloat(en.Details["ms"], 64); err == nil {
-				ms = v
-			}
+			out.ms, _ = strconv.ParseFloat(en.Details["ms"], 64)
+			out.cpuMS, _ = strconv.ParseFloat(en.Details["cpu_ms"], 64)
 		case en.Action == "job.gate" && en.Details["mechanism"] == "he" && en.Details["prepared"] != "":
-			used = en.Details["prepared"]
+			out.used = en.Details["prepared"]
 		}
 	}
-	return ms, used
+	return out
 }

@@ -121,6 +121,41 @@ func TestHEModelPreparedAtUpload(t *testing.T) {
 		t.Fatalf("the job's prepared averages with another model's file in place: %q, want refused", p)
 	}
 
+	// The model first, its bundle second: the bundle's upload prepares the pair.
+	sk2, pub2, err := he.GenerateKeys(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em2, err := he.EncryptModel(pub2, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb2, _ := em2.MarshalBinary()
+	model2, err := e.acme.UploadBlob(ctx, mb2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(preparedFiles(t, e)); n != 2 {
+		t.Fatalf("%d prepared files after a model without its bundle, want 2", n)
+	}
+	pb2, _ := pub2.MarshalBinary()
+	bundle2, err := e.acme.UploadBlob(ctx, pb2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preps = auditDetails(t, e, "blob.prepare")
+	if last := preps[len(preps)-1]; last["model"] != model2.Digest || last["bundle"] != bundle2.Digest {
+		t.Fatalf("the bundle's upload did not prepare the model uploaded before it: %v", preps)
+	}
+	sk1, bundle1 := e.sk, e.bundle
+	e.sk, e.bundle = sk2, bundle2
+	got, _ = e.score(gid, api.HEScore{Dataset: "residents", GroupBy: []string{"district"}, Model: model2.Digest}, nil, "arrow")
+	check("model uploaded before its bundle", got)
+	if p := jobPrepared(); p != "used" {
+		t.Fatalf("the job of a model uploaded before its bundle: prepared %q, want used", p)
+	}
+	e.sk, e.bundle = sk1, bundle1
+
 	// Preparation that cannot store its file: the upload still succeeds, the job averages.
 	if err := os.RemoveAll(filepath.Join(e.cfg.DataDir, "he-prepared")); err != nil {
 		t.Fatal(err)

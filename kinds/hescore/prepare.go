@@ -160,7 +160,8 @@ func (s *Kind) prepare(ctx context.Context, p policy.Principal, model, bundle st
 		Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB / 2, Tables: []engine.Table{}}
 	start := time.Now()
 	var out bytes.Buffer
-	if _, err := s.box.Run(ctx, "prepare-"+platform.NewID("x"), ejob, &out); err != nil {
+	usage, err := s.box.Run(ctx, "prepare-"+platform.NewID("x"), ejob, &out)
+	if err != nil {
 		var je *launch.Failure
 		if errors.As(err, &je) {
 			_, detail := launch.Explain(err)
@@ -183,6 +184,6 @@ func (s *Kind) prepare(ctx context.Context, p policy.Principal, model, bundle st
 	}
 	return s.DB.Update(ctx, func(tx store.Tx) error {
 		return s.Rec.Record(ctx, tx, p, "blob.prepare", "tenant/"+p.Tenant, map[string]string{"model": model, "bundle": bundle,
-			"lanes": fmt.Sprint(bind.Lanes), "bytes": fmt.Sprint(out.Len()), "ms": fmt.Sprint(took.Milliseconds())})
+			"lanes": fmt.Sprint(bind.Lanes), "bytes": fmt.Sprint(out.Len()), "ms": fmt.Sprint(took.Milliseconds()), "cpu_ms": fmt.Sprint(usage.CPU.Milliseconds())})
 	})
 }
