@@ -45,6 +45,7 @@ var layout = []rule{
 	{rel: "work", dir: true, shared: true, max: 0o711},
 	{rel: "projections", dir: true, shared: true, max: 0o711},
 	{rel: "blobs", dir: true, shared: true, max: 0o711},
+	{rel: "he-prepared", dir: true, shared: true, max: 0o711},
 	{rel: "programs", dir: true, shared: true, max: 0o711},
 	{rel: "tenants", dir: true, shared: true, max: 0o711},
 }

@@ -23,7 +23,8 @@
 //     EncryptedSums) have no field that can carry it;
 //   - let a row meet a weight it does not share with every row of its group:
 //     a logistic scorer uses only the lane averages of the vendor's weight and
-//     bias ciphertexts, which it computes itself (Scorer, issue #12 item 9); a
+//     bias ciphertexts, which it computes itself (Scorer, issue #12 item 9) or
+//     takes from the platform's own PreparedModel of the same blobs; a
 //     linear scorer lets only clear per-group sums meet the weights;
 //   - hand untrusted bytes to lattigo's decoders before checking them against
 //     the exact layout this package writes (layout.go): those decoders

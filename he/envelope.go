@@ -59,6 +59,7 @@ const (
 	kindSecretKey      blobKind = 2
 	kindEncryptedModel blobKind = 3
 	kindEncryptedSums  blobKind = 4
+	kindPreparedModel  blobKind = 5 // platform-made only (prepared.go); no upload accepts it
 )
 
 func (k blobKind) String() string {
@@ -71,6 +72,8 @@ func (k blobKind) String() string {
 		return "encrypted model"
 	case kindEncryptedSums:
 		return "encrypted sums"
+	case kindPreparedModel:
+		return BlobPreparedModel
 	}
 	return fmt.Sprintf("unknown kind %d", byte(k))
 }
@@ -212,7 +215,7 @@ func BlobKind(blob []byte) (string, error) {
 		return "", fmt.Errorf("%w: expected at least %d bytes, got %d", ErrTruncated, headerSize+checksumSize, len(blob))
 	}
 	switch k := blobKind(blob[7]); k {
-	case kindPublicBundle, kindSecretKey, kindEncryptedModel, kindEncryptedSums:
+	case kindPublicBundle, kindSecretKey, kindEncryptedModel, kindEncryptedSums, kindPreparedModel:
 		return k.String(), nil
 	default:
 		return "", fmt.Errorf("%w: %s", ErrCorrupted, k)

@@ -199,7 +199,10 @@ func FuzzEnvelope(f *testing.F) {
 			BlobKind(b)
 			PeekBundle(b)
 			PeekModelHeader(b)
-			for _, k := range []blobKind{kindPublicBundle, kindSecretKey, kindEncryptedModel, kindEncryptedSums} {
+			PeekPrefix(b)
+			PeekPrepared(b)
+			UnmarshalPreparedModel(b)
+			for _, k := range []blobKind{kindPublicBundle, kindSecretKey, kindEncryptedModel, kindEncryptedSums, kindPreparedModel} {
 				openEnvelope(b, k)
 			}
 		})

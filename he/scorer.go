@@ -48,6 +48,7 @@ type Scorer struct {
 	rowsPerLane int
 	counts      []int64
 	rep         *replication
+	prepared    bool // rep came from a PreparedModel
 
 	// linear models: per-group sums of each feature, aggregated in the clear
 	// (the platform owns the data); one encrypted product at Finish.
@@ -68,6 +69,15 @@ type Scorer struct {
 // It checks that bundle and model belong to the same key set and that the
 // bundle has every evaluation key the computation needs.
 func NewScorer(pub *PublicBundle, m *EncryptedModel, groups int) (*Scorer, error) {
+	return NewPreparedScorer(pub, m, nil, groups)
+}
+
+// NewPreparedScorer is NewScorer with the lane averages of a logistic model already
+// computed (PrepareModel): the scorer takes them when prep was made for this bundle's key
+// set, this model's shape and the lane width of `groups` groups (Prepared then reports
+// true), and computes them itself otherwise, as NewScorer. The caller checks that prep is
+// bound to the blobs m and pub were read from (PreparedModel.CheckBinding). prep may be nil.
+func NewPreparedScorer(pub *PublicBundle, m *EncryptedModel, prep *PreparedModel, groups int) (*Scorer, error) {
 	if pub == nil || m == nil {
 		return nil, fmt.Errorf("%w: NewScorer needs a public bundle and an encrypted model", ErrInvalidInput)
 	}
@@ -99,9 +109,13 @@ func NewScorer(pub *PublicBundle, m *EncryptedModel, groups int) (*Scorer, error
 	if err := pub.checkRotations(lanes, groups); err != nil {
 		return nil, err
 	}
-	// The averaging runs in the background while the caller streams rows in; the
-	// workers wait for it.
-	s.rep = startReplication(params, pub.evaluationKeys(), m, lanes, workerCount())
+	if prep.fits(pub, m, lanes) {
+		s.rep, s.prepared = readyReplication(params, prep), true
+	} else {
+		// The averaging runs in the background while the caller streams rows in; the
+		// workers wait for it.
+		s.rep = startReplication(params, pub.evaluationKeys(), m, lanes, workerCount())
+	}
 	if s.logistic, err = newLogisticState(s); err != nil {
 		s.rep.wait()
 		return nil, err
@@ -168,6 +182,32 @@ func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *
 	}()
 	return r
 }
+
+// fits reports whether p (nil: no) holds the lane averages a scorer of `lanes` lanes needs
+// for m with pub's keys.
+func (p *PreparedModel) fits(pub *PublicBundle, m *EncryptedModel, lanes int) bool {
+	return p != nil && p.binding.Lanes == lanes && p.binding.KeyID == pub.keyID && p.binding.KeyID == m.header.KeyID &&
+		len(p.weights) == len(m.weights) && m.header.Kind == KindLogistic
+}
+
+// readyReplication is the replication of a prepared model: already done.
+func readyReplication(params hefloat.Parameters, p *PreparedModel) *replication {
+	r := &replication{done: make(chan struct{}), bias: p.bias, weights: p.weights}
+	in := append([]*rlwe.Ciphertext{p.bias}, p.weights...)
+	r.mont = make([][2]ring.Poly, len(in))
+	for i, ct := range in {
+		ringQ := params.RingQ().AtLevel(ct.Level())
+		for c := range r.mont[i] {
+			r.mont[i][c] = ringQ.NewPoly()
+			ringQ.MForm(ct.Value[c], r.mont[i][c])
+		}
+	}
+	close(r.done)
+	return r
+}
+
+// Prepared reports whether the scorer took its lane averages from a PreparedModel.
+func (s *Scorer) Prepared() bool { return s.prepared }
 
 // wait blocks until the averages are ready.
 func (r *replication) wait() error {

@@ -14,9 +14,10 @@ import (
 
 // Kinds of jobs the runner runs besides SQL (engine.Job.Kind).
 const (
-	KindScore = "he-score" // score an encrypted model (Score)
-	KindCheck = "he-check" // parse an uploaded he blob fully
-	KindModel = "model"    // train a built-in model (Model)
+	KindScore   = "he-score"   // score an encrypted model (Score)
+	KindCheck   = "he-check"   // parse an uploaded he blob fully
+	KindPrepare = "he-prepare" // average a logistic model over its lanes (Prepare)
+	KindModel   = "model"      // train a built-in model (Model)
 )
 
 // Main is the runner the daemon starts inside each sandbox (`veil runner`): it reads the job
@@ -80,6 +81,14 @@ func Main(ctx context.Context, stdin io.Reader, result io.Writer, preset engine.
 			res["error"] = err.Error()
 		}
 		return json.NewEncoder(result).Encode(res)
+	case KindPrepare:
+		// The prepared model's blob, raw: the daemon checks its envelope and binding.
+		b, err := prepareHE(j)
+		if err != nil {
+			return err
+		}
+		_, err = result.Write(b)
+		return err
 	case KindModel:
 		var spec Model
 		if err := json.Unmarshal(j.Spec, &spec); err != nil {

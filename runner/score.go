@@ -40,6 +40,7 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	prep, prepState := readPrepared(j, spec.Kind, he.Digest(mb), he.Digest(bb))
 	clear(mb)
 
 	view := engine.Ident(spec.Dataset)
@@ -127,9 +128,14 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 			if len(res.Groups) == 0 {
 				return errNoGroups
 			}
-			if scorer, err = he.NewScorer(pub, model, len(res.Groups)); err != nil {
+			if scorer, err = he.NewPreparedScorer(pub, model, prep, len(res.Groups)); err != nil {
 				return err
 			}
+			res.Prepared = prepState
+			if prep != nil && !scorer.Prepared() {
+				res.Prepared = PreparedOtherLayout
+			}
+			prep = nil
 		}
 		group = group[:0]
 		for i := range z {
@@ -216,6 +222,74 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 }
 
 var errNoGroups = fmt.Errorf("no group reaches k")
+
+// What an he-score job did with the model's prepared lane averages (ScoreResult.Prepared).
+const (
+	PreparedUsed        = "used"
+	PreparedAbsent      = "absent"      // none stored: the job averaged the model itself
+	PreparedOtherLayout = "other-lanes" // more groups than the bundle's lanes: averaged here
+	PreparedRefused     = "refused"     // stored but unreadable or bound to other blobs
+)
+
+// readPrepared reads the prepared lane averages the daemon mounted (input "prepared"), if
+// any, and checks they were computed from exactly these model and bundle blobs. Whatever is
+// wrong with them, the job goes on without them (it averages the model itself).
+func readPrepared(j *engine.Job, kind, modelDigest, bundleDigest string) (*he.PreparedModel, string) {
+	if kind != he.KindLogistic {
+		return nil, "" // a linear model is not averaged
+	}
+	path, ok := j.Inputs["prepared"]
+	if !ok {
+		return nil, PreparedAbsent
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, PreparedRefused
+	}
+	p, err := he.UnmarshalPreparedModel(b)
+	if err != nil {
+		return nil, PreparedRefused
+	}
+	if p.CheckBinding(modelDigest, bundleDigest) != nil {
+		return nil, PreparedRefused
+	}
+	return p, PreparedUsed
+}
+
+// prepareHE runs inside the sandbox (KindPrepare): it averages a logistic model over the
+// lanes of its public bundle and returns the prepared model's blob, bound to the digests of
+// the two blobs as read here.
+func prepareHE(j *engine.Job) ([]byte, error) {
+	var spec Prepare
+	if err := json.Unmarshal(j.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("prepare spec: %w", err)
+	}
+	bb, err := os.ReadFile(j.Inputs["bundle"])
+	if err != nil {
+		return nil, err
+	}
+	mb, err := os.ReadFile(j.Inputs["model"])
+	if err != nil {
+		return nil, err
+	}
+	md, bd := he.Digest(mb), he.Digest(bb)
+	if md != spec.Model || bd != spec.Bundle {
+		return nil, fmt.Errorf("the mounted model or bundle is not the blob named in the spec")
+	}
+	pub, err := he.UnmarshalPublicBundle(bb)
+	if err != nil {
+		return nil, err
+	}
+	model, err := he.UnmarshalEncryptedModel(mb)
+	if err != nil {
+		return nil, err
+	}
+	p, err := he.PrepareModel(pub, model, md, bd)
+	if err != nil {
+		return nil, err
+	}
+	return p.MarshalBinary()
+}
 
 // heVendorError turns the errors a vendor can fix into a message without data.
 func heVendorError(err error, groups, lanes int) (string, bool) {

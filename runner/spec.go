@@ -55,6 +55,16 @@ type ScoreResult struct {
 	SumErrorStd float64        `json:"sum_error_std"`
 	Rows        int64          `json:"rows"`
 	DP          *ScoreDPReport `json:"dp,omitempty"`
+	// Prepared says whether the job took the model's lane averages prepared at upload
+	// (one of the Prepared* constants).
+	Prepared string `json:"prepared,omitempty"`
+}
+
+// Prepare is what a KindPrepare job runs: the model and bundle blobs (mounted as inputs
+// "model" and "bundle") by digest. Its result is the prepared model's blob itself.
+type Prepare struct {
+	Model  string `json:"model"`
+	Bundle string `json:"bundle"`
 }
 
 type ScoreGroup struct {

@@ -111,6 +111,10 @@ func (s *Kind) Upload(ctx context.Context, p policy.Principal, body []byte) (api
 	if err != nil {
 		return api.Blob{}, err
 	}
+	// The blob is stored and recorded: what follows may fail without losing it.
+	if h, err := he.PeekPrefix(body[:min(len(body), peekBytes)]); err == nil {
+		s.prepareAfterUpload(ctx, p, digest, h)
+	}
 	return out, nil
 }
 
@@ -315,12 +319,24 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 	if err != nil {
 		return nil, err
 	}
+	inputs := map[string]string{"bundle": bundle, "model": model}
+	if spec.Kind == he.KindLogistic {
+		// The lane averages prepared at upload, if there: the runner checks their binding.
+		if prepared, err := s.preparedPath(tenant, spec.Model, spec.Bundle); err == nil {
+			if fi, err := os.Stat(prepared); err == nil && fi.Mode().IsRegular() {
+				inputs["prepared"] = prepared
+			}
+		}
+	}
 	ejob := engine.Job{Kind: runner.KindScore, Tables: tables, Threads: s.Config.JobThreads, MemoryLimitMB: s.Config.JobMemoryMB / 4,
-		MaxResultBytes: s.Config.MaxResultByte, Inputs: map[string]string{"bundle": bundle, "model": model}}
+		MaxResultBytes: s.Config.MaxResultByte, Inputs: inputs}
 	var res runner.ScoreResult
 	usage, err := s.box.RunSpec(ctx, id, ejob, spec, &res, &res.Error)
 	if err != nil {
 		return nil, err
+	}
+	if res.Prepared == runner.PreparedRefused {
+		s.Log.Warn("the stored prepared he model was refused by the job; it averaged the model itself", "job", id, "model", spec.Model, "bundle", spec.Bundle)
 	}
 	rec, err := gate.HE(&spec, &res)
 	if err != nil {
@@ -346,7 +362,7 @@ func (s *Kind) Run(ctx context.Context, run *jobs.Run) (*jobs.Output, error) {
 			OutputRows: rec.NumRows(), Groups: len(res.Groups) + res.Dropped, Suppressed: res.Dropped},
 		Audit: map[string]string{
 			"mechanism": "he", "key_id": spec.KeyID, "k": fmt.Sprint(g.K), "groups": fmt.Sprint(len(res.Groups)), "suppressed": fmt.Sprint(res.Dropped),
-			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds())},
+			"wall_ms": fmt.Sprint(usage.Wall.Milliseconds()), "prepared": res.Prepared},
 	}, nil
 }
 
