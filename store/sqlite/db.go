@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,13 @@ type DB struct {
 	walMu  sync.Mutex
 	wal    *os.File
 	walIno uint64
+
+	// asyncAudit counts the transactions of UpdateAsync that appended audit records,
+	// each counted before it commits; durableAudit is what asyncAudit was before the last
+	// flush of the write-ahead log that succeeded: every transaction counted by then is on
+	// disk (ViewAudit). (A synchronous commit fsyncs the log too, but not one that wrote
+	// nothing, so it is not counted.)
+	asyncAudit, durableAudit atomic.Uint64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -234,7 +242,7 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := db.refused(); err != nil {
 		return err
 	}
-	appended, err := db.write(ctx, db.w.BeginTx, fn)
+	appended, err := db.write(ctx, db.w.BeginTx, fn, false)
 	if err != nil {
 		return err
 	}
@@ -271,7 +279,7 @@ func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() 
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	if _, err := db.write(ctx, conn.BeginTx, fn); err != nil {
+	if _, err := db.write(ctx, conn.BeginTx, fn, true); err != nil {
 		return nil, err
 	}
 	return db.flushWAL, nil
@@ -290,7 +298,7 @@ func (db *DB) refused() error {
 // audit records. The transaction is rolled back if fn fails or panics, so that the one
 // writer connection is never left holding it. An audit log that fn finds tampered with
 // stops the store.
-func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error) (appended bool, err error) {
+func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error, async bool) (appended bool, err error) {
 	tx, err := begin(ctx, nil)
 	if err != nil {
 		return false, db.fail("begin write", err)
@@ -305,6 +313,9 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 			return false, db.refused()
 		}
 		return false, db.fail("write", err)
+	}
+	if async && t.appended {
+		db.asyncAudit.Add(1) // before the commit: whoever can see it has it counted (ViewAudit)
 	}
 	if err := tx.Commit(); err != nil {
 		return false, db.fail("commit", err)
@@ -346,12 +357,47 @@ func (db *DB) flushWAL() error {
 	if ino != db.walIno {
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log %s was replaced while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, db.path+"-wal"), nil)
 	}
+	before := db.asyncAudit.Load()
 	if err := db.wal.Sync(); err != nil {
 		// As after a failed commit: the kernel may have dropped the pages.
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes after a storage failure at %s (fsync of the write-ahead log: %v); the operator must check the disk and restart Veil",
 			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), err), nil)
 	}
+	db.markDurable(before)
 	return nil
+}
+
+// markDurable records that every transaction of UpdateAsync counted in n is on disk.
+func (db *DB) markDurable(n uint64) {
+	for d := db.durableAudit.Load(); n > d && !db.durableAudit.CompareAndSwap(d, n); d = db.durableAudit.Load() {
+	}
+}
+
+// ViewAudit is View for the audit signer (store.AuditLog): it shows no audit record that is
+// not on disk. A record committed by UpdateAsync is visible before its flush; a checkpoint
+// signed over it, durable in the signer's state, would outlive a machine crash that took the
+// record from the write-ahead log, and the restart would find the log shorter than what was
+// signed and refuse to start. So when the snapshot may hold such a record, the log is
+// flushed before fn sees it (one fsync, which the record's own flush then finds done); a
+// failed flush latches the store, as any failed fsync does.
+func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return db.fail("begin read", err)
+	}
+	defer tx.Rollback()
+	// The snapshot starts at the first read: take it before counting, so that every
+	// record it shows was counted.
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
+		return db.fail("read", err)
+	}
+	if db.asyncAudit.Load() > db.durableAudit.Load() {
+		if err := db.flushWAL(); err != nil {
+			return err
+		}
+	}
+	return db.fail("read", fn(&txn{tx: tx}))
 }
 
 // AfterAuditCommit makes Update call fn after each commit that appended audit records, in

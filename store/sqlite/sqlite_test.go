@@ -671,6 +671,51 @@ func TestUpdateAsyncFlushFailure(t *testing.T) {
 	}
 }
 
+// TestSignsOnlyWhatIsOnDisk: the audit signer's view of the log (store.AuditLog) never
+// shows it a record committed without waiting for the disk (UpdateAsync, a job's start)
+// before that record is on disk: a checkpoint it signed, durable in its state file, over a
+// record that a machine crash then took from the write-ahead log would make the restart
+// find the log shorter than what was signed, and refuse to start. Every fsync fails from
+// the middle on (a seccomp filter in a child): a view with nothing pending needs none and
+// answers; a view holding an unflushed record must flush it first, and fails.
+func TestSignsOnlyWhatIsOnDisk(t *testing.T) {
+	if fault.InChild(t.Name()) {
+		ctx := context.Background()
+		db := mustOpen(t, Options{Path: os.Getenv("VEIL_FAULT_STORE")})
+		if err := put(t, db, testLog(t), 5); err != nil { // synchronous: on disk
+			t.Fatal(err)
+		}
+		view := func() (int64, error) {
+			var n int64
+			err := store.AuditLog(db).ViewLog(ctx, func(r audit.Reader) error {
+				var err error
+				n, err = r.Size(ctx)
+				return err
+			})
+			return n, err
+		}
+		if err := fault.Fail(syscall.EIO, -1, fault.Fsync); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := view(); err != nil || n != 6 {
+			t.Fatalf("the signer's view with every record on disk: %d records, %v (want 6, no fsync needed)", n, err)
+		}
+		if _, err := putAsync(t, db, testLog(t), 6); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := view(); err == nil {
+			t.Fatalf("the signer was shown %d records, the last of them not on disk (its flush fails on this disk)", n)
+		}
+		fmt.Println("CHILD DONE")
+		return
+	}
+	o := newStore(t, 5)
+	out := fault.RunChild(t, "VEIL_FAULT_STORE="+o.Path)
+	if !strings.Contains(out, "CHILD DONE") {
+		t.Fatalf("child output:\n%s", out)
+	}
+}
+
 // TestFlushReachesCurrentWAL closes every connection of the store's pools between a commit
 // and its flush, and lets a connection of another program (read-write, without
 // SQLITE_FCNTL_PERSIST_WAL, as the sqlite3 shell opens) be the last to close: SQLite would
