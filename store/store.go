@@ -198,6 +198,11 @@ func (a auditLog) UpdateLog(ctx context.Context, fn func(audit.Writer) error) er
 type Tx interface {
 	audit.Writer
 
+	// AfterCommit has fn run once the transaction has committed (by Update: on disk; by
+	// UpdateAsync: before its flush), in the committing goroutine, before its audit
+	// records are signed; not at all if it is rolled back. fn must not write to the store.
+	AfterCommit(fn func())
+
 	PutPrincipal(ctx context.Context, p Principal) error
 	PrincipalByToken(ctx context.Context, hash []byte) (Principal, error)
 	Principal(ctx context.Context, id string) (Principal, error)

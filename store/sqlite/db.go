@@ -320,6 +320,9 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 	if err := tx.Commit(); err != nil {
 		return false, db.fail("commit", err)
 	}
+	for _, fn := range t.committed {
+		fn()
+	}
 	return t.appended, nil
 }
 

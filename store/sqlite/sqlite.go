@@ -66,9 +66,13 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLO
 // txn is one transaction. appended records whether it appended audit records, for the
 // after-commit hook.
 type txn struct {
-	tx       *sql.Tx
-	appended bool
+	tx        *sql.Tx
+	appended  bool
+	committed []func() // AfterCommit
 }
+
+// AfterCommit implements store.Tx.
+func (t *txn) AfterCommit(fn func()) { t.committed = append(t.committed, fn) }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 func tm(v int64) time.Time { return time.UnixMilli(v).UTC() }

@@ -855,3 +855,49 @@ func TestPanicInTransaction(t *testing.T) {
 		t.Errorf("write after the panics: %v", err)
 	}
 }
+
+// TestAfterCommit: what a transaction registers with Tx.AfterCommit runs once it has
+// committed (Update: on disk), before the audit hook signs its records, and not at all when
+// it is rolled back.
+func TestAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t, newStore(t, 1))
+	defer db.Close()
+	var order []string
+	db.AfterAuditCommit(func(context.Context) { order = append(order, "signed") })
+	l := testLog(t)
+	err := db.Update(ctx, func(tx store.Tx) error {
+		tx.AfterCommit(func() {
+			var n int
+			// A new read sees the change: it committed.
+			if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM principals WHERE id = 'p-a'`).Scan(&n); err != nil || n != 1 {
+				t.Errorf("after commit, the change is not visible: %d, %v", n, err)
+			}
+			order = append(order, "committed")
+		})
+		if err := tx.PutPrincipal(ctx, store.Principal{ID: "p-a", Name: "a", Role: "reviewer", TokenHash: []byte("a"), Created: time.Unix(1, 0)}); err != nil {
+			return err
+		}
+		_, err := l.Append(ctx, tx, audit.Entry{Time: time.Unix(1, 0), Actor: "test", Action: "principal.create", Object: "principal/p-a"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(order, ",") != "committed,signed" {
+		t.Errorf("order %v, want committed, then signed", order)
+	}
+	ran := false
+	for _, update := range []func(func(store.Tx) error) error{
+		func(fn func(store.Tx) error) error { return db.Update(ctx, fn) },
+		func(fn func(store.Tx) error) error { _, err := db.UpdateAsync(ctx, fn); return err },
+	} {
+		update(func(tx store.Tx) error {
+			tx.AfterCommit(func() { ran = true })
+			return errors.New("rolled back")
+		})
+	}
+	if ran {
+		t.Error("AfterCommit ran for a transaction that was rolled back")
+	}
+}
