@@ -47,12 +47,16 @@ type DB struct {
 	wal    *os.File
 	walIno uint64
 
-	// asyncAudit counts the transactions of UpdateAsync that appended audit records,
-	// each counted before it commits; durableAudit is what asyncAudit was before the last
-	// flush of the write-ahead log that succeeded: every transaction counted by then is on
-	// disk (ViewAudit). (A synchronous commit fsyncs the log too, but not one that wrote
-	// nothing, so it is not counted.)
-	asyncAudit, durableAudit atomic.Uint64
+	// Counts of the transactions of UpdateAsync, which the one writer connection runs one
+	// at a time, so that the n-th to begin committing is the n-th to end. auditBegun counts
+	// those that appended audit records as they begin to commit (whoever can see one has it
+	// counted), auditEnded and allEnded those that appended records, and all, once their
+	// commit has ended (its frames are in the log, or it failed); auditDurable and
+	// allDurable are what the ended counts were before the last fsync of the log that
+	// succeeded: the transactions they count are on disk. (A synchronous commit fsyncs the
+	// log too, but not one that wrote nothing, so it is not counted.)
+	auditBegun, auditEnded, allEnded atomic.Uint64
+	auditDurable, allDurable         atomic.Uint64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -282,7 +286,11 @@ func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() 
 	if _, err := db.write(ctx, conn.BeginTx, fn, true); err != nil {
 		return nil, err
 	}
-	return db.flushWAL, nil
+	// Its flush is done by any fsync of the log that began after its commit ended: one
+	// that another flush made meanwhile (a job's start and the signer's view) is not
+	// repeated.
+	n := db.allEnded.Load()
+	return func() error { return db.flushWAL(func() bool { return db.allDurable.Load() >= n }) }, nil
 }
 
 // refused is the latched refusal, if any: a stopped store refuses without touching the
@@ -314,10 +322,18 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 		}
 		return false, db.fail("write", err)
 	}
-	if async && t.appended {
-		db.asyncAudit.Add(1) // before the commit: whoever can see it has it counted (ViewAudit)
+	audited := async && t.appended
+	if audited {
+		db.auditBegun.Add(1) // before the commit: whoever can see it has it counted (ViewAudit)
 	}
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	if async {
+		if audited {
+			db.auditEnded.Add(1)
+		}
+		db.allEnded.Add(1)
+	}
+	if err != nil {
 		return false, db.fail("commit", err)
 	}
 	for _, fn := range t.committed {
@@ -326,8 +342,9 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 	return t.appended, nil
 }
 
-// flushWAL fsyncs the write-ahead log.
-func (db *DB) flushWAL() error {
+// flushWAL fsyncs the write-ahead log, unless done says (under the flush lock) that a
+// flush since has done what the caller needs.
+func (db *DB) flushWAL(done func() bool) error {
 	db.walMu.Lock()
 	defer db.walMu.Unlock()
 	db.mu.Lock()
@@ -338,6 +355,9 @@ func (db *DB) flushWAL() error {
 	}
 	if closed {
 		return fmt.Errorf("%w: the store is closed", store.ErrUnavailable)
+	}
+	if done() {
+		return nil
 	}
 	// The pin keeps SQLite from deleting the log, so a log that is not the one first opened
 	// was removed or replaced by hand: SQLite goes on writing to the file it has open, which
@@ -360,19 +380,21 @@ func (db *DB) flushWAL() error {
 	if ino != db.walIno {
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log %s was replaced while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, db.path+"-wal"), nil)
 	}
-	before := db.asyncAudit.Load()
+	// What has ended before the fsync is in the log it syncs.
+	audit, all := db.auditEnded.Load(), db.allEnded.Load()
 	if err := db.wal.Sync(); err != nil {
 		// As after a failed commit: the kernel may have dropped the pages.
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes after a storage failure at %s (fsync of the write-ahead log: %v); the operator must check the disk and restart Veil",
 			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), err), nil)
 	}
-	db.markDurable(before)
+	raise(&db.auditDurable, audit)
+	raise(&db.allDurable, all)
 	return nil
 }
 
-// markDurable records that every transaction of UpdateAsync counted in n is on disk.
-func (db *DB) markDurable(n uint64) {
-	for d := db.durableAudit.Load(); n > d && !db.durableAudit.CompareAndSwap(d, n); d = db.durableAudit.Load() {
+// raise sets c to n if n is larger.
+func raise(c *atomic.Uint64, n uint64) {
+	for d := c.Load(); n > d && !c.CompareAndSwap(d, n); d = c.Load() {
 	}
 }
 
@@ -395,8 +417,8 @@ func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
 		return db.fail("read", err)
 	}
-	if db.asyncAudit.Load() > db.durableAudit.Load() {
-		if err := db.flushWAL(); err != nil {
+	if need := db.auditBegun.Load(); db.auditDurable.Load() < need {
+		if err := db.flushWAL(func() bool { return db.auditDurable.Load() >= need }); err != nil {
 			return err
 		}
 	}

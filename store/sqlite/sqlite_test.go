@@ -676,8 +676,9 @@ func TestUpdateAsyncFlushFailure(t *testing.T) {
 // before that record is on disk: a checkpoint it signed, durable in its state file, over a
 // record that a machine crash then took from the write-ahead log would make the restart
 // find the log shorter than what was signed, and refuse to start. Every fsync fails from
-// the middle on (a seccomp filter in a child): a view with nothing pending needs none and
-// answers; a view holding an unflushed record must flush it first, and fails.
+// the middle on (a seccomp filter in a child): a flush of a commit that a later flush put
+// on disk, and a view with nothing pending, need none and answer; a view holding an
+// unflushed record must flush it first, and fails.
 func TestSignsOnlyWhatIsOnDisk(t *testing.T) {
 	if fault.InChild(t.Name()) {
 		ctx := context.Background()
@@ -694,13 +695,28 @@ func TestSignsOnlyWhatIsOnDisk(t *testing.T) {
 			})
 			return n, err
 		}
+		// Two unflushed commits; the second's flush puts both on disk.
+		flush6, err := putAsync(t, db, testLog(t), 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flush7, err := putAsync(t, db, testLog(t), 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := flush7(); err != nil {
+			t.Fatal(err)
+		}
 		if err := fault.Fail(syscall.EIO, -1, fault.Fsync); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := view(); err != nil || n != 6 {
-			t.Fatalf("the signer's view with every record on disk: %d records, %v (want 6, no fsync needed)", n, err)
+		if err := flush6(); err != nil {
+			t.Fatalf("the flush of a commit a later flush put on disk: %v (want no fsync)", err)
 		}
-		if _, err := putAsync(t, db, testLog(t), 6); err != nil {
+		if n, err := view(); err != nil || n != 8 {
+			t.Fatalf("the signer's view with every record on disk: %d records, %v (want 8, no fsync needed)", n, err)
+		}
+		if _, err := putAsync(t, db, testLog(t), 8); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := view(); err == nil {
