@@ -35,9 +35,10 @@
 //     before that commit: the output (the job is failed at the restart, budget spent).
 //   - signing: the signature leaves only after the signer's state holds it on disk; a
 //     checkpoint torn by a crash during its append was never handed out (package audit).
-//     A checkpoint covers only entries on disk: the signer's view of the log flushes a
-//     start that is not yet (sqlite.DB.ViewAudit), so a machine crash cannot leave a
-//     signed checkpoint beyond the log.
+//     A checkpoint covers only entries on disk: the signer's view of the log ends before
+//     a start not yet flushed (sqlite.DB.ViewAudit), so a machine crash cannot leave a
+//     signed checkpoint beyond the log, and a submission's signing does not wait for the
+//     start of its job.
 //     The store's copy of a checkpoint commits without waiting: one lost is stored again
 //     by the first signing after the restart.
 //

@@ -57,6 +57,10 @@ type DB struct {
 	// log too, but not one that wrote nothing, so it is not counted.)
 	auditBegun, auditEnded, allEnded atomic.Uint64
 	auditDurable, allDurable         atomic.Uint64
+	// syncedSize is the audit log's size after the last synchronous commit that appended
+	// records: that commit's fsync put every record below it on disk (one writer, records
+	// in the order of their commits).
+	syncedSize atomic.Int64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -246,9 +250,13 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := db.refused(); err != nil {
 		return err
 	}
-	appended, err := db.write(ctx, db.w.BeginTx, fn, false)
+	appended, end, err := db.write(ctx, db.w.BeginTx, fn, false)
 	if err != nil {
 		return err
+	}
+	if appended {
+		for s := db.syncedSize.Load(); end > s && !db.syncedSize.CompareAndSwap(s, end); s = db.syncedSize.Load() {
+		}
 	}
 	db.mu.Lock()
 	hook := db.hook
@@ -283,7 +291,7 @@ func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() 
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	if _, err := db.write(ctx, conn.BeginTx, fn, true); err != nil {
+	if _, _, err := db.write(ctx, conn.BeginTx, fn, true); err != nil {
 		return nil, err
 	}
 	// Its flush is done by any fsync of the log that began after its commit ended: one
@@ -306,10 +314,10 @@ func (db *DB) refused() error {
 // audit records. The transaction is rolled back if fn fails or panics, so that the one
 // writer connection is never left holding it. An audit log that fn finds tampered with
 // stops the store.
-func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error, async bool) (appended bool, err error) {
+func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error, async bool) (appended bool, end int64, err error) {
 	tx, err := begin(ctx, nil)
 	if err != nil {
-		return false, db.fail("begin write", err)
+		return false, 0, db.fail("begin write", err)
 	}
 	defer tx.Rollback() // after a commit: sql.ErrTxDone, nothing done
 	t := &txn{tx: tx}
@@ -318,9 +326,9 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 			// The log in the store is damaged (rows deleted or changed by hand): writes
 			// stop with the reason, rather than each failing on its own.
 			db.Halt(err)
-			return false, db.refused()
+			return false, 0, db.refused()
 		}
-		return false, db.fail("write", err)
+		return false, 0, db.fail("write", err)
 	}
 	audited := async && t.appended
 	if audited {
@@ -334,12 +342,12 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 		db.allEnded.Add(1)
 	}
 	if err != nil {
-		return false, db.fail("commit", err)
+		return false, 0, db.fail("commit", err)
 	}
 	for _, fn := range t.committed {
 		fn()
 	}
-	return t.appended, nil
+	return t.appended, t.end, nil
 }
 
 // flushWAL fsyncs the write-ahead log, unless done says (under the flush lock) that a
@@ -402,7 +410,9 @@ func raise(c *atomic.Uint64, n uint64) {
 // not on disk. A record committed by UpdateAsync is visible before its flush; a checkpoint
 // signed over it, durable in the signer's state, would outlive a machine crash that took the
 // record from the write-ahead log, and the restart would find the log shorter than what was
-// signed and refuse to start. So when the snapshot may hold such a record, the log is
+// signed and refuse to start. So when the snapshot may hold such a record, the log it shows
+// ends where the last synchronous commit with records left it (all on disk; the signer signs
+// that much, and the rest with a later signing), or, before any such commit, the log is
 // flushed before fn sees it (one fsync, which the record's own flush then finds done); a
 // failed flush latches the store, as any failed fsync does.
 func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
@@ -418,11 +428,26 @@ func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
 		return db.fail("read", err)
 	}
 	if need := db.auditBegun.Load(); db.auditDurable.Load() < need {
+		if synced := db.syncedSize.Load(); synced > 0 {
+			return db.fail("read", fn(&sizedTxn{txn: &txn{tx: tx}, max: synced}))
+		}
 		if err := db.flushWAL(func() bool { return db.auditDurable.Load() >= need }); err != nil {
 			return err
 		}
 	}
 	return db.fail("read", fn(&txn{tx: tx}))
+}
+
+// sizedTxn is a read transaction whose audit log ends at max (ViewAudit).
+type sizedTxn struct {
+	*txn
+	max int64
+}
+
+// Size implements audit.Reader.
+func (t *sizedTxn) Size(ctx context.Context) (int64, error) {
+	n, err := t.txn.Size(ctx)
+	return min(n, t.max), err
 }
 
 // AfterAuditCommit makes Update call fn after each commit that appended audit records, in

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLO
 type txn struct {
 	tx        *sql.Tx
 	appended  bool
+	end       int64    // one past the last audit record appended
 	committed []func() // AfterCommit
 }
 
@@ -547,7 +548,7 @@ func contiguous(idx []int64) bool {
 }
 
 func (t *txn) AppendRecord(ctx context.Context, index int64, data []byte, hashes []tlog.Hash) error {
-	t.appended = true
+	t.appended, t.end = true, max(t.end, index+1)
 	if err := t.exec(ctx, "append audit record", `INSERT INTO audit_records (idx, data) VALUES (?, ?)`, index, data); err != nil {
 		return err
 	}
