@@ -61,6 +61,9 @@ type DB struct {
 	// records: that commit's fsync put every record below it on disk (one writer, records
 	// in the order of their commits).
 	syncedSize atomic.Int64
+	// shownSize is the largest log the signer's view has shown (ViewAudit), all of it on
+	// disk: no later view ends before it.
+	shownSize atomic.Int64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -411,8 +414,9 @@ func raise(c *atomic.Uint64, n uint64) {
 // signed over it, durable in the signer's state, would outlive a machine crash that took the
 // record from the write-ahead log, and the restart would find the log shorter than what was
 // signed and refuse to start. So when the snapshot may hold such a record, the log it shows
-// ends where the last synchronous commit with records left it (all on disk; the signer signs
-// that much, and the rest with a later signing), or, before any such commit, the log is
+// ends where the last synchronous commit with records, or an earlier view, left it (all on
+// disk; the signer signs that much, and the rest with a later signing; never less than it
+// was shown before, which it would take for a truncation), or, before either, the log is
 // flushed before fn sees it (one fsync, which the record's own flush then finds done); a
 // failed flush latches the store, as any failed fsync does.
 func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
@@ -423,19 +427,28 @@ func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
 	defer tx.Rollback()
 	// The snapshot starts at the first read: take it before counting, so that every
 	// record it shows was counted.
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
+	var tables int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&tables); err != nil {
 		return db.fail("read", err)
 	}
+	t := &txn{tx: tx}
+	n, err := t.Size(ctx)
+	if err != nil {
+		return db.fail("read", err)
+	}
+	var view store.Tx = t
 	if need := db.auditBegun.Load(); db.auditDurable.Load() < need {
-		if synced := db.syncedSize.Load(); synced > 0 {
-			return db.fail("read", fn(&sizedTxn{txn: &txn{tx: tx}, max: synced}))
-		}
-		if err := db.flushWAL(func() bool { return db.auditDurable.Load() >= need }); err != nil {
+		// What the last synchronous commit left, or an earlier view showed, is on disk.
+		if end := max(db.syncedSize.Load(), db.shownSize.Load()); end > 0 {
+			n = min(n, end)
+			view = &sizedTxn{txn: t, max: n}
+		} else if err := db.flushWAL(func() bool { return db.auditDurable.Load() >= need }); err != nil {
 			return err
 		}
 	}
-	return db.fail("read", fn(&txn{tx: tx}))
+	for s := db.shownSize.Load(); n > s && !db.shownSize.CompareAndSwap(s, n); s = db.shownSize.Load() {
+	}
+	return db.fail("read", fn(view))
 }
 
 // sizedTxn is a read transaction whose audit log ends at max (ViewAudit).

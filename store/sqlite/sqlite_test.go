@@ -678,7 +678,8 @@ func TestUpdateAsyncFlushFailure(t *testing.T) {
 // find the log shorter than what was signed, and refuse to start. Every fsync fails from
 // the middle on (a seccomp filter in a child): a flush of a commit that a later flush put
 // on disk, and a view with nothing pending, need none and answer; a view that would hold
-// an unflushed record ends before it, where the last synchronous commit left the log.
+// an unflushed record ends before it, where an earlier view or the last synchronous commit
+// left the log.
 func TestSignsOnlyWhatIsOnDisk(t *testing.T) {
 	if fault.InChild(t.Name()) {
 		ctx := context.Background()
@@ -719,10 +720,10 @@ func TestSignsOnlyWhatIsOnDisk(t *testing.T) {
 		if _, err := putAsync(t, db, testLog(t), 8); err != nil {
 			t.Fatal(err)
 		}
-		// Record 8 is not on disk: the view ends where the last synchronous commit left the
-		// log, all of it on disk, without an fsync.
-		if n, err := view(); err != nil || n != 6 {
-			t.Fatalf("the signer's view with record 8 not on disk: %d records, %v (want 6, the log as the synchronous commit of record 5 left it)", n, err)
+		// Record 8 is not on disk: the view ends where the last view left the log (past
+		// the last synchronous commit, record 5), all of it on disk, without an fsync.
+		if n, err := view(); err != nil || n != 8 {
+			t.Fatalf("the signer's view with record 8 not on disk: %d records, %v (want 8, the log as the last view showed it)", n, err)
 		}
 		fmt.Println("CHILD DONE")
 		return
@@ -917,5 +918,47 @@ func TestAfterCommit(t *testing.T) {
 	}
 	if ran {
 		t.Error("AfterCommit ran for a transaction that was rolled back")
+	}
+}
+
+// TestSignerViewNeverShrinks: the signer's view of the log never ends before a view it was
+// shown earlier. One shown with every record on disk may end past the last synchronous
+// commit (a job's start, flushed); a later view that ends early because of a record not yet
+// on disk must not end before it, or the signer would take the log for truncated and stop.
+func TestSignerViewNeverShrinks(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t, newStore(t, 1))
+	defer db.Close()
+	l := testLog(t)
+	view := func() int64 {
+		t.Helper()
+		var n int64
+		if err := store.AuditLog(db).ViewLog(ctx, func(r audit.Reader) error {
+			var err error
+			n, err = r.Size(ctx)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := put(t, db, l, 1); err != nil { // synchronous: the log of 2 on disk
+		t.Fatal(err)
+	}
+	flush, err := putAsync(t, db, l, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := view(); n != 3 {
+		t.Fatalf("the view with every record on disk shows %d records, want 3", n)
+	}
+	if _, err := putAsync(t, db, l, 3); err != nil { // not flushed
+		t.Fatal(err)
+	}
+	if n := view(); n != 3 {
+		t.Errorf("with record 3 not on disk the view shows %d records, want 3 (what was shown before, all on disk)", n)
 	}
 }
