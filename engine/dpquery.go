@@ -125,14 +125,16 @@ func (v *Validator) ValidateDP(ctx context.Context, query string, sc Scope, opt 
 	if err := checkDPOptions(&opt); err != nil {
 		return nil, err
 	}
-	var plan *Plan
-	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
-		var err error
-		s.tenant = sc.Tenant
-		plan, err = s.validateDP(ctx, query, &sc, opt)
-		return err
+	return v.plan("dp", query, &sc, opt, func() (*Plan, error) {
+		var plan *Plan
+		err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+			var err error
+			s.tenant = sc.Tenant
+			plan, err = s.validateDP(ctx, query, &sc, opt)
+			return err
+		})
+		return plan, err
 	})
-	return plan, err
 }
 
 func (s *vsession) validateDP(ctx context.Context, query string, sc *Scope, opt DPOptions) (*Plan, error) {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -64,11 +65,81 @@ type Validator struct {
 	parses      map[string]string
 	parsedBytes int
 	parseRuns   atomic.Int64 // texts DuckDB's parser was asked for (parses missed)
+
+	// plans keeps the plans of recent validations (plan), at most maxPlannedBytes of
+	// them, as JSON: each use decodes its own copy.
+	planMu       sync.Mutex
+	plans        map[string][]byte
+	plannedBytes int
+	planRuns     atomic.Int64 // validations that ran (plans missed)
 }
 
 // maxParsedBytes bounds the parser output a validator keeps (parses); when it is full it
 // starts again empty.
 const maxParsedBytes = 4 << 20
+
+// maxPlannedBytes bounds the plans a validator keeps (plans); when it is full it starts
+// again empty.
+const maxPlannedBytes = 4 << 20
+
+// plan answers a validation from the plans kept, or runs it (validate) and keeps its plan.
+// A vendor often submits a text again under the same grant (a report run each day, a
+// retry), and a validation costs DuckDB calls (the rewrite and the bound-plan check) even
+// when its parse is kept. The key is all the plan depends on: the tenant (kept per tenant,
+// as the parses are: another tenant's plan would tell a vendor timing its submission that
+// the text was submitted), the kind of validation and its options, the text, and the whole
+// scope (the grant's tables and columns, their types and bounds, the dataset version's
+// files and statistics), so a change of any validates again. Refusals are not kept; a
+// plan that cannot be encoded is not kept either.
+func (v *Validator) plan(kind, query string, sc *Scope, opts any, validate func() (*Plan, error)) (*Plan, error) {
+	var key string
+	if b, err := json.Marshal(struct {
+		Kind  string `json:"kind"`
+		Query string `json:"query"`
+		Scope *Scope `json:"scope"`
+		Opts  any    `json:"opts"`
+	}{kind, query, sc, opts}); err == nil {
+		sum := sha256.Sum256(b)
+		key = sc.Tenant + "\x00" + string(sum[:])
+	}
+	if key != "" {
+		v.planMu.Lock()
+		kept, ok := v.plans[key]
+		v.planMu.Unlock()
+		if ok {
+			p := &Plan{}
+			if err := json.Unmarshal(kept, p); err == nil {
+				return p, nil
+			}
+		}
+	}
+	v.planRuns.Add(1)
+	p, err := validate()
+	if err != nil || key == "" {
+		return p, err
+	}
+	b, merr := json.Marshal(p)
+	if merr != nil {
+		return p, nil
+	}
+	// What is kept is what the caller gets, through the same encoding.
+	out := &Plan{}
+	if err := json.Unmarshal(b, out); err != nil {
+		return p, nil
+	}
+	v.planMu.Lock()
+	if n := len(key) + len(b); n <= maxPlannedBytes {
+		if v.plans == nil || v.plannedBytes+n > maxPlannedBytes {
+			v.plans, v.plannedBytes = map[string][]byte{}, 0
+		}
+		if _, dup := v.plans[key]; !dup {
+			v.plans[key] = b
+			v.plannedBytes += n
+		}
+	}
+	v.planMu.Unlock()
+	return out, nil
+}
 
 // NewValidator opens a validator with the default bounds.
 func NewValidator() (*Validator, error) { return NewValidatorWithConfig(ValidatorConfig{}) }
@@ -207,14 +278,16 @@ func (v *Validator) Validate(ctx context.Context, query string, sc Scope) (*Plan
 	if sc.Mode != "" && sc.Mode != "threshold" {
 		return nil, refuse("", "Validate checks threshold queries; use ValidateDP for mode %q", sc.Mode)
 	}
-	var plan *Plan
-	err := v.run(ctx, func(ctx context.Context, s *vsession) error {
-		var err error
-		s.tenant = sc.Tenant
-		plan, err = s.validate(ctx, query, &sc)
-		return err
+	return v.plan("threshold", query, &sc, nil, func() (*Plan, error) {
+		var plan *Plan
+		err := v.run(ctx, func(ctx context.Context, s *vsession) error {
+			var err error
+			s.tenant = sc.Tenant
+			plan, err = s.validate(ctx, query, &sc)
+			return err
+		})
+		return plan, err
 	})
-	return plan, err
 }
 
 func (s *vsession) validate(ctx context.Context, query string, sc *Scope) (*Plan, error) {

@@ -20,7 +20,8 @@
 // machine's, what was not yet on disk):
 //   - submission: the job, its budget reservation and its job.submit entry commit in one
 //     synchronous transaction, and the entry is signed (the signer's state appended and
-//     fsynced) before the answer goes out. Before the commit returns, nothing is kept and
+//     fsynced) before the answer goes out. The job is queued once the commit is on disk,
+//     so it may start while its entry is being signed. Before the commit returns, nothing is kept and
 //     the caller got no answer; after it, all of it is on disk. A crash between the commit
 //     and the signing leaves the entry unsigned until the next start signs it.
 //   - start: the move to running and the job.start entry commit without waiting for the
@@ -34,6 +35,10 @@
 //     before that commit: the output (the job is failed at the restart, budget spent).
 //   - signing: the signature leaves only after the signer's state holds it on disk; a
 //     checkpoint torn by a crash during its append was never handed out (package audit).
+//     A checkpoint covers only entries on disk: the signer's view of the log ends before
+//     a start not yet flushed (sqlite.DB.ViewAudit), so a machine crash cannot leave a
+//     signed checkpoint beyond the log, and a submission's signing does not wait for the
+//     start of its job.
 //     The store's copy of a checkpoint commits without waiting: one lost is stored again
 //     by the first signing after the restart.
 //

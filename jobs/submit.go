@@ -199,7 +199,6 @@ func (s *Service) submit(ctx context.Context, p policy.Principal, req api.Submit
 // reservation (reserve, if any) and its audit entry. A retry with the same idempotency key
 // returns the first job and spends nothing.
 func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details map[string]string, reserve func(tx store.Tx) error) (*Job, error) {
-	created := true
 	grant := j.GrantID
 	err := s.DB.Update(ctx, func(tx store.Tx) error {
 		if j.IdemKey != "" {
@@ -218,7 +217,7 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 					return fmt.Errorf("%w: idempotency key %q was used for another request (job %s); a retry must repeat the request exactly, a new request needs a new key",
 						policy.ErrConflict, j.IdemKey, first.ID)
 				}
-				j, created = first, false
+				j = first
 				return nil
 			}
 			if !errors.Is(err, store.ErrNotFound) {
@@ -243,6 +242,11 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 		if err := j.Put(ctx, tx, j.Created); err != nil {
 			return err
 		}
+		if !j.Body.Dev {
+			// Queued once on disk, while its job.submit entry is signed (the answer waits
+			// for that): the start transaction and the checks overlap the signing.
+			tx.AfterCommit(func() { s.sched.enqueue(j.Tenant, j.ID) })
+		}
 		return s.Rec.Record(ctx, tx, p, "job.submit", "job/"+j.ID, details)
 	})
 	if errors.Is(err, ledger.ErrBudget) {
@@ -252,9 +256,6 @@ func (s *Service) queue(ctx context.Context, p policy.Principal, j *Job, details
 	}
 	if err != nil {
 		return nil, err
-	}
-	if created && !j.Body.Dev {
-		s.sched.enqueue(j.Tenant, j.ID)
 	}
 	return j, nil
 }

@@ -169,7 +169,19 @@ func AuditLog(s Store) audit.Storage { return auditLog{s} }
 
 type auditLog struct{ s Store }
 
+// auditViewer is a store whose View may show changes not yet on disk (UpdateAsync) and
+// which opens, for the signer, a view that shows only audit records on disk.
+type auditViewer interface {
+	ViewAudit(ctx context.Context, fn func(Tx) error) error
+}
+
+// ViewLog is the signer's view of the log: only records on disk, where the store can show
+// others (a checkpoint must never be signed over a record that a machine crash can take
+// away).
 func (a auditLog) ViewLog(ctx context.Context, fn func(audit.Reader) error) error {
+	if v, ok := a.s.(auditViewer); ok {
+		return v.ViewAudit(ctx, func(tx Tx) error { return fn(tx) })
+	}
 	return a.s.View(ctx, func(tx Tx) error { return fn(tx) })
 }
 
@@ -185,6 +197,11 @@ func (a auditLog) UpdateLog(ctx context.Context, fn func(audit.Writer) error) er
 // Tx is what a transaction can read and write. Writes fail in a View.
 type Tx interface {
 	audit.Writer
+
+	// AfterCommit has fn run once the transaction has committed (by Update: on disk; by
+	// UpdateAsync: before its flush), in the committing goroutine, before its audit
+	// records are signed; not at all if it is rolled back. fn must not write to the store.
+	AfterCommit(fn func())
 
 	PutPrincipal(ctx context.Context, p Principal) error
 	PrincipalByToken(ctx context.Context, hash []byte) (Principal, error)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,24 @@ type DB struct {
 	walMu  sync.Mutex
 	wal    *os.File
 	walIno uint64
+
+	// Counts of the transactions of UpdateAsync, which the one writer connection runs one
+	// at a time, so that the n-th to begin committing is the n-th to end. auditBegun counts
+	// those that appended audit records as they begin to commit (whoever can see one has it
+	// counted), auditEnded and allEnded those that appended records, and all, once their
+	// commit has ended (its frames are in the log, or it failed); auditDurable and
+	// allDurable are what the ended counts were before the last fsync of the log that
+	// succeeded: the transactions they count are on disk. (A synchronous commit fsyncs the
+	// log too, but not one that wrote nothing, so it is not counted.)
+	auditBegun, auditEnded, allEnded atomic.Uint64
+	auditDurable, allDurable         atomic.Uint64
+	// syncedSize is the audit log's size after the last synchronous commit that appended
+	// records: that commit's fsync put every record below it on disk (one writer, records
+	// in the order of their commits).
+	syncedSize atomic.Int64
+	// shownSize is the largest log the signer's view has shown (ViewAudit), all of it on
+	// disk: no later view ends before it.
+	shownSize atomic.Int64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -234,9 +253,13 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := db.refused(); err != nil {
 		return err
 	}
-	appended, err := db.write(ctx, db.w.BeginTx, fn)
+	appended, end, err := db.write(ctx, db.w.BeginTx, fn, false)
 	if err != nil {
 		return err
+	}
+	if appended {
+		for s := db.syncedSize.Load(); end > s && !db.syncedSize.CompareAndSwap(s, end); s = db.syncedSize.Load() {
+		}
 	}
 	db.mu.Lock()
 	hook := db.hook
@@ -271,10 +294,14 @@ func (db *DB) UpdateAsync(ctx context.Context, fn func(store.Tx) error) (func() 
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	if _, err := db.write(ctx, conn.BeginTx, fn); err != nil {
+	if _, _, err := db.write(ctx, conn.BeginTx, fn, true); err != nil {
 		return nil, err
 	}
-	return db.flushWAL, nil
+	// Its flush is done by any fsync of the log that began after its commit ended: one
+	// that another flush made meanwhile (a job's start and the signer's view) is not
+	// repeated.
+	n := db.allEnded.Load()
+	return func() error { return db.flushWAL(func() bool { return db.allDurable.Load() >= n }) }, nil
 }
 
 // refused is the latched refusal, if any: a stopped store refuses without touching the
@@ -290,10 +317,10 @@ func (db *DB) refused() error {
 // audit records. The transaction is rolled back if fn fails or panics, so that the one
 // writer connection is never left holding it. An audit log that fn finds tampered with
 // stops the store.
-func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error) (appended bool, err error) {
+func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), fn func(store.Tx) error, async bool) (appended bool, end int64, err error) {
 	tx, err := begin(ctx, nil)
 	if err != nil {
-		return false, db.fail("begin write", err)
+		return false, 0, db.fail("begin write", err)
 	}
 	defer tx.Rollback() // after a commit: sql.ErrTxDone, nothing done
 	t := &txn{tx: tx}
@@ -302,18 +329,33 @@ func (db *DB) write(ctx context.Context, begin func(context.Context, *sql.TxOpti
 			// The log in the store is damaged (rows deleted or changed by hand): writes
 			// stop with the reason, rather than each failing on its own.
 			db.Halt(err)
-			return false, db.refused()
+			return false, 0, db.refused()
 		}
-		return false, db.fail("write", err)
+		return false, 0, db.fail("write", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return false, db.fail("commit", err)
+	audited := async && t.appended
+	if audited {
+		db.auditBegun.Add(1) // before the commit: whoever can see it has it counted (ViewAudit)
 	}
-	return t.appended, nil
+	err = tx.Commit()
+	if async {
+		if audited {
+			db.auditEnded.Add(1)
+		}
+		db.allEnded.Add(1)
+	}
+	if err != nil {
+		return false, 0, db.fail("commit", err)
+	}
+	for _, fn := range t.committed {
+		fn()
+	}
+	return t.appended, t.end, nil
 }
 
-// flushWAL fsyncs the write-ahead log.
-func (db *DB) flushWAL() error {
+// flushWAL fsyncs the write-ahead log, unless done says (under the flush lock) that a
+// flush since has done what the caller needs.
+func (db *DB) flushWAL(done func() bool) error {
 	db.walMu.Lock()
 	defer db.walMu.Unlock()
 	db.mu.Lock()
@@ -324,6 +366,9 @@ func (db *DB) flushWAL() error {
 	}
 	if closed {
 		return fmt.Errorf("%w: the store is closed", store.ErrUnavailable)
+	}
+	if done() {
+		return nil
 	}
 	// The pin keeps SQLite from deleting the log, so a log that is not the one first opened
 	// was removed or replaced by hand: SQLite goes on writing to the file it has open, which
@@ -346,12 +391,76 @@ func (db *DB) flushWAL() error {
 	if ino != db.walIno {
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes: its write-ahead log %s was replaced while the store was open; the operator must restart Veil, whose start-up checks say what to do", store.ErrUnavailable, db.path+"-wal"), nil)
 	}
+	// What has ended before the fsync is in the log it syncs.
+	audit, all := db.auditEnded.Load(), db.allEnded.Load()
 	if err := db.wal.Sync(); err != nil {
 		// As after a failed commit: the kernel may have dropped the pages.
 		return db.latch(fmt.Errorf("%w: the store stopped accepting writes after a storage failure at %s (fsync of the write-ahead log: %v); the operator must check the disk and restart Veil",
 			store.ErrUnavailable, time.Now().UTC().Format(time.RFC3339), err), nil)
 	}
+	raise(&db.auditDurable, audit)
+	raise(&db.allDurable, all)
 	return nil
+}
+
+// raise sets c to n if n is larger.
+func raise(c *atomic.Uint64, n uint64) {
+	for d := c.Load(); n > d && !c.CompareAndSwap(d, n); d = c.Load() {
+	}
+}
+
+// ViewAudit is View for the audit signer (store.AuditLog): it shows no audit record that is
+// not on disk. A record committed by UpdateAsync is visible before its flush; a checkpoint
+// signed over it, durable in the signer's state, would outlive a machine crash that took the
+// record from the write-ahead log, and the restart would find the log shorter than what was
+// signed and refuse to start. So when the snapshot may hold such a record, the log it shows
+// ends where the last synchronous commit with records, or an earlier view, left it (all on
+// disk; the signer signs that much, and the rest with a later signing; never less than it
+// was shown before, which it would take for a truncation), or, before either, the log is
+// flushed before fn sees it (one fsync, which the record's own flush then finds done); a
+// failed flush latches the store, as any failed fsync does.
+func (db *DB) ViewAudit(ctx context.Context, fn func(store.Tx) error) error {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return db.fail("begin read", err)
+	}
+	defer tx.Rollback()
+	// The snapshot starts at the first read: take it before counting, so that every
+	// record it shows was counted.
+	var tables int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&tables); err != nil {
+		return db.fail("read", err)
+	}
+	t := &txn{tx: tx}
+	n, err := t.Size(ctx)
+	if err != nil {
+		return db.fail("read", err)
+	}
+	var view store.Tx = t
+	if need := db.auditBegun.Load(); db.auditDurable.Load() < need {
+		// What the last synchronous commit left, or an earlier view showed, is on disk.
+		if end := max(db.syncedSize.Load(), db.shownSize.Load()); end > 0 {
+			n = min(n, end)
+			view = &sizedTxn{txn: t, max: n}
+		} else if err := db.flushWAL(func() bool { return db.auditDurable.Load() >= need }); err != nil {
+			return err
+		}
+	}
+	for s := db.shownSize.Load(); n > s && !db.shownSize.CompareAndSwap(s, n); s = db.shownSize.Load() {
+	}
+	return db.fail("read", fn(view))
+}
+
+// sizedTxn is a read transaction whose audit log ends at max (ViewAudit).
+type sizedTxn struct {
+	*txn
+	max int64
+}
+
+// Size implements audit.Reader.
+func (t *sizedTxn) Size(ctx context.Context) (int64, error) {
+	n, err := t.txn.Size(ctx)
+	return min(n, t.max), err
 }
 
 // AfterAuditCommit makes Update call fn after each commit that appended audit records, in

@@ -66,9 +66,14 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (size INTEGER PRIMARY KEY, note BLO
 // txn is one transaction. appended records whether it appended audit records, for the
 // after-commit hook.
 type txn struct {
-	tx       *sql.Tx
-	appended bool
+	tx        *sql.Tx
+	appended  bool
+	end       int64    // one past the last audit record appended
+	committed []func() // AfterCommit
 }
+
+// AfterCommit implements store.Tx.
+func (t *txn) AfterCommit(fn func()) { t.committed = append(t.committed, fn) }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 func tm(v int64) time.Time { return time.UnixMilli(v).UTC() }
@@ -547,7 +552,7 @@ func contiguous(idx []int64) bool {
 }
 
 func (t *txn) AppendRecord(ctx context.Context, index int64, data []byte, hashes []tlog.Hash) error {
-	t.appended = true
+	t.appended, t.end = true, max(t.end, index+1)
 	if err := t.exec(ctx, "append audit record", `INSERT INTO audit_records (idx, data) VALUES (?, ?)`, index, data); err != nil {
 		return err
 	}

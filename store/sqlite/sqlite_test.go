@@ -671,6 +671,70 @@ func TestUpdateAsyncFlushFailure(t *testing.T) {
 	}
 }
 
+// TestSignsOnlyWhatIsOnDisk: the audit signer's view of the log (store.AuditLog) never
+// shows it a record committed without waiting for the disk (UpdateAsync, a job's start)
+// before that record is on disk: a checkpoint it signed, durable in its state file, over a
+// record that a machine crash then took from the write-ahead log would make the restart
+// find the log shorter than what was signed, and refuse to start. Every fsync fails from
+// the middle on (a seccomp filter in a child): a flush of a commit that a later flush put
+// on disk, and a view with nothing pending, need none and answer; a view that would hold
+// an unflushed record ends before it, where an earlier view or the last synchronous commit
+// left the log.
+func TestSignsOnlyWhatIsOnDisk(t *testing.T) {
+	if fault.InChild(t.Name()) {
+		ctx := context.Background()
+		db := mustOpen(t, Options{Path: os.Getenv("VEIL_FAULT_STORE")})
+		if err := put(t, db, testLog(t), 5); err != nil { // synchronous: on disk
+			t.Fatal(err)
+		}
+		view := func() (int64, error) {
+			var n int64
+			err := store.AuditLog(db).ViewLog(ctx, func(r audit.Reader) error {
+				var err error
+				n, err = r.Size(ctx)
+				return err
+			})
+			return n, err
+		}
+		// Two unflushed commits; the second's flush puts both on disk.
+		flush6, err := putAsync(t, db, testLog(t), 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flush7, err := putAsync(t, db, testLog(t), 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := flush7(); err != nil {
+			t.Fatal(err)
+		}
+		if err := fault.Fail(syscall.EIO, -1, fault.Fsync); err != nil {
+			t.Fatal(err)
+		}
+		if err := flush6(); err != nil {
+			t.Fatalf("the flush of a commit a later flush put on disk: %v (want no fsync)", err)
+		}
+		if n, err := view(); err != nil || n != 8 {
+			t.Fatalf("the signer's view with every record on disk: %d records, %v (want 8, no fsync needed)", n, err)
+		}
+		if _, err := putAsync(t, db, testLog(t), 8); err != nil {
+			t.Fatal(err)
+		}
+		// Record 8 is not on disk: the view ends where the last view left the log (past
+		// the last synchronous commit, record 5), all of it on disk, without an fsync.
+		if n, err := view(); err != nil || n != 8 {
+			t.Fatalf("the signer's view with record 8 not on disk: %d records, %v (want 8, the log as the last view showed it)", n, err)
+		}
+		fmt.Println("CHILD DONE")
+		return
+	}
+	o := newStore(t, 5)
+	out := fault.RunChild(t, "VEIL_FAULT_STORE="+o.Path)
+	if !strings.Contains(out, "CHILD DONE") {
+		t.Fatalf("child output:\n%s", out)
+	}
+}
+
 // TestFlushReachesCurrentWAL closes every connection of the store's pools between a commit
 // and its flush, and lets a connection of another program (read-write, without
 // SQLITE_FCNTL_PERSIST_WAL, as the sqlite3 shell opens) be the last to close: SQLite would
@@ -808,5 +872,93 @@ func TestPanicInTransaction(t *testing.T) {
 	}
 	if err := put(t, db, testLog(t), 2); err != nil {
 		t.Errorf("write after the panics: %v", err)
+	}
+}
+
+// TestAfterCommit: what a transaction registers with Tx.AfterCommit runs once it has
+// committed (Update: on disk), before the audit hook signs its records, and not at all when
+// it is rolled back.
+func TestAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t, newStore(t, 1))
+	defer db.Close()
+	var order []string
+	db.AfterAuditCommit(func(context.Context) { order = append(order, "signed") })
+	l := testLog(t)
+	err := db.Update(ctx, func(tx store.Tx) error {
+		tx.AfterCommit(func() {
+			var n int
+			// A new read sees the change: it committed.
+			if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM principals WHERE id = 'p-a'`).Scan(&n); err != nil || n != 1 {
+				t.Errorf("after commit, the change is not visible: %d, %v", n, err)
+			}
+			order = append(order, "committed")
+		})
+		if err := tx.PutPrincipal(ctx, store.Principal{ID: "p-a", Name: "a", Role: "reviewer", TokenHash: []byte("a"), Created: time.Unix(1, 0)}); err != nil {
+			return err
+		}
+		_, err := l.Append(ctx, tx, audit.Entry{Time: time.Unix(1, 0), Actor: "test", Action: "principal.create", Object: "principal/p-a"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(order, ",") != "committed,signed" {
+		t.Errorf("order %v, want committed, then signed", order)
+	}
+	ran := false
+	for _, update := range []func(func(store.Tx) error) error{
+		func(fn func(store.Tx) error) error { return db.Update(ctx, fn) },
+		func(fn func(store.Tx) error) error { _, err := db.UpdateAsync(ctx, fn); return err },
+	} {
+		update(func(tx store.Tx) error {
+			tx.AfterCommit(func() { ran = true })
+			return errors.New("rolled back")
+		})
+	}
+	if ran {
+		t.Error("AfterCommit ran for a transaction that was rolled back")
+	}
+}
+
+// TestSignerViewNeverShrinks: the signer's view of the log never ends before a view it was
+// shown earlier. One shown with every record on disk may end past the last synchronous
+// commit (a job's start, flushed); a later view that ends early because of a record not yet
+// on disk must not end before it, or the signer would take the log for truncated and stop.
+func TestSignerViewNeverShrinks(t *testing.T) {
+	ctx := context.Background()
+	db := mustOpen(t, newStore(t, 1))
+	defer db.Close()
+	l := testLog(t)
+	view := func() int64 {
+		t.Helper()
+		var n int64
+		if err := store.AuditLog(db).ViewLog(ctx, func(r audit.Reader) error {
+			var err error
+			n, err = r.Size(ctx)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := put(t, db, l, 1); err != nil { // synchronous: the log of 2 on disk
+		t.Fatal(err)
+	}
+	flush, err := putAsync(t, db, l, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := view(); n != 3 {
+		t.Fatalf("the view with every record on disk shows %d records, want 3", n)
+	}
+	if _, err := putAsync(t, db, l, 3); err != nil { // not flushed
+		t.Fatal(err)
+	}
+	if n := view(); n != 3 {
+		t.Errorf("with record 3 not on disk the view shows %d records, want 3 (what was shown before, all on disk)", n)
 	}
 }
