@@ -1,0 +1,126 @@
+package he
+
+import (
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
+)
+
+// modDowner is lattigo's ring.BasisExtender.ModDownQPtoQNTT (v5.0.7) with its NTT into Q on
+// fastNTT (ntt.go): the division by P of a key switch's output. Same steps, same constants,
+// so the same result. Not safe for concurrent use (the basis extender's buffers).
+type modDowner struct {
+	be           *ring.BasisExtender
+	ringQ, ringP *ring.Ring
+	pInv         [][]uint64 // by levelP, by prime of Q: q_i - (p_0..p_levelP)^-1 mod q_i, Montgomery form
+	buffP, buffQ ring.Poly
+}
+
+func newModDowner(be *ring.BasisExtender, ringQ, ringP *ring.Ring) *modDowner {
+	d := &modDowner{be: be, ringQ: ringQ, ringP: ringP, buffP: ringP.NewPoly(), buffQ: ringQ.NewPoly()}
+	d.pInv = make([][]uint64, len(ringP.SubRings))
+	inv := make([][]uint64, len(ringP.SubRings)) // (p_0..p_j)^-1 mod q_i, Montgomery form (lattigo's genmodDownConstants)
+	for j, sp := range ringP.SubRings {
+		d.pInv[j] = make([]uint64, len(ringQ.SubRings))
+		inv[j] = make([]uint64, len(ringQ.SubRings))
+		for i, sq := range ringQ.SubRings {
+			q := sq.Modulus
+			c := ring.MForm(ring.ModExp(sp.Modulus, q-2, q), q, sq.BRedConstant)
+			if j > 0 {
+				c = ring.MRed(c, inv[j-1][i], q, sq.MRedConstant)
+			}
+			inv[j][i] = c
+			d.pInv[j][i] = q - c
+		}
+	}
+	return d
+}
+
+// modDown sets p2Q to (p1Q, p1P) divided by P (rounded down), in the NTT domain, as
+// be.ModDownQPtoQNTT(levelQ, levelP, p1Q, p1P, p2Q).
+func (d *modDowner) modDown(levelQ, levelP int, p1Q, p1P, p2Q ring.Poly) {
+	ringQ := d.ringQ.AtLevel(levelQ)
+	buffP := ring.Poly{Coeffs: d.buffP.Coeffs[:levelP+1]}
+	buffQ := ring.Poly{Coeffs: d.buffQ.Coeffs[:levelQ+1]}
+	d.ringP.AtLevel(levelP).INTTLazy(p1P, buffP)
+	d.be.ModUpPtoQ(levelP, levelQ, buffP, buffQ)
+	ringNTTLazy(ringQ, buffQ, buffQ)
+	for i, s := range ringQ.SubRings[:levelQ+1] {
+		s.SubThenMulScalarMontgomeryTwoModulus(buffQ.Coeffs[i], p1Q.Coeffs[i], d.pInv[levelP][i], p2Q.Coeffs[i])
+	}
+}
+
+// gadgetProducer is lattigo's rlwe.Evaluator.GadgetProductLazy for a key with several
+// special primes (gadgetProductMultiplePLazy, v5.0.7: the relinearization key) with the
+// NTTs of the digits on fastNTT, and, as folder does, without NTTing a digit into its own
+// primes (their rows are the input's). Not safe for concurrent use.
+type gadgetProducer struct {
+	dec    *ring.Decomposer
+	params rlwe.Parameters
+	cInv   ring.Poly
+	dQ, dP ring.Poly
+}
+
+// newGadgetProducer takes the evaluator's parameters and decomposer (eval.Decomposer).
+func newGadgetProducer(params rlwe.Parameters, dec *ring.Decomposer) *gadgetProducer {
+	return &gadgetProducer{dec: dec, params: params, cInv: params.RingQ().NewPoly(), dQ: params.RingQ().NewPoly(), dP: params.RingP().NewPoly()}
+}
+
+// product sets ct (modulo Q_levelQ * P, NTT, reduced) to the gadget product of cx (NTT, at
+// levelQ) with key, as GadgetProductLazy(levelQ, cx, key, ct).
+func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphertext, ct *rlwe.Element[ringqp.Poly]) {
+	levelP := key.LevelP()
+	nbPi := levelP + 1
+	ringQ := g.params.RingQ().AtLevel(levelQ)
+	ringP := g.params.RingP().AtLevel(levelP)
+	cInv := lvl(g.cInv, levelQ)
+	ringQ.INTT(cx, cInv)
+	dQ, dP := lvl(g.dQ, levelQ), lvl(g.dP, levelP)
+	digits := g.params.BaseRNSDecompositionVectorSize(levelQ, levelP)
+	qOver := max(g.params.QiOverflowMargin(levelQ)>>1, 1)
+	pOver := max(g.params.PiOverflowMargin(levelP)>>1, 1)
+	c0Q, c1Q := lvl(ct.Value[0].Q, levelQ), lvl(ct.Value[1].Q, levelQ)
+	c0P, c1P := lvl(ct.Value[0].P, levelP), lvl(ct.Value[1].P, levelP)
+	for i := 0; i < digits; i++ {
+		g.dec.DecomposeAndSplit(levelQ, levelP, nbPi, i, cInv, dQ, dP)
+		el := key.Value[i][0]
+		for u, s := range ringQ.SubRings[:levelQ+1] {
+			x := dQ.Coeffs[u]
+			if u >= i*nbPi && u < (i+1)*nbPi {
+				x = cx.Coeffs[u]
+			} else {
+				nttLazy(s, x, x)
+			}
+			if i == 0 {
+				s.MulCoeffsMontgomeryLazy(el[0].Q.Coeffs[u], x, c0Q.Coeffs[u])
+				s.MulCoeffsMontgomeryLazy(el[1].Q.Coeffs[u], x, c1Q.Coeffs[u])
+			} else {
+				s.MulCoeffsMontgomeryLazyThenAddLazy(el[0].Q.Coeffs[u], x, c0Q.Coeffs[u])
+				s.MulCoeffsMontgomeryLazyThenAddLazy(el[1].Q.Coeffs[u], x, c1Q.Coeffs[u])
+			}
+		}
+		for u, s := range ringP.SubRings[:levelP+1] {
+			x := dP.Coeffs[u]
+			nttLazy(s, x, x)
+			if i == 0 {
+				s.MulCoeffsMontgomeryLazy(el[0].P.Coeffs[u], x, c0P.Coeffs[u])
+				s.MulCoeffsMontgomeryLazy(el[1].P.Coeffs[u], x, c1P.Coeffs[u])
+			} else {
+				s.MulCoeffsMontgomeryLazyThenAddLazy(el[0].P.Coeffs[u], x, c0P.Coeffs[u])
+				s.MulCoeffsMontgomeryLazyThenAddLazy(el[1].P.Coeffs[u], x, c1P.Coeffs[u])
+			}
+		}
+		if i%qOver == qOver-1 {
+			ringQ.Reduce(c0Q, c0Q)
+			ringQ.Reduce(c1Q, c1Q)
+		}
+		if i%pOver == pOver-1 {
+			ringP.Reduce(c0P, c0P)
+			ringP.Reduce(c1P, c1P)
+		}
+	}
+	ringQ.Reduce(c0Q, c0Q)
+	ringQ.Reduce(c1Q, c1Q)
+	ringP.Reduce(c0P, c0P)
+	ringP.Reduce(c1P, c1P)
+}
