@@ -25,7 +25,7 @@ type relinRescaler struct {
 	be     []*ring.BasisExtender // by level L: from {q_L, p0, p1} down to {q_0..q_(L-1)}
 	down   []*modDowner          // be[L]'s ModDownQPtoQNTT on fastNTT
 	gp     *gadgetProducer
-	pMont  []uint64              // P mod q_i, Montgomery form
+	pMont  []uint64 // P mod q_i, Montgomery form
 	ks     *rlwe.Element[ringqp.Poly]
 }
 
