@@ -116,7 +116,7 @@ func (f *folder) keySwitch(level int, c1 ring.Poly, key *rlwe.GadgetCiphertext) 
 	ringQ := f.params.RingQ().AtLevel(level)
 	ringP := f.params.RingP().AtLevel(0)
 	c1Inv := lvl(f.c1Inv, level)
-	ringQ.INTT(c1, c1Inv)
+	ringINTT(ringQ, c1, c1Inv)
 	dQ := lvl(f.dQ, level)
 	ks0Q, ks1Q := lvl(f.ks[0].Q, level), lvl(f.ks[1].Q, level)
 	ks0P, ks1P := f.ks[0].P, f.ks[1].P

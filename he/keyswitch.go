@@ -42,7 +42,7 @@ func (d *modDowner) modDown(levelQ, levelP int, p1Q, p1P, p2Q ring.Poly) {
 	ringQ := d.ringQ.AtLevel(levelQ)
 	buffP := ring.Poly{Coeffs: d.buffP.Coeffs[:levelP+1]}
 	buffQ := ring.Poly{Coeffs: d.buffQ.Coeffs[:levelQ+1]}
-	d.ringP.AtLevel(levelP).INTTLazy(p1P, buffP)
+	ringINTTLazy(d.ringP.AtLevel(levelP), p1P, buffP)
 	d.be.ModUpPtoQ(levelP, levelQ, buffP, buffQ)
 	ringNTTLazy(ringQ, buffQ, buffQ)
 	for i, s := range ringQ.SubRings[:levelQ+1] {
@@ -74,7 +74,7 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 	ringQ := g.params.RingQ().AtLevel(levelQ)
 	ringP := g.params.RingP().AtLevel(levelP)
 	cInv := lvl(g.cInv, levelQ)
-	ringQ.INTT(cx, cInv)
+	ringINTT(ringQ, cx, cInv)
 	dQ, dP := lvl(g.dQ, levelQ), lvl(g.dP, levelP)
 	digits := g.params.BaseRNSDecompositionVectorSize(levelQ, levelP)
 	qOver := max(g.params.QiOverflowMargin(levelQ)>>1, 1)

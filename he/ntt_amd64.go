@@ -20,3 +20,18 @@ func nttFwdFirst(p1, p2 *uint64, n, chunks int, w, wp, q uint64)
 
 //go:noescape
 func nttReduce(p *uint64, n int, q uint64, full bool)
+
+//go:noescape
+func nttFwdBigW(p *uint64, h, t int, w, wp *uint64, q uint64)
+
+//go:noescape
+func nttFwdSmallW(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint64, step int)
+
+//go:noescape
+func nttInvBig(p *uint64, h, t int, w, wp *uint64, q uint64)
+
+//go:noescape
+func nttInvSmall(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint64, step int)
+
+//go:noescape
+func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool)

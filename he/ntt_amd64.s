@@ -37,6 +37,32 @@
 	VPSUBQ      Z7, Z6, Z6; \
 	VPANDQ      Z29, Z6, Z6
 
+// BUTTERFLYW is BUTTERFLY for a prime below 2^51 (2q < 2^52): inputs and outputs in [0, 2q).
+#define BUTTERFLYW \
+	SHOUP; \
+	VPADDQ    Z6, Z0, Z8; \
+	VPSUBQ    Z31, Z8, Z4; \
+	VPMINUQ   Z4, Z8, Z8; \
+	VPADDQ    Z31, Z0, Z9; \
+	VPSUBQ    Z6, Z9, Z9; \
+	VPSUBQ    Z31, Z9, Z4; \
+	VPMINUQ   Z4, Z9, Z1; \
+	VMOVDQA64 Z8, Z0
+
+// INVBUTTERFLY is the inverse (Gentleman-Sande) butterfly, lattigo's invbutterfly, for a
+// prime below 2^51: X, Y = U + V, (U - V) * w, inputs and outputs in [0, 2q).
+#define INVBUTTERFLY \
+	VPADDQ    Z1, Z0, Z8; \
+	VPSUBQ    Z31, Z8, Z4; \
+	VPMINUQ   Z4, Z8, Z8; \
+	VPADDQ    Z31, Z0, Z9; \
+	VPSUBQ    Z1, Z9, Z9; \
+	VPSUBQ    Z31, Z9, Z4; \
+	VPMINUQ   Z4, Z9, Z1; \
+	SHOUP; \
+	VMOVDQA64 Z8, Z0; \
+	VMOVDQA64 Z6, Z1
+
 #define CONSTANTS(qarg) \
 	MOVQ         qarg, AX; \
 	VPBROADCASTQ AX, Z30; \
@@ -127,7 +153,8 @@ small_loop:
 
 // func nttFwdFirst(p1, p2 *uint64, n, chunks int, w, wp, q uint64)
 // The conjugate-invariant ring's first stage on coefficients 1 .. 8*chunks and their
-// mirrors n-1 .. n-8*chunks: p2[j] = p1[j] + 2q - w*p1[n-j], p2[n-j] = p1[n-j] + 2q - w*p1[j].
+// mirrors n-1 .. n-8*chunks: p2[j] = p1[j] + 2q - w*p1[n-j], p2[n-j] = p1[n-j] + 2q - w*p1[j],
+// reduced to [0, 2q) (inputs below 2q, q below 2^51). Also the inverse NTT's last stage.
 TEXT ·nttFwdFirst(SB), NOSPLIT, $0-56
 	MOVQ p1+0(FP), SI
 	MOVQ p2+8(FP), DI
@@ -158,10 +185,14 @@ first_loop:
 	SHOUP
 	VPADDQ    Z31, Z10, Z12
 	VPSUBQ    Z6, Z12, Z12     // x + 2q - w*y
+	VPSUBQ    Z31, Z12, Z4
+	VPMINUQ   Z4, Z12, Z12
 	VMOVDQA64 Z10, Z1
 	SHOUP
 	VPADDQ    Z31, Z11, Z13
 	VPSUBQ    Z6, Z13, Z13     // y + 2q - w*x
+	VPSUBQ    Z31, Z13, Z4
+	VPMINUQ   Z4, Z13, Z13
 	VMOVDQU64 Z12, (R9)
 	VPERMQ    Z13, Z28, Z13
 	VMOVDQU64 Z13, (R11)
@@ -206,5 +237,197 @@ reduce_full:
 	ADDQ      $64, DI
 	DECQ      CX
 	JNZ       reduce_full
+	VZEROUPPER
+	RET
+
+// func nttFwdBigW(p *uint64, h, t int, w, wp *uint64, q uint64)
+// h blocks of 2t coefficients (t a multiple of 8), block i with twiddle w[i], wp[i].
+TEXT ·nttFwdBigW(SB), NOSPLIT, $0-48
+	MOVQ p+0(FP), DI
+	MOVQ h+8(FP), CX
+	MOVQ t+16(FP), DX
+	MOVQ w+24(FP), R8
+	MOVQ wp+32(FP), R9
+	CONSTANTS(q+40(FP))
+	MOVQ DX, R10
+	SHLQ $3, R10
+
+big_block_w:
+	VPBROADCASTQ (R8), Z2
+	VPBROADCASTQ (R9), Z3
+	LEAQ         (DI)(R10*1), SI
+	MOVQ         DX, R11
+
+big_inner_w:
+	VMOVDQU64 (DI), Z0
+	VMOVDQU64 (SI), Z1
+	BUTTERFLYW
+	VMOVDQU64 Z0, (DI)
+	VMOVDQU64 Z1, (SI)
+	ADDQ      $64, DI
+	ADDQ      $64, SI
+	SUBQ      $8, R11
+	JNZ       big_inner_w
+
+	MOVQ SI, DI
+	ADDQ $8, R8
+	ADDQ $8, R9
+	DECQ CX
+	JNZ  big_block_w
+	VZEROUPPER
+	RET
+
+// func nttFwdSmallW(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint64, step int)
+// chunks of 16 coefficients (8 butterflies of blocks of width 4, 2 or 1): idx[0], idx[1]
+// gather the X and Y halves of a chunk, idx[2], idx[3] scatter them back, idx[4] spreads
+// the chunk's step twiddles (read from w, wp) over its 8 butterflies.
+TEXT ·nttFwdSmallW(SB), NOSPLIT, $0-56
+	MOVQ p+0(FP), DI
+	MOVQ chunks+8(FP), CX
+	MOVQ w+16(FP), R8
+	MOVQ wp+24(FP), R9
+	CONSTANTS(q+32(FP))
+	MOVQ idx+40(FP), R10
+	MOVQ step+48(FP), R11
+	SHLQ $3, R11
+	VMOVDQU64 0(R10), Z20
+	VMOVDQU64 64(R10), Z21
+	VMOVDQU64 128(R10), Z22
+	VMOVDQU64 192(R10), Z23
+	VMOVDQU64 256(R10), Z24
+
+small_loop_w:
+	VMOVDQU64 (DI), Z10
+	VMOVDQU64 64(DI), Z11
+	VMOVDQA64 Z20, Z0
+	VPERMI2Q  Z11, Z10, Z0
+	VMOVDQA64 Z21, Z1
+	VPERMI2Q  Z11, Z10, Z1
+	VPERMQ    (R8), Z24, Z2
+	VPERMQ    (R9), Z24, Z3
+	BUTTERFLYW
+	VMOVDQA64 Z22, Z10
+	VPERMI2Q  Z1, Z0, Z10
+	VMOVDQA64 Z23, Z11
+	VPERMI2Q  Z1, Z0, Z11
+	VMOVDQU64 Z10, (DI)
+	VMOVDQU64 Z11, 64(DI)
+	ADDQ      $128, DI
+	ADDQ      R11, R8
+	ADDQ      R11, R9
+	DECQ      CX
+	JNZ       small_loop_w
+	VZEROUPPER
+	RET
+
+// func nttInvBig(p *uint64, h, t int, w, wp *uint64, q uint64)
+// h blocks of 2t coefficients (t a multiple of 8), block i with twiddle w[i], wp[i].
+TEXT ·nttInvBig(SB), NOSPLIT, $0-48
+	MOVQ p+0(FP), DI
+	MOVQ h+8(FP), CX
+	MOVQ t+16(FP), DX
+	MOVQ w+24(FP), R8
+	MOVQ wp+32(FP), R9
+	CONSTANTS(q+40(FP))
+	MOVQ DX, R10
+	SHLQ $3, R10
+
+big_block_inv:
+	VPBROADCASTQ (R8), Z2
+	VPBROADCASTQ (R9), Z3
+	LEAQ         (DI)(R10*1), SI
+	MOVQ         DX, R11
+
+big_inner_inv:
+	VMOVDQU64 (DI), Z0
+	VMOVDQU64 (SI), Z1
+	INVBUTTERFLY
+	VMOVDQU64 Z0, (DI)
+	VMOVDQU64 Z1, (SI)
+	ADDQ      $64, DI
+	ADDQ      $64, SI
+	SUBQ      $8, R11
+	JNZ       big_inner_inv
+
+	MOVQ SI, DI
+	ADDQ $8, R8
+	ADDQ $8, R9
+	DECQ CX
+	JNZ  big_block_inv
+	VZEROUPPER
+	RET
+
+// func nttInvSmall(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint64, step int)
+// chunks of 16 coefficients (8 butterflies of blocks of width 4, 2 or 1): idx[0], idx[1]
+// gather the X and Y halves of a chunk, idx[2], idx[3] scatter them back, idx[4] spreads
+// the chunk's step twiddles (read from w, wp) over its 8 butterflies.
+TEXT ·nttInvSmall(SB), NOSPLIT, $0-56
+	MOVQ p+0(FP), DI
+	MOVQ chunks+8(FP), CX
+	MOVQ w+16(FP), R8
+	MOVQ wp+24(FP), R9
+	CONSTANTS(q+32(FP))
+	MOVQ idx+40(FP), R10
+	MOVQ step+48(FP), R11
+	SHLQ $3, R11
+	VMOVDQU64 0(R10), Z20
+	VMOVDQU64 64(R10), Z21
+	VMOVDQU64 128(R10), Z22
+	VMOVDQU64 192(R10), Z23
+	VMOVDQU64 256(R10), Z24
+
+small_loop_inv:
+	VMOVDQU64 (DI), Z10
+	VMOVDQU64 64(DI), Z11
+	VMOVDQA64 Z20, Z0
+	VPERMI2Q  Z11, Z10, Z0
+	VMOVDQA64 Z21, Z1
+	VPERMI2Q  Z11, Z10, Z1
+	VPERMQ    (R8), Z24, Z2
+	VPERMQ    (R9), Z24, Z3
+	INVBUTTERFLY
+	VMOVDQA64 Z22, Z10
+	VPERMI2Q  Z1, Z0, Z10
+	VMOVDQA64 Z23, Z11
+	VPERMI2Q  Z1, Z0, Z11
+	VMOVDQU64 Z10, (DI)
+	VMOVDQU64 Z11, 64(DI)
+	ADDQ      $128, DI
+	ADDQ      R11, R8
+	ADDQ      R11, R9
+	DECQ      CX
+	JNZ       small_loop_inv
+	VZEROUPPER
+	RET
+
+// func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool)
+// p[i] = p[i] * w, for p[i] < 4q (q below 2^50) or < 2q (q below 2^51): in [0, 2q), or in
+// [0, q) if full; n a multiple of 8.
+TEXT ·nttMulShoup(SB), NOSPLIT, $0-41
+	MOVQ p+0(FP), DI
+	MOVQ n+8(FP), CX
+	MOVQ w+16(FP), AX
+	VPBROADCASTQ AX, Z2
+	MOVQ wp+24(FP), AX
+	VPBROADCASTQ AX, Z3
+	CONSTANTS(q+32(FP))
+	MOVB full+40(FP), BX
+	SHRQ $3, CX
+
+mul_loop:
+	VMOVDQU64 (DI), Z1
+	VPSUBQ    Z31, Z1, Z4
+	VPMINUQ   Z4, Z1, Z1
+	SHOUP
+	TESTB     BX, BX
+	JZ        mul_store
+	VPSUBQ    Z30, Z6, Z4
+	VPMINUQ   Z4, Z6, Z6
+
+mul_store:
+	VMOVDQU64 Z6, (DI)
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       mul_loop
 	VZEROUPPER
 	RET

@@ -8,7 +8,7 @@ import (
 )
 
 // TestFastNTTMatchesLattigo: for every prime of the parameter set that fastNTT takes, its
-// forward NTT equals lattigo's modulo q (lazy: in [0, 2q); full: equal), for inputs in
+// forward and inverse NTTs equal lattigo's modulo q (lazy: in [0, 2q); full: equal), for inputs in
 // [0, q) and in [0, 2q), in place and not; off IFMA hardware it only checks that nothing
 // takes the fast path.
 func TestFastNTTMatchesLattigo(t *testing.T) {
@@ -22,7 +22,7 @@ func TestFastNTTMatchesLattigo(t *testing.T) {
 		for _, s := range r.SubRings {
 			f := fastNTTOf(s)
 			if f == nil {
-				if haveIFMA && s.Modulus < 1<<50 {
+				if haveIFMA && s.Modulus < 1<<51 {
 					t.Errorf("prime %d (%d bits) has no fast NTT on IFMA hardware", s.Modulus, 64-countLeadingZeros(s.Modulus))
 				}
 				continue
@@ -44,7 +44,19 @@ func TestFastNTTMatchesLattigo(t *testing.T) {
 				f.transform(in, got, true)
 				lazy := append([]uint64(nil), in...)
 				f.transform(lazy, lazy, false) // in place
+				wantInv := make([]uint64, s.N)
+				s.INTT(in, wantInv)
+				gotInv := make([]uint64, s.N)
+				f.inverse(in, gotInv, true)
+				lazyInv := append([]uint64(nil), in...)
+				f.inverse(lazyInv, lazyInv, false)
 				for i := range want {
+					if gotInv[i] != wantInv[i] {
+						t.Fatalf("q=%d, inputs < %d: coefficient %d: full INTT %d, lattigo %d", q, bound, i, gotInv[i], wantInv[i])
+					}
+					if lazyInv[i] >= 2*q || lazyInv[i]%q != wantInv[i] {
+						t.Fatalf("q=%d, inputs < %d: coefficient %d: lazy INTT %d, lattigo %d", q, bound, i, lazyInv[i], wantInv[i])
+					}
 					if got[i] != want[i] {
 						t.Fatalf("q=%d, inputs < %d: coefficient %d: full NTT %d, lattigo %d", q, bound, i, got[i], want[i])
 					}
