@@ -1,6 +1,8 @@
 package he
 
 import (
+	"fmt"
+
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
@@ -123,4 +125,48 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 	ringQ.Reduce(c1Q, c1Q)
 	ringP.Reduce(c0P, c0P)
 	ringP.Reduce(c1P, c1P)
+}
+
+// rescaler is ckks.Evaluator.Rescale (v5.0.7, one prime per rescale as these parameters
+// consume) with the NTTs of ring.DivRoundByLastModulusNTT on fastNTT. The last prime's
+// row comes out of its inverse NTT fully reduced (lattigo's is lazy, in [0, 2q)), so the
+// rounding is exact where lattigo's may be off by one unit. Not safe for concurrent use.
+type rescaler struct {
+	ringQ *ring.Ring
+	buff  ring.Poly
+}
+
+func newRescaler(params rlwe.Parameters) *rescaler {
+	return &rescaler{ringQ: params.RingQ(), buff: params.RingQ().NewPoly()}
+}
+
+// rescale sets out to in divided by its last prime, as lattigo's Rescale(in, out).
+func (r *rescaler) rescale(in, out *rlwe.Ciphertext) error {
+	level := in.Level()
+	if level < 1 || !in.IsNTT {
+		return fmt.Errorf("he: cannot rescale a ciphertext at level %d (NTT %v)", level, in.IsNTT)
+	}
+	if in != out {
+		out.Resize(in.Degree(), level-1)
+	}
+	*out.MetaData = *in.MetaData
+	ringQ := r.ringQ.AtLevel(level)
+	last := ringQ.SubRings[level]
+	out.Scale = out.Scale.Div(rlwe.NewScale(last.Modulus))
+	pHalf := (last.Modulus - 1) >> 1
+	buff := r.buff
+	for k, p := range in.Value {
+		dst := out.Value[k]
+		inttFull(last, p.Coeffs[level], buff.Coeffs[level])
+		last.AddScalar(buff.Coeffs[level], pHalf, buff.Coeffs[level])
+		for i, s := range ringQ.SubRings[:level] {
+			s.AddScalarLazy(buff.Coeffs[level], s.Modulus-ring.BRedAdd(pHalf, s.Modulus, s.BRedConstant), buff.Coeffs[i])
+			nttLazy(s, buff.Coeffs[i], buff.Coeffs[i])
+		}
+		for i, s := range ringQ.SubRings[:level] {
+			s.SubThenMulScalarMontgomeryTwoModulus(buff.Coeffs[i], p.Coeffs[i], ringQ.RescaleConstants[level-1][i], dst.Coeffs[i])
+		}
+	}
+	out.Resize(in.Degree(), level-1)
+	return nil
 }

@@ -25,7 +25,8 @@ type relinRescaler struct {
 	be     []*ring.BasisExtender // by level L: from {q_L, p0, p1} down to {q_0..q_(L-1)}
 	down   []*modDowner          // be[L]'s ModDownQPtoQNTT on fastNTT
 	gp     *gadgetProducer
-	pMont  []uint64 // P mod q_i, Montgomery form
+	rs     *rescaler // lattigo's Rescale on fastNTT, for the products this one does not take
+	pMont  []uint64  // P mod q_i, Montgomery form
 	ks     *rlwe.Element[ringqp.Poly]
 }
 
@@ -90,7 +91,8 @@ func newRelinRescaler(params hefloat.Parameters, eval *hefloat.Evaluator) (*reli
 		return nil, err
 	}
 	r := &relinRescaler{params: params, eval: eval, rlk: rlk, pMont: pMont, be: make([]*ring.BasisExtender, len(be)),
-		ks: rlwe.NewElementExtended(params, 1, polyLevel, 1), down: make([]*modDowner, len(be)), gp: newGadgetProducer(params.Parameters.Parameters, eval.Decomposer)}
+		ks: rlwe.NewElementExtended(params, 1, polyLevel, 1), down: make([]*modDowner, len(be)), gp: newGadgetProducer(params.Parameters.Parameters, eval.Decomposer),
+		rs: newRescaler(params.Parameters.Parameters)}
 	for l, b := range be {
 		if b != nil {
 			r.be[l] = b.ShallowCopy()
