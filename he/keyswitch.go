@@ -2,6 +2,7 @@ package he
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
@@ -61,6 +62,62 @@ type gadgetProducer struct {
 	params rlwe.Parameters
 	cInv   ring.Poly
 	dQ, dP ring.Poly
+	shoup  *shoupKey // the last key's values for mulAddShoup
+}
+
+// shoupKey holds a gadget key's values out of Montgomery form and their Shoup companions
+// (floor(k * 2^52 / q)), by digit, half, and prime of Q then P (nil for a prime fastNTT
+// does not take), so that the products of the digits by the key run on AVX-512 IFMA
+// (mulAddShoup) with lattigo's result: the same products modulo q, lazily in [0, 2q).
+type shoupKey struct {
+	key    *rlwe.GadgetCiphertext
+	k, kp  [][2][][]uint64 // Q primes
+	pk, pp [][2][][]uint64 // P primes
+}
+
+func newShoupKey(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
+	sk := &shoupKey{key: key}
+	convert := func(subs []*ring.SubRing, rows [][]uint64) (k, kp [][]uint64) {
+		k, kp = make([][]uint64, len(rows)), make([][]uint64, len(rows))
+		for u, row := range rows {
+			s := subs[u]
+			if fastNTTOf(s) == nil {
+				continue
+			}
+			k[u], kp[u] = make([]uint64, len(row)), make([]uint64, len(row))
+			for j, v := range row {
+				w := ring.MRed(v, 1, s.Modulus, s.MRedConstant)
+				k[u][j] = w
+				kp[u][j], _ = bits.Div64(w>>12, w<<52, s.Modulus)
+			}
+		}
+		return k, kp
+	}
+	ringQ, ringP := params.RingQ(), params.RingP()
+	for _, d := range key.Value {
+		var k, kp, pk, pp [2][][]uint64
+		for h := 0; h < 2; h++ {
+			k[h], kp[h] = convert(ringQ.SubRings, d[0][h].Q.Coeffs)
+			pk[h], pp[h] = convert(ringP.SubRings, d[0][h].P.Coeffs)
+		}
+		sk.k, sk.kp = append(sk.k, k), append(sk.kp, kp)
+		sk.pk, sk.pp = append(sk.pk, pk), append(sk.pp, pp)
+	}
+	return sk
+}
+
+// mulKey sets (first) or adds to dst the lazy product of x (below 2q) by the key row
+// mont (Montgomery form), whose plain values and companions are k, kp when set.
+func mulKey(s *ring.SubRing, mont, k, kp, x, dst []uint64, first bool) {
+	if k != nil && haveIFMA {
+		mulAddShoup(&dst[0], &x[0], &k[0], &kp[0], len(dst), s.Modulus, first)
+		return
+	}
+	if first {
+		s.MulCoeffsMontgomeryLazy(mont, x, dst)
+	} else {
+		s.MulCoeffsMontgomeryLazyThenAddLazy(mont, x, dst)
+	}
 }
 
 // newGadgetProducer takes the evaluator's parameters and decomposer (eval.Decomposer).
@@ -79,6 +136,10 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 	ringINTT(ringQ, cx, cInv)
 	dQ, dP := lvl(g.dQ, levelQ), lvl(g.dP, levelP)
 	digits := g.params.BaseRNSDecompositionVectorSize(levelQ, levelP)
+	if g.shoup == nil || g.shoup.key != key {
+		g.shoup = newShoupKey(g.params, key)
+	}
+	sk := g.shoup
 	qOver := max(g.params.QiOverflowMargin(levelQ)>>1, 1)
 	pOver := max(g.params.PiOverflowMargin(levelP)>>1, 1)
 	c0Q, c1Q := lvl(ct.Value[0].Q, levelQ), lvl(ct.Value[1].Q, levelQ)
@@ -93,24 +154,14 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 			} else {
 				nttLazy(s, x, x)
 			}
-			if i == 0 {
-				s.MulCoeffsMontgomeryLazy(el[0].Q.Coeffs[u], x, c0Q.Coeffs[u])
-				s.MulCoeffsMontgomeryLazy(el[1].Q.Coeffs[u], x, c1Q.Coeffs[u])
-			} else {
-				s.MulCoeffsMontgomeryLazyThenAddLazy(el[0].Q.Coeffs[u], x, c0Q.Coeffs[u])
-				s.MulCoeffsMontgomeryLazyThenAddLazy(el[1].Q.Coeffs[u], x, c1Q.Coeffs[u])
-			}
+			mulKey(s, el[0].Q.Coeffs[u], sk.k[i][0][u], sk.kp[i][0][u], x, c0Q.Coeffs[u], i == 0)
+			mulKey(s, el[1].Q.Coeffs[u], sk.k[i][1][u], sk.kp[i][1][u], x, c1Q.Coeffs[u], i == 0)
 		}
 		for u, s := range ringP.SubRings[:levelP+1] {
 			x := dP.Coeffs[u]
 			nttLazy(s, x, x)
-			if i == 0 {
-				s.MulCoeffsMontgomeryLazy(el[0].P.Coeffs[u], x, c0P.Coeffs[u])
-				s.MulCoeffsMontgomeryLazy(el[1].P.Coeffs[u], x, c1P.Coeffs[u])
-			} else {
-				s.MulCoeffsMontgomeryLazyThenAddLazy(el[0].P.Coeffs[u], x, c0P.Coeffs[u])
-				s.MulCoeffsMontgomeryLazyThenAddLazy(el[1].P.Coeffs[u], x, c1P.Coeffs[u])
-			}
+			mulKey(s, el[0].P.Coeffs[u], sk.pk[i][0][u], sk.pp[i][0][u], x, c0P.Coeffs[u], i == 0)
+			mulKey(s, el[1].P.Coeffs[u], sk.pk[i][1][u], sk.pp[i][1][u], x, c1P.Coeffs[u], i == 0)
 		}
 		if i%qOver == qOver-1 {
 			ringQ.Reduce(c0Q, c0Q)

@@ -431,3 +431,50 @@ mul_store:
 	JNZ       mul_loop
 	VZEROUPPER
 	RET
+
+// func mulAddShoup(dst, x, k, kp *uint64, n int, q uint64, first bool)
+// dst[i] (+)= x[i] * k[i] mod q in [0, 2q) (Shoup, kp[i] = floor(k[i] * 2^52 / q)), for
+// x[i] < 2^52: lattigo's MulCoeffsMontgomeryLazy (first) and ...ThenAddLazy with a fixed
+// operand; n a multiple of 8.
+TEXT ·mulAddShoup(SB), NOSPLIT, $0-49
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ k+16(FP), R8
+	MOVQ kp+24(FP), R9
+	MOVQ n+32(FP), CX
+	CONSTANTS(q+40(FP))
+	MOVB first+48(FP), DX
+	SHRQ $3, CX
+	TESTB DX, DX
+	JZ   muladd_add
+
+muladd_set:
+	VMOVDQU64 (SI), Z1
+	VMOVDQU64 (R8), Z2
+	VMOVDQU64 (R9), Z3
+	SHOUP
+	VMOVDQU64 Z6, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, R8
+	ADDQ      $64, R9
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       muladd_set
+	VZEROUPPER
+	RET
+
+muladd_add:
+	VMOVDQU64 (SI), Z1
+	VMOVDQU64 (R8), Z2
+	VMOVDQU64 (R9), Z3
+	SHOUP
+	VPADDQ    (DI), Z6, Z6
+	VMOVDQU64 Z6, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, R8
+	ADDQ      $64, R9
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       muladd_add
+	VZEROUPPER
+	RET

@@ -28,3 +28,5 @@ func nttInvSmall(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint
 }
 
 func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool) { panic("he: no IFMA NTT") }
+
+func mulAddShoup(dst, x, k, kp *uint64, n int, q uint64, first bool) { panic("he: no IFMA") }
