@@ -3,6 +3,7 @@ package he
 import (
 	"fmt"
 	"math/bits"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
@@ -75,6 +76,24 @@ type shoupKey struct {
 	pk, pp [][2][][]uint64 // P primes
 }
 
+// shoupKeys keeps the last key's shoupKey, which the workers of a job share (read-only
+// once made): one key per job, so one entry.
+var shoupKeys struct {
+	sync.Mutex
+	key *rlwe.GadgetCiphertext
+	sk  *shoupKey
+}
+
+// shoupKeyOf returns key's shoupKey, made once for all the workers that use the key.
+func shoupKeyOf(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
+	shoupKeys.Lock()
+	defer shoupKeys.Unlock()
+	if shoupKeys.key != key {
+		shoupKeys.key, shoupKeys.sk = key, newShoupKey(params, key)
+	}
+	return shoupKeys.sk
+}
+
 func newShoupKey(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
 	sk := &shoupKey{key: key}
 	convert := func(subs []*ring.SubRing, rows [][]uint64) (k, kp [][]uint64) {
@@ -137,7 +156,7 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 	dQ, dP := lvl(g.dQ, levelQ), lvl(g.dP, levelP)
 	digits := g.params.BaseRNSDecompositionVectorSize(levelQ, levelP)
 	if g.shoup == nil || g.shoup.key != key {
-		g.shoup = newShoupKey(g.params, key)
+		g.shoup = shoupKeyOf(g.params, key)
 	}
 	sk := g.shoup
 	qOver := max(g.params.QiOverflowMargin(levelQ)>>1, 1)
