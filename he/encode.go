@@ -61,7 +61,7 @@ func (e *plainEncoder) encodeLazy(values []float64, pt *rlwe.Plaintext, randomiz
 	if err := e.quantize(values, pt, randomized); err != nil {
 		return err
 	}
-	e.params.RingQ().AtLevel(pt.Level()).NTTLazy(pt.Value, pt.Value)
+	ringNTTLazy(e.params.RingQ().AtLevel(pt.Level()), pt.Value, pt.Value)
 	return nil
 }
 

@@ -31,13 +31,15 @@ type folder struct {
 	c0     ringqp.Poly // p0 * c0, modulo Q*p0
 	t      ringqp.Poly
 	u      ring.Poly
+	down   *modDowner // the evaluator's ModDownQPtoQNTT on fastNTT
 }
 
 func newFolder(eval *hefloat.Evaluator) *folder {
 	params := *eval.GetParameters()
 	ringQ, ringP := params.RingQ(), params.RingP().AtLevel(0)
 	f := &folder{params: params, eval: eval, c1Inv: ringQ.NewPoly(), dQ: ringQ.NewPoly(), dP: ringP.NewPoly(),
-		c0: ringqp.Poly{Q: ringQ.NewPoly(), P: ringP.NewPoly()}, t: ringqp.Poly{Q: ringQ.NewPoly(), P: ringP.NewPoly()}, u: ringQ.NewPoly()}
+		c0: ringqp.Poly{Q: ringQ.NewPoly(), P: ringP.NewPoly()}, t: ringqp.Poly{Q: ringQ.NewPoly(), P: ringP.NewPoly()}, u: ringQ.NewPoly(),
+		down: newModDowner(eval.BasisExtender, params.RingQ(), params.RingP())}
 	for k := range f.ks {
 		f.ks[k] = ringqp.Poly{Q: ringQ.NewPoly(), P: ringP.NewPoly()}
 	}
@@ -99,11 +101,11 @@ func (f *folder) fold(ct *rlwe.Ciphertext, lanes, n int, out *rlwe.Ciphertext) e
 		ringP.Add(c0.P, f.ks[0].P, c0.P)
 		// c1 <- c1 + phi(ks1 / p0)
 		u := lvl(f.u, level)
-		f.eval.BasisExtender.ModDownQPtoQNTT(level, 0, lvl(f.ks[1].Q, level), f.ks[1].P, u)
+		f.down.modDown(level, 0, lvl(f.ks[1].Q, level), f.ks[1].P, u)
 		ringQ.AutomorphismNTTWithIndex(u, index, t.Q)
 		ringQ.Add(c1, t.Q, c1)
 	}
-	f.eval.BasisExtender.ModDownQPtoQNTT(level, 0, c0.Q, c0.P, out.Value[0])
+	f.down.modDown(level, 0, c0.Q, c0.P, out.Value[0])
 	return nil
 }
 
@@ -114,7 +116,7 @@ func (f *folder) keySwitch(level int, c1 ring.Poly, key *rlwe.GadgetCiphertext) 
 	ringQ := f.params.RingQ().AtLevel(level)
 	ringP := f.params.RingP().AtLevel(0)
 	c1Inv := lvl(f.c1Inv, level)
-	ringQ.INTT(c1, c1Inv)
+	ringINTT(ringQ, c1, c1Inv)
 	dQ := lvl(f.dQ, level)
 	ks0Q, ks1Q := lvl(f.ks[0].Q, level), lvl(f.ks[1].Q, level)
 	ks0P, ks1P := f.ks[0].P, f.ks[1].P
@@ -128,7 +130,7 @@ func (f *folder) keySwitch(level int, c1 ring.Poly, key *rlwe.GadgetCiphertext) 
 			if u == i {
 				x = c1.Coeffs[i]
 			} else {
-				s.NTTLazy(x, x)
+				nttLazy(s, x, x)
 			}
 			if i == 0 {
 				s.MulCoeffsMontgomeryLazy(el[0].Q.Coeffs[u], x, ks0Q.Coeffs[u])
@@ -139,7 +141,7 @@ func (f *folder) keySwitch(level int, c1 ring.Poly, key *rlwe.GadgetCiphertext) 
 			}
 		}
 		s := ringP.SubRings[0]
-		s.NTTLazy(f.dP.Coeffs[0], f.dP.Coeffs[0])
+		nttLazy(s, f.dP.Coeffs[0], f.dP.Coeffs[0])
 		if i == 0 {
 			s.MulCoeffsMontgomeryLazy(el[0].P.Coeffs[0], f.dP.Coeffs[0], ks0P.Coeffs[0])
 			s.MulCoeffsMontgomeryLazy(el[1].P.Coeffs[0], f.dP.Coeffs[0], ks1P.Coeffs[0])

@@ -23,13 +23,18 @@ type relinRescaler struct {
 	eval   *hefloat.Evaluator
 	rlk    *rlwe.RelinearizationKey
 	be     []*ring.BasisExtender // by level L: from {q_L, p0, p1} down to {q_0..q_(L-1)}
-	pMont  []uint64              // P mod q_i, Montgomery form
+	down   []*modDowner          // be[L]'s ModDownQPtoQNTT on fastNTT
+	gp     *gadgetProducer
+	rs     *rescaler // lattigo's Rescale on fastNTT, for the products this one does not take
+	pMont  []uint64  // P mod q_i, Montgomery form
 	ks     *rlwe.Element[ringqp.Poly]
 }
 
 var fusedShared struct {
 	once  sync.Once
 	be    []*ring.BasisExtender
+	rq    []*ring.Ring // be's rings
+	rp    []*ring.Ring
 	pMont []uint64
 	err   error
 }
@@ -46,6 +51,8 @@ func fusedExtenders(params hefloat.Parameters) ([]*ring.BasisExtender, []uint64,
 		}
 		n := params.N()
 		fusedShared.be = make([]*ring.BasisExtender, polyLevel+1)
+		fusedShared.rq = make([]*ring.Ring, polyLevel+1)
+		fusedShared.rp = make([]*ring.Ring, polyLevel+1)
 		for l := outLevel + 1; l <= polyLevel; l++ {
 			rq, err := ring.NewRingConjugateInvariant(n, q[:l])
 			if err != nil {
@@ -58,6 +65,7 @@ func fusedExtenders(params hefloat.Parameters) ([]*ring.BasisExtender, []uint64,
 				return
 			}
 			fusedShared.be[l] = ring.NewBasisExtender(rq, rp)
+			fusedShared.rq[l], fusedShared.rp[l] = rq, rp
 		}
 		ringQ := params.RingQ()
 		fusedShared.pMont = make([]uint64, len(q))
@@ -83,9 +91,13 @@ func newRelinRescaler(params hefloat.Parameters, eval *hefloat.Evaluator) (*reli
 		return nil, err
 	}
 	r := &relinRescaler{params: params, eval: eval, rlk: rlk, pMont: pMont, be: make([]*ring.BasisExtender, len(be)),
-		ks: rlwe.NewElementExtended(params, 1, polyLevel, 1)}
+		ks: rlwe.NewElementExtended(params, 1, polyLevel, 1), down: make([]*modDowner, len(be)), gp: newGadgetProducer(params.Parameters.Parameters, eval.Decomposer),
+		rs: newRescaler(params.Parameters.Parameters)}
 	for l, b := range be {
-		r.be[l] = b.ShallowCopy()
+		if b != nil {
+			r.be[l] = b.ShallowCopy()
+			r.down[l] = newModDowner(r.be[l], fusedShared.rq[l], fusedShared.rp[l])
+		}
 	}
 	r.ks.IsNTT = true
 	return r, nil
@@ -105,7 +117,7 @@ func (r *relinRescaler) relinRescale(ct, out *rlwe.Ciphertext) {
 	for _, v := range r.ks.Value {
 		ks.Value = append(ks.Value, ringqp.Poly{Q: ring.Poly{Coeffs: v.Q.Coeffs[:l+1]}, P: v.P})
 	}
-	r.eval.GadgetProductLazy(l, ct.Value[2], &r.rlk.GadgetCiphertext, ks)
+	r.gp.product(l, ct.Value[2], &r.rlk.GadgetCiphertext, ks)
 	scale := ct.Scale.Div(rlwe.NewScale(ringQ.SubRings[l].Modulus))
 	md := *ct.MetaData
 	if out != ct {
@@ -119,7 +131,7 @@ func (r *relinRescaler) relinRescale(ct, out *rlwe.Ciphertext) {
 		qPart := ring.Poly{Coeffs: x.Q.Coeffs[:l]}
 		pPart := ring.Poly{Coeffs: [][]uint64{x.Q.Coeffs[l], x.P.Coeffs[0], x.P.Coeffs[1]}}
 		dst := ring.Poly{Coeffs: out.Value[k].Coeffs[:l]}
-		r.be[l].ModDownQPtoQNTT(l-1, 2, qPart, pPart, dst)
+		r.down[l].modDown(l-1, 2, qPart, pPart, dst)
 	}
 	out.Resize(1, l-1)
 	*out.MetaData = md

@@ -679,6 +679,7 @@ type worker struct {
 	ecd   *plainEncoder
 	poly  hefloat.Polynomial
 	pe    *hefloat.PolynomialEvaluator
+	rs    *rescaler // lattigo's Rescale on fastNTT
 	pt    *rlwe.Plaintext
 	acc   *rlwe.Ciphertext
 	lin   *rlwe.Ciphertext
@@ -714,6 +715,7 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 		return nil, err
 	}
 	w.pe = &hefloat.PolynomialEvaluator{Parameters: p, EvaluatorForPolynomial: lazyTail{Evaluator: w.eval, rr: rr}}
+	w.rs = rr.rs
 	w.pt = hefloat.NewPlaintext(p, topLevel)
 	w.pt.Scale = s.featureScale()
 	w.acc = hefloat.NewCiphertext(p, 1, topLevel)
@@ -756,7 +758,7 @@ func (w *worker) process(b *batch) error {
 	}
 	ringQ.Reduce(acc0, acc0)
 	ringQ.Reduce(acc1, acc1)
-	if err := w.eval.Rescale(w.acc, w.lin); err != nil {
+	if err := w.rs.rescale(w.acc, w.lin); err != nil {
 		return fmt.Errorf("he: rescale failed: %w", err)
 	}
 	// out is the sigmoid before its last relinearization and rescale (lazyTail): the
@@ -834,7 +836,7 @@ func (e lazyTail) Rescale(op0, op1 *rlwe.Ciphertext) error {
 		e.rr.relinRescale(op0, op1)
 		return nil
 	}
-	return e.Evaluator.Rescale(op0, op1)
+	return e.rr.rs.rescale(op0, op1)
 }
 
 func (e lazyTail) EvaluatePatersonStockmeyerPolynomialVector(poly lhe.PatersonStockmeyerPolynomialVector, pb lhe.PowerBasis) (*rlwe.Ciphertext, error) {
@@ -902,7 +904,7 @@ func (e lazyTail) monomial(a, b, xpow *rlwe.Ciphertext) error {
 				return fmt.Errorf("evalMonomial: %w", err)
 			}
 		}
-		if err := e.Evaluator.Rescale(b, b); err != nil {
+		if err := e.rr.rs.rescale(b, b); err != nil {
 			return fmt.Errorf("evalMonomial: %w", err)
 		}
 	}
