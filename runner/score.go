@@ -1,12 +1,14 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -24,24 +26,9 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 	if err := json.Unmarshal(j.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("he spec: %w", err)
 	}
-	bb, err := os.ReadFile(j.Inputs["bundle"])
-	if err != nil {
-		return nil, err
-	}
-	pub, err := he.UnmarshalPublicBundle(bb)
-	if err != nil {
-		return nil, err
-	}
-	mb, err := os.ReadFile(j.Inputs["model"])
-	if err != nil {
-		return nil, err
-	}
-	model, err := he.UnmarshalEncryptedModel(mb)
-	if err != nil {
-		return nil, err
-	}
-	prep, prepState := readPrepared(j, spec.Kind, he.Digest(mb), he.Digest(bb))
-	clear(mb)
+	// The blobs (tens of MB) are read and parsed on their own goroutines while DuckDB counts
+	// the groups; the scorer waits for them at the first batch of rows.
+	blobs := loadHEBlobs(j, spec.Kind)
 
 	view := engine.Ident(spec.Dataset)
 	var keys, present []string
@@ -89,7 +76,14 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 	var scorer *he.Scorer
 	var group []int32
 	z := make([][]float64, len(zs))
-	err = engine.Stream(ctx, j, []string{stats, rows}, func(q int, rec arrow.RecordBatch) error {
+	var kb []byte // a row's key, as keyString spells it
+	var (
+		pub       *he.PublicBundle
+		model     *he.EncryptedModel
+		prep      *he.PreparedModel
+		prepState string
+	)
+	err := engine.Stream(ctx, j, []string{stats, rows}, func(q int, rec arrow.RecordBatch) error {
 		nk := len(keys)
 		if q == 0 {
 			for r := 0; r < int(rec.NumRows()); r++ {
@@ -128,9 +122,16 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 			if len(res.Groups) == 0 {
 				return errNoGroups
 			}
-			if scorer, err = he.NewPreparedScorer(pub, model, prep, len(res.Groups)); err != nil {
+			b := blobs.wait()
+			if b.err != nil {
+				return b.err
+			}
+			pub, model, prep, prepState = b.pub, b.model, b.prep, b.prepState
+			sc, err := he.NewPreparedScorer(pub, model, prep, len(res.Groups))
+			if err != nil {
 				return err
 			}
+			scorer = sc
 			res.Prepared = prepState
 			if prep != nil && !scorer.Prepared() {
 				res.Prepared = PreparedOtherLayout
@@ -141,15 +142,23 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 		for i := range z {
 			z[i] = z[i][:0]
 		}
+		keyCols := make([]*array.String, nk)
+		for i := range keyCols {
+			keyCols[i] = rec.Column(i).(*array.String)
+		}
+		zCols := make([][]float64, len(z))
+		for i := range zCols {
+			zCols[i] = rec.Column(nk + i).(*array.Float64).Float64Values()
+		}
 		for r := 0; r < int(rec.NumRows()); r++ {
-			slot, ok := slots[keyString(keyValues(rec, nk, r))]
+			kb = appendKey(kb[:0], keyCols, r)
+			slot, ok := slots[string(kb)] // no allocation: the lookup converts in place
 			if !ok {
 				continue // a group under k
 			}
 			group = append(group, slot)
 			for i := range z {
-				v := rec.Column(nk + i).(*array.Float64).Value(r)
-				z[i] = append(z[i], math.Max(-1, math.Min(1, v))) // clamped above; this removes rounding
+				z[i] = append(z[i], math.Max(-1, math.Min(1, zCols[i][r]))) // clamped above; this removes rounding
 			}
 		}
 		if len(group) == 0 {
@@ -157,6 +166,15 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 		}
 		return scorer.Add(group, z)
 	})
+	// A bad blob is the operator's failure whatever the data did, as when it was read first.
+	if b := blobs.wait(); b.err != nil {
+		if scorer != nil {
+			scorer.Finish()
+		}
+		return nil, b.err
+	} else if pub == nil {
+		pub = b.pub
+	}
 	if err == errNoGroups || (err == nil && len(res.Groups) == 0) {
 		msg := fmt.Sprintf("no group has at least k=%d persons with every feature present; nothing was scored", spec.K)
 		if spec.DP != nil {
@@ -231,10 +249,75 @@ const (
 	PreparedRefused     = "refused"     // stored but unreadable or bound to other blobs
 )
 
+// heBlobs are an he-score job's parsed inputs.
+type heBlobs struct {
+	pub       *he.PublicBundle
+	model     *he.EncryptedModel
+	prep      *he.PreparedModel
+	prepState string
+	err       error
+}
+
+type heBlobsFuture struct {
+	done chan struct{}
+	b    heBlobs
+}
+
+func (f *heBlobsFuture) wait() heBlobs {
+	<-f.done
+	return f.b
+}
+
+// loadHEBlobs reads and parses the bundle, the model and the prepared averages, each on
+// its own goroutine (the parsing is serial per blob), and checks the prepared blob's
+// binding once both digests are known.
+func loadHEBlobs(j *engine.Job, kind string) *heBlobsFuture {
+	f := &heBlobsFuture{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		var wg sync.WaitGroup
+		var bundleErr, modelErr error
+		var bundleDigest, modelDigest string
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			bb, err := os.ReadFile(j.Inputs["bundle"])
+			if err != nil {
+				bundleErr = err
+				return
+			}
+			bundleDigest = he.Digest(bb)
+			f.b.pub, bundleErr = he.UnmarshalPublicBundle(bb)
+		}()
+		go func() {
+			defer wg.Done()
+			mb, err := os.ReadFile(j.Inputs["model"])
+			if err != nil {
+				modelErr = err
+				return
+			}
+			modelDigest = he.Digest(mb)
+			f.b.model, modelErr = he.UnmarshalEncryptedModel(mb)
+			clear(mb)
+		}()
+		prep, state := readPrepared(j, kind)
+		wg.Wait()
+		if f.b.err = cmp.Or(bundleErr, modelErr); f.b.err != nil { // the bundle's error first, as before
+			f.b.model, f.b.pub = nil, nil
+			return
+		}
+		if prep != nil && prep.CheckBinding(modelDigest, bundleDigest) != nil {
+			prep, state = nil, PreparedRefused
+		}
+		f.b.prep, f.b.prepState = prep, state
+	}()
+	return f
+}
+
 // readPrepared reads the prepared lane averages the daemon mounted (input "prepared"), if
-// any, and checks they were computed from exactly these model and bundle blobs. Whatever is
+// any; the caller checks they were computed from exactly these model and bundle blobs. Whatever is
 // wrong with them, the job goes on without them (it averages the model itself).
-func readPrepared(j *engine.Job, kind, modelDigest, bundleDigest string) (*he.PreparedModel, string) {
+func readPrepared(j *engine.Job, kind string) (*he.PreparedModel, string) {
 	if kind != he.KindLogistic {
 		return nil, "" // a linear model is not averaged
 	}
@@ -248,9 +331,6 @@ func readPrepared(j *engine.Job, kind, modelDigest, bundleDigest string) (*he.Pr
 	}
 	p, err := he.UnmarshalPreparedModel(b)
 	if err != nil {
-		return nil, PreparedRefused
-	}
-	if p.CheckBinding(modelDigest, bundleDigest) != nil {
 		return nil, PreparedRefused
 	}
 	return p, PreparedUsed
@@ -317,6 +397,19 @@ func keyValues(rec arrow.RecordBatch, n, r int) []*string {
 		out[i] = &v
 	}
 	return out
+}
+
+// appendKey appends row r's keys to b as keyString spells them.
+func appendKey(b []byte, cols []*array.String, r int) []byte {
+	for _, c := range cols {
+		if c.IsNull(r) {
+			b = append(b, "\x00N"...)
+		} else {
+			b = append(b, "\x00S"...)
+			b = append(b, c.Value(r)...)
+		}
+	}
+	return b
 }
 
 // keyString joins keys unambiguously (a NULL differs from every string).
