@@ -68,6 +68,15 @@ func TestPlanCache(t *testing.T) {
 	if _, err := v.Validate(ctx, q, narrow); err == nil {
 		t.Error("a refusal was kept as a plan")
 	}
+	// Measured values of a key column (not in a Table's JSON) change the plan: it sums
+	// magnitudes.
+	measured := scope()
+	measured.Tenant = "acme"
+	measured.Tables[0].MaxRowsPerUnit, measured.Tables[0].UnitComplete = 3, true
+	measured.Tables[0].ValueUnits = map[string]map[string]ValueUnits{"district": {"north": {}}}
+	if _, n := validate(measured); n != 1 {
+		t.Error("a scope whose key column has measured values was answered from the plan of one without")
+	}
 	globex := sc
 	globex.Tenant = "globex"
 	if _, n := validate(globex); n != 1 {

@@ -93,12 +93,26 @@ const maxPlannedBytes = 4 << 20
 // plan that cannot be encoded is not kept either.
 func (v *Validator) plan(kind, query string, sc *Scope, opts any, validate func() (*Plan, error)) (*Plan, error) {
 	var key string
+	// Which columns have measured values (Table.ValueUnits, not in a Table's JSON) decides
+	// whether the plan sums magnitudes: part of the key too.
+	var measured [][]string
+	for _, t := range sc.Tables {
+		cols := make([]string, 0, len(t.ValueUnits))
+		for c, v := range t.ValueUnits {
+			if v != nil {
+				cols = append(cols, c)
+			}
+		}
+		slices.Sort(cols)
+		measured = append(measured, cols)
+	}
 	if b, err := json.Marshal(struct {
-		Kind  string `json:"kind"`
-		Query string `json:"query"`
-		Scope *Scope `json:"scope"`
-		Opts  any    `json:"opts"`
-	}{kind, query, sc, opts}); err == nil {
+		Kind     string     `json:"kind"`
+		Query    string     `json:"query"`
+		Scope    *Scope     `json:"scope"`
+		Measured [][]string `json:"measured"`
+		Opts     any        `json:"opts"`
+	}{kind, query, sc, measured, opts}); err == nil {
 		sum := sha256.Sum256(b)
 		key = sc.Tenant + "\x00" + string(sum[:])
 	}
