@@ -204,3 +204,67 @@ func TestValueUnitsMatchExact(t *testing.T) {
 		t.Errorf("%+v, %d lies seen: the cases decide too little", total, lied)
 	}
 }
+
+// The report's near-k count (shown to the vendor with the job) is the exact plan's whatever
+// the figures of a value: a group the figures decide reads as near k only where its persons
+// are fewer than 2k. Otherwise a vendor varying a WHERE (and reading its own count) finds
+// where the flag turns, which is the value's rows beyond each person's first (Rows-Units)
+// or its heaviest person's rows (Max), figures the catalog hides. Here value 'a' has ten
+// persons, one of them with ten rows; kept are five of that person's rows and the other
+// nine persons' one each: 14 rows, 10 persons (not near k = 5), whose figures bound them
+// only by 14 - 9 = 5 persons.
+func TestValueUnitsNearKIsExact(t *testing.T) {
+	ctx := context.Background()
+	v, err := engine.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	const k = 5
+	var rows []string
+	for r := 1; r <= 10; r++ {
+		rows = append(rows, fmt.Sprintf("('a', 1, %d)", r))
+	}
+	for p := 2; p <= 10; p++ {
+		rows = append(rows, fmt.Sprintf("('a', %d, 0)", p))
+	}
+	for p := 100; p < 160; p++ { // another value: M stays 10, kM 50 above the group's rows
+		rows = append(rows, fmt.Sprintf("('b', %d, 0)", p))
+	}
+	file := writeParquet(t, "nearvalue.parquet", "SELECT * FROM (VALUES "+strings.Join(rows, ", ")+") v(g, pid, r)")
+	most, _, err := engine.UnitStats(ctx, []string{file}, "pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vu, err := engine.ValueUnitStats(ctx, []string{file}, "pid", map[string]string{"g": "g"})
+	if err != nil || vu["g"]["a"] != (engine.ValueUnits{Rows: 19, Units: 10, Max: 10}) {
+		t.Fatalf("units by value %v: %v", vu, err)
+	}
+	tbl := engine.Table{Name: "t", Files: []string{file}, MaxRowsPerUnit: most, UnitComplete: true, ValueUnits: vu, Columns: []engine.Column{
+		{Name: "g", Type: "VARCHAR"}, {Name: "pid", Type: "BIGINT", PrivacyUnit: true}, {Name: "r", Type: "BIGINT"},
+	}}
+	sc := engine.Scope{Mode: "threshold", Tables: []engine.Table{tbl}}
+	for _, q := range []string{
+		"SELECT g, COUNT(*) AS n FROM t WHERE r <= 5 GROUP BY g",
+		"SELECT g, COUNT(*) AS n FROM t WHERE r <= 6 GROUP BY g",
+		"SELECT g, COUNT(*) AS n FROM t GROUP BY g",
+	} {
+		plan, err := v.Validate(ctx, q, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exactPlan := *plan
+		exactPlan.FastSQL, exactPlan.MaxRowsPerUnit = "", 0
+		exact, exactRep, er := protected(t, &engine.Job{SQL: plan.SQL, K: k, Tables: sc.Tables, Threads: 2, MemoryLimitMB: 256, MaxResultBytes: 8 << 20}, &exactPlan, k, nil, nil)
+		release(er)
+		m := plan.RowsPerUnit(tbl)
+		fastPlan := *plan
+		fastPlan.FastSQL, fastPlan.MaxRowsPerUnit = plan.FastFor(tbl), m
+		job := &engine.Job{SQL: plan.SQL, FastSQL: fastPlan.FastSQL, K: k, MaxRowsPerUnit: m, KeyUnits: plan.KeyUnits(tbl), Tables: sc.Tables, Threads: 2, MemoryLimitMB: 256, MaxResultBytes: 8 << 20}
+		got, rep, gr := protected(t, job, &fastPlan, k, nil, nil)
+		release(gr)
+		if got != exact || !reflect.DeepEqual(rep, exactRep) {
+			t.Errorf("%s:\nby value %+v:\n%s\nexact %+v:\n%s", q, rep, got, exactRep, exact)
+		}
+	}
+}
