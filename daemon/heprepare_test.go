@@ -5,8 +5,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veil-dp/veil/audit"
 	"github.com/veil-dp/veil/daemon/api"
@@ -173,5 +176,64 @@ func TestHEModelPreparedAtUpload(t *testing.T) {
 	}
 	if !strings.Contains(e.log.String(), "preparation failed") {
 		t.Error("the failed preparation was not logged")
+	}
+}
+
+// TestHEPreparationsOneAtATime: the preparations that uploads start are sandboxed HE
+// evaluations of seconds each, outside the job scheduler's slots. A vendor uploading many
+// models at once must not run as many preparations at once (each a sandbox of half a job's
+// memory, beside everyone's jobs): a tenant's run one after another. Four models uploaded
+// together are prepared, and no two preparations overlap (each audit entry is recorded
+// before the next one starts; its ms is the time it took).
+func TestHEPreparationsOneAtATime(t *testing.T) {
+	e := startHE(t, "civil affairs", "civil-affairs", 4)
+	ctx := context.Background()
+	const n = 4
+	blobs := make([][]byte, n)
+	for i := range blobs {
+		m := &he.Model{Kind: he.KindLogistic, Features: residentFeatures, Weights: []float64{0.1 * float64(i+1), -0.2}, Bias: 0.1, InputRange: 8}
+		em, err := he.EncryptModel(e.pub, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs[i], _ = em.MarshalBinary()
+	}
+	errs := make(chan error, n)
+	for _, b := range blobs {
+		go func() {
+			_, err := e.acme.UploadBlob(ctx, b)
+			errs <- err
+		}()
+	}
+	for range blobs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := e.op.AuditRecords(ctx, 0, 10000, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ start, end time.Time }
+	var spans []span
+	for _, raw := range recs.Records {
+		en, err := audit.DecodeEntry(raw)
+		if err != nil || en.Action != "blob.prepare" {
+			continue
+		}
+		ms, err := strconv.Atoi(en.Details["ms"])
+		if err != nil {
+			t.Fatalf("blob.prepare without its time: %v", en.Details)
+		}
+		spans = append(spans, span{en.Time.Add(-time.Duration(ms) * time.Millisecond), en.Time})
+	}
+	if len(spans) != n {
+		t.Fatalf("%d preparations recorded, want %d", len(spans), n)
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start.Before(spans[j].start) })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].start.Before(spans[i-1].end) {
+			t.Errorf("preparation %d started %v before preparation %d ended", i, spans[i-1].end.Sub(spans[i].start), i-1)
+		}
 	}
 }

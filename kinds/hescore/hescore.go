@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/veil-dp/veil/daemon/api"
 	"github.com/veil-dp/veil/engine"
@@ -39,11 +40,15 @@ const MaxUpload = 256 << 20
 type Kind struct {
 	platform.Env
 	box *launch.Launcher
+	// preparing holds, per tenant, the one preparation its uploads may run at a time (a
+	// chan of one slot); prepSlots those of all tenants (prepareAfterUpload).
+	preparing sync.Map
+	prepSlots chan struct{}
 }
 
 // New returns the he-score kind.
 func New(env platform.Env, box *launch.Launcher) *Kind {
-	return &Kind{Env: env, box: box}
+	return &Kind{Env: env, box: box, prepSlots: make(chan struct{}, max(env.Config.Workers, 1))}
 }
 
 // Name is the key an he-score job's spec is stored under.

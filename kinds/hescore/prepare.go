@@ -54,8 +54,22 @@ func (s *Kind) preparedPath(tenant, model, bundle string) (string, error) {
 
 // prepareAfterUpload prepares the pairs the blob just stored (digest, with header h) makes
 // with the tenant's other blobs of its key set. It only logs what fails.
+//
+// Each preparation is a sandbox of seconds of CPU and half a job's memory that runs beside
+// the scheduler's jobs, not in one of its slots: a tenant's uploads prepare one after
+// another (an upload waits for the one before it), and all tenants' at most as many at once
+// as the platform runs jobs. Otherwise a vendor uploading many models at once would run as
+// many preparations at once, taking the machine's memory and CPU from everyone's jobs.
 func (s *Kind) prepareAfterUpload(ctx context.Context, p policy.Principal, digest string, h he.BlobHeader) {
 	if h.Kind == he.BlobEncryptedModel && h.Model != he.KindLogistic {
+		return
+	}
+	slot, _ := s.preparing.LoadOrStore(p.Tenant, make(chan struct{}, 1))
+	select {
+	case slot.(chan struct{}) <- struct{}{}:
+		defer func() { <-slot.(chan struct{}) }()
+	case <-ctx.Done():
+		s.Log.Warn("he model preparation skipped: the upload ended while another upload of the tenant was being prepared; its jobs will average the model themselves", "tenant", p.Tenant, "blob", digest)
 		return
 	}
 	want := he.BlobPublicBundle
@@ -67,7 +81,7 @@ func (s *Kind) prepareAfterUpload(ctx context.Context, p policy.Principal, diges
 		if h.Kind == he.BlobPublicBundle {
 			model, bundle = other, digest
 		}
-		if err := s.prepare(ctx, p, model, bundle); err != nil {
+		if err := s.prepareInSlot(ctx, p, model, bundle); err != nil {
 			s.Log.Warn("he model preparation failed; its jobs will average the model themselves", "tenant", p.Tenant, "model", model, "bundle", bundle, "err", err)
 		}
 	}
@@ -125,6 +139,17 @@ func peekBlob(path string) (he.BlobHeader, error) {
 		return he.BlobHeader{}, err
 	}
 	return he.PeekPrefix(b[:n])
+}
+
+// prepareInSlot is prepare in one of the platform's preparation slots (prepareAfterUpload).
+func (s *Kind) prepareInSlot(ctx context.Context, p policy.Principal, model, bundle string) error {
+	select {
+	case s.prepSlots <- struct{}{}:
+		defer func() { <-s.prepSlots }()
+	case <-ctx.Done():
+		return fmt.Errorf("the upload ended while the platform's preparation slots were taken: %w", ctx.Err())
+	}
+	return s.prepare(ctx, p, model, bundle)
 }
 
 // prepare computes and stores the prepared model of one stored model and bundle, unless a
