@@ -437,8 +437,9 @@ func (j *Job) cellUnits(recs []arrow.RecordBatch) []cellUnits {
 // for certain from K on; at most u, the units of its values, failing for certain below K.
 // Each gets that bound, on the side that decides it: the gate compares it with K, and the
 // report counts a released group under 2K as near K, which the vendor reads. So a group
-// passes here only where that count is the exact plan's: an e of 0 (the count is exact) or
-// a bound of at least 2K (the exact count is not near K either). A bound between K and 2K
+// passes here only where that count is the exact plan's: where both bounds meet (the count
+// is exact: an e of 0, or a group of all its value's rows) or at a bound of at least 2K
+// (the exact count is not near K either). A bound between K and 2K
 // would flag near K a group of more persons, and a vendor varying a WHERE would find where
 // the flag turns: the value's e or its heaviest person's rows, which the catalog hides.
 func (j *Job) decided(recs []arrow.RecordBatch, cells []cellUnits) map[int]int64 {
@@ -466,7 +467,7 @@ func (j *Job) decided(recs []arrow.RecordBatch, cells []cellUnits) map[int]int64
 			mm := min(m, cu.max)
 			lo := max(v-cu.extra, (v+mm-1)/mm)
 			switch hi := min(v, cu.units); {
-			case lo >= 2*k || (lo >= k && cu.extra == 0):
+			case lo >= 2*k || (lo >= k && lo == hi):
 				out[global] = lo
 			case hi < k:
 				out[global] = hi
