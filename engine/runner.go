@@ -484,7 +484,7 @@ func (j *Job) undecidedRows(recs []arrow.RecordBatch, known map[int]int64) int {
 	for _, rec := range recs {
 		n := rec.Column(rec.Schema().FieldIndices(RowsColumn)[0]).(*array.Int64)
 		for r := 0; r < n.Len(); r, global = r+1, global+1 {
-			if _, ok := known[global]; !ok && n.Value(r) >= k && n.Value(r) < k*m {
+			if _, ok := known[global]; !ok && n.Value(r) >= k && n.Value(r) < nearRows(k, m) {
 				undecided++
 			}
 		}
@@ -761,8 +761,8 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 }
 
 // fast runs the row-counting variant of the query and returns its result and schema with
-// the number of rows it leaves undecided: K <= n < K*M (n < K fails for certain, n >= K*M
-// passes for certain). It returns no result, only the schema, where the query returned no
+// the number of rows it leaves undecided: K <= n < nearRows(K, M) (n < K fails for certain,
+// n >= K*M passes for certain, and from nearRows on its bound is not near K either). It returns no result, only the schema, where the query returned no
 // rows.
 func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, *arrow.Schema, int, error) {
 	rr, err := ar.QueryContext(ctx, j.FastSQL)
@@ -796,7 +796,7 @@ func fast(ctx context.Context, ar *duckdb.Arrow, j *Job) ([]arrow.RecordBatch, *
 			return nil, nil, 0, errors.New("fast plan: no row count column")
 		}
 		for r := 0; r < n.Len(); r++ {
-			if v := n.Value(r); v >= int64(j.K) && v < int64(j.K)*j.MaxRowsPerUnit {
+			if v := n.Value(r); v >= int64(j.K) && v < nearRows(int64(j.K), j.MaxRowsPerUnit) {
 				undecided++
 			}
 		}

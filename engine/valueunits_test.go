@@ -268,3 +268,66 @@ func TestValueUnitsNearKIsExact(t *testing.T) {
 		}
 	}
 }
+
+// Likewise for the rows-per-person bound: a group of n rows, at least k·M, has at least
+// ceil(n/M) persons, which is under 2k up to (2k-1)·M rows. Flagging near k there a group of
+// more persons would let a vendor varying a WHERE find where the flag turns, (2k-1)·M + 1
+// rows: M, the heaviest person's rows, which the catalog hides. Here M is 10 (one person of
+// 'z'), k·M 50: groups of 55 and 60 persons of one row each, 95 rows of ten persons, and
+// 191 rows whose bound is 2k.
+func TestRowsBoundNearKIsExact(t *testing.T) {
+	ctx := context.Background()
+	v, err := engine.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	const k = 5
+	var rows []string
+	pid := 0
+	flat := func(g string, persons, each int) {
+		for p := 0; p < persons; p++ {
+			pid++
+			for r := 0; r < each; r++ {
+				rows = append(rows, fmt.Sprintf("('%s', %d, %d)", g, pid, r))
+			}
+		}
+	}
+	flat("a", 60, 1)
+	flat("b", 55, 1)
+	flat("c", 9, 10)
+	flat("c", 5, 1)
+	flat("d", 191, 1)
+	flat("z", 1, 10)
+	file := writeParquet(t, "nearrows.parquet", "SELECT * FROM (VALUES "+strings.Join(rows, ", ")+") v(g, pid, r)")
+	most, _, err := engine.UnitStats(ctx, []string{file}, "pid")
+	if err != nil || most != 10 {
+		t.Fatalf("rows per unit %d: %v", most, err)
+	}
+	tbl := engine.Table{Name: "t", Files: []string{file}, MaxRowsPerUnit: most, UnitComplete: true, Columns: []engine.Column{
+		{Name: "g", Type: "VARCHAR"}, {Name: "pid", Type: "BIGINT", PrivacyUnit: true}, {Name: "r", Type: "BIGINT"},
+	}}
+	sc := engine.Scope{Mode: "threshold", Tables: []engine.Table{tbl}}
+	for _, q := range []string{
+		"SELECT g, COUNT(*) AS n FROM t GROUP BY g",
+		"SELECT g, COUNT(*) AS n FROM t WHERE r < 9 GROUP BY g",
+	} {
+		plan, err := v.Validate(ctx, q, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exactPlan := *plan
+		exactPlan.FastSQL, exactPlan.MaxRowsPerUnit = "", 0
+		exact, exactRep, er := protected(t, &engine.Job{SQL: plan.SQL, K: k, Tables: sc.Tables, Threads: 2, MemoryLimitMB: 256, MaxResultBytes: 8 << 20}, &exactPlan, k, nil, nil)
+		release(er)
+		m := plan.RowsPerUnit(tbl)
+		fastPlan := *plan
+		fastPlan.FastSQL, fastPlan.MaxRowsPerUnit = plan.FastFor(tbl), m
+		job := &engine.Job{SQL: plan.SQL, FastSQL: fastPlan.FastSQL, K: k, MaxRowsPerUnit: m, Tables: sc.Tables, Threads: 2, MemoryLimitMB: 256, MaxResultBytes: 8 << 20}
+		got, rep, gr := protected(t, job, &fastPlan, k, nil, nil)
+		release(gr)
+		if got != exact || !reflect.DeepEqual(rep, exactRep) {
+			t.Errorf("%s:\nby rows %+v:\n%s\nexact %+v:\n%s", q, rep, got, exactRep, exact)
+		}
+	}
+}
