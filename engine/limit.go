@@ -15,14 +15,24 @@ import (
 const ExitResourceLimit = 64
 
 // IsResourceLimit says whether err is DuckDB stopping at the job's memory or spill limit.
-// Nothing of the message reaches a vendor: only the class does.
+// Nothing of the message reaches a vendor: only the class does. A DuckDB error is read by
+// its type (the prefix of its message, "Out of Memory Error" or "IO Error"), never by text
+// anywhere in it: a conversion error quotes the data value it failed on, and a value reading
+// "No space left on device" would otherwise make the class, which the vendor reads, tell
+// what the data says.
 func IsResourceLimit(err error) bool {
 	if err == nil {
 		return false
 	}
 	var de *duckdb.Error
-	if errors.As(err, &de) && de.Type == duckdb.ErrorTypeOutOfMemory {
-		return true
+	if errors.As(err, &de) {
+		switch de.Type {
+		case duckdb.ErrorTypeOutOfMemory:
+			return true
+		case duckdb.ErrorTypeIO:
+			return strings.Contains(de.Msg, "No space left on device")
+		}
+		return false
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "Out of Memory Error") || strings.Contains(msg, "max_temp_directory_size") ||
