@@ -137,6 +137,9 @@ func TestValueUnitsMatchExact(t *testing.T) {
 			{"SELECT g, SUM(v) FILTER (WHERE v < 400) AS s FROM t GROUP BY 1", true, false},
 			{"SELECT g, g || 'x' AS gx, SUM(v) AS s FROM t GROUP BY g, gx", true, false},
 			{"SELECT lower(g) AS lg, SUM(v) AS s FROM t GROUP BY lower(g)", false, false},
+			{"SELECT upper(g) AS g, COUNT(*) AS n FROM t GROUP BY g", true, false},
+			{"SELECT upper(g) AS g, COUNT(*) AS n FROM t GROUP BY 1", false, false},
+			{"SELECT g || '' AS g, COUNT(*) AS n FROM t WHERE v > -280 GROUP BY ALL", false, false},
 		} {
 			plan, err := v.Validate(ctx, tc.q, sc)
 			if err != nil {
