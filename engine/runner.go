@@ -43,18 +43,27 @@ var ahead = []string{
 const DPPerfectHashBits = 18
 
 // Preset are settings a runner applies ahead besides ahead's: the ones its daemon gives
-// every SQL job (Job.Threads, Job.MemoryLimitMB; zero: none). A job with other values
-// sets its own, so that a job's database is the same whatever was preset.
+// every SQL job (Job.Threads, Job.MemoryLimitMB, Job.TempDir and Job.TempMaxMB; zero:
+// none). A job with other values sets its own, so that a job's database is the same
+// whatever was preset.
 type Preset struct {
 	Threads       int
 	MemoryLimitMB int
+	// TempDir, when set, is the spill area the runner's jobs get (a sandbox's, mounted
+	// before its job is known): the runner makes its private directory there ahead and
+	// has DuckDB write its temporary files to it, at most TempMaxMB of them.
+	TempDir   string
+	TempMaxMB int
 }
 
 // lockdown returns the session settings of a job's DuckDB that depend on the job, applied
 // after ahead's and p's (what p already set is not set again), in the order they must be
 // applied: paths are fixed before external access is switched off, and the configuration is
 // locked last, so that nothing after it (the vendor's query included) can loosen it.
-func lockdown(j *Job, p Preset) []string {
+//
+// temp is the job's private temporary directory (below j.TempDir), or "" for none; what p
+// set (a directory made ahead, p.TempDir's) is not set again.
+func lockdown(j *Job, p Preset, temp string) []string {
 	var files []string
 	for _, t := range j.Tables {
 		files = append(files, t.Files...)
@@ -63,11 +72,16 @@ func lockdown(j *Job, p Preset) []string {
 	// DuckDB writes its own temporary files only to the job's spill area, and only as much
 	// as the area allows; the job's SQL can neither read nor write there (the directory is
 	// in no allow list), nor change either setting (the configuration is locked below).
-	var temp []string
-	if j.TempDir != "" {
-		temp = []string{"SET temp_directory=" + quoteString(j.TempDir), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(j.TempMaxMB, 1))}
+	var s []string
+	switch {
+	case p.presetTemp(j):
+	case temp != "":
+		s = []string{"SET temp_directory=" + quoteString(temp), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(j.TempMaxMB, 1))}
+	case p.TempDir != "":
+		// Preset, but this job has no spill area: none, as without the preset.
+		s = []string{"SET temp_directory=''", "RESET max_temp_directory_size"}
 	}
-	s := append(temp,
+	s = append(s,
 		"SET allowed_paths="+quoteList(files),
 		"SET enable_external_access=false",
 	)
@@ -120,6 +134,12 @@ func perfectHash(threads, memMB int, stateBytes int64) int {
 // defaultPerfectHashBits is DuckDB's perfect_ht_threshold.
 const defaultPerfectHashBits = 12
 
+// presetTemp says whether the preset temporary directory is j's: the same spill area and
+// limit.
+func (p Preset) presetTemp(j *Job) bool {
+	return p.TempDir != "" && j.TempDir == p.TempDir && j.TempMaxMB == p.TempMaxMB
+}
+
 // RunnerMain is the runner: it opens DuckDB, then reads a Job (JSON) from stdin and runs
 // it in that fresh, locked-down in-memory database, writing the exact result to result as
 // one Arrow IPC stream. It runs inside the sandbox; result is the pipe to the daemon and
@@ -145,7 +165,10 @@ type Runner struct {
 	db     *sql.DB
 	conn   *sql.Conn // the job's connection, opened with the database, ahead's settings applied
 	preset Preset
-	used   bool
+	// temp is the private temporary directory made ahead below preset.TempDir, and set as
+	// DuckDB's; removed with the job's session or by Close.
+	temp string
+	used bool
 }
 
 // OpenRunner opens a fresh in-memory DuckDB for one job, with its connection and the
@@ -175,6 +198,15 @@ func OpenRunnerWith(p Preset) (*Runner, error) {
 		stmts = append(slices.Clone(stmts), fmt.Sprintf("SET memory_limit='%dMB'", p.MemoryLimitMB))
 		r.preset.MemoryLimitMB = p.MemoryLimitMB
 	}
+	if p.TempDir != "" {
+		// As session makes a job's: fresh, with a random name no query can know.
+		if r.temp, err = os.MkdirTemp(p.TempDir, "duckdb-"); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("temporary directory: %w", err)
+		}
+		stmts = append(slices.Clone(stmts), "SET temp_directory="+quoteString(r.temp), fmt.Sprintf("SET max_temp_directory_size='%dMB'", max(p.TempMaxMB, 1)))
+		r.preset.TempDir, r.preset.TempMaxMB = p.TempDir, p.TempMaxMB
+	}
 	for _, s := range stmts {
 		if _, err := r.conn.ExecContext(ctx, s); err != nil {
 			r.Close()
@@ -190,7 +222,11 @@ func (r *Runner) Close() error {
 	if r.conn != nil {
 		err = r.conn.Close()
 	}
-	return errors.Join(err, r.db.Close(), r.c.Close())
+	err = errors.Join(err, r.db.Close(), r.c.Close())
+	if r.temp != "" {
+		os.RemoveAll(r.temp)
+	}
+	return err
 }
 
 // ReadJob decodes a job from the runner's standard input.
@@ -722,7 +758,15 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 	if len(j.Tables) == 0 {
 		return errors.New("job has no tables")
 	}
-	if j.TempDir != "" {
+	if r.temp != "" {
+		// Made and set ahead (OpenRunnerWith) as below, and unused where the job has
+		// another (lockdown sets that one instead).
+		defer os.RemoveAll(r.temp)
+	}
+	var temp string
+	switch {
+	case r.preset.presetTemp(j):
+	case j.TempDir != "":
 		// DuckDB allows its temporary directory to every query, so it gets a directory of
 		// its own that no query can name: a fresh one with a random name.
 		dir, err := os.MkdirTemp(j.TempDir, "duckdb-")
@@ -730,9 +774,7 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 			return fmt.Errorf("temporary directory: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		jj := *j
-		jj.TempDir = dir
-		j = &jj
+		temp = dir
 	}
 	conn := r.conn
 
@@ -746,7 +788,7 @@ func (r *Runner) session(ctx context.Context, j *Job, fn func(ar *duckdb.Arrow) 
 		views = append(views, fmt.Sprintf("CREATE VIEW %s AS SELECT %s FROM read_parquet(%s)",
 			quoteIdent(t.Name), strings.Join(cols, ", "), quoteList(t.Files)))
 	}
-	for _, s := range append(lockdown(j, r.preset), views...) {
+	for _, s := range append(lockdown(j, r.preset, temp), views...) {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("prepare session: %s: %w", strings.SplitN(s, " AS ", 2)[0], err)
 		}

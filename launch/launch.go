@@ -133,10 +133,19 @@ func (l *Launcher) PoolStats() (sandbox.PoolStats, bool) {
 
 // runnerArgs is the runner's command line: bin is the veil binary (mounted at /veil inside
 // a sandbox). The runner sets the SQL kinds' DuckDB threads and memory limit (kinds/sql:
-// JobThreads, DuckDBMemoryMB) while it waits for its job; a job with others
+// JobThreads, DuckDBMemoryMB) while it waits for its job, and, in a sandbox with a spill
+// area (lim), the temporary directory there that spillFor gives its job; a job with others
 // sets its own.
-func (l *Launcher) runnerArgs(bin string) []string {
-	return []string{bin, "runner", fmt.Sprintf("--threads=%d", max(l.cfg.JobThreads, 1)), fmt.Sprintf("--memory-mb=%d", l.cfg.DuckDBMemoryMB())}
+func (l *Launcher) runnerArgs(bin string, lim sandbox.Limits) []string {
+	args := []string{bin, "runner", fmt.Sprintf("--threads=%d", max(l.cfg.JobThreads, 1)), fmt.Sprintf("--memory-mb=%d", l.cfg.DuckDBMemoryMB())}
+	var j engine.Job
+	if lim.SpillBytes > 0 {
+		spillFor(&j, l.cfg)
+	}
+	if j.TempDir != "" {
+		args = append(args, "--temp-dir="+j.TempDir, fmt.Sprintf("--temp-max-mb=%d", j.TempMaxMB))
+	}
+	return args
 }
 
 // Cleanup destroys the sandboxes a previous run of the daemon left behind and returns the
@@ -152,7 +161,7 @@ func (l *Launcher) Cleanup(ctx context.Context) ([]string, error) {
 	if err != nil || l.cfg.SandboxPool == 0 {
 		return ids, err
 	}
-	p, err := l.rt.NewPool(sandbox.Template{Args: l.runnerArgs("/veil"), Limits: limits(l.cfg)}, l.cfg.SandboxPool)
+	p, err := l.rt.NewPool(sandbox.Template{Args: l.runnerArgs("/veil", limits(l.cfg)), Limits: limits(l.cfg)}, l.cfg.SandboxPool)
 	if err != nil {
 		return ids, fmt.Errorf("start the sandbox pool: %w", err)
 	}
@@ -338,7 +347,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 		if err != nil {
 			return sandbox.Usage{}, err
 		}
-		spec := sandbox.Spec{ID: id, Args: l.runnerArgs(l.bin), Stdin: in, Limits: limits(l.cfg)}
+		spec := sandbox.Spec{ID: id, Args: l.runnerArgs(l.bin, sandbox.Limits{}), Stdin: in, Limits: limits(l.cfg)}
 		if err := stored(ctx); err != nil {
 			return sandbox.Usage{}, err
 		}
@@ -384,7 +393,7 @@ func (l *Launcher) Run(ctx context.Context, id string, job engine.Job, result io
 	if err != nil {
 		return sandbox.Usage{}, err
 	}
-	spec := sandbox.Spec{ID: id, Args: l.runnerArgs("/veil"), Stdin: in, Mounts: mounts, Limits: lim}
+	spec := sandbox.Spec{ID: id, Args: l.runnerArgs("/veil", lim), Stdin: in, Mounts: mounts, Limits: lim}
 	if err := stored(ctx); err != nil {
 		return sandbox.Usage{}, err
 	}

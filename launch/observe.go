@@ -78,9 +78,10 @@ func (l *Launcher) Probe(ctx context.Context) error {
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	spec := sandbox.Spec{ID: "probe-" + hex.EncodeToString(b[:]), Args: l.runnerArgs("/veil"), Limits: limits(l.cfg)}
+	spec := sandbox.Spec{ID: "probe-" + hex.EncodeToString(b[:]), Limits: limits(l.cfg)}
 	// No spill area: it runs no job, and making one is a file system made and removed.
 	spec.Limits.Wall, spec.Limits.SpillBytes = 10*time.Second, 0
+	spec.Args = l.runnerArgs("/veil", spec.Limits)
 	// A caller that goes away must not leave a failure cached for the next one.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*spec.Limits.Wall)
 	defer cancel()

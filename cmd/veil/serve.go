@@ -267,5 +267,7 @@ func newRunnerCmd() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&preset.Threads, "threads", 0, "DuckDB threads to set before the job arrives (the daemon's SQL jobs' setting)")
 	cmd.Flags().IntVar(&preset.MemoryLimitMB, "memory-mb", 0, "DuckDB memory limit in MB to set before the job arrives (the daemon's SQL jobs' setting)")
+	cmd.Flags().StringVar(&preset.TempDir, "temp-dir", "", "spill area in which to make DuckDB's temporary directory before the job arrives (the daemon's jobs' setting)")
+	cmd.Flags().IntVar(&preset.TempMaxMB, "temp-max-mb", 0, "DuckDB's limit in MB on its temporary files there (the daemon's jobs' setting)")
 	return cmd
 }
