@@ -179,8 +179,8 @@ func benchScale(ctx context.Context, e *env) error {
 			sd.d.stop()
 		}
 	}()
-	e2eNote := fmt.Sprintf("%d rows, %d persons (%d rows each), %d groups, %d Parquet files (%.0f MB) registered as one dataset; a daemon with the default job limits (%d MB, DuckDB %d MB, 2 threads, a spill area of %d MB on disk, a fresh sandbox for each job; the wall limit raised to 20 min); raw DuckDB on the generated files, the job on the daemon's projection of them.",
-		rows, rows/10, 10, scaleGroups, scaleParts, filesSize(t.Files), sd.cfg.JobMemoryMB, sd.cfg.DuckDBMemoryMB(), sd.cfg.JobSpillMB)
+	e2eNote := fmt.Sprintf("%d rows, %d persons (%d rows each), %d groups, %d Parquet files (%.0f MB) registered as one dataset; a daemon with the default job limits (%d MB, DuckDB %d MB, 2 threads, a spill area of %d MB on disk (configured %d MB, fitted to the free disk), a fresh sandbox for each job; the wall limit raised to 20 min); raw DuckDB on the generated files, the job on the daemon's projection of them.",
+		rows, rows/10, 10, scaleGroups, scaleParts, filesSize(t.Files), sd.cfg.JobMemoryMB, sd.cfg.DuckDBMemoryMB(), sd.cfg.JobSpillMB, sd.spillMB)
 	var peakDP, peakTh, residentDP, residentTh int64
 	e2e := func(req api.SubmitJob, peak, resident *int64) func() (time.Duration, error) {
 		return func() (time.Duration, error) {
@@ -312,7 +312,8 @@ columns:
 // registered, a dp grant and a threshold grant on it.
 type scaleEnv struct {
 	d             *daemonEnv
-	cfg           daemon.Config
+	cfg           daemon.Config // JobSpillMB: the spill area jobs get
+	spillMB       int           // the spill area configured (the default)
 	dp, threshold string
 }
 
@@ -332,9 +333,12 @@ func (e *env) scaleDaemon(ctx context.Context, t engine.Table) (*scaleEnv, error
 	if err != nil {
 		return nil, err
 	}
-	s := &scaleEnv{d: d, cfg: cfg}
+	s := &scaleEnv{d: d, cfg: cfg, spillMB: cfg.JobSpillMB}
+	// What a job gets: the default spill area, or less where the disk cannot hold one for
+	// every sandbox at once (the daemon fits it and warns).
+	s.cfg.JobSpillMB = d.srv.JobSpillMB()
 	fail := func(err error) (*scaleEnv, error) { return nil, errors.Join(err, d.stop()) }
-	e.logf("scale: registering the %d files with a daemon with the default job limits (%d MB, spill area %d MB)...", len(t.Files), cfg.JobMemoryMB, cfg.JobSpillMB)
+	e.logf("scale: registering the %d files with a daemon with the default job limits (%d MB, spill area %d MB)...", len(t.Files), cfg.JobMemoryMB, s.cfg.JobSpillMB)
 	if _, err := d.clients.prov.RegisterDataset(ctx, api.RegisterDataset{Schema: scaleSchema, Files: t.Files}); err != nil {
 		return fail(fmt.Errorf("register bench_100m: %w", err))
 	}

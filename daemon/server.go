@@ -152,6 +152,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, error) 
 // (Config.SandboxPool), for the operator's metrics and the benchmarks.
 func (s *Server) SandboxesReady() int { return s.box.PoolReady() }
 
+// JobSpillMB is the spill area (MB) each job gets (Config.JobSpillMB as the disk allows;
+// launch.Launcher.JobSpillMB), for the benchmarks' notes.
+func (s *Server) JobSpillMB() int { return s.box.JobSpillMB() }
+
 // Close stops the jobs and closes the store.
 func (s *Server) Close() error {
 	s.jobs.Stop()

@@ -114,6 +114,16 @@ func (l *Launcher) closePool() {
 	}
 }
 
+// JobSpillMB is the spill area (MB) a runner job gets: Config.JobSpillMB, less where the
+// data directory's disk cannot hold one for every sandbox at once (New fits it), 0 where
+// jobs cannot spill (no spill areas on this host, or process isolation).
+func (l *Launcher) JobSpillMB() int {
+	if l.rt == nil {
+		return 0
+	}
+	return l.cfg.JobSpillMB
+}
+
 // PoolReady is how many sandboxes are prepared and waiting for a job (0 without a pool).
 func (l *Launcher) PoolReady() int {
 	if p := l.pool.Load(); p != nil {

@@ -123,3 +123,57 @@ func TestProbeMakesNoSpillArea(t *testing.T) {
 		t.Errorf("the probe: %v", err)
 	}
 }
+
+// TestJobSpillMBIsWhatJobsGet: a daemon on a disk too small for the configured spill areas
+// gives each job less (fitSpill); JobSpillMB says how much, so that what reports the limits
+// a job ran under (the scale benchmark's notes) states the area the job had, not the flag.
+func TestJobSpillMBIsWhatJobsGet(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: sandboxes need root")
+	}
+	dir, err := os.MkdirTemp("", "veil-launch-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	cfg := platform.Defaults(dir)
+	cfg.Isolation, cfg.SandboxPool, cfg.JobSpillMB = "container", 0, 1<<40 // more than any disk
+	l, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.rt.SpillErr() != nil {
+		if got := l.JobSpillMB(); got != 0 {
+			t.Errorf("JobSpillMB on a host without spill areas: %d, want 0", got)
+		}
+		t.Skipf("skipping: %v", l.rt.SpillErr())
+	}
+	if got := l.JobSpillMB(); got <= 0 || got >= cfg.JobSpillMB || got != l.cfg.JobSpillMB {
+		t.Errorf("JobSpillMB with %d MB configured on a smaller disk: %d, want the fitted size %d", cfg.JobSpillMB, got, l.cfg.JobSpillMB)
+	}
+	cfg.JobSpillMB = 64
+	l2, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if got := l2.JobSpillMB(); got != 64 {
+		t.Errorf("JobSpillMB with 64 MB configured: %d, want 64", got)
+	}
+	cfg.Isolation = "process"
+	l3, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	if got := l3.JobSpillMB(); got != 0 {
+		t.Errorf("JobSpillMB without sandboxes: %d, want 0 (process isolation has no spill areas)", got)
+	}
+}

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -100,4 +102,48 @@ func TestSpillReserveSkipsTheDead(t *testing.T) {
 		t.Errorf("a new area beside one whose container is gone: %v", err)
 	}
 	small.remove()
+}
+
+// TestSpillStillMountedStaysReserved: a spill area that could not be unmounted (a process
+// of its container still holds it: destroying the container failed) is still on the disk
+// and may still grow; removing it must not drop it from the room the disk keeps for live
+// areas, or the next area could be given the disk the daemon's store needs. It stays
+// reserved, and a later removal, once nothing holds it, frees it.
+func TestSpillStillMountedStaysReserved(t *testing.T) {
+	r := newRuntime(t)
+	if r.spillErr != nil {
+		t.Skipf("skipping: %v", r.spillErr)
+	}
+	s, err := r.makeSpill(context.Background(), containerPrefix+"held", 16<<20, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Create(filepath.Join(s.dir, "held"))
+	if err != nil {
+		s.remove()
+		t.Fatal(err)
+	}
+	if err := s.remove(); err == nil {
+		t.Error("removing a spill area a process holds open: no error")
+	}
+	r.spills.mu.Lock()
+	live := r.spills.live[s]
+	r.spills.mu.Unlock()
+	if !mounted(s.dir) {
+		t.Fatal("the held spill area was unmounted")
+	}
+	if !live {
+		t.Error("a spill area still mounted (and writable by whoever holds it) no longer counts against the disk")
+	}
+	held.Close()
+	if err := s.remove(); err != nil {
+		t.Fatalf("removing it once nothing holds it: %v", err)
+	}
+	r.spills.mu.Lock()
+	n := len(r.spills.live)
+	r.spills.mu.Unlock()
+	if n != 0 || mounted(s.dir) {
+		t.Errorf("after the second removal: %d live areas, mounted %v", n, mounted(s.dir))
+	}
+	assertClean(t, r)
 }

@@ -208,7 +208,10 @@ func attachLoop(f *os.File) (*os.File, error) {
 }
 
 // remove wipes and removes the spill file system: its files are deleted first, so that
-// unmounting has nothing to write back, then it is unmounted and its image removed.
+// unmounting has nothing to write back, then it is unmounted and its image removed. One
+// that cannot be unmounted (a process still holds it) keeps its image and its place in the
+// runtime's account of the disk, as it may still grow; removing it again once nothing
+// holds it (or Cleanup after a restart) finishes the job.
 func (s *spillFS) remove() error {
 	var errs []error
 	if mounted(s.dir) {
@@ -219,7 +222,7 @@ func (s *spillFS) remove() error {
 			}
 		}
 		if err := unmount(s.dir); err != nil {
-			errs = append(errs, fmt.Errorf("unmount spill area: %w", err))
+			return errors.Join(append(errs, fmt.Errorf("unmount spill area: %w", err))...)
 		}
 	}
 	if err := os.Remove(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
