@@ -304,8 +304,7 @@ func loadHEBlobs(j *engine.Job, kind string) *heBlobsFuture {
 				bundleErr = err
 				return
 			}
-			bundleDigest = he.Digest(bb)
-			f.b.pub, bundleErr = he.UnmarshalPublicBundle(bb)
+			f.b.pub, bundleDigest, bundleErr = he.UnmarshalPublicBundleDigest(bb)
 		}()
 		go func() {
 			defer wg.Done()
@@ -314,8 +313,7 @@ func loadHEBlobs(j *engine.Job, kind string) *heBlobsFuture {
 				modelErr = err
 				return
 			}
-			modelDigest = he.Digest(mb)
-			f.b.model, modelErr = he.UnmarshalEncryptedModel(mb)
+			f.b.model, modelDigest, modelErr = he.UnmarshalEncryptedModelDigest(mb)
 			clear(mb)
 		}()
 		prep, state := readPrepared(j, kind)
