@@ -478,3 +478,92 @@ muladd_add:
 	JNZ       muladd_add
 	VZEROUPPER
 	RET
+
+// MONT sets Z6 to Z1 * Z2 * 2^-52 mod q in [0, q) (Montgomery's reduction on 52-bit lanes,
+// Z28 = q^-1 mod 2^52), for Z1 * Z2 < q * 2^52: with lo, hi the product's halves and
+// m = lo * q^-1 mod 2^52, m*q has the same low half, so the product minus m*q is
+// (hi - hi52(m*q)) * 2^52, and hi - hi52(m*q) is in (-q, q).
+#define MONT \
+	VPXORQ      Z5, Z5, Z5; \
+	VPMADD52LUQ Z2, Z1, Z5; \
+	VPXORQ      Z6, Z6, Z6; \
+	VPMADD52HUQ Z2, Z1, Z6; \
+	VPXORQ      Z7, Z7, Z7; \
+	VPMADD52LUQ Z28, Z5, Z7; \
+	VPXORQ      Z8, Z8, Z8; \
+	VPMADD52HUQ Z30, Z7, Z8; \
+	VPSUBQ      Z8, Z6, Z6; \
+	VPADDQ      Z30, Z6, Z9; \
+	VPMINUQ     Z9, Z6, Z6
+
+// func mulMont52(dst, a, b *uint64, n int, q, qinv uint64, add bool)
+// dst[i] = a[i] * b[i] * 2^-52 mod q in [0, q), or (add) dst[i] + that mod q (dst[i] < q),
+// for a[i] < q, b[i] < 2^52, q < 2^51, qinv = q^-1 mod 2^52; n a multiple of 8.
+TEXT ·mulMont52(SB), NOSPLIT, $0-49
+	MOVQ         dst+0(FP), DI
+	MOVQ         a+8(FP), SI
+	MOVQ         b+16(FP), R8
+	MOVQ         n+24(FP), CX
+	MOVQ         q+32(FP), AX
+	VPBROADCASTQ AX, Z30
+	MOVQ         qinv+40(FP), AX
+	VPBROADCASTQ AX, Z28
+	MOVB         add+48(FP), DX
+	SHRQ         $3, CX
+	TESTB        DX, DX
+	JNZ          mont_add
+
+mont_set:
+	VMOVDQU64 (SI), Z1
+	VMOVDQU64 (R8), Z2
+	MONT
+	VMOVDQU64 Z6, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, R8
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       mont_set
+	VZEROUPPER
+	RET
+
+mont_add:
+	VMOVDQU64 (SI), Z1
+	VMOVDQU64 (R8), Z2
+	MONT
+	VPADDQ    (DI), Z6, Z6
+	VPSUBQ    Z30, Z6, Z9
+	VPMINUQ   Z9, Z6, Z6
+	VMOVDQU64 Z6, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, R8
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       mont_add
+	VZEROUPPER
+	RET
+
+// func mulMont52Scalar(dst, a *uint64, n int, b, q, qinv uint64)
+// dst[i] = a[i] * b * 2^-52 mod q in [0, q), for a[i] < 2^52, b < q: with b = 2^104 mod q,
+// a[i] * 2^52 mod q (the Montgomery form of mulMont52); n a multiple of 8.
+TEXT ·mulMont52Scalar(SB), NOSPLIT, $0-48
+	MOVQ         dst+0(FP), DI
+	MOVQ         a+8(FP), SI
+	MOVQ         n+16(FP), CX
+	MOVQ         b+24(FP), AX
+	VPBROADCASTQ AX, Z2
+	MOVQ         q+32(FP), AX
+	VPBROADCASTQ AX, Z30
+	MOVQ         qinv+40(FP), AX
+	VPBROADCASTQ AX, Z28
+	SHRQ         $3, CX
+
+mont_scalar:
+	VMOVDQU64 (SI), Z1
+	MONT
+	VMOVDQU64 Z6, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       mont_scalar
+	VZEROUPPER
+	RET

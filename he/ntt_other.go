@@ -30,3 +30,7 @@ func nttInvSmall(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint
 func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool) { panic("he: no IFMA NTT") }
 
 func mulAddShoup(dst, x, k, kp *uint64, n int, q uint64, first bool) { panic("he: no IFMA") }
+
+func mulMont52(dst, a, b *uint64, n int, q, qinv uint64, add bool) { panic("he: no IFMA") }
+
+func mulMont52Scalar(dst, a *uint64, n int, b, q, qinv uint64) { panic("he: no IFMA") }
