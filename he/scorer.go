@@ -134,80 +134,17 @@ type replication struct {
 	done    chan struct{}
 	bias    *rlwe.Ciphertext
 	weights []*rlwe.Ciphertext
-	// ops holds the same averages as the workers' multiply-adds take them (bias first).
-	ops []modelOperand
-	err error
-}
-
-// modelOperand is one averaged model ciphertext as the workers multiply it by plaintexts:
-// prime by prime either as it is with the Shoup companions of its values (floor(k * 2^52 /
-// q), for mulAddShoup on AVX-512 IFMA) or in Montgomery form for lattigo's lazy products.
-// Both give the same products modulo q, lazily in [0, 2q) (mulKey).
-type modelOperand struct {
-	mont  [2][][]uint64 // rows in Montgomery form (nil where k is set)
-	k, kp [2][][]uint64 // k aliases the ciphertext's rows
-}
-
-func newModelOperand(ringQ *ring.Ring, ct *rlwe.Ciphertext) modelOperand {
-	var o modelOperand
-	for c := range o.k {
-		rows := ct.Value[c].Coeffs[:ringQ.Level()+1]
-		o.mont[c], o.k[c], o.kp[c] = make([][]uint64, len(rows)), make([][]uint64, len(rows)), make([][]uint64, len(rows))
-		for u, row := range rows {
-			s := ringQ.SubRings[u]
-			if !haveIFMA || fastNTTOf(s) == nil {
-				o.mont[c][u] = make([]uint64, len(row))
-				s.MForm(row, o.mont[c][u])
-				continue
-			}
-			o.k[c][u], o.kp[c][u] = row, shoupCompanions(row, s.Modulus)
-		}
-	}
-	return o
-}
-
-// shoupCompanions returns floor(k * 2^52 / q) of every k < q < 2^51: a floating-point
-// estimate corrected exactly (the remainder k*2^52 - est*q is small, so its value modulo
-// 2^64 is its value), bits.Div64's result at a fraction of its cost.
-func shoupCompanions(row []uint64, q uint64) []uint64 {
-	out := make([]uint64, len(row))
-	f := 0x1p52 / float64(q)
-	sq := int64(q)
-	for j, k := range row {
-		est := uint64(float64(k) * f)
-		r := int64(k<<52 - est*q)
-		for r < 0 {
-			est--
-			r += sq
-		}
-		for r >= sq {
-			est++
-			r -= sq
-		}
-		out[j] = est
-	}
-	return out
-}
-
-// mulAdd sets (first) or adds to dst the lazy product of x (NTT, below 2q) by half c of the
-// operand, at ringQ's level.
-func (o *modelOperand) mulAdd(ringQ *ring.Ring, c int, x, dst ring.Poly, first bool) {
-	for u := 0; u <= ringQ.Level(); u++ {
-		var mont, k, kp []uint64
-		if o.k[c][u] != nil {
-			k, kp = o.k[c][u], o.kp[c][u]
-		} else {
-			mont = o.mont[c][u]
-		}
-		mulKey(ringQ.SubRings[u], mont, k, kp, x.Coeffs[u], dst.Coeffs[u], first)
-	}
+	// mont holds the same averages in Montgomery form (bias first), for the workers'
+	// lazy multiply-accumulate.
+	mont [][2]ring.Poly
+	err  error
 }
 
 func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *EncryptedModel, lanes, workers int) *replication {
 	r := &replication{done: make(chan struct{})}
 	in := append([]*rlwe.Ciphertext{m.bias}, m.weights...)
 	out := make([]*rlwe.Ciphertext, len(in))
-	r.ops = make([]modelOperand, len(in))
+	r.mont = make([][2]ring.Poly, len(in))
 	errs := make([]error, workers)
 	n := params.MaxSlots() / lanes
 	base := hefloat.NewEvaluator(params, keys)
@@ -225,7 +162,11 @@ func startReplication(params hefloat.Parameters, keys rlwe.EvaluationKeySet, m *
 				if out[i], errs[k] = laneAverage(eval, f, in[i], lanes, n); errs[k] != nil {
 					return
 				}
-				r.ops[i] = newModelOperand(params.RingQ().AtLevel(out[i].Level()), out[i])
+				ringQ := params.RingQ().AtLevel(out[i].Level())
+				for c := range r.mont[i] {
+					r.mont[i][c] = ringQ.NewPoly()
+					ringQ.MForm(out[i].Value[c], r.mont[i][c])
+				}
 			}
 		}(k, eval)
 	}
@@ -253,19 +194,14 @@ func (p *PreparedModel) fits(pub *PublicBundle, m *EncryptedModel, lanes int) bo
 func readyReplication(params hefloat.Parameters, p *PreparedModel) *replication {
 	r := &replication{done: make(chan struct{}), bias: p.bias, weights: p.weights}
 	in := append([]*rlwe.Ciphertext{p.bias}, p.weights...)
-	r.ops = make([]modelOperand, len(in))
-	workers := workerCount()
-	var wg sync.WaitGroup
-	for k := 0; k < workers; k++ {
-		wg.Add(1)
-		go func(k int) {
-			defer wg.Done()
-			for i := k; i < len(in); i += workers {
-				r.ops[i] = newModelOperand(params.RingQ().AtLevel(in[i].Level()), in[i])
-			}
-		}(k)
+	r.mont = make([][2]ring.Poly, len(in))
+	for i, ct := range in {
+		ringQ := params.RingQ().AtLevel(ct.Level())
+		for c := range r.mont[i] {
+			r.mont[i][c] = ringQ.NewPoly()
+			ringQ.MForm(ct.Value[c], r.mont[i][c])
+		}
 	}
-	wg.Wait()
 	close(r.done)
 	return r
 }
@@ -811,12 +747,12 @@ func (w *worker) process(b *batch) error {
 		acc1.Zero()
 	}
 	for j := range m.weights {
-		if err := w.mulAdd(b.z[j], &m.ops[j+1]); err != nil {
+		if err := w.mulAdd(b.z[j], m.mont[j+1]); err != nil {
 			return err
 		}
 	}
 	if !full {
-		if err := w.mulAdd(b.mask, &m.ops[0]); err != nil {
+		if err := w.mulAdd(b.mask, m.mont[0]); err != nil {
 			return err
 		}
 	}
@@ -848,22 +784,22 @@ func (w *worker) encodeFullBias(mask []float64) error {
 		return fmt.Errorf("he: encoding a batch failed: %w", err)
 	}
 	ringQ := w.s.params.RingQ().AtLevel(topLevel)
-	bias := &w.s.rep.ops[0]
+	bias := w.s.rep.mont[0]
 	w.fullBias = []ring.Poly{ringQ.NewPoly(), ringQ.NewPoly()}
 	for c := range w.fullBias {
-		bias.mulAdd(ringQ, c, w.pt.Value, w.fullBias[c], true)
+		ringQ.MulCoeffsMontgomeryLazy(bias[c], w.pt.Value, w.fullBias[c])
 		ringQ.Reduce(w.fullBias[c], w.fullBias[c])
 	}
 	return nil
 }
 
-func (w *worker) mulAdd(values []float64, op *modelOperand) error {
+func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
 	if err := w.ecd.encodeLazy(values, w.pt, !w.s.exactRounding); err != nil {
 		return fmt.Errorf("he: encoding a batch failed: %w", err)
 	}
 	ringQ := w.s.params.RingQ().AtLevel(topLevel)
-	op.mulAdd(ringQ, 0, w.pt.Value, w.acc.Value[0], false)
-	op.mulAdd(ringQ, 1, w.pt.Value, w.acc.Value[1], false)
+	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[0], w.pt.Value, w.acc.Value[0])
+	ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct[1], w.pt.Value, w.acc.Value[1])
 	return nil
 }
 
