@@ -40,7 +40,4 @@ func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool)
 func mulAddShoup(dst, x, k, kp *uint64, n int, q uint64, first bool)
 
 //go:noescape
-func mulMont52(dst, a, b *uint64, n int, q, qinv uint64, add bool)
-
-//go:noescape
-func mulMont52Scalar(dst, a *uint64, n int, b, q, qinv uint64)
+func tensorMont52(c0, c1, c2, a0, a1, b0, b1 *uint64, n int, q, qinv, r2 uint64)

@@ -479,91 +479,65 @@ muladd_add:
 	VZEROUPPER
 	RET
 
-// MONT sets Z6 to Z1 * Z2 * 2^-52 mod q in [0, q) (Montgomery's reduction on 52-bit lanes,
-// Z28 = q^-1 mod 2^52), for Z1 * Z2 < q * 2^52: with lo, hi the product's halves and
-// m = lo * q^-1 mod 2^52, m*q has the same low half, so the product minus m*q is
-// (hi - hi52(m*q)) * 2^52, and hi - hi52(m*q) is in (-q, q).
-#define MONT \
+// MONTXY sets R to X * Y * 2^-52 mod q in [0, q) (Montgomery's reduction on 52-bit lanes,
+// Z28 = q^-1 mod 2^52, Z30 = q; temporaries Z5, Z7, Z8, Z9), for X * Y < q * 2^52: with lo,
+// hi the product's halves and m = lo * q^-1 mod 2^52, m*q has the same low half, so the
+// product minus m*q is (hi - hi52(m*q)) * 2^52, and hi - hi52(m*q) is in (-q, q).
+#define MONTXY(X, Y, R) \
 	VPXORQ      Z5, Z5, Z5; \
-	VPMADD52LUQ Z2, Z1, Z5; \
-	VPXORQ      Z6, Z6, Z6; \
-	VPMADD52HUQ Z2, Z1, Z6; \
+	VPMADD52LUQ Y, X, Z5; \
+	VPXORQ      R, R, R; \
+	VPMADD52HUQ Y, X, R; \
 	VPXORQ      Z7, Z7, Z7; \
 	VPMADD52LUQ Z28, Z5, Z7; \
 	VPXORQ      Z8, Z8, Z8; \
 	VPMADD52HUQ Z30, Z7, Z8; \
-	VPSUBQ      Z8, Z6, Z6; \
-	VPADDQ      Z30, Z6, Z9; \
-	VPMINUQ     Z9, Z6, Z6
+	VPSUBQ      Z8, R, R; \
+	VPADDQ      Z30, R, Z9; \
+	VPMINUQ     Z9, R, R
 
-// func mulMont52(dst, a, b *uint64, n int, q, qinv uint64, add bool)
-// dst[i] = a[i] * b[i] * 2^-52 mod q in [0, q), or (add) dst[i] + that mod q (dst[i] < q),
-// for a[i] < q, b[i] < 2^52, q < 2^51, qinv = q^-1 mod 2^52; n a multiple of 8.
-TEXT ·mulMont52(SB), NOSPLIT, $0-49
-	MOVQ         dst+0(FP), DI
-	MOVQ         a+8(FP), SI
-	MOVQ         b+16(FP), R8
-	MOVQ         n+24(FP), CX
-	MOVQ         q+32(FP), AX
+// func tensorMont52(c0, c1, c2, a0, a1, b0, b1 *uint64, n int, q, qinv, r2 uint64)
+// The product of (a0, a1) by (b0, b1) modulo q in one pass: c0 = a0*b0, c1 = a0*b1 + a1*b0,
+// c2 = a1*b1, each in [0, q), for inputs below q < 2^51, qinv = q^-1 mod 2^52 and
+// r2 = 2^104 mod q (a is first put in Montgomery form); n a multiple of 8. An output may be
+// an input (each lane is read before it is written).
+TEXT ·tensorMont52(SB), NOSPLIT, $0-88
+	MOVQ         c0+0(FP), DI
+	MOVQ         c1+8(FP), SI
+	MOVQ         c2+16(FP), DX
+	MOVQ         a0+24(FP), R8
+	MOVQ         a1+32(FP), R9
+	MOVQ         b0+40(FP), R10
+	MOVQ         b1+48(FP), R11
+	MOVQ         n+56(FP), CX
+	MOVQ         q+64(FP), AX
 	VPBROADCASTQ AX, Z30
-	MOVQ         qinv+40(FP), AX
+	MOVQ         qinv+72(FP), AX
 	VPBROADCASTQ AX, Z28
-	MOVB         add+48(FP), DX
+	MOVQ         r2+80(FP), AX
+	VPBROADCASTQ AX, Z27
 	SHRQ         $3, CX
-	TESTB        DX, DX
-	JNZ          mont_add
+	XORQ         BX, BX
 
-mont_set:
-	VMOVDQU64 (SI), Z1
-	VMOVDQU64 (R8), Z2
-	MONT
-	VMOVDQU64 Z6, (DI)
-	ADDQ      $64, SI
-	ADDQ      $64, R8
-	ADDQ      $64, DI
+tensor_loop:
+	VMOVDQU64 (R8)(BX*1), Z10
+	VMOVDQU64 (R9)(BX*1), Z11
+	VMOVDQU64 (R10)(BX*1), Z12
+	VMOVDQU64 (R11)(BX*1), Z13
+	MONTXY(Z10, Z27, Z14)
+	MONTXY(Z11, Z27, Z15)
+	MONTXY(Z12, Z14, Z16)
+	MONTXY(Z13, Z15, Z17)
+	MONTXY(Z13, Z14, Z18)
+	MONTXY(Z12, Z15, Z19)
+	VPADDQ    Z19, Z18, Z18
+	VPSUBQ    Z30, Z18, Z9
+	VPMINUQ   Z9, Z18, Z18
+	VMOVDQU64 Z16, (DI)(BX*1)
+	VMOVDQU64 Z18, (SI)(BX*1)
+	VMOVDQU64 Z17, (DX)(BX*1)
+	ADDQ      $64, BX
 	DECQ      CX
-	JNZ       mont_set
-	VZEROUPPER
-	RET
-
-mont_add:
-	VMOVDQU64 (SI), Z1
-	VMOVDQU64 (R8), Z2
-	MONT
-	VPADDQ    (DI), Z6, Z6
-	VPSUBQ    Z30, Z6, Z9
-	VPMINUQ   Z9, Z6, Z6
-	VMOVDQU64 Z6, (DI)
-	ADDQ      $64, SI
-	ADDQ      $64, R8
-	ADDQ      $64, DI
-	DECQ      CX
-	JNZ       mont_add
-	VZEROUPPER
-	RET
-
-// func mulMont52Scalar(dst, a *uint64, n int, b, q, qinv uint64)
-// dst[i] = a[i] * b * 2^-52 mod q in [0, q), for a[i] < 2^52, b < q: with b = 2^104 mod q,
-// a[i] * 2^52 mod q (the Montgomery form of mulMont52); n a multiple of 8.
-TEXT ·mulMont52Scalar(SB), NOSPLIT, $0-48
-	MOVQ         dst+0(FP), DI
-	MOVQ         a+8(FP), SI
-	MOVQ         n+16(FP), CX
-	MOVQ         b+24(FP), AX
-	VPBROADCASTQ AX, Z2
-	MOVQ         q+32(FP), AX
-	VPBROADCASTQ AX, Z30
-	MOVQ         qinv+40(FP), AX
-	VPBROADCASTQ AX, Z28
-	SHRQ         $3, CX
-
-mont_scalar:
-	VMOVDQU64 (SI), Z1
-	MONT
-	VMOVDQU64 Z6, (DI)
-	ADDQ      $64, SI
-	ADDQ      $64, DI
-	DECQ      CX
-	JNZ       mont_scalar
+	JNZ       tensor_loop
 	VZEROUPPER
 	RET

@@ -11,12 +11,12 @@ import (
 
 // tensorer multiplies two degree-1 ciphertexts into a degree-2 one as lattigo's ckks
 // Evaluator.Mul does (the same level, scale and values: products modulo each prime are
-// unique), with the products on AVX-512 IFMA (mulMont52): Montgomery's multiplication on
-// 52-bit lanes, one operand first put in that Montgomery form (times 2^52 mod q). Lattigo's
+// unique), with the products on AVX-512 IFMA (tensorMont52): Montgomery's multiplication on
+// 52-bit lanes, one operand first put in that Montgomery form (times 2^52 mod q), all
+// four products in one pass over the coefficients. Lattigo's
 // pure-Go MForm and MulCoeffsMontgomery were a tenth of a packing batch.
 type tensorer struct {
 	eval *hefloat.Evaluator
-	buf  [2]ring.Poly
 }
 
 // mont52Consts is a prime's q^-1 mod 2^52 and 2^104 mod q.
@@ -53,8 +53,7 @@ func mont52Of(s *ring.SubRing) (mont52Consts, bool) {
 }
 
 func newTensorer(eval *hefloat.Evaluator) *tensorer {
-	ringQ := eval.GetParameters().RingQ()
-	return &tensorer{eval: eval, buf: [2]ring.Poly{ringQ.NewPoly(), ringQ.NewPoly()}}
+	return &tensorer{eval: eval}
 }
 
 // mul sets out to op0 * op1 (degree 2) and reports true, or reports false and does nothing
@@ -78,27 +77,15 @@ func (t *tensorer) mul(op0, op1, out *rlwe.Ciphertext) (bool, error) {
 	}
 	out.Resize(2, level)
 	out.Scale = op0.Scale.Mul(op1.Scale)
-	// As lattigo: the operand that is not the output goes second.
-	a, b := op0, op1
-	if op1.El() == out.El() {
-		a, b = op1, op0
-	}
+	// One pass per prime; each lane of the inputs is read before the outputs' lane is written,
+	// so out may be either operand. A square (op0 == op1) gives lattigo's 2*c0*c1 as
+	// c0*c1 + c1*c0, the same value modulo q.
 	n := ringQ.N()
 	for u, s := range ringQ.SubRings[:level+1] {
-		q, c := s.Modulus, consts[u]
-		a0, a1 := t.buf[0].Coeffs[u][:n], t.buf[1].Coeffs[u][:n]
-		mulMont52Scalar(&a0[0], &a.Value[0].Coeffs[u][0], n, c.r2, q, c.qinv)
-		mulMont52Scalar(&a1[0], &a.Value[1].Coeffs[u][0], n, c.r2, q, c.qinv)
-		b0, b1 := b.Value[0].Coeffs[u], b.Value[1].Coeffs[u]
-		c0, c1, c2 := out.Value[0].Coeffs[u], out.Value[1].Coeffs[u], out.Value[2].Coeffs[u]
-		mulMont52(&c0[0], &b0[0], &a0[0], n, q, c.qinv, false)
-		mulMont52(&c2[0], &b1[0], &a1[0], n, q, c.qinv, false)
-		mulMont52(&c1[0], &b1[0], &a0[0], n, q, c.qinv, false)
-		if op0.El() == op1.El() {
-			s.Add(c1, c1, c1)
-		} else {
-			mulMont52(&c1[0], &b0[0], &a1[0], n, q, c.qinv, true)
-		}
+		c := consts[u]
+		tensorMont52(&out.Value[0].Coeffs[u][0], &out.Value[1].Coeffs[u][0], &out.Value[2].Coeffs[u][0],
+			&op0.Value[0].Coeffs[u][0], &op0.Value[1].Coeffs[u][0], &op1.Value[0].Coeffs[u][0], &op1.Value[1].Coeffs[u][0],
+			n, s.Modulus, c.qinv, c.r2)
 	}
 	return true, nil
 }
