@@ -2,7 +2,6 @@ package he
 
 import (
 	"fmt"
-	"math/bits"
 	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -104,10 +103,11 @@ func newShoupKey(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
 				continue
 			}
 			k[u], kp[u] = make([]uint64, len(row)), make([]uint64, len(row))
+			f := 0x1p52 / float64(s.Modulus)
 			for j, v := range row {
 				w := ring.MRed(v, 1, s.Modulus, s.MRedConstant)
 				k[u][j] = w
-				kp[u][j], _ = bits.Div64(w>>12, w<<52, s.Modulus)
+				kp[u][j] = shoupCompanion(w, s.Modulus, f)
 			}
 		}
 		return k, kp
@@ -123,6 +123,25 @@ func newShoupKey(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
 		sk.pk, sk.pp = append(sk.pk, pk), append(sk.pp, pp)
 	}
 	return sk
+}
+
+// shoupCompanion is floor(k * 2^52 / q) for k < q < 2^51, f = 2^52 / q: a floating-point
+// estimate (off by at most 2) corrected exactly, since the remainder k*2^52 - est*q is then
+// below 3q in magnitude and so is its value modulo 2^64. bits.Div64's result (the 17 MB of
+// the relinearization key's companions, made while the other workers wait) at a fraction of
+// its cost.
+func shoupCompanion(k, q uint64, f float64) uint64 {
+	est := uint64(float64(k) * f)
+	r, sq := int64(k<<52-est*q), int64(q)
+	for r < 0 {
+		est--
+		r += sq
+	}
+	for r >= sq {
+		est++
+		r -= sq
+	}
+	return est
 }
 
 // mulKey sets (first) or adds to dst the lazy product of x (below 2q) by the key row
