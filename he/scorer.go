@@ -827,7 +827,7 @@ type lazyTail struct {
 
 // mul is the evaluator's Mul of a ciphertext by an operand.
 func (e lazyTail) mul(op0 *rlwe.Ciphertext, op1 rlwe.Operand, out *rlwe.Ciphertext) error {
-	if ct, ok := op1.(*rlwe.Ciphertext); ok {
+	if ct, ok := op1.(*rlwe.Ciphertext); ok && e.t != nil {
 		if done, err := e.t.mul(op0, ct, out); done {
 			return err
 		}
