@@ -541,3 +541,54 @@ tensor_loop:
 	JNZ       tensor_loop
 	VZEROUPPER
 	RET
+
+// func mulKeyDigits(dst0, dst1 *uint64, xs, k0, kp0, k1, kp1 **uint64, d, n int, q uint64)
+// dst0[i] = sum over the d digits j of xs[j][i] * k0[j][i] mod q, each product in [0, 2q)
+// (Shoup, kp0[j][i] = floor(k0[j][i] * 2^52 / q)), likewise dst1 with k1, kp1: the gadget
+// product's multiply-adds of every digit of one prime in one pass over the coefficients;
+// xs[j][i] < 2^52, n a multiple of 8, 2dq < 2^64.
+TEXT ·mulKeyDigits(SB), NOSPLIT, $0-80
+	MOVQ dst0+0(FP), DI
+	MOVQ dst1+8(FP), SI
+	MOVQ xs+16(FP), R8
+	MOVQ k0+24(FP), R9
+	MOVQ kp0+32(FP), R10
+	MOVQ k1+40(FP), R11
+	MOVQ kp1+48(FP), R12
+	MOVQ d+56(FP), R13
+	MOVQ n+64(FP), CX
+	CONSTANTS(q+72(FP))
+	SHRQ $3, CX
+	XORQ BX, BX
+
+digits_lane:
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	XORQ   DX, DX
+
+digits_digit:
+	MOVQ      (R8)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z1
+	MOVQ      (R9)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z2
+	MOVQ      (R10)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z3
+	SHOUP
+	VPADDQ    Z6, Z20, Z20
+	MOVQ      (R11)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z2
+	MOVQ      (R12)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z3
+	SHOUP
+	VPADDQ    Z6, Z21, Z21
+	INCQ      DX
+	CMPQ      DX, R13
+	JNE       digits_digit
+
+	VMOVDQU64 Z20, (DI)(BX*1)
+	VMOVDQU64 Z21, (SI)(BX*1)
+	ADDQ      $64, BX
+	DECQ      CX
+	JNZ       digits_lane
+	VZEROUPPER
+	RET
