@@ -14,9 +14,9 @@
 // The scheme is CKKS (lattigo v5 he/hefloat) over the conjugate-invariant
 // ring, with the single parameter set documented on Parameters. The
 // evaluation's NTT-bound steps (NTTs, the relinearization's key switch, the
-// rescales, the lane folds) run on own code next to lattigo's, on AVX-512 IFMA
-// where the CPU has it (ntt.go, keyswitch.go), each tested to give lattigo's
-// result bit for bit.
+// rescales, the lane folds) and the sigmoid's ciphertext products run on own
+// code next to lattigo's, on AVX-512 IFMA where the CPU has it (ntt.go,
+// keyswitch.go, tensor.go), each tested to give lattigo's result bit for bit.
 //
 // What this package must never do:
 //   - decrypt anything on the platform: the only decrypting function is

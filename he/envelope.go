@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -100,6 +101,13 @@ func sealEnvelope(kind blobKind, fp [32]byte, sections ...[]byte) []byte {
 // openEnvelope checks magic, version, length, checksum, kind and parameter
 // fingerprint, in that order, and returns the payload sections.
 func openEnvelope(blob []byte, want blobKind) ([][]byte, error) {
+	return openEnvelopeDigest(blob, want, nil)
+}
+
+// openEnvelopeDigest is openEnvelope that also sets *digest (when not nil) to the blob's
+// Digest, from the same pass of SHA-256 as the checksum: the checksum is the hash of all but
+// the last 32 bytes, the digest that of the whole blob.
+func openEnvelopeDigest(blob []byte, want blobKind, digest *string) ([][]byte, error) {
 	if len(blob) < len(magic) || !bytes.Equal(blob[:len(magic)], magic[:]) {
 		return nil, fmt.Errorf("%w (the first bytes are not %q); expected a %s written by this package", ErrNotVeilHE, magic[:], want)
 	}
@@ -120,8 +128,14 @@ func openEnvelope(blob []byte, want blobKind) ([][]byte, error) {
 	if len(blob) > total {
 		return nil, fmt.Errorf("%w: %d unexpected bytes after the end of the blob", ErrCorrupted, len(blob)-total)
 	}
-	sum := sha256.Sum256(blob[:total-checksumSize])
-	if !bytes.Equal(sum[:], blob[total-checksumSize:]) {
+	h := sha256.New()
+	h.Write(blob[:total-checksumSize])
+	sum := h.Sum(nil)
+	if digest != nil {
+		h.Write(blob[total-checksumSize:])
+		*digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	}
+	if !bytes.Equal(sum, blob[total-checksumSize:]) {
 		return nil, fmt.Errorf("%w: checksum mismatch; the %s was damaged in transit, copy it again", ErrCorrupted, want)
 	}
 	if got := blobKind(blob[7]); got != want {

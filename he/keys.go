@@ -291,7 +291,19 @@ func readBundleHeader(sections [][]byte) (bundleHeader, [32]byte, error) {
 // consistent (its key ID matches its public key). Every key section must have exactly the
 // layout this package writes, and every coefficient must be reduced, before it is used.
 func UnmarshalPublicBundle(blob []byte) (*PublicBundle, error) {
-	sections, err := openEnvelope(blob, kindPublicBundle)
+	return unmarshalPublicBundle(blob, nil)
+}
+
+// UnmarshalPublicBundleDigest is UnmarshalPublicBundle that also returns the blob's Digest,
+// hashing the blob once for both (the bundle is tens of MB).
+func UnmarshalPublicBundleDigest(blob []byte) (*PublicBundle, string, error) {
+	var digest string
+	b, err := unmarshalPublicBundle(blob, &digest)
+	return b, digest, err
+}
+
+func unmarshalPublicBundle(blob []byte, digest *string) (*PublicBundle, error) {
+	sections, err := openEnvelopeDigest(blob, kindPublicBundle, digest)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package he
 
 import (
 	"fmt"
-	"math/bits"
 	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -62,7 +61,8 @@ type gadgetProducer struct {
 	dec    *ring.Decomposer
 	params rlwe.Parameters
 	cInv   ring.Poly
-	dQ, dP ring.Poly
+	dQs    []ring.Poly // by digit
+	dPs    []ring.Poly
 	shoup  *shoupKey // the last key's values for mulAddShoup
 }
 
@@ -104,10 +104,11 @@ func newShoupKey(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
 				continue
 			}
 			k[u], kp[u] = make([]uint64, len(row)), make([]uint64, len(row))
+			f := 0x1p52 / float64(s.Modulus)
 			for j, v := range row {
 				w := ring.MRed(v, 1, s.Modulus, s.MRedConstant)
 				k[u][j] = w
-				kp[u][j], _ = bits.Div64(w>>12, w<<52, s.Modulus)
+				kp[u][j] = shoupCompanion(w, s.Modulus, f)
 			}
 		}
 		return k, kp
@@ -123,6 +124,25 @@ func newShoupKey(params rlwe.Parameters, key *rlwe.GadgetCiphertext) *shoupKey {
 		sk.pk, sk.pp = append(sk.pk, pk), append(sk.pp, pp)
 	}
 	return sk
+}
+
+// shoupCompanion is floor(k * 2^52 / q) for k < q < 2^51, f = 2^52 / q: a floating-point
+// estimate (off by at most 2) corrected exactly, since the remainder k*2^52 - est*q is then
+// below 3q in magnitude and so is its value modulo 2^64. bits.Div64's result (the 17 MB of
+// the relinearization key's companions, made while the other workers wait) at a fraction of
+// its cost.
+func shoupCompanion(k, q uint64, f float64) uint64 {
+	est := uint64(float64(k) * f)
+	r, sq := int64(k<<52-est*q), int64(q)
+	for r < 0 {
+		est--
+		r += sq
+	}
+	for r >= sq {
+		est++
+		r -= sq
+	}
+	return est
 }
 
 // mulKey sets (first) or adds to dst the lazy product of x (below 2q) by the key row
@@ -141,7 +161,7 @@ func mulKey(s *ring.SubRing, mont, k, kp, x, dst []uint64, first bool) {
 
 // newGadgetProducer takes the evaluator's parameters and decomposer (eval.Decomposer).
 func newGadgetProducer(params rlwe.Parameters, dec *ring.Decomposer) *gadgetProducer {
-	return &gadgetProducer{dec: dec, params: params, cInv: params.RingQ().NewPoly(), dQ: params.RingQ().NewPoly(), dP: params.RingP().NewPoly()}
+	return &gadgetProducer{dec: dec, params: params, cInv: params.RingQ().NewPoly()}
 }
 
 // product sets ct (modulo Q_levelQ * P, NTT, reduced) to the gadget product of cx (NTT, at
@@ -153,7 +173,6 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 	ringP := g.params.RingP().AtLevel(levelP)
 	cInv := lvl(g.cInv, levelQ)
 	ringINTT(ringQ, cx, cInv)
-	dQ, dP := lvl(g.dQ, levelQ), lvl(g.dP, levelP)
 	digits := g.params.BaseRNSDecompositionVectorSize(levelQ, levelP)
 	if g.shoup == nil || g.shoup.key != key {
 		g.shoup = shoupKeyOf(g.params, key)
@@ -163,38 +182,91 @@ func (g *gadgetProducer) product(levelQ int, cx ring.Poly, key *rlwe.GadgetCiphe
 	pOver := max(g.params.PiOverflowMargin(levelP)>>1, 1)
 	c0Q, c1Q := lvl(ct.Value[0].Q, levelQ), lvl(ct.Value[1].Q, levelQ)
 	c0P, c1P := lvl(ct.Value[0].P, levelP), lvl(ct.Value[1].P, levelP)
+	// Every digit first, decomposed and in NTT form, then every prime's multiply-adds over
+	// all digits at once (mulDigits).
+	for len(g.dQs) < digits {
+		g.dQs, g.dPs = append(g.dQs, g.params.RingQ().NewPoly()), append(g.dPs, g.params.RingP().NewPoly())
+	}
 	for i := 0; i < digits; i++ {
+		dQ, dP := lvl(g.dQs[i], levelQ), lvl(g.dPs[i], levelP)
 		g.dec.DecomposeAndSplit(levelQ, levelP, nbPi, i, cInv, dQ, dP)
-		el := key.Value[i][0]
 		for u, s := range ringQ.SubRings[:levelQ+1] {
-			x := dQ.Coeffs[u]
-			if u >= i*nbPi && u < (i+1)*nbPi {
-				x = cx.Coeffs[u]
-			} else {
-				nttLazy(s, x, x)
+			if u < i*nbPi || u >= (i+1)*nbPi {
+				nttLazy(s, dQ.Coeffs[u], dQ.Coeffs[u])
 			}
-			mulKey(s, el[0].Q.Coeffs[u], sk.k[i][0][u], sk.kp[i][0][u], x, c0Q.Coeffs[u], i == 0)
-			mulKey(s, el[1].Q.Coeffs[u], sk.k[i][1][u], sk.kp[i][1][u], x, c1Q.Coeffs[u], i == 0)
 		}
 		for u, s := range ringP.SubRings[:levelP+1] {
-			x := dP.Coeffs[u]
-			nttLazy(s, x, x)
-			mulKey(s, el[0].P.Coeffs[u], sk.pk[i][0][u], sk.pp[i][0][u], x, c0P.Coeffs[u], i == 0)
-			mulKey(s, el[1].P.Coeffs[u], sk.pk[i][1][u], sk.pp[i][1][u], x, c1P.Coeffs[u], i == 0)
-		}
-		if i%qOver == qOver-1 {
-			ringQ.Reduce(c0Q, c0Q)
-			ringQ.Reduce(c1Q, c1Q)
-		}
-		if i%pOver == pOver-1 {
-			ringP.Reduce(c0P, c0P)
-			ringP.Reduce(c1P, c1P)
+			nttLazy(s, dP.Coeffs[u], dP.Coeffs[u])
 		}
 	}
-	ringQ.Reduce(c0Q, c0Q)
-	ringQ.Reduce(c1Q, c1Q)
-	ringP.Reduce(c0P, c0P)
-	ringP.Reduce(c1P, c1P)
+	var rows digitRows
+	for u, s := range ringQ.SubRings[:levelQ+1] {
+		rows.reset()
+		for i := 0; i < digits; i++ {
+			x := g.dQs[i].Coeffs[u]
+			if u >= i*nbPi && u < (i+1)*nbPi {
+				x = cx.Coeffs[u]
+			}
+			el := key.Value[i][0]
+			rows.add(x, el[0].Q.Coeffs[u], el[1].Q.Coeffs[u], sk.k[i][0][u], sk.kp[i][0][u], sk.k[i][1][u], sk.kp[i][1][u])
+		}
+		rows.mulDigits(s, c0Q.Coeffs[u], c1Q.Coeffs[u], qOver)
+	}
+	for u, s := range ringP.SubRings[:levelP+1] {
+		rows.reset()
+		for i := 0; i < digits; i++ {
+			el := key.Value[i][0]
+			rows.add(g.dPs[i].Coeffs[u], el[0].P.Coeffs[u], el[1].P.Coeffs[u], sk.pk[i][0][u], sk.pp[i][0][u], sk.pk[i][1][u], sk.pp[i][1][u])
+		}
+		rows.mulDigits(s, c0P.Coeffs[u], c1P.Coeffs[u], pOver)
+	}
+}
+
+// digitRows are one prime's rows of every digit of a gadget product: the digit, and the
+// key's two halves in Montgomery form and, where set, plain with Shoup companions.
+type digitRows struct {
+	x, m0, m1, k0, kp0, k1, kp1 [][]uint64
+	px, pk0, pkp0, pk1, pkp1    []*uint64 // the rows' first coefficients, for mulKeyDigits
+}
+
+func (r *digitRows) reset() {
+	r.x, r.m0, r.m1, r.k0, r.kp0, r.k1, r.kp1 = r.x[:0], r.m0[:0], r.m1[:0], r.k0[:0], r.kp0[:0], r.k1[:0], r.kp1[:0]
+}
+
+func (r *digitRows) add(x, m0, m1, k0, kp0, k1, kp1 []uint64) {
+	r.x, r.m0, r.m1 = append(r.x, x), append(r.m0, m0), append(r.m1, m1)
+	r.k0, r.kp0, r.k1, r.kp1 = append(r.k0, k0), append(r.kp0, kp0), append(r.k1, k1), append(r.kp1, kp1)
+}
+
+// mulDigits sets dst0, dst1 to the reduced sums over the digits of x times the key's halves
+// (lattigo's lazy multiply-adds, reduced every `over` digits and at the end): on IFMA with
+// the Shoup companions in one pass over the coefficients when every digit has them, else
+// digit by digit (mulKey).
+func (r *digitRows) mulDigits(s *ring.SubRing, dst0, dst1 []uint64, over int) {
+	d := len(r.x)
+	shoup := haveIFMA && d <= 8 // 2dq < 2^64 for q < 2^51
+	for i := 0; i < d && shoup; i++ {
+		shoup = r.k0[i] != nil && r.k1[i] != nil
+	}
+	if shoup {
+		r.px, r.pk0, r.pkp0, r.pk1, r.pkp1 = r.px[:0], r.pk0[:0], r.pkp0[:0], r.pk1[:0], r.pkp1[:0]
+		for i := 0; i < d; i++ {
+			r.px, r.pk0, r.pkp0 = append(r.px, &r.x[i][0]), append(r.pk0, &r.k0[i][0]), append(r.pkp0, &r.kp0[i][0])
+			r.pk1, r.pkp1 = append(r.pk1, &r.k1[i][0]), append(r.pkp1, &r.kp1[i][0])
+		}
+		mulKeyDigits(&dst0[0], &dst1[0], &r.px[0], &r.pk0[0], &r.pkp0[0], &r.pk1[0], &r.pkp1[0], d, len(dst0), s.Modulus)
+	} else {
+		for i := 0; i < d; i++ {
+			mulKey(s, r.m0[i], r.k0[i], r.kp0[i], r.x[i], dst0, i == 0)
+			mulKey(s, r.m1[i], r.k1[i], r.kp1[i], r.x[i], dst1, i == 0)
+			if i%over == over-1 {
+				s.Reduce(dst0, dst0)
+				s.Reduce(dst1, dst1)
+			}
+		}
+	}
+	s.Reduce(dst0, dst0)
+	s.Reduce(dst1, dst1)
 }
 
 // rescaler is ckks.Evaluator.Rescale (v5.0.7, one prime per rescale as these parameters

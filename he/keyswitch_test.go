@@ -2,6 +2,7 @@ package he
 
 import (
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 
@@ -166,5 +167,33 @@ func TestRescaleMatchesLattigo(t *testing.T) {
 			}
 		}
 		t.Logf("level %d: %d of %d coefficients differ from lattigo's", level, diff, 2*2*level*params.N())
+	}
+}
+
+// TestShoupCompanionIsExact: shoupCompanion is floor(k * 2^52 / q) (bits.Div64) for every
+// prime fastNTT takes, at the ends of [0, q) and at random values.
+func TestShoupCompanionIsExact(t *testing.T) {
+	params, _, err := Parameters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, r := range []*ring.Ring{params.RingQ(), params.RingP()} {
+		for _, s := range r.SubRings {
+			if fastNTTOf(s) == nil {
+				continue
+			}
+			q := s.Modulus
+			f := 0x1p52 / float64(q)
+			row := []uint64{0, 1, 2, q / 2, q - 2, q - 1}
+			for range 1 << 16 {
+				row = append(row, rng.Uint64N(q))
+			}
+			for _, k := range row {
+				if want, _ := bits.Div64(k>>12, k<<52, q); shoupCompanion(k, q, f) != want {
+					t.Fatalf("q=%d, k=%d: companion %d, want %d", q, k, shoupCompanion(k, q, f), want)
+				}
+			}
+		}
 	}
 }

@@ -324,7 +324,19 @@ func (e *EncryptedModel) MarshalBinary() ([]byte, error) {
 // EncryptModel writes, with reduced coefficients; it is rebuilt with the canonical metadata,
 // so nothing the vendor wrote beyond the coefficients reaches the evaluation.
 func UnmarshalEncryptedModel(blob []byte) (*EncryptedModel, error) {
-	sections, err := openEnvelope(blob, kindEncryptedModel)
+	return unmarshalEncryptedModel(blob, nil)
+}
+
+// UnmarshalEncryptedModelDigest is UnmarshalEncryptedModel that also returns the blob's
+// Digest, hashing the blob once for both.
+func UnmarshalEncryptedModelDigest(blob []byte) (*EncryptedModel, string, error) {
+	var digest string
+	m, err := unmarshalEncryptedModel(blob, &digest)
+	return m, digest, err
+}
+
+func unmarshalEncryptedModel(blob []byte, digest *string) (*EncryptedModel, error) {
+	sections, err := openEnvelopeDigest(blob, kindEncryptedModel, digest)
 	if err != nil {
 		return nil, err
 	}

@@ -38,3 +38,9 @@ func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool)
 
 //go:noescape
 func mulAddShoup(dst, x, k, kp *uint64, n int, q uint64, first bool)
+
+//go:noescape
+func tensorMont52(c0, c1, c2, a0, a1, b0, b1 *uint64, n int, q, qinv, r2 uint64)
+
+//go:noescape
+func mulKeyDigits(dst0, dst1 *uint64, xs, k0, kp0, k1, kp1 **uint64, d, n int, q uint64)

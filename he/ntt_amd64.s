@@ -478,3 +478,117 @@ muladd_add:
 	JNZ       muladd_add
 	VZEROUPPER
 	RET
+
+// MONTXY sets R to X * Y * 2^-52 mod q in [0, q) (Montgomery's reduction on 52-bit lanes,
+// Z28 = q^-1 mod 2^52, Z30 = q; temporaries Z5, Z7, Z8, Z9), for X * Y < q * 2^52: with lo,
+// hi the product's halves and m = lo * q^-1 mod 2^52, m*q has the same low half, so the
+// product minus m*q is (hi - hi52(m*q)) * 2^52, and hi - hi52(m*q) is in (-q, q).
+#define MONTXY(X, Y, R) \
+	VPXORQ      Z5, Z5, Z5; \
+	VPMADD52LUQ Y, X, Z5; \
+	VPXORQ      R, R, R; \
+	VPMADD52HUQ Y, X, R; \
+	VPXORQ      Z7, Z7, Z7; \
+	VPMADD52LUQ Z28, Z5, Z7; \
+	VPXORQ      Z8, Z8, Z8; \
+	VPMADD52HUQ Z30, Z7, Z8; \
+	VPSUBQ      Z8, R, R; \
+	VPADDQ      Z30, R, Z9; \
+	VPMINUQ     Z9, R, R
+
+// func tensorMont52(c0, c1, c2, a0, a1, b0, b1 *uint64, n int, q, qinv, r2 uint64)
+// The product of (a0, a1) by (b0, b1) modulo q in one pass: c0 = a0*b0, c1 = a0*b1 + a1*b0,
+// c2 = a1*b1, each in [0, q), for inputs below q < 2^51, qinv = q^-1 mod 2^52 and
+// r2 = 2^104 mod q (a is first put in Montgomery form); n a multiple of 8. An output may be
+// an input (each lane is read before it is written).
+TEXT ·tensorMont52(SB), NOSPLIT, $0-88
+	MOVQ         c0+0(FP), DI
+	MOVQ         c1+8(FP), SI
+	MOVQ         c2+16(FP), DX
+	MOVQ         a0+24(FP), R8
+	MOVQ         a1+32(FP), R9
+	MOVQ         b0+40(FP), R10
+	MOVQ         b1+48(FP), R11
+	MOVQ         n+56(FP), CX
+	MOVQ         q+64(FP), AX
+	VPBROADCASTQ AX, Z30
+	MOVQ         qinv+72(FP), AX
+	VPBROADCASTQ AX, Z28
+	MOVQ         r2+80(FP), AX
+	VPBROADCASTQ AX, Z27
+	SHRQ         $3, CX
+	XORQ         BX, BX
+
+tensor_loop:
+	VMOVDQU64 (R8)(BX*1), Z10
+	VMOVDQU64 (R9)(BX*1), Z11
+	VMOVDQU64 (R10)(BX*1), Z12
+	VMOVDQU64 (R11)(BX*1), Z13
+	MONTXY(Z10, Z27, Z14)
+	MONTXY(Z11, Z27, Z15)
+	MONTXY(Z12, Z14, Z16)
+	MONTXY(Z13, Z15, Z17)
+	MONTXY(Z13, Z14, Z18)
+	MONTXY(Z12, Z15, Z19)
+	VPADDQ    Z19, Z18, Z18
+	VPSUBQ    Z30, Z18, Z9
+	VPMINUQ   Z9, Z18, Z18
+	VMOVDQU64 Z16, (DI)(BX*1)
+	VMOVDQU64 Z18, (SI)(BX*1)
+	VMOVDQU64 Z17, (DX)(BX*1)
+	ADDQ      $64, BX
+	DECQ      CX
+	JNZ       tensor_loop
+	VZEROUPPER
+	RET
+
+// func mulKeyDigits(dst0, dst1 *uint64, xs, k0, kp0, k1, kp1 **uint64, d, n int, q uint64)
+// dst0[i] = sum over the d digits j of xs[j][i] * k0[j][i] mod q, each product in [0, 2q)
+// (Shoup, kp0[j][i] = floor(k0[j][i] * 2^52 / q)), likewise dst1 with k1, kp1: the gadget
+// product's multiply-adds of every digit of one prime in one pass over the coefficients;
+// xs[j][i] < 2^52, n a multiple of 8, 2dq < 2^64.
+TEXT ·mulKeyDigits(SB), NOSPLIT, $0-80
+	MOVQ dst0+0(FP), DI
+	MOVQ dst1+8(FP), SI
+	MOVQ xs+16(FP), R8
+	MOVQ k0+24(FP), R9
+	MOVQ kp0+32(FP), R10
+	MOVQ k1+40(FP), R11
+	MOVQ kp1+48(FP), R12
+	MOVQ d+56(FP), R13
+	MOVQ n+64(FP), CX
+	CONSTANTS(q+72(FP))
+	SHRQ $3, CX
+	XORQ BX, BX
+
+digits_lane:
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	XORQ   DX, DX
+
+digits_digit:
+	MOVQ      (R8)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z1
+	MOVQ      (R9)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z2
+	MOVQ      (R10)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z3
+	SHOUP
+	VPADDQ    Z6, Z20, Z20
+	MOVQ      (R11)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z2
+	MOVQ      (R12)(DX*8), AX
+	VMOVDQU64 (AX)(BX*1), Z3
+	SHOUP
+	VPADDQ    Z6, Z21, Z21
+	INCQ      DX
+	CMPQ      DX, R13
+	JNE       digits_digit
+
+	VMOVDQU64 Z20, (DI)(BX*1)
+	VMOVDQU64 Z21, (SI)(BX*1)
+	ADDQ      $64, BX
+	DECQ      CX
+	JNZ       digits_lane
+	VZEROUPPER
+	RET

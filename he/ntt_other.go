@@ -30,3 +30,11 @@ func nttInvSmall(p *uint64, chunks int, w, wp *uint64, q uint64, idx *[5][8]uint
 func nttMulShoup(p *uint64, n int, w, wp, q uint64, full bool) { panic("he: no IFMA NTT") }
 
 func mulAddShoup(dst, x, k, kp *uint64, n int, q uint64, first bool) { panic("he: no IFMA") }
+
+func tensorMont52(c0, c1, c2, a0, a1, b0, b1 *uint64, n int, q, qinv, r2 uint64) {
+	panic("he: no IFMA")
+}
+
+func mulKeyDigits(dst0, dst1 *uint64, xs, k0, kp0, k1, kp1 **uint64, d, n int, q uint64) {
+	panic("he: no IFMA")
+}

@@ -217,3 +217,36 @@ func TestCraftedWeightNeutralisedThroughPreparation(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmarshalDigestIsDigest: the parsers that also return the blob's digest (one hash for
+// the checksum and the digest) return Digest of the blob, and refuse a damaged blob as the
+// plain parsers do.
+func TestUnmarshalDigestIsDigest(t *testing.T) {
+	_, pub := testKeys(t)
+	em, err := EncryptModel(pub, makeModel(KindLogistic, 3, rand.New(rand.NewSource(2))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := pub.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := em.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, d, err := UnmarshalPublicBundleDigest(pb); err != nil || d != Digest(pb) {
+		t.Fatalf("bundle: digest %q, error %v; want %q", d, err, Digest(pb))
+	}
+	if _, d, err := UnmarshalEncryptedModelDigest(mb); err != nil || d != Digest(mb) {
+		t.Fatalf("model: digest %q, error %v; want %q", d, err, Digest(mb))
+	}
+	pb[len(pb)/2] ^= 1
+	if _, _, err := UnmarshalPublicBundleDigest(pb); !errors.Is(err, ErrCorrupted) {
+		t.Fatalf("damaged bundle: %v", err)
+	}
+	mb[len(mb)-1] ^= 1
+	if _, _, err := UnmarshalEncryptedModelDigest(mb); !errors.Is(err, ErrCorrupted) {
+		t.Fatalf("damaged model: %v", err)
+	}
+}

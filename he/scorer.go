@@ -714,7 +714,7 @@ func newWorker(s *Scorer, from *hefloat.Evaluator) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.pe = &hefloat.PolynomialEvaluator{Parameters: p, EvaluatorForPolynomial: lazyTail{Evaluator: w.eval, rr: rr}}
+	w.pe = &hefloat.PolynomialEvaluator{Parameters: p, EvaluatorForPolynomial: lazyTail{Evaluator: w.eval, rr: rr, t: newTensorer(w.eval)}}
 	w.rs = rr.rs
 	w.pt = hefloat.NewPlaintext(p, topLevel)
 	w.pt.Scale = s.featureScale()
@@ -816,14 +816,34 @@ func (w *worker) mulAdd(values []float64, ct [2]ring.Poly) error {
 // MulRelinNew, which only lattigo's power basis calls here, leaves its product of degree 2,
 // and Rescale, which that power basis calls on every product before using it, relinearizes
 // and rescales it at once.
+//
+// The products of two ciphertexts (the power basis's and the giant steps') run on IFMA where
+// the CPU has it (tensorer), with lattigo's results.
 type lazyTail struct {
 	lhe.Evaluator
 	rr *relinRescaler
+	t  *tensorer
+}
+
+// mul is the evaluator's Mul of a ciphertext by an operand.
+func (e lazyTail) mul(op0 *rlwe.Ciphertext, op1 rlwe.Operand, out *rlwe.Ciphertext) error {
+	if ct, ok := op1.(*rlwe.Ciphertext); ok && e.t != nil {
+		if done, err := e.t.mul(op0, ct, out); done {
+			return err
+		}
+	}
+	return e.Evaluator.Mul(op0, op1, out)
+}
+
+// Mul is the evaluator's Mul, on IFMA for two ciphertexts.
+func (e lazyTail) Mul(op0 *rlwe.Ciphertext, op1 rlwe.Operand, out *rlwe.Ciphertext) error {
+	return e.mul(op0, op1, out)
 }
 
 // MulRelinNew is MulNew when the fused rescale can take the product (see lazyTail).
 func (e lazyTail) MulRelinNew(op0 *rlwe.Ciphertext, op1 rlwe.Operand) (*rlwe.Ciphertext, error) {
-	ct, err := e.Evaluator.MulNew(op0, op1)
+	ct := hefloat.NewCiphertext(e.rr.params, op0.Degree(), op0.Level())
+	err := e.mul(op0, op1, ct)
 	if err != nil || e.rr.handles(ct) {
 		return ct, err
 	}
@@ -908,7 +928,7 @@ func (e lazyTail) monomial(a, b, xpow *rlwe.Ciphertext) error {
 			return fmt.Errorf("evalMonomial: %w", err)
 		}
 	}
-	if err := e.Evaluator.Mul(b, xpow, b); err != nil {
+	if err := e.mul(b, xpow, b); err != nil {
 		return fmt.Errorf("evalMonomial: %w", err)
 	}
 	if !a.Scale.InDelta(b.Scale, float64(rlwe.ScalePrecision-12)) {

@@ -49,8 +49,15 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 	if len(keys) > 0 {
 		groupBy = " GROUP BY " + strings.Join(keys, ", ") + " ORDER BY " + strings.Join(keys, ", ")
 	}
-	stats := fmt.Sprintf("SELECT %s count(*)::BIGINT, count(DISTINCT %s)::BIGINT FROM %s%s%s",
-		prefixList(keys), engine.Ident(spec.Unit), view, where, groupBy)
+	// A group's persons are its distinct units, unless the dataset's files were measured
+	// with at most one row per person: then they are its rows (the WHERE clause keeps only
+	// rows with a person), and DuckDB need not hash every unit (half the stats query).
+	units := fmt.Sprintf("count(DISTINCT %s)::BIGINT", engine.Ident(spec.Unit))
+	if oneRowPerUnit(j, spec.Dataset) {
+		units = "count(*)::BIGINT"
+	}
+	stats := fmt.Sprintf("SELECT %s count(*)::BIGINT, %s FROM %s%s%s",
+		prefixList(keys), units, view, where, groupBy)
 	rows := fmt.Sprintf("SELECT %s %s FROM %s%s", prefixList(keys), strings.Join(zs, ", "), view, where)
 
 	res := &ScoreResult{}
@@ -241,6 +248,17 @@ func scoreHE(ctx context.Context, j *engine.Job) (*ScoreResult, error) {
 
 var errNoGroups = fmt.Errorf("no group reaches k")
 
+// oneRowPerUnit reports whether the job's table of the dataset has a measured maximum of one
+// row per privacy unit (engine.Table.MaxRowsPerUnit, of exactly the files the job reads).
+func oneRowPerUnit(j *engine.Job, dataset string) bool {
+	for _, t := range j.Tables {
+		if t.Name == dataset {
+			return t.MaxRowsPerUnit == 1
+		}
+	}
+	return false
+}
+
 // What an he-score job did with the model's prepared lane averages (ScoreResult.Prepared).
 const (
 	PreparedUsed        = "used"
@@ -286,8 +304,7 @@ func loadHEBlobs(j *engine.Job, kind string) *heBlobsFuture {
 				bundleErr = err
 				return
 			}
-			bundleDigest = he.Digest(bb)
-			f.b.pub, bundleErr = he.UnmarshalPublicBundle(bb)
+			f.b.pub, bundleDigest, bundleErr = he.UnmarshalPublicBundleDigest(bb)
 		}()
 		go func() {
 			defer wg.Done()
@@ -296,8 +313,7 @@ func loadHEBlobs(j *engine.Job, kind string) *heBlobsFuture {
 				modelErr = err
 				return
 			}
-			modelDigest = he.Digest(mb)
-			f.b.model, modelErr = he.UnmarshalEncryptedModel(mb)
+			f.b.model, modelDigest, modelErr = he.UnmarshalEncryptedModelDigest(mb)
 			clear(mb)
 		}()
 		prep, state := readPrepared(j, kind)
