@@ -441,7 +441,7 @@ func (p *Pool) discard(b *box) {
 		if p.destroyGate != nil {
 			<-p.destroyGate
 		}
-		if b.marked && ended(b) {
+		if b.marked && p.size > 0 && ended(b) { // a pool of none defers nothing, as Runtime.Run
 			if p.deferred.Add(1) <= maxDeferred {
 				if b.spill != nil {
 					b.spill.freeze() // its job's processes are gone: it grows no more

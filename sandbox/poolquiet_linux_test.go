@@ -66,7 +66,7 @@ func TestPoolQuietRefill(t *testing.T) {
 	r := newRuntime(t)
 	p, waits := quietPool(t, r, 4, time.Hour)
 	waitReady(t, p, 4)
-	endB := startSleeper(t, p) // 3 ready
+	endB := startSleeper(t, p)                                             // 3 ready
 	if res, _ := poolRun(t, p, nil, "echo", "x"); res.Status != StatusOK { // 2 ready, woken
 		t.Fatalf("job: %s", res.Status)
 	}
