@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"io"
+	"sync"
 	"testing"
 	"time"
 )
@@ -32,7 +33,8 @@ func quietPool(t *testing.T, r *Runtime, size int, quietMax time.Duration) (*Poo
 }
 
 // startSleeper starts a job that runs until its context ends, and waits until it holds a
-// sandbox of the pool. Calling the returned func ends it and waits for its Run.
+// sandbox of the pool. Calling the returned func ends it and waits for its Run (the
+// test's end does too).
 func startSleeper(t *testing.T, p *Pool) func() {
 	t.Helper()
 	p.mu.Lock()
@@ -55,7 +57,30 @@ func startSleeper(t *testing.T, p *Pool) func() {
 			t.Fatal("the job did not get a sandbox")
 		}
 	}
-	return func() { cancel(); <-done }
+	var once sync.Once
+	end := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(end) // before the pool's Close, which waits for it, when the test fails
+	return end
+}
+
+// nextWait returns the next wait of p's filler for the pool to be quiet. A filler that
+// prepares without waiting (as the pool did before it waited) fails the test, once it has
+// started more than allowed sandboxes ahead or after 30 s.
+func nextWait(t *testing.T, p *Pool, waits <-chan [2]int, allowed int64) [2]int {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case w := <-waits:
+			return w
+		case <-deadline:
+			t.Fatalf("the filler did not wait for the pool to be quiet (%d started ahead)", p.Stats().StartedAhead)
+		case <-time.After(5 * time.Millisecond):
+			if n := p.Stats().StartedAhead; n > allowed {
+				t.Fatalf("the filler prepared a sandbox beside a running job without waiting for the pool to be quiet (%d started ahead, want at most %d)", n, allowed)
+			}
+		}
+	}
 }
 
 // TestPoolQuietRefill: the filler does not prepare a sandbox beside a running job while
@@ -70,7 +95,7 @@ func TestPoolQuietRefill(t *testing.T) {
 	if res, _ := poolRun(t, p, nil, "echo", "x"); res.Status != StatusOK { // 2 ready, woken
 		t.Fatalf("job: %s", res.Status)
 	}
-	if got := <-waits; got != [2]int{2, 1} {
+	if got := nextWait(t, p, waits, 4); got != [2]int{2, 1} {
 		t.Errorf("the filler waited with %d ready and %d jobs running, want 2 and 1", got[0], got[1])
 	}
 	// The filler is waiting for the pool to be quiet: nothing but a job's start or end
@@ -81,7 +106,7 @@ func TestPoolQuietRefill(t *testing.T) {
 	// One more job: 1 of 4 ready, the pool runs low, and the filler prepares beside the
 	// two running jobs, until half is ready again.
 	endC := startSleeper(t, p)
-	if got := <-waits; got != [2]int{2, 2} {
+	if got := nextWait(t, p, waits, 5); got != [2]int{2, 2} {
 		t.Errorf("running low, the filler waited with %d ready and %d jobs running, want 2 and 2", got[0], got[1])
 	}
 	if st := p.Stats(); st.StartedAhead != 5 {
