@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -130,4 +132,78 @@ func TestPoolQuietBound(t *testing.T) {
 		t.Fatalf("job: %s", res.Status)
 	}
 	waitReady(t, p, 4) // while the sleeper runs
+}
+
+// TestPoolQuietSustained: under a load that never lets the pool be quiet (a job always
+// running, two more submitting one job after another, and a bound of an hour), the filler
+// still refills once the pool runs low, every job gets a sandbox started for it alone, the pool never
+// holds more than its size and one being destroyed beside what it prepares, and once the
+// load ends it fills up again.
+func TestPoolQuietSustained(t *testing.T) {
+	r := newRuntime(t)
+	const size = 4
+	p, err := r.NewPool(Template{Args: payload("job")}, 0) // filled below, once the hooks are set
+	if err != nil {
+		t.Fatal(err)
+	}
+	var over sync.Once
+	var overMsg string
+	p.onCheck = func(ready, dying int, prepares bool) {
+		if prepares && ready+dying > size {
+			over.Do(func() {
+				overMsg = fmt.Sprintf("the filler prepared with %d ready and %d being destroyed, in a pool of %d", ready, dying, size)
+			})
+		}
+	}
+	p.quietMax = time.Hour
+	p.size, p.ready = size, make(chan *box, size)
+	p.filler.Add(1)
+	go p.fill()
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		assertCleanPrefix(t, r, containerPrefix+poolPrefix+p.tag+"-")
+	})
+	waitReady(t, p, size)
+	endSleeper := startSleeper(t, p)
+	const perWorker = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*perWorker)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				var out bytes.Buffer
+				id := fmt.Sprintf("%s-%d-%d", jobID(t), w, i)
+				res, err := p.Run(context.Background(), Spec{ID: id, Stdin: []byte("echo\nx")}, &out)
+				if err == nil && res.Status != StatusOK {
+					err = fmt.Errorf("job %s: %s: %s", id, res.Status, res.Stderr)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := p.Stats()
+	if st.StartedAhead <= size {
+		t.Errorf("with a job always running, %d sandboxes started ahead for %d jobs: the filler did not refill a pool running low", st.StartedAhead, 2*perWorker+1)
+	}
+	if overMsg != "" {
+		t.Error(overMsg)
+	}
+	endSleeper()
+	waitReady(t, p, size)
+	// One start for each job (never a sandbox for two) and for each sandbox ready now.
+	if st := p.Stats(); st.StartedAhead+st.StartedOnDemand != 2*perWorker+1+size {
+		t.Errorf("%d sandboxes started ahead and %d on demand for %d jobs and %d ready", st.StartedAhead, st.StartedOnDemand, 2*perWorker+1, size)
+	}
 }
