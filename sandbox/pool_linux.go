@@ -188,12 +188,14 @@ func (p *Pool) wants() bool {
 // one (its spill area's removal waits on the disk) beside a running job slowed that job:
 // back to back one-row DP jobs took 1.5 times as long in their sandbox as settled ones,
 // and as long as settled with both moved past the next job (bench/RESULTS.md, onerow4).
-// The gap between two jobs sent back to back is a few milliseconds, so a pool that merely
-// waited for no job to run would still start in the gap and run beside the next one: none
-// must have run for settle. quietMax keeps a host that is never idle refilling.
+// A pool that merely waited for no job to run would start in the gap between two jobs sent
+// back to back and run beside the second: none must have run for settle. That gap is the
+// daemon's part of a job (the first's output and review queue, the vendor's next
+// submission, its validation and queue: 8-40 ms, more on a loaded host), so settle is a few
+// times that. quietMax keeps a host that is never idle refilling.
 const (
 	quietMax = time.Second
-	settle   = 50 * time.Millisecond
+	settle   = 250 * time.Millisecond
 )
 
 // maxDeferred bounds the used sandboxes whose destroy waits for the pool to be quiet; the
