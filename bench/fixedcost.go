@@ -109,9 +109,10 @@ func benchFixedCost(ctx context.Context, e *env) error {
 		}
 	}
 	seq, tenants := 0, 0
-	// Before each step the pool is full again (it refills after a job), as on a daemon
-	// whose jobs do not come back to back.
-	settle := func() { d.settle(2) }
+	// Before each step the pool is full again (it refills after a job, once the daemon has
+	// been quiet for a moment: sandbox.Pool), as on a daemon whose jobs do not come back to
+	// back; a refill still going on would land on the next step.
+	settle := func() { d.settle(poolSize) }
 	e.logf("fixed cost: a job that selects no rows, end to end (pooled and fresh sandboxes) and its parts, interleaved...")
 	s, err := interleave(max(e.o.Reps, 9), settle,
 		step{"e2e", e2e(d)},

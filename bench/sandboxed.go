@@ -14,6 +14,7 @@ import (
 
 	"github.com/duckdb/duckdb-go/v2"
 
+	"github.com/veil-dp/veil/daemon"
 	"github.com/veil-dp/veil/engine"
 	"github.com/veil-dp/veil/sandbox"
 )
@@ -109,8 +110,9 @@ func (s *sbEnv) settle() {
 	}
 }
 
-// poolSize is how many sandboxes the benchmark's pools keep ready.
-const poolSize = 2
+// poolSize is how many sandboxes the benchmark's pools keep ready: as many as the daemon's
+// default pool.
+var poolSize = daemon.Defaults("").SandboxPool
 
 // inSandbox mounts a job's files at /data/<table>/<file>, as the daemon's launcher does.
 func inSandbox(j engine.Job) (engine.Job, []sandbox.Mount) {

@@ -21,7 +21,7 @@ func TestJobsRunInPooledSandboxes(t *testing.T) {
 	if isolation(t) != "container" {
 		t.Skip("sandbox pools need container isolation")
 	}
-	for _, size := range []int{2, 0} {
+	for _, size := range []int{daemon.Defaults("").SandboxPool, 0} {
 		e := start(t, func(c *daemon.Config) { c.SandboxPool = size })
 		ctx := context.Background()
 		acme := e.principal("acme analyst", "vendor", "acme")

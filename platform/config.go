@@ -25,7 +25,12 @@ type Config struct {
 	// SandboxPool is how many sandboxes (namespaces, cgroups, seccomp, the runner started
 	// with DuckDB open, waiting for its job) are kept prepared ahead with container
 	// isolation; each runs one job and is destroyed after it. 0: each job's sandbox is made
-	// when the job starts. At most 64.
+	// when the job starts. At most 64. The default, twice Workers, lets two jobs at once
+	// start from a prepared sandbox and leaves half of the pool ready after two jobs sent
+	// back to back, so that its refill waits until no job runs (sandbox.Pool) rather than
+	// run beside the second. Each prepared sandbox holds about 12 MB of memory (the
+	// runner's heap with DuckDB opened; the binary's pages are shared) and a spill area's
+	// room on the disk (JobSpillMB).
 	SandboxPool int
 
 	// Per-job limits (operator policy).
@@ -124,7 +129,7 @@ func Defaults(dataDir string) Config {
 		Approvals:      1,
 		Review:         policy.DefaultReviewConfig(),
 		Isolation:      "container",
-		SandboxPool:    2, // as many as Workers: two jobs at once start from a prepared sandbox
+		SandboxPool:    4, // twice Workers (see SandboxPool)
 		JobMemoryMB:    2048,
 		JobThreads:     2,
 		JobWall:        5 * time.Minute,

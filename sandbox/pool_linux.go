@@ -58,6 +58,16 @@ type Pool struct {
 	// of the filler.
 	destroyGate chan struct{}
 	onCheck     func(ready, dying int, prepares bool)
+	// Tests only: onQuiet sees each time the filler waits for the pool's jobs to end
+	// before it prepares, with the number ready and running then.
+	onQuiet func(ready, running int)
+
+	// quietMax bounds how long the filler, and the destroy of a used sandbox, wait for
+	// no job of the pool to be running (see waitQuiet); settle is how long none must have
+	// run (quietMax, settle: tests may change them before the first job).
+	quietMax, settle time.Duration
+	// deferred counts the destroys waiting in waitQuiet (at most maxDeferred).
+	deferred atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -68,7 +78,12 @@ type Pool struct {
 
 	mu     sync.Mutex
 	closed bool
-	errs   []error // teardown failures, reported by Close
+	// running counts the jobs holding a sandbox of the pool; idleSince is when it last
+	// fell to 0; changed is closed, and replaced, each time running changes.
+	running   int
+	idleSince time.Time
+	changed   chan struct{}
+	errs      []error // teardown failures, reported by Close
 	// lastPrepare is the last error of preparing a sandbox ahead (nil after a success);
 	// Run then prepares its own and reports the error if it fails again.
 	lastPrepare error
@@ -98,7 +113,8 @@ func (r *Runtime) NewPool(t Template, size int) (*Pool, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{r: r, t: t, l: t.Limits.withDefaults(), size: size, tag: hex.EncodeToString(tag[:]),
-		ready: make(chan *box, size), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+		ready: make(chan *box, size), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		quietMax: quietMax, settle: settle, changed: make(chan struct{})}
 	if size > 0 {
 		p.filler.Add(1)
 		go p.fill()
@@ -113,6 +129,13 @@ func (p *Pool) fill() {
 	backoff := 100 * time.Millisecond
 	for {
 		for p.wants() {
+			p.waitQuiet(p.low)
+			if p.ctx.Err() != nil {
+				return
+			}
+			if !p.wants() { // a destroy deferred beside it may have counted, or Close came
+				break
+			}
 			b, err := p.prepare(p.ctx, true)
 			p.mu.Lock()
 			p.lastPrepare = err
@@ -158,6 +181,81 @@ func (p *Pool) wants() bool {
 		p.onCheck(ready, dying, ok)
 	}
 	return ok
+}
+
+// quietMax and settle are the defaults of Pool.quietMax and Pool.settle. Preparing a
+// sandbox (about 40 ms of CPU, part of it in the daemon's process) and destroying a used
+// one (its spill area's removal waits on the disk) beside a running job slowed that job:
+// back to back one-row DP jobs took 1.5 times as long in their sandbox as settled ones,
+// and as long as settled with both moved past the next job (bench/RESULTS.md, onerow4).
+// A pool that merely waited for no job to run would start in the gap between two jobs sent
+// back to back and run beside the second: none must have run for settle. That gap is the
+// daemon's part of a job (the first's output and review queue, the vendor's next
+// submission, its validation and queue: 8-40 ms, more on a loaded host), so settle is a few
+// times that. quietMax keeps a host that is never idle refilling.
+const (
+	quietMax = time.Second
+	settle   = 250 * time.Millisecond
+)
+
+// maxDeferred bounds the used sandboxes whose destroy waits for the pool to be quiet; the
+// others are destroyed at once. Their processes are gone, so they hold no CPU or memory;
+// their spill areas stay on the disk until they go, and launch sizes the disk for one
+// besides the workers and the pool.
+const maxDeferred = 1
+
+// low says whether the pool is running low: fewer than half its size ready. The filler
+// then prepares at once, beside the running jobs, rather than have the next job wait for
+// a sandbox prepared on demand.
+func (p *Pool) low() bool { return 2*len(p.ready) < p.size }
+
+// waitQuiet returns once no job of the pool has run for p.settle, once p.quietMax has
+// passed, once urgent (if not nil) says so, or once the pool is closing.
+func (p *Pool) waitQuiet(urgent func() bool) {
+	deadline := time.Now().Add(p.quietMax)
+	told := false
+	for {
+		if urgent != nil && urgent() {
+			return
+		}
+		p.mu.Lock()
+		running, since, changed := p.running, p.idleSince, p.changed
+		p.mu.Unlock()
+		now := time.Now()
+		wait := deadline.Sub(now)
+		if running == 0 {
+			wait = min(wait, p.settle-now.Sub(since))
+		}
+		if wait <= 0 {
+			return
+		}
+		if urgent != nil && !told && p.onQuiet != nil {
+			told = true
+			p.onQuiet(len(p.ready), running)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-p.ctx.Done():
+		}
+		t.Stop()
+		if p.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// jobs adds d to the number of running jobs and tells those in waitQuiet.
+func (p *Pool) jobs(d int) {
+	p.mu.Lock()
+	p.running += d
+	if p.running == 0 {
+		p.idleSince = time.Now()
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
 }
 
 // prepareTimeout bounds the start of a sandbox prepared ahead (normally tens of ms).
@@ -260,9 +358,12 @@ func (p *Pool) Run(ctx context.Context, spec Spec, result io.Writer) (*Result, e
 		return nil, err
 	}
 	// The pool is refilled after the job rather than while it runs: on a busy host,
-	// preparing the next sandbox would take CPU from this job. The job's sandbox is
-	// discarded first, so that the filler counts it among those being destroyed.
+	// preparing the next sandbox would take CPU from this job (and the filler waits for
+	// the pool to be quiet, see waitQuiet). The job's sandbox is discarded first, so that
+	// the filler counts it among those being destroyed.
+	p.jobs(1)
 	defer func() {
+		p.jobs(-1)
 		p.discard(b)
 		p.refill()
 	}()
@@ -328,7 +429,8 @@ func (p *Pool) refill() {
 	}
 }
 
-// discard has b destroyed in the background.
+// discard has b destroyed in the background: a used sandbox, once the pool is quiet (see
+// waitQuiet; at most maxDeferred of them wait).
 func (p *Pool) discard(b *box) {
 	if b.stdin != nil {
 		b.stdin.Close()
@@ -340,6 +442,15 @@ func (p *Pool) discard(b *box) {
 		defer p.reaper.Done()
 		if p.destroyGate != nil {
 			<-p.destroyGate
+		}
+		if b.marked && p.size > 0 && ended(b) { // a pool of none defers nothing, as Runtime.Run
+			if p.deferred.Add(1) <= maxDeferred {
+				if b.spill != nil {
+					b.spill.freeze() // its job's processes are gone: it grows no more
+				}
+				p.waitQuiet(nil)
+			}
+			p.deferred.Add(-1)
 		}
 		err := b.destroy()
 		p.dying.Add(-1)
@@ -355,6 +466,16 @@ func (p *Pool) discard(b *box) {
 			p.mu.Unlock()
 		}
 	}()
+}
+
+// ended says whether b's program has exited (and with it, its pid namespace's processes).
+func ended(b *box) bool {
+	select {
+	case <-b.waitDone:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *Pool) checkSpec(spec *Spec) error {
